@@ -1,0 +1,40 @@
+"""Configuration, from the environment (never from code): see docs/operations.md."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None
+    max_body_bytes: int
+    pool_min: int
+    pool_max: int
+    search_timeout_ms: int
+    default_page_size: int
+    max_page_size: int
+    max_bundle_entries: int
+
+    @classmethod
+    def from_env(cls, data_dir: Path | str | None = None) -> Settings:
+        chosen = data_dir or os.environ.get("SOCLE_DATA_DIR") or ".socle-data"
+        return cls(
+            data_dir=Path(chosen).resolve(),
+            database_url=os.environ.get("DATABASE_URL") or None,
+            max_body_bytes=_int("SOCLE_MAX_BODY_BYTES", 32 * 1024 * 1024),
+            pool_min=_int("SOCLE_DB_POOL_MIN", 2),
+            pool_max=_int("SOCLE_DB_POOL_MAX", 12),
+            search_timeout_ms=_int("SOCLE_SEARCH_TIMEOUT_MS", 10_000),
+            default_page_size=_int("SOCLE_PAGE_SIZE", 20),
+            max_page_size=_int("SOCLE_MAX_PAGE_SIZE", 1000),
+            max_bundle_entries=_int("SOCLE_MAX_BUNDLE_ENTRIES", 10_000),
+        )

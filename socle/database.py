@@ -1,0 +1,71 @@
+"""PostgreSQL, always: an embedded server in the data dir by default, or the one in DATABASE_URL.
+
+The embedded server is the `pgserver` package (a real PostgreSQL shipped as a wheel). Several
+processes may share one data dir: pgserver coordinates start-up and keeps the server running while
+any of them uses it. The schema is migrated at start-up under an advisory lock, so two processes
+starting at once apply each migration exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from .config import Settings
+from .migrations import migrate
+
+log = logging.getLogger("socle.database")
+
+EMBEDDED_DB = "socle"
+
+
+def embedded_url(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL in `data_dir/pg` and return its URL."""
+    import pgserver
+
+    pgdata = data_dir / "pg"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    # Keep a reference for the life of the process: pgserver stops the server when the last
+    # process holding one exits.
+    _servers.append(server)
+    admin_url = server.get_uri()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB,)
+        ).fetchone()
+        if not exists:
+            try:
+                conn.execute(f"CREATE DATABASE {EMBEDDED_DB}")
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another process created it at the same moment
+    return server.get_uri(EMBEDDED_DB)
+
+
+_servers: list[object] = []
+
+
+def resolve_url(settings: Settings) -> str:
+    return settings.database_url or embedded_url(settings.data_dir)
+
+
+def prepare(url: str) -> None:
+    """Create or migrate the schema; safe to run concurrently from several processes."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn)
+
+
+async def open_pool(url: str, settings: Settings) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(
+        url,
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+        kwargs={"autocommit": True},
+        open=False,
+        name="socle",
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool

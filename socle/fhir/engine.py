@@ -1,0 +1,424 @@
+"""The engine: every FHIR write goes through `Engine.transaction`, single calls included.
+
+A single REST create is a transaction of one entry, so conditional create, If-Match, reference
+rewriting and validation behave the same in a Bundle and outside it. Entries are planned in the
+spec's order (DELETE, POST, PUT/PATCH, then GET), all resulting writes are applied in one
+statement, and the reads run last, inside the same database transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from ..config import Settings
+from .datetimes import http_date, now_ms
+from .definitions import definitions
+from .json import decode
+from .outcome import FhirError, Issue, bad_request, operation_outcome, precondition_failed
+from .patch import apply_fhirpath_patch, apply_json_patch
+from .search.executor import run_search
+from .search.query import parse_query
+from .storage.reader import read_current
+from .storage.rids import RidAllocator
+from .storage.writer import PendingWrite, apply_writes, check_id
+
+Validator = Callable[[dict[str, Any], str], list[Issue]]
+
+
+@dataclass
+class EntryRequest:
+    method: str
+    url: str
+    resource: Any = None
+    full_url: str | None = None
+    if_none_exist: str | None = None
+    if_match: str | None = None
+    patch_type: str | None = None  # "json" or "fhirpath" for PATCH
+    where: str = ""  # FHIRPath location of the entry, for error messages
+
+
+@dataclass
+class EntryResponse:
+    status: int
+    rtype: str | None = None
+    id: str | None = None
+    version: int | None = None
+    last_updated: datetime | None = None
+    content: str | None = None
+    outcome: dict[str, Any] | None = None
+
+    @property
+    def location(self) -> str | None:
+        if self.rtype and self.id and self.version:
+            return f"{self.rtype}/{self.id}/_history/{self.version}"
+        return None
+
+    @property
+    def etag(self) -> str | None:
+        return f'W/"{self.version}"' if self.version else None
+
+    def headers(self) -> dict[str, str]:
+        out = {}
+        if self.etag:
+            out["ETag"] = self.etag
+        if self.last_updated:
+            out["Last-Modified"] = http_date(self.last_updated)
+        return out
+
+
+@dataclass
+class _Planned:
+    req: EntryRequest
+    rtype: str = ""
+    id: str | None = None
+    query: list[tuple[str, str]] | None = None
+    write: PendingWrite | None = None
+    response: EntryResponse | None = None
+
+
+@dataclass
+class Engine:
+    pool: AsyncConnectionPool
+    settings: Settings
+    validators: list[Validator] = field(default_factory=list)
+    rids: RidAllocator = field(default_factory=RidAllocator)
+
+    # -- reads ------------------------------------------------------------------------------
+    async def read(self, rtype: str, rid: str) -> Any:
+        self.check_type(rtype)
+        async with self.pool.connection() as conn:
+            return await read_current(conn, rtype, rid)
+
+    def check_type(self, rtype: str, where: str = "") -> None:
+        if rtype not in definitions().resource_types:
+            raise FhirError.of(404, "not-supported", f"Unknown resource type '{rtype}'", where or None)
+
+    # -- writes -----------------------------------------------------------------------------
+    async def transaction(self, entries: list[EntryRequest]) -> list[EntryResponse]:
+        """Process entries atomically; any failure raises FhirError and nothing is written."""
+        for attempt in range(3):
+            try:
+                async with self.pool.connection() as conn, conn.transaction():
+                    return await self._process(conn, entries)
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected,
+                    psycopg.errors.SerializationFailure):
+                # A concurrent writer created the same id first: replan against the new state.
+                if attempt == 2:
+                    raise FhirError.of(409, "conflict", "Concurrent update conflict: retry") from None
+        raise AssertionError("unreachable")
+
+    async def batch(self, entries: list[EntryRequest]) -> list[EntryResponse]:
+        """Process entries independently: each succeeds or fails on its own."""
+        out: list[EntryResponse] = []
+        for entry in entries:
+            try:
+                out.extend(await self.transaction([entry]))
+            except FhirError as err:
+                out.append(EntryResponse(err.status, outcome=err.outcome()))
+        return out
+
+    async def _process(self, conn: AsyncConnection, entries: list[EntryRequest]) -> list[EntryResponse]:
+        planned = [self._parse(e) for e in entries]
+        now = now_ms()
+        # fullUrl -> new reference, for urn:uuid and other fullUrls of created resources
+        refs: dict[str, str] = {}
+        identities: set[tuple[str, str]] = set()
+
+        for p in planned:  # 1. DELETE
+            if p.req.method == "DELETE":
+                await self._plan_delete(conn, p)
+        for p in planned:  # 2. POST
+            if p.req.method == "POST":
+                await self._plan_create(conn, p, refs)
+        for p in planned:  # 3. PUT / PATCH
+            if p.req.method in ("PUT", "PATCH"):
+                await self._plan_update(conn, p, refs)
+
+        writes: list[PendingWrite] = []
+        for p in planned:
+            w = p.write
+            if w is None:
+                continue
+            key = (w.rtype, w.id)
+            if key in identities:
+                raise bad_request(
+                    f"{w.rtype}/{w.id} is written by more than one entry of the transaction",
+                    p.req.where or None,
+                )
+            identities.add(key)
+            if w.resource is not None:
+                await self._rewrite_references(conn, w.resource, refs, p.req.where)
+                self._validate(w.resource, p.req.where)
+            writes.append(w)
+        await apply_writes(conn, writes, self.rids, now)
+
+        for p in planned:
+            if p.write is not None:
+                p.response = _write_response(p.write)
+        for p in planned:  # 4. GET
+            if p.req.method in ("GET", "HEAD"):
+                p.response = await self._get(conn, p)
+        return [p.response or EntryResponse(200) for p in planned]
+
+    def _parse(self, req: EntryRequest) -> _Planned:
+        method = req.method.upper()
+        if method not in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+            raise bad_request(f"Unsupported method '{req.method}'", req.where or None)
+        req.method = method
+        parts = urlsplit(req.url)
+        path = parts.path.strip("/")
+        if path.startswith("fhir/"):
+            path = path[5:]
+        segments = [s for s in path.split("/") if s]
+        p = _Planned(req)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if not segments:
+            raise bad_request(f"Entry URL '{req.url}' names no resource type", req.where or None)
+        p.rtype = segments[0]
+        if method != "GET" or not p.rtype.startswith("$"):
+            self.check_type(p.rtype, req.where)
+        if len(segments) >= 2:
+            p.id = segments[1]
+        if parts.query or ("?" in req.url):
+            p.query = query
+        if method in ("POST", "PUT") and not isinstance(req.resource, dict):
+            raise bad_request(f"{method} entries need a resource", req.where or None)
+        if method in ("POST", "PUT"):
+            body_type = req.resource.get("resourceType")
+            if body_type != p.rtype:
+                raise bad_request(
+                    f"The resource is a {body_type!r} but the URL is for {p.rtype!r}",
+                    f"{req.where}.resource.resourceType" if req.where else "resourceType",
+                )
+        if method == "PUT" and p.id is not None:
+            check_id(p.id, req.where or "id")
+            body_id = req.resource.get("id")
+            if body_id != p.id:
+                raise bad_request(
+                    f"The resource id ({body_id!r}) must match the id in the URL ({p.id!r})",
+                    f"{req.where}.resource.id" if req.where else f"{p.rtype}.id",
+                )
+        return p
+
+    async def _find(self, conn: AsyncConnection, rtype: str, query: list[tuple[str, str]],
+                    where: str) -> list[str]:
+        """Ids of the resources a conditional criteria matches (at most 2 are needed)."""
+        q = parse_query(rtype, query, self.settings.max_page_size)
+        if q.unknown:
+            raise bad_request(
+                f"Unknown search parameter(s) in condition: {', '.join(q.unknown)}", where or None
+            )
+        if not q.filters:
+            raise bad_request("A conditional operation needs at least one search criterion",
+                              where or None)
+        q.count, q.includes, q.sort, q.total = 2, [], [], "none"
+        result = await run_search(conn, q, 2)
+        return [r.id for r in result.rows]
+
+    async def _lock_condition(self, conn: AsyncConnection, rtype: str,
+                              query: list[tuple[str, str]]) -> None:
+        # Two concurrent conditional creates with the same criteria must not both create.
+        key = rtype + "?" + "&".join(f"{k}={v}" for k, v in sorted(query))
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+    async def _plan_delete(self, conn: AsyncConnection, p: _Planned) -> None:
+        if p.id is None and p.query:
+            await self._lock_condition(conn, p.rtype, p.query)
+            ids = await self._find(conn, p.rtype, p.query, p.req.where)
+            if len(ids) > 1:
+                raise precondition_failed(
+                    f"Conditional delete matches {len(ids)}+ {p.rtype} resources: be more specific"
+                )
+            if not ids:
+                p.response = EntryResponse(204)
+                return
+            p.id = ids[0]
+        if p.id is None:
+            raise bad_request("DELETE needs an id or search criteria", p.req.where or None)
+        p.write = PendingWrite("delete", p.rtype, p.id, if_match=_etag_version(p.req.if_match))
+
+    async def _plan_create(self, conn: AsyncConnection, p: _Planned, refs: dict[str, str]) -> None:
+        resource = p.req.resource
+        condition = p.req.if_none_exist
+        if condition is None and p.query:
+            condition = "&".join(f"{k}={v}" for k, v in p.query)
+            query = p.query
+        elif condition is not None:
+            query = parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True)
+        if condition:
+            await self._lock_condition(conn, p.rtype, query)
+            ids = await self._find(conn, p.rtype, query, p.req.where)
+            if len(ids) > 1:
+                raise precondition_failed(
+                    f"Conditional create matches {len(ids)}+ {p.rtype} resources: be more specific"
+                )
+            if ids:
+                existing = await read_current(conn, p.rtype, ids[0])
+                if p.req.full_url:
+                    refs[p.req.full_url] = f"{p.rtype}/{ids[0]}"
+                p.response = EntryResponse(200, p.rtype, ids[0], existing.version,
+                                           existing.last_updated, existing.content)
+                return
+        new_id = str(uuid.uuid4())
+        resource["id"] = new_id
+        if p.req.full_url:
+            refs[p.req.full_url] = f"{p.rtype}/{new_id}"
+        p.write = PendingWrite("create", p.rtype, new_id, resource)
+
+    async def _plan_update(self, conn: AsyncConnection, p: _Planned, refs: dict[str, str]) -> None:
+        if p.id is None and p.query is not None:
+            await self._lock_condition(conn, p.rtype, p.query)
+            ids = await self._find(conn, p.rtype, p.query, p.req.where)
+            if len(ids) > 1:
+                raise precondition_failed(
+                    f"Conditional {p.req.method} matches {len(ids)}+ {p.rtype} resources"
+                )
+            if ids:
+                body_id = p.req.resource.get("id") if isinstance(p.req.resource, dict) else None
+                if p.req.method == "PUT" and body_id not in (None, ids[0]):
+                    raise bad_request(
+                        f"The resource id ({body_id}) differs from the matched one ({ids[0]})",
+                        f"{p.req.where}.resource.id" if p.req.where else f"{p.rtype}.id",
+                    )
+                p.id = ids[0]
+            elif p.req.method == "PATCH":
+                raise FhirError.of(404, "not-found", f"No {p.rtype} matches the PATCH criteria")
+            else:
+                body_id = p.req.resource.get("id")
+                p.id = check_id(body_id, "id") if body_id else str(uuid.uuid4())
+            if p.req.method == "PUT":
+                p.req.resource["id"] = p.id
+        if p.id is None:
+            raise bad_request(f"{p.req.method} needs an id or search criteria", p.req.where or None)
+        if p.req.full_url:
+            refs[p.req.full_url] = f"{p.rtype}/{p.id}"
+        if_match = _etag_version(p.req.if_match)
+        if p.req.method == "PATCH":
+            current = await _locked_current(conn, p.rtype, p.id)
+            if if_match is not None and if_match != current.version:
+                raise precondition_failed(
+                    f"{p.rtype}/{p.id} is at version {current.version}, not {if_match} (If-Match)"
+                )
+            resource = decode(current.content or "{}")
+            if p.req.patch_type == "json":
+                patched = apply_json_patch(resource, p.req.resource)
+            else:
+                patched = apply_fhirpath_patch(resource, p.req.resource)
+            if patched.get("resourceType") != p.rtype or patched.get("id") != p.id:
+                raise FhirError(422, [Issue("error", "processing",
+                                            "A patch may not change resourceType or id")])
+            p.write = PendingWrite("update", p.rtype, p.id, patched, if_match=current.version)
+            return
+        p.write = PendingWrite("update", p.rtype, p.id, p.req.resource, if_match=if_match)
+
+    async def _rewrite_references(self, conn: AsyncConnection, node: Any, refs: dict[str, str],
+                                  where: str) -> None:
+        """Replace urn:uuid fullUrls and conditional references (`Patient?identifier=…`)."""
+        stack = [node]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                for key, value in item.items():
+                    if isinstance(value, str):
+                        if value in refs:
+                            item[key] = refs[value]
+                        elif key == "reference" and "?" in value and not value.startswith("#"):
+                            item[key] = await self._resolve_conditional_reference(conn, value, where)
+                        elif key == "reference" and value.startswith("urn:uuid:"):
+                            raise bad_request(
+                                f"Reference '{value}' matches no entry fullUrl of the transaction",
+                                where or None,
+                            )
+                    elif isinstance(value, (dict, list)):
+                        stack.append(value)
+            elif isinstance(item, list):
+                for i, value in enumerate(item):
+                    if isinstance(value, str) and value in refs:
+                        item[i] = refs[value]
+                    elif isinstance(value, (dict, list)):
+                        stack.append(value)
+
+    async def _resolve_conditional_reference(self, conn: AsyncConnection, ref: str, where: str) -> str:
+        rtype, _, query = ref.partition("?")
+        self.check_type(rtype, where)
+        ids = await self._find(conn, rtype, parse_qsl(query, keep_blank_values=True), where)
+        if len(ids) != 1:
+            raise FhirError.of(
+                412 if ids else 400, "not-found" if not ids else "multiple-matches",
+                f"Conditional reference '{ref}' matches {len(ids)} resources (exactly one needed)",
+                where or None,
+            )
+        return f"{rtype}/{ids[0]}"
+
+    def _validate(self, resource: dict[str, Any], where: str) -> None:
+        issues: list[Issue] = []
+        for validator in self.validators:
+            issues.extend(validator(resource, where))
+        errors = [i for i in issues if i.severity in ("error", "fatal")]
+        if errors:
+            raise FhirError(400, errors)
+
+    async def _get(self, conn: AsyncConnection, p: _Planned) -> EntryResponse:
+        if p.id and not p.query:
+            segments = [s for s in urlsplit(p.req.url).path.strip("/").split("/") if s]
+            if len(segments) == 4 and segments[2] == "_history":
+                from .storage.reader import read_version
+
+                v = await read_version(conn, p.rtype, p.id, _int(segments[3]))
+            else:
+                v = await read_current(conn, p.rtype, p.id)
+            return EntryResponse(200, v.rtype, v.id, v.version, v.last_updated, v.content)
+        from .rest.bundles import search_bundle_text
+
+        q = parse_query(p.rtype, p.query or [], self.settings.max_page_size)
+        result = await run_search(conn, q, self.settings.default_page_size)
+        text = search_bundle_text(result, q, "", p.rtype, p.query or [])
+        return EntryResponse(200, content=text)
+
+
+def _write_response(w: PendingWrite) -> EntryResponse:
+    if w.kind == "delete":
+        return EntryResponse(204 if w.noop else 200, w.rtype, w.id,
+                             None if w.noop else w.version, w.last_updated)
+    status = 201 if w.created else 200
+    content = w.content
+    return EntryResponse(status, w.rtype, w.id, w.version, w.last_updated, content)
+
+
+async def _locked_current(conn: AsyncConnection, rtype: str, rid: str) -> Any:
+    await conn.execute("SELECT 1 FROM resource WHERE rtype = %s AND id = %s FOR UPDATE",
+                       (rtype, rid))
+    return await read_current(conn, rtype, rid)
+
+
+def _etag_version(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    raw = value.strip()
+    if raw.startswith("W/"):
+        raw = raw[2:]
+    raw = raw.strip('"')
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request(f"If-Match must be an ETag like W/\"3\", not {value!r}") from None
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request(f"'{raw}' is not a version number") from None
+
+
+def outcome_text(issues: list[Issue]) -> dict[str, Any]:
+    return operation_outcome(issues)

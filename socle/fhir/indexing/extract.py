@@ -1,0 +1,245 @@
+"""Turn a resource into its search-index rows, one list per idx_* table.
+
+Each search parameter's expression is compiled once (see paths.py); the values it selects are
+converted by the parameter's type (string, token, date…) and the value's FHIR type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from ..datetimes import MAX_TIME, MIN_TIME, date_range
+from ..definitions import SearchParam, definitions
+from .paths import CompiledPath, compile_path
+from .text import fold
+
+# Parameters answered from the resource table's own columns, or not indexable here.
+NOT_INDEXED = {"_id", "_lastUpdated", "_text", "_content", "_query", "_list", "_has", "_type"}
+
+QUANTITY_TYPES = {"Quantity", "SimpleQuantity", "Age", "Duration", "Distance", "Count", "MoneyQuantity"}
+
+
+@dataclass(slots=True)
+class IndexRows:
+    string: list[tuple[str, str, str]] = field(default_factory=list)
+    token: list[tuple[str, str | None, str | None, str | None]] = field(default_factory=list)
+    date: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+    number: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)
+    quantity: list[tuple[str, str | None, str | None, str | None, Decimal, Decimal]] = field(
+        default_factory=list
+    )
+    reference: list[tuple[str, str | None, str | None, str | None]] = field(default_factory=list)
+    uri: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IndexedParam:
+    param: SearchParam
+    path: CompiledPath
+
+
+@cache
+def indexed_params(resource_type: str) -> tuple[IndexedParam, ...]:
+    out = []
+    for code, param in definitions().params_for(resource_type).items():
+        if code in NOT_INDEXED or not param.expression:
+            continue
+        if param.type in ("composite", "special"):
+            continue
+        out.append(IndexedParam(param, compile_path(param.expression)))
+    return tuple(out)
+
+
+def index_resource(resource: dict[str, Any]) -> IndexRows:
+    rows = IndexRows()
+    for ip in indexed_params(resource["resourceType"]):
+        add = _ADDERS[ip.param.type]
+        code = ip.param.code
+        for value, fhir_type in ip.path.values(resource):
+            add(rows, code, value, fhir_type)
+    return rows
+
+
+def parse_reference(ref: str) -> tuple[str | None, str | None]:
+    """`Patient/1`, `Patient/1/_history/2` or `https://x/fhir/Patient/1` -> (type, id)."""
+    parts = ref.split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return parts[-2], parts[-1]
+    return None, None
+
+
+def _add_string(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -> None:
+    if type(value) is str:
+        rows.string.append((code, fold(value), value))
+        return
+    if type(value) is not dict:
+        return
+    keys = _STRING_PARTS.get(fhir_type or "") or (
+        _STRING_PARTS["HumanName"] if ("family" in value or "given" in value) else _STRING_PARTS["Address"]
+    )
+    for key in keys:
+        part = value.get(key)
+        if type(part) is str:
+            rows.string.append((code, fold(part), part))
+        elif type(part) is list:
+            rows.string.extend((code, fold(p), p) for p in part if type(p) is str)
+
+
+_STRING_PARTS = {
+    "HumanName": ("family", "given", "prefix", "suffix", "text"),
+    "Address": ("line", "city", "district", "state", "postalCode", "country", "text"),
+}
+
+
+def _add_token(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -> None:
+    tv = type(value)
+    if tv is str:
+        rows.token.append((code, None, value, None))
+    elif tv is bool:
+        rows.token.append((code, None, "true" if value else "false", None))
+    elif tv is dict:
+        if "coding" in value or fhir_type == "CodeableConcept":
+            text = value.get("text")
+            codings = value.get("coding") or []
+            for coding in codings:
+                if type(coding) is dict:
+                    _add_coding(rows, code, coding, text)
+            if not codings and type(text) is str:
+                rows.token.append((code, None, None, fold(text)))
+        elif fhir_type == "Identifier" or (fhir_type is None and "value" in value and "code" not in value):
+            ident_value = value.get("value")
+            if type(ident_value) is str:
+                rows.token.append((code, _str(value.get("system")), ident_value, _type_text(value)))
+        elif fhir_type == "ContactPoint":
+            cp_value = value.get("value")
+            if type(cp_value) is str:
+                rows.token.append((code, _str(value.get("system")), cp_value, None))
+        else:
+            _add_coding(rows, code, value, None)
+
+
+def _add_coding(rows: IndexRows, code: str, coding: dict[str, Any], text: Any) -> None:
+    display = coding.get("display")
+    label = " ".join(x for x in (text, display) if type(x) is str)
+    c = coding.get("code")
+    if type(c) is str or label:
+        rows.token.append(
+            (code, _str(coding.get("system")), c if type(c) is str else None, fold(label) or None)
+        )
+
+
+def _type_text(identifier: dict[str, Any]) -> str | None:
+    t = identifier.get("type")
+    if type(t) is dict:
+        text = t.get("text")
+        return fold(text) if type(text) is str else None
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return value if type(value) is str else None
+
+
+def _add_reference(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -> None:
+    if type(value) is str:  # canonical / uri used as a reference
+        rtype, rid = parse_reference(value.split("|")[0])
+        rows.reference.append((code, rtype, rid, value))
+        return
+    if type(value) is not dict:
+        return
+    ref = value.get("reference")
+    if type(ref) is str and not ref.startswith("#"):
+        rtype, rid = parse_reference(ref)
+        url = ref if "://" in ref or ref.startswith("urn:") else None
+        rows.reference.append((code, rtype, rid, url))
+    ident = value.get("identifier")
+    if type(ident) is dict and type(ident.get("value")) is str:
+        rows.token.append((code + ":identifier", _str(ident.get("system")), ident["value"], None))
+
+
+def _add_date(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -> None:
+    if type(value) is str:
+        rng = date_range(value)
+        if rng:
+            rows.date.append((code, rng[0], rng[1]))
+    elif type(value) is dict:
+        if "start" in value or "end" in value:  # Period
+            start = date_range(value["start"]) if type(value.get("start")) is str else None
+            end = date_range(value["end"]) if type(value.get("end")) is str else None
+            if start or end:
+                rows.date.append((code, start[0] if start else MIN_TIME, end[1] if end else MAX_TIME))
+        else:  # Timing
+            for event in value.get("event") or []:
+                _add_date(rows, code, event, "dateTime")
+            bounds = (value.get("repeat") or {}).get("boundsPeriod")
+            if type(bounds) is dict:
+                _add_date(rows, code, bounds, "Period")
+
+
+def _add_number(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -> None:
+    if type(value) in (int, Decimal):
+        rows.number.append((code, Decimal(value), Decimal(value)))
+
+
+def _add_quantity(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -> None:
+    if type(value) is not dict:
+        return
+    if fhir_type == "Range" or ("low" in value or "high" in value):
+        low = (value.get("low") or {}).get("value")
+        high = (value.get("high") or {}).get("value")
+        unit_src = value.get("low") or value.get("high") or {}
+        if low is not None or high is not None:
+            rows.quantity.append(
+                (
+                    code,
+                    _str(unit_src.get("system")),
+                    _str(unit_src.get("code")),
+                    _str(unit_src.get("unit")),
+                    Decimal(low) if low is not None else Decimal("-1e30"),
+                    Decimal(high) if high is not None else Decimal("1e30"),
+                )
+            )
+        return
+    number = value.get("value")
+    if type(number) not in (int, Decimal):
+        return
+    system = _str(value.get("system"))
+    unit_code = _str(value.get("code")) or _str(value.get("currency"))
+    rows.quantity.append((code, system, unit_code, _str(value.get("unit")), Decimal(number), Decimal(number)))
+
+
+def _add_uri(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -> None:
+    if type(value) is str:
+        rows.uri.append((code, value))
+
+
+_ADDERS = {
+    "string": _add_string,
+    "token": _add_token,
+    "reference": _add_reference,
+    "date": _add_date,
+    "number": _add_number,
+    "quantity": _add_quantity,
+    "uri": _add_uri,
+}
+
+
+def patient_compartment(resource: dict[str, Any], rows: IndexRows) -> str | None:
+    """The Patient whose compartment holds this resource (first matching compartment param)."""
+    rtype = resource["resourceType"]
+    if rtype == "Patient":
+        return resource.get("id")
+    params = definitions().patient_compartment.get(rtype)
+    if not params:
+        return None
+    for param in params:
+        for code, target_type, target_id, _url in rows.reference:
+            if code == param and target_type == "Patient" and target_id:
+                return target_id
+    return None

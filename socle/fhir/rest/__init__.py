@@ -1,0 +1,1 @@
+"""The FHIR REST interface (HTTP), on Starlette."""

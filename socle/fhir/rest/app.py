@@ -1,0 +1,329 @@
+"""FHIR REST routes: /fhir/{type}/{id}... per the R4 RESTful API."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..datetimes import date_range, http_date
+from ..engine import Engine, EntryRequest, EntryResponse
+from ..outcome import FhirError, Issue, bad_request, operation_outcome
+from ..search.executor import run_search
+from ..search.query import Filter, parse_query
+from ..definitions import definitions
+from ..storage.reader import history as read_history
+from ..storage.reader import read_version
+from .bundles import history_bundle_text, search_bundle_text
+from .capability import capability_statement
+from .http import (
+    body_kind,
+    check_accept,
+    fhir_response,
+    json_body,
+    prefer_return,
+    prefer_strict,
+    read_body,
+    resource_body,
+)
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def _query_pairs(request: Request) -> list[tuple[str, str]]:
+    return parse_qsl(request.url.query, keep_blank_values=True)
+
+
+def write_response(request: Request, res: EntryResponse, base: str) -> Response:
+    headers = res.headers()
+    if res.location and res.status in (200, 201):
+        headers["Location"] = f"{base}/{res.location}"
+    mode = prefer_return(request)
+    if res.status == 204 or (res.content is None and res.outcome is None):
+        return Response(status_code=res.status if res.status != 200 or res.content else 200,
+                        headers=headers)
+    if mode == "minimal":
+        return Response(status_code=res.status, headers=headers)
+    if mode == "OperationOutcome":
+        verb = "created" if res.status == 201 else "processed"
+        oo = operation_outcome([Issue("information", "informational",
+                                      f"{res.rtype}/{res.id} {verb} (version {res.version})")])
+        return fhir_response(oo, res.status, headers)
+    return fhir_response(res.content or res.outcome, res.status, headers)
+
+
+async def one(request: Request, entry: EntryRequest) -> EntryResponse:
+    responses = await engine_of(request).transaction([entry])
+    return responses[0]
+
+
+# -- handlers -------------------------------------------------------------------------------
+
+async def metadata(request: Request) -> Response:
+    if request.method != "GET":
+        raise FhirError.of(405, "not-supported", "The CapabilityStatement is read-only")
+    check_accept(request)
+    return fhir_response(capability_statement(base_url(request)))
+
+
+async def type_root(request: Request) -> Response:
+    check_accept(request)
+    rtype = request.path_params["rtype"]
+    engine = engine_of(request)
+    engine.check_type(rtype)
+    if request.method == "GET":
+        return await _search(request, rtype, _query_pairs(request))
+    limit = engine.settings.max_body_bytes
+    query = request.url.query
+    if request.method == "POST":
+        body_kind(request)
+        resource = resource_body(await json_body(request, limit))
+        entry = EntryRequest("POST", f"{rtype}?{query}" if query else rtype, resource,
+                             if_none_exist=request.headers.get("if-none-exist"))
+        return write_response(request, await one(request, entry), base_url(request))
+    if request.method == "PUT":
+        if not query:
+            raise FhirError.of(405, "not-supported", "PUT needs an id or search criteria")
+        body_kind(request)
+        resource = resource_body(await json_body(request, limit))
+        entry = EntryRequest("PUT", f"{rtype}?{query}", resource,
+                             if_match=request.headers.get("if-match"))
+        return write_response(request, await one(request, entry), base_url(request))
+    if request.method == "DELETE":
+        if not query:
+            raise FhirError.of(405, "not-supported", "DELETE needs an id or search criteria")
+        res = await one(request, EntryRequest("DELETE", f"{rtype}?{query}"))
+        return Response(status_code=204 if res.status == 204 else 200, headers=res.headers())
+    if request.method == "PATCH":
+        if not query:
+            raise FhirError.of(405, "not-supported", "PATCH needs an id or search criteria")
+        return await _patch(request, f"{rtype}?{query}")
+    raise FhirError.of(405, "not-supported", f"{request.method} is not allowed here")
+
+
+async def instance(request: Request) -> Response:
+    check_accept(request)
+    rtype, rid = request.path_params["rtype"], request.path_params["id"]
+    engine = engine_of(request)
+    engine.check_type(rtype)
+    base = base_url(request)
+    if request.method in ("GET", "HEAD"):
+        version = await engine.read(rtype, rid)
+        headers = {"ETag": f'W/"{version.version}"',
+                   "Last-Modified": http_date(version.last_updated)}
+        if _not_modified(request, version.version, version.last_updated):
+            return Response(status_code=304, headers=headers)
+        return fhir_response(version.content, 200, headers)
+    limit = engine.settings.max_body_bytes
+    if request.method == "PUT":
+        body_kind(request)
+        resource = resource_body(await json_body(request, limit))
+        entry = EntryRequest("PUT", f"{rtype}/{rid}", resource,
+                             if_match=request.headers.get("if-match"))
+        return write_response(request, await one(request, entry), base)
+    if request.method == "DELETE":
+        res = await one(request, EntryRequest("DELETE", f"{rtype}/{rid}",
+                                              if_match=request.headers.get("if-match")))
+        return Response(status_code=200 if res.version else 204, headers=res.headers())
+    if request.method == "PATCH":
+        return await _patch(request, f"{rtype}/{rid}")
+    raise FhirError.of(405, "not-supported", f"{request.method} is not allowed on an instance")
+
+
+def _not_modified(request: Request, version: int, last_updated: datetime) -> bool:
+    inm = request.headers.get("if-none-match")
+    if inm:
+        tags = {t.strip().removeprefix("W/").strip('"') for t in inm.split(",")}
+        return str(version) in tags or "*" in tags
+    ims = request.headers.get("if-modified-since")
+    if ims:
+        try:
+            since = parsedate_to_datetime(ims)
+        except (TypeError, ValueError):
+            return False
+        return last_updated.replace(microsecond=0) <= since
+    return False
+
+
+async def _patch(request: Request, url: str) -> Response:
+    engine = engine_of(request)
+    kind = body_kind(request)
+    raw = await read_body(request, engine.settings.max_body_bytes)
+    from ..json import decode
+
+    body = decode(raw)
+    if kind == "json-patch":
+        patch_type = "json"
+    elif isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        patch_type = "fhirpath"
+    elif isinstance(body, list):
+        patch_type = "json"  # JSON Patch sent as application/json
+    else:
+        raise FhirError.of(415, "not-supported",
+                           "PATCH takes JSON Patch (application/json-patch+json) or a FHIRPath "
+                           "Patch Parameters resource")
+    entry = EntryRequest("PATCH", url, body, if_match=request.headers.get("if-match"),
+                         patch_type=patch_type)
+    return write_response(request, await one(request, entry), base_url(request))
+
+
+async def vread(request: Request) -> Response:
+    check_accept(request)
+    rtype, rid = request.path_params["rtype"], request.path_params["id"]
+    engine = engine_of(request)
+    engine.check_type(rtype)
+    vid = request.path_params["vid"]
+    if not vid.isdigit():
+        raise bad_request(f"'{vid}' is not a version number")
+    async with engine.pool.connection() as conn:
+        v = await read_version(conn, rtype, rid, int(vid))
+    return fhir_response(v.content, 200, {"ETag": f'W/"{v.version}"',
+                                          "Last-Modified": http_date(v.last_updated)})
+
+
+async def history(request: Request) -> Response:
+    check_accept(request)
+    rtype = request.path_params.get("rtype")
+    rid = request.path_params.get("id")
+    engine = engine_of(request)
+    if rtype:
+        engine.check_type(rtype)
+    pairs = _query_pairs(request)
+    params = dict(pairs)
+    since = _instant_param(params.get("_since"), "_since")
+    at = _instant_param(params.get("_at"), "_at", high=True)
+    count = _count(params.get("_count"), engine)
+    after = None
+    token = params.get("_page_token")
+    if token:
+        try:
+            state = json.loads(base64.urlsafe_b64decode(token))
+            after = (datetime.fromisoformat(state["t"]), int(state["r"]), int(state["v"]))
+        except (ValueError, KeyError, TypeError):
+            raise bad_request("The paging token is not valid", "_page_token") from None
+    async with engine.pool.connection() as conn:
+        versions = await read_history(conn, rtype, rid, since, at, count + 1, after)
+    if rid and not versions and not after:
+        raise FhirError.of(404, "not-found", f"{rtype}/{rid} has no history")
+    next_token = None
+    if len(versions) > count:
+        versions = versions[:count]
+        last = versions[-1]
+        next_token = base64.urlsafe_b64encode(json.dumps(
+            {"t": last.last_updated.isoformat(), "r": last.rid, "v": last.version}  # type: ignore[attr-defined]
+        ).encode()).decode()
+    path = "/".join(p for p in (rtype, rid, "_history") if p)
+    kept = [(k, v) for k, v in pairs if k != "_page_token"]
+    return fhir_response(history_bundle_text(versions, base_url(request), path, kept, next_token))
+
+
+def _instant_param(raw: str | None, name: str, high: bool = False) -> datetime | None:
+    if not raw:
+        return None
+    rng = date_range(raw)
+    if rng is None:
+        raise bad_request(f"{name} must be a FHIR instant, not '{raw}'", name)
+    return rng[1] if high else rng[0]
+
+
+def _count(raw: str | None, engine: Engine) -> int:
+    if raw is None:
+        return engine.settings.default_page_size
+    if not raw.isdigit():
+        raise bad_request(f"_count must be a whole number, not '{raw}'", "_count")
+    return max(1, min(int(raw), engine.settings.max_page_size))
+
+
+async def search_post(request: Request) -> Response:
+    check_accept(request)
+    rtype = request.path_params["rtype"]
+    engine_of(request).check_type(rtype)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    if ctype and ctype != "application/x-www-form-urlencoded":
+        raise FhirError.of(415, "not-supported",
+                           "POST _search takes application/x-www-form-urlencoded parameters")
+    raw = await read_body(request, engine_of(request).settings.max_body_bytes)
+    pairs = _query_pairs(request) + parse_qsl(raw.decode("utf-8", "replace"),
+                                              keep_blank_values=True)
+    return await _search(request, rtype, pairs)
+
+
+async def system_root(request: Request) -> Response:
+    check_accept(request)
+    if request.method == "GET":
+        return await _search(request, None, _query_pairs(request))
+    engine = engine_of(request)
+    body_kind(request)
+    bundle = await json_body(request, engine.settings.max_body_bytes)
+    from .transactions import process_bundle
+
+    return await process_bundle(request, engine, bundle, base_url(request))
+
+
+async def compartment(request: Request) -> Response:
+    check_accept(request)
+    ctype, cid, rtype = (request.path_params[k] for k in ("ctype", "id", "rtype"))
+    engine = engine_of(request)
+    engine.check_type(rtype)
+    if ctype != "Patient":
+        raise FhirError.of(404, "not-supported", "Only Patient compartments are supported")
+    pairs = _query_pairs(request)
+    if rtype == "Patient":
+        return await _search(request, rtype, [("_id", cid), *pairs])
+    params = definitions().patient_compartment.get(rtype)
+    if not params:
+        raise FhirError.of(404, "not-found", f"{rtype} is not in the Patient compartment")
+    return await _search(request, rtype, pairs,
+                         Filter("_compartment", None, None, [cid], compartment=(params, cid)))
+
+
+async def _search(request: Request, rtype: str | None, pairs: list[tuple[str, str]],
+                  extra: Filter | None = None) -> Response:
+    engine = engine_of(request)
+    q = parse_query(rtype, pairs, engine.settings.max_page_size)
+    outcome = None
+    if q.unknown:
+        if prefer_strict(request):
+            raise FhirError(400, [Issue("error", "not-supported",
+                                        f"Unknown or unsupported search parameter '{name}'",
+                                        (name,)) for name in q.unknown])
+        outcome = operation_outcome([Issue("warning", "not-supported",
+                                           f"Search parameter '{name}' was ignored", (name,))
+                                     for name in q.unknown])
+    if extra is not None:
+        q.filters.append(extra)
+    async with engine.pool.connection() as conn:
+        result = await run_search(conn, q, engine.settings.default_page_size)
+    path = request.url.path.split("/fhir/", 1)[-1] if "/fhir/" in request.url.path else ""
+    if path.endswith("/_search"):
+        path = path[: -len("/_search")]
+    text = search_bundle_text(result, q, base_url(request), path, pairs, outcome)
+    return fhir_response(text)
+
+
+routes = [
+    Route("/fhir/metadata", metadata, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/fhir", system_root, methods=["GET", "POST"]),
+    Route("/fhir/", system_root, methods=["GET", "POST"]),
+    Route("/fhir/_history", history, methods=["GET"]),
+    Route("/fhir/{rtype}/_search", search_post, methods=["POST"]),
+    Route("/fhir/{rtype}/_history", history, methods=["GET"]),
+    Route("/fhir/{rtype}", type_root, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    Route("/fhir/{rtype}/{id}", instance, methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"]),
+    Route("/fhir/{rtype}/{id}/_history", history, methods=["GET"]),
+    Route("/fhir/{rtype}/{id}/_history/{vid}", vread, methods=["GET"]),
+    Route("/fhir/{ctype}/{id}/{rtype}", compartment, methods=["GET"]),
+]

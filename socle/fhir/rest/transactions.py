@@ -1,0 +1,116 @@
+"""POST /fhir with a `transaction` or `batch` Bundle."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..datetimes import instant, now_ms
+from ..engine import Engine, EntryRequest, EntryResponse
+from ..json import decode, encode_str
+from ..outcome import FhirError, bad_request
+from .http import fhir_response, prefer_return
+
+
+def _status_line(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def parse_entries(bundle: Any, max_entries: int) -> tuple[str, list[EntryRequest]]:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise bad_request("POST to the base needs a Bundle of type transaction or batch",
+                          "Bundle.resourceType")
+    kind = bundle.get("type")
+    if kind not in ("transaction", "batch"):
+        raise bad_request(f"Bundle.type must be transaction or batch, not {kind!r}", "Bundle.type")
+    raw_entries = bundle.get("entry") or []
+    if not isinstance(raw_entries, list):
+        raise bad_request("Bundle.entry must be an array", "Bundle.entry")
+    if len(raw_entries) > max_entries:
+        raise FhirError.of(413, "too-costly",
+                           f"The Bundle has {len(raw_entries)} entries; the limit is {max_entries}")
+    entries = []
+    for i, raw in enumerate(raw_entries):
+        where = f"Bundle.entry[{i}]"
+        if not isinstance(raw, dict):
+            raise bad_request("Each entry must be an object", where)
+        req = raw.get("request")
+        if not isinstance(req, dict) or not isinstance(req.get("method"), str) \
+                or not isinstance(req.get("url"), str):
+            raise bad_request("Each entry needs request.method and request.url", f"{where}.request")
+        resource = raw.get("resource")
+        method = req["method"].upper()
+        patch_type = None
+        if method == "PATCH":
+            resource, patch_type = _patch_body(resource, where)
+        elif method in ("POST", "PUT") and not isinstance(resource, dict):
+            raise bad_request(f"A {method} entry needs a resource", f"{where}.resource")
+        entries.append(EntryRequest(
+            method=method,
+            url=req["url"],
+            resource=resource,
+            full_url=raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None,
+            if_none_exist=req.get("ifNoneExist"),
+            if_match=req.get("ifMatch"),
+            patch_type=patch_type,
+            where=where,
+        ))
+    return kind, entries
+
+
+def _patch_body(resource: Any, where: str) -> tuple[Any, str]:
+    if isinstance(resource, dict) and resource.get("resourceType") == "Parameters":
+        return resource, "fhirpath"
+    if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
+        try:
+            data = base64.b64decode(resource.get("data", ""), validate=True)
+        except ValueError:
+            raise bad_request("PATCH Binary data is not base64", f"{where}.resource.data") from None
+        return decode(data, "JSON Patch"), "json"
+    raise bad_request("A PATCH entry needs a Parameters (FHIRPath Patch) or a Binary "
+                      "(JSON Patch) resource", f"{where}.resource")
+
+
+def _entry_json(res: EntryResponse, base: str, with_resource: bool) -> str:
+    response: dict[str, Any] = {"status": _status_line(res.status)}
+    if res.location:
+        response["location"] = res.location
+    if res.etag:
+        response["etag"] = res.etag
+    if res.last_updated:
+        response["lastModified"] = instant(res.last_updated)
+    if res.outcome:
+        response["outcome"] = res.outcome
+    parts = []
+    if res.rtype and res.id:
+        parts.append('"fullUrl":' + encode_str(f"{base}/{res.rtype}/{res.id}"))
+    if with_resource and res.content:
+        parts.append('"resource":' + res.content)
+    parts.append('"response":' + encode_str(response))
+    return "{" + ",".join(parts) + "}"
+
+
+async def process_bundle(request: Request, engine: Engine, bundle: Any, base: str) -> Response:
+    kind, entries = parse_entries(bundle, engine.settings.max_bundle_entries)
+    if kind == "transaction":
+        responses = await engine.transaction(entries)
+    else:
+        responses = await engine.batch(entries)
+    # GET entries always carry their result; writes carry it unless the client asks for minimal.
+    representation = prefer_return(request) == "representation"
+    body = (
+        '{"resourceType":"Bundle","id":"%s","meta":{"lastUpdated":"%s"},"type":"%s-response",'
+        '"entry":[%s]}'
+        % (uuid.uuid4(), instant(now_ms()), kind,
+           ",".join(_entry_json(r, base, representation or e.method == "GET")
+                    for r, e in zip(responses, entries, strict=True)))
+    )
+    return fhir_response(body)

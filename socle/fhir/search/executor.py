@@ -1,0 +1,218 @@
+"""Run a parsed search: one query for the page, one per include level, optional count."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from ..definitions import definitions
+from ..outcome import bad_request
+from .query import SearchQuery
+from .sql import Sql, criterion
+
+MAX_INCLUDES = 1000  # per level: a page never drags the world in
+MAX_INCLUDE_DEPTH = 3
+_SORT_AGG = {
+    "string": ("idx_string", "norm", "norm"),
+    "token": ("idx_token", "code", "code"),
+    "date": ("idx_date", "low", "high"),
+    "number": ("idx_number", "low", "high"),
+    "quantity": ("idx_quantity", "low", "high"),
+    "reference": ("idx_reference", "target_id", "target_id"),
+    "uri": ("idx_uri", "uri", "uri"),
+}
+ROW_COLUMNS = "r.rid, r.rtype, r.id, r.version, r.last_updated, r.content::text"
+
+
+@dataclass
+class Row:
+    rid: int
+    rtype: str
+    id: str
+    version: int
+    last_updated: Any
+    content: str
+
+
+@dataclass
+class SearchResult:
+    rows: list[Row]
+    included: list[Row] = field(default_factory=list)
+    next_token: str | None = None
+    prev_token: str | None = None
+    total: int | None = None
+
+
+def encode_token(state: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    try:
+        state = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(state, dict):
+            raise ValueError
+        return state
+    except ValueError:
+        raise bad_request("The paging token is not valid: restart the search", "_page_token") from None
+
+
+def where_sql(q: SearchQuery, extra: Sql | None = None) -> Sql:
+    sql = Sql()
+    if q.resource_type:
+        sql.add("r.rtype = %s", q.resource_type)
+    elif q.types:
+        sql.add("r.rtype = ANY(%s)", q.types)
+    else:
+        sql.add("TRUE")
+    sql.add(" AND NOT r.deleted")
+    for flt in q.filters:
+        sql.add(" AND ").extend(criterion(flt, "r", q.resource_type or "Patient"))
+    if extra is not None:
+        sql.add(" AND ").extend(extra)
+    return sql
+
+
+def _order(q: SearchQuery) -> Sql:
+    out = Sql()
+    for name, desc in q.sort:
+        direction = "DESC" if desc else "ASC"
+        if name == "_id":
+            out.add(f"r.id {direction}, ")
+        elif name == "_lastUpdated":
+            out.add(f"r.last_updated {direction}, ")
+        else:
+            param = definitions().params_for(q.resource_type or "").get(name)
+            if param is None or param.type not in _SORT_AGG:
+                raise bad_request(f"Cannot sort on '{name}': not a search parameter of "
+                                  f"{q.resource_type or 'every type'}", "_sort")
+            table, asc_col, desc_col = _SORT_AGG[param.type]
+            agg = f"max(x.{desc_col})" if desc else f"min(x.{asc_col})"
+            out.add(f"(SELECT {agg} FROM {table} x WHERE x.rid = r.rid AND x.param = %s) "
+                    f"{direction} NULLS LAST, ", param.code)
+    return out.add("r.rid ASC")
+
+
+async def fetch_rows(conn: AsyncConnection, sql: str, params: list[Any]) -> list[Row]:
+    cur = await conn.execute(sql, params)  # type: ignore[arg-type]
+    return [Row(*row) for row in await cur.fetchall()]
+
+
+async def run_search(conn: AsyncConnection, q: SearchQuery, page_size: int) -> SearchResult:
+    count = q.count if q.count is not None else page_size
+    state = decode_token(q.page_token) if q.page_token else {}
+    result = SearchResult(rows=[])
+    if count > 0 and q.summary != "count":
+        if q.sort:
+            offset = int(state.get("o", 0))
+            where = where_sql(q)
+            sql = Sql().add(f"SELECT {ROW_COLUMNS} FROM resource r WHERE ").extend(where)
+            sql.add(" ORDER BY ").extend(_order(q)).add(" LIMIT %s OFFSET %s", count + 1, offset)
+            rows = await fetch_rows(conn, sql.sql(), sql.params)
+            if len(rows) > count:
+                rows = rows[:count]
+                result.next_token = encode_token({"o": offset + count})
+            if offset > 0:
+                result.prev_token = encode_token({"o": max(0, offset - count)})
+        else:
+            # Keyset paging on rid: deep pages cost what the first one does.
+            after = int(state.get("a", 0))
+            before = state.get("b")
+            extra = Sql().add("r.rid > %s", after) if not before else Sql().add("r.rid < %s", before)
+            where = where_sql(q, extra)
+            direction = "DESC" if before else "ASC"
+            sql = Sql().add(f"SELECT {ROW_COLUMNS} FROM resource r WHERE ").extend(where)
+            sql.add(f" ORDER BY r.rid {direction} LIMIT %s", count + 1)
+            rows = await fetch_rows(conn, sql.sql(), sql.params)
+            more = len(rows) > count
+            rows = rows[:count]
+            if before:
+                rows.reverse()
+                if rows:
+                    result.next_token = encode_token({"a": rows[-1].rid})
+                    if more:
+                        result.prev_token = encode_token({"b": rows[0].rid})
+            else:
+                if more and rows:
+                    result.next_token = encode_token({"a": rows[-1].rid})
+                if (after or before) and rows:
+                    result.prev_token = encode_token({"b": rows[0].rid})
+        result.rows = rows
+        result.included = await _includes(conn, q, rows)
+    first_page = not state
+    if q.total == "accurate" or count == 0 or q.summary == "count":
+        sql = Sql().add("SELECT count(*) FROM resource r WHERE ").extend(where_sql(q))
+        cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
+        row = await cur.fetchone()
+        result.total = int(row[0]) if row else 0
+    elif q.total == "estimate":
+        sql = Sql().add("EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ").extend(where_sql(q))
+        cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
+        row = await cur.fetchone()
+        plan = row[0] if row else [{}]
+        result.total = int(plan[0].get("Plan", {}).get("Plan Rows", 0))
+    elif first_page and result.next_token is None and q.total != "none":
+        result.total = len(result.rows)
+    return result
+
+
+async def _includes(conn: AsyncConnection, q: SearchQuery, rows: list[Row]) -> list[Row]:
+    if not q.includes or not rows:
+        return []
+    seen = {r.rid for r in rows}
+    out: list[Row] = []
+    frontier = rows
+    for depth in range(MAX_INCLUDE_DEPTH):
+        level = [inc for inc in q.includes if depth == 0 or inc.iterate]
+        if not level or not frontier:
+            break
+        found: list[Row] = []
+        for inc in level:
+            if inc.reverse:
+                found.extend(await _revinclude(conn, inc, frontier))
+            else:
+                found.extend(await _forward_include(conn, inc, frontier))
+        new = []
+        for row in found:
+            if row.rid not in seen:
+                seen.add(row.rid)
+                new.append(row)
+        out.extend(new)
+        frontier = new
+    return out
+
+
+async def _forward_include(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> list[Row]:
+    sources = [r.rid for r in frontier if inc.source_type in ("*", r.rtype)]
+    if not sources:
+        return []
+    sql = Sql().add(
+        f"SELECT DISTINCT ON (r.rid) {ROW_COLUMNS} FROM idx_reference x "
+        "JOIN resource r ON r.rtype = x.target_type AND r.id = x.target_id "
+        "WHERE x.rid = ANY(%s) AND NOT r.deleted", sources)
+    if inc.param != "*":
+        sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
+    if inc.target_type:
+        sql.add(" AND x.target_type = %s", inc.target_type)
+    sql.add(" ORDER BY r.rid LIMIT %s", MAX_INCLUDES)
+    return await fetch_rows(conn, sql.sql(), sql.params)
+
+
+async def _revinclude(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> list[Row]:
+    types = [r.rtype for r in frontier]
+    ids = [r.id for r in frontier]
+    sql = Sql().add(
+        f"SELECT DISTINCT ON (r.rid) {ROW_COLUMNS} FROM idx_reference x "
+        "JOIN unnest(%s::text[], %s::text[]) AS t(rtype, id) "
+        "ON x.target_type = t.rtype AND x.target_id = t.id "
+        "JOIN resource r ON r.rid = x.rid WHERE NOT r.deleted", types, ids)
+    if inc.param != "*":
+        sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
+    if inc.target_type:
+        sql.add(" AND x.target_type = %s", inc.target_type)
+    sql.add(" ORDER BY r.rid LIMIT %s", MAX_INCLUDES)
+    return await fetch_rows(conn, sql.sql(), sql.params)

@@ -1,0 +1,352 @@
+"""Translate parsed search criteria into SQL over the resource and idx_* tables.
+
+Every criterion becomes an `EXISTS` over one index table correlated on `rid`, which PostgreSQL
+plans as a semi-join driven by the most selective index. Values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ..datetimes import date_range
+from ..indexing.extract import parse_reference
+from ..indexing.text import fold
+from ..outcome import bad_request
+from .query import PREFIXES, Filter
+
+
+@dataclass
+class Sql:
+    text: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, text: str, *params: Any) -> Sql:
+        self.text.append(text)
+        self.params.extend(params)
+        return self
+
+    def extend(self, other: Sql) -> Sql:
+        self.text.extend(other.text)
+        self.params.extend(other.params)
+        return self
+
+    def sql(self) -> str:
+        return "".join(self.text)
+
+
+def like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def split_prefix(value: str) -> tuple[str, str]:
+    if len(value) > 2 and value[:2] in PREFIXES and (value[2].isdigit() or value[2] == "-"):
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def _or(parts: list[Sql]) -> Sql:
+    out = Sql()
+    if len(parts) == 1:
+        return parts[0]
+    out.add("(")
+    for i, part in enumerate(parts):
+        if i:
+            out.add(" OR ")
+        out.add("(").extend(part).add(")")
+    return out.add(")")
+
+
+def _exists(table: str, alias: str, rtype: str, param: str, cond: Sql, negate: bool = False) -> Sql:
+    out = Sql()
+    out.add("NOT EXISTS" if negate else "EXISTS")
+    out.add(f" (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND x.rtype = %s AND x.param = %s",
+            rtype, param)
+    if cond.text:
+        out.add(" AND ").extend(cond)
+    return out.add(")")
+
+
+def criterion(flt: Filter, alias: str, rtype: str) -> Sql:
+    """SQL for one criterion on the resource row `alias` of type `rtype`."""
+    if flt.alternatives:
+        return _or([criterion(alt, alias, rtype) for alt in flt.alternatives])
+    if flt.has is not None:
+        return _has(flt, alias, rtype)
+    if flt.compartment is not None:
+        params, patient_id = flt.compartment
+        return Sql().add(
+            f"EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = {alias}.rid AND x.rtype = %s "
+            "AND x.param = ANY(%s) AND x.target_type = 'Patient' AND x.target_id = %s)",
+            rtype, list(params), patient_id)
+    code = flt.name.partition(":")[0].partition(".")[0]
+    if code == "_id":
+        return _id_criterion(flt, alias)
+    if code == "_lastUpdated":
+        return _last_updated(flt, alias)
+    param = flt.param
+    assert param is not None
+    if flt.chain is not None:
+        return _chain(flt, alias, rtype)
+    if flt.modifier == "missing":
+        if flt.values[0] not in ("true", "false"):
+            raise bad_request(f"{flt.name} takes true or false", flt.name)
+        table = _TABLES[param.type]
+        return _exists(table, alias, rtype, param.code, Sql(), negate=flt.values[0] == "true")
+    builder = _BUILDERS.get(param.type)
+    if builder is None:
+        raise bad_request(f"Search parameter '{param.code}' of type {param.type} is not supported")
+    return builder(flt, alias, rtype)
+
+
+_TABLES = {
+    "string": "idx_string", "token": "idx_token", "date": "idx_date", "number": "idx_number",
+    "quantity": "idx_quantity", "reference": "idx_reference", "uri": "idx_uri",
+}
+
+
+def _id_criterion(flt: Filter, alias: str) -> Sql:
+    if flt.modifier not in (None, "not"):
+        raise bad_request(f"Modifier ':{flt.modifier}' is not supported on _id", flt.name)
+    op = "<>" if flt.modifier == "not" else "="
+    joiner = " AND " if flt.modifier == "not" else " OR "
+    out = Sql().add("(")
+    for i, v in enumerate(flt.values):
+        out.add(joiner if i else "").add(f"{alias}.id {op} %s", v)
+    return out.add(")")
+
+
+def _last_updated(flt: Filter, alias: str) -> Sql:
+    parts = []
+    for raw in flt.values:
+        prefix, value = split_prefix(raw)
+        rng = date_range(value)
+        if rng is None:
+            raise bad_request(f"'{value}' is not a valid date for {flt.name}", flt.name)
+        # A stored instant is a point: treat it as [t, t + 1 ms).
+        parts.append(_date_cond(prefix, rng, f"{alias}.last_updated",
+                                f"({alias}.last_updated + interval '1 millisecond')"))
+    return _or(parts)
+
+
+def _date_cond(prefix: str, rng: tuple[Any, Any], low: str, high: str) -> Sql:
+    sl, sh = rng
+    if prefix == "eq":
+        return Sql().add(f"{low} >= %s AND {high} <= %s", sl, sh)
+    if prefix == "ne":
+        return Sql().add(f"NOT ({low} >= %s AND {high} <= %s)", sl, sh)
+    if prefix == "gt":
+        return Sql().add(f"{high} > %s", sh)
+    if prefix == "lt":
+        return Sql().add(f"{low} < %s", sl)
+    if prefix == "ge":
+        return Sql().add(f"{high} > %s", sl)
+    if prefix == "le":
+        return Sql().add(f"{low} < %s", sh)
+    if prefix == "sa":
+        return Sql().add(f"{low} >= %s", sh)
+    if prefix == "eb":
+        return Sql().add(f"{high} <= %s", sl)
+    # ap: within 10% of the distance to now, at least a day either side
+    from ..datetimes import now_ms
+
+    spread = max(abs(now_ms() - sl) * 0.1, timedelta(days=1))
+    return Sql().add(f"{low} < %s AND {high} > %s", sh + spread, sl - spread)
+
+
+def _date(flt: Filter, alias: str, rtype: str) -> Sql:
+    if flt.modifier is not None:
+        raise bad_request(f"Modifier ':{flt.modifier}' is not supported on date parameters", flt.name)
+    parts = []
+    for raw in flt.values:
+        prefix, value = split_prefix(raw)
+        rng = date_range(value)
+        if rng is None:
+            raise bad_request(f"'{value}' is not a valid date for {flt.name}", flt.name)
+        parts.append(_date_cond(prefix, rng, "x.low", "x.high"))
+    return _exists("idx_date", alias, rtype, flt.param.code, _or(parts))  # type: ignore[union-attr]
+
+
+def _string(flt: Filter, alias: str, rtype: str) -> Sql:
+    parts = []
+    for value in flt.values:
+        if flt.modifier is None:
+            parts.append(Sql().add("x.norm LIKE %s", like_escape(fold(value)) + "%"))
+        elif flt.modifier == "exact":
+            parts.append(Sql().add("x.norm = %s AND x.exact = %s", fold(value), value))
+        elif flt.modifier == "contains":
+            parts.append(Sql().add("x.norm LIKE %s", "%" + like_escape(fold(value)) + "%"))
+        else:
+            raise bad_request(f"Modifier ':{flt.modifier}' is not supported on string parameters",
+                              flt.name)
+    return _exists("idx_string", alias, rtype, flt.param.code, _or(parts))  # type: ignore[union-attr]
+
+
+def token_value_cond(value: str) -> Sql:
+    if "|" in value:
+        system, _, code = value.partition("|")
+        if not system:
+            return Sql().add("x.system IS NULL AND x.code = %s", code)
+        if not code:
+            return Sql().add("x.system = %s", system)
+        return Sql().add("x.code = %s AND x.system = %s", code, system)
+    return Sql().add("x.code = %s", value)
+
+
+def _token(flt: Filter, alias: str, rtype: str) -> Sql:
+    code = flt.param.code  # type: ignore[union-attr]
+    mod = flt.modifier
+    if mod in (None, "not"):
+        parts = [token_value_cond(v) for v in flt.values]
+        return _exists("idx_token", alias, rtype, code, _or(parts), negate=mod == "not")
+    if mod == "text":
+        parts = [Sql().add("x.display LIKE %s", like_escape(fold(v)) + "%") for v in flt.values]
+        return _exists("idx_token", alias, rtype, code, _or(parts))
+    raise bad_request(f"Modifier ':{mod}' is not supported on token parameters", flt.name)
+
+
+def _reference(flt: Filter, alias: str, rtype: str) -> Sql:
+    param = flt.param
+    assert param is not None
+    mod = flt.modifier
+    if mod == "identifier":
+        parts = [token_value_cond(v) for v in flt.values]
+        return _exists("idx_token", alias, rtype, param.code + ":identifier", _or(parts))
+    if mod is not None and mod[:1].isupper():
+        parts = [Sql().add("x.target_type = %s AND x.target_id = %s", mod, v.rpartition("/")[2])
+                 for v in flt.values]
+        return _exists("idx_reference", alias, rtype, param.code, _or(parts))
+    if mod is not None:
+        raise bad_request(f"Modifier ':{mod}' is not supported on reference parameters", flt.name)
+    parts = []
+    for value in flt.values:
+        if "://" in value or value.startswith("urn:"):
+            ttype, tid = parse_reference(value)
+            cond = Sql().add("(x.target_url = %s", value)
+            if ttype and tid:
+                cond.add(" OR (x.target_type = %s AND x.target_id = %s)", ttype, tid)
+            parts.append(cond.add(")"))
+        elif "/" in value:
+            ttype, tid = parse_reference(value)
+            if not ttype:
+                raise bad_request(f"'{value}' is not a reference like Type/id", flt.name)
+            parts.append(Sql().add("x.target_type = %s AND x.target_id = %s", ttype, tid))
+        else:
+            parts.append(Sql().add("x.target_id = %s", value))
+    return _exists("idx_reference", alias, rtype, param.code, _or(parts))
+
+
+def _number_range(value: str, name: str) -> tuple[Decimal, Decimal, Decimal]:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise bad_request(f"'{value}' is not a number for {name}", name) from None
+    exponent = number.as_tuple().exponent
+    half = Decimal(5).scaleb(int(exponent) - 1) if isinstance(exponent, int) else Decimal(0)
+    return number, number - half, number + half
+
+
+def _number_cond(prefix: str, number: Decimal, sl: Decimal, sh: Decimal) -> Sql:
+    if prefix == "eq":
+        return Sql().add("x.low >= %s AND x.high < %s", sl, sh)
+    if prefix == "ne":
+        return Sql().add("NOT (x.low >= %s AND x.high < %s)", sl, sh)
+    if prefix in ("gt", "sa"):
+        return Sql().add("x.high > %s", number)
+    if prefix in ("lt", "eb"):
+        return Sql().add("x.low < %s", number)
+    if prefix == "ge":
+        return Sql().add("x.high >= %s", number)
+    if prefix == "le":
+        return Sql().add("x.low <= %s", number)
+    spread = abs(number) * Decimal("0.1")
+    return Sql().add("x.low <= %s AND x.high >= %s", number + spread, number - spread)
+
+
+def _number(flt: Filter, alias: str, rtype: str) -> Sql:
+    parts = []
+    for raw in flt.values:
+        prefix, value = split_prefix(raw)
+        parts.append(_number_cond(prefix, *_number_range(value, flt.name)))
+    return _exists("idx_number", alias, rtype, flt.param.code, _or(parts))  # type: ignore[union-attr]
+
+
+def _quantity(flt: Filter, alias: str, rtype: str) -> Sql:
+    parts = []
+    for raw in flt.values:
+        number_part, _, unit_part = raw.partition("|")
+        prefix, value = split_prefix(number_part)
+        cond = _number_cond(prefix, *_number_range(value, flt.name))
+        if unit_part:
+            system, _, code = unit_part.partition("|")
+            if system:
+                cond.add(" AND x.system = %s", system)
+            if code:
+                cond.add(" AND (x.code = %s OR x.unit = %s)", code, code)
+        parts.append(cond)
+    return _exists("idx_quantity", alias, rtype, flt.param.code, _or(parts))  # type: ignore[union-attr]
+
+
+def _uri(flt: Filter, alias: str, rtype: str) -> Sql:
+    parts = []
+    for value in flt.values:
+        if flt.modifier is None:
+            parts.append(Sql().add("x.uri = %s", value))
+        elif flt.modifier == "below":
+            parts.append(Sql().add("x.uri LIKE %s", like_escape(value) + "%"))
+        elif flt.modifier == "above":
+            parts.append(Sql().add("%s LIKE (x.uri || '%%')", value))
+        else:
+            raise bad_request(f"Modifier ':{flt.modifier}' is not supported on uri parameters",
+                              flt.name)
+    return _exists("idx_uri", alias, rtype, flt.param.code, _or(parts))  # type: ignore[union-attr]
+
+
+_DEPTH_ALIASES = ("r", "c1", "c2", "c3", "c4", "c5")
+
+
+def _next_alias(alias: str) -> str:
+    i = _DEPTH_ALIASES.index(alias) if alias in _DEPTH_ALIASES else 0
+    return _DEPTH_ALIASES[min(i + 1, len(_DEPTH_ALIASES) - 1)] + ("" if i + 1 < 6 else "x")
+
+
+def _chain(flt: Filter, alias: str, rtype: str) -> Sql:
+    assert flt.chain is not None and flt.param is not None
+    target = _next_alias(alias)
+    inner = criterion(flt.chain, target, flt.chain_type or "")
+    return (
+        Sql()
+        .add(f"EXISTS (SELECT 1 FROM idx_reference ref_{target} JOIN resource {target} "
+             f"ON {target}.rtype = ref_{target}.target_type AND {target}.id = ref_{target}.target_id "
+             f"WHERE ref_{target}.rid = {alias}.rid AND ref_{target}.rtype = %s "
+             f"AND ref_{target}.param = %s AND {target}.rtype = %s AND NOT {target}.deleted AND ",
+             rtype, flt.param.code, flt.chain_type)
+        .extend(inner)
+        .add(")")
+    )
+
+
+def _has(flt: Filter, alias: str, rtype: str) -> Sql:
+    assert flt.has is not None and flt.chain is not None
+    source_type, ref_param = flt.has
+    source = _next_alias(alias)
+    inner = criterion(flt.chain, source, source_type)
+    return (
+        Sql()
+        .add(f"EXISTS (SELECT 1 FROM idx_reference ref_{source} JOIN resource {source} "
+             f"ON {source}.rid = ref_{source}.rid "
+             f"WHERE ref_{source}.rtype = %s AND ref_{source}.param = %s "
+             f"AND ref_{source}.target_type = %s AND ref_{source}.target_id = {alias}.id "
+             f"AND NOT {source}.deleted AND ",
+             source_type, ref_param, rtype)
+        .extend(inner)
+        .add(")")
+    )
+
+
+_BUILDERS = {
+    "string": _string, "token": _token, "date": _date, "number": _number,
+    "quantity": _quantity, "reference": _reference, "uri": _uri,
+}

@@ -1,0 +1,1 @@
+"""Storage of FHIR resources in PostgreSQL: current rows, history and index rows."""

@@ -1,0 +1,241 @@
+"""Apply a batch of writes (creates, updates, deletes) in one SQL statement.
+
+The statement moves replaced versions to `resource_history`, upserts the current rows and rebuilds
+their index rows, with data-modifying CTEs over `unnest`ed arrays: one round trip whatever the
+batch size, and atomic by construction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from ..datetimes import instant
+from ..indexing.extract import IndexRows, index_resource, patient_compartment
+from ..json import encode_str
+from ..outcome import bad_request, precondition_failed
+from .rids import RidAllocator
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def check_id(resource_id: Any, where: str = "id") -> str:
+    if type(resource_id) is not str or not ID_RE.match(resource_id):
+        raise bad_request(
+            f"'{resource_id}' is not a valid FHIR id (1-64 characters: letters, digits, '-', '.')",
+            where,
+        )
+    return resource_id
+
+
+@dataclass
+class PendingWrite:
+    """One write of a unit of work; the outcome fields are filled by `apply_writes`."""
+
+    kind: str  # create | update | delete
+    rtype: str
+    id: str
+    resource: dict[str, Any] | None = None
+    if_match: int | None = None
+    # outcome
+    rid: int = 0
+    version: int = 0
+    created: bool = False
+    noop: bool = False
+    deleted: bool = False
+    last_updated: datetime | None = None
+    content: str | None = None
+    _rows: IndexRows | None = field(default=None, repr=False)
+    _compartment: str | None = None
+    _replaces: bool = False
+
+
+_TABLE_COLUMNS = {
+    "string": ("idx_string", ("param", "norm", "exact"), ("text", "text", "text")),
+    "token": ("idx_token", ("param", "system", "code", "display"), ("text",) * 4),
+    "date": ("idx_date", ("param", "low", "high"), ("text", "timestamptz", "timestamptz")),
+    "number": ("idx_number", ("param", "low", "high"), ("text", "numeric", "numeric")),
+    "quantity": (
+        "idx_quantity",
+        ("param", "system", "code", "unit", "low", "high"),
+        ("text", "text", "text", "text", "numeric", "numeric"),
+    ),
+    "reference": (
+        "idx_reference",
+        ("param", "target_type", "target_id", "target_url"),
+        ("text",) * 4,
+    ),
+    "uri": ("idx_uri", ("param", "uri"), ("text", "text")),
+}
+
+
+async def lock_existing(
+    conn: AsyncConnection, writes: list[PendingWrite]
+) -> dict[tuple[str, str], tuple[int, int, bool, bool, datetime, str | None]]:
+    """Lock the rows the writes replace.
+
+    (rtype, id) -> (rid, version, deleted, same content, last_updated, content when same)
+    """
+    keyed = [w for w in writes if w.kind != "create"]
+    if not keyed:
+        return {}
+    types = [w.rtype for w in keyed]
+    ids = [w.id for w in keyed]
+    contents = [w.content for w in keyed]
+    cur = await conn.execute(
+        """
+        SELECT rtype, id, rid, version, deleted, same, last_updated,
+               CASE WHEN same THEN content::text END
+        FROM (
+            SELECT r.rtype, r.id, r.rid, r.version, r.deleted, r.last_updated, r.content,
+                   u.content IS NOT NULL AND NOT r.deleted AND
+                   (r.content #- '{meta,versionId}' #- '{meta,lastUpdated}')::text =
+                   (u.content::jsonb #- '{meta,versionId}' #- '{meta,lastUpdated}')::text AS same
+            FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(rtype, id, content)
+            JOIN resource r ON r.rtype = u.rtype AND r.id = u.id
+            ORDER BY r.rid
+            FOR UPDATE OF r
+        ) locked
+        """,
+        (types, ids, contents),
+    )
+    return {(row[0], row[1]): tuple(row[2:]) for row in await cur.fetchall()}  # type: ignore[misc]
+
+
+def stamp(resource: dict[str, Any], version: int, when: datetime) -> str:
+    """Set the server-owned meta fields and return the stored JSON text."""
+    meta = resource.get("meta")
+    if type(meta) is not dict:
+        meta = {}
+    meta = {**meta, "versionId": str(version), "lastUpdated": instant(when)}
+    resource["meta"] = meta
+    return encode_str(resource)
+
+
+async def apply_writes(
+    conn: AsyncConnection,
+    writes: list[PendingWrite],
+    rids: RidAllocator,
+    now: datetime,
+) -> None:
+    """Write the batch; raises FhirError (412) on an If-Match conflict, before writing anything."""
+    if not writes:
+        return
+    # Pre-encode candidate contents (version 0 placeholder) for no-op comparison under the lock.
+    for w in writes:
+        if w.resource is not None:
+            w.content = encode_str(w.resource)
+    existing = await lock_existing(conn, writes)
+    fresh: list[PendingWrite] = []
+    for w in writes:
+        found = existing.get((w.rtype, w.id))
+        if found is None:
+            if w.kind == "delete":
+                w.noop = True  # deleting what does not exist succeeds and changes nothing
+                continue
+            if w.if_match is not None:
+                raise precondition_failed(
+                    f"{w.rtype}/{w.id} does not exist: If-Match version {w.if_match} cannot match"
+                )
+            w.version, w.created = 1, True
+            fresh.append(w)
+            continue
+        rid, version, was_deleted, same, last_updated, content = found
+        if w.if_match is not None and w.if_match != version:
+            raise precondition_failed(
+                f"{w.rtype}/{w.id} is at version {version}, not {w.if_match} (If-Match)"
+            )
+        w.rid, w._replaces = rid, True
+        if w.kind == "delete" and was_deleted:
+            w.noop, w.version, w.deleted = True, version, True
+            continue
+        if w.kind == "update" and same:
+            # Same content: no new version (re-loading a data set is idempotent).
+            w.noop, w.version, w.last_updated, w.content = True, version, last_updated, content
+            continue
+        w.version = version + 1
+        w.created = w.kind == "update" and was_deleted
+    new = [w for w in fresh if w.rid == 0]
+    if new:
+        for w, rid in zip(new, await rids.take(conn, len(new)), strict=True):
+            w.rid = rid
+    todo = [w for w in writes if not w.noop]
+    if not todo:
+        return
+    for w in todo:
+        w.last_updated = now
+        if w.kind == "delete":
+            w.deleted, w.content, w._rows = True, None, IndexRows()
+            continue
+        assert w.resource is not None
+        w.content = stamp(w.resource, w.version, now)
+        w._rows = index_resource(w.resource)
+        w._compartment = patient_compartment(w.resource, w._rows)
+    sql, params = _statement(todo)
+    await conn.execute(sql, params)  # type: ignore[arg-type]
+
+
+def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
+    params: list[Any] = []
+    ctes: list[str] = []
+    replaced = [w.rid for w in todo if w._replaces]
+    if replaced:
+        ctes.append(
+            "moved AS (INSERT INTO resource_history "
+            "(rid, rtype, id, version, last_updated, deleted, content) "
+            "SELECT rid, rtype, id, version, last_updated, deleted, content "
+            "FROM resource WHERE rid = ANY(%s::bigint[]))"
+        )
+        params.append(replaced)
+    ctes.append(
+        "upserted AS (INSERT INTO resource "
+        "(rid, rtype, id, version, last_updated, deleted, compartment, content) "
+        "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::int[], "
+        "%s::timestamptz[], %s::bool[], %s::text[], %s::jsonb[]) "
+        "ON CONFLICT (rid) DO UPDATE SET version = EXCLUDED.version, "
+        "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, "
+        "compartment = EXCLUDED.compartment, content = EXCLUDED.content)"
+    )
+    params.extend(
+        [
+            [w.rid for w in todo],
+            [w.rtype for w in todo],
+            [w.id for w in todo],
+            [w.version for w in todo],
+            [w.last_updated for w in todo],
+            [w.deleted for w in todo],
+            [w._compartment for w in todo],
+            [w.content for w in todo],
+        ]
+    )
+    for kind, (table, columns, types) in _TABLE_COLUMNS.items():
+        if replaced:
+            ctes.append(f"del_{kind} AS (DELETE FROM {table} WHERE rid = ANY(%s::bigint[]))")
+            params.append(replaced)
+        rid_col: list[int] = []
+        type_col: list[str] = []
+        cols: list[list[Any]] = [[] for _ in columns]
+        for w in todo:
+            rows = getattr(w._rows, kind)
+            if not rows:
+                continue
+            rid_col.extend([w.rid] * len(rows))
+            type_col.extend([w.rtype] * len(rows))
+            for row in rows:
+                for i, value in enumerate(row):
+                    cols[i].append(value)
+        if not rid_col:
+            continue
+        casts = ", ".join(f"%s::{t}[]" for t in types)
+        ctes.append(
+            f"ins_{kind} AS (INSERT INTO {table} (rid, rtype, {', '.join(columns)}) "
+            f"SELECT * FROM unnest(%s::bigint[], %s::text[], {casts}))"
+        )
+        params.append(rid_col)
+        params.append(type_col)
+        params.extend(cols)
+    return "WITH " + ",\n".join(ctes) + "\nSELECT 1", params

@@ -1,0 +1,28 @@
+"""Structural FHIR R4 validation, compiled once from the official StructureDefinitions.
+
+    from socle.fhir.validation import get_validator
+    issues = get_validator().validate(resource, profile=None)
+
+`issues` is a list of `socle.fhir.outcome.Issue`; an empty list, or only warnings/information,
+means valid. The validator never raises on bad input.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from . import profiles_fr
+from .validator import Validator
+
+
+@cache
+def get_validator() -> Validator:
+    """The process-wide validator, compiled on first call (about a second)."""
+    return Validator()
+
+
+def has_errors(issues: list) -> bool:  # type: ignore[type-arg]
+    return any(i.severity in ("error", "fatal") for i in issues)
+
+
+__all__ = ["Validator", "get_validator", "has_errors", "profiles_fr"]

@@ -1,0 +1,336 @@
+"""Compile the R4 StructureDefinitions into plain lookup tables, once per process.
+
+Every complex type, resource and backbone element becomes a `Node`: a dict from JSON property name
+to `Element` (choice types expanded to one entry per allowed suffix), the required properties, and
+the invariant checks that apply to it. The validator then walks JSON against these tables; nothing
+is parsed or compiled per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..definitions import load_bundle
+from .invariants import BUILT_IN, INVARIANTS
+from .primitives import FHIR_TYPE_EXT, Checker, build_checkers
+from .valuesets import ValueSets
+
+SD_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
+_FHIRPATH_PREFIX = "http://hl7.org/fhirpath/System."
+_SKIP_TYPES = frozenset({"Element", "BackboneElement"})
+
+
+class Invariant:
+    __slots__ = ("key", "human", "severity", "test")
+
+    def __init__(self, key: str, human: str, severity: str, test: Callable[[Any], bool]) -> None:
+        self.key, self.human, self.severity, self.test = key, human, severity, test
+
+
+class Element:
+    """One JSON property of a Node."""
+
+    __slots__ = (
+        "key",
+        "label",
+        "min",
+        "max",
+        "array",
+        "type",
+        "check",
+        "node_ref",
+        "node",
+        "codes",
+        "code_values",
+        "valueset",
+        "targets",
+        "choice",
+        "prohibited",
+        "resource",
+        "reference",
+        "hashref",
+        "invariants",
+        "owner",
+    )
+
+    def __init__(self, key: str, label: str, owner: str) -> None:
+        self.key = key
+        self.label = label  # FHIRPath step: `name` or `value.ofType(Quantity)`
+        self.owner = owner  # definition path, for messages: `Observation.status`
+        self.min = 0
+        self.max = -1  # -1 = unbounded
+        self.array = False
+        self.type = ""
+        self.check: Checker | None = None  # primitive checker, None for complex
+        self.node_ref = ""  # Node name to resolve after all nodes exist
+        self.node: Node | None = None
+        self.codes: frozenset[tuple[str, str]] | None = None  # required binding, (system, code)
+        self.code_values: frozenset[str] | None = None  # required binding, codes only
+        self.valueset = ""
+        self.targets: frozenset[str] | None = None  # allowed reference target types
+        self.choice: str | None = None  # choice group name (`value`) for `valueQuantity`
+        self.prohibited = False  # max = 0 in this (profiled) definition
+        self.resource = False  # the element holds a whole resource
+        self.reference = False
+        self.hashref = False  # uri/canonical: a `#id` value counts as a local reference (dom-3)
+        self.invariants: tuple[Invariant, ...] = ()
+
+
+class Node:
+    """A complex type, a resource or a backbone element."""
+
+    __slots__ = ("name", "elements", "required", "choices", "invariants", "is_resource")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.elements: dict[str, Element] = {}
+        self.required: tuple[tuple[tuple[str, ...], str], ...] = ()  # (JSON keys, label)
+        self.choices: dict[str, tuple[str, ...]] = {}  # group -> allowed type codes
+        self.invariants: tuple[Invariant, ...] = ()
+        self.is_resource = False
+
+
+class ExtensionDef:
+    __slots__ = ("url", "value_keys", "value_required", "complex")
+
+    def __init__(self, url: str, value_keys: frozenset[str], value_required: bool, cx: bool):
+        self.url, self.value_keys = url, value_keys
+        self.value_required, self.complex = value_required, cx
+
+
+def _cap(code: str) -> str:
+    return code[0].upper() + code[1:]
+
+
+def _type_code(el: dict[str, Any], ty: dict[str, Any]) -> str:
+    code: str = ty.get("code", "")
+    if el.get("base", {}).get("path") == "Resource.id":
+        return "id"  # Resource.id is an `id` in the R4 specification
+    if code.startswith(_FHIRPATH_PREFIX):
+        for ext in ty.get("extension", []):
+            if ext.get("url") == FHIR_TYPE_EXT:
+                return str(ext.get("valueUrl") or ext.get("valueUri") or "string")
+        return "string"
+    return code
+
+
+class Compiled:
+    """All compiled tables, ready for the validator."""
+
+    def __init__(self) -> None:
+        self.checkers = build_checkers()
+        self.valuesets = ValueSets()
+        self.nodes: dict[str, Node] = {}
+        self.resource_types: frozenset[str] = frozenset()
+        self.datatypes: frozenset[str] = frozenset()
+        self.core_profiles: dict[str, str] = {}  # canonical URL -> resource type
+        self.other_profiles: dict[str, str] = {}  # HL7 profiles shipped but not enforced
+        self.extensions: dict[str, ExtensionDef] = {}
+        self.constraint_text: dict[str, tuple[str, str]] = {}  # key -> (human, severity)
+        self._ambiguous_keys: frozenset[str] = frozenset()
+        self._compile()
+
+    # --- compile ------------------------------------------------------------------------------
+
+    def _compile(self) -> None:
+        types = [
+            sd
+            for sd in load_bundle("profiles-types.json")
+            if sd.get("resourceType") == "StructureDefinition"
+        ]
+        resources = [
+            sd
+            for sd in load_bundle("profiles-resources.json")
+            if sd.get("resourceType") == "StructureDefinition" and sd.get("kind") == "resource"
+        ]
+        self.datatypes = frozenset(sd["id"] for sd in types if sd.get("kind") == "complex-type")
+        self.resource_types = frozenset(sd["id"] for sd in resources if not sd.get("abstract"))
+        for sd in resources:
+            self.core_profiles[sd["url"]] = sd["id"]
+        for sd in load_bundle("profiles-others.json"):
+            if sd.get("resourceType") == "StructureDefinition" and sd.get("type"):
+                self.other_profiles[sd["url"]] = sd["type"]
+        expressions: dict[str, set[str]] = {}
+        for sd in (*types, *resources):
+            for e in sd["snapshot"]["element"]:
+                for c in e.get("constraint", []):
+                    expressions.setdefault(c.get("key", ""), set()).add(c.get("expression", ""))
+        self._ambiguous_keys = frozenset(k for k, v in expressions.items() if len(v) > 1)
+        for sd in types:
+            if sd.get("kind") == "complex-type":
+                self._compile_sd(sd)
+        for sd in resources:
+            self._compile_sd(sd, is_resource=True)
+        for node in self.nodes.values():
+            for el in node.elements.values():
+                if el.node_ref:
+                    el.node = self.nodes[el.node_ref]
+        self._compile_extensions()
+
+    def _compile_sd(self, sd: dict[str, Any], is_resource: bool = False) -> None:
+        elements = [
+            e
+            for e in sd["snapshot"]["element"]
+            if not e.get("sliceName") and ":" not in e.get("id", "")
+        ]
+        root_path = elements[0]["path"]
+        name = sd["id"]
+
+        def node_name(path: str) -> str:
+            return name + path[len(root_path) :]
+
+        children: dict[str, list[dict[str, Any]]] = {}
+        for e in elements[1:]:
+            parent = e["path"].rsplit(".", 1)[0]
+            children.setdefault(parent, []).append(e)
+        by_path = {e["path"]: e for e in elements}
+
+        for path, kids in children.items():
+            node = Node(node_name(path))
+            node.is_resource = is_resource and path == root_path
+            required: list[tuple[tuple[str, ...], str]] = []
+            for e in kids:
+                for el in self._compile_element(sd, e, node_name, children):
+                    node.elements[el.key] = el
+                    if el.choice:
+                        node.choices.setdefault(el.choice, ())
+                        node.choices[el.choice] += (el.type,)
+                base = e["path"].rsplit(".", 1)[1]
+                if e.get("min", 0) > 0:
+                    if base.endswith("[x]"):
+                        group = base[:-3]
+                        keys = tuple(
+                            k
+                            for el in node.elements.values()
+                            if el.choice == group
+                            for k in (el.key, "_" + el.key)
+                        )
+                        required.append((keys, group))
+                    else:
+                        required.append(((base, "_" + base), base))
+            node.required = tuple(required)
+            own = by_path.get(path, {})
+            node.invariants = self._invariants(own, skip=())
+            self.nodes[node.name] = node
+
+    def _invariants(self, el: dict[str, Any], skip: tuple[str, ...]) -> tuple[Invariant, ...]:
+        out = []
+        for c in el.get("constraint", []):
+            key = c.get("key", "")
+            self.constraint_text.setdefault(key, (c.get("human", ""), c.get("severity", "error")))
+            if key in BUILT_IN or key in skip:
+                continue
+            test = INVARIANTS.get(f"{el.get('path')}:{key}")
+            if test is None and key not in self._ambiguous_keys:
+                test = INVARIANTS.get(key)
+            if test is not None:
+                out.append(Invariant(key, c.get("human", ""), c.get("severity", "error"), test))
+        return tuple(out)
+
+    def _compile_element(
+        self,
+        sd: dict[str, Any],
+        e: dict[str, Any],
+        node_name: Callable[[str], str],
+        children: dict[str, list[dict[str, Any]]],
+    ) -> list[Element]:
+        path: str = e["path"]
+        base = path.rsplit(".", 1)[1]
+        owner = sd["id"] + path[len(sd["snapshot"]["element"][0]["path"]) :]
+        max_text = e.get("max", "*")
+        base_max = e.get("base", {}).get("max", max_text)
+        binding = e.get("binding") or {}
+        codes = None
+        vs_url = ""
+        if binding.get("strength") == "required" and binding.get("valueSet"):
+            vs_url = binding["valueSet"].split("|")[0]
+            codes = self.valuesets.expand(vs_url)
+
+        def make(key: str, label: str, type_code: str, ty: dict[str, Any] | None) -> Element:
+            el = Element(key, label, owner)
+            el.min = e.get("min", 0)
+            el.max = -1 if max_text == "*" else int(max_text)
+            el.prohibited = max_text == "0"
+            el.array = base_max != "1"
+            el.type = type_code
+            if codes is not None:
+                el.codes = codes
+                el.code_values = frozenset(c for _, c in codes)
+                el.valueset = vs_url
+            if type_code in self.checkers:
+                el.check = self.checkers[type_code]
+                el.hashref = type_code in ("uri", "canonical")
+            elif type_code in ("Resource", *self.resource_types):
+                el.resource = True
+            elif type_code in _SKIP_TYPES or (ty is None and "contentReference" in e):
+                pass
+            else:
+                profile = (ty or {}).get("profile") or []
+                ref = type_code
+                for p in profile:
+                    pid = p.rsplit("/", 1)[-1]
+                    if p.startswith(SD_PREFIX) and pid in self.datatypes:
+                        ref = pid
+                el.node_ref = ref
+            if type_code == "Reference" and ty is not None:
+                el.reference = True
+                targets = ty.get("targetProfile") or []
+                names = {t.rsplit("/", 1)[-1] for t in targets}
+                if (
+                    targets
+                    and "Resource" not in names
+                    and all(t.startswith(SD_PREFIX) for t in targets)
+                ):
+                    el.targets = frozenset(names)
+            return el
+
+        if "contentReference" in e:
+            target = e["contentReference"].lstrip("#")
+            el = make(base, base, "BackboneElement", None)
+            el.node_ref = node_name(target)
+            return [el]
+        types = e.get("type") or []
+        if base.endswith("[x]"):
+            group = base[:-3]
+            out = []
+            for ty in types:
+                code = _type_code(e, ty)
+                el = make(group + _cap(code), f"{group}.ofType({code})", code, ty)
+                el.choice = group
+                out.append(el)
+            return out
+        if not types:
+            return []
+        ty = types[0]
+        code = _type_code(e, ty)
+        el = make(base, base, code, ty)
+        if code in _SKIP_TYPES and path in children:
+            el.node_ref = node_name(path)
+        elif el.node_ref:
+            # Constraints declared on the element itself (not inherited from its type).
+            type_keys = tuple(i.key for i in self.nodes_pending_keys(el.node_ref))
+            el.invariants = self._invariants(e, skip=type_keys)
+        return [el]
+
+    def nodes_pending_keys(self, type_name: str) -> tuple[Invariant, ...]:
+        node = self.nodes.get(type_name)
+        return node.invariants if node is not None else ()
+
+    def _compile_extensions(self) -> None:
+        for sd in load_bundle("extension-definitions.json"):
+            if sd.get("resourceType") != "StructureDefinition" or "snapshot" not in sd:
+                continue
+            keys: set[str] = set()
+            value_required = False
+            is_complex = False
+            for e in sd["snapshot"]["element"]:
+                if e.get("id") == "Extension.value[x]":
+                    if e.get("max") == "0":
+                        is_complex = True
+                    value_required = e.get("min", 0) > 0
+                    for ty in e.get("type", []):
+                        keys.add("value" + _cap(_type_code(e, ty)))
+            self.extensions[sd["url"]] = ExtensionDef(
+                sd["url"], frozenset(keys), value_required, is_complex
+            )

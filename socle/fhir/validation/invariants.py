@@ -1,0 +1,341 @@
+"""Hand translations of the simple FHIRPath invariants of the R4 definitions.
+
+The compiler attaches an entry of `INVARIANTS` to an element only where the definitions declare a
+constraint with that key (keys are not globally unique: a key the definitions use with two
+different expressions must be qualified, `Parameters.parameter:inv-1`, or it is not attached), and the message quotes the definitions' own `human` text; nothing here
+decides *where* an invariant applies. Each function takes the JSON object the constraint sits on
+(and, for Bundle ones, nothing else) and returns True when the invariant holds. Invariants that
+need terminology or a FHIRPath engine are not translated.
+
+`dom-2..dom-5`, `ref-1`, `ele-1` and `ext-1` are enforced by the walker itself (they need the
+surrounding resource), `txt-1`/`txt-2` (partly) by the xhtml checker in `primitives`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+def _has(o: Obj, name: str) -> bool:
+    """FHIRPath `name.exists()` for a JSON property (a primitive may exist by its `_name` only)."""
+    return name in o or ("_" + name) in o
+
+
+def _has_value(o: Obj, name: str) -> bool:
+    return o.get(name) is not None
+
+
+# --- date ranges ----------------------------------------------------------------------------
+
+
+def _bounds(text: Any) -> tuple[datetime, datetime] | None:
+    """The earliest and latest UTC instants a (partial) date/dateTime can denote."""
+    if not isinstance(text, str) or len(text) < 4:
+        return None
+    try:
+        if len(text) == 4:
+            y = int(text)
+            return datetime(y, 1, 1, tzinfo=UTC), datetime(y + 1, 1, 1, tzinfo=UTC)
+        if len(text) == 7:
+            y, m = int(text[:4]), int(text[5:7])
+            nxt = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=UTC)
+            return datetime(y, m, 1, tzinfo=UTC), nxt
+        if len(text) == 10:
+            d = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            return d, d + timedelta(days=1)
+        d = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=UTC)
+        return d, d
+    except (ValueError, OverflowError):
+        return None
+
+
+def per_1(o: Obj) -> bool:
+    start, end = _bounds(o.get("start")), _bounds(o.get("end"))
+    if start is None or end is None:
+        return True
+    return start[0] < end[1] or start[0] == end[0]
+
+
+# --- quantities -----------------------------------------------------------------------------
+
+
+def _num(v: Any) -> Decimal | None:
+    if isinstance(v, bool) or not isinstance(v, int | float | Decimal):
+        return None
+    try:
+        d = Decimal(v)
+    except (InvalidOperation, ValueError):
+        return None
+    return d if d.is_finite() else None
+
+
+def qty_3(o: Obj) -> bool:
+    return not _has(o, "code") or _has(o, "system")
+
+
+def rng_2(o: Obj) -> bool:
+    low, high = o.get("low"), o.get("high")
+    if not isinstance(low, dict) or not isinstance(high, dict):
+        return True
+    lv, hv = _num(low.get("value")), _num(high.get("value"))
+    if lv is None or hv is None:
+        return True
+    lu = (low.get("system"), low.get("code"), low.get("unit"))
+    hu = (high.get("system"), high.get("code"), high.get("unit"))
+    if lu != hu:
+        return True  # not comparable without unit conversion
+    return lv <= hv
+
+
+def rat_1(o: Obj) -> bool:
+    num, den = _has(o, "numerator"), _has(o, "denominator")
+    return (num == den) and (num or _has(o, "extension"))
+
+
+def _coding_has(cc: Any, system: str, codes: tuple[str, ...]) -> bool:
+    if not isinstance(cc, dict):
+        return False
+    for c in cc.get("coding") or ():
+        if isinstance(c, dict) and c.get("system") == system and c.get("code") in codes:
+            return True
+    return False
+
+
+# --- resources ------------------------------------------------------------------------------
+
+_CONDITION_VER = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+_CONDITION_CLIN = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+_ALLERGY_VER = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+
+
+def con_4(o: Obj) -> bool:
+    if not any(k.startswith("abatement") for k in o):
+        return True
+    return _coding_has(
+        o.get("clinicalStatus"), _CONDITION_CLIN, ("inactive", "resolved", "remission")
+    )
+
+
+def con_5(o: Obj) -> bool:
+    entered = _coding_has(o.get("verificationStatus"), _CONDITION_VER, ("entered-in-error",))
+    return not entered or "clinicalStatus" not in o
+
+
+def ait_1(o: Obj) -> bool:
+    entered = _coding_has(o.get("verificationStatus"), _ALLERGY_VER, ("entered-in-error",))
+    return entered or "verificationStatus" not in o or "clinicalStatus" in o
+
+
+def ait_2(o: Obj) -> bool:
+    entered = _coding_has(o.get("verificationStatus"), _ALLERGY_VER, ("entered-in-error",))
+    return not entered or "clinicalStatus" not in o
+
+
+def obs_6(o: Obj) -> bool:
+    return "dataAbsentReason" not in o or not any(k.startswith("value") for k in o)
+
+
+def _codings(cc: Any) -> set[tuple[Any, Any]]:
+    if not isinstance(cc, dict):
+        return set()
+    return {
+        (c.get("system"), c.get("code"))
+        for c in cc.get("coding") or ()
+        if isinstance(c, dict) and "code" in c
+    }
+
+
+def obs_7(o: Obj) -> bool:
+    if not any(k.startswith("value") for k in o):
+        return True
+    own = _codings(o.get("code"))
+    if not own:
+        return True
+    for comp in o.get("component") or ():
+        if isinstance(comp, dict) and own & _codings(comp.get("code")):
+            return False
+    return True
+
+
+def bdl_1(o: Obj) -> bool:
+    return "total" not in o or o.get("type") in ("searchset", "history")
+
+
+def _entries(o: Obj) -> list[Obj]:
+    entries = o.get("entry")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def bdl_2(o: Obj) -> bool:
+    return o.get("type") == "searchset" or all("search" not in e for e in _entries(o))
+
+
+def bdl_3(o: Obj) -> bool:
+    due = o.get("type") in ("batch", "transaction", "history")
+    return all(("request" in e) == due for e in _entries(o))
+
+
+def bdl_4(o: Obj) -> bool:
+    due = o.get("type") in ("batch-response", "transaction-response", "history")
+    return all(("response" in e) == due for e in _entries(o))
+
+
+def bdl_5(e: Obj) -> bool:
+    return "resource" in e or "request" in e or "response" in e
+
+
+def bdl_7(o: Obj) -> bool:
+    if o.get("type") == "history":
+        return True
+    seen: set[tuple[Any, Any]] = set()
+    for e in _entries(o):
+        url = e.get("fullUrl")
+        if url is None:
+            continue
+        res = e.get("resource")
+        meta = res.get("meta") if isinstance(res, dict) else None
+        version = meta.get("versionId") if isinstance(meta, dict) else None
+        key = (url, version)
+        if key in seen:
+            return False
+        seen.add(key)
+    return True
+
+
+def bdl_8(e: Obj) -> bool:
+    url = e.get("fullUrl")
+    return not isinstance(url, str) or "/_history/" not in url
+
+
+def bdl_9(o: Obj) -> bool:
+    if o.get("type") != "document":
+        return True
+    ident = o.get("identifier")
+    return isinstance(ident, dict) and "system" in ident and "value" in ident
+
+
+def bdl_10(o: Obj) -> bool:
+    return o.get("type") != "document" or _has_value(o, "timestamp")
+
+
+def _first_resource_type(o: Obj) -> Any:
+    entries = _entries(o)
+    res = entries[0].get("resource") if entries else None
+    return res.get("resourceType") if isinstance(res, dict) else None
+
+
+def bdl_11(o: Obj) -> bool:
+    return o.get("type") != "document" or _first_resource_type(o) == "Composition"
+
+
+def bdl_12(o: Obj) -> bool:
+    return o.get("type") != "message" or _first_resource_type(o) == "MessageHeader"
+
+
+def inv_1(o: Obj) -> bool:
+    part = "part" in o
+    value = any(k.startswith("value") or k.startswith("_value") for k in o)
+    resource = "resource" in o
+    if part:
+        return not value and not resource
+    return value != resource
+
+
+def org_2(o: Obj) -> bool:
+    return o.get("use") != "home"
+
+
+def tim_9(o: Obj) -> bool:
+    if "offset" not in o:
+        return True
+    when = o.get("when")
+    return isinstance(when, list) and bool(when) and not set(when) & {"C", "CM", "CD", "CV"}
+
+
+def _non_negative(name: str) -> Callable[[Obj], bool]:
+    def check(o: Obj) -> bool:
+        n = _num(o.get(name))
+        return n is None or n >= 0
+
+    return check
+
+
+def _implies(a: str, b: str) -> Callable[[Obj], bool]:
+    """`a.empty() or b.exists()`."""
+
+    def check(o: Obj) -> bool:
+        return not _has(o, a) or _has(o, b)
+
+    return check
+
+
+def _any_of(*names: str) -> Callable[[Obj], bool]:
+    def check(o: Obj) -> bool:
+        return any(_has(o, n) for n in names)
+
+    return check
+
+
+def _not_both(a: str, b: str) -> Callable[[Obj], bool]:
+    def check(o: Obj) -> bool:
+        return not (_has(o, a) and _has(o, b))
+
+    return check
+
+
+INVARIANTS: dict[str, Callable[[Obj], bool]] = {
+    "per-1": per_1,
+    "qty-3": qty_3,
+    "rng-2": rng_2,
+    "rat-1": rat_1,
+    "att-1": _implies("data", "contentType"),
+    "cpt-2": _implies("value", "system"),
+    "obs-3": _any_of("low", "high", "text"),
+    "obs-6": obs_6,
+    "obs-7": obs_7,
+    "con-1": _any_of("summary", "assessment"),
+    "con-2": _any_of("code", "detail"),
+    "con-4": con_4,
+    "con-5": con_5,
+    "ait-1": ait_1,
+    "ait-2": ait_2,
+    "imm-1": _any_of("documentType", "reference"),
+    "pat-1": _any_of("name", "telecom", "address", "organization"),
+    "org-1": _any_of("identifier", "name"),
+    "org-2": org_2,
+    "org-3": org_2,
+    "Parameters.parameter:inv-1": inv_1,  # `inv-1` is also a Task and a TestReport key
+    "bdl-1": bdl_1,
+    "bdl-2": bdl_2,
+    "bdl-3": bdl_3,
+    "bdl-4": bdl_4,
+    "bdl-5": bdl_5,
+    "bdl-7": bdl_7,
+    "bdl-8": bdl_8,
+    "bdl-9": bdl_9,
+    "bdl-10": bdl_10,
+    "bdl-11": bdl_11,
+    "bdl-12": bdl_12,
+    "tim-1": _implies("duration", "durationUnit"),
+    "tim-2": _implies("period", "periodUnit"),
+    "tim-4": _non_negative("duration"),
+    "tim-5": _non_negative("period"),
+    "tim-6": _implies("periodMax", "period"),
+    "tim-7": _implies("durationMax", "duration"),
+    "tim-8": _implies("countMax", "count"),
+    "tim-9": tim_9,
+    "tim-10": _not_both("timeOfDay", "when"),
+}
+
+# Keys the walker enforces itself.
+# (sqty-1, "no comparator on a SimpleQuantity", is the max-0 cardinality of the profile's snapshot.)
+BUILT_IN = frozenset(
+    {"ele-1", "ext-1", "dom-2", "dom-3", "dom-4", "dom-5", "ref-1", "txt-1", "txt-2", "sqty-1"}
+)

@@ -1,0 +1,195 @@
+"""Checkers for the FHIR R4 primitive types, built from the regexes in `profiles-types.json`.
+
+Each primitive StructureDefinition carries its lexical regex (extension
+`http://hl7.org/fhir/StructureDefinition/regex` on `<type>.value`). Those regexes use XML Schema
+semantics, where `\\s` is only space, tab, CR and LF; they are compiled here with `re.ASCII` so
+that `\\S` accepts every non-ASCII character (a French non-breaking space is a valid `string`).
+
+A checker takes the decoded JSON value and returns None when it is valid, otherwise a short
+English sentence describing the problem. Checkers are plain closures built once at start-up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from ..definitions import load_bundle
+
+REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
+FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+MAX_STRING = 1024 * 1024  # the spec caps string at 1 MB
+
+Checker = Callable[[Any], "str | None"]
+
+# FHIR forbids the C0 control characters that XML cannot carry (tab, CR and LF are fine).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+_XHTML_NS = "http://www.w3.org/1999/xhtml"
+_SCRIPT = re.compile(r"<(script|form|iframe|object|embed|input)\b|\son[a-z]+\s*=", re.I)
+_TAGS = re.compile(r"<[^>]*>")
+
+_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def json_kind(value: Any) -> str:
+    """How a decoded JSON value reads in a message: string, number, boolean, array, object, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, int | float | Decimal):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _calendar_ok(text: str) -> bool:
+    """`YYYY-MM-DD...`: the day exists in that month (2023-02-30 does not)."""
+    if len(text) < 10:
+        return True
+    year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+    if day <= 28:
+        return True
+    if month == 2 and day == 29:
+        return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    return day <= _DAYS[month]
+
+
+def spec_regexes() -> dict[str, str]:
+    """Primitive type name -> the regex the R4 definitions give for its value."""
+    out: dict[str, str] = {}
+    for sd in load_bundle("profiles-types.json"):
+        if sd.get("resourceType") != "StructureDefinition" or sd.get("kind") != "primitive-type":
+            continue
+        for el in sd["snapshot"]["element"]:
+            if el["path"] != f"{sd['id']}.value":
+                continue
+            for ty in el.get("type", []):
+                for ext in ty.get("extension", []):
+                    if ext.get("url") == REGEX_EXT:
+                        out[sd["id"]] = ext["valueString"]
+    return out
+
+
+def build_checkers() -> dict[str, Checker]:
+    """Primitive type code -> checker. Raises if the definitions lack a regex we rely on."""
+    regexes = {name: re.compile(rx, re.ASCII) for name, rx in spec_regexes().items()}
+    checkers: dict[str, Checker] = {}
+
+    def string_like(name: str) -> Checker:
+        def check(v: Any) -> str | None:
+            if type(v) is not str:
+                return f"expected a JSON string ({name}), found {json_kind(v)}"
+            if not v:
+                return f"empty string is not a valid {name} (ele-1: use no element instead)"
+            if len(v) > MAX_STRING:
+                return f"{name} longer than 1 MB"
+            if _CONTROL.search(v) is not None:
+                return f"{name} contains an illegal control character"
+            return None
+
+        return check
+
+    def regex_typed(name: str, extra: Callable[[str], str | None] | None = None) -> Checker:
+        fullmatch = regexes[name].fullmatch
+
+        def check(v: Any) -> str | None:
+            if type(v) is not str:
+                return f"expected a JSON string ({name}), found {json_kind(v)}"
+            if not v:
+                return f"empty string is not a valid {name} (ele-1: use no element instead)"
+            if fullmatch(v) is None:
+                return f"{v[:80]!r} is not a valid {name}"
+            if extra is not None:
+                return extra(v)
+            return None
+
+        return check
+
+    def calendar(v: str) -> str | None:
+        return None if _calendar_ok(v) else f"{v!r} is not a real calendar date"
+
+    for name in ("string", "markdown"):
+        checkers[name] = string_like(name)
+    base_xhtml = string_like("xhtml")
+
+    def xhtml(v: Any) -> str | None:
+        # Narrative.div: one XHTML <div> in the XHTML namespace (txt-1, partly), with text (txt-2)
+        msg = base_xhtml(v)
+        if msg is not None:
+            return msg
+        text = v.strip()
+        if not text.startswith("<div") or not text.endswith("</div>"):
+            return "txt-1: the narrative must be a single XHTML <div> element"
+        head = text[: text.find(">") + 1]
+        if "xmlns" not in head or _XHTML_NS not in head:
+            return 'txt-1: the narrative <div> must declare xmlns="http://www.w3.org/1999/xhtml"'
+        if _SCRIPT.search(text) is not None:
+            return "txt-1: the narrative must not contain scripts, forms or event handlers"
+        if not _TAGS.sub("", text).strip() and "<img" not in text:
+            return "txt-2: the narrative must have some non-whitespace content"
+        return None
+
+    checkers["xhtml"] = xhtml
+    for name in ("code", "id", "uri", "url", "canonical", "oid", "uuid", "time", "base64Binary"):
+        checkers[name] = regex_typed(name)
+    for name in ("date", "dateTime", "instant"):
+        checkers[name] = regex_typed(name, calendar)
+
+    def boolean(v: Any) -> str | None:
+        if type(v) is bool:
+            return None
+        return f"expected a JSON boolean (true/false), found {json_kind(v)} {_short(v)}"
+
+    def int_range(name: str, low: int) -> Checker:
+        def check(v: Any) -> str | None:
+            if type(v) is not int:
+                if isinstance(v, Decimal | float) and not isinstance(v, bool):
+                    return f"expected a JSON integer ({name}), found the decimal {v}"
+                return f"expected a JSON integer ({name}), found {json_kind(v)} {_short(v)}"
+            if v < low or v > INT_MAX:
+                return f"{v} is out of range for {name} ({low}..{INT_MAX})"
+            return None
+
+        return check
+
+    def decimal(v: Any) -> str | None:
+        tv = type(v)
+        if tv is Decimal:
+            return None if v.is_finite() else f"{v} is not a valid decimal"
+        if tv is int:
+            return None
+        if tv is float:
+            return None if v == v and v not in (float("inf"), float("-inf")) else "not finite"
+        return f"expected a JSON number (decimal), found {json_kind(v)} {_short(v)}"
+
+    checkers["boolean"] = boolean
+    checkers["integer"] = int_range("integer", INT_MIN)
+    checkers["positiveInt"] = int_range("positiveInt", 1)
+    checkers["unsignedInt"] = int_range("unsignedInt", 0)
+    checkers["decimal"] = decimal
+    return checkers
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+PRIMITIVE_JSON_HINT = {
+    "boolean": "boolean",
+    "integer": "number",
+    "positiveInt": "number",
+    "unsignedInt": "number",
+    "decimal": "number",
+}

@@ -1,0 +1,710 @@
+"""Walk FHIR JSON against the compiled R4 tables and collect `Issue`s; never raises.
+
+Locations are FHIRPath: `Patient.name[1].given[0]`, `Observation.value.ofType(Quantity).unit`,
+`Bundle.entry[7].resource.subject`, `Patient.contained[0].name`; a primitive's extension sits at
+`Patient.birthDate.extension[0]` (JSON `_birthDate`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from typing import Any
+
+from ..outcome import Issue
+from . import profiles_fr
+from .compiler import Compiled, Element, Node
+from .primitives import json_kind
+
+#: Severity of the issue raised for a profile in `meta.profile` that this validator does not know:
+#: "warning" (default; the resource is still checked against its base definition) or "error".
+UNKNOWN_PROFILE_SEVERITY = os.environ.get("SOCLE_UNKNOWN_PROFILE_SEVERITY", "warning")
+
+_REL_REF = re.compile(
+    r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(/_history/([A-Za-z0-9\-\.]{1,64}))?"
+)
+_ABS_TAIL = re.compile(
+    r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(/_history/[A-Za-z0-9\-\.]{1,64})?$"
+)
+_COND_REF = re.compile(r"([A-Z][A-Za-z]+)\?\S*")
+_ABS_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+_UUID = re.compile(
+    r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_OID = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
+
+_ROOT, _CONTAINED, _EMBEDDED = 0, 1, 2
+
+
+class _Ctx:
+    """Per-resource state: contained resources, local references, Bundle fullUrls."""
+
+    __slots__ = ("contained", "local_refs", "self_refs", "current", "bundle_urls")
+
+    def __init__(self, bundle_urls: dict[str, str] | None) -> None:
+        self.contained: dict[str, str | None] = {}  # contained id -> resourceType
+        self.local_refs: set[str] = set()  # ids referenced as `#id`
+        self.self_refs: set[str] = set()  # contained ids whose resource references `#`
+        self.current: str | None = None  # id of the contained resource being walked
+        self.bundle_urls = bundle_urls  # fullUrl -> resourceType, inside a Bundle
+
+
+class Validator:
+    """A compiled validator; use `get_validator()` for the shared instance."""
+
+    def __init__(self, compiled: Compiled | None = None) -> None:
+        self.c = compiled or Compiled()
+        nodes = self.c.nodes
+        self._element_node = nodes["Element"]
+        self._ext_node = nodes["Extension"]
+        self._resource_types = self.c.resource_types
+        self._extensions = self.c.extensions
+        self._profiles = profiles_fr.profile_rules()
+        self._ext_rules = profiles_fr.extension_rules()
+        self._text = self.c.constraint_text
+
+    # --- public -------------------------------------------------------------------------------
+
+    def validate(self, resource: Any, *, profile: str | None = None) -> list[Issue]:
+        """Issues found in `resource` (decoded FHIR JSON); empty or non-error means valid."""
+        issues: list[Issue] = []
+        try:
+            self._resource(resource, None, issues, None, _ROOT, profile)
+        except RecursionError:
+            issues.append(Issue("error", "too-costly", "The resource is nested too deeply"))
+        except Exception as exc:  # the validator reports, it never throws
+            issues.append(
+                Issue(
+                    "error", "exception", f"Internal validator error: {type(exc).__name__}: {exc}"
+                )
+            )
+        return issues
+
+    def known_profiles(self) -> frozenset[str]:
+        return frozenset(self._profiles) | frozenset(self.c.core_profiles)
+
+    # --- resources ----------------------------------------------------------------------------
+
+    def _resource(
+        self,
+        res: Any,
+        path: str | None,
+        issues: list[Issue],
+        parent: _Ctx | None,
+        mode: int,
+        profile: str | None = None,
+    ) -> None:
+        where = (path,) if path else ()
+        if type(res) is not dict:
+            issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    f"A resource must be a JSON object, found {json_kind(res)}",
+                    where,
+                )
+            )
+            return
+        rt = res.get("resourceType")
+        if rt is None:
+            issues.append(Issue("error", "required", "The resource has no resourceType", where))
+            return
+        if type(rt) is not str or rt not in self._resource_types:
+            issues.append(Issue("error", "structure", f"Unknown resourceType {rt!r}", where))
+            return
+        node = self.c.nodes[rt]
+        if path is None:
+            path = rt
+        if mode == _CONTAINED:
+            ctx = parent
+            assert ctx is not None
+            self._contained_rules(res, path, issues)
+            rid = res.get("id")
+            previous, ctx.current = ctx.current, rid if type(rid) is str else None
+            self._walk(node, res, path, issues, ctx)
+            ctx.current = previous
+        else:
+            ctx = _Ctx(parent.bundle_urls if parent is not None else None)
+            contained = res.get("contained")
+            if type(contained) is list:
+                for c in contained:
+                    if type(c) is dict and type(c.get("id")) is str:
+                        ctype = c.get("resourceType")
+                        ctx.contained[c["id"]] = ctype if type(ctype) is str else None
+            if rt == "Bundle":
+                ctx.bundle_urls = self._bundle_urls(res)
+            self._walk(node, res, path, issues, ctx)
+            if type(contained) is list:
+                self._dom_3(contained, path, issues, ctx)
+        self._check_profiles(res, rt, path, issues, profile)
+
+    def _contained_rules(self, res: dict[str, Any], path: str, issues: list[Issue]) -> None:
+        if "contained" in res:
+            self._constraint(issues, "dom-2", f"{path}.contained")
+        meta = res.get("meta")
+        if type(meta) is dict:
+            if "versionId" in meta or "lastUpdated" in meta:
+                self._constraint(issues, "dom-4", f"{path}.meta")
+            if "security" in meta:
+                self._constraint(issues, "dom-5", f"{path}.meta.security")
+
+    def _dom_3(self, contained: list[Any], path: str, issues: list[Issue], ctx: _Ctx) -> None:
+        for i, c in enumerate(contained):
+            if type(c) is not dict:
+                continue
+            cid = c.get("id")
+            if type(cid) is not str:
+                self._constraint(
+                    issues, "dom-3", f"{path}.contained[{i}]", "the contained resource has no id"
+                )
+            elif cid not in ctx.local_refs and cid not in ctx.self_refs:
+                self._constraint(
+                    issues, "dom-3", f"{path}.contained[{i}]", f"nothing references '#{cid}'"
+                )
+
+    def _bundle_urls(self, bundle: dict[str, Any]) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        entries = bundle.get("entry")
+        if type(entries) is list:
+            for e in entries:
+                if type(e) is dict:
+                    url, res = e.get("fullUrl"), e.get("resource")
+                    if (
+                        type(url) is str
+                        and type(res) is dict
+                        and type(res.get("resourceType")) is str
+                    ):
+                        urls[url] = res["resourceType"]
+        return urls
+
+    def _check_profiles(
+        self, res: dict[str, Any], rt: str, path: str, issues: list[Issue], extra: str | None
+    ) -> None:
+        claimed: list[tuple[Any, str]] = []
+        meta = res.get("meta")
+        if type(meta) is dict and type(meta.get("profile")) is list:
+            claimed = [(p, f"{path}.meta.profile[{i}]") for i, p in enumerate(meta["profile"])]
+        if extra:
+            claimed.append((extra, path))
+        for url, where in claimed:
+            if type(url) is not str:
+                continue  # already reported as a wrong JSON type
+            canonical = url.split("|")[0]
+            core = self.c.core_profiles.get(canonical)
+            rule = self._profiles.get(canonical)
+            applies_to = core or (rule.resource_type if rule else None)
+            if applies_to is not None and applies_to != rt:
+                issues.append(
+                    Issue(
+                        "error", "invalid", f"Profile {url} is for {applies_to}, not {rt}", (where,)
+                    )
+                )
+                continue
+            if rule is not None:
+                rule.check(res, path, issues)
+            elif core is None:
+                hint = (
+                    "an HL7 profile this validator does not enforce"
+                    if canonical in self.c.other_profiles
+                    else "not known to this validator"
+                )
+                issues.append(
+                    Issue(
+                        UNKNOWN_PROFILE_SEVERITY,
+                        "not-supported",
+                        f"Profile {url} is {hint}; the resource was checked against the base "
+                        f"{rt} definition only",
+                        (where,),
+                    )
+                )
+
+    # --- elements -----------------------------------------------------------------------------
+
+    def _walk(
+        self, node: Node, obj: dict[str, Any], path: str, issues: list[Issue], ctx: _Ctx
+    ) -> None:
+        elements = node.elements
+        seen_choice: dict[str, str] | None = None
+        for key, val in obj.items():
+            el = elements.get(key)
+            if el is None:
+                if key[:1] == "_":
+                    self._primitive_extension(node, key, val, obj, path, issues, ctx)
+                elif not (key == "resourceType" and node.is_resource):
+                    self._unknown(node, key, path, issues)
+                continue
+            if el.choice is not None:
+                if seen_choice is None:
+                    seen_choice = {}
+                other = seen_choice.get(el.choice)
+                if other is not None:
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            f"Only one {el.choice}[x] is allowed, found both '{other}' and '{key}'",
+                            (f"{path}.{el.choice}",),
+                        )
+                    )
+                    continue
+                seen_choice[el.choice] = key
+            if el.prohibited:
+                issues.append(
+                    Issue(
+                        "error",
+                        "structure",
+                        f"{el.owner} is not allowed here (maximum cardinality 0)",
+                        (f"{path}.{el.label}",),
+                    )
+                )
+                continue
+            if val is None:
+                issues.append(
+                    Issue(
+                        "error",
+                        "structure",
+                        f"{key} is null; omit the element instead",
+                        (f"{path}.{el.label}",),
+                    )
+                )
+                continue
+            check = el.check
+            if el.array:
+                if type(val) is not list:
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            f"{el.owner} must be a JSON array, found {json_kind(val)}",
+                            (f"{path}.{el.label}",),
+                        )
+                    )
+                    continue
+                if not val:
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            f"{el.owner} is an empty array; omit the element instead",
+                            (f"{path}.{el.label}",),
+                        )
+                    )
+                    continue
+                if el.max >= 0 and len(val) > el.max:
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            f"{el.owner} allows at most {el.max} item(s), found {len(val)}",
+                            (f"{path}.{el.label}",),
+                        )
+                    )
+                if check is not None:
+                    for i, item in enumerate(val):
+                        if item is None:
+                            exts = obj.get("_" + key)
+                            if type(exts) is not list or i >= len(exts) or exts[i] is None:
+                                issues.append(
+                                    Issue(
+                                        "error",
+                                        "structure",
+                                        f"{el.owner} item is null with no extension in '_{key}'",
+                                        (f"{path}.{el.label}[{i}]",),
+                                    )
+                                )
+                            continue
+                        msg = check(item)
+                        if msg is not None:
+                            self._bad_value(el, msg, f"{path}.{el.label}[{i}]", issues)
+                        elif el.code_values is not None and item not in el.code_values:
+                            self._bad_code(el, item, f"{path}.{el.label}[{i}]", issues)
+                        elif el.hashref and item[:1] == "#":
+                            ctx.local_refs.add(item[1:])
+                else:
+                    base = f"{path}.{el.label}"
+                    for i, item in enumerate(val):
+                        self._complex(el, item, f"{base}[{i}]", issues, ctx)
+            elif type(val) is list:
+                issues.append(
+                    Issue(
+                        "error",
+                        "structure",
+                        f"{el.owner} takes a single value, not a JSON array",
+                        (f"{path}.{el.label}",),
+                    )
+                )
+            elif check is not None:
+                msg = check(val)
+                if msg is not None:
+                    self._bad_value(el, msg, f"{path}.{el.label}", issues)
+                elif el.code_values is not None and val not in el.code_values:
+                    self._bad_code(el, val, f"{path}.{el.label}", issues)
+                elif el.hashref and val[:1] == "#":
+                    ctx.local_refs.add(val[1:])
+            else:
+                self._complex(el, val, f"{path}.{el.label}", issues, ctx)
+        for keys, label in node.required:
+            for k in keys:
+                if k in obj:
+                    break
+            else:
+                issues.append(
+                    Issue(
+                        "error",
+                        "required",
+                        f"{node.name}.{label} is required (minimum cardinality 1) but missing",
+                        (f"{path}.{label}",),
+                    )
+                )
+        for inv in node.invariants:
+            if not inv.test(obj):
+                issues.append(
+                    Issue(
+                        inv.severity,
+                        "invariant",
+                        f"Constraint {inv.key} failed: {inv.human}",
+                        (path,),
+                    )
+                )
+
+    def _complex(self, el: Element, val: Any, path: str, issues: list[Issue], ctx: _Ctx) -> None:
+        if type(val) is not dict:
+            issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    f"{el.owner} must be a JSON object ({el.type}), found {json_kind(val)}",
+                    (path,),
+                )
+            )
+            return
+        if el.resource:
+            self._resource(
+                val, path, issues, ctx, _CONTAINED if el.key == "contained" else _EMBEDDED
+            )
+            return
+        if not val or (len(val) == 1 and "id" in val):
+            issues.append(
+                Issue(
+                    "error",
+                    "invalid",
+                    f"ele-1: {el.owner} must have a value or child elements "
+                    "(found an empty object)",
+                    (path,),
+                )
+            )
+            return
+        node = el.node
+        if node is None:
+            return
+        self._walk(node, val, path, issues, ctx)
+        if node is self._ext_node:
+            self._extension(val, path, issues)
+        elif el.reference:
+            self._reference(el, val, path, issues, ctx)
+        if el.codes is not None:
+            self._coded(el, val, path, issues)
+        for inv in el.invariants:
+            if not inv.test(val):
+                issues.append(
+                    Issue(
+                        inv.severity,
+                        "invariant",
+                        f"Constraint {inv.key} failed: {inv.human}",
+                        (path,),
+                    )
+                )
+
+    def _primitive_extension(
+        self,
+        node: Node,
+        key: str,
+        val: Any,
+        obj: dict[str, Any],
+        path: str,
+        issues: list[Issue],
+        ctx: _Ctx,
+    ) -> None:
+        el = node.elements.get(key[1:])
+        if el is None or el.check is None:
+            self._unknown(node, key, path, issues)
+            return
+        where = f"{path}.{el.label}"
+        if el.array:
+            if type(val) is not list or not val:
+                issues.append(
+                    Issue("error", "structure", f"'{key}' must be a non-empty JSON array", (where,))
+                )
+                return
+            values = obj.get(key[1:])
+            if values is not None and (type(values) is not list or len(values) != len(val)):
+                issues.append(
+                    Issue(
+                        "error",
+                        "structure",
+                        f"'{key}' must have one item (or null) per item of '{key[1:]}'",
+                        (where,),
+                    )
+                )
+            for i, item in enumerate(val):
+                if item is None:
+                    if type(values) is not list or i >= len(values) or values[i] is None:
+                        issues.append(
+                            Issue(
+                                "error",
+                                "structure",
+                                f"'{key}[{i}]' and '{key[1:]}[{i}]' are both null",
+                                (f"{where}[{i}]",),
+                            )
+                        )
+                    continue
+                self._element_extension(item, f"{where}[{i}]", issues, ctx)
+        elif type(val) is list:
+            issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    f"'{key}' takes a single JSON object, not an array",
+                    (where,),
+                )
+            )
+        else:
+            self._element_extension(val, where, issues, ctx)
+
+    def _element_extension(self, val: Any, path: str, issues: list[Issue], ctx: _Ctx) -> None:
+        if type(val) is not dict:
+            issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    "A primitive's extension must be a JSON object with id/extension, "
+                    f"found {json_kind(val)}",
+                    (path,),
+                )
+            )
+            return
+        if not val or (len(val) == 1 and "id" in val):
+            issues.append(
+                Issue("error", "invalid", "ele-1: the primitive extension object is empty", (path,))
+            )
+            return
+        self._walk(self._element_node, val, path, issues, ctx)
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def _unknown(self, node: Node, key: str, path: str, issues: list[Issue]) -> None:
+        hint = ""
+        for group, types in node.choices.items():
+            if key.startswith(group) and key[len(group) : len(group) + 1].isupper():
+                hint = f"; {node.name}.{group}[x] allows only " + ", ".join(types)
+                break
+        else:
+            close = difflib.get_close_matches(key, list(node.elements), n=1, cutoff=0.75)
+            if close:
+                hint = f"; did you mean '{close[0]}'?"
+        issues.append(
+            Issue(
+                "error",
+                "structure",
+                f"Unknown element '{key}' in {node.name}{hint}",
+                (f"{path}.{key}",),
+            )
+        )
+
+    def _bad_value(self, el: Element, msg: str, path: str, issues: list[Issue]) -> None:
+        code = "structure" if msg.startswith("expected a JSON") else "value"
+        issues.append(Issue("error", code, f"{el.owner}: {msg}", (path,)))
+
+    def _bad_code(self, el: Element, value: Any, path: str, issues: list[Issue]) -> None:
+        title = self.c.valuesets.title(el.valueset)
+        issues.append(
+            Issue(
+                "error",
+                "code-invalid",
+                f"{el.owner}: {str(value)[:80]!r} is not in the required value set "
+                f"'{title}' ({el.valueset})",
+                (path,),
+            )
+        )
+
+    def _constraint(self, issues: list[Issue], key: str, path: str, detail: str = "") -> None:
+        human, severity = self._text.get(key, ("", "error"))
+        extra = f" ({detail})" if detail else ""
+        issues.append(
+            Issue(severity, "invariant", f"Constraint {key} failed: {human}{extra}", (path,))
+        )
+
+    # --- special types ------------------------------------------------------------------------
+
+    def _coded(self, el: Element, val: dict[str, Any], path: str, issues: list[Issue]) -> None:
+        codes = el.codes
+        assert codes is not None and el.code_values is not None
+        if el.type == "Coding":
+            code, system = val.get("code"), val.get("system")
+            if type(code) is not str:
+                return
+            known = (system, code) in codes if type(system) is str else code in el.code_values
+            if not known:
+                self._bad_code(el, code, f"{path}.code", issues)
+        elif el.type == "CodeableConcept":
+            codings = val.get("coding")
+            if type(codings) is not list:
+                if "text" in val:
+                    title = self.c.valuesets.title(el.valueset)
+                    issues.append(
+                        Issue(
+                            "error",
+                            "code-invalid",
+                            f"{el.owner}: no coding from the required value set '{title}' "
+                            f"({el.valueset})",
+                            (path,),
+                        )
+                    )
+                return
+            found = [
+                (c.get("system"), c.get("code"))
+                for c in codings
+                if type(c) is dict and type(c.get("code")) is str and type(c.get("system")) is str
+            ]
+            if found and not any(pair in codes for pair in found):
+                self._bad_code(el, found[0][1], f"{path}.coding[0].code", issues)
+
+    def _extension(self, ext: dict[str, Any], path: str, issues: list[Issue]) -> None:
+        has_value = False
+        value_key = ""
+        for k in ext:
+            if k.startswith("value") or k.startswith("_value"):
+                has_value, value_key = True, k.lstrip("_")
+                break
+        has_children = bool(ext.get("extension"))
+        if has_value == has_children:
+            self._constraint(issues, "ext-1", path)
+        url = ext.get("url")
+        if type(url) is not str:
+            return
+        spec = self._extensions.get(url)
+        if spec is not None:
+            if has_value and value_key not in spec.value_keys:
+                allowed = ", ".join(sorted(spec.value_keys)) or "no value (complex extension)"
+                issues.append(
+                    Issue(
+                        "error",
+                        "structure",
+                        f"Extension {url} does not allow {value_key}; allowed: {allowed}",
+                        (f"{path}.value",),
+                    )
+                )
+            elif spec.value_required and not has_value:
+                issues.append(
+                    Issue(
+                        "error", "required", f"Extension {url} requires a value", (f"{path}.value",)
+                    )
+                )
+        rule = self._ext_rules.get(url)
+        if rule is not None:
+            rule(ext, path, issues)
+
+    def _reference(
+        self, el: Element, val: dict[str, Any], path: str, issues: list[Issue], ctx: _Ctx
+    ) -> None:
+        ref = val.get("reference")
+        if type(ref) is not str or not ref:
+            return
+        where = (f"{path}.reference",)
+        target: str | None = None
+        if ref[0] == "#":
+            if ref == "#":
+                if ctx.current is None:
+                    self._constraint(
+                        issues,
+                        "ref-1",
+                        where[0],
+                        "'#' refers to the container, only from a contained resource",
+                    )
+                else:
+                    ctx.self_refs.add(ctx.current)
+                return
+            local = ref[1:]
+            ctx.local_refs.add(local)
+            if local not in ctx.contained:
+                self._constraint(
+                    issues, "ref-1", where[0], f"no contained resource has id '{local}'"
+                )
+                return
+            target = ctx.contained[local]
+        elif ref.startswith("urn:uuid:"):
+            if _UUID.fullmatch(ref) is None:
+                issues.append(
+                    Issue("error", "value", f"Invalid urn:uuid reference {ref[:80]!r}", where)
+                )
+                return
+            if ctx.bundle_urls is not None:
+                target = ctx.bundle_urls.get(ref)
+        elif ref.startswith("urn:oid:"):
+            if _OID.fullmatch(ref) is None:
+                issues.append(
+                    Issue("error", "value", f"Invalid urn:oid reference {ref[:80]!r}", where)
+                )
+            return
+        elif "://" in ref:
+            if _ABS_URL.fullmatch(ref) is None:
+                issues.append(
+                    Issue("error", "value", f"Invalid absolute reference {ref[:80]!r}", where)
+                )
+                return
+            if ctx.bundle_urls is not None and ref in ctx.bundle_urls:
+                target = ctx.bundle_urls[ref]
+            else:
+                m = _ABS_TAIL.search(ref)
+                if m is not None and m.group(1) in self._resource_types:
+                    target = m.group(1)
+        else:
+            m = _REL_REF.fullmatch(ref) or _COND_REF.fullmatch(ref)
+            if m is None:
+                issues.append(
+                    Issue(
+                        "error",
+                        "value",
+                        f"Invalid reference {ref[:80]!r}: expected Type/id, an absolute URL, "
+                        "urn:uuid:, urn:oid: or #contained-id",
+                        where,
+                    )
+                )
+                return
+            if m.group(1) not in self._resource_types:
+                issues.append(
+                    Issue(
+                        "error",
+                        "value",
+                        f"Reference to unknown resource type {m.group(1)!r}",
+                        where,
+                    )
+                )
+                return
+            target = m.group(1)
+        declared = val.get("type")
+        if (
+            target is not None
+            and type(declared) is str
+            and "/" not in declared
+            and declared != target
+        ):
+            issues.append(
+                Issue(
+                    "error",
+                    "value",
+                    f"Reference.type is {declared} but the reference points to a {target}",
+                    (f"{path}.type",),
+                )
+            )
+        if target is not None and el.targets is not None and target not in el.targets:
+            issues.append(
+                Issue(
+                    "error",
+                    "value",
+                    f"{el.owner} cannot refer to a {target}; "
+                    f"allowed: {', '.join(sorted(el.targets))}",
+                    where,
+                )
+            )

@@ -1,0 +1,131 @@
+"""Schema migrations, applied in order at start-up under a PostgreSQL advisory lock.
+
+Each migration runs in its own transaction and is recorded in `socle_schema`; a process that finds
+a migration already recorded skips it, so concurrent start-ups and restarts are safe.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+# Arbitrary constant: the advisory lock that serialises schema changes across processes.
+_MIGRATION_LOCK = 0x50C1E
+
+ENGINE_V1 = """
+-- rid: a compact surrogate key shared by the current row, its history and its index rows.
+-- Allocated in blocks of 100 by each process (see socle.fhir.storage.rids).
+CREATE SEQUENCE resource_rid_seq INCREMENT BY 100;
+
+-- Current version of every resource (deleted ones keep a tombstone row with content NULL).
+CREATE TABLE resource (
+    rid           bigint PRIMARY KEY,
+    rtype         text NOT NULL,
+    id            text NOT NULL,
+    version       integer NOT NULL,
+    last_updated  timestamptz NOT NULL,
+    deleted       boolean NOT NULL DEFAULT false,
+    -- Patient compartment owner (Patient id): the future distribution key and the policy's anchor.
+    compartment   text,
+    content       jsonb,
+    UNIQUE (rtype, id)
+);
+CREATE INDEX resource_type_updated ON resource (rtype, last_updated);
+CREATE INDEX resource_updated ON resource (last_updated);
+CREATE INDEX resource_compartment ON resource (compartment) WHERE compartment IS NOT NULL;
+
+-- Every earlier version; the current one lives in `resource` only (creates write one row).
+CREATE TABLE resource_history (
+    rid           bigint NOT NULL,
+    rtype         text NOT NULL,
+    id            text NOT NULL,
+    version       integer NOT NULL,
+    last_updated  timestamptz NOT NULL,
+    deleted       boolean NOT NULL,
+    content       jsonb,
+    PRIMARY KEY (rid, version)
+);
+CREATE INDEX resource_history_type_updated ON resource_history (rtype, last_updated);
+CREATE INDEX resource_history_updated ON resource_history (last_updated);
+
+-- Search index tables: one per kind of value, rows rebuilt on each write of the resource.
+CREATE TABLE idx_string (
+    rid bigint NOT NULL, rtype text NOT NULL, param text NOT NULL,
+    norm text COLLATE "C" NOT NULL,  -- accents folded, case folded: prefix search with LIKE
+    exact text NOT NULL
+);
+CREATE INDEX idx_string_search ON idx_string (rtype, param, norm, rid);
+CREATE INDEX idx_string_rid ON idx_string (rid);
+
+CREATE TABLE idx_token (
+    rid bigint NOT NULL, rtype text NOT NULL, param text NOT NULL,
+    system text, code text, display text  -- display: folded text for :text
+);
+CREATE INDEX idx_token_search ON idx_token (rtype, param, code, system, rid);
+CREATE INDEX idx_token_rid ON idx_token (rid);
+
+CREATE TABLE idx_date (
+    rid bigint NOT NULL, rtype text NOT NULL, param text NOT NULL,
+    low timestamptz NOT NULL, high timestamptz NOT NULL  -- [low, high) from the value's precision
+);
+CREATE INDEX idx_date_search ON idx_date (rtype, param, low, high, rid);
+CREATE INDEX idx_date_rid ON idx_date (rid);
+
+CREATE TABLE idx_number (
+    rid bigint NOT NULL, rtype text NOT NULL, param text NOT NULL,
+    low numeric NOT NULL, high numeric NOT NULL
+);
+CREATE INDEX idx_number_search ON idx_number (rtype, param, low, high, rid);
+CREATE INDEX idx_number_rid ON idx_number (rid);
+
+CREATE TABLE idx_quantity (
+    rid bigint NOT NULL, rtype text NOT NULL, param text NOT NULL,
+    system text, code text, unit text, low numeric NOT NULL, high numeric NOT NULL
+);
+CREATE INDEX idx_quantity_search ON idx_quantity (rtype, param, low, high, rid);
+CREATE INDEX idx_quantity_rid ON idx_quantity (rid);
+
+CREATE TABLE idx_reference (
+    rid bigint NOT NULL, rtype text NOT NULL, param text NOT NULL,
+    target_type text, target_id text, target_url text
+);
+CREATE INDEX idx_reference_search ON idx_reference (rtype, param, target_id, target_type, rid);
+CREATE INDEX idx_reference_target ON idx_reference (target_type, target_id);
+CREATE INDEX idx_reference_rid ON idx_reference (rid);
+
+CREATE TABLE idx_uri (
+    rid bigint NOT NULL, rtype text NOT NULL, param text NOT NULL,
+    uri text COLLATE "C" NOT NULL
+);
+CREATE INDEX idx_uri_search ON idx_uri (rtype, param, uri, rid);
+CREATE INDEX idx_uri_rid ON idx_uri (rid);
+"""
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "engine storage and search index tables", ENGINE_V1),
+]
+
+
+def migrate(conn: psycopg.Connection) -> list[int]:
+    """Apply pending migrations; returns the versions applied by this call."""
+    applied: list[int] = []
+    conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS socle_schema ("
+            " version integer PRIMARY KEY, description text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM socle_schema")}
+        for version, description, sql in MIGRATIONS:
+            if version in done:
+                continue
+            with conn.transaction():
+                conn.execute(sql)  # type: ignore[arg-type]
+                conn.execute(
+                    "INSERT INTO socle_schema (version, description) VALUES (%s, %s)",
+                    (version, description),
+                )
+            applied.append(version)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied

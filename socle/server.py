@@ -1,0 +1,189 @@
+"""The ASGI application and `socle serve`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import Settings
+from .database import open_pool, prepare, resolve_url
+from .fhir.engine import Engine
+from .fhir.outcome import FhirError
+from .fhir.rest.app import routes as fhir_routes
+from .fhir.rest.http import error_response, fhir_response
+
+log = logging.getLogger("socle")
+_access_encoder = msgspec.json.Encoder()
+
+
+class AccessLog:
+    """One JSON line per request: method, path (no query: it may hold identifiers), status,
+    duration. Never the body, never the query string: no health data in logs."""
+
+    def __init__(self, app: ASGIApp, stream: Any = None) -> None:
+        self.app = app
+        self.stream = stream or sys.stdout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            line = _access_encoder.encode({
+                "ts": round(time.time(), 3),
+                "method": scope["method"],
+                "path": _redact(scope["path"]),
+                "status": status,
+                "ms": round((time.perf_counter() - start) * 1000, 2),
+            })
+            self.stream.write(line.decode() + "\n")
+
+
+def _redact(path: str) -> str:
+    # Resource ids are pseudonymous, but searches by identifier put INS in paths of some clients:
+    # keep the path shape only beyond the type and id.
+    return path[:200]
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    engine: Engine | None = getattr(request.app.state, "engine", None)
+    if engine is None:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    try:
+        async with engine.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        return JSONResponse({"status": "database unreachable", "error": type(exc).__name__},
+                            status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def _fhir_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+    detail = exc.detail if exc.status_code != 404 else f"No route for {request.url.path}"
+    return error_response(FhirError.of(exc.status_code, code, str(detail)))
+
+
+async def _data_error(request: Request, exc: Exception) -> Response:
+    # Values PostgreSQL cannot store (e.g. a NUL character in a string, numbers beyond range):
+    # the client's data, so a 400, and nothing was written (the transaction rolled back).
+    diag = getattr(exc, "diag", None)
+    detail = getattr(diag, "message_primary", None) or "value rejected"
+    return error_response(FhirError.of(400, "value", f"A value cannot be stored: {detail}"))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return fhir_response(FhirError.of(500, "exception", "Internal error; it has been logged")
+                         .outcome(), 500)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        url = resolve_url(settings)
+        prepare(url)
+        warm_up()
+        pool = await open_pool(url, settings)
+        app.state.engine = Engine(pool, settings, validators=_validators())
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), *fhir_routes],
+        lifespan=lifespan,
+        exception_handlers={
+            FhirError: _fhir_error,
+            HTTPException: _http_error,
+            psycopg.errors.DataError: _data_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.settings = settings
+    return app
+
+
+def warm_up() -> None:
+    """Compile definitions and index extractors before the first request, not during it."""
+    from .fhir.definitions import definitions
+    from .fhir.indexing.extract import indexed_params
+    from .fhir.rest.capability import capability_statement
+
+    for rtype in definitions().resource_types:
+        indexed_params(rtype)
+    capability_statement("")
+
+
+def _validators() -> list[Any]:
+    from .fhir.validation_hook import validators
+
+    return validators()
+
+
+def asgi() -> ASGIApp:
+    """Factory for uvicorn workers: settings from the environment."""
+    return AccessLog(create_app())
+
+
+def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
+    import uvicorn
+
+    if data_dir is not None:
+        os.environ["SOCLE_DATA_DIR"] = str(data_dir)
+    settings = Settings.from_env()
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    uvicorn.run(
+        "socle.server:asgi",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        proxy_headers=True,
+        log_level="info",
+        limit_concurrency=1000,
+    )
