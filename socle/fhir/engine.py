@@ -24,7 +24,7 @@ from .datetimes import http_date, now_ms
 from .definitions import definitions
 from .json import decode
 from .outcome import FhirError, Issue, bad_request, operation_outcome, precondition_failed
-from .patch import apply_fhirpath_patch, apply_json_patch
+from .patch import apply_fhirpath_patch, apply_json_patch, apply_merge_patch
 from .search.executor import run_search
 from .search.query import parse_query
 from .storage.reader import read_current
@@ -42,7 +42,7 @@ class EntryRequest:
     full_url: str | None = None
     if_none_exist: str | None = None
     if_match: str | None = None
-    patch_type: str | None = None  # "json" or "fhirpath" for PATCH
+    patch_type: str | None = None  # PATCH body: "json" (RFC 6902), "merge" (RFC 7386), "fhirpath"
     where: str = ""  # FHIRPath location of the entry, for error messages
 
 
@@ -311,6 +311,8 @@ class Engine:
             resource = decode(current.content or "{}")
             if p.req.patch_type == "json":
                 patched = apply_json_patch(resource, p.req.resource)
+            elif p.req.patch_type == "merge":
+                patched = apply_merge_patch(resource, p.req.resource)
             else:
                 patched = apply_fhirpath_patch(resource, p.req.resource)
             if patched.get("resourceType") != p.rtype or patched.get("id") != p.id:

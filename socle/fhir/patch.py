@@ -29,6 +29,28 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
     return patched
 
 
+def apply_merge_patch(resource: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """JSON Merge Patch (RFC 7386): objects merge, null removes, anything else replaces.
+
+    This is what fhirpy's `patch(gender="male")` sends."""
+    if not isinstance(patch, dict):
+        raise bad_request("A merge patch must be a JSON object", "body")
+
+    def merge(target: dict[str, Any], changes: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                target.pop(key, None)
+            elif isinstance(value, dict) and isinstance(target.get(key), dict):
+                merge(target[key], value)
+            else:
+                target[key] = copy.deepcopy(value)
+
+    result = copy.deepcopy(resource)
+    merge(result, patch)
+    _prune_empty(result)
+    return result
+
+
 _SEGMENT = re.compile(
     r"\.where\((?P<field>[A-Za-z_.]+)\s*=\s*'(?P<value>(?:[^'\\]|\\.)*)'\)"
     r"|\.(?P<fn>first|last)\(\)"

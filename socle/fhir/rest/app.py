@@ -171,10 +171,12 @@ async def _patch(request: Request, url: str) -> Response:
         patch_type = "fhirpath"
     elif isinstance(body, list):
         patch_type = "json"  # JSON Patch sent as application/json
+    elif isinstance(body, dict):
+        patch_type = "merge"  # JSON Merge Patch (application/merge-patch+json, or fhirpy's JSON)
     else:
-        raise FhirError.of(415, "not-supported",
-                           "PATCH takes JSON Patch (application/json-patch+json) or a FHIRPath "
-                           "Patch Parameters resource")
+        raise FhirError.of(400, "structure",
+                           "PATCH takes JSON Patch (application/json-patch+json), JSON Merge "
+                           "Patch, or a FHIRPath Patch Parameters resource")
     entry = EntryRequest("PATCH", url, body, if_match=request.headers.get("if-match"),
                          patch_type=patch_type)
     return write_response(request, await one(request, entry), base_url(request))

@@ -1,0 +1,1 @@
+"""Data files of the region generator (package so that setuptools ships them)."""

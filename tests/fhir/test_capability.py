@@ -1,0 +1,70 @@
+"""The CapabilityStatement tells the truth: what it lists works, over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+
+from .helpers import unique
+
+VALUES = {
+    "string": "x", "token": "x", "reference": "Patient/x", "date": "ge2020-01-01",
+    "number": "gt1", "quantity": "gt1", "uri": "http://x", "composite": None, "special": None,
+}
+
+
+def test_metadata_is_public_and_r4(client):
+    cs = client.get("/metadata").json()
+    assert cs["resourceType"] == "CapabilityStatement"
+    assert cs["fhirVersion"] == "4.0.1"
+    rest = cs["rest"][0]
+    assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system",
+                                                         "search-system"}
+    assert len(rest["resource"]) > 140
+
+
+def test_every_listed_search_parameter_is_supported(server):
+    cs = httpx.get(server.fhir + "/metadata").json()
+    failures = []
+    with httpx.Client(base_url=server.fhir, timeout=30,
+                      headers={"Prefer": "handling=strict"}) as c:
+        for res in cs["rest"][0]["resource"]:
+            for sp in res["searchParam"]:
+                value = VALUES[sp["type"]]
+                assert value is not None, f"{res['type']}.{sp['name']} of type {sp['type']} listed"
+                r = c.get(f"/{res['type']}", params={sp["name"]: value, "_count": 1})
+                if r.status_code != 200:
+                    failures.append((res["type"], sp["name"], r.status_code, r.text[:200]))
+                missing = c.get(f"/{res['type']}", params={f"{sp['name']}:missing": "true",
+                                                           "_count": 1})
+                if sp["name"] not in ("_id", "_lastUpdated") and missing.status_code != 200:
+                    failures.append((res["type"], sp["name"] + ":missing", missing.status_code))
+    assert not failures, failures[:20]
+
+
+def test_listed_includes_work(server):
+    cs = httpx.get(server.fhir + "/metadata").json()
+    with httpx.Client(base_url=server.fhir, timeout=30) as c:
+        for res in cs["rest"][0]["resource"][:40]:
+            for inc in res["searchInclude"][:5]:
+                r = c.get(f"/{res['type']}", params={"_include": inc, "_count": 1})
+                assert r.status_code == 200, (inc, r.text)
+
+
+def test_every_listed_type_supports_every_listed_interaction(server):
+    """For each type: create, read, vread, update, patch, history, search, delete."""
+    cs = httpx.get(server.fhir + "/metadata").json()
+    with httpx.Client(base_url=server.fhir, timeout=30) as c:
+        for res in cs["rest"][0]["resource"]:
+            rtype = res["type"]
+            codes = {i["code"] for i in res["interaction"]}
+            assert codes == {"read", "vread", "update", "patch", "delete", "history-instance",
+                             "history-type", "create", "search-type"}
+            body = {"resourceType": rtype, "id": f"cap-{unique()}"}
+            r = c.put(f"/{rtype}/{body['id']}", json=body)
+            assert r.status_code == 201, (rtype, r.text)
+            assert c.get(f"/{rtype}/{body['id']}").status_code == 200
+            assert c.get(f"/{rtype}/{body['id']}/_history/1").status_code == 200
+            assert c.get(f"/{rtype}/{body['id']}/_history").status_code == 200
+            assert c.get(f"/{rtype}/_history", params={"_count": 1}).status_code == 200
+            assert c.get(f"/{rtype}", params={"_id": body["id"]}).json()["entry"]
+            assert c.delete(f"/{rtype}/{body['id']}").status_code in (200, 204)
