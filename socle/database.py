@@ -24,6 +24,9 @@ EMBEDDED_DB = "socle"
 
 def embedded_url(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL in `data_dir/pg` and return its URL."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module="platformdirs")
     import pgserver
 
     pgdata = data_dir / "pg"
@@ -34,15 +37,20 @@ def embedded_url(data_dir: Path) -> str:
     _servers.append(server)
     admin_url = server.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB,)
-        ).fetchone()
-        if not exists:
-            try:
+        # Several processes may start on one data dir at once: one creates, the others wait.
+        conn.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
+        try:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB,)
+            ).fetchone()
+            if not exists:
                 conn.execute(f"CREATE DATABASE {EMBEDDED_DB}")
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process created it at the same moment
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
     return server.get_uri(EMBEDDED_DB)
+
+
+_CREATE_LOCK = 0x50C1F
 
 
 _servers: list[object] = []

@@ -149,8 +149,11 @@ def warm_up() -> None:
     from .fhir.indexing.extract import indexed_params
     from .fhir.rest.capability import capability_statement
 
+    from .fhir.validation import get_validator
+
     for rtype in definitions().resource_types:
         indexed_params(rtype)
+    get_validator()
     capability_statement("")
 
 
@@ -173,6 +176,9 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
     settings = Settings.from_env()
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Start the embedded database and migrate once here, before any worker process exists;
+    # this process keeps the embedded server alive for the workers.
+    prepare(resolve_url(settings))
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     uvicorn.run(

@@ -367,7 +367,9 @@ class Engine:
             issues.extend(validator(resource, where))
         errors = [i for i in issues if i.severity in ("error", "fatal")]
         if errors:
-            raise FhirError(400, errors)
+            # 422 when only business rules (e.g. French profile rules) fail; 400 for bad FHIR.
+            business = all(i.code == "business-rule" for i in errors)
+            raise FhirError(422 if business else 400, errors)
 
     async def _get(self, conn: AsyncConnection, p: _Planned) -> EntryResponse:
         if p.id and not p.query:

@@ -1,4 +1,4 @@
-"""The validators every write runs, in order (structural R4 validation, French profiles)."""
+"""The validators every write runs: structural R4 validation and the French profiles."""
 
 from __future__ import annotations
 
@@ -6,24 +6,19 @@ from collections.abc import Callable
 from typing import Any
 
 from .outcome import Issue
+from .validation import get_validator
 
 
 def validators() -> list[Callable[[dict[str, Any], str], list[Issue]]]:
-    return [basic_checks]
+    return [structural]
 
 
-def basic_checks(resource: dict[str, Any], where: str) -> list[Issue]:
-    """Until full structural validation: a known resourceType and a well-formed id."""
-    from .definitions import definitions
-    from .storage.writer import ID_RE
+def structural(resource: dict[str, Any], where: str) -> list[Issue]:
+    """R4 structure, required bindings, key invariants, declared French profiles.
 
-    issues = []
-    prefix = where + ".resource" if where else resource.get("resourceType", "Resource")
-    rtype = resource.get("resourceType")
-    if rtype not in definitions().resource_types:
-        issues.append(Issue("error", "structure", f"Unknown resourceType {rtype!r}",
-                            (f"{prefix}.resourceType" if where else "resourceType",)))
-    rid = resource.get("id")
-    if rid is not None and (type(rid) is not str or not ID_RE.match(rid)):
-        issues.append(Issue("error", "value", f"{rid!r} is not a valid id", (f"{prefix}.id",)))
+    `where` is the entry's location in a Bundle (`Bundle.entry[3]`), or "" for a single write;
+    issue locations are rebased under it so a client sees `Bundle.entry[3].resource.subject`."""
+    issues = get_validator().validate(resource)
+    if where:
+        return [i.at(f"{where}.resource") for i in issues]
     return issues

@@ -114,8 +114,9 @@ def iter_resources(patients: int, seed: int, config: Config | None = None) -> It
 
 
 def _entry(resource: dict[str, Any]) -> dict[str, Any]:
+    # No fullUrl: R4 wants it absolute (or urn:uuid), and PUT entries are addressed by their url.
     url = f"{resource['resourceType']}/{resource['id']}"
-    return {"fullUrl": url, "resource": resource, "request": {"method": "PUT", "url": url}}
+    return {"resource": resource, "request": {"method": "PUT", "url": url}}
 
 
 def iter_blocks(

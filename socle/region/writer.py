@@ -51,7 +51,7 @@ class RegionWriter:
             self.counts[kind] = self.counts.get(kind, 0) + 1
             url = f"{kind}/{resource['id']}".encode()
             self._entries.append(
-                b'{"fullUrl":"' + url + b'","resource":' + data
+                b'{"resource":' + data
                 + b',"request":{"method":"PUT","url":"' + url + b'"}}'
             )
             if len(self._entries) >= self.bundle_size and len(block) > self.bundle_size:

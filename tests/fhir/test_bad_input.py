@@ -77,7 +77,7 @@ def test_bad_search_values(client):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.sampled_from(["resourceType", "id", "meta", "name", "subject",
                                        "reference", "x", "entry", "type", "request"]) | st.text(max_size=8),

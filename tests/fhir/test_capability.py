@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from .helpers import unique
+from .minimal import minimal
 
 VALUES = {
     "string": "x", "token": "x", "reference": "Patient/x", "date": "ge2020-01-01",
@@ -59,11 +60,17 @@ def test_every_listed_type_supports_every_listed_interaction(server):
             codes = {i["code"] for i in res["interaction"]}
             assert codes == {"read", "vread", "update", "patch", "delete", "history-instance",
                              "history-type", "create", "search-type"}
-            body = {"resourceType": rtype, "id": f"cap-{unique()}"}
+            body = {**minimal(rtype), "id": f"cap-{unique()}"}
             r = c.put(f"/{rtype}/{body['id']}", json=body)
             assert r.status_code == 201, (rtype, r.text)
             assert c.get(f"/{rtype}/{body['id']}").status_code == 200
-            assert c.get(f"/{rtype}/{body['id']}/_history/1").status_code == 200
+            created = c.post(f"/{rtype}", json=body)
+            assert created.status_code == 201, (rtype, created.text)
+            patch = [{"op": "add", "path": "/meta/tag", "value": [{"code": "cap"}]}]
+            r = c.patch(f"/{rtype}/{body['id']}", json=patch,
+                        headers={"Content-Type": "application/json-patch+json"})
+            assert r.status_code == 200, (rtype, r.text)
+            assert c.get(f"/{rtype}/{body['id']}/_history/2").status_code == 200
             assert c.get(f"/{rtype}/{body['id']}/_history").status_code == 200
             assert c.get(f"/{rtype}/_history", params={"_count": 1}).status_code == 200
             assert c.get(f"/{rtype}", params={"_id": body["id"]}).json()["entry"]

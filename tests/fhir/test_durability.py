@@ -16,7 +16,7 @@ import pytest
 from socle.config import Settings
 from socle.database import prepare, resolve_url
 
-from ..conftest import Database, start_server, stop_server
+from socle.testing import Database, start_server, stop_server
 from .helpers import patient
 
 

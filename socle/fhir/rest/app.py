@@ -21,6 +21,7 @@ from ..search.query import Filter, parse_query
 from ..definitions import definitions
 from ..storage.reader import history as read_history
 from ..storage.reader import read_version
+from ..operations.validate import validate_operation
 from .bundles import history_bundle_text, search_bundle_text
 from .capability import capability_statement
 from .http import (
@@ -323,6 +324,8 @@ routes = [
     Route("/fhir/_history", history, methods=["GET"]),
     Route("/fhir/{rtype}/_search", search_post, methods=["POST"]),
     Route("/fhir/{rtype}/_history", history, methods=["GET"]),
+    Route("/fhir/{rtype}/$validate", validate_operation, methods=["POST"]),
+    Route("/fhir/{rtype}/{id}/$validate", validate_operation, methods=["POST"]),
     Route("/fhir/{rtype}", type_root, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     Route("/fhir/{rtype}/{id}", instance, methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"]),
     Route("/fhir/{rtype}/{id}/_history", history, methods=["GET"]),

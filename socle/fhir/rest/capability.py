@@ -65,7 +65,7 @@ def capability_statement(base: str) -> dict[str, Any]:
         resources = [dict(r) for r in resources]
         for r in resources:
             ops = [{"name": n, "definition": d} for n, (d, t) in sorted(OPERATIONS.items())
-                   if t is not None and r["type"] in t]
+                   if t is not None and ("*" in t or r["type"] in t)]
             if ops:
                 r["operation"] = ops
     rest: dict[str, Any] = {

@@ -95,7 +95,7 @@ async def lock_existing(
                    u.content IS NOT NULL AND NOT r.deleted AND
                    (r.content #- '{meta,versionId}' #- '{meta,lastUpdated}')::text =
                    (u.content::jsonb #- '{meta,versionId}' #- '{meta,lastUpdated}')::text AS same
-            FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(rtype, id, content)
+            FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(rtype, id, content)
             JOIN resource r ON r.rtype = u.rtype AND r.id = u.id
             ORDER BY r.rid
             FOR UPDATE OF r
@@ -188,14 +188,14 @@ def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
             "moved AS (INSERT INTO resource_history "
             "(rid, rtype, id, version, last_updated, deleted, content) "
             "SELECT rid, rtype, id, version, last_updated, deleted, content "
-            "FROM resource WHERE rid = ANY(%s::bigint[]))"
+            "FROM resource WHERE rid = ANY(%b::bigint[]))"
         )
         params.append(replaced)
     ctes.append(
         "upserted AS (INSERT INTO resource "
         "(rid, rtype, id, version, last_updated, deleted, compartment, content) "
-        "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::int[], "
-        "%s::timestamptz[], %s::bool[], %s::text[], %s::jsonb[]) "
+        "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::int[], "
+        "%b::timestamptz[], %b::bool[], %b::text[], %b::jsonb[]) "
         "ON CONFLICT (rid) DO UPDATE SET version = EXCLUDED.version, "
         "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, "
         "compartment = EXCLUDED.compartment, content = EXCLUDED.content)"
@@ -214,7 +214,7 @@ def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
     )
     for kind, (table, columns, types) in _TABLE_COLUMNS.items():
         if replaced:
-            ctes.append(f"del_{kind} AS (DELETE FROM {table} WHERE rid = ANY(%s::bigint[]))")
+            ctes.append(f"del_{kind} AS (DELETE FROM {table} WHERE rid = ANY(%b::bigint[]))")
             params.append(replaced)
         rid_col: list[int] = []
         type_col: list[str] = []
@@ -230,10 +230,10 @@ def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
                     cols[i].append(value)
         if not rid_col:
             continue
-        casts = ", ".join(f"%s::{t}[]" for t in types)
+        casts = ", ".join(f"%b::{t}[]" for t in types)
         ctes.append(
             f"ins_{kind} AS (INSERT INTO {table} (rid, rtype, {', '.join(columns)}) "
-            f"SELECT * FROM unnest(%s::bigint[], %s::text[], {casts}))"
+            f"SELECT * FROM unnest(%b::bigint[], %b::text[], {casts}))"
         )
         params.append(rid_col)
         params.append(type_col)

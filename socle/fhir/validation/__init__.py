@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from ..outcome import Issue
 from . import profiles_fr
 from .validator import Validator
 
@@ -21,7 +22,8 @@ def get_validator() -> Validator:
     return Validator()
 
 
-def has_errors(issues: list) -> bool:  # type: ignore[type-arg]
+def has_errors(issues: list[Issue]) -> bool:
+    """True if any issue is an error (or fatal): the resource is invalid."""
     return any(i.severity in ("error", "fatal") for i in issues)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from ..definitions import load_bundle
 from .invariants import BUILT_IN, INVARIANTS
 from .primitives import FHIR_TYPE_EXT, Checker, build_checkers
-from .valuesets import ValueSets
+from .valuesets import ValueSets, read_bundle
 
 SD_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 _FHIRPATH_PREFIX = "http://hl7.org/fhirpath/System."
@@ -148,7 +148,7 @@ class Compiled:
         self.resource_types = frozenset(sd["id"] for sd in resources if not sd.get("abstract"))
         for sd in resources:
             self.core_profiles[sd["url"]] = sd["id"]
-        for sd in load_bundle("profiles-others.json"):
+        for sd in read_bundle("profiles-others.json"):
             if sd.get("resourceType") == "StructureDefinition" and sd.get("type"):
                 self.other_profiles[sd["url"]] = sd["type"]
         expressions: dict[str, set[str]] = {}
@@ -167,6 +167,7 @@ class Compiled:
                 if el.node_ref:
                     el.node = self.nodes[el.node_ref]
         self._compile_extensions()
+        self.valuesets.release()
 
     def _compile_sd(self, sd: dict[str, Any], is_resource: bool = False) -> None:
         elements = [
@@ -318,7 +319,7 @@ class Compiled:
         return node.invariants if node is not None else ()
 
     def _compile_extensions(self) -> None:
-        for sd in load_bundle("extension-definitions.json"):
+        for sd in read_bundle("extension-definitions.json"):
             if sd.get("resourceType") != "StructureDefinition" or "snapshot" not in sd:
                 continue
             keys: set[str] = set()

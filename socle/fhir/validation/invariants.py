@@ -1,10 +1,11 @@
 """Hand translations of the simple FHIRPath invariants of the R4 definitions.
 
 The compiler attaches an entry of `INVARIANTS` to an element only where the definitions declare a
-constraint with that key (keys are not globally unique: a key the definitions use with two
-different expressions must be qualified, `Parameters.parameter:inv-1`, or it is not attached), and the message quotes the definitions' own `human` text; nothing here
-decides *where* an invariant applies. Each function takes the JSON object the constraint sits on
-(and, for Bundle ones, nothing else) and returns True when the invariant holds. Invariants that
+constraint with that key, and the message quotes the definitions' own `human` text; nothing here
+decides *where* an invariant applies. Keys are not globally unique: a key the definitions use with
+two different expressions must be qualified by its element path (`Parameters.parameter:inv-1`),
+otherwise it is not attached. Each function takes the JSON object the constraint sits on and
+returns True when the invariant holds. Invariants that
 need terminology or a FHIRPath engine are not translated.
 
 `dom-2..dom-5`, `ref-1`, `ele-1` and `ext-1` are enforced by the walker itself (they need the
@@ -146,9 +147,11 @@ def _codings(cc: Any) -> set[tuple[Any, Any]]:
     if not isinstance(cc, dict):
         return set()
     return {
-        (c.get("system"), c.get("code"))
+        (c.get("system"), c["code"])
         for c in cc.get("coding") or ()
-        if isinstance(c, dict) and "code" in c
+        if isinstance(c, dict)
+        and isinstance(c.get("code"), str)
+        and isinstance(c.get("system"), str)
     }
 
 
@@ -197,11 +200,13 @@ def bdl_7(o: Obj) -> bool:
     seen: set[tuple[Any, Any]] = set()
     for e in _entries(o):
         url = e.get("fullUrl")
-        if url is None:
+        if not isinstance(url, str):
             continue
         res = e.get("resource")
         meta = res.get("meta") if isinstance(res, dict) else None
         version = meta.get("versionId") if isinstance(meta, dict) else None
+        if not isinstance(version, str):
+            version = None
         key = (url, version)
         if key in seen:
             return False
@@ -256,7 +261,11 @@ def tim_9(o: Obj) -> bool:
     if "offset" not in o:
         return True
     when = o.get("when")
-    return isinstance(when, list) and bool(when) and not set(when) & {"C", "CM", "CD", "CV"}
+    return (
+        isinstance(when, list)
+        and bool(when)
+        and not any(w in ("C", "CM", "CD", "CV") for w in when)
+    )
 
 
 def _non_negative(name: str) -> Callable[[Obj], bool]:

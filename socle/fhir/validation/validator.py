@@ -647,7 +647,7 @@ class Validator:
                     Issue("error", "value", f"Invalid urn:oid reference {ref[:80]!r}", where)
                 )
             return
-        elif "://" in ref:
+        elif "://" in ref and _COND_REF.fullmatch(ref) is None:
             if _ABS_URL.fullmatch(ref) is None:
                 issues.append(
                     Issue("error", "value", f"Invalid absolute reference {ref[:80]!r}", where)

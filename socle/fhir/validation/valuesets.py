@@ -8,11 +8,18 @@ mime types, UCUM, ISO 4217, BCP-47...) expands to None and its bindings are not 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from ..definitions import load_bundle
+from ..definitions import definitions_dir
 
 Codes = frozenset[tuple[str, str]]  # (system, code)
+
+
+def read_bundle(name: str) -> list[dict[str, Any]]:
+    """The resources of a definitions Bundle, read without caching (compile-time only)."""
+    with open(definitions_dir() / name, encoding="utf-8") as fh:
+        return [e["resource"] for e in json.load(fh)["entry"]]
 
 
 class ValueSets:
@@ -20,7 +27,7 @@ class ValueSets:
         self.code_systems: dict[str, dict[str, Any]] = {}
         self.value_sets: dict[str, dict[str, Any]] = {}
         for name in ("valuesets.json", "v3-codesystems.json"):
-            for res in load_bundle(name):
+            for res in read_bundle(name):
                 url = res.get("url")
                 if not url:
                     continue
@@ -29,13 +36,23 @@ class ValueSets:
                 elif res.get("resourceType") == "ValueSet":
                     self.value_sets.setdefault(url, res)
         self._cache: dict[str, Codes | None] = {}
+        self._titles: dict[str, str] = {}
         self._cs_codes: dict[str, dict[str, tuple[str, ...]] | None] = {}
 
     def title(self, url: str) -> str:
-        vs = self.value_sets.get(url.split("|")[0])
-        if vs is None:
-            return url
-        return str(vs.get("title") or vs.get("name") or url)
+        url = url.split("|")[0]
+        if url in self._titles:
+            return self._titles[url]
+        vs = self.value_sets.get(url)
+        return url if vs is None else str(vs.get("title") or vs.get("name") or url)
+
+    def release(self) -> None:
+        """Drop the source resources once compiled; keep titles and expansions."""
+        self._titles = {
+            url: str(vs.get("title") or vs.get("name") or url)
+            for url, vs in self.value_sets.items()
+        }
+        self.code_systems, self.value_sets, self._cs_codes = {}, {}, {}
 
     # --- code systems -------------------------------------------------------------------------
 

@@ -1,0 +1,245 @@
+"""Socle benchmark harness: generate a region, load it through the API, run the scenarios.
+
+    .venv/bin/python bench/run.py [--patients 300] [--clients 8] [--duration 15]
+                                  [--database-url URL] [--workers 1]
+                                  [--scenarios ingest,create,read,raw]
+
+Prints one JSON document: each scenario's throughput and latency percentiles, and the raw
+PostgreSQL yardstick doing the same work (binary COPY of exactly the rows Socle stores for the
+ingested resources; SELECT by key for reads), with the ratio Socle / raw PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+
+from bench.http_client import run_load  # noqa: E402
+from socle.fhir.datetimes import now_ms  # noqa: E402
+from socle.fhir.indexing.extract import index_resource, patient_compartment  # noqa: E402
+from socle.fhir.json import encode  # noqa: E402
+from socle.fhir.storage.writer import _TABLE_COLUMNS, stamp  # noqa: E402
+from socle.region.generate import iter_bundles  # noqa: E402
+from socle.testing import fresh_database, start_server, stop_server  # noqa: E402
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def db_url_of(server) -> str:
+    if server.database.url:
+        return server.database.url
+    from socle.config import Settings
+    from socle.database import resolve_url
+
+    return resolve_url(Settings.from_env(server.database.data_dir))
+
+
+async def ingest(server, bundles: list[bytes], counts: list[int], clients: int) -> dict:
+    port = server.port
+
+    def make(i: int):
+        return ("POST", "/fhir", bundles[i], {"Prefer": "return=minimal"}, counts[i])
+
+    result = await run_load("127.0.0.1", port, clients, make, duration=None, total=len(bundles),
+                            expect=(200,))
+    result["resources"] = sum(counts)
+    return result
+
+
+async def creates(server, patient_ids: list[str], clients: int, duration: float) -> dict:
+    bodies = []
+    for i in range(2000):
+        pid = patient_ids[i % len(patient_ids)]
+        bodies.append(encode({
+            "resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
+                                 "display": "Heart rate"}]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": f"2025-0{1 + i % 9}-1{i % 10}T08:30:00+01:00",
+            "valueQuantity": {"value": 60 + i % 40, "unit": "/min",
+                              "system": "http://unitsofmeasure.org", "code": "/min"},
+        }))
+
+    def make(i: int):
+        return ("POST", "/fhir/Observation", bodies[i % len(bodies)],
+                {"Prefer": "return=minimal"}, 1)
+
+    return await run_load("127.0.0.1", server.port, clients, make, duration=duration)
+
+
+async def reads(server, keys: list[tuple[str, str]], clients: int, duration: float) -> dict:
+    rng = random.Random(7)
+    paths = [f"/fhir/{t}/{i}" for t, i in keys]
+    rng.shuffle(paths)
+
+    def make(i: int):
+        return ("GET", paths[i % len(paths)], b"", None, 1)
+
+    return await run_load("127.0.0.1", server.port, clients, make, duration=duration)
+
+
+def stored_rows(resources: list[dict[str, Any]]) -> dict[str, list[tuple]]:
+    """The exact rows Socle writes for these resources (current table + index tables)."""
+    now = now_ms()
+    rows: dict[str, list[tuple]] = {"resource": []}
+    for kind in _TABLE_COLUMNS:
+        rows[_TABLE_COLUMNS[kind][0]] = []
+    for rid, res in enumerate(resources, start=1):
+        content = stamp(res, 1, now)
+        idx = index_resource(res)
+        rows["resource"].append((rid, res["resourceType"], res["id"], 1, now, False,
+                                 patient_compartment(res, idx), content))
+        for kind, (table, _cols, _types) in _TABLE_COLUMNS.items():
+            for row in getattr(idx, kind):
+                rows[table].append((rid, res["resourceType"], *row))
+    return rows
+
+
+def raw_copy(url: str, rows: dict[str, list[tuple]]) -> dict:
+    """Binary COPY of the same rows into same-shaped tables (same indexes): the yardstick."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in rows:
+            conn.execute(f"DROP TABLE IF EXISTS raw_{table}")
+            conn.execute(f"CREATE TABLE raw_{table} (LIKE {table} INCLUDING ALL)")
+        total = len(rows["resource"])
+        start = time.perf_counter()
+        with conn.transaction():
+            for table, data in rows.items():
+                cols = {
+                    "resource": "rid, rtype, id, version, last_updated, deleted, compartment, content",
+                }.get(table)
+                with conn.cursor() as cur:
+                    spec = f"({cols})" if cols else ""
+                    types = None
+                    with cur.copy(f"COPY raw_{table} {spec} FROM STDIN (FORMAT BINARY)") as copy:
+                        if table == "resource":
+                            types = ["bigint", "text", "text", "integer", "timestamptz", "bool",
+                                     "text", "jsonb"]
+                        else:
+                            kind = next(k for k, v in _TABLE_COLUMNS.items() if v[0] == table)
+                            types = ["bigint", "text", *[
+                                {"timestamptz": "timestamptz", "numeric": "numeric"}.get(t, "text")
+                                for t in _TABLE_COLUMNS[kind][2]]]
+                        copy.set_types(types)
+                        for row in data:
+                            copy.write_row(row)
+        elapsed = time.perf_counter() - start
+        for table in rows:
+            conn.execute(f"DROP TABLE IF EXISTS raw_{table}")
+    return {"resources": total, "index_rows": sum(len(v) for k, v in rows.items() if k != "resource"),
+            "seconds": round(elapsed, 3), "items_per_s": round(total / elapsed, 1)}
+
+
+async def raw_reads(url: str, keys: list[tuple[str, str]], clients: int, duration: float) -> dict:
+    from bench.http_client import Stats
+
+    stats = Stats()
+    deadline = time.perf_counter() + duration
+    rng = random.Random(7)
+    shuffled = keys[:]
+    rng.shuffle(shuffled)
+
+    async def loop(n: int) -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            i = n
+            while time.perf_counter() < deadline:
+                rtype, rid = shuffled[i % len(shuffled)]
+                t0 = time.perf_counter()
+                cur = await conn.execute(
+                    "SELECT version, last_updated, content::text FROM resource "
+                    "WHERE rtype = %s AND id = %s", (rtype, rid))
+                await cur.fetchone()
+                stats.latencies.append(time.perf_counter() - t0)
+                stats.items += 1
+                i += clients
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop(n) for n in range(clients)))
+    return stats.summary(time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--patients", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=15)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    ap.add_argument("--scenarios", default="ingest,create,read,raw")
+    args = ap.parse_args()
+    scenarios = set(args.scenarios.split(","))
+
+    t0 = time.perf_counter()
+    bundle_dicts = list(iter_bundles(args.patients, args.seed))
+    resources = [e["resource"] for b in bundle_dicts for e in b["entry"]]
+    bundles = [encode(b) for b in bundle_dicts]
+    counts = [len(b["entry"]) for b in bundle_dicts]
+    by_type: dict[str, int] = {}
+    for r in resources:
+        by_type[r["resourceType"]] = by_type.get(r["resourceType"], 0) + 1
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "database": "server" if args.database_url else "embedded",
+        "dataset": {"patients": args.patients, "seed": args.seed, "resources": len(resources),
+                    "bundles": len(bundles), "bytes": sum(len(b) for b in bundles),
+                    "by_type": by_type, "generated_in_s": round(time.perf_counter() - t0, 2)},
+        "params": {"clients": args.clients, "duration_s": args.duration, "workers": args.workers},
+    }
+    with fresh_database(args.database_url, prefix="socle_bench") as db:
+        server = start_server(db, workers=args.workers)
+        try:
+            url = db_url_of(server)
+            if "ingest" in scenarios:
+                report["ingest_transaction_bundles"] = asyncio.run(
+                    ingest(server, bundles, counts, args.clients))
+            keys = [(r["resourceType"], r["id"]) for r in resources]
+            patient_ids = [r["id"] for r in resources if r["resourceType"] == "Patient"]
+            if "create" in scenarios and patient_ids:
+                report["single_creates"] = asyncio.run(
+                    creates(server, patient_ids, args.clients, args.duration))
+            if "read" in scenarios:
+                report["reads_by_id"] = asyncio.run(
+                    reads(server, keys, args.clients, args.duration))
+            if "raw" in scenarios:
+                raw = raw_copy(url, stored_rows([dict(r) for r in resources]))
+                report["raw_postgresql_copy"] = raw
+                if "ingest_transaction_bundles" in report:
+                    report["ingest_ratio_to_raw_copy"] = round(
+                        report["ingest_transaction_bundles"]["items_per_s"] / raw["items_per_s"], 3)
+                if "reads_by_id" in report:
+                    raw_r = asyncio.run(raw_reads(url, keys, args.clients, args.duration))
+                    report["raw_postgresql_reads"] = raw_r
+                    report["read_ratio_to_raw_select"] = round(
+                        report["reads_by_id"]["items_per_s"] / raw_r["items_per_s"], 3)
+        finally:
+            stop_server(server)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Benchmark the structural validator on typical clinical resources; prints JSON.
+
+    .venv/bin/python bench/validation.py [--seconds 2]
+
+Resources are the hand-written examples in tests/fhir/validation/examples (decoded with
+`socle.fhir.json.decode`, so decimals are Decimal). Reports compile time, overall resources/s
+on one core over a typical mix (Bundles excluded), and µs per resource by file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from socle.fhir.json import decode  # noqa: E402
+
+EXAMPLES = ROOT / "tests/fhir/validation/examples"
+TYPICAL = (
+    "Patient",
+    "Observation",
+    "Encounter",
+    "Condition",
+    "Practitioner",
+    "Organization",
+    "MedicationRequest",
+    "AllergyIntolerance",
+    "Immunization",
+    "Procedure",
+    "DocumentReference",
+    "DiagnosticReport",
+    "PractitionerRole",
+)
+
+
+def _time(fn, resource, seconds: float) -> tuple[int, float]:
+    n, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(200):
+            fn(resource)
+        n += 200
+        now = time.perf_counter()
+        if now >= deadline:
+            return n, now - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=0.5, help="per resource")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    from socle.fhir.validation import get_validator
+
+    validator = get_validator()
+    compile_s = time.perf_counter() - t0
+
+    per_file: dict[str, float] = {}
+    total_n, total_t = 0, 0.0
+    errors: dict[str, int] = {}
+    for path in sorted(EXAMPLES.glob("*.json")):
+        resource = decode(path.read_bytes())
+        issues = validator.validate(resource)
+        errors[path.stem] = sum(1 for i in issues if i.severity == "error")
+        n, elapsed = _time(validator.validate, resource, args.seconds)
+        per_file[f"{resource['resourceType']}:{path.stem}"] = round(elapsed / n * 1e6, 1)
+        if resource["resourceType"] in TYPICAL:
+            total_n += n
+            total_t += elapsed
+    out = {
+        "compile_seconds": round(compile_s, 3),
+        "typical_resources_per_second": round(total_n / total_t),
+        "typical_mean_us": round(total_t / total_n * 1e6, 1),
+        "us_per_resource": per_file,
+        "errors_found": {k: v for k, v in errors.items() if v},
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""FHIR operations ($name), one module each, registered in the CapabilityStatement."""

@@ -1,0 +1,105 @@
+"""Run a real Socle server process on a fresh database: for tests and benchmarks.
+
+Without a server URL the server uses the embedded PostgreSQL in a fresh data dir; with one
+(e.g. the local PostgreSQL 15), a database of its own is created there and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Database:
+    url: str | None  # None: the embedded PostgreSQL in data_dir
+    data_dir: Path
+
+
+@contextmanager
+def fresh_database(server_url: str | None, prefix: str = "socle_test") -> Iterator[Database]:
+    data_dir = Path(tempfile.mkdtemp(prefix="socle-", dir="/tmp"))
+    if not server_url:
+        yield Database(None, data_dir)
+        return
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield Database(psycopg.conninfo.make_conninfo(server_url, dbname=name), data_dir)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@dataclass
+class ServerProcess:
+    base: str  # http://127.0.0.1:port
+    process: subprocess.Popen[bytes]
+    database: Database
+    port: int
+    log: Path
+
+    @property
+    def fhir(self) -> str:
+        return self.base + "/fhir"
+
+
+def start_server(db: Database, port: int | None = None, workers: int = 1,
+                 extra_env: dict[str, str] | None = None) -> ServerProcess:
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if db.url:
+        env["DATABASE_URL"] = db.url
+    env["SOCLE_DATA_DIR"] = str(db.data_dir)
+    env.update(extra_env or {})
+    log = db.data_dir / f"server-{port}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "socle.cli", "serve", "--port", str(port),
+         "--workers", str(workers)],
+        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                return ServerProcess(base, process, db, port, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"server did not become ready: {log.read_text()[-3000:]}")
+
+
+def stop_server(server: ServerProcess, sig: int = signal.SIGTERM) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(sig)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
