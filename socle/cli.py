@@ -40,5 +40,19 @@ def generate(
     generate_command(patients=patients, seed=seed, out=out)
 
 
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    data_dir: DataDir = None,
+    patients: Annotated[int, typer.Option(help="Patients of the synthetic region.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic region.")] = 1,
+) -> None:
+    """Run Socle with a synthetic region loaded through the FHIR API (idempotent)."""
+    from .region.demo import demo_command
+
+    demo_command(host, port, data_dir or Path(".socle-data"), patients, seed)
+
+
 if __name__ == "__main__":
     app()

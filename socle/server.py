@@ -165,7 +165,9 @@ def _validators() -> list[Any]:
 
 def asgi() -> ASGIApp:
     """Factory for uvicorn workers: settings from the environment."""
-    return AccessLog(create_app())
+    from .fhir.rest.fast_read import FastRead
+
+    return AccessLog(FastRead(create_app()))
 
 
 def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:

@@ -183,7 +183,9 @@ def patient_resource(
     nom = codes.nomenclatures()
     status = status or person.status
     identifiers: list[dict[str, Any]] = []
-    has_ins = with_ins and status in ("QUAL", "RECUP")
+    # RNIV / FR Core: the INS matricule may only travel with a qualified identity (QUAL); a
+    # RECUP identity's INS stays in the local system until an ID document is checked.
+    has_ins = with_ins and status == "QUAL"
     if has_ins:
         kind = "INS-NIA" if person.nia else "INS-NIR"
         identifiers.append({

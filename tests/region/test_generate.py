@@ -110,7 +110,7 @@ def test_patient_shape(region: list[dict[str, Any]]) -> None:
         assert official[0]["extension"][0]["valueString"].startswith(official[0]["given"][0])
         has_ins = any(i["type"]["coding"][0]["code"].startswith("INS-")
                       for i in patient["identifier"])
-        assert has_ins == (status in ("QUAL", "RECUP"))
+        assert has_ins == (status == "QUAL")  # the INS travels only with a qualified identity
         home = patient["address"][0]
         commune = home["extension"][0]["valueCoding"]["code"]
         assert commune[:2] in ("2A", "2B") and home["postalCode"].startswith("20")
@@ -306,3 +306,13 @@ def test_region_data_files() -> None:
     assert any("-" in n for n in codes.given_names("male")[0])
     assert any(ch in "éèêëàçïôü" for n in codes.family_names()[0] for ch in n)
     assert all(p.code.startswith("99") == (p.kind == "country") for p in codes.birthplaces())
+
+
+def test_every_generated_resource_is_valid_fhir():
+    """The region passes the same validation as any write (R4 + FR Core profiles)."""
+    from socle.fhir.validation import get_validator
+
+    validator = get_validator()
+    for resource in iter_resources(60, 5):
+        errors = [i for i in validator.validate(resource) if i.severity in ("error", "fatal")]
+        assert not errors, (resource["resourceType"], errors[:3])

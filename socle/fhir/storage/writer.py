@@ -93,8 +93,11 @@ async def lock_existing(
         FROM (
             SELECT r.rtype, r.id, r.rid, r.version, r.deleted, r.last_updated, r.content,
                    u.content IS NOT NULL AND NOT r.deleted AND
-                   (r.content #- '{meta,versionId}' #- '{meta,lastUpdated}')::text =
-                   (u.content::jsonb #- '{meta,versionId}' #- '{meta,lastUpdated}')::text AS same
+                   -- Text comparison keeps 72.5 and 72.50 apart (jsonb = would not).
+                   (r.content - 'meta')::text = (u.content::jsonb - 'meta')::text AND
+                   (coalesce(r.content -> 'meta', '{}') - 'versionId' - 'lastUpdated')::text =
+                   (coalesce(u.content::jsonb -> 'meta', '{}') - 'versionId' - 'lastUpdated')::text
+                   AS same
             FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(rtype, id, content)
             JOIN resource r ON r.rtype = u.rtype AND r.id = u.id
             ORDER BY r.rid

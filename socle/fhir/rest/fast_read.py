@@ -1,0 +1,69 @@
+"""A hand-written hot path for the most frequent request: `GET /fhir/{Type}/{id}`.
+
+Reads by id are most of a FHIR server's traffic. This ASGI layer answers the plain ones (no query
+string, no conditional headers, an Accept that takes JSON) without the framework's routing and
+middleware stack; everything else, including every error, goes to the full application, so
+behaviour is the same and only the cost differs.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from ..definitions import definitions
+from ..outcome import FhirError
+
+_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+_SKIP_HEADERS = {b"if-none-match", b"if-modified-since", b"authorization"}
+
+
+@lru_cache(maxsize=4096)
+def _http_date(epoch_seconds: int) -> bytes:
+    from email.utils import formatdate
+
+    return formatdate(epoch_seconds, usegmt=True).encode()
+
+
+class FastRead:
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.types = definitions().resource_types
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
+            await self.app(scope, receive, send)
+            return
+        m = _PATH.match(scope["path"])
+        if m is None or m.group(1) not in self.types:
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name in _SKIP_HEADERS or (name == b"accept" and b"json" not in value
+                                         and b"*/*" not in value):
+                await self.app(scope, receive, send)
+                return
+        engine = getattr(self.app.state, "engine", None)
+        if engine is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            version = await engine.read(m.group(1), m.group(2))
+        except FhirError:
+            await self.app(scope, receive, send)  # 404/410 and friends: the full path answers
+            return
+        body = version.content.encode()
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/fhir+json; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"etag", b'W/"%d"' % version.version),
+                (b"last-modified", _http_date(int(version.last_updated.timestamp()))),
+            ],
+        })
+        await send({"type": "http.response.body", "body": body})

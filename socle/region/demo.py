@@ -1,0 +1,101 @@
+"""`socle demo`: Socle on its embedded default with a synthetic region loaded through the API.
+
+The region is sent as FHIR transaction Bundles of PUT entries with deterministic ids; the engine
+makes no new version when a resource is unchanged, so running the demo twice duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..fhir.json import encode
+from .generate import iter_bundles
+
+MARKER = "demo.json"
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("socle serve exited during start-up; see the messages above")
+        try:
+            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"socle serve did not become ready within {timeout:.0f} s")
+
+
+def load_region(fhir: str, patients: int, seed: int, console: Console) -> int:
+    """Send the region's transaction Bundles; returns the number of resources sent."""
+    sent = 0
+    with httpx.Client(timeout=300, headers={"Content-Type": "application/fhir+json",
+                                            "Prefer": "return=minimal"}) as client, Progress(
+        TextColumn("[bold]Loading[/bold] the region through the FHIR API"),
+        BarColumn(), MofNCompleteColumn(), TextColumn("resources"), TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("load", total=None)
+        for bundle in iter_bundles(patients, seed):
+            r = client.post(fhir, content=encode(bundle))
+            if r.status_code != 200:
+                raise SystemExit(f"The server refused a bundle ({r.status_code}): {r.text[:2000]}")
+            sent += len(bundle["entry"])
+            progress.update(task, advance=len(bundle["entry"]), total=None)
+    return sent
+
+
+def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int) -> None:
+    console = Console(stderr=True)
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker = data_dir / MARKER
+    env = {**os.environ, "SOCLE_DATA_DIR": str(data_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "socle.cli", "serve", "--host", host, "--port", str(port),
+         "--data-dir", str(data_dir)], env=env)
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    try:
+        _wait_ready(base, process)
+        wanted = {"patients": patients, "seed": seed}
+        previous = json.loads(marker.read_text()) if marker.exists() else None
+        if previous == {**wanted, "loaded": True}:
+            console.print(f"Region already loaded ({patients} patients, seed {seed}): skipping.")
+        else:
+            started = time.perf_counter()
+            sent = load_region(base + "/fhir", patients, seed, console)
+            marker.write_text(json.dumps({**wanted, "loaded": True}))
+            took = time.perf_counter() - started
+            console.print(f"Loaded {sent:,} resources in {took:.1f} s ({sent / took:,.0f}/s).")
+        console.print(
+            f"\n[bold green]Socle is running[/bold green] with a synthetic region of Corsica.\n"
+            f"  FHIR API        {base}/fhir  (CapabilityStatement: {base}/fhir/metadata)\n"
+            f"  Try             curl '{base}/fhir/Patient?address-city=ajaccio&_count=5'\n"
+            f"                  curl '{base}/fhir/DocumentReference?_count=3'\n"
+            f"  Health          {base}/healthz  {base}/readyz\n"
+            f"  Data            {data_dir}\n"
+            "Press Ctrl+C to stop.",
+            soft_wrap=True,
+        )
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
