@@ -27,8 +27,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--write", type=Path, default=None,
-                        help="also write NDJSON + bundles (to this folder, or a temporary one: -)")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        help="also write NDJSON + bundles (to this folder, or a temporary one: -)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     resources = 0
@@ -47,17 +51,21 @@ def main() -> None:
         mode = "generate+write"
     elapsed = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({
-        "mode": mode,
-        "patients": args.patients,
-        "seed": args.seed,
-        "resources": resources,
-        "resources_per_patient": round(resources / max(args.patients, 1), 1),
-        "seconds": round(elapsed, 2),
-        "resources_per_s": round(resources / elapsed),
-        "ndjson_mib": round(out_bytes / 2**20, 1),
-        "peak_rss_mib": round(peak_kib / 1024, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "patients": args.patients,
+                "seed": args.seed,
+                "resources": resources,
+                "resources_per_patient": round(resources / max(args.patients, 1), 1),
+                "seconds": round(elapsed, 2),
+                "resources_per_s": round(resources / elapsed),
+                "ndjson_mib": round(out_bytes / 2**20, 1),
+                "peak_rss_mib": round(peak_kib / 1024, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

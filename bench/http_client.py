@@ -21,8 +21,9 @@ class Connection:
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         if self.writer is None:
             await self.open()
         assert self.reader is not None and self.writer is not None
@@ -82,8 +83,16 @@ class Stats:
         }
 
 
-async def run_load(host: str, port: int, clients: int, make_request, *, duration: float | None,
-                   total: int | None = None, expect: tuple[int, ...] = (200, 201)) -> dict:
+async def run_load(
+    host: str,
+    port: int,
+    clients: int,
+    make_request,
+    *,
+    duration: float | None,
+    total: int | None = None,
+    expect: tuple[int, ...] = (200, 201),
+) -> dict:
     """Run `clients` concurrent loops; each asks `make_request(i)` for (method, path, body,
     headers, items) until `duration` seconds pass or `total` requests were sent."""
     stats = Stats()

@@ -62,8 +62,9 @@ async def ingest(server, bundles: list[bytes], counts: list[int], clients: int) 
     def make(i: int):
         return ("POST", "/fhir", bundles[i], {"Prefer": "return=minimal"}, counts[i])
 
-    result = await run_load("127.0.0.1", port, clients, make, duration=None, total=len(bundles),
-                            expect=(200,))
+    result = await run_load(
+        "127.0.0.1", port, clients, make, duration=None, total=len(bundles), expect=(200,)
+    )
     result["resources"] = sum(counts)
     return result
 
@@ -72,21 +73,50 @@ async def creates(server, patient_ids: list[str], clients: int, duration: float)
     bodies = []
     for i in range(2000):
         pid = patient_ids[i % len(patient_ids)]
-        bodies.append(encode({
-            "resourceType": "Observation", "status": "final",
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                      "code": "vital-signs"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
-                                 "display": "Heart rate"}]},
-            "subject": {"reference": f"Patient/{pid}"},
-            "effectiveDateTime": f"2025-0{1 + i % 9}-1{i % 10}T08:30:00+01:00",
-            "valueQuantity": {"value": 60 + i % 40, "unit": "/min",
-                              "system": "http://unitsofmeasure.org", "code": "/min"},
-        }))
+        bodies.append(
+            encode(
+                {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "category": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                    "code": "vital-signs",
+                                }
+                            ]
+                        }
+                    ],
+                    "code": {
+                        "coding": [
+                            {
+                                "system": "http://loinc.org",
+                                "code": "8867-4",
+                                "display": "Heart rate",
+                            }
+                        ]
+                    },
+                    "subject": {"reference": f"Patient/{pid}"},
+                    "effectiveDateTime": f"2025-0{1 + i % 9}-1{i % 10}T08:30:00+01:00",
+                    "valueQuantity": {
+                        "value": 60 + i % 40,
+                        "unit": "/min",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "/min",
+                    },
+                }
+            )
+        )
 
     def make(i: int):
-        return ("POST", "/fhir/Observation", bodies[i % len(bodies)],
-                {"Prefer": "return=minimal"}, 1)
+        return (
+            "POST",
+            "/fhir/Observation",
+            bodies[i % len(bodies)],
+            {"Prefer": "return=minimal"},
+            1,
+        )
 
     return await run_load("127.0.0.1", server.port, clients, make, duration=duration)
 
@@ -111,8 +141,18 @@ def stored_rows(resources: list[dict[str, Any]]) -> dict[str, list[tuple]]:
     for rid, res in enumerate(resources, start=1):
         content = stamp(res, 1, now)
         idx = index_resource(res)
-        rows["resource"].append((rid, res["resourceType"], res["id"], 1, now, False,
-                                 patient_compartment(res, idx), content))
+        rows["resource"].append(
+            (
+                rid,
+                res["resourceType"],
+                res["id"],
+                1,
+                now,
+                False,
+                patient_compartment(res, idx),
+                content,
+            )
+        )
         for kind, (table, _cols, _types) in _TABLE_COLUMNS.items():
             for row in getattr(idx, kind):
                 rows[table].append((rid, res["resourceType"], *row))
@@ -130,28 +170,48 @@ def raw_copy(url: str, rows: dict[str, list[tuple]]) -> dict:
         with conn.transaction():
             for table, data in rows.items():
                 cols = {
-                    "resource": "rid, rtype, id, version, last_updated, deleted, compartment, content",
+                    "resource": "rid, rtype, id, version, last_updated, deleted, compartment, "
+                    "content",
                 }.get(table)
                 with conn.cursor() as cur:
                     spec = f"({cols})" if cols else ""
                     types = None
                     with cur.copy(f"COPY raw_{table} {spec} FROM STDIN (FORMAT BINARY)") as copy:
                         if table == "resource":
-                            types = ["bigint", "text", "text", "integer", "timestamptz", "bool",
-                                     "text", "jsonb"]
+                            types = [
+                                "bigint",
+                                "text",
+                                "text",
+                                "integer",
+                                "timestamptz",
+                                "bool",
+                                "text",
+                                "jsonb",
+                            ]
                         else:
                             kind = next(k for k, v in _TABLE_COLUMNS.items() if v[0] == table)
-                            types = ["bigint", "text", *[
-                                {"timestamptz": "timestamptz", "numeric": "numeric"}.get(t, "text")
-                                for t in _TABLE_COLUMNS[kind][2]]]
+                            types = [
+                                "bigint",
+                                "text",
+                                *[
+                                    {"timestamptz": "timestamptz", "numeric": "numeric"}.get(
+                                        t, "text"
+                                    )
+                                    for t in _TABLE_COLUMNS[kind][2]
+                                ],
+                            ]
                         copy.set_types(types)
                         for row in data:
                             copy.write_row(row)
         elapsed = time.perf_counter() - start
         for table in rows:
             conn.execute(f"DROP TABLE IF EXISTS raw_{table}")
-    return {"resources": total, "index_rows": sum(len(v) for k, v in rows.items() if k != "resource"),
-            "seconds": round(elapsed, 3), "items_per_s": round(total / elapsed, 1)}
+    return {
+        "resources": total,
+        "index_rows": sum(len(v) for k, v in rows.items() if k != "resource"),
+        "seconds": round(elapsed, 3),
+        "items_per_s": round(total / elapsed, 1),
+    }
 
 
 async def raw_reads(url: str, keys: list[tuple[str, str]], clients: int, duration: float) -> dict:
@@ -171,7 +231,9 @@ async def raw_reads(url: str, keys: list[tuple[str, str]], clients: int, duratio
                 t0 = time.perf_counter()
                 cur = await conn.execute(
                     "SELECT version, last_updated, content::text FROM resource "
-                    "WHERE rtype = %s AND id = %s", (rtype, rid))
+                    "WHERE rtype = %s AND id = %s",
+                    (rtype, rid),
+                )
                 await cur.fetchone()
                 stats.latencies.append(time.perf_counter() - t0)
                 stats.items += 1
@@ -205,9 +267,15 @@ def main() -> None:
     report: dict[str, Any] = {
         "machine": machine(),
         "database": "server" if args.database_url else "embedded",
-        "dataset": {"patients": args.patients, "seed": args.seed, "resources": len(resources),
-                    "bundles": len(bundles), "bytes": sum(len(b) for b in bundles),
-                    "by_type": by_type, "generated_in_s": round(time.perf_counter() - t0, 2)},
+        "dataset": {
+            "patients": args.patients,
+            "seed": args.seed,
+            "resources": len(resources),
+            "bundles": len(bundles),
+            "bytes": sum(len(b) for b in bundles),
+            "by_type": by_type,
+            "generated_in_s": round(time.perf_counter() - t0, 2),
+        },
         "params": {"clients": args.clients, "duration_s": args.duration, "workers": args.workers},
     }
     with fresh_database(args.database_url, prefix="socle_bench") as db:
@@ -216,26 +284,31 @@ def main() -> None:
             url = db_url_of(server)
             if "ingest" in scenarios:
                 report["ingest_transaction_bundles"] = asyncio.run(
-                    ingest(server, bundles, counts, args.clients))
+                    ingest(server, bundles, counts, args.clients)
+                )
             keys = [(r["resourceType"], r["id"]) for r in resources]
             patient_ids = [r["id"] for r in resources if r["resourceType"] == "Patient"]
             if "create" in scenarios and patient_ids:
                 report["single_creates"] = asyncio.run(
-                    creates(server, patient_ids, args.clients, args.duration))
+                    creates(server, patient_ids, args.clients, args.duration)
+                )
             if "read" in scenarios:
                 report["reads_by_id"] = asyncio.run(
-                    reads(server, keys, args.clients, args.duration))
+                    reads(server, keys, args.clients, args.duration)
+                )
             if "raw" in scenarios:
                 raw = raw_copy(url, stored_rows([dict(r) for r in resources]))
                 report["raw_postgresql_copy"] = raw
                 if "ingest_transaction_bundles" in report:
                     report["ingest_ratio_to_raw_copy"] = round(
-                        report["ingest_transaction_bundles"]["items_per_s"] / raw["items_per_s"], 3)
+                        report["ingest_transaction_bundles"]["items_per_s"] / raw["items_per_s"], 3
+                    )
                 if "reads_by_id" in report:
                     raw_r = asyncio.run(raw_reads(url, keys, args.clients, args.duration))
                     report["raw_postgresql_reads"] = raw_r
                     report["read_ratio_to_raw_select"] = round(
-                        report["reads_by_id"]["items_per_s"] / raw_r["items_per_s"], 3)
+                        report["reads_by_id"]["items_per_s"] / raw_r["items_per_s"], 3
+                    )
         finally:
             stop_server(server)
     print(json.dumps(report, indent=2))

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Socle, the regional e-health platform.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Socle, the regional e-health platform."
+)
 
 DataDir = Annotated[
     Path | None,

@@ -55,13 +55,15 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            line = _access_encoder.encode({
-                "ts": round(time.time(), 3),
-                "method": scope["method"],
-                "path": _redact(scope["path"]),
-                "status": status,
-                "ms": round((time.perf_counter() - start) * 1000, 2),
-            })
+            line = _access_encoder.encode(
+                {
+                    "ts": round(time.time(), 3),
+                    "method": scope["method"],
+                    "path": _redact(scope["path"]),
+                    "status": status,
+                    "ms": round((time.perf_counter() - start) * 1000, 2),
+                }
+            )
             self.stream.write(line.decode() + "\n")
 
 
@@ -83,8 +85,9 @@ async def readyz(request: Request) -> Response:
         async with engine.pool.connection(timeout=2) as conn:
             await conn.execute("SELECT 1")
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        return JSONResponse({"status": "database unreachable", "error": type(exc).__name__},
-                            status_code=503)
+        return JSONResponse(
+            {"status": "database unreachable", "error": type(exc).__name__}, status_code=503
+        )
     return JSONResponse({"status": "ready"})
 
 
@@ -110,8 +113,9 @@ async def _data_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return fhir_response(FhirError.of(500, "exception", "Internal error; it has been logged")
-                         .outcome(), 500)
+    return fhir_response(
+        FhirError.of(500, "exception", "Internal error; it has been logged").outcome(), 500
+    )
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -148,7 +152,6 @@ def warm_up() -> None:
     from .fhir.definitions import definitions
     from .fhir.indexing.extract import indexed_params
     from .fhir.rest.capability import capability_statement
-
     from .fhir.validation import get_validator
 
     for rtype in definitions().resource_types:

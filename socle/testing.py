@@ -66,8 +66,9 @@ class ServerProcess:
         return self.base + "/fhir"
 
 
-def start_server(db: Database, port: int | None = None, workers: int = 1,
-                 extra_env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(
+    db: Database, port: int | None = None, workers: int = 1, extra_env: dict[str, str] | None = None
+) -> ServerProcess:
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     if db.url:
@@ -75,10 +76,21 @@ def start_server(db: Database, port: int | None = None, workers: int = 1,
     env["SOCLE_DATA_DIR"] = str(db.data_dir)
     env.update(extra_env or {})
     log = db.data_dir / f"server-{port}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "socle.cli", "serve", "--port", str(port),
-         "--workers", str(workers)],
-        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "socle.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

@@ -34,6 +34,7 @@ def server(database: Database) -> Iterator[ServerProcess]:
 
 @pytest.fixture()
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.fhir, timeout=60,
-                      headers={"Content-Type": "application/fhir+json"}) as c:
+    with httpx.Client(
+        base_url=server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"}
+    ) as c:
         yield c

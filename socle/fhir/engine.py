@@ -100,7 +100,9 @@ class Engine:
 
     def check_type(self, rtype: str, where: str = "") -> None:
         if rtype not in definitions().resource_types:
-            raise FhirError.of(404, "not-supported", f"Unknown resource type '{rtype}'", where or None)
+            raise FhirError.of(
+                404, "not-supported", f"Unknown resource type '{rtype}'", where or None
+            )
 
     # -- writes -----------------------------------------------------------------------------
     async def transaction(self, entries: list[EntryRequest]) -> list[EntryResponse]:
@@ -109,11 +111,16 @@ class Engine:
             try:
                 async with self.pool.connection() as conn, conn.transaction():
                     return await self._process(conn, entries)
-            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected,
-                    psycopg.errors.SerializationFailure):
+            except (
+                psycopg.errors.UniqueViolation,
+                psycopg.errors.DeadlockDetected,
+                psycopg.errors.SerializationFailure,
+            ):
                 # A concurrent writer created the same id first: replan against the new state.
                 if attempt == 2:
-                    raise FhirError.of(409, "conflict", "Concurrent update conflict: retry") from None
+                    raise FhirError.of(
+                        409, "conflict", "Concurrent update conflict: retry"
+                    ) from None
         raise AssertionError("unreachable")
 
     async def batch(self, entries: list[EntryRequest]) -> list[EntryResponse]:
@@ -126,7 +133,9 @@ class Engine:
                 out.append(EntryResponse(err.status, outcome=err.outcome()))
         return out
 
-    async def _process(self, conn: AsyncConnection, entries: list[EntryRequest]) -> list[EntryResponse]:
+    async def _process(
+        self, conn: AsyncConnection, entries: list[EntryRequest]
+    ) -> list[EntryResponse]:
         planned = [self._parse(e) for e in entries]
         now = now_ms()
         # fullUrl -> new reference, for urn:uuid and other fullUrls of created resources
@@ -209,8 +218,9 @@ class Engine:
                 )
         return p
 
-    async def _find(self, conn: AsyncConnection, rtype: str, query: list[tuple[str, str]],
-                    where: str) -> list[str]:
+    async def _find(
+        self, conn: AsyncConnection, rtype: str, query: list[tuple[str, str]], where: str
+    ) -> list[str]:
         """Ids of the resources a conditional criteria matches (at most 2 are needed)."""
         q = parse_query(rtype, query, self.settings.max_page_size)
         if q.unknown:
@@ -218,14 +228,16 @@ class Engine:
                 f"Unknown search parameter(s) in condition: {', '.join(q.unknown)}", where or None
             )
         if not q.filters:
-            raise bad_request("A conditional operation needs at least one search criterion",
-                              where or None)
+            raise bad_request(
+                "A conditional operation needs at least one search criterion", where or None
+            )
         q.count, q.includes, q.sort, q.total = 2, [], [], "none"
         result = await run_search(conn, q, 2)
         return [r.id for r in result.rows]
 
-    async def _lock_condition(self, conn: AsyncConnection, rtype: str,
-                              query: list[tuple[str, str]]) -> None:
+    async def _lock_condition(
+        self, conn: AsyncConnection, rtype: str, query: list[tuple[str, str]]
+    ) -> None:
         # Two concurrent conditional creates with the same criteria must not both create.
         key = rtype + "?" + "&".join(f"{k}={v}" for k, v in sorted(query))
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
@@ -265,8 +277,9 @@ class Engine:
                 existing = await read_current(conn, p.rtype, ids[0])
                 if p.req.full_url:
                     refs[p.req.full_url] = f"{p.rtype}/{ids[0]}"
-                p.response = EntryResponse(200, p.rtype, ids[0], existing.version,
-                                           existing.last_updated, existing.content)
+                p.response = EntryResponse(
+                    200, p.rtype, ids[0], existing.version, existing.last_updated, existing.content
+                )
                 return
         new_id = str(uuid.uuid4())
         resource["id"] = new_id
@@ -316,14 +329,16 @@ class Engine:
             else:
                 patched = apply_fhirpath_patch(resource, p.req.resource)
             if patched.get("resourceType") != p.rtype or patched.get("id") != p.id:
-                raise FhirError(422, [Issue("error", "processing",
-                                            "A patch may not change resourceType or id")])
+                raise FhirError(
+                    422, [Issue("error", "processing", "A patch may not change resourceType or id")]
+                )
             p.write = PendingWrite("update", p.rtype, p.id, patched, if_match=current.version)
             return
         p.write = PendingWrite("update", p.rtype, p.id, p.req.resource, if_match=if_match)
 
-    async def _rewrite_references(self, conn: AsyncConnection, node: Any, refs: dict[str, str],
-                                  where: str) -> None:
+    async def _rewrite_references(
+        self, conn: AsyncConnection, node: Any, refs: dict[str, str], where: str
+    ) -> None:
         """Replace urn:uuid fullUrls and conditional references (`Patient?identifier=…`)."""
         stack = [node]
         while stack:
@@ -334,7 +349,9 @@ class Engine:
                         if value in refs:
                             item[key] = refs[value]
                         elif key == "reference" and "?" in value and not value.startswith("#"):
-                            item[key] = await self._resolve_conditional_reference(conn, value, where)
+                            item[key] = await self._resolve_conditional_reference(
+                                conn, value, where
+                            )
                         elif key == "reference" and value.startswith("urn:uuid:"):
                             raise bad_request(
                                 f"Reference '{value}' matches no entry fullUrl of the transaction",
@@ -349,13 +366,16 @@ class Engine:
                     elif isinstance(value, (dict, list)):
                         stack.append(value)
 
-    async def _resolve_conditional_reference(self, conn: AsyncConnection, ref: str, where: str) -> str:
+    async def _resolve_conditional_reference(
+        self, conn: AsyncConnection, ref: str, where: str
+    ) -> str:
         rtype, _, query = ref.partition("?")
         self.check_type(rtype, where)
         ids = await self._find(conn, rtype, parse_qsl(query, keep_blank_values=True), where)
         if len(ids) != 1:
             raise FhirError.of(
-                412 if ids else 400, "not-found" if not ids else "multiple-matches",
+                412 if ids else 400,
+                "not-found" if not ids else "multiple-matches",
                 f"Conditional reference '{ref}' matches {len(ids)} resources (exactly one needed)",
                 where or None,
             )
@@ -391,16 +411,18 @@ class Engine:
 
 def _write_response(w: PendingWrite) -> EntryResponse:
     if w.kind == "delete":
-        return EntryResponse(204 if w.noop else 200, w.rtype, w.id,
-                             None if w.noop else w.version, w.last_updated)
+        return EntryResponse(
+            204 if w.noop else 200, w.rtype, w.id, None if w.noop else w.version, w.last_updated
+        )
     status = 201 if w.created else 200
     content = w.content
     return EntryResponse(status, w.rtype, w.id, w.version, w.last_updated, content)
 
 
 async def _locked_current(conn: AsyncConnection, rtype: str, rid: str) -> Any:
-    await conn.execute("SELECT 1 FROM resource WHERE rtype = %s AND id = %s FOR UPDATE",
-                       (rtype, rid))
+    await conn.execute(
+        "SELECT 1 FROM resource WHERE rtype = %s AND id = %s FOR UPDATE", (rtype, rid)
+    )
     return await read_current(conn, rtype, rid)
 
 
@@ -414,7 +436,7 @@ def _etag_version(value: str | None) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise bad_request(f"If-Match must be an ETag like W/\"3\", not {value!r}") from None
+        raise bad_request(f'If-Match must be an ETag like W/"3", not {value!r}') from None
 
 
 def _int(raw: str) -> int:

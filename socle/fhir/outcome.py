@@ -71,7 +71,9 @@ class FhirError(Exception):
         return operation_outcome(self.issues)
 
 
-def bad_request(diagnostics: str, expression: str | None = None, code: str = "invalid") -> FhirError:
+def bad_request(
+    diagnostics: str, expression: str | None = None, code: str = "invalid"
+) -> FhirError:
     return FhirError.of(400, code, diagnostics, expression)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonpatch
 
-from .outcome import bad_request, unprocessable, Issue
+from .outcome import Issue, bad_request, unprocessable
 
 
 def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
@@ -22,7 +22,12 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
         raise bad_request("A JSON Patch body must be an array of operations", "body")
     try:
         patched = jsonpatch.JsonPatch(operations).apply(copy.deepcopy(resource))
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+    except (
+        jsonpatch.JsonPatchException,
+        jsonpatch.JsonPointerException,
+        TypeError,
+        KeyError,
+    ) as exc:
         raise unprocessable([Issue("error", "processing", f"JSON Patch failed: {exc}")]) from None
     if not isinstance(patched, dict):
         raise unprocessable([Issue("error", "processing", "JSON Patch must leave a resource")])
@@ -145,8 +150,16 @@ def apply_fhirpath_patch(resource: dict[str, Any], parameters: Any) -> dict[str,
         value = _part_value(parts["value"]) if "value" in parts else None
         if kind == "delete":
             if len(targets) > 1:
-                raise unprocessable([Issue("error", "multiple-matches",
-                                           f"Path '{path}' matches {len(targets)} elements", (where,))])
+                raise unprocessable(
+                    [
+                        Issue(
+                            "error",
+                            "multiple-matches",
+                            f"Path '{path}' matches {len(targets)} elements",
+                            (where,),
+                        )
+                    ]
+                )
             for container, key in targets:
                 del container[key]
         elif kind == "replace":
@@ -187,9 +200,16 @@ def apply_fhirpath_patch(resource: dict[str, Any], parameters: Any) -> dict[str,
 
 def _single(targets: list[Location], path: str, where: str) -> None:
     if len(targets) != 1:
-        raise unprocessable([Issue("error", "processing",
-                                   f"Path '{path}' must match exactly one element, "
-                                   f"it matches {len(targets)}", (where,))])
+        raise unprocessable(
+            [
+                Issue(
+                    "error",
+                    "processing",
+                    f"Path '{path}' must match exactly one element, it matches {len(targets)}",
+                    (where,),
+                )
+            ]
+        )
 
 
 def _collection(resource: dict[str, Any], path: str, where: str) -> list[Any]:

@@ -45,8 +45,15 @@ class PatientCare:
     """Builds the resources of one patient, in dependency order."""
 
     def __init__(
-        self, structures: Structures, seed: int, person: Person, patient_id: str,
-        ipp: tuple[str, str], gp_org: Org, today: dt.date, start: dt.date,
+        self,
+        structures: Structures,
+        seed: int,
+        person: Person,
+        patient_id: str,
+        ipp: tuple[str, str],
+        gp_org: Org,
+        today: dt.date,
+        start: dt.date,
     ) -> None:
         self.s = structures
         self.seed = seed
@@ -74,8 +81,15 @@ class PatientCare:
         lo = max(self.start, self.person.birth_date + dt.timedelta(days=1))
         days = max((self.today - lo).days, 1)
         day = lo + dt.timedelta(days=self.rng.randrange(days))
-        return _tz(dt.datetime(day.year, day.month, day.day, 8 + self.rng.randrange(10),
-                               self.rng.randrange(0, 60, 5)))
+        return _tz(
+            dt.datetime(
+                day.year,
+                day.month,
+                day.day,
+                8 + self.rng.randrange(10),
+                self.rng.randrange(0, 60, 5),
+            )
+        )
 
     def _base_weight(self) -> Decimal:
         age = self.age
@@ -100,7 +114,12 @@ class PatientCare:
 
     # -- resources -------------------------------------------------------------------------
     def encounter(
-        self, org: Org, who: Staff, start: dt.datetime, klass: str, hours: float,
+        self,
+        org: Org,
+        who: Staff,
+        start: dt.datetime,
+        klass: str,
+        hours: float,
         reason: str | None = None,
     ) -> str:
         eid = self.id("Encounter")
@@ -110,8 +129,11 @@ class PatientCare:
             "resourceType": "Encounter",
             "id": eid,
             "status": "finished",
-            "class": {"system": codes.unverified()["encounter_class_system"], "code": klass,
-                      "display": displays[klass]},
+            "class": {
+                "system": codes.unverified()["encounter_class_system"],
+                "code": klass,
+                "display": displays[klass],
+            },
             "subject": self.ref("Patient", self.pid),
             "participant": [{"individual": self.ref("Practitioner", who.practitioner_id)}],
             "period": {"start": fhir_ts(start), "end": fhir_ts(end)},
@@ -124,23 +146,42 @@ class PatientCare:
         self.out.append(enc)
         return eid
 
-    def condition(self, code: str, who: Staff, onset: dt.datetime, eid: str | None,
-                  chronic: bool) -> dict[str, Any]:
+    def condition(
+        self, code: str, who: Staff, onset: dt.datetime, eid: str | None, chronic: bool
+    ) -> dict[str, Any]:
         icd = codes.unverified()["conditions_icd10"]
         cond: dict[str, Any] = {
             "resourceType": "Condition",
             "id": self.id("Condition"),
-            "clinicalStatus": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                "code": "active" if chronic else "resolved"}]},
-            "verificationStatus": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
-                "code": "confirmed"}]},
-            "category": [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/condition-category",
-                "code": "problem-list-item" if chronic else "encounter-diagnosis"}]}],
-            "code": {"coding": [{"system": icd["system"], "code": code,
-                                 "display": icd["codes"][code]}]},
+            "clinicalStatus": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                        "code": "active" if chronic else "resolved",
+                    }
+                ]
+            },
+            "verificationStatus": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                        "code": "confirmed",
+                    }
+                ]
+            },
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                            "code": "problem-list-item" if chronic else "encounter-diagnosis",
+                        }
+                    ]
+                }
+            ],
+            "code": {
+                "coding": [{"system": icd["system"], "code": code, "display": icd["codes"][code]}]
+            },
             "subject": self.ref("Patient", self.pid),
             "onsetDateTime": fhir_ts(onset),
             "recorder": self.ref("Practitioner", who.practitioner_id),
@@ -150,8 +191,9 @@ class PatientCare:
         self.out.append(cond)
         return cond
 
-    def observation(self, key: str, value: Any, when: dt.datetime, eid: str | None,
-                    who: Staff) -> None:
+    def observation(
+        self, key: str, value: Any, when: dt.datetime, eid: str | None, who: Staff
+    ) -> None:
         nom = codes.nomenclatures()
         if key == "weight":
             m = codes.unverified()["body_weight_loinc"]
@@ -163,9 +205,16 @@ class PatientCare:
             "resourceType": "Observation",
             "id": self.id("Observation"),
             "status": "final",
-            "category": [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                "code": category}]}],
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": category,
+                        }
+                    ]
+                }
+            ],
             "code": {"coding": [coding("loinc", m["code"], m["display"])]},
             "subject": self.ref("Patient", self.pid),
             "effectiveDateTime": fhir_ts(when),
@@ -175,9 +224,18 @@ class PatientCare:
             obs["encounter"] = self.ref("Encounter", eid)
         if key == "blood_pressure":
             obs["component"] = [
-                {"code": {"coding": [coding("loinc", nom["measures"][part]["code"],
-                                            nom["measures"][part]["display"])]},
-                 "valueQuantity": _qty(v, "mm[Hg]")}
+                {
+                    "code": {
+                        "coding": [
+                            coding(
+                                "loinc",
+                                nom["measures"][part]["code"],
+                                nom["measures"][part]["display"],
+                            )
+                        ]
+                    },
+                    "valueQuantity": _qty(v, "mm[Hg]"),
+                }
                 for part, v in zip(("systolic", "diastolic"), value, strict=True)
             ]
         else:
@@ -190,10 +248,12 @@ class PatientCare:
         self.observation("weight", self.weight, when, eid, who)
         if self.age >= 12:
             sys_ = int(118 + self.age * 0.35 + rng.gauss(0, 12))
-            self.observation("blood_pressure", (sys_, int(sys_ * 0.62 + rng.gauss(0, 6))),
-                             when, eid, who)
-        self.observation("heart_rate", int(rng.gauss(74 if self.age > 12 else 95, 9)), when,
-                         eid, who)
+            self.observation(
+                "blood_pressure", (sys_, int(sys_ * 0.62 + rng.gauss(0, 6))), when, eid, who
+            )
+        self.observation(
+            "heart_rate", int(rng.gauss(74 if self.age > 12 else 95, 9)), when, eid, who
+        )
         if full or self.age < 18:
             height = self._height()
             self.observation("height", height, when, eid, who)
@@ -210,28 +270,54 @@ class PatientCare:
 
     def medication(self, atc: str, eid: str, who: Staff, when: dt.datetime) -> None:
         meds = codes.unverified()["medications_atc"]
-        self.out.append({
-            "resourceType": "MedicationRequest",
-            "id": self.id("MedicationRequest"),
-            "status": "active",
-            "intent": "order",
-            "medicationCodeableConcept": {"coding": [{"system": meds["system"], "code": atc,
-                                                      "display": meds["codes"][atc]}]},
-            "subject": self.ref("Patient", self.pid),
-            "encounter": self.ref("Encounter", eid),
-            "authoredOn": fhir_ts(when),
-            "requester": self.ref("Practitioner", who.practitioner_id),
-            "dosageInstruction": [{"text": "1 prise par jour"}],
-        })
+        self.out.append(
+            {
+                "resourceType": "MedicationRequest",
+                "id": self.id("MedicationRequest"),
+                "status": "active",
+                "intent": "order",
+                "medicationCodeableConcept": {
+                    "coding": [
+                        {"system": meds["system"], "code": atc, "display": meds["codes"][atc]}
+                    ]
+                },
+                "subject": self.ref("Patient", self.pid),
+                "encounter": self.ref("Encounter", eid),
+                "authoredOn": fhir_ts(when),
+                "requester": self.ref("Practitioner", who.practitioner_id),
+                "dosageInstruction": [{"text": "1 prise par jour"}],
+            }
+        )
 
-    def document(self, type_code: str, rendering: str, title: str,
-                 sections: list[tuple[str, str]], author: Staff, custodian: Org,
-                 eid: str | None, start: dt.datetime, end: dt.datetime, setting: str) -> None:
+    def document(
+        self,
+        type_code: str,
+        rendering: str,
+        title: str,
+        sections: list[tuple[str, str]],
+        author: Staff,
+        custodian: Org,
+        eid: str | None,
+        start: dt.datetime,
+        end: dt.datetime,
+        setting: str,
+    ) -> None:
         spec = DocumentSpec(
-            doc_id=self.id("DocumentReference"), binary_id=self.id("Binary"),
-            type_code=type_code, rendering=rendering, title=title, sections=sections,
-            person=self.person, patient_id=self.pid, patient_ipp=self.ipp, author=author,
-            custodian=custodian, encounter_id=eid, start=start, end=end, practice_setting=setting,
+            doc_id=self.id("DocumentReference"),
+            binary_id=self.id("Binary"),
+            type_code=type_code,
+            rendering=rendering,
+            title=title,
+            sections=sections,
+            person=self.person,
+            patient_id=self.pid,
+            patient_ipp=self.ipp,
+            author=author,
+            custodian=custodian,
+            encounter_id=eid,
+            start=start,
+            end=end,
+            practice_setting=setting,
         )
         binary, docref = make_document(spec)
         self.out.append(binary)
@@ -243,12 +329,14 @@ class PatientCare:
         chronic = [c for c in _CHRONIC if age >= c[1] and rng.random() < c[2] * (1 + age / 100)]
         codes_ = {c[0] for c in chronic}
         # GP consultations (no document), with measures and the chronic treatments
-        visits = sorted(self.when() for _ in range(1 + (rng.random() < 0.6) + (age > 60)
-                                                    + (rng.random() < 0.3)))
+        visits = sorted(
+            self.when() for _ in range(1 + (rng.random() < 0.6) + (age > 60) + (rng.random() < 0.3))
+        )
         last_eid = ""
         for n, when in enumerate(visits):
-            last_eid = self.encounter(self.gp_org, self.gp, when, "AMB", 0.33,
-                                      "Consultation de médecine générale")
+            last_eid = self.encounter(
+                self.gp_org, self.gp, when, "AMB", 0.33, "Consultation de médecine générale"
+            )
             self.vitals(when, last_eid, self.gp, full=n == 0)
             if n == 0:
                 for code, *_ in chronic:
@@ -256,7 +344,7 @@ class PatientCare:
         if chronic:
             when = visits[-1]
             for _code, _age, _p, drugs in chronic:
-                for atc in drugs[:1 + (rng.random() < 0.4)]:
+                for atc in drugs[: 1 + (rng.random() < 0.4)]:
                     self.medication(atc, last_eid, self.gp, when)
         if len(chronic) >= 2 or (chronic and rng.random() < 0.3):
             self.care_team(codes_)
@@ -277,22 +365,37 @@ class PatientCare:
         if nurse:
             members.append(nurse)
         if conditions & {"I10", "I48", "I25"}:
-            members.append(self.s.doctor(self.s.pick("ch", self.rng, self.person.home),
-                                         self.rng, ("SM04",)))
-        self.out.append({
-            "resourceType": "CareTeam",
-            "id": self.id("CareTeam"),
-            "status": "active",
-            "name": "Équipe de soins primaires",
-            "subject": self.ref("Patient", self.pid),
-            "participant": [{
-                "role": [{"coding": [coding("g15", m.profession,
-                                            codes.nomenclatures()["professions_g15"][m.profession])]}],
-                "member": self.ref("Practitioner", m.practitioner_id),
-                "onBehalfOf": self.ref("Organization", m.org.id),
-            } for m in members],
-            "managingOrganization": [self.ref("Organization", self.gp_org.id)],
-        })
+            members.append(
+                self.s.doctor(self.s.pick("ch", self.rng, self.person.home), self.rng, ("SM04",))
+            )
+        self.out.append(
+            {
+                "resourceType": "CareTeam",
+                "id": self.id("CareTeam"),
+                "status": "active",
+                "name": "Équipe de soins primaires",
+                "subject": self.ref("Patient", self.pid),
+                "participant": [
+                    {
+                        "role": [
+                            {
+                                "coding": [
+                                    coding(
+                                        "g15",
+                                        m.profession,
+                                        codes.nomenclatures()["professions_g15"][m.profession],
+                                    )
+                                ]
+                            }
+                        ],
+                        "member": self.ref("Practitioner", m.practitioner_id),
+                        "onBehalfOf": self.ref("Organization", m.org.id),
+                    }
+                    for m in members
+                ],
+                "managingOrganization": [self.ref("Organization", self.gp_org.id)],
+            }
+        )
 
     def _episode_hospital(self, diabetic: bool) -> None:
         rng = self.rng
@@ -303,9 +406,18 @@ class PatientCare:
             eid = self.encounter(org, doctor, start, "EMER", 5, "Passage aux urgences")
             self.vitals(start, eid, doctor, full=True)
             end = start + dt.timedelta(hours=5)
-            self.document("15507-7", "n1", "Compte rendu de passage aux urgences",
-                          [("Motif", "Douleur abdominale"), ("Conclusion", "Retour à domicile")],
-                          doctor, org, eid, start, end, "ETABLISSEMENT")
+            self.document(
+                "15507-7",
+                "n1",
+                "Compte rendu de passage aux urgences",
+                [("Motif", "Douleur abdominale"), ("Conclusion", "Retour à domicile")],
+                doctor,
+                org,
+                eid,
+                start,
+                end,
+                "ETABLISSEMENT",
+            )
             return
         code, surgical = _ACUTE[rng.randrange(len(_ACUTE))]
         doctor = self.s.doctor(org, rng, ("SM05",) if surgical else ("SM54", "SM04"))
@@ -315,39 +427,95 @@ class PatientCare:
         cond = self.condition(code, doctor, start, eid, chronic=False)
         label = cond["code"]["coding"][0]["display"]
         self.vitals(start, eid, doctor, full=True)
-        self.document("11490-0", "cda", "Lettre de liaison de sortie",
-                      [("Motif d'hospitalisation", label),
-                       ("Synthèse du séjour", f"Séjour de {days} jour(s), évolution favorable."),
-                       ("Traitement de sortie", "Voir ordonnance de sortie.")],
-                      doctor, org, eid, start, end, "ETABLISSEMENT")
+        self.document(
+            "11490-0",
+            "cda",
+            "Lettre de liaison de sortie",
+            [
+                ("Motif d'hospitalisation", label),
+                ("Synthèse du séjour", f"Séjour de {days} jour(s), évolution favorable."),
+                ("Traitement de sortie", "Voir ordonnance de sortie."),
+            ],
+            doctor,
+            org,
+            eid,
+            start,
+            end,
+            "ETABLISSEMENT",
+        )
         if rng.random() < 0.5:
-            self.document("57833-6", "cda", "Ordonnance de sortie",
-                          [("Prescription", "Paracétamol 1 g, 3 fois par jour pendant 5 jours.")],
-                          doctor, org, eid, end, end, "ETABLISSEMENT")
+            self.document(
+                "57833-6",
+                "cda",
+                "Ordonnance de sortie",
+                [("Prescription", "Paracétamol 1 g, 3 fois par jour pendant 5 jours.")],
+                doctor,
+                org,
+                eid,
+                end,
+                end,
+                "ETABLISSEMENT",
+            )
         if rng.random() < 0.4:
             biologist = self.s.doctor(org, rng, ("SM03",))
             g = self.glucose(start, eid, biologist, diabetic)
-            self.document("11502-2", "cda", "Compte rendu de biologie médicale",
-                          [("Biochimie", f"Glucose : {g} g/L")], biologist, org, eid, start, start,
-                          "ETABLISSEMENT")
+            self.document(
+                "11502-2",
+                "cda",
+                "Compte rendu de biologie médicale",
+                [("Biochimie", f"Glucose : {g} g/L")],
+                biologist,
+                org,
+                eid,
+                start,
+                start,
+                "ETABLISSEMENT",
+            )
         if surgical and rng.random() < 0.6:
             surgeon = self.s.doctor(org, rng, ("SM05",))
-            self.document("34874-8", "n1", "Compte rendu opératoire",
-                          [("Intervention", f"Prise en charge chirurgicale : {label}.")],
-                          surgeon, org, eid, start, start + dt.timedelta(hours=2), "ETABLISSEMENT")
+            self.document(
+                "34874-8",
+                "n1",
+                "Compte rendu opératoire",
+                [("Intervention", f"Prise en charge chirurgicale : {label}.")],
+                surgeon,
+                org,
+                eid,
+                start,
+                start + dt.timedelta(hours=2),
+                "ETABLISSEMENT",
+            )
         if rng.random() < 0.2:
-            self.document("34112-3", "pdf", "Compte rendu d'hospitalisation",
-                          [("Séjour", f"{label}. Durée : {days} jour(s).")],
-                          doctor, org, eid, start, end, "ETABLISSEMENT")
+            self.document(
+                "34112-3",
+                "pdf",
+                "Compte rendu d'hospitalisation",
+                [("Séjour", f"{label}. Durée : {days} jour(s).")],
+                doctor,
+                org,
+                eid,
+                start,
+                end,
+                "ETABLISSEMENT",
+            )
 
     def _episode_city_lab(self, diabetic: bool) -> None:
         org = self.s.pick_emitter("city_lab", self.rng, self.person.home)
         biologist = self.s.doctor(org, self.rng, ("SM03",))
         when = self.when()
         g = self.glucose(when, None, biologist, diabetic)
-        self.document("11502-2", "cda", "Compte rendu de biologie médicale",
-                      [("Biochimie", f"Glucose à jeun : {g} g/L (valeurs de référence 0,70-1,10)")],
-                      biologist, org, None, when, when + dt.timedelta(hours=6), "AMBULATOIRE")
+        self.document(
+            "11502-2",
+            "cda",
+            "Compte rendu de biologie médicale",
+            [("Biochimie", f"Glucose à jeun : {g} g/L (valeurs de référence 0,70-1,10)")],
+            biologist,
+            org,
+            None,
+            when,
+            when + dt.timedelta(hours=6),
+            "AMBULATOIRE",
+        )
 
     def _episode_city_radiology(self, diabetic: bool) -> None:
         org = self.s.pick_emitter("city_radiology", self.rng, self.person.home)
@@ -355,23 +523,51 @@ class PatientCare:
         when = self.when()
         eid = self.encounter(org, radiologist, when, "AMB", 0.5, "Examen d'imagerie")
         exam = ("Radiographie du thorax", "Échographie abdominale", "IRM du genou")[
-            self.rng.randrange(3)]
-        self.document("18748-4", "cda", f"Compte rendu d'imagerie : {exam}",
-                      [("Examen", exam), ("Conclusion", "Absence d'anomalie significative.")],
-                      radiologist, org, eid, when, when + dt.timedelta(hours=1), "AMBULATOIRE")
+            self.rng.randrange(3)
+        ]
+        self.document(
+            "18748-4",
+            "cda",
+            f"Compte rendu d'imagerie : {exam}",
+            [("Examen", exam), ("Conclusion", "Absence d'anomalie significative.")],
+            radiologist,
+            org,
+            eid,
+            when,
+            when + dt.timedelta(hours=1),
+            "AMBULATOIRE",
+        )
 
     def _episode_city_doctor(self, diabetic: bool) -> None:
         when = self.when()
         eid = self.encounter(self.gp_org, self.gp, when, "AMB", 0.33, "Consultation")
         self.vitals(when, eid, self.gp, full=False)
         if self.rng.random() < 0.5:
-            self.document("11488-4", "n1", "Compte rendu de consultation",
-                          [("Examen clinique", "Examen sans particularité.")],
-                          self.gp, self.gp_org, eid, when, when, "AMBULATOIRE")
+            self.document(
+                "11488-4",
+                "n1",
+                "Compte rendu de consultation",
+                [("Examen clinique", "Examen sans particularité.")],
+                self.gp,
+                self.gp_org,
+                eid,
+                when,
+                when,
+                "AMBULATOIRE",
+            )
         else:
-            self.document("57833-6", "cda", "Ordonnance",
-                          [("Prescription", "Renouvellement du traitement habituel, 3 mois.")],
-                          self.gp, self.gp_org, eid, when, when, "AMBULATOIRE")
+            self.document(
+                "57833-6",
+                "cda",
+                "Ordonnance",
+                [("Prescription", "Renouvellement du traitement habituel, 3 mois.")],
+                self.gp,
+                self.gp_org,
+                eid,
+                when,
+                when,
+                "AMBULATOIRE",
+            )
 
     def _episode_medico_social(self, diabetic: bool) -> None:
         key = "ehpad" if self.age >= 75 else "esms_pH"
@@ -379,14 +575,31 @@ class PatientCare:
         doctor = self.s.doctor(org, self.rng)
         when = self.when()
         if self.rng.random() < 0.5:
-            self.document("83981-1", "n1",
-                          "Lettre de liaison de sortie de structure médico-sociale",
-                          [("Accompagnement", "Sortie vers le domicile avec aide à domicile.")],
-                          doctor, org, None, when, when, "ESSMS")
+            self.document(
+                "83981-1",
+                "n1",
+                "Lettre de liaison de sortie de structure médico-sociale",
+                [("Accompagnement", "Sortie vers le domicile avec aide à domicile.")],
+                doctor,
+                org,
+                None,
+                when,
+                when,
+                "ESSMS",
+            )
         else:
-            self.document("28653-4", "pdf", "Document de l'établissement médico-social",
-                          [("Projet personnalisé", "Réévaluation annuelle du projet.")],
-                          doctor, org, None, when, when, "ESSMS")
+            self.document(
+                "28653-4",
+                "pdf",
+                "Document de l'établissement médico-social",
+                [("Projet personnalisé", "Réévaluation annuelle du projet.")],
+                doctor,
+                org,
+                None,
+                when,
+                when,
+                "ESSMS",
+            )
 
 
 def _qty(value: Any, unit: str) -> dict[str, Any]:

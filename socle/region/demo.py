@@ -41,12 +41,20 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 12
 def load_region(fhir: str, patients: int, seed: int, console: Console) -> int:
     """Send the region's transaction Bundles; returns the number of resources sent."""
     sent = 0
-    with httpx.Client(timeout=300, headers={"Content-Type": "application/fhir+json",
-                                            "Prefer": "return=minimal"}) as client, Progress(
-        TextColumn("[bold]Loading[/bold] the region through the FHIR API"),
-        BarColumn(), MofNCompleteColumn(), TextColumn("resources"), TimeRemainingColumn(),
-        console=console,
-    ) as progress:
+    with (
+        httpx.Client(
+            timeout=300,
+            headers={"Content-Type": "application/fhir+json", "Prefer": "return=minimal"},
+        ) as client,
+        Progress(
+            TextColumn("[bold]Loading[/bold] the region through the FHIR API"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("resources"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress,
+    ):
         task = progress.add_task("load", total=None)
         for bundle in iter_bundles(patients, seed):
             r = client.post(fhir, content=encode(bundle))
@@ -63,10 +71,23 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
     data_dir.mkdir(parents=True, exist_ok=True)
     marker = data_dir / MARKER
     env = {**os.environ, "SOCLE_DATA_DIR": str(data_dir)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "socle.cli", "serve", "--host", host, "--port", str(port),
-         "--data-dir", str(data_dir)], env=env)
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "socle.cli",
+            "serve",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+    )
+    wildcard = host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, not a bind
+    base = f"http://{'127.0.0.1' if wildcard else host}:{port}"
     try:
         _wait_ready(base, process)
         wanted = {"patients": patients, "seed": seed}

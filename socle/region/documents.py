@@ -1,5 +1,5 @@
-"""Clinical documents: CDA R2 (French CI-SIS header) and small PDFs, as Binary + DocumentReference.
-"""
+"""Clinical documents: CDA R2 (French CI-SIS header) and small PDFs, as Binary and
+DocumentReference."""
 
 from __future__ import annotations
 
@@ -94,8 +94,14 @@ def build_cda(spec: DocumentSpec, pdf: bytes | None = None) -> bytes:
     else:
         _sub(root, "templateId", root=model["template"])
     _ii(root, "2.25." + str(int(spec.doc_id.replace("-", ""), 16)))
-    _sub(root, "code", code=spec.type_code, codeSystem=cda["loinc_oid"], codeSystemName="LOINC",
-         displayName=doc_type["display"])
+    _sub(
+        root,
+        "code",
+        code=spec.type_code,
+        codeSystem=cda["loinc_oid"],
+        codeSystemName="LOINC",
+        displayName=doc_type["display"],
+    )
     _sub(root, "title").text = spec.title
     _sub(root, "effectiveTime", value=hl7_ts(spec.end))
     _sub(root, "confidentialityCode", code="N", codeSystem=cda["confidentiality_oid"])
@@ -106,8 +112,11 @@ def build_cda(spec: DocumentSpec, pdf: bytes | None = None) -> bytes:
     person = spec.person
     role = _sub(_sub(root, "recordTarget"), "patientRole")
     if person.status == "QUAL":
-        _ii(role, codes.system("ins_nia" if person.nia else "ins_nir").removeprefix("urn:oid:"),
-            person.nir)
+        _ii(
+            role,
+            codes.system("ins_nia" if person.nia else "ins_nir").removeprefix("urn:oid:"),
+            person.nir,
+        )
     _ii(role, spec.patient_ipp[0], spec.patient_ipp[1])
     addr = _sub(role, "addr", use="H")
     _sub(addr, "postalCode").text = person.postal
@@ -116,11 +125,15 @@ def build_cda(spec: DocumentSpec, pdf: bytes | None = None) -> bytes:
     name = _sub(patient, "name")
     for given in person.given:
         _sub(name, "given").text = given
-    _sub(name, "family", qualifier=codes.unverified()["cda_birth_name_qualifier"]).text = (
-        person.family
+    _sub(
+        name, "family", qualifier=codes.unverified()["cda_birth_name_qualifier"]
+    ).text = person.family
+    _sub(
+        patient,
+        "administrativeGenderCode",
+        code="F" if person.sex == "female" else "M",
+        codeSystem="2.16.840.1.113883.5.1",
     )
-    _sub(patient, "administrativeGenderCode", code="F" if person.sex == "female" else "M",
-         codeSystem="2.16.840.1.113883.5.1")
     _sub(patient, "birthTime", value=person.birth_date.strftime("%Y%m%d"))
     # author, custodian, legal authenticator
     author = _sub(root, "author")
@@ -128,8 +141,12 @@ def build_cda(spec: DocumentSpec, pdf: bytes | None = None) -> bytes:
     assigned = _sub(author, "assignedAuthor")
     _ii(assigned, cda["idnat_ps_oid"], "8" + spec.author.rpps)
     person_el = _sub(assigned, "assignedPerson")
-    _name(person_el, spec.author.given, spec.author.family,
-          "Dr" if spec.author.profession == "10" else None)
+    _name(
+        person_el,
+        spec.author.given,
+        spec.author.family,
+        "Dr" if spec.author.profession == "10" else None,
+    )
     _org(assigned, "representedOrganization", spec.author.org)
     custodian = _sub(_sub(root, "custodian"), "assignedCustodian")
     _org(custodian, "representedCustodianOrganization", spec.custodian)
@@ -148,8 +165,13 @@ def build_cda(spec: DocumentSpec, pdf: bytes | None = None) -> bytes:
     _sub(period, "low", value=hl7_ts(spec.start))
     _sub(period, "high", value=hl7_ts(spec.end))
     facility = _sub(_sub(encounter, "location"), "healthCareFacility")
-    _sub(facility, "code", code=spec.custodian.secteur, codeSystem=cda["r02_oid"],
-         displayName=nom["secteur_r02"][spec.custodian.secteur])
+    _sub(
+        facility,
+        "code",
+        code=spec.custodian.secteur,
+        codeSystem=cda["r02_oid"],
+        displayName=nom["secteur_r02"][spec.custodian.secteur],
+    )
     component = _sub(root, "component")
     if pdf is not None:
         body = _sub(component, "nonXMLBody")
@@ -228,10 +250,18 @@ def make_document(spec: DocumentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     author_refs.append({"reference": f"Organization/{spec.author.org.id}"})
     context: dict[str, Any] = {
         "period": {"start": fhir_ts(spec.start), "end": fhir_ts(spec.end)},
-        "facilityType": {"coding": [coding("r02", spec.custodian.secteur,
-                                           nom["secteur_r02"][spec.custodian.secteur])]},
-        "practiceSetting": {"coding": [coding("a01", spec.practice_setting,
-                                              nom["cadre_exercice_a01"][spec.practice_setting])]},
+        "facilityType": {
+            "coding": [
+                coding("r02", spec.custodian.secteur, nom["secteur_r02"][spec.custodian.secteur])
+            ]
+        },
+        "practiceSetting": {
+            "coding": [
+                coding(
+                    "a01", spec.practice_setting, nom["cadre_exercice_a01"][spec.practice_setting]
+                )
+            ]
+        },
         "sourcePatientInfo": {"reference": f"Patient/{spec.patient_id}"},
     }
     if spec.encounter_id:
@@ -239,8 +269,10 @@ def make_document(spec: DocumentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     docref: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "id": spec.doc_id,
-        "masterIdentifier": {"system": "urn:ietf:rfc:3986",
-                             "value": "urn:oid:2.25." + str(int(spec.doc_id.replace("-", ""), 16))},
+        "masterIdentifier": {
+            "system": "urn:ietf:rfc:3986",
+            "value": "urn:oid:2.25." + str(int(spec.doc_id.replace("-", ""), 16)),
+        },
         "status": "current",
         "docStatus": "final",
         "type": {"coding": [coding("loinc", spec.type_code, doc_type["display"])]},
@@ -251,18 +283,20 @@ def make_document(spec: DocumentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         "authenticator": {"reference": f"Practitioner/{spec.author.practitioner_id}"},
         "custodian": {"reference": f"Organization/{spec.custodian.id}"},
         "securityLabel": [{"coding": [coding("a08", "N", nom["confidentiality_a08"]["N"])]}],
-        "content": [{
-            "attachment": {
-                "contentType": content_type,
-                "language": "fr-FR",
-                "url": f"Binary/{spec.binary_id}",
-                "size": len(content),
-                "hash": base64.b64encode(sha1).decode(),
-                "title": spec.title,
-                "creation": fhir_ts(spec.end),
-            },
-            "format": {"system": codes.format_system(format_code), "code": format_code},
-        }],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": content_type,
+                    "language": "fr-FR",
+                    "url": f"Binary/{spec.binary_id}",
+                    "size": len(content),
+                    "hash": base64.b64encode(sha1).decode(),
+                    "title": spec.title,
+                    "creation": fhir_ts(spec.end),
+                },
+                "format": {"system": codes.format_system(format_code), "code": format_code},
+            }
+        ],
         "context": context,
     }
     return binary, docref

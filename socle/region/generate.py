@@ -62,8 +62,15 @@ class Region:
         like = None
         if self._recent and rng.random() < conf.homonym_rate:
             like = self._recent[rng.randrange(len(self._recent))]
-        person = make_person(self.seed, index, self.structures.communes, conf.today,
-                             conf.identity, self._used, like=like)
+        person = make_person(
+            self.seed,
+            index,
+            self.structures.communes,
+            conf.today,
+            conf.identity,
+            self._used,
+            like=like,
+        )
         self._recent.append(person)
         pid = rid(self.seed, "Patient", index)
         gp_org = self._gp_org(rng, person)
@@ -73,8 +80,9 @@ class Region:
             self.homonyms += 1
             tag = ("homonym", f"Patient/{rid(self.seed, 'Patient', like.index)}")
         patient = patient_resource(person, pid, ipp, gp_org.id, conf.today, tag=tag)
-        care = PatientCare(self.structures, self.seed, person, pid, ipp, gp_org, conf.today,
-                           conf.history_start)
+        care = PatientCare(
+            self.structures, self.seed, person, pid, ipp, gp_org, conf.today, conf.history_start
+        )
         block = [patient, *care.build()]
         if rng.random() < conf.duplicate_rate:
             block.extend(self._duplicate(rng, person, pid))
@@ -92,11 +100,27 @@ class Region:
         org = self.structures.pick_emitter("hospital", rng, person.home)
         did = rid(self.seed, "PatientDuplicate", person.index)
         ipp = (org.ipp_system, f"D{person.index + 1:09d}")
-        dup = patient_resource(typed, did, ipp, org.id, self.config.today, status="PROV",
-                               with_ins=False, tag=("duplicate", f"Patient/{original}"))
+        dup = patient_resource(
+            typed,
+            did,
+            ipp,
+            org.id,
+            self.config.today,
+            status="PROV",
+            with_ins=False,
+            tag=("duplicate", f"Patient/{original}"),
+        )
         dup["meta"]["tag"].append({"system": SYNTHETIC_TAG_SYSTEM, "code": f"slip-{slip}"})
-        care = PatientCare(self.structures, self.seed, typed, did, ipp, org,
-                           self.config.today, self.config.history_start)
+        care = PatientCare(
+            self.structures,
+            self.seed,
+            typed,
+            did,
+            ipp,
+            org,
+            self.config.today,
+            self.config.history_start,
+        )
         care.counter = {"Encounter": 1000, "Observation": 1000}  # ids apart from the original's
         doctor = self.structures.doctor(org, rng, ("SM54", "SM26"))
         when = care.when()

@@ -58,8 +58,28 @@ class IdentityMix:
 
 
 # Age pyramid (years, weight): roughly the French one, slightly older as in Corsica.
-_AGES = ((0, 5), (5, 5), (10, 5), (15, 5), (20, 5), (25, 5), (30, 6), (35, 6), (40, 6), (45, 7),
-         (50, 7), (55, 7), (60, 7), (65, 7), (70, 6), (75, 5), (80, 4), (85, 3), (90, 2), (95, 1))
+_AGES = (
+    (0, 5),
+    (5, 5),
+    (10, 5),
+    (15, 5),
+    (20, 5),
+    (25, 5),
+    (30, 6),
+    (35, 6),
+    (40, 6),
+    (45, 7),
+    (50, 7),
+    (55, 7),
+    (60, 7),
+    (65, 7),
+    (70, 6),
+    (75, 5),
+    (80, 4),
+    (85, 3),
+    (90, 2),
+    (95, 1),
+)
 _AGE_CUM = list(itertools.accumulate(w for _, w in _AGES))
 
 
@@ -81,9 +101,11 @@ def _birthplace(rng: random.Random, communes: Any) -> tuple[str, str, bool]:
 
 def nir_body(sex_digit: str, born: dt.date, place: str, order: int) -> str:
     dept = place[:2]
-    if dept in ("2A", "2B") and born.year < 1976 and codes.unverified()[
-        "corsica_births_before_1976_use_dept_20"
-    ]:
+    if (
+        dept in ("2A", "2B")
+        and born.year < 1976
+        and codes.unverified()["corsica_births_before_1976_use_dept_20"]
+    ):
         place = "20" + place[2:]
     return f"{sex_digit}{born.year % 100:02d}{born.month:02d}{place}{order:03d}"
 
@@ -134,36 +156,63 @@ def make_person(
             break
     home = communes.pick(rng)
     return Person(
-        index=index, sex=sex, given=given, family=family, used_family=used_family,
-        birth_date=born, birth_code=code, birth_name=place_name, birth_abroad=abroad,
-        nir=body + nir_key(body), nia=nia, status=status, home=home,
+        index=index,
+        sex=sex,
+        given=given,
+        family=family,
+        used_family=used_family,
+        birth_date=born,
+        birth_code=code,
+        birth_name=place_name,
+        birth_abroad=abroad,
+        nir=body + nir_key(body),
+        nia=nia,
+        status=status,
+        home=home,
         postal=home.postal_codes[rng.randrange(len(home.postal_codes))],
     )
 
 
 def _reliability(rng: random.Random, status: str, today: dt.date) -> dict[str, Any]:
     nom = codes.nomenclatures()
-    sub: list[dict[str, Any]] = [{
-        "url": "identityStatus",
-        "valueCoding": coding("identity_status", status, nom["identity_status"][status]),
-    }]
+    sub: list[dict[str, Any]] = [
+        {
+            "url": "identityStatus",
+            "valueCoding": coding("identity_status", status, nom["identity_status"][status]),
+        }
+    ]
     when = today - dt.timedelta(days=rng.randrange(1, 1500))
     if status in ("QUAL", "RECUP"):
         method = ("INSI", "CV", "AV")[rng.randrange(3)]
-        sub.append({"url": "methodCollection",
-                    "valueCoding": coding("method_collection", method,
-                                          nom["method_collection"][method])})
+        sub.append(
+            {
+                "url": "methodCollection",
+                "valueCoding": coding(
+                    "method_collection", method, nom["method_collection"][method]
+                ),
+            }
+        )
         sub.append({"url": "dateInterrogationINSi", "valueDate": when.isoformat()})
     else:
-        sub.append({"url": "methodCollection",
-                    "valueCoding": coding("method_collection", "SM",
-                                          nom["method_collection"]["SM"])})
+        sub.append(
+            {
+                "url": "methodCollection",
+                "valueCoding": coding("method_collection", "SM", nom["method_collection"]["SM"]),
+            }
+        )
     if status in ("QUAL", "VALI"):
-        mode = ("CN", "PA", "CS", "AV")[rng.randrange(4)] if status == "QUAL" else ("CN", "PA")[
-            rng.randrange(2)]
+        mode = (
+            ("CN", "PA", "CS", "AV")[rng.randrange(4)]
+            if status == "QUAL"
+            else ("CN", "PA")[rng.randrange(2)]
+        )
         sub.append({"url": "validationDate", "valueDate": when.isoformat()})
-        sub.append({"url": "validationMode",
-                    "valueCoding": coding("validation_mode", mode, nom["validation_mode"][mode])})
+        sub.append(
+            {
+                "url": "validationMode",
+                "valueCoding": coding("validation_mode", mode, nom["validation_mode"][mode]),
+            }
+        )
     return {"url": nom["extensions"]["identity_reliability"], "extension": sub}
 
 
@@ -188,49 +237,94 @@ def patient_resource(
     has_ins = with_ins and status == "QUAL"
     if has_ins:
         kind = "INS-NIA" if person.nia else "INS-NIR"
-        identifiers.append({
-            "use": "temp" if person.nia else "official",
-            "type": {"coding": [coding("v2_0203_fr", kind,
-                                       "NIR temporaire" if person.nia else "NIR définitif")]},
-            "system": codes.system("ins_nia" if person.nia else "ins_nir"),
-            "value": person.nir,
-        })
+        identifiers.append(
+            {
+                "use": "temp" if person.nia else "official",
+                "type": {
+                    "coding": [
+                        coding(
+                            "v2_0203_fr", kind, "NIR temporaire" if person.nia else "NIR définitif"
+                        )
+                    ]
+                },
+                "system": codes.system("ins_nia" if person.nia else "ins_nir"),
+                "value": person.nir,
+            }
+        )
     if not person.nia and (today.year - person.birth_date.year) >= 18:
-        identifiers.append({
+        identifiers.append(
+            {
+                "use": "official",
+                "type": {
+                    "coding": [
+                        {
+                            "system": codes.system("v2_0203"),
+                            "code": "NH",
+                            "display": "Numéro de sécurité sociale",
+                        }
+                    ]
+                },
+                "system": codes.system("ins_nir"),
+                "value": person.nir,
+            }
+        )
+    identifiers.append(
+        {
+            "use": "usual",
+            "type": {
+                "coding": [
+                    {
+                        "system": codes.system("v2_0203"),
+                        "code": "PI",
+                        "display": "Identifiant patient interne",
+                    }
+                ]
+            },
+            "system": "urn:oid:" + ipp[0],
+            "value": ipp[1],
+        }
+    )
+    names: list[dict[str, Any]] = [
+        {
+            "extension": [
+                {
+                    "url": nom["extensions"]["birth_list_given_name"],
+                    "valueString": " ".join(person.given),
+                }
+            ],
             "use": "official",
-            "type": {"coding": [{"system": codes.system("v2_0203"), "code": "NH",
-                                 "display": "Numéro de sécurité sociale"}]},
-            "system": codes.system("ins_nir"),
-            "value": person.nir,
-        })
-    identifiers.append({
-        "use": "usual",
-        "type": {"coding": [{"system": codes.system("v2_0203"), "code": "PI",
-                             "display": "Identifiant patient interne"}]},
-        "system": "urn:oid:" + ipp[0],
-        "value": ipp[1],
-    })
-    names: list[dict[str, Any]] = [{
-        "extension": [{"url": nom["extensions"]["birth_list_given_name"],
-                       "valueString": " ".join(person.given)}],
-        "use": "official",
-        "family": person.family,
-        "given": [person.given[0]],
-    }]
+            "family": person.family,
+            "given": [person.given[0]],
+        }
+    ]
     if person.used_family:
         names.append({"use": "usual", "family": person.used_family, "given": [person.given[0]]})
     if person.birth_abroad:
         birth_address: dict[str, Any] = {
-            "extension": [{"url": nom["extensions"]["insee_code"],
-                           "valueCoding": {"system": COUNTRY_SYSTEM, "code": person.birth_code,
-                                           "display": person.birth_name}}],
+            "extension": [
+                {
+                    "url": nom["extensions"]["insee_code"],
+                    "valueCoding": {
+                        "system": COUNTRY_SYSTEM,
+                        "code": person.birth_code,
+                        "display": person.birth_name,
+                    },
+                }
+            ],
             "country": person.birth_name,
         }
     else:
         birth_address = {
-            "extension": [{"url": nom["extensions"]["insee_code"],
-                           "valueCoding": {"system": COMMUNE_SYSTEM, "code": person.birth_code,
-                                           "display": person.birth_name}}],
+            "extension": [
+                {
+                    "url": nom["extensions"]["insee_code"],
+                    "valueCoding": {
+                        "system": COMMUNE_SYSTEM,
+                        "code": person.birth_code,
+                        "display": person.birth_name,
+                    },
+                }
+            ],
             "city": person.birth_name,
             "country": "FRA",
         }
@@ -255,9 +349,14 @@ def patient_resource(
             {"system": SYNTHETIC_TAG_SYSTEM, "code": tag[0], "display": tag[1]}
         ]
     if rng.random() < 0.7:
-        resource["telecom"] = [{"system": "phone", "use": "mobile",
-                                "value": f"06 {rng.randrange(10, 100)} {rng.randrange(10, 100)} "
-                                         f"{rng.randrange(10, 100)} {rng.randrange(10, 100)}"}]
+        resource["telecom"] = [
+            {
+                "system": "phone",
+                "use": "mobile",
+                "value": f"06 {rng.randrange(10, 100)} {rng.randrange(10, 100)} "
+                f"{rng.randrange(10, 100)} {rng.randrange(10, 100)}",
+            }
+        ]
     return resource
 
 

@@ -46,11 +46,25 @@ class Staff:
 
 # Staff of each category: (profession G15, specialty R38 or None, how many)
 _STAFF: dict[str, list[tuple[str, str | None, int]]] = {
-    "ch": [("10", "SM54", 2), ("10", "SM04", 2), ("10", "SM05", 2), ("10", "SM02", 1),
-           ("10", "SM03", 1), ("10", "RADIO", 1), ("10", "SM01", 1), ("60", None, 2),
-           ("60", "SI07", 1), ("50", None, 1)],
-    "clinic": [("10", "SM05", 2), ("10", "SM02", 1), ("10", "SM04", 1), ("10", "RADIO", 1),
-               ("60", "SI06", 1)],
+    "ch": [
+        ("10", "SM54", 2),
+        ("10", "SM04", 2),
+        ("10", "SM05", 2),
+        ("10", "SM02", 1),
+        ("10", "SM03", 1),
+        ("10", "RADIO", 1),
+        ("10", "SM01", 1),
+        ("60", None, 2),
+        ("60", "SI07", 1),
+        ("50", None, 1),
+    ],
+    "clinic": [
+        ("10", "SM05", 2),
+        ("10", "SM02", 1),
+        ("10", "SM04", 1),
+        ("10", "RADIO", 1),
+        ("60", "SI06", 1),
+    ],
     "lab": [("10", "SM03", 2), ("86", None, 1)],
     "imaging": [("10", "RADIO", 2), ("98", None, 1)],
     "gp_office": [("10", "SM54", 1)],
@@ -136,32 +150,40 @@ class Structures:
         fin = finess(dept, cat_index * 10_000 + n + 1) if cat["finess"] else None
         identifiers: list[dict[str, Any]] = []
         if fin:
-            identifiers.append({
-                "use": "official",
-                "type": {"coding": [_fr("FINEG", "N° FINESS d'entité géographique")]},
-                "system": codes.system("finess"),
-                "value": fin,
-            })
-            identifiers.append({
-                "use": "official",
-                "type": {"coding": [_fr("IDNST", "Identifiant National de Structure")]},
-                "system": codes.system("idnat_struct"),
-                "value": "1" + fin,
-            })
+            identifiers.append(
+                {
+                    "use": "official",
+                    "type": {"coding": [_fr("FINEG", "N° FINESS d'entité géographique")]},
+                    "system": codes.system("finess"),
+                    "value": fin,
+                }
+            )
+            identifiers.append(
+                {
+                    "use": "official",
+                    "type": {"coding": [_fr("IDNST", "Identifiant National de Structure")]},
+                    "system": codes.system("idnat_struct"),
+                    "value": "1" + fin,
+                }
+            )
         else:
             number = siret(self.seed * 1000 + cat_index * 100_000 + n)
-            identifiers.append({
-                "use": "official",
-                "type": {"coding": [coding("v2_0203_fr", "SIRET", "N° SIRET")]},
-                "system": codes.system("sirene"),
-                "value": number,
-            })
-            identifiers.append({
-                "use": "official",
-                "type": {"coding": [_fr("IDNST", "Identifiant National de Structure")]},
-                "system": codes.system("idnat_struct"),
-                "value": "3" + number,
-            })
+            identifiers.append(
+                {
+                    "use": "official",
+                    "type": {"coding": [coding("v2_0203_fr", "SIRET", "N° SIRET")]},
+                    "system": codes.system("sirene"),
+                    "value": number,
+                }
+            )
+            identifiers.append(
+                {
+                    "use": "official",
+                    "type": {"coding": [_fr("IDNST", "Identifiant National de Structure")]},
+                    "system": codes.system("idnat_struct"),
+                    "value": "3" + number,
+                }
+            )
         secteur = cat["secteur"]
         postal = commune.postal_codes[0]
         resource: dict[str, Any] = {
@@ -170,16 +192,31 @@ class Structures:
             "meta": {"profile": [codes.nomenclatures()["profiles"]["organization"]]},
             "identifier": identifiers,
             "active": True,
-            "type": [{"coding": [
-                coding("r02", secteur, codes.nomenclatures()["secteur_r02"][secteur])
-            ]}],
+            "type": [
+                {"coding": [coding("r02", secteur, codes.nomenclatures()["secteur_r02"][secteur])]}
+            ],
             "name": name,
-            "telecom": [{"system": "phone", "value": f"04 95 {rng.randrange(10, 100)} "
-                         f"{rng.randrange(10, 100)} {rng.randrange(10, 100)}", "use": "work"}],
+            "telecom": [
+                {
+                    "system": "phone",
+                    "value": f"04 95 {rng.randrange(10, 100)} "
+                    f"{rng.randrange(10, 100)} {rng.randrange(10, 100)}",
+                    "use": "work",
+                }
+            ],
             "address": [_address(rng, commune, postal, "work")],
         }
-        return Org(oid, cat["key"], name, secteur, cat["emitter"], commune, fin,
-                   oid_of(self.seed, "ipp", oid), resource)
+        return Org(
+            oid,
+            cat["key"],
+            name,
+            secteur,
+            cat["emitter"],
+            commune,
+            fin,
+            oid_of(self.seed, "ipp", oid),
+            resource,
+        )
 
     def _staff(
         self, rng: random.Random, org: Org, profession: str, spec: str | None, serial: int
@@ -215,12 +252,14 @@ class Structures:
                 },
             ],
             "active": True,
-            "name": [{
-                "use": "official",
-                "family": family,
-                "given": [given],
-                **({"prefix": ["Dr"]} if profession == "10" else {}),
-            }],
+            "name": [
+                {
+                    "use": "official",
+                    "family": family,
+                    "given": [given],
+                    **({"prefix": ["Dr"]} if profession == "10" else {}),
+                }
+            ],
             "gender": sex,
             "qualification": qualification,
         }
@@ -271,22 +310,37 @@ class Structures:
 
 
 _STREETS = (
-    "rue de la République", "cours Napoléon", "avenue de la Libération", "boulevard Paoli",
-    "chemin des Vignes", "route du Cap", "rue des Écoles", "place de l'Église",
-    "rue Saint-Jean", "avenue du Maréchal-Foch", "lotissement les Oliviers",
+    "rue de la République",
+    "cours Napoléon",
+    "avenue de la Libération",
+    "boulevard Paoli",
+    "chemin des Vignes",
+    "route du Cap",
+    "rue des Écoles",
+    "place de l'Église",
+    "rue Saint-Jean",
+    "avenue du Maréchal-Foch",
+    "lotissement les Oliviers",
     "quartier San Ghjuvanni",
-    "route de la Plage", "chemin de l'Étang", "rue du Général-de-Gaulle", "impasse des Lauriers",
+    "route de la Plage",
+    "chemin de l'Étang",
+    "rue du Général-de-Gaulle",
+    "impasse des Lauriers",
 )
 
 
 def _address(rng: random.Random, commune: Commune, postal: str, use: str) -> dict[str, Any]:
     return {
-        "extension": [{
-            "url": codes.nomenclatures()["extensions"]["insee_code"],
-            "valueCoding": {
-                "system": COMMUNE_SYSTEM, "code": commune.insee, "display": commune.name
-            },
-        }],
+        "extension": [
+            {
+                "url": codes.nomenclatures()["extensions"]["insee_code"],
+                "valueCoding": {
+                    "system": COMMUNE_SYSTEM,
+                    "code": commune.insee,
+                    "display": commune.name,
+                },
+            }
+        ],
         "use": use,
         "type": "both",
         "line": [f"{rng.randrange(1, 120)} {_STREETS[rng.randrange(len(_STREETS))]}"],

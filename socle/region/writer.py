@@ -51,8 +51,7 @@ class RegionWriter:
             self.counts[kind] = self.counts.get(kind, 0) + 1
             url = f"{kind}/{resource['id']}".encode()
             self._entries.append(
-                b'{"resource":' + data
-                + b',"request":{"method":"PUT","url":"' + url + b'"}}'
+                b'{"resource":' + data + b',"request":{"method":"PUT","url":"' + url + b'"}}'
             )
             if len(self._entries) >= self.bundle_size and len(block) > self.bundle_size:
                 self._flush()
@@ -61,8 +60,11 @@ class RegionWriter:
         if not self._entries:
             return
         self.bundles += 1
-        data = (b'{"resourceType":"Bundle","type":"transaction","entry":['
-                + b",".join(self._entries) + b"]}")
+        data = (
+            b'{"resourceType":"Bundle","type":"transaction","entry":['
+            + b",".join(self._entries)
+            + b"]}"
+        )
         (self.out / "bundles" / f"{self.bundles:06d}.json").write_bytes(data)
         self._entries = []
 

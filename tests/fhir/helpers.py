@@ -28,8 +28,12 @@ def observation(subject: str, value: str = "72.50", code: str = "29463-7") -> di
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
         "subject": {"reference": subject},
         "effectiveDateTime": "2024-03-05T10:00:00+01:00",
-        "valueQuantity": {"value": float(value), "unit": "kg", "system": "http://unitsofmeasure.org",
-                          "code": "kg"},
+        "valueQuantity": {
+            "value": float(value),
+            "unit": "kg",
+            "system": "http://unitsofmeasure.org",
+            "code": "kg",
+        },
     }
 
 
@@ -39,8 +43,9 @@ def create(client: httpx.Client, resource: dict[str, Any]) -> dict[str, Any]:
     return r.json()
 
 
-def assert_outcome(r: httpx.Response, status: int, *, expression: str | None = None,
-                   contains: str | None = None) -> dict[str, Any]:
+def assert_outcome(
+    r: httpx.Response, status: int, *, expression: str | None = None, contains: str | None = None
+) -> dict[str, Any]:
     assert r.status_code == status, r.text
     body = r.json()
     assert body["resourceType"] == "OperationOutcome", body

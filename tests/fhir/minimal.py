@@ -13,25 +13,55 @@ from socle.fhir.definitions import load_bundle
 from socle.fhir.validation.valuesets import ValueSets
 
 PRIMITIVES: dict[str, Any] = {
-    "string": "x", "markdown": "x", "code": "x", "id": "x1", "uri": "http://example.org/x",
-    "url": "http://example.org/x", "canonical": "http://example.org/x", "oid": "urn:oid:1.2.3",
-    "uuid": "urn:uuid:7f3c7b5e-0a3e-4f3c-9a3e-2b1c3d4e5f60", "boolean": True, "integer": 1,
-    "positiveInt": 1, "unsignedInt": 1, "decimal": 1, "date": "2020-01-01",
-    "dateTime": "2020-01-01T10:00:00+01:00", "instant": "2020-01-01T10:00:00+01:00",
-    "time": "10:00:00", "base64Binary": "eA==", "xhtml": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>',
+    "string": "x",
+    "markdown": "x",
+    "code": "x",
+    "id": "x1",
+    "uri": "http://example.org/x",
+    "url": "http://example.org/x",
+    "canonical": "http://example.org/x",
+    "oid": "urn:oid:1.2.3",
+    "uuid": "urn:uuid:7f3c7b5e-0a3e-4f3c-9a3e-2b1c3d4e5f60",
+    "boolean": True,
+    "integer": 1,
+    "positiveInt": 1,
+    "unsignedInt": 1,
+    "decimal": 1,
+    "date": "2020-01-01",
+    "dateTime": "2020-01-01T10:00:00+01:00",
+    "instant": "2020-01-01T10:00:00+01:00",
+    "time": "10:00:00",
+    "base64Binary": "eA==",
+    "xhtml": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>',
 }
 COMPLEX: dict[str, Any] = {
-    "Reference": {"display": "x"}, "Identifier": {"value": "x"}, "Period": {"start": "2020-01-01"},
-    "Quantity": {"value": 1}, "SimpleQuantity": {"value": 1}, "Duration": {"value": 1},
-    "Age": {"value": 1}, "Money": {"value": 1, "currency": "EUR"}, "HumanName": {"family": "x"},
-    "Attachment": {"contentType": "text/plain"}, "Timing": {"event": ["2020-01-01"]},
-    "Expression": {"language": "text/fhirpath", "expression": "true"}, "Range": {"low": {"value": 1}},
-    "Ratio": {"numerator": {"value": 1}}, "Annotation": {"text": "x"},
-    "ContactPoint": {"value": "x"}, "Address": {"city": "x"}, "Narrative": {"status": "generated",
-    "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'},
+    "Reference": {"display": "x"},
+    "Identifier": {"value": "x"},
+    "Period": {"start": "2020-01-01"},
+    "Quantity": {"value": 1},
+    "SimpleQuantity": {"value": 1},
+    "Duration": {"value": 1},
+    "Age": {"value": 1},
+    "Money": {"value": 1, "currency": "EUR"},
+    "HumanName": {"family": "x"},
+    "Attachment": {"contentType": "text/plain"},
+    "Timing": {"event": ["2020-01-01"]},
+    "Expression": {"language": "text/fhirpath", "expression": "true"},
+    "Range": {"low": {"value": 1}},
+    "Ratio": {"numerator": {"value": 1}},
+    "Annotation": {"text": "x"},
+    "ContactPoint": {"value": "x"},
+    "Address": {"city": "x"},
+    "Narrative": {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>',
+    },
     "TriggerDefinition": {"type": "named-event", "name": "x"},
-    "Signature": {"type": [{"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1"}],
-                  "when": "2020-01-01T10:00:00Z", "who": {"display": "x"}},
+    "Signature": {
+        "type": [{"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1"}],
+        "when": "2020-01-01T10:00:00Z",
+        "who": {"display": "x"},
+    },
 }
 
 
@@ -63,7 +93,6 @@ def _code(el: dict[str, Any]) -> tuple[str | None, str] | None:
 
 def minimal(rtype: str) -> dict[str, Any]:
     elements = _snapshots()[rtype]
-    by_path = {el["path"]: el for el in elements}
 
     def build(prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -108,4 +137,6 @@ def _value(el: dict[str, Any], t: str, path: str, build: Any) -> Any:
     if t in ("BackboneElement", "Element"):
         inner = build(path)
         return inner or {"extension": [{"url": "http://example.org/x", "valueString": "x"}]}
-    return dict(COMPLEX.get(t, {"extension": [{"url": "http://example.org/x", "valueString": "x"}]}))
+    return dict(
+        COMPLEX.get(t, {"extension": [{"url": "http://example.org/x", "valueString": "x"}]})
+    )

@@ -16,8 +16,11 @@ def test_malformed_json(client):
 
 
 def test_wrong_resource_type(client):
-    assert_outcome(client.post("/Patient", json={"resourceType": "Observation"}), 400,
-                   expression="resourceType")
+    assert_outcome(
+        client.post("/Patient", json={"resourceType": "Observation"}),
+        400,
+        expression="resourceType",
+    )
     assert_outcome(client.post("/Patient", json={"name": []}), 400, expression="resourceType")
     assert_outcome(client.post("/Patient", json=[1, 2]), 400)
 
@@ -46,13 +49,19 @@ def test_body_too_large(server):
     import httpx
 
     big = json.dumps(patient(text={"status": "generated", "div": "x" * (33 * 1024 * 1024)}))
-    r = httpx.post(server.fhir + "/Patient", content=big,
-                   headers={"Content-Type": "application/fhir+json"}, timeout=60)
+    r = httpx.post(
+        server.fhir + "/Patient",
+        content=big,
+        headers={"Content-Type": "application/fhir+json"},
+        timeout=60,
+    )
     assert_outcome(r, 413)
 
 
 def test_content_types(client):
-    r = client.post("/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"})
+    r = client.post(
+        "/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"}
+    )
     assert_outcome(r, 415)
     r = client.get("/metadata", headers={"Accept": "application/fhir+xml"})
     assert_outcome(r, 406)
@@ -66,27 +75,55 @@ def test_unknown_route_and_method(client):
 
 
 def test_bad_search_values(client):
-    assert_outcome(client.get("/Patient", params={"birthdate": "yesterday"}), 400,
-                   expression="birthdate")
+    assert_outcome(
+        client.get("/Patient", params={"birthdate": "yesterday"}), 400, expression="birthdate"
+    )
     assert_outcome(client.get("/Patient", params={"_count": "many"}), 400)
-    assert_outcome(client.get("/Patient", params={"nope": "1"},
-                              headers={"Prefer": "handling=strict"}), 400, expression="nope")
+    assert_outcome(
+        client.get("/Patient", params={"nope": "1"}, headers={"Prefer": "handling=strict"}),
+        400,
+        expression="nope",
+    )
     lenient = client.get("/Patient", params={"nope": "1"}).json()
     assert "nope" not in lenient["link"][0]["url"]
     assert lenient["entry"][-1]["search"]["mode"] == "outcome"
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["resourceType", "id", "meta", "name", "subject",
-                                       "reference", "x", "entry", "type", "request"]) | st.text(max_size=8),
-                      children, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "resourceType",
+                    "id",
+                    "meta",
+                    "name",
+                    "subject",
+                    "reference",
+                    "x",
+                    "entry",
+                    "type",
+                    "request",
+                ]
+            )
+            | st.text(max_size=8),
+            children,
+            max_size=5,
+        )
+    ),
     max_leaves=20,
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=json_values, rtype=st.sampled_from(["Patient", "Observation", "Bundle"]))
 def test_fuzzed_bodies_never_500(client, body, rtype):
     if isinstance(body, dict) and rtype != "Bundle":
@@ -97,10 +134,27 @@ def test_fuzzed_bodies_never_500(client, body, rtype):
         assert r.json()["resourceType"] == "OperationOutcome"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["name", "birthdate", "identifier", "_id", "_lastUpdated", "general-practitioner",
-                             "_sort", "_count", "_include", "_has:Observation:patient:code", "organization.name"]),
-       value=st.text(max_size=30))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(
+        [
+            "name",
+            "birthdate",
+            "identifier",
+            "_id",
+            "_lastUpdated",
+            "general-practitioner",
+            "_sort",
+            "_count",
+            "_include",
+            "_has:Observation:patient:code",
+            "organization.name",
+        ]
+    ),
+    value=st.text(max_size=30),
+)
 def test_fuzzed_search_never_500(client, name, value):
     r = client.get("/Patient", params={name: value})
     assert r.status_code < 500, r.text

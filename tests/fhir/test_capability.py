@@ -8,8 +8,15 @@ from .helpers import unique
 from .minimal import minimal
 
 VALUES = {
-    "string": "x", "token": "x", "reference": "Patient/x", "date": "ge2020-01-01",
-    "number": "gt1", "quantity": "gt1", "uri": "http://x", "composite": None, "special": None,
+    "string": "x",
+    "token": "x",
+    "reference": "Patient/x",
+    "date": "ge2020-01-01",
+    "number": "gt1",
+    "quantity": "gt1",
+    "uri": "http://x",
+    "composite": None,
+    "special": None,
 }
 
 
@@ -18,16 +25,19 @@ def test_metadata_is_public_and_r4(client):
     assert cs["resourceType"] == "CapabilityStatement"
     assert cs["fhirVersion"] == "4.0.1"
     rest = cs["rest"][0]
-    assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system",
-                                                         "search-system"}
+    assert {i["code"] for i in rest["interaction"]} == {
+        "transaction",
+        "batch",
+        "history-system",
+        "search-system",
+    }
     assert len(rest["resource"]) > 140
 
 
 def test_every_listed_search_parameter_is_supported(server):
     cs = httpx.get(server.fhir + "/metadata").json()
     failures = []
-    with httpx.Client(base_url=server.fhir, timeout=30,
-                      headers={"Prefer": "handling=strict"}) as c:
+    with httpx.Client(base_url=server.fhir, timeout=30, headers={"Prefer": "handling=strict"}) as c:
         for res in cs["rest"][0]["resource"]:
             for sp in res["searchParam"]:
                 value = VALUES[sp["type"]]
@@ -35,8 +45,9 @@ def test_every_listed_search_parameter_is_supported(server):
                 r = c.get(f"/{res['type']}", params={sp["name"]: value, "_count": 1})
                 if r.status_code != 200:
                     failures.append((res["type"], sp["name"], r.status_code, r.text[:200]))
-                missing = c.get(f"/{res['type']}", params={f"{sp['name']}:missing": "true",
-                                                           "_count": 1})
+                missing = c.get(
+                    f"/{res['type']}", params={f"{sp['name']}:missing": "true", "_count": 1}
+                )
                 if sp["name"] not in ("_id", "_lastUpdated") and missing.status_code != 200:
                     failures.append((res["type"], sp["name"] + ":missing", missing.status_code))
     assert not failures, failures[:20]
@@ -58,8 +69,17 @@ def test_every_listed_type_supports_every_listed_interaction(server):
         for res in cs["rest"][0]["resource"]:
             rtype = res["type"]
             codes = {i["code"] for i in res["interaction"]}
-            assert codes == {"read", "vread", "update", "patch", "delete", "history-instance",
-                             "history-type", "create", "search-type"}
+            assert codes == {
+                "read",
+                "vread",
+                "update",
+                "patch",
+                "delete",
+                "history-instance",
+                "history-type",
+                "create",
+                "search-type",
+            }
             body = {**minimal(rtype), "id": f"cap-{unique()}"}
             r = c.put(f"/{rtype}/{body['id']}", json=body)
             assert r.status_code == 201, (rtype, r.text)
@@ -67,8 +87,11 @@ def test_every_listed_type_supports_every_listed_interaction(server):
             created = c.post(f"/{rtype}", json=body)
             assert created.status_code == 201, (rtype, created.text)
             patch = [{"op": "add", "path": "/meta/tag", "value": [{"code": "cap"}]}]
-            r = c.patch(f"/{rtype}/{body['id']}", json=patch,
-                        headers={"Content-Type": "application/json-patch+json"})
+            r = c.patch(
+                f"/{rtype}/{body['id']}",
+                json=patch,
+                headers={"Content-Type": "application/json-patch+json"},
+            )
             assert r.status_code == 200, (rtype, r.text)
             assert c.get(f"/{rtype}/{body['id']}/_history/2").status_code == 200
             assert c.get(f"/{rtype}/{body['id']}/_history").status_code == 200

@@ -17,8 +17,12 @@ def fhirpy_client(server):
 def test_fhirpy_crud_search_and_paging(fhirpy_client):
     family = f"Fhirpy{unique()}"
     for i in range(7):
-        p = fhirpy_client.resource("Patient", name=[{"family": family, "given": [f"G{i}"]}],
-                                   gender="female", birthDate=f"198{i}-01-01")
+        p = fhirpy_client.resource(
+            "Patient",
+            name=[{"family": family, "given": [f"G{i}"]}],
+            gender="female",
+            birthDate=f"198{i}-01-01",
+        )
         p.save()
         assert p.id and p.meta.versionId == "1"
     search = fhirpy_client.resources("Patient").search(family=family)
@@ -40,21 +44,25 @@ def test_fhirpy_crud_search_and_paging(fhirpy_client):
 
 def test_fhirpy_conditional_operations(fhirpy_client):
     ident = {"system": "urn:oid:1.2.250.1.213.1.4.8", "value": unique()}
-    patients = fhirpy_client.resources("Patient").search(identifier=f"{ident['system']}|{ident['value']}")
+    patients = fhirpy_client.resources("Patient").search(
+        identifier=f"{ident['system']}|{ident['value']}"
+    )
     new = fhirpy_client.resource("Patient", identifier=[ident], gender="female")
     created, was_created = patients.get_or_create(new)
     assert was_created
     again, was_created = patients.get_or_create(new)
     assert not was_created and again.id == created.id
-    updated, was_created = patients.update(fhirpy_client.resource("Patient", identifier=[ident],
-                                                                  gender="male"))
+    updated, was_created = patients.update(
+        fhirpy_client.resource("Patient", identifier=[ident], gender="male")
+    )
     assert not was_created and updated.id == created.id and updated.gender == "male"
     family = f"Twin{unique()}"
     for _ in range(2):
         fhirpy_client.resource("Patient", name=[{"family": family}]).save()
     with pytest.raises(MultipleResourcesFound):
         fhirpy_client.resources("Patient").search(family=family).get_or_create(
-            fhirpy_client.resource("Patient", name=[{"family": family}]))
+            fhirpy_client.resource("Patient", name=[{"family": family}])
+        )
 
 
 def test_fhirclient_models(server):
@@ -80,8 +88,13 @@ def test_fhirclient_models(server):
     assert Patient.read(read.id, smart.server).gender == "other"
     found = Patient.where(struct={"family": name.family}).perform_resources(smart.server)
     assert [x.id for x in found] == [read.id]
-    obs = Observation({"status": "final", "code": {"text": "poids"},
-                       "subject": {"reference": f"Patient/{read.id}"},
-                       "valueQuantity": {"value": 72.5, "unit": "kg"}})
+    obs = Observation(
+        {
+            "status": "final",
+            "code": {"text": "poids"},
+            "subject": {"reference": f"Patient/{read.id}"},
+            "valueQuantity": {"value": 72.5, "unit": "kg"},
+        }
+    )
     assert obs.create(smart.server)["id"]
     read.delete()

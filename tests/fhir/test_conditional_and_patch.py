@@ -60,35 +60,59 @@ def test_conditional_delete(client):
 
 def test_json_patch(client):
     pid = create(client, patient())["id"]
-    r = client.patch(f"/Patient/{pid}", json=[{"op": "replace", "path": "/gender", "value": "male"}],
-                     headers={"Content-Type": "application/json-patch+json"})
+    r = client.patch(
+        f"/Patient/{pid}",
+        json=[{"op": "replace", "path": "/gender", "value": "male"}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["gender"] == "male" and r.json()["meta"]["versionId"] == "2"
-    bad = client.patch(f"/Patient/{pid}", json=[{"op": "replace", "path": "/nope/0", "value": 1}],
-                       headers={"Content-Type": "application/json-patch+json"})
+    bad = client.patch(
+        f"/Patient/{pid}",
+        json=[{"op": "replace", "path": "/nope/0", "value": 1}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert_outcome(bad, 422)
-    changes_id = client.patch(f"/Patient/{pid}", json=[{"op": "replace", "path": "/id", "value": "x"}],
-                              headers={"Content-Type": "application/json-patch+json"})
+    changes_id = client.patch(
+        f"/Patient/{pid}",
+        json=[{"op": "replace", "path": "/id", "value": "x"}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert_outcome(changes_id, 422)
     assert client.get(f"/Patient/{pid}").json()["meta"]["versionId"] == "2"
 
 
 def test_fhirpath_patch(client):
     pid = create(client, patient())["id"]
-    params = {"resourceType": "Parameters", "parameter": [
-        {"name": "operation", "part": [
-            {"name": "type", "valueCode": "replace"},
-            {"name": "path", "valueString": "Patient.birthDate"},
-            {"name": "value", "valueDate": "1930-01-01"}]},
-        {"name": "operation", "part": [
-            {"name": "type", "valueCode": "add"},
-            {"name": "path", "valueString": "Patient"},
-            {"name": "name", "valueString": "active"},
-            {"name": "value", "valueBoolean": True}]},
-        {"name": "operation", "part": [
-            {"name": "type", "valueCode": "delete"},
-            {"name": "path", "valueString": "Patient.name[0].given[1]"}]},
-    ]}
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Patient.birthDate"},
+                    {"name": "value", "valueDate": "1930-01-01"},
+                ],
+            },
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "add"},
+                    {"name": "path", "valueString": "Patient"},
+                    {"name": "name", "valueString": "active"},
+                    {"name": "value", "valueBoolean": True},
+                ],
+            },
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "delete"},
+                    {"name": "path", "valueString": "Patient.name[0].given[1]"},
+                ],
+            },
+        ],
+    }
     r = client.patch(f"/Patient/{pid}", json=params)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -107,7 +131,9 @@ def test_conditional_patch(client):
     body = patient()
     create(client, body)
     ident = body["identifier"][0]
-    r = client.patch(f"/Patient?identifier={ident['system']}|{ident['value']}",
-                     json=[{"op": "replace", "path": "/gender", "value": "other"}],
-                     headers={"Content-Type": "application/json-patch+json"})
+    r = client.patch(
+        f"/Patient?identifier={ident['system']}|{ident['value']}",
+        json=[{"op": "replace", "path": "/gender", "value": "other"}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert r.status_code == 200 and r.json()["gender"] == "other"

@@ -100,11 +100,13 @@ def test_delete_is_logical_and_history_keeps_it(client):
 def test_if_match_optimistic_locking(client):
     created = create(client, patient())
     pid = created["id"]
-    r = client.put(f"/Patient/{pid}", json={**created, "gender": "male"},
-                   headers={"If-Match": 'W/"1"'})
+    r = client.put(
+        f"/Patient/{pid}", json={**created, "gender": "male"}, headers={"If-Match": 'W/"1"'}
+    )
     assert r.status_code == 200
-    stale = client.put(f"/Patient/{pid}", json={**created, "gender": "other"},
-                       headers={"If-Match": 'W/"1"'})
+    stale = client.put(
+        f"/Patient/{pid}", json={**created, "gender": "other"}, headers={"If-Match": 'W/"1"'}
+    )
     assert_outcome(stale, 412)
     assert client.get(f"/Patient/{pid}").json()["gender"] == "male"
 

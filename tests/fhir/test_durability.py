@@ -15,8 +15,8 @@ import pytest
 
 from socle.config import Settings
 from socle.database import prepare, resolve_url
-
 from socle.testing import Database, start_server, stop_server
+
 from .helpers import patient
 
 
@@ -77,14 +77,16 @@ def test_two_processes_migrating_at_once(database):
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(own_server):
-    entries = [{"resource": patient(), "request": {"method": "POST", "url": "Patient"}}
-               for _ in range(800)]
+    entries = [
+        {"resource": patient(), "request": {"method": "POST", "url": "Patient"}} for _ in range(800)
+    ]
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     result: dict = {}
 
     def send():
-        result["r"] = httpx.post(own_server.fhir, json=bundle, timeout=60,
-                                 headers={"Prefer": "return=minimal"})
+        result["r"] = httpx.post(
+            own_server.fhir, json=bundle, timeout=60, headers={"Prefer": "return=minimal"}
+        )
 
     t = threading.Thread(target=send)
     t.start()
@@ -102,8 +104,7 @@ def test_health_endpoints_and_access_log(server):
     secret = "180012A00100199"
     httpx.get(server.fhir + "/Patient", params={"identifier": secret})
     time.sleep(0.3)
-    lines = [json.loads(x) for x in server.log.read_text().splitlines()
-             if x.startswith('{"ts"')]
+    lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith('{"ts"')]
     assert lines, "no access log lines"
     last = lines[-1]
     assert set(last) >= {"method", "path", "status", "ms"}
@@ -115,9 +116,14 @@ def test_concurrent_writers_on_one_resource_keep_every_version(client):
     pid = created["id"]
 
     def bump(i: int) -> int:
-        body = {**created, "gender": ["male", "female", "other", "unknown"][i % 4],
-                "birthDate": f"19{10 + i:02d}-01-01"}
-        return httpx.put(str(client.base_url).rstrip("/") + f"/Patient/{pid}", json=body, timeout=30).status_code
+        body = {
+            **created,
+            "gender": ["male", "female", "other", "unknown"][i % 4],
+            "birthDate": f"19{10 + i:02d}-01-01",
+        }
+        return httpx.put(
+            str(client.base_url).rstrip("/") + f"/Patient/{pid}", json=body, timeout=30
+        ).status_code
 
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(bump, range(16)))

@@ -9,7 +9,10 @@ def test_string_search_is_accent_and_case_insensitive_prefix(client):
     family = f"Lœvy-Hélène{unique()}"
     pid = create(client, patient(family))["id"]
     for query in (family, family.upper(), "loevy-helene" + family[-12:], family[:6]):
-        ids = [e["resource"]["id"] for e in client.get("/Patient", params={"family": query}).json().get("entry", [])]
+        ids = [
+            e["resource"]["id"]
+            for e in client.get("/Patient", params={"family": query}).json().get("entry", [])
+        ]
         assert pid in ids, query
     exact = client.get("/Patient", params={"family:exact": family.lower()}).json()
     assert not exact.get("entry")
@@ -19,12 +22,24 @@ def test_token_date_quantity_and_chain(client):
     pid = create(client, patient(f"Chain{unique()}"))["id"]
     family = client.get(f"/Patient/{pid}").json()["name"][0]["family"]
     oid = create(client, observation(f"Patient/{pid}", value="72.50"))["id"]
-    params = {"subject:Patient.family": family, "code": "http://loinc.org|29463-7",
-              "date": "ge2024-03-05", "value-quantity": "gt70|http://unitsofmeasure.org|kg"}
+    params = {
+        "subject:Patient.family": family,
+        "code": "http://loinc.org|29463-7",
+        "date": "ge2024-03-05",
+        "value-quantity": "gt70|http://unitsofmeasure.org|kg",
+    }
     ids = [e["resource"]["id"] for e in client.get("/Observation", params=params).json()["entry"]]
     assert ids == [oid]
-    assert not client.get("/Observation", params={**params, "date": "lt2024-03-05"}).json().get("entry")
-    assert not client.get("/Observation", params={**params, "value-quantity": "lt70"}).json().get("entry")
+    assert (
+        not client.get("/Observation", params={**params, "date": "lt2024-03-05"})
+        .json()
+        .get("entry")
+    )
+    assert (
+        not client.get("/Observation", params={**params, "value-quantity": "lt70"})
+        .json()
+        .get("entry")
+    )
     # _has: patients with such an observation
     has = client.get("/Patient", params={"_has:Observation:subject:_id": oid}).json()
     assert [e["resource"]["id"] for e in has["entry"]] == [pid]
@@ -35,8 +50,9 @@ def test_include_revinclude_and_paging_links_on_request_base(client):
     pids = [create(client, patient(family))["id"] for _ in range(5)]
     for pid in pids:
         create(client, observation(f"Patient/{pid}"))
-    page = client.get("/Patient", params={"family": family, "_count": 2,
-                                          "_revinclude": "Observation:subject"}).json()
+    page = client.get(
+        "/Patient", params={"family": family, "_count": 2, "_revinclude": "Observation:subject"}
+    ).json()
     modes = [e["search"]["mode"] for e in page["entry"]]
     assert modes.count("match") == 2 and modes.count("include") == 2
     seen = [e["resource"]["id"] for e in page["entry"] if e["search"]["mode"] == "match"]
@@ -47,8 +63,9 @@ def test_include_revinclude_and_paging_links_on_request_base(client):
         seen += [e["resource"]["id"] for e in page["entry"] if e["search"]["mode"] == "match"]
         url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
     assert sorted(seen) == sorted(pids)
-    obs = client.get("/Observation", params={"subject:Patient.family": family,
-                                             "_include": "Observation:subject"}).json()
+    obs = client.get(
+        "/Observation", params={"subject:Patient.family": family, "_include": "Observation:subject"}
+    ).json()
     assert sum(1 for e in obs["entry"] if e["search"]["mode"] == "include") == 5
 
 
@@ -56,10 +73,15 @@ def test_sort_and_total(client):
     family = f"Sort{unique()}"
     for day in ("1990-01-03", "1990-01-01", "1990-01-02"):
         create(client, patient(family, birthDate=day))
-    bundle = client.get("/Patient", params={"family": family, "_sort": "-birthdate",
-                                            "_total": "accurate"}).json()
+    bundle = client.get(
+        "/Patient", params={"family": family, "_sort": "-birthdate", "_total": "accurate"}
+    ).json()
     assert bundle["total"] == 3
-    assert [e["resource"]["birthDate"] for e in bundle["entry"]] == ["1990-01-03", "1990-01-02", "1990-01-01"]
+    assert [e["resource"]["birthDate"] for e in bundle["entry"]] == [
+        "1990-01-03",
+        "1990-01-02",
+        "1990-01-01",
+    ]
     summary = client.get("/Patient", params={"family": family, "_summary": "count"}).json()
     assert summary["total"] == 3 and not summary.get("entry")
 
@@ -67,8 +89,11 @@ def test_sort_and_total(client):
 def test_post_search_and_elements(client):
     family = f"Post{unique()}"
     create(client, patient(family))
-    r = client.post("/Patient/_search", content=f"family={family}&_elements=name",
-                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/Patient/_search",
+        content=f"family={family}&_elements=name",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     entry = r.json()["entry"][0]["resource"]
     assert "name" in entry and "birthDate" not in entry
     assert any(t["code"] == "SUBSETTED" for t in entry["meta"]["tag"])

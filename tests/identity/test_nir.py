@@ -63,7 +63,7 @@ def test_any_single_character_change_is_rejected(body: str, data: st.DataObject)
     pos = data.draw(st.integers(0, 14))
     alphabet = DIGITS + ("AB" if pos == 6 else "")
     new = data.draw(st.sampled_from([c for c in alphabet if c != nir[pos]]))
-    changed = nir[:pos] + new + nir[pos + 1:]
+    changed = nir[:pos] + new + nir[pos + 1 :]
     assert not is_valid_nir(changed)
     assert check_nir(changed) != []
 

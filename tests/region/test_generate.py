@@ -39,8 +39,11 @@ def _by_type(region: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def _tags(res: dict[str, Any]) -> dict[str, str]:
-    return {t["code"]: t.get("display", "") for t in res.get("meta", {}).get("tag", [])
-            if t["system"] == SYNTHETIC_TAG_SYSTEM}
+    return {
+        t["code"]: t.get("display", "")
+        for t in res.get("meta", {}).get("tag", [])
+        if t["system"] == SYNTHETIC_TAG_SYSTEM
+    }
 
 
 def _references(value: Any) -> list[str]:
@@ -62,11 +65,20 @@ def test_size_and_mix(region: list[dict[str, Any]]) -> None:
     counts = Counter(r["resourceType"] for r in region)
     patients = counts["Patient"]
     assert PATIENTS <= patients <= PATIENTS * 1.1
-    per_patient = (len(region) - counts["Organization"] - counts["Practitioner"]
-                   - counts["PractitionerRole"]) / PATIENTS
+    per_patient = (
+        len(region) - counts["Organization"] - counts["Practitioner"] - counts["PractitionerRole"]
+    ) / PATIENTS
     assert 25 <= per_patient <= 40
-    for kind in ("Encounter", "Condition", "Observation", "MedicationRequest", "CareTeam",
-                 "DocumentReference", "Binary", "PractitionerRole"):
+    for kind in (
+        "Encounter",
+        "Condition",
+        "Observation",
+        "MedicationRequest",
+        "CareTeam",
+        "DocumentReference",
+        "Binary",
+        "PractitionerRole",
+    ):
         assert counts[kind] > 0, kind
     ids = [(r["resourceType"], r["id"]) for r in region]
     assert len(ids) == len(set(ids))
@@ -76,20 +88,23 @@ def test_every_nir_is_valid_and_matches_the_traits(region: list[dict[str, Any]])
     seen_places = set()
     for patient in _by_type(region, "Patient"):
         tags = _tags(patient)
-        nirs = [i for i in patient["identifier"]
-                if i["type"]["coding"][0]["code"] in INS_TYPES]
+        nirs = [i for i in patient["identifier"] if i["type"]["coding"][0]["code"] in INS_TYPES]
         if "duplicate" not in tags:
             assert nirs or patient["birthDate"] > "2007", patient["id"]
         for ident in nirs:
             nir = ident["value"]
             assert is_valid_nir(nir), nir
             code = ident["type"]["coding"][0]["code"]
-            assert ident["system"] == ("urn:oid:1.2.250.1.213.1.4.9" if code == "INS-NIA"
-                                       else "urn:oid:1.2.250.1.213.1.4.8")
+            assert ident["system"] == (
+                "urn:oid:1.2.250.1.213.1.4.9"
+                if code == "INS-NIA"
+                else "urn:oid:1.2.250.1.213.1.4.8"
+            )
             assert ident["use"] == ("temp" if code == "INS-NIA" else "official")
             if "duplicate" not in tags:
-                assert check_nir(nir, sex=patient["gender"],
-                                 birth_date=patient["birthDate"]) == [], nir
+                assert (
+                    check_nir(nir, sex=patient["gender"], birth_date=patient["birthDate"]) == []
+                ), nir
             seen_places.add(nir[5:7])
     assert {"2A", "2B", "99"} <= seen_places  # Corsica-born and born abroad
 
@@ -108,8 +123,9 @@ def test_patient_shape(region: list[dict[str, Any]]) -> None:
         official = [n for n in patient["name"] if n["use"] == "official"]
         assert len(official) == 1 and len(official[0]["given"]) == 1
         assert official[0]["extension"][0]["valueString"].startswith(official[0]["given"][0])
-        has_ins = any(i["type"]["coding"][0]["code"].startswith("INS-")
-                      for i in patient["identifier"])
+        has_ins = any(
+            i["type"]["coding"][0]["code"].startswith("INS-") for i in patient["identifier"]
+        )
         assert has_ins == (status == "QUAL")  # the INS travels only with a qualified identity
         home = patient["address"][0]
         commune = home["extension"][0]["valueCoding"]["code"]
@@ -149,7 +165,9 @@ def test_codes_are_in_the_allowed_sets(region: list[dict[str, Any]]) -> None:
         assert re.fullmatch(r"\d{11}", rpps["value"]) and luhn_ok(rpps["value"])
         assert pr["qualification"][0]["code"]["coding"][0]["code"] in NOM["professions_g15"]
     for org in _by_type(region, "Organization"):
-        fin = [i["value"] for i in org["identifier"] if i["system"] == "https://finess.esante.gouv.fr"]
+        fin = [
+            i["value"] for i in org["identifier"] if i["system"] == "https://finess.esante.gouv.fr"
+        ]
         for value in fin:
             assert re.fullmatch(r"(2A|2B)\d{7}", value) and finess_ok(value)
 
@@ -180,10 +198,15 @@ def test_documents_binary_hash_and_cda_header(region: list[dict[str, Any]]) -> N
         custodian = root.find(".//h:representedCustodianOrganization/h:id", ns)
         assert custodian.get("root") == "1.2.250.1.71.4.2.2"
         patient = patients[doc["subject"]["reference"].removeprefix("Patient/")]
-        ids = {i.get("root"): i.get("extension")
-               for i in root.findall("h:recordTarget/h:patientRole/h:id", ns)}
-        ins = [i["value"] for i in patient["identifier"]
-               if i["type"]["coding"][0]["code"] in ("INS-NIR", "INS-NIA")]
+        ids = {
+            i.get("root"): i.get("extension")
+            for i in root.findall("h:recordTarget/h:patientRole/h:id", ns)
+        }
+        ins = [
+            i["value"]
+            for i in patient["identifier"]
+            if i["type"]["coding"][0]["code"] in ("INS-NIR", "INS-NIA")
+        ]
         status = _status(patient)
         if status == "QUAL":
             assert set(ids.values()) >= set(ins)
@@ -237,8 +260,11 @@ def test_deterministic_bytes(tmp_path: Path) -> None:
     generate_command(patients=25, seed=6, out=tmp_path / "c")
 
     def digest(folder: Path) -> dict[str, str]:
-        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(folder.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
 
     a, b = digest(tmp_path / "a"), digest(tmp_path / "b")
     assert a == b and any(k.startswith("bundles/") for k in a)
@@ -255,8 +281,11 @@ def test_deterministic_bytes(tmp_path: Path) -> None:
 
 
 def test_decimals_stay_exact() -> None:
-    obs = next(r for r in iter_resources(5, 3) if r["resourceType"] == "Observation"
-               and r["code"]["coding"][0]["code"] == "8310-5")
+    obs = next(
+        r
+        for r in iter_resources(5, 3)
+        if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "8310-5"
+    )
     value = obs["valueQuantity"]["value"]
     assert isinstance(value, Decimal)
     assert f'"value":{value}'.encode() in encode(obs)
@@ -266,8 +295,9 @@ def test_decimals_stay_exact() -> None:
 
 def test_duplicates_and_homonyms_injected_as_configured() -> None:
     config = Config(duplicate_rate=0.3, homonym_rate=0.2)
-    patients = {p["id"]: p for p in iter_resources(120, 9, config)
-                if p["resourceType"] == "Patient"}
+    patients = {
+        p["id"]: p for p in iter_resources(120, 9, config) if p["resourceType"] == "Patient"
+    }
     dups = [p for p in patients.values() if "duplicate" in _tags(p)]
     homs = [p for p in patients.values() if "homonym" in _tags(p)]
     assert 20 <= len(dups) <= 55 and 10 <= len(homs) <= 40
@@ -279,30 +309,44 @@ def test_duplicates_and_homonyms_injected_as_configured() -> None:
         o_name = next(n for n in original["name"] if n["use"] == "official")
         d_name = next(n for n in dup["name"] if n["use"] == "official")
         assert (d_name["family"], d_name["given"], dup["birthDate"]) != (
-            o_name["family"], o_name["given"], original["birthDate"]), slip
+            o_name["family"],
+            o_name["given"],
+            original["birthDate"],
+        ), slip
         if slip == "slip-daymonth":
-            o, d = dt.date.fromisoformat(original["birthDate"]), dt.date.fromisoformat(
-                dup["birthDate"])
+            o, d = (
+                dt.date.fromisoformat(original["birthDate"]),
+                dt.date.fromisoformat(dup["birthDate"]),
+            )
             assert (o.day, o.month) == (d.month, d.day)
     for hom in homs:
         other = patients[_tags(hom)["homonym"].removeprefix("Patient/")]
         h_name = next(n for n in hom["name"] if n["use"] == "official")
         o_name = next(n for n in other["name"] if n["use"] == "official")
         assert (h_name["family"], h_name["given"], hom["birthDate"]) == (
-            o_name["family"], o_name["given"], other["birthDate"])
-        nirs = {i["value"] for p in (hom, other) for i in p["identifier"]
-                if i["type"]["coding"][0]["code"] in INS_TYPES}
+            o_name["family"],
+            o_name["given"],
+            other["birthDate"],
+        )
+        nirs = {
+            i["value"]
+            for p in (hom, other)
+            for i in p["identifier"]
+            if i["type"]["coding"][0]["code"] in INS_TYPES
+        }
         assert len(nirs) != 1  # two different persons never share a NIR
-    none = [p for p in iter_resources(60, 9, Config(duplicate_rate=0, homonym_rate=0))
-            if p["resourceType"] == "Patient" and _tags(p)]
+    none = [
+        p
+        for p in iter_resources(60, 9, Config(duplicate_rate=0, homonym_rate=0))
+        if p["resourceType"] == "Patient" and _tags(p)
+    ]
     assert none == []
 
 
 def test_region_data_files() -> None:
     communes = codes.communes()
     assert 100 <= len(communes) <= 160
-    assert all(c.insee[:2] in ("2A", "2B") and c.postal_codes[0].startswith("20")
-               for c in communes)
+    assert all(c.insee[:2] in ("2A", "2B") and c.postal_codes[0].startswith("20") for c in communes)
     assert any("-" in n for n in codes.given_names("male")[0])
     assert any(ch in "éèêëàçïôü" for n in codes.family_names()[0] for ch in n)
     assert all(p.code.startswith("99") == (p.kind == "country") for p in codes.birthplaces())

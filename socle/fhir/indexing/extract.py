@@ -20,7 +20,15 @@ from .text import fold
 # Parameters answered from the resource table's own columns, or not indexable here.
 NOT_INDEXED = {"_id", "_lastUpdated", "_text", "_content", "_query", "_list", "_has", "_type"}
 
-QUANTITY_TYPES = {"Quantity", "SimpleQuantity", "Age", "Duration", "Distance", "Count", "MoneyQuantity"}
+QUANTITY_TYPES = {
+    "Quantity",
+    "SimpleQuantity",
+    "Age",
+    "Duration",
+    "Distance",
+    "Count",
+    "MoneyQuantity",
+}
 
 
 @dataclass(slots=True)
@@ -81,7 +89,9 @@ def _add_string(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -
     if type(value) is not dict:
         return
     keys = _STRING_PARTS.get(fhir_type or "") or (
-        _STRING_PARTS["HumanName"] if ("family" in value or "given" in value) else _STRING_PARTS["Address"]
+        _STRING_PARTS["HumanName"]
+        if ("family" in value or "given" in value)
+        else _STRING_PARTS["Address"]
     )
     for key in keys:
         part = value.get(key)
@@ -112,7 +122,9 @@ def _add_token(rows: IndexRows, code: str, value: Any, fhir_type: str | None) ->
                     _add_coding(rows, code, coding, text)
             if not codings and type(text) is str:
                 rows.token.append((code, None, None, fold(text)))
-        elif fhir_type == "Identifier" or (fhir_type is None and "value" in value and "code" not in value):
+        elif fhir_type == "Identifier" or (
+            fhir_type is None and "value" in value and "code" not in value
+        ):
             ident_value = value.get("value")
             if type(ident_value) is str:
                 rows.token.append((code, _str(value.get("system")), ident_value, _type_text(value)))
@@ -173,7 +185,9 @@ def _add_date(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -> 
             start = date_range(value["start"]) if type(value.get("start")) is str else None
             end = date_range(value["end"]) if type(value.get("end")) is str else None
             if start or end:
-                rows.date.append((code, start[0] if start else MIN_TIME, end[1] if end else MAX_TIME))
+                rows.date.append(
+                    (code, start[0] if start else MIN_TIME, end[1] if end else MAX_TIME)
+                )
         else:  # Timing
             for event in value.get("event") or []:
                 _add_date(rows, code, event, "dateTime")
@@ -206,12 +220,13 @@ def _add_quantity(rows: IndexRows, code: str, value: Any, fhir_type: str | None)
                 )
             )
         return
-    number = value.get("value")
-    if type(number) not in (int, Decimal):
+    raw = value.get("value")
+    if isinstance(raw, bool) or not isinstance(raw, int | Decimal):
         return
+    number = Decimal(raw)
     system = _str(value.get("system"))
     unit_code = _str(value.get("code")) or _str(value.get("currency"))
-    rows.quantity.append((code, system, unit_code, _str(value.get("unit")), Decimal(number), Decimal(number)))
+    rows.quantity.append((code, system, unit_code, _str(value.get("unit")), number, number))
 
 
 def _add_uri(rows: IndexRows, code: str, value: Any, fhir_type: str | None) -> None:

@@ -151,7 +151,7 @@ def _parse_part(part: str, types: dict[str, ElementInfo]) -> list[_State]:
     states: list[_State]
     if text.startswith("("):
         depth = 0
-        for i, ch in enumerate(text):
+        for i, ch in enumerate(text):  # noqa: B007 - i marks the closing parenthesis
             depth += ch == "("
             depth -= ch == ")"
             if depth == 0:
@@ -179,14 +179,12 @@ def _parse_part(part: str, types: dict[str, ElementInfo]) -> list[_State]:
         elif m.group("resolve"):
             pred = reference_is(m.group("resolve"))
             states = [
-                _State(s.keys, s.type, s.root, s.filters + ((len(s.keys), pred),))
-                for s in states
+                _State(s.keys, s.type, s.root, s.filters + ((len(s.keys), pred),)) for s in states
             ]
         elif m.group("wfield"):
             pred = field_equals(m.group("wfield"), m.group("wvalue"))
             states = [
-                _State(s.keys, s.type, s.root, s.filters + ((len(s.keys), pred),))
-                for s in states
+                _State(s.keys, s.type, s.root, s.filters + ((len(s.keys), pred),)) for s in states
             ]
         elif m.group("first"):
             pass  # search indexes every value; first() only narrows what FHIRPath returns

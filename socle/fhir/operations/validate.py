@@ -38,8 +38,12 @@ def _parameters(body: Any) -> tuple[Any, str | None, str | None]:
             elif name == "profile":
                 profile = p.get("valueUri") or p.get("valueCanonical")
             elif name is not None:
-                raise FhirError.of(400, "not-supported", f"Unknown $validate parameter '{name}'",
-                                   f"Parameters.parameter[{i}]")
+                raise FhirError.of(
+                    400,
+                    "not-supported",
+                    f"Unknown $validate parameter '{name}'",
+                    f"Parameters.parameter[{i}]",
+                )
         return resource, mode, profile
     return body, None, None
 
@@ -51,13 +55,13 @@ async def validate_operation(request: Request) -> Response:
     engine = request.app.state.engine
     engine.check_type(rtype)
     body_kind(request)
-    resource, mode, profile = _parameters(
-        await json_body(request, engine.settings.max_body_bytes))
+    resource, mode, profile = _parameters(await json_body(request, engine.settings.max_body_bytes))
     mode = mode or request.query_params.get("mode")
     profile = profile or request.query_params.get("profile")
     if mode is not None and mode not in MODES:
-        raise FhirError.of(400, "value", f"mode must be one of {', '.join(MODES)}, not '{mode}'",
-                           "mode")
+        raise FhirError.of(
+            400, "value", f"mode must be one of {', '.join(MODES)}, not '{mode}'", "mode"
+        )
     issues: list[Issue] = []
     if mode == "delete":
         if not rid:
@@ -68,15 +72,23 @@ async def validate_operation(request: Request) -> Response:
         if not isinstance(resource, dict):
             raise FhirError.of(400, "required", "$validate needs a resource to validate")
         if resource.get("resourceType") != rtype:
-            issues.append(Issue("error", "invalid",
-                                f"The resource is a {resource.get('resourceType')!r}, not a {rtype}",
-                                ("resourceType",)))
+            issues.append(
+                Issue(
+                    "error",
+                    "invalid",
+                    f"The resource is a {resource.get('resourceType')!r}, not a {rtype}",
+                    ("resourceType",),
+                )
+            )
         if mode == "update" or rid:
             if not resource.get("id"):
-                issues.append(Issue("error", "required", "An update needs the resource id",
-                                    (f"{rtype}.id",)))
+                issues.append(
+                    Issue("error", "required", "An update needs the resource id", (f"{rtype}.id",))
+                )
             elif rid and resource.get("id") != rid:
-                issues.append(Issue("error", "invalid", f"The id must be {rid!r}", (f"{rtype}.id",)))
+                issues.append(
+                    Issue("error", "invalid", f"The id must be {rid!r}", (f"{rtype}.id",))
+                )
         issues.extend(get_validator().validate(resource, profile=profile))
     if not issues:
         issues = [Issue("information", "informational", "No issues: the resource is valid")]

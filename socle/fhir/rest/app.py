@@ -6,7 +6,6 @@ import base64
 import json
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -14,14 +13,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..datetimes import date_range, http_date
+from ..definitions import definitions
 from ..engine import Engine, EntryRequest, EntryResponse
+from ..operations.validate import validate_operation
 from ..outcome import FhirError, Issue, bad_request, operation_outcome
 from ..search.executor import run_search
 from ..search.query import Filter, parse_query
-from ..definitions import definitions
 from ..storage.reader import history as read_history
 from ..storage.reader import read_version
-from ..operations.validate import validate_operation
 from .bundles import history_bundle_text, search_bundle_text
 from .capability import capability_statement
 from .http import (
@@ -54,14 +53,22 @@ def write_response(request: Request, res: EntryResponse, base: str) -> Response:
         headers["Location"] = f"{base}/{res.location}"
     mode = prefer_return(request)
     if res.status == 204 or (res.content is None and res.outcome is None):
-        return Response(status_code=res.status if res.status != 200 or res.content else 200,
-                        headers=headers)
+        return Response(
+            status_code=res.status if res.status != 200 or res.content else 200, headers=headers
+        )
     if mode == "minimal":
         return Response(status_code=res.status, headers=headers)
     if mode == "OperationOutcome":
         verb = "created" if res.status == 201 else "processed"
-        oo = operation_outcome([Issue("information", "informational",
-                                      f"{res.rtype}/{res.id} {verb} (version {res.version})")])
+        oo = operation_outcome(
+            [
+                Issue(
+                    "information",
+                    "informational",
+                    f"{res.rtype}/{res.id} {verb} (version {res.version})",
+                )
+            ]
+        )
         return fhir_response(oo, res.status, headers)
     return fhir_response(res.content or res.outcome, res.status, headers)
 
@@ -72,6 +79,7 @@ async def one(request: Request, entry: EntryRequest) -> EntryResponse:
 
 
 # -- handlers -------------------------------------------------------------------------------
+
 
 async def metadata(request: Request) -> Response:
     if request.method != "GET":
@@ -92,16 +100,21 @@ async def type_root(request: Request) -> Response:
     if request.method == "POST":
         body_kind(request)
         resource = resource_body(await json_body(request, limit))
-        entry = EntryRequest("POST", f"{rtype}?{query}" if query else rtype, resource,
-                             if_none_exist=request.headers.get("if-none-exist"))
+        entry = EntryRequest(
+            "POST",
+            f"{rtype}?{query}" if query else rtype,
+            resource,
+            if_none_exist=request.headers.get("if-none-exist"),
+        )
         return write_response(request, await one(request, entry), base_url(request))
     if request.method == "PUT":
         if not query:
             raise FhirError.of(405, "not-supported", "PUT needs an id or search criteria")
         body_kind(request)
         resource = resource_body(await json_body(request, limit))
-        entry = EntryRequest("PUT", f"{rtype}?{query}", resource,
-                             if_match=request.headers.get("if-match"))
+        entry = EntryRequest(
+            "PUT", f"{rtype}?{query}", resource, if_match=request.headers.get("if-match")
+        )
         return write_response(request, await one(request, entry), base_url(request))
     if request.method == "DELETE":
         if not query:
@@ -123,8 +136,10 @@ async def instance(request: Request) -> Response:
     base = base_url(request)
     if request.method in ("GET", "HEAD"):
         version = await engine.read(rtype, rid)
-        headers = {"ETag": f'W/"{version.version}"',
-                   "Last-Modified": http_date(version.last_updated)}
+        headers = {
+            "ETag": f'W/"{version.version}"',
+            "Last-Modified": http_date(version.last_updated),
+        }
         if _not_modified(request, version.version, version.last_updated):
             return Response(status_code=304, headers=headers)
         return fhir_response(version.content, 200, headers)
@@ -132,12 +147,15 @@ async def instance(request: Request) -> Response:
     if request.method == "PUT":
         body_kind(request)
         resource = resource_body(await json_body(request, limit))
-        entry = EntryRequest("PUT", f"{rtype}/{rid}", resource,
-                             if_match=request.headers.get("if-match"))
+        entry = EntryRequest(
+            "PUT", f"{rtype}/{rid}", resource, if_match=request.headers.get("if-match")
+        )
         return write_response(request, await one(request, entry), base)
     if request.method == "DELETE":
-        res = await one(request, EntryRequest("DELETE", f"{rtype}/{rid}",
-                                              if_match=request.headers.get("if-match")))
+        res = await one(
+            request,
+            EntryRequest("DELETE", f"{rtype}/{rid}", if_match=request.headers.get("if-match")),
+        )
         return Response(status_code=200 if res.version else 204, headers=res.headers())
     if request.method == "PATCH":
         return await _patch(request, f"{rtype}/{rid}")
@@ -175,11 +193,15 @@ async def _patch(request: Request, url: str) -> Response:
     elif isinstance(body, dict):
         patch_type = "merge"  # JSON Merge Patch (application/merge-patch+json, or fhirpy's JSON)
     else:
-        raise FhirError.of(400, "structure",
-                           "PATCH takes JSON Patch (application/json-patch+json), JSON Merge "
-                           "Patch, or a FHIRPath Patch Parameters resource")
-    entry = EntryRequest("PATCH", url, body, if_match=request.headers.get("if-match"),
-                         patch_type=patch_type)
+        raise FhirError.of(
+            400,
+            "structure",
+            "PATCH takes JSON Patch (application/json-patch+json), JSON Merge "
+            "Patch, or a FHIRPath Patch Parameters resource",
+        )
+    entry = EntryRequest(
+        "PATCH", url, body, if_match=request.headers.get("if-match"), patch_type=patch_type
+    )
     return write_response(request, await one(request, entry), base_url(request))
 
 
@@ -193,8 +215,9 @@ async def vread(request: Request) -> Response:
         raise bad_request(f"'{vid}' is not a version number")
     async with engine.pool.connection() as conn:
         v = await read_version(conn, rtype, rid, int(vid))
-    return fhir_response(v.content, 200, {"ETag": f'W/"{v.version}"',
-                                          "Last-Modified": http_date(v.last_updated)})
+    return fhir_response(
+        v.content, 200, {"ETag": f'W/"{v.version}"', "Last-Modified": http_date(v.last_updated)}
+    )
 
 
 async def history(request: Request) -> Response:
@@ -225,9 +248,11 @@ async def history(request: Request) -> Response:
     if len(versions) > count:
         versions = versions[:count]
         last = versions[-1]
-        next_token = base64.urlsafe_b64encode(json.dumps(
-            {"t": last.last_updated.isoformat(), "r": last.rid, "v": last.version}  # type: ignore[attr-defined]
-        ).encode()).decode()
+        next_token = base64.urlsafe_b64encode(
+            json.dumps(
+                {"t": last.last_updated.isoformat(), "r": last.rid, "v": last.version}  # type: ignore[attr-defined]
+            ).encode()
+        ).decode()
     path = "/".join(p for p in (rtype, rid, "_history") if p)
     kept = [(k, v) for k, v in pairs if k != "_page_token"]
     return fhir_response(history_bundle_text(versions, base_url(request), path, kept, next_token))
@@ -256,11 +281,13 @@ async def search_post(request: Request) -> Response:
     engine_of(request).check_type(rtype)
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if ctype and ctype != "application/x-www-form-urlencoded":
-        raise FhirError.of(415, "not-supported",
-                           "POST _search takes application/x-www-form-urlencoded parameters")
+        raise FhirError.of(
+            415, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters"
+        )
     raw = await read_body(request, engine_of(request).settings.max_body_bytes)
-    pairs = _query_pairs(request) + parse_qsl(raw.decode("utf-8", "replace"),
-                                              keep_blank_values=True)
+    pairs = _query_pairs(request) + parse_qsl(
+        raw.decode("utf-8", "replace"), keep_blank_values=True
+    )
     return await _search(request, rtype, pairs)
 
 
@@ -289,23 +316,37 @@ async def compartment(request: Request) -> Response:
     params = definitions().patient_compartment.get(rtype)
     if not params:
         raise FhirError.of(404, "not-found", f"{rtype} is not in the Patient compartment")
-    return await _search(request, rtype, pairs,
-                         Filter("_compartment", None, None, [cid], compartment=(params, cid)))
+    return await _search(
+        request, rtype, pairs, Filter("_compartment", None, None, [cid], compartment=(params, cid))
+    )
 
 
-async def _search(request: Request, rtype: str | None, pairs: list[tuple[str, str]],
-                  extra: Filter | None = None) -> Response:
+async def _search(
+    request: Request, rtype: str | None, pairs: list[tuple[str, str]], extra: Filter | None = None
+) -> Response:
     engine = engine_of(request)
     q = parse_query(rtype, pairs, engine.settings.max_page_size)
     outcome = None
     if q.unknown:
         if prefer_strict(request):
-            raise FhirError(400, [Issue("error", "not-supported",
-                                        f"Unknown or unsupported search parameter '{name}'",
-                                        (name,)) for name in q.unknown])
-        outcome = operation_outcome([Issue("warning", "not-supported",
-                                           f"Search parameter '{name}' was ignored", (name,))
-                                     for name in q.unknown])
+            raise FhirError(
+                400,
+                [
+                    Issue(
+                        "error",
+                        "not-supported",
+                        f"Unknown or unsupported search parameter '{name}'",
+                        (name,),
+                    )
+                    for name in q.unknown
+                ],
+            )
+        outcome = operation_outcome(
+            [
+                Issue("warning", "not-supported", f"Search parameter '{name}' was ignored", (name,))
+                for name in q.unknown
+            ]
+        )
     if extra is not None:
         q.filters.append(extra)
     async with engine.pool.connection() as conn:

@@ -45,7 +45,9 @@ def search_bundle_text(
     if result.prev_token:
         links.append(_link("previous", page_url(base, path, used, result.prev_token)))
     entries: list[str] = []
-    for row, mode in [(r, "match") for r in result.rows] + [(r, "include") for r in result.included]:
+    for row, mode in [(r, "match") for r in result.rows] + [
+        (r, "include") for r in result.included
+    ]:
         content = row.content
         if q.elements or q.summary in ("true", "text", "data"):
             content = encode_str(subset(decode(content), q.elements, q.summary))
@@ -64,7 +66,10 @@ def search_bundle_text(
 
 
 def history_bundle_text(
-    versions: list[Version], base: str, path: str, pairs: list[tuple[str, str]],
+    versions: list[Version],
+    base: str,
+    path: str,
+    pairs: list[tuple[str, str]],
     next_token: str | None,
 ) -> str:
     links = [_link("self", page_url(base, path, pairs, None))]
@@ -78,11 +83,13 @@ def history_bundle_text(
             method, url = "POST", v.rtype
         else:
             method, url = "PUT", f"{v.rtype}/{v.id}"
-        response = encode({
-            "status": "200 OK" if not v.deleted else "204 No Content",
-            "etag": f'W/"{v.version}"',
-            "lastModified": instant(v.last_updated),
-        }).decode()
+        response = encode(
+            {
+                "status": "200 OK" if not v.deleted else "204 No Content",
+                "etag": f'W/"{v.version}"',
+                "lastModified": instant(v.last_updated),
+            }
+        ).decode()
         resource = f',"resource":{v.content}' if v.content and not v.deleted else ""
         entries.append(
             '{"fullUrl":%s%s,"request":{"method":"%s","url":%s},"response":%s}'

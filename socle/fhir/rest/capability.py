@@ -9,8 +9,17 @@ from ... import FHIR_VERSION, __version__
 from ..definitions import definitions
 from ..indexing.extract import indexed_params
 
-INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance",
-                "history-type", "create", "search-type"]
+INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
 # Operations registered by services: name -> (definition url, resource types or None for system)
 OPERATIONS: dict[str, tuple[str, list[str] | None]] = {}
 
@@ -25,9 +34,16 @@ def _resources() -> list[dict[str, Any]]:
     out = []
     for rtype in sorted(defs.resource_types):
         params = [
-            {"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"},
-            {"name": "_lastUpdated", "type": "date",
-             "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+            {
+                "name": "_id",
+                "type": "token",
+                "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
+            },
+            {
+                "name": "_lastUpdated",
+                "type": "date",
+                "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+            },
         ]
         includes, revincludes = [], []
         for ip in indexed_params(rtype):
@@ -37,42 +53,52 @@ def _resources() -> list[dict[str, Any]]:
                 includes.append(f"{rtype}:{p.code}")
         for other in sorted(defs.resource_types):
             for ip in indexed_params(other):
-                if ip.param.type == "reference" and (not ip.param.targets or rtype in ip.param.targets):
+                if ip.param.type == "reference" and (
+                    not ip.param.targets or rtype in ip.param.targets
+                ):
                     revincludes.append(f"{other}:{ip.param.code}")
-        out.append({
-            "type": rtype,
-            "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
-            "interaction": [{"code": c} for c in INTERACTIONS],
-            "versioning": "versioned-update",
-            "readHistory": True,
-            "updateCreate": True,
-            "conditionalCreate": True,
-            "conditionalRead": "full-support",
-            "conditionalUpdate": True,
-            "conditionalDelete": "single",
-            "referencePolicy": ["literal", "local"],
-            "searchInclude": includes,
-            "searchRevInclude": revincludes,
-            "searchParam": params,
-        })
+        out.append(
+            {
+                "type": rtype,
+                "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+                "interaction": [{"code": c} for c in INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal", "local"],
+                "searchInclude": includes,
+                "searchRevInclude": revincludes,
+                "searchParam": params,
+            }
+        )
     return out
 
 
 def capability_statement(base: str) -> dict[str, Any]:
     resources = _resources()
-    system_ops = [{"name": n, "definition": d} for n, (d, t) in sorted(OPERATIONS.items()) if t is None]
+    system_ops = [
+        {"name": n, "definition": d} for n, (d, t) in sorted(OPERATIONS.items()) if t is None
+    ]
     if OPERATIONS:
         resources = [dict(r) for r in resources]
         for r in resources:
-            ops = [{"name": n, "definition": d} for n, (d, t) in sorted(OPERATIONS.items())
-                   if t is not None and ("*" in t or r["type"] in t)]
+            ops = [
+                {"name": n, "definition": d}
+                for n, (d, t) in sorted(OPERATIONS.items())
+                if t is not None and ("*" in t or r["type"] in t)
+            ]
             if ops:
                 r["operation"] = ops
     rest: dict[str, Any] = {
         "mode": "server",
         "resource": resources,
-        "interaction": [{"code": c} for c in ("transaction", "batch", "history-system",
-                                               "search-system")],
+        "interaction": [
+            {"code": c} for c in ("transaction", "batch", "history-system", "search-system")
+        ],
         "searchParam": [
             {"name": "_id", "type": "token"},
             {"name": "_lastUpdated", "type": "date"},

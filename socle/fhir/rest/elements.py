@@ -7,8 +7,10 @@ from typing import Any
 
 from ..definitions import load_bundle
 
-_SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-              "code": "SUBSETTED"}
+_SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+}
 _ALWAYS = ("resourceType", "id", "meta")
 
 
@@ -29,7 +31,7 @@ def _keep(key: str, names: frozenset[str] | set[str]) -> bool:
     if key in names:
         return True
     # choice elements: valueQuantity is kept by "value"
-    return any(key.startswith(n) and key[len(n):][:1].isupper() for n in names)
+    return any(key.startswith(n) and key[len(n) :][:1].isupper() for n in names)
 
 
 def subset(resource: dict[str, Any], elements: list[str], summary: str | None) -> dict[str, Any]:

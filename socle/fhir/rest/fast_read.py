@@ -42,8 +42,9 @@ class FastRead:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name in _SKIP_HEADERS or (name == b"accept" and b"json" not in value
-                                         and b"*/*" not in value):
+            if name in _SKIP_HEADERS or (
+                name == b"accept" and b"json" not in value and b"*/*" not in value
+            ):
                 await self.app(scope, receive, send)
                 return
         engine = getattr(self.app.state, "engine", None)
@@ -56,14 +57,16 @@ class FastRead:
             await self.app(scope, receive, send)  # 404/410 and friends: the full path answers
             return
         body = version.content.encode()
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/fhir+json; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"etag", b'W/"%d"' % version.version),
-                (b"last-modified", _http_date(int(version.last_updated.timestamp()))),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/fhir+json; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"etag", b'W/"%d"' % version.version),
+                    (b"last-modified", _http_date(int(version.last_updated.timestamp()))),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

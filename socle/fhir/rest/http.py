@@ -15,14 +15,21 @@ _JSON_TYPES = ("application/fhir+json", "application/json", "application/json-pa
 _XML_HINTS = ("xml",)
 
 
-def fhir_response(body: str | bytes | dict[str, Any] | None, status: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:
+def fhir_response(
+    body: str | bytes | dict[str, Any] | None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
     if isinstance(body, dict):
         body = encode(body)
     elif isinstance(body, str):
         body = body.encode()
-    return Response(body if body is not None else b"", status_code=status, headers=headers,
-                    media_type=FHIR_JSON if body is not None else None)
+    return Response(
+        body if body is not None else b"",
+        status_code=status,
+        headers=headers,
+        media_type=FHIR_JSON if body is not None else None,
+    )
 
 
 def error_response(err: FhirError) -> Response:
@@ -35,16 +42,18 @@ def check_accept(request: Request) -> None:
     if fmt is not None:
         if fmt in ("json", "application/json", "application/fhir+json") or "json" in fmt:
             return
-        raise FhirError.of(406, "not-supported", f"_format={fmt} is not supported: use json",
-                           "_format")
+        raise FhirError.of(
+            406, "not-supported", f"_format={fmt} is not supported: use json", "_format"
+        )
     accept = request.headers.get("accept", "")
     if not accept:
         return
     ranges = [part.split(";")[0].strip().lower() for part in accept.split(",")]
     if any(r in ("*/*", "application/*") or "json" in r for r in ranges):
         return
-    raise FhirError.of(406, "not-supported",
-                       f"Cannot produce {accept}: Socle answers application/fhir+json")
+    raise FhirError.of(
+        406, "not-supported", f"Cannot produce {accept}: Socle answers application/fhir+json"
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -67,8 +76,9 @@ def body_kind(request: Request) -> str:
         return "json-patch"
     if not ctype or ctype in _JSON_TYPES or ctype.endswith("+json"):
         return "json"
-    raise FhirError.of(415, "not-supported",
-                       f"Content-Type {ctype} is not supported: send application/fhir+json")
+    raise FhirError.of(
+        415, "not-supported", f"Content-Type {ctype} is not supported: send application/fhir+json"
+    )
 
 
 async def json_body(request: Request, limit: int) -> Any:

@@ -26,8 +26,9 @@ def _status_line(code: int) -> str:
 
 def parse_entries(bundle: Any, max_entries: int) -> tuple[str, list[EntryRequest]]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise bad_request("POST to the base needs a Bundle of type transaction or batch",
-                          "Bundle.resourceType")
+        raise bad_request(
+            "POST to the base needs a Bundle of type transaction or batch", "Bundle.resourceType"
+        )
     kind = bundle.get("type")
     if kind not in ("transaction", "batch"):
         raise bad_request(f"Bundle.type must be transaction or batch, not {kind!r}", "Bundle.type")
@@ -35,16 +36,22 @@ def parse_entries(bundle: Any, max_entries: int) -> tuple[str, list[EntryRequest
     if not isinstance(raw_entries, list):
         raise bad_request("Bundle.entry must be an array", "Bundle.entry")
     if len(raw_entries) > max_entries:
-        raise FhirError.of(413, "too-costly",
-                           f"The Bundle has {len(raw_entries)} entries; the limit is {max_entries}")
+        raise FhirError.of(
+            413,
+            "too-costly",
+            f"The Bundle has {len(raw_entries)} entries; the limit is {max_entries}",
+        )
     entries = []
     for i, raw in enumerate(raw_entries):
         where = f"Bundle.entry[{i}]"
         if not isinstance(raw, dict):
             raise bad_request("Each entry must be an object", where)
         req = raw.get("request")
-        if not isinstance(req, dict) or not isinstance(req.get("method"), str) \
-                or not isinstance(req.get("url"), str):
+        if (
+            not isinstance(req, dict)
+            or not isinstance(req.get("method"), str)
+            or not isinstance(req.get("url"), str)
+        ):
             raise bad_request("Each entry needs request.method and request.url", f"{where}.request")
         resource = raw.get("resource")
         method = req["method"].upper()
@@ -53,16 +60,18 @@ def parse_entries(bundle: Any, max_entries: int) -> tuple[str, list[EntryRequest
             resource, patch_type = _patch_body(resource, where)
         elif method in ("POST", "PUT") and not isinstance(resource, dict):
             raise bad_request(f"A {method} entry needs a resource", f"{where}.resource")
-        entries.append(EntryRequest(
-            method=method,
-            url=req["url"],
-            resource=resource,
-            full_url=raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None,
-            if_none_exist=req.get("ifNoneExist"),
-            if_match=req.get("ifMatch"),
-            patch_type=patch_type,
-            where=where,
-        ))
+        entries.append(
+            EntryRequest(
+                method=method,
+                url=req["url"],
+                resource=resource,
+                full_url=raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None,
+                if_none_exist=req.get("ifNoneExist"),
+                if_match=req.get("ifMatch"),
+                patch_type=patch_type,
+                where=where,
+            )
+        )
     return kind, entries
 
 
@@ -75,8 +84,10 @@ def _patch_body(resource: Any, where: str) -> tuple[Any, str]:
         except ValueError:
             raise bad_request("PATCH Binary data is not base64", f"{where}.resource.data") from None
         return decode(data, "JSON Patch"), "json"
-    raise bad_request("A PATCH entry needs a Parameters (FHIRPath Patch) or a Binary "
-                      "(JSON Patch) resource", f"{where}.resource")
+    raise bad_request(
+        "A PATCH entry needs a Parameters (FHIRPath Patch) or a Binary (JSON Patch) resource",
+        f"{where}.resource",
+    )
 
 
 def _entry_json(res: EntryResponse, base: str, with_resource: bool) -> str:
@@ -109,8 +120,14 @@ async def process_bundle(request: Request, engine: Engine, bundle: Any, base: st
     body = (
         '{"resourceType":"Bundle","id":"%s","meta":{"lastUpdated":"%s"},"type":"%s-response",'
         '"entry":[%s]}'
-        % (uuid.uuid4(), instant(now_ms()), kind,
-           ",".join(_entry_json(r, base, representation or e.method == "GET")
-                    for r, e in zip(responses, entries, strict=True)))
+        % (
+            uuid.uuid4(),
+            instant(now_ms()),
+            kind,
+            ",".join(
+                _entry_json(r, base, representation or e.method == "GET")
+                for r, e in zip(responses, entries, strict=True)
+            ),
+        )
     )
     return fhir_response(body)

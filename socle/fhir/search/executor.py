@@ -58,7 +58,9 @@ def decode_token(token: str) -> dict[str, Any]:
             raise ValueError
         return state
     except ValueError:
-        raise bad_request("The paging token is not valid: restart the search", "_page_token") from None
+        raise bad_request(
+            "The paging token is not valid: restart the search", "_page_token"
+        ) from None
 
 
 def where_sql(q: SearchQuery, extra: Sql | None = None) -> Sql:
@@ -88,12 +90,18 @@ def _order(q: SearchQuery) -> Sql:
         else:
             param = definitions().params_for(q.resource_type or "").get(name)
             if param is None or param.type not in _SORT_AGG:
-                raise bad_request(f"Cannot sort on '{name}': not a search parameter of "
-                                  f"{q.resource_type or 'every type'}", "_sort")
+                raise bad_request(
+                    f"Cannot sort on '{name}': not a search parameter of "
+                    f"{q.resource_type or 'every type'}",
+                    "_sort",
+                )
             table, asc_col, desc_col = _SORT_AGG[param.type]
             agg = f"max(x.{desc_col})" if desc else f"min(x.{asc_col})"
-            out.add(f"(SELECT {agg} FROM {table} x WHERE x.rid = r.rid AND x.param = %s) "
-                    f"{direction} NULLS LAST, ", param.code)
+            out.add(
+                f"(SELECT {agg} FROM {table} x WHERE x.rid = r.rid AND x.param = %s) "
+                f"{direction} NULLS LAST, ",
+                param.code,
+            )
     return out.add("r.rid ASC")
 
 
@@ -122,7 +130,9 @@ async def run_search(conn: AsyncConnection, q: SearchQuery, page_size: int) -> S
             # Keyset paging on rid: deep pages cost what the first one does.
             after = int(state.get("a", 0))
             before = state.get("b")
-            extra = Sql().add("r.rid > %s", after) if not before else Sql().add("r.rid < %s", before)
+            extra = (
+                Sql().add("r.rid > %s", after) if not before else Sql().add("r.rid < %s", before)
+            )
             where = where_sql(q, extra)
             direction = "DESC" if before else "ASC"
             sql = Sql().add(f"SELECT {ROW_COLUMNS} FROM resource r WHERE ").extend(where)
@@ -150,7 +160,9 @@ async def run_search(conn: AsyncConnection, q: SearchQuery, page_size: int) -> S
         row = await cur.fetchone()
         result.total = int(row[0]) if row else 0
     elif q.total == "estimate":
-        sql = Sql().add("EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ").extend(where_sql(q))
+        sql = (
+            Sql().add("EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ").extend(where_sql(q))
+        )
         cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
         row = await cur.fetchone()
         plan = row[0] if row else [{}]
@@ -193,7 +205,9 @@ async def _forward_include(conn: AsyncConnection, inc: Any, frontier: list[Row])
     sql = Sql().add(
         f"SELECT DISTINCT ON (r.rid) {ROW_COLUMNS} FROM idx_reference x "
         "JOIN resource r ON r.rtype = x.target_type AND r.id = x.target_id "
-        "WHERE x.rid = ANY(%s) AND NOT r.deleted", sources)
+        "WHERE x.rid = ANY(%s) AND NOT r.deleted",
+        sources,
+    )
     if inc.param != "*":
         sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
     if inc.target_type:
@@ -209,7 +223,10 @@ async def _revinclude(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> l
         f"SELECT DISTINCT ON (r.rid) {ROW_COLUMNS} FROM idx_reference x "
         "JOIN unnest(%s::text[], %s::text[]) AS t(rtype, id) "
         "ON x.target_type = t.rtype AND x.target_id = t.id "
-        "JOIN resource r ON r.rid = x.rid WHERE NOT r.deleted", types, ids)
+        "JOIN resource r ON r.rid = x.rid WHERE NOT r.deleted",
+        types,
+        ids,
+    )
     if inc.param != "*":
         sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
     if inc.target_type:

@@ -14,8 +14,20 @@ from ..definitions import SearchParam, definitions
 from ..outcome import bad_request
 
 RESULT_PARAMS = {
-    "_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total",
-    "_contained", "_containedType", "_format", "_pretty", "_page_token", "_since", "_at",
+    "_count",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_summary",
+    "_elements",
+    "_total",
+    "_contained",
+    "_containedType",
+    "_format",
+    "_pretty",
+    "_page_token",
+    "_since",
+    "_at",
 }
 COLUMN_PARAMS = {"_id", "_lastUpdated"}
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -149,7 +161,12 @@ def parse_query(
         if resource_type is None:
             # System search: only the common parameters.
             base = name.partition(":")[0].partition(".")[0]
-            if base not in COLUMN_PARAMS and base not in ("_tag", "_profile", "_security", "_source"):
+            if base not in COLUMN_PARAMS and base not in (
+                "_tag",
+                "_profile",
+                "_security",
+                "_source",
+            ):
                 q.unknown.append(name)
                 continue
         rtype = resource_type or "Patient"  # common params exist on every type
@@ -191,7 +208,9 @@ def _result_param(q: SearchQuery, name: str, value: str, max_count: int) -> None
         target = parts[2] if len(parts) > 2 else None
         p = _param(source, param) if source in definitions().resource_types else None
         if p is None or p.type != "reference":
-            raise bad_request(f"{name}={value}: '{param}' is not a reference parameter of '{source}'")
+            raise bad_request(
+                f"{name}={value}: '{param}' is not a reference parameter of '{source}'"
+            )
         q.includes.append(Include(source, param, target, iterate, reverse))
     elif name == "_summary":
         if value not in ("true", "false", "text", "data", "count"):

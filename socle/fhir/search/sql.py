@@ -62,8 +62,11 @@ def _or(parts: list[Sql]) -> Sql:
 def _exists(table: str, alias: str, rtype: str, param: str, cond: Sql, negate: bool = False) -> Sql:
     out = Sql()
     out.add("NOT EXISTS" if negate else "EXISTS")
-    out.add(f" (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND x.rtype = %s AND x.param = %s",
-            rtype, param)
+    out.add(
+        f" (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND x.rtype = %s AND x.param = %s",
+        rtype,
+        param,
+    )
     if cond.text:
         out.add(" AND ").extend(cond)
     return out.add(")")
@@ -80,7 +83,10 @@ def criterion(flt: Filter, alias: str, rtype: str) -> Sql:
         return Sql().add(
             f"EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = {alias}.rid AND x.rtype = %s "
             "AND x.param = ANY(%s) AND x.target_type = 'Patient' AND x.target_id = %s)",
-            rtype, list(params), patient_id)
+            rtype,
+            list(params),
+            patient_id,
+        )
     code = flt.name.partition(":")[0].partition(".")[0]
     if code == "_id":
         return _id_criterion(flt, alias)
@@ -102,8 +108,13 @@ def criterion(flt: Filter, alias: str, rtype: str) -> Sql:
 
 
 _TABLES = {
-    "string": "idx_string", "token": "idx_token", "date": "idx_date", "number": "idx_number",
-    "quantity": "idx_quantity", "reference": "idx_reference", "uri": "idx_uri",
+    "string": "idx_string",
+    "token": "idx_token",
+    "date": "idx_date",
+    "number": "idx_number",
+    "quantity": "idx_quantity",
+    "reference": "idx_reference",
+    "uri": "idx_uri",
 }
 
 
@@ -126,8 +137,14 @@ def _last_updated(flt: Filter, alias: str) -> Sql:
         if rng is None:
             raise bad_request(f"'{value}' is not a valid date for {flt.name}", flt.name)
         # A stored instant is a point: treat it as [t, t + 1 ms).
-        parts.append(_date_cond(prefix, rng, f"{alias}.last_updated",
-                                f"({alias}.last_updated + interval '1 millisecond')"))
+        parts.append(
+            _date_cond(
+                prefix,
+                rng,
+                f"{alias}.last_updated",
+                f"({alias}.last_updated + interval '1 millisecond')",
+            )
+        )
     return _or(parts)
 
 
@@ -158,7 +175,9 @@ def _date_cond(prefix: str, rng: tuple[Any, Any], low: str, high: str) -> Sql:
 
 def _date(flt: Filter, alias: str, rtype: str) -> Sql:
     if flt.modifier is not None:
-        raise bad_request(f"Modifier ':{flt.modifier}' is not supported on date parameters", flt.name)
+        raise bad_request(
+            f"Modifier ':{flt.modifier}' is not supported on date parameters", flt.name
+        )
     parts = []
     for raw in flt.values:
         prefix, value = split_prefix(raw)
@@ -179,8 +198,9 @@ def _string(flt: Filter, alias: str, rtype: str) -> Sql:
         elif flt.modifier == "contains":
             parts.append(Sql().add("x.norm LIKE %s", "%" + like_escape(fold(value)) + "%"))
         else:
-            raise bad_request(f"Modifier ':{flt.modifier}' is not supported on string parameters",
-                              flt.name)
+            raise bad_request(
+                f"Modifier ':{flt.modifier}' is not supported on string parameters", flt.name
+            )
     return _exists("idx_string", alias, rtype, flt.param.code, _or(parts))  # type: ignore[union-attr]
 
 
@@ -215,8 +235,10 @@ def _reference(flt: Filter, alias: str, rtype: str) -> Sql:
         parts = [token_value_cond(v) for v in flt.values]
         return _exists("idx_token", alias, rtype, param.code + ":identifier", _or(parts))
     if mod is not None and mod[:1].isupper():
-        parts = [Sql().add("x.target_type = %s AND x.target_id = %s", mod, v.rpartition("/")[2])
-                 for v in flt.values]
+        parts = [
+            Sql().add("x.target_type = %s AND x.target_id = %s", mod, v.rpartition("/")[2])
+            for v in flt.values
+        ]
         return _exists("idx_reference", alias, rtype, param.code, _or(parts))
     if mod is not None:
         raise bad_request(f"Modifier ':{mod}' is not supported on reference parameters", flt.name)
@@ -299,8 +321,9 @@ def _uri(flt: Filter, alias: str, rtype: str) -> Sql:
         elif flt.modifier == "above":
             parts.append(Sql().add("%s LIKE (x.uri || '%%')", value))
         else:
-            raise bad_request(f"Modifier ':{flt.modifier}' is not supported on uri parameters",
-                              flt.name)
+            raise bad_request(
+                f"Modifier ':{flt.modifier}' is not supported on uri parameters", flt.name
+            )
     return _exists("idx_uri", alias, rtype, flt.param.code, _or(parts))  # type: ignore[union-attr]
 
 
@@ -318,11 +341,16 @@ def _chain(flt: Filter, alias: str, rtype: str) -> Sql:
     inner = criterion(flt.chain, target, flt.chain_type or "")
     return (
         Sql()
-        .add(f"EXISTS (SELECT 1 FROM idx_reference ref_{target} JOIN resource {target} "
-             f"ON {target}.rtype = ref_{target}.target_type AND {target}.id = ref_{target}.target_id "
-             f"WHERE ref_{target}.rid = {alias}.rid AND ref_{target}.rtype = %s "
-             f"AND ref_{target}.param = %s AND {target}.rtype = %s AND NOT {target}.deleted AND ",
-             rtype, flt.param.code, flt.chain_type)
+        .add(
+            f"EXISTS (SELECT 1 FROM idx_reference ref_{target} JOIN resource {target} "
+            f"ON {target}.rtype = ref_{target}.target_type "
+            f"AND {target}.id = ref_{target}.target_id "
+            f"WHERE ref_{target}.rid = {alias}.rid AND ref_{target}.rtype = %s "
+            f"AND ref_{target}.param = %s AND {target}.rtype = %s AND NOT {target}.deleted AND ",
+            rtype,
+            flt.param.code,
+            flt.chain_type,
+        )
         .extend(inner)
         .add(")")
     )
@@ -335,18 +363,27 @@ def _has(flt: Filter, alias: str, rtype: str) -> Sql:
     inner = criterion(flt.chain, source, source_type)
     return (
         Sql()
-        .add(f"EXISTS (SELECT 1 FROM idx_reference ref_{source} JOIN resource {source} "
-             f"ON {source}.rid = ref_{source}.rid "
-             f"WHERE ref_{source}.rtype = %s AND ref_{source}.param = %s "
-             f"AND ref_{source}.target_type = %s AND ref_{source}.target_id = {alias}.id "
-             f"AND NOT {source}.deleted AND ",
-             source_type, ref_param, rtype)
+        .add(
+            f"EXISTS (SELECT 1 FROM idx_reference ref_{source} JOIN resource {source} "
+            f"ON {source}.rid = ref_{source}.rid "
+            f"WHERE ref_{source}.rtype = %s AND ref_{source}.param = %s "
+            f"AND ref_{source}.target_type = %s AND ref_{source}.target_id = {alias}.id "
+            f"AND NOT {source}.deleted AND ",
+            source_type,
+            ref_param,
+            rtype,
+        )
         .extend(inner)
         .add(")")
     )
 
 
 _BUILDERS = {
-    "string": _string, "token": _token, "date": _date, "number": _number,
-    "quantity": _quantity, "reference": _reference, "uri": _uri,
+    "string": _string,
+    "token": _token,
+    "date": _date,
+    "number": _number,
+    "quantity": _quantity,
+    "reference": _reference,
+    "uri": _uri,
 }
