@@ -198,6 +198,16 @@ async def _includes(conn: AsyncConnection, q: SearchQuery, rows: list[Row]) -> l
     return out
 
 
+async def _include_rows(conn: AsyncConnection, sql: Sql, inc: Any) -> list[Row]:
+    """Narrow an include query to its parameter and target type; bounded."""
+    if inc.param != "*":
+        sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
+    if inc.target_type:
+        sql.add(" AND x.target_type = %s", inc.target_type)
+    sql.add(" ORDER BY r.rid LIMIT %s", MAX_INCLUDES)
+    return await fetch_rows(conn, sql.sql(), sql.params)
+
+
 async def _forward_include(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> list[Row]:
     sources = [r.rid for r in frontier if inc.source_type in ("*", r.rtype)]
     if not sources:
@@ -208,12 +218,7 @@ async def _forward_include(conn: AsyncConnection, inc: Any, frontier: list[Row])
         "WHERE x.rid = ANY(%s) AND NOT r.deleted",
         sources,
     )
-    if inc.param != "*":
-        sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
-    if inc.target_type:
-        sql.add(" AND x.target_type = %s", inc.target_type)
-    sql.add(" ORDER BY r.rid LIMIT %s", MAX_INCLUDES)
-    return await fetch_rows(conn, sql.sql(), sql.params)
+    return await _include_rows(conn, sql, inc)
 
 
 async def _revinclude(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> list[Row]:
@@ -227,9 +232,4 @@ async def _revinclude(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> l
         types,
         ids,
     )
-    if inc.param != "*":
-        sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
-    if inc.target_type:
-        sql.add(" AND x.target_type = %s", inc.target_type)
-    sql.add(" ORDER BY r.rid LIMIT %s", MAX_INCLUDES)
-    return await fetch_rows(conn, sql.sql(), sql.params)
+    return await _include_rows(conn, sql, inc)

@@ -129,23 +129,23 @@ def _id_criterion(flt: Filter, alias: str) -> Sql:
     return out.add(")")
 
 
-def _last_updated(flt: Filter, alias: str) -> Sql:
-    parts = []
+def _date_values(flt: Filter) -> list[tuple[str, tuple[Any, Any]]]:
+    """(prefix, [low, high)) for each OR-ed value of a date criterion."""
+    out = []
     for raw in flt.values:
         prefix, value = split_prefix(raw)
         rng = date_range(value)
         if rng is None:
             raise bad_request(f"'{value}' is not a valid date for {flt.name}", flt.name)
-        # A stored instant is a point: treat it as [t, t + 1 ms).
-        parts.append(
-            _date_cond(
-                prefix,
-                rng,
-                f"{alias}.last_updated",
-                f"({alias}.last_updated + interval '1 millisecond')",
-            )
-        )
-    return _or(parts)
+        out.append((prefix, rng))
+    return out
+
+
+def _last_updated(flt: Filter, alias: str) -> Sql:
+    # A stored instant is a point: treat it as [t, t + 1 ms).
+    low = f"{alias}.last_updated"
+    high = f"({alias}.last_updated + interval '1 millisecond')"
+    return _or([_date_cond(prefix, rng, low, high) for prefix, rng in _date_values(flt)])
 
 
 def _date_cond(prefix: str, rng: tuple[Any, Any], low: str, high: str) -> Sql:
@@ -178,13 +178,7 @@ def _date(flt: Filter, alias: str, rtype: str) -> Sql:
         raise bad_request(
             f"Modifier ':{flt.modifier}' is not supported on date parameters", flt.name
         )
-    parts = []
-    for raw in flt.values:
-        prefix, value = split_prefix(raw)
-        rng = date_range(value)
-        if rng is None:
-            raise bad_request(f"'{value}' is not a valid date for {flt.name}", flt.name)
-        parts.append(_date_cond(prefix, rng, "x.low", "x.high"))
+    parts = [_date_cond(prefix, rng, "x.low", "x.high") for prefix, rng in _date_values(flt)]
     return _exists("idx_date", alias, rtype, flt.param.code, _or(parts))  # type: ignore[union-attr]
 
 

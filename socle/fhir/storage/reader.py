@@ -68,18 +68,15 @@ async def history(
     """Versions newest first, keyset-paged on (last_updated, rid, version)."""
     conds: list[str] = []
     params: list[Any] = []
-    if rtype:
-        conds.append("rtype = %s")
-        params.append(rtype)
-    if rid:
-        conds.append("id = %s")
-        params.append(rid)
-    if since:
-        conds.append("last_updated >= %s")
-        params.append(since)
-    if at_or_before:
-        conds.append("last_updated <= %s")
-        params.append(at_or_before)
+    for value, cond in (
+        (rtype, "rtype = %s"),
+        (rid, "id = %s"),
+        (since, "last_updated >= %s"),
+        (at_or_before, "last_updated <= %s"),
+    ):
+        if value:
+            conds.append(cond)
+            params.append(value)
     if after:
         conds.append("(last_updated, rid, version) < (%s, %s, %s)")
         params.extend(after)
