@@ -20,6 +20,7 @@ class Settings:
     pool_min: int
     pool_max: int
     search_timeout_ms: int
+    slow_search_ms: int
     default_page_size: int
     max_page_size: int
     max_bundle_entries: int
@@ -34,6 +35,7 @@ class Settings:
             pool_min=_int("SOCLE_DB_POOL_MIN", 2),
             pool_max=_int("SOCLE_DB_POOL_MAX", 12),
             search_timeout_ms=_int("SOCLE_SEARCH_TIMEOUT_MS", 10_000),
+            slow_search_ms=_int("SOCLE_SLOW_SEARCH_MS", 500),
             default_page_size=_int("SOCLE_PAGE_SIZE", 20),
             max_page_size=_int("SOCLE_MAX_PAGE_SIZE", 1000),
             max_bundle_entries=_int("SOCLE_MAX_BUNDLE_ENTRIES", 10_000),

@@ -8,6 +8,9 @@ statement, and the reads run last, inside the same database transaction.
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,11 +28,13 @@ from .definitions import definitions
 from .json import decode
 from .outcome import FhirError, Issue, bad_request, operation_outcome, precondition_failed
 from .patch import apply_fhirpath_patch, apply_json_patch, apply_merge_patch
-from .search.executor import run_search
-from .search.query import parse_query
+from .search.executor import SearchResult, run_search
+from .search.query import SearchQuery, parse_query
 from .storage.reader import read_current
 from .storage.rids import RidAllocator
 from .storage.writer import PendingWrite, apply_writes, check_id
+
+slow_log = logging.getLogger("socle.slow")
 
 Validator = Callable[[dict[str, Any], str], list[Issue]]
 
@@ -97,6 +102,39 @@ class Engine:
         self.check_type(rtype)
         async with self.pool.connection() as conn:
             return await read_current(conn, rtype, rid)
+
+    async def search(self, q: SearchQuery) -> SearchResult:
+        """Run a search in a read-only transaction bounded by the search timeout; log slow ones
+        (parameter names only: values can be identifiers or names)."""
+        started = time.perf_counter()
+        timeout = int(self.settings.search_timeout_ms)
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute(
+                    f"SET LOCAL statement_timeout = {timeout}; SET TRANSACTION READ ONLY"  # type: ignore[arg-type]
+                )
+                result = await run_search(conn, q, self.settings.default_page_size)
+        except psycopg.errors.QueryCanceled:
+            raise FhirError.of(
+                422,
+                "too-costly",
+                f"The search took longer than {timeout} ms: add criteria or lower _count",
+            ) from None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if elapsed_ms >= self.settings.slow_search_ms:
+            slow_log.warning(
+                json.dumps(
+                    {
+                        "slow_search_ms": round(elapsed_ms, 1),
+                        "type": q.resource_type,
+                        "params": sorted({f.name for f in q.filters}),
+                        "sort": [name for name, _ in q.sort],
+                        "includes": len(q.includes),
+                        "rows": len(result.rows) + len(result.included),
+                    }
+                )
+            )
+        return result
 
     def check_type(self, rtype: str, where: str = "") -> None:
         if rtype not in definitions().resource_types:

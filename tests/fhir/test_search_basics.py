@@ -97,3 +97,44 @@ def test_post_search_and_elements(client):
     entry = r.json()["entry"][0]["resource"]
     assert "name" in entry and "birthDate" not in entry
     assert any(t["code"] == "SUBSETTED" for t in entry["meta"]["tag"])
+
+
+def test_patient_everything_pages_the_compartment_with_references(client):
+    org = create(client, {"resourceType": "Organization", "name": f"CH {unique()}"})
+    pid = create(client, patient(managingOrganization={"reference": f"Organization/{org['id']}"}))[
+        "id"
+    ]
+    other = create(client, patient())["id"]
+    obs_ids = {create(client, observation(f"Patient/{pid}"))["id"] for _ in range(5)}
+    create(client, observation(f"Patient/{other}"))
+    page = client.get(f"/Patient/{pid}/$everything", params={"_count": 3}).json()
+    seen, included = set(), set()
+    while True:
+        for e in page["entry"]:
+            (seen if e["search"]["mode"] == "match" else included).add(e["resource"]["id"])
+        nxt = [link["url"] for link in page["link"] if link["relation"] == "next"]
+        if not nxt:
+            break
+        page = client.get(nxt[0]).json()
+    assert seen == obs_ids | {pid}
+    assert org["id"] in included
+    only_obs = client.get(f"/Patient/{pid}/$everything", params={"_type": "Observation"}).json()
+    assert {
+        e["resource"]["id"] for e in only_obs["entry"] if e["search"]["mode"] == "match"
+    } == obs_ids
+    assert client.get("/Patient/unknown-patient/$everything").status_code == 404
+
+
+def test_search_timeout_is_a_clear_error(server):
+    import httpx
+
+    from socle.testing import start_server, stop_server
+
+    slow = start_server(server.database, extra_env={"SOCLE_SEARCH_TIMEOUT_MS": "1"})
+    try:
+        r = httpx.get(slow.fhir + "/Patient", params={"name:contains": "e", "_total": "accurate"})
+        assert r.status_code in (200, 422)  # 1 ms may or may not be enough on a small database
+        if r.status_code == 422:
+            assert r.json()["issue"][0]["code"] == "too-costly"
+    finally:
+        stop_server(slow)

@@ -15,9 +15,9 @@ from starlette.routing import Route
 from ..datetimes import date_range, http_date
 from ..definitions import definitions
 from ..engine import Engine, EntryRequest, EntryResponse
+from ..operations.everything import patient_everything
 from ..operations.validate import validate_operation
 from ..outcome import FhirError, Issue, bad_request, operation_outcome
-from ..search.executor import run_search
 from ..search.query import Filter, parse_query
 from ..storage.reader import history as read_history
 from ..storage.reader import read_version
@@ -349,8 +349,7 @@ async def _search(
         )
     if extra is not None:
         q.filters.append(extra)
-    async with engine.pool.connection() as conn:
-        result = await run_search(conn, q, engine.settings.default_page_size)
+    result = await engine.search(q)
     path = request.url.path.split("/fhir/", 1)[-1] if "/fhir/" in request.url.path else ""
     if path.endswith("/_search"):
         path = path[: -len("/_search")]
@@ -365,6 +364,7 @@ routes = [
     Route("/fhir/_history", history, methods=["GET"]),
     Route("/fhir/{rtype}/_search", search_post, methods=["POST"]),
     Route("/fhir/{rtype}/_history", history, methods=["GET"]),
+    Route("/fhir/Patient/{id}/$everything", patient_everything, methods=["GET"]),
     Route("/fhir/{rtype}/$validate", validate_operation, methods=["POST"]),
     Route("/fhir/{rtype}/{id}/$validate", validate_operation, methods=["POST"]),
     Route("/fhir/{rtype}", type_root, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),

@@ -187,7 +187,7 @@ async def _includes(conn: AsyncConnection, q: SearchQuery, rows: list[Row]) -> l
             if inc.reverse:
                 found.extend(await _revinclude(conn, inc, frontier))
             else:
-                found.extend(await _forward_include(conn, inc, frontier))
+                found.extend(await forward_include(conn, inc, frontier))
         new = []
         for row in found:
             if row.rid not in seen:
@@ -198,7 +198,7 @@ async def _includes(conn: AsyncConnection, q: SearchQuery, rows: list[Row]) -> l
     return out
 
 
-async def _include_rows(conn: AsyncConnection, sql: Sql, inc: Any) -> list[Row]:
+async def _narrow_and_fetch(conn: AsyncConnection, sql: Sql, inc: Any) -> list[Row]:
     """Narrow an include query to its parameter and target type; bounded."""
     if inc.param != "*":
         sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
@@ -208,7 +208,7 @@ async def _include_rows(conn: AsyncConnection, sql: Sql, inc: Any) -> list[Row]:
     return await fetch_rows(conn, sql.sql(), sql.params)
 
 
-async def _forward_include(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> list[Row]:
+async def forward_include(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> list[Row]:
     sources = [r.rid for r in frontier if inc.source_type in ("*", r.rtype)]
     if not sources:
         return []
@@ -218,7 +218,7 @@ async def _forward_include(conn: AsyncConnection, inc: Any, frontier: list[Row])
         "WHERE x.rid = ANY(%s) AND NOT r.deleted",
         sources,
     )
-    return await _include_rows(conn, sql, inc)
+    return await _narrow_and_fetch(conn, sql, inc)
 
 
 async def _revinclude(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> list[Row]:
@@ -232,4 +232,4 @@ async def _revinclude(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> l
         types,
         ids,
     )
-    return await _include_rows(conn, sql, inc)
+    return await _narrow_and_fetch(conn, sql, inc)

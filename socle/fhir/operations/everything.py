@@ -1,0 +1,87 @@
+"""Patient/{id}/$everything: the patient, every resource of their compartment, and the resources
+those reference (practitioners, organisations…), paged with keyset links; `_since` and `_type`.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..definitions import definitions
+from ..rest.bundles import search_bundle_text
+from ..rest.capability import register_operation
+from ..rest.http import check_accept, fhir_response
+from ..search.executor import (
+    ROW_COLUMNS,
+    SearchResult,
+    decode_token,
+    encode_token,
+    fetch_rows,
+    forward_include,
+)
+from ..search.query import Include, SearchQuery
+from ..search.sql import Sql
+
+DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+register_operation("everything", DEFINITION, ["Patient"])
+
+
+def _compartment_pairs() -> tuple[list[str], list[str]]:
+    types, params = [], []
+    for rtype, codes in definitions().patient_compartment.items():
+        for code in codes:
+            types.append(rtype)
+            params.append(code)
+    return types, params
+
+
+async def patient_everything(request: Request) -> Response:
+    from ..rest.app import _count, _instant_param, base_url, engine_of
+
+    check_accept(request)
+    engine = engine_of(request)
+    pid = request.path_params["id"]
+    await engine.read("Patient", pid)  # 404 / 410 for an unknown or deleted patient
+    pairs = list(request.query_params.multi_items())
+    params = dict(pairs)
+    count = _count(params.get("_count"), engine)
+    since = _instant_param(params.get("_since"), "_since")
+    types = [t for t in params.get("_type", "").split(",") if t]
+    for t in types:
+        engine.check_type(t, "_type")
+    token = params.get("_page_token")
+    after = int(decode_token(token).get("a", 0)) if token else 0
+    ctypes, cparams = _compartment_pairs()
+    sql = Sql().add(
+        f"SELECT {ROW_COLUMNS} FROM resource r WHERE r.rid IN ("
+        "SELECT x.rid FROM idx_reference x JOIN unnest(%s::text[], %s::text[]) AS c(rtype, param) "
+        "ON x.rtype = c.rtype AND x.param = c.param "
+        "WHERE x.target_type = 'Patient' AND x.target_id = %s "
+        "UNION ALL SELECT rid FROM resource WHERE rtype = 'Patient' AND id = %s) "
+        "AND NOT r.deleted AND r.rid > %s",
+        ctypes,
+        cparams,
+        pid,
+        pid,
+        after,
+    )
+    if types:
+        sql.add(" AND r.rtype = ANY(%s)", types)
+    if since:
+        sql.add(" AND r.last_updated >= %s", since)
+    sql.add(" ORDER BY r.rid LIMIT %s", count + 1)
+    q = SearchQuery(None, count=count, page_token=token)
+    async with engine.pool.connection() as conn:
+        rows = await fetch_rows(conn, sql.sql(), sql.params)
+        result = SearchResult(rows=rows[:count])
+        if len(rows) > count:
+            result.next_token = encode_token({"a": rows[count - 1].rid})
+        # Resources the page points to (practitioners, organisations, medications…), once each.
+        if result.rows:
+            seen = {r.rid for r in result.rows}
+            included = await forward_include(
+                conn, Include("*", "*", None, False, False), result.rows
+            )
+            result.included = [r for r in included if r.rid not in seen]
+    path = f"Patient/{pid}/$everything"
+    return fhir_response(search_bundle_text(result, q, base_url(request), path, pairs))
