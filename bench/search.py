@@ -1,0 +1,224 @@
+"""Search at scale: typical searches at 10k resources, then at 1M, with EXPLAIN-checked plans.
+
+    .venv/bin/python bench/search.py [--patients 31700] [--small-patients 300] [--clients 8]
+                                     [--duration 15] [--database-url URL] [--workers 2]
+
+Loads the synthetic region through the API (transaction Bundles), measures a mixed load of the
+typical searches of issue 4 at the small size, keeps loading to the large size, measures again,
+and prints JSON: per-query p50/p95/p99, mixed throughput, and whether each plan uses indexes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+
+from bench.http_client import Stats, run_load  # noqa: E402
+from bench.run import db_url_of, machine  # noqa: E402
+from socle.fhir.json import encode  # noqa: E402
+from socle.fhir.search.executor import ROW_COLUMNS, where_sql  # noqa: E402
+from socle.fhir.search.query import parse_query  # noqa: E402
+from socle.region.generate import iter_bundles  # noqa: E402
+from socle.testing import fresh_database, start_server, stop_server  # noqa: E402
+
+INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
+
+
+class Samples:
+    """Values to search for, taken from the loaded data."""
+
+    def __init__(self) -> None:
+        self.ins: list[str] = []
+        self.family_birth: list[tuple[str, str]] = []
+        self.patients: list[str] = []
+        self.doc_types: dict[str, list[str]] = {}
+        self.obs_codes: dict[str, list[str]] = {}
+        self.encounter_days: list[str] = []
+
+    def take(self, resource: dict[str, Any]) -> None:
+        t = resource["resourceType"]
+        if t == "Patient":
+            self.patients.append(resource["id"])
+            for ident in resource.get("identifier", []):
+                if ident.get("system") == INS_SYSTEM and ident.get("use") == "official":
+                    self.ins.append(ident["value"])
+            name = next((n for n in resource.get("name", []) if n.get("use") == "official"), None)
+            if name and "family" in name:
+                self.family_birth.append((name["family"], resource["birthDate"]))
+        elif t == "Observation":
+            pid = resource["subject"]["reference"].split("/")[1]
+            code = resource["code"]["coding"][0]["code"]
+            self.obs_codes.setdefault(pid, []).append(code)
+        elif t == "DocumentReference":
+            pid = resource["subject"]["reference"].split("/")[1]
+            self.doc_types.setdefault(pid, []).append(resource["type"]["coding"][0]["code"])
+        elif t == "Encounter" and "period" in resource:
+            self.encounter_days.append(resource["period"]["start"][:10])
+
+
+QUERIES = (
+    "patient_by_ins",
+    "patient_by_family_birthdate",
+    "observations_by_patient_code_date",
+    "documents_by_patient_type",
+    "encounters_by_date_include_patient",
+)
+
+
+def make_query(name: str, s: Samples, rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
+    if name == "patient_by_ins":
+        return "Patient", [("identifier", f"{INS_SYSTEM}|{rng.choice(s.ins)}")]
+    if name == "patient_by_family_birthdate":
+        family, birth = rng.choice(s.family_birth)
+        return "Patient", [("family", family), ("birthdate", birth)]
+    if name == "observations_by_patient_code_date":
+        pid = rng.choice(list(s.obs_codes))
+        return "Observation", [
+            ("patient", pid),
+            ("code", rng.choice(s.obs_codes[pid])),
+            ("date", "ge2021-01-01"),
+            ("date", "le2025-12-31"),
+            ("_sort", "-date"),
+        ]
+    if name == "documents_by_patient_type":
+        pid = rng.choice(list(s.doc_types))
+        return "DocumentReference", [("patient", pid), ("type", rng.choice(s.doc_types[pid]))]
+    day = rng.choice(s.encounter_days)
+    return "Encounter", [("date", day), ("_include", "Encounter:patient"), ("_count", "20")]
+
+
+async def measure(server, samples: Samples, clients: int, duration: float) -> dict[str, Any]:
+    rng = random.Random(11)
+    requests = []
+    for i in range(5000):
+        name = QUERIES[i % len(QUERIES)]
+        rtype, params = make_query(name, samples, rng)
+        requests.append((name, f"/fhir/{rtype}?{urlencode(params)}"))
+    per: dict[str, Stats] = {n: Stats() for n in QUERIES}
+
+    def make(i: int):
+        name, path = requests[i % len(requests)]
+        return ("GET", path, b"", {"X-Bench-Query": name}, 1)
+
+    mixed = await run_load("127.0.0.1", server.port, clients, make, duration=duration)
+    # Per-query latency: a short sequential pass (no queueing), for the table.
+    from bench.http_client import Connection
+
+    conn = Connection("127.0.0.1", server.port)
+    for name, path in requests[:500]:
+        t0 = time.perf_counter()
+        status, _, _ = await conn.request("GET", path)
+        per[name].latencies.append(time.perf_counter() - t0)
+        per[name].items += status == 200
+    await conn.close()
+    return {"mixed": mixed, "per_query_sequential": {n: per[n].summary(1.0) for n in QUERIES}}
+
+
+def explain(url: str, samples: Samples) -> dict[str, Any]:
+    rng = random.Random(5)
+    out = {}
+    with psycopg.connect(url) as conn:
+        for name in QUERIES:
+            rtype, params = make_query(name, samples, rng)
+            q = parse_query(rtype, params, 1000)
+            where = where_sql(q)
+            sql = (
+                f"EXPLAIN (ANALYZE, FORMAT JSON) SELECT {ROW_COLUMNS} FROM resource r WHERE "
+                f"{where.sql()} ORDER BY r.rid LIMIT 21"
+            )
+            plan = conn.execute(sql, where.params).fetchone()[0][0]  # type: ignore[index]
+            nodes = _plan_nodes(plan["Plan"])
+            out[name] = {
+                "execution_ms": round(plan["Execution Time"], 2),
+                "seq_scans": [n for n in nodes if n.startswith("Seq Scan")],
+                "index_scans": [n for n in nodes if "Index" in n],
+            }
+    return out
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[str]:
+    """Every node of an EXPLAIN plan, as 'Node Type on relation using index'."""
+    label = node["Node Type"]
+    if "Relation Name" in node:
+        label += " on " + node["Relation Name"]
+    if "Index Name" in node:
+        label += " using " + node["Index Name"]
+    out = [label]
+    for child in node.get("Plans", []):
+        out += _plan_nodes(child)
+    return out
+
+
+async def load(server, bundles, clients: int) -> dict[str, Any]:
+    def make(i: int):
+        body, count = bundles[i]
+        return ("POST", "/fhir", body, {"Prefer": "return=minimal"}, count)
+
+    return await run_load(
+        "127.0.0.1", server.port, clients, make, duration=None, total=len(bundles), expect=(200,)
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", type=int, default=31700)
+    ap.add_argument("--small-patients", type=int, default=300)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=15)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    args = ap.parse_args()
+    report: dict[str, Any] = {"machine": machine(), "params": vars(args)}
+    samples = Samples()
+    bundles = iter_bundles(args.patients, 1)
+    with fresh_database(args.database_url, prefix="socle_bench") as db:
+        server = start_server(db, workers=args.workers)
+        try:
+            url = db_url_of(server)
+            loaded_patients, resources, load_seconds = 0, 0, 0.0
+            for stage, target in (("small", args.small_patients), ("large", args.patients)):
+                while loaded_patients < target:
+                    batch = []
+                    for bundle in bundles:
+                        for e in bundle["entry"]:
+                            samples.take(e["resource"])
+                            loaded_patients += e["resource"]["resourceType"] == "Patient"
+                        batch.append((encode(bundle), len(bundle["entry"])))
+                        if len(batch) >= 200 or loaded_patients >= target:
+                            break
+                    if not batch:
+                        break
+                    result = asyncio.run(load(server, batch, args.clients))
+                    resources += result["items"]
+                    load_seconds += result["seconds"]
+                    if result["errors"]:
+                        raise SystemExit(f"load errors: {result}")
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("ANALYZE")
+                    count = conn.execute("SELECT count(*) FROM resource").fetchone()[0]  # type: ignore[index]
+                report[stage] = {
+                    "resources": count,
+                    "patients": loaded_patients,
+                    "load_resources_per_s": round(resources / load_seconds, 1),
+                    **asyncio.run(measure(server, samples, args.clients, args.duration)),
+                    "explain": explain(url, samples),
+                }
+        finally:
+            stop_server(server)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
