@@ -138,3 +138,36 @@ def test_search_timeout_is_a_clear_error(server):
             assert r.json()["issue"][0]["code"] == "too-costly"
     finally:
         stop_server(slow)
+
+
+def test_identifier_of_type_tells_ins_from_nss(client):
+    """INS-NIR and the NSS billing number share an OID: the identifier type tells them apart."""
+    nir = "1" + unique()[:6].translate(str.maketrans("abcdef", "123456")) + "00000000"
+    oid = "urn:oid:1.2.250.1.213.1.4.8"
+    v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+    fr = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
+    with_ins = create(
+        client,
+        patient(
+            identifier=[
+                {
+                    "type": {"coding": [{"system": fr, "code": "INS-NIR"}]},
+                    "system": oid,
+                    "value": nir,
+                }
+            ]
+        ),
+    )
+    with_nss = create(
+        client,
+        patient(
+            identifier=[
+                {"type": {"coding": [{"system": v2, "code": "NH"}]}, "system": oid, "value": nir}
+            ]
+        ),
+    )
+    both = client.get("/Patient", params={"identifier": f"{oid}|{nir}"}).json()
+    assert {e["resource"]["id"] for e in both["entry"]} == {with_ins["id"], with_nss["id"]}
+    ins = client.get("/Patient", params={"identifier:of-type": f"{fr}|INS-NIR|{nir}"}).json()
+    assert [e["resource"]["id"] for e in ins["entry"]] == [with_ins["id"]]
+    assert client.get("/Patient", params={"identifier:of-type": "INS-NIR"}).status_code == 400

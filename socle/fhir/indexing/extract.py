@@ -128,6 +128,18 @@ def _add_token(rows: IndexRows, code: str, value: Any, fhir_type: str | None) ->
             ident_value = value.get("value")
             if type(ident_value) is str:
                 rows.token.append((code, _str(value.get("system")), ident_value, _type_text(value)))
+                # identifier:of-type=type-system|type-code|value (e.g. INS-NIR vs NSS, same OID)
+                id_type = value.get("type")
+                for coding in id_type.get("coding") or [] if type(id_type) is dict else []:
+                    if type(coding) is dict and type(coding.get("code")) is str:
+                        rows.token.append(
+                            (
+                                code + ":of-type",
+                                _str(coding.get("system")),
+                                f"{coding['code']}|{ident_value}",
+                                None,
+                            )
+                        )
         elif fhir_type == "ContactPoint":
             cp_value = value.get("value")
             if type(cp_value) is str:

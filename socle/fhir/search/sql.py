@@ -218,6 +218,20 @@ def _token(flt: Filter, alias: str, rtype: str) -> Sql:
     if mod == "text":
         parts = [Sql().add("x.display LIKE %s", like_escape(fold(v)) + "%") for v in flt.values]
         return _exists("idx_token", alias, rtype, code, _or(parts))
+    if mod == "of-type":
+        parts = []
+        for v in flt.values:
+            pieces = v.split("|")
+            if len(pieces) != 3 or not all(pieces[1:]):
+                raise bad_request(
+                    f"{flt.name} takes type-system|type-code|value, not '{v}'", flt.name
+                )
+            system, type_code, ident = pieces
+            cond = Sql().add("x.code = %s", f"{type_code}|{ident}")
+            if system:
+                cond.add(" AND x.system = %s", system)
+            parts.append(cond)
+        return _exists("idx_token", alias, rtype, code + ":of-type", _or(parts))
     raise bad_request(f"Modifier ':{mod}' is not supported on token parameters", flt.name)
 
 
