@@ -112,6 +112,8 @@ async def measure(server, samples: Samples, clients: int, duration: float) -> di
         name, path = requests[i % len(requests)]
         return ("GET", path, b"", {"X-Bench-Query": name}, 1)
 
+    # Warm-up (not measured, reported): a server that just started reads cold pages.
+    warmup = await run_load("127.0.0.1", server.port, clients, make, duration=duration)
     mixed = await run_load("127.0.0.1", server.port, clients, make, duration=duration)
     # Per-query latency: a short sequential pass (no queueing), for the table.
     from bench.http_client import Connection
@@ -123,7 +125,11 @@ async def measure(server, samples: Samples, clients: int, duration: float) -> di
         per[name].latencies.append(time.perf_counter() - t0)
         per[name].items += status == 200
     await conn.close()
-    return {"mixed": mixed, "per_query_sequential": {n: per[n].summary(1.0) for n in QUERIES}}
+    return {
+        "warmup": {k: warmup[k] for k in ("requests_per_s", "p50_ms", "p95_ms", "p99_ms")},
+        "mixed": mixed,
+        "per_query_sequential": {n: per[n].summary(1.0) for n in QUERIES},
+    }
 
 
 def explain(url: str, samples: Samples) -> dict[str, Any]:
@@ -171,6 +177,33 @@ async def load(server, bundles, clients: int) -> dict[str, Any]:
     )
 
 
+def measure_existing(args: argparse.Namespace) -> None:
+    """Measure a region loaded earlier: the samples are regenerated (deterministic seed)."""
+    from socle.testing import Database
+
+    samples = Samples()
+    for bundle in iter_bundles(args.patients, 1):
+        for e in bundle["entry"]:
+            samples.take(e["resource"])
+    server = start_server(Database(None, args.existing_data_dir), workers=args.workers)
+    try:
+        url = db_url_of(server)
+        with psycopg.connect(url) as conn:
+            count = conn.execute("SELECT count(*) FROM resource").fetchone()[0]  # type: ignore[index]
+        report = {
+            "machine": machine(),
+            "params": {k: str(v) for k, v in vars(args).items()},
+            "large": {
+                "resources": count,
+                **asyncio.run(measure(server, samples, args.clients, args.duration)),
+                "explain": explain(url, samples),
+            },
+        }
+    finally:
+        stop_server(server)
+    print(json.dumps(report, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=31700)
@@ -179,7 +212,16 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=15)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    ap.add_argument(
+        "--existing-data-dir",
+        type=Path,
+        default=None,
+        help="measure a data dir loaded by an earlier run (same --patients, seed 1)",
+    )
     args = ap.parse_args()
+    if args.existing_data_dir:
+        measure_existing(args)
+        return
     report: dict[str, Any] = {"machine": machine(), "params": vars(args)}
     samples = Samples()
     bundles = iter_bundles(args.patients, 1)

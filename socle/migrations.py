@@ -100,8 +100,21 @@ CREATE INDEX idx_uri_search ON idx_uri (rtype, param, uri, rid);
 CREATE INDEX idx_uri_rid ON idx_uri (rid);
 """
 
+SEARCH_REINDEX_V2 = """
+-- One row per run-time SearchParameter whose index must be built for the resources that existed
+-- before it: a checkpointed walk by rid, resumable after a restart.
+CREATE TABLE search_reindex (
+    url         text PRIMARY KEY,
+    not_before  timestamptz NOT NULL,  -- grace delay: every worker indexes new writes first
+    last_rid    bigint NOT NULL DEFAULT 0,
+    done        boolean NOT NULL DEFAULT false,
+    updated     timestamptz NOT NULL DEFAULT now()
+);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "engine storage and search index tables", ENGINE_V1),
+    (2, "reindex jobs of run-time search parameters", SEARCH_REINDEX_V2),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -26,6 +27,7 @@ from .fhir.engine import Engine
 from .fhir.outcome import FhirError
 from .fhir.rest.app import routes as fhir_routes
 from .fhir.rest.http import error_response, fhir_response
+from .fhir.search import custom as custom_params
 
 log = logging.getLogger("socle")
 _access_encoder = msgspec.json.Encoder()
@@ -128,9 +130,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         warm_up()
         pool = await open_pool(url, settings)
         app.state.engine = Engine(pool, settings, validators=_validators())
+        await custom_params.sync(pool)
+        background = asyncio.create_task(custom_params.background(pool))
         try:
             yield
         finally:
+            background.cancel()
             await pool.close()
 
     app = Starlette(

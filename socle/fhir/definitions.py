@@ -51,6 +51,7 @@ class SearchParam:
     components: tuple[tuple[str, str], ...] = ()  # composite: (definition url, expression)
     modifiers: tuple[str, ...] = ()
     chains: tuple[str, ...] = ()
+    custom: bool = False  # added at run time by a SearchParameter resource
 
 
 @dataclass
@@ -61,8 +62,29 @@ class Definitions:
     # resource type -> search parameter codes that put a resource in a Patient's compartment
     patient_compartment: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    # url -> parameters (one per base type) of the SearchParameter resources added at run time
+    custom: dict[str, list[SearchParam]] = field(default_factory=dict)
+    # urls whose index is still being built for existing resources
+    building: set[str] = field(default_factory=set)
+
     def params_for(self, resource_type: str) -> dict[str, SearchParam]:
         return self.search_params.get(resource_type, {})
+
+    def set_custom(self, custom: dict[str, list[SearchParam]], building: set[str]) -> bool:
+        """Replace the run-time parameters; True when the set changed (caches must be reset)."""
+        self.building = building
+        if custom == self.custom:
+            return False
+        for params in self.custom.values():
+            for p in params:
+                self.search_params.get(p.resource_type, {}).pop(p.code, None)
+                self.params_by_url.pop(p.url, None)
+        for params in custom.values():
+            for p in params:
+                self.search_params.setdefault(p.resource_type, {})[p.code] = p
+                self.params_by_url[p.url] = p
+        self.custom = custom
+        return True
 
 
 def split_union(expression: str) -> list[str]:

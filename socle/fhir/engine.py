@@ -28,6 +28,7 @@ from .definitions import definitions
 from .json import decode
 from .outcome import FhirError, Issue, bad_request, operation_outcome, precondition_failed
 from .patch import apply_fhirpath_patch, apply_json_patch, apply_merge_patch
+from .search import custom as custom_params
 from .search.executor import SearchResult, run_search
 from .search.query import SearchQuery, parse_query
 from .storage.reader import read_current
@@ -110,8 +111,11 @@ class Engine:
         timeout = int(self.settings.search_timeout_ms)
         try:
             async with self.pool.connection() as conn, conn.transaction():
+                # Search plans depend on the values (a day vs a decade): never reuse a generic
+                # plan for prepared search statements.
                 await conn.execute(
-                    f"SET LOCAL statement_timeout = {timeout}; SET TRANSACTION READ ONLY"  # type: ignore[arg-type]
+                    f"SET LOCAL statement_timeout = {timeout}; SET TRANSACTION READ ONLY; "  # type: ignore[arg-type]
+                    "SET LOCAL plan_cache_mode = force_custom_plan"
                 )
                 result = await run_search(conn, q, self.settings.default_page_size)
         except psycopg.errors.QueryCanceled:
@@ -148,7 +152,10 @@ class Engine:
         for attempt in range(3):
             try:
                 async with self.pool.connection() as conn, conn.transaction():
-                    return await self._process(conn, entries)
+                    responses = await self._process(conn, entries)
+                if any(r.rtype == "SearchParameter" and r.version for r in responses):
+                    await custom_params.sync(self.pool)  # this worker knows it at once
+                return responses
             except (
                 psycopg.errors.UniqueViolation,
                 psycopg.errors.DeadlockDetected,
@@ -205,8 +212,21 @@ class Engine:
             if w.resource is not None:
                 await self._rewrite_references(conn, w.resource, refs, p.req.where)
                 self._validate(w.resource, p.req.where)
+                if w.rtype == "SearchParameter" and w.resource.get("status") == "active":
+                    where = f"{p.req.where}.resource" if p.req.where else "SearchParameter"
+                    custom_params.params_of(w.resource, where)
             writes.append(w)
         await apply_writes(conn, writes, self.rids, now)
+        search_urls = [
+            w.resource["url"]
+            for w in writes
+            if w.rtype == "SearchParameter"
+            and w.resource
+            and not w.noop
+            and w.resource.get("status") == "active"
+        ]
+        if search_urls:
+            await custom_params.record_jobs(conn, search_urls)
 
         for p in planned:
             if p.write is not None:

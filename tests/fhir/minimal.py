@@ -120,7 +120,11 @@ def minimal(rtype: str) -> dict[str, Any]:
 
 
 # What invariants ask beyond cardinality (e.g. org-1: a name or an identifier).
-INVARIANT_NEEDS: dict[str, dict[str, Any]] = {"Organization": {"name": "x"}}
+# (An active SearchParameter must be one Socle can run: a minimal one is a draft.)
+INVARIANT_NEEDS: dict[str, dict[str, Any]] = {
+    "Organization": {"name": "x"},
+    "SearchParameter": {"status": "draft"},
+}
 
 
 def _value(el: dict[str, Any], t: str, path: str, build: Any) -> Any:

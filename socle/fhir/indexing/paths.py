@@ -107,6 +107,7 @@ _STEP = re.compile(
       | \.where\(resolve\(\)\s+is\s+(?P<resolve>[A-Za-z]+)\)
       | \.(?P<first>first)\(\)
       | \.where\((?P<wfield>[a-z][A-Za-z]*)\s*=\s*'(?P<wvalue>[^']*)'\)
+      | \.extension\('(?P<exturl>[^']+)'\)
     )""",
     re.VERBOSE,
 )
@@ -178,6 +179,13 @@ def _parse_part(part: str, types: dict[str, ElementInfo]) -> list[_State]:
             states = _of_type(states, m.group("oftype") or m.group("astype"))
         elif m.group("resolve"):
             pred = reference_is(m.group("resolve"))
+            states = [
+                _State(s.keys, s.type, s.root, s.filters + ((len(s.keys), pred),)) for s in states
+            ]
+        elif m.group("exturl"):
+            # extension('url') is extension.where(url = 'url')
+            states = _member(states, "extension", types)
+            pred = field_equals("url", m.group("exturl"))
             states = [
                 _State(s.keys, s.type, s.root, s.filters + ((len(s.keys), pred),)) for s in states
             ]

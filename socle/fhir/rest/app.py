@@ -326,27 +326,38 @@ async def _search(
 ) -> Response:
     engine = engine_of(request)
     q = parse_query(rtype, pairs, engine.settings.max_page_size)
-    outcome = None
-    if q.unknown:
-        if prefer_strict(request):
-            raise FhirError(
-                400,
-                [
-                    Issue(
-                        "error",
-                        "not-supported",
-                        f"Unknown or unsupported search parameter '{name}'",
-                        (name,),
-                    )
-                    for name in q.unknown
-                ],
-            )
-        outcome = operation_outcome(
+    if q.unknown and prefer_strict(request):
+        raise FhirError(
+            400,
             [
-                Issue("warning", "not-supported", f"Search parameter '{name}' was ignored", (name,))
+                Issue(
+                    "error",
+                    "not-supported",
+                    f"Unknown or unsupported search parameter '{name}'",
+                    (name,),
+                )
                 for name in q.unknown
-            ]
+            ],
         )
+    notes = [
+        Issue("warning", "not-supported", f"Search parameter '{name}' was ignored", (name,))
+        for name in q.unknown
+    ]
+    building = [
+        f.param.code
+        for f in q.filters
+        if f.param is not None and f.param.url in definitions().building
+    ]
+    if building:
+        notes.append(
+            Issue(
+                "warning",
+                "incomplete",
+                f"The index of {', '.join(building)} is still being built: results "
+                "may miss resources written before the parameter was added",
+            )
+        )
+    outcome = operation_outcome(notes) if notes else None
     if extra is not None:
         q.filters.append(extra)
     result = await engine.search(q)

@@ -151,7 +151,10 @@ def _last_updated(flt: Filter, alias: str) -> Sql:
 def _date_cond(prefix: str, rng: tuple[Any, Any], low: str, high: str) -> Sql:
     sl, sh = rng
     if prefix == "eq":
-        return Sql().add(f"{low} >= %s AND {high} <= %s", sl, sh)
+        # `low < sh` is implied (low < high <= sh) but lets the planner see a narrow range on
+        # one indexed column; without it, the two open ranges look unselective and PostgreSQL
+        # may walk the whole table in rid order (measured: 2.7 s -> 3 ms at 1M resources).
+        return Sql().add(f"{low} >= %s AND {low} < %s AND {high} <= %s", sl, sh, sh)
     if prefix == "ne":
         return Sql().add(f"NOT ({low} >= %s AND {high} <= %s)", sl, sh)
     if prefix == "gt":
@@ -280,7 +283,7 @@ def _number_range(value: str, name: str) -> tuple[Decimal, Decimal, Decimal]:
 
 def _number_cond(prefix: str, number: Decimal, sl: Decimal, sh: Decimal) -> Sql:
     if prefix == "eq":
-        return Sql().add("x.low >= %s AND x.high < %s", sl, sh)
+        return Sql().add("x.low >= %s AND x.low < %s AND x.high < %s", sl, sh, sh)
     if prefix == "ne":
         return Sql().add("NOT (x.low >= %s AND x.high < %s)", sl, sh)
     if prefix in ("gt", "sa"):
