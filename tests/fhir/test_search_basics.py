@@ -171,3 +171,39 @@ def test_identifier_of_type_tells_ins_from_nss(client):
     ins = client.get("/Patient", params={"identifier:of-type": f"{fr}|INS-NIR|{nir}"}).json()
     assert [e["resource"]["id"] for e in ins["entry"]] == [with_ins["id"]]
     assert client.get("/Patient", params={"identifier:of-type": "INS-NIR"}).status_code == 400
+
+
+def test_sorted_paging_with_ties_and_missing_values_visits_each_once_in_order(client):
+    family = f"Keyset{unique()}"
+    births = [
+        "1990-05-01",
+        "1985-01-01",
+        None,
+        "1990-05-01",
+        "2001-12-31",
+        None,
+        "1985-01-01",
+        "1970-07-14",
+        "1990-05-01",
+    ]
+    ids = {}
+    for b in births:
+        body = patient(family)
+        if b is None:
+            body.pop("birthDate")
+        else:
+            body["birthDate"] = b
+        ids[create(client, body)["id"]] = b
+    for sort, desc in (("-birthdate", True), ("birthdate", False)):
+        seen, url, params = [], "/Patient", {"family": family, "_sort": f"{sort},-_id", "_count": 2}
+        while url:
+            page = client.get(url, params=params).json()
+            seen += [(e["resource"]["id"], e["resource"].get("birthDate")) for e in page["entry"]]
+            url = next((lk["url"] for lk in page["link"] if lk["relation"] == "next"), None)
+            params = None
+        assert sorted(i for i, _ in seen) == sorted(ids)  # each once
+        dated = [(b, i) for i, b in seen if b]
+        expected = sorted(dated, key=lambda x: x[1], reverse=True)  # -_id within equal dates
+        expected = sorted(expected, key=lambda x: x[0], reverse=desc)
+        assert dated == expected
+        assert all(b is None for _, b in seen[len(dated) :])  # missing values last

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -79,14 +81,31 @@ def where_sql(q: SearchQuery, extra: Sql | None = None) -> Sql:
     return sql
 
 
-def _order(q: SearchQuery) -> Sql:
-    out = Sql()
+@dataclass
+class SortKey:
+    expr: Sql  # the key of a row `r`
+    desc: bool
+    cast: str  # SQL type of the key, to compare a paging cursor's value with it
+
+
+_SORT_CAST = {
+    "string": "text",
+    "token": "text",
+    "date": "timestamptz",
+    "number": "numeric",
+    "quantity": "numeric",
+    "reference": "text",
+    "uri": "text",
+}
+
+
+def sort_keys(q: SearchQuery) -> list[SortKey]:
+    keys = []
     for name, desc in q.sort:
-        direction = "DESC" if desc else "ASC"
         if name == "_id":
-            out.add(f"r.id {direction}, ")
+            keys.append(SortKey(Sql().add("r.id"), desc, "text"))
         elif name == "_lastUpdated":
-            out.add(f"r.last_updated {direction}, ")
+            keys.append(SortKey(Sql().add("r.last_updated"), desc, "timestamptz"))
         else:
             param = definitions().params_for(q.resource_type or "").get(name)
             if param is None or param.type not in _SORT_AGG:
@@ -97,12 +116,71 @@ def _order(q: SearchQuery) -> Sql:
                 )
             table, asc_col, desc_col = _SORT_AGG[param.type]
             agg = f"max(x.{desc_col})" if desc else f"min(x.{asc_col})"
-            out.add(
-                f"(SELECT {agg} FROM {table} x WHERE x.rid = r.rid AND x.param = %s) "
-                f"{direction} NULLS LAST, ",
-                param.code,
+            expr = Sql().add(
+                f"(SELECT {agg} FROM {table} x WHERE x.rid = r.rid AND x.param = %s)", param.code
             )
-    return out.add("r.rid ASC")
+            keys.append(SortKey(expr, desc, _SORT_CAST[param.type]))
+    return keys
+
+
+def _after_cursor(keys: list[SortKey], values: list[Any], rid: int) -> Sql:
+    """Rows strictly after the cursor in (k1 [DESC] NULLS LAST, ..., rid) order."""
+    alternatives: list[Sql] = []
+    for i, key in enumerate(keys):
+        value = values[i]
+        if value is None:
+            continue  # nothing sorts after NULL on this key (NULLS LAST)
+        alt = Sql()
+        for j in range(i):
+            alt.add(f"s.k{j} IS NOT DISTINCT FROM %s::{keys[j].cast} AND ", values[j])
+        op = "<" if key.desc else ">"
+        alt.add(f"(s.k{i} {op} %s::{key.cast} OR s.k{i} IS NULL)", value)
+        alternatives.append(alt)
+    last = Sql()
+    for j, key in enumerate(keys):
+        last.add(f"s.k{j} IS NOT DISTINCT FROM %s::{key.cast} AND ", values[j])
+    alternatives.append(last.add("s.rid > %s", rid))
+    out = Sql().add("(")
+    for i, alt in enumerate(alternatives):
+        out.add(" OR " if i else "").add("(").extend(alt).add(")")
+    return out.add(")")
+
+
+def _cursor_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+async def _sorted_page(
+    conn: AsyncConnection, q: SearchQuery, count: int, state: dict[str, Any]
+) -> tuple[list[Row], str | None]:
+    """A page of a sorted search, keyset-paged on the sort keys then rid (no OFFSET)."""
+    keys = sort_keys(q)
+    inner = Sql().add(f"SELECT {ROW_COLUMNS}")
+    for i, key in enumerate(keys):
+        inner.add(", ").extend(key.expr).add(f" AS k{i}")
+    inner.add(" FROM resource r WHERE ").extend(where_sql(q))
+    sql = Sql().add("SELECT * FROM (").extend(inner).add(") s")
+    if "k" in state:
+        values = state["k"]
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise bad_request("The paging token does not match this search", "_page_token")
+        sql.add(" WHERE ").extend(_after_cursor(keys, values, int(state.get("r", 0))))
+    sql.add(" ORDER BY ")
+    for i, key in enumerate(keys):
+        sql.add(f"s.k{i} {'DESC' if key.desc else 'ASC'} NULLS LAST, ")
+    sql.add("s.rid ASC LIMIT %s", count + 1)
+    cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
+    raw = await cur.fetchall()
+    rows = [Row(*r[:6]) for r in raw[:count]]
+    next_token = None
+    if len(raw) > count:
+        last = raw[count - 1]
+        next_token = encode_token({"k": [_cursor_value(v) for v in last[6:]], "r": last[0]})
+    return rows, next_token
 
 
 async def fetch_rows(conn: AsyncConnection, sql: str, params: list[Any]) -> list[Row]:
@@ -116,16 +194,7 @@ async def run_search(conn: AsyncConnection, q: SearchQuery, page_size: int) -> S
     result = SearchResult(rows=[])
     if count > 0 and q.summary != "count":
         if q.sort:
-            offset = int(state.get("o", 0))
-            where = where_sql(q)
-            sql = Sql().add(f"SELECT {ROW_COLUMNS} FROM resource r WHERE ").extend(where)
-            sql.add(" ORDER BY ").extend(_order(q)).add(" LIMIT %s OFFSET %s", count + 1, offset)
-            rows = await fetch_rows(conn, sql.sql(), sql.params)
-            if len(rows) > count:
-                rows = rows[:count]
-                result.next_token = encode_token({"o": offset + count})
-            if offset > 0:
-                result.prev_token = encode_token({"o": max(0, offset - count)})
+            rows, result.next_token = await _sorted_page(conn, q, count, state)
         else:
             # Keyset paging on rid: deep pages cost what the first one does.
             after = int(state.get("a", 0))
