@@ -112,9 +112,25 @@ CREATE TABLE search_reindex (
 );
 """
 
+COMPOSITE_V3 = """
+-- Composite search parameters (e.g. Observation component-code-value-quantity): one row per
+-- component value, with `grp` the ordinal of the element it came from, so a match needs all its
+-- components from the same element (the same Observation.component). Typed slots per kind.
+CREATE TABLE idx_composite (
+    rid bigint NOT NULL, rtype text NOT NULL, param text NOT NULL, grp integer NOT NULL,
+    comp smallint NOT NULL,
+    system text, code text, unit text, norm text COLLATE "C", exact text,
+    low numeric, high numeric, dlow timestamptz, dhigh timestamptz,
+    target_type text, target_id text, target_url text
+);
+CREATE INDEX idx_composite_search ON idx_composite (rtype, param, comp, code, rid, grp);
+CREATE INDEX idx_composite_rid ON idx_composite (rid);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "engine storage and search index tables", ENGINE_V1),
     (2, "reindex jobs of run-time search parameters", SEARCH_REINDEX_V2),
+    (3, "composite search parameters", COMPOSITE_V3),
 ]
 
 

@@ -207,3 +207,49 @@ def test_sorted_paging_with_ties_and_missing_values_visits_each_once_in_order(cl
         expected = sorted(expected, key=lambda x: x[0], reverse=desc)
         assert dated == expected
         assert all(b is None for _, b in seen[len(dated) :])  # missing values last
+
+
+def test_composite_components_must_come_from_the_same_element(client):
+    """Blood pressure 120/80: systolic 120 matches, 'systolic 80' must not (80 is diastolic)."""
+    pid = create(client, patient())["id"]
+    loinc, ucum = "http://loinc.org", "http://unitsofmeasure.org"
+
+    def bp(systolic: int, diastolic: int) -> dict:
+        def comp(code: str, value: int) -> dict:
+            return {
+                "code": {"coding": [{"system": loinc, "code": code}]},
+                "valueQuantity": {"value": value, "system": ucum, "code": "mm[Hg]"},
+            }
+
+        return {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": loinc, "code": "85354-9"}]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "component": [comp("8480-6", systolic), comp("8462-4", diastolic)],
+        }
+
+    high = create(client, bp(150, 95))["id"]
+    normal = create(client, bp(120, 80))["id"]
+
+    def ids(value: str) -> set[str]:
+        r = client.get(
+            "/Observation",
+            params={"subject": f"Patient/{pid}", "component-code-value-quantity": value},
+        )
+        assert r.status_code == 200, r.text
+        return {e["resource"]["id"] for e in r.json().get("entry", [])}
+
+    assert ids(f"{loinc}|8480-6$gt140") == {high}
+    assert ids(f"{loinc}|8480-6$80") == set()  # 80 belongs to the diastolic component
+    assert ids(f"{loinc}|8462-4$80|{ucum}|mm[Hg]") == {normal}
+    assert ids(f"{loinc}|8480-6$gt100,{loinc}|8462-4$gt90") == {high, normal}
+    combo = client.get(
+        "/Observation",
+        params={"subject": f"Patient/{pid}", "combo-code-value-quantity": "8462-4$ge95"},
+    ).json()
+    assert [e["resource"]["id"] for e in combo["entry"]] == [high]
+    assert (
+        client.get("/Observation", params={"component-code-value-quantity": "8480-6"}).status_code
+        == 400
+    )

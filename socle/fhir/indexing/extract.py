@@ -13,8 +13,8 @@ from functools import cache
 from typing import Any
 
 from ..datetimes import MAX_TIME, MIN_TIME, date_range
-from ..definitions import SearchParam, definitions
-from .paths import CompiledPath, compile_path
+from ..definitions import SearchParam, definitions, split_union
+from .paths import Branch, CompiledPath, compile_path, walk
 from .text import fold
 
 # Parameters answered from the resource table's own columns, or not indexable here.
@@ -42,12 +42,16 @@ class IndexRows:
     )
     reference: list[tuple[str, str | None, str | None, str | None]] = field(default_factory=list)
     uri: list[tuple[str, str]] = field(default_factory=list)
+    composite: list[tuple[Any, ...]] = field(default_factory=list)  # see COMPOSITE_COLUMNS
 
 
 @dataclass(frozen=True)
 class IndexedParam:
     param: SearchParam
     path: CompiledPath
+    # composite: per component, its type and, for each base branch, the walks relative to one
+    # element of that branch
+    components: tuple[tuple[str, tuple[tuple[Branch, ...], ...]], ...] = ()
 
 
 @cache
@@ -56,15 +60,96 @@ def indexed_params(resource_type: str) -> tuple[IndexedParam, ...]:
     for code, param in definitions().params_for(resource_type).items():
         if code in NOT_INDEXED or not param.expression:
             continue
-        if param.type in ("composite", "special"):
+        if param.type == "special":
+            continue
+        if param.type == "composite":
+            composite = _compile_composite(param)
+            if composite is not None:
+                out.append(composite)
             continue
         out.append(IndexedParam(param, compile_path(param.expression)))
     return tuple(out)
 
 
+def _compile_composite(param: SearchParam) -> IndexedParam | None:
+    """Compile each component relative to the base element, so that the values of one match
+    come from the same element. None when a part is outside the compiled FHIRPath subset."""
+    base = compile_path(param.expression or "")
+    if base.fallback is not None or not base.branches:
+        return None
+    parts = split_union(param.expression or "")
+    if len(parts) != len(base.branches):
+        return None
+    components = []
+    for url, expression in param.components:
+        comp_param = definitions().params_by_url.get(url)
+        if comp_param is None or comp_param.type not in _ADDERS:
+            return None
+        per_branch: list[tuple[Branch, ...]] = []
+        for part, branch in zip(parts, base.branches, strict=True):
+            n = len(branch.keys)
+            relative: list[Branch] = []
+            for comp_part in split_union(expression):
+                full = compile_path(f"{part}.{comp_part}")
+                if full.fallback is not None:
+                    return None
+                for b in full.branches:
+                    if b.keys[:n] != branch.keys:
+                        return None
+                    filters = tuple((pos - n, f) for pos, f in b.filters if pos >= n)
+                    relative.append(Branch(b.keys[n:], b.type, filters))
+            per_branch.append(tuple(relative))
+        components.append((comp_param.type, tuple(per_branch)))
+    return IndexedParam(param, base, tuple(components))
+
+
+def _composite_rows(rows: IndexRows, ip: IndexedParam, resource: dict[str, Any]) -> None:
+    code = ip.param.code
+    grp = 0
+    for bi, branch in enumerate(ip.path.branches):
+        for element in walk(resource, branch):
+            grp += 1
+            for comp, (ptype, per_branch) in enumerate(ip.components):
+                found = IndexRows()
+                for b in per_branch[bi]:
+                    for value in walk(element, b):
+                        _ADDERS[ptype](found, code, value, b.type)
+                rows.composite.extend(_slots(code, grp, comp, ptype, found))
+
+
+def _slots(code: str, grp: int, comp: int, ptype: str, found: IndexRows) -> list[tuple[Any, ...]]:
+    """Component index rows in idx_composite's typed slots."""
+    out = []
+    #        system code unit norm exact low high dlow dhigh ttype tid turl
+    empty: list[Any] = [None] * 12
+    if ptype == "token":
+        for _p, system, value, _d in found.token:
+            if not _p.endswith((":identifier", ":of-type")):
+                out.append([system, value, *empty[2:]])
+    elif ptype == "string":
+        for _p, norm, exact in found.string:
+            out.append([None, None, None, norm, exact, *empty[5:]])
+    elif ptype in ("quantity", "number"):
+        for row in found.quantity:
+            _p, system, unit_code, unit, low, high = row
+            out.append([system, unit_code, unit, None, None, low, high, *empty[7:]])
+        for _p, nlow, nhigh in found.number:
+            out.append([None, None, None, None, None, nlow, nhigh, *empty[7:]])
+    elif ptype == "date":
+        for _p, dlow, dhigh in found.date:
+            out.append([*empty[:7], dlow, dhigh, None, None, None])
+    elif ptype == "reference":
+        for _p, ttype, tid, url in found.reference:
+            out.append([*empty[:9], ttype, tid, url])
+    return [(code, grp, comp, *slots) for slots in out]
+
+
 def index_resource(resource: dict[str, Any]) -> IndexRows:
     rows = IndexRows()
     for ip in indexed_params(resource["resourceType"]):
+        if ip.components:
+            _composite_rows(rows, ip, resource)
+            continue
         add = _ADDERS[ip.param.type]
         code = ip.param.code
         for value, fhir_type in ip.path.values(resource):

@@ -96,6 +96,12 @@ def _param(resource_type: str, code: str) -> SearchParam | None:
     return definitions().params_for(resource_type).get(code)
 
 
+def _composite_indexed(resource_type: str, code: str) -> bool:
+    from ..indexing.extract import indexed_params
+
+    return any(ip.param.code == code and ip.components for ip in indexed_params(resource_type))
+
+
 def parse_filter(resource_type: str, name: str, raw_value: str, depth: int = 0) -> Filter | None:
     """A criterion, or None when the parameter is unknown for the type."""
     if name.startswith("_has:"):
@@ -140,7 +146,9 @@ def parse_filter(resource_type: str, name: str, raw_value: str, depth: int = 0) 
         if len(chains) == 1:
             return chains[0]
         return Filter(name, param, None, [], alternatives=chains)
-    if param.type in ("composite", "special"):
+    if param.type == "special":
+        return None
+    if param.type == "composite" and not _composite_indexed(resource_type, code):
         return None
     return Filter(name, param, modifier or None, split_values(raw_value))
 

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..datetimes import date_range
+from ..definitions import definitions
 from ..indexing.extract import parse_reference
 from ..indexing.text import fold
 from ..outcome import bad_request
@@ -108,6 +109,7 @@ def criterion(flt: Filter, alias: str, rtype: str) -> Sql:
 
 
 _TABLES = {
+    "composite": "idx_composite",
     "string": "idx_string",
     "token": "idx_token",
     "date": "idx_date",
@@ -389,7 +391,72 @@ def _has(flt: Filter, alias: str, rtype: str) -> Sql:
     )
 
 
+def _renamed(cond: Sql, alias: str) -> Sql:
+    """A condition written on the index row `x` applied to the row `alias` instead."""
+    return Sql([t.replace("x.", f"{alias}.") for t in cond.text], list(cond.params))
+
+
+def _component_cond(ptype: str, value: str, name: str, alias: str) -> Sql:
+    if ptype == "token":
+        return _renamed(token_value_cond(value), alias)
+    if ptype == "string":
+        return Sql().add(f"{alias}.norm LIKE %s", like_escape(fold(value)) + "%")
+    if ptype == "date":
+        prefix, text = split_prefix(value)
+        rng = date_range(text)
+        if rng is None:
+            raise bad_request(f"'{text}' is not a valid date for {name}", name)
+        return _date_cond(prefix, rng, f"{alias}.dlow", f"{alias}.dhigh")
+    if ptype in ("number", "quantity"):
+        number_part, _, unit_part = value.partition("|")
+        prefix, text = split_prefix(number_part)
+        cond = _number_cond(prefix, *_number_range(text, name))
+        system, _, code = unit_part.partition("|")
+        if system:
+            cond.add(" AND x.system = %s", system)
+        if code:
+            cond.add(" AND (x.code = %s OR x.unit = %s)", code, code)
+        return _renamed(cond, alias)
+    if ptype == "reference":
+        ttype, _, tid = value.rpartition("/")
+        cond = Sql().add(f"{alias}.target_id = %s", tid)
+        return cond.add(f" AND {alias}.target_type = %s", ttype) if ttype else cond
+    raise bad_request(f"Component of type {ptype} is not supported in {name}", name)
+
+
+def _composite(flt: Filter, alias: str, rtype: str) -> Sql:
+    """All components from the same element: one idx_composite row each, joined on grp."""
+    param = flt.param
+    assert param is not None
+    if flt.modifier is not None:
+        raise bad_request(f"Modifier ':{flt.modifier}' is not supported on {flt.name}", flt.name)
+    types = [definitions().params_by_url[url].type for url, _ in param.components]
+    parts = []
+    for raw in flt.values:
+        pieces = raw.split("$")
+        if len(pieces) != len(types):
+            raise bad_request(
+                f"{flt.name} takes {len(types)} values joined by '$', not '{raw}'", flt.name
+            )
+        sql = Sql().add("EXISTS (SELECT 1 FROM idx_composite c0")
+        for i in range(1, len(types)):
+            sql.add(
+                f" JOIN idx_composite c{i} ON c{i}.rid = c0.rid AND c{i}.param = c0.param "
+                f"AND c{i}.grp = c0.grp AND c{i}.comp = {i}"
+            )
+        sql.add(
+            f" WHERE c0.rid = {alias}.rid AND c0.rtype = %s AND c0.param = %s AND c0.comp = 0",
+            rtype,
+            param.code,
+        )
+        for i, (ptype, piece) in enumerate(zip(types, pieces, strict=True)):
+            sql.add(" AND ").extend(_component_cond(ptype, piece, flt.name, f"c{i}"))
+        parts.append(sql.add(")"))
+    return _or(parts)
+
+
 _BUILDERS = {
+    "composite": _composite,
     "string": _string,
     "token": _token,
     "date": _date,
