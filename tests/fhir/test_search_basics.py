@@ -253,3 +253,22 @@ def test_composite_components_must_come_from_the_same_element(client):
         client.get("/Observation", params={"component-code-value-quantity": "8480-6"}).status_code
         == 400
     )
+
+
+def test_list_membership_and_contained_is_explicit(client):
+    members = [create(client, patient())["id"] for _ in range(2)]
+    outsider = create(client, patient())["id"]
+    lst = create(
+        client,
+        {
+            "resourceType": "List",
+            "status": "current",
+            "mode": "working",
+            "entry": [{"item": {"reference": f"Patient/{m}"}} for m in members],
+        },
+    )
+    got = client.get("/Patient", params={"_list": lst["id"]}).json()
+    ids = {e["resource"]["id"] for e in got["entry"]}
+    assert ids == set(members) and outsider not in ids
+    assert client.get("/Patient", params={"_contained": "true"}).status_code == 400
+    assert client.get("/Patient", params={"_contained": "false", "_count": 1}).status_code == 200

@@ -44,6 +44,11 @@ def _resources() -> list[dict[str, Any]]:
                 "type": "date",
                 "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
             },
+            {
+                "name": "_list",
+                "type": "special",
+                "documentation": "Members of the List resources with these ids",
+            },
         ]
         includes, revincludes = [], []
         for ip in indexed_params(rtype):

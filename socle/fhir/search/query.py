@@ -30,6 +30,7 @@ RESULT_PARAMS = {
     "_at",
 }
 COLUMN_PARAMS = {"_id", "_lastUpdated"}
+LIST_PARAM = "_list"
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MAX_CHAIN_DEPTH = 3
 
@@ -46,6 +47,7 @@ class Filter:
     chain_type: str | None = None  # target type of the chain
     has: tuple[str, str] | None = None  # _has: (source type, reference param)
     compartment: tuple[tuple[str, ...], str] | None = None  # (reference params, Patient id)
+    list_ids: list[str] = field(default_factory=list)  # _list: members of these List resources
     alternatives: list[Filter] = field(default_factory=list)  # OR-ed (chains over several types)
 
 
@@ -118,6 +120,8 @@ def parse_filter(resource_type: str, name: str, raw_value: str, depth: int = 0) 
             return None
         return Filter(name, None, None, [], chain=inner, has=(source_type, ref_param))
 
+    if name == LIST_PARAM:
+        return Filter(name, None, None, [], list_ids=split_values(raw_value))
     head, dot, rest = name.partition(".")
     code, _, modifier = head.partition(":")
     if code in COLUMN_PARAMS:
@@ -232,3 +236,10 @@ def _result_param(q: SearchQuery, name: str, value: str, max_count: int) -> None
         q.total = value
     elif name == "_page_token":
         q.page_token = value
+    elif name == "_contained" and value not in ("false", ""):
+        # Searching inside contained resources is not supported: say so rather than ignore it.
+        raise bad_request(
+            f"_contained={value} is not supported: contained resources are only returned "
+            "inside their container",
+            "_contained",
+        )

@@ -75,6 +75,13 @@ def _exists(table: str, alias: str, rtype: str, param: str, cond: Sql, negate: b
 
 def criterion(flt: Filter, alias: str, rtype: str) -> Sql:
     """SQL for one criterion on the resource row `alias` of type `rtype`."""
+    if flt.list_ids:
+        return Sql().add(
+            "EXISTS (SELECT 1 FROM resource l JOIN idx_reference x ON x.rid = l.rid "
+            "WHERE l.rtype = 'List' AND l.id = ANY(%s) AND NOT l.deleted AND x.rtype = 'List' "
+            f"AND x.param = 'item' AND x.target_type = {alias}.rtype AND x.target_id = {alias}.id)",
+            flt.list_ids,
+        )
     if flt.alternatives:
         return _or([criterion(alt, alias, rtype) for alt in flt.alternatives])
     if flt.has is not None:
