@@ -18,7 +18,7 @@ VALUES = {
     "quantity": "gt1",
     "uri": "http://x",
     "composite": None,
-    "special": None,
+    "special": "x",
 }
 
 
