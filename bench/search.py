@@ -225,7 +225,7 @@ def main() -> None:
     report: dict[str, Any] = {"machine": machine(), "params": vars(args)}
     samples = Samples()
     bundles = iter_bundles(args.patients, 1)
-    with fresh_database(args.database_url, prefix="socle_bench") as db:
+    with fresh_database(args.database_url, prefix="socle_bench", keep=True) as db:
         server = start_server(db, workers=args.workers)
         try:
             url = db_url_of(server)

@@ -34,7 +34,7 @@ def embedded_url(data_dir: Path) -> str:
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     # Keep a reference for the life of the process: pgserver stops the server when the last
     # process holding one exits.
-    _servers.append(server)
+    _servers[pgdata] = server
     admin_url = server.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         # Several processes may start on one data dir at once: one creates, the others wait.
@@ -53,7 +53,14 @@ def embedded_url(data_dir: Path) -> str:
 _CREATE_LOCK = 0x50C1F
 
 
-_servers: list[object] = []
+_servers: dict[Path, object] = {}
+
+
+def release_embedded(data_dir: Path) -> None:
+    """Drop this process's hold on the embedded servers under `data_dir` (each stops when no
+    process holds it any more)."""
+    for pgdata in [p for p in _servers if p.is_relative_to(data_dir)]:
+        _servers.pop(pgdata).cleanup()  # type: ignore[attr-defined]
 
 
 def resolve_url(settings: Settings) -> str:

@@ -7,6 +7,7 @@ Without a server URL the server uses the embedded PostgreSQL in a fresh data dir
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,10 +39,20 @@ class Database:
 
 
 @contextmanager
-def fresh_database(server_url: str | None, prefix: str = "socle_test") -> Iterator[Database]:
+def fresh_database(
+    server_url: str | None, prefix: str = "socle_test", keep: bool = False
+) -> Iterator[Database]:
+    """A database of its own; removed afterwards unless `keep` (to measure it again later)."""
     data_dir = Path(tempfile.mkdtemp(prefix="socle-", dir="/tmp"))
     if not server_url:
-        yield Database(None, data_dir)
+        try:
+            yield Database(None, data_dir)
+        finally:
+            if not keep:
+                from .database import release_embedded
+
+                release_embedded(data_dir)
+                shutil.rmtree(data_dir, ignore_errors=True)
         return
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
