@@ -53,6 +53,28 @@ def embedded_url(data_dir: Path) -> str:
 _CREATE_LOCK = 0x50C1F
 
 
+def stop_embedded(data_dir: Path, timeout: float = 30) -> None:
+    """Stop the embedded PostgreSQL of `data_dir` now (fast shutdown), whoever started it."""
+    import os
+    import signal
+    import time
+
+    release_embedded(data_dir)
+    pidfile = data_dir / "pg" / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        os.kill(pid, signal.SIGINT)
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.1)
+
+
 _servers: dict[Path, object] = {}
 
 

@@ -49,9 +49,10 @@ def fresh_database(
             yield Database(None, data_dir)
         finally:
             if not keep:
-                from .database import release_embedded
+                from .database import stop_embedded
 
-                release_embedded(data_dir)
+                for pgdata in data_dir.glob("**/pg"):
+                    stop_embedded(pgdata.parent)
                 shutil.rmtree(data_dir, ignore_errors=True)
         return
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
