@@ -95,14 +95,29 @@ def prepare(url: str) -> None:
         migrate(conn)
 
 
-async def open_pool(url: str, settings: Settings) -> AsyncConnectionPool:
+def read_options(settings: Settings) -> str:
+    """Session defaults of read connections: read-only, bounded, and never a generic plan for a
+    prepared search (a day and a decade need different plans)."""
+    return (
+        "-c default_transaction_read_only=on "
+        f"-c statement_timeout={int(settings.search_timeout_ms)} "
+        "-c plan_cache_mode=force_custom_plan"
+    )
+
+
+async def open_pool(
+    url: str, settings: Settings, *, options: str | None = None, name: str = "socle"
+) -> AsyncConnectionPool:
+    kwargs: dict[str, object] = {"autocommit": True}
+    if options:
+        kwargs["options"] = options
     pool = AsyncConnectionPool(
         url,
         min_size=settings.pool_min,
         max_size=settings.pool_max,
-        kwargs={"autocommit": True},
+        kwargs=kwargs,
         open=False,
-        name="socle",
+        name=name,
     )
     await pool.open(wait=True, timeout=30)
     return pool

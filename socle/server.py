@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
-from .database import open_pool, prepare, resolve_url
+from .database import open_pool, prepare, read_options, resolve_url
 from .fhir.engine import Engine
 from .fhir.outcome import FhirError
 from .fhir.rest.app import routes as fhir_routes
@@ -129,13 +129,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         prepare(url)
         warm_up()
         pool = await open_pool(url, settings)
-        app.state.engine = Engine(pool, settings, validators=_validators())
+        read_pool = await open_pool(url, settings, options=read_options(settings), name="reads")
+        app.state.engine = Engine(pool, settings, validators=_validators(), read_pool=read_pool)
         await custom_params.sync(pool)
         background = asyncio.create_task(custom_params.background(pool))
         try:
             yield
         finally:
             background.cancel()
+            await read_pool.close()
             await pool.close()
 
     app = Starlette(

@@ -93,30 +93,32 @@ class _Planned:
 
 @dataclass
 class Engine:
-    pool: AsyncConnectionPool
+    pool: AsyncConnectionPool  # writes: transactions
     settings: Settings
     validators: list[Validator] = field(default_factory=list)
     rids: RidAllocator = field(default_factory=RidAllocator)
+    # Reads and searches: read-only sessions with the search timeout and custom plans as
+    # connection defaults (no BEGIN/SET/COMMIT round trips; READ COMMITTED gives each
+    # statement its own snapshot in a transaction anyway). Defaults to the write pool.
+    read_pool: AsyncConnectionPool | None = None
+
+    @property
+    def reader(self) -> AsyncConnectionPool:
+        return self.read_pool or self.pool
 
     # -- reads ------------------------------------------------------------------------------
     async def read(self, rtype: str, rid: str) -> Any:
         self.check_type(rtype)
-        async with self.pool.connection() as conn:
+        async with self.reader.connection() as conn:
             return await read_current(conn, rtype, rid)
 
     async def search(self, q: SearchQuery) -> SearchResult:
-        """Run a search in a read-only transaction bounded by the search timeout; log slow ones
+        """Run a search on a read session bounded by the search timeout; log slow ones
         (parameter names only: values can be identifiers or names)."""
         started = time.perf_counter()
         timeout = int(self.settings.search_timeout_ms)
         try:
-            async with self.pool.connection() as conn, conn.transaction():
-                # Search plans depend on the values (a day vs a decade): never reuse a generic
-                # plan for prepared search statements.
-                await conn.execute(
-                    f"SET LOCAL statement_timeout = {timeout}; SET TRANSACTION READ ONLY; "  # type: ignore[arg-type]
-                    "SET LOCAL plan_cache_mode = force_custom_plan"
-                )
+            async with self.reader.connection() as conn:
                 result = await run_search(conn, q, self.settings.default_page_size)
         except psycopg.errors.QueryCanceled:
             raise FhirError.of(

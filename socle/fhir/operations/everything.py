@@ -71,7 +71,7 @@ async def patient_everything(request: Request) -> Response:
         sql.add(" AND r.last_updated >= %s", since)
     sql.add(" ORDER BY r.rid LIMIT %s", count + 1)
     q = SearchQuery(None, count=count, page_token=token)
-    async with engine.pool.connection() as conn:
+    async with engine.reader.connection() as conn:
         rows = await fetch_rows(conn, sql.sql(), sql.params)
         result = SearchResult(rows=rows[:count])
         if len(rows) > count:

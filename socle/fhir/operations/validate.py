@@ -66,7 +66,7 @@ async def validate_operation(request: Request) -> Response:
     if mode == "delete":
         if not rid:
             raise FhirError.of(400, "required", "mode=delete needs /{Type}/{id}/$validate")
-        async with engine.pool.connection() as conn:
+        async with engine.reader.connection() as conn:
             await read_current(conn, rtype, rid)  # 404/410 when there is nothing to delete
     else:
         if not isinstance(resource, dict):

@@ -213,7 +213,7 @@ async def vread(request: Request) -> Response:
     vid = request.path_params["vid"]
     if not vid.isdigit():
         raise bad_request(f"'{vid}' is not a version number")
-    async with engine.pool.connection() as conn:
+    async with engine.reader.connection() as conn:
         v = await read_version(conn, rtype, rid, int(vid))
     return fhir_response(
         v.content, 200, {"ETag": f'W/"{v.version}"', "Last-Modified": http_date(v.last_updated)}
@@ -240,7 +240,7 @@ async def history(request: Request) -> Response:
             after = (datetime.fromisoformat(state["t"]), int(state["r"]), int(state["v"]))
         except (ValueError, KeyError, TypeError):
             raise bad_request("The paging token is not valid", "_page_token") from None
-    async with engine.pool.connection() as conn:
+    async with engine.reader.connection() as conn:
         versions = await read_history(conn, rtype, rid, since, at, count + 1, after)
     if rid and not versions and not after:
         raise FhirError.of(404, "not-found", f"{rtype}/{rid} has no history")
