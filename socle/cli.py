@@ -22,12 +22,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     data_dir: DataDir = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            envvar="SOCLE_WORKERS", help="Worker processes (default: one per core, max 4)."
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP server (FHIR base at /fhir)."""
+    import os
+
     from .server import run
 
-    run(host=host, port=port, data_dir=data_dir, workers=workers)
+    run(host=host, port=port, data_dir=data_dir, workers=workers or min(os.cpu_count() or 1, 4))
 
 
 @app.command()
