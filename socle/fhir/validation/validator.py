@@ -314,13 +314,7 @@ class Validator:
                                     )
                                 )
                             continue
-                        msg = check(item)
-                        if msg is not None:
-                            self._bad_value(el, msg, f"{path}.{el.label}[{i}]", issues)
-                        elif el.code_values is not None and item not in el.code_values:
-                            self._bad_code(el, item, f"{path}.{el.label}[{i}]", issues)
-                        elif el.hashref and item[:1] == "#":
-                            ctx.local_refs.add(item[1:])
+                        self._primitive(el, check, item, f"{path}.{el.label}[{i}]", issues, ctx)
                 else:
                     base = f"{path}.{el.label}"
                     for i, item in enumerate(val):
@@ -335,13 +329,7 @@ class Validator:
                     )
                 )
             elif check is not None:
-                msg = check(val)
-                if msg is not None:
-                    self._bad_value(el, msg, f"{path}.{el.label}", issues)
-                elif el.code_values is not None and val not in el.code_values:
-                    self._bad_code(el, val, f"{path}.{el.label}", issues)
-                elif el.hashref and val[:1] == "#":
-                    ctx.local_refs.add(val[1:])
+                self._primitive(el, check, val, f"{path}.{el.label}", issues, ctx)
             else:
                 self._complex(el, val, f"{path}.{el.label}", issues, ctx)
         for keys, label in node.required:
@@ -511,6 +499,18 @@ class Validator:
                 (f"{path}.{key}",),
             )
         )
+
+    def _primitive(
+        self, el: Element, check: Any, value: Any, where: str, issues: list[Issue], ctx: Any
+    ) -> None:
+        """Format, then required-binding code, then local `#id` references to resolve."""
+        msg = check(value)
+        if msg is not None:
+            self._bad_value(el, msg, where, issues)
+        elif el.code_values is not None and value not in el.code_values:
+            self._bad_code(el, value, where, issues)
+        elif el.hashref and value[:1] == "#":
+            ctx.local_refs.add(value[1:])
 
     def _bad_value(self, el: Element, msg: str, path: str, issues: list[Issue]) -> None:
         code = "structure" if msg.startswith("expected a JSON") else "value"
