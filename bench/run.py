@@ -190,15 +190,12 @@ def raw_copy(url: str, rows: dict[str, list[tuple]]) -> dict:
                             ]
                         else:
                             kind = next(k for k, v in _TABLE_COLUMNS.items() if v[0] == table)
+                            # The columns' own types, as the engine's statement declares them.
+                            declared = _TABLE_COLUMNS[kind][2]
                             types = [
                                 "bigint",
                                 "text",
-                                *[
-                                    {"timestamptz": "timestamptz", "numeric": "numeric"}.get(
-                                        t, "text"
-                                    )
-                                    for t in _TABLE_COLUMNS[kind][2]
-                                ],
+                                *(t.replace("int", "int4") if t == "int" else t for t in declared),
                             ]
                         copy.set_types(types)
                         for row in data:

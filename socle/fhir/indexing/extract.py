@@ -106,15 +106,32 @@ def _compile_composite(param: SearchParam) -> IndexedParam | None:
 def _composite_rows(rows: IndexRows, ip: IndexedParam, resource: dict[str, Any]) -> None:
     code = ip.param.code
     grp = 0
+    scratch = IndexRows()
+    last = len(ip.components) - 1
     for bi, branch in enumerate(ip.path.branches):
         for element in walk(resource, branch):
             grp += 1
-            for comp, (ptype, per_branch) in enumerate(ip.components):
-                found = IndexRows()
-                for b in per_branch[bi]:
-                    for value in walk(element, b):
-                        _ADDERS[ptype](found, code, value, b.type)
-                rows.composite.extend(_slots(code, grp, comp, ptype, found))
+            element_rows: list[tuple[Any, ...]] = []
+            # Last component first: it is the value, the one most often absent, and an element
+            # with a component without value can never match.
+            for comp in range(last, -1, -1):
+                ptype, per_branch = ip.components[comp]
+                values = [(v, b.type) for b in per_branch[bi] for v in walk(element, b)]
+                if not values:
+                    break
+                for kind in _SLOT_KINDS:
+                    getattr(scratch, kind).clear()
+                for value, fhir_type in values:
+                    _ADDERS[ptype](scratch, code, value, fhir_type)
+                slots = _slots(code, grp, comp, ptype, scratch)
+                if not slots:
+                    break
+                element_rows.extend(slots)
+            else:
+                rows.composite.extend(element_rows)
+
+
+_SLOT_KINDS = ("token", "string", "quantity", "number", "date", "reference")
 
 
 def _slots(code: str, grp: int, comp: int, ptype: str, found: IndexRows) -> list[tuple[Any, ...]]:

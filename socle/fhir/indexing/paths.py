@@ -30,6 +30,12 @@ class Branch:
     keys: tuple[str, ...]
     type: str  # FHIR type code of the values found at the end of the walk
     filters: tuple[tuple[int, Filter], ...] = ()  # (after how many keys, predicate)
+    # derived once: the filters by position (None when there are none)
+    filter_map: dict[int, Filter] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.filters and self.filter_map is None:
+            object.__setattr__(self, "filter_map", dict(self.filters))
 
 
 @dataclass
@@ -53,10 +59,17 @@ class CompiledPath:
 
 
 def walk(resource: dict[str, Any], branch: Branch) -> list[Any]:
+    filters = branch.filter_map
+    if filters is None and len(branch.keys) == 1:  # the common case: one property, no filter
+        found = resource.get(branch.keys[0]) if type(resource) is dict else None
+        if found is None:
+            return []
+        if type(found) is list:
+            return [x for x in found if x is not None]
+        return [found]
     current: list[Any] = [resource]
-    filters = dict(branch.filters)
     for depth, key in enumerate(branch.keys):
-        if depth in filters:
+        if filters and depth in filters:
             current = [v for v in current if filters[depth](v)]
         nxt: list[Any] = []
         for value in current:
@@ -72,7 +85,7 @@ def walk(resource: dict[str, Any], branch: Branch) -> list[Any]:
         if not current:
             return current
     end = len(branch.keys)
-    if end in filters:
+    if filters and end in filters:
         current = [v for v in current if filters[end](v)]
     return current
 
