@@ -151,6 +151,10 @@ class Engine:
     # -- writes -----------------------------------------------------------------------------
     async def transaction(self, entries: list[EntryRequest]) -> list[EntryResponse]:
         """Process entries atomically; any failure raises FhirError and nothing is written."""
+        if _single_plain_create(entries):
+            # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips.
+            async with self.pool.connection() as conn:
+                return await self._process(conn, entries)
         for attempt in range(3):
             try:
                 async with self.pool.connection() as conn, conn.transaction():
@@ -467,6 +471,21 @@ class Engine:
         result = await run_search(conn, q, self.settings.default_page_size)
         text = search_bundle_text(result, q, "", p.rtype, p.query or [])
         return EntryResponse(200, content=text)
+
+
+def _single_plain_create(entries: list[EntryRequest]) -> bool:
+    """A lone unconditional create: its write is one statement, atomic without a transaction
+    (SearchParameters excluded: their reindex job must commit with them)."""
+    if len(entries) != 1:
+        return False
+    e = entries[0]
+    return (
+        e.method.upper() == "POST"
+        and not e.if_none_exist
+        and "?" not in e.url
+        and isinstance(e.resource, dict)
+        and e.resource.get("resourceType") not in ("SearchParameter", None)
+    )
 
 
 def _write_response(w: PendingWrite) -> EntryResponse:

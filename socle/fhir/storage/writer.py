@@ -165,9 +165,9 @@ async def apply_writes(
     """Write the batch; raises FhirError (412) on an If-Match conflict, before writing anything."""
     if not writes:
         return
-    # Pre-encode candidate contents (version 0 placeholder) for no-op comparison under the lock.
+    # Updates: encode the candidate content to compare it with the stored one under the lock.
     for w in writes:
-        if w.resource is not None:
+        if w.resource is not None and w.kind != "create":
             w.content = encode_str(w.resource)
     existing = await lock_existing(conn, writes)
     fresh: list[PendingWrite] = []
