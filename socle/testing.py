@@ -63,6 +63,8 @@ def fresh_database(
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)  # server logs only
 
 
 @dataclass

@@ -345,16 +345,7 @@ class Validator:
                         (f"{path}.{label}",),
                     )
                 )
-        for inv in node.invariants:
-            if not inv.test(obj):
-                issues.append(
-                    Issue(
-                        inv.severity,
-                        "invariant",
-                        f"Constraint {inv.key} failed: {inv.human}",
-                        (path,),
-                    )
-                )
+        _check_invariants(node.invariants, obj, path, issues)
 
     def _complex(self, el: Element, val: Any, path: str, issues: list[Issue], ctx: _Ctx) -> None:
         if type(val) is not dict:
@@ -393,16 +384,7 @@ class Validator:
             self._reference(el, val, path, issues, ctx)
         if el.codes is not None:
             self._coded(el, val, path, issues)
-        for inv in el.invariants:
-            if not inv.test(val):
-                issues.append(
-                    Issue(
-                        inv.severity,
-                        "invariant",
-                        f"Constraint {inv.key} failed: {inv.human}",
-                        (path,),
-                    )
-                )
+        _check_invariants(el.invariants, val, path, issues)
 
     def _primitive_extension(
         self,
@@ -706,5 +688,15 @@ class Validator:
                     f"{el.owner} cannot refer to a {target}; "
                     f"allowed: {', '.join(sorted(el.targets))}",
                     where,
+                )
+            )
+
+
+def _check_invariants(invariants: Any, value: Any, path: str, issues: list[Issue]) -> None:
+    for inv in invariants:
+        if not inv.test(value):
+            issues.append(
+                Issue(
+                    inv.severity, "invariant", f"Constraint {inv.key} failed: {inv.human}", (path,)
                 )
             )
