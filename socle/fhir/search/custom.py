@@ -126,15 +126,29 @@ async def record_jobs(conn: AsyncConnection, urls: list[str]) -> None:
     )
 
 
+_seen: dict[int, tuple[Any, ...]] = {}  # pool id -> signature of the last load
+
+
 async def sync(pool: AsyncConnectionPool) -> None:
-    """Load the active run-time parameters and the jobs still running into this process."""
+    """Load the active run-time parameters and the jobs still running into this process.
+
+    A cheap signature (count and latest change of SearchParameter resources, unfinished jobs)
+    is read first; the resources are only read and parsed again when it changed."""
     async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*), max(last_updated) FROM resource WHERE rtype = 'SearchParameter'"
+        )
+        counts = await cur.fetchone()
+        cur = await conn.execute("SELECT url FROM search_reindex WHERE NOT done ORDER BY url")
+        building = {r[0] for r in await cur.fetchall()}
+        signature = (*(counts or ()), tuple(sorted(building)))
+        if _seen.get(id(pool)) == signature:
+            return
         cur = await conn.execute(
             "SELECT content::text FROM resource WHERE rtype = 'SearchParameter' AND NOT deleted"
         )
         rows = await cur.fetchall()
-        cur = await conn.execute("SELECT url FROM search_reindex WHERE NOT done")
-        building = {r[0] for r in await cur.fetchall()}
+    _seen[id(pool)] = signature
     custom: dict[str, list[SearchParam]] = {}
     for (text,) in rows:
         resource = decode(text)
