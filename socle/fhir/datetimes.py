@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 MIN_TIME = datetime(1, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -76,6 +77,12 @@ def now_ms() -> datetime:
 
 
 def http_date(moment: datetime) -> str:
-    from email.utils import format_datetime
+    """HTTP date (Last-Modified) of a timestamp; cached per second, it is on every read."""
+    return _http_date(int(moment.timestamp()))
 
-    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+@lru_cache(maxsize=4096)
+def _http_date(epoch_seconds: int) -> str:
+    from email.utils import formatdate
+
+    return formatdate(epoch_seconds, usegmt=True)

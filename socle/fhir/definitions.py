@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -131,6 +132,20 @@ def restrict_expression(expression: str | None, resource_type: str, base: list[s
     if generic:
         return " | ".join(generic)
     return None
+
+
+# Caches derived from the search parameters (index extractors, the CapabilityStatement…),
+# registered by their owners and cleared when run-time parameters change.
+_derived_caches: list[Callable[[], None]] = []
+
+
+def on_search_params_change(clear: Callable[[], None]) -> None:
+    _derived_caches.append(clear)
+
+
+def search_params_changed() -> None:
+    for clear in _derived_caches:
+        clear()
 
 
 @cache

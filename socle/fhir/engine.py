@@ -26,7 +26,7 @@ from ..config import Settings
 from .datetimes import http_date, now_ms
 from .definitions import definitions
 from .json import decode
-from .outcome import FhirError, Issue, bad_request, operation_outcome, precondition_failed
+from .outcome import FhirError, Issue, bad_request, precondition_failed
 from .patch import apply_fhirpath_patch, apply_json_patch, apply_merge_patch
 from .search import custom as custom_params
 from .search.executor import SearchResult, run_search
@@ -61,6 +61,8 @@ class EntryResponse:
     last_updated: datetime | None = None
     content: str | None = None
     outcome: dict[str, Any] | None = None
+    # a GET search entry: (result, query, path, parameters), rendered by the HTTP layer
+    search: tuple[SearchResult, SearchQuery, str, list[tuple[str, str]]] | None = None
 
     @property
     def location(self) -> str | None:
@@ -465,12 +467,9 @@ class Engine:
             else:
                 v = await read_current(conn, p.rtype, p.id)
             return EntryResponse(200, v.rtype, v.id, v.version, v.last_updated, v.content)
-        from .rest.bundles import search_bundle_text
-
         q = parse_query(p.rtype, p.query or [], self.settings.max_page_size)
         result = await run_search(conn, q, self.settings.default_page_size)
-        text = search_bundle_text(result, q, "", p.rtype, p.query or [])
-        return EntryResponse(200, content=text)
+        return EntryResponse(200, search=(result, q, p.rtype, p.query or []))
 
 
 def _single_plain_create(entries: list[EntryRequest]) -> bool:
@@ -523,7 +522,3 @@ def _int(raw: str) -> int:
         return int(raw)
     except ValueError:
         raise bad_request(f"'{raw}' is not a version number") from None
-
-
-def outcome_text(issues: list[Issue]) -> dict[str, Any]:
-    return operation_outcome(issues)

@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any
 
 from ..datetimes import MAX_TIME, MIN_TIME, date_range
-from ..definitions import SearchParam, definitions, split_union
+from ..definitions import SearchParam, definitions, on_search_params_change, split_union
 from .paths import Branch, CompiledPath, compile_path, walk
 from .text import fold
 
@@ -69,6 +69,9 @@ def indexed_params(resource_type: str) -> tuple[IndexedParam, ...]:
             continue
         out.append(IndexedParam(param, compile_path(param.expression)))
     return tuple(out)
+
+
+on_search_params_change(indexed_params.cache_clear)
 
 
 def _compile_composite(param: SearchParam) -> IndexedParam | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl
@@ -18,6 +16,7 @@ from ..engine import Engine, EntryRequest, EntryResponse
 from ..operations.everything import patient_everything
 from ..operations.validate import validate_operation
 from ..outcome import FhirError, Issue, bad_request, operation_outcome
+from ..search.executor import decode_token, encode_token
 from ..search.query import Filter, parse_query
 from ..storage.reader import history as read_history
 from ..storage.reader import read_version
@@ -235,8 +234,8 @@ async def history(request: Request) -> Response:
     after = None
     token = params.get("_page_token")
     if token:
+        state = decode_token(token)
         try:
-            state = json.loads(base64.urlsafe_b64decode(token))
             after = (datetime.fromisoformat(state["t"]), int(state["r"]), int(state["v"]))
         except (ValueError, KeyError, TypeError):
             raise bad_request("The paging token is not valid", "_page_token") from None
@@ -248,11 +247,9 @@ async def history(request: Request) -> Response:
     if len(versions) > count:
         versions = versions[:count]
         last = versions[-1]
-        next_token = base64.urlsafe_b64encode(
-            json.dumps(
-                {"t": last.last_updated.isoformat(), "r": last.rid, "v": last.version}  # type: ignore[attr-defined]
-            ).encode()
-        ).decode()
+        next_token = encode_token(
+            {"t": last.last_updated.isoformat(), "r": last.rid, "v": last.version}
+        )
     path = "/".join(p for p in (rtype, rid, "_history") if p)
     kept = [(k, v) for k, v in pairs if k != "_page_token"]
     return fhir_response(history_bundle_text(versions, base_url(request), path, kept, next_token))

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from ..datetimes import http_date, instant, now_ms
+from ..datetimes import instant, now_ms
 from ..json import decode, encode, encode_str
 from ..search.executor import SearchResult
 from ..search.query import SearchQuery
@@ -102,4 +102,4 @@ def history_bundle_text(
     )
 
 
-__all__ = ["history_bundle_text", "http_date", "page_url", "search_bundle_text"]
+__all__ = ["history_bundle_text", "page_url", "search_bundle_text"]

@@ -6,7 +6,7 @@ from functools import cache
 from typing import Any
 
 from ... import FHIR_VERSION, __version__
-from ..definitions import definitions
+from ..definitions import definitions, on_search_params_change
 from ..indexing.extract import indexed_params
 
 INTERACTIONS = [
@@ -81,6 +81,9 @@ def _resources() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+on_search_params_change(_resources.cache_clear)
 
 
 def capability_statement(base: str) -> dict[str, Any]:

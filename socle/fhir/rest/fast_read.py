@@ -9,23 +9,16 @@ behaviour is the same and only the cost differs.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from ..datetimes import http_date
 from ..definitions import definitions
 from ..outcome import FhirError
 
 _PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
 _SKIP_HEADERS = {b"if-none-match", b"if-modified-since", b"authorization"}
-
-
-@lru_cache(maxsize=4096)
-def _http_date(epoch_seconds: int) -> bytes:
-    from email.utils import formatdate
-
-    return formatdate(epoch_seconds, usegmt=True).encode()
 
 
 class FastRead:
@@ -65,7 +58,7 @@ class FastRead:
                     (b"content-type", b"application/fhir+json; charset=utf-8"),
                     (b"content-length", str(len(body)).encode()),
                     (b"etag", b'W/"%d"' % version.version),
-                    (b"last-modified", _http_date(int(version.last_updated.timestamp()))),
+                    (b"last-modified", http_date(version.last_updated).encode()),
                 ],
             }
         )

@@ -14,6 +14,7 @@ from ..datetimes import instant, now_ms
 from ..engine import Engine, EntryRequest, EntryResponse
 from ..json import decode, encode_str
 from ..outcome import FhirError, bad_request
+from .bundles import search_bundle_text
 from .http import fhir_response, prefer_return
 
 
@@ -115,6 +116,10 @@ async def process_bundle(request: Request, engine: Engine, bundle: Any, base: st
         responses = await engine.transaction(entries)
     else:
         responses = await engine.batch(entries)
+    for r in responses:  # GET searches: the Bundle, with fullUrls on this request's base
+        if r.search is not None:
+            result, q, path, pairs = r.search
+            r.content = search_bundle_text(result, q, base, path, pairs)
     # GET entries always carry their result; writes carry it unless the client asks for minimal.
     representation = prefer_return(request) == "representation"
     body = (

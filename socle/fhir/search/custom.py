@@ -19,8 +19,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from ..definitions import SearchParam, definitions
-from ..indexing.extract import _ADDERS, IndexedParam, IndexRows, indexed_params
+from ..definitions import SearchParam, definitions, search_params_changed
+from ..indexing.extract import _ADDERS, IndexedParam, IndexRows
 from ..indexing.paths import compile_path
 from ..json import decode
 from ..outcome import FhirError, Issue
@@ -166,10 +166,7 @@ async def sync(pool: AsyncConnectionPool) -> None:
 
 
 def reset_caches() -> None:
-    from ..rest.capability import _resources
-
-    indexed_params.cache_clear()
-    _resources.cache_clear()
+    search_params_changed()
 
 
 async def reindex_step(pool: AsyncConnectionPool, batch: int = BATCH) -> bool:

@@ -347,12 +347,9 @@ def _uri(flt: Filter, alias: str, rtype: str) -> Sql:
     return _exists("idx_uri", alias, rtype, flt.param.code, _or(parts))  # type: ignore[union-attr]
 
 
-_DEPTH_ALIASES = ("r", "c1", "c2", "c3", "c4", "c5")
-
-
 def _next_alias(alias: str) -> str:
-    i = _DEPTH_ALIASES.index(alias) if alias in _DEPTH_ALIASES else 0
-    return _DEPTH_ALIASES[min(i + 1, len(_DEPTH_ALIASES) - 1)] + ("" if i + 1 < 6 else "x")
+    """Alias of the resource one chain or _has level deeper: r -> c1 -> c2 …"""
+    return "c1" if alias == "r" else f"c{int(alias[1:]) + 1}"
 
 
 def _chain(flt: Filter, alias: str, rtype: str) -> Sql:

@@ -19,6 +19,7 @@ class Version:
     last_updated: datetime
     deleted: bool
     content: str | None  # JSON text; None for a deletion
+    rid: int = 0  # set by history(), for its keyset cursor
 
 
 async def read_current(conn: AsyncConnection, rtype: str, rid: str) -> Version:
@@ -91,7 +92,5 @@ async def history(
     cur = await conn.execute(sql, params + params + [count])  # type: ignore[arg-type]
     out = []
     for row in await cur.fetchall():
-        v = Version(row[0], row[1], row[2], row[3], row[4], row[5])
-        v.rid = row[6]  # type: ignore[attr-defined]
-        out.append(v)
+        out.append(Version(row[0], row[1], row[2], row[3], row[4], row[5], row[6]))
     return out
