@@ -12,6 +12,11 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw) if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -24,6 +29,13 @@ class Settings:
     default_page_size: int
     max_page_size: int
     max_bundle_entries: int
+    # Security (docs/security.md): the public URL is the built-in authorisation server's issuer
+    # and, with /fhir, the audience tokens must name.
+    public_url: str
+    signing_key_file: Path | None
+    trusted_issuers_file: Path | None
+    token_lifetime: int
+    cors_origins: tuple[str, ...]
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -39,4 +51,19 @@ class Settings:
             default_page_size=_int("SOCLE_PAGE_SIZE", 20),
             max_page_size=_int("SOCLE_MAX_PAGE_SIZE", 1000),
             max_bundle_entries=_int("SOCLE_MAX_BUNDLE_ENTRIES", 10_000),
+            public_url=(os.environ.get("SOCLE_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            signing_key_file=_path("SOCLE_SIGNING_KEY_FILE"),
+            trusted_issuers_file=_path("SOCLE_TRUSTED_ISSUERS_FILE"),
+            token_lifetime=_int("SOCLE_TOKEN_LIFETIME", 300),
+            cors_origins=tuple(
+                o.strip() for o in os.environ.get("SOCLE_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
         )
+
+    @property
+    def issuer(self) -> str:
+        return self.public_url
+
+    @property
+    def fhir_audience(self) -> str:
+        return self.public_url + "/fhir"

@@ -174,7 +174,7 @@ class Rule:
 
 
 _P, _R, _PRO = Role.PATIENT, Role.REPRESENTATIVE, Role.PROFESSIONAL
-_SYS, _ARS, _ADM = Role.SYSTEM, Role.ARS_ANALYST, Role.ADMIN
+_SYS, _ARS, _ADM, _OP = Role.SYSTEM, Role.ARS_ANALYST, Role.ADMIN, Role.OPERATOR
 _C = Condition
 
 RULES: tuple[Rule, ...] = (
@@ -217,6 +217,11 @@ RULES: tuple[Rule, ...] = (
     Rule(_ADM, Group.DEFINITIONAL, ALL, _C.ALWAYS),
     Rule(_ADM, Group.CONFIGURATION, ALL, _C.ALWAYS),
     Rule(_ADM, Group.AUDIT, RS, _C.ALWAYS, "security review of the audit trail"),
+    # platform operator: the region's own integration; the audit trail stays read-only
+    *(
+        Rule(_OP, group, RS if group == Group.AUDIT else ALL, _C.ALWAYS, "platform integration")
+        for group in Group
+    ),
 )
 
 # Which scope contexts each role may use.
@@ -227,6 +232,7 @@ ROLE_CONTEXTS: Mapping[Role, frozenset[str]] = {
     _SYS: frozenset({"system"}),
     _ARS: frozenset({"user", "system"}),
     _ADM: frozenset({"user", "system"}),
+    _OP: frozenset({"system"}),
 }
 
 
@@ -565,6 +571,7 @@ def _purpose(role: Role) -> str:
         Role.SYSTEM: HOPERAT,
         Role.ARS_ANALYST: PUBHLTH,
         Role.ADMIN: HSYSADMIN,
+        Role.OPERATOR: HOPERAT,
     }[role]
 
 

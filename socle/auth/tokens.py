@@ -68,6 +68,9 @@ class Role(StrEnum):
     SYSTEM = "system"  # backend client of an organisation
     ARS_ANALYST = "ars-analyst"
     ADMIN = "admin"
+    # The platform's own integration (regional loaders, demo data, the engine's test suite):
+    # every resource, still scoped and audited; issued only to configured clients.
+    OPERATOR = "operator"
 
 
 class InvalidToken(Exception):

@@ -47,6 +47,7 @@ def principal(role: Role, scopes: str | None = None, **kw) -> Principal:
         Role.SYSTEM: ("system/*.cruds", {"organization": ORG, "client_id": "his-1"}),
         Role.ARS_ANALYST: ("user/*.cruds", {}),
         Role.ADMIN: ("user/*.cruds", {}),
+        Role.OPERATOR: ("system/*.cruds", {"client_id": "platform"}),
     }
     sc, attrs = defaults[role]
     attrs = {**attrs, **kw}
@@ -357,7 +358,7 @@ def test_rules_table_invariants():
     for rule in RULES:
         if rule.group == Group.AUDIT:  # append-only: only the server writes AuditEvents
             assert rule.interactions <= {Interaction.READ, Interaction.SEARCH}
-        assert rule.group != Group.OTHER
+        assert rule.group != Group.OTHER or rule.role == Role.OPERATOR
         if rule.role == Role.ADMIN:
             assert rule.group not in (Group.CLINICAL, Group.CONSENT)
         if rule.role == Role.ARS_ANALYST and rule.group == Group.CLINICAL:
@@ -447,14 +448,15 @@ def test_policy_properties(role, rtype, inter, rel, reason, scopes):
     if d.allow:
         assert parse_scopes(scopes).scopes, "no scope, no access"
         assert any(s.grants(rtype, inter) for s in parse_scopes(scopes))
-        assert resource_group(rtype) != Group.OTHER  # deny by default
+        assert resource_group(rtype) != Group.OTHER or role == Role.OPERATOR  # deny by default
         if role == Role.PROFESSIONAL and resource_group(rtype) == Group.CLINICAL:
             assert not rel.blocked
             assert d.filters.patients == {"P2"}
             if d.break_glass:
                 assert not rel.emergency_opposition
         if resource_group(rtype) == Group.CLINICAL:
-            assert role in (Role.PROFESSIONAL, Role.SYSTEM)  # P2 is nobody's own record here
+            # P2 is nobody's own record here
+            assert role in (Role.PROFESSIONAL, Role.SYSTEM, Role.OPERATOR)
             assert d.needs_audit
     if rtype in PATIENT_COMPARTMENT_TYPES:
         assert d.needs_audit
