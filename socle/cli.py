@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Socle, the regional e-health platform."
 )
+
+PUBLIC_URL_FILE = "public-url"
 
 DataDir = Annotated[
     Path | None,
@@ -61,6 +63,96 @@ def demo(
     from .region.demo import demo_command
 
     demo_command(host, port, data_dir or Path(".socle-data"), patients, seed)
+
+
+def _settings_for(data_dir: Path | None) -> Any:
+    import os
+
+    from .config import Settings
+
+    if data_dir is not None:
+        os.environ["SOCLE_DATA_DIR"] = str(data_dir)
+    settings = Settings.from_env()
+    served = settings.data_dir / PUBLIC_URL_FILE
+    if not os.environ.get("SOCLE_PUBLIC_URL") and served.exists():
+        # the URL the last `socle serve` on this data dir announced: its tokens' audience
+        os.environ["SOCLE_PUBLIC_URL"] = served.read_text().strip()
+        settings = Settings.from_env()
+    return settings
+
+
+@app.command()
+def token(
+    principal: Annotated[
+        str,
+        typer.Argument(
+            help="operator, admin, ars, practitioner:<RPPS>, patient:<id>, "
+            "representative:<RelatedPerson id>:<patient id>, system:<client id>:<Organization id>"
+        ),
+    ],
+    scope: Annotated[str | None, typer.Option(help="Scopes (default: the role's).")] = None,
+    lifetime: Annotated[int, typer.Option(help="Seconds of validity.")] = 3600,
+    data_dir: DataDir = None,
+) -> None:
+    """Print an access token for a demo principal (demo data dirs only)."""
+    from .auth.demo_tokens import UnknownPrincipal, mint
+    from .region.demo import MARKER
+
+    settings = _settings_for(data_dir)
+    if not (settings.data_dir / MARKER).exists():
+        typer.echo(
+            f"{settings.data_dir} is not a demo data dir: `socle token` only serves demos. "
+            "Use the authorisation server (docs/security.md).",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        typer.echo(mint(settings, principal, scope=scope, lifetime=lifetime))
+    except UnknownPrincipal as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    data_dir: DataDir = None,
+    seal_first: Annotated[
+        bool, typer.Option("--seal/--no-seal", help="Chain pending events before verifying.")
+    ] = True,
+) -> None:
+    """Verify the audit hash chain: every altered, removed, inserted or reordered record."""
+    import asyncio
+
+    import psycopg
+
+    from .auth.audit_store import seal, verify
+    from .database import resolve_url
+
+    settings = _settings_for(data_dir)
+
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(
+            resolve_url(settings), autocommit=True
+        ) as conn:
+            if seal_first:
+                await seal(conn, settings.data_dir)
+            return await verify(conn, settings.data_dir)
+
+    result = asyncio.run(run())
+    typer.echo(
+        f"{result.records} records chained (head seq {result.head[0]}), "
+        f"{result.unsealed} not yet chained"
+    )
+    for problem in result.problems:
+        typer.echo(f"PROBLEM: {problem}")
+    if not result.ok:
+        typer.echo(f"The audit trail has been tampered with: {len(result.problems)} problem(s)")
+        raise typer.Exit(1)
+    typer.echo("The audit trail is intact.")
 
 
 if __name__ == "__main__":

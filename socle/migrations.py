@@ -127,10 +127,46 @@ CREATE INDEX idx_composite_search ON idx_composite (rtype, param, comp, code, ri
 CREATE INDEX idx_composite_rid ON idx_composite (rid);
 """
 
+SECURITY_V4 = """
+-- The organisation a resource belongs to (set from the writing client's organisation):
+-- system clients see their own organisation's data.
+ALTER TABLE resource ADD COLUMN owner text;
+CREATE INDEX resource_owner ON resource (owner, rtype) WHERE owner IS NOT NULL;
+
+-- The audit trail: AuditEvents are FHIR resources (searchable, in the patient's compartment for
+-- the access history); this table chains them. A request inserts its events with seq NULL in
+-- its own transaction; the sealer gives them their place in the chain in commit order
+-- (seq, prev_hash, hash), so no global lock is taken on the request path.
+CREATE TABLE audit_log (
+    audit_id   text PRIMARY KEY,  -- AuditEvent.id
+    seq        bigint UNIQUE,
+    prev_hash  text,
+    hash       text
+);
+CREATE INDEX audit_log_unsealed ON audit_log (audit_id) WHERE seq IS NULL;
+CREATE TABLE audit_head (
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+    seq  bigint NOT NULL,
+    hash text NOT NULL
+);
+INSERT INTO audit_head VALUES (true, -1, repeat('0', 64));
+
+-- Emergency (break-glass) access grants: a professional, a patient, a reason, an expiry.
+CREATE TABLE break_glass (
+    principal  text NOT NULL,
+    patient    text NOT NULL,
+    reason     text NOT NULL,
+    granted_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX break_glass_principal ON break_glass (principal, expires_at);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "engine storage and search index tables", ENGINE_V1),
     (2, "reindex jobs of run-time search parameters", SEARCH_REINDEX_V2),
     (3, "composite search parameters", COMPOSITE_V3),
+    (4, "resource owner, audit chain, break-glass grants", SECURITY_V4),
 ]
 
 

@@ -21,6 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .auth.audit_store import AuditSink, sealer
+from .auth.enforcement import AuditServices
+from .auth.middleware import AUDIT_KEY
+from .auth.signing import ensure_signing_key
 from .config import Settings
 from .database import open_pool, prepare, read_options, resolve_url
 from .fhir.engine import Engine
@@ -130,13 +134,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
         warm_up()
         pool = await open_pool(url, settings)
         read_pool = await open_pool(url, settings, options=read_options(settings), name="reads")
-        app.state.engine = Engine(pool, settings, validators=_validators(), read_pool=read_pool)
+        engine = Engine(pool, settings, validators=_validators(), read_pool=read_pool)
+        app.state.engine = engine
+        sink = AuditSink(pool, engine.rids)
+        sink.start()
+        setattr(app.state, AUDIT_KEY, AuditServices(sink, engine.rids))
         await custom_params.sync(pool)
-        background = asyncio.create_task(custom_params.background(pool))
+        background = [
+            asyncio.create_task(custom_params.background(pool)),
+            asyncio.create_task(sealer(pool, settings.data_dir)),
+        ]
         try:
             yield
         finally:
-            background.cancel()
+            for task in background:
+                task.cancel()
+            await sink.stop()
             await read_pool.close()
             await pool.close()
 
@@ -174,10 +187,26 @@ def _validators() -> list[Any]:
 
 
 def asgi() -> ASGIApp:
-    """Factory for uvicorn workers: settings from the environment."""
+    """Factory for uvicorn workers: settings from the environment. From the outside in: access
+    log, security headers, CORS, authentication (every /fhir request), the fast read path, the
+    application."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    from .auth.middleware import Authentication, SecurityHeaders
     from .fhir.rest.fast_read import FastRead
 
-    return AccessLog(FastRead(create_app()))
+    app = create_app()
+    settings: Settings = app.state.settings
+    inner: ASGIApp = Authentication(FastRead(app), settings, app.state)
+    if settings.cors_origins:
+        inner = CORSMiddleware(
+            inner,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist", "Prefer"],
+            expose_headers=["ETag", "Location", "Last-Modified"],
+        )
+    return AccessLog(SecurityHeaders(inner, settings))
 
 
 def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
@@ -185,9 +214,15 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
 
     if data_dir is not None:
         os.environ["SOCLE_DATA_DIR"] = str(data_dir)
+    if not os.environ.get("SOCLE_PUBLIC_URL"):
+        # the issuer and audience of tokens: where clients reach us (behind a TLS proxy, set it)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        os.environ["SOCLE_PUBLIC_URL"] = f"http://{shown}:{port}"
     settings = Settings.from_env()
-    if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Before any worker exists, so that they all sign and verify with the same key.
+    ensure_signing_key(settings)
+    (settings.data_dir / "public-url").write_text(settings.public_url)
     # Start the embedded database and migrate once here, before any worker process exists;
     # this process keeps the embedded server alive for the workers.
     prepare(resolve_url(settings))

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -119,6 +119,26 @@ def start_server(
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"server did not become ready: {log.read_text()[-3000:]}")
+
+
+def token_for(
+    server: ServerProcess, principal: str = "operator", scope: str | None = None, **claims: object
+) -> str:
+    """An access token for a principal of this server (see socle.auth.demo_tokens), signed
+    with its data dir's key: the test harness owns the data dir, as an operator would."""
+    from .auth.demo_tokens import mint
+    from .config import Settings
+
+    settings = replace(
+        Settings.from_env(server.database.data_dir), public_url=server.base.rstrip("/")
+    )
+    return mint(settings, principal, scope=scope, lifetime=6 * 3600, **claims)
+
+
+def auth_headers(
+    server: ServerProcess, principal: str = "operator", **kw: object
+) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(server, principal, **kw)}"}  # type: ignore[arg-type]
 
 
 def stop_server(server: ServerProcess, sig: int = signal.SIGTERM) -> None:

@@ -12,9 +12,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from socle.testing import Database, ServerProcess, fresh_database, start_server, stop_server
+from socle.testing import (
+    Database,
+    ServerProcess,
+    auth_headers,
+    fresh_database,
+    start_server,
+    stop_server,
+    token_for,
+)
 
-__all__ = ["Database", "ServerProcess", "start_server", "stop_server"]
+__all__ = ["Database", "ServerProcess", "auth_headers", "start_server", "stop_server", "token_for"]
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +42,8 @@ def server(database: Database) -> Iterator[ServerProcess]:
 
 @pytest.fixture()
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"}
-    ) as c:
+    """An HTTP client of the platform operator: the engine's tests see every resource (the
+    access policy has its own tests, with patients, professionals and system clients)."""
+    headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
+    with httpx.Client(base_url=server.fhir, timeout=60, headers=headers) as c:
         yield c

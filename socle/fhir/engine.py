@@ -23,6 +23,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ..config import Settings
+from .access import DIRECT, ENTRY, HISTORY, Access, Touched
 from .datetimes import http_date, now_ms
 from .definitions import definitions
 from .json import decode
@@ -31,7 +32,8 @@ from .patch import apply_fhirpath_patch, apply_json_patch, apply_merge_patch
 from .search import custom as custom_params
 from .search.executor import SearchResult, run_search
 from .search.query import SearchQuery, parse_query
-from .storage.reader import read_current
+from .storage.reader import Version, read_current, read_version
+from .storage.reader import history as read_history
 from .storage.rids import RidAllocator
 from .storage.writer import PendingWrite, apply_writes, check_id
 
@@ -61,6 +63,7 @@ class EntryResponse:
     last_updated: datetime | None = None
     content: str | None = None
     outcome: dict[str, Any] | None = None
+    compartment: str | None = None
     # a GET search entry: (result, query, path, parameters), rendered by the HTTP layer
     search: tuple[SearchResult, SearchQuery, str, list[tuple[str, str]]] | None = None
 
@@ -109,19 +112,85 @@ class Engine:
         return self.read_pool or self.pool
 
     # -- reads ------------------------------------------------------------------------------
-    async def read(self, rtype: str, rid: str) -> Any:
+    async def read(self, rtype: str, rid: str, access: Access | None = None) -> Version:
         self.check_type(rtype)
         async with self.reader.connection() as conn:
-            return await read_current(conn, rtype, rid)
+            v = await read_current(conn, rtype, rid)
+            if access is not None:
+                await access.prepare(conn)
+        if access is not None:
+            await _checked(access, "read", rtype, v)
+            await access.record(None, Touched("read", rtype, [(rtype, rid, v.compartment)]))
+        return v
 
-    async def search(self, q: SearchQuery) -> SearchResult:
+    async def vread(self, rtype: str, rid: str, vid: int, access: Access | None = None) -> Version:
+        self.check_type(rtype)
+        async with self.reader.connection() as conn:
+            v = await read_version(conn, rtype, rid, vid)
+            if access is not None:
+                await access.prepare(conn)
+        if access is not None:
+            await _checked(access, "vread", rtype, v)
+            await access.record(None, Touched("vread", rtype, [(rtype, rid, v.compartment)]))
+        return v
+
+    async def history(
+        self,
+        rtype: str | None,
+        rid: str | None,
+        since: datetime | None,
+        at: datetime | None,
+        count: int,
+        after: tuple[datetime, int, int] | None,
+        access: Access | None = None,
+    ) -> list[Version]:
+        """Versions newest first; only those of resources the caller may see."""
+        interaction = "history-instance" if rid else "history-type" if rtype else "history-system"
+        async with self.reader.connection() as conn:
+            cond = None
+            if access is not None:
+                await access.prepare(conn)
+                # instance history is a read of that resource (SMART "r"); the others search
+                try:
+                    cond = access.condition(
+                        [rtype] if rtype else None, "read" if rid else "search", HISTORY
+                    )
+                except FhirError as err:
+                    await _denied(access, interaction, rtype, err)
+                    raise
+            versions = await read_history(
+                conn,
+                rtype,
+                rid,
+                since,
+                at,
+                count,
+                after,
+                (cond.sql(), cond.params) if cond is not None else None,
+            )
+        if access is not None:
+            touched = {(v.rtype, v.id, v.compartment) for v in versions}
+            await access.record(None, Touched(interaction, rtype, sorted(touched, key=str)))
+        return versions
+
+    async def search(
+        self, q: SearchQuery, access: Access | None = None, query_text: str | None = None
+    ) -> SearchResult:
         """Run a search on a read session bounded by the search timeout; log slow ones
         (parameter names only: values can be identifiers or names)."""
         started = time.perf_counter()
         timeout = int(self.settings.search_timeout_ms)
+        q.access = access
+        interaction = "search-type" if q.resource_type else "search-system"
         try:
             async with self.reader.connection() as conn:
+                if access is not None:
+                    await access.prepare(conn)
                 result = await run_search(conn, q, self.settings.default_page_size)
+        except FhirError as err:
+            if access is not None:
+                await _denied(access, interaction, q.resource_type, err)
+            raise
         except psycopg.errors.QueryCanceled:
             raise FhirError.of(
                 422,
@@ -142,6 +211,11 @@ class Engine:
                     }
                 )
             )
+        if access is not None:
+            touched = [(r.rtype, r.id, r.compartment) for r in (*result.rows, *result.included)]
+            await access.record(
+                None, Touched(interaction, q.resource_type, touched, query=query_text)
+            )
         return result
 
     def check_type(self, rtype: str, where: str = "") -> None:
@@ -151,16 +225,33 @@ class Engine:
             )
 
     # -- writes -----------------------------------------------------------------------------
-    async def transaction(self, entries: list[EntryRequest]) -> list[EntryResponse]:
-        """Process entries atomically; any failure raises FhirError and nothing is written."""
-        if _single_plain_create(entries):
+    async def transaction(
+        self,
+        entries: list[EntryRequest],
+        access: Access | None = None,
+        interaction: str | None = None,
+    ) -> list[EntryResponse]:
+        """Process entries atomically; any failure raises FhirError and nothing is written.
+        With ``access``, every entry is checked and the audit record commits with the writes."""
+        interaction = interaction or _interaction_of(entries)
+        if access is None and _single_plain_create(entries):
             # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips.
             async with self.pool.connection() as conn:
-                return await self._process(conn, entries)
+                return await self._process(conn, entries, None, interaction)
+        try:
+            return await self._transaction(entries, access, interaction)
+        except FhirError as err:
+            if access is not None:
+                await _denied(access, interaction, None, err)
+            raise
+
+    async def _transaction(
+        self, entries: list[EntryRequest], access: Access | None, interaction: str
+    ) -> list[EntryResponse]:
         for attempt in range(3):
             try:
                 async with self.pool.connection() as conn, conn.transaction():
-                    responses = await self._process(conn, entries)
+                    responses = await self._process(conn, entries, access, interaction)
                 if any(r.rtype == "SearchParameter" and r.version for r in responses):
                     await custom_params.sync(self.pool)  # this worker knows it at once
                 return responses
@@ -176,20 +267,28 @@ class Engine:
                     ) from None
         raise AssertionError("unreachable")
 
-    async def batch(self, entries: list[EntryRequest]) -> list[EntryResponse]:
+    async def batch(
+        self, entries: list[EntryRequest], access: Access | None = None
+    ) -> list[EntryResponse]:
         """Process entries independently: each succeeds or fails on its own."""
         out: list[EntryResponse] = []
         for entry in entries:
             try:
-                out.extend(await self.transaction([entry]))
+                out.extend(await self.transaction([entry], access))
             except FhirError as err:
                 out.append(EntryResponse(err.status, outcome=err.outcome()))
         return out
 
     async def _process(
-        self, conn: AsyncConnection, entries: list[EntryRequest]
+        self,
+        conn: AsyncConnection,
+        entries: list[EntryRequest],
+        access: Access | None,
+        interaction: str,
     ) -> list[EntryResponse]:
         planned = [self._parse(e) for e in entries]
+        if access is not None:
+            await access.prepare(conn)
         now = now_ms()
         # fullUrl -> new reference, for urn:uuid and other fullUrls of created resources
         refs: dict[str, str] = {}
@@ -197,13 +296,13 @@ class Engine:
 
         for p in planned:  # 1. DELETE
             if p.req.method == "DELETE":
-                await self._plan_delete(conn, p)
+                await self._plan_delete(conn, p, access)
         for p in planned:  # 2. POST
             if p.req.method == "POST":
-                await self._plan_create(conn, p, refs)
+                await self._plan_create(conn, p, refs, access)
         for p in planned:  # 3. PUT / PATCH
             if p.req.method in ("PUT", "PATCH"):
-                await self._plan_update(conn, p, refs)
+                await self._plan_update(conn, p, refs, access)
 
         writes: list[PendingWrite] = []
         for p in planned:
@@ -217,14 +316,19 @@ class Engine:
                     p.req.where or None,
                 )
             identities.add(key)
+            w.where = p.req.where
+            if access is not None:
+                w.owner = access.owner
             if w.resource is not None:
-                await self._rewrite_references(conn, w.resource, refs, p.req.where)
+                await self._rewrite_references(conn, w.resource, refs, p.req.where, access)
                 self._validate(w.resource, p.req.where)
                 if w.rtype == "SearchParameter" and w.resource.get("status") == "active":
                     where = f"{p.req.where}.resource" if p.req.where else "SearchParameter"
                     custom_params.params_of(w.resource, where)
             writes.append(w)
-        await apply_writes(conn, writes, self.rids, now)
+        await apply_writes(
+            conn, writes, self.rids, now, access.check_writes if access is not None else None
+        )
         search_urls = [
             w.resource["url"]
             for w in writes
@@ -241,7 +345,18 @@ class Engine:
                 p.response = _write_response(p.write)
         for p in planned:  # 4. GET
             if p.req.method in ("GET", "HEAD"):
-                p.response = await self._get(conn, p)
+                p.response = await self._get(conn, p, access)
+        if access is not None:
+            touched = [(w.rtype, w.id, w.compartment) for w in writes if not w.noop]
+            for p in planned:
+                r = p.response
+                if p.write is None and r is not None and r.rtype and r.id:
+                    touched.append((r.rtype, r.id, r.compartment))
+                elif r is not None and r.search is not None:
+                    found = r.search[0]
+                    touched.extend((x.rtype, x.id, x.compartment) for x in found.rows)
+                    touched.extend((x.rtype, x.id, x.compartment) for x in found.included)
+            await access.record(conn, Touched(interaction, None, touched))
         return [p.response or EntryResponse(200) for p in planned]
 
     def _parse(self, req: EntryRequest) -> _Planned:
@@ -285,10 +400,17 @@ class Engine:
         return p
 
     async def _find(
-        self, conn: AsyncConnection, rtype: str, query: list[tuple[str, str]], where: str
+        self,
+        conn: AsyncConnection,
+        rtype: str,
+        query: list[tuple[str, str]],
+        where: str,
+        access: Access | None,
     ) -> list[str]:
-        """Ids of the resources a conditional criteria matches (at most 2 are needed)."""
+        """Ids of the resources a conditional criteria matches (at most 2 are needed), among
+        those the caller may see: criteria never reveal what the caller cannot read."""
         q = parse_query(rtype, query, self.settings.max_page_size)
+        q.access = access
         if q.unknown:
             raise bad_request(
                 f"Unknown search parameter(s) in condition: {', '.join(q.unknown)}", where or None
@@ -308,10 +430,10 @@ class Engine:
         key = rtype + "?" + "&".join(f"{k}={v}" for k, v in sorted(query))
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
 
-    async def _plan_delete(self, conn: AsyncConnection, p: _Planned) -> None:
+    async def _plan_delete(self, conn: AsyncConnection, p: _Planned, access: Access | None) -> None:
         if p.id is None and p.query:
             await self._lock_condition(conn, p.rtype, p.query)
-            ids = await self._find(conn, p.rtype, p.query, p.req.where)
+            ids = await self._find(conn, p.rtype, p.query, p.req.where, access)
             if len(ids) > 1:
                 raise precondition_failed(
                     f"Conditional delete matches {len(ids)}+ {p.rtype} resources: be more specific"
@@ -324,7 +446,9 @@ class Engine:
             raise bad_request("DELETE needs an id or search criteria", p.req.where or None)
         p.write = PendingWrite("delete", p.rtype, p.id, if_match=_etag_version(p.req.if_match))
 
-    async def _plan_create(self, conn: AsyncConnection, p: _Planned, refs: dict[str, str]) -> None:
+    async def _plan_create(
+        self, conn: AsyncConnection, p: _Planned, refs: dict[str, str], access: Access | None
+    ) -> None:
         resource = p.req.resource
         condition = p.req.if_none_exist
         if condition is None and p.query:
@@ -334,17 +458,25 @@ class Engine:
             query = parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True)
         if condition:
             await self._lock_condition(conn, p.rtype, query)
-            ids = await self._find(conn, p.rtype, query, p.req.where)
+            ids = await self._find(conn, p.rtype, query, p.req.where, access)
             if len(ids) > 1:
                 raise precondition_failed(
                     f"Conditional create matches {len(ids)}+ {p.rtype} resources: be more specific"
                 )
             if ids:
                 existing = await read_current(conn, p.rtype, ids[0])
+                if access is not None:
+                    access.check_read(existing, ENTRY)
                 if p.req.full_url:
                     refs[p.req.full_url] = f"{p.rtype}/{ids[0]}"
                 p.response = EntryResponse(
-                    200, p.rtype, ids[0], existing.version, existing.last_updated, existing.content
+                    200,
+                    p.rtype,
+                    ids[0],
+                    existing.version,
+                    existing.last_updated,
+                    existing.content,
+                    compartment=existing.compartment,
                 )
                 return
         new_id = str(uuid.uuid4())
@@ -353,10 +485,12 @@ class Engine:
             refs[p.req.full_url] = f"{p.rtype}/{new_id}"
         p.write = PendingWrite("create", p.rtype, new_id, resource)
 
-    async def _plan_update(self, conn: AsyncConnection, p: _Planned, refs: dict[str, str]) -> None:
+    async def _plan_update(
+        self, conn: AsyncConnection, p: _Planned, refs: dict[str, str], access: Access | None
+    ) -> None:
         if p.id is None and p.query is not None:
             await self._lock_condition(conn, p.rtype, p.query)
-            ids = await self._find(conn, p.rtype, p.query, p.req.where)
+            ids = await self._find(conn, p.rtype, p.query, p.req.where, access)
             if len(ids) > 1:
                 raise precondition_failed(
                     f"Conditional {p.req.method} matches {len(ids)}+ {p.rtype} resources"
@@ -383,6 +517,9 @@ class Engine:
         if_match = _etag_version(p.req.if_match)
         if p.req.method == "PATCH":
             current = await _locked_current(conn, p.rtype, p.id)
+            if access is not None:
+                # the patch is computed on what is stored: the caller must be able to read it
+                access.check_read(current, ENTRY)
             if if_match is not None and if_match != current.version:
                 raise precondition_failed(
                     f"{p.rtype}/{p.id} is at version {current.version}, not {if_match} (If-Match)"
@@ -403,7 +540,12 @@ class Engine:
         p.write = PendingWrite("update", p.rtype, p.id, p.req.resource, if_match=if_match)
 
     async def _rewrite_references(
-        self, conn: AsyncConnection, node: Any, refs: dict[str, str], where: str
+        self,
+        conn: AsyncConnection,
+        node: Any,
+        refs: dict[str, str],
+        where: str,
+        access: Access | None,
     ) -> None:
         """Replace urn:uuid fullUrls and conditional references (`Patient?identifier=…`)."""
         stack = [node]
@@ -416,7 +558,7 @@ class Engine:
                             item[key] = refs[value]
                         elif key == "reference" and "?" in value and not value.startswith("#"):
                             item[key] = await self._resolve_conditional_reference(
-                                conn, value, where
+                                conn, value, where, access
                             )
                         elif key == "reference" and value.startswith("urn:uuid:"):
                             raise bad_request(
@@ -433,11 +575,12 @@ class Engine:
                         stack.append(value)
 
     async def _resolve_conditional_reference(
-        self, conn: AsyncConnection, ref: str, where: str
+        self, conn: AsyncConnection, ref: str, where: str, access: Access | None
     ) -> str:
         rtype, _, query = ref.partition("?")
         self.check_type(rtype, where)
-        ids = await self._find(conn, rtype, parse_qsl(query, keep_blank_values=True), where)
+        pairs = parse_qsl(query, keep_blank_values=True)
+        ids = await self._find(conn, rtype, pairs, where, access)
         if len(ids) != 1:
             raise FhirError.of(
                 412 if ids else 400,
@@ -457,19 +600,62 @@ class Engine:
             business = all(i.code == "business-rule" for i in errors)
             raise FhirError(422 if business else 400, errors)
 
-    async def _get(self, conn: AsyncConnection, p: _Planned) -> EntryResponse:
+    async def _get(
+        self, conn: AsyncConnection, p: _Planned, access: Access | None
+    ) -> EntryResponse:
         if p.id and not p.query:
             segments = [s for s in urlsplit(p.req.url).path.strip("/").split("/") if s]
             if len(segments) == 4 and segments[2] == "_history":
-                from .storage.reader import read_version
-
                 v = await read_version(conn, p.rtype, p.id, _int(segments[3]))
             else:
                 v = await read_current(conn, p.rtype, p.id)
-            return EntryResponse(200, v.rtype, v.id, v.version, v.last_updated, v.content)
+            if access is not None:
+                access.check_read(v, ENTRY)
+            return EntryResponse(
+                200,
+                v.rtype,
+                v.id,
+                v.version,
+                v.last_updated,
+                v.content,
+                compartment=v.compartment,
+            )
         q = parse_query(p.rtype, p.query or [], self.settings.max_page_size)
+        q.access = access
         result = await run_search(conn, q, self.settings.default_page_size)
         return EntryResponse(200, search=(result, q, p.rtype, p.query or []))
+
+
+def _interaction_of(entries: list[EntryRequest]) -> str:
+    if len(entries) != 1:
+        return "transaction"
+    e = entries[0]
+    method = e.method.upper()
+    if method == "POST":
+        return "create"
+    if method == "PUT":
+        return "update"
+    if method == "PATCH":
+        return "patch"
+    if method == "DELETE":
+        return "delete"
+    return "read"
+
+
+async def _checked(access: Access, interaction: str, rtype: str, row: Version) -> None:
+    """Check a direct read; a denial is audited before it is raised."""
+    try:
+        access.check_read(row, DIRECT)
+    except FhirError as err:
+        await _denied(access, interaction, rtype, err)
+        raise
+
+
+async def _denied(access: Access, interaction: str, rtype: str | None, err: FhirError) -> None:
+    """Audit a refused access (403, or 404 for a hidden resource)."""
+    if err.status in (403, 404) and err.denied:
+        detail = err.issues[0].diagnostics if err.issues else None
+        await access.record(None, Touched(interaction, rtype, outcome="4", detail=detail))
 
 
 def _single_plain_create(entries: list[EntryRequest]) -> bool:

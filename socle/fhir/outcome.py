@@ -56,6 +56,7 @@ class FhirError(Exception):
     status: int
     issues: list[Issue] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    denied: bool = False  # refused by the access policy (audited as a failed attempt)
 
     def __str__(self) -> str:
         return "; ".join(i.diagnostics for i in self.issues)
@@ -75,6 +76,14 @@ def bad_request(
     diagnostics: str, expression: str | None = None, code: str = "invalid"
 ) -> FhirError:
     return FhirError.of(400, code, diagnostics, expression)
+
+
+def forbidden(diagnostics: str, expression: str | None = None, status: int = 403) -> FhirError:
+    """An access the policy refuses: 403, or 404 where even existence must not be revealed."""
+    code = "forbidden" if status == 403 else "not-found"
+    err = FhirError.of(status, code, diagnostics, expression)
+    err.denied = True
+    return err
 
 
 def not_found(diagnostics: str) -> FhirError:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -38,14 +39,17 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 12
     raise SystemExit(f"socle serve did not become ready within {timeout:.0f} s")
 
 
-def load_region(fhir: str, patients: int, seed: int, console: Console) -> int:
-    """Send the region's transaction Bundles; returns the number of resources sent."""
+def load_region(fhir: str, patients: int, seed: int, console: Console, token: str) -> int:
+    """Send the region's transaction Bundles with the platform operator's ``token``; returns the
+    number of resources sent."""
     sent = 0
+    headers = {
+        "Content-Type": "application/fhir+json",
+        "Prefer": "return=minimal",
+        "Authorization": f"Bearer {token}",
+    }
     with (
-        httpx.Client(
-            timeout=300,
-            headers={"Content-Type": "application/fhir+json", "Prefer": "return=minimal"},
-        ) as client,
+        httpx.Client(timeout=300, headers=headers) as client,
         Progress(
             TextColumn("[bold]Loading[/bold] the region through the FHIR API"),
             BarColumn(),
@@ -63,6 +67,16 @@ def load_region(fhir: str, patients: int, seed: int, console: Console) -> int:
             sent += len(bundle["entry"])
             progress.update(task, advance=len(bundle["entry"]), total=None)
     return sent
+
+
+def _operator_token(data_dir: Path) -> str:
+    """The platform operator's token, signed with the key `socle serve` made in the data dir."""
+    from ..auth.demo_tokens import mint
+    from ..config import Settings
+
+    served = (data_dir / "public-url").read_text().strip()
+    settings = replace(Settings.from_env(data_dir), public_url=served)
+    return mint(settings, "operator", lifetime=3600)
 
 
 def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int) -> None:
@@ -96,15 +110,17 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
             console.print(f"Region already loaded ({patients} patients, seed {seed}): skipping.")
         else:
             started = time.perf_counter()
-            sent = load_region(base + "/fhir", patients, seed, console)
+            sent = load_region(base + "/fhir", patients, seed, console, _operator_token(data_dir))
             marker.write_text(json.dumps({**wanted, "loaded": True}))
             took = time.perf_counter() - started
             console.print(f"Loaded {sent:,} resources in {took:.1f} s ({sent / took:,.0f}/s).")
         console.print(
             f"\n[bold green]Socle is running[/bold green] with a synthetic region of Corsica.\n"
             f"  FHIR API        {base}/fhir  (CapabilityStatement: {base}/fhir/metadata)\n"
-            f"  Try             curl '{base}/fhir/Patient?address-city=ajaccio&_count=5'\n"
-            f"                  curl '{base}/fhir/DocumentReference?_count=3'\n"
+            f"  Token           TOKEN=$(socle token operator --data-dir {data_dir})\n"
+            "                  (or practitioner:<RPPS>, patient:<id>, ars, admin)\n"
+            f'  Try             curl -H "Authorization: Bearer $TOKEN" '
+            f"'{base}/fhir/Patient?address-city=ajaccio&_count=5'\n"
             f"  Health          {base}/healthz  {base}/readyz\n"
             f"  Data            {data_dir}\n"
             "Press Ctrl+C to stop.",

@@ -7,6 +7,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from socle.testing import auth_headers
+
 from .helpers import assert_outcome, create, patient
 
 
@@ -52,7 +54,7 @@ def test_body_too_large(server):
     r = httpx.post(
         server.fhir + "/Patient",
         content=big,
-        headers={"Content-Type": "application/fhir+json"},
+        headers={"Content-Type": "application/fhir+json", **auth_headers(server)},
         timeout=60,
     )
     assert_outcome(r, 413)

@@ -6,12 +6,29 @@ import pytest
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import MultipleResourcesFound, ResourceNotFound
 
+from socle.testing import token_for
+
 from .helpers import unique
+
+
+class _Bearer:
+    """fhirclient's hook for signing requests, with a token from the test harness."""
+
+    ready = True
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def can_sign_headers(self) -> bool:
+        return True
+
+    def signed_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return {**headers, "Authorization": f"Bearer {self.token}"}
 
 
 @pytest.fixture()
 def fhirpy_client(server):
-    return SyncFHIRClient(server.fhir)
+    return SyncFHIRClient(server.fhir, authorization=f"Bearer {token_for(server)}")
 
 
 def test_fhirpy_crud_search_and_paging(fhirpy_client):
@@ -73,6 +90,7 @@ def test_fhirclient_models(server):
 
     smart = client.FHIRClient(settings={"app_id": "socle-tests", "api_base": server.fhir})
     assert smart.server.capabilityStatement.fhirVersion == "4.0.1"
+    smart.server.auth = _Bearer(token_for(server))
     p = Patient()
     name = HumanName()
     name.family = f"Fhirclient{unique()}"

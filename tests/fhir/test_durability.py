@@ -15,7 +15,7 @@ import pytest
 
 from socle.config import Settings
 from socle.database import prepare, resolve_url
-from socle.testing import Database, start_server, stop_server
+from socle.testing import Database, auth_headers, start_server, stop_server
 
 from .helpers import patient
 
@@ -30,7 +30,7 @@ def own_server(database: Database, tmp_path_factory):
 
 def test_acknowledged_writes_survive_kill_9(own_server, database):
     ids = []
-    with httpx.Client(base_url=own_server.fhir, timeout=30) as c:
+    with httpx.Client(base_url=own_server.fhir, timeout=30, headers=auth_headers(own_server)) as c:
         for _ in range(20):
             r = c.post("/Patient", json=patient())
             assert r.status_code == 201
@@ -43,7 +43,9 @@ def test_acknowledged_writes_survive_kill_9(own_server, database):
     own_server.process.wait()
     restarted = start_server(database)
     try:
-        with httpx.Client(base_url=restarted.fhir, timeout=30) as c:
+        with httpx.Client(
+            base_url=restarted.fhir, timeout=30, headers=auth_headers(restarted)
+        ) as c:
             for pid in ids:
                 assert c.get(f"/Patient/{pid}").status_code == 200
     finally:
@@ -85,7 +87,10 @@ def test_graceful_shutdown_finishes_in_flight_requests(own_server):
 
     def send():
         result["r"] = httpx.post(
-            own_server.fhir, json=bundle, timeout=60, headers={"Prefer": "return=minimal"}
+            own_server.fhir,
+            json=bundle,
+            timeout=60,
+            headers={"Prefer": "return=minimal", **auth_headers(own_server)},
         )
 
     t = threading.Thread(target=send)
@@ -122,7 +127,10 @@ def test_concurrent_writers_on_one_resource_keep_every_version(client):
             "birthDate": f"19{10 + i:02d}-01-01",
         }
         return httpx.put(
-            str(client.base_url).rstrip("/") + f"/Patient/{pid}", json=body, timeout=30
+            str(client.base_url).rstrip("/") + f"/Patient/{pid}",
+            json=body,
+            timeout=30,
+            headers={"Authorization": client.headers["Authorization"]},
         ).status_code
 
     with ThreadPoolExecutor(8) as pool:

@@ -128,11 +128,15 @@ def test_patient_everything_pages_the_compartment_with_references(client):
 def test_search_timeout_is_a_clear_error(server):
     import httpx
 
-    from socle.testing import start_server, stop_server
+    from socle.testing import auth_headers, start_server, stop_server
 
     slow = start_server(server.database, extra_env={"SOCLE_SEARCH_TIMEOUT_MS": "1"})
     try:
-        r = httpx.get(slow.fhir + "/Patient", params={"name:contains": "e", "_total": "accurate"})
+        r = httpx.get(
+            slow.fhir + "/Patient",
+            params={"name:contains": "e", "_total": "accurate"},
+            headers=auth_headers(slow),
+        )
         assert r.status_code in (200, 422)  # 1 ms may or may not be enough on a small database
         if r.status_code == 422:
             assert r.json()["issue"][0]["code"] == "too-costly"

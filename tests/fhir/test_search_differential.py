@@ -22,6 +22,7 @@ from rich.console import Console
 from socle.fhir.datetimes import date_range
 from socle.fhir.definitions import definitions
 from socle.region.demo import load_region
+from socle.testing import auth_headers, token_for
 
 TYPES = [
     "Patient",
@@ -195,7 +196,7 @@ def _cases(ptype: str, values: list[Any]) -> list[tuple[str, Any]]:
 
 @pytest.fixture(scope="module")
 def region(server):
-    load_region(server.fhir, 8, 77, Console(quiet=True))
+    load_region(server.fhir, 8, 77, Console(quiet=True), token_for(server))
     return server
 
 
@@ -206,7 +207,7 @@ def test_every_parameter_matches_brute_force(region):
         for r in cs["rest"][0]["resource"]
     }
     checked, mismatches = 0, []
-    with httpx.Client(base_url=region.fhir, timeout=60) as client:
+    with httpx.Client(base_url=region.fhir, timeout=60, headers=auth_headers(region)) as client:
         for rtype in TYPES:
             stored = _all(client, rtype)
             for code, ptype in sorted(listed[rtype].items()):

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 from rich.console import Console
 
 from socle.region.demo import load_region
+from socle.testing import auth_headers, token_for
 
 
 def test_loading_the_region_twice_duplicates_nothing(server):
     console = Console(quiet=True)
-    sent = load_region(server.fhir, 12, 42, console)
+    started = datetime.now(UTC).isoformat()
+    sent = load_region(server.fhir, 12, 42, console, token_for(server))
     assert sent > 12 * 10
+    headers = auth_headers(server)
 
     def snapshot() -> tuple[int, int]:
-        patients = httpx.get(server.fhir + "/Patient", params={"_count": 0}).json()["total"]
-        history = httpx.get(server.fhir + "/_history", params={"_count": 1000}).json()
-        return patients, len(history["entry"])
+        patients = httpx.get(server.fhir + "/Patient", params={"_count": 0}, headers=headers)
+        history = httpx.get(
+            server.fhir + "/_history", params={"_count": 1000, "_since": started}, headers=headers
+        )
+        page = history.json()
+        assert not [link for link in page["link"] if link["relation"] == "next"]
+        # the audit trail grows with every request, the data must not
+        data = [e for e in page["entry"] if e["resource"]["resourceType"] != "AuditEvent"]
+        return patients.json()["total"], len(data)
 
     before = snapshot()
-    assert load_region(server.fhir, 12, 42, console) == sent
+    assert load_region(server.fhir, 12, 42, console, token_for(server)) == sent
     assert snapshot() == before

@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..access import EVERYTHING, Touched
 from ..definitions import definitions
 from ..rest.bundles import search_bundle_text
 from ..rest.capability import register_operation
@@ -36,12 +37,14 @@ def _compartment_pairs() -> tuple[list[str], list[str]]:
 
 
 async def patient_everything(request: Request) -> Response:
-    from ..rest.app import _count, _instant_param, base_url, engine_of
+    from ..rest.app import _count, _instant_param, access_of, base_url, engine_of
 
     check_accept(request)
     engine = engine_of(request)
     pid = request.path_params["id"]
-    await engine.read("Patient", pid)  # 404 / 410 for an unknown or deleted patient
+    access = access_of(request)
+    # 404 / 410 for an unknown or deleted patient, 403 without access to this patient
+    await engine.read("Patient", pid, access)
     pairs = list(request.query_params.multi_items())
     params = dict(pairs)
     count = _count(params.get("_count"), engine)
@@ -67,11 +70,18 @@ async def patient_everything(request: Request) -> Response:
     )
     if types:
         sql.add(" AND r.rtype = ANY(%s)", types)
+    else:  # the record's access trail is not part of the record (ask _type=AuditEvent for it)
+        sql.add(" AND r.rtype <> 'AuditEvent'")
     if since:
         sql.add(" AND r.last_updated >= %s", since)
-    sql.add(" ORDER BY r.rid LIMIT %s", count + 1)
     q = SearchQuery(None, count=count, page_token=token)
     async with engine.reader.connection() as conn:
+        await access.prepare(conn)
+        # types the caller may not read are left out, not refused
+        cond = access.condition(types or None, "search", EVERYTHING)
+        if cond is not None:
+            sql.add(" AND ").extend(cond)
+        sql.add(" ORDER BY r.rid LIMIT %s", count + 1)
         rows = await fetch_rows(conn, sql.sql(), sql.params)
         result = SearchResult(rows=rows[:count])
         if len(rows) > count:
@@ -80,8 +90,13 @@ async def patient_everything(request: Request) -> Response:
         if result.rows:
             seen = {r.rid for r in result.rows}
             included = await forward_include(
-                conn, Include("*", "*", None, False, False), result.rows
+                conn, Include("*", "*", None, False, False), result.rows, access
             )
             result.included = [r for r in included if r.rid not in seen]
+    touched = [(r.rtype, r.id, r.compartment) for r in (*result.rows, *result.included)]
+    await access.record(
+        None,
+        Touched("operation", "Patient", touched, operation="$everything", query=request.url.query),
+    )
     path = f"Patient/{pid}/$everything"
     return fhir_response(search_bundle_text(result, q, base_url(request), path, pairs))

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..access import ACCESS_KEY, Access
 from ..datetimes import date_range, http_date
 from ..definitions import definitions
 from ..engine import Engine, EntryRequest, EntryResponse
@@ -18,8 +19,6 @@ from ..operations.validate import validate_operation
 from ..outcome import FhirError, Issue, bad_request, operation_outcome
 from ..search.executor import decode_token, encode_token
 from ..search.query import Filter, parse_query
-from ..storage.reader import history as read_history
-from ..storage.reader import read_version
 from .bundles import history_bundle_text, search_bundle_text
 from .capability import capability_statement
 from .http import (
@@ -40,6 +39,15 @@ def base_url(request: Request) -> str:
 
 def engine_of(request: Request) -> Engine:
     return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def access_of(request: Request) -> Access:
+    """The request's access policy, set by the authentication layer. Fail closed: a route
+    reached without it (a mis-wired application) refuses rather than serving unchecked."""
+    access = request.scope.get(ACCESS_KEY)
+    if access is None:
+        raise FhirError.of(401, "login", "Authentication is required")
+    return access  # type: ignore[no-any-return]
 
 
 def _query_pairs(request: Request) -> list[tuple[str, str]]:
@@ -73,7 +81,7 @@ def write_response(request: Request, res: EntryResponse, base: str) -> Response:
 
 
 async def one(request: Request, entry: EntryRequest) -> EntryResponse:
-    responses = await engine_of(request).transaction([entry])
+    responses = await engine_of(request).transaction([entry], access_of(request))
     return responses[0]
 
 
@@ -134,7 +142,7 @@ async def instance(request: Request) -> Response:
     engine.check_type(rtype)
     base = base_url(request)
     if request.method in ("GET", "HEAD"):
-        version = await engine.read(rtype, rid)
+        version = await engine.read(rtype, rid, access_of(request))
         headers = {
             "ETag": f'W/"{version.version}"',
             "Last-Modified": http_date(version.last_updated),
@@ -212,8 +220,7 @@ async def vread(request: Request) -> Response:
     vid = request.path_params["vid"]
     if not vid.isdigit():
         raise bad_request(f"'{vid}' is not a version number")
-    async with engine.reader.connection() as conn:
-        v = await read_version(conn, rtype, rid, int(vid))
+    v = await engine.vread(rtype, rid, int(vid), access_of(request))
     return fhir_response(
         v.content, 200, {"ETag": f'W/"{v.version}"', "Last-Modified": http_date(v.last_updated)}
     )
@@ -239,8 +246,7 @@ async def history(request: Request) -> Response:
             after = (datetime.fromisoformat(state["t"]), int(state["r"]), int(state["v"]))
         except (ValueError, KeyError, TypeError):
             raise bad_request("The paging token is not valid", "_page_token") from None
-    async with engine.reader.connection() as conn:
-        versions = await read_history(conn, rtype, rid, since, at, count + 1, after)
+    versions = await engine.history(rtype, rid, since, at, count + 1, after, access_of(request))
     if rid and not versions and not after:
         raise FhirError.of(404, "not-found", f"{rtype}/{rid} has no history")
     next_token = None
@@ -297,7 +303,7 @@ async def system_root(request: Request) -> Response:
     bundle = await json_body(request, engine.settings.max_body_bytes)
     from .transactions import process_bundle
 
-    return await process_bundle(request, engine, bundle, base_url(request))
+    return await process_bundle(request, engine, bundle, base_url(request), access_of(request))
 
 
 async def compartment(request: Request) -> Response:
@@ -357,7 +363,7 @@ async def _search(
     outcome = operation_outcome(notes) if notes else None
     if extra is not None:
         q.filters.append(extra)
-    result = await engine.search(q)
+    result = await engine.search(q, access_of(request), request.url.query)
     path = request.url.path.split("/fhir/", 1)[-1] if "/fhir/" in request.url.path else ""
     if path.endswith("/_search"):
         path = path[: -len("/_search")]

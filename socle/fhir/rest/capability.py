@@ -24,6 +24,16 @@ INTERACTIONS = [
 OPERATIONS: dict[str, tuple[str, list[str] | None]] = {}
 
 
+# Types no client may write (e.g. AuditEvent: the server writes the audit trail itself)
+READ_ONLY_TYPES: set[str] = set()
+READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
+
+
+def register_read_only(rtype: str) -> None:
+    READ_ONLY_TYPES.add(rtype)
+    _resources.cache_clear()
+
+
 def register_operation(name: str, definition: str, types: list[str] | None) -> None:
     OPERATIONS[name] = (definition, types)
 
@@ -66,7 +76,10 @@ def _resources() -> list[dict[str, Any]]:
             {
                 "type": rtype,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
-                "interaction": [{"code": c} for c in INTERACTIONS],
+                "interaction": [
+                    {"code": c}
+                    for c in (READ_INTERACTIONS if rtype in READ_ONLY_TYPES else INTERACTIONS)
+                ],
                 "versioning": "versioned-update",
                 "readHistory": True,
                 "updateCreate": True,

@@ -13,12 +13,14 @@ import re
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from ..access import ACCESS_KEY
 from ..datetimes import http_date
 from ..definitions import definitions
 from ..outcome import FhirError
+from .http import error_response
 
 _PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
-_SKIP_HEADERS = {b"if-none-match", b"if-modified-since", b"authorization"}
+_SKIP_HEADERS = {b"if-none-match", b"if-modified-since"}
 
 
 class FastRead:
@@ -41,13 +43,14 @@ class FastRead:
                 await self.app(scope, receive, send)
                 return
         engine = getattr(self.app.state, "engine", None)
-        if engine is None:
+        if engine is None or scope.get(ACCESS_KEY) is None:
             await self.app(scope, receive, send)
             return
         try:
-            version = await engine.read(m.group(1), m.group(2))
-        except FhirError:
-            await self.app(scope, receive, send)  # 404/410 and friends: the full path answers
+            version = await engine.read(m.group(1), m.group(2), scope.get(ACCESS_KEY))
+        except FhirError as err:
+            # 404/410/403: answered here, as the full application would (and audited once)
+            await error_response(err)(scope, receive, send)
             return
         body = version.content.encode()
         await send(

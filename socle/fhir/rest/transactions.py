@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..access import Access
 from ..datetimes import instant, now_ms
 from ..engine import Engine, EntryRequest, EntryResponse
 from ..json import decode, encode_str
@@ -110,12 +111,14 @@ def _entry_json(res: EntryResponse, base: str, with_resource: bool) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-async def process_bundle(request: Request, engine: Engine, bundle: Any, base: str) -> Response:
+async def process_bundle(
+    request: Request, engine: Engine, bundle: Any, base: str, access: Access
+) -> Response:
     kind, entries = parse_entries(bundle, engine.settings.max_bundle_entries)
     if kind == "transaction":
-        responses = await engine.transaction(entries)
+        responses = await engine.transaction(entries, access, "transaction")
     else:
-        responses = await engine.batch(entries)
+        responses = await engine.batch(entries, access)
     for r in responses:  # GET searches: the Bundle, with fullUrls on this request's base
         if r.search is not None:
             result, q, path, pairs = r.search

@@ -11,6 +11,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from ..access import DIRECT, INCLUDE
 from ..definitions import definitions
 from ..outcome import bad_request
 from .query import SearchQuery
@@ -27,7 +28,8 @@ _SORT_AGG = {
     "reference": ("idx_reference", "target_id", "target_id"),
     "uri": ("idx_uri", "uri", "uri"),
 }
-ROW_COLUMNS = "r.rid, r.rtype, r.id, r.version, r.last_updated, r.content::text"
+ROW_COLUMNS = "r.rid, r.rtype, r.id, r.version, r.last_updated, r.content::text, r.compartment"
+_ROW_WIDTH = 7
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Row:
     version: int
     last_updated: Any
     content: str
+    compartment: str | None = None  # for the audit of who saw which patient's data
 
 
 @dataclass
@@ -78,6 +81,11 @@ def where_sql(q: SearchQuery, extra: Sql | None = None) -> Sql:
         sql.add(" AND ").extend(criterion(flt, "r", q.resource_type or "Patient"))
     if extra is not None:
         sql.add(" AND ").extend(extra)
+    if q.access is not None:
+        types = [q.resource_type] if q.resource_type else (q.types or None)
+        cond = q.access.condition(types, q.interaction, DIRECT)
+        if cond is not None:
+            sql.add(" AND ").extend(cond)
     return sql
 
 
@@ -175,11 +183,13 @@ async def _sorted_page(
     sql.add("s.rid ASC LIMIT %s", count + 1)
     cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
     raw = await cur.fetchall()
-    rows = [Row(*r[:6]) for r in raw[:count]]
+    rows = [Row(*r[:_ROW_WIDTH]) for r in raw[:count]]
     next_token = None
     if len(raw) > count:
         last = raw[count - 1]
-        next_token = encode_token({"k": [_cursor_value(v) for v in last[6:]], "r": last[0]})
+        next_token = encode_token(
+            {"k": [_cursor_value(v) for v in last[_ROW_WIDTH:]], "r": last[0]}
+        )
     return rows, next_token
 
 
@@ -254,9 +264,9 @@ async def _includes(conn: AsyncConnection, q: SearchQuery, rows: list[Row]) -> l
         found: list[Row] = []
         for inc in level:
             if inc.reverse:
-                found.extend(await _revinclude(conn, inc, frontier))
+                found.extend(await _revinclude(conn, inc, frontier, q.access))
             else:
-                found.extend(await forward_include(conn, inc, frontier))
+                found.extend(await forward_include(conn, inc, frontier, q.access))
         new = []
         for row in found:
             if row.rid not in seen:
@@ -267,17 +277,26 @@ async def _includes(conn: AsyncConnection, q: SearchQuery, rows: list[Row]) -> l
     return out
 
 
-async def _narrow_and_fetch(conn: AsyncConnection, sql: Sql, inc: Any) -> list[Row]:
-    """Narrow an include query to its parameter and target type; bounded."""
+async def _narrow_and_fetch(
+    conn: AsyncConnection, sql: Sql, inc: Any, access: Any, types: list[str] | None
+) -> list[Row]:
+    """Narrow an include query to its parameter, target type and what the caller may read
+    (denied rows are left out, never an error); bounded."""
     if inc.param != "*":
         sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
     if inc.target_type:
         sql.add(" AND x.target_type = %s", inc.target_type)
+    if access is not None:
+        cond = access.condition(types, "read", INCLUDE)
+        if cond is not None:
+            sql.add(" AND ").extend(cond)
     sql.add(" ORDER BY r.rid LIMIT %s", MAX_INCLUDES)
     return await fetch_rows(conn, sql.sql(), sql.params)
 
 
-async def forward_include(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> list[Row]:
+async def forward_include(
+    conn: AsyncConnection, inc: Any, frontier: list[Row], access: Any = None
+) -> list[Row]:
     sources = [r.rid for r in frontier if inc.source_type in ("*", r.rtype)]
     if not sources:
         return []
@@ -287,10 +306,13 @@ async def forward_include(conn: AsyncConnection, inc: Any, frontier: list[Row]) 
         "WHERE x.rid = ANY(%s) AND NOT r.deleted",
         sources,
     )
-    return await _narrow_and_fetch(conn, sql, inc)
+    types = [inc.target_type] if inc.target_type else None
+    return await _narrow_and_fetch(conn, sql, inc, access, types)
 
 
-async def _revinclude(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> list[Row]:
+async def _revinclude(
+    conn: AsyncConnection, inc: Any, frontier: list[Row], access: Any = None
+) -> list[Row]:
     types = [r.rtype for r in frontier]
     ids = [r.id for r in frontier]
     sql = Sql().add(
@@ -301,4 +323,5 @@ async def _revinclude(conn: AsyncConnection, inc: Any, frontier: list[Row]) -> l
         types,
         ids,
     )
-    return await _narrow_and_fetch(conn, sql, inc)
+    sources = [inc.source_type] if inc.source_type != "*" else None
+    return await _narrow_and_fetch(conn, sql, inc, access, sources)

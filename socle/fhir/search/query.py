@@ -9,6 +9,7 @@ whether to refuse them (Prefer: handling=strict) or report them (lenient).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..definitions import SearchParam, definitions
 from ..outcome import bad_request
@@ -73,6 +74,9 @@ class SearchQuery:
     page_token: str | None = None
     unknown: list[str] = field(default_factory=list)
     types: list[str] = field(default_factory=list)  # system search: _type
+    # The request's access policy (socle.fhir.access.Access); None: the platform itself.
+    access: Any = None
+    interaction: str = "search"  # "search", or "read" for rows fetched by id (_id, history)
 
 
 def split_values(raw: str) -> list[str]:

@@ -20,18 +20,21 @@ class Version:
     deleted: bool
     content: str | None  # JSON text; None for a deletion
     rid: int = 0  # set by history(), for its keyset cursor
+    compartment: str | None = None  # the current row's, for access decisions
+    owner: str | None = None
 
 
 async def read_current(conn: AsyncConnection, rtype: str, rid: str) -> Version:
     cur = await conn.execute(
-        "SELECT version, last_updated, deleted, content::text FROM resource "
+        "SELECT version, last_updated, deleted, content::text, rid, compartment, owner "
+        "FROM resource "
         "WHERE rtype = %s AND id = %s",
         (rtype, rid),
     )
     row = await cur.fetchone()
     if row is None:
         raise not_found(f"{rtype}/{rid} is not known")
-    version = Version(rtype, rid, row[0], row[1], row[2], row[3])
+    version = Version(rtype, rid, *row)
     if version.deleted:
         err = gone(f"{rtype}/{rid} was deleted (version {version.version})")
         err.headers["ETag"] = f'W/"{version.version}"'
@@ -41,17 +44,20 @@ async def read_current(conn: AsyncConnection, rtype: str, rid: str) -> Version:
 
 async def read_version(conn: AsyncConnection, rtype: str, rid: str, vid: int) -> Version:
     cur = await conn.execute(
-        "SELECT version, last_updated, deleted, content::text FROM resource "
+        "SELECT version, last_updated, deleted, content::text, rid, compartment, owner "
+        "FROM resource "
         "WHERE rtype = %s AND id = %s AND version = %s "
         "UNION ALL "
-        "SELECT h.version, h.last_updated, h.deleted, h.content::text FROM resource_history h "
+        "SELECT h.version, h.last_updated, h.deleted, h.content::text, r.rid, r.compartment, "
+        "r.owner "
+        "FROM resource_history h "
         "JOIN resource r ON r.rid = h.rid WHERE r.rtype = %s AND r.id = %s AND h.version = %s",
         (rtype, rid, vid, rtype, rid, vid),
     )
     row = await cur.fetchone()
     if row is None:
         raise not_found(f"{rtype}/{rid} has no version {vid}")
-    version = Version(rtype, rid, row[0], row[1], row[2], row[3])
+    version = Version(rtype, rid, *row)
     if version.deleted:
         raise gone(f"Version {vid} of {rtype}/{rid} is a deletion")
     return version
@@ -65,8 +71,10 @@ async def history(
     at_or_before: datetime | None,
     count: int,
     after: tuple[datetime, int, int] | None,
+    access: tuple[str, list[Any]] | None = None,
 ) -> list[Version]:
-    """Versions newest first, keyset-paged on (last_updated, rid, version)."""
+    """Versions newest first, keyset-paged on (last_updated, rid, version). ``access``: an SQL
+    condition on the current row ``r`` of each version's resource, and its parameters."""
     conds: list[str] = []
     params: list[Any] = []
     for value, cond in (
@@ -82,15 +90,15 @@ async def history(
         conds.append("(last_updated, rid, version) < (%s, %s, %s)")
         params.extend(after)
     where = (" WHERE " + " AND ".join(conds)) if conds else ""
+    access_sql, access_params = access or ("TRUE", [])
     sql = (
-        "SELECT rtype, id, version, last_updated, deleted, content::text, rid FROM ("
+        "SELECT v.rtype, v.id, v.version, v.last_updated, v.deleted, v.content::text, v.rid, "
+        "r.compartment FROM ("
         "SELECT rid, rtype, id, version, last_updated, deleted, content FROM resource"
         f"{where} UNION ALL "
         "SELECT rid, rtype, id, version, last_updated, deleted, content FROM resource_history"
-        f"{where}) v ORDER BY last_updated DESC, rid DESC, version DESC LIMIT %s"
+        f"{where}) v JOIN resource r ON r.rid = v.rid WHERE {access_sql} "
+        "ORDER BY v.last_updated DESC, v.rid DESC, v.version DESC LIMIT %s"
     )
-    cur = await conn.execute(sql, params + params + [count])  # type: ignore[arg-type]
-    out = []
-    for row in await cur.fetchall():
-        out.append(Version(row[0], row[1], row[2], row[3], row[4], row[5], row[6]))
-    return out
+    cur = await conn.execute(sql, params + params + access_params + [count])  # type: ignore[arg-type]
+    return [Version(*row) for row in await cur.fetchall()]

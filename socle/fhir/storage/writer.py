@@ -8,6 +8,7 @@ batch size, and atomic by construction.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,8 @@ class PendingWrite:
     id: str
     resource: dict[str, Any] | None = None
     if_match: int | None = None
+    owner: str | None = None  # the writing client's organisation (kept from the first write)
+    where: str = ""  # FHIRPath location of the entry, for access errors
     # outcome
     rid: int = 0
     version: int = 0
@@ -52,6 +55,19 @@ class PendingWrite:
     _rows: IndexRows | None = field(default=None, repr=False)
     _compartment: str | None = None
     _replaces: bool = False
+    # the row replaced, as locked: its compartment and meta.security (JSON text), for access checks
+    old_compartment: str | None = None
+    old_security: str | None = None
+    old_owner: str | None = None
+
+    @property
+    def compartment(self) -> str | None:
+        return self._compartment
+
+
+# Called with every write (no-ops included) once the replaced rows are locked and the new
+# compartments known, before anything is written: raising aborts the whole unit of work.
+WriteCheck = Callable[[list["PendingWrite"]], None]
 
 
 _TABLE_COLUMNS = {
@@ -112,10 +128,14 @@ _TABLE_COLUMNS = {
 
 async def lock_existing(
     conn: AsyncConnection, writes: list[PendingWrite]
-) -> dict[tuple[str, str], tuple[int, int, bool, bool, datetime, str | None]]:
+) -> dict[
+    tuple[str, str],
+    tuple[int, int, bool, bool, datetime, str | None, str | None, str | None, str | None],
+]:
     """Lock the rows the writes replace.
 
-    (rtype, id) -> (rid, version, deleted, same content, last_updated, content when same)
+    (rtype, id) -> (rid, version, deleted, same content, last_updated, content when same,
+    compartment, meta.security as JSON text, owner)
     """
     keyed = [w for w in writes if w.kind != "create"]
     if not keyed:
@@ -126,9 +146,11 @@ async def lock_existing(
     cur = await conn.execute(
         """
         SELECT rtype, id, rid, version, deleted, same, last_updated,
-               CASE WHEN same THEN content::text END
+               CASE WHEN same THEN content::text END, compartment,
+               (content -> 'meta' -> 'security')::text, owner
         FROM (
             SELECT r.rtype, r.id, r.rid, r.version, r.deleted, r.last_updated, r.content,
+                   r.compartment, r.owner,
                    u.content IS NOT NULL AND NOT r.deleted AND
                    -- Text comparison keeps 72.5 and 72.50 apart (jsonb = would not).
                    (r.content - 'meta')::text = (u.content::jsonb - 'meta')::text AND
@@ -161,6 +183,7 @@ async def apply_writes(
     writes: list[PendingWrite],
     rids: RidAllocator,
     now: datetime,
+    check: WriteCheck | None = None,
 ) -> None:
     """Write the batch; raises FhirError (412) on an If-Match conflict, before writing anything."""
     if not writes:
@@ -184,7 +207,8 @@ async def apply_writes(
             w.version, w.created = 1, True
             fresh.append(w)
             continue
-        rid, version, was_deleted, same, last_updated, content = found
+        rid, version, was_deleted, same, last_updated, content, *old = found
+        w.old_compartment, w.old_security, w.old_owner = old
         if w.if_match is not None and w.if_match != version:
             raise precondition_failed(
                 f"{w.rtype}/{w.id} is at version {version}, not {w.if_match} (If-Match)"
@@ -199,22 +223,28 @@ async def apply_writes(
             continue
         w.version = version + 1
         w.created = w.kind == "update" and was_deleted
-    new = [w for w in fresh if w.rid == 0]
-    if new:
-        for w, rid in zip(new, await rids.take(conn, len(new)), strict=True):
-            w.rid = rid
     todo = [w for w in writes if not w.noop]
-    if not todo:
-        return
-    for w in todo:
+    for w in writes:
+        if w.noop:
+            w._compartment = w.old_compartment
+            continue
         w.last_updated = now
         if w.kind == "delete":
             w.deleted, w.content, w._rows = True, None, IndexRows()
+            w._compartment = w.old_compartment
             continue
         assert w.resource is not None
         w.content = stamp(w.resource, w.version, now)
         w._rows = index_resource(w.resource)
         w._compartment = patient_compartment(w.resource, w._rows)
+    if check is not None:
+        check(writes)
+    if not todo:
+        return
+    new = [w for w in fresh if w.rid == 0]
+    if new:
+        for w, rid in zip(new, await rids.take(conn, len(new)), strict=True):
+            w.rid = rid
     sql, params = _statement(todo)
     await conn.execute(sql, params)  # type: ignore[arg-type]
 
@@ -233,12 +263,13 @@ def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
         params.append(replaced)
     ctes.append(
         "upserted AS (INSERT INTO resource "
-        "(rid, rtype, id, version, last_updated, deleted, compartment, content) "
+        "(rid, rtype, id, version, last_updated, deleted, compartment, content, owner) "
         "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::int[], "
-        "%b::timestamptz[], %b::bool[], %b::text[], %b::jsonb[]) "
+        "%b::timestamptz[], %b::bool[], %b::text[], %b::jsonb[], %b::text[]) "
         "ON CONFLICT (rid) DO UPDATE SET version = EXCLUDED.version, "
         "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, "
-        "compartment = EXCLUDED.compartment, content = EXCLUDED.content)"
+        "compartment = EXCLUDED.compartment, content = EXCLUDED.content, "
+        "owner = coalesce(resource.owner, EXCLUDED.owner))"
     )
     params.extend(
         [
@@ -250,6 +281,7 @@ def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
             [w.deleted for w in todo],
             [w._compartment for w in todo],
             [w.content for w in todo],
+            [w.owner for w in todo],
         ]
     )
     for kind, (table, columns, types) in _TABLE_COLUMNS.items():

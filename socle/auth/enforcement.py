@@ -1,0 +1,386 @@
+"""The policy applied to one request: :class:`PolicyAccess` implements the engine's
+:class:`~socle.fhir.access.Access` with :func:`~socle.auth.policy.decide`.
+
+* ``condition``: ``decide`` per resource type, its :class:`~socle.auth.policy.Filters` turned
+  into SQL on the row ``r`` (compartment, owner, hidden security labels); types with the same
+  condition share one ``r.rtype = ANY(…)`` arm.
+* ``check_read`` / ``check_writes``: ``decide`` for the row's patient, with the professional's
+  relationship to that patient, its security labels and owner.
+* ``record``: AuditEvents, one per patient touched (so each patient's access history shows
+  it), in the writing transaction or through the read sink.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from ..fhir.access import DIRECT, ENTRY, Touched
+from ..fhir.definitions import definitions
+from ..fhir.json import decode
+from ..fhir.outcome import forbidden
+from ..fhir.rest.capability import register_read_only
+from ..fhir.search.sql import Sql
+from ..fhir.storage.reader import Version
+from ..fhir.storage.rids import RidAllocator
+from ..fhir.storage.writer import PendingWrite
+from .audit_chain import AccessRecord, build_audit_event
+from .audit_store import AuditSink, write_events
+from .policy import (
+    MASQUE_PS,
+    AccessRequest,
+    CompartmentKind,
+    Decision,
+    Filters,
+    Group,
+    Relationship,
+    decide,
+    resource_group,
+)
+from .relationships import Links, load_links
+from .scopes import Interaction
+from .tokens import Principal, Role
+
+_INTERACTION = {
+    "read": Interaction.READ,
+    "vread": Interaction.READ,
+    "search": Interaction.SEARCH,
+    "create": Interaction.CREATE,
+    "update": Interaction.UPDATE,
+    "delete": Interaction.DELETE,
+}
+register_read_only("AuditEvent")  # written by the server only (see check_writes)
+_SECURITY_CODE = re.compile(r'"code"\s*:\s*"([^"\\]+)"')
+AUDIT_ENTITY_LIMIT = 200  # resources listed in one AuditEvent (the rest are counted)
+
+
+@dataclass
+class AuditServices:
+    """Shared by the requests of one worker."""
+
+    sink: AuditSink
+    rids: RidAllocator
+
+
+def _labels(security_json: str | None) -> frozenset[str]:
+    """Codes of a ``meta.security`` array given as JSON text (cheap: no full decode)."""
+    if not security_json:
+        return frozenset()
+    return frozenset(_SECURITY_CODE.findall(security_json))
+
+
+def _content_labels(content: str | None) -> frozenset[str]:
+    if not content or '"security"' not in content:
+        return frozenset()
+    meta = decode(content).get("meta") or {}
+    return frozenset(
+        c["code"] for c in meta.get("security") or [] if isinstance(c, dict) and "code" in c
+    )
+
+
+def _authors(resource: Any) -> set[str]:
+    out = set()
+    authors = resource.get("author") if isinstance(resource, dict) else None
+    for a in authors if isinstance(authors, list) else [authors] if authors else []:
+        if isinstance(a, dict) and isinstance(a.get("reference"), str):
+            out.add(a["reference"])
+    return out
+
+
+@dataclass
+class PolicyAccess:
+    principal: Principal
+    services: AuditServices
+    client_address: str | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    links: Links | None = None
+    _prepared: bool = False
+    _decisions: dict[tuple[str, str, str | None], Decision] = field(default_factory=dict)
+    _conditions: dict[tuple[tuple[str, ...] | None, str, str], Sql | None] = field(
+        default_factory=dict
+    )
+    _purposes: set[str] = field(default_factory=set)
+
+    @property
+    def owner(self) -> str | None:
+        org = self.principal.organization
+        if self.principal.role != Role.SYSTEM or not org:
+            return None
+        return org if "/" in org else f"Organization/{org}"
+
+    @property
+    def practitioner_ref(self) -> str | None:
+        if self.links and self.links.practitioner:
+            return f"Practitioner/{self.links.practitioner}"
+        return None
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        if self._prepared:
+            return
+        if self.principal.role == Role.PROFESSIONAL:
+            self.links = await load_links(conn, self.principal, self.now)
+        self._prepared = True
+
+    # -- decisions -----------------------------------------------------------------------------
+    def _relationship(self, patient: str | None) -> Relationship | None:
+        if patient is None or self.links is None:
+            return None
+        return self.links.relationships.get(patient)
+
+    def _decide(self, request: AccessRequest) -> Decision:
+        cacheable = not request.security_labels and request.organization is None
+        key = (request.resource_type, str(request.interaction), request.patient)
+        if cacheable and key in self._decisions:
+            return self._decisions[key]
+        d = decide(self.principal, request, self._relationship(request.patient), now=self.now)
+        if d.allow and d.purpose_of_use:
+            self._purposes.add(d.purpose_of_use)
+        if cacheable:
+            self._decisions[key] = d
+        return d
+
+    def _related_patients(self, filters: Filters) -> list[str]:
+        """Patients a professional may see now (the RELATED compartment)."""
+        if self.links is None:
+            return []
+        out = []
+        for patient in self.links.relationships:
+            d = self._decide(AccessRequest("Patient", Interaction.READ, patient=patient))
+            if d.allow:
+                out.append(patient)
+        return sorted(out)
+
+    def _filters_sql(self, filters: Filters) -> Sql | None:
+        parts: list[Sql] = []
+        kind = filters.compartment
+        if kind == CompartmentKind.PATIENTS:
+            parts.append(Sql().add("r.compartment = ANY(%s)", sorted(filters.patients)))
+        elif kind == CompartmentKind.RELATED:
+            parts.append(Sql().add("r.compartment = ANY(%s)", self._related_patients(filters)))
+        elif kind == CompartmentKind.NONE:
+            parts.append(Sql().add("r.compartment IS NULL"))
+        if filters.resource_types is not None:
+            parts.append(Sql().add("r.rtype = ANY(%s)", sorted(filters.resource_types)))
+        if filters.organization:
+            org = filters.organization
+            parts.append(Sql().add("r.owner = %s", org if "/" in org else f"Organization/{org}"))
+        if filters.hidden_labels:
+            hidden = Sql().add(
+                "NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = r.rid "
+                "AND s.param = '_security' AND s.code = ANY(%s))",
+                sorted(filters.hidden_labels),
+            )
+            exempt: list[Sql] = []
+            if filters.author_sees_masked and self.practitioner_ref:
+                exempt.append(
+                    Sql().add(
+                        "EXISTS (SELECT 1 FROM idx_reference a WHERE a.rid = r.rid "
+                        "AND a.param = 'author' AND a.target_type = 'Practitioner' "
+                        "AND a.target_id = %s)",
+                        self.links.practitioner if self.links else None,
+                    )
+                )
+            if filters.masked_exempt_relationships and self.links is not None:
+                sees = [
+                    p
+                    for p, rel in self.links.relationships.items()
+                    if rel.medecin_traitant or rel.sees_masked
+                ]
+                if sees:
+                    exempt.append(Sql().add("r.compartment = ANY(%s)", sorted(sees)))
+            if exempt and MASQUE_PS in filters.hidden_labels:
+                # the exemptions lift MASQUE_PS only; other hidden labels stay hidden
+                others = sorted(filters.hidden_labels - {MASQUE_PS})
+                cond = Sql().add("(").extend(hidden).add(" OR (")
+                for i, e in enumerate(exempt):
+                    cond.add(" OR " if i else "(").extend(e)
+                cond.add(")")
+                cond.add(
+                    " AND NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = r.rid "
+                    "AND s.param = '_security' AND s.code = ANY(%s))))",
+                    others,
+                )
+                hidden = cond
+            parts.append(hidden)
+        if not parts:
+            return None
+        out = Sql()
+        for i, p in enumerate(parts):
+            out.add(" AND " if i else "").extend(p)
+        return out
+
+    def condition(self, types: list[str] | None, interaction: str, via: str) -> Sql | None:
+        key = (tuple(types) if types is not None else None, interaction, via)
+        if key in self._conditions:
+            return self._conditions[key]
+        inter = _INTERACTION[interaction]
+        candidates = types if types is not None else sorted(definitions().resource_types)
+        arms: dict[str, tuple[Sql | None, list[str]]] = {}
+        denied: list[tuple[str, str]] = []
+        for rtype in candidates:
+            d = self._decide(AccessRequest(rtype, inter, via=via))
+            if not d.allow:
+                denied.append((rtype, d.reason))
+                continue
+            cond = self._filters_sql(d.filters)
+            sig = "" if cond is None else cond.sql() + repr(cond.params)
+            arms.setdefault(sig, (cond, []))[1].append(rtype)
+        if not arms:
+            if via == DIRECT and types is not None:
+                rtype, reason = denied[0]
+                raise forbidden(f"Access to {rtype} denied: {reason}")
+            result: Sql | None = Sql().add("FALSE")
+        elif not denied and len(arms) == 1:
+            result = next(iter(arms.values()))[0]  # one condition for every type asked
+        else:
+            result = Sql().add("(")
+            for i, (cond, rtypes) in enumerate(arms.values()):
+                result.add(" OR " if i else "").add("(r.rtype = ANY(%s)", rtypes)
+                if cond is not None:
+                    result.add(" AND ").extend(cond)
+                result.add(")")
+            result.add(")")
+        self._conditions[key] = result
+        return result
+
+    def check_read(self, row: Version, via: str) -> None:
+        labels = _content_labels(row.content)
+        authored = False
+        if labels and self.practitioner_ref and row.content:
+            authored = self.practitioner_ref in _authors(decode(row.content))
+        d = self._decide(
+            AccessRequest(
+                row.rtype,
+                Interaction.READ,
+                patient=row.compartment,
+                organization=row.owner,
+                security_labels=labels,
+                author_is_principal=authored,
+                via=via,
+            )
+        )
+        if not d.allow:
+            if d.hidden:
+                raise forbidden(f"{row.rtype}/{row.id} is not known", status=404)
+            raise forbidden(f"Access to {row.rtype}/{row.id} denied: {d.reason}")
+
+    def check_writes(self, writes: list[PendingWrite]) -> None:
+        registered = {w.id for w in writes if w.kind == "create" and w.rtype == "Patient"}
+        for w in writes:
+            inter = _INTERACTION[w.kind]
+            where = w.where or None
+            if w.rtype == "AuditEvent":
+                raise forbidden("The audit trail is written by the server only", where)
+            patients: set[str | None] = {w.compartment, w.old_compartment} - {None}
+            if not patients or (w.kind == "create" and w.rtype == "Patient"):
+                patients = {None}  # a new patient: "registering", decided without a patient
+            for patient in patients:
+                if (
+                    patient in registered
+                    and w.rtype != "Patient"
+                    and self.principal.role == Role.PROFESSIONAL
+                ):
+                    continue  # a patient registered in this same unit of work, with its data
+                old_labels = _labels(w.old_security)
+                new_labels: frozenset[str] = frozenset()
+                if w.resource is not None:
+                    meta = w.resource.get("meta") or {}
+                    new_labels = frozenset(
+                        str(c["code"])
+                        for c in meta.get("security") or []
+                        if isinstance(c, dict) and isinstance(c.get("code"), str)
+                    )
+                authored = bool(
+                    self.practitioner_ref and self.practitioner_ref in _authors(w.resource)
+                )
+                d = self._decide(
+                    AccessRequest(
+                        w.rtype,
+                        inter,
+                        patient=patient,
+                        organization=w.old_owner if w.kind != "create" else None,
+                        # what the caller may not see, he may not change either
+                        security_labels=old_labels if w.kind != "create" else new_labels,
+                        author_is_principal=authored or w.kind == "create",
+                        via=ENTRY if w.where else DIRECT,
+                    )
+                )
+                if not d.allow:
+                    raise forbidden(f"{w.kind} of {w.rtype}/{w.id} denied: {d.reason}", where)
+
+    # -- audit --------------------------------------------------------------------------------
+    def _events(self, touched: Touched) -> list[dict[str, Any]]:
+        p = self.principal
+        by_patient: dict[str | None, list[str]] = defaultdict(list)
+        for rtype, rid, compartment in touched.resources:
+            by_patient[compartment].append(f"{rtype}/{rid}")
+        nominative_search = touched.resource_type is not None and resource_group(
+            touched.resource_type
+        ) in (Group.CLINICAL, Group.CONSENT)
+        is_write = touched.interaction not in (
+            "read",
+            "vread",
+            "search-type",
+            "search-system",
+            "history-instance",
+            "history-type",
+            "history-system",
+            "operation",
+        )
+        own_history = all(r[0] == "AuditEvent" for r in touched.resources) and (
+            touched.resources or touched.resource_type == "AuditEvent"
+        )
+        if p.role in (Role.PATIENT, Role.REPRESENTATIVE) and own_history and not is_write:
+            return []  # reading one's own access history is not itself listed there
+        groups: list[tuple[str | None, list[str]]] = [
+            (patient, refs) for patient, refs in by_patient.items() if patient is not None
+        ]
+        others = by_patient.get(None, [])
+        if others and (is_write or touched.outcome != "0"):
+            groups.append((None, others))
+        if not groups and (nominative_search or touched.outcome != "0" or is_write):
+            groups.append((None, []))
+        events = []
+        for patient, refs in groups:
+            extra = len(refs) - AUDIT_ENTITY_LIMIT
+            detail = touched.detail
+            if extra > 0:
+                refs = refs[:AUDIT_ENTITY_LIMIT]
+                detail = f"{detail + '; ' if detail else ''}{extra} more resources"
+            record = AccessRecord(
+                recorded=dt.datetime.now(dt.UTC),
+                interaction=touched.interaction,
+                outcome=touched.outcome,
+                outcome_desc=detail if touched.outcome != "0" else None,
+                agent_who=p.fhir_user or self.practitioner_ref,
+                agent_national_id=p.national_id,
+                agent_display=p.subject if not p.fhir_user else None,
+                client_id=p.client_id,
+                network_address=self.client_address,
+                purpose_of_use=tuple(sorted(self._purposes)),
+                patient=f"Patient/{patient}" if patient else None,
+                entities=tuple(refs),
+                resource_type=touched.resource_type,
+                query=touched.query,
+                operation=touched.operation,
+                decision_reason=detail if touched.outcome == "0" else None,
+                request_id=self.request_id,
+            )
+            events.append(build_audit_event(record))
+        return events
+
+    async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
+        events = self._events(touched)
+        if not events:
+            return
+        if conn is not None:
+            await write_events(conn, events, self.services.rids)
+        else:
+            await self.services.sink.submit(events)

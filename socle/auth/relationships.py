@@ -1,0 +1,203 @@
+"""A professional's links to patients, read from the FHIR store once per request.
+
+The policy (``policy.decide``) takes a :class:`~socle.auth.policy.Relationship` per patient; this
+module computes them from what the engine stores, with the search index tables:
+
+* **care team** — a CareTeam (not inactive / entered-in-error) naming the practitioner, or one of
+  his organisations, as participant;
+* **encounter organisation** — an Encounter in progress (planned … onleave) whose
+  service-provider is one of his organisations or that names him as participant; an EpisodeOfCare
+  (planned, waitlist, active, onhold) managed by one of his organisations;
+* **médecin traitant** — ``Patient.generalPractitioner`` names him;
+* **consent / blocked / opposition** — the patients' active Consents
+  (:func:`~socle.auth.policy.controls_from_consents`);
+* **break-glass** — his unexpired grants (table ``break_glass``).
+
+Nothing is cached across requests: a patient who blocks a professional is obeyed at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from psycopg import AsyncConnection
+
+from ..fhir.json import decode
+from .policy import BreakGlass, Relationship, controls_from_consents
+from .tokens import Principal
+
+IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
+CARE_TEAM_CLOSED = ["inactive", "entered-in-error"]
+ENCOUNTER_OPEN = ["planned", "arrived", "triaged", "in-progress", "onleave"]
+EPISODE_OPEN = ["planned", "waitlist", "active", "onhold"]
+
+
+@dataclass
+class Links:
+    practitioner: str | None  # Practitioner id
+    organizations: list[str]  # Organization ids
+    relationships: dict[str, Relationship] = field(default_factory=dict)
+
+    @property
+    def refs(self) -> list[str]:
+        """The references that designate this professional in Consents."""
+        out = [f"Organization/{o}" for o in self.organizations]
+        if self.practitioner:
+            out.append(f"Practitioner/{self.practitioner}")
+        return out
+
+
+def _ref_id(ref: str | None, rtype: str) -> str | None:
+    if ref and ref.startswith(rtype + "/"):
+        return ref.split("/", 1)[1] or None
+    return None
+
+
+async def practitioner_id(conn: AsyncConnection, principal: Principal) -> str | None:
+    """The principal's Practitioner: its fhirUser, else the one with its national id."""
+    pid = _ref_id(principal.fhir_user, "Practitioner")
+    if pid or not principal.national_id:
+        return pid
+    cur = await conn.execute(
+        "SELECT r.id FROM idx_token t JOIN resource r ON r.rid = t.rid "
+        "WHERE t.rtype = 'Practitioner' AND t.param = 'identifier' AND t.code = %s "
+        "AND t.system = %s AND NOT r.deleted ORDER BY r.rid LIMIT 1",
+        (principal.national_id, IDNAT_PS),
+    )
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
+async def _ids(conn: AsyncConnection, sql: str, params: tuple[object, ...]) -> list[str]:
+    cur = await conn.execute(sql, params)  # type: ignore[arg-type]
+    return [str(r[0]) for r in await cur.fetchall() if r[0] is not None]
+
+
+async def load_links(conn: AsyncConnection, principal: Principal, now: dt.datetime) -> Links:
+    pid = await practitioner_id(conn, principal)
+    orgs = set()
+    own_org = _ref_id(principal.organization, "Organization") or principal.organization
+    if own_org:
+        orgs.add(own_org)
+    if pid:
+        orgs.update(
+            await _ids(
+                conn,
+                "SELECT o.target_id FROM idx_reference x "
+                "JOIN idx_reference o ON o.rid = x.rid AND o.rtype = 'PractitionerRole' "
+                "AND o.param = 'organization' "
+                "WHERE x.rtype = 'PractitionerRole' AND x.param = 'practitioner' "
+                "AND x.target_type = 'Practitioner' AND x.target_id = %s",
+                (pid,),
+            )
+        )
+    links = Links(pid, sorted(orgs))
+    kinds: dict[str, set[str]] = {}
+
+    def mark(patients: list[str], kind: str) -> None:
+        for p in patients:
+            kinds.setdefault(p, set()).add(kind)
+
+    org_list = links.organizations
+    mark(
+        await _ids(
+            conn,
+            "SELECT DISTINCT r.compartment FROM idx_reference x JOIN resource r ON r.rid = x.rid "
+            "WHERE x.rtype = 'CareTeam' AND x.param = 'participant' AND NOT r.deleted "
+            "AND ((x.target_type = 'Practitioner' AND x.target_id = %s) "
+            "  OR (x.target_type = 'Organization' AND x.target_id = ANY(%s))) "
+            "AND NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = r.rid "
+            "  AND s.rtype = 'CareTeam' AND s.param = 'status' AND s.code = ANY(%s))",
+            (pid, org_list, CARE_TEAM_CLOSED),
+        ),
+        "care_team",
+    )
+    mark(
+        await _ids(
+            conn,
+            "SELECT DISTINCT r.compartment FROM idx_reference x JOIN resource r ON r.rid = x.rid "
+            "WHERE NOT r.deleted AND ("
+            "  (x.rtype = 'Encounter' AND ((x.param = 'service-provider' "
+            "    AND x.target_type = 'Organization' AND x.target_id = ANY(%s)) "
+            "    OR (x.param = 'practitioner' AND x.target_type = 'Practitioner' "
+            "    AND x.target_id = %s)) "
+            "   AND EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = r.rid "
+            "    AND s.rtype = 'Encounter' AND s.param = 'status' AND s.code = ANY(%s))) "
+            "  OR (x.rtype = 'EpisodeOfCare' AND x.param = 'organization' "
+            "   AND x.target_type = 'Organization' AND x.target_id = ANY(%s) "
+            "   AND EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = r.rid "
+            "    AND s.rtype = 'EpisodeOfCare' AND s.param = 'status' AND s.code = ANY(%s))))",
+            (org_list, pid, ENCOUNTER_OPEN, org_list, EPISODE_OPEN),
+        ),
+        "encounter_organization",
+    )
+    if pid:
+        mark(
+            await _ids(
+                conn,
+                "SELECT r.id FROM idx_reference x JOIN resource r ON r.rid = x.rid "
+                "WHERE x.rtype = 'Patient' AND x.param = 'general-practitioner' "
+                "AND x.target_type = 'Practitioner' AND x.target_id = %s AND NOT r.deleted",
+                (pid,),
+            ),
+            "medecin_traitant",
+        )
+    grants: dict[str, BreakGlass] = {}
+    cur = await conn.execute(
+        "SELECT patient, reason, granted_at, expires_at FROM break_glass "
+        "WHERE principal = %s AND expires_at > %s ORDER BY expires_at",
+        (principal.reference, now),
+    )
+    for patient, reason, granted, expires in await cur.fetchall():
+        grants[patient] = BreakGlass(reason, granted, expires)
+    # Consents: those naming him (permit = consent, deny = blocked) and every active Consent
+    # of the patients he is linked to (oppositions)
+    consents: dict[str, list[dict[str, object]]] = {}
+    cur = await conn.execute(
+        "SELECT r.compartment, r.content::text FROM resource r WHERE r.rtype = 'Consent' "
+        "AND NOT r.deleted AND r.compartment IS NOT NULL AND (r.compartment = ANY(%s) "
+        "OR r.rid IN (SELECT x.rid FROM idx_reference x WHERE x.rtype = 'Consent' "
+        "AND x.param = 'actor' AND x.target_type || '/' || x.target_id = ANY(%s)))",
+        (sorted(set(kinds) | set(grants)), links.refs),
+    )
+    for patient, content in await cur.fetchall():
+        consents.setdefault(patient, []).append(decode(content))
+    for patient in set(kinds) | set(grants) | set(consents):
+        flags = controls_from_consents(consents.get(patient, []), links.refs, now)
+        found = kinds.get(patient, set())
+        links.relationships[patient] = Relationship(
+            patient=patient,
+            care_team="care_team" in found,
+            encounter_organization="encounter_organization" in found,
+            consent=flags["consent"],
+            medecin_traitant="medecin_traitant" in found,
+            blocked=flags["blocked"],
+            opposition=flags["opposition"],
+            emergency_opposition=flags["emergency_opposition"],
+            break_glass=grants.get(patient),
+        )
+    return links
+
+
+async def relationship_with(
+    conn: AsyncConnection, principal: Principal, patient: str, now: dt.datetime
+) -> Relationship:
+    """One patient's relationship (break-glass requests are about patients not yet linked)."""
+    links = await load_links(conn, principal, now)
+    if patient in links.relationships:
+        return links.relationships[patient]
+    cur = await conn.execute(
+        "SELECT content::text FROM resource WHERE rtype = 'Consent' AND NOT deleted "
+        "AND compartment = %s",
+        (patient,),
+    )
+    consents = [decode(row[0]) for row in await cur.fetchall()]
+    flags = controls_from_consents(consents, links.refs, now)
+    return Relationship(
+        patient=patient,
+        consent=flags["consent"],
+        blocked=flags["blocked"],
+        opposition=flags["opposition"],
+        emergency_opposition=flags["emergency_opposition"],
+    )

@@ -1,0 +1,73 @@
+"""The engine's side of access control: what a request's policy must answer, and where it is asked.
+
+The engine knows nothing of tokens, roles or audit tables (``socle.auth`` implements this
+protocol); it only guarantees that every path to stored data asks:
+
+* ``condition`` — an SQL condition on the resource row ``r`` ANDed into every query of a search,
+  an include level, a history, ``$everything``, so that denied rows are never fetched and counts
+  and paging stay right;
+* ``check_read`` — a single resource by id (read, vread, the GET entries of a Bundle);
+* ``check_write`` — every write of a unit of work, after the rows it replaces are locked and
+  before anything is written (the 403 names the Bundle entry);
+* ``record`` — the audit of what was done, inside the writing transaction for writes, before the
+  response for reads (a failure to record fails the request).
+
+``access=None`` in the engine's API means the platform itself (start-up, background jobs, the
+authorisation server's directory look-ups): no policy, no audit. HTTP handlers always pass the
+request's access object (see ``socle.auth.middleware``), so no client request runs without one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from psycopg import AsyncConnection
+
+from .search.sql import Sql
+from .storage.reader import Version
+from .storage.writer import PendingWrite
+
+# Where the authentication layer puts the request's Access in the ASGI scope.
+ACCESS_KEY = "socle.access"
+
+# What a row is being fetched for; decides the scope letter and whether a denial is an error
+# ("direct": 403) or a silent narrowing (includes, $everything: denied rows are left out).
+DIRECT, INCLUDE, EVERYTHING, HISTORY, ENTRY = "direct", "include", "everything", "history", "entry"
+
+
+@dataclass
+class Touched:
+    """What one request touched, for its audit record."""
+
+    interaction: str  # read | vread | search-type | search-system | history-* | create | …
+    resource_type: str | None = None
+    # (rtype, id, compartment) of each resource returned or written
+    resources: list[tuple[str, str, str | None]] = field(default_factory=list)
+    query: str | None = None
+    operation: str | None = None
+    outcome: str = "0"  # AuditEvent.outcome: 0 success, 4 denied/minor failure
+    detail: str | None = None
+
+
+class Access(Protocol):
+    # The organisation new rows belong to (the writing client's), or None.
+    owner: str | None
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        """Load what decisions need (relationships, controls), once per request."""
+
+    def condition(self, types: list[str] | None, interaction: str, via: str) -> Sql | None:
+        """Condition on ``r`` for rows of ``types`` (None: any type). None: no restriction.
+        Raises FhirError (403) when ``via`` is direct and the interaction is denied outright."""
+
+    def check_read(self, row: Version, via: str) -> None:
+        """Raise FhirError (403, or 404 for a hidden resource) if this row may not be read."""
+
+    def check_writes(self, writes: list[PendingWrite]) -> None:
+        """Raise FhirError (403, naming the entry) unless every write is allowed. Each write has
+        its new ``compartment`` and ``owner`` and, when it replaces a row, that row's
+        ``old_compartment``, ``old_owner`` and ``old_security`` (``meta.security`` as JSON)."""
+
+    async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
+        """Append the audit record (``conn``: the writing transaction; None: a read)."""
