@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth.audit_store import AuditSink, sealer
+from .auth.break_glass import routes as break_glass_routes
 from .auth.enforcement import AuditServices
 from .auth.middleware import AUDIT_KEY
 from .auth.signing import ensure_signing_key
@@ -154,7 +155,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await pool.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz), *fhir_routes],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            *break_glass_routes,
+            *fhir_routes,
+        ],
         lifespan=lifespan,
         exception_handlers={
             FhirError: _fhir_error,

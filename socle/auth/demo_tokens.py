@@ -90,6 +90,5 @@ def mint(
         settings.fhir_audience,
         scope=scope if scope is not None else p.scope,
         lifetime=lifetime,
-        socle_role=str(p.role),
-        **{**p.claims, **claims},
+        **{"socle_role": str(p.role), **p.claims, **claims},
     )

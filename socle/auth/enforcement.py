@@ -85,11 +85,15 @@ def _content_labels(content: str | None) -> frozenset[str]:
 
 
 def _authors(resource: Any) -> set[str]:
+    """Who wrote a resource: its ``author`` (documents) or ``performer`` (observations…)."""
     out = set()
-    authors = resource.get("author") if isinstance(resource, dict) else None
-    for a in authors if isinstance(authors, list) else [authors] if authors else []:
-        if isinstance(a, dict) and isinstance(a.get("reference"), str):
-            out.add(a["reference"])
+    if not isinstance(resource, dict):
+        return out
+    for key in ("author", "performer"):
+        value = resource.get(key)
+        for a in value if isinstance(value, list) else [value] if value else []:
+            if isinstance(a, dict) and isinstance(a.get("reference"), str):
+                out.add(a["reference"])
     return out
 
 
@@ -106,7 +110,8 @@ class PolicyAccess:
     _conditions: dict[tuple[tuple[str, ...] | None, str, str], Sql | None] = field(
         default_factory=dict
     )
-    _purposes: set[str] = field(default_factory=set)
+    purposes: set[str] = field(default_factory=set)  # purposes of use of the decisions made
+    break_glass_reason: str | None = None
 
     @property
     def owner(self) -> str | None:
@@ -114,6 +119,13 @@ class PolicyAccess:
         if self.principal.role != Role.SYSTEM or not org:
             return None
         return org if "/" in org else f"Organization/{org}"
+
+    def _owner_of(self, owner: str | None) -> str:
+        """A stored row's owner as the policy compares it with the principal's organisation
+        (``-`` for a row no organisation owns: a system client's rule never matches it)."""
+        if owner is not None and owner == self.owner:
+            return str(self.principal.organization)
+        return owner or "-"
 
     @property
     def practitioner_ref(self) -> str | None:
@@ -141,7 +153,11 @@ class PolicyAccess:
             return self._decisions[key]
         d = decide(self.principal, request, self._relationship(request.patient), now=self.now)
         if d.allow and d.purpose_of_use:
-            self._purposes.add(d.purpose_of_use)
+            self.purposes.add(d.purpose_of_use)
+        if d.allow and d.break_glass:
+            grant = self._relationship(request.patient)
+            if grant is not None and grant.break_glass is not None:
+                self.break_glass_reason = grant.break_glass.reason
         if cacheable:
             self._decisions[key] = d
         return d
@@ -182,8 +198,8 @@ class PolicyAccess:
                 exempt.append(
                     Sql().add(
                         "EXISTS (SELECT 1 FROM idx_reference a WHERE a.rid = r.rid "
-                        "AND a.param = 'author' AND a.target_type = 'Practitioner' "
-                        "AND a.target_id = %s)",
+                        "AND a.param IN ('author', 'performer') "
+                        "AND a.target_type = 'Practitioner' AND a.target_id = %s)",
                         self.links.practitioner if self.links else None,
                     )
                 )
@@ -260,7 +276,7 @@ class PolicyAccess:
                 row.rtype,
                 Interaction.READ,
                 patient=row.compartment,
-                organization=row.owner,
+                organization=self._owner_of(row.owner),
                 security_labels=labels,
                 author_is_principal=authored,
                 via=via,
@@ -305,7 +321,7 @@ class PolicyAccess:
                         w.rtype,
                         inter,
                         patient=patient,
-                        organization=w.old_owner if w.kind != "create" else None,
+                        organization=self._owner_of(w.old_owner) if w.kind != "create" else None,
                         # what the caller may not see, he may not change either
                         security_labels=old_labels if w.kind != "create" else new_labels,
                         author_is_principal=authored or w.kind == "create",
@@ -364,7 +380,8 @@ class PolicyAccess:
                 agent_display=p.subject if not p.fhir_user else None,
                 client_id=p.client_id,
                 network_address=self.client_address,
-                purpose_of_use=tuple(sorted(self._purposes)),
+                purpose_of_use=tuple(sorted(self.purposes)),
+                break_glass_reason=self.break_glass_reason,
                 patient=f"Patient/{patient}" if patient else None,
                 entities=tuple(refs),
                 resource_type=touched.resource_type,

@@ -1,0 +1,122 @@
+"""``POST /fhir/Patient/{id}/$break-glass``: emergency access of a professional to a patient.
+
+The professional states a reason (Parameters ``reason``, at least a few words). If the policy
+allows break-glass for this patient (no block, no opposition to emergency access), a grant is
+stored for a limited time (4 h), the access is audited with purpose ETREAT and the reason, and
+the patient is told by a ``Communication`` in his record (shown in his space). Later requests of
+the professional on this patient are allowed by the grant until it expires.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..fhir.access import Touched
+from ..fhir.datetimes import instant
+from ..fhir.engine import EntryRequest
+from ..fhir.outcome import bad_request, forbidden
+from ..fhir.rest.app import access_of, engine_of
+from ..fhir.rest.capability import register_operation
+from ..fhir.rest.http import body_kind, check_accept, fhir_response, json_body
+from .enforcement import PolicyAccess
+from .policy import ETREAT, AccessRequest, decide
+from .relationships import relationship_with
+from .scopes import Interaction
+from .tokens import Role
+
+DEFINITION = "https://socle.esante.example/fhir/OperationDefinition/Patient-break-glass"
+register_operation("break-glass", DEFINITION, ["Patient"])
+
+
+def _reason(body: Any) -> str:
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise bad_request("$break-glass takes a Parameters resource", "Parameters")
+    for i, p in enumerate(body.get("parameter") or []):
+        if isinstance(p, dict) and p.get("name") == "reason":
+            value = p.get("valueString")
+            if not isinstance(value, str):
+                raise bad_request(
+                    "reason must be a valueString", f"Parameters.parameter[{i}].valueString"
+                )
+            return value
+    raise bad_request("The reason of the emergency access is mandatory", "Parameters.parameter")
+
+
+async def break_glass(request: Request) -> Response:
+    check_accept(request)
+    engine = engine_of(request)
+    access = access_of(request)
+    patient = request.path_params["id"]
+    if not isinstance(access, PolicyAccess) or access.principal.role != Role.PROFESSIONAL:
+        raise forbidden("Only a health professional can request an emergency access")
+    body_kind(request)
+    reason = _reason(await json_body(request, engine.settings.max_body_bytes))
+    await engine.read("Patient", patient)  # 404/410 for an unknown patient (not audited twice)
+    principal = access.principal
+    async with engine.pool.connection() as conn, conn.transaction():
+        await access.prepare(conn)
+        relationship = await relationship_with(conn, principal, patient, access.now)
+        decision = decide(
+            principal,
+            AccessRequest("Patient", Interaction.READ, patient=patient, break_glass_reason=reason),
+            relationship,
+            now=access.now,
+        )
+        if not decision.allow or decision.break_glass_grant is None:
+            raise forbidden(f"Emergency access refused: {decision.reason}")
+        grant = decision.break_glass_grant
+        await conn.execute(
+            "INSERT INTO break_glass (principal, patient, reason, granted_at, expires_at) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (principal.reference, patient, grant.reason, grant.granted_at, grant.expires_at),
+        )
+    who = access.practitioner_ref or principal.reference
+    notice = {
+        "resourceType": "Communication",
+        "status": "completed",
+        "category": [{"text": "Accès en urgence à votre dossier"}],
+        "subject": {"reference": f"Patient/{patient}"},
+        "recipient": [{"reference": f"Patient/{patient}"}],
+        "sender": {"reference": who} if who.startswith("Practitioner/") else None,
+        "sent": instant(grant.granted_at),
+        "payload": [
+            {
+                "contentString": (
+                    "Un professionnel de santé a accédé à votre dossier en urgence "
+                    f"(accès « bris de glace ») le {grant.granted_at:%d/%m/%Y à %H:%M} UTC. "
+                    f"Motif déclaré : {reason}. Cet accès expire le "
+                    f"{grant.expires_at:%d/%m/%Y à %H:%M} UTC."
+                )
+            }
+        ],
+    }
+    notice = {k: v for k, v in notice.items() if v is not None}
+    # the notice is written by the platform (the professional may not write it himself)
+    await engine.transaction([EntryRequest("POST", "Communication", notice)])
+    access.break_glass_reason = reason
+    access.purposes.add(ETREAT)
+    await access.record(
+        None,
+        Touched(
+            "operation",
+            "Patient",
+            [("Patient", patient, patient)],
+            operation="$break-glass",
+            detail=f"break-glass until {instant(grant.expires_at)}",
+        ),
+    )
+    out = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "expires", "valueDateTime": instant(grant.expires_at)},
+            {"name": "reason", "valueString": reason},
+        ],
+    }
+    return fhir_response(out)
+
+
+routes = [Route("/fhir/Patient/{id}/$break-glass", break_glass, methods=["POST"])]
