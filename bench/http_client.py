@@ -21,6 +21,10 @@ class Connection:
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
+    def with_headers(self, headers: dict[str, str] | None) -> Connection:
+        self.default_headers = dict(headers or {})
+        return self
+
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
@@ -31,7 +35,7 @@ class Connection:
         if body:
             head.append("Content-Type: application/fhir+json")
             head.append(f"Content-Length: {len(body)}")
-        for k, v in (headers or {}).items():
+        for k, v in {**getattr(self, "default_headers", {}), **(headers or {})}.items():
             head.append(f"{k}: {v}")
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         status_line = await self.reader.readline()
@@ -92,6 +96,7 @@ async def run_load(
     duration: float | None,
     total: int | None = None,
     expect: tuple[int, ...] = (200, 201),
+    headers: dict[str, str] | None = None,
 ) -> dict:
     """Run `clients` concurrent loops; each asks `make_request(i)` for (method, path, body,
     headers, items) until `duration` seconds pass or `total` requests were sent."""
@@ -101,7 +106,7 @@ async def run_load(
     deadline = start + duration if duration else None
 
     async def loop(n: int) -> None:
-        conn = Connection(host, port)
+        conn = Connection(host, port).with_headers(headers)
         i = n
         while True:
             if counter is not None:
@@ -110,13 +115,13 @@ async def run_load(
                     break
             elif deadline and time.perf_counter() >= deadline:
                 break
-            method, path, body, headers, items = make_request(i)
+            method, path, body, extra, items = make_request(i)
             t0 = time.perf_counter()
             try:
-                status, _, _ = await conn.request(method, path, body, headers)
+                status, _, _ = await conn.request(method, path, body, extra)
             except (ConnectionError, asyncio.IncompleteReadError):
                 stats.errors += 1
-                conn = Connection(host, port)
+                conn = Connection(host, port).with_headers(headers)
                 continue
             stats.latencies.append(time.perf_counter() - t0)
             stats.statuses[status] = stats.statuses.get(status, 0) + 1

@@ -32,7 +32,7 @@ from socle.fhir.indexing.extract import index_resource, patient_compartment  # n
 from socle.fhir.json import encode  # noqa: E402
 from socle.fhir.storage.writer import _TABLE_COLUMNS, stamp  # noqa: E402
 from socle.region.generate import iter_bundles  # noqa: E402
-from socle.testing import fresh_database, start_server, stop_server  # noqa: E402
+from socle.testing import auth_headers, fresh_database, start_server, stop_server  # noqa: E402
 
 
 def machine() -> dict[str, Any]:
@@ -63,7 +63,14 @@ async def ingest(server, bundles: list[bytes], counts: list[int], clients: int) 
         return ("POST", "/fhir", bundles[i], {"Prefer": "return=minimal"}, counts[i])
 
     result = await run_load(
-        "127.0.0.1", port, clients, make, duration=None, total=len(bundles), expect=(200,)
+        "127.0.0.1",
+        port,
+        clients,
+        make,
+        duration=None,
+        total=len(bundles),
+        expect=(200,),
+        headers=auth_headers(server),
     )
     result["resources"] = sum(counts)
     return result
@@ -118,7 +125,9 @@ async def creates(server, patient_ids: list[str], clients: int, duration: float)
             1,
         )
 
-    return await run_load("127.0.0.1", server.port, clients, make, duration=duration)
+    return await run_load(
+        "127.0.0.1", server.port, clients, make, duration=duration, headers=auth_headers(server)
+    )
 
 
 async def reads(server, keys: list[tuple[str, str]], clients: int, duration: float) -> dict:
@@ -129,7 +138,9 @@ async def reads(server, keys: list[tuple[str, str]], clients: int, duration: flo
     def make(i: int):
         return ("GET", paths[i % len(paths)], b"", None, 1)
 
-    return await run_load("127.0.0.1", server.port, clients, make, duration=duration)
+    return await run_load(
+        "127.0.0.1", server.port, clients, make, duration=duration, headers=auth_headers(server)
+    )
 
 
 def stored_rows(resources: list[dict[str, Any]]) -> dict[str, list[tuple]]:

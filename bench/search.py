@@ -31,7 +31,7 @@ from socle.fhir.json import encode  # noqa: E402
 from socle.fhir.search.executor import ROW_COLUMNS, where_sql  # noqa: E402
 from socle.fhir.search.query import parse_query  # noqa: E402
 from socle.region.generate import iter_bundles  # noqa: E402
-from socle.testing import fresh_database, start_server, stop_server  # noqa: E402
+from socle.testing import auth_headers, fresh_database, start_server, stop_server  # noqa: E402
 
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
 
@@ -113,12 +113,16 @@ async def measure(server, samples: Samples, clients: int, duration: float) -> di
         return ("GET", path, b"", {"X-Bench-Query": name}, 1)
 
     # Warm-up (not measured, reported): a server that just started reads cold pages.
-    warmup = await run_load("127.0.0.1", server.port, clients, make, duration=duration)
-    mixed = await run_load("127.0.0.1", server.port, clients, make, duration=duration)
+    warmup = await run_load(
+        "127.0.0.1", server.port, clients, make, duration=duration, headers=auth_headers(server)
+    )
+    mixed = await run_load(
+        "127.0.0.1", server.port, clients, make, duration=duration, headers=auth_headers(server)
+    )
     # Per-query latency: a short sequential pass (no queueing), for the table.
     from bench.http_client import Connection
 
-    conn = Connection("127.0.0.1", server.port)
+    conn = Connection("127.0.0.1", server.port).with_headers(auth_headers(server))
     for name, path in requests[:500]:
         t0 = time.perf_counter()
         status, _, _ = await conn.request("GET", path)
@@ -173,7 +177,14 @@ async def load(server, bundles, clients: int) -> dict[str, Any]:
         return ("POST", "/fhir", body, {"Prefer": "return=minimal"}, count)
 
     return await run_load(
-        "127.0.0.1", server.port, clients, make, duration=None, total=len(bundles), expect=(200,)
+        "127.0.0.1",
+        server.port,
+        clients,
+        make,
+        duration=None,
+        total=len(bundles),
+        expect=(200,),
+        headers=auth_headers(server),
     )
 
 
