@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .auth.server import auth_routes, ensure_auth_server_keys
 from .config import Settings
 from .database import open_pool, prepare, read_options, resolve_url
 from .fhir.engine import Engine
@@ -141,7 +142,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await pool.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz), *fhir_routes],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            *auth_routes(settings),
+            *fhir_routes,
+        ],
         lifespan=lifespan,
         exception_handlers={
             FhirError: _fhir_error,
@@ -191,6 +197,7 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
     # Start the embedded database and migrate once here, before any worker process exists;
     # this process keeps the embedded server alive for the workers.
     prepare(resolve_url(settings))
+    ensure_auth_server_keys(settings)  # before the workers: they must all share the keys
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     uvicorn.run(
