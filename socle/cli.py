@@ -155,5 +155,101 @@ def audit_verify(
     typer.echo("The audit trail is intact.")
 
 
+def _connect(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    """A connection to the (migrated) database of this data dir or of DATABASE_URL."""
+    import psycopg
+
+    from .config import Settings
+    from .database import prepare, resolve_url
+
+    settings = Settings.from_env(data_dir)
+    url = resolve_url(settings)
+    prepare(url)
+    return settings, psycopg.connect(url, autocommit=True)
+
+
+client_app = typer.Typer(no_args_is_help=True, help="OAuth clients of the authorisation server.")
+app.add_typer(client_app, name="client")
+
+
+@client_app.command("add")
+def client_add(
+    client_id: Annotated[str, typer.Option("--id", help="The client id.")],
+    public: Annotated[
+        bool,
+        typer.Option(
+            "--public/--confidential",
+            help="Public (browser/mobile app, PKCE) or confidential (private_key_jwt).",
+        ),
+    ] = True,
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option("--redirect-uri", help="Redirect URI (repeatable).")
+    ] = None,
+    scope: Annotated[str, typer.Option("--scope", help="Allowed scopes, space-separated.")] = "",
+    jwks_file: Annotated[
+        Path | None, typer.Option("--jwks-file", help="Public JWKS of a confidential client.")
+    ] = None,
+    role: Annotated[
+        str | None,
+        typer.Option("--role", help="client_credentials role: system or operator."),
+    ] = None,
+    organization: Annotated[
+        str | None, typer.Option("--organization", help="Organization id of a system client.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name shown to users.")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace an existing client.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Register an OAuth client."""
+    import json
+
+    from .auth.server import ClientError, register_client
+
+    jwks = json.loads(jwks_file.read_text(encoding="utf-8")) if jwks_file else None
+    _, conn = _connect(data_dir)
+    with conn:
+        try:
+            register_client(
+                conn,
+                client_id,
+                public=public,
+                redirect_uris=redirect_uri or [],
+                scopes=scope,
+                jwks=jwks,
+                role=role,
+                organization=organization,
+                name=name,
+                replace=replace,
+            )
+        except ClientError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    print(f"Client {client_id} registered.")
+
+
+@app.command("patient-account")
+def patient_account(
+    patient_id: Annotated[str, typer.Argument(help="The Patient id.")],
+    login: Annotated[
+        str | None, typer.Option(help="Login (default: the patient id; the INS also works).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create or reset a patient's account; prints the otpauth:// URI of the TOTP secret."""
+    from .auth.server import create_patient_account
+    from .auth.server.totp import provisioning_uri
+
+    password = typer.prompt("Mot de passe", hide_input=True, confirmation_prompt=True)
+    settings, conn = _connect(data_dir)
+    with conn:
+        try:
+            secret = create_patient_account(
+                conn, patient_id, password, login=login, settings=settings
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    print("Ajoutez ce compte dans une application d'authentification (TOTP) :")
+    print(provisioning_uri(secret, login or patient_id))
+
+
 if __name__ == "__main__":
     app()

@@ -162,11 +162,114 @@ CREATE TABLE break_glass (
 CREATE INDEX break_glass_principal ON break_glass (principal, expires_at);
 """
 
+AUTH_SERVER_V5 = """
+-- The built-in authorisation server (socle/auth/server). Secrets are never stored in clear:
+-- codes, refresh tokens and passwords are hashed, TOTP secrets are encrypted (AES-GCM, key in
+-- the data dir).
+CREATE TABLE auth_client (
+    client_id     text PRIMARY KEY,
+    client_type   text NOT NULL CHECK (client_type IN ('public', 'confidential')),
+    auth_method   text NOT NULL CHECK (auth_method IN ('none', 'private_key_jwt')),
+    redirect_uris text[] NOT NULL DEFAULT '{}',
+    scopes        text NOT NULL,              -- allowed scopes, space-separated
+    jwks          jsonb,                      -- public keys of a private_key_jwt client
+    role          text CHECK (role IN ('system', 'operator')),  -- client_credentials tokens
+    organization  text,                       -- Organization/<id> of a system client
+    name          text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    CHECK ((client_type = 'public') = (auth_method = 'none')),
+    CHECK (auth_method <> 'private_key_jwt' OR jwks IS NOT NULL)
+);
+
+-- A pending authorisation request, from /auth/authorize to the code: its id lives in a cookie.
+CREATE TABLE auth_request (
+    id_hash     bytea PRIMARY KEY,
+    client_id   text NOT NULL REFERENCES auth_client ON DELETE CASCADE,
+    params      jsonb NOT NULL,
+    subject     jsonb,                        -- who authenticated, once they have
+    expires_at  timestamptz NOT NULL
+);
+
+CREATE TABLE auth_code (
+    code_hash      bytea PRIMARY KEY,
+    client_id      text NOT NULL,
+    redirect_uri   text NOT NULL,
+    code_challenge text NOT NULL,             -- PKCE S256
+    scope          text NOT NULL,
+    subject        jsonb NOT NULL,            -- includes the launch patient
+    nonce          text,
+    family_id      uuid NOT NULL,             -- refresh tokens issued from it (revoked on reuse)
+    expires_at     timestamptz NOT NULL,
+    used_at        timestamptz
+);
+
+CREATE TABLE auth_refresh_token (
+    token_hash  bytea PRIMARY KEY,
+    family_id   uuid NOT NULL,
+    client_id   text NOT NULL,
+    scope       text NOT NULL,
+    subject     jsonb NOT NULL,
+    issued_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,         -- the family's: rotation does not extend it
+    used_at     timestamptz,                  -- rotated: presenting it again is a reuse
+    revoked_at  timestamptz
+);
+CREATE INDEX auth_refresh_token_family ON auth_refresh_token (family_id);
+
+-- Revoked access tokens (RFC 7009), until they would have expired anyway.
+CREATE TABLE auth_revoked_jti (
+    jti         text PRIMARY KEY,
+    expires_at  timestamptz NOT NULL
+);
+
+-- jti of client assertions already used (RFC 7523 replay protection).
+CREATE TABLE auth_assertion_jti (
+    client_id   text NOT NULL,
+    jti         text NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
+
+CREATE TABLE patient_account (
+    patient_id       text PRIMARY KEY,
+    login            text NOT NULL UNIQUE,
+    password_hash    text NOT NULL,
+    totp_secret_enc  bytea NOT NULL,
+    totp_last_step   bigint NOT NULL DEFAULT 0,  -- a TOTP code is accepted once
+    failed_attempts  integer NOT NULL DEFAULT 0,
+    locked_until     timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- Per-IP rate limiting of the login and token endpoints (sliding window).
+CREATE TABLE auth_rate_event (
+    bucket  text NOT NULL,
+    ip      text NOT NULL,
+    at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX auth_rate_event_lookup ON auth_rate_event (bucket, ip, at);
+
+-- The Pro Santé Connect stand-in's own authorisation codes.
+CREATE TABLE psc_standin_code (
+    code_hash       bytea PRIMARY KEY,
+    client_id       text NOT NULL,
+    redirect_uri    text NOT NULL,
+    national_id     text NOT NULL,
+    nonce           text,
+    code_challenge  text,
+    expires_at      timestamptz NOT NULL,
+    used_at         timestamptz
+);
+"""
+
+# Version 4 is reserved for the lead: versions need not be contiguous, and a lower version added
+# later is still applied (each version is applied once, in ascending order, if not recorded).
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "engine storage and search index tables", ENGINE_V1),
     (2, "reindex jobs of run-time search parameters", SEARCH_REINDEX_V2),
     (3, "composite search parameters", COMPOSITE_V3),
     (4, "resource owner, audit chain, break-glass grants", SECURITY_V4),
+    (5, "built-in authorisation server", AUTH_SERVER_V5),
 ]
 
 
@@ -181,7 +284,7 @@ def migrate(conn: psycopg.Connection) -> list[int]:
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {row[0] for row in conn.execute("SELECT version FROM socle_schema")}
-        for version, description, sql in MIGRATIONS:
+        for version, description, sql in sorted(MIGRATIONS):
             if version in done:
                 continue
             with conn.transaction():

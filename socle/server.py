@@ -25,6 +25,7 @@ from .auth.audit_store import AuditSink, sealer
 from .auth.break_glass import routes as break_glass_routes
 from .auth.enforcement import AuditServices
 from .auth.middleware import AUDIT_KEY
+from .auth.server import auth_routes, ensure_auth_server_keys
 from .auth.signing import ensure_signing_key
 from .config import Settings
 from .database import open_pool, prepare, read_options, resolve_url
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *break_glass_routes,
+            *auth_routes(settings),
             *fhir_routes,
         ],
         lifespan=lifespan,
@@ -232,6 +234,7 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
     # Start the embedded database and migrate once here, before any worker process exists;
     # this process keeps the embedded server alive for the workers.
     prepare(resolve_url(settings))
+    ensure_auth_server_keys(settings)  # before the workers: they must all share the keys
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     uvicorn.run(

@@ -1,0 +1,141 @@
+"""Patient accounts: password (scrypt) + TOTP (RFC 6238), lock-out after repeated failures.
+
+The TOTP secret is encrypted at rest (AES-GCM, key in the auth secrets file, the patient id as
+associated data so a ciphertext cannot be moved to another account). A TOTP code is accepted
+once: the last used time step is kept. Every failure, whatever the factor, gives the same answer
+(:data:`LOGIN_FAILED`), and an unknown login costs the same scrypt work as a known one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+import psycopg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from psycopg import AsyncConnection
+
+from ...config import Settings
+from . import passwords, totp
+from .secrets_store import totp_key
+
+LOGIN_FAILED = (
+    "Identifiant, mot de passe ou code à usage unique incorrect, ou compte temporairement "
+    "verrouillé. Réessayez plus tard."
+)
+
+
+def _encrypt(settings: Settings, patient_id: str, secret: str) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(totp_key(settings)).encrypt(nonce, secret.encode(), patient_id.encode())
+
+
+def _decrypt(settings: Settings, patient_id: str, blob: bytes) -> str:
+    nonce, body = blob[:12], blob[12:]
+    return AESGCM(totp_key(settings)).decrypt(nonce, body, patient_id.encode()).decode()
+
+
+def create_patient_account(
+    conn: psycopg.Connection,
+    patient_id: str,
+    password: str,
+    *,
+    login: str | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """Create (or reset) the account of ``Patient/<patient_id>``; returns the new TOTP secret
+    (base32), to show once as an ``otpauth://`` URI (:func:`totp.provisioning_uri`).
+
+    ``login`` defaults to the patient id; the patient may also sign in with their INS."""
+    settings = settings or Settings.from_env()
+    if patient_id.startswith("Patient/"):
+        patient_id = patient_id.removeprefix("Patient/")
+    problem = passwords.check_strength(password)
+    if problem:
+        raise ValueError(problem)
+    secret = totp.new_secret()
+    conn.execute(
+        "INSERT INTO patient_account (patient_id, login, password_hash, totp_secret_enc)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (patient_id) DO UPDATE SET"
+        " login = EXCLUDED.login, password_hash = EXCLUDED.password_hash,"
+        " totp_secret_enc = EXCLUDED.totp_secret_enc, totp_last_step = 0,"
+        " failed_attempts = 0, locked_until = NULL",
+        (
+            patient_id,
+            login or patient_id,
+            passwords.hash_password(password),
+            _encrypt(settings, patient_id, secret),
+        ),
+    )
+    return secret
+
+
+@dataclass(frozen=True)
+class _Account:
+    patient_id: str
+    password_hash: str
+    totp_enc: bytes
+    last_step: int
+    locked: bool
+
+
+async def _find(conn: AsyncConnection, login: str, patient_ids: list[str]) -> _Account | None:
+    cur = await conn.execute(
+        "SELECT patient_id, password_hash, totp_secret_enc, totp_last_step,"
+        " coalesce(locked_until > now(), false) FROM patient_account"
+        " WHERE login = %s OR patient_id = ANY(%s) ORDER BY login = %s DESC LIMIT 1",
+        (login, patient_ids, login),
+    )
+    row = await cur.fetchone()
+    return _Account(row[0], row[1], bytes(row[2]), row[3], row[4]) if row else None
+
+
+async def authenticate_patient(
+    conn: AsyncConnection,
+    settings: Settings,
+    login: str,
+    password: str,
+    code: str,
+    *,
+    patient_ids: list[str] | None = None,
+    max_failures: int = 5,
+    lockout_seconds: int = 900,
+) -> str | None:
+    """The patient id if all three factors are right and the account is not locked, else None.
+
+    ``patient_ids``: the patients whose INS is ``login`` (looked up in the FHIR store)."""
+    account = await _find(conn, login, patient_ids or [])
+    if account is None:
+        await asyncio.to_thread(passwords.burn_time, password)
+        return None
+    ok_password = await asyncio.to_thread(
+        passwords.verify_password, password, account.password_hash
+    )
+    step = None
+    if ok_password:
+        secret = _decrypt(settings, account.patient_id, account.totp_enc)
+        step = totp.matching_step(secret, code)
+    if account.locked:
+        return None  # even right factors do not unlock early
+    if ok_password and step is not None and step > account.last_step:
+        # Conditional on the step: two concurrent logins with one code cannot both succeed.
+        cur = await conn.execute(
+            "UPDATE patient_account SET totp_last_step = %s, failed_attempts = 0,"
+            " locked_until = NULL WHERE patient_id = %s AND totp_last_step < %s"
+            " AND coalesce(locked_until <= now(), true)",
+            (step, account.patient_id, step),
+        )
+        if cur.rowcount == 1:
+            return account.patient_id
+    # A lock that has expired starts a new count; the fifth failure in a row locks.
+    await conn.execute(
+        "UPDATE patient_account SET"
+        " failed_attempts = CASE WHEN locked_until <= now() THEN 1 ELSE failed_attempts + 1 END,"
+        " locked_until = CASE"
+        "   WHEN (CASE WHEN locked_until <= now() THEN 1 ELSE failed_attempts + 1 END) >= %s"
+        "   THEN now() + make_interval(secs => %s) ELSE NULL END"
+        " WHERE patient_id = %s AND coalesce(locked_until <= now(), true)",
+        (max_failures, lockout_seconds, account.patient_id),
+    )
+    return None
