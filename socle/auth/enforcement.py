@@ -86,7 +86,7 @@ def _content_labels(content: str | None) -> frozenset[str]:
 
 def _authors(resource: Any) -> set[str]:
     """Who wrote a resource: its ``author`` (documents) or ``performer`` (observations…)."""
-    out = set()
+    out: set[str] = set()
     if not isinstance(resource, dict):
         return out
     for key in ("author", "performer"):

@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import Key
 
 from socle.auth.server.pkce import s256
-from socle.testing import ServerProcess
+from socle.testing import ServerProcess, auth_headers
 
 IDNAT = "urn:oid:1.2.250.1.71.4.2.1"
 NIR = "urn:oid:1.2.250.1.213.1.4.8"
@@ -27,9 +27,8 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 def seed_practitioner(server: ServerProcess, rpps: str) -> dict[str, str]:
     """An Organization, a Practitioner (idNat_PS 8+RPPS) and his PractitionerRole.
 
-    The only place the tests write to /fhir: switch it to a bearer token once the FHIR API
-    requires one."""
-    with httpx.Client(base_url=server.fhir, timeout=30) as c:
+    Written by the platform operator (the test harness owns the data dir)."""
+    with httpx.Client(base_url=server.fhir, timeout=30, headers=auth_headers(server)) as c:
         org = c.post(
             "/Organization",
             json={
@@ -76,7 +75,7 @@ def seed_practitioner(server: ServerProcess, rpps: str) -> dict[str, str]:
 
 
 def seed_patient(server: ServerProcess, ins: str) -> str:
-    with httpx.Client(base_url=server.fhir, timeout=30) as c:
+    with httpx.Client(base_url=server.fhir, timeout=30, headers=auth_headers(server)) as c:
         r = c.post(
             "/Patient",
             json={

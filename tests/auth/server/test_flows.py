@@ -729,21 +729,3 @@ def test_secrets_are_private_files(env: Env) -> None:
         if path.is_file():
             assert path.stat().st_mode & 0o077 == 0, path
     time.sleep(0)
-
-
-def test_migrations_accept_a_gap_and_a_late_lower_version(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from socle import migrations
-
-    with env.connect() as conn:
-        versions = {row[0] for row in conn.execute("SELECT version FROM socle_schema")}
-        assert 5 in versions and 4 not in versions
-        probe = (4, "probe of the lead's version", "CREATE TABLE probe_v4 (x integer)")
-        monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, probe])
-        try:
-            assert migrations.migrate(conn) == [4]
-            assert migrations.migrate(conn) == []
-        finally:
-            conn.execute("DROP TABLE IF EXISTS probe_v4")
-            conn.execute("DELETE FROM socle_schema WHERE version = 4")
