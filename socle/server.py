@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .auth.audit_store import AuditSink, sealer
 from .auth.break_glass import routes as break_glass_routes
 from .auth.enforcement import AuditServices
-from .auth.middleware import AUDIT_KEY
+from .auth.middleware import AUDIT_KEY, watch_revocations
 from .auth.server import auth_routes, ensure_auth_server_keys
 from .auth.signing import ensure_signing_key
 from .config import Settings
@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         background = [
             asyncio.create_task(custom_params.background(pool)),
             asyncio.create_task(sealer(pool, settings.data_dir)),
+            asyncio.create_task(watch_revocations(pool, app.state)),
         ]
         try:
             yield

@@ -580,6 +580,9 @@ def test_revocation_and_introspection(env: Env) -> None:
             },
         )
 
+    fhir = env.base + "/fhir/Organization"
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert httpx.get(fhir, headers=bearer).status_code == 200
     active = introspect(tokens["access_token"]).json()
     assert active["active"] is True and active["client_id"] == APP
     assert (
@@ -603,6 +606,11 @@ def test_revocation_and_introspection(env: Env) -> None:
         env.base + "/auth/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
     )
     assert userinfo.status_code == 401
+    # the FHIR API refuses it too, within the revocation list's refresh period
+    deadline = time.monotonic() + 10
+    while httpx.get(fhir, headers=bearer).status_code != 401:
+        assert time.monotonic() < deadline, "a revoked token still opens the FHIR API"
+        time.sleep(0.5)
     # Unknown tokens are "revoked" too (RFC 7009 §2.2).
     assert (
         httpx.post(env.base + "/auth/revoke", data={"token": "x", "client_id": APP}).status_code
