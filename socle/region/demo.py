@@ -79,6 +79,19 @@ def _operator_token(data_dir: Path) -> str:
     return mint(settings, "operator", lifetime=3600)
 
 
+def _register_demo_clients(data_dir: Path) -> None:
+    """The demo SMART app and backend service of the authorisation server (idempotent)."""
+    import psycopg
+
+    from ..auth.server.clients import register_demo_clients
+    from ..config import Settings
+    from ..database import resolve_url
+
+    settings = Settings.from_env(data_dir)
+    with psycopg.connect(resolve_url(settings), autocommit=True) as conn:
+        register_demo_clients(conn, settings)
+
+
 def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int) -> None:
     console = Console(stderr=True)
     data_dir = data_dir.resolve()
@@ -114,6 +127,7 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
             marker.write_text(json.dumps({**wanted, "loaded": True}))
             took = time.perf_counter() - started
             console.print(f"Loaded {sent:,} resources in {took:.1f} s ({sent / took:,.0f}/s).")
+        _register_demo_clients(data_dir)
         console.print(
             f"\n[bold green]Socle is running[/bold green] with a synthetic region of Corsica.\n"
             f"  FHIR API        {base}/fhir  (CapabilityStatement: {base}/fhir/metadata)\n"
@@ -122,6 +136,8 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
             f'  Try             curl -H "Authorization: Bearer $TOKEN" '
             f"'{base}/fhir/Patient?address-city=ajaccio&_count=5'\n"
             f"  Health          {base}/healthz  {base}/readyz\n"
+            f"  Log in (OIDC)   {base}/.well-known/smart-configuration — demo SMART app "
+            "'socle-demo-app' (PKCE), professionals through the Pro Santé Connect stand-in\n"
             f"  Data            {data_dir}\n"
             "Press Ctrl+C to stop.",
             soft_wrap=True,
