@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,14 @@ from ..fhir.outcome import FhirError
 from .enforcement import AuditServices, PolicyAccess
 from .keys import KeysUnavailable, http_jwks_fetcher
 from .signing import local_issuer_config
-from .tokens import InvalidToken, IssuerConfig, TokenVerifier, www_authenticate
+from .tokens import InvalidToken, IssuerConfig, Principal, TokenVerifier, www_authenticate
 
 log = logging.getLogger("socle.auth")
 PUBLIC_FHIR_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
 AUDIT_KEY = "audit"  # app.state attribute holding the worker's AuditServices
 REVOKED_KEY = "revoked_jti"  # app.state attribute: jti of revoked, unexpired access tokens
 R_REVOKED = "token revoked"
+VERIFIED_CACHE_SIZE = 4096
 
 
 async def watch_revocations(pool: Any, state: Any, every: float = 2.0) -> None:
@@ -112,6 +115,21 @@ class Authentication:
         self.settings = settings
         self.state = state  # the application's state: the worker's audit services live there
         self._verifier = verifier
+        # Verified tokens by their exact text, until they expire: a client sends the same token
+        # many times, and a signature check costs more than the rest of a read's routing.
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
+
+    def _principal(self, header: str | None) -> Principal:
+        if header is not None:
+            known = self._verified.get(header)
+            if known is not None and (known.expires_at or 0) > time.time():
+                return known
+        principal = self.verifier.verify_authorization(header)
+        if header is not None and principal.expires_at:
+            self._verified[header] = principal
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return principal
 
     @property
     def verifier(self) -> TokenVerifier:
@@ -134,7 +152,7 @@ class Authentication:
                 header = value.decode("latin-1")
                 break
         try:
-            principal = self.verifier.verify_authorization(header)
+            principal = self._principal(header)
             if principal.token_id in getattr(self.state, REVOKED_KEY, frozenset()):
                 raise InvalidToken(R_REVOKED)
         except InvalidToken as exc:
