@@ -34,6 +34,8 @@ from .fhir.outcome import FhirError
 from .fhir.rest.app import routes as fhir_routes
 from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
+from .identity.operations import routes as identity_routes
+from .identity.worklist import identity_watcher
 
 log = logging.getLogger("socle")
 _access_encoder = msgspec.json.Encoder()
@@ -137,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         pool = await open_pool(url, settings)
         read_pool = await open_pool(url, settings, options=read_options(settings), name="reads")
         engine = Engine(pool, settings, validators=_validators(), read_pool=read_pool)
+
         app.state.engine = engine
         sink = AuditSink(pool, engine.rids)
         sink.start()
@@ -146,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(custom_params.background(pool)),
             asyncio.create_task(sealer(pool, settings.data_dir)),
             asyncio.create_task(watch_revocations(pool, app.state)),
+            asyncio.create_task(identity_watcher(engine)),
         ]
         try:
             yield
@@ -162,6 +166,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/readyz", readyz),
             *break_glass_routes,
             *auth_routes(settings),
+            *identity_routes,
             *fhir_routes,
         ],
         lifespan=lifespan,
@@ -191,8 +196,9 @@ def warm_up() -> None:
 
 def _validators() -> list[Any]:
     from .fhir.validation_hook import validators
+    from .identity.sharing import ins_write_rule
 
-    return validators()
+    return [*validators(), ins_write_rule]
 
 
 def asgi() -> ASGIApp:

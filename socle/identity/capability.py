@@ -1,0 +1,125 @@
+"""Who may call the identity operations, and the access used for identitovigilance writes.
+
+* INSi look-up and qualification (``$ins-lookup``, ``$ins-qualify``): professionals, system
+  clients and the platform operator. The qualification's writes (the Patient, its Provenance)
+  go through the request's own policy: a professional needs a care relationship with the
+  patient, a system client writes its organisation's records.
+* Identitovigilance (``$merge``, ``$unmerge``, ``$duplicates``, ``$duplicate-dismiss``, and
+  ``$ins-qualify`` on any record): the platform operator, or a professional, system client or
+  administrator whose token carries the scope ``socle/identitovigilance`` (granted by the
+  authorisation server to the members of the identitovigilance cell). Anyone else: 403.
+
+An identitovigilance write touches records of patients the referent has no care relationship
+with (every Observation of a duplicate…). It runs with `PlannedAccess`: the request's access
+(its audit trail, its organisation for new rows), except that the write check allows exactly
+the resources the operation planned (and the creation of its Provenance / work-list
+resources) and nothing else; AuditEvents are never written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from ..auth.tokens import Role
+from ..fhir.access import Access, Touched
+from ..fhir.outcome import FhirError, forbidden
+from ..fhir.search.sql import Sql
+from ..fhir.storage.reader import Version
+from ..fhir.storage.writer import PendingWrite
+
+IDENTITOVIGILANCE_SCOPE = "socle/identitovigilance"
+LOOKUP_ROLES = frozenset({Role.PROFESSIONAL, Role.SYSTEM, Role.OPERATOR})
+CELL_ROLES = frozenset({Role.PROFESSIONAL, Role.SYSTEM, Role.ADMIN})
+
+
+def principal_of(access: Access) -> Any:
+    return getattr(access, "principal", None)
+
+
+def may_look_up(principal: Any) -> bool:
+    return principal is not None and principal.role in LOOKUP_ROLES
+
+
+def is_identitovigilance(principal: Any) -> bool:
+    if principal is None:
+        return False
+    if principal.role == Role.OPERATOR:
+        return True
+    return principal.role in CELL_ROLES and principal.scopes.has(IDENTITOVIGILANCE_SCOPE)
+
+
+async def refuse(access: Access, operation: str, message: str) -> FhirError:
+    """A 403, audited as a refused operation."""
+    err = forbidden(message)
+    await access.record(
+        None, Touched("operation", "Patient", operation=operation, outcome="4", detail=message)
+    )
+    return err
+
+
+async def require_lookup(access: Access, operation: str) -> Any:
+    principal = principal_of(access)
+    if not may_look_up(principal):
+        raise await refuse(
+            access,
+            operation,
+            f"{operation} is for professionals, system clients and the platform operator",
+        )
+    return principal
+
+
+async def require_identitovigilance(access: Access, operation: str) -> Any:
+    principal = principal_of(access)
+    if not is_identitovigilance(principal):
+        raise await refuse(
+            access,
+            operation,
+            f"{operation} needs the identitovigilance capability "
+            f"(scope {IDENTITOVIGILANCE_SCOPE}, or the platform operator)",
+        )
+    return principal
+
+
+@dataclass
+class PlannedAccess:
+    """The request's access, allowing exactly the planned writes (see the module doc)."""
+
+    inner: Access
+    allowed: frozenset[tuple[str, str]]
+    creatable: frozenset[str] = frozenset({"Provenance", "Basic", "Flag"})
+    owner: str | None = None
+
+    def __post_init__(self) -> None:
+        self.owner = self.inner.owner  # new rows belong to the caller's organisation
+
+    @property
+    def principal(self) -> Any:
+        return principal_of(self.inner)
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        await self.inner.prepare(conn)
+
+    def condition(self, types: list[str] | None, interaction: str, via: str) -> Sql | None:
+        return self.inner.condition(types, interaction, via)
+
+    def check_read(self, row: Version, via: str) -> None:
+        if (row.rtype, row.id) not in self.allowed:
+            self.inner.check_read(row, via)
+
+    def check_writes(self, writes: list[PendingWrite]) -> None:
+        for w in writes:
+            if w.rtype == "AuditEvent":
+                raise forbidden("The audit trail is written by the server only", w.where or None)
+            planned = (w.rtype, w.id) in self.allowed and w.kind == "update"
+            created = w.kind == "create" and w.rtype in self.creatable
+            if not (planned or created):
+                raise forbidden(
+                    f"{w.kind} of {w.rtype}/{w.id} is not part of this identity operation",
+                    w.where or None,
+                )
+
+    async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
+        await self.inner.record(conn, touched)

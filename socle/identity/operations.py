@@ -1,0 +1,494 @@
+"""The identity FHIR operations: ``Patient/$ins-lookup`` and ``Patient/{id}/$ins-qualify``;
+`routes` gathers them with the identitovigilance ones (``$merge``, ``$unmerge``,
+``$duplicates``, ``$duplicate-dismiss``): insert it before the generic FHIR routes."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..fhir.access import Access, Touched
+from ..fhir.engine import EntryRequest
+from ..fhir.json import decode
+from ..fhir.outcome import FhirError, Issue
+from ..fhir.rest.capability import register_operation
+from ..fhir.rest.http import body_kind, check_accept, fhir_response, json_body
+from .capability import (
+    PlannedAccess,
+    is_identitovigilance,
+    may_look_up,
+    principal_of,
+    refuse,
+    require_lookup,
+)
+from .insi import FOUND, InsiResult, VitaleCard, search_ins
+from .reference import cache_of
+from .resources import (
+    apply_ins_traits,
+    bool_value,
+    current_reliability,
+    entity,
+    out_parameters,
+    parameters_of,
+    patient_traits,
+    provenance,
+    reliability_extension,
+    set_ins,
+    text_value,
+    traits_from_parameters,
+    traits_patient,
+    value_of,
+    with_reliability,
+)
+from .status import (
+    HIGH_TRUST_MODES,
+    QUAL,
+    TRANSITIONS,
+    Event,
+    Evidence,
+    IdentityState,
+    TransitionError,
+    identity_state,
+    transition,
+)
+from .traits import INS_TYPE_OF_OID, Ins, Traits, ins_from_patient, traits_from_patient
+
+OPERATION_BASE = "https://socle.example.org/fhir/OperationDefinition/"
+LOOKUP_DEFINITION = OPERATION_BASE + "Patient-ins-lookup"
+QUALIFY_DEFINITION = OPERATION_BASE + "Patient-ins-qualify"
+register_operation("ins-lookup", LOOKUP_DEFINITION, ["Patient"])
+register_operation("ins-qualify", QUALIFY_DEFINITION, ["Patient"])
+
+LOOKUP_PARAMS = frozenset(
+    {"family", "given", "birthdate", "gender", "birthplace", "patient", "vitale-nss"}
+)
+QUALIFY_EVENTS = {
+    Event.DOCUMENT_CHECKED,
+    Event.DOCUMENT_WITHDRAWN,
+    Event.DOUBT_FLAGGED,
+    Event.FICTITIOUS_FLAGGED,
+    Event.FLAG_LIFTED,
+}
+
+
+async def _parameters(request: Request, operation: str) -> list[dict[str, Any]]:
+    from ..fhir.rest.app import engine_of
+
+    check_accept(request)
+    body_kind(request)
+    body = await json_body(request, engine_of(request).settings.max_body_bytes)
+    return parameters_of(body, operation)
+
+
+# ------------------------------------------------------------------------------ $ins-lookup
+
+
+@dataclass
+class LookupQuery:
+    traits: Traits
+    card: VitaleCard | None = None
+
+
+def parse_lookup(params: list[dict[str, Any]]) -> LookupQuery:
+    """The look-up asked by a $ins-lookup Parameters (400 on anything malformed)."""
+    for i, p in enumerate(params):
+        if p.get("name") not in LOOKUP_PARAMS:
+            raise FhirError.of(
+                400,
+                "not-supported",
+                f"Unknown $ins-lookup parameter {p.get('name')!r} (known: "
+                f"{', '.join(sorted(LOOKUP_PARAMS))})",
+                f"Parameters.parameter[{i}]",
+            )
+    typed = traits_from_parameters(params)
+    base = Traits("", (), None, None, None)
+    for p in params:
+        if p.get("name") == "patient":
+            base = patient_traits(value_of(p), "patient")
+    traits = Traits(
+        typed.birth_family or base.birth_family,
+        typed.birth_given or base.birth_given,
+        typed.birth_date or base.birth_date,
+        typed.sex or base.sex,
+        typed.birthplace or base.birthplace,
+    )
+    card = None
+    for p in params:
+        if p.get("name") == "vitale-nss":
+            nss = text_value(p, "vitale-nss").replace(" ", "").upper()
+            if not nss:
+                raise FhirError.of(400, "value", "vitale-nss is empty", "vitale-nss")
+            card = VitaleCard(
+                nss,
+                traits.birth_date,
+                traits.birth_family or None,
+                traits.first_given or None,
+            )
+    if card is None:
+        missing = [
+            name
+            for name, ok in (
+                ("family", bool(traits.birth_family.strip())),
+                ("given", bool(traits.birth_given)),
+                ("birthdate", traits.birth_date is not None),
+            )
+            if not ok
+        ]
+        if missing:
+            raise FhirError.of(
+                400,
+                "required",
+                f"$ins-lookup by traits needs {', '.join(missing)} (or vitale-nss)",
+            )
+    return LookupQuery(traits, card)
+
+
+def _result_parts(result: InsiResult) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = [
+        {"name": "return-code", "valueCode": result.code},
+        {"name": "message", "valueString": result.message or result.code},
+        {"name": "candidates", "valueInteger": result.candidates},
+    ]
+    if result.found and result.identity is not None:
+        parts.append({"name": "ins", "valueIdentifier": result.identity.ins.identifier()})
+        parts.append(
+            {"name": "patient", "resource": traits_patient(result.ins, result.identity.traits)}
+        )
+    return parts
+
+
+async def ins_lookup(request: Request) -> Response:
+    from ..fhir.rest.app import access_of, engine_of
+
+    access = access_of(request)
+    principal = principal_of(access)
+    if not (may_look_up(principal) or is_identitovigilance(principal)):
+        await require_lookup(access, "$ins-lookup")
+    query = parse_lookup(await _parameters(request, "$ins-lookup"))
+    engine = engine_of(request)
+    client = await cache_of(engine).insi(engine)
+    attempts: list[tuple[Traits | None, InsiResult]]
+    if query.card is not None:
+        result = client.lookup_by_card(query.card)
+        attempts = [(None, result)]
+    else:
+        search = search_ins(client, query.traits)
+        result, attempts = search.result, list(search.attempts)
+    # audited without the traits (no identifying data in the trail's query)
+    await access.record(
+        None,
+        Touched(
+            "operation",
+            "Patient",
+            operation="$ins-lookup",
+            detail=f"INSi {result.operation} {result.code}",
+        ),
+    )
+    parts = _result_parts(result)
+    for typed, res in attempts:
+        sub: list[dict[str, Any]] = [{"name": "return-code", "valueCode": res.code}]
+        if typed is not None:
+            sub.append({"name": "given", "valueString": typed.given_string})
+            if typed.birthplace:
+                sub.append({"name": "birthplace", "valueString": typed.birthplace})
+        else:
+            sub.append({"name": "vitale-card", "valueBoolean": True})
+        parts.append({"name": "attempt", "part": sub})
+    return fhir_response(out_parameters(*parts))
+
+
+# ----------------------------------------------------------------------------- $ins-qualify
+
+
+@dataclass
+class InsiAnswer:
+    code: str
+    ins: Ins | None
+    traits: Traits | None
+    source: str  # "caller" | "socle"
+
+
+@dataclass
+class QualifyRequest:
+    event: Event = Event.DOCUMENT_CHECKED
+    document_type: str | None = None
+    document_reference: str | None = None
+    consistent: bool = True
+    answer: InsiAnswer | None = None
+    reason: str | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+def _ins_of_identifier(value: Any) -> Ins:
+    if not isinstance(value, dict) or not isinstance(value.get("value"), str):
+        raise FhirError.of(400, "value", "parameter 'ins' needs valueIdentifier with a value")
+    system = value.get("system") or ""
+    oid = system.removeprefix("urn:oid:")
+    if oid not in INS_TYPE_OF_OID:
+        raise FhirError.of(400, "value", f"'ins' system {system!r} is not an INS authority OID")
+    return Ins(value["value"].replace(" ", ""), oid)
+
+
+QUALIFY_PARAMS = frozenset(
+    {
+        "event",
+        "document-type",
+        "document-reference",
+        "document-consistent",
+        "insi-return-code",
+        "ins",
+        "insi-patient",
+        "reason",
+    }
+)
+
+
+def parse_qualify(params: list[dict[str, Any]]) -> QualifyRequest:
+    q = QualifyRequest()
+    code: str | None = None
+    ins: Ins | None = None
+    traits: Traits | None = None
+    for i, p in enumerate(params):
+        name = p.get("name")
+        if name not in QUALIFY_PARAMS:
+            raise FhirError.of(
+                400,
+                "not-supported",
+                f"Unknown $ins-qualify parameter {name!r} (known: "
+                f"{', '.join(sorted(QUALIFY_PARAMS))})",
+                f"Parameters.parameter[{i}]",
+            )
+        if name == "event":
+            raw = text_value(p, "event")
+            try:
+                q.event = Event(raw)
+            except ValueError:
+                raise FhirError.of(400, "value", f"unknown event {raw!r}", "event") from None
+            if q.event not in QUALIFY_EVENTS:
+                raise FhirError.of(
+                    400,
+                    "not-supported",
+                    f"event {raw!r} is not recorded by $ins-qualify (one of "
+                    f"{', '.join(sorted(e.value for e in QUALIFY_EVENTS))})",
+                    "event",
+                )
+        elif name == "document-type":
+            q.document_type = text_value(p, "document-type")
+        elif name == "document-reference":
+            q.document_reference = text_value(p, "document-reference")
+        elif name == "document-consistent":
+            q.consistent = bool_value(p, "document-consistent")
+        elif name == "insi-return-code":
+            code = text_value(p, "insi-return-code")
+        elif name == "ins":
+            ins = _ins_of_identifier(value_of(p))
+        elif name == "insi-patient":
+            traits = patient_traits(value_of(p), "insi-patient")
+        elif name == "reason":
+            q.reason = text_value(p, "reason")
+    if q.event is Event.DOCUMENT_CHECKED and not q.document_type:
+        raise FhirError.of(400, "required", "document-checked needs 'document-type'")
+    if code is not None:
+        if code == FOUND and ins is None:
+            raise FhirError.of(400, "required", "an INSi answer 00 comes with its 'ins'")
+        q.answer = InsiAnswer(code, ins, traits, "caller")
+    elif ins is not None or traits is not None:
+        raise FhirError.of(400, "required", "'ins' / 'insi-patient' need 'insi-return-code'")
+    return q
+
+
+def _refusal(exc: TransitionError | ValueError) -> FhirError:
+    return FhirError(422, [Issue("error", "business-rule", str(exc), ("Patient.extension",))])
+
+
+async def _retrieve(engine: Any, patient: dict[str, Any]) -> InsiAnswer:
+    client = await cache_of(engine).insi(engine)
+    result = search_ins(client, traits_from_patient(patient)).result
+    return InsiAnswer(result.code, result.ins, result.traits, "socle")
+
+
+async def ins_qualify(request: Request) -> Response:
+    from ..fhir.rest.app import access_of, engine_of
+
+    access = access_of(request)
+    principal = principal_of(access)
+    cell = is_identitovigilance(principal)
+    if not (cell or may_look_up(principal)):
+        raise await refuse(
+            access,
+            "$ins-qualify",
+            "$ins-qualify is for professionals, system clients and the platform operator",
+        )
+    engine = engine_of(request)
+    pid = request.path_params["id"]
+    q = parse_qualify(await _parameters(request, "$ins-qualify"))
+    # the cell works on any record; others read (and write) under their own policy
+    current = await engine.read("Patient", pid, None if cell else access)
+    patient = decode(current.content or "{}")
+    today = dt.date.today().isoformat()
+    try:
+        before = identity_state(patient)
+    except ValueError as exc:
+        raise _refusal(exc) from None
+    answer = q.answer
+    held = ins_from_patient(patient)
+    if (
+        q.event is Event.DOCUMENT_CHECKED
+        and answer is None
+        and before.status == "RECUP"
+        and not held
+        and not before.flags
+    ):
+        # A RECUP identity's INS stays in the local system (not on the shared record): ask
+        # INSi again for it, as the document is checked against the INS traits.
+        answer = await _retrieve(engine, patient)
+    steps: list[tuple[Event, Evidence]] = []
+    if answer is not None and q.event is Event.DOCUMENT_CHECKED:
+        steps.append(
+            (
+                Event.INSI_RETRIEVED,
+                Evidence(
+                    insi_code=answer.code,
+                    document_consistent=q.consistent,
+                    reason=q.reason,
+                    actor=_actor(principal),
+                ),
+            )
+        )
+    if q.event is Event.DOCUMENT_CHECKED:
+        evidence = Evidence(
+            validation_mode=q.document_type,
+            document_consistent=q.consistent,
+            reason=q.reason,
+            actor=_actor(principal),
+        )
+    else:
+        evidence = Evidence(reason=q.reason, actor=_actor(principal))
+    steps.append((q.event, evidence))
+    state = before
+    rules: list[str] = []
+    try:
+        for event, ev in steps:
+            row = TRANSITIONS[(state.status, event)]
+            state = transition(state, event, ev)
+            rules.append(row.rule)
+    except TransitionError as exc:
+        await access.record(
+            None,
+            Touched(
+                "operation",
+                "Patient",
+                [("Patient", pid, current.compartment)],
+                operation="$ins-qualify",
+                outcome="4",
+                detail=str(exc),
+            ),
+        )
+        raise _refusal(exc) from None
+    new = copy.deepcopy(patient)
+    if answer is not None and answer.traits is not None and q.event is Event.DOCUMENT_CHECKED:
+        apply_ins_traits(new, answer.traits)
+    carry = (
+        answer.ins if answer is not None and answer.ins is not None else (held[0] if held else None)
+    )
+    removed = set_ins(new, carry if state.status == QUAL else None)
+    checked = q.event is Event.DOCUMENT_CHECKED
+    previous = current_reliability(patient)
+    had_method = any(
+        isinstance(s, dict) and s.get("url") == "methodCollection"
+        for s in (previous or {}).get("extension") or []
+    )
+    new = with_reliability(
+        new,
+        reliability_extension(
+            state,
+            previous,
+            validation_mode=q.document_type if checked else None,
+            validation_date=today if checked else None,
+            insi_date=today if answer is not None and checked else None,
+            method="INSI" if answer is not None and checked and not had_method else None,
+        ),
+    )
+    summary = f"identity status {_label(before)} -> {_label(state)} ({', '.join(rules)})"
+    entities = []
+    if checked:
+        trust = "high-trust" if q.document_type in HIGH_TRUST_MODES else "low-trust"
+        ref = f", reference {q.document_reference}" if q.document_reference else ""
+        entities.append(
+            entity(
+                "source",
+                f"identity document {q.document_type} ({trust}){ref}; consistent with the "
+                f"INS traits: {'yes' if q.consistent else 'no'}",
+            )
+        )
+    if answer is not None and checked:
+        got = f": {answer.ins.kind} {answer.ins.value}" if answer.ins else ""
+        by = "queried by Socle" if answer.source == "socle" else "recorded by the caller"
+        entities.append(entity("source", f"INSi answer {answer.code}{got} ({by})"))
+    for ident in removed:
+        entities.append(
+            entity(
+                "removal",
+                f"INS {ident.get('value')} no longer carried by the record (status {state.status})",
+            )
+        )
+    prov = provenance(
+        "verify" if checked else "amend",
+        [f"Patient/{pid}/_history/{current.version + 1}"],
+        principal,
+        summary=summary,
+        reason=q.reason,
+        entities=entities,
+    )
+    entries = [
+        EntryRequest("PUT", f"Patient/{pid}", new, if_match=f'W/"{current.version}"'),
+        EntryRequest("POST", "Provenance", prov),
+    ]
+    writer: Access = access
+    if cell:
+        writer = PlannedAccess(access, frozenset({("Patient", pid)}))
+    responses = await engine.transaction(entries, writer, "transaction")
+    return fhir_response(
+        out_parameters(
+            {"name": "patient", "resource": decode(responses[0].content or "{}")},
+            {
+                "name": "provenance",
+                "valueReference": {"reference": f"Provenance/{responses[1].id}"},
+            },
+            {"name": "status-before", "valueCode": before.status},
+            {"name": "status-after", "valueCode": state.status},
+            *({"name": "comment", "valueCode": f} for f in sorted(state.flags)),
+            *({"name": "rule", "valueString": r} for r in rules),
+        )
+    )
+
+
+def _actor(principal: Any) -> str | None:
+    return getattr(principal, "fhir_user", None) or getattr(principal, "subject", None)
+
+
+def _label(state: IdentityState) -> str:
+    return state.status + ("+" + "+".join(sorted(state.flags)) if state.flags else "")
+
+
+def _routes() -> list[Route]:
+    from .merge import merge_operation, unmerge_operation
+    from .worklist import dismiss_operation, duplicates_operation
+
+    return [
+        Route("/fhir/Patient/$ins-lookup", ins_lookup, methods=["POST"]),
+        Route("/fhir/Patient/$merge", merge_operation, methods=["POST"]),
+        Route("/fhir/Patient/$unmerge", unmerge_operation, methods=["POST"]),
+        Route("/fhir/Patient/$duplicates", duplicates_operation, methods=["GET", "POST"]),
+        Route("/fhir/Patient/$duplicate-dismiss", dismiss_operation, methods=["POST"]),
+        Route("/fhir/Patient/{id}/$ins-qualify", ins_qualify, methods=["POST"]),
+    ]
+
+
+routes = _routes()

@@ -1,0 +1,408 @@
+"""The identitovigilance work-list: suspected duplicates and INS collisions.
+
+* ``Patient/$duplicates`` (GET or POST; identitovigilance capability): the duplicate report of
+  the active stored Patients (library `duplicate_report`: normalised traits, blocking, scores,
+  thresholds) at ``level`` (``certain`` | ``probable`` (default) | ``possible``), minus the
+  pairs dismissed, with the INS collisions; each candidate with its evidence, the traits
+  compared, and a suggested survivor for ``$merge``.
+* ``Patient/$duplicate-dismiss`` (``patient-a``, ``patient-b``, ``reason``): records that two
+  records are *not* the same person (a `Basic` resource tagged
+  ``urn:socle:identitovigilance|not-duplicate``, one per pair, created conditionally), so the
+  pair is not proposed again.
+* The **check on write**: `identity_watcher`, a background task of each worker, looks at the
+  Patients written since its last pass (every ``SOCLE_IDENTITY_WATCH_SECONDS``, default 10;
+  0 disables it) and flags each new suspected duplicate (level probable or above) and each INS
+  collision with a `Flag` (code DPOT / COLP of the FR Core identity comments, tag
+  ``urn:socle:identitovigilance``), created conditionally on the pair so that several workers
+  never flag a pair twice. Creates are never blocked nor slowed: the check runs after them,
+  against the watcher's own blocking index (built at start-up from the active records, then
+  grown with each record written: a pass costs the new records only; an updated record's
+  earlier traits stay in the index until the worker restarts, the batch report is exact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..fhir.engine import EntryRequest
+from ..fhir.json import decode
+from ..fhir.outcome import FhirError
+from ..fhir.rest.capability import register_operation
+from ..fhir.rest.http import fhir_response
+from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
+from .capability import PlannedAccess, principal_of, require_identitovigilance
+from .duplicates import LEVELS, PROBABLE, Candidate, Collision, DuplicateIndex, IdentityRecord
+from .merge import WORKLIST_TAG, pair_key
+from .operations import OPERATION_BASE, _parameters
+from .reference import OVERLAP, cache_of
+from .resources import agent_of, out_parameters, reference_id, text_value
+from .status import STATUSES, identity_status
+from .traits import traits_from_patient
+
+log = logging.getLogger("socle.identity")
+
+DUPLICATES_DEFINITION = OPERATION_BASE + "Patient-duplicates"
+DISMISS_DEFINITION = OPERATION_BASE + "Patient-duplicate-dismiss"
+register_operation("duplicates", DUPLICATES_DEFINITION, ["Patient"])
+register_operation("duplicate-dismiss", DISMISS_DEFINITION, ["Patient"])
+
+PAIR_SYSTEM = WORKLIST_TAG + ":pair"
+OTHER_URL = "https://socle.example.org/fhir/StructureDefinition/identitovigilance-other-patient"
+REASON_URL = "https://socle.example.org/fhir/StructureDefinition/identitovigilance-reason"
+WATCH_ENV = "SOCLE_IDENTITY_WATCH_SECONDS"
+FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
+
+
+async def _tagged(engine: Any, rtype: str, code: str) -> list[dict[str, Any]]:
+    tag = [{"system": WORKLIST_TAG, "code": code}]
+    async with engine.reader.connection() as conn:
+        cur = await conn.execute(
+            "SELECT content::text FROM resource WHERE rtype = %s AND NOT deleted "
+            "AND content -> 'meta' -> 'tag' @> %s::jsonb",
+            (rtype, _json(tag)),
+        )
+        return [decode(r[0]) for r in await cur.fetchall()]
+
+
+def _json(value: Any) -> str:
+    from ..fhir.json import encode_str
+
+    return encode_str(value)
+
+
+def _keys(resources: list[dict[str, Any]]) -> set[str]:
+    return {
+        str(i.get("value"))
+        for r in resources
+        for i in r.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") == PAIR_SYSTEM
+    }
+
+
+async def dismissed_pairs(engine: Any) -> set[str]:
+    return _keys(await _tagged(engine, "Basic", "not-duplicate"))
+
+
+def _summary(patient: dict[str, Any] | None) -> str:
+    if patient is None:
+        return "?"
+    t = traits_from_patient(patient)
+    used = f" (used {t.used_family})" if t.used_family else ""
+    return (
+        f"{t.birth_family}{used} {t.given_string} {t.birth_date or '?'} "
+        f"{t.sex or '?'} born {t.birthplace or '?'} [{identity_status(patient)}]"
+    )
+
+
+def _rank(patient: dict[str, Any] | None) -> tuple[int, str]:
+    if patient is None:
+        return (-1, "")
+    status = identity_status(patient)
+    return (STATUSES.index(status), str((patient.get("meta") or {}).get("lastUpdated") or ""))
+
+
+def _candidate_part(c: Candidate, by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    a, b = by_id.get(c.a), by_id.get(c.b)
+    # the survivor: the more reliable status (QUAL > VALI > RECUP > PROV), else the older one
+    keep, drop = (c.a, c.b) if _rank(a) >= _rank(b) else (c.b, c.a)
+    if _rank(a)[0] == _rank(b)[0]:
+        keep, drop = sorted((c.a, c.b), key=lambda x: _rank(by_id.get(x))[1])
+    parts: list[dict[str, Any]] = [
+        {"name": "patient-a", "valueReference": {"reference": f"Patient/{c.a}"}},
+        {"name": "patient-b", "valueReference": {"reference": f"Patient/{c.b}"}},
+        {"name": "score", "valueDecimal": c.score},
+        {"name": "level", "valueCode": c.level},
+        {"name": "traits-a", "valueString": _summary(a)},
+        {"name": "traits-b", "valueString": _summary(b)},
+        *({"name": "evidence", "valueString": e} for e in c.evidence),
+        {"name": "suggested-target", "valueReference": {"reference": f"Patient/{keep}"}},
+        {"name": "suggested-source", "valueReference": {"reference": f"Patient/{drop}"}},
+    ]
+    if c.homonym_suspect:
+        parts.append({"name": "homonym-suspect", "valueBoolean": True})
+    return {"name": "candidate", "part": parts}
+
+
+def _collision_part(c: Collision) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"name": "kind", "valueCode": c.kind},
+        {"name": "verdict", "valueCode": c.verdict},
+        *({"name": "ins", "valueString": v} for v in c.ins),
+        *({"name": "patient", "valueReference": {"reference": f"Patient/{r}"}} for r in c.records),
+    ]
+    if c.score is not None:
+        parts.append({"name": "score", "valueDecimal": c.score})
+    return {"name": "collision", "part": parts}
+
+
+async def duplicates_operation(request: Request) -> Response:
+    from ..fhir.access import Touched
+    from ..fhir.rest.app import access_of, engine_of
+
+    access = access_of(request)
+    await require_identitovigilance(access, "$duplicates")
+    values = dict(request.query_params)
+    if request.method == "POST":
+        for p in await _parameters(request, "$duplicates"):
+            values[str(p.get("name"))] = text_value(p, str(p.get("name")))
+    level = values.get("level", PROBABLE)
+    if level not in LEVELS:
+        raise FhirError.of(400, "value", f"level must be one of {', '.join(LEVELS)}", "level")
+    raw_count = values.get("_count", "100")
+    if not raw_count.isdigit():
+        raise FhirError.of(400, "value", "_count must be a whole number", "_count")
+    count = max(1, min(int(raw_count), 1000))
+    engine = engine_of(request)
+    snap, report = await cache_of(engine).report(engine, level)
+    dismissed = await dismissed_pairs(engine)
+    by_id = {str(p.get("id")): p for p in snap.patients}
+    shown = [c for c in report.candidates if pair_key("duplicate", c.a, c.b) not in dismissed]
+    parts: list[dict[str, Any]] = [
+        {"name": "records", "valueInteger": report.records},
+        {"name": "compared", "valueInteger": report.compared},
+        {"name": "total", "valueInteger": len(shown)},
+        {"name": "dismissed", "valueInteger": len(report.candidates) - len(shown)},
+    ]
+    parts.extend(_candidate_part(c, by_id) for c in shown[:count])
+    parts.extend(_collision_part(c) for c in report.collisions)
+    touched: list[tuple[str, str, str | None]] = sorted(
+        {("Patient", pid, pid) for c in shown[:count] for pid in (c.a, c.b)}
+        | {("Patient", pid, pid) for c in report.collisions for pid in c.records}
+    )
+    await access.record(None, Touched("operation", "Patient", touched, operation="$duplicates"))
+    return fhir_response(out_parameters(*parts))
+
+
+async def dismiss_operation(request: Request) -> Response:
+    from ..fhir.rest.app import access_of, engine_of
+
+    access = access_of(request)
+    await require_identitovigilance(access, "$duplicate-dismiss")
+    a = b = reason = None
+    for i, p in enumerate(await _parameters(request, "$duplicate-dismiss")):
+        name = p.get("name")
+        if name == "patient-a":
+            a = reference_id(p, name)
+        elif name == "patient-b":
+            b = reference_id(p, name)
+        elif name == "reason":
+            reason = text_value(p, name)
+        else:
+            raise FhirError.of(
+                400,
+                "not-supported",
+                f"Unknown $duplicate-dismiss parameter {name!r} (patient-a, patient-b, reason)",
+                f"Parameters.parameter[{i}]",
+            )
+    if not a or not b:
+        raise FhirError.of(400, "required", "$duplicate-dismiss needs patient-a and patient-b")
+    if a == b:
+        raise FhirError.of(422, "business-rule", "patient-a and patient-b are the same record")
+    engine = engine_of(request)
+    for pid in (a, b):
+        await engine.read("Patient", pid)  # 404 / 410 for an unknown record
+    key = pair_key("duplicate", a, b)
+    basic: dict[str, Any] = {
+        "resourceType": "Basic",
+        "meta": {"tag": [{"system": WORKLIST_TAG, "code": "not-duplicate"}]},
+        "identifier": [{"system": PAIR_SYSTEM, "value": key}],
+        "code": {
+            "coding": [
+                {
+                    "system": WORKLIST_TAG,
+                    "code": "not-duplicate",
+                    "display": "Not the same person (identitovigilance decision)",
+                }
+            ]
+        },
+        "subject": {"reference": f"Patient/{min(a, b)}"},
+        "created": dt.date.today().isoformat(),
+        "author": agent_of(principal_of(access))["who"],
+        "extension": [{"url": OTHER_URL, "valueReference": {"reference": f"Patient/{max(a, b)}"}}],
+    }
+    if reason:
+        basic["extension"].append({"url": REASON_URL, "valueString": reason})
+    entry = EntryRequest("POST", "Basic", basic, if_none_exist=f"identifier={PAIR_SYSTEM}|{key}")
+    entries = [entry, *await _close_flags(engine, key)]
+    writer = PlannedAccess(
+        access, frozenset((e.url.split("/")[0], e.url.split("/")[1]) for e in entries[1:])
+    )
+    responses = await engine.transaction(entries, writer, "transaction")
+    return fhir_response(
+        out_parameters(
+            {"name": "dismissal", "valueReference": {"reference": f"Basic/{responses[0].id}"}},
+            {"name": "created", "valueBoolean": responses[0].status == 201},
+        )
+    )
+
+
+async def _close_flags(engine: Any, key: str) -> list[EntryRequest]:
+    """Updates making the active work-list Flags of this pair inactive."""
+    out = []
+    for flag in await _tagged(engine, "Flag", "suspected-duplicate"):
+        keys = {str(i.get("value")) for i in flag.get("identifier") or []}
+        if key in keys and flag.get("status") == "active":
+            version = (flag.get("meta") or {}).get("versionId")
+            flag["status"] = "inactive"
+            out.append(EntryRequest("PUT", f"Flag/{flag['id']}", flag, if_match=f'W/"{version}"'))
+    return out
+
+
+# ------------------------------------------------------------------------- check on write
+
+
+def _flag(kind: str, key: str, subject: str, text: str) -> dict[str, Any]:
+    code, display, tag = (
+        ("DPOT", "Doublon potentiel", "suspected-duplicate")
+        if kind == "duplicate"
+        else ("COLP", "Collision potentielle", "suspected-collision")
+    )
+    return {
+        "resourceType": "Flag",
+        "meta": {"tag": [{"system": WORKLIST_TAG, "code": tag}]},
+        "identifier": [{"system": PAIR_SYSTEM, "value": key}],
+        "status": "active",
+        "category": [{"coding": [{"system": FLAG_CATEGORY, "code": "admin"}]}],
+        "code": {
+            "coding": [{"system": CS_STATUS_COMMENT, "code": code, "display": display}],
+            "text": text,
+        },
+        "subject": {"reference": f"Patient/{subject}"},
+        "period": {"start": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
+    }
+
+
+@dataclass
+class WatchState:
+    """The watcher's own index of the active records, grown as Patients are written."""
+
+    index: DuplicateIndex
+    ins: dict[str, set[str]]  # INS value -> ids of the active records holding it
+    high: Any  # the greatest last_updated read
+    seen: dict[str, str] = field(default_factory=dict)  # id -> versionId already looked at
+
+
+def _record(patient: dict[str, Any]) -> IdentityRecord | None:
+    try:
+        return IdentityRecord.from_patient(patient)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+async def start_watch(engine: Any) -> WatchState:
+    snap = await cache_of(engine).snapshot(engine)
+
+    def build() -> WatchState:
+        state = WatchState(DuplicateIndex(), defaultdict(set), snap.high)
+        for p in snap.active:
+            record = _record(p)
+            if record is None:
+                continue
+            state.index.add(record)
+            for ins in record.ins:
+                state.ins[ins.value].add(record.id)
+            state.seen[record.id] = str((p.get("meta") or {}).get("versionId"))
+        return state
+
+    return await asyncio.to_thread(build)
+
+
+async def flag_new_suspects(engine: Any, state: WatchState) -> int:
+    """Flag the suspected duplicates (probable or above) and INS collisions of the Patients
+    written since the last pass; returns the number of Flags created."""
+    sql = (
+        "SELECT id, content::text, last_updated FROM resource WHERE rtype = 'Patient' "
+        "AND NOT deleted"
+    )
+    args: tuple[Any, ...] = ()
+    if state.high is not None:
+        sql += " AND last_updated >= %s"  # with the overlap of transactions committing late
+        args = (state.high - OVERLAP,)
+    async with engine.reader.connection() as conn:
+        rows = await (await conn.execute(sql + " ORDER BY last_updated", args)).fetchall()
+    fresh: list[IdentityRecord] = []
+    for pid, content, updated in rows:
+        state.high = updated if state.high is None or updated > state.high else state.high
+        patient = decode(content)
+        version = str((patient.get("meta") or {}).get("versionId"))
+        if state.seen.get(pid) == version:
+            continue
+        state.seen[pid] = version
+        record = _record(patient)
+        if record is not None and patient.get("active") is not False:
+            fresh.append(record)
+    if not fresh:
+        return 0
+    dismissed = await dismissed_pairs(engine)
+    entries: list[EntryRequest] = []
+    for record in fresh:
+        for c in state.index.candidates(record, level=PROBABLE):
+            key = pair_key("duplicate", c.a, c.b)
+            if key in dismissed:
+                continue
+            text = (
+                f"suspected duplicate of Patient/{c.a}: score {c.score} ({c.level}); "
+                + ", ".join(c.evidence)
+            )
+            entries.append(_conditional(_flag("duplicate", key, record.id, text), key))
+        state.index.add(record)
+        values = sorted({i.value for i in record.ins})
+        if len(values) > 1:
+            key = f"conflict~{record.id}~" + "~".join(values)
+            text = f"several-ins (conflict): Patient/{record.id} holds {', '.join(values)}"
+            entries.append(_conditional(_flag("collision", key, record.id, text), key))
+        for value in values:
+            holders = state.ins[value]
+            holders.add(record.id)
+            if len(holders) > 1:
+                key = f"collision~{value}~" + "~".join(sorted(holders))
+                text = f"same-ins: INS {value} on " + ", ".join(
+                    f"Patient/{r}" for r in sorted(holders)
+                )
+                entries.append(_conditional(_flag("collision", key, record.id, text), key))
+    written = 0
+    for entry in entries:  # one by one: a failure does not stop the others
+        try:
+            res = await engine.transaction([entry])
+            written += int(res[0].status == 201)
+        except FhirError as err:
+            log.warning("identity watcher: flag not written (%s)", err)
+    return written
+
+
+def _conditional(flag: dict[str, Any], key: str) -> EntryRequest:
+    return EntryRequest("POST", "Flag", flag, if_none_exist=f"identifier={PAIR_SYSTEM}|{key}")
+
+
+async def identity_watcher(engine: Any, interval: float | None = None) -> None:
+    """Background task: `flag_new_suspects` every `interval` seconds (see the module doc)."""
+    if interval is None:
+        interval = float(os.environ.get(WATCH_ENV, "10") or 0)
+    if interval <= 0:
+        return
+    state: WatchState | None = None
+    while state is None:
+        try:
+            # what is stored at start-up is the batch report's business ($duplicates), not
+            # the check on write: the watcher starts from the current records
+            state = await start_watch(engine)
+        except Exception:  # noqa: BLE001 - the database may still be starting
+            log.exception("identity watcher could not start; retrying")
+            await asyncio.sleep(interval)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await flag_new_suspects(engine, state)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a failed pass is logged and retried
+            log.exception("identity watcher pass failed")
