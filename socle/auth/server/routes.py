@@ -17,6 +17,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -404,33 +405,53 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
 
     # -- token endpoint --------------------------------------------------------------------
 
-    async def token(request: Request) -> Response:
-        try:
-            form = await form_data(request)
-        except RepeatedParameter:
-            return oauth_error("invalid_request", "a parameter is repeated")
-        async with engine(request).pool.connection() as conn:
-            if not await ratelimit.allow(
-                conn, "token", client_ip(request), cfg.token_rate_per_minute
-            ):
-                return oauth_error("slow_down", "too many requests", 429)
+    Authenticate = Callable[[Any, Request, dict[str, str]], Awaitable[Any]]
+    Handle = Callable[[Any, dict[str, str], Any], Awaitable[Response]]
+
+    def client_endpoint(authenticate: Authenticate, handle: Handle) -> Callable[..., Any]:
+        """The token, revocation and introspection endpoints: a form without repeated
+        parameters, the per-IP rate limit, then an authenticated caller (None: 401)."""
+
+        async def endpoint(request: Request) -> Response:
             try:
-                client = await authenticate_client(
+                form = await form_data(request)
+            except RepeatedParameter:
+                return oauth_error("invalid_request", "a parameter is repeated")
+            async with engine(request).pool.connection() as conn:
+                if not await ratelimit.allow(
+                    conn, "token", client_ip(request), cfg.token_rate_per_minute
+                ):
+                    return oauth_error("slow_down", "too many requests", 429)
+                caller = await authenticate(conn, request, form)
+                if caller is None:
+                    return oauth_error("invalid_client", "client authentication failed", 401)
+                return await handle(conn, form, caller)
+
+        return endpoint
+
+    def client_of(what: str) -> Authenticate:
+        async def authenticate(conn: Any, request: Request, form: dict[str, str]) -> Any:
+            try:
+                return await authenticate_client(
                     conn, form, cfg.token_endpoint, request.headers.get("authorization")
                 )
             except ClientAuthError as exc:
-                log_failure(exc, "token")
-                return oauth_error("invalid_client", "client authentication failed", 401)
-            grant_type = form.get("grant_type")
-            if grant_type == "authorization_code":
-                return await _code_grant(conn, client, form)
-            if grant_type == "refresh_token":
-                return await _refresh_grant(conn, client, form)
-            if grant_type == "client_credentials":
-                return await _client_credentials(conn, client, form)
-            if not grant_type:
-                return oauth_error("invalid_request", "grant_type is required")
-            return oauth_error("unsupported_grant_type", "grant type not supported")
+                log_failure(exc, what)
+                return None
+
+        return authenticate
+
+    async def _grant(conn: Any, form: dict[str, str], client: Client) -> Response:
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            return await _code_grant(conn, client, form)
+        if grant_type == "refresh_token":
+            return await _refresh_grant(conn, client, form)
+        if grant_type == "client_credentials":
+            return await _client_credentials(conn, client, form)
+        if not grant_type:
+            return oauth_error("invalid_request", "grant_type is required")
+        return oauth_error("unsupported_grant_type", "grant type not supported")
 
     async def _code_grant(conn: Any, client: Client, form: dict[str, str]) -> Response:
         code, redirect_uri, code_verifier = (
@@ -523,91 +544,64 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
         claims = json.loads(payload)
         return claims if isinstance(claims, dict) else None
 
-    async def revoke(request: Request) -> Response:
-        try:
-            form = await form_data(request)
-        except RepeatedParameter:
-            return oauth_error("invalid_request", "a parameter is repeated")
-        async with engine(request).pool.connection() as conn:
-            if not await ratelimit.allow(
-                conn, "token", client_ip(request), cfg.token_rate_per_minute
-            ):
-                return oauth_error("slow_down", "too many requests", 429)
-            try:
-                client = await authenticate_client(
-                    conn, form, cfg.token_endpoint, request.headers.get("authorization")
-                )
-            except ClientAuthError as exc:
-                log_failure(exc, "revoke")
-                return oauth_error("invalid_client", "client authentication failed", 401)
-            value = form.get("token")
-            if not value:
-                return oauth_error("invalid_request", "token is required")
-            claims = _access_claims(value) if value.count(".") == 2 else None
-            if claims is not None:
-                if claims.get("client_id") == client.client_id and claims.get("jti"):
-                    await grants_store.revoke_jti(conn, claims["jti"], int(claims["exp"]))
-            else:
-                family = await grants_store.refresh_family(conn, value)
-                if family is not None and family[1] == client.client_id:
-                    await grants_store.revoke_family(conn, family[0])
+    async def _revoke(conn: Any, form: dict[str, str], client: Client) -> Response:
+        value = form.get("token")
+        if not value:
+            return oauth_error("invalid_request", "token is required")
+        claims = _access_claims(value) if value.count(".") == 2 else None
+        if claims is not None:
+            if claims.get("client_id") == client.client_id and claims.get("jti"):
+                await grants_store.revoke_jti(conn, claims["jti"], int(claims["exp"]))
+        else:
+            family = await grants_store.refresh_family(conn, value)
+            if family is not None and family[1] == client.client_id:
+                await grants_store.revoke_family(conn, family[0])
         # RFC 7009 §2.2: 200 whether or not the token was known.
         return token_json({})
 
-    async def _introspection_allowed(conn: Any, request: Request, form: dict[str, str]) -> bool:
+    async def _introspector(conn: Any, request: Request, form: dict[str, str]) -> Any:
+        """An operator's bearer token, or an authenticated confidential client; else None."""
         header = request.headers.get("authorization")
         if header and header.lower().startswith("bearer "):
             try:
                 principal = verifier.verify(bearer_token(header))
             except InvalidToken:
-                return False
-            return principal.role == Role.OPERATOR and not await grants_store.is_revoked(
-                conn, principal.token_id
-            )
-        try:
-            client = await authenticate_client(conn, form, cfg.token_endpoint, header)
-        except ClientAuthError as exc:
-            log_failure(exc, "introspect")
-            return False
-        return client.confidential
+                return None
+            revoked = await grants_store.is_revoked(conn, principal.token_id)
+            return principal if principal.role == Role.OPERATOR and not revoked else None
+        client = await client_of("introspect")(conn, request, form)
+        return client if client is not None and client.confidential else None
 
-    async def introspect(request: Request) -> Response:
-        try:
-            form = await form_data(request)
-        except RepeatedParameter:
-            return oauth_error("invalid_request", "a parameter is repeated")
-        async with engine(request).pool.connection() as conn:
-            if not await ratelimit.allow(
-                conn, "token", client_ip(request), cfg.token_rate_per_minute
-            ):
-                return oauth_error("slow_down", "too many requests", 429)
-            if not await _introspection_allowed(conn, request, form):
-                return oauth_error("invalid_client", "client authentication failed", 401)
-            value = form.get("token")
-            if not value:
-                return oauth_error("invalid_request", "token is required")
-            claims = _access_claims(value) if value.count(".") == 2 else None
-            if claims is not None:
-                if await grants_store.is_revoked(conn, claims.get("jti")):
-                    return token_json({"active": False})
-                body = {k: claims[k] for k in _INTROSPECTED if k in claims}
-                return token_json({"active": True, "token_type": "Bearer", **body})
-            status = await grants_store.refresh_status(conn, value)
-            if status is None:
+    async def _introspect(conn: Any, form: dict[str, str], _caller: Any) -> Response:
+        value = form.get("token")
+        if not value:
+            return oauth_error("invalid_request", "token is required")
+        claims = _access_claims(value) if value.count(".") == 2 else None
+        if claims is not None:
+            if await grants_store.is_revoked(conn, claims.get("jti")):
                 return token_json({"active": False})
-            subject = status["subject"]
-            return token_json(
-                {
-                    "active": True,
-                    "token_type": "refresh_token",
-                    "client_id": status["client_id"],
-                    "scope": status["scope"],
-                    "sub": subject.get("sub"),
-                    "exp": status["exp"],
-                    "iat": status["iat"],
-                    "iss": cfg.issuer,
-                }
-            )
+            body = {k: claims[k] for k in _INTROSPECTED if k in claims}
+            return token_json({"active": True, "token_type": "Bearer", **body})
+        status = await grants_store.refresh_status(conn, value)
+        if status is None:
+            return token_json({"active": False})
+        subject = status["subject"]
+        return token_json(
+            {
+                "active": True,
+                "token_type": "refresh_token",
+                "client_id": status["client_id"],
+                "scope": status["scope"],
+                "sub": subject.get("sub"),
+                "exp": status["exp"],
+                "iat": status["iat"],
+                "iss": cfg.issuer,
+            }
+        )
+
+    token = client_endpoint(client_of("token"), _grant)
+    revoke = client_endpoint(client_of("revoke"), _revoke)
+    introspect = client_endpoint(_introspector, _introspect)
 
     async def userinfo(request: Request) -> Response:
         header = request.headers.get("authorization")
