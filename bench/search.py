@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 
 from bench.http_client import Stats, run_load  # noqa: E402
-from bench.run import db_url_of, machine  # noqa: E402
+from bench.run import db_url_of, ingest, machine  # noqa: E402
 from socle.fhir.json import encode  # noqa: E402
 from socle.fhir.search.executor import ROW_COLUMNS, where_sql  # noqa: E402
 from socle.fhir.search.query import parse_query  # noqa: E402
@@ -172,20 +172,8 @@ def _plan_nodes(node: dict[str, Any]) -> list[str]:
 
 
 async def load(server, bundles, clients: int) -> dict[str, Any]:
-    def make(i: int):
-        body, count = bundles[i]
-        return ("POST", "/fhir", body, {"Prefer": "return=minimal"}, count)
-
-    return await run_load(
-        "127.0.0.1",
-        server.port,
-        clients,
-        make,
-        duration=None,
-        total=len(bundles),
-        expect=(200,),
-        headers=auth_headers(server),
-    )
+    """Send (body, resource count) Bundles: the ingest scenario of bench/run.py."""
+    return await ingest(server, [body for body, _ in bundles], [n for _, n in bundles], clients)
 
 
 def measure_existing(args: argparse.Namespace) -> None:

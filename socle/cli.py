@@ -11,8 +11,6 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Socle, the regional e-health platform."
 )
 
-PUBLIC_URL_FILE = "public-url"
-
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", envvar="SOCLE_DATA_DIR", help="Where the embedded database lives."),
@@ -66,19 +64,9 @@ def demo(
 
 
 def _settings_for(data_dir: Path | None) -> Any:
-    import os
-
     from .config import Settings
 
-    if data_dir is not None:
-        os.environ["SOCLE_DATA_DIR"] = str(data_dir)
-    settings = Settings.from_env()
-    served = settings.data_dir / PUBLIC_URL_FILE
-    if not os.environ.get("SOCLE_PUBLIC_URL") and served.exists():
-        # the URL the last `socle serve` on this data dir announced: its tokens' audience
-        os.environ["SOCLE_PUBLIC_URL"] = served.read_text().strip()
-        settings = Settings.from_env()
-    return settings
+    return Settings.as_served(data_dir)
 
 
 @app.command()

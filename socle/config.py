@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw else default
+
+
+# Where `socle serve` writes the public URL it announced: the audience of tokens minted offline
+# (`socle token`, the demo loader) for that data dir.
+PUBLIC_URL_FILE = "public-url"
 
 
 def _path(name: str) -> Path | None:
@@ -67,3 +72,13 @@ class Settings:
     @property
     def fhir_audience(self) -> str:
         return self.public_url + "/fhir"
+
+    @classmethod
+    def as_served(cls, data_dir: Path | str | None = None) -> Settings:
+        """The settings of a data dir with the public URL its last `socle serve` announced,
+        unless SOCLE_PUBLIC_URL says otherwise."""
+        settings = cls.from_env(data_dir)
+        served = settings.data_dir / PUBLIC_URL_FILE
+        if os.environ.get("SOCLE_PUBLIC_URL") or not served.exists():
+            return settings
+        return replace(settings, public_url=served.read_text().strip().rstrip("/"))

@@ -27,7 +27,7 @@ from .auth.enforcement import AuditServices
 from .auth.middleware import AUDIT_KEY, watch_revocations
 from .auth.server import auth_routes, ensure_auth_server_keys
 from .auth.signing import ensure_signing_key
-from .config import Settings
+from .config import PUBLIC_URL_FILE, Settings
 from .database import open_pool, prepare, read_options, resolve_url
 from .fhir.engine import Engine
 from .fhir.outcome import FhirError
@@ -237,7 +237,7 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Before any worker exists, so that they all sign and verify with the same key.
     ensure_signing_key(settings)
-    (settings.data_dir / "public-url").write_text(settings.public_url)
+    (settings.data_dir / PUBLIC_URL_FILE).write_text(settings.public_url)
     # Start the embedded database and migrate once here, before any worker process exists;
     # this process keeps the embedded server alive for the workers.
     prepare(resolve_url(settings))

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -129,9 +129,7 @@ def token_for(
     from .auth.demo_tokens import mint
     from .config import Settings
 
-    settings = replace(
-        Settings.from_env(server.database.data_dir), public_url=server.base.rstrip("/")
-    )
+    settings = Settings.as_served(server.database.data_dir)
     return mint(settings, principal, scope=scope, lifetime=6 * 3600, **claims)
 
 

@@ -59,7 +59,8 @@ async def break_glass(request: Request) -> Response:
     principal = access.principal
     async with engine.pool.connection() as conn, conn.transaction():
         await access.prepare(conn)
-        relationship = await relationship_with(conn, principal, patient, access.now)
+        assert access.links is not None  # prepared for a professional
+        relationship = await relationship_with(conn, access.links, patient, access.now)
         decision = decide(
             principal,
             AccessRequest("Patient", Interaction.READ, patient=patient, break_glass_reason=reason),

@@ -78,9 +78,20 @@ def _labels(security_json: str | None) -> frozenset[str]:
 def _content_labels(content: str | None) -> frozenset[str]:
     if not content or '"security"' not in content:
         return frozenset()
-    meta = decode(content).get("meta") or {}
+    return _meta_labels(decode(content))
+
+
+def _org_ref(org: str) -> str:
+    """An organisation as the ``owner`` column stores it: ``Organization/<id>``."""
+    return org if "/" in org else f"Organization/{org}"
+
+
+def _meta_labels(resource: dict[str, Any]) -> frozenset[str]:
+    meta = resource.get("meta") or {}
     return frozenset(
-        c["code"] for c in meta.get("security") or [] if isinstance(c, dict) and "code" in c
+        str(c["code"])
+        for c in meta.get("security") or []
+        if isinstance(c, dict) and isinstance(c.get("code"), str)
     )
 
 
@@ -118,7 +129,7 @@ class PolicyAccess:
         org = self.principal.organization
         if self.principal.role != Role.SYSTEM or not org:
             return None
-        return org if "/" in org else f"Organization/{org}"
+        return _org_ref(org)
 
     def _owner_of(self, owner: str | None) -> str:
         """A stored row's owner as the policy compares it with the principal's organisation
@@ -162,7 +173,7 @@ class PolicyAccess:
             self._decisions[key] = d
         return d
 
-    def _related_patients(self, filters: Filters) -> list[str]:
+    def _related_patients(self) -> list[str]:
         """Patients a professional may see now (the RELATED compartment)."""
         if self.links is None:
             return []
@@ -179,14 +190,13 @@ class PolicyAccess:
         if kind == CompartmentKind.PATIENTS:
             parts.append(Sql().add("r.compartment = ANY(%s)", sorted(filters.patients)))
         elif kind == CompartmentKind.RELATED:
-            parts.append(Sql().add("r.compartment = ANY(%s)", self._related_patients(filters)))
+            parts.append(Sql().add("r.compartment = ANY(%s)", self._related_patients()))
         elif kind == CompartmentKind.NONE:
             parts.append(Sql().add("r.compartment IS NULL"))
         if filters.resource_types is not None:
             parts.append(Sql().add("r.rtype = ANY(%s)", sorted(filters.resource_types)))
         if filters.organization:
-            org = filters.organization
-            parts.append(Sql().add("r.owner = %s", org if "/" in org else f"Organization/{org}"))
+            parts.append(Sql().add("r.owner = %s", _org_ref(filters.organization)))
         if filters.hidden_labels:
             hidden = Sql().add(
                 "NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = r.rid "
@@ -297,6 +307,14 @@ class PolicyAccess:
             patients: set[str | None] = {w.compartment, w.old_compartment} - {None}
             if not patients or (w.kind == "create" and w.rtype == "Patient"):
                 patients = {None}  # a new patient: "registering", decided without a patient
+            # what the caller may not see, he may not change either
+            if w.kind == "create":
+                labels = _meta_labels(w.resource) if w.resource is not None else frozenset()
+            else:
+                labels = _labels(w.old_security)
+            authored = w.kind == "create" or bool(
+                self.practitioner_ref and self.practitioner_ref in _authors(w.resource)
+            )
             for patient in patients:
                 if (
                     patient in registered
@@ -304,27 +322,14 @@ class PolicyAccess:
                     and self.principal.role == Role.PROFESSIONAL
                 ):
                     continue  # a patient registered in this same unit of work, with its data
-                old_labels = _labels(w.old_security)
-                new_labels: frozenset[str] = frozenset()
-                if w.resource is not None:
-                    meta = w.resource.get("meta") or {}
-                    new_labels = frozenset(
-                        str(c["code"])
-                        for c in meta.get("security") or []
-                        if isinstance(c, dict) and isinstance(c.get("code"), str)
-                    )
-                authored = bool(
-                    self.practitioner_ref and self.practitioner_ref in _authors(w.resource)
-                )
                 d = self._decide(
                     AccessRequest(
                         w.rtype,
                         inter,
                         patient=patient,
                         organization=self._owner_of(w.old_owner) if w.kind != "create" else None,
-                        # what the caller may not see, he may not change either
-                        security_labels=old_labels if w.kind != "create" else new_labels,
-                        author_is_principal=authored or w.kind == "create",
+                        security_labels=labels,
+                        author_is_principal=authored,
                         via=ENTRY if w.where else DIRECT,
                     )
                 )

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from psycopg import AsyncConnection
 
 from ..fhir.json import decode
+from .audit_chain import IDNAT_PS
 from .policy import BreakGlass, Relationship, controls_from_consents
 from .tokens import Principal
 
-IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 CARE_TEAM_CLOSED = ["inactive", "entered-in-error"]
 ENCOUNTER_OPEN = ["planned", "arrived", "triaged", "in-progress", "onleave"]
 EPISODE_OPEN = ["planned", "waitlist", "active", "onhold"]
@@ -181,10 +181,10 @@ async def load_links(conn: AsyncConnection, principal: Principal, now: dt.dateti
 
 
 async def relationship_with(
-    conn: AsyncConnection, principal: Principal, patient: str, now: dt.datetime
+    conn: AsyncConnection, links: Links, patient: str, now: dt.datetime
 ) -> Relationship:
-    """One patient's relationship (break-glass requests are about patients not yet linked)."""
-    links = await load_links(conn, principal, now)
+    """One patient's relationship, given the professional's ``links`` of this request
+    (break-glass requests are about patients not linked yet)."""
     if patient in links.relationships:
         return links.relationships[patient]
     cur = await conn.execute(

@@ -113,25 +113,30 @@ class Engine:
 
     # -- reads ------------------------------------------------------------------------------
     async def read(self, rtype: str, rid: str, access: Access | None = None) -> Version:
-        self.check_type(rtype)
-        async with self.reader.connection() as conn:
-            v = await read_current(conn, rtype, rid)
-            if access is not None:
-                await access.prepare(conn)
-        if access is not None:
-            await _checked(access, "read", rtype, v)
-            await access.record(None, Touched("read", rtype, [(rtype, rid, v.compartment)]))
-        return v
+        return await self._read_one("read", rtype, rid, None, access)
 
     async def vread(self, rtype: str, rid: str, vid: int, access: Access | None = None) -> Version:
+        return await self._read_one("vread", rtype, rid, vid, access)
+
+    async def _read_one(
+        self, interaction: str, rtype: str, rid: str, vid: int | None, access: Access | None
+    ) -> Version:
+        """One resource by id (a version of it with ``vid``), checked and audited."""
         self.check_type(rtype)
         async with self.reader.connection() as conn:
-            v = await read_version(conn, rtype, rid, vid)
+            if vid is None:
+                v = await read_current(conn, rtype, rid)
+            else:
+                v = await read_version(conn, rtype, rid, vid)
             if access is not None:
                 await access.prepare(conn)
         if access is not None:
-            await _checked(access, "vread", rtype, v)
-            await access.record(None, Touched("vread", rtype, [(rtype, rid, v.compartment)]))
+            try:
+                access.check_read(v, DIRECT)
+            except FhirError as err:
+                await _denied(access, interaction, rtype, err)
+                raise
+            await access.record(None, Touched(interaction, rtype, [(rtype, rid, v.compartment)]))
         return v
 
     async def history(
@@ -640,15 +645,6 @@ def _interaction_of(entries: list[EntryRequest]) -> str:
     if method == "DELETE":
         return "delete"
     return "read"
-
-
-async def _checked(access: Access, interaction: str, rtype: str, row: Version) -> None:
-    """Check a direct read; a denial is audited before it is raised."""
-    try:
-        access.check_read(row, DIRECT)
-    except FhirError as err:
-        await _denied(access, interaction, rtype, err)
-        raise
 
 
 async def _denied(access: Access, interaction: str, rtype: str | None, err: FhirError) -> None:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -74,9 +73,7 @@ def _operator_token(data_dir: Path) -> str:
     from ..auth.demo_tokens import mint
     from ..config import Settings
 
-    served = (data_dir / "public-url").read_text().strip()
-    settings = replace(Settings.from_env(data_dir), public_url=served)
-    return mint(settings, "operator", lifetime=3600)
+    return mint(Settings.as_served(data_dir), "operator", lifetime=3600)
 
 
 def _register_demo_clients(data_dir: Path) -> None:
