@@ -383,21 +383,37 @@ def _conditional(flag: dict[str, Any], key: str) -> EntryRequest:
     return EntryRequest("POST", "Flag", flag, if_none_exist=f"identifier={PAIR_SYSTEM}|{key}")
 
 
+WATCH_LOCK = 0x50C1E1D  # advisory lock: one identity watcher per database
+
+
 async def identity_watcher(engine: Any, interval: float | None = None) -> None:
     """Background task: `flag_new_suspects` every `interval` seconds (see the module doc)."""
     if interval is None:
         interval = float(os.environ.get(WATCH_ENV, "10") or 0)
     if interval <= 0:
         return
-    state: WatchState | None = None
-    while state is None:
+    # One watcher for the whole deployment: every worker process starts this task, the one
+    # holding the advisory lock (for as long as its connection lives) does the work; the others
+    # wait to take over. Without it each worker would read every Patient at start-up and
+    # check every write again.
+    while True:
         try:
-            # what is stored at start-up is the batch report's business ($duplicates), not
-            # the check on write: the watcher starts from the current records
-            state = await start_watch(engine)
+            async with engine.pool.connection() as conn:
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (WATCH_LOCK,))
+                row = await cur.fetchone()
+                if row and row[0]:
+                    await _watch(engine, interval)
+        except asyncio.CancelledError:
+            raise
         except Exception:  # noqa: BLE001 - the database may still be starting
             log.exception("identity watcher could not start; retrying")
-            await asyncio.sleep(interval)
+        await asyncio.sleep(interval)
+
+
+async def _watch(engine: Any, interval: float) -> None:
+    # what is stored at start-up is the batch report's business ($duplicates), not the check
+    # on write: the watcher starts from the current records
+    state = await start_watch(engine)
     while True:
         await asyncio.sleep(interval)
         try:
