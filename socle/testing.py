@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -129,7 +129,10 @@ def token_for(
     from .auth.demo_tokens import mint
     from .config import Settings
 
-    settings = Settings.as_served(server.database.data_dir)
+    # this server's own URL: several servers may share a data dir (and its public-url file)
+    settings = replace(
+        Settings.from_env(server.database.data_dir), public_url=server.base.rstrip("/")
+    )
     return mint(settings, principal, scope=scope, lifetime=6 * 3600, **claims)
 
 
