@@ -41,6 +41,16 @@ class Settings:
     trusted_issuers_file: Path | None
     token_lifetime: int
     cors_origins: tuple[str, ...]
+    # Document content store (docs/content-store.md): "file" (content_dir, default
+    # <data_dir>/content) or "s3" (bucket, prefix, optional endpoint and region).
+    content_store: str = "file"
+    content_dir: Path | None = None  # None: <data_dir>/content
+    content_key_file: Path | None = None
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = "socle/"
+    s3_region: str | None = None
+    max_document_bytes: int = 20 * 1024 * 1024
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -63,6 +73,14 @@ class Settings:
             cors_origins=tuple(
                 o.strip() for o in os.environ.get("SOCLE_CORS_ORIGINS", "").split(",") if o.strip()
             ),
+            content_store=(os.environ.get("SOCLE_CONTENT_STORE") or "file").strip().lower(),
+            content_dir=_path("SOCLE_CONTENT_DIR") or Path(chosen).resolve() / "content",
+            content_key_file=_path("SOCLE_CONTENT_KEY_FILE"),
+            s3_endpoint=os.environ.get("SOCLE_S3_ENDPOINT") or None,
+            s3_bucket=os.environ.get("SOCLE_S3_BUCKET") or None,
+            s3_prefix=os.environ.get("SOCLE_S3_PREFIX", "socle/"),
+            s3_region=os.environ.get("SOCLE_S3_REGION") or None,
+            max_document_bytes=_int("SOCLE_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
         )
 
     @property
