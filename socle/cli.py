@@ -143,6 +143,46 @@ def audit_verify(
     typer.echo("The audit trail is intact.")
 
 
+content_app = typer.Typer(no_args_is_help=True, help="The document content store.")
+app.add_typer(content_app, name="content")
+
+
+@content_app.command("rotate-key")
+def content_rotate_key(data_dir: DataDir = None) -> None:
+    """Make a new master key the active one (older keys still unwrap their objects)."""
+    from .config import Settings
+    from .fhir.storage.content import rotate_master_key
+
+    typer.echo(f"Active master key: {rotate_master_key(Settings.from_env(data_dir))}")
+
+
+@content_app.command("rewrap")
+def content_rewrap(data_dir: DataDir = None) -> None:
+    """Re-wrap every object's data key with the active master key (after a rotation)."""
+    import asyncio
+
+    from .config import Settings
+    from .fhir.storage.content import content_store, rewrap_all
+
+    seen, changed = asyncio.run(rewrap_all(content_store(Settings.from_env(data_dir))))
+    typer.echo(f"{seen} objects, {changed} rewrapped with the active master key")
+
+
+@content_app.command("retire-key")
+def content_retire_key(key_id: str, data_dir: DataDir = None) -> None:
+    """Remove a master key: every object is first re-wrapped with the active key, so none
+    still needs the retired one."""
+    import asyncio
+
+    from .config import Settings
+    from .fhir.storage.content import content_store, retire_master_key, rewrap_all
+
+    settings = Settings.from_env(data_dir)
+    seen, changed = asyncio.run(rewrap_all(content_store(settings)))
+    retire_master_key(settings, key_id)
+    typer.echo(f"{seen} objects checked, {changed} rewrapped; master key {key_id} retired")
+
+
 def _connect(data_dir: Path | None):  # type: ignore[no-untyped-def]
     """A connection to the (migrated) database of this data dir or of DATABASE_URL."""
     import psycopg

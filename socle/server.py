@@ -34,8 +34,12 @@ from .fhir.outcome import FhirError
 from .fhir.rest.app import routes as fhir_routes
 from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
+from .fhir.storage.content import content_store
 from .identity.operations import routes as identity_routes
 from .identity.worklist import identity_watcher
+from .record.service import ensure_search_parameters as ensure_record_search_parameters
+from .record.service import install as install_record
+from .record.service import routes as record_routes
 
 log = logging.getLogger("socle")
 _access_encoder = msgspec.json.Encoder()
@@ -138,12 +142,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         warm_up()
         pool = await open_pool(url, settings)
         read_pool = await open_pool(url, settings, options=read_options(settings), name="reads")
-        engine = Engine(pool, settings, validators=_validators(), read_pool=read_pool)
+        engine = Engine(
+            pool,
+            settings,
+            validators=_validators(),
+            read_pool=read_pool,
+            content=content_store(settings),
+        )
+        install_record(engine)
 
         app.state.engine = engine
         sink = AuditSink(pool, engine.rids)
         sink.start()
         setattr(app.state, AUDIT_KEY, AuditServices(sink, engine.rids))
+        await ensure_record_search_parameters(engine)
         await custom_params.sync(pool)
         background = [
             asyncio.create_task(custom_params.background(pool)),
@@ -167,6 +179,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *break_glass_routes,
             *auth_routes(settings),
             *identity_routes,
+            *record_routes,
             *fhir_routes,
         ],
         lifespan=lifespan,

@@ -30,8 +30,9 @@ from ..fhir.search.sql import Sql
 from ..fhir.storage.reader import Version
 from ..fhir.storage.rids import RidAllocator
 from ..fhir.storage.writer import PendingWrite
-from .audit_chain import AccessRecord, build_audit_event
+from .audit_chain import IDNAT_PS, AccessRecord, build_audit_event
 from .audit_store import AuditSink, write_events
+from .document_matrix import document_matrix, document_types
 from .policy import (
     MASQUE_PS,
     AccessRequest,
@@ -105,6 +106,9 @@ def _authors(resource: Any) -> set[str]:
         for a in value if isinstance(value, list) else [value] if value else []:
             if isinstance(a, dict) and isinstance(a.get("reference"), str):
                 out.add(a["reference"])
+            ident = a.get("identifier") if isinstance(a, dict) else None
+            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                out.add(f"{ident.get('system')}|{ident['value']}")  # a logical reference
     return out
 
 
@@ -213,6 +217,16 @@ class PolicyAccess:
                         self.links.practitioner if self.links else None,
                     )
                 )
+            if filters.author_sees_masked and self.principal.national_id:
+                # documents name their (contained) author by IdNat_PS: a logical reference
+                exempt.append(
+                    Sql().add(
+                        "EXISTS (SELECT 1 FROM idx_token a WHERE a.rid = r.rid "
+                        "AND a.param = 'author:identifier' AND a.system = %s AND a.code = %s)",
+                        IDNAT_PS,
+                        self.principal.national_id,
+                    )
+                )
             if filters.masked_exempt_relationships and self.links is not None:
                 sees = [
                     p
@@ -256,6 +270,8 @@ class PolicyAccess:
                 denied.append((rtype, d.reason))
                 continue
             cond = self._filters_sql(d.filters)
+            if rtype == "DocumentReference":
+                cond = self._with_matrix(cond)
             sig = "" if cond is None else cond.sql() + repr(cond.params)
             arms.setdefault(sig, (cond, []))[1].append(rtype)
         if not arms:
@@ -276,11 +292,46 @@ class PolicyAccess:
         self._conditions[key] = result
         return result
 
+    def _is_author(self, resource: Any) -> bool:
+        authors = _authors(resource)
+        if self.practitioner_ref and self.practitioner_ref in authors:
+            return True
+        nid = self.principal.national_id
+        return bool(nid) and f"{IDNAT_PS}|{nid}" in authors
+
+    def _denied_types(self) -> frozenset[tuple[str, str]]:
+        """Document types the professional's professions may not read (document matrix)."""
+        if self.principal.role != Role.PROFESSIONAL or self.links is None:
+            return frozenset()
+        return document_matrix().denied_types(self.links.professions)
+
+    def _with_matrix(self, cond: Sql | None) -> Sql | None:
+        denied = sorted(self._denied_types())
+        if not denied:
+            return cond
+        out = Sql()
+        if cond is not None:
+            out.extend(cond).add(" AND ")
+        out.add(
+            "NOT EXISTS (SELECT 1 FROM idx_token m WHERE m.rid = r.rid AND m.param = 'type' "
+            "AND (m.system, m.code) IN (SELECT * FROM unnest(%s::text[], %s::text[])))",
+            [s for s, _ in denied],
+            [c for _, c in denied],
+        )
+        return out
+
     def check_read(self, row: Version, via: str) -> None:
+        if row.rtype == "DocumentReference" and row.content:
+            denied = self._denied_types() & document_types(decode(row.content))
+            if denied:
+                raise forbidden(
+                    f"Access to DocumentReference/{row.id} denied: its type "
+                    f"{sorted(denied)[0][1]} is not open to this profession (document matrix)"
+                )
         labels = _content_labels(row.content)
         authored = False
-        if labels and self.practitioner_ref and row.content:
-            authored = self.practitioner_ref in _authors(decode(row.content))
+        if labels and row.content and (self.practitioner_ref or self.principal.national_id):
+            authored = self._is_author(decode(row.content))
         d = self._decide(
             AccessRequest(
                 row.rtype,
@@ -312,9 +363,7 @@ class PolicyAccess:
                 labels = _meta_labels(w.resource) if w.resource is not None else frozenset()
             else:
                 labels = _labels(w.old_security)
-            authored = w.kind == "create" or bool(
-                self.practitioner_ref and self.practitioner_ref in _authors(w.resource)
-            )
+            authored = w.kind == "create" or self._is_author(w.resource)
             for patient in patients:
                 if (
                     patient in registered

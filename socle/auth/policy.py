@@ -101,7 +101,7 @@ class Group(StrEnum):
     DIRECTORY = "directory"  # professionals, organisations, places, services
     DEFINITIONAL = "definitional"  # conformance, terminology, knowledge
     CONFIGURATION = "configuration"  # server configuration
-    OTHER = "other"  # anything else: no rule, denied (Binary: decide on its securityContext)
+    OTHER = "other"  # anything else: no rule, denied
 
 
 def _types(text: str) -> frozenset[str]:
@@ -142,7 +142,8 @@ def resource_group(resource_type: str) -> Group:
         return Group.CONSENT
     if resource_type == "AuditEvent":
         return Group.AUDIT
-    if resource_type in PATIENT_COMPARTMENT_TYPES:
+    if resource_type in PATIENT_COMPARTMENT_TYPES or resource_type == "Binary":
+        # Binary: in the compartment of its securityContext patient (document content)
         return Group.CLINICAL
     if resource_type in DIRECTORY_TYPES:
         return Group.DIRECTORY

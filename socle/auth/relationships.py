@@ -25,6 +25,7 @@ from psycopg import AsyncConnection
 
 from ..fhir.json import decode
 from .audit_chain import IDNAT_PS
+from .document_matrix import document_matrix, professions_of
 from .policy import BreakGlass, Relationship, controls_from_consents
 from .tokens import Principal
 
@@ -38,6 +39,7 @@ class Links:
     practitioner: str | None  # Practitioner id
     organizations: list[str]  # Organization ids
     relationships: dict[str, Relationship] = field(default_factory=dict)
+    professions: frozenset[str] = frozenset()  # TRE_G15 codes (the document matrix)
 
     @property
     def refs(self) -> list[str]:
@@ -93,6 +95,16 @@ async def load_links(conn: AsyncConnection, principal: Principal, now: dt.dateti
             )
         )
     links = Links(pid, sorted(orgs))
+    if pid:
+        cur = await conn.execute(
+            "SELECT content->'qualification' FROM resource "
+            "WHERE rtype = 'Practitioner' AND id = %s AND NOT deleted",
+            (pid,),
+        )
+        row = await cur.fetchone()
+        if row and row[0]:
+            system = document_matrix().profession_system
+            links.professions = professions_of({"qualification": row[0]}, system)
     kinds: dict[str, set[str]] = {}
 
     def mark(patients: list[str], kind: str) -> None:

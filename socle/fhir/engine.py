@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,8 @@ from .patch import apply_fhirpath_patch, apply_json_patch, apply_merge_patch
 from .search import custom as custom_params
 from .search.executor import SearchResult, run_search
 from .search.query import SearchQuery, parse_query
+from .storage.binary import offload_binary
+from .storage.content import ContentStore, StoredContent
 from .storage.reader import Version, read_current, read_version
 from .storage.reader import history as read_history
 from .storage.rids import RidAllocator
@@ -40,6 +42,10 @@ from .storage.writer import PendingWrite, apply_writes, check_id
 slow_log = logging.getLogger("socle.slow")
 
 Validator = Callable[[dict[str, Any], str], list[Issue]]
+# A service's rule on a unit of work (e.g. the shared record's document rules): called with every
+# write once references are rewritten, resources validated and Binary content stored, before the
+# rows are locked and written, inside the writing transaction; raising FhirError aborts it all.
+WriteRule = Callable[[AsyncConnection, list[PendingWrite], "Access | None"], Awaitable[None]]
 
 
 @dataclass
@@ -52,6 +58,8 @@ class EntryRequest:
     if_match: str | None = None
     patch_type: str | None = None  # PATCH body: "json" (RFC 6902), "merge" (RFC 7386), "fhirpath"
     where: str = ""  # FHIRPath location of the entry, for error messages
+    # a Binary whose bytes the caller already put in the content store (trusted callers only)
+    content: StoredContent | None = None
 
 
 @dataclass
@@ -101,6 +109,9 @@ class Engine:
     pool: AsyncConnectionPool  # writes: transactions
     settings: Settings
     validators: list[Validator] = field(default_factory=list)
+    write_rules: list[WriteRule] = field(default_factory=list)
+    # where Binary bytes live (None: kept inline in the resource, for library use and tests)
+    content: ContentStore | None = None
     rids: RidAllocator = field(default_factory=RidAllocator)
     # Reads and searches: read-only sessions with the search timeout and custom plans as
     # connection defaults (no BEGIN/SET/COMMIT round trips; READ COMMITTED gives each
@@ -322,6 +333,7 @@ class Engine:
                 )
             identities.add(key)
             w.where = p.req.where
+            w.method = p.req.method
             if access is not None:
                 w.owner = access.owner
             if w.resource is not None:
@@ -330,7 +342,14 @@ class Engine:
                 if w.rtype == "SearchParameter" and w.resource.get("status") == "active":
                     where = f"{p.req.where}.resource" if p.req.where else "SearchParameter"
                     custom_params.params_of(w.resource, where)
+                if w.rtype == "Binary":
+                    current = await _current_content(conn, w) if w.kind == "update" else None
+                    await offload_binary(
+                        self.content, w.resource, p.req.content, p.req.where, current
+                    )
             writes.append(w)
+        for rule in self.write_rules:
+            await rule(conn, writes, access)
         await apply_writes(
             conn, writes, self.rids, now, access.check_writes if access is not None else None
         )
@@ -684,6 +703,15 @@ async def _locked_current(conn: AsyncConnection, rtype: str, rid: str) -> Any:
         "SELECT 1 FROM resource WHERE rtype = %s AND id = %s FOR UPDATE", (rtype, rid)
     )
     return await read_current(conn, rtype, rid)
+
+
+async def _current_content(conn: AsyncConnection, w: PendingWrite) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT content::text FROM resource WHERE rtype = %s AND id = %s AND NOT deleted",
+        (w.rtype, w.id),
+    )
+    row = await cur.fetchone()
+    return decode(row[0]) if row and row[0] else None
 
 
 def _etag_version(value: str | None) -> int | None:

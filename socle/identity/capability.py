@@ -91,6 +91,9 @@ class PlannedAccess:
     allowed: frozenset[tuple[str, str]]
     creatable: frozenset[str] = frozenset({"Provenance", "Basic", "Flag"})
     owner: str | None = None
+    # this unit of work moves references from one patient record to another (merge, unmerge):
+    # services whose resources are otherwise immutable (the record's documents) allow it
+    relinks_patients: bool = True
 
     def __post_init__(self) -> None:
         self.owner = self.inner.owner  # new rows belong to the caller's organisation

@@ -302,6 +302,10 @@ class PatientCare:
         end: dt.datetime,
         setting: str,
     ) -> None:
+        if self.person.status != "QUAL":
+            # the shared record only takes documents of qualified identities (the INS rule);
+            # the others stay in the producing software until the identity is qualified
+            return
         spec = DocumentSpec(
             doc_id=self.id("DocumentReference"),
             binary_id=self.id("Binary"),

@@ -246,8 +246,14 @@ def make_document(spec: DocumentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     class_code = unv["type_to_class_a03"][spec.type_code]
     sha1 = hashlib.sha1(content, usedforsecurity=False).digest()
-    author_refs = [{"reference": f"Practitioner/{spec.author.practitioner_id}"}]
-    author_refs.append({"reference": f"Organization/{spec.author.org.id}"})
+    # PDSm: the author is contained, named by its IdNat_PS (checked against the directory)
+    author = {
+        "resourceType": "Practitioner",
+        "id": "author",
+        "identifier": [{"system": codes.system("idnat_ps"), "value": "8" + spec.author.rpps}],
+        "name": [{"family": spec.author.family, "given": [spec.author.given]}],
+    }
+    author_refs = [{"reference": "#author"}]
     context: dict[str, Any] = {
         "period": {"start": fhir_ts(spec.start), "end": fhir_ts(spec.end)},
         "facilityType": {
@@ -269,6 +275,7 @@ def make_document(spec: DocumentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     docref: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "id": spec.doc_id,
+        "contained": [author],
         "masterIdentifier": {
             "system": "urn:ietf:rfc:3986",
             "value": "urn:oid:2.25." + str(int(spec.doc_id.replace("-", ""), 16)),

@@ -110,7 +110,8 @@ patient         Practitioner       rs     none          Y
 patient         Practitioner       cud    none          N
 patient         ValueSet           rs     none          Y
 patient         Subscription       r      none          N
-patient         Binary             r      none          N
+patient         Binary             r      own           Y
+patient         Binary             r      other         N
 representative  Observation        rs     own           Y
 representative  Observation        rs     other         N
 representative  Consent            cru    own           Y
@@ -143,7 +144,8 @@ professional    Practitioner       cud    none          N
 professional    ValueSet           rs     none          Y
 professional    ValueSet           c      none          N
 professional    Subscription       r      none          N
-professional    Binary             r      none          N
+professional    Binary             r      care_team     Y
+professional    Binary             r      other         N
 system          Observation        cruds  own_org       Y
 system          Observation        cruds  other_org     N
 system          Observation        rs     none          Y
@@ -373,7 +375,8 @@ def test_patient_compartment_matches_engine_definitions():
     except RuntimeError:
         pytest.skip("FHIR definitions not installed")
     assert set(defs.patient_compartment) == PATIENT_COMPARTMENT_TYPES
-    assert resource_group("Binary") == Group.OTHER
+    # a Binary is in its securityContext patient's compartment (document content)
+    assert resource_group("Binary") == Group.CLINICAL
 
 
 # -- patient controls (Consent → relationship flags) ------------------------------------------

@@ -151,7 +151,11 @@ def _cases(ptype: str, values: list[Any]) -> list[tuple[str, Any]]:
                 )
             )
     elif ptype == "reference":
-        for ref in {v["reference"] for v in values if isinstance(v, dict) and "reference" in v}:
+        for ref in {
+            v["reference"]
+            for v in values
+            if isinstance(v, dict) and "reference" in v and not v["reference"].startswith("#")
+        }:  # references to contained resources are not searchable
             cases.append(
                 (
                     ref,

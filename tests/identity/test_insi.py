@@ -215,6 +215,12 @@ def test_property_any_typing_of_a_reference_identity_finds_it(data: st.DataObjec
         birthplace=data.draw(st.sampled_from([t.birthplace, None])),
     )
     got = search_ins(insi(), typed).result
+    if typed.birthplace is None and t.birthplace is not None:
+        # without the place of birth, a homonym (same names, sex and birth date) is a second
+        # candidate: INSi answers 02, exactly as for the untouched traits without birthplace
+        bare = search_ins(insi(), replace(t, birthplace=None)).result
+        assert (got.code, got.ins) == (bare.code, bare.ins)
+        return
     assert got.code == FOUND and got.ins == expected.ins
 
 

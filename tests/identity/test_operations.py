@@ -439,11 +439,12 @@ def _clinical(src: str) -> list[dict[str, Any]]:
             "subject": ref,
         },
         {
-            "resourceType": "DocumentReference",
-            "status": "current",
+            # documents of the shared record need a qualified INS (tests/record); a form here
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
             "subject": ref,
-            "author": [ref],
-            "content": [{"attachment": {"contentType": "text/plain", "data": "aGVsbG8="}}],
+            "author": ref,
+            "source": ref,
         },
         {
             "resourceType": "CareTeam",

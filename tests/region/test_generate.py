@@ -52,7 +52,8 @@ def _references(value: Any) -> list[str]:
         for k, v in value.items():
             is_ref = k == "reference" or (k == "url" and str(v).startswith("Binary/"))
             if is_ref and isinstance(v, str):
-                out.append(v)
+                if not v.startswith("#"):  # contained resources (document authors) are local
+                    out.append(v)
             else:
                 out.extend(_references(v))
         return out

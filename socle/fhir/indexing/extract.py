@@ -367,6 +367,13 @@ def patient_compartment(resource: dict[str, Any], rows: IndexRows) -> str | None
     rtype = resource["resourceType"]
     if rtype == "Patient":
         return resource.get("id")
+    if rtype == "Binary":
+        # access to a Binary is that of its securityContext (R4 Binary); a patient's document
+        # content is in that patient's compartment
+        ref = (resource.get("securityContext") or {}).get("reference")
+        if type(ref) is str and ref.startswith("Patient/") and "/" not in ref[8:]:
+            return ref[8:] or None
+        return None
     params = definitions().patient_compartment.get(rtype)
     if not params:
         return None

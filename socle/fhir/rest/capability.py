@@ -38,6 +38,33 @@ def register_operation(name: str, definition: str, types: list[str] | None) -> N
     OPERATIONS[name] = (definition, types)
 
 
+# What services declare on top of the engine: the capability statements they implement (e.g. the
+# PDSm actors), their implementation guides, and per type the profiles they check and a note.
+INSTANTIATES: list[str] = []
+IMPLEMENTATION_GUIDES: list[str] = []
+PROFILES: dict[str, list[str]] = {}
+DOCUMENTATION: dict[str, str] = {}
+
+
+def register_conformance(
+    instantiates: list[str],
+    guides: list[str],
+    profiles: dict[str, list[str]],
+    documentation: dict[str, str],
+) -> None:
+    for url in instantiates:
+        if url not in INSTANTIATES:
+            INSTANTIATES.append(url)
+    for url in guides:
+        if url not in IMPLEMENTATION_GUIDES:
+            IMPLEMENTATION_GUIDES.append(url)
+    for rtype, urls in profiles.items():
+        known = PROFILES.setdefault(rtype, [])
+        known.extend(u for u in urls if u not in known)
+    DOCUMENTATION.update(documentation)
+    _resources.cache_clear()
+
+
 @cache
 def _resources() -> list[dict[str, Any]]:
     defs = definitions()
@@ -72,10 +99,16 @@ def _resources() -> list[dict[str, Any]]:
                     not ip.param.targets or rtype in ip.param.targets
                 ):
                     revincludes.append(f"{other}:{ip.param.code}")
+        declared: dict[str, Any] = {}
+        if rtype in PROFILES:
+            declared["supportedProfile"] = list(PROFILES[rtype])
+        if rtype in DOCUMENTATION:
+            declared["documentation"] = DOCUMENTATION[rtype]
         out.append(
             {
                 "type": rtype,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+                **declared,
                 "interaction": [
                     {"code": c}
                     for c in (READ_INTERACTIONS if rtype in READ_ONLY_TYPES else INTERACTIONS)
@@ -128,6 +161,11 @@ def capability_statement(base: str) -> dict[str, Any]:
     }
     if system_ops:
         rest["operation"] = system_ops
+    declared: dict[str, Any] = {}
+    if INSTANTIATES:
+        declared["instantiates"] = list(INSTANTIATES)
+    if IMPLEMENTATION_GUIDES:
+        declared["implementationGuide"] = list(IMPLEMENTATION_GUIDES)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -136,6 +174,7 @@ def capability_statement(base: str) -> dict[str, Any]:
         "kind": "instance",
         "software": {"name": "Socle", "version": __version__},
         "implementation": {"description": "Socle regional e-health platform", "url": base},
+        **declared,
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],

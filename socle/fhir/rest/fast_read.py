@@ -26,7 +26,8 @@ _SKIP_HEADERS = {b"if-none-match", b"if-modified-since"}
 class FastRead:
     def __init__(self, app: Starlette) -> None:
         self.app = app
-        self.types = definitions().resource_types
+        # Binary: its bytes are streamed from the content store by a route of its own
+        self.types = definitions().resource_types - {"Binary"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:

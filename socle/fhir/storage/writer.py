@@ -44,6 +44,7 @@ class PendingWrite:
     if_match: int | None = None
     owner: str | None = None  # the writing client's organisation (kept from the first write)
     where: str = ""  # FHIRPath location of the entry, for access errors
+    method: str = ""  # the entry's HTTP method (POST, PUT, PATCH, DELETE), for write rules
     # outcome
     rid: int = 0
     version: int = 0

@@ -1,0 +1,78 @@
+"""The profession × document-type matrix (matrice d'habilitations, arrêté du 26/10/2023).
+
+Which document types (``DocumentReference.type``) a professional may read depends on the
+profession (TRE_G15): the matrix lists, per profession, the types it may not read. It applies on
+top of the care relationship (a professional still needs one) and after the patient's own
+choices; a professional of several professions is denied a type only when all of them are. The
+data is configuration (``SOCLE_DOCUMENT_MATRIX_FILE``; default: the packaged
+``data/document_matrix.json``, whose rows are the published examples only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+MATRIX_ENV = "SOCLE_DOCUMENT_MATRIX_FILE"
+
+Type = tuple[str, str]  # (system, code)
+
+
+@dataclass(frozen=True)
+class DocumentMatrix:
+    profession_system: str
+    denied: Mapping[str, frozenset[Type]]
+
+    def denied_types(self, professions: Iterable[str]) -> frozenset[Type]:
+        """The types none of these professions may read."""
+        sets = [self.denied.get(p, frozenset()) for p in professions]
+        if not sets:
+            return frozenset()
+        out = sets[0]
+        for s in sets[1:]:
+            out &= s
+        return out
+
+
+def parse_matrix(data: Mapping[str, Any]) -> DocumentMatrix:
+    denied: dict[str, set[Type]] = {}
+    for row in data.get("deny") or []:
+        types = {(str(s), str(c)) for s, c in row.get("types") or []}
+        denied.setdefault(str(row["profession"]), set()).update(types)
+    return DocumentMatrix(
+        str(data.get("profession_system") or ""),
+        {k: frozenset(v) for k, v in denied.items()},
+    )
+
+
+@cache
+def document_matrix() -> DocumentMatrix:
+    path = os.environ.get(MATRIX_ENV)
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            return parse_matrix(json.load(fh))
+    text = resources.files(__package__).joinpath("data", "document_matrix.json").read_text("utf-8")
+    return parse_matrix(json.loads(text))
+
+
+def professions_of(practitioner: Mapping[str, Any], system: str) -> frozenset[str]:
+    """The TRE_G15 profession codes of a Practitioner's qualifications."""
+    out = set()
+    for q in practitioner.get("qualification") or []:
+        for c in ((q or {}).get("code") or {}).get("coding") or []:
+            if isinstance(c, dict) and c.get("system") == system and isinstance(c.get("code"), str):
+                out.add(c["code"])
+    return frozenset(out)
+
+
+def document_types(resource: Mapping[str, Any]) -> frozenset[Type]:
+    return frozenset(
+        (str(c.get("system")), str(c.get("code")))
+        for c in (resource.get("type") or {}).get("coding") or []
+        if isinstance(c, dict)
+    )

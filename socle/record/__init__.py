@@ -1,0 +1,1 @@
+"""The shared health record: document metadata, CDA headers and the ANS terminology they use."""

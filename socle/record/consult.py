@@ -1,0 +1,163 @@
+"""The document consumer's transactions and the manager's deletion: ITI-67 find document
+references, ITI-68 retrieve a document, DELETE as logical deletion.
+
+ITI-68 serves a Binary's bytes from the content store, streamed, with the content type they were
+sent with. A Binary that holds a document's content is readable exactly when one of the
+DocumentReferences pointing to it is: the access policy (care relationship, consent, masking
+labels…) decides on the entry, so the content can never be seen where its entry is hidden.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..fhir.access import Touched
+from ..fhir.datetimes import http_date
+from ..fhir.engine import EntryRequest
+from ..fhir.json import decode
+from ..fhir.outcome import FhirError, bad_request, not_found
+from ..fhir.search.query import parse_query
+from ..fhir.storage.binary import content_ref, open_content, with_data
+from ..fhir.storage.content import ContentError, ContentMissing
+from ..fhir.storage.reader import Version
+
+FHIR_JSON = ("application/fhir+json", "application/json", "application/json+fhir")
+PATIENT_PARAMS = ("patient", "patient.identifier", "subject", "subject.identifier")
+ENTERED_IN_ERROR = [{"op": "replace", "path": "/status", "value": "entered-in-error"}]
+
+
+def _is_operator(access: Any) -> bool:
+    principal = getattr(access, "principal", None)
+    return str(getattr(principal, "role", "")) == "operator"
+
+
+def check_find_documents(pairs: list[tuple[str, str]], access: Any) -> None:
+    """ITI-67: a consumer's search names the patient and the status (PDSm st_recherche_fiche).
+    The platform operator (regional integration, not a consumer) is not bound by it."""
+    if _is_operator(access):
+        return
+    names = {k.split(":", 1)[0] for k, _ in pairs}
+    missing = []
+    if not names & set(PATIENT_PARAMS):
+        missing.append("patient (or patient.identifier)")
+    if "status" not in names and "_id" not in names:
+        missing.append("status")
+    if missing:
+        raise bad_request(
+            f"ITI-67: a search for document entries needs {' and '.join(missing)}, e.g. "
+            "DocumentReference?patient=Patient/123&status=current",
+            missing[0].split(" ")[0],
+        )
+
+
+async def _documents_of(request: Request, binary_id: str, access: Any) -> list[Any]:
+    """The DocumentReferences whose content is this Binary, among those the caller may see."""
+    from ..fhir.rest.app import engine_of
+
+    q = parse_query("DocumentReference", [("location", f"Binary/{binary_id}")], 10)
+    result = await engine_of(request).search(q, access, f"location=Binary/{binary_id}")
+    return list(result.rows)
+
+
+async def _referenced(request: Request, binary_id: str) -> bool:
+    from ..fhir.rest.app import engine_of
+
+    q = parse_query("DocumentReference", [("location", f"Binary/{binary_id}")], 1)
+    result = await engine_of(request).search(q, None)
+    return bool(result.rows)
+
+
+async def retrieve_document(request: Request) -> Response:
+    """ITI-68 (``GET Binary/{id}``, and its versions): the bytes, or the Binary as FHIR JSON
+    when the client asks for FHIR."""
+    from ..fhir.rest.app import access_of, engine_of
+
+    access = access_of(request)
+    engine = engine_of(request)
+    bid = request.path_params["id"]
+    vid = request.path_params.get("vid")
+    if vid is not None and not vid.isdigit():
+        raise bad_request(f"'{vid}' is not a version number")
+    if await _referenced(request, bid):
+        docs = await _documents_of(request, bid, access)
+        if not docs:
+            raise not_found(f"Binary/{bid} is not known")
+        version = await _read(engine, bid, vid, None)
+        await access.record(
+            None,
+            Touched(
+                "vread" if vid else "read",
+                "Binary",
+                [("Binary", bid, version.compartment)],
+                detail="ITI-68 document content",
+            ),
+        )
+    else:
+        version = await _read(engine, bid, vid, access)
+    binary = decode(version.content or "{}")
+    headers = {"ETag": f'W/"{version.version}"', "Last-Modified": http_date(version.last_updated)}
+    accept = request.headers.get("accept", "")
+    if any(t in accept for t in FHIR_JSON) or request.query_params.get("_format") in FHIR_JSON:
+        try:
+            resource = await with_data(engine.content, binary)
+        except ContentError as exc:
+            raise _unreadable(bid, exc) from None
+        from ..fhir.rest.http import fhir_response
+
+        return fhir_response(resource, 200, headers)
+    stream = open_content(engine.content, binary)
+    try:
+        first = await anext(stream, b"")
+    except ContentError as exc:
+        raise _unreadable(bid, exc) from None
+    ref = content_ref(binary)
+    if ref is not None:
+        headers["Content-Length"] = str(ref.size)
+
+    async def body() -> Any:
+        if first:
+            yield first
+        async for chunk in stream:
+            yield chunk
+
+    # the content type exactly as sent (no charset added: a CDA declares its own encoding)
+    headers["Content-Type"] = binary.get("contentType") or "application/octet-stream"
+    return StreamingResponse(body(), headers=headers)
+
+
+async def _read(engine: Any, bid: str, vid: str | None, access: Any) -> Version:
+    if vid is None:
+        v: Version = await engine.read("Binary", bid, access)
+    else:
+        v = await engine.vread("Binary", bid, int(vid), access)
+    return v
+
+
+def _unreadable(bid: str, exc: ContentError) -> FhirError:
+    if isinstance(exc, ContentMissing):
+        return FhirError.of(404, "not-found", f"The content of Binary/{bid} is missing")
+    return FhirError.of(500, "exception", f"The content of Binary/{bid} failed its integrity check")
+
+
+async def delete_document(request: Request) -> Response:
+    """DELETE of a document entry: a logical deletion (status entered-in-error) by its author or
+    the author's organisation; the entry, its versions and its content are kept."""
+    from ..fhir.rest.app import access_of, base_url, engine_of, write_response
+
+    rid = request.path_params.get("id")
+    query = request.url.query
+    if rid is None and not query:
+        raise FhirError.of(405, "not-supported", "DELETE needs an id or search criteria")
+    url = f"DocumentReference/{rid}" if rid else f"DocumentReference?{query}"
+    entry = EntryRequest(
+        "PATCH",
+        url,
+        ENTERED_IN_ERROR,
+        if_match=request.headers.get("if-match"),
+        patch_type="json",
+    )
+    responses = await engine_of(request).transaction([entry], access_of(request), "delete")
+    return write_response(request, responses[0], base_url(request))

@@ -1,0 +1,294 @@
+"""The document producer's transactions: ITI-65 Provide Document Bundle and ITI-105 Simplified
+Publish (PDSm flux 1/2 and 9).
+
+ITI-65 is a ``transaction`` Bundle posted to the base: one SubmissionSet List, the
+DocumentReferences, their Binaries, optional Folder Lists, and PATCH entries that set replaced
+entries ``superseded``. Its shape is checked here (entries, submission set, references between
+them); each document is then checked by the record's write rule inside the engine's transaction,
+so a single fault rejects the whole submission and nothing is written.
+
+ITI-105 is a DocumentReference posted with its content inline (``attachment.data``): it is turned
+into the same unit of work (a Binary and the entry pointing to it); the manager supersedes a
+replaced entry itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..fhir.engine import EntryRequest
+from ..fhir.outcome import FhirError, Issue
+from ..fhir.rest.transactions import process_bundle
+from .pdsm import (
+    COMPREHENSIVE_BUNDLE,
+    FOLDER_CODE,
+    MHD_BUNDLES,
+    SIMPLIFIED_PUBLISH,
+    SOURCE_ID,
+    SUBMISSIONSET_CODE,
+    list_code,
+    profiles_of,
+)
+
+PROVIDE_PROFILES = frozenset({COMPREHENSIVE_BUNDLE, *MHD_BUNDLES})
+
+
+def is_provide_bundle(bundle: Any) -> bool:
+    """An ITI-65 submission: by its declared profile, or a transaction carrying a SubmissionSet."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return False
+    if PROVIDE_PROFILES & set(profiles_of(bundle)):
+        return True
+    if bundle.get("type") != "transaction":
+        return False
+    return any(
+        isinstance(e, dict)
+        and isinstance(e.get("resource"), dict)
+        and e["resource"].get("resourceType") == "List"
+        and list_code(e["resource"]) == SUBMISSIONSET_CODE
+        for e in bundle.get("entry") or []
+    )
+
+
+def _issue(code: str, text: str, where: str) -> Issue:
+    return Issue("error", code, text, (where,))
+
+
+def check_provide_bundle(bundle: dict[str, Any]) -> None:
+    """The submission's shape (PDSm_ComprehensiveProvideDocumentBundle); 422 naming each fault."""
+    issues: list[Issue] = []
+    if bundle.get("type") != "transaction":
+        raise FhirError(
+            422,
+            [_issue("business-rule", "ITI-65: the Bundle is a transaction", "Bundle.type")],
+        )
+    entries = bundle.get("entry") or []
+    full_urls: dict[str, tuple[int, str]] = {}
+    submission: list[int] = []
+    docs: list[int] = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            continue  # the generic parser reports it
+        res: dict[str, Any] = e["resource"] if isinstance(e.get("resource"), dict) else {}
+        method = str((e.get("request") or {}).get("method") or "").upper()
+        rtype = res.get("resourceType")
+        where = f"Bundle.entry[{i}]"
+        if isinstance(e.get("fullUrl"), str) and isinstance(rtype, str):
+            full_urls[e["fullUrl"]] = (i, rtype)
+        if method == "PATCH":
+            url = str((e.get("request") or {}).get("url") or "")
+            if not url.startswith("DocumentReference"):
+                issues.append(
+                    _issue(
+                        "business-rule",
+                        "ITI-65: PATCH entries only update DocumentReferences (replaced entries)",
+                        f"{where}.request.url",
+                    )
+                )
+            continue
+        if method != "POST":
+            issues.append(
+                _issue(
+                    "business-rule",
+                    f"ITI-65: resources are created (POST), not {method or 'no method'}",
+                    f"{where}.request.method",
+                )
+            )
+        if rtype == "List":
+            code = list_code(res)
+            if code == SUBMISSIONSET_CODE:
+                submission.append(i)
+            elif code != FOLDER_CODE:
+                issues.append(
+                    _issue(
+                        "business-rule",
+                        "ITI-65: a List is a SubmissionSet or a Folder (code from MHDlistTypes)",
+                        f"{where}.resource.code",
+                    )
+                )
+        elif rtype == "DocumentReference":
+            docs.append(i)
+        elif rtype != "Binary":
+            issues.append(
+                _issue(
+                    "business-rule",
+                    f"ITI-65 carries a SubmissionSet, DocumentReferences, Binaries and Folders, "
+                    f"not a {rtype}",
+                    f"{where}.resource",
+                )
+            )
+    if len(submission) != 1:
+        issues.append(
+            _issue(
+                "business-rule",
+                f"ITI-65: exactly one SubmissionSet List, not {len(submission)}",
+                "Bundle.entry",
+            )
+        )
+    if not docs:
+        issues.append(
+            _issue("business-rule", "ITI-65: at least one DocumentReference", "Bundle.entry")
+        )
+    subjects = set()
+    for i in docs:
+        doc = entries[i]["resource"]
+        subjects.add(str((doc.get("subject") or {}).get("reference")))
+        for j, content in enumerate(doc.get("content") or []):
+            att_url = ((content or {}).get("attachment") or {}).get("url")
+            target = full_urls.get(att_url) if isinstance(att_url, str) else None
+            if att_url is not None and (target is None or target[1] != "Binary"):
+                issues.append(
+                    _issue(
+                        "business-rule",
+                        "ITI-65: a new document's attachment.url is the fullUrl of a Binary entry "
+                        "of the same Bundle",
+                        f"Bundle.entry[{i}].resource.content[{j}].attachment.url",
+                    )
+                )
+    if len(submission) == 1:
+        i = submission[0]
+        ss = entries[i]["resource"]
+        where = f"Bundle.entry[{i}].resource"
+        if ss.get("status") != "current":
+            issues.append(
+                _issue("business-rule", "The SubmissionSet is current", f"{where}.status")
+            )
+        if ss.get("mode") != "working":
+            issues.append(
+                _issue("business-rule", "The SubmissionSet mode is working", f"{where}.mode")
+            )
+        if not ss.get("date"):
+            issues.append(
+                _issue("required", "PDSm: SubmissionSet.date is required", f"{where}.date")
+            )
+        if not ss.get("source"):
+            issues.append(
+                _issue(
+                    "required",
+                    "PDSm: SubmissionSet.source (its author: PractitionerRole, Device or Patient) "
+                    "is required",
+                    f"{where}.source",
+                )
+            )
+        if not any(
+            isinstance(x, dict) and x.get("url") == SOURCE_ID for x in ss.get("extension") or []
+        ):
+            issues.append(
+                _issue(
+                    "required",
+                    f"PDSm: the SubmissionSet carries its source id ({SOURCE_ID})",
+                    f"{where}.extension",
+                )
+            )
+        listed = {
+            str((x.get("item") or {}).get("reference"))
+            for x in ss.get("entry") or []
+            if isinstance(x, dict)
+        }
+        for d in docs:
+            full = entries[d].get("fullUrl")
+            if full not in listed:
+                issues.append(
+                    _issue(
+                        "business-rule",
+                        f"The SubmissionSet lists every DocumentReference of the Bundle "
+                        f"(entry.item = {full!r} is missing)",
+                        f"{where}.entry",
+                    )
+                )
+        ss_subject = str((ss.get("subject") or {}).get("reference"))
+        if subjects and subjects != {ss_subject}:
+            issues.append(
+                _issue(
+                    "business-rule",
+                    "The SubmissionSet and its documents are about one and the same patient",
+                    f"{where}.subject",
+                )
+            )
+    if issues:
+        raise FhirError(422, issues)
+
+
+async def provide_document_bundle(request: Request, bundle: dict[str, Any]) -> Response:
+    """ITI-65: shape checks, then the engine's atomic transaction (the record rule per document)."""
+    from ..fhir.rest.app import access_of, base_url, engine_of
+
+    check_provide_bundle(bundle)
+    engine = engine_of(request)
+    return await process_bundle(request, engine, bundle, base_url(request), access_of(request))
+
+
+def is_simplified_publish(resource: Any) -> bool:
+    if not isinstance(resource, dict) or resource.get("resourceType") != "DocumentReference":
+        return False
+    if SIMPLIFIED_PUBLISH in profiles_of(resource):
+        return True
+    return any(
+        isinstance(c, dict) and "data" in (c.get("attachment") or {})
+        for c in resource.get("content") or []
+    )
+
+
+def simplified_entries(doc: dict[str, Any]) -> list[EntryRequest]:
+    """ITI-105: the document and a Binary per inline attachment, as one unit of work."""
+    issues: list[Issue] = []
+    if doc.get("status") != "current":
+        issues.append(
+            _issue("business-rule", "ITI-105: status is current", "DocumentReference.status")
+        )
+    entries: list[EntryRequest] = []
+    subject = (doc.get("subject") or {}).get("reference")
+    for i, content in enumerate(doc.get("content") or []):
+        att = (content or {}).get("attachment") or {}
+        where = f"DocumentReference.content[{i}].attachment"
+        if "url" in att:
+            issues.append(
+                _issue(
+                    "business-rule",
+                    "ITI-105: the content is inline (data), without url",
+                    f"{where}.url",
+                )
+            )
+            continue
+        data = att.get("data")
+        if not isinstance(data, str):
+            issues.append(
+                _issue("required", "ITI-105: attachment.data is required", f"{where}.data")
+            )
+            continue
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except ValueError:
+            issues.append(_issue("value", "attachment.data is not valid base64", f"{where}.data"))
+            continue
+        full = f"urn:uuid:{uuid.uuid4()}"
+        binary: dict[str, Any] = {
+            "resourceType": "Binary",
+            "contentType": att.get("contentType") or "application/octet-stream",
+            "data": data,
+        }
+        if isinstance(subject, str):
+            binary["securityContext"] = {"reference": subject}
+        entries.append(EntryRequest("POST", "Binary", binary, full_url=full))
+        del att["data"]
+        att["url"] = full
+        # the manager computes what the producer may leave out; given values are checked
+        att.setdefault("size", len(raw))
+        att.setdefault(
+            "hash", base64.b64encode(hashlib.sha1(raw, usedforsecurity=False).digest()).decode()
+        )
+    if issues:
+        raise FhirError(422, issues)
+    meta = doc.get("meta")
+    if isinstance(meta, dict) and isinstance(meta.get("profile"), list):
+        meta["profile"] = [p for p in meta["profile"] if p != SIMPLIFIED_PUBLISH]
+        if not meta["profile"]:
+            del meta["profile"]
+    entries.append(EntryRequest("POST", "DocumentReference", doc))
+    return entries

@@ -1,0 +1,164 @@
+"""The shared health record on the engine: routes, the write rule, search parameters and the
+CapabilityStatement declarations of the three PDSm actors (producer, consumer, manager).
+
+Routes come before the generic FHIR ones; whatever is not a record transaction is handed to the
+generic handlers unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..fhir.engine import Engine, EntryRequest
+from ..fhir.json import decode
+from ..fhir.rest.capability import register_conformance
+from ..fhir.rest.http import body_kind, check_accept, read_body
+from .consult import check_find_documents, delete_document, retrieve_document
+from .pdsm import ACTORS, DOCUMENT_REFERENCE, FOLDER, PDSM, SIMPLIFIED_PUBLISH, SUBMISSION_SET
+from .pdsm import search_parameters as pdsm_search_parameters
+from .provide import (
+    is_provide_bundle,
+    is_simplified_publish,
+    provide_document_bundle,
+    simplified_entries,
+)
+from .rules import DocumentRules
+
+log = logging.getLogger("socle.record")
+
+register_conformance(
+    list(ACTORS.values()),
+    [f"{PDSM}/ImplementationGuide/ans.fhir.fr.pdsm"],
+    {
+        "DocumentReference": [DOCUMENT_REFERENCE, SIMPLIFIED_PUBLISH],
+        "List": [SUBMISSION_SET, FOLDER],
+    },
+    {
+        "DocumentReference": (
+            "PDSm document entries: ITI-65 (transaction Bundle to the base), ITI-105 (POST with "
+            "inline data), ITI-67 (search: patient and status required), metadata PATCH (status, "
+            "securityLabel, isArchived only), DELETE = entered-in-error by the author"
+        ),
+        "Binary": "ITI-68: GET Binary/{id} streams the document as sent (Accept FHIR for JSON)",
+        "List": "ITI-66: SubmissionSets and Folders (code, patient, status, designationType…)",
+    },
+)
+
+
+def install(engine: Engine) -> None:
+    """The record's write rule on every unit of work of the engine."""
+    engine.write_rules.append(DocumentRules(engine.content))
+
+
+async def ensure_search_parameters(engine: Engine) -> None:
+    """The PDSm search parameters, as SearchParameter resources (idempotent: unchanged ones make
+    no new version; several workers may run it at once)."""
+    entries = [
+        EntryRequest("PUT", f"SearchParameter/{sp['id']}", sp) for sp in pdsm_search_parameters()
+    ]
+    await engine.transaction(entries, None, "update")
+
+
+async def _body(request: Request) -> bytes:
+    from ..fhir.rest.app import engine_of
+
+    check_accept(request)
+    body_kind(request)
+    raw = await read_body(request, engine_of(request).settings.max_body_bytes)
+    # the generic handlers read the body again (Starlette replays a cached body)
+    request._body = raw  # noqa: SLF001
+    return raw
+
+
+async def base_post(request: Request) -> Response:
+    """POST to the base: ITI-65 submissions, else any transaction or batch."""
+    from ..fhir.rest.app import system_root
+
+    raw = await _body(request)
+    bundle = decode(raw) if raw.strip() else None
+    if is_provide_bundle(bundle):
+        assert isinstance(bundle, dict)
+        return await provide_document_bundle(request, bundle)
+    return await system_root(request)
+
+
+async def document_root(request: Request) -> Response:
+    """``/fhir/DocumentReference``: ITI-105 publish, ITI-67 search, conditional DELETE."""
+    from ..fhir.rest.app import access_of, base_url, engine_of, type_root, write_response
+
+    request.path_params["rtype"] = "DocumentReference"
+    if request.method == "GET":
+        check_find_documents(_pairs(request), access_of(request))
+        return await type_root(request)
+    if request.method == "DELETE":
+        return await delete_document(request)
+    if request.method == "POST" and not request.url.query:
+        raw = await _body(request)
+        doc = decode(raw) if raw.strip() else None
+        if is_simplified_publish(doc):
+            assert isinstance(doc, dict)
+            entries = simplified_entries(doc)
+            responses = await engine_of(request).transaction(entries, access_of(request), "create")
+            return write_response(request, responses[-1], base_url(request))
+    return await type_root(request)
+
+
+async def document_search(request: Request) -> Response:
+    from urllib.parse import parse_qsl
+
+    from ..fhir.rest.app import access_of, search_post
+
+    raw = await _body(request)
+    pairs = _pairs(request) + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    check_find_documents(pairs, access_of(request))
+    request.path_params["rtype"] = "DocumentReference"
+    return await search_post(request)
+
+
+async def document_instance(request: Request) -> Response:
+    from ..fhir.rest.app import instance
+
+    request.path_params["rtype"] = "DocumentReference"
+    if request.method == "DELETE":
+        return await delete_document(request)
+    return await instance(request)
+
+
+def _pairs(request: Request) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(request.url.query, keep_blank_values=True)
+
+
+def _routes() -> list[Route]:
+    from ..fhir.rest.app import history
+
+    return [
+        # the generic type-level history, before the record's instance routes catch it
+        Route("/fhir/DocumentReference/_history", history, methods=["GET"]),
+        Route("/fhir/Binary/_history", history, methods=["GET"]),
+        *_RECORD_ROUTES,
+    ]
+
+
+_RECORD_ROUTES = [
+    Route("/fhir", base_post, methods=["POST"]),
+    Route("/fhir/", base_post, methods=["POST"]),
+    Route(
+        "/fhir/DocumentReference", document_root, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]
+    ),
+    Route("/fhir/DocumentReference/_search", document_search, methods=["POST"]),
+    Route(
+        "/fhir/DocumentReference/{id}",
+        document_instance,
+        methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"],
+    ),
+    Route("/fhir/Binary/{id}", retrieve_document, methods=["GET"]),
+    Route("/fhir/Binary/{id}/_history/{vid}", retrieve_document, methods=["GET"]),
+]
+
+routes = _routes()
