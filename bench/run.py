@@ -24,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.http_client import run_load  # noqa: E402
@@ -56,8 +57,17 @@ def db_url_of(server) -> str:
     return resolve_url(Settings.from_env(server.database.data_dir))
 
 
-async def ingest(server, bundles: list[bytes], counts: list[int], clients: int) -> dict:
+async def ingest(server, bundles: list[bytes], counts: list[int], clients: int, first: int) -> dict:
+    """The Bundles from ``first`` on, timed; those before it (the directory: documents name
+    their authors, whom the record checks against it) are loaded first, untimed."""
     port = server.port
+    async with httpx.AsyncClient(
+        base_url=server.fhir, timeout=300, headers=auth_headers(server)
+    ) as c:
+        for body in bundles[:first]:
+            r = await c.post("", content=body, headers={"Content-Type": "application/fhir+json"})
+            assert r.status_code == 200, r.text
+    bundles, counts = bundles[first:], counts[first:]
 
     def make(i: int):
         return ("POST", "/fhir", bundles[i], {"Prefer": "return=minimal"}, counts[i])
@@ -269,6 +279,11 @@ def main() -> None:
     resources = [e["resource"] for b in bundle_dicts for e in b["entry"]]
     bundles = [encode(b) for b in bundle_dicts]
     counts = [len(b["entry"]) for b in bundle_dicts]
+    directory_bundles = next(
+        i
+        for i, b in enumerate(bundle_dicts)
+        if any(e["resource"]["resourceType"] == "Patient" for e in b["entry"])
+    )
     by_type: dict[str, int] = {}
     for r in resources:
         by_type[r["resourceType"]] = by_type.get(r["resourceType"], 0) + 1
@@ -292,7 +307,7 @@ def main() -> None:
             url = db_url_of(server)
             if "ingest" in scenarios:
                 report["ingest_transaction_bundles"] = asyncio.run(
-                    ingest(server, bundles, counts, args.clients)
+                    ingest(server, bundles, counts, args.clients, directory_bundles)
                 )
             keys = [(r["resourceType"], r["id"]) for r in resources]
             patient_ids = [r["id"] for r in resources if r["resourceType"] == "Patient"]

@@ -344,7 +344,7 @@ class Engine:
                     custom_params.params_of(w.resource, where)
                 if w.rtype == "Binary":
                     current = await _current_content(conn, w) if w.kind == "update" else None
-                    await offload_binary(
+                    w.data = await offload_binary(
                         self.content, w.resource, p.req.content, p.req.where, current
                     )
             writes.append(w)

@@ -308,12 +308,51 @@ class _Unit:
     ps_ids: dict[str, list[str]] = field(default_factory=dict)  # IdNat_PS -> locations
     struct_ids: dict[str, list[str]] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
+    stored: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    # document ids (masterIdentifier system, value) -> the entries already holding them
+    shared: dict[tuple[str | None, str], str] = field(default_factory=dict)
+
+    async def prefetch(self, docs: list[PendingWrite]) -> None:
+        """The subjects and the document ids of the new entries, in two queries for the unit."""
+        patients = {
+            pid
+            for w in docs
+            if (pid := _ref_id((w.resource or {}).get("subject"), "Patient"))
+            and ("Patient", pid) not in self.by_key
+        }
+        if patients:
+            cur = await self.conn.execute(
+                "SELECT id, content::text FROM resource "
+                "WHERE rtype = 'Patient' AND id = ANY(%s) AND NOT deleted",
+                (sorted(patients),),
+            )
+            for rid, content in await cur.fetchall():
+                self.stored[("Patient", str(rid))] = decode(content)
+            for pid in patients:
+                self.stored.setdefault(("Patient", pid), None)
+        ids = [
+            (mi.get("system"), mi["value"])
+            for w in docs
+            if isinstance(mi := (w.resource or {}).get("masterIdentifier"), dict)
+            and isinstance(mi.get("value"), str)
+        ]
+        if ids:
+            cur = await self.conn.execute(
+                "SELECT t.system, t.code, r.id FROM idx_token t JOIN resource r ON r.rid = t.rid "
+                "WHERE t.rtype = 'DocumentReference' AND t.param = 'identifier' "
+                "AND t.code = ANY(%s) AND NOT r.deleted",
+                (sorted({v for _, v in ids}),),
+            )
+            for system, code, rid in await cur.fetchall():
+                self.shared[(system, str(code))] = str(rid)
 
     async def resource(self, rtype: str, rid: str) -> dict[str, Any] | None:
         """The resource as this unit of work leaves it (its own write, else stored)."""
         w = self.by_key.get((rtype, rid))
         if w is not None:
             return w.resource if w.kind != "delete" else None
+        if (rtype, rid) in self.stored:
+            return self.stored[(rtype, rid)]
         cur = await self.conn.execute(
             "SELECT content::text FROM resource WHERE rtype = %s AND id = %s AND NOT deleted",
             (rtype, rid),
@@ -359,6 +398,7 @@ class DocumentRules:
             # a create has a fresh id: nothing to replace
             old = None if w.kind == "create" else await _locked(conn, "DocumentReference", w.id)
             news.append((w, decode(old.content) if old and old.content else None))
+        await unit.prefetch([w for w, old_doc in news if old_doc is None])
         for w, old_doc in news:
             if old_doc is None:
                 await _check_new(unit, w)
@@ -654,22 +694,18 @@ async def _check_unique(unit: _Unit, w: PendingWrite, loc: str) -> None:
     mi = (w.resource or {}).get("masterIdentifier") or {}
     if not isinstance(mi, dict) or not isinstance(mi.get("value"), str):
         return
-    cur = await unit.conn.execute(
-        "SELECT r.id FROM idx_token t JOIN resource r ON r.rid = t.rid "
-        "WHERE t.rtype = 'DocumentReference' AND t.param = 'identifier' AND t.code = %s "
-        "AND t.system IS NOT DISTINCT FROM %s AND r.id <> %s AND NOT r.deleted LIMIT 1",
-        (mi["value"], mi.get("system"), w.id),
-    )
-    row = await cur.fetchone()
-    if row:
+    key = (mi.get("system"), mi["value"])
+    holder = unit.shared.get(key)
+    if holder is not None and holder != w.id:
         unit.issues.append(
             _issue(
                 "duplicate",
-                f"The document {mi['value']} is already shared (DocumentReference/{row[0]}): "
+                f"The document {mi['value']} is already shared (DocumentReference/{holder}): "
                 "a new version replaces it (relatesTo replaces) with a new uniqueId",
                 f"{loc}.masterIdentifier",
             )
         )
+    unit.shared.setdefault(key, w.id)  # a second entry of this unit with the same id
 
 
 async def _check_content(
@@ -703,7 +739,7 @@ async def _check_content(
         ref = content_ref(binary)
         if ref is not None:
             size, sha1 = ref.size, ref.sha1
-            data: bytes | None = None
+            data: bytes | None = bw.data if bw is not None else None
         else:
             data = decode_data(binary, bw.where if bw else "")
             size, sha1 = len(data), _sha1(data)

@@ -104,20 +104,22 @@ async def offload_binary(
     stored: StoredContent | None,
     where: str,
     current: dict[str, Any] | None = None,
-) -> None:
-    """Move a Binary's bytes to the store (or take the already-stored ``stored``). An update
-    that sends the bytes ``current`` already holds keeps its object: re-sending a document is
-    a no-op, not a copy."""
+) -> bytes | None:
+    """Move a Binary's bytes to the store (or take the already-stored ``stored``); returns the
+    bytes moved (for the unit of work's rules, which need not read them back). An update that
+    sends the bytes ``current`` already holds keeps its object: re-sending a document is a
+    no-op, not a copy."""
     _drop_client_refs(resource)
+    data: bytes | None = None
     if stored is None:
         if store is None or "data" not in resource:
-            return
+            return None
         data = decode_data(resource, where)
         held = content_ref(current) if current is not None else None
         if held is not None and held.size == len(data) and held.sha1 == _sha1(data):
             resource.pop("data", None)
             _set_ref(resource, StoredContent(held.key, held.size, held.sha1, b""))
-            return
+            return data
         if len(data) > store.max_size:
             raise too_large(store.max_size, where)
         try:
@@ -130,6 +132,7 @@ async def offload_binary(
             ) from exc
     resource.pop("data", None)
     _set_ref(resource, stored)
+    return data
 
 
 def _sha1(data: bytes) -> bytes:
