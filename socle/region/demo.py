@@ -89,6 +89,18 @@ def _register_demo_clients(data_dir: Path) -> None:
         register_demo_clients(conn, settings)
 
 
+def _analyze(data_dir: Path) -> None:
+    """Fresh planner statistics after the bulk load (autovacuum would get there later): with
+    stale ones, searches over the new rows can pick nested loops (docs/performance.md)."""
+    import psycopg
+
+    from ..config import Settings
+    from ..database import resolve_url
+
+    with psycopg.connect(resolve_url(Settings.from_env(data_dir)), autocommit=True) as conn:
+        conn.execute("ANALYZE")
+
+
 def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int) -> None:
     console = Console(stderr=True)
     data_dir = data_dir.resolve()
@@ -124,6 +136,7 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
             marker.write_text(json.dumps({**wanted, "loaded": True}))
             took = time.perf_counter() - started
             console.print(f"Loaded {sent:,} resources in {took:.1f} s ({sent / took:,.0f}/s).")
+            _analyze(data_dir)
         _register_demo_clients(data_dir)
         console.print(
             f"\n[bold green]Socle is running[/bold green] with a synthetic region of Corsica.\n"
