@@ -56,19 +56,33 @@ def _ref_id(ref: str | None, rtype: str) -> str | None:
     return None
 
 
-async def practitioner_id(conn: AsyncConnection, principal: Principal) -> str | None:
-    """The principal's Practitioner: its fhirUser, else the one with its national id."""
+async def practitioner(
+    conn: AsyncConnection, principal: Principal
+) -> tuple[str | None, frozenset[str]]:
+    """The principal's Practitioner (its fhirUser, else the one with its national id) and its
+    professions (TRE_G15, for the document matrix): one query."""
     pid = _ref_id(principal.fhir_user, "Practitioner")
-    if pid or not principal.national_id:
-        return pid
-    cur = await conn.execute(
-        "SELECT r.id FROM idx_token t JOIN resource r ON r.rid = t.rid "
-        "WHERE t.rtype = 'Practitioner' AND t.param = 'identifier' AND t.code = %s "
-        "AND t.system = %s AND NOT r.deleted ORDER BY r.rid LIMIT 1",
-        (principal.national_id, IDNAT_PS),
-    )
+    if pid:
+        cur = await conn.execute(
+            "SELECT id, content->'qualification' FROM resource "
+            "WHERE rtype = 'Practitioner' AND id = %s AND NOT deleted",
+            (pid,),
+        )
+    elif principal.national_id:
+        cur = await conn.execute(
+            "SELECT r.id, r.content->'qualification' FROM idx_token t "
+            "JOIN resource r ON r.rid = t.rid "
+            "WHERE t.rtype = 'Practitioner' AND t.param = 'identifier' AND t.code = %s "
+            "AND t.system = %s AND NOT r.deleted ORDER BY r.rid LIMIT 1",
+            (principal.national_id, IDNAT_PS),
+        )
+    else:
+        return None, frozenset()
     row = await cur.fetchone()
-    return str(row[0]) if row else None
+    if row is None:
+        return pid, frozenset()  # a fhirUser the store does not hold (yet)
+    system = document_matrix().profession_system
+    return str(row[0]), professions_of({"qualification": row[1] or []}, system)
 
 
 async def _ids(conn: AsyncConnection, sql: str, params: tuple[object, ...]) -> list[str]:
@@ -77,7 +91,7 @@ async def _ids(conn: AsyncConnection, sql: str, params: tuple[object, ...]) -> l
 
 
 async def load_links(conn: AsyncConnection, principal: Principal, now: dt.datetime) -> Links:
-    pid = await practitioner_id(conn, principal)
+    pid, professions = await practitioner(conn, principal)
     orgs = set()
     own_org = _ref_id(principal.organization, "Organization") or principal.organization
     if own_org:
@@ -94,17 +108,7 @@ async def load_links(conn: AsyncConnection, principal: Principal, now: dt.dateti
                 (pid,),
             )
         )
-    links = Links(pid, sorted(orgs))
-    if pid:
-        cur = await conn.execute(
-            "SELECT content->'qualification' FROM resource "
-            "WHERE rtype = 'Practitioner' AND id = %s AND NOT deleted",
-            (pid,),
-        )
-        row = await cur.fetchone()
-        if row and row[0]:
-            system = document_matrix().profession_system
-            links.professions = professions_of({"qualification": row[0]}, system)
+    links = Links(pid, sorted(orgs), professions=professions)
     kinds: dict[str, set[str]] = {}
 
     def mark(patients: list[str], kind: str) -> None:

@@ -33,8 +33,8 @@ from .search import custom as custom_params
 from .search.executor import SearchResult, run_search
 from .search.query import SearchQuery, parse_query
 from .storage.binary import offload_binary
-from .storage.content import ContentStore, StoredContent
-from .storage.reader import Version, read_current, read_version
+from .storage.content import ContentStore
+from .storage.reader import Version, find_current, read_current, read_version
 from .storage.reader import history as read_history
 from .storage.rids import RidAllocator
 from .storage.writer import PendingWrite, apply_writes, check_id
@@ -58,8 +58,6 @@ class EntryRequest:
     if_match: str | None = None
     patch_type: str | None = None  # PATCH body: "json" (RFC 6902), "merge" (RFC 7386), "fhirpath"
     where: str = ""  # FHIRPath location of the entry, for error messages
-    # a Binary whose bytes the caller already put in the content store (trusted callers only)
-    content: StoredContent | None = None
 
 
 @dataclass
@@ -333,7 +331,6 @@ class Engine:
                 )
             identities.add(key)
             w.where = p.req.where
-            w.method = p.req.method
             if access is not None:
                 w.owner = access.owner
             if w.resource is not None:
@@ -343,9 +340,14 @@ class Engine:
                     where = f"{p.req.where}.resource" if p.req.where else "SearchParameter"
                     custom_params.params_of(w.resource, where)
                 if w.rtype == "Binary":
-                    current = await _current_content(conn, w) if w.kind == "update" else None
+                    current = (
+                        await find_current(conn, w.rtype, w.id) if w.kind == "update" else None
+                    )
                     w.data = await offload_binary(
-                        self.content, w.resource, p.req.content, p.req.where, current
+                        self.content,
+                        w.resource,
+                        p.req.where,
+                        decode(current.content) if current and current.content else None,
                     )
             writes.append(w)
         for rule in self.write_rules:
@@ -703,15 +705,6 @@ async def _locked_current(conn: AsyncConnection, rtype: str, rid: str) -> Any:
         "SELECT 1 FROM resource WHERE rtype = %s AND id = %s FOR UPDATE", (rtype, rid)
     )
     return await read_current(conn, rtype, rid)
-
-
-async def _current_content(conn: AsyncConnection, w: PendingWrite) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        "SELECT content::text FROM resource WHERE rtype = %s AND id = %s AND NOT deleted",
-        (w.rtype, w.id),
-    )
-    row = await cur.fetchone()
-    return decode(row[0]) if row and row[0] else None
 
 
 def _etag_version(value: str | None) -> int | None:

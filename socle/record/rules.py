@@ -23,7 +23,6 @@ A Binary that holds a document's content never changes and is never deleted.
 from __future__ import annotations
 
 import base64
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +31,9 @@ from psycopg import AsyncConnection
 from ..fhir.access import Access
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue, forbidden
-from ..fhir.storage.binary import content_ref, decode_data
+from ..fhir.storage.binary import content_ref, decode_data, sha1
 from ..fhir.storage.content import ContentStore
-from ..fhir.storage.reader import Version
+from ..fhir.storage.reader import find_current
 from ..fhir.storage.writer import PendingWrite
 from ..identity.sharing import may_reference_by_ins
 from ..identity.traits import ins_from_patient
@@ -70,18 +69,6 @@ def _issue(code: str, text: str, where: str) -> Issue:
     return Issue("error", code, text, (where,))
 
 
-async def _locked(conn: AsyncConnection, rtype: str, rid: str) -> Version | None:
-    cur = await conn.execute(
-        "SELECT version, last_updated, deleted, content::text, compartment, owner FROM resource "
-        "WHERE rtype = %s AND id = %s FOR UPDATE",
-        (rtype, rid),
-    )
-    row = await cur.fetchone()
-    if row is None or row[2]:
-        return None
-    return Version(rtype, rid, row[0], row[1], row[2], row[3], compartment=row[4], owner=row[5])
-
-
 @dataclass
 class Author:
     """Who wrote an entry: professionals' IdNat_PS, organisations' IdNat_Struct."""
@@ -106,25 +93,45 @@ def _first_id(idents: list[dict[str, Any]], kinds: dict[str, str]) -> str | None
     return None
 
 
+Contained = dict[str, dict[str, Any]]
+
+
+def _contained(doc: dict[str, Any]) -> Contained:
+    """The contained resources of ``doc`` by id."""
+    return {
+        c["id"]: c
+        for c in doc.get("contained") or []
+        if isinstance(c, dict) and isinstance(c.get("id"), str)
+    }
+
+
+def _local(contained: Contained, ref: Any) -> dict[str, Any] | None:
+    """The contained resource a ``#id`` reference names (None for any other reference)."""
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if isinstance(target, str) and target.startswith("#"):
+        return contained.get(target[1:])
+    return None
+
+
+def _practitioner_of(role: dict[str, Any], contained: Contained) -> dict[str, Any]:
+    """What names a PractitionerRole's professional: its contained Practitioner, else the
+    reference itself (a logical reference carries the identifier)."""
+    prac = role.get("practitioner")
+    if not isinstance(prac, dict):
+        return {}
+    return _local(contained, prac) or prac
+
+
 def authors_of(doc: dict[str, Any]) -> Author:
     """The national ids of an entry's authors (contained resources and logical references) and
     of its custodian."""
-    contained = {
-        c.get("id"): c for c in doc.get("contained") or [] if isinstance(c, dict) and c.get("id")
-    }
+    contained = _contained(doc)
     out = Author()
-
-    def resolve(ref: Any) -> dict[str, Any] | None:
-        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-            target = ref["reference"]
-            if target.startswith("#"):
-                return contained.get(target[1:])
-        return None
 
     def add_org(ref: Any) -> None:
         if not isinstance(ref, dict):
             return
-        res = resolve(ref)
+        res = _local(contained, ref)
         idents = _identifiers(res) if res else _identifiers(ref)
         nid = _first_id(idents, directory.STRUCT_SYSTEMS)
         if nid:
@@ -136,16 +143,14 @@ def authors_of(doc: dict[str, Any]) -> Author:
     for a in doc.get("author") or []:
         if not isinstance(a, dict):
             continue
-        res = resolve(a) or {}
+        res = _local(contained, a) or {}
         rtype = res.get("resourceType")
         if rtype == "Practitioner" or (not res and _ref_id(a, "Practitioner")):
             nid = _first_id(_identifiers(res or a), directory.PS_SYSTEMS)
             if nid:
                 out.professionals.add(nid)
         elif rtype == "PractitionerRole":
-            prac = res.get("practitioner")
-            inner = resolve(prac) or {}
-            nid = _first_id(_identifiers(inner or prac or {}), directory.PS_SYSTEMS)
+            nid = _first_id(_identifiers(_practitioner_of(res, contained)), directory.PS_SYSTEMS)
             if nid:
                 out.professionals.add(nid)
             add_org(res.get("organization"))
@@ -247,21 +252,13 @@ def normalize(doc: dict[str, Any]) -> None:
     codes in ``meta.security``, the IdNat_PS of contained professional authors on their
     references."""
     sync_labels(doc)
-    contained = {
-        c.get("id"): c for c in doc.get("contained") or [] if isinstance(c, dict) and c.get("id")
-    }
+    contained = _contained(doc)
     for a in doc.get("author") or []:
-        ref = a.get("reference") if isinstance(a, dict) else None
-        if not (isinstance(ref, str) and ref.startswith("#")) or "identifier" in a:
+        res = _local(contained, a)
+        if res is None or "identifier" in a:
             continue
-        res = contained.get(ref[1:]) or {}
         if res.get("resourceType") == "PractitionerRole":
-            prac = res.get("practitioner") or {}
-            inner = prac.get("reference") if isinstance(prac, dict) else None
-            if isinstance(inner, str) and inner.startswith("#"):
-                res = contained.get(inner[1:]) or {}
-            else:
-                res = prac if isinstance(prac, dict) else {}
+            res = _practitioner_of(res, contained)
         nid = _first_id(_identifiers(res), directory.PS_SYSTEMS)
         if nid:
             a["identifier"] = {"system": directory.IDNAT_PS, "value": nid}
@@ -304,7 +301,8 @@ class _Unit:
     writes: list[PendingWrite]
     store: ContentStore | None
     by_key: dict[tuple[str, str], PendingWrite] = field(default_factory=dict)
-    supersede: dict[str, PendingWrite] = field(default_factory=dict)  # target id -> replacing
+    # replaced entry id -> (the replacing write, the entry as locked, its version)
+    supersede: dict[str, tuple[PendingWrite, dict[str, Any], int]] = field(default_factory=dict)
     ps_ids: dict[str, list[str]] = field(default_factory=dict)  # IdNat_PS -> locations
     struct_ids: dict[str, list[str]] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
@@ -351,14 +349,10 @@ class _Unit:
         w = self.by_key.get((rtype, rid))
         if w is not None:
             return w.resource if w.kind != "delete" else None
-        if (rtype, rid) in self.stored:
-            return self.stored[(rtype, rid)]
-        cur = await self.conn.execute(
-            "SELECT content::text FROM resource WHERE rtype = %s AND id = %s AND NOT deleted",
-            (rtype, rid),
-        )
-        row = await cur.fetchone()
-        return decode(row[0]) if row else None
+        if (rtype, rid) not in self.stored:
+            found = await find_current(self.conn, rtype, rid)
+            self.stored[(rtype, rid)] = decode(found.content) if found and found.content else None
+        return self.stored[(rtype, rid)]
 
 
 class DocumentRules:
@@ -396,7 +390,11 @@ class DocumentRules:
                     405,
                 )
             # a create has a fresh id: nothing to replace
-            old = None if w.kind == "create" else await _locked(conn, "DocumentReference", w.id)
+            old = (
+                None
+                if w.kind == "create"
+                else await find_current(conn, "DocumentReference", w.id, lock=True)
+            )
             news.append((w, decode(old.content) if old and old.content else None))
         await unit.prefetch([w for w, old_doc in news if old_doc is None])
         for w, old_doc in news:
@@ -408,13 +406,11 @@ class DocumentRules:
         for w, old_doc in news:
             if old_doc is not None:
                 await _check_change(unit, w, old_doc)
-            assert w.resource is not None
-            sync_labels(w.resource)
-        await _supersede(unit)
+        _supersede(unit)
 
 
 async def _check_binary_change(unit: _Unit, w: PendingWrite) -> None:
-    old = await _locked(unit.conn, "Binary", w.id)
+    old = await find_current(unit.conn, "Binary", w.id, lock=True)
     if old is None or not old.content:
         return
     stored = decode(old.content)
@@ -505,9 +501,7 @@ def _codes(doc: dict[str, Any], loc: str) -> list[Issue]:
 def _authors(unit: _Unit, doc: dict[str, Any], loc: str, subject: str | None) -> None:
     """Authors are contained resources (PDSm) named by national ids; the custodian an
     organisation of the directory."""
-    contained = {
-        c.get("id"): c for c in doc.get("contained") or [] if isinstance(c, dict) and c.get("id")
-    }
+    contained = _contained(doc)
     for i, a in enumerate(doc.get("author") or []):
         at = f"{loc}.author[{i}]"
         ref = a.get("reference") if isinstance(a, dict) else None
@@ -532,25 +526,18 @@ def _authors(unit: _Unit, doc: dict[str, Any], loc: str, subject: str | None) ->
             unit.issues.append(_issue("business-rule", f"PDSm: an author may not be a {rtype}", at))
             continue
         if rtype == "Practitioner":
-            _professional(unit, res, a, f"{loc}.contained[{_index(doc, res)}]")
+            _professional(unit, res, f"{loc}.contained[{_index(doc, res)}]")
         elif rtype == "PractitionerRole":
             here = f"{loc}.contained[{_index(doc, res)}]"
-            prac = res.get("practitioner") or {}
-            inner = prac.get("reference") if isinstance(prac, dict) else None
-            target = (
-                contained.get(inner[1:])
-                if isinstance(inner, str) and inner.startswith("#")
-                else None
-            )
-            _professional(unit, target or prac, a, f"{here}.practitioner")
+            _professional(unit, _practitioner_of(res, contained), f"{here}.practitioner")
             org = res.get("organization")
             if isinstance(org, dict):
-                _organisation(unit, doc, org, f"{here}.organization")
+                _organisation(unit, contained, org, f"{here}.organization")
         elif rtype == "Organization":
-            _organisation(unit, doc, {"reference": ref}, at)
+            _organisation(unit, contained, {"reference": ref}, at)
     custodian = doc.get("custodian")
     if isinstance(custodian, dict):
-        _organisation(unit, doc, custodian, f"{loc}.custodian")
+        _organisation(unit, contained, custodian, f"{loc}.custodian")
 
 
 def _index(doc: dict[str, Any], res: dict[str, Any]) -> int:
@@ -560,7 +547,7 @@ def _index(doc: dict[str, Any], res: dict[str, Any]) -> int:
     return 0
 
 
-def _professional(unit: _Unit, res: dict[str, Any], author_ref: dict[str, Any], at: str) -> None:
+def _professional(unit: _Unit, res: dict[str, Any], at: str) -> None:
     nid = _first_id(_identifiers(res), directory.PS_SYSTEMS)
     if nid is None:
         unit.issues.append(
@@ -580,21 +567,12 @@ def _professional(unit: _Unit, res: dict[str, Any], author_ref: dict[str, Any], 
         )
         return
     unit.ps_ids.setdefault(nid, []).append(f"{at}.identifier")
-    # the policy's author exemption (MASQUE_PS) finds the author by this logical reference
-    author_ref.setdefault("identifier", {"system": directory.IDNAT_PS, "value": nid})
 
 
-def _organisation(unit: _Unit, doc: dict[str, Any], ref: dict[str, Any], at: str) -> None:
+def _organisation(unit: _Unit, contained: Contained, ref: dict[str, Any], at: str) -> None:
     target = ref.get("reference")
     if isinstance(target, str) and target.startswith("#"):
-        res = next(
-            (
-                c
-                for c in doc.get("contained") or []
-                if isinstance(c, dict) and c.get("id") == target[1:]
-            ),
-            None,
-        )
+        res = _local(contained, ref)
         idents = _identifiers(res) if res else []
     elif _ref_id(ref, "Organization"):
         unit.struct_ids.setdefault("id:" + str(_ref_id(ref, "Organization")), []).append(at)
@@ -682,14 +660,14 @@ async def _check_new(unit: _Unit, w: PendingWrite) -> None:
             else:
                 ins = ins_from_patient(patient)
                 patient_ins = (ins[0].oid, ins[0].value) if ins else None
-    await _check_unique(unit, w, loc)
+    _check_unique(unit, w, loc)
     _authors(unit, doc, loc, subject)
     await _check_content(unit, w, subject, patient_ins)
     if len(issues) == before:
         await _check_replacement(unit, w, subject)
 
 
-async def _check_unique(unit: _Unit, w: PendingWrite, loc: str) -> None:
+def _check_unique(unit: _Unit, w: PendingWrite, loc: str) -> None:
     """The document's uniqueId (masterIdentifier) names one entry only."""
     mi = (w.resource or {}).get("masterIdentifier") or {}
     if not isinstance(mi, dict) or not isinstance(mi.get("value"), str):
@@ -732,17 +710,18 @@ async def _check_content(
             )
             continue
         bw = unit.by_key.get(("Binary", bid))
-        binary = bw.resource if bw is not None else await unit.resource("Binary", bid)
+        binary = await unit.resource("Binary", bid)
         if binary is None:
             unit.issues.append(_issue("not-found", f"Binary/{bid} is not known", f"{at}.url"))
             continue
         ref = content_ref(binary)
         if ref is not None:
-            size, sha1 = ref.size, ref.sha1
+            size, digest = ref.size, ref.sha1
             data: bytes | None = bw.data if bw is not None else None
         else:
             data = decode_data(binary, bw.where if bw else "")
-            size, sha1 = len(data), _sha1(data)
+            size, digest = len(data), sha1(data)
+        hash_b64 = base64.b64encode(digest).decode()
         if att.get("size") is not None and att.get("size") != size:
             unit.issues.append(
                 _issue(
@@ -751,12 +730,11 @@ async def _check_content(
                     f"{at}.size",
                 )
             )
-        if isinstance(att.get("hash"), str) and att["hash"] != base64.b64encode(sha1).decode():
+        if isinstance(att.get("hash"), str) and att["hash"] != hash_b64:
             unit.issues.append(
                 _issue(
                     "business-rule",
-                    f"attachment.hash is not the SHA-1 of Binary/{bid}'s content "
-                    f"({base64.b64encode(sha1).decode()})",
+                    f"attachment.hash is not the SHA-1 of Binary/{bid}'s content ({hash_b64})",
                     f"{at}.hash",
                 )
             )
@@ -803,12 +781,6 @@ async def _check_content(
             unit.issues.extend(compare_with_metadata(header, doc, patient_ins, loc))
 
 
-def _sha1(data: bytes) -> bytes:
-    import hashlib
-
-    return hashlib.sha1(data, usedforsecurity=False).digest()
-
-
 async def _check_replacement(unit: _Unit, w: PendingWrite, subject: str | None) -> None:
     doc = w.resource
     assert doc is not None
@@ -834,7 +806,7 @@ async def _check_replacement(unit: _Unit, w: PendingWrite, subject: str | None) 
             )
             continue
         own = unit.by_key.get(("DocumentReference", tid))
-        locked = await _locked(unit.conn, "DocumentReference", tid)
+        locked = await find_current(unit.conn, "DocumentReference", tid, lock=True)
         if locked is None or not locked.content:
             unit.issues.append(_issue("not-found", f"DocumentReference/{tid} is not known", at))
             continue
@@ -873,7 +845,7 @@ async def _check_replacement(unit: _Unit, w: PendingWrite, subject: str | None) 
                 )
             )
             continue
-        unit.supersede[tid] = w
+        unit.supersede[tid] = (w, target, locked.version)
 
 
 async def _check_change(unit: _Unit, w: PendingWrite, old: dict[str, Any]) -> None:
@@ -950,27 +922,16 @@ async def _check_change(unit: _Unit, w: PendingWrite, old: dict[str, Any]) -> No
         issues = _label_issues(new, loc)
         if issues:
             raise _err(issues)
-    # the author's identifiers stay on their references (kept by the unchanged author element)
 
 
-async def _supersede(unit: _Unit) -> None:
+def _supersede(unit: _Unit) -> None:
     """Replaced entries become superseded in the same unit of work (checked like any write)."""
-    for tid, by in unit.supersede.items():
-        own = unit.by_key.get(("DocumentReference", tid))
-        if own is not None:
+    for tid, (by, target, version) in unit.supersede.items():
+        if ("DocumentReference", tid) in unit.by_key:
             continue  # the Bundle's own PATCH (ITI-65 UpdateDocumentRefs): checked above
-        locked = await _locked(unit.conn, "DocumentReference", tid)
-        assert locked is not None and locked.content
-        target = copy.deepcopy(decode(locked.content))
         target["status"] = "superseded"
         write = PendingWrite(
-            "update",
-            "DocumentReference",
-            tid,
-            target,
-            if_match=locked.version,
-            where=by.where,
-            method="PATCH",
+            "update", "DocumentReference", tid, target, if_match=version, where=by.where
         )
         write.owner = by.owner
         unit.writes.append(write)

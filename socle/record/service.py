@@ -8,15 +8,15 @@ generic handlers unchanged.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..fhir.engine import Engine, EntryRequest
-from ..fhir.json import decode
 from ..fhir.rest.capability import register_conformance
-from ..fhir.rest.http import body_kind, check_accept, read_body
+from ..fhir.rest.http import body_kind, check_accept, json_body, read_body
 from .consult import check_find_documents, delete_document, retrieve_document
 from .pdsm import ACTORS, DOCUMENT_REFERENCE, FOLDER, PDSM, SIMPLIFIED_PUBLISH, SUBMISSION_SET
 from .pdsm import search_parameters as pdsm_search_parameters
@@ -63,23 +63,20 @@ async def ensure_search_parameters(engine: Engine) -> None:
     await engine.transaction(entries, None, "update")
 
 
-async def _body(request: Request) -> bytes:
+async def _json(request: Request) -> Any:
+    """The body as JSON (read and decoded once: the generic handlers reuse it)."""
     from ..fhir.rest.app import engine_of
 
     check_accept(request)
     body_kind(request)
-    raw = await read_body(request, engine_of(request).settings.max_body_bytes)
-    # the generic handlers read the body again (Starlette replays a cached body)
-    request._body = raw  # noqa: SLF001
-    return raw
+    return await json_body(request, engine_of(request).settings.max_body_bytes)
 
 
 async def base_post(request: Request) -> Response:
     """POST to the base: ITI-65 submissions, else any transaction or batch."""
     from ..fhir.rest.app import system_root
 
-    raw = await _body(request)
-    bundle = decode(raw) if raw.strip() else None
+    bundle = await _json(request)
     if is_provide_bundle(bundle):
         assert isinstance(bundle, dict)
         return await provide_document_bundle(request, bundle)
@@ -88,17 +85,23 @@ async def base_post(request: Request) -> Response:
 
 async def document_root(request: Request) -> Response:
     """``/fhir/DocumentReference``: ITI-105 publish, ITI-67 search, conditional DELETE."""
-    from ..fhir.rest.app import access_of, base_url, engine_of, type_root, write_response
+    from ..fhir.rest.app import (
+        access_of,
+        base_url,
+        engine_of,
+        query_pairs,
+        type_root,
+        write_response,
+    )
 
     request.path_params["rtype"] = "DocumentReference"
     if request.method == "GET":
-        check_find_documents(_pairs(request), access_of(request))
+        check_find_documents(query_pairs(request), access_of(request))
         return await type_root(request)
     if request.method == "DELETE":
         return await delete_document(request)
     if request.method == "POST" and not request.url.query:
-        raw = await _body(request)
-        doc = decode(raw) if raw.strip() else None
+        doc = await _json(request)
         if is_simplified_publish(doc):
             assert isinstance(doc, dict)
             entries = simplified_entries(doc)
@@ -110,10 +113,10 @@ async def document_root(request: Request) -> Response:
 async def document_search(request: Request) -> Response:
     from urllib.parse import parse_qsl
 
-    from ..fhir.rest.app import access_of, search_post
+    from ..fhir.rest.app import access_of, engine_of, query_pairs, search_post
 
-    raw = await _body(request)
-    pairs = _pairs(request) + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    raw = await read_body(request, engine_of(request).settings.max_body_bytes)
+    pairs = query_pairs(request) + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     check_find_documents(pairs, access_of(request))
     request.path_params["rtype"] = "DocumentReference"
     return await search_post(request)
@@ -126,12 +129,6 @@ async def document_instance(request: Request) -> Response:
     if request.method == "DELETE":
         return await delete_document(request)
     return await instance(request)
-
-
-def _pairs(request: Request) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(request.url.query, keep_blank_values=True)
 
 
 def _routes() -> list[Route]:

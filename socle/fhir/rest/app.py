@@ -50,7 +50,7 @@ def access_of(request: Request) -> Access:
     return access  # type: ignore[no-any-return]
 
 
-def _query_pairs(request: Request) -> list[tuple[str, str]]:
+def query_pairs(request: Request) -> list[tuple[str, str]]:
     return parse_qsl(request.url.query, keep_blank_values=True)
 
 
@@ -101,7 +101,7 @@ async def type_root(request: Request) -> Response:
     engine = engine_of(request)
     engine.check_type(rtype)
     if request.method == "GET":
-        return await _search(request, rtype, _query_pairs(request))
+        return await _search(request, rtype, query_pairs(request))
     limit = engine.settings.max_body_bytes
     query = request.url.query
     if request.method == "POST":
@@ -233,7 +233,7 @@ async def history(request: Request) -> Response:
     engine = engine_of(request)
     if rtype:
         engine.check_type(rtype)
-    pairs = _query_pairs(request)
+    pairs = query_pairs(request)
     params = dict(pairs)
     since = _instant_param(params.get("_since"), "_since")
     at = _instant_param(params.get("_at"), "_at", high=True)
@@ -288,16 +288,14 @@ async def search_post(request: Request) -> Response:
             415, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters"
         )
     raw = await read_body(request, engine_of(request).settings.max_body_bytes)
-    pairs = _query_pairs(request) + parse_qsl(
-        raw.decode("utf-8", "replace"), keep_blank_values=True
-    )
+    pairs = query_pairs(request) + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     return await _search(request, rtype, pairs)
 
 
 async def system_root(request: Request) -> Response:
     check_accept(request)
     if request.method == "GET":
-        return await _search(request, None, _query_pairs(request))
+        return await _search(request, None, query_pairs(request))
     engine = engine_of(request)
     body_kind(request)
     bundle = await json_body(request, engine.settings.max_body_bytes)
@@ -313,7 +311,7 @@ async def compartment(request: Request) -> Response:
     engine.check_type(rtype)
     if ctype != "Patient":
         raise FhirError.of(404, "not-supported", "Only Patient compartments are supported")
-    pairs = _query_pairs(request)
+    pairs = query_pairs(request)
     if rtype == "Patient":
         return await _search(request, rtype, [("_id", cid), *pairs])
     params = definitions().patient_compartment.get(rtype)

@@ -57,6 +57,11 @@ def check_accept(request: Request) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The request body (413 past ``limit``), read once: a service route that looks at it
+    before handing the request to a generic handler does not make it read twice."""
+    cached: bytes | None = getattr(request.state, "socle_body", None)
+    if cached is not None:
+        return cached
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise FhirError.of(413, "too-costly", f"Request body over the {limit}-byte limit")
@@ -66,7 +71,9 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise FhirError.of(413, "too-costly", f"Request body over the {limit}-byte limit")
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    request.state.socle_body = body
+    return body
 
 
 def body_kind(request: Request) -> str:
@@ -82,10 +89,14 @@ def body_kind(request: Request) -> str:
 
 
 async def json_body(request: Request, limit: int) -> Any:
+    """The request body as JSON, decoded once per request (see `read_body`)."""
+    if hasattr(request.state, "socle_json"):
+        return request.state.socle_json
     raw = await read_body(request, limit)
     if not raw.strip():
         raise FhirError.of(400, "required", "The request needs a JSON body")
-    return decode(raw)
+    request.state.socle_json = decode(raw)
+    return request.state.socle_json
 
 
 def resource_body(value: Any) -> dict[str, Any]:

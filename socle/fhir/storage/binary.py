@@ -5,7 +5,7 @@ holds a ``binary-content`` extension with the object's key, its size and its SHA
 the server only — any such extension a client sends is dropped, so a client can never point a
 Binary at someone else's object. The bytes are put in the store before the transaction commits
 (durable when `put` returns); a transaction that then fails leaves an unreferenced, encrypted
-object behind (`socle content orphans` lists them for clean-up).
+object behind, never readable through the API.
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ class ContentRef:
     key: str
     size: int
     sha1: bytes
-
-    @property
-    def sha1_base64(self) -> str:
-        return base64.b64encode(self.sha1).decode()
 
 
 def content_ref(resource: dict[str, Any]) -> ContentRef | None:
@@ -101,27 +97,20 @@ def too_large(limit: int, where: str) -> FhirError:
 async def offload_binary(
     store: ContentStore | None,
     resource: dict[str, Any],
-    stored: StoredContent | None,
     where: str,
     current: dict[str, Any] | None = None,
 ) -> bytes | None:
-    """Move a Binary's bytes to the store (or take the already-stored ``stored``); returns the
-    bytes moved (for the unit of work's rules, which need not read them back). An update that
-    sends the bytes ``current`` already holds keeps its object: re-sending a document is a
-    no-op, not a copy."""
+    """Move a Binary's bytes to the store; returns them (for the unit of work's rules, which
+    need not read them back). An update that sends the bytes ``current`` already holds keeps
+    its object: re-sending a document is a no-op, not a copy."""
     _drop_client_refs(resource)
-    data: bytes | None = None
-    if stored is None:
-        if store is None or "data" not in resource:
-            return None
-        data = decode_data(resource, where)
-        held = content_ref(current) if current is not None else None
-        if held is not None and held.size == len(data) and held.sha1 == _sha1(data):
-            resource.pop("data", None)
-            _set_ref(resource, StoredContent(held.key, held.size, held.sha1, b""))
-            return data
-        if len(data) > store.max_size:
-            raise too_large(store.max_size, where)
+    if store is None or "data" not in resource:
+        return None
+    data = decode_data(resource, where)
+    held = content_ref(current) if current is not None else None
+    if held is not None and held.size == len(data) and held.sha1 == sha1(data):
+        stored = StoredContent(held.key, held.size, held.sha1, b"")
+    else:
         try:
             stored = await store.put(data)
         except ContentTooLarge as exc:
@@ -130,12 +119,12 @@ async def offload_binary(
             raise FhirError.of(
                 503, "transient", "The document store is unavailable: retry later", None
             ) from exc
-    resource.pop("data", None)
+    del resource["data"]
     _set_ref(resource, stored)
     return data
 
 
-def _sha1(data: bytes) -> bytes:
+def sha1(data: bytes) -> bytes:
     return hashlib.sha1(data, usedforsecurity=False).digest()
 
 

@@ -42,6 +42,21 @@ async def read_current(conn: AsyncConnection, rtype: str, rid: str) -> Version:
     return version
 
 
+async def find_current(
+    conn: AsyncConnection, rtype: str, rid: str, lock: bool = False
+) -> Version | None:
+    """The current version, or None when there is none (never written, or deleted);
+    ``lock``: row-locked until the end of the transaction."""
+    cur = await conn.execute(
+        "SELECT version, last_updated, deleted, content::text, rid, compartment, owner "
+        "FROM resource WHERE rtype = %s AND id = %s AND NOT deleted"
+        + (" FOR UPDATE" if lock else ""),
+        (rtype, rid),
+    )
+    row = await cur.fetchone()
+    return Version(rtype, rid, *row) if row is not None else None
+
+
 async def read_version(conn: AsyncConnection, rtype: str, rid: str, vid: int) -> Version:
     cur = await conn.execute(
         "SELECT version, last_updated, deleted, content::text, rid, compartment, owner "

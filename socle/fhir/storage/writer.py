@@ -44,7 +44,6 @@ class PendingWrite:
     if_match: int | None = None
     owner: str | None = None  # the writing client's organisation (kept from the first write)
     where: str = ""  # FHIRPath location of the entry, for access errors
-    method: str = ""  # the entry's HTTP method (POST, PUT, PATCH, DELETE), for write rules
     data: bytes | None = None  # a Binary's bytes just moved to the content store (in memory only)
     # outcome
     rid: int = 0
