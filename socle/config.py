@@ -17,6 +17,17 @@ def _int(name: str, default: int) -> int:
 PUBLIC_URL_FILE = "public-url"
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
+
+
 def _path(name: str) -> Path | None:
     raw = os.environ.get(name)
     return Path(raw) if raw else None
@@ -51,6 +62,9 @@ class Settings:
     s3_prefix: str = "socle/"
     s3_region: str | None = None
     max_document_bytes: int = 20 * 1024 * 1024
+    # Literal references must name existing resources (docs/security.md); off for deployments
+    # that load out of order. References into another patient's record are always checked.
+    referential_integrity: bool = True
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -81,6 +95,7 @@ class Settings:
             s3_prefix=os.environ.get("SOCLE_S3_PREFIX", "socle/"),
             s3_region=os.environ.get("SOCLE_S3_REGION") or None,
             max_document_bytes=_int("SOCLE_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
+            referential_integrity=_bool("SOCLE_REFERENTIAL_INTEGRITY", True),
         )
 
     @property

@@ -26,7 +26,7 @@ from ..fhir.definitions import definitions
 from ..fhir.json import decode
 from ..fhir.outcome import forbidden
 from ..fhir.rest.capability import register_read_only
-from ..fhir.search.sql import Sql
+from ..fhir.search.sql import Sql, realias
 from ..fhir.storage.reader import Version
 from ..fhir.storage.rids import RidAllocator
 from ..fhir.storage.writer import PendingWrite
@@ -256,7 +256,12 @@ class PolicyAccess:
             out.add(" AND " if i else "").extend(p)
         return out
 
-    def condition(self, types: list[str] | None, interaction: str, via: str) -> Sql | None:
+    def condition(
+        self, types: list[str] | None, interaction: str, via: str, alias: str = "r"
+    ) -> Sql | None:
+        if alias != "r":  # the same rules on another row of the query (a chain's target…)
+            cond = self.condition(types, interaction, via)
+            return None if cond is None else realias(cond, "r", alias)
         key = (tuple(types) if types is not None else None, interaction, via)
         if key in self._conditions:
             return self._conditions[key]

@@ -3,9 +3,11 @@
 The engine knows nothing of tokens, roles or audit tables (``socle.auth`` implements this
 protocol); it only guarantees that every path to stored data asks:
 
-* ``condition`` — an SQL condition on the resource row ``r`` ANDed into every query of a search,
-  an include level, a history, ``$everything``, so that denied rows are never fetched and counts
-  and paging stay right;
+* ``condition`` — an SQL condition on a resource row (``r`` unless another alias is named) ANDed
+  into every query of a search, an include level, a history, ``$everything``, and into every
+  sub-query a search criterion makes over other resources (chains, ``_has``, ``_list``: see
+  ``search/sql.py``), so that denied rows are never fetched nor used to match, and counts and
+  paging stay right;
 * ``check_read`` — a single resource by id (read, vread, the GET entries of a Bundle);
 * ``check_write`` — every write of a unit of work, after the rows it replaces are locked and
   before anything is written (the 403 names the Bundle entry);
@@ -34,6 +36,9 @@ ACCESS_KEY = "socle.access"
 # What a row is being fetched for; decides the scope letter and whether a denial is an error
 # ("direct": 403) or a silent narrowing (includes, $everything: denied rows are left out).
 DIRECT, INCLUDE, EVERYTHING, HISTORY, ENTRY = "direct", "include", "everything", "history", "entry"
+# A row a search criterion looks at (a chain's target, a _has's source, a _list) or a write's
+# reference points to: never returned, so a denial only narrows.
+CRITERION = "criterion"
 
 
 @dataclass
@@ -57,9 +62,12 @@ class Access(Protocol):
     async def prepare(self, conn: AsyncConnection) -> None:
         """Load what decisions need (relationships, controls), once per request."""
 
-    def condition(self, types: list[str] | None, interaction: str, via: str) -> Sql | None:
-        """Condition on ``r`` for rows of ``types`` (None: any type). None: no restriction.
-        Raises FhirError (403) when ``via`` is direct and the interaction is denied outright."""
+    def condition(
+        self, types: list[str] | None, interaction: str, via: str, alias: str = "r"
+    ) -> Sql | None:
+        """Condition on the row ``alias`` for rows of ``types`` (None: any type). None: no
+        restriction. Raises FhirError (403) when ``via`` is direct and the interaction is denied
+        outright."""
 
     def check_read(self, row: Version, via: str) -> None:
         """Raise FhirError (403, or 404 for a hidden resource) if this row may not be read."""

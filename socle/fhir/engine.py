@@ -26,6 +26,7 @@ from ..config import Settings
 from .access import DIRECT, ENTRY, HISTORY, Access, Touched
 from .datetimes import http_date, now_ms
 from .definitions import definitions
+from .integrity import check_references
 from .json import decode
 from .outcome import FhirError, Issue, bad_request, precondition_failed
 from .patch import apply_fhirpath_patch, apply_json_patch, apply_merge_patch
@@ -353,7 +354,12 @@ class Engine:
         for rule in self.write_rules:
             await rule(conn, writes, access)
         await apply_writes(
-            conn, writes, self.rids, now, access.check_writes if access is not None else None
+            conn,
+            writes,
+            self.rids,
+            now,
+            access.check_writes if access is not None else None,
+            lambda c, ws: check_references(c, ws, access, self.settings.referential_integrity),
         )
         search_urls = [
             w.resource["url"]

@@ -105,8 +105,10 @@ class PlannedAccess:
     async def prepare(self, conn: AsyncConnection) -> None:
         await self.inner.prepare(conn)
 
-    def condition(self, types: list[str] | None, interaction: str, via: str) -> Sql | None:
-        return self.inner.condition(types, interaction, via)
+    def condition(
+        self, types: list[str] | None, interaction: str, via: str, alias: str = "r"
+    ) -> Sql | None:
+        return self.inner.condition(types, interaction, via, alias)
 
     def check_read(self, row: Version, via: str) -> None:
         if (row.rtype, row.id) not in self.allowed:

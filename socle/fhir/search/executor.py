@@ -78,7 +78,7 @@ def where_sql(q: SearchQuery, extra: Sql | None = None) -> Sql:
         sql.add("TRUE")
     sql.add(" AND NOT r.deleted")
     for flt in q.filters:
-        sql.add(" AND ").extend(criterion(flt, "r", q.resource_type or "Patient"))
+        sql.add(" AND ").extend(criterion(flt, "r", q.resource_type or "Patient", q.access))
     if extra is not None:
         sql.add(" AND ").extend(extra)
     if q.access is not None:

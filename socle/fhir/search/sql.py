@@ -2,10 +2,15 @@
 
 Every criterion becomes an `EXISTS` over one index table correlated on `rid`, which PostgreSQL
 plans as a semi-join driven by the most selective index. Values are always bound parameters.
+
+A criterion may look at other resources than the one it filters: a chain's targets, a `_has`'s
+sources, a `_list`'s List. Every such row joins `resource` through :func:`_joined`, the one place
+that adds the caller's access condition, so a search can never use what its caller cannot read.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -73,19 +78,39 @@ def _exists(table: str, alias: str, rtype: str, param: str, cond: Sql, negate: b
     return out.add(")")
 
 
-def criterion(flt: Filter, alias: str, rtype: str) -> Sql:
-    """SQL for one criterion on the resource row `alias` of type `rtype`."""
+def _joined(alias: str, rtype: str, access: Any) -> Sql:
+    """The row ``alias`` (of type ``rtype``) a criterion looks at: not deleted, and readable by
+    the caller (``access``: the request's :class:`~socle.fhir.access.Access`, None for the
+    platform itself). Rows the caller may not read are invisible here, never an error."""
+    out = Sql().add(f"{alias}.rtype = %s AND NOT {alias}.deleted", rtype)
+    if access is not None:
+        from ..access import CRITERION
+
+        cond = access.condition([rtype], "read", CRITERION, alias)
+        if cond is not None:
+            out.add(" AND ").extend(cond)
+    return out
+
+
+def criterion(flt: Filter, alias: str, rtype: str, access: Any = None) -> Sql:
+    """SQL for one criterion on the resource row `alias` of type `rtype`, as seen by `access`."""
     if flt.list_ids:
-        return Sql().add(
-            "EXISTS (SELECT 1 FROM resource l JOIN idx_reference x ON x.rid = l.rid "
-            "WHERE l.rtype = 'List' AND l.id = ANY(%s) AND NOT l.deleted AND x.rtype = 'List' "
-            f"AND x.param = 'item' AND x.target_type = {alias}.rtype AND x.target_id = {alias}.id)",
-            flt.list_ids,
+        lst = _next_alias(alias)
+        return (
+            Sql()
+            .add(
+                f"EXISTS (SELECT 1 FROM resource {lst} JOIN idx_reference x ON x.rid = {lst}.rid "
+                f"WHERE {lst}.id = ANY(%s) AND x.rtype = 'List' AND x.param = 'item' "
+                f"AND x.target_type = {alias}.rtype AND x.target_id = {alias}.id AND ",
+                flt.list_ids,
+            )
+            .extend(_joined(lst, "List", access))
+            .add(")")
         )
     if flt.alternatives:
-        return _or([criterion(alt, alias, rtype) for alt in flt.alternatives])
+        return _or([criterion(alt, alias, rtype, access) for alt in flt.alternatives])
     if flt.has is not None:
-        return _has(flt, alias, rtype)
+        return _has(flt, alias, rtype, access)
     if flt.compartment is not None:
         params, patient_id = flt.compartment
         return Sql().add(
@@ -103,7 +128,7 @@ def criterion(flt: Filter, alias: str, rtype: str) -> Sql:
     param = flt.param
     assert param is not None
     if flt.chain is not None:
-        return _chain(flt, alias, rtype)
+        return _chain(flt, alias, rtype, access)
     if flt.modifier == "missing":
         if flt.values[0] not in ("true", "false"):
             raise bad_request(f"{flt.name} takes true or false", flt.name)
@@ -352,10 +377,11 @@ def _next_alias(alias: str) -> str:
     return "c1" if alias == "r" else f"c{int(alias[1:]) + 1}"
 
 
-def _chain(flt: Filter, alias: str, rtype: str) -> Sql:
+def _chain(flt: Filter, alias: str, rtype: str, access: Any) -> Sql:
     assert flt.chain is not None and flt.param is not None
     target = _next_alias(alias)
-    inner = criterion(flt.chain, target, flt.chain_type or "")
+    target_type = flt.chain_type or ""
+    inner = criterion(flt.chain, target, target_type, access)
     return (
         Sql()
         .add(
@@ -363,41 +389,50 @@ def _chain(flt: Filter, alias: str, rtype: str) -> Sql:
             f"ON {target}.rtype = ref_{target}.target_type "
             f"AND {target}.id = ref_{target}.target_id "
             f"WHERE ref_{target}.rid = {alias}.rid AND ref_{target}.rtype = %s "
-            f"AND ref_{target}.param = %s AND {target}.rtype = %s AND NOT {target}.deleted AND ",
+            f"AND ref_{target}.param = %s AND ",
             rtype,
             flt.param.code,
-            flt.chain_type,
         )
+        .extend(_joined(target, target_type, access))
+        .add(" AND ")
         .extend(inner)
         .add(")")
     )
 
 
-def _has(flt: Filter, alias: str, rtype: str) -> Sql:
+def _has(flt: Filter, alias: str, rtype: str, access: Any) -> Sql:
     assert flt.has is not None and flt.chain is not None
     source_type, ref_param = flt.has
     source = _next_alias(alias)
-    inner = criterion(flt.chain, source, source_type)
+    inner = criterion(flt.chain, source, source_type, access)
     return (
         Sql()
         .add(
             f"EXISTS (SELECT 1 FROM idx_reference ref_{source} JOIN resource {source} "
             f"ON {source}.rid = ref_{source}.rid "
             f"WHERE ref_{source}.rtype = %s AND ref_{source}.param = %s "
-            f"AND ref_{source}.target_type = %s AND ref_{source}.target_id = {alias}.id "
-            f"AND NOT {source}.deleted AND ",
+            f"AND ref_{source}.target_type = %s AND ref_{source}.target_id = {alias}.id AND ",
             source_type,
             ref_param,
             rtype,
         )
+        .extend(_joined(source, source_type, access))
+        .add(" AND ")
         .extend(inner)
         .add(")")
     )
 
 
+def realias(cond: Sql, old: str, new: str) -> Sql:
+    """A condition written on the row ``old`` applied to the row ``new`` instead (only whole
+    ``old.`` qualifiers change: ``s.rid = r.rid`` becomes ``s.rid = c1.rid``)."""
+    pattern = re.compile(rf"(?<![\w.]){re.escape(old)}\.")
+    return Sql([pattern.sub(f"{new}.", t) for t in cond.text], list(cond.params))
+
+
 def _renamed(cond: Sql, alias: str) -> Sql:
     """A condition written on the index row `x` applied to the row `alias` instead."""
-    return Sql([t.replace("x.", f"{alias}.") for t in cond.text], list(cond.params))
+    return realias(cond, "x", alias)
 
 
 def _component_cond(ptype: str, value: str, name: str, alias: str) -> Sql:

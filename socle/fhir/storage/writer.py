@@ -8,7 +8,7 @@ batch size, and atomic by construction.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -69,6 +69,8 @@ class PendingWrite:
 # Called with every write (no-ops included) once the replaced rows are locked and the new
 # compartments known, before anything is written: raising aborts the whole unit of work.
 WriteCheck = Callable[[list["PendingWrite"]], None]
+# The same moment, for checks that query the database (the references of the writes).
+AsyncWriteCheck = Callable[[AsyncConnection, list["PendingWrite"]], Awaitable[None]]
 
 
 _TABLE_COLUMNS = {
@@ -185,6 +187,7 @@ async def apply_writes(
     rids: RidAllocator,
     now: datetime,
     check: WriteCheck | None = None,
+    verify: AsyncWriteCheck | None = None,
 ) -> None:
     """Write the batch; raises FhirError (412) on an If-Match conflict, before writing anything."""
     if not writes:
@@ -240,6 +243,8 @@ async def apply_writes(
         w._compartment = patient_compartment(w.resource, w._rows)
     if check is not None:
         check(writes)
+    if verify is not None:
+        await verify(conn, writes)
     if not todo:
         return
     new = [w for w in fresh if w.rid == 0]
