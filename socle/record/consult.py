@@ -29,28 +29,52 @@ PATIENT_PARAMS = ("patient", "patient.identifier", "subject", "subject.identifie
 ENTERED_IN_ERROR = [{"op": "replace", "path": "/status", "value": "entered-in-error"}]
 
 
-def _is_operator(access: Any) -> bool:
-    principal = getattr(access, "principal", None)
-    return str(getattr(principal, "role", "")) == "operator"
+# Parameters only an MHD/PDSm document consumer sends: a search using one of them is an ITI-67
+# Find Document References, held to its requirements; plain FHIR searches (by patient, _id,
+# identifier, type…) are not.
+PDSM_QUERY_PARAMS = frozenset(
+    {
+        "patient.identifier",
+        "isArchived",
+        "period-start",
+        "period-end",
+        "designationType",
+        "sourceId",
+    }
+)
 
 
-def check_find_documents(pairs: list[tuple[str, str]], access: Any) -> None:
-    """ITI-67: a consumer's search names the patient and the status (PDSm st_recherche_fiche).
-    The platform operator (regional integration, not a consumer) is not bound by it."""
-    if _is_operator(access):
+def is_iti67(pairs: list[tuple[str, str]]) -> bool:
+    return any(k.split(":", 1)[0] in PDSM_QUERY_PARAMS for k, _ in pairs)
+
+
+def check_find_documents(pairs: list[tuple[str, str]]) -> None:
+    """ITI-67: a consumer's search names the patient and the status (PDSm st_recherche_fiche):
+    a consumer under test learns here, not in production, that it forgot one."""
+    if not is_iti67(pairs):
         return
     names = {k.split(":", 1)[0] for k, _ in pairs}
     missing = []
     if not names & set(PATIENT_PARAMS):
         missing.append("patient (or patient.identifier)")
-    if "status" not in names and "_id" not in names:
+    if "status" not in names:
         missing.append("status")
     if missing:
         raise bad_request(
             f"ITI-67: a search for document entries needs {' and '.join(missing)}, e.g. "
-            "DocumentReference?patient=Patient/123&status=current",
+            "DocumentReference?patient.identifier=urn:oid:1.2.250.1.213.1.4.8|<INS>"
+            "&status=current",
             missing[0].split(" ")[0],
         )
+
+
+def document_query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The query as the engine runs it: ``isArchived=false`` also matches the entries that carry
+    no archive flag (PDSm: absent means not archived), i.e. ``isArchived:not=true``."""
+    return [
+        ("isArchived:not", "true") if (k, v.lower()) == ("isArchived", "false") else (k, v)
+        for k, v in pairs
+    ]
 
 
 async def _documents_of(request: Request, binary_id: str, access: Any) -> list[Any]:

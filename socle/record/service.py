@@ -17,7 +17,7 @@ from starlette.routing import Route
 from ..fhir.engine import Engine, EntryRequest
 from ..fhir.rest.capability import register_conformance
 from ..fhir.rest.http import body_kind, check_accept, json_body, read_body
-from .consult import check_find_documents, delete_document, retrieve_document
+from .consult import check_find_documents, delete_document, document_query, retrieve_document
 from .pdsm import ACTORS, DOCUMENT_REFERENCE, FOLDER, PDSM, SIMPLIFIED_PUBLISH, SUBMISSION_SET
 from .pdsm import search_parameters as pdsm_search_parameters
 from .provide import (
@@ -90,14 +90,16 @@ async def document_root(request: Request) -> Response:
         base_url,
         engine_of,
         query_pairs,
+        search_type,
         type_root,
         write_response,
     )
 
     request.path_params["rtype"] = "DocumentReference"
     if request.method == "GET":
-        check_find_documents(query_pairs(request), access_of(request))
-        return await type_root(request)
+        pairs = query_pairs(request)
+        check_find_documents(pairs)
+        return await search_type(request, "DocumentReference", document_query(pairs))
     if request.method == "DELETE":
         return await delete_document(request)
     if request.method == "POST" and not request.url.query:
@@ -113,13 +115,13 @@ async def document_root(request: Request) -> Response:
 async def document_search(request: Request) -> Response:
     from urllib.parse import parse_qsl
 
-    from ..fhir.rest.app import access_of, engine_of, query_pairs, search_post
+    from ..fhir.rest.app import engine_of, query_pairs, search_post
 
     raw = await read_body(request, engine_of(request).settings.max_body_bytes)
     pairs = query_pairs(request) + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    check_find_documents(pairs, access_of(request))
+    check_find_documents(pairs)
     request.path_params["rtype"] = "DocumentReference"
-    return await search_post(request)
+    return await search_post(request, document_query(pairs))
 
 
 async def document_instance(request: Request) -> Response:

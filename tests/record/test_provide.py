@@ -322,6 +322,15 @@ def test_metadata_patch_is_limited_to_status_labels_and_archiving(world):
             params={"patient": world.patient, "status": "current", "isArchived": "true"},
         ).json()
         assert ids["DocumentReference"] in _ids(archived)
+        # isArchived=false: entries flagged false and entries with no flag, never archived ones
+        live = c.get(
+            "/DocumentReference",
+            params={"patient": world.patient, "status": "current", "isArchived": "false"},
+        ).json()
+        assert live["entry"] and ids["DocumentReference"] not in _ids(live)
+        assert all(
+            IS_ARCHIVED not in str(e["resource"].get("extension", "")) for e in live["entry"]
+        )
         r = c.patch(
             url,
             content='[{"op":"add","path":"/description","value":"changé"}]',
@@ -363,26 +372,42 @@ def test_simplified_publish(world):
 
 
 def test_iti67_needs_the_patient_and_the_status(world):
+    nir = next(
+        i["value"]
+        for i in world.op.get(f"/Patient/{world.patient}").json()["identifier"]
+        if i.get("system") == INS_NIR
+    )
     with world.pro("other") as c:
-        r = c.get("/DocumentReference", params={"patient": world.patient})
+        # an ITI-67 query (PDSm parameters) without status or patient: the consumer is told
+        r = c.get("/DocumentReference", params={"patient.identifier": f"{INS_NIR}|{nir}"})
         assert r.status_code == 400 and "status" in r.text
-        r = c.get("/DocumentReference", params={"status": "current"})
+        r = c.get("/DocumentReference", params={"status": "current", "isArchived": "false"})
         assert r.status_code == 400 and "patient" in r.text
         r = c.get(
             "/DocumentReference",
             params={
-                "patient.identifier": f"{INS_NIR}|"
-                + next(
-                    i["value"]
-                    for i in world.op.get(f"/Patient/{world.patient}").json()["identifier"]
-                    if i.get("system") == INS_NIR
-                ),
+                "patient.identifier": f"{INS_NIR}|{nir}",
                 "status": "current",
                 "period-start": "ge2026-11-01",
             },
         )
         assert r.status_code == 200, r.text
         assert r.json()["entry"]
+    # plain FHIR searches are not ITI-67: by patient alone, by _id, by identifier, one's own
+    with world.pro("author") as c:
+        found = c.get("/DocumentReference", params={"patient": world.patient}).json()
+        assert found["resourceType"] == "Bundle" and found["entry"]
+        doc = found["entry"][0]["resource"]
+        by_id = c.get("/DocumentReference", params={"_id": doc["id"]}).json()
+        assert [e["resource"]["id"] for e in by_id["entry"]] == [doc["id"]]
+        ident = doc["masterIdentifier"]
+        by_ident = c.get(
+            "/DocumentReference", params={"identifier": f"{ident['system']}|{ident['value']}"}
+        )
+        assert by_ident.status_code == 200 and by_ident.json()["entry"]
+    with world.client(f"patient:{world.patient}") as c:
+        own = c.get("/DocumentReference")
+        assert own.status_code == 200 and own.json().get("entry"), own.text
 
 
 def test_cda_header_must_agree_with_the_metadata(world):

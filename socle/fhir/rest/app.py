@@ -278,7 +278,15 @@ def _count(raw: str | None, engine: Engine) -> int:
     return max(1, min(int(raw), engine.settings.max_page_size))
 
 
-async def search_post(request: Request) -> Response:
+async def search_type(request: Request, rtype: str, pairs: list[tuple[str, str]]) -> Response:
+    """A type search with these parameters (services that adapt a query before it runs)."""
+    check_accept(request)
+    engine_of(request).check_type(rtype)
+    return await _search(request, rtype, pairs)
+
+
+async def search_post(request: Request, pairs: list[tuple[str, str]] | None = None) -> Response:
+    """POST [type]/_search; ``pairs``: the parameters when a service has read them already."""
     check_accept(request)
     rtype = request.path_params["rtype"]
     engine_of(request).check_type(rtype)
@@ -287,8 +295,10 @@ async def search_post(request: Request) -> Response:
         raise FhirError.of(
             415, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters"
         )
-    raw = await read_body(request, engine_of(request).settings.max_body_bytes)
-    pairs = query_pairs(request) + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    if pairs is None:
+        raw = await read_body(request, engine_of(request).settings.max_body_bytes)
+        form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        pairs = query_pairs(request) + form
     return await _search(request, rtype, pairs)
 
 
