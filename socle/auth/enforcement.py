@@ -130,16 +130,21 @@ class PolicyAccess:
 
     @property
     def owner(self) -> str | None:
-        org = self.principal.organization
-        if self.principal.role != Role.SYSTEM or not org:
-            return None
-        return _org_ref(org)
+        """Who new rows belong to: a system client's organisation, or the patient (or legal
+        representative) who enters them, so they may correct or withdraw them later."""
+        p = self.principal
+        if p.role == Role.SYSTEM and p.organization:
+            return _org_ref(p.organization)
+        if p.role in (Role.PATIENT, Role.REPRESENTATIVE):
+            return p.fhir_user
+        return None
 
     def _owner_of(self, owner: str | None) -> str:
-        """A stored row's owner as the policy compares it with the principal's organisation
-        (``-`` for a row no organisation owns: a system client's rule never matches it)."""
+        """A stored row's owner as the policy compares it with the principal's own (its
+        organisation, or its fhirUser); ``-`` for a row nobody owns: no owner rule matches it."""
         if owner is not None and owner == self.owner:
-            return str(self.principal.organization)
+            p = self.principal
+            return str(p.organization if p.role == Role.SYSTEM else p.fhir_user)
         return owner or "-"
 
     @property

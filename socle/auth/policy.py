@@ -12,6 +12,9 @@ A decision combines two independent checks:
    ========================  ==================================================================
    ``ALWAYS``                no condition (directory, definitions)
    ``OWN_COMPARTMENT``       patient / legal representative: the token's patient only
+   ``OWN_ENTRIES``           patient / legal representative: what they entered themselves in
+                             that record (the row's owner is their fhirUser), never what a
+                             professional wrote
    ``CARE_RELATIONSHIP``     professional: member of the patient's care team, or of the
                              organisation of an active Encounter/EpisodeOfCare, or explicit
                              patient consent, or médecin traitant — not blocked by the patient,
@@ -160,6 +163,7 @@ NOMINATIVE_GROUPS = frozenset({Group.CLINICAL, Group.CONSENT, Group.AUDIT})
 class Condition(StrEnum):
     ALWAYS = "always"
     OWN_COMPARTMENT = "own-compartment"
+    OWN_ENTRIES = "own-entries"
     CARE_RELATIONSHIP = "care-relationship"
     OWN_ORGANIZATION = "own-organization"
     NON_NOMINATIVE = "non-nominative"
@@ -191,6 +195,13 @@ RULES: tuple[Rule, ...] = (
                 frozenset({Interaction.CREATE}),
                 _C.OWN_COMPARTMENT,
                 "documents and measurements added by the patient",
+            ),
+            Rule(
+                who,
+                Group.CLINICAL,
+                frozenset({Interaction.UPDATE, Interaction.DELETE}),
+                _C.OWN_ENTRIES,
+                "corrections and withdrawals of what they entered",
             ),
             Rule(who, Group.CONSENT, CRUS, _C.OWN_COMPARTMENT, "block/unblock, opposition"),
             Rule(who, Group.AUDIT, RS, _C.OWN_COMPARTMENT, "access history"),
@@ -270,10 +281,11 @@ class AccessRequest:
     """What is asked. ``patient``: the compartment of the target (read/update/delete; for a
     create, the compartment the new resource will have) or the patient a search is restricted to;
     None for a search across patients, a non-patient resource, or the create of a new Patient.
-    ``organization``: the organisation owning the target (for a create: the one it will belong
-    to). ``security_labels``: the target's labels when known (single read). ``aggregate``: the
-    result is a count/aggregate, no resource. ``via``: direct|include|everything|history|
-    bundle-entry, recorded in audit."""
+    ``organization``: who owns the target — the organisation of the system client that wrote it,
+    or the fhirUser of the patient or representative who entered it (for a create: the one it
+    will belong to). ``security_labels``: the target's labels when known (single read).
+    ``aggregate``: the result is a count/aggregate, no resource. ``via``:
+    direct|include|everything|history|bundle-entry, recorded in audit."""
 
     resource_type: str
     interaction: Interaction
@@ -538,6 +550,12 @@ def _evaluate(
         return Decision(True, "allowed", audit, Filters(), _purpose(principal.role), rule)
     if cond == Condition.OWN_COMPARTMENT:
         return _own_compartment(principal, request, target, rule, audit)
+    if cond == Condition.OWN_ENTRIES:
+        d = _own_compartment(principal, request, target, rule, audit)
+        entered = request.organization is not None and request.organization == principal.fhir_user
+        if d.allow and not (entered and principal.fhir_user):
+            return _deny("only what the patient entered may be changed or withdrawn", audit)
+        return d
     if cond == Condition.CARE_RELATIONSHIP:
         return _care_relationship(
             principal, request, target, relationship, rule, now, break_glass_ttl

@@ -302,3 +302,25 @@ def test_denied_attempts_are_audited(world, client):
         for e in events.get("entry", [])
         for a in e["resource"]["agent"]
     )
+
+
+def test_patients_correct_and_withdraw_what_they_entered_never_what_professionals_wrote(world):
+    i = world.ids
+    with world.client(f"patient:{i['X']}") as c:
+        mine = c.post("/Observation", json=world.observation("X"))
+        assert mine.status_code == 201, mine.text
+        entry = mine.json()
+        entry["valueQuantity"] = {"value": 75, "unit": "/min"}
+        fixed = c.put(f"/Observation/{entry['id']}", json=entry)
+        assert fixed.status_code == 200, fixed.text
+        assert fixed.json()["valueQuantity"]["value"] == 75
+        # what a professional (here the platform) wrote in his record stays as written
+        theirs = c.get(f"/Observation/{i['obs-X']}").json()
+        r = c.put(f"/Observation/{theirs['id']}", json={**theirs, "status": "cancelled"})
+        assert r.status_code == 403 and "entered" in r.text
+        assert c.delete(f"/Observation/{theirs['id']}").status_code == 403
+    with world.client(f"patient:{i['Y']}") as c:  # nor may another patient touch his entry
+        assert c.delete(f"/Observation/{entry['id']}").status_code == 403
+    with world.client(f"patient:{i['X']}") as c:
+        assert c.delete(f"/Observation/{entry['id']}").status_code in (200, 204)
+        assert c.get(f"/Observation/{entry['id']}").status_code == 410
