@@ -18,7 +18,8 @@ from starlette.routing import Route
 from ..fhir.access import Touched
 from ..fhir.datetimes import instant
 from ..fhir.engine import EntryRequest
-from ..fhir.outcome import bad_request, forbidden
+from ..fhir.json import decode
+from ..fhir.outcome import FhirError, bad_request, forbidden
 from ..fhir.rest.app import access_of, engine_of
 from ..fhir.rest.capability import register_operation
 from ..fhir.rest.http import body_kind, check_accept, fhir_response, json_body
@@ -27,6 +28,7 @@ from .policy import ETREAT, AccessRequest, decide
 from .relationships import relationship_with
 from .scopes import Interaction
 from .tokens import Role
+from .wording import paris_time, professional_label
 
 DEFINITION = "https://socle.esante.example/fhir/OperationDefinition/Patient-break-glass"
 register_operation("break-glass", DEFINITION, ["Patient"])
@@ -76,6 +78,14 @@ async def break_glass(request: Request) -> Response:
             (principal.reference, patient, grant.reason, grant.granted_at, grant.expires_at),
         )
     who = access.practitioner_ref or principal.reference
+    author = None
+    if who.startswith("Practitioner/"):
+        try:
+            author = decode(
+                (await engine.read("Practitioner", who.partition("/")[2])).content or "{}"
+            )
+        except FhirError:
+            author = None  # a professional the directory does not hold (yet)
     notice = {
         "resourceType": "Communication",
         "status": "completed",
@@ -87,10 +97,10 @@ async def break_glass(request: Request) -> Response:
         "payload": [
             {
                 "contentString": (
-                    "Un professionnel de santé a accédé à votre dossier en urgence "
-                    f"(accès « bris de glace ») le {grant.granted_at:%d/%m/%Y à %H:%M} UTC. "
-                    f"Motif déclaré : {reason}. Cet accès expire le "
-                    f"{grant.expires_at:%d/%m/%Y à %H:%M} UTC."
+                    f"{professional_label(author)} a accédé à votre dossier en urgence "
+                    f"(accès « bris de glace ») le {paris_time(grant.granted_at)} (heure de "
+                    f"Paris). Motif déclaré : {reason}. Cet accès expire le "
+                    f"{paris_time(grant.expires_at)}."
                 )
             }
         ],

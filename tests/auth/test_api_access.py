@@ -261,9 +261,15 @@ def test_break_glass_opens_a_time_limited_audited_access_and_tells_the_patient(w
         assert r.status_code == 403
     with world.client(f"patient:{i['W']}") as c:
         notes = c.get("/Communication", params={"subject": f"Patient/{i['W']}"}).json()
-        assert any(
-            "urgence" in e["resource"]["payload"][0]["contentString"] for e in notes["entry"]
+        notice = next(
+            e["resource"]["payload"][0]["contentString"]
+            for e in notes["entry"]
+            if "urgence" in e["resource"]["payload"][0]["contentString"]
         )
+        # in words: who and what profession, when in Paris time, why
+        assert notice.startswith("Test Docnone (Médecin) a accédé à votre dossier"), notice
+        assert "(heure de Paris)" in notice and "Patient inconscient aux urgences" in notice
+        assert "rpps" not in notice and "UTC" not in notice
         events = c.get("/AuditEvent", params={"patient": i["W"], "_count": 200}).json()
         purposes = {
             cd["code"]

@@ -10,6 +10,7 @@ import httpx
 
 from socle.testing import auth_headers
 
+G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 IDNAT = "urn:oid:1.2.250.1.71.4.2.1"
 VISIBILITY = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
 
@@ -46,6 +47,9 @@ class World:
                     "resourceType": "Practitioner",
                     "identifier": [{"system": IDNAT, "value": "8" + rpps}],
                     "name": [{"family": f"Doc{key}", "given": ["Test"]}],
+                    "qualification": [
+                        {"code": {"coding": [{"system": G15, "code": "10", "display": "Médecin"}]}}
+                    ],
                 },
             )
         put(
