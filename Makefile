@@ -13,7 +13,7 @@ test:
 	bash scripts/test.sh
 
 lint: setup
-	.venv/bin/ruff check socle tests bench
+	.venv/bin/ruff check socle tests bench docs/examples
 	.venv/bin/mypy socle
 
 bench: setup

@@ -9,8 +9,8 @@ bash scripts/setup.sh
 server_url=${SOCLE_TEST_SERVER_URL:-postgresql://postgres@127.0.0.1:5432/test}
 
 echo "== lint and types =="
-.venv/bin/ruff check socle tests bench
-.venv/bin/ruff format --check socle tests bench
+.venv/bin/ruff check socle tests bench docs/examples
+.venv/bin/ruff format --check socle tests bench docs/examples
 .venv/bin/mypy socle
 
 echo "== tests on the embedded PostgreSQL =="
