@@ -18,6 +18,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..database import release_embedded
 from ..fhir.json import encode
 from .generate import iter_bundles
 
@@ -107,6 +108,9 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
     data_dir.mkdir(parents=True, exist_ok=True)
     marker = data_dir / MARKER
     env = {**os.environ, "SOCLE_DATA_DIR": str(data_dir)}
+    # SIGTERM stops the demo as Ctrl+C does (the default action would skip the cleanup below and
+    # leave the server, its workers and the embedded PostgreSQL running).
+    signal.signal(signal.SIGTERM, _interrupt)
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,
@@ -156,9 +160,20 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl+C must not abandon the shutdown half-way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(30)
+                process.wait(60)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+        # Our own hold on the embedded PostgreSQL (clients, ANALYZE): the last holder stops it.
+        release_embedded(data_dir)
+        console.print("Socle stopped.")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
