@@ -74,7 +74,7 @@ def token(
     principal: Annotated[
         str,
         typer.Argument(
-            help="operator, admin, ars, practitioner:<RPPS>, patient:<id>, "
+            help="operator, admin, ars, practitioner:<RPPS>, referent:<RPPS>, patient:<id>, "
             "representative:<RelatedPerson id>:<patient id>, system:<client id>:<Organization id>"
         ),
     ],
@@ -82,8 +82,12 @@ def token(
     lifetime: Annotated[int, typer.Option(help="Seconds of validity.")] = 3600,
     data_dir: DataDir = None,
 ) -> None:
-    """Print an access token for a demo principal (demo data dirs only)."""
-    from .auth.demo_tokens import UnknownPrincipal, mint
+    """Print an access token for a demo principal (demo data dirs only), with the claims of a
+    real login; refuses a principal the store does not know."""
+    import psycopg
+
+    from .auth.demo_tokens import UnknownPrincipal, directory_claims, mint
+    from .database import resolve_url
     from .region.demo import MARKER
 
     settings = _settings_for(data_dir)
@@ -95,7 +99,9 @@ def token(
         )
         raise typer.Exit(2)
     try:
-        typer.echo(mint(settings, principal, scope=scope, lifetime=lifetime))
+        with psycopg.connect(resolve_url(settings), autocommit=True) as conn:
+            claims = directory_claims(conn, settings, principal)
+        typer.echo(mint(settings, principal, scope=scope, lifetime=lifetime, **claims))
     except UnknownPrincipal as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
