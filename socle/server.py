@@ -222,22 +222,15 @@ def asgi() -> ASGIApp:
     """Factory for uvicorn workers: settings from the environment. From the outside in: access
     log, security headers, CORS, authentication (every /fhir request), the fast read path, the
     application."""
-    from starlette.middleware.cors import CORSMiddleware
-
+    from .auth.cors import RegisteredAppsCors
     from .auth.middleware import Authentication, SecurityHeaders
     from .fhir.rest.fast_read import FastRead
 
     app = create_app()
     settings: Settings = app.state.settings
     inner: ASGIApp = Authentication(FastRead(app), settings, app.state)
-    if settings.cors_origins:
-        inner = CORSMiddleware(
-            inner,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist", "Prefer"],
-            expose_headers=["ETag", "Location", "Last-Modified"],
-        )
+    # the registered browser apps' origins and SOCLE_CORS_ORIGINS; preflights need no token
+    inner = RegisteredAppsCors(inner, settings, app.state)
     return AccessLog(SecurityHeaders(inner, settings))
 
 
