@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..database import release_embedded
 from ..fhir.json import encode
 from .generate import iter_bundles
+from .logins import SCAN
 
 MARKER = "demo.json"
 
@@ -131,7 +132,8 @@ def banner(base: str, data_dir: Path, logins: dict[str, Any]) -> str:
     if "doctor" in logins:
         d = logins["doctor"]
         lines.append(
-            f"  Médecin traitant  {d['name']} (RPPS {d['rpps']}), {d['patients']}+ patients"
+            f"  Médecin traitant  {d['name']} (RPPS {d['rpps']}), médecin traitant of "
+            f"{d['patients']}{'' if logins['patients'] <= SCAN else '+'} patients"
             f"\n                    {token('practitioner:' + d['rpps'])}"
         )
     if "nurse" in logins:
@@ -192,8 +194,10 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
     marker = data_dir / MARKER
     env = {**os.environ, "SOCLE_DATA_DIR": str(data_dir)}
     # SIGTERM stops the demo as Ctrl+C does (the default action would skip the cleanup below and
-    # leave the server, its workers and the embedded PostgreSQL running).
+    # leave the server, its workers and the embedded PostgreSQL running). SIGINT explicitly too:
+    # a shell starts background jobs with SIGINT ignored, and Python keeps it so.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,

@@ -61,6 +61,8 @@ def test_a_signal_to_socle_demo_stops_everything(sig):
             env=env,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
+            # as a shell starts a background job: SIGINT ignored, which Python would keep
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         try:
             deadline = time.monotonic() + 240
