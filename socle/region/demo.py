@@ -146,7 +146,8 @@ def banner(base: str, data_dir: Path, logins: dict[str, Any]) -> str:
         h = logins["hospital"]
         lines.append(
             f"  Hospital system   {h['name']}: client '{h['client']}' (client_credentials, "
-            f"private_key_jwt, key {_shown(Path(h['private_key_file']))})"
+            f"private_key_jwt, key {_shown(Path(h['private_key_file']))}); it sees the "
+            "directory and the records it writes (the operator loaded the region)"
             f"\n                    {token('system:' + h['client'] + ':' + h['organization'])}"
         )
     if "referent" in logins:
