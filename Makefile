@@ -1,4 +1,4 @@
-.PHONY: setup demo serve test lint bench
+.PHONY: setup demo serve test lint bench token
 
 setup:
 	bash scripts/setup.sh
@@ -8,6 +8,10 @@ demo: setup
 
 serve: setup
 	.venv/bin/socle serve
+
+# An access token of the running demo: make token WHO=practitioner:<RPPS> (see the demo banner)
+token:
+	@.venv/bin/socle token $(or $(WHO),operator)
 
 test:
 	bash scripts/test.sh

@@ -74,7 +74,7 @@ def token(
     principal: Annotated[
         str,
         typer.Argument(
-            help="operator, admin, ars, practitioner:<RPPS>, patient:<id>, "
+            help="operator, admin, ars, practitioner:<RPPS>, referent:<RPPS>, patient:<id>, "
             "representative:<RelatedPerson id>:<patient id>, system:<client id>:<Organization id>"
         ),
     ],
@@ -82,8 +82,12 @@ def token(
     lifetime: Annotated[int, typer.Option(help="Seconds of validity.")] = 3600,
     data_dir: DataDir = None,
 ) -> None:
-    """Print an access token for a demo principal (demo data dirs only)."""
-    from .auth.demo_tokens import UnknownPrincipal, mint
+    """Print an access token for a demo principal (demo data dirs only), with the claims of a
+    real login; refuses a principal the store does not know."""
+    import psycopg
+
+    from .auth.demo_tokens import UnknownPrincipal, directory_claims, mint
+    from .database import resolve_url
     from .region.demo import MARKER
 
     settings = _settings_for(data_dir)
@@ -95,7 +99,9 @@ def token(
         )
         raise typer.Exit(2)
     try:
-        typer.echo(mint(settings, principal, scope=scope, lifetime=lifetime))
+        with psycopg.connect(resolve_url(settings), autocommit=True) as conn:
+            claims = directory_claims(conn, settings, principal)
+        typer.echo(mint(settings, principal, scope=scope, lifetime=lifetime, **claims))
     except UnknownPrincipal as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -252,6 +258,63 @@ def client_add(
         except ClientError as exc:
             raise typer.BadParameter(str(exc)) from None
     print(f"Client {client_id} registered.")
+
+
+@client_app.command("list")
+def client_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List the registered OAuth clients (no secret exists to show: public keys only)."""
+    import json
+
+    from .auth.server.clients import list_clients
+
+    _, conn = _connect(data_dir)
+    with conn:
+        clients = list_clients(conn)
+    if as_json:
+        for c in clients:
+            print(
+                json.dumps(
+                    {
+                        "client_id": c.client_id,
+                        "type": c.client_type,
+                        "auth_method": c.auth_method,
+                        "role": c.role,
+                        "organization": c.organization,
+                        "redirect_uris": list(c.redirect_uris),
+                        "scopes": c.scopes,
+                        "name": c.name,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return
+    if not clients:
+        print("No client registered.")
+        return
+    print(f"{'CLIENT ID':<28} {'TYPE':<13} {'ROLE':<9} {'ORGANIZATION / REDIRECT URIS':<50} SCOPES")
+    for c in clients:
+        where = c.organization or " ".join(c.redirect_uris) or "-"
+        print(f"{c.client_id:<28} {c.client_type:<13} {c.role or '-':<9} {where:<50} {c.scopes}")
+
+
+@client_app.command("remove")
+def client_remove(
+    client_id: Annotated[str, typer.Argument(help="The client id.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Remove an OAuth client: its pending requests and codes go, its refresh tokens are revoked
+    (access tokens already issued run until they expire)."""
+    from .auth.server.clients import remove_client
+
+    _, conn = _connect(data_dir)
+    with conn:
+        if not remove_client(conn, client_id):
+            typer.echo(f"No client {client_id!r}: see `socle client list`.", err=True)
+            raise typer.Exit(2)
+    print(f"Client {client_id} removed.")
 
 
 @app.command("patient-account")

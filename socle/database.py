@@ -31,6 +31,7 @@ def embedded_url(data_dir: Path) -> str:
 
     pgdata = data_dir / "pg"
     pgdata.mkdir(parents=True, exist_ok=True)
+    _forget_dead_holders(pgdata)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     # Keep a reference for the life of the process: pgserver stops the server when the last
     # process holding one exits.
@@ -51,6 +52,37 @@ def embedded_url(data_dir: Path) -> str:
 
 
 _CREATE_LOCK = 0x50C1F
+
+
+def _forget_dead_holders(pgdata: Path) -> None:
+    """Drop the pids of processes that died without releasing the server (SIGKILL, crash) from
+    pgserver's list of holders: otherwise the list grows and the server is never stopped, since
+    pgserver stops it only when the last listed holder releases it."""
+    import json
+    import os
+
+    from pgserver.postgres_server import PostgresServer
+
+    def alive(pid: object) -> bool:
+        if not isinstance(pid, int):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    holders = pgdata.resolve() / ".handle_pids.json"
+    with PostgresServer._lock:  # pgserver's own inter-process lock on that list
+        try:
+            pids = json.loads(holders.read_text())
+        except (OSError, ValueError):
+            return
+        living = [pid for pid in pids if alive(pid)]
+        if living != pids:
+            holders.write_text(json.dumps(living))
 
 
 def stop_embedded(data_dir: Path, timeout: float = 30) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from .auth.middleware import AUDIT_KEY, watch_revocations
 from .auth.server import auth_routes, ensure_auth_server_keys
 from .auth.signing import ensure_signing_key
 from .config import PUBLIC_URL_FILE, Settings
-from .database import open_pool, prepare, read_options, resolve_url
+from .database import open_pool, prepare, read_options, release_embedded, resolve_url
 from .fhir.engine import Engine
 from .fhir.outcome import FhirError
 from .fhir.rest.app import routes as fhir_routes
@@ -171,6 +172,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await sink.stop()
             await read_pool.close()
             await pool.close()
+            # Before uvicorn re-raises SIGTERM (default action: no atexit): a worker that kept
+            # its hold would leave the embedded PostgreSQL running for ever.
+            release_embedded(settings.data_dir)
 
     app = Starlette(
         routes=[
@@ -218,28 +222,19 @@ def asgi() -> ASGIApp:
     """Factory for uvicorn workers: settings from the environment. From the outside in: access
     log, security headers, CORS, authentication (every /fhir request), the fast read path, the
     application."""
-    from starlette.middleware.cors import CORSMiddleware
-
+    from .auth.cors import RegisteredAppsCors
     from .auth.middleware import Authentication, SecurityHeaders
     from .fhir.rest.fast_read import FastRead
 
     app = create_app()
     settings: Settings = app.state.settings
     inner: ASGIApp = Authentication(FastRead(app), settings, app.state)
-    if settings.cors_origins:
-        inner = CORSMiddleware(
-            inner,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist", "Prefer"],
-            expose_headers=["ETag", "Location", "Last-Modified"],
-        )
+    # the registered browser apps' origins and SOCLE_CORS_ORIGINS; preflights need no token
+    inner = RegisteredAppsCors(inner, settings, app.state)
     return AccessLog(SecurityHeaders(inner, settings))
 
 
 def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
-    import uvicorn
-
     if data_dir is not None:
         os.environ["SOCLE_DATA_DIR"] = str(data_dir)
     if not os.environ.get("SOCLE_PUBLIC_URL"):
@@ -257,6 +252,23 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
     ensure_auth_server_keys(settings)  # before the workers: they must all share the keys
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # uvicorn re-raises the signal it handled once it has shut down; SIGTERM's default action
+    # would kill the process without releasing the embedded PostgreSQL: exit cleanly instead.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
+    try:
+        _serve(host, port, workers)
+    finally:
+        release_embedded(settings.data_dir)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _serve(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "socle.server:asgi",
         factory=True,

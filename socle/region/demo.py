@@ -13,13 +13,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..database import release_embedded
 from ..fhir.json import encode
 from .generate import iter_bundles
+from .logins import SCAN
 
 MARKER = "demo.json"
 
@@ -76,17 +79,101 @@ def _operator_token(data_dir: Path) -> str:
     return mint(Settings.as_served(data_dir), "operator", lifetime=3600)
 
 
-def _register_demo_clients(data_dir: Path) -> None:
-    """The demo SMART app and backend service of the authorisation server (idempotent)."""
+def _register_demo_clients(data_dir: Path, patients: int, seed: int) -> dict[str, Any]:
+    """The demo SMART app and backend service of the authorisation server, and the ready-made
+    logins (idempotent)."""
     import psycopg
 
     from ..auth.server.clients import register_demo_clients
     from ..config import Settings
     from ..database import resolve_url
+    from .logins import prepare
 
     settings = Settings.from_env(data_dir)
     with psycopg.connect(resolve_url(settings), autocommit=True) as conn:
         register_demo_clients(conn, settings)
+        return prepare(conn, settings, patients, seed)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the user can type it from here (relative when below the current folder)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def socle_command() -> str:
+    """How to run `socle` from this shell: the venv's script (not on PATH unless activated)."""
+    script = Path(sys.executable).parent / "socle"
+    return _shown(script) if script.exists() else f"{_shown(Path(sys.executable))} -m socle.cli"
+
+
+def banner(base: str, data_dir: Path, logins: dict[str, Any]) -> str:
+    """What `socle demo` prints once ready: where to go and who to log in as."""
+    socle = socle_command()
+    dd = _shown(data_dir)
+    dd_opt = "" if dd == ".socle-data" else f" --data-dir {dd}"
+
+    def token(who: str, scope: str = "") -> str:
+        return f"TOKEN=$({socle} token {who}{dd_opt}{scope})"
+
+    lines = [
+        "",
+        "[bold green]Socle is running[/bold green] with a synthetic region of Corsica.",
+        f"  FHIR API        {base}/fhir  (CapabilityStatement: {base}/fhir/metadata)",
+        f"  Operator token  {token('operator')}",
+        f'  Try             curl -H "Authorization: Bearer $TOKEN" '
+        f"'{base}/fhir/Patient?address-city=ajaccio&_count=5'",
+        "",
+        "[bold]Ready-made logins[/bold] (tokens with the claims of a real login; or log in "
+        f"through {base}/auth with the demo SMART app 'socle-demo-app')",
+    ]
+    if "doctor" in logins:
+        d = logins["doctor"]
+        lines.append(
+            f"  Médecin traitant  {d['name']} (RPPS {d['rpps']}), médecin traitant of "
+            f"{d['patients']}{'' if logins['patients'] <= SCAN else '+'} patients"
+            f"\n                    {token('practitioner:' + d['rpps'])}"
+        )
+    if "nurse" in logins:
+        n = logins["nurse"]
+        lines.append(
+            f"  Infirmier(e)      {n['name']} (RPPS {n['rpps']}), in a care team"
+            f"\n                    {token('practitioner:' + n['rpps'])}"
+        )
+    if "hospital" in logins:
+        h = logins["hospital"]
+        lines.append(
+            f"  Hospital system   {h['name']}: client '{h['client']}' (client_credentials, "
+            f"private_key_jwt, key {_shown(Path(h['private_key_file']))}); it sees the "
+            "directory and the records it writes (the operator loaded the region)"
+            f"\n                    {token('system:' + h['client'] + ':' + h['organization'])}"
+        )
+    if "referent" in logins:
+        r = logins["referent"]
+        lines.append(
+            f"  Identity referent {r['name']} (RPPS {r['rpps']}), scope socle/identitovigilance"
+            f"\n                    {token('referent:' + r['rpps'])}"
+        )
+    if "patient" in logins:
+        p = logins["patient"]
+        lines.append(
+            f"  Patient           {p['name']}: login '{p['login']}', password "
+            f"'{p['password']}', TOTP secret {p.get('totp_secret', '?')}"
+            f"\n                    {token('patient:' + p['id'])}"
+        )
+    if "parent" in logins:
+        r = logins["parent"]
+        who = f"representative:{r['related_person']}:{r['child']}"
+        lines.append(f"  Parent of a child {r['name']}\n                    {token(who)}")
+    lines += [
+        "  Professionals log in through the Pro Santé Connect stand-in (their RPPS).",
+        f"  Health          {base}/healthz  {base}/readyz",
+        f"  Data            {data_dir}",
+        "Press Ctrl+C to stop.",
+    ]
+    return "\n".join(lines)
 
 
 def _analyze(data_dir: Path) -> None:
@@ -107,6 +194,11 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
     data_dir.mkdir(parents=True, exist_ok=True)
     marker = data_dir / MARKER
     env = {**os.environ, "SOCLE_DATA_DIR": str(data_dir)}
+    # SIGTERM stops the demo as Ctrl+C does (the default action would skip the cleanup below and
+    # leave the server, its workers and the embedded PostgreSQL running). SIGINT explicitly too:
+    # a shell starts background jobs with SIGINT ignored, and Python keeps it so.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,
@@ -137,28 +229,26 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
             took = time.perf_counter() - started
             console.print(f"Loaded {sent:,} resources in {took:.1f} s ({sent / took:,.0f}/s).")
             _analyze(data_dir)
-        _register_demo_clients(data_dir)
-        console.print(
-            f"\n[bold green]Socle is running[/bold green] with a synthetic region of Corsica.\n"
-            f"  FHIR API        {base}/fhir  (CapabilityStatement: {base}/fhir/metadata)\n"
-            f"  Token           TOKEN=$(socle token operator --data-dir {data_dir})\n"
-            "                  (or practitioner:<RPPS>, patient:<id>, ars, admin)\n"
-            f'  Try             curl -H "Authorization: Bearer $TOKEN" '
-            f"'{base}/fhir/Patient?address-city=ajaccio&_count=5'\n"
-            f"  Health          {base}/healthz  {base}/readyz\n"
-            f"  Log in (OIDC)   {base}/.well-known/smart-configuration — demo SMART app "
-            "'socle-demo-app' (PKCE), professionals through the Pro Santé Connect stand-in\n"
-            f"  Data            {data_dir}\n"
-            "Press Ctrl+C to stop.",
-            soft_wrap=True,
-        )
+        logins = _register_demo_clients(data_dir, patients, seed)
+        console.print(banner(base, data_dir, logins), soft_wrap=True, highlight=False)
         process.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl+C must not abandon the shutdown half-way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(30)
+                process.wait(60)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+        # Our own hold on the embedded PostgreSQL (clients, ANALYZE): the last holder stops it.
+        release_embedded(data_dir)
+        console.print("Socle stopped.")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -25,6 +25,7 @@ from .people import (
     mistyped,
     patient_resource,
 )
+from .relations import relations
 from .structures import Org, Structures
 
 
@@ -84,8 +85,11 @@ class Region:
             self.structures, self.seed, person, pid, ipp, gp_org, conf.today, conf.history_start
         )
         block = [patient, *care.build()]
+        # every patient has a médecin traitant: the GP of the story
+        patient["generalPractitioner"] = [care.ref("Practitioner", care.gp.practitioner_id)]
+        block.extend(relations(self.structures, self.seed, person, patient, care, conf.today))
         if rng.random() < conf.duplicate_rate:
-            block.extend(self._duplicate(rng, person, pid))
+            block.extend(self._duplicate(rng, person, pid, care.gp.practitioner_id))
         return block
 
     def _gp_org(self, rng: random.Random, person: Person) -> Org:
@@ -93,7 +97,9 @@ class Region:
         local = [o for o in orgs if o.commune.insee[:2] == person.home.insee[:2]] or orgs
         return local[rng.randrange(len(local))]
 
-    def _duplicate(self, rng: random.Random, person: Person, original: str) -> list[dict[str, Any]]:
+    def _duplicate(
+        self, rng: random.Random, person: Person, original: str, gp: str
+    ) -> list[dict[str, Any]]:
         """A second record of `person`, typed elsewhere (status PROV, no INS), with one visit."""
         self.duplicates += 1
         typed, slip = mistyped(person, rng)
@@ -111,6 +117,7 @@ class Region:
             tag=("duplicate", f"Patient/{original}"),
         )
         dup["meta"]["tag"].append({"system": SYNTHETIC_TAG_SYSTEM, "code": f"slip-{slip}"})
+        dup["generalPractitioner"] = [{"reference": f"Practitioner/{gp}"}]
         care = PatientCare(
             self.structures,
             self.seed,

@@ -190,6 +190,29 @@ async def load_client(conn: AsyncConnection, client_id: str) -> Client | None:
     return _client(row) if row else None
 
 
+def list_clients(conn: psycopg.Connection) -> list[Client]:
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM auth_client ORDER BY client_id").fetchall()
+    return [_client(row) for row in rows]
+
+
+def remove_client(conn: psycopg.Connection, client_id: str) -> bool:
+    """Remove a client: its pending authorisation requests go with it (cascade), its unused codes
+    are deleted and its refresh tokens revoked, so nothing issued to it can be renewed. Access
+    tokens already issued run until they expire (``SOCLE_TOKEN_LIFETIME``). False if unknown."""
+    with conn.transaction():
+        removed = conn.execute(
+            "DELETE FROM auth_client WHERE client_id = %s", (client_id,)
+        ).rowcount
+        if removed:
+            conn.execute("DELETE FROM auth_code WHERE client_id = %s", (client_id,))
+            conn.execute(
+                "UPDATE auth_refresh_token SET revoked_at = now() "
+                "WHERE client_id = %s AND revoked_at IS NULL",
+                (client_id,),
+            )
+    return bool(removed)
+
+
 def register_demo_clients(
     conn: psycopg.Connection, settings: Settings, redirect_uri: str | None = None
 ) -> dict[str, Any]:

@@ -20,8 +20,18 @@ SCOPES = [
 ]
 
 
+# One list for both documents (OpenID Provider metadata and SMART configuration), so that they
+# agree: public clients (PKCE) authenticate with "none", backends with "private_key_jwt".
+TOKEN_AUTH_METHODS = ["none", "private_key_jwt"]
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
 def endpoints(cfg: AuthServerConfig) -> dict[str, str]:
-    base = cfg.issuer
+    return issuer_endpoints(cfg.issuer)
+
+
+def issuer_endpoints(base: str) -> dict[str, str]:
     return {
         "issuer": base,
         "authorization_endpoint": base + "/auth/authorize",
@@ -55,9 +65,9 @@ def openid_configuration(cfg: AuthServerConfig) -> dict[str, Any]:
             "given_name",
             "family_name",
         ],
-        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "token_endpoint_auth_methods_supported": TOKEN_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": sorted(ASSERTION_ALGS),
-        "revocation_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": TOKEN_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt", "bearer"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
@@ -70,7 +80,7 @@ def smart_configuration(cfg: AuthServerConfig) -> dict[str, Any]:
     return {
         **ep,
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_methods_supported": TOKEN_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": sorted(ASSERTION_ALGS),
         "scopes_supported": SCOPES,
         "response_types_supported": ["code"],
@@ -88,4 +98,37 @@ def smart_configuration(cfg: AuthServerConfig) -> dict[str, Any]:
             "sso-openid-connect",
         ],
         "authorization_response_iss_parameter_supported": True,
+    }
+
+
+def capability_security(issuer: str) -> dict[str, Any]:
+    """``CapabilityStatement.rest.security``: a SMART-on-FHIR service whose OAuth endpoints are
+    in the ``oauth-uris`` extension (what SMART clients such as fhirclient read), next to the
+    ``.well-known/smart-configuration`` document."""
+    ep = issuer_endpoints(issuer)
+    uris = [
+        ("authorize", ep["authorization_endpoint"]),
+        ("token", ep["token_endpoint"]),
+        ("revoke", ep["revocation_endpoint"]),
+        ("introspect", ep["introspection_endpoint"]),
+    ]
+    return {
+        "extension": [
+            {
+                "url": OAUTH_URIS,
+                "extension": [{"url": name, "valueUri": uri} for name, uri in uris],
+            }
+        ],
+        "cors": True,
+        "service": [
+            {
+                "coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}],
+                "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)",
+            }
+        ],
+        "description": (
+            "Every request needs a bearer token (SMART App Launch v2 scopes). Endpoints: "
+            f"{issuer}/.well-known/smart-configuration and "
+            f"{issuer}/.well-known/openid-configuration."
+        ),
     }

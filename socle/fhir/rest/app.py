@@ -92,7 +92,10 @@ async def metadata(request: Request) -> Response:
     if request.method != "GET":
         raise FhirError.of(405, "not-supported", "The CapabilityStatement is read-only")
     check_accept(request)
-    return fhir_response(capability_statement(base_url(request)))
+    from ...auth.server.discovery import capability_security
+
+    security = capability_security(request.app.state.settings.issuer)
+    return fhir_response(capability_statement(base_url(request), security))
 
 
 async def type_root(request: Request) -> Response:

@@ -132,7 +132,8 @@ def _resources() -> list[dict[str, Any]]:
 on_search_params_change(_resources.cache_clear)
 
 
-def capability_statement(base: str) -> dict[str, Any]:
+def capability_statement(base: str, security: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``security``: ``rest.security`` (the authorisation server's, auth/server/discovery.py)."""
     resources = _resources()
     system_ops = [
         {"name": n, "definition": d} for n, (d, t) in sorted(OPERATIONS.items()) if t is None
@@ -149,6 +150,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                 r["operation"] = ops
     rest: dict[str, Any] = {
         "mode": "server",
+        **({"security": security} if security else {}),
         "resource": resources,
         "interaction": [
             {"code": c} for c in ("transaction", "batch", "history-system", "search-system")

@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from ..access import DIRECT, INCLUDE
 from ..definitions import definitions
 from ..outcome import bad_request
+from ..storage.text import content_text
 from .query import SearchQuery
 from .sql import Sql, criterion
 
@@ -28,7 +29,10 @@ _SORT_AGG = {
     "reference": ("idx_reference", "target_id", "target_id"),
     "uri": ("idx_uri", "uri", "uri"),
 }
-ROW_COLUMNS = "r.rid, r.rtype, r.id, r.version, r.last_updated, r.content::text, r.compartment"
+ROW_COLUMNS = (  # resourceType first in the JSON text (socle/fhir/storage/text.py)
+    "r.rid, r.rtype, r.id, r.version, r.last_updated, "
+    f"{content_text('r.rtype', 'r.content')}, r.compartment"
+)
 _ROW_WIDTH = 7
 
 

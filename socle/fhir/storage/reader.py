@@ -9,6 +9,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from ..outcome import gone, not_found
+from .text import content_text
 
 
 @dataclass
@@ -24,9 +25,13 @@ class Version:
     owner: str | None = None
 
 
+# what clients get: resourceType first (socle/fhir/storage/text.py)
+_TEXT = content_text("rtype", "content")
+
+
 async def read_current(conn: AsyncConnection, rtype: str, rid: str) -> Version:
     cur = await conn.execute(
-        "SELECT version, last_updated, deleted, content::text, rid, compartment, owner "
+        f"SELECT version, last_updated, deleted, {_TEXT}, rid, compartment, owner "
         "FROM resource "
         "WHERE rtype = %s AND id = %s",
         (rtype, rid),
@@ -59,11 +64,12 @@ async def find_current(
 
 async def read_version(conn: AsyncConnection, rtype: str, rid: str, vid: int) -> Version:
     cur = await conn.execute(
-        "SELECT version, last_updated, deleted, content::text, rid, compartment, owner "
+        f"SELECT version, last_updated, deleted, {_TEXT}, rid, compartment, owner "
         "FROM resource "
         "WHERE rtype = %s AND id = %s AND version = %s "
         "UNION ALL "
-        "SELECT h.version, h.last_updated, h.deleted, h.content::text, r.rid, r.compartment, "
+        f"SELECT h.version, h.last_updated, h.deleted, {content_text('r.rtype', 'h.content')}, "
+        "r.rid, r.compartment, "
         "r.owner "
         "FROM resource_history h "
         "JOIN resource r ON r.rid = h.rid WHERE r.rtype = %s AND r.id = %s AND h.version = %s",
@@ -107,8 +113,8 @@ async def history(
     where = (" WHERE " + " AND ".join(conds)) if conds else ""
     access_sql, access_params = access or ("TRUE", [])
     sql = (
-        "SELECT v.rtype, v.id, v.version, v.last_updated, v.deleted, v.content::text, v.rid, "
-        "r.compartment FROM ("
+        "SELECT v.rtype, v.id, v.version, v.last_updated, v.deleted, "
+        f"{content_text('v.rtype', 'v.content')}, v.rid, r.compartment FROM ("
         "SELECT rid, rtype, id, version, last_updated, deleted, content FROM resource"
         f"{where} UNION ALL "
         "SELECT rid, rtype, id, version, last_updated, deleted, content FROM resource_history"
