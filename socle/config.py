@@ -51,6 +51,8 @@ class Settings:
     s3_prefix: str = "socle/"
     s3_region: str | None = None
     max_document_bytes: int = 20 * 1024 * 1024
+    # Client JSON nested deeper than this is refused at decode time (docs/security.md).
+    max_json_depth: int = 100
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -81,6 +83,7 @@ class Settings:
             s3_prefix=os.environ.get("SOCLE_S3_PREFIX", "socle/"),
             s3_region=os.environ.get("SOCLE_S3_REGION") or None,
             max_document_bytes=_int("SOCLE_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
+            max_json_depth=_int("SOCLE_MAX_JSON_DEPTH", 100),
         )
 
     @property
