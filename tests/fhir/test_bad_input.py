@@ -469,3 +469,123 @@ def test_repeated_full_url_is_refused(client, kind):
     r = client.post("", json=bundle)
     assert_outcome(r, 400, expression="Bundle.entry[1].fullUrl", contains="bdl-7")
     assert client.get("/Patient", params={"_summary": "count"}).json()["total"] == before
+
+
+# each operation with its own parameter names, so that parsing gets past the name check
+OPERATIONS = {
+    "/Patient/$ins-lookup": [
+        *("family", "given", "birthdate", "gender", "birthplace", "patient", "vitale-nss"),
+    ],
+    "/Patient/fuzz-target/$ins-qualify": [
+        *("event", "document-type", "document-reference", "document-consistent"),
+        *("insi-return-code", "ins", "insi-patient", "reason"),
+    ],
+    "/Patient/$merge": ["source-patient", "target-patient", "result-patient", "preview", "reason"],
+    "/Patient/$unmerge": ["source-patient", "reason"],
+    "/Patient/$duplicates": ["level", "_count"],
+    "/Patient/$duplicate-dismiss": ["patient-a", "patient-b", "reason"],
+    "/Patient/fuzz-target/$break-glass": ["reason"],
+    "/Patient/$validate": ["resource", "mode", "profile"],
+    "/Patient/fuzz-target/$validate": ["resource", "mode", "profile"],
+}
+patient_like = st.fixed_dictionaries(
+    {"resourceType": st.just("Patient")},
+    optional={
+        "name": json_values
+        | st.lists(st.dictionaries(st.sampled_from(["use", "given"]), json_values)),
+        "birthDate": json_values,
+        "gender": json_values,
+        "identifier": json_values,
+        "extension": json_values,
+    },
+)
+VALUE_KEYS = ["valueString", "valueCode", "valueBoolean", "valueDate", "valueReference"]
+VALUE_KEYS += ["valueIdentifier", "valueUri", "valueInteger", "valueDecimal", "part"]
+
+
+def parameter(names: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """Any JSON where each part of a parameter goes."""
+    return st.builds(
+        lambda n, k, v: {"name": n, k: v},
+        st.sampled_from(names) | json_values,
+        st.sampled_from(VALUE_KEYS),
+        json_values,
+    ) | st.builds(lambda n, r: {"name": n, "resource": r}, st.sampled_from(names), patient_like)
+
+
+# Well-typed values, so that parsing goes past R4 validation into each operation's own reading.
+texts = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1)
+typed_value = st.one_of(
+    st.tuples(st.just("valueString"), texts.filter(str.strip)),
+    st.tuples(st.just("valueCode"), st.from_regex(r"[A-Za-z0-9\-]{1,10}", fullmatch=True)),
+    st.tuples(st.just("valueBoolean"), st.booleans()),
+    st.tuples(st.just("valueDate"), st.dates().map(lambda d: d.isoformat())),
+    st.tuples(st.just("valueInteger"), st.integers(-(2**31), 2**31 - 1)),
+    st.tuples(
+        st.just("valueReference"),
+        st.builds(lambda r: {"reference": r}, st.sampled_from(["Patient/fuzz-target", "x/y/z"])),
+    ),
+    st.tuples(
+        st.just("valueIdentifier"),
+        st.fixed_dictionaries(
+            {"value": st.sampled_from(["255081416802538", "1"])},
+            optional={"system": st.sampled_from(["urn:oid:1.2.250.1.213.1.4.8", "urn:x"])},
+        ),
+    ),
+)
+typed_patient = st.fixed_dictionaries(
+    {"resourceType": st.just("Patient")},
+    optional={
+        "name": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "use": st.sampled_from(["official", "usual", "maiden"]),
+                    "family": texts.filter(str.strip),
+                    "given": st.lists(texts.filter(str.strip), min_size=1, max_size=3),
+                },
+            ).filter(bool),
+            min_size=1,
+            max_size=3,
+        ),
+        "birthDate": st.dates().map(lambda d: d.isoformat()),
+        "gender": st.sampled_from(["male", "female", "other", "unknown"]),
+    },
+)
+
+
+def typed_parameter(names: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.builds(
+        lambda n, kv: {"name": n, kv[0]: kv[1]}, st.sampled_from(names), typed_value
+    ) | st.builds(lambda n, r: {"name": n, "resource": r}, st.sampled_from(names), typed_patient)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(sorted(OPERATIONS)), data=st.data())
+def test_fuzzed_operation_parameters_never_500(client, fuzz_patient, path, data):
+    """A wrong JSON type anywhere in an operation's Parameters is a 4xx OperationOutcome."""
+    names = OPERATIONS[path]
+    parameters = data.draw(
+        st.lists(typed_parameter(names), min_size=1, max_size=5)
+        | st.lists(parameter(names), max_size=5)
+        | json_values
+    )
+    r = client.post(path, json={"resourceType": "Parameters", "parameter": parameters})
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_ins_lookup_with_a_malformed_patient_is_a_400(client):
+    """Issue 15: a Patient parameter whose used name's `given` is an object was a KeyError in
+    the traits reading (a 500, then a closed connection); R4 validation now says where."""
+    patient_param = {
+        "resourceType": "Patient",
+        "name": [{"use": "official", "family": "X"}, {"use": "usual", "given": {"a": 1}}],
+    }
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "patient", "resource": patient_param}],
+    }
+    r = client.post("/Patient/$ins-lookup", json=body)
+    assert_outcome(r, 400, expression="Parameters.parameter[0].resource.name[1].given")
