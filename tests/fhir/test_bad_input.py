@@ -589,3 +589,39 @@ def test_ins_lookup_with_a_malformed_patient_is_a_400(client):
     }
     r = client.post("/Patient/$ins-lookup", json=body)
     assert_outcome(r, 400, expression="Parameters.parameter[0].resource.name[1].given")
+
+
+entry_requests = st.fixed_dictionaries(
+    {
+        "method": st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "head"]) | json_values,
+        "url": st.sampled_from(
+            ["Patient", "Patient/fuzz-bundle", "Patient?name=x", "Patient/_history", ""]
+        )
+        | json_values,
+    },
+    optional={
+        key: st.sampled_from(["name=x", 'W/"1"', "*"]) | json_values
+        for key in ("ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince")
+    },
+)
+bundle_entries = st.fixed_dictionaries(
+    {"request": entry_requests | json_values},
+    optional={
+        "fullUrl": st.sampled_from(["urn:uuid:0c8f3c1a-0000-4000-8000-000000000000"]) | json_values,
+        "resource": st.just({"resourceType": "Patient", "id": "fuzz-bundle"}) | json_values,
+    },
+)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["transaction", "batch"]), entries=st.lists(bundle_entries, max_size=3))
+def test_fuzzed_bundle_entries_never_500(client, kind, entries):
+    """A wrong JSON type in an entry's request or fullUrl is a 4xx (transaction) or that
+    entry's 4xx (batch); nothing is half-written."""
+    r = client.post("", json={"resourceType": "Bundle", "type": kind, "entry": entries})
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["resourceType"] == "OperationOutcome"
+    else:
+        for entry in r.json()["entry"]:
+            assert not entry["response"]["status"].startswith("5"), entry

@@ -66,6 +66,11 @@ def parse_entries(
             or not isinstance(req.get("url"), str)
         ):
             raise bad_request("Each entry needs request.method and request.url", f"{where}.request")
+        for key in ("ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince"):
+            if req.get(key) is not None and not isinstance(req[key], str):
+                raise bad_request(f"request.{key} must be a JSON string", f"{where}.request.{key}")
+        if raw.get("fullUrl") is not None and not isinstance(raw["fullUrl"], str):
+            raise bad_request("fullUrl must be a JSON string", f"{where}.fullUrl")
         resource = raw.get("resource")
         method = req["method"].upper()
         patch_type = None
@@ -78,7 +83,7 @@ def parse_entries(
                 method=method,
                 url=req["url"],
                 resource=resource,
-                full_url=raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None,
+                full_url=raw.get("fullUrl"),
                 if_none_exist=req.get("ifNoneExist"),
                 if_match=req.get("ifMatch"),
                 patch_type=patch_type,
