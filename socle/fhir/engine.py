@@ -340,7 +340,7 @@ class Engine:
                 w.owner = access.owner
             if w.resource is not None:
                 await self._rewrite_references(conn, w.resource, refs, p.req.where, access)
-                self._validate(w.resource, p.req.where)
+                self.validate(w.resource, p.req.where)
                 if w.rtype == "SearchParameter" and w.resource.get("status") == "active":
                     where = f"{p.req.where}.resource" if p.req.where else "SearchParameter"
                     custom_params.params_of(w.resource, where)
@@ -630,7 +630,9 @@ class Engine:
             )
         return f"{rtype}/{ids[0]}"
 
-    def _validate(self, resource: dict[str, Any], where: str) -> None:
+    def validate(self, resource: dict[str, Any], where: str) -> None:
+        """The write validators on one resource (`where`: its Bundle entry, or ""); raises
+        the errors. Services call it before reading a resource a client sent them."""
         issues: list[Issue] = []
         for validator in self.validators:
             issues.extend(validator(resource, where))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from socle.fhir.json import value_deeper
 from socle.testing import auth_headers
 
-from .helpers import assert_outcome, create, observation, patient, unique
+from .helpers import assert_outcome, create, json_values, observation, patient, unique
 
 
 def test_malformed_json(client):
@@ -96,41 +96,6 @@ def test_bad_search_values(client):
     lenient = client.get("/Patient", params={"nope": "1"}).json()
     assert "nope" not in lenient["link"][0]["url"]
     assert lenient["entry"][-1]["search"]["mode"] == "outcome"
-
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(
-            st.sampled_from(
-                [
-                    "resourceType",
-                    "id",
-                    "meta",
-                    "name",
-                    "subject",
-                    "reference",
-                    "x",
-                    "entry",
-                    "type",
-                    "request",
-                    "extension",
-                    "valueDecimal",
-                    "fullUrl",
-                ]
-            )
-            | st.text(max_size=8),
-            children,
-            max_size=5,
-        )
-    ),
-    max_leaves=20,
-)
 
 
 @st.composite
