@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..fhir.outcome import FhirError
-from ..fhir.validation import get_validator
+from ..fhir.validation import require_valid
 from ..fhir.validation.profiles_fr import (
     CS_IDENTITY_STATUS,
     CS_METHOD_COLLECTION,
@@ -50,9 +50,7 @@ def parameters_of(body: Any, operation: str) -> list[dict[str, Any]]:
     parsers after it may rely on every element having its R4 JSON type."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise FhirError.of(400, "structure", f"{operation} takes a Parameters resource")
-    errors = [i for i in get_validator().validate(body) if i.severity in ("error", "fatal")]
-    if errors:
-        raise FhirError(400, errors)
+    require_valid(body)
     params = body.get("parameter") or []
     if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
         raise FhirError.of(400, "structure", "Parameters.parameter must be a list of objects")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from socle.fhir.json import value_deeper
 from socle.testing import auth_headers
 
-from .helpers import assert_outcome, create, json_values, observation, patient, unique
+from .helpers import assert_outcome, create, json_values, mutated, observation, patient, unique
 
 
 def test_malformed_json(client):
@@ -590,3 +590,59 @@ def test_fuzzed_bundle_entries_never_500(client, kind, entries):
     else:
         for entry in r.json()["entry"]:
             assert not entry["response"]["status"].startswith("5"), entry
+
+
+FHIRPATH_PATCH = {
+    "resourceType": "Parameters",
+    "parameter": [
+        {
+            "name": "operation",
+            "part": [
+                {"name": "type", "valueCode": "replace"},
+                {"name": "path", "valueString": "Patient.birthDate"},
+                {"name": "value", "valueDate": "1930-01-01"},
+            ],
+        },
+        {
+            "name": "operation",
+            "part": [
+                {"name": "type", "valueCode": "add"},
+                {"name": "path", "valueString": "Patient"},
+                {"name": "name", "valueString": "active"},
+                {"name": "value", "valueBoolean": True},
+            ],
+        },
+        {
+            "name": "operation",
+            "part": [
+                {"name": "type", "valueCode": "insert"},
+                {"name": "path", "valueString": "Patient.name[0].given"},
+                {"name": "index", "valueInteger": 0},
+                {"name": "value", "valueString": "Anne"},
+            ],
+        },
+    ],
+}
+JSON_PATCH = [
+    {"op": "replace", "path": "/gender", "value": "male"},
+    {"op": "add", "path": "/name/0/given/-", "value": "Anne"},
+    {"op": "move", "from": "/name/0/given/0", "path": "/name/0/given/1"},
+    {"op": "test", "path": "/resourceType", "value": "Patient"},
+]
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), kind=st.sampled_from(["fhirpath", "json"]))
+def test_mutated_patches_never_500(client, fuzz_patient, data, kind):
+    """A valid PATCH with any one node replaced by any JSON: a 4xx, or a patched resource."""
+    if kind == "fhirpath":
+        r = client.patch(f"/Patient/{fuzz_patient}", json=data.draw(mutated(FHIRPATH_PATCH)))
+    else:
+        r = client.patch(
+            f"/Patient/{fuzz_patient}",
+            json=data.draw(mutated(JSON_PATCH)),
+            headers={"Content-Type": "application/json-patch+json"},
+        )
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["resourceType"] == "OperationOutcome"
