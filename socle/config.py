@@ -65,6 +65,8 @@ class Settings:
     # Literal references must name existing resources (docs/security.md); off for deployments
     # that load out of order. References into another patient's record are always checked.
     referential_integrity: bool = True
+    # Client JSON nested deeper than this is refused at decode time (docs/security.md).
+    max_json_depth: int = 100
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -96,6 +98,7 @@ class Settings:
             s3_region=os.environ.get("SOCLE_S3_REGION") or None,
             max_document_bytes=_int("SOCLE_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
             referential_integrity=_bool("SOCLE_REFERENTIAL_INTEGRITY", True),
+            max_json_depth=_int("SOCLE_MAX_JSON_DEPTH", 100),
         )
 
     @property

@@ -27,6 +27,7 @@ from .auth.break_glass import routes as break_glass_routes
 from .auth.enforcement import AuditServices
 from .auth.middleware import AUDIT_KEY, watch_revocations
 from .auth.server import auth_routes, ensure_auth_server_keys
+from .auth.server.secrets_store import paging_token_key
 from .auth.signing import ensure_signing_key
 from .config import PUBLIC_URL_FILE, Settings
 from .database import open_pool, prepare, read_options, release_embedded, resolve_url
@@ -35,6 +36,7 @@ from .fhir.outcome import FhirError
 from .fhir.rest.app import routes as fhir_routes
 from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
+from .fhir.search.paging import PageTokens
 from .fhir.storage.content import content_store
 from .identity.operations import routes as identity_routes
 from .identity.worklist import identity_watcher
@@ -149,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             validators=_validators(),
             read_pool=read_pool,
             content=content_store(settings),
+            page_tokens=PageTokens(paging_token_key(settings)),
         )
         install_record(engine)
 

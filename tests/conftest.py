@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from socle.testing import (
     Database,
@@ -23,6 +24,16 @@ from socle.testing import (
 )
 
 __all__ = ["Database", "ServerProcess", "auth_headers", "start_server", "stop_server", "token_for"]
+
+# Property-based tests: CI (CI set) runs the same examples on every run and keeps no example
+# database, so its result does not vary from run to run; a failure found there or on a machine
+# becomes an explicit @example. Developers' machines explore at random and replay what failed
+# (.hypothesis/). HYPOTHESIS_PROFILE picks one explicitly.
+settings.register_profile("ci", derandomize=True, database=None, max_examples=100, deadline=None)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
 @pytest.fixture(scope="session")

@@ -27,11 +27,12 @@ from .access import DIRECT, ENTRY, HISTORY, Access, Touched
 from .datetimes import http_date, now_ms
 from .definitions import definitions
 from .integrity import check_references
-from .json import decode
+from .json import decode, value_deeper
 from .outcome import FhirError, Issue, bad_request, precondition_failed
 from .patch import apply_fhirpath_patch, apply_json_patch, apply_merge_patch
 from .search import custom as custom_params
 from .search.executor import SearchResult, run_search
+from .search.paging import PageTokens
 from .search.query import SearchQuery, parse_query
 from .storage.binary import offload_binary
 from .storage.content import ContentStore
@@ -116,6 +117,8 @@ class Engine:
     # connection defaults (no BEGIN/SET/COMMIT round trips; READ COMMITTED gives each
     # statement its own snapshot in a transaction anyway). Defaults to the write pool.
     read_pool: AsyncConnectionPool | None = None
+    # Signs paging tokens; the server passes one keyed for the installation (every worker).
+    page_tokens: PageTokens = field(default_factory=PageTokens.ephemeral)
 
     @property
     def reader(self) -> AsyncConnectionPool:
@@ -201,7 +204,9 @@ class Engine:
             async with self.reader.connection() as conn:
                 if access is not None:
                     await access.prepare(conn)
-                result = await run_search(conn, q, self.settings.default_page_size)
+                result = await run_search(
+                    conn, q, self.settings.default_page_size, self.page_tokens
+                )
         except FhirError as err:
             if access is not None:
                 await _denied(access, interaction, q.resource_type, err)
@@ -336,7 +341,7 @@ class Engine:
                 w.owner = access.owner
             if w.resource is not None:
                 await self._rewrite_references(conn, w.resource, refs, p.req.where, access)
-                self._validate(w.resource, p.req.where)
+                self.validate(w.resource, p.req.where)
                 if w.rtype == "SearchParameter" and w.resource.get("status") == "active":
                     where = f"{p.req.where}.resource" if p.req.where else "SearchParameter"
                     custom_params.params_of(w.resource, where)
@@ -452,7 +457,7 @@ class Engine:
                 "A conditional operation needs at least one search criterion", where or None
             )
         q.count, q.includes, q.sort, q.total = 2, [], [], "none"
-        result = await run_search(conn, q, 2)
+        result = await run_search(conn, q, 2, self.page_tokens)
         return [r.id for r in result.rows]
 
     async def _lock_condition(
@@ -567,6 +572,15 @@ class Engine:
                 raise FhirError(
                     422, [Issue("error", "processing", "A patch may not change resourceType or id")]
                 )
+            # nothing decoded bounds what patches stack up: keep stored content walkable
+            if value_deeper(patched, self.settings.max_json_depth):
+                raise FhirError.of(
+                    422,
+                    "too-costly",
+                    f"The patched resource would nest more than {self.settings.max_json_depth} "
+                    "levels deep",
+                    p.req.where or None,
+                )
             p.write = PendingWrite("update", p.rtype, p.id, patched, if_match=current.version)
             return
         p.write = PendingWrite("update", p.rtype, p.id, p.req.resource, if_match=if_match)
@@ -622,7 +636,9 @@ class Engine:
             )
         return f"{rtype}/{ids[0]}"
 
-    def _validate(self, resource: dict[str, Any], where: str) -> None:
+    def validate(self, resource: dict[str, Any], where: str) -> None:
+        """The write validators on one resource (`where`: its Bundle entry, or ""); raises
+        the errors. Services call it before reading a resource a client sent them."""
         issues: list[Issue] = []
         for validator in self.validators:
             issues.extend(validator(resource, where))
@@ -654,7 +670,7 @@ class Engine:
             )
         q = parse_query(p.rtype, p.query or [], self.settings.max_page_size)
         q.access = access
-        result = await run_search(conn, q, self.settings.default_page_size)
+        result = await run_search(conn, q, self.settings.default_page_size, self.page_tokens)
         return EntryResponse(200, search=(result, q, p.rtype, p.query or []))
 
 

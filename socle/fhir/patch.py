@@ -15,6 +15,7 @@ from typing import Any
 import jsonpatch
 
 from .outcome import Issue, bad_request, unprocessable
+from .validation import require_valid
 
 
 def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
@@ -136,6 +137,7 @@ def _part_value(part: dict[str, Any]) -> Any:
 def apply_fhirpath_patch(resource: dict[str, Any], parameters: Any) -> dict[str, Any]:
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
         raise bad_request("A FHIRPath Patch body must be a Parameters resource", "body")
+    require_valid(parameters)
     result = copy.deepcopy(resource)
     for n, op in enumerate(parameters.get("parameter") or []):
         where = f"Parameters.parameter[{n}]"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..fhir.outcome import FhirError
+from ..fhir.validation import require_valid
 from ..fhir.validation.profiles_fr import (
     CS_IDENTITY_STATUS,
     CS_METHOD_COLLECTION,
@@ -45,9 +46,11 @@ STATUS_DISPLAY = {
 
 
 def parameters_of(body: Any, operation: str) -> list[dict[str, Any]]:
-    """The `parameter` list of a Parameters body (400 otherwise)."""
+    """The `parameter` list of a valid R4 Parameters body (400 otherwise, saying where): the
+    parsers after it may rely on every element having its R4 JSON type."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise FhirError.of(400, "structure", f"{operation} takes a Parameters resource")
+    require_valid(body)
     params = body.get("parameter") or []
     if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
         raise FhirError.of(400, "structure", "Parameters.parameter must be a list of objects")
@@ -137,7 +140,7 @@ def patient_traits(resource: Any, name: str) -> Traits:
     bad = FhirError.of(400, "structure", f"the traits of '{name}' cannot be read", name)
     try:
         traits = traits_from_patient(resource)
-    except (AttributeError, TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
         raise bad from None
     texts = [traits.birth_family, *traits.birth_given]
     optional = [traits.sex, traits.birthplace, traits.used_family, traits.used_given]

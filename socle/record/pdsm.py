@@ -57,8 +57,11 @@ def profiles_of(resource: dict[str, Any]) -> list[str]:
 
 
 def list_code(resource: dict[str, Any]) -> str | None:
-    """``submissionset`` or ``folder`` for an MHD List, else None."""
-    for c in (resource.get("code") or {}).get("coding") or []:
+    """``submissionset`` or ``folder`` for an MHD List, else None (any JSON: it tells
+    submissions apart before validation)."""
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    for c in codings if isinstance(codings, list) else ():
         if isinstance(c, dict) and c.get("system") == LIST_TYPES:
             code = c.get("code")
             return code if isinstance(code, str) else None

@@ -106,6 +106,7 @@ async def document_root(request: Request) -> Response:
         doc = await _json(request)
         if is_simplified_publish(doc):
             assert isinstance(doc, dict)
+            engine_of(request).validate(doc, "")  # R4 types before ITI-105 reads it
             entries = simplified_entries(doc)
             responses = await engine_of(request).transaction(entries, access_of(request), "create")
             return write_response(request, responses[-1], base_url(request))

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 
 import httpx
+from hypothesis import strategies as st
 
 
 def unique() -> str:
@@ -57,3 +59,68 @@ def assert_outcome(
     if contains is not None:
         assert contains.lower() in issue["diagnostics"].lower(), body
     return body
+
+
+# Any JSON, with keys FHIR uses often enough to reach past the first checks.
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "resourceType",
+                    "id",
+                    "meta",
+                    "name",
+                    "subject",
+                    "reference",
+                    "x",
+                    "entry",
+                    "type",
+                    "request",
+                    "extension",
+                    "valueDecimal",
+                    "fullUrl",
+                ]
+            )
+            | st.text(max_size=8),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path (keys and indexes) to a node of a JSON value, the root excluded."""
+    out: list[tuple[Any, ...]] = []
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, child in items:
+        out.append((*prefix, key))
+        out.extend(paths(child, (*prefix, key)))
+    return out
+
+
+@st.composite
+def mutated(draw: st.DrawFn, value: Any) -> Any:
+    """``value`` (a valid request body) with one node replaced by any JSON: a wrong type, a
+    missing piece, junk, anywhere."""
+    out = copy.deepcopy(value)
+    path = draw(st.sampled_from(paths(out)))
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = draw(json_values)
+    return out

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from socle.fhir.outcome import FhirError
@@ -159,6 +159,17 @@ parameter = st.builds(lambda n, k, v: {"name": n, k: v}, names, value_keys, json
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(parameter, max_size=6))
+@example(  # issue 15: a used name whose `given` is an object was a KeyError (a 500 over HTTP)
+    [
+        {
+            "name": "patient",
+            "resource": {
+                "resourceType": "Patient",
+                "name": [{"use": "official", "family": "X"}, {"use": "usual", "given": {"a": 1}}],
+            },
+        }
+    ]
+)
 def test_parsers_answer_400_never_crash(params: list[dict[str, Any]]) -> None:
     for parse in (parse_lookup, parse_qualify):
         try:

@@ -7,9 +7,12 @@ import copy
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from socle.record.pdsm import ACTORS, IS_ARCHIVED, VISIBILITY
 
+from ..fhir.helpers import mutated
 from .world import INS_NIR, RecordWorld, pdf_document, sha1_b64
 
 
@@ -144,7 +147,7 @@ CASES = {
         "Binary",
     ),
     "document not listed": (
-        lambda b: b["entry"][0]["resource"].update(entry=[]),
+        lambda b: b["entry"][0]["resource"].pop("entry"),  # (an empty array is not R4)
         "Bundle.entry[0].resource.entry",
         "lists every",
     ),
@@ -152,7 +155,11 @@ CASES = {
     "a foreign resource": (
         lambda b: b["entry"].append(
             {
-                "resource": {"resourceType": "Observation", "status": "final", "code": {}},
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "x"},
+                },
                 "request": {"method": "POST", "url": "Observation"},
             }
         ),
@@ -458,3 +465,25 @@ def test_the_capability_statement_declares_the_three_actors(server):
     assert any("pdsm" in p for p in docref["supportedProfile"])
     names = {p["name"] for p in docref["searchParam"]}
     assert {"isArchived", "period-start", "period-end", "security-label"} <= names
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), kind=st.sampled_from(["ITI-65", "ITI-105"]))
+def test_a_malformed_submission_is_a_4xx_never_a_500(world, data, kind):
+    """Any element of a valid submission replaced by any JSON: a 4xx OperationOutcome (or a
+    success when the change is harmless), never a 500."""
+    import base64
+
+    content = pdf_document(f"Fuzz {kind}")
+    if kind == "ITI-65":
+        body, path = world.bundle(content), ""
+    else:
+        body, path = world.document(content), "/DocumentReference"
+        att = body["content"][0]["attachment"]
+        del att["url"], att["size"], att["hash"]
+        att["data"] = base64.b64encode(content).decode()
+    with world.pro("author") as c:
+        r = c.post(path, json=data.draw(mutated(body)))
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["resourceType"] == "OperationOutcome", r.text

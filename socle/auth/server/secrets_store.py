@@ -1,7 +1,8 @@
 """The authorisation server's secrets, kept in the data dir next to the signing key (mode 0600).
 
-``keys/auth-secrets.json`` holds the CSRF key (HMAC of form tokens and derived PKCE/nonce values)
-and the key encrypting TOTP secrets at rest; ``SOCLE_AUTH_SECRETS_FILE`` points elsewhere
+``keys/auth-secrets.json`` holds the CSRF key (HMAC of form tokens and derived PKCE/nonce values,
+and, derived from it, the key of the FHIR engine's paging tokens) and the key encrypting TOTP
+secrets at rest; ``SOCLE_AUTH_SECRETS_FILE`` points elsewhere
 (production: a secret store, so an ephemeral data dir does not lose the TOTP key).
 ``keys/psc-standin.jwk`` is the Pro Santé Connect stand-in's signing key, and its client secret
 is in the secrets file too. Files are created once, race-free (several workers may start at once:
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -87,6 +90,12 @@ def _secrets(settings: Settings) -> dict[str, Any]:
 
 def csrf_key(settings: Settings) -> bytes:
     return base64.b64decode(_secrets(settings)["csrf"])
+
+
+def paging_token_key(settings: Settings) -> bytes:
+    """The key signing the FHIR engine's paging tokens: derived from the CSRF key (one secret
+    fewer to store and share between workers and hosts), separated by its label."""
+    return hmac.new(csrf_key(settings), b"socle paging tokens v1", hashlib.sha256).digest()
 
 
 def totp_key(settings: Settings) -> bytes:

@@ -15,8 +15,6 @@ from ..rest.http import check_accept, fhir_response
 from ..search.executor import (
     ROW_COLUMNS,
     SearchResult,
-    decode_token,
-    encode_token,
     fetch_rows,
     forward_include,
 )
@@ -53,7 +51,7 @@ async def patient_everything(request: Request) -> Response:
     for t in types:
         engine.check_type(t, "_type")
     token = params.get("_page_token")
-    after = int(decode_token(token).get("a", 0)) if token else 0
+    after = engine.page_tokens.decode(token, "everything")["a"] if token else 0
     ctypes, cparams = _compartment_pairs()
     sql = Sql().add(
         f"SELECT {ROW_COLUMNS} FROM resource r WHERE r.rid IN ("
@@ -85,7 +83,7 @@ async def patient_everything(request: Request) -> Response:
         rows = await fetch_rows(conn, sql.sql(), sql.params)
         result = SearchResult(rows=rows[:count])
         if len(rows) > count:
-            result.next_token = encode_token({"a": rows[count - 1].rid})
+            result.next_token = engine.page_tokens.encode("everything", {"a": rows[count - 1].rid})
         # Resources the page points to (practitioners, organisations, medications…), once each.
         if result.rows:
             seen = {r.rid for r in result.rows}

@@ -27,16 +27,21 @@ def _parameters(body: Any) -> tuple[Any, str | None, str | None]:
     """(resource, mode, profile) from a Parameters body, or the body itself as the resource."""
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
         resource = mode = profile = None
-        for i, p in enumerate(body.get("parameter") or []):
+        params = body.get("parameter") or []
+        if not isinstance(params, list):
+            raise FhirError.of(
+                400, "structure", "parameter must be an array", "Parameters.parameter"
+            )
+        for i, p in enumerate(params):
             if not isinstance(p, dict):
                 continue
             name = p.get("name")
             if name == "resource":
                 resource = p.get("resource")
             elif name == "mode":
-                mode = p.get("valueCode")
+                mode = _text(p, ("valueCode",), i)
             elif name == "profile":
-                profile = p.get("valueUri") or p.get("valueCanonical")
+                profile = _text(p, ("valueUri", "valueCanonical"), i)
             elif name is not None:
                 raise FhirError.of(
                     400,
@@ -46,6 +51,21 @@ def _parameters(body: Any) -> tuple[Any, str | None, str | None]:
                 )
         return resource, mode, profile
     return body, None, None
+
+
+def _text(part: dict[str, Any], keys: tuple[str, ...], i: int) -> str | None:
+    for key in keys:
+        if key in part:
+            value = part[key]
+            if not isinstance(value, str):
+                raise FhirError.of(
+                    400,
+                    "structure",
+                    f"{key} must be a JSON string",
+                    f"Parameters.parameter[{i}].{key}",
+                )
+            return value
+    return None
 
 
 async def validate_operation(request: Request) -> Response:

@@ -17,7 +17,6 @@ from ..engine import Engine, EntryRequest, EntryResponse
 from ..operations.everything import patient_everything
 from ..operations.validate import validate_operation
 from ..outcome import FhirError, Issue, bad_request, operation_outcome
-from ..search.executor import decode_token, encode_token
 from ..search.query import Filter, parse_query
 from .bundles import history_bundle_text, search_bundle_text
 from .capability import capability_statement
@@ -190,10 +189,7 @@ def _not_modified(request: Request, version: int, last_updated: datetime) -> boo
 async def _patch(request: Request, url: str) -> Response:
     engine = engine_of(request)
     kind = body_kind(request)
-    raw = await read_body(request, engine.settings.max_body_bytes)
-    from ..json import decode
-
-    body = decode(raw)
+    body = await json_body(request, engine.settings.max_body_bytes)
     if kind == "json-patch":
         patch_type = "json"
     elif isinstance(body, dict) and body.get("resourceType") == "Parameters":
@@ -244,11 +240,8 @@ async def history(request: Request) -> Response:
     after = None
     token = params.get("_page_token")
     if token:
-        state = decode_token(token)
-        try:
-            after = (datetime.fromisoformat(state["t"]), int(state["r"]), int(state["v"]))
-        except (ValueError, KeyError, TypeError):
-            raise bad_request("The paging token is not valid", "_page_token") from None
+        state = engine.page_tokens.decode(token, "history")
+        after = (datetime.fromisoformat(state["t"]), state["r"], state["v"])
     versions = await engine.history(rtype, rid, since, at, count + 1, after, access_of(request))
     if rid and not versions and not after:
         raise FhirError.of(404, "not-found", f"{rtype}/{rid} has no history")
@@ -256,8 +249,8 @@ async def history(request: Request) -> Response:
     if len(versions) > count:
         versions = versions[:count]
         last = versions[-1]
-        next_token = encode_token(
-            {"t": last.last_updated.isoformat(), "r": last.rid, "v": last.version}
+        next_token = engine.page_tokens.encode(
+            "history", {"t": last.last_updated.isoformat(), "r": last.rid, "v": last.version}
         )
     path = "/".join(p for p in (rtype, rid, "_history") if p)
     kept = [(k, v) for k, v in pairs if k != "_page_token"]

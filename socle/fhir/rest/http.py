@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..json import decode, encode
+from ..json import DEFAULT_MAX_DEPTH, decode, encode
 from ..outcome import FhirError
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -89,14 +89,20 @@ def body_kind(request: Request) -> str:
 
 
 async def json_body(request: Request, limit: int) -> Any:
-    """The request body as JSON, decoded once per request (see `read_body`)."""
+    """The request body as JSON, decoded once per request (see `read_body`), no deeper than
+    the server's `max_json_depth`."""
     if hasattr(request.state, "socle_json"):
         return request.state.socle_json
     raw = await read_body(request, limit)
     if not raw.strip():
         raise FhirError.of(400, "required", "The request needs a JSON body")
-    request.state.socle_json = decode(raw)
+    request.state.socle_json = decode(raw, max_depth=max_json_depth(request))
     return request.state.socle_json
+
+
+def max_json_depth(request: Request) -> int:
+    settings = getattr(request.app.state, "settings", None)
+    return getattr(settings, "max_json_depth", None) or DEFAULT_MAX_DEPTH
 
 
 def resource_body(value: Any) -> dict[str, Any]:

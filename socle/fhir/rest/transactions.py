@@ -15,6 +15,7 @@ from ..datetimes import instant, now_ms
 from ..engine import Engine, EntryRequest, EntryResponse
 from ..json import decode, encode_str
 from ..outcome import FhirError, bad_request
+from ..validation.invariants import repeated_full_url
 from .bundles import search_bundle_text
 from .http import fhir_response, prefer_return
 
@@ -26,7 +27,9 @@ def _status_line(code: int) -> str:
         return str(code)
 
 
-def parse_entries(bundle: Any, max_entries: int) -> tuple[str, list[EntryRequest]]:
+def parse_entries(
+    bundle: Any, max_entries: int, max_depth: int | None = None
+) -> tuple[str, list[EntryRequest]]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise bad_request(
             "POST to the base needs a Bundle of type transaction or batch", "Bundle.resourceType"
@@ -43,6 +46,14 @@ def parse_entries(bundle: Any, max_entries: int) -> tuple[str, list[EntryRequest
             "too-costly",
             f"The Bundle has {len(raw_entries)} entries; the limit is {max_entries}",
         )
+    repeated = repeated_full_url(raw_entries)
+    if repeated is not None:
+        first, again = repeated
+        raise bad_request(
+            f"Bundle.entry[{again}] repeats the fullUrl of Bundle.entry[{first}]: fullUrl must be "
+            "unique in a Bundle (bdl-7)",
+            f"Bundle.entry[{again}].fullUrl",
+        )
     entries = []
     for i, raw in enumerate(raw_entries):
         where = f"Bundle.entry[{i}]"
@@ -55,11 +66,16 @@ def parse_entries(bundle: Any, max_entries: int) -> tuple[str, list[EntryRequest
             or not isinstance(req.get("url"), str)
         ):
             raise bad_request("Each entry needs request.method and request.url", f"{where}.request")
+        for key in ("ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince"):
+            if req.get(key) is not None and not isinstance(req[key], str):
+                raise bad_request(f"request.{key} must be a JSON string", f"{where}.request.{key}")
+        if raw.get("fullUrl") is not None and not isinstance(raw["fullUrl"], str):
+            raise bad_request("fullUrl must be a JSON string", f"{where}.fullUrl")
         resource = raw.get("resource")
         method = req["method"].upper()
         patch_type = None
         if method == "PATCH":
-            resource, patch_type = _patch_body(resource, where)
+            resource, patch_type = _patch_body(resource, where, max_depth)
         elif method in ("POST", "PUT") and not isinstance(resource, dict):
             raise bad_request(f"A {method} entry needs a resource", f"{where}.resource")
         entries.append(
@@ -67,7 +83,7 @@ def parse_entries(bundle: Any, max_entries: int) -> tuple[str, list[EntryRequest
                 method=method,
                 url=req["url"],
                 resource=resource,
-                full_url=raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None,
+                full_url=raw.get("fullUrl"),
                 if_none_exist=req.get("ifNoneExist"),
                 if_match=req.get("ifMatch"),
                 patch_type=patch_type,
@@ -77,7 +93,7 @@ def parse_entries(bundle: Any, max_entries: int) -> tuple[str, list[EntryRequest
     return kind, entries
 
 
-def _patch_body(resource: Any, where: str) -> tuple[Any, str]:
+def _patch_body(resource: Any, where: str, max_depth: int | None) -> tuple[Any, str]:
     if isinstance(resource, dict) and resource.get("resourceType") == "Parameters":
         return resource, "fhirpath"
     if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
@@ -85,7 +101,7 @@ def _patch_body(resource: Any, where: str) -> tuple[Any, str]:
             data = base64.b64decode(resource.get("data", ""), validate=True)
         except ValueError:
             raise bad_request("PATCH Binary data is not base64", f"{where}.resource.data") from None
-        return decode(data, "JSON Patch"), "json"
+        return decode(data, "JSON Patch", max_depth), "json"
     raise bad_request(
         "A PATCH entry needs a Parameters (FHIRPath Patch) or a Binary (JSON Patch) resource",
         f"{where}.resource",
@@ -114,7 +130,9 @@ def _entry_json(res: EntryResponse, base: str, with_resource: bool) -> str:
 async def process_bundle(
     request: Request, engine: Engine, bundle: Any, base: str, access: Access
 ) -> Response:
-    kind, entries = parse_entries(bundle, engine.settings.max_bundle_entries)
+    kind, entries = parse_entries(
+        bundle, engine.settings.max_bundle_entries, engine.settings.max_json_depth
+    )
     if kind == "transaction":
         responses = await engine.transaction(entries, access, "transaction")
     else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +13,7 @@ from ..access import DIRECT, INCLUDE
 from ..definitions import definitions
 from ..outcome import bad_request
 from ..storage.text import content_text
+from .paging import PageTokens
 from .query import SearchQuery
 from .sql import Sql, criterion
 
@@ -54,22 +53,6 @@ class SearchResult:
     next_token: str | None = None
     prev_token: str | None = None
     total: int | None = None
-
-
-def encode_token(state: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
-
-
-def decode_token(token: str) -> dict[str, Any]:
-    try:
-        state = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(state, dict):
-            raise ValueError
-        return state
-    except ValueError:
-        raise bad_request(
-            "The paging token is not valid: restart the search", "_page_token"
-        ) from None
 
 
 def where_sql(q: SearchQuery, extra: Sql | None = None) -> Sql:
@@ -167,7 +150,7 @@ def _cursor_value(value: Any) -> Any:
 
 
 async def _sorted_page(
-    conn: AsyncConnection, q: SearchQuery, count: int, state: dict[str, Any]
+    conn: AsyncConnection, q: SearchQuery, count: int, tokens: PageTokens
 ) -> tuple[list[Row], str | None]:
     """A page of a sorted search, keyset-paged on the sort keys then rid (no OFFSET)."""
     keys = sort_keys(q)
@@ -176,11 +159,13 @@ async def _sorted_page(
         inner.add(", ").extend(key.expr).add(f" AS k{i}")
     inner.add(" FROM resource r WHERE ").extend(where_sql(q))
     sql = Sql().add("SELECT * FROM (").extend(inner).add(") s")
-    if "k" in state:
-        values = state["k"]
-        if not isinstance(values, list) or len(values) != len(keys):
+    # a cursor's values are cast to its sort's key types: only this sort's tokens are taken
+    sort = ",".join(("-" if desc else "") + name for name, desc in q.sort)
+    if q.page_token:
+        state = tokens.decode(q.page_token, "sorted")
+        if state.get("s") != sort:
             raise bad_request("The paging token does not match this search", "_page_token")
-        sql.add(" WHERE ").extend(_after_cursor(keys, values, int(state.get("r", 0))))
+        sql.add(" WHERE ").extend(_after_cursor(keys, state["k"], state["r"]))
     sql.add(" ORDER BY ")
     for i, key in enumerate(keys):
         sql.add(f"s.k{i} {'DESC' if key.desc else 'ASC'} NULLS LAST, ")
@@ -191,8 +176,8 @@ async def _sorted_page(
     next_token = None
     if len(raw) > count:
         last = raw[count - 1]
-        next_token = encode_token(
-            {"k": [_cursor_value(v) for v in last[_ROW_WIDTH:]], "r": last[0]}
+        next_token = tokens.encode(
+            "sorted", {"s": sort, "k": [_cursor_value(v) for v in last[_ROW_WIDTH:]], "r": last[0]}
         )
     return rows, next_token
 
@@ -202,14 +187,17 @@ async def fetch_rows(conn: AsyncConnection, sql: str, params: list[Any]) -> list
     return [Row(*row) for row in await cur.fetchall()]
 
 
-async def run_search(conn: AsyncConnection, q: SearchQuery, page_size: int) -> SearchResult:
+async def run_search(
+    conn: AsyncConnection, q: SearchQuery, page_size: int, tokens: PageTokens
+) -> SearchResult:
     count = q.count if q.count is not None else page_size
-    state = decode_token(q.page_token) if q.page_token else {}
+    first_page = not q.page_token
     result = SearchResult(rows=[])
     if count > 0 and q.summary != "count":
         if q.sort:
-            rows, result.next_token = await _sorted_page(conn, q, count, state)
+            rows, result.next_token = await _sorted_page(conn, q, count, tokens)
         else:
+            state = tokens.decode(q.page_token, "search") if q.page_token else {}
             # Keyset paging on rid: deep pages cost what the first one does.
             after = int(state.get("a", 0))
             before = state.get("b")
@@ -226,17 +214,16 @@ async def run_search(conn: AsyncConnection, q: SearchQuery, page_size: int) -> S
             if before:
                 rows.reverse()
                 if rows:
-                    result.next_token = encode_token({"a": rows[-1].rid})
+                    result.next_token = tokens.encode("search", {"a": rows[-1].rid})
                     if more:
-                        result.prev_token = encode_token({"b": rows[0].rid})
+                        result.prev_token = tokens.encode("search", {"b": rows[0].rid})
             else:
                 if more and rows:
-                    result.next_token = encode_token({"a": rows[-1].rid})
+                    result.next_token = tokens.encode("search", {"a": rows[-1].rid})
                 if (after or before) and rows:
-                    result.prev_token = encode_token({"b": rows[0].rid})
+                    result.prev_token = tokens.encode("search", {"b": rows[0].rid})
         result.rows = rows
         result.included = await _includes(conn, q, rows)
-    first_page = not state
     if q.total == "accurate" or count == 0 or q.summary == "count":
         sql = Sql().add("SELECT count(*) FROM resource r WHERE ").extend(where_sql(q))
         cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]

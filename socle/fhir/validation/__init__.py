@@ -10,8 +10,9 @@ means valid. The validator never raises on bad input.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
-from ..outcome import Issue
+from ..outcome import FhirError, Issue
 from . import profiles_fr
 from .validator import Validator
 
@@ -27,4 +28,13 @@ def has_errors(issues: list[Issue]) -> bool:
     return any(i.severity in ("error", "fatal") for i in issues)
 
 
-__all__ = ["Validator", "get_validator", "has_errors", "profiles_fr"]
+def require_valid(resource: dict[str, Any]) -> None:
+    """A 400 with the errors (each located) unless `resource` is valid R4: for what a client
+    sends an operation (Parameters, a FHIRPath Patch), so that the code reading it may rely
+    on every element having its R4 JSON type."""
+    errors = [i for i in get_validator().validate(resource) if i.severity in ("error", "fatal")]
+    if errors:
+        raise FhirError(400, errors)
+
+
+__all__ = ["Validator", "get_validator", "has_errors", "profiles_fr", "require_valid"]

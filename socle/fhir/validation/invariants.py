@@ -195,23 +195,25 @@ def bdl_5(e: Obj) -> bool:
 
 
 def bdl_7(o: Obj) -> bool:
-    if o.get("type") == "history":
-        return True
-    seen: set[tuple[Any, Any]] = set()
-    for e in _entries(o):
-        url = e.get("fullUrl")
+    return o.get("type") == "history" or repeated_full_url(o.get("entry")) is None
+
+
+def repeated_full_url(entries: Any) -> tuple[int, int] | None:
+    """bdl-7: the first entry whose fullUrl (and meta.versionId) an earlier one has, as
+    (earlier index, index); None when fullUrls are unique."""
+    seen: dict[tuple[str, Any], int] = {}
+    for i, e in enumerate(entries if isinstance(entries, list) else ()):
+        url = e.get("fullUrl") if isinstance(e, dict) else None
         if not isinstance(url, str):
             continue
         res = e.get("resource")
         meta = res.get("meta") if isinstance(res, dict) else None
         version = meta.get("versionId") if isinstance(meta, dict) else None
-        if not isinstance(version, str):
-            version = None
-        key = (url, version)
+        key = (url, version if isinstance(version, str) else None)
         if key in seen:
-            return False
-        seen.add(key)
-    return True
+            return seen[key], i
+        seen[key] = i
+    return None
 
 
 def bdl_8(e: Obj) -> bool:

@@ -11,6 +11,7 @@ English sentence describing the problem. Checkers are plain closures built once 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -177,13 +178,18 @@ def build_checkers() -> dict[str, Checker]:
         return check
 
     def decimal(v: Any) -> str | None:
+        # R4 decimals are xs:decimal and double: beyond a finite double (1e999) or so small
+        # it is one only as zero (1e-999), a value is not one (and costs to index).
         tv = type(v)
-        if tv is Decimal:
-            return None if v.is_finite() else f"{v} is not a valid decimal"
-        if tv is int:
+        if tv is Decimal or tv is int:
+            if tv is Decimal and not v.is_finite():
+                return f"{v} is not a valid decimal"
+            as_double = float(v) if tv is Decimal or abs(v) < 2**1024 else math.inf
+            if math.isinf(as_double) or (as_double == 0 and v != 0):
+                return f"{str(v)[:40]} is beyond the range of a decimal (a finite double)"
             return None
         if tv is float:
-            return None if v == v and v not in (float("inf"), float("-inf")) else "not finite"
+            return None if math.isfinite(v) else "not finite"
         return f"expected a JSON number (decimal), found {json_kind(v)} {_short(v)}"
 
     checkers["boolean"] = boolean
