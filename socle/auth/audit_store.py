@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +38,19 @@ from ..fhir.datetimes import now_ms
 from ..fhir.json import decode
 from ..fhir.storage.rids import RidAllocator
 from ..fhir.storage.writer import PendingWrite, apply_writes
-from .audit_chain import GENESIS, AuditChain, ChainedRecord, Problem, verify_chain
+from .audit_chain import (
+    GENESIS,
+    AuditChain,
+    ChainedRecord,
+    Problem,
+    ProblemKind,
+    verify_chain,
+)
 
 log = logging.getLogger("socle.audit")
-ANCHOR = "audit-head.json"
+ANCHORS = "audit-anchors.jsonl"  # successive heads, one JSON line each, append-only
+LEGACY_ANCHOR = "audit-head.json"  # the single overwritten anchor of earlier versions
+ANCHOR_COPY_ENV = "SOCLE_AUDIT_ANCHOR_COPY"  # a second anchors file, outside the data dir
 SEAL_BATCH = 5000
 
 
@@ -105,62 +116,195 @@ class AuditSink:
                     future.set_result(None)
 
 
-def _anchor_path(data_dir: Path) -> Path:
-    return data_dir / ANCHOR
+class AnchorMismatch(Exception):
+    """The chain in the database does not extend the last anchored head: records were cut or
+    rewritten. The sealer refuses to seal onto it (sealing would bless the cut)."""
 
 
-def write_anchor(data_dir: Path, seq: int, digest: str) -> None:
-    path = _anchor_path(data_dir)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"seq": seq, "hash": digest}))
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class Anchor:
+    seq: int
+    hash: str
+    at: str | None = None  # when it was anchored (ISO 8601, UTC)
+    line: int = 0  # 1-based line in the anchors file
 
 
-def read_anchor(data_dir: Path) -> tuple[int, str] | None:
+def _anchors_path(data_dir: Path) -> Path:
+    return data_dir / ANCHORS
+
+
+def _anchor_line(seq: int, digest: str) -> bytes:
+    at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (json.dumps({"seq": seq, "hash": digest, "at": at}) + "\n").encode()
+
+
+def _append_durably(path: Path, line: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        d = json.loads(_anchor_path(data_dir).read_text())
-        return int(d["seq"]), str(d["hash"])
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def append_anchor(data_dir: Path, seq: int, digest: str) -> None:
+    """Append the new head to the anchors file (never rewritten) and to its copy outside the
+    data dir when ``SOCLE_AUDIT_ANCHOR_COPY`` names one (a failing copy is logged, not fatal:
+    the local file stays the reference)."""
+    line = _anchor_line(seq, digest)
+    _append_durably(_anchors_path(data_dir), line)
+    copy = os.environ.get(ANCHOR_COPY_ENV)
+    if copy:
+        try:
+            _append_durably(Path(copy), line)
+        except OSError:
+            log.exception("AUDIT ALARM: cannot append the anchor to %s", copy)
+
+
+def _parse_anchor(text: str, line: int) -> Anchor:
+    d = json.loads(text)
+    seq, digest = d["seq"], d["hash"]
+    if not isinstance(seq, int) or not isinstance(digest, str) or len(digest) != 64:
+        raise ValueError("malformed anchor")
+    return Anchor(seq, digest, d.get("at"), line)
+
+
+def read_anchors(data_dir: Path) -> tuple[list[Anchor], list[int]]:
+    """Every anchor in file order, and the line numbers that are not anchors. Before the
+    anchors file, a single ``audit-head.json`` was kept: it counts as the first anchor."""
+    anchors: list[Anchor] = []
+    bad: list[int] = []
+    try:
+        legacy = json.loads((data_dir / LEGACY_ANCHOR).read_text())
+        anchors.append(Anchor(int(legacy["seq"]), str(legacy["hash"]), None, 0))
     except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        text = _anchors_path(data_dir).read_text()
+    except OSError:
+        return anchors, bad
+    for i, raw in enumerate(text.splitlines(), start=1):
+        try:
+            anchors.append(_parse_anchor(raw, i))
+        except (ValueError, KeyError, TypeError):
+            bad.append(i)
+    return anchors, bad
+
+
+def last_anchor(data_dir: Path) -> Anchor | None:
+    """The last anchor, reading only the end of the file (it grows by a line per seal)."""
+    path = _anchors_path(data_dir)
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        anchors, _ = read_anchors(data_dir)  # none yet, or only the legacy one
+        return anchors[-1] if anchors else None
+    lines = [x for x in tail.splitlines() if x.strip()]
+    if not lines:
         return None
+    try:
+        return _parse_anchor(lines[-1], 0)
+    except (ValueError, KeyError, TypeError):
+        raise AnchorMismatch(f"the last line of {path} is not an anchor") from None
+
+
+@contextlib.asynccontextmanager
+async def _anchor_lock(data_dir: Path | None) -> AsyncIterator[None]:
+    """Sealers of one data dir (the server's workers, the CLI) take turns, so anchors are
+    appended in chain order (the head row lock alone would let them append out of order)."""
+    if data_dir is None:
+        yield
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / (ANCHORS + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+async def _check_extends(conn: AsyncConnection, head: tuple[int, str], anchor: Anchor) -> None:
+    """Raise AnchorMismatch unless the database's head extends the anchored one."""
+    h_seq, h_hash = head
+    if h_seq < anchor.seq:
+        raise AnchorMismatch(
+            f"the chain's head (seq {h_seq}) is behind the last anchor (seq {anchor.seq}): "
+            "records were cut from the end of the chain"
+        )
+    cur = await conn.execute(
+        "SELECT seq, hash FROM audit_log WHERE seq = ANY(%s)", ([anchor.seq, h_seq],)
+    )
+    stored = {int(s): str(h) for s, h in await cur.fetchall()}
+    if anchor.seq >= 0 and stored.get(anchor.seq) != anchor.hash:
+        raise AnchorMismatch(
+            f"the anchored record seq {anchor.seq} is missing or altered: the chain was cut "
+            "or rewritten"
+        )
+    if h_seq >= 0 and stored.get(h_seq) != h_hash:
+        raise AnchorMismatch(f"the head row (seq {h_seq}) is not the chain's record seq {h_seq}")
 
 
 async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
     """Chain the unsealed events (committed ones, in commit-visibility order); returns how many.
-    Runs in its own transaction; concurrent sealers queue on the head row."""
+    Runs in its own transactions; concurrent sealers queue on the head row (and, per data dir,
+    on the anchors file's lock). With ``data_dir``, raises :class:`AnchorMismatch` (sealing
+    nothing) when the chain does not extend the last anchor, and appends each new head."""
     total = 0
-    while True:
-        async with conn.transaction():
-            cur = await conn.execute("SELECT seq, hash FROM audit_head FOR UPDATE")
-            head = await cur.fetchone()
-            assert head is not None
-            cur = await conn.execute(
-                "SELECT l.audit_id, r.content::text FROM audit_log l "
-                "JOIN resource r ON r.rtype = 'AuditEvent' AND r.id = l.audit_id "
-                "WHERE l.seq IS NULL ORDER BY r.rid LIMIT %s",
-                (SEAL_BATCH,),
-            )
-            rows = await cur.fetchall()
-            if not rows:
-                return total
-            chain = AuditChain((int(head[0]), str(head[1])))
-            ids, seqs, prevs, hashes = [], [], [], []
-            for audit_id, content in rows:
-                rec = chain.append(decode(content))
-                ids.append(audit_id)
-                seqs.append(rec.seq)
-                prevs.append(rec.prev_hash)
-                hashes.append(rec.hash)
-            await conn.execute(
-                "UPDATE audit_log l SET seq = u.seq, prev_hash = u.prev, hash = u.hash "
-                "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) "
-                "AS u(id, seq, prev, hash) WHERE l.audit_id = u.id",
-                (ids, seqs, prevs, hashes),
-            )
-            seq, digest = chain.head
-            await conn.execute("UPDATE audit_head SET seq = %s, hash = %s", (seq, digest))
-        if data_dir is not None:
-            write_anchor(data_dir, seq, digest)
-        total += len(rows)
+    async with _anchor_lock(data_dir):
+        anchor = last_anchor(data_dir) if data_dir is not None else None
+        while True:
+            async with conn.transaction():
+                cur = await conn.execute("SELECT seq, hash FROM audit_head FOR UPDATE")
+                head = await cur.fetchone()
+                assert head is not None
+                start = (int(head[0]), str(head[1]))
+                if anchor is not None:
+                    await _check_extends(conn, start, anchor)
+                elif data_dir is not None and start[0] >= 0:
+                    # no anchor yet (new file, or it was removed): a new series starts here
+                    log.warning("audit: no anchor in %s; anchoring seq %d", data_dir, start[0])
+                    append_anchor(data_dir, *start)
+                    anchor = Anchor(*start)
+                cur = await conn.execute(
+                    "SELECT l.audit_id, r.content::text FROM audit_log l "
+                    "JOIN resource r ON r.rtype = 'AuditEvent' AND r.id = l.audit_id "
+                    "WHERE l.seq IS NULL ORDER BY r.rid LIMIT %s",
+                    (SEAL_BATCH,),
+                )
+                rows = await cur.fetchall()
+                if not rows:
+                    return total
+                chain = AuditChain(start)
+                ids, seqs, prevs, hashes = [], [], [], []
+                for audit_id, content in rows:
+                    rec = chain.append(decode(content))
+                    ids.append(audit_id)
+                    seqs.append(rec.seq)
+                    prevs.append(rec.prev_hash)
+                    hashes.append(rec.hash)
+                await conn.execute(
+                    "UPDATE audit_log l SET seq = u.seq, prev_hash = u.prev, hash = u.hash "
+                    "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) "
+                    "AS u(id, seq, prev, hash) WHERE l.audit_id = u.id",
+                    (ids, seqs, prevs, hashes),
+                )
+                seq, digest = chain.head
+                await conn.execute("UPDATE audit_head SET seq = %s, hash = %s", (seq, digest))
+            if data_dir is not None:
+                # after the commit, still under the anchors lock: a crash in between leaves the
+                # head ahead of the anchor, which still extends it
+                append_anchor(data_dir, seq, digest)
+                anchor = Anchor(seq, digest)
+            total += len(rows)
 
 
 async def sealer(pool: AsyncConnectionPool, data_dir: Path, every: float = 1.0) -> None:
@@ -170,6 +314,9 @@ async def sealer(pool: AsyncConnectionPool, data_dir: Path, every: float = 1.0) 
         try:
             async with pool.connection() as conn:
                 await seal(conn, data_dir)
+        except AnchorMismatch as exc:
+            # keeps refusing (and alarming) every round until an operator restores the chain
+            log.critical("AUDIT ALARM: %s; sealing refused", exc)
         except psycopg.Error:
             log.exception("audit sealing failed; will retry")
 
@@ -181,6 +328,7 @@ class Verification:
     head: tuple[int, str]
     anchor: tuple[int, str] | None
     problems: list[Problem]
+    anchors: int = 0  # anchors in the file
 
     @property
     def ok(self) -> bool:
@@ -194,27 +342,73 @@ def _records(rows: list[tuple[Any, ...]]) -> Iterator[ChainedRecord]:
         yield ChainedRecord(int(seq), str(prev_hash), str(digest), event)
 
 
+def _anchor_problems(
+    records: list[ChainedRecord], anchors: list[Anchor], bad_lines: list[int]
+) -> list[Problem]:
+    """Every anchor must name a record of the chain, and the anchors must only move forward."""
+    problems = [
+        Problem(len(records), ProblemKind.ALTERED, None, f"anchors file line {n} is not an anchor")
+        for n in bad_lines
+    ]
+    position = {r.seq: i for i, r in enumerate(records)}
+    previous: Anchor | None = None
+    for a in anchors:
+        if previous is not None and a.seq < previous.seq:
+            problems.append(
+                Problem(
+                    position.get(a.seq, len(records)),
+                    ProblemKind.REMOVED,
+                    a.seq,
+                    f"anchors file line {a.line} moves the head back from seq {previous.seq}",
+                )
+            )
+        previous = a
+        i = position.get(a.seq)
+        if i is not None and records[i].hash != a.hash:
+            problems.append(
+                Problem(
+                    i,
+                    ProblemKind.ALTERED,
+                    a.seq,
+                    f"its hash differs from the one anchored at {a.at or 'first'} "
+                    f"(anchors file line {a.line})",
+                )
+            )
+    return problems
+
+
 async def verify(conn: AsyncConnection, data_dir: Path | None = None) -> Verification:
-    """Check the whole chain against the stored events and the anchor."""
+    """Check the whole chain against the stored events and every anchor."""
     cur = await conn.execute(
         "SELECT l.seq, l.prev_hash, l.hash, r.content::text FROM audit_log l "
         "LEFT JOIN resource r ON r.rtype = 'AuditEvent' AND r.id = l.audit_id "
         "WHERE l.seq IS NOT NULL ORDER BY l.seq"
     )
-    rows = await cur.fetchall()
+    records = list(_records(await cur.fetchall()))
     cur = await conn.execute("SELECT count(*) FROM audit_log WHERE seq IS NULL")
     unsealed_row = await cur.fetchone()
     cur = await conn.execute("SELECT seq, hash FROM audit_head")
     head_row = await cur.fetchone()
     assert head_row is not None
     head = (int(head_row[0]), str(head_row[1]))
-    anchor = read_anchor(data_dir) if data_dir is not None else None
-    # the anchor (outside the database) wins over the head row (inside it): a truncation that
-    # also rewinds audit_head is still seen
+    anchors, bad = read_anchors(data_dir) if data_dir is not None else ([], [])
+    furthest = max(anchors, key=lambda a: a.seq) if anchors else None
+    anchor = (furthest.seq, furthest.hash) if furthest is not None else None
+    # the anchors (outside the database) win over the head row (inside it): a truncation that
+    # also rewinds audit_head is still seen, whatever was sealed onto the rewound head since
     expected = anchor if anchor is not None and anchor[0] >= head[0] else head
     problems = verify_chain(
-        _records(rows), start=(0, GENESIS), head=expected if expected[0] >= 0 else None
+        records, start=(0, GENESIS), head=expected if expected[0] >= 0 else None
     )
+    seen = {(p.position, p.kind, p.seq) for p in problems}
+    for p in _anchor_problems(records, anchors, bad):
+        if (p.position, p.kind, p.seq) not in seen:
+            problems.append(p)
     return Verification(
-        len(rows), int(unsealed_row[0]) if unsealed_row else 0, head, anchor, problems
+        len(records),
+        int(unsealed_row[0]) if unsealed_row else 0,
+        head,
+        anchor,
+        sorted(problems),
+        len(anchors),
     )

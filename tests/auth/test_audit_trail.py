@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import psycopg
@@ -113,10 +114,49 @@ def test_tampering_is_detected_and_located(own, tamper):
         assert str(seq) in r.stdout  # says where
 
 
-def test_anchor_file_follows_the_head(own):
+def _anchors(server) -> list[dict]:
+    path = server.database.data_dir / "audit-anchors.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_anchors_are_appended_as_the_head_moves(own):
     _activity(own)
     assert _verify(own).returncode == 0
-    anchor = json.loads((own.database.data_dir / "audit-head.json").read_text())
+    first = _anchors(own)
     with _conn(own) as conn:
         head = conn.execute("SELECT seq, hash FROM audit_head").fetchone()
-    assert (anchor["seq"], anchor["hash"]) == (head[0], head[1])
+    assert (first[-1]["seq"], first[-1]["hash"]) == (head[0], head[1])
+    _activity(own)
+    assert _verify(own).returncode == 0
+    anchors = _anchors(own)
+    assert anchors[: len(first)] == first  # append-only: earlier anchors untouched
+    seqs = [a["seq"] for a in anchors]
+    assert seqs == sorted(seqs) and seqs[-1] > first[-1]["seq"]
+
+
+def test_a_cut_stays_reported_after_more_traffic(own):
+    """Cutting the end of the chain and rewinding the head: the sealer must not seal the next
+    events onto the rewound head (which would make the cut vanish from the anchor)."""
+    _activity(own)
+    assert _verify(own).returncode == 0
+    anchored = _anchors(own)
+    with _conn(own) as conn:
+        last = conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
+        conn.execute("DELETE FROM audit_log WHERE seq > %s", (last - 3,))
+        conn.execute(
+            "UPDATE audit_head SET seq = h.seq, hash = h.hash FROM "
+            "(SELECT seq, hash FROM audit_log WHERE seq = %s) h",
+            (last - 3,),
+        )
+    _activity(own)  # more traffic; the server's sealers run every second
+    time.sleep(3)
+    with _conn(own) as conn:
+        head = conn.execute("SELECT seq FROM audit_head").fetchone()[0]
+        unsealed = conn.execute("SELECT count(*) FROM audit_log WHERE seq IS NULL").fetchone()[0]
+    assert head == last - 3  # refused: nothing sealed onto the rewound head
+    assert unsealed > 0  # the new events are kept, waiting
+    assert _anchors(own) == anchored  # the anchor did not move back or sideways
+    r = _verify(own)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ALARM" in r.stdout and "removed" in r.stdout and str(last - 2) in r.stdout
+    assert "AUDIT ALARM" in own.log.read_text()  # the server raised the alarm
