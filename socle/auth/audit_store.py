@@ -1,19 +1,26 @@
-"""The audit trail in the database: AuditEvents as FHIR resources, chained by a sealer.
+"""The audit trail in the database: one append-only ``audit_log`` row per audited request,
+chained by a sealer, anchored outside the database.
 
-* **Append.** A request's AuditEvents are written as ordinary resources (searchable; in the
-  patient's compartment, so the patient reads his access history with ``AuditEvent?patient=``)
-  plus one ``audit_log`` row each, *unsealed*. A write's events go into its own transaction; a
-  read's are batched with those of concurrent reads into one transaction (group commit) that
-  commits before the responses leave.
-* **Seal.** :func:`seal` takes the unsealed rows under the ``audit_head`` row lock and gives each
-  its place in the hash chain (``seq``, ``prev_hash``, ``hash`` over the canonical event,
-  :mod:`socle.auth.audit_chain`). Sealing runs every second in the server and before
-  ``socle audit verify``; no request waits on the chain's single lock.
-* **Anchor.** After each seal the head (seq, hash) is written to ``<data_dir>/audit-head.json``
-  (copy it off the machine for an external anchor): records cut from the end of the chain are
-  then detected too.
-* **Verify.** :func:`verify` walks the chain, recomputes every hash from the stored AuditEvent
-  and reports each altered, removed, inserted or reordered record with its position.
+* **Append.** A request's audit record is one row: the AuditEvent as canonical JSON (``event``,
+  what the hash covers) and the columns its searches need (``recorded``, ``patients`` — every
+  patient the request disclosed —, ``agents``, ``action``, ``outcome``, ``subtype``). No resource
+  row, no index rows. A write's record goes into its own transaction; reads' records are
+  batched into one multi-row INSERT per group commit (one round trip, autocommit), committed
+  before the responses leave. The rows are served as AuditEvent resources by
+  :mod:`socle.auth.audit_trail`.
+* **Seal.** :func:`seal` takes the unsealed rows (a partial index on ``ord WHERE seq IS NULL``:
+  O(new rows)) under the ``audit_head`` row lock and gives each its place in the hash chain
+  (``seq``, ``prev_hash``, ``hash`` over the canonical event, :mod:`socle.auth.audit_chain`).
+  Sealing runs every second in the server and before ``socle audit verify``; no request waits
+  on the chain's single lock.
+* **Anchor.** Each new head (seq, hash) is appended to ``<data_dir>/audit-anchors.jsonl`` (and
+  to ``SOCLE_AUDIT_ANCHOR_COPY`` if set: a file outside the data dir), never rewritten. The
+  sealer only seals onto a head that extends the last anchor; otherwise (records cut from the
+  end, or rewritten) it refuses, logs ``AUDIT ALARM`` every round, and ``socle audit verify``
+  keeps reporting the cut however much traffic follows.
+* **Verify.** :func:`verify` walks the chain, recomputes every hash from the stored event and
+  reports each altered, removed, inserted or reordered record with its position, and every
+  anchor the chain no longer matches.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -34,16 +42,15 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from ..fhir.datetimes import now_ms
 from ..fhir.json import decode
-from ..fhir.storage.rids import RidAllocator
-from ..fhir.storage.writer import PendingWrite, apply_writes
+from ..fhir.outcome import FhirError
 from .audit_chain import (
     GENESIS,
-    AuditChain,
+    HASH_DOMAIN,
     ChainedRecord,
     Problem,
     ProblemKind,
+    record_hash,
     verify_chain,
 )
 
@@ -52,29 +59,61 @@ ANCHORS = "audit-anchors.jsonl"  # successive heads, one JSON line each, append-
 LEGACY_ANCHOR = "audit-head.json"  # the single overwritten anchor of earlier versions
 ANCHOR_COPY_ENV = "SOCLE_AUDIT_ANCHOR_COPY"  # a second anchors file, outside the data dir
 SEAL_BATCH = 5000
+UNHASHABLE = "-" * 64
+_SEP = "\x1f"  # joins a row's patients/agents for the batched INSERT (never in an id or token)
 
 
-async def write_events(
-    conn: AsyncConnection, events: list[dict[str, Any]], rids: RidAllocator
-) -> None:
-    """Store events in the caller's transaction, unsealed."""
-    if not events:
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit record as stored: the event's canonical JSON and its search columns."""
+
+    id: str
+    recorded: dt.datetime
+    action: str
+    outcome: str
+    subtype: str
+    patients: tuple[str, ...]  # Patient ids
+    agents: tuple[str, ...]  # "Practitioner/1", "urn:oid:…|810001234567", …
+    event: str  # canonical JSON (audit_chain.event_text)
+
+
+_INSERT = (
+    "INSERT INTO audit_log (audit_id, recorded, action, outcome, subtype, patients, agents, event) "
+    "SELECT u.id, u.rec, u.act, u.out, u.sub, string_to_array(u.pat, %s), "
+    "string_to_array(u.ag, %s), u.ev FROM unnest(%b::text[], %b::timestamptz[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
+    "AS u(id, rec, act, out, sub, pat, ag, ev)"
+)
+
+
+async def write_events(conn: AsyncConnection, rows: list[AuditRow]) -> None:
+    """Append records, unsealed, in one statement (the caller's transaction, or on its own)."""
+    if not rows:
         return
-    writes = [PendingWrite("create", "AuditEvent", e["id"], e) for e in events]
-    await apply_writes(conn, writes, rids, now_ms())
     await conn.execute(
-        "INSERT INTO audit_log (audit_id) SELECT unnest(%s::text[])", ([e["id"] for e in events],)
+        _INSERT,  # type: ignore[arg-type]
+        (
+            _SEP,
+            _SEP,
+            [r.id for r in rows],
+            [r.recorded for r in rows],
+            [r.action for r in rows],
+            [r.outcome for r in rows],
+            [r.subtype for r in rows],
+            [_SEP.join(r.patients) for r in rows],
+            [_SEP.join(r.agents) for r in rows],
+            [r.event for r in rows],
+        ),
     )
 
 
 class AuditSink:
-    """Group commit of the audit events of reads: one transaction for all the requests waiting
-    at that moment; each request's response waits for its events to be committed."""
+    """Group commit of the audit records of reads: one INSERT (autocommit: one round trip) for
+    all the requests waiting at that moment; each response waits for its record's commit."""
 
-    def __init__(self, pool: AsyncConnectionPool, rids: RidAllocator) -> None:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
-        self.rids = rids
-        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._pending: list[tuple[list[AuditRow], asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -87,11 +126,11 @@ class AuditSink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, events: list[dict[str, Any]]) -> None:
-        if not events:
+    async def submit(self, rows: list[AuditRow]) -> None:
+        if not rows:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((events, future))
+        self._pending.append((rows, future))
         self._wakeup.set()
         await future
 
@@ -103,8 +142,8 @@ class AuditSink:
             if not batch:
                 continue
             try:
-                async with self.pool.connection() as conn, conn.transaction():
-                    await write_events(conn, [e for events, _ in batch for e in events], self.rids)
+                async with self.pool.connection() as conn:
+                    await write_events(conn, [r for rows, _ in batch for r in rows])
             except Exception as exc:  # noqa: BLE001 - every waiting request must learn it
                 log.exception("audit append failed")
                 for _, future in batch:
@@ -253,8 +292,24 @@ async def _check_extends(conn: AsyncConnection, head: tuple[int, str], anchor: A
         raise AnchorMismatch(f"the head row (seq {h_seq}) is not the chain's record seq {h_seq}")
 
 
+def _hash_stored(seq: int, prev_hash: str, event: str) -> str:
+    """The chain hash of a stored event. Events written by this version are canonical JSON
+    (sorted keys: they open on ``{"action":``) and are hashed as they are, without decoding;
+    events moved in from the resource table are re-canonicalised."""
+    if event.startswith('{"action":'):
+        h = hashlib.sha256()
+        h.update(HASH_DOMAIN + b"\n")
+        h.update(f"{prev_hash}\n{seq}\n".encode("ascii"))
+        h.update(event.encode())
+        return h.hexdigest()
+    try:
+        return record_hash(seq, prev_hash, decode(event))
+    except (FhirError, TypeError, ValueError):
+        return UNHASHABLE  # unreadable: it can never verify
+
+
 async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
-    """Chain the unsealed events (committed ones, in commit-visibility order); returns how many.
+    """Chain the unsealed events (committed ones, in append order); returns how many.
     Runs in its own transactions; concurrent sealers queue on the head row (and, per data dir,
     on the anchors file's lock). With ``data_dir``, raises :class:`AnchorMismatch` (sealing
     nothing) when the chain does not extend the last anchor, and appends each new head."""
@@ -274,30 +329,31 @@ async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
                     log.warning("audit: no anchor in %s; anchoring seq %d", data_dir, start[0])
                     append_anchor(data_dir, *start)
                     anchor = Anchor(*start)
+                # the partial index holds the unsealed rows only: this reads what is new
                 cur = await conn.execute(
-                    "SELECT l.audit_id, r.content::text FROM audit_log l "
-                    "JOIN resource r ON r.rtype = 'AuditEvent' AND r.id = l.audit_id "
-                    "WHERE l.seq IS NULL ORDER BY r.rid LIMIT %s",
+                    "SELECT ord, event FROM audit_log WHERE seq IS NULL ORDER BY ord LIMIT %s",
                     (SEAL_BATCH,),
                 )
                 rows = await cur.fetchall()
                 if not rows:
                     return total
-                chain = AuditChain(start)
-                ids, seqs, prevs, hashes = [], [], [], []
-                for audit_id, content in rows:
-                    rec = chain.append(decode(content))
-                    ids.append(audit_id)
-                    seqs.append(rec.seq)
-                    prevs.append(rec.prev_hash)
-                    hashes.append(rec.hash)
+                seq, digest = start
+                ords, seqs, prevs, hashes = [], [], [], []
+                for ord_, event in rows:
+                    prev, seq = digest, seq + 1
+                    # an event missing before it was sealed (moved in without one) can never
+                    # verify: it gets a hash no content has
+                    digest = _hash_stored(seq, prev, event) if event else UNHASHABLE
+                    ords.append(ord_)
+                    seqs.append(seq)
+                    prevs.append(prev)
+                    hashes.append(digest)
                 await conn.execute(
                     "UPDATE audit_log l SET seq = u.seq, prev_hash = u.prev, hash = u.hash "
-                    "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) "
-                    "AS u(id, seq, prev, hash) WHERE l.audit_id = u.id",
-                    (ids, seqs, prevs, hashes),
+                    "FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[]) "
+                    "AS u(ord, seq, prev, hash) WHERE l.ord = u.ord AND l.seq IS NULL",
+                    (ords, seqs, prevs, hashes),
                 )
-                seq, digest = chain.head
                 await conn.execute("UPDATE audit_head SET seq = %s, hash = %s", (seq, digest))
             if data_dir is not None:
                 # after the commit, still under the anchors lock: a crash in between leaves the
@@ -337,8 +393,11 @@ class Verification:
 
 def _records(rows: list[tuple[Any, ...]]) -> Iterator[ChainedRecord]:
     for seq, prev_hash, digest, content in rows:
-        # a chain row whose event was deleted keeps its place; its content check fails
-        event = decode(content) if content is not None else {"missing": True}
+        # an event emptied or made unreadable keeps its place; its content check fails
+        try:
+            event = decode(content) if content is not None else {"missing": True}
+        except FhirError:
+            event = {"unreadable": content}
         yield ChainedRecord(int(seq), str(prev_hash), str(digest), event)
 
 
@@ -380,9 +439,7 @@ def _anchor_problems(
 async def verify(conn: AsyncConnection, data_dir: Path | None = None) -> Verification:
     """Check the whole chain against the stored events and every anchor."""
     cur = await conn.execute(
-        "SELECT l.seq, l.prev_hash, l.hash, r.content::text FROM audit_log l "
-        "LEFT JOIN resource r ON r.rtype = 'AuditEvent' AND r.id = l.audit_id "
-        "WHERE l.seq IS NOT NULL ORDER BY l.seq"
+        "SELECT seq, prev_hash, hash, event FROM audit_log WHERE seq IS NOT NULL ORDER BY seq"
     )
     records = list(_records(await cur.fetchall()))
     cur = await conn.execute("SELECT count(*) FROM audit_log WHERE seq IS NULL")

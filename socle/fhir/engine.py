@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
@@ -102,6 +102,24 @@ class _Planned:
     response: EntryResponse | None = None
 
 
+class ExternalType(Protocol):
+    """A type a service stores and serves itself instead of the resource table (the audit
+    trail): its reads and searches are delegated, access checks and audit included."""
+
+    async def read(
+        self, pool: AsyncConnectionPool, rid: str, vid: int | None, access: Access | None
+    ) -> Version: ...
+
+    async def search(
+        self,
+        pool: AsyncConnectionPool,
+        q: SearchQuery,
+        access: Access | None,
+        page_size: int,
+        query_text: str | None,
+    ) -> SearchResult: ...
+
+
 @dataclass
 class Engine:
     pool: AsyncConnectionPool  # writes: transactions
@@ -115,6 +133,7 @@ class Engine:
     # connection defaults (no BEGIN/SET/COMMIT round trips; READ COMMITTED gives each
     # statement its own snapshot in a transaction anyway). Defaults to the write pool.
     read_pool: AsyncConnectionPool | None = None
+    external: dict[str, ExternalType] = field(default_factory=dict)
 
     @property
     def reader(self) -> AsyncConnectionPool:
@@ -132,6 +151,8 @@ class Engine:
     ) -> Version:
         """One resource by id (a version of it with ``vid``), checked and audited."""
         self.check_type(rtype)
+        if rtype in self.external:
+            return await self.external[rtype].read(self.reader, rid, vid, access)
         async with self.reader.connection() as conn:
             if vid is None:
                 v = await read_current(conn, rtype, rid)
@@ -192,6 +213,10 @@ class Engine:
     ) -> SearchResult:
         """Run a search on a read session bounded by the search timeout; log slow ones
         (parameter names only: values can be identifiers or names)."""
+        if q.resource_type in self.external:
+            return await self.external[q.resource_type].search(
+                self.reader, q, access, self.settings.default_page_size, query_text
+            )
         started = time.perf_counter()
         timeout = int(self.settings.search_timeout_ms)
         q.access = access
