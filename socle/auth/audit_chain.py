@@ -248,7 +248,10 @@ def hashed_content(event: Mapping[str, Any]) -> dict[str, Any]:
 def event_text(event: Mapping[str, Any]) -> str:
     """How an event is stored: its canonical JSON (without ``meta``), so that sealing hashes
     the stored text as it is (:func:`text_hash`) and verifying re-canonicalises it."""
-    return canonical_json(hashed_content(event)).decode()
+    # no _check_canonical walk: build_audit_event makes strings, integers and booleans only
+    return json.dumps(
+        hashed_content(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def text_hash(seq: int, prev_hash: str, canonical: str) -> str:

@@ -358,7 +358,8 @@ async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
             if data_dir is not None:
                 # after the commit, still under the anchors lock: a crash in between leaves the
                 # head ahead of the anchor, which still extends it
-                append_anchor(data_dir, seq, digest)
+                # (fsync off the event loop: requests keep flowing meanwhile)
+                await asyncio.to_thread(append_anchor, data_dir, seq, digest)
                 anchor = Anchor(seq, digest)
             total += len(rows)
 
