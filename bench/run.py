@@ -7,6 +7,12 @@
 Prints one JSON document: each scenario's throughput and latency percentiles, and the raw
 PostgreSQL yardstick doing the same work (binary COPY of exactly the rows Socle stores for the
 ingested resources; SELECT by key for reads), with the ratio Socle / raw PostgreSQL.
+
+Every request is audited (there is no switch to turn it off): each scenario reports the audit
+records it wrote (``audit_records``, per request) and the chain's unsealed backlog after it. For
+reads, a second yardstick does the audited work in raw PostgreSQL: the SELECT by key plus the
+INSERT of one audit row (same table shape, same event size) per read, committed before the next
+read (``raw_postgresql_audited_reads``, ``audited_read_ratio_to_raw``).
 """
 
 from __future__ import annotations
@@ -232,10 +238,46 @@ def raw_copy(url: str, rows: dict[str, list[tuple]]) -> dict:
     }
 
 
-async def raw_reads(url: str, keys: list[tuple[str, str]], clients: int, duration: float) -> dict:
+def audit_counts(url: str) -> tuple[int, int]:
+    """(audit records, of which not sealed yet)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*), count(*) FILTER (WHERE seq IS NULL) FROM audit_log")
+        total, unsealed = row.fetchone()  # type: ignore[misc]
+    return int(total), int(unsealed)
+
+
+def audited(url: str, result: dict, before: int) -> dict:
+    """Add what the scenario wrote to the audit trail to its result."""
+    total, unsealed = audit_counts(url)
+    result["audit_records"] = total - before
+    requests = result.get("requests") or result.get("items") or 0
+    if requests:
+        result["audit_records_per_request"] = round((total - before) / requests, 3)
+    result["audit_unsealed_after"] = unsealed
+    return result
+
+
+def _raw_audit_table(url: str) -> str:
+    """A table shaped like audit_log (same indexes) and a real event's text, for raw inserts."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS raw_audit_log")
+        conn.execute("CREATE TABLE raw_audit_log (LIKE audit_log INCLUDING ALL)")
+        row = conn.execute(
+            "SELECT event FROM audit_log WHERE subtype = 'read' ORDER BY ord DESC LIMIT 1"
+        ).fetchone()
+    return str(row[0]) if row and row[0] else "{}"
+
+
+async def raw_reads(
+    url: str, keys: list[tuple[str, str]], clients: int, duration: float, audit: bool = False
+) -> dict:
+    """SELECT by key; with ``audit``, each read also INSERTs (and commits) its audit row."""
+    import uuid
+
     from bench.http_client import Stats
 
     stats = Stats()
+    event = _raw_audit_table(url) if audit else ""
     deadline = time.perf_counter() + duration
     rng = random.Random(7)
     shuffled = keys[:]
@@ -252,14 +294,26 @@ async def raw_reads(url: str, keys: list[tuple[str, str]], clients: int, duratio
                     "WHERE rtype = %s AND id = %s",
                     (rtype, rid),
                 )
-                await cur.fetchone()
+                got = await cur.fetchone()
+                if audit:
+                    await conn.execute(
+                        "INSERT INTO raw_audit_log (audit_id, recorded, action, outcome, "
+                        "subtype, patients, agents, event) VALUES "
+                        "(%s, now(), 'R', '0', 'read', %s, %s, %s)",
+                        (str(uuid.uuid4()), [rid], ["Device/bench"], event),
+                    )
+                assert got is not None
                 stats.latencies.append(time.perf_counter() - t0)
                 stats.items += 1
                 i += clients
 
     start = time.perf_counter()
     await asyncio.gather(*(loop(n) for n in range(clients)))
-    return stats.summary(time.perf_counter() - start)
+    summary = stats.summary(time.perf_counter() - start)
+    if audit:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("DROP TABLE IF EXISTS raw_audit_log")
+    return summary
 
 
 def main() -> None:
@@ -300,24 +354,32 @@ def main() -> None:
             "generated_in_s": round(time.perf_counter() - t0, 2),
         },
         "params": {"clients": args.clients, "duration_s": args.duration, "workers": args.workers},
+        "audit": "on: every request audited (one audit_log row per request, chained)",
     }
     with fresh_database(args.database_url, prefix="socle_bench") as db:
         server = start_server(db, workers=args.workers)
         try:
             url = db_url_of(server)
             if "ingest" in scenarios:
-                report["ingest_transaction_bundles"] = asyncio.run(
-                    ingest(server, bundles, counts, args.clients, directory_bundles)
+                before = audit_counts(url)[0]
+                report["ingest_transaction_bundles"] = audited(
+                    url,
+                    asyncio.run(ingest(server, bundles, counts, args.clients, directory_bundles)),
+                    before,
                 )
             keys = [(r["resourceType"], r["id"]) for r in resources]
             patient_ids = [r["id"] for r in resources if r["resourceType"] == "Patient"]
             if "create" in scenarios and patient_ids:
-                report["single_creates"] = asyncio.run(
-                    creates(server, patient_ids, args.clients, args.duration)
+                before = audit_counts(url)[0]
+                report["single_creates"] = audited(
+                    url,
+                    asyncio.run(creates(server, patient_ids, args.clients, args.duration)),
+                    before,
                 )
             if "read" in scenarios:
-                report["reads_by_id"] = asyncio.run(
-                    reads(server, keys, args.clients, args.duration)
+                before = audit_counts(url)[0]
+                report["reads_by_id"] = audited(
+                    url, asyncio.run(reads(server, keys, args.clients, args.duration)), before
                 )
             if "raw" in scenarios:
                 raw = raw_copy(url, stored_rows([dict(r) for r in resources]))
@@ -331,6 +393,13 @@ def main() -> None:
                     report["raw_postgresql_reads"] = raw_r
                     report["read_ratio_to_raw_select"] = round(
                         report["reads_by_id"]["items_per_s"] / raw_r["items_per_s"], 3
+                    )
+                    raw_a = asyncio.run(
+                        raw_reads(url, keys, args.clients, args.duration, audit=True)
+                    )
+                    report["raw_postgresql_audited_reads"] = raw_a
+                    report["audited_read_ratio_to_raw"] = round(
+                        report["reads_by_id"]["items_per_s"] / raw_a["items_per_s"], 3
                     )
         finally:
             stop_server(server)

@@ -6,6 +6,11 @@
 Loads the synthetic region through the API (transaction Bundles), measures a mixed load of the
 typical searches of issue 4 at the small size, keeps loading to the large size, measures again,
 and prints JSON: per-query p50/p95/p99, mixed throughput, and whether each plan uses indexes.
+
+Every search is audited (one audit record per search naming every patient it disclosed):
+each stage reports the audit records written per search, and ``raw_mixed``: the same searches
+run as raw SQL (the engine's own WHERE, no policy) by the same number of connections, each
+followed by the INSERT of its audit row, with ``mixed_ratio_to_raw`` (Socle / raw PostgreSQL).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 
 from bench.http_client import Stats, run_load  # noqa: E402
-from bench.run import db_url_of, ingest, machine  # noqa: E402
+from bench.run import _raw_audit_table, audit_counts, db_url_of, ingest, machine  # noqa: E402
 from socle.fhir.json import encode  # noqa: E402
 from socle.fhir.search.executor import ROW_COLUMNS, where_sql  # noqa: E402
 from socle.fhir.search.query import parse_query  # noqa: E402
@@ -131,6 +136,7 @@ async def measure(server, samples: Samples, clients: int, duration: float) -> di
     await conn.close()
     return {
         "warmup": {k: warmup[k] for k in ("requests_per_s", "p50_ms", "p95_ms", "p99_ms")},
+        "warmup_requests": warmup["requests"] + len(requests[:500]),
         "mixed": mixed,
         "per_query_sequential": {n: per[n].summary(1.0) for n in QUERIES},
     }
@@ -173,7 +179,51 @@ def _plan_nodes(node: dict[str, Any]) -> list[str]:
 
 async def load(server, bundles, clients: int) -> dict[str, Any]:
     """Send (body, resource count) Bundles: the ingest scenario of bench/run.py."""
-    return await ingest(server, [body for body, _ in bundles], [n for _, n in bundles], clients)
+    return await ingest(server, [body for body, _ in bundles], [n for _, n in bundles], clients, 0)
+
+
+async def raw_mixed(url: str, samples: Samples, clients: int, duration: float) -> dict[str, Any]:
+    """The mixed searches as raw SQL (page of 20, no policy, no includes), each followed by
+    the INSERT of one audit row naming the patients of its page: the yardstick."""
+    import uuid
+
+    rng = random.Random(11)
+    statements = []
+    for i in range(5000):
+        rtype, params = make_query(QUERIES[i % len(QUERIES)], samples, rng)
+        q = parse_query(rtype, [(k, v) for k, v in params if k != "_include"], 1000)
+        where = where_sql(q)
+        sql = f"SELECT {ROW_COLUMNS} FROM resource r WHERE {where.sql()} ORDER BY r.rid LIMIT 21"
+        statements.append((sql, where.params))
+    event = _raw_audit_table(url)
+    stats = Stats()
+    deadline = time.perf_counter() + duration
+
+    async def loop(n: int) -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            i = n
+            while time.perf_counter() < deadline:
+                sql, params = statements[i % len(statements)]
+                t0 = time.perf_counter()
+                cur = await conn.execute(sql, params)
+                rows = await cur.fetchall()
+                patients = sorted({r[6] for r in rows if r[6]})
+                await conn.execute(
+                    "INSERT INTO raw_audit_log (audit_id, recorded, action, outcome, subtype, "
+                    "patients, agents, event) VALUES (%s, now(), 'E', '0', 'search-type', "
+                    "%s, %s, %s)",
+                    (str(uuid.uuid4()), patients, ["Device/bench"], event),
+                )
+                stats.latencies.append(time.perf_counter() - t0)
+                stats.items += 1
+                i += clients
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop(n) for n in range(clients)))
+    summary = stats.summary(time.perf_counter() - start)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS raw_audit_log")
+    return summary
 
 
 def measure_existing(args: argparse.Namespace) -> None:
@@ -249,11 +299,22 @@ def main() -> None:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("ANALYZE")
                     count = conn.execute("SELECT count(*) FROM resource").fetchone()[0]  # type: ignore[index]
+                before = audit_counts(url)[0]
+                measured = asyncio.run(measure(server, samples, args.clients, args.duration))
+                searches = measured["mixed"]["requests"] + measured["warmup_requests"]
+                written, unsealed = audit_counts(url)
+                raw = asyncio.run(raw_mixed(url, samples, args.clients, args.duration))
                 report[stage] = {
                     "resources": count,
                     "patients": loaded_patients,
                     "load_resources_per_s": round(resources / load_seconds, 1),
-                    **asyncio.run(measure(server, samples, args.clients, args.duration)),
+                    **measured,
+                    "audit_records_per_search": round((written - before) / max(searches, 1), 3),
+                    "audit_unsealed_after": unsealed,
+                    "raw_mixed": raw,
+                    "mixed_ratio_to_raw": round(
+                        measured["mixed"]["requests_per_s"] / raw["requests_per_s"], 3
+                    ),
                     "explain": explain(url, samples),
                 }
         finally:

@@ -262,6 +262,72 @@ CREATE TABLE psc_standin_code (
 );
 """
 
+AUDIT_LEAN_V146 = """
+-- The lean audit trail (issue 14): audit_log holds the AuditEvents themselves, one append-only
+-- row per request (no resource row, no index rows per event), written in batches. Columns
+-- serve the access history's searches; `event` is the canonical JSON the hash chain covers.
+DROP INDEX audit_log_unsealed;
+ALTER TABLE audit_log
+    ADD COLUMN ord      bigint,          -- append order: the sealer's queue, the paging key
+    ADD COLUMN recorded timestamptz,
+    ADD COLUMN patients text[] NOT NULL DEFAULT '{}',  -- every patient the request disclosed
+    ADD COLUMN agents   text[] NOT NULL DEFAULT '{}',  -- who.reference, system|value
+    ADD COLUMN action   text,
+    ADD COLUMN outcome  text,
+    ADD COLUMN subtype  text,
+    ADD COLUMN event    text;            -- NULL only if the event was deleted before this
+CREATE SEQUENCE audit_log_ord_seq OWNED BY audit_log.ord;
+
+-- Events recorded so far move in from the resource table; their chain is unchanged (the hash
+-- never covered meta, and verification re-canonicalises the JSON).
+WITH moved AS (
+    SELECT l.audit_id, r.content,
+           row_number() OVER (ORDER BY l.seq NULLS LAST, r.rid) AS n
+    FROM audit_log l
+    LEFT JOIN resource r ON r.rtype = 'AuditEvent' AND r.id = l.audit_id
+)
+UPDATE audit_log l SET
+    ord = m.n,
+    recorded = COALESCE((m.content->>'recorded')::timestamptz, now()),
+    action = m.content->>'action',
+    outcome = m.content->>'outcome',
+    subtype = m.content#>>'{subtype,0,code}',
+    patients = ARRAY(
+        SELECT substr(e#>>'{what,reference}', 9)
+        FROM jsonb_array_elements(COALESCE(m.content->'entity', '[]')) e
+        WHERE e#>>'{role,code}' = '1' AND e#>>'{what,reference}' LIKE 'Patient/%'),
+    agents = ARRAY(
+        SELECT v FROM jsonb_array_elements(COALESCE(m.content->'agent', '[]')) a,
+        LATERAL (VALUES (a#>>'{who,reference}'),
+                        ((a#>>'{who,identifier,system}') || '|' || (a#>>'{who,identifier,value}'))
+                ) x(v)
+        WHERE v IS NOT NULL),
+    event = (m.content - 'meta')::text
+FROM moved m
+WHERE l.audit_id = m.audit_id;
+SELECT setval('audit_log_ord_seq', COALESCE((SELECT max(ord) FROM audit_log), 0) + 1, false);
+ALTER TABLE audit_log
+    ALTER COLUMN ord SET DEFAULT nextval('audit_log_ord_seq'),
+    ALTER COLUMN ord SET NOT NULL,
+    ALTER COLUMN recorded SET NOT NULL;
+DELETE FROM idx_string WHERE rtype = 'AuditEvent';
+DELETE FROM idx_token WHERE rtype = 'AuditEvent';
+DELETE FROM idx_date WHERE rtype = 'AuditEvent';
+DELETE FROM idx_number WHERE rtype = 'AuditEvent';
+DELETE FROM idx_quantity WHERE rtype = 'AuditEvent';
+DELETE FROM idx_reference WHERE rtype = 'AuditEvent';
+DELETE FROM idx_uri WHERE rtype = 'AuditEvent';
+DELETE FROM idx_composite WHERE rtype = 'AuditEvent';
+DELETE FROM resource_history WHERE rtype = 'AuditEvent';
+DELETE FROM resource WHERE rtype = 'AuditEvent';
+
+-- The sealer reads the unsealed rows by this partial index only: O(new rows), whatever the
+-- statistics say (the old join walked `resource` in rid order when they were stale).
+CREATE INDEX audit_log_unsealed ON audit_log (ord) WHERE seq IS NULL;
+CREATE INDEX audit_log_patients ON audit_log USING gin (patients);
+CREATE INDEX audit_log_recorded ON audit_log (recorded, ord);
+"""
+
 # Version 4 is reserved for the lead: versions need not be contiguous, and a lower version added
 # later is still applied (each version is applied once, in ascending order, if not recorded).
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -270,6 +336,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (3, "composite search parameters", COMPOSITE_V3),
     (4, "resource owner, audit chain, break-glass grants", SECURITY_V4),
     (5, "built-in authorisation server", AUTH_SERVER_V5),
+    # 146 (issue 14, point 6): a number no parallel branch will pick for its own migration
+    (146, "lean audit trail: events in audit_log, served as AuditEvents", AUDIT_LEAN_V146),
 ]
 
 

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth.audit_store import AuditSink, sealer
+from .auth.audit_trail import AuditTrail
 from .auth.break_glass import routes as break_glass_routes
 from .auth.enforcement import AuditServices
 from .auth.middleware import AUDIT_KEY, watch_revocations
@@ -156,9 +157,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         install_record(engine)
 
         app.state.engine = engine
-        sink = AuditSink(pool, engine.rids)
+        engine.external["AuditEvent"] = AuditTrail()  # the trail is not in the resource table
+        sink = AuditSink(pool)
         sink.start()
-        setattr(app.state, AUDIT_KEY, AuditServices(sink, engine.rids))
+        setattr(app.state, AUDIT_KEY, AuditServices(sink))
         await ensure_record_search_parameters(engine)
         await custom_params.sync(pool)
         background = [

@@ -90,7 +90,10 @@ class AccessRecord:
     network_address: str | None = None
     purpose_of_use: tuple[str, ...] = ()  # v3-ActReason codes: TREAT, ETREAT, PATRQT…
     patient: str | None = None  # "Patient/45"
-    entities: tuple[str, ...] = ()  # references of the resources touched
+    entities: tuple[str, ...] = ()  # references of the resources touched (of ``patient``)
+    # one record per request: the other patients it disclosed, each with its resources
+    more_patients: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    others: tuple[str, ...] = ()  # resources of no patient (written, or of a failed request)
     resource_type: str | None = None  # of a search
     query: str | None = None  # the raw query string of a search (stored base64)
     operation: str | None = None  # "$everything"…
@@ -151,18 +154,28 @@ def build_audit_event(record: AccessRecord, event_id: str | None = None) -> dict
         details.append({"type": "decision", "valueString": record.decision_reason})
     if record.request_id:
         details.append({"type": "request-id", "valueString": record.request_id})
-    entities: list[dict[str, Any]] = []
-    if record.patient:
+    # Entities in groups: resources of no patient first, then each patient (role 1) followed
+    # by his resources, then the query; a reader's projection keeps his own group only.
+    entities: list[dict[str, Any]] = [
+        {"what": {"reference": ref}, "type": _coding(ENTITY_TYPE, "2")} for ref in record.others
+    ]
+    groups = [(record.patient, record.entities)] if record.patient else []
+    if not record.patient and record.entities:
+        entities.extend(
+            {"what": {"reference": ref}, "type": _coding(ENTITY_TYPE, "2")}
+            for ref in record.entities
+        )
+    for patient, refs in [*groups, *record.more_patients]:
         entities.append(
             {
-                "what": {"reference": record.patient},
+                "what": {"reference": patient},
                 "type": _coding(ENTITY_TYPE, "1", "Person"),
                 "role": _coding(OBJECT_ROLE, "1", "Patient"),
             }
         )
-    for ref in record.entities:
-        if ref != record.patient:
-            entities.append({"what": {"reference": ref}, "type": _coding(ENTITY_TYPE, "2")})
+        for ref in refs:
+            if ref != patient:
+                entities.append({"what": {"reference": ref}, "type": _coding(ENTITY_TYPE, "2")})
     if record.query is not None or record.resource_type or record.operation:
         q: dict[str, Any] = {
             "type": _coding(ENTITY_TYPE, "2", "System Object"),
@@ -230,6 +243,25 @@ def canonical_json(value: Any) -> bytes:
 def hashed_content(event: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an event covered by the hash: all but the engine-managed ``meta``."""
     return {k: v for k, v in event.items() if k != "meta"}
+
+
+def event_text(event: Mapping[str, Any]) -> str:
+    """How an event is stored: its canonical JSON (without ``meta``), so that sealing hashes
+    the stored text as it is (:func:`text_hash`) and verifying re-canonicalises it."""
+    # no _check_canonical walk: build_audit_event makes strings, integers and booleans only
+    return json.dumps(
+        hashed_content(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def text_hash(seq: int, prev_hash: str, canonical: str) -> str:
+    """:func:`record_hash` of an event given as its canonical JSON text (no decoding)."""
+    h = hashlib.sha256()
+    h.update(HASH_DOMAIN + b"\n")
+    h.update(prev_hash.encode("ascii") + b"\n")
+    h.update(str(seq).encode("ascii") + b"\n")
+    h.update(canonical.encode())
+    return h.hexdigest()
 
 
 def record_hash(seq: int, prev_hash: str, event: Mapping[str, Any]) -> str:

@@ -1,29 +1,39 @@
-"""The audit trail in the database: AuditEvents as FHIR resources, chained by a sealer.
+"""The audit trail in the database: one append-only ``audit_log`` row per audited request,
+chained by a sealer, anchored outside the database.
 
-* **Append.** A request's AuditEvents are written as ordinary resources (searchable; in the
-  patient's compartment, so the patient reads his access history with ``AuditEvent?patient=``)
-  plus one ``audit_log`` row each, *unsealed*. A write's events go into its own transaction; a
-  read's are batched with those of concurrent reads into one transaction (group commit) that
-  commits before the responses leave.
-* **Seal.** :func:`seal` takes the unsealed rows under the ``audit_head`` row lock and gives each
-  its place in the hash chain (``seq``, ``prev_hash``, ``hash`` over the canonical event,
-  :mod:`socle.auth.audit_chain`). Sealing runs every second in the server and before
-  ``socle audit verify``; no request waits on the chain's single lock.
-* **Anchor.** After each seal the head (seq, hash) is written to ``<data_dir>/audit-head.json``
-  (copy it off the machine for an external anchor): records cut from the end of the chain are
-  then detected too.
-* **Verify.** :func:`verify` walks the chain, recomputes every hash from the stored AuditEvent
-  and reports each altered, removed, inserted or reordered record with its position.
+* **Append.** A request's audit record is one row: the AuditEvent as canonical JSON (``event``,
+  what the hash covers) and the columns its searches need (``recorded``, ``patients`` — every
+  patient the request disclosed —, ``agents``, ``action``, ``outcome``, ``subtype``). No resource
+  row, no index rows. A write's record goes into its own transaction; reads' records are
+  batched into one multi-row INSERT per group commit (one round trip, autocommit), committed
+  before the responses leave. The rows are served as AuditEvent resources by
+  :mod:`socle.auth.audit_trail`.
+* **Seal.** :func:`seal` takes the unsealed rows (a partial index on ``ord WHERE seq IS NULL``:
+  O(new rows)) under the ``audit_head`` row lock and gives each its place in the hash chain
+  (``seq``, ``prev_hash``, ``hash`` over the canonical event, :mod:`socle.auth.audit_chain`).
+  Sealing runs every second in the server and before ``socle audit verify``; no request waits
+  on the chain's single lock.
+* **Anchor.** Each new head (seq, hash) is appended to ``<data_dir>/audit-anchors.jsonl`` (and
+  to ``SOCLE_AUDIT_ANCHOR_COPY`` if set: a file outside the data dir), never rewritten. The
+  sealer only seals onto a head that extends the last anchor; otherwise (records cut from the
+  end, or rewritten) it refuses, logs ``AUDIT ALARM`` every round, and ``socle audit verify``
+  keeps reporting the cut however much traffic follows.
+* **Verify.** :func:`verify` walks the chain, recomputes every hash from the stored event and
+  reports each altered, removed, inserted or reordered record with its position, and every
+  anchor the chain no longer matches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import fcntl
+import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,38 +42,78 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from ..fhir.datetimes import now_ms
 from ..fhir.json import decode
-from ..fhir.storage.rids import RidAllocator
-from ..fhir.storage.writer import PendingWrite, apply_writes
-from .audit_chain import GENESIS, AuditChain, ChainedRecord, Problem, verify_chain
+from ..fhir.outcome import FhirError
+from .audit_chain import (
+    GENESIS,
+    HASH_DOMAIN,
+    ChainedRecord,
+    Problem,
+    ProblemKind,
+    record_hash,
+    verify_chain,
+)
 
 log = logging.getLogger("socle.audit")
-ANCHOR = "audit-head.json"
+ANCHORS = "audit-anchors.jsonl"  # successive heads, one JSON line each, append-only
+LEGACY_ANCHOR = "audit-head.json"  # the single overwritten anchor of earlier versions
+ANCHOR_COPY_ENV = "SOCLE_AUDIT_ANCHOR_COPY"  # a second anchors file, outside the data dir
 SEAL_BATCH = 5000
+UNHASHABLE = "-" * 64
+_SEP = "\x1f"  # joins a row's patients/agents for the batched INSERT (never in an id or token)
 
 
-async def write_events(
-    conn: AsyncConnection, events: list[dict[str, Any]], rids: RidAllocator
-) -> None:
-    """Store events in the caller's transaction, unsealed."""
-    if not events:
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit record as stored: the event's canonical JSON and its search columns."""
+
+    id: str
+    recorded: dt.datetime
+    action: str
+    outcome: str
+    subtype: str
+    patients: tuple[str, ...]  # Patient ids
+    agents: tuple[str, ...]  # "Practitioner/1", "urn:oid:…|810001234567", …
+    event: str  # canonical JSON (audit_chain.event_text)
+
+
+_INSERT = (
+    "INSERT INTO audit_log (audit_id, recorded, action, outcome, subtype, patients, agents, event) "
+    "SELECT u.id, u.rec, u.act, u.out, u.sub, string_to_array(u.pat, %s), "
+    "string_to_array(u.ag, %s), u.ev FROM unnest(%b::text[], %b::timestamptz[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
+    "AS u(id, rec, act, out, sub, pat, ag, ev)"
+)
+
+
+async def write_events(conn: AsyncConnection, rows: list[AuditRow]) -> None:
+    """Append records, unsealed, in one statement (the caller's transaction, or on its own)."""
+    if not rows:
         return
-    writes = [PendingWrite("create", "AuditEvent", e["id"], e) for e in events]
-    await apply_writes(conn, writes, rids, now_ms())
     await conn.execute(
-        "INSERT INTO audit_log (audit_id) SELECT unnest(%s::text[])", ([e["id"] for e in events],)
+        _INSERT,  # type: ignore[arg-type]
+        (
+            _SEP,
+            _SEP,
+            [r.id for r in rows],
+            [r.recorded for r in rows],
+            [r.action for r in rows],
+            [r.outcome for r in rows],
+            [r.subtype for r in rows],
+            [_SEP.join(r.patients) for r in rows],
+            [_SEP.join(r.agents) for r in rows],
+            [r.event for r in rows],
+        ),
     )
 
 
 class AuditSink:
-    """Group commit of the audit events of reads: one transaction for all the requests waiting
-    at that moment; each request's response waits for its events to be committed."""
+    """Group commit of the audit records of reads: one INSERT (autocommit: one round trip) for
+    all the requests waiting at that moment; each response waits for its record's commit."""
 
-    def __init__(self, pool: AsyncConnectionPool, rids: RidAllocator) -> None:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
-        self.rids = rids
-        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._pending: list[tuple[list[AuditRow], asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -76,11 +126,11 @@ class AuditSink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, events: list[dict[str, Any]]) -> None:
-        if not events:
+    async def submit(self, rows: list[AuditRow]) -> None:
+        if not rows:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((events, future))
+        self._pending.append((rows, future))
         self._wakeup.set()
         await future
 
@@ -92,8 +142,8 @@ class AuditSink:
             if not batch:
                 continue
             try:
-                async with self.pool.connection() as conn, conn.transaction():
-                    await write_events(conn, [e for events, _ in batch for e in events], self.rids)
+                async with self.pool.connection() as conn:
+                    await write_events(conn, [r for rows, _ in batch for r in rows])
             except Exception as exc:  # noqa: BLE001 - every waiting request must learn it
                 log.exception("audit append failed")
                 for _, future in batch:
@@ -105,62 +155,213 @@ class AuditSink:
                     future.set_result(None)
 
 
-def _anchor_path(data_dir: Path) -> Path:
-    return data_dir / ANCHOR
+class AnchorMismatch(Exception):
+    """The chain in the database does not extend the last anchored head: records were cut or
+    rewritten. The sealer refuses to seal onto it (sealing would bless the cut)."""
 
 
-def write_anchor(data_dir: Path, seq: int, digest: str) -> None:
-    path = _anchor_path(data_dir)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"seq": seq, "hash": digest}))
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class Anchor:
+    seq: int
+    hash: str
+    at: str | None = None  # when it was anchored (ISO 8601, UTC)
+    line: int = 0  # 1-based line in the anchors file
 
 
-def read_anchor(data_dir: Path) -> tuple[int, str] | None:
+def _anchors_path(data_dir: Path) -> Path:
+    return data_dir / ANCHORS
+
+
+def _anchor_line(seq: int, digest: str) -> bytes:
+    at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (json.dumps({"seq": seq, "hash": digest, "at": at}) + "\n").encode()
+
+
+def _append_durably(path: Path, line: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        d = json.loads(_anchor_path(data_dir).read_text())
-        return int(d["seq"]), str(d["hash"])
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def append_anchor(data_dir: Path, seq: int, digest: str) -> None:
+    """Append the new head to the anchors file (never rewritten) and to its copy outside the
+    data dir when ``SOCLE_AUDIT_ANCHOR_COPY`` names one (a failing copy is logged, not fatal:
+    the local file stays the reference)."""
+    line = _anchor_line(seq, digest)
+    _append_durably(_anchors_path(data_dir), line)
+    copy = os.environ.get(ANCHOR_COPY_ENV)
+    if copy:
+        try:
+            _append_durably(Path(copy), line)
+        except OSError:
+            log.exception("AUDIT ALARM: cannot append the anchor to %s", copy)
+
+
+def _parse_anchor(text: str, line: int) -> Anchor:
+    d = json.loads(text)
+    seq, digest = d["seq"], d["hash"]
+    if not isinstance(seq, int) or not isinstance(digest, str) or len(digest) != 64:
+        raise ValueError("malformed anchor")
+    return Anchor(seq, digest, d.get("at"), line)
+
+
+def read_anchors(data_dir: Path) -> tuple[list[Anchor], list[int]]:
+    """Every anchor in file order, and the line numbers that are not anchors. Before the
+    anchors file, a single ``audit-head.json`` was kept: it counts as the first anchor."""
+    anchors: list[Anchor] = []
+    bad: list[int] = []
+    try:
+        legacy = json.loads((data_dir / LEGACY_ANCHOR).read_text())
+        anchors.append(Anchor(int(legacy["seq"]), str(legacy["hash"]), None, 0))
     except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        text = _anchors_path(data_dir).read_text()
+    except OSError:
+        return anchors, bad
+    for i, raw in enumerate(text.splitlines(), start=1):
+        try:
+            anchors.append(_parse_anchor(raw, i))
+        except (ValueError, KeyError, TypeError):
+            bad.append(i)
+    return anchors, bad
+
+
+def last_anchor(data_dir: Path) -> Anchor | None:
+    """The last anchor, reading only the end of the file (it grows by a line per seal)."""
+    path = _anchors_path(data_dir)
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        anchors, _ = read_anchors(data_dir)  # none yet, or only the legacy one
+        return anchors[-1] if anchors else None
+    lines = [x for x in tail.splitlines() if x.strip()]
+    if not lines:
         return None
+    try:
+        return _parse_anchor(lines[-1], 0)
+    except (ValueError, KeyError, TypeError):
+        raise AnchorMismatch(f"the last line of {path} is not an anchor") from None
+
+
+@contextlib.asynccontextmanager
+async def _anchor_lock(data_dir: Path | None) -> AsyncIterator[None]:
+    """Sealers of one data dir (the server's workers, the CLI) take turns, so anchors are
+    appended in chain order (the head row lock alone would let them append out of order)."""
+    if data_dir is None:
+        yield
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / (ANCHORS + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+async def _check_extends(conn: AsyncConnection, head: tuple[int, str], anchor: Anchor) -> None:
+    """Raise AnchorMismatch unless the database's head extends the anchored one."""
+    h_seq, h_hash = head
+    if h_seq < anchor.seq:
+        raise AnchorMismatch(
+            f"the chain's head (seq {h_seq}) is behind the last anchor (seq {anchor.seq}): "
+            "records were cut from the end of the chain"
+        )
+    cur = await conn.execute(
+        "SELECT seq, hash FROM audit_log WHERE seq = ANY(%s)", ([anchor.seq, h_seq],)
+    )
+    stored = {int(s): str(h) for s, h in await cur.fetchall()}
+    if anchor.seq >= 0 and stored.get(anchor.seq) != anchor.hash:
+        raise AnchorMismatch(
+            f"the anchored record seq {anchor.seq} is missing or altered: the chain was cut "
+            "or rewritten"
+        )
+    if h_seq >= 0 and stored.get(h_seq) != h_hash:
+        raise AnchorMismatch(f"the head row (seq {h_seq}) is not the chain's record seq {h_seq}")
+
+
+def _hash_stored(seq: int, prev_hash: str, event: str) -> str:
+    """The chain hash of a stored event. Events written by this version are canonical JSON
+    (sorted keys: they open on ``{"action":``) and are hashed as they are, without decoding;
+    events moved in from the resource table are re-canonicalised."""
+    if event.startswith('{"action":'):
+        h = hashlib.sha256()
+        h.update(HASH_DOMAIN + b"\n")
+        h.update(f"{prev_hash}\n{seq}\n".encode("ascii"))
+        h.update(event.encode())
+        return h.hexdigest()
+    try:
+        return record_hash(seq, prev_hash, decode(event))
+    except (FhirError, TypeError, ValueError):
+        return UNHASHABLE  # unreadable: it can never verify
 
 
 async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
-    """Chain the unsealed events (committed ones, in commit-visibility order); returns how many.
-    Runs in its own transaction; concurrent sealers queue on the head row."""
+    """Chain the unsealed events (committed ones, in append order); returns how many.
+    Runs in its own transactions; concurrent sealers queue on the head row (and, per data dir,
+    on the anchors file's lock). With ``data_dir``, raises :class:`AnchorMismatch` (sealing
+    nothing) when the chain does not extend the last anchor, and appends each new head."""
     total = 0
-    while True:
-        async with conn.transaction():
-            cur = await conn.execute("SELECT seq, hash FROM audit_head FOR UPDATE")
-            head = await cur.fetchone()
-            assert head is not None
-            cur = await conn.execute(
-                "SELECT l.audit_id, r.content::text FROM audit_log l "
-                "JOIN resource r ON r.rtype = 'AuditEvent' AND r.id = l.audit_id "
-                "WHERE l.seq IS NULL ORDER BY r.rid LIMIT %s",
-                (SEAL_BATCH,),
-            )
-            rows = await cur.fetchall()
-            if not rows:
-                return total
-            chain = AuditChain((int(head[0]), str(head[1])))
-            ids, seqs, prevs, hashes = [], [], [], []
-            for audit_id, content in rows:
-                rec = chain.append(decode(content))
-                ids.append(audit_id)
-                seqs.append(rec.seq)
-                prevs.append(rec.prev_hash)
-                hashes.append(rec.hash)
-            await conn.execute(
-                "UPDATE audit_log l SET seq = u.seq, prev_hash = u.prev, hash = u.hash "
-                "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) "
-                "AS u(id, seq, prev, hash) WHERE l.audit_id = u.id",
-                (ids, seqs, prevs, hashes),
-            )
-            seq, digest = chain.head
-            await conn.execute("UPDATE audit_head SET seq = %s, hash = %s", (seq, digest))
-        if data_dir is not None:
-            write_anchor(data_dir, seq, digest)
-        total += len(rows)
+    async with _anchor_lock(data_dir):
+        anchor = last_anchor(data_dir) if data_dir is not None else None
+        while True:
+            async with conn.transaction():
+                cur = await conn.execute("SELECT seq, hash FROM audit_head FOR UPDATE")
+                head = await cur.fetchone()
+                assert head is not None
+                start = (int(head[0]), str(head[1]))
+                if anchor is not None:
+                    await _check_extends(conn, start, anchor)
+                elif data_dir is not None and start[0] >= 0:
+                    # no anchor yet (new file, or it was removed): a new series starts here
+                    log.warning("audit: no anchor in %s; anchoring seq %d", data_dir, start[0])
+                    append_anchor(data_dir, *start)
+                    anchor = Anchor(*start)
+                # the partial index holds the unsealed rows only: this reads what is new
+                cur = await conn.execute(
+                    "SELECT ord, event FROM audit_log WHERE seq IS NULL ORDER BY ord LIMIT %s",
+                    (SEAL_BATCH,),
+                )
+                rows = await cur.fetchall()
+                if not rows:
+                    return total
+                seq, digest = start
+                ords, seqs, prevs, hashes = [], [], [], []
+                for ord_, event in rows:
+                    prev, seq = digest, seq + 1
+                    # an event missing before it was sealed (moved in without one) can never
+                    # verify: it gets a hash no content has
+                    digest = _hash_stored(seq, prev, event) if event else UNHASHABLE
+                    ords.append(ord_)
+                    seqs.append(seq)
+                    prevs.append(prev)
+                    hashes.append(digest)
+                await conn.execute(
+                    "UPDATE audit_log l SET seq = u.seq, prev_hash = u.prev, hash = u.hash "
+                    "FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[]) "
+                    "AS u(ord, seq, prev, hash) WHERE l.ord = u.ord AND l.seq IS NULL",
+                    (ords, seqs, prevs, hashes),
+                )
+                await conn.execute("UPDATE audit_head SET seq = %s, hash = %s", (seq, digest))
+            if data_dir is not None:
+                # after the commit, still under the anchors lock: a crash in between leaves the
+                # head ahead of the anchor, which still extends it
+                # (fsync off the event loop: requests keep flowing meanwhile)
+                await asyncio.to_thread(append_anchor, data_dir, seq, digest)
+                anchor = Anchor(seq, digest)
+            total += len(rows)
 
 
 async def sealer(pool: AsyncConnectionPool, data_dir: Path, every: float = 1.0) -> None:
@@ -170,6 +371,9 @@ async def sealer(pool: AsyncConnectionPool, data_dir: Path, every: float = 1.0) 
         try:
             async with pool.connection() as conn:
                 await seal(conn, data_dir)
+        except AnchorMismatch as exc:
+            # keeps refusing (and alarming) every round until an operator restores the chain
+            log.critical("AUDIT ALARM: %s; sealing refused", exc)
         except psycopg.Error:
             log.exception("audit sealing failed; will retry")
 
@@ -181,6 +385,7 @@ class Verification:
     head: tuple[int, str]
     anchor: tuple[int, str] | None
     problems: list[Problem]
+    anchors: int = 0  # anchors in the file
 
     @property
     def ok(self) -> bool:
@@ -189,32 +394,79 @@ class Verification:
 
 def _records(rows: list[tuple[Any, ...]]) -> Iterator[ChainedRecord]:
     for seq, prev_hash, digest, content in rows:
-        # a chain row whose event was deleted keeps its place; its content check fails
-        event = decode(content) if content is not None else {"missing": True}
+        # an event emptied or made unreadable keeps its place; its content check fails
+        try:
+            event = decode(content) if content is not None else {"missing": True}
+        except FhirError:
+            event = {"unreadable": content}
         yield ChainedRecord(int(seq), str(prev_hash), str(digest), event)
 
 
+def _anchor_problems(
+    records: list[ChainedRecord], anchors: list[Anchor], bad_lines: list[int]
+) -> list[Problem]:
+    """Every anchor must name a record of the chain, and the anchors must only move forward."""
+    problems = [
+        Problem(len(records), ProblemKind.ALTERED, None, f"anchors file line {n} is not an anchor")
+        for n in bad_lines
+    ]
+    position = {r.seq: i for i, r in enumerate(records)}
+    previous: Anchor | None = None
+    for a in anchors:
+        if previous is not None and a.seq < previous.seq:
+            problems.append(
+                Problem(
+                    position.get(a.seq, len(records)),
+                    ProblemKind.REMOVED,
+                    a.seq,
+                    f"anchors file line {a.line} moves the head back from seq {previous.seq}",
+                )
+            )
+        previous = a
+        i = position.get(a.seq)
+        if i is not None and records[i].hash != a.hash:
+            problems.append(
+                Problem(
+                    i,
+                    ProblemKind.ALTERED,
+                    a.seq,
+                    f"its hash differs from the one anchored at {a.at or 'first'} "
+                    f"(anchors file line {a.line})",
+                )
+            )
+    return problems
+
+
 async def verify(conn: AsyncConnection, data_dir: Path | None = None) -> Verification:
-    """Check the whole chain against the stored events and the anchor."""
+    """Check the whole chain against the stored events and every anchor."""
     cur = await conn.execute(
-        "SELECT l.seq, l.prev_hash, l.hash, r.content::text FROM audit_log l "
-        "LEFT JOIN resource r ON r.rtype = 'AuditEvent' AND r.id = l.audit_id "
-        "WHERE l.seq IS NOT NULL ORDER BY l.seq"
+        "SELECT seq, prev_hash, hash, event FROM audit_log WHERE seq IS NOT NULL ORDER BY seq"
     )
-    rows = await cur.fetchall()
+    records = list(_records(await cur.fetchall()))
     cur = await conn.execute("SELECT count(*) FROM audit_log WHERE seq IS NULL")
     unsealed_row = await cur.fetchone()
     cur = await conn.execute("SELECT seq, hash FROM audit_head")
     head_row = await cur.fetchone()
     assert head_row is not None
     head = (int(head_row[0]), str(head_row[1]))
-    anchor = read_anchor(data_dir) if data_dir is not None else None
-    # the anchor (outside the database) wins over the head row (inside it): a truncation that
-    # also rewinds audit_head is still seen
+    anchors, bad = read_anchors(data_dir) if data_dir is not None else ([], [])
+    furthest = max(anchors, key=lambda a: a.seq) if anchors else None
+    anchor = (furthest.seq, furthest.hash) if furthest is not None else None
+    # the anchors (outside the database) win over the head row (inside it): a truncation that
+    # also rewinds audit_head is still seen, whatever was sealed onto the rewound head since
     expected = anchor if anchor is not None and anchor[0] >= head[0] else head
     problems = verify_chain(
-        _records(rows), start=(0, GENESIS), head=expected if expected[0] >= 0 else None
+        records, start=(0, GENESIS), head=expected if expected[0] >= 0 else None
     )
+    seen = {(p.position, p.kind, p.seq) for p in problems}
+    for p in _anchor_problems(records, anchors, bad):
+        if (p.position, p.kind, p.seq) not in seen:
+            problems.append(p)
     return Verification(
-        len(rows), int(unsealed_row[0]) if unsealed_row else 0, head, anchor, problems
+        len(records),
+        int(unsealed_row[0]) if unsealed_row else 0,
+        head,
+        anchor,
+        sorted(problems),
+        len(anchors),
     )

@@ -6,8 +6,10 @@
   condition share one ``r.rtype = ANY(…)`` arm.
 * ``check_read`` / ``check_writes``: ``decide`` for the row's patient, with the professional's
   relationship to that patient, its security labels and owner.
-* ``record``: AuditEvents, one per patient touched (so each patient's access history shows
-  it), in the writing transaction or through the read sink.
+* ``record``: one audit record per request naming every patient it disclosed (so each patient's
+  access history finds it), in the writing transaction or through the read sink's group commit.
+* ``audit_scope``: which audit records the caller may read (the policy's AuditEvent decision),
+  for :mod:`socle.auth.audit_trail`.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from ..fhir.outcome import forbidden
 from ..fhir.rest.capability import register_read_only
 from ..fhir.search.sql import Sql, realias
 from ..fhir.storage.reader import Version
-from ..fhir.storage.rids import RidAllocator
 from ..fhir.storage.writer import PendingWrite
-from .audit_chain import IDNAT_PS, AccessRecord, build_audit_event
-from .audit_store import AuditSink, write_events
+from .audit_chain import CLIENT_ID_SYSTEM, IDNAT_PS, AccessRecord, build_audit_event, event_text
+from .audit_store import AuditRow, AuditSink, write_events
+from .audit_trail import EVERYTHING, AuditScope
 from .document_matrix import document_matrix, document_types
 from .policy import (
     MASQUE_PS,
@@ -66,7 +68,6 @@ class AuditServices:
     """Shared by the requests of one worker."""
 
     sink: AuditSink
-    rids: RidAllocator
 
 
 def _labels(security_json: str | None) -> frozenset[str]:
@@ -396,11 +397,30 @@ class PolicyAccess:
                     raise forbidden(f"{w.kind} of {w.rtype}/{w.id} denied: {d.reason}", where)
 
     # -- audit --------------------------------------------------------------------------------
-    def _events(self, touched: Touched) -> list[dict[str, Any]]:
+    def audit_scope(self, interaction: str) -> AuditScope:
+        """The audit records this caller may read: the policy's decision on AuditEvent, its
+        compartment filter turned into the patients the records must name (and be projected
+        onto). Raises 403 when denied outright."""
+        d = self._decide(AccessRequest("AuditEvent", _INTERACTION[interaction], via=DIRECT))
+        if not d.allow:
+            raise forbidden(f"Access to AuditEvent denied: {d.reason}")
+        f = d.filters
+        if f.organization is not None:
+            return AuditScope(frozenset())  # audit records belong to no organisation
+        if f.compartment == CompartmentKind.PATIENTS:
+            return AuditScope(frozenset(f.patients))
+        if f.compartment == CompartmentKind.RELATED:
+            return AuditScope(frozenset(self._related_patients()))
+        if f.compartment == CompartmentKind.NONE:
+            return AuditScope(frozenset(), unnamed=True)
+        return EVERYTHING
+
+    def _events(self, touched: Touched) -> list[AuditRow]:
+        """The request's audit record (none, or one naming every patient it disclosed)."""
         p = self.principal
-        by_patient: dict[str | None, list[str]] = defaultdict(list)
+        by_patient: dict[str | None, dict[str, None]] = defaultdict(dict)
         for rtype, rid, compartment in touched.resources:
-            by_patient[compartment].append(f"{rtype}/{rid}")
+            by_patient[compartment][f"{rtype}/{rid}"] = None
         nominative_search = touched.resource_type is not None and resource_group(
             touched.resource_type
         ) in (Group.CLINICAL, Group.CONSENT)
@@ -419,49 +439,75 @@ class PolicyAccess:
         )
         if p.role in (Role.PATIENT, Role.REPRESENTATIVE) and own_history and not is_write:
             return []  # reading one's own access history is not itself listed there
-        groups: list[tuple[str | None, list[str]]] = [
-            (patient, refs) for patient, refs in by_patient.items() if patient is not None
-        ]
-        others = by_patient.get(None, [])
-        if others and (is_write or touched.outcome != "0"):
-            groups.append((None, others))
-        if not groups and (nominative_search or touched.outcome != "0" or is_write):
-            groups.append((None, []))
-        events = []
-        for patient, refs in groups:
-            extra = len(refs) - AUDIT_ENTITY_LIMIT
-            detail = touched.detail
-            if extra > 0:
-                refs = refs[:AUDIT_ENTITY_LIMIT]
-                detail = f"{detail + '; ' if detail else ''}{extra} more resources"
-            record = AccessRecord(
-                recorded=dt.datetime.now(dt.UTC),
-                interaction=touched.interaction,
-                outcome=touched.outcome,
-                outcome_desc=detail if touched.outcome != "0" else None,
-                agent_who=p.fhir_user or self.practitioner_ref,
-                agent_national_id=p.national_id,
-                agent_display=p.subject if not p.fhir_user else None,
-                client_id=p.client_id,
-                network_address=self.client_address,
-                purpose_of_use=tuple(sorted(self.purposes)),
-                break_glass_reason=self.break_glass_reason,
-                patient=f"Patient/{patient}" if patient else None,
-                entities=tuple(refs),
-                resource_type=touched.resource_type,
-                query=touched.query,
-                operation=touched.operation,
-                decision_reason=detail if touched.outcome == "0" else None,
-                request_id=self.request_id,
+        patients = sorted(pt for pt in by_patient if pt is not None)
+        others = list(by_patient.get(None, {})) if is_write or touched.outcome != "0" else []
+        if (
+            not patients
+            and not others
+            and not (nominative_search or touched.outcome != "0" or is_write)
+        ):
+            return []
+        budget, dropped = AUDIT_ENTITY_LIMIT, 0
+
+        def take(refs: list[str]) -> tuple[str, ...]:
+            nonlocal budget, dropped
+            kept = refs[: max(budget, 0)]
+            budget -= len(kept)
+            dropped += len(refs) - len(kept)
+            return tuple(kept)
+
+        others_kept = take(others)
+        groups = [(f"Patient/{pt}", take(list(by_patient[pt]))) for pt in patients]
+        detail = touched.detail
+        if dropped:
+            detail = f"{detail + '; ' if detail else ''}{dropped} more resources"
+        agent_who = p.fhir_user or self.practitioner_ref
+        record = AccessRecord(
+            recorded=dt.datetime.now(dt.UTC),
+            interaction=touched.interaction,
+            outcome=touched.outcome,
+            outcome_desc=detail if touched.outcome != "0" else None,
+            agent_who=agent_who,
+            agent_national_id=p.national_id,
+            agent_display=p.subject if not p.fhir_user else None,
+            client_id=p.client_id,
+            network_address=self.client_address,
+            purpose_of_use=tuple(sorted(self.purposes)),
+            break_glass_reason=self.break_glass_reason,
+            patient=groups[0][0] if groups else None,
+            entities=groups[0][1] if groups else (),
+            more_patients=tuple(groups[1:]),
+            others=others_kept,
+            resource_type=touched.resource_type,
+            query=touched.query,
+            operation=touched.operation,
+            decision_reason=detail if touched.outcome == "0" else None,
+            request_id=self.request_id,
+        )
+        event = build_audit_event(record)
+        agents = [agent_who] if agent_who else []
+        if p.national_id:
+            agents.append(f"{IDNAT_PS}|{p.national_id}")
+        if p.client_id:
+            agents.append(f"{CLIENT_ID_SYSTEM}|{p.client_id}")
+        return [
+            AuditRow(
+                event["id"],
+                record.recorded,
+                event["action"],
+                record.outcome,
+                record.interaction,
+                tuple(patients),
+                tuple(agents),
+                event_text(event),
             )
-            events.append(build_audit_event(record))
-        return events
+        ]
 
     async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
-        events = self._events(touched)
-        if not events:
+        rows = self._events(touched)
+        if not rows:
             return
         if conn is not None:
-            await write_events(conn, events, self.services.rids)
+            await write_events(conn, rows)
         else:
-            await self.services.sink.submit(events)
+            await self.services.sink.submit(rows)

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
@@ -104,6 +104,25 @@ class _Planned:
     response: EntryResponse | None = None
 
 
+class ExternalType(Protocol):
+    """A type a service stores and serves itself instead of the resource table (the audit
+    trail): its reads and searches are delegated, access checks and audit included."""
+
+    async def read(
+        self, pool: AsyncConnectionPool, rid: str, vid: int | None, access: Access | None
+    ) -> Version: ...
+
+    async def search(
+        self,
+        pool: AsyncConnectionPool,
+        q: SearchQuery,
+        access: Access | None,
+        page_size: int,
+        query_text: str | None,
+        tokens: PageTokens,
+    ) -> SearchResult: ...
+
+
 @dataclass
 class Engine:
     pool: AsyncConnectionPool  # writes: transactions
@@ -119,6 +138,7 @@ class Engine:
     read_pool: AsyncConnectionPool | None = None
     # Signs paging tokens; the server passes one keyed for the installation (every worker).
     page_tokens: PageTokens = field(default_factory=PageTokens.ephemeral)
+    external: dict[str, ExternalType] = field(default_factory=dict)
 
     @property
     def reader(self) -> AsyncConnectionPool:
@@ -136,6 +156,8 @@ class Engine:
     ) -> Version:
         """One resource by id (a version of it with ``vid``), checked and audited."""
         self.check_type(rtype)
+        if rtype in self.external:
+            return await self.external[rtype].read(self.reader, rid, vid, access)
         async with self.reader.connection() as conn:
             if vid is None:
                 v = await read_current(conn, rtype, rid)
@@ -196,6 +218,15 @@ class Engine:
     ) -> SearchResult:
         """Run a search on a read session bounded by the search timeout; log slow ones
         (parameter names only: values can be identifiers or names)."""
+        if q.resource_type in self.external:
+            return await self.external[q.resource_type].search(
+                self.reader,
+                q,
+                access,
+                self.settings.default_page_size,
+                query_text,
+                self.page_tokens,
+            )
         started = time.perf_counter()
         timeout = int(self.settings.search_timeout_ms)
         q.access = access

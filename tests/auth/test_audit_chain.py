@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import json
 
 import pytest
 from hypothesis import given
@@ -18,7 +19,10 @@ from socle.auth.audit_chain import (
     ProblemKind,
     build_audit_event,
     canonical_json,
+    event_text,
+    hashed_content,
     record_hash,
+    text_hash,
     verify_chain,
 )
 
@@ -279,3 +283,20 @@ def test_any_swap_is_detected_at_its_positions(n, data):
 def test_untouched_chains_verify(n):
     recs, head = chain(n)
     assert verify_chain(recs, head=head) == []
+
+
+@given(st.text(max_size=40), st.text(max_size=10))
+def test_stored_text_hashes_like_the_event(query, display):
+    """Sealing hashes the stored text as it is; verifying re-canonicalises the decoded event:
+    both must agree for any content (control characters, quotes, non-ASCII...)."""
+    rec = AccessRecord(
+        recorded=T0, interaction="search-type", query=query, agent_display=display or None
+    )
+    ev = {**build_audit_event(rec, event_id="e"), "meta": {"versionId": "1"}}
+    try:
+        expected = canonical_json(hashed_content(ev)).decode()
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form: neither can store it
+        return
+    text = event_text(ev)
+    assert text == expected
+    assert text_hash(3, GENESIS, text) == record_hash(3, GENESIS, json.loads(text))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import httpx
 import psycopg
@@ -84,20 +88,22 @@ def test_tampering_is_detected_and_located(own, tamper):
         assert len(rows) >= 4
         seq, audit_id = rows[2]
         if tamper == "alter":
-            conn.execute(
-                "UPDATE resource SET content = jsonb_set(content, '{outcome}', '\"4\"') "
-                "WHERE rtype = 'AuditEvent' AND id = %s",
+            changed = conn.execute(
+                'UPDATE audit_log SET event = replace(event, \'"outcome":"0"\', '
+                '\'"outcome":"4"\') WHERE audit_id = %s AND event LIKE \'%%"outcome":"0"%%\'',
                 (audit_id,),
             )
-        elif tamper == "delete-event":
-            conn.execute("DELETE FROM resource WHERE rtype = 'AuditEvent' AND id = %s", (audit_id,))
+            assert changed.rowcount == 1
+        elif tamper == "delete-event":  # the event emptied, its chain row left in place
+            conn.execute("UPDATE audit_log SET event = NULL WHERE audit_id = %s", (audit_id,))
         elif tamper == "delete-link":
             conn.execute("DELETE FROM audit_log WHERE seq = %s", (seq,))
-        elif tamper == "reorder":
-            a, b = rows[1][1], rows[2][1]
-            conn.execute("UPDATE audit_log SET audit_id = 'tmp' WHERE audit_id = %s", (a,))
-            conn.execute("UPDATE audit_log SET audit_id = %s WHERE audit_id = %s", (a, b))
-            conn.execute("UPDATE audit_log SET audit_id = %s WHERE audit_id = 'tmp'", (b,))
+        elif tamper == "reorder":  # two events swapped between their chain places
+            conn.execute(
+                "UPDATE audit_log l SET event = o.event FROM audit_log o "
+                "WHERE (l.seq, o.seq) IN ((%s, %s), (%s, %s))",
+                (rows[1][0], rows[2][0], rows[2][0], rows[1][0]),
+            )
         else:  # cut the end of the chain and rewind the head: the anchor file still knows
             last = rows[-1][0]
             conn.execute("DELETE FROM audit_log WHERE seq > %s", (last - 2,))
@@ -113,10 +119,221 @@ def test_tampering_is_detected_and_located(own, tamper):
         assert str(seq) in r.stdout  # says where
 
 
-def test_anchor_file_follows_the_head(own):
+def _anchors(server) -> list[dict]:
+    path = server.database.data_dir / "audit-anchors.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_anchors_are_appended_as_the_head_moves(own):
     _activity(own)
     assert _verify(own).returncode == 0
-    anchor = json.loads((own.database.data_dir / "audit-head.json").read_text())
+    first = _anchors(own)
     with _conn(own) as conn:
         head = conn.execute("SELECT seq, hash FROM audit_head").fetchone()
-    assert (anchor["seq"], anchor["hash"]) == (head[0], head[1])
+    assert (first[-1]["seq"], first[-1]["hash"]) == (head[0], head[1])
+    _activity(own)
+    assert _verify(own).returncode == 0
+    anchors = _anchors(own)
+    assert anchors[: len(first)] == first  # append-only: earlier anchors untouched
+    seqs = [a["seq"] for a in anchors]
+    assert seqs == sorted(seqs) and seqs[-1] > first[-1]["seq"]
+
+
+def test_a_cut_stays_reported_after_more_traffic(own):
+    """Cutting the end of the chain and rewinding the head: the sealer must not seal the next
+    events onto the rewound head (which would make the cut vanish from the anchor)."""
+    _activity(own)
+    assert _verify(own).returncode == 0
+    anchored = _anchors(own)
+    with _conn(own) as conn:
+        last = conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
+        conn.execute("DELETE FROM audit_log WHERE seq > %s", (last - 3,))
+        conn.execute(
+            "UPDATE audit_head SET seq = h.seq, hash = h.hash FROM "
+            "(SELECT seq, hash FROM audit_log WHERE seq = %s) h",
+            (last - 3,),
+        )
+    _activity(own)  # more traffic; the server's sealers run every second
+    time.sleep(3)
+    with _conn(own) as conn:
+        head = conn.execute("SELECT seq FROM audit_head").fetchone()[0]
+        unsealed = conn.execute("SELECT count(*) FROM audit_log WHERE seq IS NULL").fetchone()[0]
+    assert head == last - 3  # refused: nothing sealed onto the rewound head
+    assert unsealed > 0  # the new events are kept, waiting
+    assert _anchors(own) == anchored  # the anchor did not move back or sideways
+    r = _verify(own)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ALARM" in r.stdout and "removed" in r.stdout and str(last - 2) in r.stdout
+    assert "AUDIT ALARM" in own.log.read_text()  # the server raised the alarm
+
+
+def test_acknowledged_requests_keep_their_audit_record_after_kill_9(own):
+    """kill -9 in the middle of concurrent reads and writes: every acknowledged request has
+    its record (reads' group commit happens before their response)."""
+    headers = auth_headers(own)
+    with httpx.Client(base_url=own.fhir, headers=headers, timeout=30) as c:
+        pids = [c.post("/Patient", json=patient()).json()["id"] for _ in range(30)]
+    acked: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def traffic(worker: int) -> None:
+        with httpx.Client(base_url=own.fhir, headers=headers, timeout=30) as c:
+            i = worker
+            while not stop.is_set():
+                pid = pids[i % len(pids)]
+                i += 7
+                try:
+                    if i % 3:
+                        r = c.get(f"/Patient/{pid}")
+                        kind = "read"
+                    else:
+                        r = c.post("/Observation", json=observation(f"Patient/{pid}"))
+                        kind = "create"
+                except httpx.HTTPError:
+                    return  # the server died under this request: not acknowledged
+                if r.status_code in (200, 201):
+                    acked.append((kind, pid))
+
+    threads = [threading.Thread(target=traffic, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    own.process.send_signal(signal.SIGKILL)
+    own.process.wait()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert len(acked) > 20
+    restarted = start_server(own.database)
+    try:
+        with _conn(restarted) as conn:
+            rows = conn.execute("SELECT subtype, patients FROM audit_log").fetchall()
+        recorded: dict[tuple[str, str], int] = {}
+        for subtype, patients in rows:
+            for p in patients:
+                recorded[(subtype, p)] = recorded.get((subtype, p), 0) + 1
+        expected: dict[tuple[str, str], int] = {}
+        for key in acked:
+            expected[key] = expected.get(key, 0) + 1
+        missing = {k: n for k, n in expected.items() if recorded.get(k, 0) < n}
+        assert not missing, missing
+        r = _verify(restarted)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        stop_server(restarted)
+
+
+def test_a_search_is_one_record_naming_every_patient_and_each_sees_only_himself(own):
+    with httpx.Client(base_url=own.fhir, headers=auth_headers(own), timeout=30) as c:
+        a = c.post("/Patient", json=patient()).json()["id"]
+        b = c.post("/Patient", json=patient()).json()["id"]
+        oa = c.post("/Observation", json=observation(f"Patient/{a}")).json()["id"]
+        ob = c.post("/Observation", json=observation(f"Patient/{b}")).json()["id"]
+        with _conn(own) as conn:
+            before = conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+        r = c.get("/Observation", params={"_id": f"{oa},{ob}"})
+        assert r.status_code == 200 and len(r.json()["entry"]) == 2
+        with _conn(own) as conn:
+            after = conn.execute(
+                "SELECT audit_id, patients, event FROM audit_log ORDER BY ord DESC LIMIT 1"
+            ).fetchone()
+            count = conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+        assert count == before + 1  # one record for the whole page
+        audit_id, patients, event = after
+        assert sorted(patients) == sorted([a, b])
+        assert f"Observation/{oa}" in event and f"Observation/{ob}" in event
+        # the operator (everything) reads it whole
+        whole = c.get(f"/AuditEvent/{audit_id}").json()
+        assert whole["meta"]["versionId"] == "1"
+        assert {f"Patient/{a}", f"Patient/{b}"} <= {
+            e.get("what", {}).get("reference") for e in whole["entity"]
+        }
+        found = c.get("/AuditEvent", params={"patient": b, "action": "E", "_count": 50}).json()
+        assert audit_id in {e["resource"]["id"] for e in found["entry"]}
+    for me, other, mine, theirs in ((a, b, oa, ob), (b, a, ob, oa)):
+        with httpx.Client(
+            base_url=own.fhir, headers=auth_headers(own, f"patient:{me}"), timeout=30
+        ) as c:
+            history = c.get("/AuditEvent", params={"patient": me, "_count": 100})
+            assert history.status_code == 200, history.text
+            events = {e["resource"]["id"]: e["resource"] for e in history.json()["entry"]}
+            assert audit_id in events  # each patient's history finds the search
+            text = json.dumps(events)
+            assert other not in text and theirs not in text  # nothing of the other patient
+            assert f"Observation/{mine}" in json.dumps(events[audit_id])
+            single = c.get(f"/AuditEvent/{audit_id}")
+            assert single.status_code == 200 and other not in single.text
+            assert c.get("/AuditEvent", params={"patient": other}).json().get("entry") in (
+                None,
+                [],
+            )
+
+
+def test_audit_event_searches(own):
+    pid = _activity(own)
+    time.sleep(0.01)
+    # the searches below are audited too (the operator reads the trail): look before them
+    cut = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    with httpx.Client(base_url=own.fhir, headers=auth_headers(own), timeout=30) as c:
+
+        def found(**params) -> list[dict]:
+            query = [("patient", pid), ("date", f"lt{cut}"), ("_count", "100")]
+            r = c.get("/AuditEvent", params=[*query, *params.items()])
+            assert r.status_code == 200, r.text
+            return [e["resource"] for e in r.json().get("entry", [])]
+
+        def ids(**params) -> list[str]:
+            return [e["id"] for e in found(**params)]
+
+        every = found()
+        assert len(every) >= 6
+        by_action = {a: [e["id"] for e in every if e["action"] == a] for a in "CRE"}
+        assert len(by_action["C"]) == 4 and by_action["R"] and by_action["E"]
+        for action, expected in by_action.items():
+            assert ids(action=action) == expected
+        everyid = [e["id"] for e in every]
+        assert ids(date="ge2000-01-01") == everyid and ids(date="lt2000-01-01") == []
+        ops = [e["id"] for e in every if e["subtype"][0]["code"] == "operation"]
+        assert ops and ids(subtype="operation") == ops
+        who = every[0]["agent"][0].get("who", {})
+        if "reference" in who:
+            assert ids(agent=who["reference"]) == everyid
+        recorded = [e["recorded"] for e in every]
+        assert recorded == sorted(recorded, reverse=True)  # newest first
+        # paged by (recorded, ord)
+        pages, url = [], "/AuditEvent"
+        params: dict | None = {"patient": pid, "date": f"lt{cut}", "_count": 2}
+        while url:
+            page = c.get(url, params=params).json()
+            pages += [e["resource"]["id"] for e in page.get("entry", [])]
+            nxt = [link["url"] for link in page["link"] if link["relation"] == "next"]
+            url, params = (nxt[0], None) if nxt else ("", None)
+        assert pages == everyid
+        assert ids(_sort="date") == list(reversed(everyid))
+        total = c.get(
+            "/AuditEvent", params={"patient": pid, "date": f"lt{cut}", "_summary": "count"}
+        ).json()
+        assert total["total"] == len(everyid)
+        assert c.get("/AuditEvent", params={"entity-name": "x"}).status_code == 400
+
+
+def test_sealing_reads_only_the_new_rows(own):
+    """The sealer's query goes through the partial index of unsealed rows, even with statistics
+    taken while every row was unsealed (the old join then walked every resource)."""
+    with _conn(own) as conn:
+        conn.execute(
+            "INSERT INTO audit_log (audit_id, recorded, action, outcome, subtype, patients, "
+            "agents, event) SELECT 'bulk-' || g, now(), 'R', '0', 'read', ARRAY['p' || g % 50], "
+            '\'{}\', \'{"action":"R","id":"bulk-\' || g || \'"}\' '
+            "FROM generate_series(1, 20000) g"
+        )
+        conn.execute("ANALYZE audit_log")  # every row unsealed in the statistics
+    r = _verify(own)  # seals the 20,000 rows
+    assert r.returncode == 0, r.stdout + r.stderr
+    with _conn(own) as conn:
+        plan = conn.execute(
+            "EXPLAIN (FORMAT JSON) SELECT ord, event FROM audit_log WHERE seq IS NULL "
+            "ORDER BY ord LIMIT 5000"
+        ).fetchone()[0]
+    text = json.dumps(plan)
+    assert "audit_log_unsealed" in text and "Seq Scan" not in text, text

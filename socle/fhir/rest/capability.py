@@ -27,10 +27,18 @@ OPERATIONS: dict[str, tuple[str, list[str] | None]] = {}
 # Types no client may write (e.g. AuditEvent: the server writes the audit trail itself)
 READ_ONLY_TYPES: set[str] = set()
 READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
+# Types a service stores and serves itself (Engine.external: the audit trail), with the search
+# parameters (name, type) it supports: read, vread and search only, no includes, no history.
+EXTERNAL_TYPES: dict[str, list[tuple[str, str]]] = {}
 
 
 def register_read_only(rtype: str) -> None:
     READ_ONLY_TYPES.add(rtype)
+    _resources.cache_clear()
+
+
+def register_external(rtype: str, params: list[tuple[str, str]]) -> None:
+    EXTERNAL_TYPES[rtype] = params
     _resources.cache_clear()
 
 
@@ -93,12 +101,17 @@ def _resources() -> list[dict[str, Any]]:
             params.append({"name": p.code, "type": p.type, "definition": p.url})
             if p.type == "reference":
                 includes.append(f"{rtype}:{p.code}")
-        for other in sorted(defs.resource_types):
+        for other in sorted(defs.resource_types - EXTERNAL_TYPES.keys()):
             for ip in indexed_params(other):
                 if ip.param.type == "reference" and (
                     not ip.param.targets or rtype in ip.param.targets
                 ):
                     revincludes.append(f"{other}:{ip.param.code}")
+        interactions = READ_INTERACTIONS if rtype in READ_ONLY_TYPES else INTERACTIONS
+        if rtype in EXTERNAL_TYPES:
+            params = [{"name": n, "type": t} for n, t in EXTERNAL_TYPES[rtype]]
+            includes, revincludes = [], []
+            interactions = ["read", "vread", "search-type"]
         declared: dict[str, Any] = {}
         if rtype in PROFILES:
             declared["supportedProfile"] = list(PROFILES[rtype])
@@ -109,10 +122,7 @@ def _resources() -> list[dict[str, Any]]:
                 "type": rtype,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
                 **declared,
-                "interaction": [
-                    {"code": c}
-                    for c in (READ_INTERACTIONS if rtype in READ_ONLY_TYPES else INTERACTIONS)
-                ],
+                "interaction": [{"code": c} for c in interactions],
                 "versioning": "versioned-update",
                 "readHistory": True,
                 "updateCreate": True,
