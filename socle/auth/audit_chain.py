@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .wording import PURPOSE_TEXT
+
 GENESIS = "0" * 64
 HASH_DOMAIN = b"socle-audit-v1"
 
@@ -123,7 +125,13 @@ def build_audit_event(record: AccessRecord, event_id: str | None = None) -> dict
         raise ValueError(f"invalid AuditEvent action {action!r}")
     if record.outcome not in ("0", "4", "8", "12"):
         raise ValueError(f"invalid AuditEvent outcome {record.outcome!r}")
-    purposes = [{"coding": [_coding(ACT_REASON, p)]} for p in record.purpose_of_use]
+    purposes = [
+        {
+            "coding": [_coding(ACT_REASON, p)],
+            **({"text": PURPOSE_TEXT[p]} if p in PURPOSE_TEXT else {}),
+        }
+        for p in record.purpose_of_use
+    ]
     user: dict[str, Any] = {"requestor": True}
     who: dict[str, Any] = {}
     if record.agent_who:

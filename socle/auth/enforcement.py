@@ -469,7 +469,7 @@ class PolicyAccess:
             outcome_desc=detail if touched.outcome != "0" else None,
             agent_who=agent_who,
             agent_national_id=p.national_id,
-            agent_display=p.subject if not p.fhir_user else None,
+            agent_display=self._agent_display(),
             client_id=p.client_id,
             network_address=self.client_address,
             purpose_of_use=tuple(sorted(self.purposes)),
@@ -502,6 +502,14 @@ class PolicyAccess:
                 event_text(event),
             )
         ]
+
+    def _agent_display(self) -> str | None:
+        """Who, in words: a professional by name and profession (never ``rpps-…``); other
+        principals without a fhirUser by their subject (operator, analyst, client)."""
+        if self.links is not None and self.links.label:
+            return self.links.label
+        p = self.principal
+        return p.subject if not p.fhir_user and p.role != Role.PROFESSIONAL else None
 
     async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
         rows = self._events(touched)

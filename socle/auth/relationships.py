@@ -28,6 +28,7 @@ from .audit_chain import IDNAT_PS
 from .document_matrix import document_matrix, professions_of
 from .policy import BreakGlass, Relationship, controls_from_consents
 from .tokens import Principal
+from .wording import professional_label
 
 CARE_TEAM_CLOSED = ["inactive", "entered-in-error"]
 ENCOUNTER_OPEN = ["planned", "arrived", "triaged", "in-progress", "onleave"]
@@ -40,6 +41,7 @@ class Links:
     organizations: list[str]  # Organization ids
     relationships: dict[str, Relationship] = field(default_factory=dict)
     professions: frozenset[str] = frozenset()  # TRE_G15 codes (the document matrix)
+    label: str | None = None  # "Claire Martin (Médecin)": how the patient's history names him
 
     @property
     def refs(self) -> list[str]:
@@ -58,31 +60,32 @@ def _ref_id(ref: str | None, rtype: str) -> str | None:
 
 async def practitioner(
     conn: AsyncConnection, principal: Principal
-) -> tuple[str | None, frozenset[str]]:
-    """The principal's Practitioner (its fhirUser, else the one with its national id) and its
-    professions (TRE_G15, for the document matrix): one query."""
+) -> tuple[str | None, frozenset[str], str | None]:
+    """The principal's Practitioner (its fhirUser, else the one with its national id), its
+    professions (TRE_G15, for the document matrix) and its name in words: one query."""
     pid = _ref_id(principal.fhir_user, "Practitioner")
     if pid:
         cur = await conn.execute(
-            "SELECT id, content->'qualification' FROM resource "
+            "SELECT id, content->'qualification', content->'name' FROM resource "
             "WHERE rtype = 'Practitioner' AND id = %s AND NOT deleted",
             (pid,),
         )
     elif principal.national_id:
         cur = await conn.execute(
-            "SELECT r.id, r.content->'qualification' FROM idx_token t "
+            "SELECT r.id, r.content->'qualification', r.content->'name' FROM idx_token t "
             "JOIN resource r ON r.rid = t.rid "
             "WHERE t.rtype = 'Practitioner' AND t.param = 'identifier' AND t.code = %s "
             "AND t.system = %s AND NOT r.deleted ORDER BY r.rid LIMIT 1",
             (principal.national_id, IDNAT_PS),
         )
     else:
-        return None, frozenset()
+        return None, frozenset(), None
     row = await cur.fetchone()
     if row is None:
-        return pid, frozenset()  # a fhirUser the store does not hold (yet)
+        return pid, frozenset(), None  # a fhirUser the store does not hold (yet)
     system = document_matrix().profession_system
-    return str(row[0]), professions_of({"qualification": row[1] or []}, system)
+    held = {"qualification": row[1] or [], "name": row[2] or []}
+    return str(row[0]), professions_of(held, system), professional_label(held)
 
 
 async def _ids(conn: AsyncConnection, sql: str, params: tuple[object, ...]) -> list[str]:
@@ -91,7 +94,7 @@ async def _ids(conn: AsyncConnection, sql: str, params: tuple[object, ...]) -> l
 
 
 async def load_links(conn: AsyncConnection, principal: Principal, now: dt.datetime) -> Links:
-    pid, professions = await practitioner(conn, principal)
+    pid, professions, label = await practitioner(conn, principal)
     orgs = set()
     own_org = _ref_id(principal.organization, "Organization") or principal.organization
     if own_org:
@@ -108,7 +111,7 @@ async def load_links(conn: AsyncConnection, principal: Principal, now: dt.dateti
                 (pid,),
             )
         )
-    links = Links(pid, sorted(orgs), professions=professions)
+    links = Links(pid, sorted(orgs), professions=professions, label=label)
     kinds: dict[str, set[str]] = {}
 
     def mark(patients: list[str], kind: str) -> None:

@@ -49,3 +49,14 @@ def professional_label(practitioner: Mapping[str, Any] | None) -> str:
     name = _name(practitioner) or "un professionnel de santé"
     professions = _professions(practitioner)
     return f"{name} ({', '.join(professions)})" if professions else name
+
+
+# Why, in the patient's words: the text of AuditEvent purposeOfUse (v3 ActReason codes).
+PURPOSE_TEXT = {
+    "TREAT": "soins",
+    "ETREAT": "soins en urgence (bris de glace)",
+    "PATRQT": "à la demande du patient",
+    "HOPERAT": "fonctionnement de l'établissement",
+    "PUBHLTH": "santé publique",
+    "HSYSADMIN": "administration du système",
+}

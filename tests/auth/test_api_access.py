@@ -279,6 +279,16 @@ def test_break_glass_opens_a_time_limited_audited_access_and_tells_the_patient(w
             for cd in p["coding"]
         }
         assert "ETREAT" in purposes
+        # the access history in words: who by name and profession, why in French
+        emergency = [
+            a
+            for e in events["entry"]
+            for a in e["resource"]["agent"]
+            if any(cd["code"] == "ETREAT" for p in a.get("purposeOfUse", []) for cd in p["coding"])
+        ]
+        assert {a["who"].get("display") for a in emergency} == {"Test Docnone (Médecin)"}
+        texts = {p.get("text") for a in emergency for p in a["purposeOfUse"]}
+        assert "soins en urgence (bris de glace)" in texts
 
 
 def test_patient_blocking_a_professional_takes_effect_immediately(world, client):
