@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from joserfc.jwk import Key
+from joserfc.jwk import ECKey, Key
 from rich.console import Console
 
 from socle.auth.keys import load_private_key
@@ -266,3 +266,57 @@ def _payload(token: str) -> str:
 
     part = token.split(".")[1]
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+
+
+def _sh_blocks(doc: Path, after: str) -> list[str]:
+    """The ```sh blocks of a page that follow the first line containing ``after``."""
+    text = doc.read_text()
+    text = text[text.index(after) :]
+    return [b.split("```", 1)[0] for b in text.split("```sh\n")[1:]]
+
+
+def _run_sh(demo: Demo, script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if demo.server.database.url:
+        env["DATABASE_URL"] = demo.server.database.url
+    env["SOCLE_DATA_DIR"] = str(demo.server.database.data_dir)
+    env["PATH"] = f"{ROOT / '.venv/bin'}:{env.get('PATH', '')}"  # `socle` as the README installs it
+    return subprocess.run(  # noqa: S603 - the docs' own commands
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_security_docs_token_example_runs_as_printed(demo: Demo) -> None:
+    """docs/security.md's demo-token example, pasted: only the RPPS and the address are this
+    demo's (the page shows the default demo's)."""
+    block = _sh_blocks(ROOT / "docs/security.md", "**Demo tokens**")[0]
+    assert "10001001782" in block and "http://127.0.0.1:8080" in block
+    script = block.replace("10001001782", demo.logins["doctor"]["rpps"])
+    script = script.replace("http://127.0.0.1:8080", demo.server.base)
+    script = script.replace(".venv/bin/socle", str(ROOT / ".venv/bin/socle"))
+    done = _run_sh(demo, script, ROOT)
+    assert done.returncode == 0, done.stderr
+    bundle = json.loads(done.stdout)
+    assert bundle["resourceType"] == "Bundle" and bundle["entry"], done.stdout[:500]
+
+
+def test_the_security_docs_client_examples_run_as_printed(demo: Demo, tmp_path: Path) -> None:
+    """docs/security.md's `socle client add` examples, then list and remove them."""
+    block = _sh_blocks(ROOT / "docs/security.md", "### Clients")[0]
+    key = ECKey.generate_key("P-256")
+    (tmp_path / "his.jwks.json").write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    org = demo.logins["hospital"]["organization"].rpartition("/")[2]
+    script = block.replace("--organization 42", f"--organization {org}")
+    done = _run_sh(demo, script, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = _run_sh(demo, "socle client list --json", tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    ids = {json.loads(line)["client_id"] for line in listed.stdout.splitlines()}
+    assert {"my-app", "his-ch-ajaccio"} <= ids
+    for cid in ("my-app", "his-ch-ajaccio"):
+        assert _run_sh(demo, f"socle client remove {cid}", tmp_path).returncode == 0
