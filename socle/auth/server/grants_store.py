@@ -243,14 +243,6 @@ async def refresh_status(conn: AsyncConnection, token: str) -> dict[str, Any] | 
 # -- access tokens and client assertions -------------------------------------------------------
 
 
-async def revoke_jti(conn: AsyncConnection, jti: str, exp: int) -> None:
-    await conn.execute(
-        "INSERT INTO auth_revoked_jti (jti, expires_at) VALUES (%s, to_timestamp(%s))"
-        " ON CONFLICT (jti) DO NOTHING",
-        (jti, exp),
-    )
-
-
 async def is_revoked(conn: AsyncConnection, jti: str | None) -> bool:
     if not jti:
         return False

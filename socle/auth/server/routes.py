@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from ...config import Settings
 from ...fhir.engine import Engine
+from .. import revocation
 from ..keys import public_jwks
 from ..signing import local_issuer, local_issuer_config, published_keys
 from ..tokens import InvalidToken, Role, TokenVerifier, bearer_token, www_authenticate
@@ -551,7 +552,7 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
         claims = _access_claims(value) if value.count(".") == 2 else None
         if claims is not None:
             if claims.get("client_id") == client.client_id and claims.get("jti"):
-                await grants_store.revoke_jti(conn, claims["jti"], int(claims["exp"]))
+                await revocation.revoke(conn, claims["jti"], int(claims["exp"]))
         else:
             family = await grants_store.refresh_family(conn, value)
             if family is not None and family[1] == client.client_id:
