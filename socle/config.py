@@ -51,6 +51,14 @@ class Settings:
     s3_prefix: str = "socle/"
     s3_region: str | None = None
     max_document_bytes: int = 20 * 1024 * 1024
+    # Bounded work per request (docs/security.md, "Bounded work and trusted hosts").
+    request_timeout_ms: int = 60_000
+    max_response_entries: int = 10_000
+    max_response_bytes: int = 64 * 1024 * 1024
+    graceful_shutdown_s: int = 10
+    # Host names requests may be addressed to besides the public URL's; links never use them.
+    allowed_hosts: tuple[str, ...] = ()
+    revocation_refresh_ms: int = 2_000
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -81,6 +89,16 @@ class Settings:
             s3_prefix=os.environ.get("SOCLE_S3_PREFIX", "socle/"),
             s3_region=os.environ.get("SOCLE_S3_REGION") or None,
             max_document_bytes=_int("SOCLE_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
+            request_timeout_ms=_int("SOCLE_REQUEST_TIMEOUT_MS", 60_000),
+            max_response_entries=_int("SOCLE_MAX_RESPONSE_ENTRIES", 10_000),
+            max_response_bytes=_int("SOCLE_MAX_RESPONSE_BYTES", 64 * 1024 * 1024),
+            graceful_shutdown_s=_int("SOCLE_GRACEFUL_SHUTDOWN_S", 10),
+            allowed_hosts=tuple(
+                h.strip().lower()
+                for h in os.environ.get("SOCLE_ALLOWED_HOSTS", "").split(",")
+                if h.strip()
+            ),
+            revocation_refresh_ms=_int("SOCLE_REVOCATION_REFRESH_MS", 2_000),
         )
 
     @property

@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .auth.audit_store import AuditSink, sealer
 from .auth.break_glass import routes as break_glass_routes
 from .auth.enforcement import AuditServices
-from .auth.middleware import AUDIT_KEY, watch_revocations
+from .auth.middleware import AUDIT_KEY
+from .auth.revocation import watch_revocations
 from .auth.server import auth_routes, ensure_auth_server_keys
 from .auth.signing import ensure_signing_key
 from .config import PUBLIC_URL_FILE, Settings
@@ -125,6 +126,11 @@ async def _data_error(request: Request, exc: Exception) -> Response:
     return error_response(FhirError.of(400, "value", f"A value cannot be stored: {detail}"))
 
 
+async def _too_costly(request: Request, exc: Exception) -> Response:
+    # a statement over the search timeout anywhere (the engine's searches say more themselves)
+    return error_response(FhirError.of(422, "too-costly", "The request took too long: narrow it"))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return fhir_response(
@@ -160,7 +166,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         background = [
             asyncio.create_task(custom_params.background(pool)),
             asyncio.create_task(sealer(pool, settings.data_dir)),
-            asyncio.create_task(watch_revocations(pool, app.state)),
+            asyncio.create_task(
+                watch_revocations(url, pool, settings.revocation_refresh_ms / 1000)
+            ),
             asyncio.create_task(identity_watcher(engine)),
         ]
         try:
@@ -187,6 +195,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             FhirError: _fhir_error,
             HTTPException: _http_error,
             psycopg.errors.DataError: _data_error,
+            psycopg.errors.QueryCanceled: _too_costly,
             Exception: _unexpected,
         },
     )
@@ -222,6 +231,7 @@ def asgi() -> ASGIApp:
 
     from .auth.middleware import Authentication, SecurityHeaders
     from .fhir.rest.fast_read import FastRead
+    from .limits import RequestLimits, TrustedHosts
 
     app = create_app()
     settings: Settings = app.state.settings
@@ -234,6 +244,7 @@ def asgi() -> ASGIApp:
             allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist", "Prefer"],
             expose_headers=["ETag", "Location", "Last-Modified"],
         )
+    inner = TrustedHosts(RequestLimits(inner, settings), settings)
     return AccessLog(SecurityHeaders(inner, settings))
 
 
@@ -264,7 +275,7 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
         port=port,
         workers=workers,
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
         proxy_headers=True,
         log_level="info",
         limit_concurrency=1000,
