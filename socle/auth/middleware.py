@@ -134,7 +134,7 @@ class Authentication:
         try:
             principal = self._principal(header)
             # after the cache: a cached token revoked since is refused all the same
-            if principal.token_id in REVOKED:
+            if REVOKED.refuses(principal.token_id, principal.grant_id):
                 raise InvalidToken(R_REVOKED)
         except InvalidToken as exc:
             challenge = www_authenticate(exc).encode("latin-1")

@@ -24,6 +24,13 @@ CHANNEL = "socle_revoked"
 # How long the revoking request waits for its own notification to come back: by then the
 # server has signalled every listening worker.
 ECHO_WAIT_S = 1.0
+# How long a revoked grant stays listed: longer than any access token issued from it lives.
+GRANT_REVOKED_S = 24 * 3600
+
+
+def grant_key(grant: str) -> str:
+    """The list's key for a whole grant (refresh-token family) next to single tokens' jti."""
+    return f"grant:{grant}"
 
 
 class RevokedTokens:
@@ -37,6 +44,10 @@ class RevokedTokens:
 
     def __contains__(self, jti: object) -> bool:
         return isinstance(jti, str) and jti in self._expiry
+
+    def refuses(self, jti: str | None, grant: str | None) -> bool:
+        """Whether an access token is revoked, itself or through its grant."""
+        return jti in self or (grant is not None and grant_key(grant) in self)
 
     def add(self, jti: str, expires_at: float) -> None:
         self._expiry[jti] = max(expires_at, self._expiry.get(jti, 0.0))

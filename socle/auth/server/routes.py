@@ -568,7 +568,7 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
                 principal = verifier.verify(bearer_token(header))
             except InvalidToken:
                 return None
-            revoked = await grants_store.is_revoked(conn, principal.token_id)
+            revoked = await grants_store.is_revoked(conn, principal.token_id, principal.grant_id)
             return principal if principal.role == Role.OPERATOR and not revoked else None
         client = await client_of("introspect")(conn, request, form)
         return client if client is not None and client.confidential else None
@@ -579,7 +579,7 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
             return oauth_error("invalid_request", "token is required")
         claims = _access_claims(value) if value.count(".") == 2 else None
         if claims is not None:
-            if await grants_store.is_revoked(conn, claims.get("jti")):
+            if await grants_store.is_revoked(conn, claims.get("jti"), claims.get("socle_grant")):
                 return token_json({"active": False})
             body = {k: claims[k] for k in _INTROSPECTED if k in claims}
             return token_json({"active": True, "token_type": "Bearer", **body})
@@ -613,7 +613,9 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
             claims = None
         if claims is not None:
             async with engine(request).pool.connection() as conn:
-                if await grants_store.is_revoked(conn, claims.get("jti")):
+                if await grants_store.is_revoked(
+                    conn, claims.get("jti"), claims.get("socle_grant")
+                ):
                     claims = None
         if claims is None or "openid" not in str(claims.get("scope", "")).split():
             # No token at all: no error code (RFC 6750 §3.1).

@@ -77,7 +77,7 @@ def _backend_form(server: ServerProcess) -> dict[str, str]:
     }
 
 
-def _pids_and_statuses(server: ServerProcess, token: str, n: int) -> list[int]:
+def _statuses(server: ServerProcess, token: str, n: int) -> list[int]:
     """n requests, each on a new connection; the statuses."""
     statuses = []
     for _ in range(n):
@@ -90,12 +90,15 @@ def _pids_and_statuses(server: ServerProcess, token: str, n: int) -> list[int]:
     return statuses
 
 
-def _assert_dead_at_once(server: ServerProcess, token: str, revoke_form: dict[str, str]) -> None:
+def _assert_dead_at_once(
+    server: ServerProcess, token: str, revoke_form: dict[str, str], revoked: str | None = None
+) -> None:
+    """Revoke ``revoked`` (the token itself by default): ``token`` is refused at once."""
     # the token works, and has been cached by the verifier of both workers
-    assert set(_pids_and_statuses(server, token, 8)) == {200}
-    r = httpx.post(server.base + "/auth/revoke", data={"token": token, **revoke_form})
+    assert set(_statuses(server, token, 8)) == {200}
+    r = httpx.post(server.base + "/auth/revoke", data={"token": revoked or token, **revoke_form})
     assert r.status_code == 200, r.text
-    statuses = _pids_and_statuses(server, token, 40)
+    statuses = _statuses(server, token, 40)
     assert statuses == [401] * 40, statuses
 
 
@@ -130,3 +133,24 @@ def test_code_and_refresh_tokens_die_at_once(server: ServerProcess) -> None:
     )
     assert refreshed.status_code == 200, refreshed.text
     _assert_dead_at_once(server, refreshed.json()["access_token"], {"client_id": APP})
+    # Revoking a refresh token revokes the grant: the access tokens issued from it die too.
+    again = httpx.post(
+        server.base + "/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refreshed.json()["refresh_token"],
+            "client_id": APP,
+        },
+    ).json()
+    _assert_dead_at_once(
+        server, again["access_token"], {"client_id": APP}, revoked=again["refresh_token"]
+    )
+    r = httpx.post(
+        server.base + "/auth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": again["refresh_token"],
+            "client_id": APP,
+        },
+    )
+    assert r.json()["error"] == "invalid_grant"
