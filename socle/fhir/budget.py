@@ -72,21 +72,28 @@ class Budget:
         """Bound a search by what is left of the request's search time (the search timeout
         applies to all the searches of a request together) and of the request's time."""
         self.check()
-        left = min(self.search_ms / 1000 - self.search_spent, self.deadline - time.monotonic())
-        if left <= 0:
-            self.spent = too_costly(
-                f"The searches of this request took longer than {self.search_ms} ms"
-            )
-            raise self.spent
-        start = time.monotonic()
-        try:
-            async with asyncio.timeout(left):
-                yield
-        except TimeoutError:
+        search_left = self.search_ms / 1000 - self.search_spent
+        deadline_left = self.deadline - time.monotonic()
+        if search_left <= 0:
             self.spent = too_costly(
                 f"The searches of this request took longer than {self.search_ms} ms "
                 "(all its searches together): add criteria or lower _count"
             )
+            raise self.spent
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(min(search_left, deadline_left)):
+                yield
+        except TimeoutError:
+            if deadline_left < search_left:
+                self.spent = too_costly(
+                    f"The request took longer than its limit of {self.request_ms} ms"
+                )
+            else:
+                self.spent = too_costly(
+                    f"The searches of this request took longer than {self.search_ms} ms "
+                    "(all its searches together): add criteria or lower _count"
+                )
             raise self.spent from None
         finally:
             self.search_spent += time.monotonic() - start
