@@ -55,7 +55,7 @@ class Settings:
     request_timeout_ms: int = 60_000
     max_response_entries: int = 10_000
     max_response_bytes: int = 64 * 1024 * 1024
-    graceful_shutdown_s: int = 10
+    graceful_shutdown_s: int = 30
     # Host names requests may be addressed to besides the public URL's; links never use them.
     allowed_hosts: tuple[str, ...] = ()
     revocation_refresh_ms: int = 2_000
@@ -92,7 +92,7 @@ class Settings:
             request_timeout_ms=_int("SOCLE_REQUEST_TIMEOUT_MS", 60_000),
             max_response_entries=_int("SOCLE_MAX_RESPONSE_ENTRIES", 10_000),
             max_response_bytes=_int("SOCLE_MAX_RESPONSE_BYTES", 64 * 1024 * 1024),
-            graceful_shutdown_s=_int("SOCLE_GRACEFUL_SHUTDOWN_S", 10),
+            graceful_shutdown_s=_int("SOCLE_GRACEFUL_SHUTDOWN_S", 30),
             allowed_hosts=tuple(
                 h.strip().lower()
                 for h in os.environ.get("SOCLE_ALLOWED_HOSTS", "").split(",")
