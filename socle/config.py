@@ -67,6 +67,14 @@ class Settings:
     referential_integrity: bool = True
     # Client JSON nested deeper than this is refused at decode time (docs/security.md).
     max_json_depth: int = 100
+    # Bounded work per request (docs/security.md, "Bounded work and trusted hosts").
+    request_timeout_ms: int = 60_000
+    max_response_entries: int = 10_000
+    max_response_bytes: int = 64 * 1024 * 1024
+    graceful_shutdown_s: int = 30
+    # Host names requests may be addressed to besides the public URL's; links never use them.
+    allowed_hosts: tuple[str, ...] = ()
+    revocation_refresh_ms: int = 2_000
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -99,6 +107,16 @@ class Settings:
             max_document_bytes=_int("SOCLE_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
             referential_integrity=_bool("SOCLE_REFERENTIAL_INTEGRITY", True),
             max_json_depth=_int("SOCLE_MAX_JSON_DEPTH", 100),
+            request_timeout_ms=_int("SOCLE_REQUEST_TIMEOUT_MS", 60_000),
+            max_response_entries=_int("SOCLE_MAX_RESPONSE_ENTRIES", 10_000),
+            max_response_bytes=_int("SOCLE_MAX_RESPONSE_BYTES", 64 * 1024 * 1024),
+            graceful_shutdown_s=_int("SOCLE_GRACEFUL_SHUTDOWN_S", 30),
+            allowed_hosts=tuple(
+                h.strip().lower()
+                for h in os.environ.get("SOCLE_ALLOWED_HOSTS", "").split(",")
+                if h.strip()
+            ),
+            revocation_refresh_ms=_int("SOCLE_REVOCATION_REFRESH_MS", 2_000),
         )
 
     @property

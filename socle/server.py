@@ -26,7 +26,8 @@ from .auth.audit_store import AuditSink, sealer
 from .auth.audit_trail import AuditTrail
 from .auth.break_glass import routes as break_glass_routes
 from .auth.enforcement import AuditServices
-from .auth.middleware import AUDIT_KEY, watch_revocations
+from .auth.middleware import AUDIT_KEY
+from .auth.revocation import watch_revocations
 from .auth.server import auth_routes, ensure_auth_server_keys
 from .auth.server.secrets_store import paging_token_key
 from .auth.signing import ensure_signing_key
@@ -129,6 +130,11 @@ async def _data_error(request: Request, exc: Exception) -> Response:
     return error_response(FhirError.of(400, "value", f"A value cannot be stored: {detail}"))
 
 
+async def _too_costly(request: Request, exc: Exception) -> Response:
+    # a statement over the search timeout anywhere (the engine's searches say more themselves)
+    return error_response(FhirError.of(422, "too-costly", "The request took too long: narrow it"))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return fhir_response(
@@ -166,7 +172,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         background = [
             asyncio.create_task(custom_params.background(pool)),
             asyncio.create_task(sealer(pool, settings.data_dir)),
-            asyncio.create_task(watch_revocations(pool, app.state)),
+            asyncio.create_task(
+                watch_revocations(url, pool, settings.revocation_refresh_ms / 1000)
+            ),
             asyncio.create_task(identity_watcher(engine)),
         ]
         try:
@@ -196,6 +204,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             FhirError: _fhir_error,
             HTTPException: _http_error,
             psycopg.errors.DataError: _data_error,
+            psycopg.errors.QueryCanceled: _too_costly,
             Exception: _unexpected,
         },
     )
@@ -230,12 +239,14 @@ def asgi() -> ASGIApp:
     from .auth.cors import RegisteredAppsCors
     from .auth.middleware import Authentication, SecurityHeaders
     from .fhir.rest.fast_read import FastRead
+    from .limits import RequestLimits, TrustedHosts
 
     app = create_app()
     settings: Settings = app.state.settings
     inner: ASGIApp = Authentication(FastRead(app), settings, app.state)
     # the registered browser apps' origins and SOCLE_CORS_ORIGINS; preflights need no token
     inner = RegisteredAppsCors(inner, settings, app.state)
+    inner = TrustedHosts(RequestLimits(inner, settings), settings)
     return AccessLog(SecurityHeaders(inner, settings))
 
 
@@ -262,7 +273,7 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
     try:
-        _serve(host, port, workers)
+        _serve(host, port, workers, settings.graceful_shutdown_s)
     finally:
         release_embedded(settings.data_dir)
 
@@ -271,7 +282,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _serve(host: str, port: int, workers: int) -> None:
+def _serve(host: str, port: int, workers: int, graceful_shutdown_s: int) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -281,7 +292,7 @@ def _serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=graceful_shutdown_s,
         proxy_headers=True,
         log_level="info",
         limit_concurrency=1000,

@@ -24,35 +24,15 @@ from ..fhir.json import encode
 from ..fhir.outcome import FhirError
 from .enforcement import AuditServices, PolicyAccess
 from .keys import KeysUnavailable, http_jwks_fetcher
+from .revocation import REVOKED
 from .signing import local_issuer_config
 from .tokens import InvalidToken, IssuerConfig, Principal, TokenVerifier, www_authenticate
 
 log = logging.getLogger("socle.auth")
 PUBLIC_FHIR_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
 AUDIT_KEY = "audit"  # app.state attribute holding the worker's AuditServices
-REVOKED_KEY = "revoked_jti"  # app.state attribute: jti of revoked, unexpired access tokens
 R_REVOKED = "token revoked"
 VERIFIED_CACHE_SIZE = 4096
-
-
-async def watch_revocations(pool: Any, state: Any, every: float = 2.0) -> None:
-    """Keep the worker's set of revoked access tokens (RFC 7009, recorded by the authorisation
-    server) current: a revoked token stops working within ``every`` seconds, without a
-    database round trip per request."""
-    import asyncio
-
-    import psycopg
-
-    while True:
-        try:
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT jti FROM auth_revoked_jti WHERE expires_at > now()"
-                )
-                setattr(state, REVOKED_KEY, frozenset(r[0] for r in await cur.fetchall()))
-        except psycopg.Error:
-            log.exception("cannot read revoked tokens; keeping the last known set")
-        await asyncio.sleep(every)
 
 
 def trusted_issuers(path: Path | None) -> list[IssuerConfig]:
@@ -153,7 +133,8 @@ class Authentication:
                 break
         try:
             principal = self._principal(header)
-            if principal.token_id in getattr(self.state, REVOKED_KEY, frozenset()):
+            # after the cache: a cached token revoked since is refused all the same
+            if REVOKED.refuses(principal.token_id, principal.grant_id):
                 raise InvalidToken(R_REVOKED)
         except InvalidToken as exc:
             challenge = www_authenticate(exc).encode("latin-1")

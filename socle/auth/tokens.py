@@ -160,6 +160,9 @@ class Principal:
     national_id: str | None = None
     sector: str | None = None  # "health" | "social" | "medico-social" (MASQUE_PSOCIAL)
     token_id: str | None = None
+    # the authorisation grant (refresh-token family) an access token of ours came from: revoking
+    # the grant revokes its access tokens too (RFC 7009 §2.1)
+    grant_id: str | None = None
     expires_at: int | None = None
     auth_time: int | None = None
     acr: str | None = None
@@ -380,6 +383,7 @@ class TokenVerifier:
             national_id=national_id,
             sector=_str_claim(claims, "sector"),
             token_id=_str_claim(claims, "jti"),
+            grant_id=_str_claim(claims, "socle_grant"),
             expires_at=int(exp) if isinstance(exp, int | float) else None,
             auth_time=int(auth_time) if isinstance(auth_time, int | float) else None,
             acr=_str_claim(claims, "acr"),

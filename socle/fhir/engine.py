@@ -8,6 +8,7 @@ statement, and the reads run last, inside the same database transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ..config import Settings
+from . import budget
 from .access import DIRECT, ENTRY, HISTORY, Access, Touched
 from .datetimes import http_date, now_ms
 from .definitions import definitions
@@ -232,12 +234,13 @@ class Engine:
         q.access = access
         interaction = "search-type" if q.resource_type else "search-system"
         try:
-            async with self.reader.connection() as conn:
+            async with budget.searching(), self.reader.connection() as conn:
                 if access is not None:
                     await access.prepare(conn)
                 result = await run_search(
                     conn, q, self.settings.default_page_size, self.page_tokens
                 )
+            budget.charge(r.content for r in (*result.rows, *result.included))
         except FhirError as err:
             if access is not None:
                 await _denied(access, interaction, q.resource_type, err)
@@ -299,9 +302,15 @@ class Engine:
     async def _transaction(
         self, entries: list[EntryRequest], access: Access | None, interaction: str
     ) -> list[EntryResponse]:
+        spending = budget.current()
         for attempt in range(3):
             try:
-                async with self.pool.connection() as conn, conn.transaction():
+                # at the request's deadline the work is cancelled and rolled back
+                async with (
+                    spending.until_deadline() if spending else contextlib.nullcontext(),
+                    self.pool.connection() as conn,
+                    conn.transaction(),
+                ):
                     responses = await self._process(conn, entries, access, interaction)
                 if any(r.rtype == "SearchParameter" and r.version for r in responses):
                     await custom_params.sync(self.pool)  # this worker knows it at once
@@ -323,8 +332,11 @@ class Engine:
     ) -> list[EntryResponse]:
         """Process entries independently: each succeeds or fails on its own."""
         out: list[EntryResponse] = []
+        spending = budget.current()
         for entry in entries:
             try:
+                if spending is not None:
+                    spending.check()  # once spent, the entries left are not processed
                 out.extend(await self.transaction([entry], access))
             except FhirError as err:
                 out.append(EntryResponse(err.status, outcome=err.outcome()))
@@ -690,6 +702,7 @@ class Engine:
                 v = await read_current(conn, p.rtype, p.id)
             if access is not None:
                 access.check_read(v, ENTRY)
+            budget.charge([v.content])
             return EntryResponse(
                 200,
                 v.rtype,
@@ -701,7 +714,9 @@ class Engine:
             )
         q = parse_query(p.rtype, p.query or [], self.settings.max_page_size)
         q.access = access
-        result = await run_search(conn, q, self.settings.default_page_size, self.page_tokens)
+        async with budget.searching():
+            result = await run_search(conn, q, self.settings.default_page_size, self.page_tokens)
+        budget.charge(r.content for r in (*result.rows, *result.included))
         return EntryResponse(200, search=(result, q, p.rtype, p.query or []))
 
 

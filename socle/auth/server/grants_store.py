@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
+
+from .. import revocation
 
 
 def new_secret() -> str:
@@ -209,10 +212,14 @@ async def rotate_refresh(conn: AsyncConnection, token: str, client_id: str) -> R
 
 
 async def revoke_family(conn: AsyncConnection, family_id: uuid.UUID) -> None:
+    """Revoke a grant: its refresh tokens, and the access tokens issued from it."""
     await conn.execute(
         "UPDATE auth_refresh_token SET revoked_at = now() WHERE family_id = %s"
         " AND revoked_at IS NULL",
         (family_id,),
+    )
+    await revocation.revoke(
+        conn, revocation.grant_key(str(family_id)), int(time.time()) + revocation.GRANT_REVOKED_S
     )
 
 
@@ -243,18 +250,12 @@ async def refresh_status(conn: AsyncConnection, token: str) -> dict[str, Any] | 
 # -- access tokens and client assertions -------------------------------------------------------
 
 
-async def revoke_jti(conn: AsyncConnection, jti: str, exp: int) -> None:
-    await conn.execute(
-        "INSERT INTO auth_revoked_jti (jti, expires_at) VALUES (%s, to_timestamp(%s))"
-        " ON CONFLICT (jti) DO NOTHING",
-        (jti, exp),
-    )
-
-
-async def is_revoked(conn: AsyncConnection, jti: str | None) -> bool:
-    if not jti:
+async def is_revoked(conn: AsyncConnection, jti: Any, grant: Any = None) -> bool:
+    """Whether an access token (its ``jti``, and the ``socle_grant`` it came from) is revoked."""
+    keys = [k for k in (jti, revocation.grant_key(grant) if grant else None) if isinstance(k, str)]
+    if not keys:
         return False
-    cur = await conn.execute("SELECT 1 FROM auth_revoked_jti WHERE jti = %s", (jti,))
+    cur = await conn.execute("SELECT 1 FROM auth_revoked_jti WHERE jti = ANY(%s)", (keys,))
     return await cur.fetchone() is not None
 
 

@@ -48,7 +48,13 @@ async def token_response(
 ) -> dict[str, Any]:
     """Mint the tokens of a grant and build the RFC 6749 §5.1 / SMART response."""
     scope = " ".join(scopes)
-    access = issuer.issue(subject["sub"], audience, scope=scope, **access_claims(subject, client))
+    access = issuer.issue(
+        subject["sub"],
+        audience,
+        scope=scope,
+        socle_grant=str(family_id) if family_id is not None else None,
+        **access_claims(subject, client),
+    )
     body: dict[str, Any] = {
         "access_token": access,
         "token_type": "Bearer",

@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from ...config import Settings
 from ...fhir.engine import Engine
+from .. import revocation
 from ..keys import public_jwks
 from ..signing import local_issuer, local_issuer_config, published_keys
 from ..tokens import InvalidToken, Role, TokenVerifier, bearer_token, www_authenticate
@@ -551,7 +552,7 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
         claims = _access_claims(value) if value.count(".") == 2 else None
         if claims is not None:
             if claims.get("client_id") == client.client_id and claims.get("jti"):
-                await grants_store.revoke_jti(conn, claims["jti"], int(claims["exp"]))
+                await revocation.revoke(conn, claims["jti"], int(claims["exp"]))
         else:
             family = await grants_store.refresh_family(conn, value)
             if family is not None and family[1] == client.client_id:
@@ -567,7 +568,7 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
                 principal = verifier.verify(bearer_token(header))
             except InvalidToken:
                 return None
-            revoked = await grants_store.is_revoked(conn, principal.token_id)
+            revoked = await grants_store.is_revoked(conn, principal.token_id, principal.grant_id)
             return principal if principal.role == Role.OPERATOR and not revoked else None
         client = await client_of("introspect")(conn, request, form)
         return client if client is not None and client.confidential else None
@@ -578,7 +579,7 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
             return oauth_error("invalid_request", "token is required")
         claims = _access_claims(value) if value.count(".") == 2 else None
         if claims is not None:
-            if await grants_store.is_revoked(conn, claims.get("jti")):
+            if await grants_store.is_revoked(conn, claims.get("jti"), claims.get("socle_grant")):
                 return token_json({"active": False})
             body = {k: claims[k] for k in _INTROSPECTED if k in claims}
             return token_json({"active": True, "token_type": "Bearer", **body})
@@ -612,7 +613,9 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
             claims = None
         if claims is not None:
             async with engine(request).pool.connection() as conn:
-                if await grants_store.is_revoked(conn, claims.get("jti")):
+                if await grants_store.is_revoked(
+                    conn, claims.get("jti"), claims.get("socle_grant")
+                ):
                     claims = None
         if claims is None or "openid" not in str(claims.get("scope", "")).split():
             # No token at all: no error code (RFC 6750 §3.1).

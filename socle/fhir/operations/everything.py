@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import budget
 from ..access import EVERYTHING, Touched
 from ..definitions import definitions
 from ..rest.bundles import search_bundle_text
@@ -73,7 +74,7 @@ async def patient_everything(request: Request) -> Response:
     if since:
         sql.add(" AND r.last_updated >= %s", since)
     q = SearchQuery(None, count=count, page_token=token)
-    async with engine.reader.connection() as conn:
+    async with budget.searching(), engine.reader.connection() as conn:
         await access.prepare(conn)
         # types the caller may not read are left out, not refused
         cond = access.condition(types or None, "search", EVERYTHING)
@@ -91,6 +92,7 @@ async def patient_everything(request: Request) -> Response:
                 conn, Include("*", "*", None, False, False), result.rows, access
             )
             result.included = [r for r in included if r.rid not in seen]
+    budget.charge(r.content for r in (*result.rows, *result.included))
     touched = [(r.rtype, r.id, r.compartment) for r in (*result.rows, *result.included)]
     await access.record(
         None,

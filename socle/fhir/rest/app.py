@@ -33,7 +33,8 @@ from .http import (
 
 
 def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
+    # the configured public URL, never the request's Host header (docs/security.md)
+    return request.app.state.settings.public_url + "/fhir"  # type: ignore[no-any-return]
 
 
 def engine_of(request: Request) -> Engine:
