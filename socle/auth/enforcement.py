@@ -358,6 +358,21 @@ class PolicyAccess:
             if d.hidden:
                 raise forbidden(f"{row.rtype}/{row.id} is not known", status=404)
             raise forbidden(f"Access to {row.rtype}/{row.id} denied: {d.reason}")
+        if not self._within(d.filters, row.compartment):
+            raise forbidden(f"Access to {row.rtype}/{row.id} denied: outside the records open here")
+
+    def _within(self, filters: Filters, compartment: str | None) -> bool:
+        """Whether a row of this compartment passes the filters' compartment condition, as the
+        SQL of :meth:`condition` would decide: a read by id and a search must agree (a row of no
+        patient is not in a patient's own record, nor among a professional's patients)."""
+        kind = filters.compartment
+        if kind == CompartmentKind.PATIENTS:
+            return compartment in filters.patients
+        if kind == CompartmentKind.RELATED:
+            return compartment in self._related_patients()
+        if kind == CompartmentKind.NONE:
+            return compartment is None
+        return True
 
     def check_writes(self, writes: list[PendingWrite]) -> None:
         registered = {w.id for w in writes if w.kind == "create" and w.rtype == "Patient"}
@@ -395,6 +410,11 @@ class PolicyAccess:
                 )
                 if not d.allow:
                     raise forbidden(f"{w.kind} of {w.rtype}/{w.id} denied: {d.reason}", where)
+                if not self._within(d.filters, patient):
+                    raise forbidden(
+                        f"{w.kind} of {w.rtype}/{w.id} denied: outside the records open here",
+                        where,
+                    )
 
     # -- audit --------------------------------------------------------------------------------
     def audit_scope(self, interaction: str) -> AuditScope:

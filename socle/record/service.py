@@ -98,7 +98,7 @@ async def document_root(request: Request) -> Response:
     request.path_params["rtype"] = "DocumentReference"
     if request.method == "GET":
         pairs = query_pairs(request)
-        check_find_documents(pairs)
+        check_find_documents(pairs, access_of(request))
         return await search_type(request, "DocumentReference", document_query(pairs))
     if request.method == "DELETE":
         return await delete_document(request)
@@ -116,11 +116,11 @@ async def document_root(request: Request) -> Response:
 async def document_search(request: Request) -> Response:
     from urllib.parse import parse_qsl
 
-    from ..fhir.rest.app import engine_of, query_pairs, search_post
+    from ..fhir.rest.app import access_of, engine_of, query_pairs, search_post
 
     raw = await read_body(request, engine_of(request).settings.max_body_bytes)
     pairs = query_pairs(request) + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    check_find_documents(pairs)
+    check_find_documents(pairs, access_of(request))
     request.path_params["rtype"] = "DocumentReference"
     return await search_post(request, document_query(pairs))
 

@@ -436,3 +436,20 @@ def test_references_must_name_existing_resources(client):
         ],
     }
     assert client.post("/", json=bundle).status_code == 200
+
+
+def test_a_read_by_id_agrees_with_the_search_on_rows_of_no_patient(world):
+    """A clinical resource of no patient is in nobody's record: a patient or a professional
+    neither finds it by search nor reads it by id; the ARS analyst (non-nominative) does both."""
+    with world.client("operator") as op:
+        orphan = {"resourceType": "Observation", "status": "final", "code": {"text": "lot"}}
+        oid = op.post("/Observation", json=orphan).json()["id"]
+    for who in ("patient:X", "practitioner:care", "practitioner:mt"):
+        with _client(world, who) as c:
+            assert c.get(f"/Observation/{oid}").status_code == 403, who
+            assert not _matches(c, "Observation", {"_id": oid})[0], who
+    with world.client("ars") as c:
+        assert c.get(f"/Observation/{oid}").status_code == 200
+        assert _matches(c, "Observation", {"_id": oid})[0] == {oid}
+    with world.client(f"patient:{world.ids['X']}") as c:  # nor may a patient write one
+        assert c.post("/Observation", json=orphan).status_code == 403
