@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,18 @@ def expect(response: httpx.Response, status: int, what: str) -> httpx.Response:
 
 
 def ids_of(bundle: dict[str, Any]) -> set[str]:
-    return {e["resource"]["id"] for e in bundle.get("entry", [])}
+    return {
+        e["resource"]["id"]
+        for e in bundle.get("entry", [])
+        if e.get("search", {}).get("mode", "match") == "match"
+    }
 
 
-def region_values(op: httpx.Client, pdf: bytes) -> dict[str, Any]:
-    """Ids of the region: a doctor of a qualified patient's care team, his organisation (the
-    custodian) and the patient."""
+def region_values(
+    op: httpx.Client, pdf: bytes, client: Callable[[str], httpx.Client]
+) -> dict[str, Any]:
+    """Ids of the region: a doctor of a qualified patient's care team who may open that
+    patient's record (no opposition, no block), his organisation (the custodian), the patient."""
     teams = op.get("/CareTeam", params={"status": "active", "_count": 200})
     for entry in expect(teams, 200, "find the care teams of the region").json().get("entry", []):
         team = entry["resource"]
@@ -77,11 +84,13 @@ def region_values(op: httpx.Client, pdf: bytes) -> dict[str, Any]:
             continue  # documents are shared for qualified identities only
         member = team["participant"][0]
         doctor = op.get(f"/{member['member']['reference']}").json()
-        break
+        idnat = next(i["value"] for i in doctor["identifier"] if i.get("system") == IDNAT_PS)
+        with client(f"practitioner:{idnat[1:]}") as his:
+            if his.get(f"/Patient/{patient}").status_code == 200:
+                break  # the patient has not opposed access nor blocked him
     else:
         raise ExampleFailed("no care team of a qualified patient: load a region (socle demo)")
     nir = next(i["value"] for i in person["identifier"] if i.get("system") == INS_NIR)
-    idnat = next(i["value"] for i in doctor["identifier"] if i.get("system") == IDNAT_PS)
     return {
         "patient": patient,
         "patient_nir": nir,
@@ -106,7 +115,7 @@ def run(fhir: str, settings: Settings, fill_only: Path | None = None) -> None:
 
     pdf = (HERE / "lettre-de-liaison.pdf").read_bytes()
     with client("operator") as op:
-        values = region_values(op, pdf)
+        values = region_values(op, pdf, client)
     filled = {
         name: fill((HERE / name).read_text(), values)
         for name in ("iti65-provide-document-bundle.json", "iti105-simplified-publish.json")
@@ -144,7 +153,7 @@ def run(fhir: str, settings: Settings, fill_only: Path | None = None) -> None:
             query = {**who, "status": "current", **params}
             found = expect(his.get("/DocumentReference", params=query), 200, what).json()
             if not {doc, published["id"]} <= ids_of(found):
-                raise ExampleFailed(f"{what}: the documents just sent are not found")
+                raise ExampleFailed(f"{what}: the documents just sent are not found: {found}")
         # ITI-66 Find Document Lists
         lists = his.get("/List", params={"patient": f"Patient/{p}", "code": "submissionset"})
         if submission not in ids_of(expect(lists, 200, "ITI-66 submission sets").json()):
