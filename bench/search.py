@@ -177,9 +177,11 @@ def _plan_nodes(node: dict[str, Any]) -> list[str]:
     return out
 
 
-async def load(server, bundles, clients: int) -> dict[str, Any]:
-    """Send (body, resource count) Bundles: the ingest scenario of bench/run.py."""
-    return await ingest(server, [body for body, _ in bundles], [n for _, n in bundles], clients, 0)
+async def load(server, bundles, clients: int, first: int = 0) -> dict[str, Any]:
+    """Send (body, resource count) Bundles: the ingest scenario of bench/run.py (the ``first``
+    ones, the directory, alone and untimed: references must name existing resources)."""
+    bodies, counts = [body for body, _ in bundles], [n for _, n in bundles]
+    return await ingest(server, bodies, counts, clients, first)
 
 
 async def raw_mixed(url: str, samples: Samples, clients: int, duration: float) -> dict[str, Any]:
@@ -282,7 +284,11 @@ def main() -> None:
             for stage, target in (("small", args.small_patients), ("large", args.patients)):
                 while loaded_patients < target:
                     batch = []
+                    directory = 0  # the region's leading Bundles without patients
                     for bundle in bundles:
+                        types = {e["resource"]["resourceType"] for e in bundle["entry"]}
+                        if resources == 0 and directory == len(batch) and "Patient" not in types:
+                            directory += 1
                         for e in bundle["entry"]:
                             samples.take(e["resource"])
                             loaded_patients += e["resource"]["resourceType"] == "Patient"
@@ -291,7 +297,7 @@ def main() -> None:
                             break
                     if not batch:
                         break
-                    result = asyncio.run(load(server, batch, args.clients))
+                    result = asyncio.run(load(server, batch, args.clients, directory))
                     resources += result["items"]
                     load_seconds += result["seconds"]
                     if result["errors"]:
