@@ -45,6 +45,7 @@ from .identity.worklist import identity_watcher
 from .record.service import ensure_search_parameters as ensure_record_search_parameters
 from .record.service import install as install_record
 from .record.service import routes as record_routes
+from .web import static_routes as web_static_routes
 
 log = logging.getLogger("socle")
 _access_encoder = msgspec.json.Encoder()
@@ -195,6 +196,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/readyz", readyz),
             *break_glass_routes,
             *auth_routes(settings),
+            *web_static_routes(),
             *identity_routes,
             *record_routes,
             *fhir_routes,

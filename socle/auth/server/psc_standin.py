@@ -26,25 +26,22 @@ from starlette.routing import BaseRoute, Route
 
 from ...config import Settings
 from ...fhir.engine import Engine
+from ...web import (
+    RepeatedParameter,
+    check_form_token,
+    client_ip,
+    form_data,
+    form_token,
+    query_params,
+    redirect,
+)
 from ..keys import public_jwks
 from ..tokens import TokenIssuer
 from . import directory, grants_store, ratelimit
 from .config import AuthServerConfig
 from .pkce import valid_challenge, verifier_matches
+from .responses import error_page, oauth_error, render, token_json
 from .secrets_store import csrf_key, standin_client_secret, standin_signing_key
-from .web import (
-    RepeatedParameter,
-    check_form_token,
-    client_ip,
-    error_page,
-    form_data,
-    form_token,
-    oauth_error,
-    query_params,
-    redirect,
-    render,
-    token_json,
-)
 
 _AUTHORIZE_PARAMS = (
     "client_id",

@@ -24,11 +24,19 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from joserfc import jws
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Route
 
 from ...config import Settings
 from ...fhir.engine import Engine
+from ...web import (
+    RepeatedParameter,
+    check_form_token,
+    client_ip,
+    form_data,
+    form_token,
+    query_params,
+    redirect,
+)
 from .. import revocation
 from ..keys import public_jwks
 from ..signing import local_issuer, local_issuer_config, published_keys
@@ -43,25 +51,18 @@ from .minting import token_response
 from .pkce import verifier_matches
 from .psc_broker import UPSTREAM_ERRORS, PscBroker
 from .psc_standin import standin_routes
-from .scope_grant import describe, grant
-from .secrets_store import csrf_key, ensure_auth_server_keys, standin_client_secret
-from .web import (
+from .responses import (
     REQUEST_COOKIE,
-    RepeatedParameter,
-    check_form_token,
     clear_request_cookie,
-    client_ip,
     derive,
     error_page,
-    form_data,
-    form_token,
     oauth_error,
-    query_params,
-    redirect,
     render,
     set_request_cookie,
     token_json,
 )
+from .scope_grant import describe, grant
+from .secrets_store import csrf_key, ensure_auth_server_keys, standin_client_secret
 
 log = logging.getLogger("socle.auth")
 
@@ -649,15 +650,4 @@ def auth_routes(settings: Settings) -> list[BaseRoute]:
     ]
     if cfg.standin_enabled:
         routes += standin_routes(settings, cfg)
-    routes += dsfr_static_routes()
     return routes
-
-
-def dsfr_static_routes() -> list[BaseRoute]:
-    """``/static/dsfr/``: the DSFR's built files, if the npm package is installed."""
-    from pathlib import Path
-
-    dist = Path(__file__).resolve().parents[3] / "node_modules" / "@gouvfr" / "dsfr" / "dist"
-    if not dist.is_dir():
-        return []
-    return [Mount("/static/dsfr", app=StaticFiles(directory=dist), name="dsfr")]

@@ -23,8 +23,8 @@ from socle.auth.server.authorize_request import (
 from socle.auth.server.client_auth import check_assertion_claims
 from socle.auth.server.clients import Client, ClientError, _check_redirect_uri
 from socle.auth.server.scope_grant import describe, grant, within
-from socle.auth.server.web import check_form_token, form_token
 from socle.auth.tokens import Role
+from socle.web import check_form_token, form_token
 
 # -- TOTP (RFC 6238 appendix B, RFC 4226 appendix D) ---------------------------------------------
 
