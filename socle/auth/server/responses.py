@@ -5,9 +5,6 @@ page. CSP, CSRF and form parsing are the web layer's (:mod:`socle.web`).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +33,6 @@ def oauth_error(error: str, description: str, status: int = 400) -> JSONResponse
 
 def token_json(body: dict[str, Any], status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=NO_STORE)
-
-
-def derive(key: bytes, purpose: str, binding: str) -> str:
-    """A value derived from the request id (upstream state, nonce, PKCE verifier): nothing to
-    store, and only this server can compute it."""
-    digest = hmac.new(key, f"derive\n{purpose}\n{binding}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def set_request_cookie(response: Response, value: str, secure: bool, max_age: int) -> None:
