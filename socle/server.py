@@ -40,7 +40,7 @@ from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
 from .fhir.search.paging import PageTokens
 from .fhir.storage.content import content_store
-from .identity.operations import routes as identity_routes
+from .identity.routes import routes as identity_routes
 from .identity.worklist import identity_watcher
 from .record.service import ensure_search_parameters as ensure_record_search_parameters
 from .record.service import install as install_record

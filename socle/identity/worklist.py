@@ -33,11 +33,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..fhir.access import Touched
 from ..fhir.engine import EntryRequest
-from ..fhir.json import decode
+from ..fhir.json import decode, encode_str
 from ..fhir.outcome import FhirError
 from ..fhir.rest.capability import register_operation
 from ..fhir.rest.http import fhir_response
+from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, principal_of, require_identitovigilance
 from .duplicates import LEVELS, PROBABLE, Candidate, Collision, DuplicateIndex, IdentityRecord
@@ -74,8 +76,6 @@ async def _tagged(engine: Any, rtype: str, code: str) -> list[dict[str, Any]]:
 
 
 def _json(value: Any) -> str:
-    from ..fhir.json import encode_str
-
     return encode_str(value)
 
 
@@ -145,9 +145,6 @@ def _collision_part(c: Collision) -> dict[str, Any]:
 
 
 async def duplicates_operation(request: Request) -> Response:
-    from ..fhir.access import Touched
-    from ..fhir.rest.app import access_of, engine_of
-
     access = access_of(request)
     await require_identitovigilance(access, "$duplicates")
     values = dict(request.query_params)
@@ -183,8 +180,6 @@ async def duplicates_operation(request: Request) -> Response:
 
 
 async def dismiss_operation(request: Request) -> Response:
-    from ..fhir.rest.app import access_of, engine_of
-
     access = access_of(request)
     await require_identitovigilance(access, "$duplicate-dismiss")
     a = b = reason = None
