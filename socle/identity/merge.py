@@ -35,6 +35,8 @@ from starlette.responses import Response
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue, operation_outcome
+from ..fhir.provenance import entity, provenance
+from ..fhir.references import node_at, reference_paths, repoint
 from ..fhir.rest.capability import register_operation
 from ..fhir.rest.http import fhir_response
 from ..fhir.rest.requests import access_of, engine_of
@@ -44,13 +46,8 @@ from .capability import PlannedAccess, require_identitovigilance
 from .operations import OPERATION_BASE, _parameters
 from .resources import (
     bool_value,
-    entity,
-    node_at,
     out_parameters,
-    provenance,
     reference_id,
-    reference_paths,
-    repoint,
     text_value,
     value_of,
 )

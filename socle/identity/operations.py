@@ -15,6 +15,7 @@ from ..fhir.access import Access, Touched
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue
+from ..fhir.provenance import entity, provenance
 from ..fhir.rest.capability import register_operation
 from ..fhir.rest.http import body_kind, check_accept, fhir_response, json_body
 from ..fhir.rest.requests import access_of, engine_of
@@ -32,11 +33,9 @@ from .resources import (
     apply_ins_traits,
     bool_value,
     current_reliability,
-    entity,
     out_parameters,
     parameters_of,
     patient_traits,
-    provenance,
     reliability_extension,
     set_ins,
     text_value,

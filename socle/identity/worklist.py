@@ -37,6 +37,7 @@ from ..fhir.access import Touched
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode, encode_str
 from ..fhir.outcome import FhirError
+from ..fhir.provenance import agent_of
 from ..fhir.rest.capability import register_operation
 from ..fhir.rest.http import fhir_response
 from ..fhir.rest.requests import access_of, engine_of
@@ -46,7 +47,7 @@ from .duplicates import LEVELS, PROBABLE, Candidate, Collision, DuplicateIndex, 
 from .merge import WORKLIST_TAG, pair_key
 from .operations import OPERATION_BASE, _parameters
 from .reference import OVERLAP, cache_of
-from .resources import agent_of, out_parameters, reference_id, text_value
+from .resources import out_parameters, reference_id, text_value
 from .status import STATUSES, identity_status
 from .traits import traits_from_patient
 
