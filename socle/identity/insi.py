@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..synthetic import is_generated_duplicate
 from .nir import check_nir, nir_key
 from .traits import (
     OID_NIA,
@@ -47,8 +48,6 @@ FOUND = "00"
 NOT_FOUND = "01"
 SEVERAL = "02"
 CODES = {FOUND: "one identity found", NOT_FOUND: "no identity found", SEVERAL: "several found"}
-
-SYNTHETIC_TAG_SYSTEM = "urn:socle:region:synthetic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,11 +261,7 @@ class SimulatedInsi(InsiClient):
         for resource in resources:
             if resource.get("resourceType") != "Patient":
                 continue
-            tags = (resource.get("meta") or {}).get("tag") or []
-            if skip_synthetic_duplicates and any(
-                t.get("system") == SYNTHETIC_TAG_SYSTEM and t.get("code") == "duplicate"
-                for t in tags
-            ):
+            if skip_synthetic_duplicates and is_generated_duplicate(resource):
                 continue
             traits = traits_from_patient(resource)
             found = ins_from_patient(resource)

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..fhir.json import decode
+from ..synthetic import is_generated_duplicate
 from .duplicates import POSSIBLE, DuplicateReport, duplicate_report
-from .insi import SYNTHETIC_TAG_SYSTEM, InsiClient, InsIdentity, SimulatedInsi, insi_client
+from .insi import InsiClient, InsIdentity, SimulatedInsi, insi_client
 from .status import identity_status
 
 REFERENCE_ENV = "SOCLE_INSI_REFERENCE"
@@ -59,18 +60,9 @@ class Snapshot:
         return [p for p in self.by_id.values() if p.get("active") is not False]
 
 
-def _generated_duplicate(patient: dict[str, Any]) -> bool:
-    return any(
-        isinstance(t, dict)
-        and t.get("system") == SYNTHETIC_TAG_SYSTEM
-        and t.get("code") == "duplicate"
-        for t in (patient.get("meta") or {}).get("tag") or []
-    )
-
-
 def is_reference(patient: dict[str, Any]) -> bool:
     """Whether a stored Patient is one of the simulated INSi's identities."""
-    if patient.get("active") is False or _generated_duplicate(patient):
+    if patient.get("active") is False or is_generated_duplicate(patient):
         return False
     try:
         return identity_status(patient) in REFERENCE_STATUSES
