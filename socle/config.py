@@ -75,6 +75,13 @@ class Settings:
     # Host names requests may be addressed to besides the public URL's; links never use them.
     allowed_hosts: tuple[str, ...] = ()
     revocation_refresh_ms: int = 2_000
+    # Identity (docs/identity.md): the INSi backend ("simulated" or a registered one), the
+    # simulated INSi's reference population ("store" or "region:<patients>:<seed>"), how long
+    # the stored Patients' change stamp is trusted, the duplicate watcher's period (0: off).
+    insi_mode: str = "simulated"
+    insi_reference: str = "store"
+    identity_stamp_seconds: float = 0.0
+    identity_watch_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -117,6 +124,11 @@ class Settings:
                 if h.strip()
             ),
             revocation_refresh_ms=_int("SOCLE_REVOCATION_REFRESH_MS", 2_000),
+            insi_mode=os.environ.get("SOCLE_INSI_MODE") or "simulated",
+            insi_reference=(os.environ.get("SOCLE_INSI_REFERENCE") or "store").strip(),
+            identity_stamp_seconds=float(os.environ.get("SOCLE_IDENTITY_STAMP_SECONDS") or 0),
+            # set but empty turns the watcher off, as 0 does
+            identity_watch_seconds=float(os.environ.get("SOCLE_IDENTITY_WATCH_SECONDS", "10") or 0),
         )
 
     @property

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +60,6 @@ register_operation("duplicate-dismiss", DISMISS_DEFINITION, ["Patient"])
 PAIR_SYSTEM = WORKLIST_TAG + ":pair"
 OTHER_URL = "https://socle.example.org/fhir/StructureDefinition/identitovigilance-other-patient"
 REASON_URL = "https://socle.example.org/fhir/StructureDefinition/identitovigilance-reason"
-WATCH_ENV = "SOCLE_IDENTITY_WATCH_SECONDS"
 FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
 
 
@@ -385,7 +383,7 @@ WATCH_LOCK = 0x50C1E1D  # advisory lock: one identity watcher per database
 async def identity_watcher(engine: Any, interval: float | None = None) -> None:
     """Background task: `flag_new_suspects` every `interval` seconds (see the module doc)."""
     if interval is None:
-        interval = float(os.environ.get(WATCH_ENV, "10") or 0)
+        interval = engine.settings.identity_watch_seconds
     if interval <= 0:
         return
     # One watcher for the whole deployment: every worker process starts this task, the one
