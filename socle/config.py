@@ -1,4 +1,6 @@
-"""Configuration, from the environment (never from code): see docs/operations.md."""
+"""Configuration, from the environment (never from code). Every ``SOCLE_*`` setting is read
+here, with its default: `Settings` for what the server and the commands hold, the functions
+below it for the few read at each use. The README lists them."""
 
 from __future__ import annotations
 
@@ -31,6 +33,59 @@ def _bool(name: str, default: bool) -> bool:
 def _path(name: str) -> Path | None:
     raw = os.environ.get(name)
     return Path(raw) if raw else None
+
+
+def _flag(name: str) -> bool | None:
+    """A lenient on/off switch: unset is None (the caller's default), anything else but
+    1/true/yes/on is off."""
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+# Settings read at each use by code that holds no `Settings` (definitions loaded at import,
+# write rules, the audit anchors): a change of the environment is seen at the next use.
+
+
+def fhir_definitions_dir() -> Path | None:
+    """``SOCLE_FHIR_DEFINITIONS``: where the R4 definition files are (None: node_modules)."""
+    return _path("SOCLE_FHIR_DEFINITIONS")
+
+
+def unknown_profile_severity() -> str:
+    """``SOCLE_UNKNOWN_PROFILE_SEVERITY``: ``warning`` (default) or ``error`` for a profile in
+    `meta.profile` the validator does not know."""
+    return os.environ.get("SOCLE_UNKNOWN_PROFILE_SEVERITY", "warning")
+
+
+def ins_sharing_mode() -> str:
+    """``SOCLE_INS_SHARING``: ``strict`` (default) or ``status`` (docs/identity.md)."""
+    return os.environ.get("SOCLE_INS_SHARING", "strict")
+
+
+def ins_write_rule_mode() -> str:
+    """``SOCLE_INS_WRITE_RULE``: ``declared`` (default), ``strict`` or ``off``
+    (docs/identity.md)."""
+    return os.environ.get("SOCLE_INS_WRITE_RULE", "declared")
+
+
+def audit_anchor_copy() -> Path | None:
+    """``SOCLE_AUDIT_ANCHOR_COPY``: a second, append-only file of audit anchors outside the
+    data dir (docs/security.md)."""
+    return _path("SOCLE_AUDIT_ANCHOR_COPY")
+
+
+def auth_secrets_file() -> Path | None:
+    """``SOCLE_AUTH_SECRETS_FILE``: the authorisation server's secrets (default: in the data
+    dir's key directory)."""
+    return _path("SOCLE_AUTH_SECRETS_FILE")
+
+
+def document_matrix_file() -> Path | None:
+    """``SOCLE_DOCUMENT_MATRIX_FILE``: the profession × document-type matrix (docs/record.md;
+    default: the one shipped)."""
+    return _path("SOCLE_DOCUMENT_MATRIX_FILE")
 
 
 @dataclass(frozen=True)
@@ -75,6 +130,25 @@ class Settings:
     # Host names requests may be addressed to besides the public URL's; links never use them.
     allowed_hosts: tuple[str, ...] = ()
     revocation_refresh_ms: int = 2_000
+    # Identity (docs/identity.md): the INSi backend ("simulated" or a registered one), the
+    # simulated INSi's reference population ("store" or "region:<patients>:<seed>"), how long
+    # the stored Patients' change stamp is trusted, the duplicate watcher's period (0: off).
+    insi_mode: str = "simulated"
+    insi_reference: str = "store"
+    identity_stamp_seconds: float = 0.0
+    identity_watch_seconds: float = 10.0
+    # The authorisation server (docs/security.md): Pro Santé Connect (no issuer: the built-in
+    # stand-in at <public_url>/psc-standin), lifetimes and rates.
+    psc_issuer: str | None = None
+    psc_client_id: str = "socle"
+    psc_client_secret: str | None = None
+    psc_discovery_url: str | None = None  # None: <issuer>/.well-known/openid-configuration
+    psc_acr: str = "eidas1"
+    psc_standin: bool | None = None  # None: on when no other issuer is set
+    auth_request_lifetime: int = 900
+    refresh_lifetime: int = 8 * 3600
+    auth_login_rate: int = 20  # per client IP and minute
+    auth_token_rate: int = 300  # per client IP and minute
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -117,6 +191,21 @@ class Settings:
                 if h.strip()
             ),
             revocation_refresh_ms=_int("SOCLE_REVOCATION_REFRESH_MS", 2_000),
+            insi_mode=os.environ.get("SOCLE_INSI_MODE") or "simulated",
+            insi_reference=(os.environ.get("SOCLE_INSI_REFERENCE") or "store").strip(),
+            identity_stamp_seconds=float(os.environ.get("SOCLE_IDENTITY_STAMP_SECONDS") or 0),
+            # set but empty turns the watcher off, as 0 does
+            identity_watch_seconds=float(os.environ.get("SOCLE_IDENTITY_WATCH_SECONDS", "10") or 0),
+            psc_issuer=os.environ.get("SOCLE_PSC_ISSUER") or None,
+            psc_client_id=os.environ.get("SOCLE_PSC_CLIENT_ID") or "socle",
+            psc_client_secret=os.environ.get("SOCLE_PSC_CLIENT_SECRET") or None,
+            psc_discovery_url=os.environ.get("SOCLE_PSC_DISCOVERY_URL") or None,
+            psc_acr=os.environ.get("SOCLE_PSC_ACR") or "eidas1",
+            psc_standin=_flag("SOCLE_PSC_STANDIN"),
+            auth_request_lifetime=_int("SOCLE_AUTH_REQUEST_LIFETIME", 900),
+            refresh_lifetime=_int("SOCLE_REFRESH_LIFETIME", 8 * 3600),
+            auth_login_rate=_int("SOCLE_AUTH_LOGIN_RATE", 20),
+            auth_token_rate=_int("SOCLE_AUTH_TOKEN_RATE", 300),
         )
 
     @property

@@ -40,11 +40,13 @@ from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
 from .fhir.search.paging import PageTokens
 from .fhir.storage.content import content_store
-from .identity.operations import routes as identity_routes
+from .identity.reference import cache_of
+from .identity.routes import routes as identity_routes
 from .identity.worklist import identity_watcher
 from .record.service import ensure_search_parameters as ensure_record_search_parameters
 from .record.service import install as install_record
 from .record.service import routes as record_routes
+from .region.population import insi_population
 from .web import static_routes as web_static_routes
 
 log = logging.getLogger("socle")
@@ -162,6 +164,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             page_tokens=PageTokens(paging_token_key(settings)),
         )
         install_record(engine)
+        cache_of(engine).population = insi_population(settings.insi_reference)
 
         app.state.engine = engine
         engine.external["AuditEvent"] = AuditTrail()  # the trail is not in the resource table

@@ -42,6 +42,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from ..config import audit_anchor_copy
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError
 from .audit_chain import (
@@ -57,7 +58,6 @@ from .audit_chain import (
 log = logging.getLogger("socle.audit")
 ANCHORS = "audit-anchors.jsonl"  # successive heads, one JSON line each, append-only
 LEGACY_ANCHOR = "audit-head.json"  # the single overwritten anchor of earlier versions
-ANCHOR_COPY_ENV = "SOCLE_AUDIT_ANCHOR_COPY"  # a second anchors file, outside the data dir
 SEAL_BATCH = 5000
 UNHASHABLE = "-" * 64
 _SEP = "\x1f"  # joins a row's patients/agents for the batched INSERT (never in an id or token)
@@ -192,10 +192,10 @@ def append_anchor(data_dir: Path, seq: int, digest: str) -> None:
     the local file stays the reference)."""
     line = _anchor_line(seq, digest)
     _append_durably(_anchors_path(data_dir), line)
-    copy = os.environ.get(ANCHOR_COPY_ENV)
+    copy = audit_anchor_copy()
     if copy:
         try:
-            _append_durably(Path(copy), line)
+            _append_durably(copy, line)
         except OSError:
             log.exception("AUDIT ALARM: cannot append the anchor to %s", copy)
 

@@ -20,9 +20,9 @@ from ..fhir.datetimes import instant
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, bad_request, forbidden
-from ..fhir.rest.app import access_of, engine_of
 from ..fhir.rest.capability import register_operation
 from ..fhir.rest.http import body_kind, check_accept, fhir_response, json_body
+from ..fhir.rest.requests import access_of, engine_of
 from .enforcement import PolicyAccess
 from .policy import ETREAT, AccessRequest, decide
 from .relationships import relationship_with

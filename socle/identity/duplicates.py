@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..synthetic import DUPLICATE, HOMONYM, synthetic_tags
 from .traits import (
     Ins,
     NormalisedTraits,
@@ -36,7 +37,6 @@ from .traits import (
 
 CERTAIN, PROBABLE, POSSIBLE = "certain", "probable", "possible"
 LEVELS = (CERTAIN, PROBABLE, POSSIBLE)
-SYNTHETIC_TAG_SYSTEM = "urn:socle:region:synthetic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,13 +489,13 @@ def synthetic_answer_key(
     for r in resources:
         if r.get("resourceType") != "Patient":
             continue
-        for tag in (r.get("meta") or {}).get("tag") or []:
-            if tag.get("system") != SYNTHETIC_TAG_SYSTEM or not tag.get("display"):
+        for tag in synthetic_tags(r):
+            if not tag.get("display"):
                 continue
             pair = frozenset({str(r["id"]), tag["display"].removeprefix("Patient/")})
-            if tag.get("code") == "duplicate":
+            if tag.get("code") == DUPLICATE:
                 duplicates.add(pair)
-            elif tag.get("code") == "homonym":
+            elif tag.get("code") == HOMONYM:
                 homonyms.add(pair)
     return duplicates, homonyms
 

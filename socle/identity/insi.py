@@ -9,7 +9,7 @@ INSi answers a *récupération* (look-up by traits, or by Vitale card data) and 
 * ``01``: none found (the caller may retry with other criteria);
 * ``02``: several found: retry adding the other given names, then the birthplace.
 
-`SimulatedInsi` behaves like that over a reference population (the synthetic region's): traits
+`SimulatedInsi` behaves like that over a reference population its caller gives: traits
 are compared after normalisation (accents, case, hyphens / apostrophes / spaces of compound
 names), the typed given names must be the first given names of the reference (ending where a
 reference given name ends), the birthplace narrows when given. It is indexed by
@@ -22,13 +22,13 @@ and the traits match and ``01`` otherwise, listing the traits that differ.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..synthetic import is_generated_duplicate
 from .nir import check_nir, nir_key
 from .traits import (
     OID_NIA,
@@ -47,8 +47,6 @@ FOUND = "00"
 NOT_FOUND = "01"
 SEVERAL = "02"
 CODES = {FOUND: "one identity found", NOT_FOUND: "no identity found", SEVERAL: "several found"}
-
-SYNTHETIC_TAG_SYSTEM = "urn:socle:region:synthetic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,11 +260,7 @@ class SimulatedInsi(InsiClient):
         for resource in resources:
             if resource.get("resourceType") != "Patient":
                 continue
-            tags = (resource.get("meta") or {}).get("tag") or []
-            if skip_synthetic_duplicates and any(
-                t.get("system") == SYNTHETIC_TAG_SYSTEM and t.get("code") == "duplicate"
-                for t in tags
-            ):
+            if skip_synthetic_duplicates and is_generated_duplicate(resource):
                 continue
             traits = traits_from_patient(resource)
             found = ins_from_patient(resource)
@@ -395,11 +389,7 @@ def register_insi_backend(name: str, factory: InsiFactory) -> None:
 def _simulated(config: Mapping[str, Any]) -> InsiClient:
     reference = config.get("reference")
     if reference is None:
-        from socle.region.generate import iter_resources
-
-        patients = int(config.get("patients", 1000))
-        seed = int(config.get("seed", 1))
-        reference = iter_resources(patients, seed)
+        raise ValueError("the simulated INSi needs its reference population ('reference')")
     return SimulatedInsi.from_patients(reference)
 
 
@@ -409,12 +399,11 @@ register_insi_backend("simulated", _simulated)
 def insi_client(config: Mapping[str, Any] | None = None) -> InsiClient:
     """The INSi client that `config` names (``mode``; default ``simulated``).
 
-    Simulated: ``reference`` (an iterable of Patient resources), else a region generated with
-    ``patients`` (default 1000) and ``seed`` (default 1). ``mode`` defaults to the environment
-    variable ``SOCLE_INSI_MODE``, then ``simulated``.
+    Simulated: ``reference``, its population (an iterable of Patient resources), given by
+    whoever starts it. The caller chooses ``mode`` from the settings (``SOCLE_INSI_MODE``).
     """
     conf = dict(config or {})
-    mode = conf.get("mode") or os.environ.get("SOCLE_INSI_MODE") or "simulated"
+    mode = conf.get("mode") or "simulated"
     try:
         factory = _BACKENDS[mode]
     except KeyError:

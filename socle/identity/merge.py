@@ -35,19 +35,19 @@ from starlette.responses import Response
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue, operation_outcome
+from ..fhir.provenance import entity, provenance
+from ..fhir.references import node_at, reference_paths, repoint
 from ..fhir.rest.capability import register_operation
+from ..fhir.rest.http import fhir_response
+from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.storage.reader import Version, read_current, read_version
+from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, require_identitovigilance
 from .operations import OPERATION_BASE, _parameters
 from .resources import (
     bool_value,
-    entity,
-    node_at,
     out_parameters,
-    provenance,
     reference_id,
-    reference_paths,
-    repoint,
     text_value,
     value_of,
 )
@@ -147,8 +147,6 @@ def pair_key(kind: str, a: str, b: str) -> str:
 
 
 def _add_comments(patient: dict[str, Any], codes: tuple[str, ...]) -> None:
-    from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
-
     for ext in patient.get("extension") or []:
         if isinstance(ext, dict) and ext.get("url") == RELIABILITY_URL:
             subs = ext.setdefault("extension", [])
@@ -302,8 +300,6 @@ async def plan_merge(
 
 
 async def merge_operation(request: Request) -> Response:
-    from ..fhir.rest.app import access_of, engine_of
-
     access = access_of(request)
     principal = await require_identitovigilance(access, "$merge")
     params = await _parameters(request, "$merge")
@@ -366,8 +362,6 @@ def _response(
     prov: str | None,
     extra: list[dict[str, Any]],
 ) -> Response:
-    from ..fhir.rest.http import fhir_response
-
     return fhir_response(
         out_parameters(
             {"name": "outcome", "resource": oo},
@@ -511,8 +505,6 @@ async def plan_unmerge(
 
 
 async def unmerge_operation(request: Request) -> Response:
-    from ..fhir.rest.app import access_of, engine_of
-
     access = access_of(request)
     principal = await require_identitovigilance(access, "$unmerge")
     params = await _parameters(request, "$unmerge")

@@ -1,6 +1,5 @@
-"""The identity FHIR operations: ``Patient/$ins-lookup`` and ``Patient/{id}/$ins-qualify``;
-`routes` gathers them with the identitovigilance ones (``$merge``, ``$unmerge``,
-``$duplicates``, ``$duplicate-dismiss``): insert it before the generic FHIR routes."""
+"""The identity FHIR operations: ``Patient/$ins-lookup`` and ``Patient/{id}/$ins-qualify``
+(`socle.identity.routes` lists them with the identitovigilance ones)."""
 
 from __future__ import annotations
 
@@ -11,14 +10,15 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from ..fhir.access import Access, Touched
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue
+from ..fhir.provenance import entity, provenance
 from ..fhir.rest.capability import register_operation
 from ..fhir.rest.http import body_kind, check_accept, fhir_response, json_body
+from ..fhir.rest.requests import access_of, engine_of
 from .capability import (
     PlannedAccess,
     is_identitovigilance,
@@ -33,11 +33,9 @@ from .resources import (
     apply_ins_traits,
     bool_value,
     current_reliability,
-    entity,
     out_parameters,
     parameters_of,
     patient_traits,
-    provenance,
     reliability_extension,
     set_ins,
     text_value,
@@ -78,8 +76,6 @@ QUALIFY_EVENTS = {
 
 
 async def _parameters(request: Request, operation: str) -> list[dict[str, Any]]:
-    from ..fhir.rest.app import engine_of
-
     check_accept(request)
     body_kind(request)
     body = await json_body(request, engine_of(request).settings.max_body_bytes)
@@ -164,8 +160,6 @@ def _result_parts(result: InsiResult) -> list[dict[str, Any]]:
 
 
 async def ins_lookup(request: Request) -> Response:
-    from ..fhir.rest.app import access_of, engine_of
-
     access = access_of(request)
     principal = principal_of(access)
     if not (may_look_up(principal) or is_identitovigilance(principal)):
@@ -314,8 +308,6 @@ async def _retrieve(engine: Any, patient: dict[str, Any]) -> InsiAnswer:
 
 
 async def ins_qualify(request: Request) -> Response:
-    from ..fhir.rest.app import access_of, engine_of
-
     access = access_of(request)
     principal = principal_of(access)
     cell = is_identitovigilance(principal)
@@ -475,20 +467,3 @@ def _actor(principal: Any) -> str | None:
 
 def _label(state: IdentityState) -> str:
     return state.status + ("+" + "+".join(sorted(state.flags)) if state.flags else "")
-
-
-def _routes() -> list[Route]:
-    from .merge import merge_operation, unmerge_operation
-    from .worklist import dismiss_operation, duplicates_operation
-
-    return [
-        Route("/fhir/Patient/$ins-lookup", ins_lookup, methods=["POST"]),
-        Route("/fhir/Patient/$merge", merge_operation, methods=["POST"]),
-        Route("/fhir/Patient/$unmerge", unmerge_operation, methods=["POST"]),
-        Route("/fhir/Patient/$duplicates", duplicates_operation, methods=["GET", "POST"]),
-        Route("/fhir/Patient/$duplicate-dismiss", dismiss_operation, methods=["POST"]),
-        Route("/fhir/Patient/{id}/$ins-qualify", ins_qualify, methods=["POST"]),
-    ]
-
-
-routes = _routes()

@@ -17,9 +17,10 @@ the next Patient write.)
   generator duplicate; one identity per person (a NIR is never added twice). PROV records are
   left out: their traits are unchecked (that is where duplicates come from). Suited to the
   demo-size regions (a rebuild at 2,000 Patients takes about 0.1 s);
-* ``region:<patients>:<seed>``: the synthetic region generator's deterministic population
-  (``socle.region.generate.iter_resources``), built once per worker: the same people as a
-  ``socle demo --patients N --seed S`` load, whatever was written since;
+* ``region:<patients>:<seed>``: the synthetic region generator's deterministic population,
+  built once per worker: the same people as a ``socle demo --patients N --seed S`` load,
+  whatever was written since. Identity does not import the generator: the server start-up
+  hands the cache that population (`IdentityCache.population`, `socle.region.population`);
 * with ``SOCLE_INSI_MODE`` naming another backend (a real téléservice client registered with
   ``register_insi_backend``), that client is used and no reference population is built.
 """
@@ -28,18 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..fhir.json import decode
+from ..synthetic import is_generated_duplicate
 from .duplicates import POSSIBLE, DuplicateReport, duplicate_report
-from .insi import SYNTHETIC_TAG_SYSTEM, InsiClient, InsIdentity, SimulatedInsi, insi_client
+from .insi import InsiClient, InsIdentity, SimulatedInsi, insi_client
 from .status import identity_status
 
-REFERENCE_ENV = "SOCLE_INSI_REFERENCE"
-STAMP_ENV = "SOCLE_IDENTITY_STAMP_SECONDS"
 REFERENCE_STATUSES = frozenset({"QUAL", "VALI", "RECUP"})
 OVERLAP = dt.timedelta(seconds=10)  # re-read window for transactions that commit late
 
@@ -59,18 +59,9 @@ class Snapshot:
         return [p for p in self.by_id.values() if p.get("active") is not False]
 
 
-def _generated_duplicate(patient: dict[str, Any]) -> bool:
-    return any(
-        isinstance(t, dict)
-        and t.get("system") == SYNTHETIC_TAG_SYSTEM
-        and t.get("code") == "duplicate"
-        for t in (patient.get("meta") or {}).get("tag") or []
-    )
-
-
 def is_reference(patient: dict[str, Any]) -> bool:
     """Whether a stored Patient is one of the simulated INSi's identities."""
-    if patient.get("active") is False or _generated_duplicate(patient):
+    if patient.get("active") is False or is_generated_duplicate(patient):
         return False
     try:
         return identity_status(patient) in REFERENCE_STATUSES
@@ -111,6 +102,8 @@ class IdentityCache:
     reports: dict[tuple[Any, ...], DuplicateReport] = field(default_factory=dict)
     checked_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # a fixed reference population given at start-up (``region:…``), read once per worker
+    population: Callable[[], Iterable[dict[str, Any]]] | None = None
     rebuilds: int = 0  # full INSi builds
     refreshes: int = 0  # snapshot refreshes
 
@@ -123,7 +116,7 @@ class IdentityCache:
         return tuple(row or ())
 
     async def snapshot(self, engine: Any) -> Snapshot:
-        ttl = float(os.environ.get(STAMP_ENV, "0") or 0)
+        ttl = engine.settings.identity_stamp_seconds
         snap = self.snapshot_
         if snap is not None and ttl > 0 and time.monotonic() - self.checked_at < ttl:
             return snap
@@ -169,14 +162,14 @@ class IdentityCache:
             return self.snapshot_
 
     async def insi(self, engine: Any) -> InsiClient:
-        mode = os.environ.get("SOCLE_INSI_MODE") or "simulated"
-        reference = (os.environ.get(REFERENCE_ENV) or "store").strip()
-        if mode != "simulated" or reference.startswith("region:"):
+        mode = engine.settings.insi_mode
+        if mode != "simulated" or engine.settings.insi_reference.startswith("region:"):
             if self.insi_ is None:
                 config: dict[str, Any] = {"mode": mode}
-                if reference.startswith("region:"):
-                    _, patients, seed = (reference.split(":") + ["1000", "1"])[:3]
-                    config.update(patients=int(patients), seed=int(seed))
+                if mode == "simulated":
+                    if self.population is None:
+                        raise RuntimeError("SOCLE_INSI_REFERENCE names a region none was given")
+                    config["reference"] = self.population()
                 self.insi_ = await asyncio.to_thread(insi_client, config)
             return self.insi_
         snap = await self.snapshot(engine)

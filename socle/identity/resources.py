@@ -1,11 +1,10 @@
 """FHIR shapes of the identity operations: Parameters in and out, the reliability extension,
-INS traits written into a Patient, Provenance, and reference rewriting (merge)."""
+INS traits written into a Patient."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 from ..fhir.outcome import FhirError
@@ -30,10 +29,6 @@ from .traits import (
     traits_from_patient,
 )
 
-LIFECYCLE = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
-PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
-CLIENT_SYSTEM = "urn:socle:client"
 STATUS_DISPLAY = {
     "PROV": "Identité provisoire",
     "RECUP": "Identité récupérée",
@@ -326,97 +321,3 @@ def traits_patient(ins: Ins | None, traits: Traits) -> dict[str, Any]:
     if ins is not None:
         patient["identifier"] = [ins.identifier()]
     return patient
-
-
-# ------------------------------------------------------------------------------- Provenance
-
-
-def agent_of(principal: Any) -> dict[str, Any]:
-    """Provenance.agent for the request's principal (fhirUser, else idNat_PS, else client)."""
-    who: dict[str, Any] = {}
-    if principal is not None:
-        if getattr(principal, "fhir_user", None):
-            who["reference"] = principal.fhir_user
-        if getattr(principal, "national_id", None):
-            who["identifier"] = {"system": IDNPS_SYSTEM, "value": principal.national_id}
-        elif not who and getattr(principal, "client_id", None):
-            who["identifier"] = {"system": CLIENT_SYSTEM, "value": principal.client_id}
-        who["display"] = f"{principal.role}: {principal.subject}"
-    else:
-        who["display"] = "socle"
-    return {
-        "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author"}]},
-        "who": who,
-    }
-
-
-def provenance(
-    activity: str,
-    targets: list[str],
-    principal: Any,
-    *,
-    summary: str,
-    reason: str | None = None,
-    entities: list[dict[str, Any]] | None = None,
-    recorded: str | None = None,
-) -> dict[str, Any]:
-    """A Provenance of an identity activity (ISO 21089 lifecycle: verify, merge, unmerge…)."""
-    out: dict[str, Any] = {
-        "resourceType": "Provenance",
-        "target": [{"reference": t} for t in targets],
-        "recorded": recorded or dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-        "activity": {"coding": [{"system": LIFECYCLE, "code": activity}], "text": summary},
-        "agent": [agent_of(principal)],
-    }
-    if reason:
-        out["reason"] = [{"text": reason}]
-    if entities:
-        out["entity"] = entities
-    return out
-
-
-def entity(role: str, display: str, reference: str | None = None) -> dict[str, Any]:
-    what: dict[str, Any] = {"display": display}
-    if reference:
-        what["reference"] = reference
-    return {"role": role, "what": what}
-
-
-# ----------------------------------------------------------------------- reference rewriting
-
-
-def _matches(value: str, rtype: str, rid: str) -> bool:
-    head = value.split("/_history/")[0]
-    return head == f"{rtype}/{rid}" or head.endswith(f"/{rtype}/{rid}")
-
-
-def reference_paths(node: Any, rtype: str, rid: str, path: str = "") -> Iterator[str]:
-    """JSON paths (``subject``, ``participant/0/member``…) of every `reference` to rtype/rid."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            here = f"{path}/{key}" if path else key
-            if key == "reference" and isinstance(value, str) and _matches(value, rtype, rid):
-                yield path
-            elif isinstance(value, (dict, list)):
-                yield from reference_paths(value, rtype, rid, here)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from reference_paths(value, rtype, rid, f"{path}/{i}" if path else str(i))
-
-
-def node_at(node: Any, path: str) -> Any:
-    for step in path.split("/") if path else []:
-        if isinstance(node, list):
-            if not step.isdigit() or int(step) >= len(node):
-                return None
-            node = node[int(step)]
-        elif isinstance(node, dict):
-            node = node.get(step)
-        else:
-            return None
-    return node
-
-
-def repoint(reference: dict[str, Any], rtype: str, new_id: str) -> None:
-    """Point a Reference (dict with `reference`) at rtype/new_id, keeping its other elements."""
-    reference["reference"] = f"{rtype}/{new_id}"

@@ -22,11 +22,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import ins_sharing_mode, ins_write_rule_mode
 from ..fhir.outcome import Issue
 from .nir import is_valid_nir
 from .status import NO_SHARE_COMMENTS, QUAL, identity_comments, identity_status
@@ -52,14 +52,14 @@ class InsDecision:
 
 
 def sharing_mode() -> str:
-    mode = os.environ.get(SHARING_ENV, "strict").strip().lower() or "strict"
+    mode = ins_sharing_mode().strip().lower() or "strict"
     if mode not in SHARING_MODES:
         raise ValueError(f"{SHARING_ENV} must be one of {', '.join(SHARING_MODES)}, not {mode!r}")
     return mode
 
 
 def write_mode() -> str:
-    mode = os.environ.get(WRITE_RULE_ENV, "declared").strip().lower() or "declared"
+    mode = ins_write_rule_mode().strip().lower() or "declared"
     if mode not in WRITE_MODES:
         raise ValueError(f"{WRITE_RULE_ENV} must be one of {', '.join(WRITE_MODES)}, not {mode!r}")
     return mode

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,18 +32,21 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..fhir.access import Touched
 from ..fhir.engine import EntryRequest
-from ..fhir.json import decode
+from ..fhir.json import decode, encode_str
 from ..fhir.outcome import FhirError
+from ..fhir.provenance import agent_of
 from ..fhir.rest.capability import register_operation
 from ..fhir.rest.http import fhir_response
+from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, principal_of, require_identitovigilance
 from .duplicates import LEVELS, PROBABLE, Candidate, Collision, DuplicateIndex, IdentityRecord
 from .merge import WORKLIST_TAG, pair_key
 from .operations import OPERATION_BASE, _parameters
 from .reference import OVERLAP, cache_of
-from .resources import agent_of, out_parameters, reference_id, text_value
+from .resources import out_parameters, reference_id, text_value
 from .status import STATUSES, identity_status
 from .traits import traits_from_patient
 
@@ -58,7 +60,6 @@ register_operation("duplicate-dismiss", DISMISS_DEFINITION, ["Patient"])
 PAIR_SYSTEM = WORKLIST_TAG + ":pair"
 OTHER_URL = "https://socle.example.org/fhir/StructureDefinition/identitovigilance-other-patient"
 REASON_URL = "https://socle.example.org/fhir/StructureDefinition/identitovigilance-reason"
-WATCH_ENV = "SOCLE_IDENTITY_WATCH_SECONDS"
 FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
 
 
@@ -74,8 +75,6 @@ async def _tagged(engine: Any, rtype: str, code: str) -> list[dict[str, Any]]:
 
 
 def _json(value: Any) -> str:
-    from ..fhir.json import encode_str
-
     return encode_str(value)
 
 
@@ -145,9 +144,6 @@ def _collision_part(c: Collision) -> dict[str, Any]:
 
 
 async def duplicates_operation(request: Request) -> Response:
-    from ..fhir.access import Touched
-    from ..fhir.rest.app import access_of, engine_of
-
     access = access_of(request)
     await require_identitovigilance(access, "$duplicates")
     values = dict(request.query_params)
@@ -183,8 +179,6 @@ async def duplicates_operation(request: Request) -> Response:
 
 
 async def dismiss_operation(request: Request) -> Response:
-    from ..fhir.rest.app import access_of, engine_of
-
     access = access_of(request)
     await require_identitovigilance(access, "$duplicate-dismiss")
     a = b = reason = None
@@ -389,7 +383,7 @@ WATCH_LOCK = 0x50C1E1D  # advisory lock: one identity watcher per database
 async def identity_watcher(engine: Any, interval: float | None = None) -> None:
     """Background task: `flag_new_suspects` every `interval` seconds (see the module doc)."""
     if interval is None:
-        interval = float(os.environ.get(WATCH_ENV, "10") or 0)
+        interval = engine.settings.identity_watch_seconds
     if interval <= 0:
         return
     # One watcher for the whole deployment: every worker process starts this task, the one

@@ -19,6 +19,8 @@ from ..fhir.datetimes import http_date
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, bad_request, not_found
+from ..fhir.rest.http import fhir_response
+from ..fhir.rest.requests import access_of, base_url, engine_of, write_response
 from ..fhir.search.query import parse_query
 from ..fhir.storage.binary import content_ref, open_content, with_data
 from ..fhir.storage.content import ContentError, ContentMissing
@@ -85,16 +87,12 @@ def document_query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 async def _documents_of(request: Request, binary_id: str, access: Any) -> list[Any]:
     """The DocumentReferences whose content is this Binary, among those the caller may see."""
-    from ..fhir.rest.app import engine_of
-
     q = parse_query("DocumentReference", [("location", f"Binary/{binary_id}")], 10)
     result = await engine_of(request).search(q, access, f"location=Binary/{binary_id}")
     return list(result.rows)
 
 
 async def _referenced(request: Request, binary_id: str) -> bool:
-    from ..fhir.rest.app import engine_of
-
     q = parse_query("DocumentReference", [("location", f"Binary/{binary_id}")], 1)
     result = await engine_of(request).search(q, None)
     return bool(result.rows)
@@ -103,8 +101,6 @@ async def _referenced(request: Request, binary_id: str) -> bool:
 async def retrieve_document(request: Request) -> Response:
     """ITI-68 (``GET Binary/{id}``, and its versions): the bytes, or the Binary as FHIR JSON
     when the client asks for FHIR."""
-    from ..fhir.rest.app import access_of, engine_of
-
     access = access_of(request)
     engine = engine_of(request)
     bid = request.path_params["id"]
@@ -135,8 +131,6 @@ async def retrieve_document(request: Request) -> Response:
             resource = await with_data(engine.content, binary)
         except ContentError as exc:
             raise _unreadable(bid, exc) from None
-        from ..fhir.rest.http import fhir_response
-
         return fhir_response(resource, 200, headers)
     stream = open_content(engine.content, binary)
     try:
@@ -175,8 +169,6 @@ def _unreadable(bid: str, exc: ContentError) -> FhirError:
 async def delete_document(request: Request) -> Response:
     """DELETE of a document entry: a logical deletion (status entered-in-error) by its author or
     the author's organisation; the entry, its versions and its content are kept."""
-    from ..fhir.rest.app import access_of, base_url, engine_of, write_response
-
     rid = request.path_params.get("id")
     query = request.url.query
     if rid is None and not query:

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from ..fhir.engine import EntryRequest
 from ..fhir.outcome import FhirError, Issue
+from ..fhir.rest.requests import access_of, base_url, engine_of
 from ..fhir.rest.transactions import parse_entries, process_bundle
 from .pdsm import (
     COMPREHENSIVE_BUNDLE,
@@ -218,8 +219,6 @@ def check_provide_bundle(bundle: dict[str, Any]) -> None:
 
 async def provide_document_bundle(request: Request, bundle: dict[str, Any]) -> Response:
     """ITI-65: shape checks, then the engine's atomic transaction (the record rule per document)."""
-    from ..fhir.rest.app import access_of, base_url, engine_of
-
     engine = engine_of(request)
     if bundle.get("type") == "transaction":  # else check_provide_bundle says what ITI-65 wants
         # the generic shape first (a 400 where it breaks), then the ITI-65 rules (422)

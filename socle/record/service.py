@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..fhir.engine import Engine, EntryRequest
+from ..fhir.rest.app import history, instance, search_post, system_root, type_root
 from ..fhir.rest.capability import register_conformance
 from ..fhir.rest.http import body_kind, check_accept, json_body, read_body
+from ..fhir.rest.requests import access_of, base_url, engine_of, query_pairs, write_response
+from ..fhir.rest.searching import search_type
 from .consult import check_find_documents, delete_document, document_query, retrieve_document
 from .pdsm import ACTORS, DOCUMENT_REFERENCE, FOLDER, PDSM, SIMPLIFIED_PUBLISH, SUBMISSION_SET
 from .pdsm import search_parameters as pdsm_search_parameters
@@ -65,8 +69,6 @@ async def ensure_search_parameters(engine: Engine) -> None:
 
 async def _json(request: Request) -> Any:
     """The body as JSON (read and decoded once: the generic handlers reuse it)."""
-    from ..fhir.rest.app import engine_of
-
     check_accept(request)
     body_kind(request)
     return await json_body(request, engine_of(request).settings.max_body_bytes)
@@ -74,8 +76,6 @@ async def _json(request: Request) -> Any:
 
 async def base_post(request: Request) -> Response:
     """POST to the base: ITI-65 submissions, else any transaction or batch."""
-    from ..fhir.rest.app import system_root
-
     bundle = await _json(request)
     if is_provide_bundle(bundle):
         assert isinstance(bundle, dict)
@@ -85,16 +85,6 @@ async def base_post(request: Request) -> Response:
 
 async def document_root(request: Request) -> Response:
     """``/fhir/DocumentReference``: ITI-105 publish, ITI-67 search, conditional DELETE."""
-    from ..fhir.rest.app import (
-        access_of,
-        base_url,
-        engine_of,
-        query_pairs,
-        search_type,
-        type_root,
-        write_response,
-    )
-
     request.path_params["rtype"] = "DocumentReference"
     if request.method == "GET":
         pairs = query_pairs(request)
@@ -114,10 +104,6 @@ async def document_root(request: Request) -> Response:
 
 
 async def document_search(request: Request) -> Response:
-    from urllib.parse import parse_qsl
-
-    from ..fhir.rest.app import access_of, engine_of, query_pairs, search_post
-
     raw = await read_body(request, engine_of(request).settings.max_body_bytes)
     pairs = query_pairs(request) + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     check_find_documents(pairs, access_of(request))
@@ -126,8 +112,6 @@ async def document_search(request: Request) -> Response:
 
 
 async def document_instance(request: Request) -> Response:
-    from ..fhir.rest.app import instance
-
     request.path_params["rtype"] = "DocumentReference"
     if request.method == "DELETE":
         return await delete_document(request)
@@ -135,8 +119,6 @@ async def document_instance(request: Request) -> Response:
 
 
 def _routes() -> list[Route]:
-    from ..fhir.rest.app import history
-
     return [
         # the generic type-level history, before the record's instance routes catch it
         Route("/fhir/DocumentReference/_history", history, methods=["GET"]),

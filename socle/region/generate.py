@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..synthetic import DUPLICATE, HOMONYM, SYNTHETIC_TAG_SYSTEM
 from .care import PatientCare
 from .ids import rid
 from .people import (
-    SYNTHETIC_TAG_SYSTEM,
     IdentityMix,
     Person,
     make_person,
@@ -79,7 +79,7 @@ class Region:
         tag = None
         if like is not None:
             self.homonyms += 1
-            tag = ("homonym", f"Patient/{rid(self.seed, 'Patient', like.index)}")
+            tag = (HOMONYM, f"Patient/{rid(self.seed, 'Patient', like.index)}")
         patient = patient_resource(person, pid, ipp, gp_org.id, conf.today, tag=tag)
         care = PatientCare(
             self.structures, self.seed, person, pid, ipp, gp_org, conf.today, conf.history_start
@@ -114,7 +114,7 @@ class Region:
             self.config.today,
             status="PROV",
             with_ins=False,
-            tag=("duplicate", f"Patient/{original}"),
+            tag=(DUPLICATE, f"Patient/{original}"),
         )
         dup["meta"]["tag"].append({"system": SYNTHETIC_TAG_SYSTEM, "code": f"slip-{slip}"})
         dup["generalPractitioner"] = [{"reference": f"Practitioner/{gp}"}]

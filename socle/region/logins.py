@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 
 from ..config import Settings
+from ..synthetic import DUPLICATE, synthetic_tags
 from .generate import iter_blocks
-from .people import SYNTHETIC_TAG_SYSTEM
 
 LOGINS_FILE = "demo-logins.json"
 HOSPITAL_CLIENT = "socle-demo-hospital"
@@ -69,12 +69,8 @@ def choose(patients: int, seed: int) -> dict[str, Any]:
             break
         for r in block:
             kind = r["resourceType"]
-            tags = {
-                t["code"]
-                for t in r.get("meta", {}).get("tag", [])
-                if t["system"] == SYNTHETIC_TAG_SYSTEM
-            }
-            if kind == "Patient" and "duplicate" not in tags:
+            tags = {t["code"] for t in synthetic_tags(r)}
+            if kind == "Patient" and DUPLICATE not in tags:
                 gps[_ref_id(r["generalPractitioner"][0])] += 1
                 if patient is None and r["birthDate"] < "2000" and r.get("generalPractitioner"):
                     patient = r

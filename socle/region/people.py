@@ -12,12 +12,12 @@ from typing import Any
 
 from socle.identity import nir_key
 
+from ..synthetic import SYNTHETIC_TAG_SYSTEM
 from . import codes
 from .codes import Commune, Place, coding
 from .names import pick_family, pick_given_list, strip_accents
 from .structures import COMMUNE_SYSTEM, COUNTRY_SYSTEM, address
 
-SYNTHETIC_TAG_SYSTEM = "urn:socle:region:synthetic"
 STATUSES = ("QUAL", "RECUP", "VALI", "PROV")
 
 

@@ -26,6 +26,7 @@ from socle.identity.nir import is_valid_nir
 from socle.identity.traits import OID_NIR, Ins, Traits, ins_from_patient, traits_from_patient
 from socle.region.generate import iter_resources
 from socle.region.names import strip_accents
+from socle.region.population import insi_population
 
 SEED = 11
 
@@ -243,3 +244,15 @@ def test_factory_and_plugins() -> None:
     register_insi_backend("test-fixed", lambda conf: Fixed())
     assert isinstance(insi_client({"mode": "test-fixed"}), Fixed)
     assert OID_NIR == "1.2.250.1.213.1.4.8"
+
+
+def test_the_reference_population_comes_from_whoever_starts_it() -> None:
+    with pytest.raises(ValueError, match="reference population"):
+        insi_client({"mode": "simulated"})
+    assert insi_population("store") is None
+    population = insi_population("region:40:3")
+    assert population is not None
+    patients = [r for r in population() if r["resourceType"] == "Patient"]
+    expected = SimulatedInsi.from_patients(patients)
+    client = insi_client({"reference": population()})
+    assert isinstance(client, SimulatedInsi) and len(client) == len(expected) > 0

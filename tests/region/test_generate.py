@@ -21,7 +21,7 @@ from socle.region import codes
 from socle.region.cli import generate_command
 from socle.region.generate import Config, iter_bundles, iter_resources
 from socle.region.ids import finess_ok, luhn_ok
-from socle.region.people import SYNTHETIC_TAG_SYSTEM
+from socle.synthetic import SYNTHETIC_TAG_SYSTEM
 
 PATIENTS = 150
 SEED = 42

@@ -1,4 +1,4 @@
-"""The authorisation server's own settings, from the environment (never from code).
+"""The authorisation server's own settings, derived from `Settings` (the environment).
 
 Pro Santé Connect: ``SOCLE_PSC_ISSUER`` unset means the built-in stand-in
 (``{public_url}/psc-standin``), which is then served by this process. For the real PSC, set
@@ -8,22 +8,9 @@ document has a non-standard name, ``SOCLE_PSC_DISCOVERY_URL``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ...config import Settings
-
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
-
-
-def _flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -64,23 +51,25 @@ class AuthServerConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthServerConfig:
         standin = settings.public_url + "/psc-standin"
-        psc_issuer = (os.environ.get("SOCLE_PSC_ISSUER") or standin).rstrip("/")
+        psc_issuer = (settings.psc_issuer or standin).rstrip("/")
         return cls(
             issuer=settings.issuer,
             fhir_audience=settings.fhir_audience,
             secure_cookies=settings.public_url.startswith("https://"),
             code_lifetime=60,
-            request_lifetime=_int("SOCLE_AUTH_REQUEST_LIFETIME", 900),
-            refresh_lifetime=_int("SOCLE_REFRESH_LIFETIME", 8 * 3600),
-            login_rate_per_minute=_int("SOCLE_AUTH_LOGIN_RATE", 20),
-            token_rate_per_minute=_int("SOCLE_AUTH_TOKEN_RATE", 300),
+            request_lifetime=settings.auth_request_lifetime,
+            refresh_lifetime=settings.refresh_lifetime,
+            login_rate_per_minute=settings.auth_login_rate,
+            token_rate_per_minute=settings.auth_token_rate,
             max_failed_logins=5,
             lockout_seconds=15 * 60,
             psc_issuer=psc_issuer,
-            psc_client_id=os.environ.get("SOCLE_PSC_CLIENT_ID") or "socle",
-            psc_client_secret=os.environ.get("SOCLE_PSC_CLIENT_SECRET") or None,
-            psc_discovery_url=os.environ.get("SOCLE_PSC_DISCOVERY_URL")
+            psc_client_id=settings.psc_client_id,
+            psc_client_secret=settings.psc_client_secret,
+            psc_discovery_url=settings.psc_discovery_url
             or psc_issuer + "/.well-known/openid-configuration",
-            psc_acr=os.environ.get("SOCLE_PSC_ACR") or "eidas1",
-            standin_enabled=_flag("SOCLE_PSC_STANDIN", psc_issuer == standin),
+            psc_acr=settings.psc_acr,
+            standin_enabled=(
+                psc_issuer == standin if settings.psc_standin is None else settings.psc_standin
+            ),
         )

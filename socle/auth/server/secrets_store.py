@@ -24,7 +24,7 @@ from typing import Any
 
 from joserfc.jwk import Key
 
-from ...config import Settings
+from ...config import Settings, auth_secrets_file
 from ..keys import generate_signing_key, load_private_key
 from ..signing import ensure_signing_key, keys_dir
 
@@ -51,8 +51,7 @@ def _create_once(path: Path, content: str) -> None:
 
 
 def secrets_path(settings: Settings) -> Path:
-    raw = os.environ.get("SOCLE_AUTH_SECRETS_FILE")
-    return Path(raw) if raw else keys_dir(settings) / SECRETS
+    return auth_secrets_file() or keys_dir(settings) / SECRETS
 
 
 def ensure_auth_server_keys(settings: Settings) -> None:

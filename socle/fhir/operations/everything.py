@@ -13,6 +13,9 @@ from ..definitions import definitions
 from ..rest.bundles import search_bundle_text
 from ..rest.capability import register_operation
 from ..rest.http import check_accept, fhir_response
+from ..rest.requests import access_of, base_url, engine_of
+from ..rest.requests import count_param as _count
+from ..rest.requests import instant_param as _instant_param
 from ..search.executor import (
     ROW_COLUMNS,
     SearchResult,
@@ -36,8 +39,6 @@ def _compartment_pairs() -> tuple[list[str], list[str]]:
 
 
 async def patient_everything(request: Request) -> Response:
-    from ..rest.app import _count, _instant_param, access_of, base_url, engine_of
-
     check_accept(request)
     engine = engine_of(request)
     pid = request.path_params["id"]

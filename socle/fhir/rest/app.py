@@ -10,80 +10,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..access import ACCESS_KEY, Access
-from ..datetimes import date_range, http_date
+from ..datetimes import http_date
 from ..definitions import definitions
-from ..engine import Engine, EntryRequest, EntryResponse
+from ..engine import EntryRequest
 from ..operations.everything import patient_everything
 from ..operations.validate import validate_operation
-from ..outcome import FhirError, Issue, bad_request, operation_outcome
-from ..search.query import Filter, parse_query
-from .bundles import history_bundle_text, search_bundle_text
+from ..outcome import FhirError, bad_request
+from ..search.query import Filter
+from .bundles import history_bundle_text
 from .capability import capability_statement
-from .http import (
-    body_kind,
-    check_accept,
-    fhir_response,
-    json_body,
-    prefer_return,
-    prefer_strict,
-    read_body,
-    resource_body,
+from .http import body_kind, check_accept, fhir_response, json_body, read_body, resource_body
+from .requests import (
+    access_of,
+    base_url,
+    count_param,
+    engine_of,
+    instant_param,
+    one,
+    query_pairs,
+    read_json,
+    write_response,
 )
-
-
-def base_url(request: Request) -> str:
-    # the configured public URL, never the request's Host header (docs/security.md)
-    return request.app.state.settings.public_url + "/fhir"  # type: ignore[no-any-return]
-
-
-def engine_of(request: Request) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
-
-
-def access_of(request: Request) -> Access:
-    """The request's access policy, set by the authentication layer. Fail closed: a route
-    reached without it (a mis-wired application) refuses rather than serving unchecked."""
-    access = request.scope.get(ACCESS_KEY)
-    if access is None:
-        raise FhirError.of(401, "login", "Authentication is required")
-    return access  # type: ignore[no-any-return]
-
-
-def query_pairs(request: Request) -> list[tuple[str, str]]:
-    return parse_qsl(request.url.query, keep_blank_values=True)
-
-
-def write_response(request: Request, res: EntryResponse, base: str) -> Response:
-    headers = res.headers()
-    if res.location and res.status in (200, 201):
-        headers["Location"] = f"{base}/{res.location}"
-    mode = prefer_return(request)
-    if res.status == 204 or (res.content is None and res.outcome is None):
-        return Response(
-            status_code=res.status if res.status != 200 or res.content else 200, headers=headers
-        )
-    if mode == "minimal":
-        return Response(status_code=res.status, headers=headers)
-    if mode == "OperationOutcome":
-        verb = "created" if res.status == 201 else "processed"
-        oo = operation_outcome(
-            [
-                Issue(
-                    "information",
-                    "informational",
-                    f"{res.rtype}/{res.id} {verb} (version {res.version})",
-                )
-            ]
-        )
-        return fhir_response(oo, res.status, headers)
-    return fhir_response(res.content or res.outcome, res.status, headers)
-
-
-async def one(request: Request, entry: EntryRequest) -> EntryResponse:
-    responses = await engine_of(request).transaction([entry], access_of(request))
-    return responses[0]
-
+from .searching import search_response
+from .transactions import process_bundle
 
 # -- handlers -------------------------------------------------------------------------------
 
@@ -92,6 +41,7 @@ async def metadata(request: Request) -> Response:
     if request.method != "GET":
         raise FhirError.of(405, "not-supported", "The CapabilityStatement is read-only")
     check_accept(request)
+    # the authorisation server's part of the statement; the FHIR layer does not load it otherwise
     from ...auth.server.discovery import capability_security
 
     security = capability_security(request.app.state.settings.issuer)
@@ -104,12 +54,10 @@ async def type_root(request: Request) -> Response:
     engine = engine_of(request)
     engine.check_type(rtype)
     if request.method == "GET":
-        return await _search(request, rtype, query_pairs(request))
-    limit = engine.settings.max_body_bytes
+        return await search_response(request, rtype, query_pairs(request))
     query = request.url.query
     if request.method == "POST":
-        body_kind(request)
-        resource = resource_body(await json_body(request, limit))
+        resource = resource_body(await read_json(request))
         entry = EntryRequest(
             "POST",
             f"{rtype}?{query}" if query else rtype,
@@ -120,8 +68,7 @@ async def type_root(request: Request) -> Response:
     if request.method == "PUT":
         if not query:
             raise FhirError.of(405, "not-supported", "PUT needs an id or search criteria")
-        body_kind(request)
-        resource = resource_body(await json_body(request, limit))
+        resource = resource_body(await read_json(request))
         entry = EntryRequest(
             "PUT", f"{rtype}?{query}", resource, if_match=request.headers.get("if-match")
         )
@@ -153,10 +100,8 @@ async def instance(request: Request) -> Response:
         if _not_modified(request, version.version, version.last_updated):
             return Response(status_code=304, headers=headers)
         return fhir_response(version.content, 200, headers)
-    limit = engine.settings.max_body_bytes
     if request.method == "PUT":
-        body_kind(request)
-        resource = resource_body(await json_body(request, limit))
+        resource = resource_body(await read_json(request))
         entry = EntryRequest(
             "PUT", f"{rtype}/{rid}", resource, if_match=request.headers.get("if-match")
         )
@@ -235,9 +180,9 @@ async def history(request: Request) -> Response:
         engine.check_type(rtype)
     pairs = query_pairs(request)
     params = dict(pairs)
-    since = _instant_param(params.get("_since"), "_since")
-    at = _instant_param(params.get("_at"), "_at", high=True)
-    count = _count(params.get("_count"), engine)
+    since = instant_param(params.get("_since"), "_since")
+    at = instant_param(params.get("_at"), "_at", high=True)
+    count = count_param(params.get("_count"), engine)
     after = None
     token = params.get("_page_token")
     if token:
@@ -258,30 +203,6 @@ async def history(request: Request) -> Response:
     return fhir_response(history_bundle_text(versions, base_url(request), path, kept, next_token))
 
 
-def _instant_param(raw: str | None, name: str, high: bool = False) -> datetime | None:
-    if not raw:
-        return None
-    rng = date_range(raw)
-    if rng is None:
-        raise bad_request(f"{name} must be a FHIR instant, not '{raw}'", name)
-    return rng[1] if high else rng[0]
-
-
-def _count(raw: str | None, engine: Engine) -> int:
-    if raw is None:
-        return engine.settings.default_page_size
-    if not raw.isdigit():
-        raise bad_request(f"_count must be a whole number, not '{raw}'", "_count")
-    return max(1, min(int(raw), engine.settings.max_page_size))
-
-
-async def search_type(request: Request, rtype: str, pairs: list[tuple[str, str]]) -> Response:
-    """A type search with these parameters (services that adapt a query before it runs)."""
-    check_accept(request)
-    engine_of(request).check_type(rtype)
-    return await _search(request, rtype, pairs)
-
-
 async def search_post(request: Request, pairs: list[tuple[str, str]] | None = None) -> Response:
     """POST [type]/_search; ``pairs``: the parameters when a service has read them already."""
     check_accept(request)
@@ -296,18 +217,15 @@ async def search_post(request: Request, pairs: list[tuple[str, str]] | None = No
         raw = await read_body(request, engine_of(request).settings.max_body_bytes)
         form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
         pairs = query_pairs(request) + form
-    return await _search(request, rtype, pairs)
+    return await search_response(request, rtype, pairs)
 
 
 async def system_root(request: Request) -> Response:
     check_accept(request)
     if request.method == "GET":
-        return await _search(request, None, query_pairs(request))
+        return await search_response(request, None, query_pairs(request))
     engine = engine_of(request)
-    body_kind(request)
-    bundle = await json_body(request, engine.settings.max_body_bytes)
-    from .transactions import process_bundle
-
+    bundle = await read_json(request)
     return await process_bundle(request, engine, bundle, base_url(request), access_of(request))
 
 
@@ -320,60 +238,13 @@ async def compartment(request: Request) -> Response:
         raise FhirError.of(404, "not-supported", "Only Patient compartments are supported")
     pairs = query_pairs(request)
     if rtype == "Patient":
-        return await _search(request, rtype, [("_id", cid), *pairs])
+        return await search_response(request, rtype, [("_id", cid), *pairs])
     params = definitions().patient_compartment.get(rtype)
     if not params:
         raise FhirError.of(404, "not-found", f"{rtype} is not in the Patient compartment")
-    return await _search(
+    return await search_response(
         request, rtype, pairs, Filter("_compartment", None, None, [cid], compartment=(params, cid))
     )
-
-
-async def _search(
-    request: Request, rtype: str | None, pairs: list[tuple[str, str]], extra: Filter | None = None
-) -> Response:
-    engine = engine_of(request)
-    q = parse_query(rtype, pairs, engine.settings.max_page_size)
-    if q.unknown and prefer_strict(request):
-        raise FhirError(
-            400,
-            [
-                Issue(
-                    "error",
-                    "not-supported",
-                    f"Unknown or unsupported search parameter '{name}'",
-                    (name,),
-                )
-                for name in q.unknown
-            ],
-        )
-    notes = [
-        Issue("warning", "not-supported", f"Search parameter '{name}' was ignored", (name,))
-        for name in q.unknown
-    ]
-    building = [
-        f.param.code
-        for f in q.filters
-        if f.param is not None and f.param.url in definitions().building
-    ]
-    if building:
-        notes.append(
-            Issue(
-                "warning",
-                "incomplete",
-                f"The index of {', '.join(building)} is still being built: results "
-                "may miss resources written before the parameter was added",
-            )
-        )
-    outcome = operation_outcome(notes) if notes else None
-    if extra is not None:
-        q.filters.append(extra)
-    result = await engine.search(q, access_of(request), request.url.query)
-    path = request.url.path.split("/fhir/", 1)[-1] if "/fhir/" in request.url.path else ""
-    if path.endswith("/_search"):
-        path = path[: -len("/_search")]
-    text = search_bundle_text(result, q, base_url(request), path, pairs, outcome)
-    return fhir_response(text)
 
 
 routes = [

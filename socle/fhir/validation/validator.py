@@ -8,10 +8,10 @@ Locations are FHIRPath: `Patient.name[1].given[0]`, `Observation.value.ofType(Qu
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from typing import Any
 
+from ...config import unknown_profile_severity
 from ..outcome import Issue
 from . import profiles_fr
 from .compiler import Compiled, Element, Node
@@ -19,7 +19,7 @@ from .primitives import json_kind
 
 #: Severity of the issue raised for a profile in `meta.profile` that this validator does not know:
 #: "warning" (default; the resource is still checked against its base definition) or "error".
-UNKNOWN_PROFILE_SEVERITY = os.environ.get("SOCLE_UNKNOWN_PROFILE_SEVERITY", "warning")
+UNKNOWN_PROFILE_SEVERITY = unknown_profile_severity()
 
 _REL_REF = re.compile(
     r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(/_history/([A-Za-z0-9\-\.]{1,64}))?"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from . import ContentCorrupt
+from .errors import ContentCorrupt
 
 MAGIC = b"SCLC"
 VERSION = 1

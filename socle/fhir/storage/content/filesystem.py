@@ -17,8 +17,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import READ_CHUNK, ContentMissing, EnvelopeStore, KeyringSource, envelope
-from .keys import fsync_dir
+from . import envelope
+from .base import READ_CHUNK, EnvelopeStore
+from .errors import ContentMissing
+from .keys import KeyringSource, fsync_dir
 
 TMP = "tmp"
 

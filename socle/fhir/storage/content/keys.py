@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ....config import Settings
-from . import ContentError
 from .envelope import KEY_ID, MasterKey
+from .errors import ContentError
 
 KEY_FILE = "content-keys.json"
 log = logging.getLogger("socle.content")

@@ -20,7 +20,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import READ_CHUNK, ContentMissing, EnvelopeStore, KeyringSource, envelope
+from . import envelope
+from .base import READ_CHUNK, EnvelopeStore
+from .errors import ContentMissing
+from .keys import KeyringSource
 
 PART_SIZE = 8 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
