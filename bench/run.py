@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--patients 300] [--clients 8] [--duration 15]
                                   [--database-url URL] [--workers 1]
-                                  [--scenarios ingest,create,read,raw]
+                                  [--scenarios ingest,create,read,raw,floor]
 
 Prints one JSON document: each scenario's throughput and latency percentiles, and the raw
 PostgreSQL yardstick doing the same work (binary COPY of exactly the rows Socle stores for the
@@ -12,7 +12,9 @@ Every request is audited (there is no switch to turn it off): each scenario repo
 records it wrote (``audit_records``, per request) and the chain's unsealed backlog after it. For
 reads, a second yardstick does the audited work in raw PostgreSQL: the SELECT by key plus the
 INSERT of one audit row (same table shape, same event size) per read, committed before the next
-read (``raw_postgresql_audited_reads``, ``audited_read_ratio_to_raw``).
+read (``raw_postgresql_audited_reads``, ``audited_read_ratio_to_raw``). A third yardstick is the
+framework floor (``framework_floor_reads``, ``read_ratio_to_framework_floor``): bare uvicorn
+answering a fixed resource, same client, same workers (``bench/floor_app.py``).
 """
 
 from __future__ import annotations
@@ -316,6 +318,52 @@ async def raw_reads(
     return summary
 
 
+def framework_floor(paths: list[str], clients: int, duration: float, workers: int) -> dict:
+    """Reads against ``bench/floor_app.py`` (bare uvicorn, fixed answer), same client and
+    workers: the ceiling of any Python ASGI read on this machine."""
+    import subprocess
+
+    from socle.testing import free_port
+
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.floor_app:app",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+        def make(i: int):
+            return ("GET", paths[i % len(paths)], b"", None, 1)
+
+        return asyncio.run(
+            run_load("127.0.0.1", port, clients, make, duration=duration, headers={})
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--patients", type=int, default=300)
@@ -324,7 +372,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=15)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
-    ap.add_argument("--scenarios", default="ingest,create,read,raw")
+    ap.add_argument("--scenarios", default="ingest,create,read,raw,floor")
     args = ap.parse_args()
     scenarios = set(args.scenarios.split(","))
 
@@ -403,6 +451,13 @@ def main() -> None:
                     )
         finally:
             stop_server(server)
+    if "floor" in scenarios and "reads_by_id" in report:
+        paths = [f"/fhir/{t}/{i}" for t, i in keys]
+        floor = framework_floor(paths, args.clients, args.duration, args.workers)
+        report["framework_floor_reads"] = floor
+        report["read_ratio_to_framework_floor"] = round(
+            report["reads_by_id"]["items_per_s"] / floor["items_per_s"], 3
+        )
     print(json.dumps(report, indent=2))
 
 

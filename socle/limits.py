@@ -25,6 +25,7 @@ from .config import Settings
 from .fhir.budget import BUDGET, Budget
 from .fhir.json import encode
 from .fhir.outcome import FhirError
+from .fhir.rest.http import scope_header
 
 log = logging.getLogger("socle")
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -81,11 +82,7 @@ class TrustedHosts:
         if scope["type"] != "http" or scope.get("path") in PROBES:
             await self.app(scope, receive, send)
             return
-        host = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value.decode("latin-1")
-                break
+        host = scope_header(scope, b"host")
         if host is not None and _hostname(host) not in self.allowed:
             await _send_outcome(
                 send,

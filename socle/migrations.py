@@ -263,7 +263,7 @@ CREATE TABLE psc_standin_code (
 """
 
 AUDIT_LEAN_V146 = """
--- The lean audit trail (issue 14): audit_log holds the AuditEvents themselves, one append-only
+-- The lean audit trail: audit_log holds the AuditEvents themselves, one append-only
 -- row per request (no resource row, no index rows per event), written in batches. Columns
 -- serve the access history's searches; `event` is the canonical JSON the hash chain covers.
 DROP INDEX audit_log_unsealed;
@@ -328,16 +328,69 @@ CREATE INDEX audit_log_patients ON audit_log USING gin (patients);
 CREATE INDEX audit_log_recorded ON audit_log (recorded, ord);
 """
 
-# Version 4 is reserved for the lead: versions need not be contiguous, and a lower version added
-# later is still applied (each version is applied once, in ascending order, if not recorded).
+AUDIT_SEAL_IN_SQL_V147 = """
+-- Sealing hashes in the database: one call chains up to max_rows unsealed events in append
+-- order and returns the new head. The hash is the one socle/auth/audit_chain.py defines for a
+-- stored canonical text: the hex SHA-256 of the domain, previous hash, seq and event, each but
+-- the last followed by a line feed. An event
+-- missing its text gets a hash no content has. It stops before the first event of an older
+-- form (not canonical JSON: moved in from the resource table), which the server re-canonicalises.
+CREATE FUNCTION audit_seal_batch(start_seq bigint, start_hash text, max_rows integer)
+RETURNS TABLE (sealed integer, head_seq bigint, head_hash text, older_form boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    s bigint := start_seq;
+    h text := start_hash;
+    prev text;
+    ords bigint[] := '{}';
+    seqs bigint[] := '{}';
+    prevs text[] := '{}';
+    hashes text[] := '{}';
+BEGIN
+    older_form := false;
+    FOR r IN
+        SELECT l.ord, l.event FROM audit_log l WHERE l.seq IS NULL ORDER BY l.ord LIMIT max_rows
+    LOOP
+        IF r.event IS NOT NULL AND left(r.event, 10) <> '{"action":' THEN
+            older_form := true;
+            EXIT;
+        END IF;
+        prev := h;
+        s := s + 1;
+        IF r.event IS NULL THEN
+            h := repeat('-', 64);
+        ELSE
+            h := encode(sha256(convert_to(
+                'socle-audit-v1' || chr(10) || prev || chr(10) || s::text || chr(10) || r.event,
+                'UTF8')), 'hex');
+        END IF;
+        ords := ords || r.ord;
+        seqs := seqs || s;
+        prevs := prevs || prev;
+        hashes := hashes || h;
+    END LOOP;
+    UPDATE audit_log l SET seq = u.seq, prev_hash = u.prev, hash = u.hash
+    FROM unnest(ords, seqs, prevs, hashes) AS u(ord, seq, prev, hash)
+    WHERE l.ord = u.ord AND l.seq IS NULL;
+    sealed := cardinality(ords);
+    head_seq := s;
+    head_hash := h;
+    RETURN NEXT;
+END
+$$;
+"""
+
+# Versions need not be contiguous, and a lower version added later is still applied (each
+# version is applied once, in ascending order, if not recorded).
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "engine storage and search index tables", ENGINE_V1),
     (2, "reindex jobs of run-time search parameters", SEARCH_REINDEX_V2),
     (3, "composite search parameters", COMPOSITE_V3),
     (4, "resource owner, audit chain, break-glass grants", SECURITY_V4),
     (5, "built-in authorisation server", AUTH_SERVER_V5),
-    # 146 (issue 14, point 6): a number no parallel branch will pick for its own migration
     (146, "lean audit trail: events in audit_log, served as AuditEvents", AUDIT_LEAN_V146),
+    (147, "audit sealing hashes in the database", AUDIT_SEAL_IN_SQL_V147),
 ]
 
 

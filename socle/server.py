@@ -239,8 +239,8 @@ def _validators() -> list[Any]:
 
 def asgi() -> ASGIApp:
     """Factory for uvicorn workers: settings from the environment. From the outside in: access
-    log, security headers, CORS, authentication (every /fhir request), the fast read path, the
-    application."""
+    log, security headers, trusted hosts, CORS, authentication (every /fhir request), the fast
+    read path, bounded work per request, the application."""
     from .auth.cors import RegisteredAppsCors
     from .auth.middleware import Authentication, SecurityHeaders
     from .fhir.rest.fast_read import FastRead
@@ -248,11 +248,13 @@ def asgi() -> ASGIApp:
 
     app = create_app()
     settings: Settings = app.state.settings
-    inner: ASGIApp = Authentication(FastRead(app), settings, app.state)
+    # The request's budget and the disconnect watcher wrap the application: a read by id that
+    # the fast path answers is one bounded row lookup and does without them.
+    inner: ASGIApp = FastRead(RequestLimits(app, settings), app.state)
+    inner = Authentication(inner, settings, app.state)
     # the registered browser apps' origins and SOCLE_CORS_ORIGINS; preflights need no token
     inner = RegisteredAppsCors(inner, settings, app.state)
-    inner = TrustedHosts(RequestLimits(inner, settings), settings)
-    return AccessLog(SecurityHeaders(inner, settings))
+    return AccessLog(SecurityHeaders(TrustedHosts(inner, settings), settings))
 
 
 def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from .wording import PURPOSE_TEXT
 
 GENESIS = "0" * 64
@@ -242,10 +244,24 @@ def _check_canonical(value: Any, path: str = "$") -> None:
     raise TypeError(f"{path}: {type(value).__name__} has no canonical JSON form")
 
 
+# msgspec with sorted keys writes exactly the bytes of ``json.dumps(sort_keys=True,
+# separators=(",", ":"), ensure_ascii=False)`` for these values (a property test holds them
+# equal), at a fraction of the cost: one canonical text per audited request.
+_CANONICAL = msgspec.json.Encoder(order="sorted")
+
+
+def _canonical_bytes(value: Any) -> bytes:
+    try:
+        return _CANONICAL.encode(value)
+    except (msgspec.EncodeError, UnicodeEncodeError, TypeError, OverflowError):
+        # what msgspec refuses (e.g. a lone surrogate), json.dumps decides as it always did
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8; only str/int/bool/null/dict/list (no floats)."""
     _check_canonical(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _canonical_bytes(value)
 
 
 def hashed_content(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,9 +273,7 @@ def event_text(event: Mapping[str, Any]) -> str:
     """How an event is stored: its canonical JSON (without ``meta``), so that sealing hashes
     the stored text as it is (:func:`text_hash`) and verifying re-canonicalises it."""
     # no _check_canonical walk: build_audit_event makes strings, integers and booleans only
-    return json.dumps(
-        hashed_content(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return _canonical_bytes(hashed_content(event)).decode()
 
 
 def text_hash(seq: int, prev_hash: str, canonical: str) -> str:

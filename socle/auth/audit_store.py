@@ -329,31 +329,20 @@ async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
                     log.warning("audit: no anchor in %s; anchoring seq %d", data_dir, start[0])
                     append_anchor(data_dir, *start)
                     anchor = Anchor(*start)
-                # the partial index holds the unsealed rows only: this reads what is new
+                # hashed in the database (migration 147), off the workers' event loops; the
+                # partial index holds the unsealed rows only: this reads what is new
                 cur = await conn.execute(
-                    "SELECT ord, event FROM audit_log WHERE seq IS NULL ORDER BY ord LIMIT %s",
-                    (SEAL_BATCH,),
+                    "SELECT sealed, head_seq, head_hash, older_form "
+                    "FROM audit_seal_batch(%s, %s, %s)",
+                    (*start, SEAL_BATCH),
                 )
-                rows = await cur.fetchall()
-                if not rows:
+                row = await cur.fetchone()
+                assert row is not None
+                count, seq, digest, older_form = int(row[0]), int(row[1]), str(row[2]), row[3]
+                if count == 0 and older_form:
+                    count, seq, digest = await _seal_older_forms(conn, start)
+                if count == 0:
                     return total
-                seq, digest = start
-                ords, seqs, prevs, hashes = [], [], [], []
-                for ord_, event in rows:
-                    prev, seq = digest, seq + 1
-                    # an event missing before it was sealed (moved in without one) can never
-                    # verify: it gets a hash no content has
-                    digest = _hash_stored(seq, prev, event) if event else UNHASHABLE
-                    ords.append(ord_)
-                    seqs.append(seq)
-                    prevs.append(prev)
-                    hashes.append(digest)
-                await conn.execute(
-                    "UPDATE audit_log l SET seq = u.seq, prev_hash = u.prev, hash = u.hash "
-                    "FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[]) "
-                    "AS u(ord, seq, prev, hash) WHERE l.ord = u.ord AND l.seq IS NULL",
-                    (ords, seqs, prevs, hashes),
-                )
                 await conn.execute("UPDATE audit_head SET seq = %s, hash = %s", (seq, digest))
             if data_dir is not None:
                 # after the commit, still under the anchors lock: a crash in between leaves the
@@ -361,7 +350,34 @@ async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
                 # (fsync off the event loop: requests keep flowing meanwhile)
                 await asyncio.to_thread(append_anchor, data_dir, seq, digest)
                 anchor = Anchor(seq, digest)
-            total += len(rows)
+            total += count
+
+
+async def _seal_older_forms(conn: AsyncConnection, start: tuple[int, str]) -> tuple[int, int, str]:
+    """Chain a batch that opens on events of an older form (moved in from the resource table),
+    re-canonicalising them in Python; returns (count, head seq, head hash)."""
+    cur = await conn.execute(
+        "SELECT ord, event FROM audit_log WHERE seq IS NULL ORDER BY ord LIMIT %s", (SEAL_BATCH,)
+    )
+    rows = await cur.fetchall()
+    seq, digest = start
+    ords, seqs, prevs, hashes = [], [], [], []
+    for ord_, event in rows:
+        prev, seq = digest, seq + 1
+        # an event missing before it was sealed (moved in without one) can never verify: it
+        # gets a hash no content has
+        digest = _hash_stored(seq, prev, event) if event else UNHASHABLE
+        ords.append(ord_)
+        seqs.append(seq)
+        prevs.append(prev)
+        hashes.append(digest)
+    await conn.execute(
+        "UPDATE audit_log l SET seq = u.seq, prev_hash = u.prev, hash = u.hash "
+        "FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[]) "
+        "AS u(ord, seq, prev, hash) WHERE l.ord = u.ord AND l.seq IS NULL",
+        (ords, seqs, prevs, hashes),
+    )
+    return len(rows), seq, digest
 
 
 async def sealer(pool: AsyncConnectionPool, data_dir: Path, every: float = 1.0) -> None:

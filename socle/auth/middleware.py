@@ -22,6 +22,7 @@ from ..config import Settings
 from ..fhir.access import ACCESS_KEY
 from ..fhir.json import encode
 from ..fhir.outcome import FhirError
+from ..fhir.rest.http import scope_header
 from .enforcement import AuditServices, PolicyAccess
 from .keys import KeysUnavailable, http_jwks_fetcher
 from .revocation import REVOKED
@@ -126,11 +127,7 @@ class Authentication:
         ):
             await self.app(scope, receive, send)
             return
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
+        header = scope_header(scope, b"authorization")
         try:
             principal = self._principal(header)
             # after the cache: a cached token revoked since is refused all the same

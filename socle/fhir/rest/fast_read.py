@@ -9,9 +9,9 @@ behaviour is the same and only the cost differs.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from starlette.applications import Starlette
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..access import ACCESS_KEY
 from ..datetimes import http_date
@@ -24,8 +24,9 @@ _SKIP_HEADERS = {b"if-none-match", b"if-modified-since"}
 
 
 class FastRead:
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
+        self.state = state  # the application's state: the engine lives there once started
         # Binary: its bytes are streamed from the content store by a route of its own
         self.types = definitions().resource_types - {"Binary"}
 
@@ -43,7 +44,7 @@ class FastRead:
             ):
                 await self.app(scope, receive, send)
                 return
-        engine = getattr(self.app.state, "engine", None)
+        engine = getattr(self.state, "engine", None)
         if engine is None or scope.get(ACCESS_KEY) is None:
             await self.app(scope, receive, send)
             return

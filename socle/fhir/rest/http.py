@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from ..json import DEFAULT_MAX_DEPTH, decode, encode
 from ..outcome import FhirError
@@ -13,6 +14,15 @@ from ..outcome import FhirError
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json")
 _XML_HINTS = ("xml",)
+
+
+def scope_header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header (``name`` in lower case) in an ASGI scope, for the
+    layers that run before a Request exists."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def fhir_response(
