@@ -14,6 +14,7 @@ from ..access import ACCESS_KEY, Access
 from ..datetimes import date_range, http_date
 from ..definitions import definitions
 from ..engine import Engine, EntryRequest, EntryResponse
+from ..operations.catalogue import served
 from ..operations.everything import patient_everything
 from ..operations.validate import validate_operation
 from ..outcome import FhirError, Issue, bad_request, operation_outcome
@@ -95,7 +96,8 @@ async def metadata(request: Request) -> Response:
     from ...auth.server.discovery import capability_security
 
     security = capability_security(request.app.state.settings.issuer)
-    return fhir_response(capability_statement(base_url(request), security))
+    operations = served(request.app.state)
+    return fhir_response(capability_statement(base_url(request), security, operations))
 
 
 async def type_root(request: Request) -> Response:

@@ -26,8 +26,9 @@ _SKIP_HEADERS = {b"if-none-match", b"if-modified-since"}
 class FastRead:
     def __init__(self, app: Starlette) -> None:
         self.app = app
-        # Binary: its bytes are streamed from the content store by a route of its own
-        self.types = definitions().resource_types - {"Binary"}
+        # Binary: its bytes are streamed from the content store by a route of its own;
+        # OperationDefinition: the server's own are served from their declarations
+        self.types = definitions().resource_types - {"Binary", "OperationDefinition"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
