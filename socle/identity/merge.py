@@ -43,19 +43,14 @@ from .resources import (
     bool_value,
     entity,
     node_at,
+    optional_reason,
+    patient_reference,
     provenance,
     reference_id,
     reference_paths,
     repoint,
-    text_value,
-    value_of,
 )
 from .traits import RELIABILITY_URL
-
-
-def patient_reference(name: str) -> Param:
-    return Param(name, "Reference", min=1, also=("string",), documentation="Patient/{id}, or id.")
-
 
 _OUTCOME = (
     Param("outcome", "OperationOutcome", min=1),
@@ -329,23 +324,11 @@ async def merge_operation(request: Request) -> Response:
     access = access_of(request)
     principal = await require_identitovigilance(access, "$merge")
     args = await read_arguments(request, MERGE)
-    source_id = target_id = None
-    result = None
-    preview = False
-    reason = None
-    for p in args.sent:
-        name = p["name"]
-        if name == "source-patient":
-            source_id = reference_id(p, name)
-        elif name == "target-patient":
-            target_id = reference_id(p, name)
-        elif name == "result-patient":
-            result = value_of(p)
-        elif name == "preview":
-            preview = bool_value(p, name)
-        elif name == "reason":
-            reason = text_value(p, name)
-    assert source_id and target_id  # required by the declaration
+    source_id = reference_id(args.one("source-patient") or {}, "source-patient")
+    target_id = reference_id(args.one("target-patient") or {}, "target-patient")
+    result = args.value("result-patient")
+    preview = "preview" in args and bool_value(args.one("preview") or {}, "preview")
+    reason = optional_reason(args)
     engine = engine_of(request)
     async with engine.reader.connection() as conn:
         plan = await plan_merge(conn, source_id, target_id, result, principal, reason)
@@ -531,8 +514,7 @@ async def unmerge_operation(request: Request) -> Response:
     principal = await require_identitovigilance(access, "$unmerge")
     args = await read_arguments(request, UNMERGE)
     source_id = reference_id(args.one("source-patient") or {}, "source-patient")
-    reason_part = args.one("reason")
-    reason = text_value(reason_part, "reason") if reason_part else None
+    reason = optional_reason(args)
     engine = engine_of(request)
     async with engine.reader.connection() as conn:
         plan, target_id = await plan_unmerge(conn, source_id, principal, reason)

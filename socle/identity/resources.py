@@ -8,7 +8,8 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from ..fhir.operations.arguments import value_of
+from ..fhir.operations.arguments import Arguments, value_of
+from ..fhir.operations.kit import Param
 from ..fhir.outcome import FhirError
 from ..fhir.validation.profiles_fr import (
     CS_IDENTITY_STATUS,
@@ -43,6 +44,17 @@ STATUS_DISPLAY = {
 
 
 # ------------------------------------------------------------------------------- Parameters
+
+
+def patient_reference(name: str) -> Param:
+    """A required Patient reference parameter (clients also send the bare id as a string)."""
+    return Param(name, "Reference", min=1, also=("string",), documentation="Patient/{id}, or id.")
+
+
+def optional_reason(args: Arguments) -> str | None:
+    """The free-text ``reason`` of an identitovigilance decision, when given."""
+    part = args.one("reason")
+    return text_value(part, "reason") if part else None
 
 
 def text_value(part: dict[str, Any], name: str) -> str:

@@ -41,9 +41,9 @@ from ..fhir.outcome import FhirError
 from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, principal_of, require_identitovigilance
 from .duplicates import LEVELS, PROBABLE, Candidate, Collision, DuplicateIndex, IdentityRecord
-from .merge import WORKLIST_TAG, pair_key, patient_reference
+from .merge import WORKLIST_TAG, pair_key
 from .reference import OVERLAP, cache_of
-from .resources import agent_of, reference_id, text_value
+from .resources import agent_of, optional_reason, patient_reference, reference_id, text_value
 from .status import STATUSES, identity_status
 from .traits import traits_from_patient
 
@@ -235,8 +235,7 @@ async def dismiss_operation(request: Request) -> Response:
     args = await read_arguments(request, DISMISS)
     a = reference_id(args.one("patient-a") or {}, "patient-a")
     b = reference_id(args.one("patient-b") or {}, "patient-b")
-    reason_part = args.one("reason")
-    reason = text_value(reason_part, "reason") if reason_part else None
+    reason = optional_reason(args)
     if a == b:
         raise FhirError.of(422, "business-rule", "patient-a and patient-b are the same record")
     engine = engine_of(request)

@@ -208,3 +208,51 @@ def test_stored_operation_definitions_are_ordinary_resources(client) -> None:
     assert created.status_code == 201, created.text
     read = client.get(f"/OperationDefinition/{created.json()['id']}")
     assert read.status_code == 200 and read.json()["code"] == stored["code"]
+
+
+def test_operations_refuse_their_input_in_one_way(client) -> None:
+    family = {"name": "family", "valueString": "X"}
+    r = client.post(
+        "/Patient/$ins-lookup", json={"resourceType": "Parameters", "parameter": [family, family]}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[1]"]
+    r = client.post(
+        "/Patient/$merge",
+        json={"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "x"}]},
+    )
+    assert r.status_code == 400 and r.json()["issue"][0]["code"] == "required", r.text
+    assert "source-patient and target-patient" in r.text
+    r = client.post(
+        "/Patient/$duplicates",
+        json={"resourceType": "Parameters", "parameter": [{"name": "level", "valueBoolean": True}]},
+    )
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == [
+        "Parameters.parameter[0]"
+    ]
+    r = client.post(
+        "/Patient/$validate",
+        json={"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": 3}]},
+    )
+    assert r.status_code == 400
+    assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].valueCode"]
+
+
+def test_answers_use_the_declared_output_names(client) -> None:
+    outputs = {op.code: {p.name for p in op.outputs} for op in declared()}
+    r = client.post(
+        "/Patient/$ins-lookup",
+        json={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "family", "valueString": f"Nobody{unique()}"},
+                {"name": "given", "valueString": "X"},
+                {"name": "birthdate", "valueDate": "1950-01-01"},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert {p["name"] for p in r.json()["parameter"]} <= outputs["ins-lookup"]
+    r = client.get("/Patient/$duplicates", params={"level": "certain", "_count": "1"})
+    assert r.status_code == 200, r.text
+    assert {p["name"] for p in r.json()["parameter"]} <= outputs["duplicates"]
