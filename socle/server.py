@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth.audit_store import AuditSink, sealer
 from .auth.audit_trail import AuditTrail
+from .auth.break_glass import OPERATIONS as break_glass_operations
 from .auth.break_glass import routes as break_glass_routes
 from .auth.enforcement import AuditServices
 from .auth.middleware import AUDIT_KEY
@@ -34,12 +35,14 @@ from .auth.signing import ensure_signing_key
 from .config import PUBLIC_URL_FILE, Settings
 from .database import open_pool, prepare, read_options, release_embedded, resolve_url
 from .fhir.engine import Engine
+from .fhir.operations import catalogue, everything, validate
 from .fhir.outcome import FhirError
 from .fhir.rest.app import routes as fhir_routes
 from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
 from .fhir.search.paging import PageTokens
 from .fhir.storage.content import content_store
+from .identity.operations import OPERATIONS as identity_operations
 from .identity.reference import cache_of
 from .identity.routes import routes as identity_routes
 from .identity.worklist import identity_watcher
@@ -202,6 +205,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *web_static_routes(),
             *identity_routes,
             *record_routes,
+            *catalogue.routes,
             *fhir_routes,
         ],
         lifespan=lifespan,
@@ -214,6 +218,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
     )
     app.state.settings = settings
+    app.state.operations = catalogue.catalogue(
+        [
+            *validate.OPERATIONS,
+            *everything.OPERATIONS,
+            *identity_operations,
+            *break_glass_operations,
+        ]
+    )
     return app
 
 

@@ -9,8 +9,6 @@ the professional on this patient are allowed by the grant until it expires.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,9 +17,10 @@ from ..fhir.access import Touched
 from ..fhir.datetimes import instant
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
-from ..fhir.outcome import FhirError, bad_request, forbidden
-from ..fhir.rest.capability import register_operation
-from ..fhir.rest.http import body_kind, check_accept, fhir_response, json_body
+from ..fhir.operations.arguments import read_arguments
+from ..fhir.operations.kit import Operation, Param, send_parameters
+from ..fhir.outcome import FhirError, forbidden
+from ..fhir.rest.http import check_accept
 from ..fhir.rest.requests import access_of, engine_of
 from .enforcement import PolicyAccess
 from .policy import ETREAT, AccessRequest, decide
@@ -30,22 +29,20 @@ from .scopes import Interaction
 from .tokens import Role
 from .wording import paris_time, professional_label
 
-DEFINITION = "https://socle.esante.example/fhir/OperationDefinition/Patient-break-glass"
-register_operation("break-glass", DEFINITION, ["Patient"])
-
-
-def _reason(body: Any) -> str:
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise bad_request("$break-glass takes a Parameters resource", "Parameters")
-    for i, p in enumerate(body.get("parameter") or []):
-        if isinstance(p, dict) and p.get("name") == "reason":
-            value = p.get("valueString")
-            if not isinstance(value, str):
-                raise bad_request(
-                    "reason must be a valueString", f"Parameters.parameter[{i}].valueString"
-                )
-            return value
-    raise bad_request("The reason of the emergency access is mandatory", "Parameters.parameter")
+BREAK_GLASS = Operation(
+    "break-glass",
+    "Emergency access to a patient (bris de glace)",
+    "A health professional with no care relationship opens a time-limited, audited access to "
+    "a patient's record, stating why; the patient is told.",
+    instance=True,
+    affects_state=True,
+    inputs=(Param("reason", "string", min=1, documentation="Why the emergency access is needed."),),
+    outputs=(
+        Param("expires", "dateTime", min=1, documentation="When the access ends."),
+        Param("reason", "string", min=1, documentation="The reason recorded."),
+    ),
+)
+OPERATIONS = [BREAK_GLASS]
 
 
 async def break_glass(request: Request) -> Response:
@@ -55,8 +52,7 @@ async def break_glass(request: Request) -> Response:
     patient = request.path_params["id"]
     if not isinstance(access, PolicyAccess) or access.principal.role != Role.PROFESSIONAL:
         raise forbidden("Only a health professional can request an emergency access")
-    body_kind(request)
-    reason = _reason(await json_body(request, engine.settings.max_body_bytes))
+    reason = (await read_arguments(request, BREAK_GLASS)).value("reason")
     await engine.read("Patient", patient)  # 404/410 for an unknown patient (not audited twice)
     principal = access.principal
     async with engine.pool.connection() as conn, conn.transaction():
@@ -120,14 +116,10 @@ async def break_glass(request: Request) -> Response:
             detail=f"break-glass until {instant(grant.expires_at)}",
         ),
     )
-    out = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "expires", "valueDateTime": instant(grant.expires_at)},
-            {"name": "reason", "valueString": reason},
-        ],
-    }
-    return fhir_response(out)
+    return send_parameters(
+        {"name": "expires", "valueDateTime": instant(grant.expires_at)},
+        {"name": "reason", "valueString": reason},
+    )
 
 
 routes = [Route("/fhir/Patient/{id}/$break-glass", break_glass, methods=["POST"])]

@@ -34,36 +34,64 @@ from starlette.responses import Response
 
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
+from ..fhir.operations.arguments import read_arguments
+from ..fhir.operations.kit import HL7_DEFINITIONS, Operation, Param, send_parameters
 from ..fhir.outcome import FhirError, Issue, operation_outcome
 from ..fhir.provenance import entity, provenance
 from ..fhir.references import node_at, reference_paths, repoint
-from ..fhir.rest.capability import register_operation
-from ..fhir.rest.http import fhir_response
 from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.storage.reader import Version, read_current, read_version
 from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, require_identitovigilance
-from .operations import OPERATION_BASE, _parameters
 from .resources import (
     bool_value,
-    out_parameters,
+    optional_reason,
+    patient_reference,
     reference_id,
-    text_value,
-    value_of,
 )
 from .traits import RELIABILITY_URL
 
-MERGE_DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-merge"
-UNMERGE_DEFINITION = OPERATION_BASE + "Patient-unmerge"
-register_operation("merge", MERGE_DEFINITION, ["Patient"])
-register_operation("unmerge", UNMERGE_DEFINITION, ["Patient"])
+_OUTCOME = (
+    Param("outcome", "OperationOutcome", min=1),
+    Param("result", "Patient", documentation="The record kept (the target, or the source)."),
+    Param("provenance", "Reference", documentation="The Provenance of the change."),
+    Param("moved", "Reference", max="*", documentation="Each resource version written."),
+)
+MERGE = Operation(
+    "merge",
+    "Merge two patient records",
+    "Moves every reference from the source record to the target, deactivates the source "
+    "(replaced-by) and records a Provenance listing each version written, so that $unmerge "
+    "can undo it. Identitovigilance capability.",
+    type=True,
+    affects_state=True,
+    inputs=(
+        patient_reference("source-patient"),
+        patient_reference("target-patient"),
+        Param("result-patient", "Patient", documentation="The target as it should be."),
+        Param("preview", "boolean", documentation="Say what would move, write nothing."),
+        Param("reason", "string"),
+    ),
+    outputs=_OUTCOME,
+    canonical=HL7_DEFINITIONS + "Patient-merge",
+)
+UNMERGE = Operation(
+    "unmerge",
+    "Undo a merge",
+    "Restores what the latest merge of the source record moved: each resource's pre-merge "
+    "version when unchanged since, otherwise only the moved references. Identitovigilance "
+    "capability.",
+    type=True,
+    affects_state=True,
+    inputs=(
+        patient_reference("source-patient"),
+        Param("reason", "string"),
+    ),
+    outputs=_OUTCOME,
+)
 
 WORKLIST_TAG = "urn:socle:identitovigilance"  # meta.tag system of the work-list resources
 NEVER_MOVED = ("AuditEvent", "Provenance")
-MERGE_PARAMS = frozenset(
-    {"source-patient", "target-patient", "result-patient", "preview", "reason"}
-)
-UNMERGE_PARAMS = frozenset({"source-patient", "reason"})
 
 
 @dataclass
@@ -87,18 +115,6 @@ class Plan:
         )
         self.allowed.add((version.rtype, version.id))
         self.targets.append(f"{version.rtype}/{version.id}/_history/{version.version + 1}")
-
-
-def _check_names(params: list[dict[str, Any]], known: frozenset[str], operation: str) -> None:
-    for i, p in enumerate(params):
-        if p.get("name") not in known:
-            raise FhirError.of(
-                400,
-                "not-supported",
-                f"Unknown {operation} parameter {p.get('name')!r} (known: "
-                f"{', '.join(sorted(known))})",
-                f"Parameters.parameter[{i}]",
-            )
 
 
 async def _patient(conn: AsyncConnection, pid: str, role: str) -> tuple[Version, dict[str, Any]]:
@@ -302,28 +318,12 @@ async def plan_merge(
 async def merge_operation(request: Request) -> Response:
     access = access_of(request)
     principal = await require_identitovigilance(access, "$merge")
-    params = await _parameters(request, "$merge")
-    _check_names(params, MERGE_PARAMS, "$merge")
-    source_id = target_id = None
-    result = None
-    preview = False
-    reason = None
-    for p in params:
-        name = p["name"]
-        if name == "source-patient":
-            source_id = reference_id(p, name)
-        elif name == "target-patient":
-            target_id = reference_id(p, name)
-        elif name == "result-patient":
-            result = value_of(p)
-            if not isinstance(result, dict):
-                raise FhirError.of(400, "value", "result-patient must be a Patient resource")
-        elif name == "preview":
-            preview = bool_value(p, name)
-        elif name == "reason":
-            reason = text_value(p, name)
-    if not source_id or not target_id:
-        raise FhirError.of(400, "required", "$merge needs source-patient and target-patient")
+    args = await read_arguments(request, MERGE)
+    source_id = reference_id(args.one("source-patient") or {}, "source-patient")
+    target_id = reference_id(args.one("target-patient") or {}, "target-patient")
+    result = args.value("result-patient")
+    preview = "preview" in args and bool_value(args.one("preview") or {}, "preview")
+    reason = optional_reason(args)
     engine = engine_of(request)
     async with engine.reader.connection() as conn:
         plan = await plan_merge(conn, source_id, target_id, result, principal, reason)
@@ -362,13 +362,11 @@ def _response(
     prov: str | None,
     extra: list[dict[str, Any]],
 ) -> Response:
-    return fhir_response(
-        out_parameters(
-            {"name": "outcome", "resource": oo},
-            {"name": "result", "resource": result} if result else None,
-            {"name": "provenance", "valueReference": {"reference": prov}} if prov else None,
-            *extra,
-        )
+    return send_parameters(
+        {"name": "outcome", "resource": oo},
+        {"name": "result", "resource": result} if result else None,
+        {"name": "provenance", "valueReference": {"reference": prov}} if prov else None,
+        *extra,
     )
 
 
@@ -507,17 +505,9 @@ async def plan_unmerge(
 async def unmerge_operation(request: Request) -> Response:
     access = access_of(request)
     principal = await require_identitovigilance(access, "$unmerge")
-    params = await _parameters(request, "$unmerge")
-    _check_names(params, UNMERGE_PARAMS, "$unmerge")
-    source_id = None
-    reason = None
-    for p in params:
-        if p["name"] == "source-patient":
-            source_id = reference_id(p, "source-patient")
-        elif p["name"] == "reason":
-            reason = text_value(p, "reason")
-    if not source_id:
-        raise FhirError.of(400, "required", "$unmerge needs source-patient")
+    args = await read_arguments(request, UNMERGE)
+    source_id = reference_id(args.one("source-patient") or {}, "source-patient")
+    reason = optional_reason(args)
     engine = engine_of(request)
     async with engine.reader.connection() as conn:
         plan, target_id = await plan_unmerge(conn, source_id, principal, reason)

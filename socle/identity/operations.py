@@ -1,5 +1,6 @@
-"""The identity FHIR operations: ``Patient/$ins-lookup`` and ``Patient/{id}/$ins-qualify``
-(`socle.identity.routes` lists them with the identitovigilance ones)."""
+"""The identity FHIR operations: ``Patient/$ins-lookup`` and ``Patient/{id}/$ins-qualify``;
+`OPERATIONS` declares them with the identitovigilance ones (``$merge``, ``$unmerge``,
+``$duplicates``, ``$duplicate-dismiss``); `socle.identity.routes` lists their routes."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from starlette.responses import Response
 from ..fhir.access import Access, Touched
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
+from ..fhir.operations.arguments import Arguments, arguments, read_arguments
+from ..fhir.operations.kit import Operation, Param, group, send_parameters
 from ..fhir.outcome import FhirError, Issue
 from ..fhir.provenance import entity, provenance
-from ..fhir.rest.capability import register_operation
-from ..fhir.rest.http import body_kind, check_accept, fhir_response, json_body
 from ..fhir.rest.requests import access_of, engine_of
 from .capability import (
     PlannedAccess,
@@ -28,13 +29,12 @@ from .capability import (
     require_lookup,
 )
 from .insi import FOUND, InsiResult, VitaleCard, search_ins
+from .merge import MERGE, UNMERGE
 from .reference import cache_of
 from .resources import (
     apply_ins_traits,
     bool_value,
     current_reliability,
-    out_parameters,
-    parameters_of,
     patient_traits,
     reliability_extension,
     set_ins,
@@ -56,16 +56,65 @@ from .status import (
     transition,
 )
 from .traits import INS_TYPE_OF_OID, Ins, Traits, ins_from_patient, traits_from_patient
+from .worklist import DISMISS, DUPLICATES
 
-OPERATION_BASE = "https://socle.example.org/fhir/OperationDefinition/"
-LOOKUP_DEFINITION = OPERATION_BASE + "Patient-ins-lookup"
-QUALIFY_DEFINITION = OPERATION_BASE + "Patient-ins-qualify"
-register_operation("ins-lookup", LOOKUP_DEFINITION, ["Patient"])
-register_operation("ins-qualify", QUALIFY_DEFINITION, ["Patient"])
-
-LOOKUP_PARAMS = frozenset(
-    {"family", "given", "birthdate", "gender", "birthplace", "patient", "vitale-nss"}
+LOOKUP = Operation(
+    "ins-lookup",
+    "INS look-up (INSi)",
+    "Asks the (simulated) INSi teleservice for a patient's INS, by the traits typed or by a "
+    "Vitale card; retries with every given name as the INS guide asks.",
+    type=True,
+    inputs=(
+        Param("family", "string", documentation="Birth family name."),
+        Param("given", "string", max="*", documentation="Given names (first, or all)."),
+        Param("birthdate", "date", also=("string",), documentation="YYYY-MM-DD."),
+        Param("gender", "code", also=("string",)),
+        Param("birthplace", "string", also=("code",), documentation="INSEE code."),
+        Param("patient", "Patient", documentation="A Patient whose traits to look up."),
+        Param("vitale-nss", "string", documentation="The Vitale card's number."),
+    ),
+    outputs=(
+        Param("return-code", "code", min=1, documentation="INSi code: 00, 01 or 02."),
+        Param("message", "string", min=1),
+        Param("candidates", "integer", min=1),
+        Param("ins", "Identifier"),
+        Param("patient", "Patient", documentation="The INS traits."),
+        group(
+            "attempt",
+            Param("return-code", "code", min=1),
+            Param("given", "string"),
+            Param("birthplace", "string"),
+            Param("vitale-card", "boolean"),
+        ),
+    ),
 )
+QUALIFY = Operation(
+    "ins-qualify",
+    "Identity status change",
+    "Records an identity document check, an INSi answer or a doubt on a patient's identity; "
+    "applies the RNIV status rules and writes the Patient and a Provenance.",
+    instance=True,
+    affects_state=True,
+    inputs=(
+        Param("event", "code", also=("string",), documentation="Default: document-checked."),
+        Param("document-type", "code", also=("string",), documentation="Validation mode."),
+        Param("document-reference", "string", also=("Identifier", "Reference")),
+        Param("document-consistent", "boolean"),
+        Param("insi-return-code", "code", also=("string",)),
+        Param("ins", "Identifier"),
+        Param("insi-patient", "Patient", documentation="The traits INSi returned."),
+        Param("reason", "string"),
+    ),
+    outputs=(
+        Param("patient", "Patient", min=1),
+        Param("provenance", "Reference", min=1),
+        Param("status-before", "code", min=1),
+        Param("status-after", "code", min=1),
+        Param("comment", "code", max="*"),
+        Param("rule", "string", max="*"),
+    ),
+)
+
 QUALIFY_EVENTS = {
     Event.DOCUMENT_CHECKED,
     Event.DOCUMENT_WITHDRAWN,
@@ -73,13 +122,6 @@ QUALIFY_EVENTS = {
     Event.FICTITIOUS_FLAGGED,
     Event.FLAG_LIFTED,
 }
-
-
-async def _parameters(request: Request, operation: str) -> list[dict[str, Any]]:
-    check_accept(request)
-    body_kind(request)
-    body = await json_body(request, engine_of(request).settings.max_body_bytes)
-    return parameters_of(body, operation)
 
 
 # ------------------------------------------------------------------------------ $ins-lookup
@@ -91,22 +133,13 @@ class LookupQuery:
     card: VitaleCard | None = None
 
 
-def parse_lookup(params: list[dict[str, Any]]) -> LookupQuery:
+def parse_lookup(params: Arguments | list[Any]) -> LookupQuery:
     """The look-up asked by a $ins-lookup Parameters (400 on anything malformed)."""
-    for i, p in enumerate(params):
-        if p.get("name") not in LOOKUP_PARAMS:
-            raise FhirError.of(
-                400,
-                "not-supported",
-                f"Unknown $ins-lookup parameter {p.get('name')!r} (known: "
-                f"{', '.join(sorted(LOOKUP_PARAMS))})",
-                f"Parameters.parameter[{i}]",
-            )
-    typed = traits_from_parameters(params)
+    args = params if isinstance(params, Arguments) else arguments(LOOKUP, params)
+    typed = traits_from_parameters(args.sent)
     base = Traits("", (), None, None, None)
-    for p in params:
-        if p.get("name") == "patient":
-            base = patient_traits(value_of(p), "patient")
+    if "patient" in args:
+        base = patient_traits(args.value("patient"), "patient")
     traits = Traits(
         typed.birth_family or base.birth_family,
         typed.birth_given or base.birth_given,
@@ -115,17 +148,14 @@ def parse_lookup(params: list[dict[str, Any]]) -> LookupQuery:
         typed.birthplace or base.birthplace,
     )
     card = None
-    for p in params:
-        if p.get("name") == "vitale-nss":
-            nss = text_value(p, "vitale-nss").replace(" ", "").upper()
-            if not nss:
-                raise FhirError.of(400, "value", "vitale-nss is empty", "vitale-nss")
-            card = VitaleCard(
-                nss,
-                traits.birth_date,
-                traits.birth_family or None,
-                traits.first_given or None,
-            )
+    nss_part = args.one("vitale-nss")
+    if nss_part is not None:
+        nss = text_value(nss_part, "vitale-nss").replace(" ", "").upper()
+        if not nss:
+            raise FhirError.of(400, "value", "vitale-nss is empty", "vitale-nss")
+        card = VitaleCard(
+            nss, traits.birth_date, traits.birth_family or None, traits.first_given or None
+        )
     if card is None:
         missing = [
             name
@@ -164,7 +194,7 @@ async def ins_lookup(request: Request) -> Response:
     principal = principal_of(access)
     if not (may_look_up(principal) or is_identitovigilance(principal)):
         await require_lookup(access, "$ins-lookup")
-    query = parse_lookup(await _parameters(request, "$ins-lookup"))
+    query = parse_lookup(await read_arguments(request, LOOKUP))
     engine = engine_of(request)
     client = await cache_of(engine).insi(engine)
     attempts: list[tuple[Traits | None, InsiResult]]
@@ -194,7 +224,7 @@ async def ins_lookup(request: Request) -> Response:
         else:
             sub.append({"name": "vitale-card", "valueBoolean": True})
         parts.append({"name": "attempt", "part": sub})
-    return fhir_response(out_parameters(*parts))
+    return send_parameters(*parts)
 
 
 # ----------------------------------------------------------------------------- $ins-qualify
@@ -229,35 +259,14 @@ def _ins_of_identifier(value: Any) -> Ins:
     return Ins(value["value"].replace(" ", ""), oid)
 
 
-QUALIFY_PARAMS = frozenset(
-    {
-        "event",
-        "document-type",
-        "document-reference",
-        "document-consistent",
-        "insi-return-code",
-        "ins",
-        "insi-patient",
-        "reason",
-    }
-)
-
-
-def parse_qualify(params: list[dict[str, Any]]) -> QualifyRequest:
+def parse_qualify(params: Arguments | list[Any]) -> QualifyRequest:
+    args = params if isinstance(params, Arguments) else arguments(QUALIFY, params)
     q = QualifyRequest()
     code: str | None = None
     ins: Ins | None = None
     traits: Traits | None = None
-    for i, p in enumerate(params):
-        name = p.get("name")
-        if name not in QUALIFY_PARAMS:
-            raise FhirError.of(
-                400,
-                "not-supported",
-                f"Unknown $ins-qualify parameter {name!r} (known: "
-                f"{', '.join(sorted(QUALIFY_PARAMS))})",
-                f"Parameters.parameter[{i}]",
-            )
+    for p in args.sent:
+        name = p["name"]
         if name == "event":
             raw = text_value(p, "event")
             try:
@@ -319,7 +328,7 @@ async def ins_qualify(request: Request) -> Response:
         )
     engine = engine_of(request)
     pid = request.path_params["id"]
-    q = parse_qualify(await _parameters(request, "$ins-qualify"))
+    q = parse_qualify(await read_arguments(request, QUALIFY))
     # the cell works on any record; others read (and write) under their own policy
     current = await engine.read("Patient", pid, None if cell else access)
     patient = decode(current.content or "{}")
@@ -446,18 +455,13 @@ async def ins_qualify(request: Request) -> Response:
     if cell:
         writer = PlannedAccess(access, frozenset({("Patient", pid)}))
     responses = await engine.transaction(entries, writer, "transaction")
-    return fhir_response(
-        out_parameters(
-            {"name": "patient", "resource": decode(responses[0].content or "{}")},
-            {
-                "name": "provenance",
-                "valueReference": {"reference": f"Provenance/{responses[1].id}"},
-            },
-            {"name": "status-before", "valueCode": before.status},
-            {"name": "status-after", "valueCode": state.status},
-            *({"name": "comment", "valueCode": f} for f in sorted(state.flags)),
-            *({"name": "rule", "valueString": r} for r in rules),
-        )
+    return send_parameters(
+        {"name": "patient", "resource": decode(responses[0].content or "{}")},
+        {"name": "provenance", "valueReference": {"reference": f"Provenance/{responses[1].id}"}},
+        {"name": "status-before", "valueCode": before.status},
+        {"name": "status-after", "valueCode": state.status},
+        *({"name": "comment", "valueCode": f} for f in sorted(state.flags)),
+        *({"name": "rule", "valueString": r} for r in rules),
     )
 
 
@@ -467,3 +471,6 @@ def _actor(principal: Any) -> str | None:
 
 def _label(state: IdentityState) -> str:
     return state.status + ("+" + "+".join(sorted(state.flags)) if state.flags else "")
+
+
+OPERATIONS = [LOOKUP, QUALIFY, MERGE, UNMERGE, DUPLICATES, DISMISS]

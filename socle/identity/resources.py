@@ -1,4 +1,4 @@
-"""FHIR shapes of the identity operations: Parameters in and out, the reliability extension,
+"""FHIR shapes of the identity operations: values of Parameters parts, the reliability extension,
 INS traits written into a Patient."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import copy
 import datetime as dt
 from typing import Any
 
+from ..fhir.operations.arguments import Arguments, value_of
+from ..fhir.operations.kit import Param
 from ..fhir.outcome import FhirError
-from ..fhir.validation import require_valid
 from ..fhir.validation.profiles_fr import (
     CS_IDENTITY_STATUS,
     CS_METHOD_COLLECTION,
@@ -40,26 +41,15 @@ STATUS_DISPLAY = {
 # ------------------------------------------------------------------------------- Parameters
 
 
-def parameters_of(body: Any, operation: str) -> list[dict[str, Any]]:
-    """The `parameter` list of a valid R4 Parameters body (400 otherwise, saying where): the
-    parsers after it may rely on every element having its R4 JSON type."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise FhirError.of(400, "structure", f"{operation} takes a Parameters resource")
-    require_valid(body)
-    params = body.get("parameter") or []
-    if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
-        raise FhirError.of(400, "structure", "Parameters.parameter must be a list of objects")
-    return params
+def patient_reference(name: str) -> Param:
+    """A required Patient reference parameter (clients also send the bare id as a string)."""
+    return Param(name, "Reference", min=1, also=("string",), documentation="Patient/{id}, or id.")
 
 
-def value_of(part: dict[str, Any]) -> Any:
-    """The value[x] of a parameter (or its resource), None when it has none."""
-    if "resource" in part:
-        return part["resource"]
-    for key, value in part.items():
-        if key.startswith("value"):
-            return value
-    return None
+def optional_reason(args: Arguments) -> str | None:
+    """The free-text ``reason`` of an identitovigilance decision, when given."""
+    part = args.one("reason")
+    return text_value(part, "reason") if part else None
 
 
 def text_value(part: dict[str, Any], name: str) -> str:
@@ -92,10 +82,6 @@ def reference_id(part: dict[str, Any], name: str, rtype: str = "Patient") -> str
     if len(parts) == 1 and "/" not in ref:
         return parts[0]
     raise FhirError.of(400, "value", f"parameter '{name}' must reference a {rtype}: {ref!r}", name)
-
-
-def out_parameters(*parts: dict[str, Any] | None) -> dict[str, Any]:
-    return {"resourceType": "Parameters", "parameter": [p for p in parts if p]}
 
 
 # ----------------------------------------------------------------- traits and reliability

@@ -35,27 +35,72 @@ from starlette.responses import Response
 from ..fhir.access import Touched
 from ..fhir.engine import EntryRequest
 from ..fhir.json import decode, encode_str
+from ..fhir.operations.arguments import read_arguments
+from ..fhir.operations.kit import Operation, Param, group, send_parameters
 from ..fhir.outcome import FhirError
 from ..fhir.provenance import agent_of
-from ..fhir.rest.capability import register_operation
-from ..fhir.rest.http import fhir_response
 from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, principal_of, require_identitovigilance
 from .duplicates import LEVELS, PROBABLE, Candidate, Collision, DuplicateIndex, IdentityRecord
 from .merge import WORKLIST_TAG, pair_key
-from .operations import OPERATION_BASE, _parameters
 from .reference import OVERLAP, cache_of
-from .resources import out_parameters, reference_id, text_value
+from .resources import optional_reason, patient_reference, reference_id, text_value
 from .status import STATUSES, identity_status
 from .traits import traits_from_patient
 
 log = logging.getLogger("socle.identity")
 
-DUPLICATES_DEFINITION = OPERATION_BASE + "Patient-duplicates"
-DISMISS_DEFINITION = OPERATION_BASE + "Patient-duplicate-dismiss"
-register_operation("duplicates", DUPLICATES_DEFINITION, ["Patient"])
-register_operation("duplicate-dismiss", DISMISS_DEFINITION, ["Patient"])
+DUPLICATES = Operation(
+    "duplicates",
+    "Suspected duplicate records",
+    "The identitovigilance work-list: suspected duplicates of the active Patients at a level "
+    "(minus the pairs dismissed) with their evidence and a suggested survivor, and the INS "
+    "collisions. GET (query string) or POST. Identitovigilance capability.",
+    type=True,
+    inputs=(
+        Param("level", "code", also=("string",), documentation="certain, probable or possible."),
+        Param("_count", "integer", also=("string",), documentation="Candidates listed (1000)."),
+    ),
+    outputs=(
+        *(Param(n, "integer", min=1) for n in ("records", "compared", "total", "dismissed")),
+        group(
+            "candidate",
+            *(Param(n, "Reference", min=1) for n in ("patient-a", "patient-b")),
+            Param("score", "decimal", min=1),
+            Param("level", "code", min=1),
+            *(Param(n, "string", min=1) for n in ("traits-a", "traits-b")),
+            Param("evidence", "string", max="*"),
+            *(Param(n, "Reference", min=1) for n in ("suggested-target", "suggested-source")),
+            Param("homonym-suspect", "boolean"),
+        ),
+        group(
+            "collision",
+            Param("kind", "code", min=1),
+            Param("verdict", "code", min=1),
+            Param("ins", "string", max="*"),
+            Param("patient", "Reference", max="*"),
+            Param("score", "decimal"),
+        ),
+    ),
+)
+DISMISS = Operation(
+    "duplicate-dismiss",
+    "Not the same person",
+    "Records that two records are not the same person, so that the pair is not proposed "
+    "again; closes the pair's work-list flags. Identitovigilance capability.",
+    type=True,
+    affects_state=True,
+    inputs=(
+        patient_reference("patient-a"),
+        patient_reference("patient-b"),
+        Param("reason", "string"),
+    ),
+    outputs=(
+        Param("dismissal", "Reference", min=1, documentation="The Basic recording it."),
+        Param("created", "boolean", min=1, documentation="False when it was recorded already."),
+    ),
+)
 
 PAIR_SYSTEM = WORKLIST_TAG + ":pair"
 OTHER_URL = "https://socle.example.org/fhir/StructureDefinition/identitovigilance-other-patient"
@@ -148,8 +193,8 @@ async def duplicates_operation(request: Request) -> Response:
     await require_identitovigilance(access, "$duplicates")
     values = dict(request.query_params)
     if request.method == "POST":
-        for p in await _parameters(request, "$duplicates"):
-            values[str(p.get("name"))] = text_value(p, str(p.get("name")))
+        for p in (await read_arguments(request, DUPLICATES)).sent:
+            values[p["name"]] = text_value(p, p["name"])
     level = values.get("level", PROBABLE)
     if level not in LEVELS:
         raise FhirError.of(400, "value", f"level must be one of {', '.join(LEVELS)}", "level")
@@ -175,30 +220,16 @@ async def duplicates_operation(request: Request) -> Response:
         | {("Patient", pid, pid) for c in report.collisions for pid in c.records}
     )
     await access.record(None, Touched("operation", "Patient", touched, operation="$duplicates"))
-    return fhir_response(out_parameters(*parts))
+    return send_parameters(*parts)
 
 
 async def dismiss_operation(request: Request) -> Response:
     access = access_of(request)
     await require_identitovigilance(access, "$duplicate-dismiss")
-    a = b = reason = None
-    for i, p in enumerate(await _parameters(request, "$duplicate-dismiss")):
-        name = p.get("name")
-        if name == "patient-a":
-            a = reference_id(p, name)
-        elif name == "patient-b":
-            b = reference_id(p, name)
-        elif name == "reason":
-            reason = text_value(p, name)
-        else:
-            raise FhirError.of(
-                400,
-                "not-supported",
-                f"Unknown $duplicate-dismiss parameter {name!r} (patient-a, patient-b, reason)",
-                f"Parameters.parameter[{i}]",
-            )
-    if not a or not b:
-        raise FhirError.of(400, "required", "$duplicate-dismiss needs patient-a and patient-b")
+    args = await read_arguments(request, DISMISS)
+    a = reference_id(args.one("patient-a") or {}, "patient-a")
+    b = reference_id(args.one("patient-b") or {}, "patient-b")
+    reason = optional_reason(args)
     if a == b:
         raise FhirError.of(422, "business-rule", "patient-a and patient-b are the same record")
     engine = engine_of(request)
@@ -231,11 +262,9 @@ async def dismiss_operation(request: Request) -> Response:
         access, frozenset((e.url.split("/")[0], e.url.split("/")[1]) for e in entries[1:])
     )
     responses = await engine.transaction(entries, writer, "transaction")
-    return fhir_response(
-        out_parameters(
-            {"name": "dismissal", "valueReference": {"reference": f"Basic/{responses[0].id}"}},
-            {"name": "created", "valueBoolean": responses[0].status == 201},
-        )
+    return send_parameters(
+        {"name": "dismissal", "valueReference": {"reference": f"Basic/{responses[0].id}"}},
+        {"name": "created", "valueBoolean": responses[0].status == 201},
     )
 
 

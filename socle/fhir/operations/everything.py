@@ -11,7 +11,6 @@ from .. import budget
 from ..access import EVERYTHING, Touched
 from ..definitions import definitions
 from ..rest.bundles import search_bundle_text
-from ..rest.capability import register_operation
 from ..rest.http import check_accept, fhir_response
 from ..rest.requests import access_of, base_url, engine_of
 from ..rest.requests import count_param as _count
@@ -24,9 +23,24 @@ from ..search.executor import (
 )
 from ..search.query import Include, SearchQuery
 from ..search.sql import Sql
+from .kit import HL7_DEFINITIONS, Operation, Param
 
-DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
-register_operation("everything", DEFINITION, ["Patient"])
+# Its parameters come in the query string (GET), as the search result parameters do.
+PATIENT_EVERYTHING = Operation(
+    "everything",
+    "Everything about a patient",
+    "The patient, every resource of their compartment the caller may read (not the access "
+    "trail unless asked with _type) and the resources those reference, paged.",
+    canonical=HL7_DEFINITIONS + "Patient-everything",
+    instance=True,
+    inputs=(
+        Param("_since", "instant", documentation="Only resources updated since then."),
+        Param("_type", "code", max="*", documentation="Only these types (comma-separated)."),
+        Param("_count", "integer", documentation="Resources per page."),
+    ),
+    outputs=(Param("return", "Bundle", min=1, documentation="A searchset Bundle, paged."),),
+)
+OPERATIONS = [PATIENT_EVERYTHING]
 
 
 def _compartment_pairs() -> tuple[list[str], list[str]]:

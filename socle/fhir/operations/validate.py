@@ -12,60 +12,39 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..outcome import FhirError, Issue, operation_outcome
-from ..rest.capability import register_operation
 from ..rest.http import body_kind, check_accept, fhir_response, json_body
 from ..storage.reader import read_current
 from ..validation import get_validator
+from .arguments import parameters_in
+from .kit import HL7_DEFINITIONS, Operation, Param
 
-DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 MODES = ("create", "update", "delete")
-
-register_operation("validate", DEFINITION, ["*"])
+VALIDATE = Operation(
+    "validate",
+    "Validate a resource",
+    "Checks a resource against R4 and its profiles (or whether it may be deleted); answers an "
+    "OperationOutcome, stores nothing.",
+    resource=("Resource",),
+    type=True,
+    instance=True,
+    inputs=(
+        Param("resource", "Resource", documentation="The resource to check."),
+        Param("mode", "code", documentation="create, update or delete."),
+        Param("profile", "uri", also=("canonical",), documentation="A profile to check against."),
+    ),
+    outputs=(Param("return", "OperationOutcome", min=1),),
+    canonical=HL7_DEFINITIONS + "Resource-validate",
+    checks_input=False,  # the resource inside may be invalid: that is the answer
+)
+OPERATIONS = [VALIDATE]
 
 
 def _parameters(body: Any) -> tuple[Any, str | None, str | None]:
     """(resource, mode, profile) from a Parameters body, or the body itself as the resource."""
-    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
-        resource = mode = profile = None
-        params = body.get("parameter") or []
-        if not isinstance(params, list):
-            raise FhirError.of(
-                400, "structure", "parameter must be an array", "Parameters.parameter"
-            )
-        for i, p in enumerate(params):
-            if not isinstance(p, dict):
-                continue
-            name = p.get("name")
-            if name == "resource":
-                resource = p.get("resource")
-            elif name == "mode":
-                mode = _text(p, ("valueCode",), i)
-            elif name == "profile":
-                profile = _text(p, ("valueUri", "valueCanonical"), i)
-            elif name is not None:
-                raise FhirError.of(
-                    400,
-                    "not-supported",
-                    f"Unknown $validate parameter '{name}'",
-                    f"Parameters.parameter[{i}]",
-                )
-        return resource, mode, profile
-    return body, None, None
-
-
-def _text(part: dict[str, Any], keys: tuple[str, ...], i: int) -> str | None:
-    for key in keys:
-        if key in part:
-            value = part[key]
-            if not isinstance(value, str):
-                raise FhirError.of(
-                    400,
-                    "structure",
-                    f"{key} must be a JSON string",
-                    f"Parameters.parameter[{i}].{key}",
-                )
-            return value
-    return None
+    if not (isinstance(body, dict) and body.get("resourceType") == "Parameters"):
+        return body, None, None
+    args = parameters_in(VALIDATE, body)
+    return args.value("resource"), args.value("mode"), args.value("profile")
 
 
 async def validate_operation(request: Request) -> Response:

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from ..datetimes import http_date
 from ..definitions import definitions
 from ..engine import EntryRequest
+from ..operations.catalogue import served
 from ..operations.everything import patient_everything
 from ..operations.validate import validate_operation
 from ..outcome import FhirError, bad_request
@@ -45,7 +46,8 @@ async def metadata(request: Request) -> Response:
     from ...auth.server.discovery import capability_security
 
     security = capability_security(request.app.state.settings.issuer)
-    return fhir_response(capability_statement(base_url(request), security))
+    operations = served(request.app.state)
+    return fhir_response(capability_statement(base_url(request), security, operations))
 
 
 async def type_root(request: Request) -> Response:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
 from ... import FHIR_VERSION, __version__
 from ..definitions import definitions, on_search_params_change
 from ..indexing.extract import indexed_params
+from ..operations.catalogue import capability_entries
+from ..operations.kit import Operation
 
 INTERACTIONS = [
     "read",
@@ -20,9 +23,6 @@ INTERACTIONS = [
     "create",
     "search-type",
 ]
-# Operations registered by services: name -> (definition url, resource types or None for system)
-OPERATIONS: dict[str, tuple[str, list[str] | None]] = {}
-
 
 # Types no client may write (e.g. AuditEvent: the server writes the audit trail itself)
 READ_ONLY_TYPES: set[str] = set()
@@ -40,10 +40,6 @@ def register_read_only(rtype: str) -> None:
 def register_external(rtype: str, params: list[tuple[str, str]]) -> None:
     EXTERNAL_TYPES[rtype] = params
     _resources.cache_clear()
-
-
-def register_operation(name: str, definition: str, types: list[str] | None) -> None:
-    OPERATIONS[name] = (definition, types)
 
 
 # What services declare on top of the engine: the capability statements they implement (e.g. the
@@ -142,20 +138,17 @@ def _resources() -> list[dict[str, Any]]:
 on_search_params_change(_resources.cache_clear)
 
 
-def capability_statement(base: str, security: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``security``: ``rest.security`` (the authorisation server's, auth/server/discovery.py)."""
+def capability_statement(
+    base: str, security: dict[str, Any] | None = None, operations: Sequence[Operation] = ()
+) -> dict[str, Any]:
+    """``security``: ``rest.security`` (the authorisation server's, auth/server/discovery.py);
+    ``operations``: the application's operations (operations/catalogue.py)."""
     resources = _resources()
-    system_ops = [
-        {"name": n, "definition": d} for n, (d, t) in sorted(OPERATIONS.items()) if t is None
-    ]
-    if OPERATIONS:
+    system_ops = capability_entries(operations, None)
+    if operations:
         resources = [dict(r) for r in resources]
         for r in resources:
-            ops = [
-                {"name": n, "definition": d}
-                for n, (d, t) in sorted(OPERATIONS.items())
-                if t is not None and ("*" in t or r["type"] in t)
-            ]
+            ops = capability_entries(operations, r["type"])
             if ops:
                 r["operation"] = ops
     rest: dict[str, Any] = {

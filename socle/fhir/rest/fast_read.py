@@ -27,8 +27,9 @@ class FastRead:
     def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
         self.state = state  # the application's state: the engine lives there once started
-        # Binary: its bytes are streamed from the content store by a route of its own
-        self.types = definitions().resource_types - {"Binary"}
+        # Binary: its bytes are streamed from the content store by a route of its own;
+        # OperationDefinition: the server's own are served from their declarations
+        self.types = definitions().resource_types - {"Binary", "OperationDefinition"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
