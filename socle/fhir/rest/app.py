@@ -85,6 +85,23 @@ async def one(request: Request, entry: EntryRequest) -> EntryResponse:
     return responses[0]
 
 
+def _guarded(request: Request, rtype: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A type search's parameters as its type's search hook lets them run."""
+    guard = engine_of(request).hooks.of(rtype).search
+    return guard(pairs, access_of(request)) if guard else pairs
+
+
+async def _replaced_delete(request: Request, url: str) -> Response | None:
+    """A DELETE the type's delete hook turns into another write, answered as that write."""
+    rtype = url.split("/", 1)[0].split("?", 1)[0]
+    rule = engine_of(request).hooks.of(rtype).delete
+    if rule is None:
+        return None
+    entry = rule(url, request.headers.get("if-match"))
+    responses = await engine_of(request).transaction([entry], access_of(request), "delete")
+    return write_response(request, responses[0], base_url(request))
+
+
 # -- handlers -------------------------------------------------------------------------------
 
 
@@ -104,12 +121,17 @@ async def type_root(request: Request) -> Response:
     engine = engine_of(request)
     engine.check_type(rtype)
     if request.method == "GET":
-        return await _search(request, rtype, query_pairs(request))
+        return await _search(request, rtype, _guarded(request, rtype, query_pairs(request)))
     limit = engine.settings.max_body_bytes
     query = request.url.query
     if request.method == "POST":
         body_kind(request)
         resource = resource_body(await json_body(request, limit))
+        create = engine.hooks.of(rtype).create
+        unit = create(engine, resource) if create and not query else None
+        if unit is not None:
+            responses = await engine.transaction(unit, access_of(request), "create")
+            return write_response(request, responses[-1], base_url(request))
         entry = EntryRequest(
             "POST",
             f"{rtype}?{query}" if query else rtype,
@@ -129,6 +151,9 @@ async def type_root(request: Request) -> Response:
     if request.method == "DELETE":
         if not query:
             raise FhirError.of(405, "not-supported", "DELETE needs an id or search criteria")
+        replaced = await _replaced_delete(request, f"{rtype}?{query}")
+        if replaced is not None:
+            return replaced
         res = await one(request, EntryRequest("DELETE", f"{rtype}?{query}"))
         return Response(status_code=204 if res.status == 204 else 200, headers=res.headers())
     if request.method == "PATCH":
@@ -139,9 +164,12 @@ async def type_root(request: Request) -> Response:
 
 
 async def instance(request: Request) -> Response:
-    check_accept(request)
     rtype, rid = request.path_params["rtype"], request.path_params["id"]
     engine = engine_of(request)
+    content = engine.hooks.of(rtype).content
+    if content is not None and request.method in ("GET", "HEAD"):
+        return await content(request, rid, None)  # its own media types: no Accept check here
+    check_accept(request)
     engine.check_type(rtype)
     base = base_url(request)
     if request.method in ("GET", "HEAD"):
@@ -162,6 +190,9 @@ async def instance(request: Request) -> Response:
         )
         return write_response(request, await one(request, entry), base)
     if request.method == "DELETE":
+        replaced = await _replaced_delete(request, f"{rtype}/{rid}")
+        if replaced is not None:
+            return replaced
         res = await one(
             request,
             EntryRequest("DELETE", f"{rtype}/{rid}", if_match=request.headers.get("if-match")),
@@ -213,11 +244,14 @@ async def _patch(request: Request, url: str) -> Response:
 
 
 async def vread(request: Request) -> Response:
-    check_accept(request)
     rtype, rid = request.path_params["rtype"], request.path_params["id"]
     engine = engine_of(request)
-    engine.check_type(rtype)
     vid = request.path_params["vid"]
+    content = engine.hooks.of(rtype).content
+    if content is not None:
+        return await content(request, rid, vid)
+    check_accept(request)
+    engine.check_type(rtype)
     if not vid.isdigit():
         raise bad_request(f"'{vid}' is not a version number")
     v = await engine.vread(rtype, rid, int(vid), access_of(request))
@@ -275,15 +309,8 @@ def _count(raw: str | None, engine: Engine) -> int:
     return max(1, min(int(raw), engine.settings.max_page_size))
 
 
-async def search_type(request: Request, rtype: str, pairs: list[tuple[str, str]]) -> Response:
-    """A type search with these parameters (services that adapt a query before it runs)."""
-    check_accept(request)
-    engine_of(request).check_type(rtype)
-    return await _search(request, rtype, pairs)
-
-
-async def search_post(request: Request, pairs: list[tuple[str, str]] | None = None) -> Response:
-    """POST [type]/_search; ``pairs``: the parameters when a service has read them already."""
+async def search_post(request: Request) -> Response:
+    """POST [type]/_search: the query string's parameters and the form's."""
     check_accept(request)
     rtype = request.path_params["rtype"]
     engine_of(request).check_type(rtype)
@@ -292,11 +319,9 @@ async def search_post(request: Request, pairs: list[tuple[str, str]] | None = No
         raise FhirError.of(
             415, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters"
         )
-    if pairs is None:
-        raw = await read_body(request, engine_of(request).settings.max_body_bytes)
-        form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-        pairs = query_pairs(request) + form
-    return await _search(request, rtype, pairs)
+    raw = await read_body(request, engine_of(request).settings.max_body_bytes)
+    form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    return await _search(request, rtype, _guarded(request, rtype, query_pairs(request) + form))
 
 
 async def system_root(request: Request) -> Response:
@@ -306,6 +331,8 @@ async def system_root(request: Request) -> Response:
     engine = engine_of(request)
     body_kind(request)
     bundle = await json_body(request, engine.settings.max_body_bytes)
+    for check in engine.hooks.bundle_checks:
+        check(engine, bundle)
     from .transactions import process_bundle
 
     return await process_bundle(request, engine, bundle, base_url(request), access_of(request))
