@@ -73,5 +73,5 @@ class Service:
     # tasks run for the worker's life, cancelled at shut-down
     background: Sequence[Task] = ()
     conformance: Conformance | None = None
-    # the settings it reads (all are read from the environment in socle/config.py)
+    # the environment variables it reads, for operators and the configuration's documentation
     settings: Sequence[str] = ()

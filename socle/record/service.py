@@ -77,11 +77,5 @@ service = Service(
     install=install,
     lifespan=_lifespan,
     conformance=CONFORMANCE,
-    settings=(
-        "max_document_bytes",
-        "content_store",
-        "content_dir",
-        "content_key_file",
-        "document_matrix_file",
-    ),
+    settings=("SOCLE_MAX_DOCUMENT_BYTES",),
 )

@@ -91,9 +91,8 @@ def _guarded(request: Request, rtype: str, pairs: list[tuple[str, str]]) -> list
     return guard(pairs, access_of(request)) if guard else pairs
 
 
-async def _replaced_delete(request: Request, url: str) -> Response | None:
+async def _replaced_delete(request: Request, rtype: str, url: str) -> Response | None:
     """A DELETE the type's delete hook turns into another write, answered as that write."""
-    rtype = url.split("/", 1)[0].split("?", 1)[0]
     rule = engine_of(request).hooks.of(rtype).delete
     if rule is None:
         return None
@@ -151,7 +150,7 @@ async def type_root(request: Request) -> Response:
     if request.method == "DELETE":
         if not query:
             raise FhirError.of(405, "not-supported", "DELETE needs an id or search criteria")
-        replaced = await _replaced_delete(request, f"{rtype}?{query}")
+        replaced = await _replaced_delete(request, rtype, f"{rtype}?{query}")
         if replaced is not None:
             return replaced
         res = await one(request, EntryRequest("DELETE", f"{rtype}?{query}"))
@@ -190,7 +189,7 @@ async def instance(request: Request) -> Response:
         )
         return write_response(request, await one(request, entry), base)
     if request.method == "DELETE":
-        replaced = await _replaced_delete(request, f"{rtype}/{rid}")
+        replaced = await _replaced_delete(request, rtype, f"{rtype}/{rid}")
         if replaced is not None:
             return replaced
         res = await one(
