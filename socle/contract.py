@@ -64,6 +64,8 @@ class Service:
     operations: Sequence[BaseRoute] = ()
     # other HTTP endpoints (e.g. the authorisation server's), which may depend on settings
     routes: Callable[[Settings], Sequence[BaseRoute]] = _no_routes
+    # once per `socle serve`, before any worker exists (e.g. keys every worker must share)
+    prepare: Callable[[Settings], None] | None = None
     # checks on every resource written (after the engine's own validation)
     validators: Sequence[Validator] = ()
     # registers the service's write rules, per-type hooks and external types on the engine

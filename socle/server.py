@@ -22,9 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth.server import ensure_auth_server_keys
 from .auth.server.secrets_store import paging_token_key
-from .auth.signing import ensure_signing_key
 from .config import PUBLIC_URL_FILE, Settings
 from .contract import Runtime, Service
 from .database import open_pool, prepare, read_options, release_embedded, resolve_url
@@ -260,13 +258,15 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
         os.environ["SOCLE_PUBLIC_URL"] = f"http://{shown}:{port}"
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # Before any worker exists, so that they all sign and verify with the same key.
-    ensure_signing_key(settings)
+    # Before any worker exists: the keys they must all share (token signing, the
+    # authorisation server's secrets).
+    for service in SERVICES:
+        if service.prepare is not None:
+            service.prepare(settings)
     (settings.data_dir / PUBLIC_URL_FILE).write_text(settings.public_url)
     # Start the embedded database and migrate once here, before any worker process exists;
     # this process keeps the embedded server alive for the workers.
     prepare(resolve_url(settings))
-    ensure_auth_server_keys(settings)  # before the workers: they must all share the keys
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     # uvicorn re-raises the signal it handled once it has shut down; SIGTERM's default action

@@ -16,7 +16,7 @@ from .document_matrix import MATRIX_ENV
 from .enforcement import AuditServices
 from .middleware import AUDIT_KEY
 from .revocation import watch_revocations
-from .server import auth_routes
+from .server import auth_routes, ensure_auth_server_keys
 
 
 def install(engine: Engine) -> None:
@@ -49,6 +49,7 @@ service = Service(
     name="security",
     operations=break_glass_routes,
     routes=auth_routes,
+    prepare=ensure_auth_server_keys,  # the token signing key and the server's secrets
     install=install,
     lifespan=_audit_sink,
     background=[_seal, _watch_revocations],
