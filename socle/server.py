@@ -19,20 +19,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth.audit_store import AuditSink, sealer
-from .auth.audit_trail import AuditTrail
-from .auth.break_glass import OPERATIONS as break_glass_operations
-from .auth.break_glass import routes as break_glass_routes
-from .auth.enforcement import AuditServices
-from .auth.middleware import AUDIT_KEY
-from .auth.revocation import watch_revocations
-from .auth.server import auth_routes, ensure_auth_server_keys
 from .auth.server.secrets_store import paging_token_key
-from .auth.signing import ensure_signing_key
 from .config import PUBLIC_URL_FILE, Settings
+from .contract import Runtime, Service
 from .database import open_pool, prepare, read_options, release_embedded, resolve_url
 from .fhir.engine import Engine
 from .fhir.operations import catalogue, everything, validate
@@ -42,14 +34,9 @@ from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
 from .fhir.search.paging import PageTokens
 from .fhir.storage.content import content_store
-from .identity.operations import OPERATIONS as identity_operations
 from .identity.reference import cache_of
-from .identity.routes import routes as identity_routes
-from .identity.worklist import identity_watcher
-from .record.service import ensure_search_parameters as ensure_record_search_parameters
-from .record.service import install as install_record
-from .record.service import routes as record_routes
 from .region.population import insi_population
+from .services import SERVICES
 from .web import static_routes as web_static_routes
 
 log = logging.getLogger("socle")
@@ -148,8 +135,15 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, services: list[Service] | None = None
+) -> Starlette:
+    """The application of these services (default: `socle/services.py`), on the FHIR engine."""
     settings = settings or Settings.from_env()
+    services = SERVICES if services is None else services
+    for service in services:
+        if service.conformance is not None:
+            service.conformance.register()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -161,35 +155,38 @@ def create_app(settings: Settings | None = None) -> Starlette:
         engine = Engine(
             pool,
             settings,
-            validators=_validators(),
+            validators=_validators(services),
             read_pool=read_pool,
             content=content_store(settings),
             page_tokens=PageTokens(paging_token_key(settings)),
         )
-        install_record(engine)
+        for service in services:
+            if service.install is not None:
+                service.install(engine)
+        # the simulated INSi's reference population (the region generator's, when configured)
         cache_of(engine).population = insi_population(settings.insi_reference)
-
         app.state.engine = engine
-        engine.external["AuditEvent"] = AuditTrail()  # the trail is not in the resource table
-        sink = AuditSink(pool)
-        sink.start()
-        setattr(app.state, AUDIT_KEY, AuditServices(sink))
-        await ensure_record_search_parameters(engine)
-        await custom_params.sync(pool)
-        background = [
-            asyncio.create_task(custom_params.background(pool)),
-            asyncio.create_task(sealer(pool, settings.data_dir)),
-            asyncio.create_task(
-                watch_revocations(url, pool, settings.revocation_refresh_ms / 1000)
-            ),
-            asyncio.create_task(identity_watcher(engine)),
-        ]
+        runtime = Runtime(engine, settings, url, app.state)
         try:
-            yield
+            async with contextlib.AsyncExitStack() as running:
+                for service in services:
+                    if service.lifespan is not None:
+                        await running.enter_async_context(service.lifespan(runtime))
+                await custom_params.sync(pool)
+                background = [
+                    asyncio.create_task(custom_params.background(pool)),
+                    *(
+                        asyncio.create_task(task(runtime))
+                        for service in services
+                        for task in service.background
+                    ),
+                ]
+                try:
+                    yield
+                finally:
+                    for task in background:
+                        task.cancel()
         finally:
-            for task in background:
-                task.cancel()
-            await sink.stop()
             await read_pool.close()
             await pool.close()
             # Before uvicorn re-raises SIGTERM (default action: no atexit): a worker that kept
@@ -200,11 +197,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            *break_glass_routes,
-            *auth_routes(settings),
+            *(route for service in services for route in _routes_of(service, settings)),
             *web_static_routes(),
-            *identity_routes,
-            *record_routes,
             *catalogue.routes,
             *fhir_routes,
         ],
@@ -222,8 +216,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         [
             *validate.OPERATIONS,
             *everything.OPERATIONS,
-            *identity_operations,
-            *break_glass_operations,
+            *(op for service in services for op in service.definitions),
         ]
     )
     return app
@@ -242,11 +235,15 @@ def warm_up() -> None:
     capability_statement("")
 
 
-def _validators() -> list[Any]:
-    from .fhir.validation_hook import validators
-    from .identity.sharing import ins_write_rule
+def _routes_of(service: Service, settings: Settings) -> list[BaseRoute]:
+    return [*service.operations, *service.routes(settings)]
 
-    return [*validators(), ins_write_rule]
+
+def _validators(services: list[Service]) -> list[Any]:
+    """The engine's validation, then each service's checks."""
+    from .fhir.validation_hook import validators
+
+    return [*validators(), *(v for service in services for v in service.validators)]
 
 
 def asgi() -> ASGIApp:
@@ -278,13 +275,15 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
         os.environ["SOCLE_PUBLIC_URL"] = f"http://{shown}:{port}"
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # Before any worker exists, so that they all sign and verify with the same key.
-    ensure_signing_key(settings)
+    # Before any worker exists: the keys they must all share (token signing, the
+    # authorisation server's secrets).
+    for service in SERVICES:
+        if service.prepare is not None:
+            service.prepare(settings)
     (settings.data_dir / PUBLIC_URL_FILE).write_text(settings.public_url)
     # Start the embedded database and migrate once here, before any worker process exists;
     # this process keeps the embedded server alive for the workers.
     prepare(resolve_url(settings))
-    ensure_auth_server_keys(settings)  # before the workers: they must all share the keys
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     # uvicorn re-raises the signal it handled once it has shut down; SIGTERM's default action

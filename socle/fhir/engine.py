@@ -28,6 +28,7 @@ from . import budget
 from .access import DIRECT, ENTRY, HISTORY, Access, Touched
 from .datetimes import http_date, now_ms
 from .definitions import definitions
+from .hooks import Hooks
 from .integrity import check_references
 from .json import decode, value_deeper
 from .outcome import FhirError, Issue, bad_request, precondition_failed
@@ -141,6 +142,8 @@ class Engine:
     # Signs paging tokens; the server passes one keyed for the installation (every worker).
     page_tokens: PageTokens = field(default_factory=PageTokens.ephemeral)
     external: dict[str, ExternalType] = field(default_factory=dict)
+    # services' per-type hooks on the generic interactions (socle/fhir/hooks.py)
+    hooks: Hooks = field(default_factory=Hooks)
 
     @property
     def reader(self) -> AsyncConnectionPool:

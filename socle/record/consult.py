@@ -20,7 +20,7 @@ from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, bad_request, not_found
 from ..fhir.rest.http import fhir_response
-from ..fhir.rest.requests import access_of, base_url, engine_of, write_response
+from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.search.query import parse_query
 from ..fhir.storage.binary import content_ref, open_content, with_data
 from ..fhir.storage.content import ContentError, ContentMissing
@@ -98,13 +98,11 @@ async def _referenced(request: Request, binary_id: str) -> bool:
     return bool(result.rows)
 
 
-async def retrieve_document(request: Request) -> Response:
+async def retrieve_document(request: Request, bid: str, vid: str | None) -> Response:
     """ITI-68 (``GET Binary/{id}``, and its versions): the bytes, or the Binary as FHIR JSON
     when the client asks for FHIR."""
     access = access_of(request)
     engine = engine_of(request)
-    bid = request.path_params["id"]
-    vid = request.path_params.get("vid")
     if vid is not None and not vid.isdigit():
         raise bad_request(f"'{vid}' is not a version number")
     if await _referenced(request, bid):
@@ -166,20 +164,8 @@ def _unreadable(bid: str, exc: ContentError) -> FhirError:
     return FhirError.of(500, "exception", f"The content of Binary/{bid} failed its integrity check")
 
 
-async def delete_document(request: Request) -> Response:
-    """DELETE of a document entry: a logical deletion (status entered-in-error) by its author or
-    the author's organisation; the entry, its versions and its content are kept."""
-    rid = request.path_params.get("id")
-    query = request.url.query
-    if rid is None and not query:
-        raise FhirError.of(405, "not-supported", "DELETE needs an id or search criteria")
-    url = f"DocumentReference/{rid}" if rid else f"DocumentReference?{query}"
-    entry = EntryRequest(
-        "PATCH",
-        url,
-        ENTERED_IN_ERROR,
-        if_match=request.headers.get("if-match"),
-        patch_type="json",
-    )
-    responses = await engine_of(request).transaction([entry], access_of(request), "delete")
-    return write_response(request, responses[0], base_url(request))
+def logical_deletion(url: str, if_match: str | None) -> EntryRequest:
+    """DELETE of a document entry: a logical deletion (status entered-in-error), which the
+    record's write rule allows the author or the author's organisation only; the entry, its
+    versions and its content are kept."""
+    return EntryRequest("PATCH", url, ENTERED_IN_ERROR, if_match=if_match, patch_type="json")

@@ -19,13 +19,9 @@ import hashlib
 import uuid
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from ..fhir.engine import EntryRequest
+from ..fhir.engine import Engine, EntryRequest
 from ..fhir.outcome import FhirError, Issue
-from ..fhir.rest.requests import access_of, base_url, engine_of
-from ..fhir.rest.transactions import parse_entries, process_bundle
+from ..fhir.rest.transactions import parse_entries
 from .pdsm import (
     COMPREHENSIVE_BUNDLE,
     FOLDER_CODE,
@@ -217,9 +213,12 @@ def check_provide_bundle(bundle: dict[str, Any]) -> None:
         raise FhirError(422, issues)
 
 
-async def provide_document_bundle(request: Request, bundle: dict[str, Any]) -> Response:
-    """ITI-65: shape checks, then the engine's atomic transaction (the record rule per document)."""
-    engine = engine_of(request)
+def check_provided_bundle(engine: Engine, bundle: Any) -> None:
+    """ITI-65, on any Bundle POSTed to the base: an ITI-65 submission gets its shape checked
+    here, then the engine's atomic transaction (the record rule per document); any other Bundle
+    is left to the generic processing."""
+    if not is_provide_bundle(bundle):
+        return
     if bundle.get("type") == "transaction":  # else check_provide_bundle says what ITI-65 wants
         # the generic shape first (a 400 where it breaks), then the ITI-65 rules (422)
         settings = engine.settings
@@ -231,7 +230,6 @@ async def provide_document_bundle(request: Request, bundle: dict[str, Any]) -> R
             if isinstance(res, dict) and res.get("resourceType") != "Binary":
                 engine.validate(res, f"Bundle.entry[{i}]")
     check_provide_bundle(bundle)
-    return await process_bundle(request, engine, bundle, base_url(request), access_of(request))
 
 
 def is_simplified_publish(resource: Any) -> bool:
@@ -244,6 +242,15 @@ def is_simplified_publish(resource: Any) -> bool:
         isinstance(c, dict) and isinstance(c.get("attachment"), dict) and "data" in c["attachment"]
         for c in contents
     )
+
+
+def simplified_publish(engine: Engine, doc: dict[str, Any]) -> list[EntryRequest] | None:
+    """ITI-105, on a DocumentReference create: the unit of work it becomes, or None for a plain
+    create (no inline content)."""
+    if not is_simplified_publish(doc):
+        return None
+    engine.validate(doc, "")  # R4 types before ITI-105 reads it
+    return simplified_entries(doc)
 
 
 def simplified_entries(doc: dict[str, Any]) -> list[EntryRequest]:

@@ -35,6 +35,23 @@ from .requests import (
 from .searching import search_response
 from .transactions import process_bundle
 
+
+def _guarded(request: Request, rtype: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A type search's parameters as its type's search hook lets them run."""
+    guard = engine_of(request).hooks.of(rtype).search
+    return guard(pairs, access_of(request)) if guard else pairs
+
+
+async def _replaced_delete(request: Request, rtype: str, url: str) -> Response | None:
+    """A DELETE the type's delete hook turns into another write, answered as that write."""
+    rule = engine_of(request).hooks.of(rtype).delete
+    if rule is None:
+        return None
+    entry = rule(url, request.headers.get("if-match"))
+    responses = await engine_of(request).transaction([entry], access_of(request), "delete")
+    return write_response(request, responses[0], base_url(request))
+
+
 # -- handlers -------------------------------------------------------------------------------
 
 
@@ -56,10 +73,15 @@ async def type_root(request: Request) -> Response:
     engine = engine_of(request)
     engine.check_type(rtype)
     if request.method == "GET":
-        return await search_response(request, rtype, query_pairs(request))
+        return await search_response(request, rtype, _guarded(request, rtype, query_pairs(request)))
     query = request.url.query
     if request.method == "POST":
         resource = resource_body(await read_json(request))
+        create = engine.hooks.of(rtype).create
+        unit = create(engine, resource) if create and not query else None
+        if unit is not None:
+            responses = await engine.transaction(unit, access_of(request), "create")
+            return write_response(request, responses[-1], base_url(request))
         entry = EntryRequest(
             "POST",
             f"{rtype}?{query}" if query else rtype,
@@ -78,6 +100,9 @@ async def type_root(request: Request) -> Response:
     if request.method == "DELETE":
         if not query:
             raise FhirError.of(405, "not-supported", "DELETE needs an id or search criteria")
+        replaced = await _replaced_delete(request, rtype, f"{rtype}?{query}")
+        if replaced is not None:
+            return replaced
         res = await one(request, EntryRequest("DELETE", f"{rtype}?{query}"))
         return Response(status_code=204 if res.status == 204 else 200, headers=res.headers())
     if request.method == "PATCH":
@@ -88,9 +113,12 @@ async def type_root(request: Request) -> Response:
 
 
 async def instance(request: Request) -> Response:
-    check_accept(request)
     rtype, rid = request.path_params["rtype"], request.path_params["id"]
     engine = engine_of(request)
+    content = engine.hooks.of(rtype).content
+    if content is not None and request.method in ("GET", "HEAD"):
+        return await content(request, rid, None)  # its own media types: no Accept check here
+    check_accept(request)
     engine.check_type(rtype)
     base = base_url(request)
     if request.method in ("GET", "HEAD"):
@@ -109,6 +137,9 @@ async def instance(request: Request) -> Response:
         )
         return write_response(request, await one(request, entry), base)
     if request.method == "DELETE":
+        replaced = await _replaced_delete(request, rtype, f"{rtype}/{rid}")
+        if replaced is not None:
+            return replaced
         res = await one(
             request,
             EntryRequest("DELETE", f"{rtype}/{rid}", if_match=request.headers.get("if-match")),
@@ -160,11 +191,14 @@ async def _patch(request: Request, url: str) -> Response:
 
 
 async def vread(request: Request) -> Response:
-    check_accept(request)
     rtype, rid = request.path_params["rtype"], request.path_params["id"]
     engine = engine_of(request)
-    engine.check_type(rtype)
     vid = request.path_params["vid"]
+    content = engine.hooks.of(rtype).content
+    if content is not None:
+        return await content(request, rid, vid)
+    check_accept(request)
+    engine.check_type(rtype)
     if not vid.isdigit():
         raise bad_request(f"'{vid}' is not a version number")
     v = await engine.vread(rtype, rid, int(vid), access_of(request))
@@ -205,8 +239,8 @@ async def history(request: Request) -> Response:
     return fhir_response(history_bundle_text(versions, base_url(request), path, kept, next_token))
 
 
-async def search_post(request: Request, pairs: list[tuple[str, str]] | None = None) -> Response:
-    """POST [type]/_search; ``pairs``: the parameters when a service has read them already."""
+async def search_post(request: Request) -> Response:
+    """POST [type]/_search: the query string's parameters and the form's."""
     check_accept(request)
     rtype = request.path_params["rtype"]
     engine_of(request).check_type(rtype)
@@ -215,10 +249,9 @@ async def search_post(request: Request, pairs: list[tuple[str, str]] | None = No
         raise FhirError.of(
             415, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters"
         )
-    if pairs is None:
-        raw = await read_body(request, engine_of(request).settings.max_body_bytes)
-        form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-        pairs = query_pairs(request) + form
+    raw = await read_body(request, engine_of(request).settings.max_body_bytes)
+    form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    pairs = _guarded(request, rtype, query_pairs(request) + form)
     return await search_response(request, rtype, pairs)
 
 
@@ -228,6 +261,8 @@ async def system_root(request: Request) -> Response:
         return await search_response(request, None, query_pairs(request))
     engine = engine_of(request)
     bundle = await read_json(request)
+    for check in engine.hooks.bundle_checks:
+        check(engine, bundle)
     return await process_bundle(request, engine, bundle, base_url(request), access_of(request))
 
 

@@ -27,9 +27,8 @@ class FastRead:
     def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
         self.state = state  # the application's state: the engine lives there once started
-        # Binary: its bytes are streamed from the content store by a route of its own;
         # OperationDefinition: the server's own are served from their declarations
-        self.types = definitions().resource_types - {"Binary", "OperationDefinition"}
+        self.types = definitions().resource_types - {"OperationDefinition"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
@@ -46,7 +45,12 @@ class FastRead:
                 await self.app(scope, receive, send)
                 return
         engine = getattr(self.state, "engine", None)
-        if engine is None or scope.get(ACCESS_KEY) is None:
+        if (
+            engine is None
+            or scope.get(ACCESS_KEY) is None
+            # a type whose reads a service serves itself (Binary: the document's bytes)
+            or engine.hooks.of(m.group(1)).content is not None
+        ):
             await self.app(scope, receive, send)
             return
         try:

@@ -10,15 +10,8 @@ from ..definitions import definitions
 from ..outcome import FhirError, Issue, operation_outcome
 from ..search.query import Filter, parse_query
 from .bundles import search_bundle_text
-from .http import check_accept, fhir_response, prefer_strict
+from .http import fhir_response, prefer_strict
 from .requests import access_of, base_url, engine_of
-
-
-async def search_type(request: Request, rtype: str, pairs: list[tuple[str, str]]) -> Response:
-    """A type search with these parameters (services that adapt a query before it runs)."""
-    check_accept(request)
-    engine_of(request).check_type(rtype)
-    return await search_response(request, rtype, pairs)
 
 
 async def search_response(

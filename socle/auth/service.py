@@ -1,0 +1,67 @@
+"""The security service: the authorisation server's endpoints and break-glass, the audit trail
+(served as AuditEvents, appended through a sink, sealed in a hash chain) and the watch on
+revoked tokens."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from ..contract import Runtime, Service
+from ..fhir.engine import Engine
+from .audit_store import AuditSink, sealer
+from .audit_trail import AuditTrail
+from .break_glass import OPERATIONS as BREAK_GLASS
+from .break_glass import routes as break_glass_routes
+from .enforcement import AuditServices
+from .middleware import AUDIT_KEY
+from .revocation import watch_revocations
+from .server import auth_routes, ensure_auth_server_keys
+
+
+def install(engine: Engine) -> None:
+    """The audit trail is not in the resource table: the engine delegates AuditEvent to it."""
+    engine.external["AuditEvent"] = AuditTrail()
+
+
+@contextlib.asynccontextmanager
+async def _audit_sink(runtime: Runtime) -> AsyncIterator[None]:
+    """The worker's audit sink: every audited request appends through it; flushed at shut-down."""
+    sink = AuditSink(runtime.engine.pool)
+    sink.start()
+    setattr(runtime.state, AUDIT_KEY, AuditServices(sink))
+    try:
+        yield
+    finally:
+        await sink.stop()
+
+
+async def _seal(runtime: Runtime) -> None:
+    await sealer(runtime.engine.pool, runtime.settings.data_dir)
+
+
+async def _watch_revocations(runtime: Runtime) -> None:
+    every = runtime.settings.revocation_refresh_ms / 1000
+    await watch_revocations(runtime.database_url, runtime.engine.pool, every)
+
+
+service = Service(
+    name="security",
+    operations=break_glass_routes,
+    definitions=BREAK_GLASS,
+    routes=auth_routes,
+    prepare=ensure_auth_server_keys,  # the token signing key and the server's secrets
+    install=install,
+    lifespan=_audit_sink,
+    background=[_seal, _watch_revocations],
+    settings=(
+        "SOCLE_SIGNING_KEY_FILE",
+        "SOCLE_TRUSTED_ISSUERS_FILE",
+        "SOCLE_TOKEN_LIFETIME",
+        "SOCLE_CORS_ORIGINS",
+        "SOCLE_REVOCATION_REFRESH_MS",
+        "SOCLE_AUTH_SECRETS_FILE",
+        "SOCLE_AUDIT_ANCHOR_COPY",
+        "SOCLE_DOCUMENT_MATRIX_FILE",
+    ),
+)

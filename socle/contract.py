@@ -1,0 +1,82 @@
+"""The service contract: what a service package declares about itself. `socle/server.py` builds
+the application from the ordered list in `socle/services.py`; no service is wired by hand.
+
+A service adds HTTP routes and FHIR operations, rules and hooks on the engine (the engine
+imports no service: they are registered here, at start-up), work kept for a worker's life and
+background tasks, and its contribution to the CapabilityStatement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import State
+from starlette.routing import BaseRoute
+
+from .config import Settings
+from .fhir.engine import Engine, Validator
+from .fhir.operations.kit import Operation
+from .fhir.rest.capability import register_conformance
+
+
+@dataclass(frozen=True)
+class Conformance:
+    """What a service implements, as the CapabilityStatement says it: the capability statements
+    it instantiates (e.g. the PDSm actors), its implementation guides, per type the profiles it
+    checks and a note for integrators."""
+
+    instantiates: Sequence[str] = ()
+    guides: Sequence[str] = ()
+    profiles: dict[str, list[str]] = field(default_factory=dict)
+    documentation: dict[str, str] = field(default_factory=dict)
+
+    def register(self) -> None:
+        register_conformance(
+            list(self.instantiates), list(self.guides), self.profiles, self.documentation
+        )
+
+
+@dataclass
+class Runtime:
+    """What a service's start-up and background work get from the worker running it."""
+
+    engine: Engine
+    settings: Settings
+    database_url: str
+    state: State  # the application's state: what the middleware reads (e.g. the audit sink)
+
+
+Task = Callable[[Runtime], Coroutine[Any, Any, None]]
+Lifespan = Callable[[Runtime], AbstractAsyncContextManager[None]]
+
+
+def _no_routes(settings: Settings) -> Sequence[BaseRoute]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    # FHIR operations (``$name``): matched before the generic interactions, whose patterns
+    # (``/fhir/{rtype}/{id}``) would otherwise take them
+    operations: Sequence[BaseRoute] = ()
+    # their declarations: served as OperationDefinitions and listed in the CapabilityStatement
+    definitions: Sequence[Operation] = ()
+    # other HTTP endpoints (e.g. the authorisation server's), which may depend on settings
+    routes: Callable[[Settings], Sequence[BaseRoute]] = _no_routes
+    # once per `socle serve`, before any worker exists (e.g. keys every worker must share)
+    prepare: Callable[[Settings], None] | None = None
+    # checks on every resource written (after the engine's own validation)
+    validators: Sequence[Validator] = ()
+    # registers the service's write rules, per-type hooks and external types on the engine
+    install: Callable[[Engine], None] | None = None
+    # entered once per worker before it takes traffic, left at shut-down
+    lifespan: Lifespan | None = None
+    # tasks run for the worker's life, cancelled at shut-down
+    background: Sequence[Task] = ()
+    conformance: Conformance | None = None
+    # the environment variables it reads, for operators and the configuration's documentation
+    settings: Sequence[str] = ()

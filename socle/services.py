@@ -1,0 +1,11 @@
+"""The services the application is built from, in order (`socle/contract.py` says what each
+declares). Adding a service: its package with a `service.py`, and one line here."""
+
+from __future__ import annotations
+
+from .auth.service import service as security
+from .contract import Service
+from .identity.service import service as identity
+from .record.service import service as record
+
+SERVICES: list[Service] = [security, identity, record]
