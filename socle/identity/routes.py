@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from .lookup import ins_lookup
 from .merge import merge_operation, unmerge_operation
-from .operations import ins_lookup, ins_qualify
+from .qualify import ins_qualify
 from .worklist import dismiss_operation, duplicates_operation
 
 routes = [

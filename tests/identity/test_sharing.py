@@ -10,7 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from socle.fhir.outcome import FhirError
-from socle.identity.operations import parse_lookup, parse_qualify
+from socle.identity.lookup import parse_lookup
+from socle.identity.qualify import parse_qualify
 from socle.identity.sharing import ins_write_rule, may_reference_by_ins
 from socle.identity.status import Event
 from socle.identity.traits import BIRTH_LIST_GIVEN_URL, BIRTH_PLACE_URL, RELIABILITY_URL, Ins
