@@ -1,4 +1,4 @@
-"""Benchmark of the synthetic-region generator (issue 8).
+"""Benchmark of the synthetic-region generator.
 
     .venv/bin/python bench/generate.py --patients 2000 [--seed 1] [--write DIR]
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/identity.py [--insi 1000000] [--scan 100000] [--queries 20000]
 
-Prints one JSON object. The populations come from the region generator's own helpers
+Prints one JSON object. The populations come from the region generator's own functions
 (`socle.region.people.make_person`, `mistyped`, `patient_resource`), without the care events, so
 1M identities build in well under a minute:
 

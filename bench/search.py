@@ -4,7 +4,7 @@
                                      [--duration 15] [--database-url URL] [--workers 2]
 
 Loads the synthetic region through the API (transaction Bundles), measures a mixed load of the
-typical searches of issue 4 at the small size, keeps loading to the large size, measures again,
+typical searches at the small size, keeps loading to the large size, measures again,
 and prints JSON: per-query p50/p95/p99, mixed throughput, and whether each plan uses indexes.
 
 Every search is audited (one audit record per search naming every patient it disclosed):

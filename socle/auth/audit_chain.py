@@ -25,7 +25,7 @@ sequence number belongs).
 A hash chain alone cannot detect a suffix rewritten from some point on with recomputed hashes, nor
 the removal of the last records: pass the **head** (last sequence number and hash), stored apart
 from the records (and ideally signed or copied off-site periodically), as ``head``. Appends must
-be serialised (one writer, or a lock on the chain's head row): the lead's storage layer.
+be serialised (one writer, or a lock on the chain's head row): the audit store's job.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ professional the patient gave the same rights); ``MASQUE_PSOCIAL`` hidden from s
 professionals; ``INVISIBLE_PATIENT`` hidden from the patient (and representatives);
 ``INVISIBLE_REPRESENTANTS_LEGAUX`` hidden from legal representatives.
 
-**Contract with the engine (the lead turns a Decision into SQL):**
+**Contract with the engine (`socle.auth.enforcement` turns a Decision into SQL):**
 
 ``decide()`` is called once per (resource type, interaction) the request touches: the primary
 interaction, each ``_include``/``_revinclude`` target type (interaction ``read``), each type of a
@@ -44,7 +44,7 @@ into every query on the resource table:
   ``compartment IN (<patients the principal has a relationship of one of
   filters.relationship_kinds with, minus the patients who blocked the principal or oppose
   access>)`` — a subquery over CareTeam / Encounter / EpisodeOfCare / Consent / break-glass
-  grants that the lead writes; ``break_glass`` in the kinds means *active, unexpired* grants.
+  grants that the enforcement writes; ``break_glass`` in the kinds means *active, unexpired* grants.
 * ``resource_types``: None or ``rtype = ANY(:types)``.
 * ``organization``: ``<owning organisation of the row> = :organization``.
 * ``hidden_labels``: exclude rows whose ``meta.security`` has one of these codes
@@ -55,11 +55,12 @@ into every query on the resource table:
   statistics operations); never a resource.
 
 ``relationship`` describes the principal ↔ ``request.patient`` link (or the token's launch patient
-when the request names none and only ``patient/`` scopes apply); the lead computes it from the
-database (:func:`controls_from_consents` maps the patient's Consent resources to its flags). A
-missing relationship means "none". ``needs_audit`` → write an AuditEvent (allowed *and* denied);
-``notify_patient`` → tell the patient (break-glass); ``break_glass_grant`` → persist the new
-grant (its expiry bounds later accesses without a new reason).
+when the request names none and only ``patient/`` scopes apply); `socle.auth.enforcement`
+computes it from the database (:func:`controls_from_consents` maps the patient's Consent
+resources to its flags). A missing relationship means "none". ``needs_audit`` → write an
+AuditEvent (allowed *and* denied); ``notify_patient`` → tell the patient (break-glass);
+``break_glass_grant`` → persist the new grant (its expiry bounds later accesses without a new
+reason).
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ class BreakGlass:
 
 @dataclass(frozen=True)
 class Relationship:
-    """The facts linking the principal to one patient (computed by the lead from the database)."""
+    """The facts linking the principal to one patient (computed from the database)."""
 
     patient: str
     care_team: bool = False  # member of one of the patient's CareTeams

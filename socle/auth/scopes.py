@@ -9,8 +9,8 @@ A resource scope is ``<context>/<ResourceType|*>.<permissions>``:
 * v1 forms are mapped to v2: ``read`` → ``rs``, ``write`` → ``cud``, ``*`` → ``cruds``;
 * v2 search restrictions (``patient/Observation.rs?category=laboratory``) are parsed and kept in
   :attr:`Scope.restriction` but **not enforced** (noted in :attr:`Scope.note`): a restricted
-  scope currently grants its whole resource type. The lead may either enforce them (add the
-  query as a search criterion) or refuse such scopes at the authorisation server.
+  scope currently grants its whole resource type. Socle's authorisation server grants no
+  restricted scope (`socle.auth.server.scope_grant.within`).
 
 Anything else (``openid``, ``fhirUser``, ``launch/patient``, ``offline_access``, PSC's
 ``scope_all``…) is not a resource scope and grants no data access. A malformed resource scope

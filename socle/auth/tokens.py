@@ -81,7 +81,7 @@ class InvalidToken(Exception):
         self.reason = reason
 
 
-# The reasons, a fixed vocabulary (tests and the lead's mapping rely on them).
+# The reasons, a fixed vocabulary (tests and the 401 answers rely on them).
 R_MISSING = "missing bearer token"
 R_MALFORMED = "malformed token"
 R_TOO_LARGE = "token too large"

@@ -236,7 +236,7 @@ def transition(
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One attempted status move (the lead maps it to a FHIR AuditEvent / Provenance)."""
+    """One attempted status move (for the caller to record as a FHIR AuditEvent / Provenance)."""
 
     patient: str
     event: str

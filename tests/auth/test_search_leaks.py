@@ -118,7 +118,7 @@ def _searches(w: World) -> list[tuple[str, Crit]]:
     any_pat = leaf("name", "Pat", _family("Pat"))
     in_list = leaf("code", f"{LOINC}|{w.list_code}", _code(w.list_code))
     return [
-        # the probes of the issue: a member's value, through one's own observation
+        # the leak's first probes: a member's value, through one's own observation
         ("Observation", chain("has-member", "hasMember", "Observation", over_51)),
         ("Observation", chain("has-member", "hasMember", "Observation", heart, typed=False)),
         ("Observation", chain("has-member", "hasMember", "Observation", composite)),

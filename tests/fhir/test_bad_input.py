@@ -100,7 +100,7 @@ def test_bad_search_values(client):
 
 @st.composite
 def raw_bodies(draw: st.DrawFn, rtype: str) -> bytes:
-    """JSON text, then maybe one of the classes that answered 500 once (issue 14): bytes that
+    """JSON text, then maybe one of the classes that answered 500 once: bytes that
     are not UTF-8, nesting a thousand levels deep, numbers beyond a double."""
     body = draw(json_values)
     if isinstance(body, dict) and rtype != "Bundle":
@@ -223,7 +223,7 @@ def test_nul_character_is_a_client_error(client):
     assert client.get("/Patient", params={"family": "A\u0000"}).status_code == 400
 
 
-# -- issue 14: classes of input that answered 500, each a 4xx on a connection that stays up ---
+# -- classes of input that once answered 500, each a 4xx on a connection that stays up -----
 
 
 def connection_of(r: httpx.Response) -> object:
@@ -244,8 +244,8 @@ def deep_array(levels: int) -> str:
 
 
 def test_refusals_keep_the_connection(client):
-    """Every class of issue 14 is a 4xx OperationOutcome, and the keep-alive connection that
-    carried it serves the next request."""
+    """Every class of input that once answered 500 is a 4xx OperationOutcome, and the keep-alive
+    connection that carried it serves the next request."""
     pid = create(client, patient())["id"]
     deep_patient = json.dumps({**patient(), "extension": [nested_extension(200)]})
     json_patch = {"Content-Type": "application/json-patch+json"}
@@ -542,7 +542,7 @@ def test_fuzzed_operation_parameters_never_500(client, fuzz_patient, path, data)
 
 
 def test_ins_lookup_with_a_malformed_patient_is_a_400(client):
-    """Issue 15: a Patient parameter whose used name's `given` is an object was a KeyError in
+    """A Patient parameter whose used name's `given` is an object was a KeyError in
     the traits reading (a 500, then a closed connection); R4 validation now says where."""
     patient_param = {
         "resourceType": "Patient",

@@ -1,4 +1,5 @@
-"""Search as the engine uses it (conditional operations, clients); issue 4 extends this."""
+"""Search as the engine uses it (conditional operations, clients); the search tests
+extend this."""
 
 from __future__ import annotations
 

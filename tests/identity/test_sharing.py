@@ -160,7 +160,7 @@ parameter = st.builds(lambda n, k, v: {"name": n, k: v}, names, value_keys, json
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(parameter, max_size=6))
-@example(  # issue 15: a used name whose `given` is an object was a KeyError (a 500 over HTTP)
+@example(  # a used name whose `given` is an object was a KeyError (a 500 over HTTP)
     [
         {
             "name": "patient",

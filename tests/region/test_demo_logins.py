@@ -1,5 +1,5 @@
 """The demo is a region people can log into: every login its banner prints works and sees what
-the access rules give it (issue 15)."""
+the access rules give it."""
 
 from __future__ import annotations
 

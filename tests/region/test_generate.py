@@ -1,4 +1,4 @@
-"""The synthetic region (issue 8): identities, codes, determinism, references, duplicates."""
+"""The synthetic region: identities, codes, determinism, references, duplicates."""
 
 from __future__ import annotations
 
