@@ -67,6 +67,17 @@ def fresh_database(
             shutil.rmtree(data_dir, ignore_errors=True)  # server logs only
 
 
+def server_url_of(db: Database) -> str:
+    """The URL of the PostgreSQL `db` lives on, the embedded one included (joined by this
+    process): `fresh_database(server_url_of(db))` gives a test a database of its own without
+    the initdb and start of another embedded PostgreSQL."""
+    if db.url:
+        return db.url
+    from .database import embedded_url
+
+    return embedded_url(db.data_dir)
+
+
 @dataclass
 class ServerProcess:
     base: str  # http://127.0.0.1:port
