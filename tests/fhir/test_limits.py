@@ -4,7 +4,6 @@ long limits and a short shutdown grace for disconnects and SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import time
@@ -19,6 +18,7 @@ from socle.testing import (
     ServerProcess,
     auth_headers,
     fresh_database,
+    server_url_of,
     start_server,
     stop_server,
 )
@@ -42,9 +42,9 @@ SLOW_BATCH = {
 
 
 @pytest.fixture(scope="module")
-def db() -> Iterator[Database]:
-    with fresh_database(os.environ.get("DATABASE_URL")) as database:
-        yield database
+def db(database: Database) -> Iterator[Database]:
+    with fresh_database(server_url_of(database)) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,15 @@ from socle.auth.server.totp import totp
 from socle.auth.tokens import IssuerConfig, Role, TokenVerifier
 from socle.config import Settings
 from socle.database import release_embedded, resolve_url
-from socle.testing import ROOT, Database, ServerProcess, free_port, fresh_database, start_server
+from socle.testing import (
+    ROOT,
+    Database,
+    ServerProcess,
+    free_port,
+    fresh_database,
+    server_url_of,
+    start_server,
+)
 from socle.testing import stop_server as stop
 
 from .helpers import (
@@ -69,8 +77,8 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    with fresh_database(os.environ.get("DATABASE_URL")) as db:
+def env(database: Database) -> Iterator[Env]:
+    with fresh_database(server_url_of(database)) as db:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = start_server(db, port=port, extra_env={"SOCLE_PUBLIC_URL": base})
