@@ -67,15 +67,20 @@ def fresh_database(
             shutil.rmtree(data_dir, ignore_errors=True)  # server logs only
 
 
-def server_url_of(db: Database) -> str:
-    """The URL of the PostgreSQL `db` lives on, the embedded one included (joined by this
-    process): `fresh_database(server_url_of(db))` gives a test a database of its own without
-    the initdb and start of another embedded PostgreSQL."""
+def _server_url_of(db: Database) -> str:
     if db.url:
         return db.url
     from .database import embedded_url
 
-    return embedded_url(db.data_dir)
+    return embedded_url(db.data_dir)  # joined by this process
+
+
+@contextmanager
+def database_beside(db: Database, prefix: str = "socle_test") -> Iterator[Database]:
+    """A new database on the PostgreSQL `db` lives on, the embedded one included: a test gets
+    a database of its own without the initdb and start of another embedded PostgreSQL."""
+    with fresh_database(_server_url_of(db), prefix) as new:
+        yield new
 
 
 @dataclass

@@ -23,8 +23,7 @@ from socle.testing import (
     ROOT,
     ServerProcess,
     auth_headers,
-    fresh_database,
-    server_url_of,
+    database_beside,
     start_server,
     stop_server,
 )
@@ -35,7 +34,7 @@ from ..fhir.helpers import observation, patient
 @contextmanager
 def _server_of_its_own(database) -> Iterator[ServerProcess]:
     # a database of its own on the session's PostgreSQL: no other embedded PostgreSQL to start
-    with fresh_database(server_url_of(database), prefix="socle_audit") as db:
+    with database_beside(database, prefix="socle_audit") as db:
         srv = start_server(db)
         try:
             yield srv

@@ -17,8 +17,7 @@ from socle.testing import (
     Database,
     ServerProcess,
     auth_headers,
-    fresh_database,
-    server_url_of,
+    database_beside,
     start_server,
     stop_server,
 )
@@ -42,8 +41,8 @@ SLOW_BATCH = {
 
 
 @pytest.fixture(scope="module")
-def db(database: Database) -> Iterator[Database]:
-    with fresh_database(server_url_of(database)) as own:
+def db(database) -> Iterator[Database]:
+    with database_beside(database) as own:
         yield own
 
 

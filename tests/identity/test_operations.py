@@ -22,15 +22,7 @@ from socle.identity.traits import (
     RELIABILITY_URL,
     Ins,
 )
-from socle.testing import (
-    Database,
-    ServerProcess,
-    fresh_database,
-    server_url_of,
-    start_server,
-    stop_server,
-    token_for,
-)
+from socle.testing import ServerProcess, database_beside, start_server, stop_server, token_for
 
 CS_STATUS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status"
 CELL_SCOPE = "openid fhirUser user/*.cruds socle/identitovigilance"
@@ -38,8 +30,8 @@ RPPS = "10003461033"
 
 
 @pytest.fixture(scope="module")
-def server(database: Database) -> Iterator[ServerProcess]:
-    with fresh_database(server_url_of(database), prefix="socle_identity") as db:
+def server(database) -> Iterator[ServerProcess]:
+    with database_beside(database, prefix="socle_identity") as db:
         srv = start_server(db, extra_env={"SOCLE_IDENTITY_WATCH_SECONDS": "0.5"})
         try:
             yield srv

@@ -26,16 +26,7 @@ from socle.database import resolve_url
 from socle.region.demo import MARKER, banner, load_region
 from socle.region.generate import iter_resources
 from socle.region.logins import LOGINS_FILE, choose, prepare
-from socle.testing import (
-    ROOT,
-    Database,
-    ServerProcess,
-    fresh_database,
-    server_url_of,
-    start_server,
-    stop_server,
-    token_for,
-)
+from socle.testing import ROOT, ServerProcess, database_beside, start_server, stop_server, token_for
 from tests.auth.server.helpers import (
     JWT_BEARER,
     approve_consent,
@@ -84,8 +75,8 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(database: Database) -> Iterator[Demo]:
-    with fresh_database(server_url_of(database)) as db:
+def demo(database) -> Iterator[Demo]:
+    with database_beside(database) as db:
         server = start_server(db)
         try:
             load_region(server.fhir, PATIENTS, SEED, Console(quiet=True), token_for(server))
