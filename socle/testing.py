@@ -137,6 +137,25 @@ def start_server(
     raise RuntimeError(f"server did not become ready: {log.read_text()[-3000:]}")
 
 
+def run_socle(
+    db: Database, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`socle ARGS…` in a subprocess on a test database: its server's URL when it has one
+    (never the caller's DATABASE_URL); output captured as text."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if db.url:
+        env["DATABASE_URL"] = db.url
+    env.update(extra_env or {})
+    return subprocess.run(  # noqa: S603 - our own interpreter and CLI
+        [sys.executable, "-m", "socle.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def token_for(
     server: ServerProcess, principal: str = "operator", scope: str | None = None, **claims: object
 ) -> str:

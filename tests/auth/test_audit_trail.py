@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,10 +18,10 @@ import pytest
 from socle.config import Settings
 from socle.database import resolve_url
 from socle.testing import (
-    ROOT,
     ServerProcess,
     auth_headers,
     database_beside,
+    run_socle,
     start_server,
     stop_server,
 )
@@ -57,18 +55,8 @@ def intact(database):
 
 
 def _verify(server) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["SOCLE_DATA_DIR"] = str(server.database.data_dir)
-    if server.database.url:
-        env["DATABASE_URL"] = server.database.url
-    return subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "socle.cli", "audit", "verify"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    data_dir = {"SOCLE_DATA_DIR": str(server.database.data_dir)}
+    return run_socle(server.database, "audit", "verify", extra_env=data_dir, timeout=120)
 
 
 def _conn(server) -> psycopg.Connection:
