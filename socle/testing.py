@@ -67,6 +67,22 @@ def fresh_database(
             shutil.rmtree(data_dir, ignore_errors=True)  # server logs only
 
 
+def _server_url_of(db: Database) -> str:
+    if db.url:
+        return db.url
+    from .database import embedded_url
+
+    return embedded_url(db.data_dir)  # joined by this process
+
+
+@contextmanager
+def database_beside(db: Database, prefix: str = "socle_test") -> Iterator[Database]:
+    """A new database on the PostgreSQL `db` lives on, the embedded one included: a test gets
+    a database of its own without the initdb and start of another embedded PostgreSQL."""
+    with fresh_database(_server_url_of(db), prefix) as new:
+        yield new
+
+
 @dataclass
 class ServerProcess:
     base: str  # http://127.0.0.1:port
@@ -119,6 +135,25 @@ def start_server(
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"server did not become ready: {log.read_text()[-3000:]}")
+
+
+def run_socle(
+    db: Database, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`socle ARGS…` in a subprocess on a test database: its server's URL when it has one
+    (never the caller's DATABASE_URL); output captured as text."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if db.url:
+        env["DATABASE_URL"] = db.url
+    env.update(extra_env or {})
+    return subprocess.run(  # noqa: S603 - our own interpreter and CLI
+        [sys.executable, "-m", "socle.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def token_for(

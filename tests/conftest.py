@@ -2,6 +2,9 @@
 
 Without DATABASE_URL the server runs on the embedded PostgreSQL in a fresh data dir; with
 DATABASE_URL (a server, e.g. the local PostgreSQL 15) the session gets a database of its own.
+
+Every test that needs a server or a database is marked `integration` here, from what it asks
+for, so `pytest -m "not integration"` runs the pure unit tests alone, in seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import httpx
 import pytest
 from hypothesis import settings
 
+from socle import testing
 from socle.testing import (
     Database,
     ServerProcess,
@@ -34,6 +38,25 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+# The fixtures that bring a real database (and the server on it), and the functions of
+# socle.testing that start one outside them.
+INTEGRATION_FIXTURES = frozenset({"database", "server", "client"})
+INTEGRATION_STARTERS = (testing.fresh_database, testing.start_server)
+
+
+def needs_a_database(item: pytest.Item) -> bool:
+    if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    module = getattr(item, "module", None)
+    names = vars(module).values() if module is not None else ()
+    return any(value is starter for value in names for starter in INTEGRATION_STARTERS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_a_database(item):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

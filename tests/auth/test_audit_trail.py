@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import psycopg
@@ -17,15 +17,22 @@ import pytest
 
 from socle.config import Settings
 from socle.database import resolve_url
-from socle.testing import ROOT, auth_headers, fresh_database, start_server, stop_server
+from socle.testing import (
+    ServerProcess,
+    auth_headers,
+    database_beside,
+    run_socle,
+    start_server,
+    stop_server,
+)
 
 from ..fhir.helpers import observation, patient
 
 
-@pytest.fixture()
-def own(database):
-    """A server on a database of its own: these tests alter the audit tables."""
-    with fresh_database(os.environ.get("DATABASE_URL"), prefix="socle_audit") as db:
+@contextmanager
+def _server_of_its_own(database) -> Iterator[ServerProcess]:
+    # a database of its own on the session's PostgreSQL: no other embedded PostgreSQL to start
+    with database_beside(database, prefix="socle_audit") as db:
         srv = start_server(db)
         try:
             yield srv
@@ -33,19 +40,23 @@ def own(database):
             stop_server(srv)
 
 
+@pytest.fixture()
+def own(database):
+    """A server on a database of its own: these tests alter the audit tables."""
+    with _server_of_its_own(database) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def intact(database):
+    """One server for the tests that only add to the trail: nobody tampers with its chain."""
+    with _server_of_its_own(database) as srv:
+        yield srv
+
+
 def _verify(server) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["SOCLE_DATA_DIR"] = str(server.database.data_dir)
-    if server.database.url:
-        env["DATABASE_URL"] = server.database.url
-    return subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "socle.cli", "audit", "verify"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    data_dir = {"SOCLE_DATA_DIR": str(server.database.data_dir)}
+    return run_socle(server.database, "audit", "verify", extra_env=data_dir, timeout=120)
 
 
 def _conn(server) -> psycopg.Connection:
@@ -65,12 +76,12 @@ def _activity(server) -> str:
     return pid
 
 
-def test_every_access_is_recorded_and_the_chain_verifies(own):
-    pid = _activity(own)
-    r = _verify(own)
+def test_every_access_is_recorded_and_the_chain_verifies(intact):
+    pid = _activity(intact)
+    r = _verify(intact)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "intact" in r.stdout
-    with httpx.Client(base_url=own.fhir, headers=auth_headers(own), timeout=30) as c:
+    with httpx.Client(base_url=intact.fhir, headers=auth_headers(intact), timeout=30) as c:
         events = c.get("/AuditEvent", params={"patient": pid, "_count": 100}).json()["entry"]
     kinds = {e["resource"]["subtype"][0]["code"] for e in events}
     assert {"create", "read", "search-type", "operation"} <= kinds
@@ -124,16 +135,16 @@ def _anchors(server) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_anchors_are_appended_as_the_head_moves(own):
-    _activity(own)
-    assert _verify(own).returncode == 0
-    first = _anchors(own)
-    with _conn(own) as conn:
+def test_anchors_are_appended_as_the_head_moves(intact):
+    _activity(intact)
+    assert _verify(intact).returncode == 0
+    first = _anchors(intact)
+    with _conn(intact) as conn:
         head = conn.execute("SELECT seq, hash FROM audit_head").fetchone()
     assert (first[-1]["seq"], first[-1]["hash"]) == (head[0], head[1])
-    _activity(own)
-    assert _verify(own).returncode == 0
-    anchors = _anchors(own)
+    _activity(intact)
+    assert _verify(intact).returncode == 0
+    anchors = _anchors(intact)
     assert anchors[: len(first)] == first  # append-only: earlier anchors untouched
     seqs = [a["seq"] for a in anchors]
     assert seqs == sorted(seqs) and seqs[-1] > first[-1]["seq"]
@@ -223,17 +234,17 @@ def test_acknowledged_requests_keep_their_audit_record_after_kill_9(own):
         stop_server(restarted)
 
 
-def test_a_search_is_one_record_naming_every_patient_and_each_sees_only_himself(own):
-    with httpx.Client(base_url=own.fhir, headers=auth_headers(own), timeout=30) as c:
+def test_a_search_is_one_record_naming_every_patient_and_each_sees_only_himself(intact):
+    with httpx.Client(base_url=intact.fhir, headers=auth_headers(intact), timeout=30) as c:
         a = c.post("/Patient", json=patient()).json()["id"]
         b = c.post("/Patient", json=patient()).json()["id"]
         oa = c.post("/Observation", json=observation(f"Patient/{a}")).json()["id"]
         ob = c.post("/Observation", json=observation(f"Patient/{b}")).json()["id"]
-        with _conn(own) as conn:
+        with _conn(intact) as conn:
             before = conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
         r = c.get("/Observation", params={"_id": f"{oa},{ob}"})
         assert r.status_code == 200 and len(r.json()["entry"]) == 2
-        with _conn(own) as conn:
+        with _conn(intact) as conn:
             after = conn.execute(
                 "SELECT audit_id, patients, event FROM audit_log ORDER BY ord DESC LIMIT 1"
             ).fetchone()
@@ -252,7 +263,7 @@ def test_a_search_is_one_record_naming_every_patient_and_each_sees_only_himself(
         assert audit_id in {e["resource"]["id"] for e in found["entry"]}
     for me, other, mine, theirs in ((a, b, oa, ob), (b, a, ob, oa)):
         with httpx.Client(
-            base_url=own.fhir, headers=auth_headers(own, f"patient:{me}"), timeout=30
+            base_url=intact.fhir, headers=auth_headers(intact, f"patient:{me}"), timeout=30
         ) as c:
             history = c.get("/AuditEvent", params={"patient": me, "_count": 100})
             assert history.status_code == 200, history.text
@@ -269,12 +280,12 @@ def test_a_search_is_one_record_naming_every_patient_and_each_sees_only_himself(
             )
 
 
-def test_audit_event_searches(own):
-    pid = _activity(own)
+def test_audit_event_searches(intact):
+    pid = _activity(intact)
     time.sleep(0.01)
     # the searches below are audited too (the operator reads the trail): look before them
     cut = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    with httpx.Client(base_url=own.fhir, headers=auth_headers(own), timeout=30) as c:
+    with httpx.Client(base_url=intact.fhir, headers=auth_headers(intact), timeout=30) as c:
 
         def found(**params) -> list[dict]:
             query = [("patient", pid), ("date", f"lt{cut}"), ("_count", "100")]
@@ -317,10 +328,10 @@ def test_audit_event_searches(own):
         assert c.get("/AuditEvent", params={"entity-name": "x"}).status_code == 400
 
 
-def test_sealing_reads_only_the_new_rows(own):
+def test_sealing_reads_only_the_new_rows(intact):
     """The sealer's query goes through the partial index of unsealed rows, even with statistics
     taken while every row was unsealed (the old join then walked every resource)."""
-    with _conn(own) as conn:
+    with _conn(intact) as conn:
         conn.execute(
             "INSERT INTO audit_log (audit_id, recorded, action, outcome, subtype, patients, "
             "agents, event) SELECT 'bulk-' || g, now(), 'R', '0', 'read', ARRAY['p' || g % 50], "
@@ -328,9 +339,9 @@ def test_sealing_reads_only_the_new_rows(own):
             "FROM generate_series(1, 20000) g"
         )
         conn.execute("ANALYZE audit_log")  # every row unsealed in the statistics
-    r = _verify(own)  # seals the 20,000 rows
+    r = _verify(intact)  # seals the 20,000 rows
     assert r.returncode == 0, r.stdout + r.stderr
-    with _conn(own) as conn:
+    with _conn(intact) as conn:
         plan = conn.execute(
             "EXPLAIN (FORMAT JSON) SELECT ord, event FROM audit_log WHERE seq IS NULL "
             "ORDER BY ord LIMIT 5000"

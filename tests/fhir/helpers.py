@@ -124,3 +124,37 @@ def mutated(draw: st.DrawFn, value: Any) -> Any:
         node = node[key]
     node[path[-1]] = draw(json_values)
     return out
+
+
+def patch_operation(
+    kind: str,
+    path: str,
+    *,
+    name: str | None = None,
+    index: int | None = None,
+    value: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One operation of a FHIRPath Patch; ``value`` is typed: ``{"valueDate": "1930-01-01"}``."""
+    parts: list[dict[str, Any]] = [
+        {"name": "type", "valueCode": kind},
+        {"name": "path", "valueString": path},
+    ]
+    if name is not None:
+        parts.append({"name": "name", "valueString": name})
+    if index is not None:
+        parts.append({"name": "index", "valueInteger": index})
+    if value is not None:
+        parts.append({"name": "value", **value})
+    return {"name": "operation", "part": parts}
+
+
+def fhirpath_patch(*operations: dict[str, Any]) -> dict[str, Any]:
+    """The Parameters of a FHIRPath Patch; starts with a replace and an add on a Patient."""
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            patch_operation("replace", "Patient.birthDate", value={"valueDate": "1930-01-01"}),
+            patch_operation("add", "Patient", name="active", value={"valueBoolean": True}),
+            *operations,
+        ],
+    }

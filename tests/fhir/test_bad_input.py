@@ -16,7 +16,17 @@ from hypothesis import strategies as st
 from socle.fhir.json import value_deeper
 from socle.testing import auth_headers
 
-from .helpers import assert_outcome, create, json_values, mutated, observation, patient, unique
+from .helpers import (
+    assert_outcome,
+    create,
+    fhirpath_patch,
+    json_values,
+    mutated,
+    observation,
+    patch_operation,
+    patient,
+    unique,
+)
 
 
 def test_malformed_json(client):
@@ -592,37 +602,9 @@ def test_fuzzed_bundle_entries_never_500(client, kind, entries):
             assert not entry["response"]["status"].startswith("5"), entry
 
 
-FHIRPATH_PATCH = {
-    "resourceType": "Parameters",
-    "parameter": [
-        {
-            "name": "operation",
-            "part": [
-                {"name": "type", "valueCode": "replace"},
-                {"name": "path", "valueString": "Patient.birthDate"},
-                {"name": "value", "valueDate": "1930-01-01"},
-            ],
-        },
-        {
-            "name": "operation",
-            "part": [
-                {"name": "type", "valueCode": "add"},
-                {"name": "path", "valueString": "Patient"},
-                {"name": "name", "valueString": "active"},
-                {"name": "value", "valueBoolean": True},
-            ],
-        },
-        {
-            "name": "operation",
-            "part": [
-                {"name": "type", "valueCode": "insert"},
-                {"name": "path", "valueString": "Patient.name[0].given"},
-                {"name": "index", "valueInteger": 0},
-                {"name": "value", "valueString": "Anne"},
-            ],
-        },
-    ],
-}
+FHIRPATH_PATCH = fhirpath_patch(
+    patch_operation("insert", "Patient.name[0].given", index=0, value={"valueString": "Anne"})
+)
 JSON_PATCH = [
     {"op": "replace", "path": "/gender", "value": "male"},
     {"op": "add", "path": "/name/0/given/-", "value": "Anne"},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .helpers import assert_outcome, create, patient, unique
+from .helpers import assert_outcome, create, fhirpath_patch, patch_operation, patient, unique
 
 
 def test_conditional_create_with_header_and_with_query_url(client):
@@ -84,35 +84,7 @@ def test_json_patch(client):
 
 def test_fhirpath_patch(client):
     pid = create(client, patient())["id"]
-    params = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {
-                "name": "operation",
-                "part": [
-                    {"name": "type", "valueCode": "replace"},
-                    {"name": "path", "valueString": "Patient.birthDate"},
-                    {"name": "value", "valueDate": "1930-01-01"},
-                ],
-            },
-            {
-                "name": "operation",
-                "part": [
-                    {"name": "type", "valueCode": "add"},
-                    {"name": "path", "valueString": "Patient"},
-                    {"name": "name", "valueString": "active"},
-                    {"name": "value", "valueBoolean": True},
-                ],
-            },
-            {
-                "name": "operation",
-                "part": [
-                    {"name": "type", "valueCode": "delete"},
-                    {"name": "path", "valueString": "Patient.name[0].given[1]"},
-                ],
-            },
-        ],
-    }
+    params = fhirpath_patch(patch_operation("delete", "Patient.name[0].given[1]"))
     r = client.patch(f"/Patient/{pid}", json=params)
     assert r.status_code == 200, r.text
     body = r.json()

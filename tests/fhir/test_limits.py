@@ -4,7 +4,6 @@ long limits and a short shutdown grace for disconnects and SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import time
@@ -18,7 +17,7 @@ from socle.testing import (
     Database,
     ServerProcess,
     auth_headers,
-    fresh_database,
+    database_beside,
     start_server,
     stop_server,
 )
@@ -42,9 +41,9 @@ SLOW_BATCH = {
 
 
 @pytest.fixture(scope="module")
-def db() -> Iterator[Database]:
-    with fresh_database(os.environ.get("DATABASE_URL")) as database:
-        yield database
+def db(database) -> Iterator[Database]:
+    with database_beside(database) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

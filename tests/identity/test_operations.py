@@ -5,7 +5,6 @@ One server for the module (its own database), with a fast duplicate watcher."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import string
 import time
@@ -23,7 +22,7 @@ from socle.identity.traits import (
     RELIABILITY_URL,
     Ins,
 )
-from socle.testing import ServerProcess, fresh_database, start_server, stop_server, token_for
+from socle.testing import ServerProcess, database_beside, start_server, stop_server, token_for
 
 CS_STATUS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status"
 CELL_SCOPE = "openid fhirUser user/*.cruds socle/identitovigilance"
@@ -31,8 +30,8 @@ RPPS = "10003461033"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    with fresh_database(os.environ.get("DATABASE_URL"), prefix="socle_identity") as db:
+def server(database) -> Iterator[ServerProcess]:
+    with database_beside(database, prefix="socle_identity") as db:
         srv = start_server(db, extra_env={"SOCLE_IDENTITY_WATCH_SECONDS": "0.5"})
         try:
             yield srv

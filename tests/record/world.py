@@ -136,6 +136,19 @@ class RecordWorld:
             },
         )
 
+    def golden_values(self) -> dict[str, str]:
+        """The values golden files name by placeholder (`tests/golden.py`): what differs from
+        one world to the next."""
+        return {
+            "patient": self.patient,
+            "other-patient": self.other_patient,
+            "provisional": self.provisional,
+            "hospital": self.hospital,
+            "finess": self.finess,
+            **{f"practitioner.{k}": v for k, v in self.practitioners.items()},
+            **{f"rpps.{k}": v for k, v in self.rpps.items()},
+        }
+
     # -- clients --------------------------------------------------------------------------
     def client(self, principal: str) -> httpx.Client:
         return httpx.Client(

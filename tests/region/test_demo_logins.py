@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,15 @@ from socle.database import resolve_url
 from socle.region.demo import MARKER, banner, load_region
 from socle.region.generate import iter_resources
 from socle.region.logins import LOGINS_FILE, choose, prepare
-from socle.testing import ROOT, ServerProcess, fresh_database, start_server, stop_server, token_for
+from socle.testing import (
+    ROOT,
+    ServerProcess,
+    database_beside,
+    run_socle,
+    start_server,
+    stop_server,
+    token_for,
+)
 from tests.auth.server.helpers import (
     JWT_BEARER,
     approve_consent,
@@ -47,18 +54,8 @@ class Demo:
     settings: Settings
 
     def cli_token(self, who: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        if self.server.database.url:
-            env["DATABASE_URL"] = self.server.database.url
-        return subprocess.run(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "socle.cli", "token", who]
-            + ["--data-dir", str(self.server.database.data_dir)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        db = self.server.database
+        return run_socle(db, "token", who, "--data-dir", str(db.data_dir))
 
     def token(self, who: str) -> str:
         r = self.cli_token(who)
@@ -75,8 +72,8 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[Demo]:
-    with fresh_database(os.environ.get("DATABASE_URL")) as db:
+def demo(database) -> Iterator[Demo]:
+    with database_beside(database) as db:
         server = start_server(db)
         try:
             load_region(server.fhir, PATIENTS, SEED, Console(quiet=True), token_for(server))

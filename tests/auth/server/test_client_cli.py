@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
-from socle.testing import ROOT, ServerProcess
+from socle.testing import ServerProcess, run_socle
 
 
 def _cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if server.database.url:
-        env["DATABASE_URL"] = server.database.url
-    return subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "socle.cli", "client", *args]
-        + ["--data-dir", str(server.database.data_dir)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_socle(server.database, "client", *args, "--data-dir", str(server.database.data_dir))
 
 
 def test_client_add_list_remove(server: ServerProcess) -> None:

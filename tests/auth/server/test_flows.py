@@ -25,7 +25,7 @@ from socle.auth.server.totp import totp
 from socle.auth.tokens import IssuerConfig, Role, TokenVerifier
 from socle.config import Settings
 from socle.database import release_embedded, resolve_url
-from socle.testing import ROOT, Database, ServerProcess, free_port, fresh_database, start_server
+from socle.testing import ROOT, Database, ServerProcess, database_beside, free_port, start_server
 from socle.testing import stop_server as stop
 
 from .helpers import (
@@ -69,8 +69,8 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    with fresh_database(os.environ.get("DATABASE_URL")) as db:
+def env(database) -> Iterator[Env]:
+    with database_beside(database) as db:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = start_server(db, port=port, extra_env={"SOCLE_PUBLIC_URL": base})

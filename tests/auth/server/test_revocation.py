@@ -5,7 +5,6 @@ answer)."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
@@ -18,7 +17,7 @@ from socle.auth.keys import public_jwks
 from socle.auth.server import register_client
 from socle.config import Settings
 from socle.database import release_embedded, resolve_url
-from socle.testing import ServerProcess, free_port, fresh_database, start_server, stop_server
+from socle.testing import ServerProcess, database_beside, free_port, start_server, stop_server
 
 from .helpers import (
     APP_REDIRECT,
@@ -39,8 +38,8 @@ KEY.ensure_kid()
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    with fresh_database(os.environ.get("DATABASE_URL")) as db:
+def server(database) -> Iterator[ServerProcess]:
+    with database_beside(database) as db:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         srv = start_server(db, port=port, workers=2, extra_env={"SOCLE_PUBLIC_URL": base})
