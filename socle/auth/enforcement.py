@@ -154,6 +154,11 @@ class PolicyAccess:
             return f"Practitioner/{self.links.practitioner}"
         return None
 
+    @property
+    def prepared(self) -> bool:
+        # only a professional's decisions need what the database knows of his relationships
+        return self._prepared or self.principal.role != Role.PROFESSIONAL
+
     async def prepare(self, conn: AsyncConnection) -> None:
         if self._prepared:
             return

@@ -62,6 +62,10 @@ class Access(Protocol):
     async def prepare(self, conn: AsyncConnection) -> None:
         """Load what decisions need (relationships, controls), once per request."""
 
+    @property
+    def prepared(self) -> bool:
+        """Nothing (more) for :meth:`prepare` to load: no connection needs taking for it."""
+
     def condition(
         self, types: list[str] | None, interaction: str, via: str, alias: str = "r"
     ) -> Sql | None:

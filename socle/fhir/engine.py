@@ -9,6 +9,7 @@ statement, and the reads run last, inside the same database transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -38,6 +39,7 @@ from .search.executor import SearchResult, run_search
 from .search.paging import PageTokens
 from .search.query import SearchQuery, parse_query
 from .storage.binary import offload_binary
+from .storage.coalesce import CoalescedReads
 from .storage.content import ContentStore
 from .storage.reader import Version, find_current, read_current, read_version
 from .storage.reader import history as read_history
@@ -149,6 +151,11 @@ class Engine:
     def reader(self) -> AsyncConnectionPool:
         return self.read_pool or self.pool
 
+    @functools.cached_property
+    def current_reads(self) -> CoalescedReads:
+        """Reads by id of current versions, coalesced under load (storage/coalesce.py)."""
+        return CoalescedReads(self.reader)
+
     # -- reads ------------------------------------------------------------------------------
     async def read(self, rtype: str, rid: str, access: Access | None = None) -> Version:
         return await self._read_one("read", rtype, rid, None, access)
@@ -163,13 +170,16 @@ class Engine:
         self.check_type(rtype)
         if rtype in self.external:
             return await self.external[rtype].read(self.reader, rid, vid, access)
-        async with self.reader.connection() as conn:
-            if vid is None:
-                v = await read_current(conn, rtype, rid)
-            else:
+        if vid is None:
+            v = await self.current_reads.read(rtype, rid)
+            if access is not None and not access.prepared:
+                async with self.reader.connection() as conn:
+                    await access.prepare(conn)
+        else:
+            async with self.reader.connection() as conn:
                 v = await read_version(conn, rtype, rid, vid)
-            if access is not None:
-                await access.prepare(conn)
+                if access is not None:
+                    await access.prepare(conn)
         if access is not None:
             try:
                 access.check_read(v, DIRECT)

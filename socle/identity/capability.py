@@ -105,6 +105,10 @@ class PlannedAccess:
     async def prepare(self, conn: AsyncConnection) -> None:
         await self.inner.prepare(conn)
 
+    @property
+    def prepared(self) -> bool:
+        return self.inner.prepared
+
     def condition(
         self, types: list[str] | None, interaction: str, via: str, alias: str = "r"
     ) -> Sql | None:

@@ -29,7 +29,8 @@ class Version:
 _TEXT = content_text("rtype", "content")
 
 
-async def read_current(conn: AsyncConnection, rtype: str, rid: str) -> Version:
+async def current_row(conn: AsyncConnection, rtype: str, rid: str) -> Version | None:
+    """The current row of ``rtype/rid`` as it is (a deletion too), None if never written."""
     cur = await conn.execute(
         f"SELECT version, last_updated, deleted, {_TEXT}, rid, compartment, owner "
         "FROM resource "
@@ -37,14 +38,22 @@ async def read_current(conn: AsyncConnection, rtype: str, rid: str) -> Version:
         (rtype, rid),
     )
     row = await cur.fetchone()
-    if row is None:
+    return None if row is None else Version(rtype, rid, *row)
+
+
+def readable(version: Version | None, rtype: str, rid: str) -> Version:
+    """A current row as a read answers it: 404 if never written, 410 if deleted."""
+    if version is None:
         raise not_found(f"{rtype}/{rid} is not known")
-    version = Version(rtype, rid, *row)
     if version.deleted:
         err = gone(f"{rtype}/{rid} was deleted (version {version.version})")
         err.headers["ETag"] = f'W/"{version.version}"'
         raise err
     return version
+
+
+async def read_current(conn: AsyncConnection, rtype: str, rid: str) -> Version:
+    return readable(await current_row(conn, rtype, rid), rtype, rid)
 
 
 async def find_current(

@@ -1,7 +1,7 @@
 """Apply a batch of writes (creates, updates, deletes) in one SQL statement.
 
 The statement moves replaced versions to `resource_history`, upserts the current rows and rebuilds
-their index rows, with data-modifying CTEs over `unnest`ed arrays: one round trip whatever the
+their index rows, with data-modifying CTEs over JSON arrays of rows: one round trip whatever the
 batch size, and atomic by construction.
 """
 
@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 from ..datetimes import instant
 from ..indexing.extract import IndexRows, index_resource, patient_compartment
@@ -255,6 +257,32 @@ async def apply_writes(
     await conn.execute(sql, params)  # type: ignore[arg-type]
 
 
+# Rows travel as one JSON array of rows per table (msgspec writes it in microseconds;
+# PostgreSQL's JSON parser reads it): adapting one array per column took the driver about 0.2 ms
+# of Python per resource, more than the rest of a single create. Decimals are sent as strings and
+# datetimes in ISO 8601, both read back exactly by their casts; a resource's content is embedded
+# as the JSON text it already is.
+_ROWS_ENCODER = msgspec.json.Encoder(decimal_format="string")
+
+
+def _rows_json(rows: Any) -> str:
+    return _ROWS_ENCODER.encode(rows).decode()
+
+
+def _index_insert(table: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+    values = ", ".join(f"(e->>{i + 2})::{t}" for i, t in enumerate(types))
+    return (
+        f"INSERT INTO {table} (rid, rtype, {', '.join(columns)}) "
+        f"SELECT (e->>0)::bigint, e->>1, {values} FROM jsonb_array_elements(%b) AS e"
+    )
+
+
+_INDEX_INSERTS = {
+    kind: _index_insert(table, columns, types)
+    for kind, (table, columns, types) in _TABLE_COLUMNS.items()
+}
+
+
 def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
     params: list[Any] = []
     ctes: list[str] = []
@@ -270,50 +298,40 @@ def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
     ctes.append(
         "upserted AS (INSERT INTO resource "
         "(rid, rtype, id, version, last_updated, deleted, compartment, content, owner) "
-        "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::int[], "
-        "%b::timestamptz[], %b::bool[], %b::text[], %b::jsonb[], %b::text[]) "
+        "SELECT (e->>0)::bigint, e->>1, e->>2, (e->>3)::int, (e->>4)::timestamptz, "
+        "(e->>5)::bool, e->>6, NULLIF(e->7, 'null'), e->>8 FROM jsonb_array_elements(%b) AS e "
         "ON CONFLICT (rid) DO UPDATE SET version = EXCLUDED.version, "
         "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, "
         "compartment = EXCLUDED.compartment, content = EXCLUDED.content, "
         "owner = coalesce(resource.owner, EXCLUDED.owner))"
     )
-    params.extend(
-        [
-            [w.rid for w in todo],
-            [w.rtype for w in todo],
-            [w.id for w in todo],
-            [w.version for w in todo],
-            [w.last_updated for w in todo],
-            [w.deleted for w in todo],
-            [w._compartment for w in todo],
-            [w.content for w in todo],
-            [w.owner for w in todo],
-        ]
+    params.append(
+        Jsonb(
+            [
+                [
+                    w.rid,
+                    w.rtype,
+                    w.id,
+                    w.version,
+                    w.last_updated,
+                    w.deleted,
+                    w._compartment,
+                    # the resource's JSON text as it is, parsed once, by PostgreSQL
+                    None if w.content is None else msgspec.Raw(w.content),
+                    w.owner,
+                ]
+                for w in todo
+            ],
+            dumps=_rows_json,
+        )
     )
-    for kind, (table, columns, types) in _TABLE_COLUMNS.items():
+    for kind, (table, *_columns) in _TABLE_COLUMNS.items():
         if replaced:
             ctes.append(f"del_{kind} AS (DELETE FROM {table} WHERE rid = ANY(%b::bigint[]))")
             params.append(replaced)
-        rid_col: list[int] = []
-        type_col: list[str] = []
-        cols: list[list[Any]] = [[] for _ in columns]
-        for w in todo:
-            rows = getattr(w._rows, kind)
-            if not rows:
-                continue
-            rid_col.extend([w.rid] * len(rows))
-            type_col.extend([w.rtype] * len(rows))
-            for row in rows:
-                for i, value in enumerate(row):
-                    cols[i].append(value)
-        if not rid_col:
+        rows = [[w.rid, w.rtype, *row] for w in todo if w._rows for row in getattr(w._rows, kind)]
+        if not rows:
             continue
-        casts = ", ".join(f"%b::{t}[]" for t in types)
-        ctes.append(
-            f"ins_{kind} AS (INSERT INTO {table} (rid, rtype, {', '.join(columns)}) "
-            f"SELECT * FROM unnest(%b::bigint[], %b::text[], {casts}))"
-        )
-        params.append(rid_col)
-        params.append(type_col)
-        params.extend(cols)
+        ctes.append(f"ins_{kind} AS ({_INDEX_INSERTS[kind]})")
+        params.append(Jsonb(rows, dumps=_rows_json))
     return "WITH " + ",\n".join(ctes) + "\nSELECT 1", params
