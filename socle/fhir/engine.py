@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..config import Settings
 from . import budget, type_writes
-from .access import DIRECT, HISTORY, Access, Touched
+from .access import DIRECT, HISTORY, PLATFORM, Access, Touched
 from .datetimes import now_ms
 from .definitions import definitions
 from .entries import EntryRequest, EntryResponse
@@ -46,7 +46,7 @@ Validator = Callable[[dict[str, Any], str], list[Issue]]
 # A service's rule on a unit of work (e.g. the shared record's document rules): called with every
 # write once references are rewritten, resources validated and Binary content stored, before the
 # rows are locked and written, inside the writing transaction; raising FhirError aborts it all.
-WriteRule = Callable[[AsyncConnection, list[PendingWrite], "Access | None"], Awaitable[None]]
+WriteRule = Callable[[AsyncConnection, list[PendingWrite], Access], Awaitable[None]]
 
 
 class ExternalType(Protocol):
@@ -54,14 +54,14 @@ class ExternalType(Protocol):
     trail): its reads and searches are delegated, access checks and audit included."""
 
     async def read(
-        self, pool: AsyncConnectionPool, rid: str, vid: int | None, access: Access | None
+        self, pool: AsyncConnectionPool, rid: str, vid: int | None, access: Access
     ) -> Version: ...
 
     async def search(
         self,
         pool: AsyncConnectionPool,
         q: SearchQuery,
-        access: Access | None,
+        access: Access,
         page_size: int,
         query_text: str | None,
         tokens: PageTokens,
@@ -91,15 +91,20 @@ class Engine:
     def reader(self) -> AsyncConnectionPool:
         return self.read_pool or self.pool
 
+    def platform(self) -> Access:
+        """The context of the platform's own work (start-up, background jobs, the demo loader,
+        the identity watcher, migrations of data): no policy, no audit."""
+        return PLATFORM
+
     # -- reads ------------------------------------------------------------------------------
-    async def read(self, rtype: str, rid: str, access: Access | None = None) -> Version:
+    async def read(self, rtype: str, rid: str, access: Access) -> Version:
         return await self._read_one("read", rtype, rid, None, access)
 
-    async def vread(self, rtype: str, rid: str, vid: int, access: Access | None = None) -> Version:
+    async def vread(self, rtype: str, rid: str, vid: int, access: Access) -> Version:
         return await self._read_one("vread", rtype, rid, vid, access)
 
     async def _read_one(
-        self, interaction: str, rtype: str, rid: str, vid: int | None, access: Access | None
+        self, interaction: str, rtype: str, rid: str, vid: int | None, access: Access
     ) -> Version:
         """One resource by id (a version of it with ``vid``), checked and audited."""
         self.check_type(rtype)
@@ -110,9 +115,9 @@ class Engine:
                 v = await read_current(conn, rtype, rid)
             else:
                 v = await read_version(conn, rtype, rid, vid)
-            if access is not None:
+            if not access.platform:
                 await access.prepare(conn)
-        if access is not None:
+        if not access.platform:
             try:
                 access.check_read(v, DIRECT)
             except FhirError as err:
@@ -129,13 +134,13 @@ class Engine:
         at: datetime | None,
         count: int,
         after: tuple[datetime, int, int] | None,
-        access: Access | None = None,
+        access: Access,
     ) -> list[Version]:
         """Versions newest first; only those of resources the caller may see."""
         interaction = "history-instance" if rid else "history-type" if rtype else "history-system"
         async with self.reader.connection() as conn:
             cond = None
-            if access is not None:
+            if not access.platform:
                 await access.prepare(conn)
                 # instance history is a read of that resource (SMART "r"); the others search
                 try:
@@ -155,13 +160,13 @@ class Engine:
                 after,
                 (cond.sql(), cond.params) if cond is not None else None,
             )
-        if access is not None:
+        if not access.platform:
             touched = {(v.rtype, v.id, v.compartment) for v in versions}
             await access.record(None, Touched(interaction, rtype, sorted(touched, key=str)))
         return versions
 
     async def search(
-        self, q: SearchQuery, access: Access | None = None, query_text: str | None = None
+        self, q: SearchQuery, access: Access, query_text: str | None = None
     ) -> SearchResult:
         """Run a search on a read session bounded by the search timeout; log slow ones
         (parameter names only: values can be identifiers or names)."""
@@ -180,14 +185,14 @@ class Engine:
         interaction = "search-type" if q.resource_type else "search-system"
         try:
             async with budget.searching(), self.reader.connection() as conn:
-                if access is not None:
+                if not access.platform:
                     await access.prepare(conn)
                 result = await run_search(
                     conn, q, self.settings.default_page_size, self.page_tokens
                 )
             budget.charge(r.content for r in (*result.rows, *result.included))
         except FhirError as err:
-            if access is not None:
+            if not access.platform:
                 await _denied(access, interaction, q.resource_type, err)
             raise
         except psycopg.errors.QueryCanceled:
@@ -210,7 +215,7 @@ class Engine:
                     }
                 )
             )
-        if access is not None:
+        if not access.platform:
             touched = [(r.rtype, r.id, r.compartment) for r in (*result.rows, *result.included)]
             await access.record(
                 None, Touched(interaction, q.resource_type, touched, query=query_text)
@@ -227,25 +232,26 @@ class Engine:
     async def transaction(
         self,
         entries: list[EntryRequest],
-        access: Access | None = None,
+        access: Access,
         interaction: str | None = None,
     ) -> list[EntryResponse]:
         """Process entries atomically; any failure raises FhirError and nothing is written.
-        With ``access``, every entry is checked and the audit record commits with the writes."""
+        Unless the platform itself writes, every entry is checked against ``access`` and the
+        audit record commits with the writes."""
         interaction = interaction or _interaction_of(entries)
-        if access is None and _single_plain_create(entries):
+        if access.platform and _single_plain_create(entries):
             # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips.
             async with self.pool.connection() as conn:
-                return await self._process(conn, entries, None, interaction)
+                return await self._process(conn, entries, access, interaction)
         try:
             return await self._transaction(entries, access, interaction)
         except FhirError as err:
-            if access is not None:
+            if not access.platform:
                 await _denied(access, interaction, None, err)
             raise
 
     async def _transaction(
-        self, entries: list[EntryRequest], access: Access | None, interaction: str
+        self, entries: list[EntryRequest], access: Access, interaction: str
     ) -> list[EntryResponse]:
         spending = budget.current()
         for attempt in range(3):
@@ -273,9 +279,7 @@ class Engine:
                     ) from None
         raise AssertionError("unreachable")
 
-    async def batch(
-        self, entries: list[EntryRequest], access: Access | None = None
-    ) -> list[EntryResponse]:
+    async def batch(self, entries: list[EntryRequest], access: Access) -> list[EntryResponse]:
         """Process entries independently: each succeeds or fails on its own."""
         out: list[EntryResponse] = []
         spending = budget.current()
@@ -292,11 +296,11 @@ class Engine:
         self,
         conn: AsyncConnection,
         entries: list[EntryRequest],
-        access: Access | None,
+        access: Access,
         interaction: str,
     ) -> list[EntryResponse]:
         planned = [parse_entry(e, self.check_type) for e in entries]
-        if access is not None:
+        if not access.platform:
             await access.prepare(conn)
         now = now_ms()
         planner = Planner(conn, access, self.settings, self.page_tokens, self.check_type)
@@ -309,7 +313,7 @@ class Engine:
             writes,
             self.rids,
             now,
-            access.check_writes if access is not None else None,
+            access.check_writes if not access.platform else None,
             lambda c, ws: check_references(c, ws, access, self.settings.referential_integrity),
         )
         await type_writes.applied(conn, writes)
@@ -319,7 +323,7 @@ class Engine:
         for p in planned:  # 4. GET
             if p.req.method in ("GET", "HEAD"):
                 p.response = await planner.get(p)
-        if access is not None:
+        if not access.platform:
             await access.record(conn, Touched(interaction, None, _touched(writes, planned)))
         return [p.response or EntryResponse(200) for p in planned]
 
@@ -340,7 +344,7 @@ class Engine:
                 )
             identities.add(key)
             w.where = p.req.where
-            if planner.access is not None:
+            if not planner.access.platform:
                 w.owner = planner.access.owner
             if w.resource is not None:
                 await planner.rewrite_references(w.resource, p.req.where)
