@@ -43,6 +43,7 @@ class Planned:
 
 
 def parse_entry(req: EntryRequest, check_type: Callable[[str, str], None]) -> Planned:
+    """The entry's method, type, id and criteria, checked against its body (raises 400)."""
     method = req.method.upper()
     if method not in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
         raise bad_request(f"Unsupported method '{req.method}'", req.where or None)
