@@ -1,7 +1,8 @@
 """The engine's side of access control: what a request's policy must answer, and where it is asked.
 
-The engine knows nothing of tokens, roles or audit tables (``socle.auth`` implements this
-protocol); it only guarantees that every path to stored data asks:
+The engine knows nothing of tokens, policy rules or audit tables (``socle.auth`` implements this
+protocol; the engine only names the roles, ``Role``); it guarantees that every path to stored
+data asks:
 
 * ``condition`` — an SQL condition on a resource row (``r`` unless another alias is named) ANDed
   into every query of a search, an include level, a history, ``$everything``, and into every
@@ -18,7 +19,7 @@ Every engine call takes the caller's ``Access``: the request context. Besides th
 answers it says who is asking — ``principal`` (subject, ``role``, fhirUser, national id,
 organisation, client, scopes), ``role`` and ``acting_for`` (the organisations the caller acts for)
 — so services read typed attributes, never a token's strings. Work the platform does for itself
-(start-up, background jobs, the demo loader, the identity watcher, the authorisation server's
+(start-up tasks, background jobs such as the identity watcher, the authorisation server's
 directory look-ups) says so by name with ``engine.platform()``: the ``PLATFORM`` context, no
 principal, no policy, no audit. HTTP handlers always pass the request's context (see
 ``socle.auth.middleware``), so no client request runs as the platform.

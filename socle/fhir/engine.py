@@ -92,8 +92,8 @@ class Engine:
         return self.read_pool or self.pool
 
     def platform(self) -> Access:
-        """The context of the platform's own work (start-up, background jobs, the demo loader,
-        the identity watcher, migrations of data): no policy, no audit."""
+        """The context of the platform's own work (start-up tasks, background jobs such as the
+        identity watcher, the authorisation server's look-ups): no policy, no audit."""
         return PLATFORM
 
     # -- reads ------------------------------------------------------------------------------
