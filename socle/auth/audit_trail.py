@@ -140,8 +140,8 @@ def _touched(interaction: str, ids_patients: list[tuple[str, list[str]]]) -> Tou
     return Touched(interaction, "AuditEvent", touched)
 
 
-async def _scope(access: Access | None, conn: AsyncConnection, interaction: str) -> AuditScope:
-    if access is None:
+async def _scope(access: Access, conn: AsyncConnection, interaction: str) -> AuditScope:
+    if access.platform:
         return EVERYTHING
     await access.prepare(conn)
     audit_scope = getattr(access, "audit_scope", None)
@@ -164,7 +164,7 @@ class AuditTrail:
     """``Engine.external["AuditEvent"]``."""
 
     async def read(
-        self, pool: AsyncConnectionPool, rid: str, vid: int | None, access: Access | None
+        self, pool: AsyncConnectionPool, rid: str, vid: int | None, access: Access
     ) -> Version:
         interaction = "read" if vid is None else "vread"
         async with pool.connection() as conn:
@@ -179,11 +179,11 @@ class AuditTrail:
         aid, ord_, recorded, patients, event = row
         if not scope.allows(patients):
             err = forbidden(f"Access to AuditEvent/{rid} denied: outside the principal's records")
-            if access is not None:
+            if not access.platform:
                 await _denied(access, interaction, err)
             raise err
         content = _content(event or "{}", recorded, scope, patients)
-        if access is not None:
+        if not access.platform:
             await access.record(None, _touched(interaction, [(aid, patients)]))
         return Version(
             "AuditEvent", aid, 1, recorded, False, content, ord_, patients[0] if patients else None
@@ -193,7 +193,7 @@ class AuditTrail:
         self,
         pool: AsyncConnectionPool,
         q: SearchQuery,
-        access: Access | None,
+        access: Access,
         page_size: int,
         query_text: str | None,
         tokens: PageTokens,
@@ -254,7 +254,7 @@ class AuditTrail:
                 result.total = int(got[0]) if got else 0
             elif not state and result.next_token is None and q.total != "none":
                 result.total = len(result.rows)
-        if access is not None:
+        if not access.platform:
             t = _touched("search-type", touched)
             t.query = query_text
             await access.record(None, t)

@@ -53,7 +53,9 @@ async def break_glass(request: Request) -> Response:
     if not isinstance(access, PolicyAccess) or access.principal.role != Role.PROFESSIONAL:
         raise forbidden("Only a health professional can request an emergency access")
     reason = (await read_arguments(request, BREAK_GLASS)).value("reason")
-    await engine.read("Patient", patient)  # 404/410 for an unknown patient (not audited twice)
+    await engine.read(
+        "Patient", patient, engine.platform()
+    )  # 404/410 for an unknown patient (not audited twice)
     principal = access.principal
     async with engine.pool.connection() as conn, conn.transaction():
         await access.prepare(conn)
@@ -78,7 +80,10 @@ async def break_glass(request: Request) -> Response:
     if who.startswith("Practitioner/"):
         try:
             author = decode(
-                (await engine.read("Practitioner", who.partition("/")[2])).content or "{}"
+                (
+                    await engine.read("Practitioner", who.partition("/")[2], engine.platform())
+                ).content
+                or "{}"
             )
         except FhirError:
             author = None  # a professional the directory does not hold (yet)
@@ -103,7 +108,7 @@ async def break_glass(request: Request) -> Response:
     }
     notice = {k: v for k, v in notice.items() if v is not None}
     # the notice is written by the platform (the professional may not write it himself)
-    await engine.transaction([EntryRequest("POST", "Communication", notice)])
+    await engine.transaction([EntryRequest("POST", "Communication", notice)], engine.platform())
     access.break_glass_reason = reason
     access.purposes.add(ETREAT)
     await access.record(

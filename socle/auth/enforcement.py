@@ -128,6 +128,23 @@ class PolicyAccess:
     )
     purposes: set[str] = field(default_factory=set)  # purposes of use of the decisions made
     break_glass_reason: str | None = None
+    platform = False  # a client's request, never the platform's own work
+    relinks_patients = False
+
+    @property
+    def role(self) -> Role:
+        return self.principal.role
+
+    @property
+    def acting_for(self) -> frozenset[str]:
+        """The principal's organisation and, for a professional, those of its activities
+        (known once ``prepare`` has loaded its links)."""
+        out = set()
+        if self.principal.organization:
+            out.add(self.principal.organization.split("/")[-1])
+        if self.links is not None and self.principal.role == Role.PROFESSIONAL:
+            out.update(self.links.organizations)
+        return frozenset(out)
 
     @property
     def owner(self) -> str | None:

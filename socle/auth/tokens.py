@@ -35,7 +35,6 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Literal
 
 from joserfc import jws
@@ -48,6 +47,7 @@ from joserfc.errors import (
 from joserfc.jwk import Key
 from joserfc.jwt import JWTClaimsRegistry
 
+from ..fhir.access import Role
 from .keys import (
     ASYMMETRIC_ALGORITHMS,
     JwksCache,
@@ -59,18 +59,6 @@ from .scopes import ScopeSet, parse_scopes
 MAX_TOKEN_BYTES = 16 * 1024
 ACCEPTED_TYP = frozenset({"jwt", "at+jwt", "application/at+jwt", "application/jwt"})
 ROLE_CLAIM = "socle_role"
-
-
-class Role(StrEnum):
-    PATIENT = "patient"
-    REPRESENTATIVE = "representative"  # legal representative of a patient
-    PROFESSIONAL = "professional"  # médecin traitant is a relationship, not a role
-    SYSTEM = "system"  # backend client of an organisation
-    ARS_ANALYST = "ars-analyst"
-    ADMIN = "admin"
-    # The platform's own integration (regional loaders, demo data, the engine's test suite):
-    # every resource, still scoped and audited; issued only to configured clients.
-    OPERATOR = "operator"
 
 
 class InvalidToken(Exception):

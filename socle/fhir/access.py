@@ -1,7 +1,8 @@
 """The engine's side of access control: what a request's policy must answer, and where it is asked.
 
-The engine knows nothing of tokens, roles or audit tables (``socle.auth`` implements this
-protocol); it only guarantees that every path to stored data asks:
+The engine knows nothing of tokens, policy rules or audit tables (``socle.auth`` implements this
+protocol; the engine only names the roles, ``Role``); it guarantees that every path to stored
+data asks:
 
 * ``condition`` — an SQL condition on a resource row (``r`` unless another alias is named) ANDed
   into every query of a search, an include level, a history, ``$everything``, and into every
@@ -14,14 +15,20 @@ protocol); it only guarantees that every path to stored data asks:
 * ``record`` — the audit of what was done, inside the writing transaction for writes, before the
   response for reads (a failure to record fails the request).
 
-``access=None`` in the engine's API means the platform itself (start-up, background jobs, the
-authorisation server's directory look-ups): no policy, no audit. HTTP handlers always pass the
-request's access object (see ``socle.auth.middleware``), so no client request runs without one.
+Every engine call takes the caller's ``Access``: the request context. Besides the policy's
+answers it says who is asking — ``principal`` (subject, ``role``, fhirUser, national id,
+organisation, client, scopes), ``role`` and ``acting_for`` (the organisations the caller acts for)
+— so services read typed attributes, never a token's strings. Work the platform does for itself
+(start-up tasks, background jobs such as the identity watcher, the authorisation server's
+directory look-ups) says so by name with ``engine.platform()``: the ``PLATFORM`` context, no
+principal, no policy, no audit. HTTP handlers always pass the request's context (see
+``socle.auth.middleware``), so no client request runs as the platform.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from psycopg import AsyncConnection
@@ -41,6 +48,44 @@ DIRECT, INCLUDE, EVERYTHING, HISTORY, ENTRY = "direct", "include", "everything",
 CRITERION = "criterion"
 
 
+class Role(StrEnum):
+    """What kind of caller a token names; the policy's rules and services' checks key on it."""
+
+    PATIENT = "patient"
+    REPRESENTATIVE = "representative"  # legal representative of a patient
+    PROFESSIONAL = "professional"  # médecin traitant is a relationship, not a role
+    SYSTEM = "system"  # backend client of an organisation
+    ARS_ANALYST = "ars-analyst"
+    ADMIN = "admin"
+    # The platform's own integration (regional loaders, demo data, the engine's test suite):
+    # every resource, still scoped and audited; issued only to configured clients.
+    OPERATOR = "operator"
+
+
+class Scopes(Protocol):
+    def has(self, scope: str) -> bool:
+        """Whether the token grants this scope."""
+
+
+class Principal(Protocol):
+    """Who is asking, as a verified token established it (``socle.auth.tokens.Principal``)."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def role(self) -> Role: ...
+    @property
+    def scopes(self) -> Scopes: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def fhir_user(self) -> str | None: ...
+    @property
+    def organization(self) -> str | None: ...
+    @property
+    def national_id(self) -> str | None: ...
+
+
 @dataclass
 class Touched:
     """What one request touched, for its audit record."""
@@ -56,8 +101,31 @@ class Touched:
 
 
 class Access(Protocol):
-    # The organisation new rows belong to (the writing client's), or None.
-    owner: str | None
+    @property
+    def owner(self) -> str | None:
+        """Who new rows belong to (the writing client's organisation…), or None."""
+
+    @property
+    def principal(self) -> Principal | None:
+        """Who is asking; None for the platform itself."""
+
+    @property
+    def role(self) -> Role | None:
+        """The principal's role; None for the platform itself."""
+
+    @property
+    def acting_for(self) -> frozenset[str]:
+        """Ids of the organisations the caller acts for: its own and, for a professional,
+        those of its current activities."""
+
+    @property
+    def platform(self) -> bool:
+        """The platform's own work: no policy, no audit (the engine skips both)."""
+
+    @property
+    def relinks_patients(self) -> bool:
+        """This unit of work moves references from one patient record to another (merge,
+        unmerge): services whose resources are otherwise immutable allow it."""
 
     async def prepare(self, conn: AsyncConnection) -> None:
         """Load what decisions need (relationships, controls), once per request."""
@@ -83,3 +151,36 @@ class Access(Protocol):
 
     async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
         """Append the audit record (``conn``: the writing transaction; None: a read)."""
+
+
+class Platform:
+    """The context of the platform's own work (``engine.platform()``): no principal, everything
+    allowed, nothing audited."""
+
+    owner: str | None = None
+    principal: Principal | None = None
+    role: Role | None = None
+    acting_for: frozenset[str] = frozenset()
+    platform = True
+    relinks_patients = False
+    prepared = True
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        return None
+
+    def condition(
+        self, types: list[str] | None, interaction: str, via: str, alias: str = "r"
+    ) -> Sql | None:
+        return None
+
+    def check_read(self, row: Version, via: str) -> None:
+        return None
+
+    def check_writes(self, writes: list[PendingWrite]) -> None:
+        return None
+
+    async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
+        return None
+
+
+PLATFORM = Platform()

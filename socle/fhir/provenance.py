@@ -6,21 +6,24 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from .access import Principal
+
 LIFECYCLE = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
 CLIENT_SYSTEM = "urn:socle:client"
 
 
-def agent_of(principal: Any) -> dict[str, Any]:
-    """Provenance.agent for the request's principal (fhirUser, else idNat_PS, else client)."""
+def agent_of(principal: Principal | None) -> dict[str, Any]:
+    """Provenance.agent for the request's principal (fhirUser, else idNat_PS, else client);
+    None: the platform itself."""
     who: dict[str, Any] = {}
     if principal is not None:
-        if getattr(principal, "fhir_user", None):
+        if principal.fhir_user:
             who["reference"] = principal.fhir_user
-        if getattr(principal, "national_id", None):
+        if principal.national_id:
             who["identifier"] = {"system": IDNPS_SYSTEM, "value": principal.national_id}
-        elif not who and getattr(principal, "client_id", None):
+        elif not who and principal.client_id:
             who["identifier"] = {"system": CLIENT_SYSTEM, "value": principal.client_id}
         who["display"] = f"{principal.role}: {principal.subject}"
     else:
@@ -34,7 +37,7 @@ def agent_of(principal: Any) -> dict[str, Any]:
 def provenance(
     activity: str,
     targets: list[str],
-    principal: Any,
+    principal: Principal | None,
     *,
     summary: str,
     reason: str | None = None,

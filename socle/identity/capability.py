@@ -19,12 +19,10 @@ resources) and nothing else; AuditEvents are never written.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from psycopg import AsyncConnection
 
-from ..auth.tokens import Role
-from ..fhir.access import Access, Touched
+from ..fhir.access import Access, Principal, Role, Touched
 from ..fhir.outcome import FhirError, forbidden
 from ..fhir.search.sql import Sql
 from ..fhir.storage.reader import Version
@@ -35,15 +33,15 @@ LOOKUP_ROLES = frozenset({Role.PROFESSIONAL, Role.SYSTEM, Role.OPERATOR})
 CELL_ROLES = frozenset({Role.PROFESSIONAL, Role.SYSTEM, Role.ADMIN})
 
 
-def principal_of(access: Access) -> Any:
-    return getattr(access, "principal", None)
+def principal_of(access: Access) -> Principal | None:
+    return access.principal
 
 
-def may_look_up(principal: Any) -> bool:
+def may_look_up(principal: Principal | None) -> bool:
     return principal is not None and principal.role in LOOKUP_ROLES
 
 
-def is_identitovigilance(principal: Any) -> bool:
+def is_identitovigilance(principal: Principal | None) -> bool:
     if principal is None:
         return False
     if principal.role == Role.OPERATOR:
@@ -60,7 +58,7 @@ async def refuse(access: Access, operation: str, message: str) -> FhirError:
     return err
 
 
-async def require_lookup(access: Access, operation: str) -> Any:
+async def require_lookup(access: Access, operation: str) -> Principal | None:
     principal = principal_of(access)
     if not may_look_up(principal):
         raise await refuse(
@@ -71,7 +69,7 @@ async def require_lookup(access: Access, operation: str) -> Any:
     return principal
 
 
-async def require_identitovigilance(access: Access, operation: str) -> Any:
+async def require_identitovigilance(access: Access, operation: str) -> Principal | None:
     principal = principal_of(access)
     if not is_identitovigilance(principal):
         raise await refuse(
@@ -98,9 +96,19 @@ class PlannedAccess:
     def __post_init__(self) -> None:
         self.owner = self.inner.owner  # new rows belong to the caller's organisation
 
+    platform = False  # the planned writes are checked, the audit recorded
+
     @property
-    def principal(self) -> Any:
-        return principal_of(self.inner)
+    def principal(self) -> Principal | None:
+        return self.inner.principal
+
+    @property
+    def role(self) -> Role | None:
+        return self.inner.role
+
+    @property
+    def acting_for(self) -> frozenset[str]:
+        return self.inner.acting_for
 
     async def prepare(self, conn: AsyncConnection) -> None:
         await self.inner.prepare(conn)

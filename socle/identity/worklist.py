@@ -234,7 +234,7 @@ async def dismiss_operation(request: Request) -> Response:
         raise FhirError.of(422, "business-rule", "patient-a and patient-b are the same record")
     engine = engine_of(request)
     for pid in (a, b):
-        await engine.read("Patient", pid)  # 404 / 410 for an unknown record
+        await engine.read("Patient", pid, engine.platform())  # 404 / 410 for an unknown record
     key = pair_key("duplicate", a, b)
     basic: dict[str, Any] = {
         "resourceType": "Basic",
@@ -395,7 +395,7 @@ async def flag_new_suspects(engine: Any, state: WatchState) -> int:
     written = 0
     for entry in entries:  # one by one: a failure does not stop the others
         try:
-            res = await engine.transaction([entry])
+            res = await engine.transaction([entry], engine.platform())
             written += int(res[0].status == 201)
         except FhirError as err:
             log.warning("identity watcher: flag not written (%s)", err)

@@ -14,9 +14,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..fhir.access import Touched
+from ..fhir.access import Access, Role, Touched
 from ..fhir.datetimes import http_date
-from ..fhir.engine import EntryRequest
+from ..fhir.engine import Engine, EntryRequest
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, bad_request, not_found
 from ..fhir.rest.http import fhir_response
@@ -29,11 +29,6 @@ from ..fhir.storage.reader import Version
 FHIR_JSON = ("application/fhir+json", "application/json", "application/json+fhir")
 PATIENT_PARAMS = ("patient", "patient.identifier", "subject", "subject.identifier")
 ENTERED_IN_ERROR = [{"op": "replace", "path": "/status", "value": "entered-in-error"}]
-
-
-def _is_operator(access: Any) -> bool:
-    principal = getattr(access, "principal", None)
-    return str(getattr(principal, "role", "")) == "operator"
 
 
 # Parameters only an MHD/PDSm document consumer sends: a search using one of them is an ITI-67
@@ -55,11 +50,11 @@ def is_iti67(pairs: list[tuple[str, str]]) -> bool:
     return any(k.split(":", 1)[0] in PDSM_QUERY_PARAMS for k, _ in pairs)
 
 
-def check_find_documents(pairs: list[tuple[str, str]], access: Any) -> None:
+def check_find_documents(pairs: list[tuple[str, str]], access: Access) -> None:
     """ITI-67: a consumer's search names the patient and the status (PDSm st_recherche_fiche):
     a consumer under test learns here, not in production, that it forgot one. The platform
     operator (the region's integration, not a consumer) is not held to it."""
-    if not is_iti67(pairs) or _is_operator(access):
+    if not is_iti67(pairs) or access.role == Role.OPERATOR:
         return
     names = {k.split(":", 1)[0] for k, _ in pairs}
     missing = []
@@ -85,7 +80,7 @@ def document_query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     ]
 
 
-async def _documents_of(request: Request, binary_id: str, access: Any) -> list[Any]:
+async def _documents_of(request: Request, binary_id: str, access: Access) -> list[Any]:
     """The DocumentReferences whose content is this Binary, among those the caller may see."""
     q = parse_query("DocumentReference", [("location", f"Binary/{binary_id}")], 10)
     result = await engine_of(request).search(q, access, f"location=Binary/{binary_id}")
@@ -94,7 +89,8 @@ async def _documents_of(request: Request, binary_id: str, access: Any) -> list[A
 
 async def _referenced(request: Request, binary_id: str) -> bool:
     q = parse_query("DocumentReference", [("location", f"Binary/{binary_id}")], 1)
-    result = await engine_of(request).search(q, None)
+    engine = engine_of(request)
+    result = await engine.search(q, engine.platform())
     return bool(result.rows)
 
 
@@ -109,7 +105,7 @@ async def retrieve_document(request: Request, bid: str, vid: str | None) -> Resp
         docs = await _documents_of(request, bid, access)
         if not docs:
             raise not_found(f"Binary/{bid} is not known")
-        version = await _read(engine, bid, vid, None)
+        version = await _read(engine, bid, vid, engine.platform())
         await access.record(
             None,
             Touched(
@@ -150,7 +146,7 @@ async def retrieve_document(request: Request, bid: str, vid: str | None) -> Resp
     return StreamingResponse(body(), headers=headers)
 
 
-async def _read(engine: Any, bid: str, vid: str | None, access: Any) -> Version:
+async def _read(engine: Engine, bid: str, vid: str | None, access: Access) -> Version:
     if vid is None:
         v: Version = await engine.read("Binary", bid, access)
     else:

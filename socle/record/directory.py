@@ -8,6 +8,7 @@ One query per kind for a whole unit of work.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from psycopg import AsyncConnection
 
@@ -51,7 +52,7 @@ async def find(
     return found["Practitioner"], found["Organization"], found["id"]
 
 
-async def organisations_of(conn: AsyncConnection, org_ids: set[str]) -> set[str]:
+async def organisations_of(conn: AsyncConnection, org_ids: Collection[str]) -> set[str]:
     """The IdNat_Struct of the organisations with these resource ids."""
     if not org_ids:
         return set()

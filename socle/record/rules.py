@@ -164,27 +164,19 @@ def authors_of(doc: dict[str, Any]) -> Author:
     return out
 
 
-async def acts_for_author(
-    conn: AsyncConnection, access: Access | None, doc: dict[str, Any]
-) -> bool:
+async def acts_for_author(conn: AsyncConnection, access: Access, doc: dict[str, Any]) -> bool:
     """Whether the caller is one of the entry's authors or acts for the author's organisation
-    (or the custodian). The platform itself (no access) may."""
-    if access is None:
+    (or the custodian). The platform itself may."""
+    if access.platform:
         return True
-    principal = getattr(access, "principal", None)
+    principal = access.principal
     if principal is None:
         return False
     author = authors_of(doc)
-    nid = getattr(principal, "national_id", None)
+    nid = principal.national_id
     if nid and nid in author.professionals:
         return True
-    org_ids: set[str] = set()
-    org = getattr(principal, "organization", None)
-    if org:
-        org_ids.add(org.split("/")[-1])
-    links = getattr(access, "links", None)
-    if links is not None and getattr(principal, "role", None) == "professional":
-        org_ids.update(links.organizations)
+    org_ids = access.acting_for
     if not org_ids:
         return False
     if author.organisation_ids & org_ids:
@@ -297,7 +289,7 @@ def _label_issues(doc: dict[str, Any], loc: str) -> list[Issue]:
 @dataclass
 class _Unit:
     conn: AsyncConnection
-    access: Access | None
+    access: Access
     writes: list[PendingWrite]
     store: ContentStore | None
     by_key: dict[tuple[str, str], PendingWrite] = field(default_factory=dict)
@@ -362,7 +354,7 @@ class DocumentRules:
         self.store = store
 
     async def __call__(
-        self, conn: AsyncConnection, writes: list[PendingWrite], access: Access | None
+        self, conn: AsyncConnection, writes: list[PendingWrite], access: Access
     ) -> None:
         if not any(w.rtype in ("DocumentReference", "Binary") for w in writes):
             return
@@ -853,7 +845,7 @@ async def _check_change(unit: _Unit, w: PendingWrite, old: dict[str, Any]) -> No
     assert new is not None
     loc = _loc(w)
     changed = _changed(old, new)
-    if changed and getattr(unit.access, "relinks_patients", False):
+    if changed and unit.access.relinks_patients:
         # identitovigilance (merge / unmerge) moves the entry to the surviving patient record
         changed = _changed(_unlinked(old), _unlinked(new))
     if changed:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 from ..contract import Conformance, Runtime, Service
+from ..fhir.access import Access
 from ..fhir.engine import Engine, EntryRequest
 from ..fhir.hooks import TypeHooks
 from .consult import check_find_documents, document_query, logical_deletion, retrieve_document
@@ -41,7 +41,7 @@ CONFORMANCE = Conformance(
 )
 
 
-def _find_documents(pairs: list[tuple[str, str]], access: Any) -> list[tuple[str, str]]:
+def _find_documents(pairs: list[tuple[str, str]], access: Access) -> list[tuple[str, str]]:
     check_find_documents(pairs, access)
     return document_query(pairs)
 
@@ -63,7 +63,7 @@ async def ensure_search_parameters(engine: Engine) -> None:
     entries = [
         EntryRequest("PUT", f"SearchParameter/{sp['id']}", sp) for sp in pdsm_search_parameters()
     ]
-    await engine.transaction(entries, None, "update")
+    await engine.transaction(entries, engine.platform(), "update")
 
 
 @contextlib.asynccontextmanager

@@ -37,7 +37,9 @@ class Professional:
 async def _search(
     engine: Engine, rtype: str, params: list[tuple[str, str]]
 ) -> list[dict[str, Any]]:
-    result = await engine.search(parse_query(rtype, params, engine.settings.max_page_size))
+    result = await engine.search(
+        parse_query(rtype, params, engine.settings.max_page_size), engine.platform()
+    )
     return [json.loads(row.content) for row in result.rows]
 
 
@@ -147,7 +149,7 @@ async def demo_practitioners(engine: Engine, limit: int = 12) -> list[Profession
 async def patient_names(engine: Engine, patient_id: str) -> tuple[str, str]:
     """(given, family) of a patient, for the consent page; empty if unreadable."""
     try:
-        version = await engine.read("Patient", patient_id)
+        version = await engine.read("Patient", patient_id, engine.platform())
         return _names(json.loads(version.content or "{}"))
     except (FhirError, ValueError, TypeError):  # a name is a nicety: never fail a login
         return "", ""

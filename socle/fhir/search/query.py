@@ -74,7 +74,8 @@ class SearchQuery:
     page_token: str | None = None
     unknown: list[str] = field(default_factory=list)
     types: list[str] = field(default_factory=list)  # system search: _type
-    # The request's access policy (socle.fhir.access.Access); None: the platform itself.
+    # The request's context (socle.fhir.access.Access) the engine sets; None (a search run
+    # below the engine) and the platform's context restrict nothing.
     access: Any = None
     interaction: str = "search"  # "search", or "read" for rows fetched by id (_id, history)
 
