@@ -91,6 +91,15 @@ def test_add_builds_a_backbone_element_from_parts_and_a_choice_from_its_type(cli
     assert body["deceasedBoolean"] is False
 
 
+def test_add_a_choice_by_its_typed_name(client):
+    url = f"/Patient/{create(client, patient())['id']}"
+    typed = operation("add", "Patient", name="deceasedBoolean", value={"valueBoolean": True})
+    assert patched(client, url, typed)["deceasedBoolean"] is True
+    url = f"/Patient/{create(client, patient())['id']}"
+    other = operation("add", "Patient", name="deceasedDateTime", value={"valueBoolean": True})
+    assert_outcome(send(client, url, other), 422, expression="Parameters.parameter[0].part[3]")
+
+
 def test_add_an_extension_to_a_primitive_and_a_nested_one(client):
     url = f"/Patient/{create(client, patient())['id']}"
     extension = {"part": [{"name": "url", "valueUri": EXT}, {"name": "value", "valueCode": "c"}]}

@@ -170,6 +170,8 @@ def add(document: dict[str, Any], operation: Operation) -> None:
     value = read_value(operation.part("value"), _value_root(info, operation))
     base = info.path.rpartition(".")[2]
     key = _choice_key(info, value, operation) if info.choice else base
+    if name not in (base, key):  # a typed choice name (`valueQuantity`) must match the value
+        raise refused(f"'{name}' does not take this value's type", operation.at("value"), "value")
     if info.many:
         append_value(holder, key, value)
         return
