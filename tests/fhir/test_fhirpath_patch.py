@@ -364,3 +364,22 @@ def test_fhirpath_patch_in_a_transaction(client):
     r = client.post("", json=bundle)
     assert r.status_code == 200, r.text
     assert client.get(url).json()["name"][0]["given"] == ["c", "a", "b"]
+
+
+def test_paths_into_a_contained_resource(client):
+    organization = {"resourceType": "Organization", "id": "o", "name": "Avant", "alias": ["a"]}
+    body = patient(contained=[organization], managingOrganization={"reference": "#o"})
+    url = f"/Patient/{create(client, body)['id']}"
+    result = patched(
+        client,
+        url,
+        operation(
+            "replace", "Patient.contained.ofType(Organization).name", value={"valueString": "Après"}
+        ),
+        operation(
+            "insert", "Patient.contained.where(id='o').alias", index=0, value={"valueString": "z"}
+        ),
+    )
+    assert result["contained"] == [
+        {"resourceType": "Organization", "id": "o", "name": "Après", "alias": ["z", "a"]}
+    ]

@@ -5,7 +5,8 @@ read as the resource type, then steps: `.member` (choice elements by their name,
 finding `valueQuantity`; `.extension` and `.id` of a primitive reaching its `_member`
 companion), `[n]`, and the functions `first()`, `last()`, `tail()`, `skip(n)`, `take(n)`,
 `single()`, `ofType(Type)`, `extension('url')` and `where(criteria)`, whose criteria are any
-FHIRPath, evaluated by fhirpathpy on each candidate element.
+FHIRPath, evaluated by fhirpathpy on each candidate element's JSON (without a model, so a
+choice element is named there by its JSON key, `valueString`).
 """
 
 from __future__ import annotations
