@@ -7,25 +7,9 @@ from typing import Any
 
 import httpx
 
-from .helpers import assert_outcome, create, observation, patient
+from .helpers import assert_outcome, create, observation, patch_operation, patient
 
 EXT = "https://socle.example.org/fhir/StructureDefinition/test-note"
-
-
-def operation(kind: str, path: str, **parts: Any) -> dict[str, Any]:
-    """One `operation` parameter; `value` is given as the part's own keys (`valueString`…)."""
-    out: list[dict[str, Any]] = [
-        {"name": "type", "valueCode": kind},
-        {"name": "path", "valueString": path},
-    ]
-    for name, value in parts.items():
-        if name == "name":
-            out.append({"name": "name", "valueString": value})
-        elif name in ("index", "source", "destination"):
-            out.append({"name": name, "valueInteger": value})
-        else:
-            out.append({"name": "value", **value})
-    return {"name": "operation", "part": out}
 
 
 def send(client: httpx.Client, url: str, *operations: dict[str, Any]) -> httpx.Response:
@@ -50,9 +34,11 @@ def test_add_appends_to_a_repeating_element_and_sets_a_single_one(client):
     body = patched(
         client,
         url,
-        operation("add", "Patient", name="identifier", value={"valueIdentifier": {"value": "2"}}),
-        operation("add", "Patient", name="active", value={"valueBoolean": False}),
-        operation("add", "Patient.name[0]", name="given", value={"valueString": "Zoé"}),
+        patch_operation(
+            "add", "Patient", name="identifier", value={"valueIdentifier": {"value": "2"}}
+        ),
+        patch_operation("add", "Patient", name="active", value={"valueBoolean": False}),
+        patch_operation("add", "Patient.name[0]", name="given", value={"valueString": "Zoé"}),
     )
     assert body["identifier"][-1] == {"value": "2"} and len(body["identifier"]) == 2
     assert body["active"] is False
@@ -64,8 +50,8 @@ def test_add_of_a_single_element_already_there_is_refused(client):
     r = send(
         client,
         url,
-        operation("add", "Patient", name="active", value={"valueBoolean": True}),
-        operation("add", "Patient", name="gender", value={"valueCode": "male"}),
+        patch_operation("add", "Patient", name="active", value={"valueBoolean": True}),
+        patch_operation("add", "Patient", name="gender", value={"valueCode": "male"}),
     )
     assert_outcome(r, 422, expression="Parameters.parameter[1].part[2]")
     assert client.get(url).json()["meta"]["versionId"] == "1"
@@ -82,8 +68,8 @@ def test_add_builds_a_backbone_element_from_parts_and_a_choice_from_its_type(cli
     body = patched(
         client,
         url,
-        operation("add", "Patient", name="contact", value=contact),
-        operation("add", "Patient", name="deceased", value={"valueBoolean": False}),
+        patch_operation("add", "Patient", name="contact", value=contact),
+        patch_operation("add", "Patient", name="deceased", value={"valueBoolean": False}),
     )
     assert body["contact"] == [
         {"name": {"family": "Proche"}, "telecom": [{"system": "phone", "value": "0102"}]}
@@ -93,10 +79,10 @@ def test_add_builds_a_backbone_element_from_parts_and_a_choice_from_its_type(cli
 
 def test_add_a_choice_by_its_typed_name(client):
     url = f"/Patient/{create(client, patient())['id']}"
-    typed = operation("add", "Patient", name="deceasedBoolean", value={"valueBoolean": True})
+    typed = patch_operation("add", "Patient", name="deceasedBoolean", value={"valueBoolean": True})
     assert patched(client, url, typed)["deceasedBoolean"] is True
     url = f"/Patient/{create(client, patient())['id']}"
-    other = operation("add", "Patient", name="deceasedDateTime", value={"valueBoolean": True})
+    other = patch_operation("add", "Patient", name="deceasedDateTime", value={"valueBoolean": True})
     assert_outcome(send(client, url, other), 422, expression="Parameters.parameter[0].part[3]")
 
 
@@ -108,10 +94,10 @@ def test_add_an_extension_to_a_primitive_and_a_nested_one(client):
     body = patched(
         client,
         url,
-        operation("add", "Patient.birthDate", name="extension", value=extension),
-        operation("add", "Patient.name[0].given[1]", name="extension", value=extension),
-        operation("add", "Patient", name="extension", value=outer),
-        operation("add", f"Patient.extension('{EXT}')", name="extension", value=inner),
+        patch_operation("add", "Patient.birthDate", name="extension", value=extension),
+        patch_operation("add", "Patient.name[0].given[1]", name="extension", value=extension),
+        patch_operation("add", "Patient", name="extension", value=outer),
+        patch_operation("add", f"Patient.extension('{EXT}')", name="extension", value=inner),
     )
     assert body["birthDate"] == "1980-02-29"
     assert body["_birthDate"] == {"extension": [{"url": EXT, "valueCode": "c"}]}
@@ -127,9 +113,9 @@ def test_insert_first_last_and_into_an_empty_list(client):
     body = patched(
         client,
         url,
-        operation("insert", "Patient.name[0].given", index=0, value={"valueString": "a"}),
-        operation("insert", "Patient.name[0].given", index=3, value={"valueString": "d"}),
-        operation(
+        patch_operation("insert", "Patient.name[0].given", index=0, value={"valueString": "a"}),
+        patch_operation("insert", "Patient.name[0].given", index=3, value={"valueString": "d"}),
+        patch_operation(
             "insert",
             "Patient.telecom",
             index=0,
@@ -142,10 +128,12 @@ def test_insert_first_last_and_into_an_empty_list(client):
 
 def test_insert_out_of_range_is_refused_at_the_index(client):
     url = given_names(client, "b", "c")
-    beyond = operation("insert", "Patient.name[0].given", index=3, value={"valueString": "x"})
+    beyond = patch_operation("insert", "Patient.name[0].given", index=3, value={"valueString": "x"})
     assert_outcome(send(client, url, beyond), 422, expression="Parameters.parameter[0].part[2]")
-    negative = operation("insert", "Patient.name[0].given", index=-1, value={"valueString": "x"})
-    fine = operation("insert", "Patient.name[0].given", index=0, value={"valueString": "x"})
+    negative = patch_operation(
+        "insert", "Patient.name[0].given", index=-1, value={"valueString": "x"}
+    )
+    fine = patch_operation("insert", "Patient.name[0].given", index=0, value={"valueString": "x"})
     r = send(client, url, fine, negative)
     assert_outcome(r, 422, expression="Parameters.parameter[1].part[2]")
     assert client.get(url).json()["name"][0]["given"] == ["b", "c"]
@@ -157,13 +145,13 @@ def test_insert_keeps_primitive_extensions_with_their_values(client):
     body = patched(
         client,
         url,
-        operation(
+        patch_operation(
             "insert",
             "Patient.name[0].given",
             index=1,
             value={"valueString": "x", "_valueString": note},
         ),
-        operation("insert", "Patient.name[0].given", index=0, value={"valueString": "0"}),
+        patch_operation("insert", "Patient.name[0].given", index=0, value={"valueString": "0"}),
     )
     assert body["name"][0]["given"] == ["0", "a", "x", "b"]
     assert body["name"][0]["_given"] == [None, None, note, None]
@@ -177,9 +165,9 @@ def test_delete_one_element_first_and_last_of_a_list(client):
     body = patched(
         client,
         url,
-        operation("delete", "Patient.name[0].given.first()"),
-        operation("delete", "Patient.name[0].given.last()"),
-        operation("delete", "Patient.gender"),
+        patch_operation("delete", "Patient.name[0].given.first()"),
+        patch_operation("delete", "Patient.name[0].given.last()"),
+        patch_operation("delete", "Patient.gender"),
     )
     assert body["name"][0]["given"] == ["b", "c"] and "gender" not in body
 
@@ -189,15 +177,15 @@ def test_delete_of_nothing_changes_nothing(client):
     body = patched(
         client,
         url,
-        operation("delete", "Patient.telecom"),
-        operation("delete", "Patient.identifier.where(system='urn:nowhere')"),
+        patch_operation("delete", "Patient.telecom"),
+        patch_operation("delete", "Patient.identifier.where(system='urn:nowhere')"),
     )
     assert body["meta"]["versionId"] == "1"
 
 
 def test_delete_of_several_elements_is_refused(client):
     url = given_names(client, "a", "b")
-    r = send(client, url, operation("delete", "Patient.name[0].given"))
+    r = send(client, url, patch_operation("delete", "Patient.name[0].given"))
     assert_outcome(r, 422, expression="Parameters.parameter[0].part[1]")
 
 
@@ -219,8 +207,8 @@ def test_delete_a_primitive_with_its_extensions_and_a_nested_extension(client):
     result = patched(
         client,
         url,
-        operation("delete", "Patient.birthDate"),
-        operation("delete", f"Patient.extension('{EXT}').extension('drop')"),
+        patch_operation("delete", "Patient.birthDate"),
+        patch_operation("delete", f"Patient.extension('{EXT}').extension('drop')"),
     )
     assert "birthDate" not in result and "_birthDate" not in result
     assert result["extension"] == [{"url": EXT, "extension": [{"url": "keep", "valueString": "k"}]}]
@@ -228,7 +216,7 @@ def test_delete_a_primitive_with_its_extensions_and_a_nested_extension(client):
 
 def test_delete_of_the_resource_itself_is_refused(client):
     url = f"/Patient/{create(client, patient())['id']}"
-    assert_outcome(send(client, url, operation("delete", "Patient")), 422)
+    assert_outcome(send(client, url, patch_operation("delete", "Patient")), 422)
 
 
 # replace
@@ -242,8 +230,8 @@ def test_replace_an_item_of_a_list_and_a_primitive_extension_value(client):
     result = patched(
         client,
         url,
-        operation("replace", "Patient.name[0].given[1]", value={"valueString": "Maria"}),
-        operation("replace", "Patient.birthDate.extension.value", value={"valueCode": "d"}),
+        patch_operation("replace", "Patient.name[0].given[1]", value={"valueString": "Maria"}),
+        patch_operation("replace", "Patient.birthDate.extension.value", value={"valueCode": "d"}),
     )
     assert result["name"][0]["given"] == ["Hélène", "Maria"]
     assert result["birthDate"] == "1980-02-29"
@@ -254,7 +242,7 @@ def test_replace_a_choice_element_with_another_type(client):
     subject = f"Patient/{create(client, patient())['id']}"
     url = f"/Observation/{create(client, observation(subject))['id']}"
     result = patched(
-        client, url, operation("replace", "Observation.value", value={"valueString": "élevé"})
+        client, url, patch_operation("replace", "Observation.value", value={"valueString": "élevé"})
     )
     assert result["valueString"] == "élevé" and "valueQuantity" not in result
 
@@ -263,7 +251,9 @@ def test_replace_the_whole_resource(client):
     pid = create(client, patient())["id"]
     replacement = {"resourceType": "Patient", "id": pid, "active": True}
     result = patched(
-        client, f"/Patient/{pid}", operation("replace", "Patient", value={"resource": replacement})
+        client,
+        f"/Patient/{pid}",
+        patch_operation("replace", "Patient", value={"resource": replacement}),
     )
     assert result["active"] is True and "name" not in result
     assert result["meta"]["versionId"] == "2"
@@ -271,17 +261,19 @@ def test_replace_the_whole_resource(client):
 
 def test_replace_needs_exactly_one_element(client):
     url = given_names(client, "a", "b")
-    none = operation(
+    none = patch_operation(
         "replace", "Patient.telecom", value={"valueContactPoint": {"system": "phone", "value": "1"}}
     )
     assert_outcome(send(client, url, none), 422, expression="Parameters.parameter[0].part[1]")
-    several = operation("replace", "Patient.name.given", value={"valueString": "x"})
+    several = patch_operation("replace", "Patient.name.given", value={"valueString": "x"})
     assert_outcome(send(client, url, several), 422, expression="Parameters.parameter[0].part[1]")
 
 
 def test_the_patched_resource_is_validated_like_an_update(client):
     url = f"/Patient/{create(client, patient())['id']}"
-    r = send(client, url, operation("replace", "Patient.gender", value={"valueCode": "robot"}))
+    r = send(
+        client, url, patch_operation("replace", "Patient.gender", value={"valueCode": "robot"})
+    )
     assert r.status_code in (400, 422), r.text
     assert r.json()["resourceType"] == "OperationOutcome"
     assert client.get(url).json()["gender"] == "female"
@@ -293,11 +285,11 @@ def test_the_patched_resource_is_validated_like_an_update(client):
 def test_move_first_to_last_last_to_first_and_in_place(client):
     url = given_names(client, "a", "b", "c", "d")
     path = "Patient.name[0].given"
-    first_to_last = patched(client, url, operation("move", path, source=0, destination=3))
+    first_to_last = patched(client, url, patch_operation("move", path, source=0, destination=3))
     assert first_to_last["name"][0]["given"] == ["b", "c", "d", "a"]
-    last_to_first = patched(client, url, operation("move", path, source=3, destination=0))
+    last_to_first = patched(client, url, patch_operation("move", path, source=3, destination=0))
     assert last_to_first["name"][0]["given"] == ["a", "b", "c", "d"]
-    in_place = patched(client, url, operation("move", path, source=2, destination=2))
+    in_place = patched(client, url, patch_operation("move", path, source=2, destination=2))
     assert in_place["name"][0]["given"] == ["a", "b", "c", "d"]
 
 
@@ -313,8 +305,8 @@ def test_move_of_complex_items_and_primitives_with_extensions(client):
     result = patched(
         client,
         url,
-        operation("move", "Patient.name", source=1, destination=0),
-        operation("move", "Patient.name.where(family='Un').given", source=0, destination=2),
+        patch_operation("move", "Patient.name", source=1, destination=0),
+        patch_operation("move", "Patient.name.where(family='Un').given", source=0, destination=2),
     )
     assert [n["family"] for n in result["name"]] == ["Deux", "Un"]
     assert result["name"][1]["given"] == ["b", "c", "a"]
@@ -324,11 +316,11 @@ def test_move_of_complex_items_and_primitives_with_extensions(client):
 def test_move_out_of_range_is_refused_at_the_index(client):
     url = given_names(client, "a", "b")
     path = "Patient.name[0].given"
-    source = send(client, url, operation("move", path, source=2, destination=0))
+    source = send(client, url, patch_operation("move", path, source=2, destination=0))
     assert_outcome(source, 422, expression="Parameters.parameter[0].part[2]")
-    destination = send(client, url, operation("move", path, source=0, destination=2))
+    destination = send(client, url, patch_operation("move", path, source=0, destination=2))
     assert_outcome(destination, 422, expression="Parameters.parameter[0].part[3]")
-    empty = send(client, url, operation("move", "Patient.telecom", source=0, destination=0))
+    empty = send(client, url, patch_operation("move", "Patient.telecom", source=0, destination=0))
     assert_outcome(empty, 422, expression="Parameters.parameter[0].part[2]")
     assert client.get(url).json()["meta"]["versionId"] == "1"
 
@@ -340,13 +332,13 @@ def test_malformed_operations_are_400_at_the_part(client):
     url = given_names(client, "a")
     unknown = {"name": "operation", "part": [{"name": "type", "valueCode": "swap"}]}
     assert_outcome(send(client, url, unknown), 400, expression="Parameters.parameter[0].part[0]")
-    no_index = operation("insert", "Patient.name[0].given", value={"valueString": "x"})
+    no_index = patch_operation("insert", "Patient.name[0].given", value={"valueString": "x"})
     assert_outcome(send(client, url, no_index), 400, expression="Parameters.parameter[0]")
-    stray = operation("delete", "Patient.gender", index=0)
+    stray = patch_operation("delete", "Patient.gender", index=0)
     assert_outcome(send(client, url, stray), 400, expression="Parameters.parameter[0].part[2]")
-    bad_path = operation("delete", "Patient.name.resolve()")
+    bad_path = patch_operation("delete", "Patient.name.resolve()")
     assert_outcome(send(client, url, bad_path), 400, expression="Parameters.parameter[0].part[1]")
-    other_type = operation("delete", "Observation.status")
+    other_type = patch_operation("delete", "Observation.status")
     assert_outcome(send(client, url, other_type), 400, expression="Parameters.parameter[0].part[1]")
 
 
@@ -354,7 +346,7 @@ def test_fhirpath_patch_in_a_transaction(client):
     url = given_names(client, "a", "b", "c")
     parameters = {
         "resourceType": "Parameters",
-        "parameter": [operation("move", "Patient.name[0].given", source=2, destination=0)],
+        "parameter": [patch_operation("move", "Patient.name[0].given", source=2, destination=0)],
     }
     bundle = {
         "resourceType": "Bundle",
@@ -373,10 +365,10 @@ def test_paths_into_a_contained_resource(client):
     result = patched(
         client,
         url,
-        operation(
+        patch_operation(
             "replace", "Patient.contained.ofType(Organization).name", value={"valueString": "Après"}
         ),
-        operation(
+        patch_operation(
             "insert", "Patient.contained.where(id='o').alias", index=0, value={"valueString": "z"}
         ),
     )

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from socle.fhir.outcome import FhirError
 from socle.fhir.patch import apply_fhirpath_patch
 
-from .helpers import create, patient
-from .test_fhirpath_patch import EXT, operation
+from .helpers import create, patch_operation, patient
 
 PATH = "Patient.name[0].given"
+EXT = "https://socle.example.org/fhir/StructureDefinition/test-note"
 
 # (kind, first integer, second integer, noted): what each integer means depends on the kind
 steps = st.tuples(
@@ -34,12 +34,14 @@ def as_operation(step: tuple[str, int, int, bool], label: str) -> dict[str, Any]
     kind, first, second, noted = step
     value = {"valueString": label, **({"_valueString": note(label)} if noted else {})}
     if kind == "insert":
-        return operation(kind, PATH, index=first, value=value)
+        return patch_operation(kind, PATH, index=first, value=value)
     if kind == "move":
-        return operation(kind, PATH, source=first, destination=second)
+        return patch_operation(kind, PATH, source=first, destination=second)
     if kind == "delete":
-        return operation(kind, f"{PATH}[{first}]") if first >= 0 else operation(kind, PATH)
-    return operation(kind, f"{PATH}[{max(first, 0)}]", value=value)
+        return (
+            patch_operation(kind, f"{PATH}[{first}]") if first >= 0 else patch_operation(kind, PATH)
+        )
+    return patch_operation(kind, f"{PATH}[{max(first, 0)}]", value=value)
 
 
 def model_apply(
