@@ -338,6 +338,9 @@ def test_malformed_operations_are_400_at_the_part(client):
     assert_outcome(send(client, url, stray), 400, expression="Parameters.parameter[0].part[2]")
     bad_path = patch_operation("delete", "Patient.name.resolve()")
     assert_outcome(send(client, url, bad_path), 400, expression="Parameters.parameter[0].part[1]")
+    bad_criteria = patch_operation("delete", "Patient.name.where(family = )")
+    r = send(client, url, bad_criteria)
+    assert_outcome(r, 400, expression="Parameters.parameter[0].part[1]")
     other_type = patch_operation("delete", "Observation.status")
     assert_outcome(send(client, url, other_type), 400, expression="Parameters.parameter[0].part[1]")
 
@@ -356,6 +359,12 @@ def test_fhirpath_patch_in_a_transaction(client):
     r = client.post("", json=bundle)
     assert r.status_code == 200, r.text
     assert client.get(url).json()["name"][0]["given"] == ["c", "a", "b"]
+    parameters["parameter"] = [
+        patch_operation("move", "Patient.name[0].given", source=0, destination=3)
+    ]
+    r = client.post("", json=bundle)
+    assert_outcome(r, 422, expression="Bundle.entry[0].resource.parameter[0].part[3]")
+    assert client.get(url).json()["meta"]["versionId"] == "2"
 
 
 def test_paths_into_a_contained_resource(client):

@@ -70,7 +70,7 @@ class Place:
     @property
     def primitive(self) -> bool:
         fhir_type = self.fhir_type
-        return bool(fhir_type) and fhir_type[0].islower()  # type: ignore[index]
+        return fhir_type is not None and fhir_type[:1].islower()
 
     def children(self, create: bool = False) -> dict[str, Any] | None:
         """The object holding this element's children: the `_key` companion for a primitive."""
