@@ -221,12 +221,7 @@ class Planner:
                     f"{p.rtype}/{p.id} is at version {current.version}, not {if_match} (If-Match)"
                 )
             resource = decode(current.content or "{}")
-            if p.req.patch_type == "json":
-                patched = apply_json_patch(resource, p.req.resource)
-            elif p.req.patch_type == "merge":
-                patched = apply_merge_patch(resource, p.req.resource)
-            else:
-                patched = apply_fhirpath_patch(resource, p.req.resource)
+            patched = _patched(resource, p.req)
             if patched.get("resourceType") != p.rtype or patched.get("id") != p.id:
                 raise FhirError(
                     422, [Issue("error", "processing", "A patch may not change resourceType or id")]
@@ -338,3 +333,16 @@ def _int(raw: str) -> int:
         return int(raw)
     except ValueError:
         raise bad_request(f"'{raw}' is not a version number") from None
+
+
+def _patched(resource: dict[str, Any], req: EntryRequest) -> dict[str, Any]:
+    if req.patch_type == "json":
+        return apply_json_patch(resource, req.resource)
+    if req.patch_type == "merge":
+        return apply_merge_patch(resource, req.resource)
+    try:
+        return apply_fhirpath_patch(resource, req.resource)
+    except FhirError as exc:
+        if req.where:  # a Bundle entry's Parameters: located under the entry
+            exc.issues = [issue.at(f"{req.where}.resource") for issue in exc.issues]
+        raise

@@ -132,17 +132,21 @@ def patch_operation(
     *,
     name: str | None = None,
     index: int | None = None,
+    source: int | None = None,
+    destination: int | None = None,
     value: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One operation of a FHIRPath Patch; ``value`` is typed: ``{"valueDate": "1930-01-01"}``."""
+    """One operation of a FHIRPath Patch; ``value`` is typed: ``{"valueDate": "1930-01-01"}``.
+    Parts come in the order type, path, name, index, source, destination, value."""
     parts: list[dict[str, Any]] = [
         {"name": "type", "valueCode": kind},
         {"name": "path", "valueString": path},
     ]
     if name is not None:
         parts.append({"name": "name", "valueString": name})
-    if index is not None:
-        parts.append({"name": "index", "valueInteger": index})
+    for part, number in (("index", index), ("source", source), ("destination", destination)):
+        if number is not None:
+            parts.append({"name": part, "valueInteger": number})
     if value is not None:
         parts.append({"name": "value", **value})
     return {"name": "operation", "part": parts}
