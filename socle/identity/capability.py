@@ -33,10 +33,6 @@ LOOKUP_ROLES = frozenset({Role.PROFESSIONAL, Role.SYSTEM, Role.OPERATOR})
 CELL_ROLES = frozenset({Role.PROFESSIONAL, Role.SYSTEM, Role.ADMIN})
 
 
-def principal_of(access: Access) -> Principal | None:
-    return access.principal
-
-
 def may_look_up(principal: Principal | None) -> bool:
     return principal is not None and principal.role in LOOKUP_ROLES
 
@@ -59,7 +55,7 @@ async def refuse(access: Access, operation: str, message: str) -> FhirError:
 
 
 async def require_lookup(access: Access, operation: str) -> Principal | None:
-    principal = principal_of(access)
+    principal = access.principal
     if not may_look_up(principal):
         raise await refuse(
             access,
@@ -70,7 +66,7 @@ async def require_lookup(access: Access, operation: str) -> Principal | None:
 
 
 async def require_identitovigilance(access: Access, operation: str) -> Principal | None:
-    principal = principal_of(access)
+    principal = access.principal
     if not is_identitovigilance(principal):
         raise await refuse(
             access,

@@ -20,7 +20,7 @@ from ..fhir.operations.kit import Operation, Param, send_parameters
 from ..fhir.outcome import FhirError, Issue
 from ..fhir.provenance import entity, provenance
 from ..fhir.rest.requests import access_of, engine_of
-from .capability import PlannedAccess, is_identitovigilance, may_look_up, principal_of, refuse
+from .capability import PlannedAccess, is_identitovigilance, may_look_up, refuse
 from .insi import FOUND, search_ins
 from .reference import cache_of
 from .resources import (
@@ -166,7 +166,7 @@ def _event_of(part: dict[str, Any]) -> Event:
 
 async def ins_qualify(request: Request) -> Response:
     access = access_of(request)
-    principal = principal_of(access)
+    principal = access.principal
     cell = is_identitovigilance(principal)
     if not (cell or may_look_up(principal)):
         raise await refuse(

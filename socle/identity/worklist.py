@@ -41,7 +41,7 @@ from ..fhir.outcome import FhirError
 from ..fhir.provenance import agent_of
 from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
-from .capability import PlannedAccess, principal_of, require_identitovigilance
+from .capability import PlannedAccess, require_identitovigilance
 from .duplicates import LEVELS, PROBABLE, Candidate, Collision, DuplicateIndex, IdentityRecord
 from .merge import WORKLIST_TAG, pair_key
 from .reference import OVERLAP, cache_of
@@ -251,7 +251,7 @@ async def dismiss_operation(request: Request) -> Response:
         },
         "subject": {"reference": f"Patient/{min(a, b)}"},
         "created": dt.date.today().isoformat(),
-        "author": agent_of(principal_of(access))["who"],
+        "author": agent_of(access.principal)["who"],
         "extension": [{"url": OTHER_URL, "valueReference": {"reference": f"Patient/{max(a, b)}"}}],
     }
     if reason:
