@@ -381,6 +381,17 @@ END
 $$;
 """
 
+PATIENT_DECEASED_V148 = """
+-- Patient's `deceased` search parameter (`deceased.exists() and deceased != false`) was indexed
+-- without the R4 model, which resolves the choice element: every Patient got `false`. Rows of
+-- Patients that are deceased (a date, or deceasedBoolean true) now say `true`, as new writes do.
+UPDATE idx_token t SET code = 'true'
+FROM resource r
+WHERE t.rid = r.rid AND t.rtype = 'Patient' AND t.param = 'deceased' AND t.code = 'false'
+  AND r.rtype = 'Patient' AND NOT r.deleted
+  AND (r.content ? 'deceasedDateTime' OR r.content->'deceasedBoolean' = 'true'::jsonb);
+"""
+
 # Versions need not be contiguous, and a lower version added later is still applied (each
 # version is applied once, in ascending order, if not recorded).
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -391,6 +402,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (5, "built-in authorisation server", AUTH_SERVER_V5),
     (146, "lean audit trail: events in audit_log, served as AuditEvents", AUDIT_LEAN_V146),
     (147, "audit sealing hashes in the database", AUDIT_SEAL_IN_SQL_V147),
+    (148, "Patient deceased search index: deceased patients say true", PATIENT_DECEASED_V148),
 ]
 
 

@@ -277,3 +277,25 @@ def test_list_membership_and_contained_is_explicit(client):
     assert ids == set(members) and outsider not in ids
     assert client.get("/Patient", params={"_contained": "true"}).status_code == 400
     assert client.get("/Patient", params={"_contained": "false", "_count": 1}).status_code == 200
+
+
+def test_deceased_is_true_for_a_date_or_true_and_false_otherwise(client):
+    """``deceased`` is a FHIRPath expression over a choice element (``deceased[x]``)."""
+    family = f"Deceased{unique()}"
+    shapes = {
+        "date": {"deceasedDateTime": "2024-01-02"},
+        "true": {"deceasedBoolean": True},
+        "false": {"deceasedBoolean": False},
+        "absent": {},
+    }
+    ids = {}
+    for name, extra in shapes.items():
+        body = {"resourceType": "Patient", "name": [{"family": family}], **extra}
+        ids[name] = client.post("/Patient", json=body).json()["id"]
+
+    def found(value: str) -> set[str]:
+        bundle = client.get("/Patient", params={"family": family, "deceased": value}).json()
+        return {e["resource"]["id"] for e in bundle.get("entry", [])}
+
+    assert found("true") == {ids["date"], ids["true"]}
+    assert found("false") == {ids["false"], ids["absent"]}

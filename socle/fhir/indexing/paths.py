@@ -226,6 +226,9 @@ def compile_path(expression: str) -> CompiledPath:
         compiled.branches.extend(Branch(s.keys, s.type, s.filters) for s in states)
     if leftovers:
         import fhirpathpy
+        from fhirpathpy.models import models
 
-        compiled.fallback = fhirpathpy.compile(" | ".join(leftovers))
+        # the R4 model resolves choice elements (``Patient.deceased`` → ``deceasedBoolean``);
+        # without it they are never found
+        compiled.fallback = fhirpathpy.compile(" | ".join(leftovers), model=models["r4"])
     return compiled
