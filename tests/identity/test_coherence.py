@@ -182,3 +182,27 @@ def test_the_rule_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
     assert identity_coherence_rule(dict(bad, extension="not a list"), "") == []  # structural's
     monkeypatch.setenv("SOCLE_INS_WRITE_RULE", "off")  # legacy migrations only
     assert identity_coherence_rule(bad, "") == []
+
+
+def test_an_insi_answer_makes_a_manually_collected_identity_one_from_insi(
+    operator: httpx.Client,
+) -> None:
+    """VALI (typed by hand) + an INSi answer -> QUAL: $ins-qualify writes a coherent record."""
+    vali = accepted(operator, patient("VALI", method="SM"))
+    answer = patient("QUAL")
+    answer.pop("extension")
+    parameters = [
+        {"name": "document-type", "valueString": "CN"},
+        {"name": "insi-return-code", "valueString": "00"},
+        {"name": "ins", "valueIdentifier": Ins(NIR).identifier()},
+        {"name": "insi-patient", "resource": answer},
+    ]
+    r = operator.post(
+        f"/Patient/{vali['id']}/$ins-qualify",
+        json={"resourceType": "Parameters", "parameter": parameters},
+    )
+    assert r.status_code == 200, r.text
+    stored = operator.get(f"/Patient/{vali['id']}").json()
+    subs = {s["url"]: s for s in stored["extension"][0]["extension"]}
+    assert subs["identityStatus"]["valueCoding"]["code"] == "QUAL"
+    assert subs["methodCollection"]["valueCoding"]["code"] == "INSI"
