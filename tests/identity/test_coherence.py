@@ -14,13 +14,32 @@ from hypothesis import strategies as st
 from socle.identity.coherence import identity_coherence_rule
 from socle.identity.nir import nir_key
 from socle.identity.traits import RELIABILITY_URL, Ins
-from socle.testing import ServerProcess, auth_headers
+from socle.testing import (
+    Database,
+    ServerProcess,
+    auth_headers,
+    database_beside,
+    start_server,
+    stop_server,
+)
 
 from .nir_strategies import nir_bodies
 
 NIR = "255081416802538"  # a valid key (fr-identity §1.2)
 OTHER_NIR = "295109912611193"
 CS = "https://hl7.fr/ig/fhir/core/CodeSystem/"
+
+
+@pytest.fixture(scope="module")
+def server(database: Database) -> Iterator[ServerProcess]:
+    """A database of its own: the qualified Patients written here stay out of other modules'
+    searches (the shared record's tests pick qualified Patients from the session's database)."""
+    with database_beside(database, prefix="socle_coherence") as db:
+        srv = start_server(db, extra_env={"SOCLE_IDENTITY_WATCH_SECONDS": "0"})
+        try:
+            yield srv
+        finally:
+            stop_server(srv)
 
 
 @pytest.fixture(scope="module")
