@@ -14,14 +14,7 @@ from hypothesis import strategies as st
 from socle.identity.coherence import identity_coherence_rule
 from socle.identity.nir import nir_key
 from socle.identity.traits import RELIABILITY_URL, Ins
-from socle.testing import (
-    Database,
-    ServerProcess,
-    auth_headers,
-    database_beside,
-    start_server,
-    stop_server,
-)
+from socle.testing import Database, ServerProcess, auth_headers, server_beside
 
 from .nir_strategies import nir_bodies
 
@@ -34,12 +27,8 @@ CS = "https://hl7.fr/ig/fhir/core/CodeSystem/"
 def server(database: Database) -> Iterator[ServerProcess]:
     """A database of its own: the qualified Patients written here stay out of other modules'
     searches (the shared record's tests pick qualified Patients from the session's database)."""
-    with database_beside(database, prefix="socle_coherence") as db:
-        srv = start_server(db, extra_env={"SOCLE_IDENTITY_WATCH_SECONDS": "0"})
-        try:
-            yield srv
-        finally:
-            stop_server(srv)
+    with server_beside(database, "socle_coherence", {"SOCLE_IDENTITY_WATCH_SECONDS": "0"}) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
