@@ -185,3 +185,17 @@ def stop_server(server: ServerProcess, sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+
+
+@contextmanager
+def server_beside(
+    db: Database, prefix: str = "socle_test", extra_env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A server on a database of its own beside `db` (`database_beside`), stopped afterwards:
+    what a test module writes stays out of the session's shared database."""
+    with database_beside(db, prefix) as new:
+        server = start_server(new, extra_env=extra_env)
+        try:
+            yield server
+        finally:
+            stop_server(server)

@@ -53,6 +53,41 @@ def is_valid_nir(nir: str) -> bool:
         return False
 
 
+def _charset_errors(body: str, key: str) -> list[str]:
+    """Characters a NIR never holds: digits only, apart from 2A/2B at positions 6-7."""
+    errors: list[str] = []
+    outside = body[:5] + (body[5:7] if body[5:7] not in _CORSICA else "00") + body[7:]
+    if not set(outside) <= _DIGITS:
+        errors.append(
+            "charset: only digits are allowed, except 2A or 2B (Corsica) at positions 6-7"
+        )
+    if not set(key) <= _DIGITS:
+        errors.append("key: the last 2 characters (the key) must be digits")
+    return errors
+
+
+def _key_errors(body: str, key: str) -> list[str]:
+    expected = nir_key(body)
+    if expected != key:
+        return [f"key: the key is {key} but 97 - (number mod 97) gives {expected}"]
+    return []
+
+
+def nir_structure_errors(nir: object) -> list[str]:
+    """What makes `nir` no NIR/NIA at all: its length, its characters, its key.
+
+    Nothing more on purpose (fr-identity §1.2): real matricules have unusual months, sex digits
+    and places, which `check_nir` reports as plausibility. Spaces are not allowed here: this
+    is the stored value of an identifier, not something typed at a desk.
+    """
+    if not isinstance(nir, str):
+        return ["length: a NIR is a string of 15 characters"]
+    if len(nir) != 15:
+        return [f"length: a NIR has 15 characters (13 + a 2-digit key), got {len(nir)}"]
+    body, key = nir[:13].upper(), nir[13:]
+    return _charset_errors(body, key) or _key_errors(body, key)
+
+
 def _month_ok(month: str) -> bool:
     m = int(month)
     return 1 <= m <= 12 or 20 <= m <= 42 or 50 <= m <= 99
@@ -76,16 +111,8 @@ def check_nir(
     raw = raw.upper()
     body, key = raw[:13], raw[13:]
     place = body[5:10]
-    charset_ok = True
-    outside = body[:5] + (body[5:7] if body[5:7] not in _CORSICA else "00") + body[7:]
-    if not set(outside) <= _DIGITS:
-        errors.append(
-            "charset: only digits are allowed, except 2A or 2B (Corsica) at positions 6-7"
-        )
-        charset_ok = False
-    if not set(key) <= _DIGITS:
-        errors.append("key: the last 2 characters (the key) must be digits")
-        charset_ok = False
+    errors.extend(_charset_errors(body, key))
+    charset_ok = not errors
     sex_digit = body[0]
     if sex_digit.isdigit() and sex_digit not in _SEX_DIGITS:
         errors.append(
@@ -112,7 +139,5 @@ def check_nir(
     if place[:2] == "99" and not place[2:].isdigit():
         errors.append("place: born abroad (99) must be followed by a 3-digit country code")
     if charset_ok:
-        expected = nir_key(body)
-        if expected != key:
-            errors.append(f"key: the key is {key} but 97 - (number mod 97) gives {expected}")
+        errors.extend(_key_errors(body, key))
     return errors

@@ -21,6 +21,7 @@ from ..fhir.outcome import FhirError, Issue
 from ..fhir.provenance import entity, provenance
 from ..fhir.rest.requests import access_of, engine_of
 from .capability import PlannedAccess, is_identitovigilance, may_look_up, refuse
+from .coherence import INSI_METHODS
 from .insi import FOUND, search_ins
 from .reference import cache_of
 from .resources import (
@@ -317,8 +318,11 @@ def _updated_patient(
     )
     removed = set_ins(new, carry if state.status == QUAL else None)
     previous = current_reliability(patient)
-    had_method = any(
-        isinstance(s, dict) and s.get("url") == "methodCollection"
+    # an INSi answer makes the identity one from INSi: say so, unless the method already does
+    from_insi = any(
+        isinstance(s, dict)
+        and s.get("url") == "methodCollection"
+        and (s.get("valueCoding") or {}).get("code") in INSI_METHODS
         for s in (previous or {}).get("extension") or []
     )
     new = with_reliability(
@@ -329,7 +333,7 @@ def _updated_patient(
             validation_mode=q.document_type if checked else None,
             validation_date=today if checked else None,
             insi_date=today if answer is not None and checked else None,
-            method="INSI" if answer is not None and checked and not had_method else None,
+            method="INSI" if answer is not None and checked and not from_insi else None,
         ),
     )
     return new, removed

@@ -294,10 +294,12 @@ def _codes(concept: dict[str, Any] | None) -> list[tuple[str | None, str | None]
     return [(c.get("system"), c.get("code")) for c in concept.get("coding", [])]
 
 
-def ins_from_patient(resource: dict[str, Any], *, include_old: bool = False) -> list[Ins]:
-    """The INS identifiers of a Patient, told from the NSS by their `type` (never by system)."""
-    out: list[Ins] = []
-    for ident in resource.get("identifier") or []:
+def ins_identifiers(
+    resource: dict[str, Any], *, include_old: bool = False
+) -> list[tuple[int, Ins]]:
+    """The INS identifiers of a Patient with their index in `identifier` (error locations)."""
+    out: list[tuple[int, Ins]] = []
+    for index, ident in enumerate(resource.get("identifier") or []):
         if not include_old and ident.get("use") == "old":
             continue
         kinds = [code for system, code in _codes(ident.get("type")) if code in INS_TYPES]
@@ -306,8 +308,13 @@ def ins_from_patient(resource: dict[str, Any], *, include_old: bool = False) -> 
             continue
         system = ident.get("system") or ""
         oid = system.removeprefix("urn:oid:") if system.startswith("urn:oid:") else ""
-        out.append(Ins(value, oid if oid in INS_TYPE_OF_OID else INS_TYPES[kinds[0]]))
+        out.append((index, Ins(value, oid if oid in INS_TYPE_OF_OID else INS_TYPES[kinds[0]])))
     return out
+
+
+def ins_from_patient(resource: dict[str, Any], *, include_old: bool = False) -> list[Ins]:
+    """The INS identifiers of a Patient, told from the NSS by their `type` (never by system)."""
+    return [ins for _, ins in ins_identifiers(resource, include_old=include_old)]
 
 
 def nss_from_patient(resource: dict[str, Any]) -> str | None:

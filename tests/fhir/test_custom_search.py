@@ -14,20 +14,16 @@ from .helpers import assert_outcome, create, patient, unique
 
 RELIABILITY = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
 STATUS_CS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status"
+CS_METHOD = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-method-collection"
 
 
 def _with_status(family: str, status: str) -> dict:
-    return patient(
-        family,
-        extension=[
-            {
-                "url": RELIABILITY,
-                "extension": [
-                    {"url": "identityStatus", "valueCoding": {"system": STATUS_CS, "code": status}}
-                ],
-            }
-        ],
-    )
+    reliability = [{"url": "identityStatus", "valueCoding": {"system": STATUS_CS, "code": status}}]
+    if status == "QUAL":  # a qualified identity came from INSi
+        reliability.append(
+            {"url": "methodCollection", "valueCoding": {"system": CS_METHOD, "code": "INSI"}}
+        )
+    return patient(family, extension=[{"url": RELIABILITY, "extension": reliability}])
 
 
 def _search_parameter(code: str) -> dict:

@@ -10,18 +10,9 @@ from hypothesis import strategies as st
 
 from socle.identity import check_nir, is_valid_nir, nir_key
 
+from .nir_strategies import nir_bodies
+
 DIGITS = "0123456789"
-
-
-@st.composite
-def nir_bodies(draw: st.DrawFn) -> str:
-    sex = draw(st.sampled_from("12378"))
-    year = draw(st.integers(0, 99))
-    month = draw(st.sampled_from([*range(1, 13), *range(20, 43), *range(50, 100)]))
-    dept = draw(st.sampled_from(["2A", "2B", "99", "75", "13", "01", "97", "20", "59"]))
-    commune = draw(st.integers(0, 999))
-    order = draw(st.integers(1, 999))
-    return f"{sex}{year:02d}{month:02d}{dept}{commune:03d}{order:03d}"
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from socle.identity.traits import (
 from socle.testing import ServerProcess, database_beside, start_server, stop_server, token_for
 
 CS_STATUS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status"
+CS_METHOD = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-method-collection"
 CELL_SCOPE = "openid fhirUser user/*.cruds socle/identitovigilance"
 RPPS = "10003461033"
 
@@ -86,6 +87,10 @@ def patient(
     reliability: list[dict[str, Any]] = [
         {"url": "identityStatus", "valueCoding": {"system": CS_STATUS, "code": status}}
     ]
+    if status == "QUAL":  # a qualified identity came from INSi
+        reliability.append(
+            {"url": "methodCollection", "valueCoding": {"system": CS_METHOD, "code": "INSI"}}
+        )
     for flag in flags:
         reliability.append(
             {
