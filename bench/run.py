@@ -14,7 +14,9 @@ reads, a second yardstick does the audited work in raw PostgreSQL: the SELECT by
 INSERT of one audit row (same table shape, same event size) per read, committed before the next
 read (``raw_postgresql_audited_reads``, ``audited_read_ratio_to_raw``). A third yardstick is the
 framework floor (``framework_floor_reads``, ``read_ratio_to_framework_floor``): bare uvicorn
-answering a fixed resource, same client, same workers (``bench/floor_app.py``).
+answering a fixed resource, same client, same workers (``bench/floor_app.py``). Reads by id are
+also reported apart for resources (``reads_by_id_resources``) and for Binary document contents
+(``reads_by_id_documents``).
 """
 
 from __future__ import annotations
@@ -429,6 +431,16 @@ def main() -> None:
                 report["reads_by_id"] = audited(
                     url, asyncio.run(reads(server, keys, args.clients, args.duration)), before
                 )
+                # the mix apart: a Binary read is a document's content (ITI-68: the documents
+                # that reference it are searched under the policy, the bytes decrypted)
+                for name, subset in (
+                    ("reads_by_id_resources", [k for k in keys if k[0] != "Binary"]),
+                    ("reads_by_id_documents", [k for k in keys if k[0] == "Binary"]),
+                ):
+                    if subset:
+                        report[name] = asyncio.run(
+                            reads(server, subset, args.clients, args.duration)
+                        )
             if "raw" in scenarios:
                 raw = raw_copy(url, stored_rows([dict(r) for r in resources]))
                 report["raw_postgresql_copy"] = raw
