@@ -75,6 +75,8 @@ class IdentifierKind:
     value: str | None = None  # regex for the value
     uses: tuple[str, ...] = ()  # expected Identifier.use values (warning-level, see SETTINGS)
     ins: bool = False
+    # False when the type code is shared by other systems (INTRN), so it does not name this one.
+    type_names_system: bool = True
 
     def matches_type(self, ident: dict[str, Any]) -> bool | None:
         """True/False if the identifier's type says it is / is not this kind; None if untyped."""
@@ -149,8 +151,21 @@ ORGANIZATION_IDENTIFIERS = (
     IdentifierKind(
         "sirene", "https://sirene.fr", CS_V2_0203_FR, ("SIREN", "SIRET"), r"[0-9]{9}|[0-9]{14}"
     ),
-    IdentifierKind("adeliRang", "https://adelirang.esante.gouv.fr"),
-    IdentifierKind("rppsRang", "https://rppsrang.esante.gouv.fr"),
+    # FR Core types both rang identifiers INTRN (an internal identifier, not an RPPS or ADELI).
+    IdentifierKind(
+        "adeliRang",
+        "https://adelirang.esante.gouv.fr",
+        CS_V2_0203_FR,
+        ("INTRN",),
+        type_names_system=False,
+    ),
+    IdentifierKind(
+        "rppsRang",
+        "https://rppsrang.esante.gouv.fr",
+        CS_V2_0203_FR,
+        ("INTRN",),
+        type_names_system=False,
+    ),
 )
 
 IDENTITY_STATUS = frozenset({"PROV", "RECUP", "VALI", "QUAL"})
@@ -273,7 +288,7 @@ def check_identifiers(
             # A typed identifier with the wrong system (e.g. type INS-NIR, system of the NIA).
             for s, c in _type_codes(ident):
                 for k in kinds:
-                    if s == k.type_system and c in k.type_codes:
+                    if k.type_names_system and s == k.type_system and c in k.type_codes:
                         _issue(
                             issues,
                             "error",
