@@ -368,12 +368,14 @@ def check_identity_reliability(ext: dict[str, Any], path: str, issues: list[Issu
         url = sub.get("url")
         part = RELIABILITY_PARTS.get(url) if isinstance(url, str) else None
         if part is None:
+            # The profile's slicing on url is open: an unknown part is allowed, but worth a look.
             _issue(
                 issues,
-                "error",
+                "warning",
                 "structure",
-                f"fr-core-identity-reliability has no sub-extension {url!r}; expected one of "
-                + ", ".join(RELIABILITY_PARTS),
+                f"fr-core-identity-reliability defines no sub-extension {url!r} (known: "
+                + ", ".join(RELIABILITY_PARTS)
+                + ")",
                 f"{where}.url",
             )
             continue

@@ -1,5 +1,5 @@
 """Rules of the ANS guides Socle must accept, over HTTP: rang identifiers typed INTRN (FR Core
-Organization, as the Annuaire publishes them)."""
+Organization, as the Annuaire publishes them) and the open slicing of identity reliability."""
 
 from __future__ import annotations
 
@@ -49,3 +49,39 @@ def test_intrn_does_not_name_a_rang_system(client):
     # INTRN types any internal identifier: a local system keeps it.
     res = _organization_with("https://example.org/organisations", "INTRN")
     assert client.post("/Organization", json=res).status_code == 201
+
+
+def _patient_with_reliability_part(part: dict[str, Any]) -> dict[str, Any]:
+    """A provisional identity (no INS) whose reliability extension also carries `part`."""
+    status = {"system": profiles_fr.CS_IDENTITY_STATUS, "code": "PROV"}
+    reliability = {
+        "url": profiles_fr.IDENTITY_RELIABILITY,
+        "extension": [{"url": "identityStatus", "valueCoding": status}, part],
+    }
+    return {
+        "resourceType": "Patient",
+        "meta": {"profile": [profiles_fr.PATIENT]},
+        "extension": [reliability],
+        "name": [{"family": "FIABILITE", "given": ["Anne"]}],
+        "gender": "female",
+        "birthDate": "1980-02-03",
+    }
+
+
+def test_unknown_reliability_sub_extension_is_a_warning(client):
+    res = _patient_with_reliability_part({"url": "lastUpdated", "valueDateTime": "2024-05-02"})
+    r = client.post("/Patient/$validate", json=res)
+    assert r.status_code == 200, r.text
+    assert _issues(r.json(), "error") == []
+    assert _issues(r.json(), "warning") == [["Patient.extension[0].extension[1].url"]]
+    created = client.post("/Patient", json=res)
+    assert created.status_code == 201, created.text
+    stored = client.get(f"/Patient/{created.json()['id']}").json()
+    assert stored["extension"][0]["extension"][1]["url"] == "lastUpdated"
+
+
+def test_known_reliability_sub_extensions_keep_their_rules(client):
+    # A known part with a code outside its code system is still refused.
+    bad = {"url": "validationMode", "valueCoding": {"system": "urn:x", "code": "CN"}}
+    r = client.post("/Patient", json=_patient_with_reliability_part(bad))
+    assert r.status_code == 400, r.text
