@@ -14,11 +14,10 @@ replaced entry itself.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 from typing import Any
 
+from ..fhir.attachments import decode_base64, sha1_base64
 from ..fhir.engine import Engine, EntryRequest
 from ..fhir.outcome import FhirError, Issue
 from ..fhir.rest.transactions import parse_entries
@@ -281,7 +280,7 @@ def simplified_entries(doc: dict[str, Any]) -> list[EntryRequest]:
             )
             continue
         try:
-            raw = base64.b64decode(data, validate=True)
+            raw = decode_base64(data)
         except ValueError:
             issues.append(_issue("value", "attachment.data is not valid base64", f"{where}.data"))
             continue
@@ -298,9 +297,7 @@ def simplified_entries(doc: dict[str, Any]) -> list[EntryRequest]:
         att["url"] = full
         # the manager computes what the producer may leave out; given values are checked
         att.setdefault("size", len(raw))
-        att.setdefault(
-            "hash", base64.b64encode(hashlib.sha1(raw, usedforsecurity=False).digest()).decode()
-        )
+        att.setdefault("hash", sha1_base64(raw))
     if issues:
         raise FhirError(422, issues)
     meta = doc.get("meta")

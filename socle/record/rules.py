@@ -22,13 +22,13 @@ A Binary that holds a document's content never changes and is never deleted.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection
 
 from ..fhir.access import Access
+from ..fhir.attachments import content_mismatches
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue, forbidden
 from ..fhir.storage.binary import content_ref, decode_data, sha1
@@ -713,23 +713,8 @@ async def _check_content(
         else:
             data = decode_data(binary, bw.where if bw else "")
             size, digest = len(data), sha1(data)
-        hash_b64 = base64.b64encode(digest).decode()
-        if att.get("size") is not None and att.get("size") != size:
-            unit.issues.append(
-                _issue(
-                    "business-rule",
-                    f"attachment.size says {att.get('size')} bytes but Binary/{bid} holds {size}",
-                    f"{at}.size",
-                )
-            )
-        if isinstance(att.get("hash"), str) and att["hash"] != hash_b64:
-            unit.issues.append(
-                _issue(
-                    "business-rule",
-                    f"attachment.hash is not the SHA-1 of Binary/{bid}'s content ({hash_b64})",
-                    f"{at}.hash",
-                )
-            )
+        for name, text in content_mismatches(att, size, digest, f"Binary/{bid}"):
+            unit.issues.append(_issue("business-rule", text, f"{at}.{name}"))
         ctype = binary.get("contentType")
         if att.get("contentType") and ctype != att.get("contentType"):
             unit.issues.append(

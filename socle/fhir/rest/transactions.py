@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -11,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..access import Access
+from ..attachments import decode_base64
 from ..datetimes import instant, now_ms
 from ..engine import Engine, EntryRequest, EntryResponse
 from ..json import decode, encode_str
@@ -98,7 +98,7 @@ def _patch_body(resource: Any, where: str, max_depth: int | None) -> tuple[Any, 
         return resource, "fhirpath"
     if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
         try:
-            data = base64.b64decode(resource.get("data", ""), validate=True)
+            data = decode_base64(resource.get("data", ""))
         except ValueError:
             raise bad_request("PATCH Binary data is not base64", f"{where}.resource.data") from None
         return decode(data, "JSON Patch", max_depth), "json"

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..attachments import decode_base64, sha1_digest
 from ..outcome import FhirError
 from .content import ContentError, ContentStore, ContentTooLarge, StoredContent
 
@@ -81,8 +81,8 @@ def _drop_client_refs(resource: dict[str, Any]) -> None:
 def decode_data(resource: dict[str, Any], where: str) -> bytes:
     """The bytes of a Binary's ``data`` (400 when it is not base64)."""
     try:
-        return base64.b64decode(resource.get("data") or "", validate=True)
-    except (binascii.Error, ValueError):
+        return decode_base64(resource.get("data") or "")
+    except ValueError:
         loc = f"{where}.resource.data" if where else "Binary.data"
         raise FhirError.of(400, "value", "Binary.data is not valid base64", loc) from None
 
@@ -124,8 +124,7 @@ async def offload_binary(
     return data
 
 
-def sha1(data: bytes) -> bytes:
-    return hashlib.sha1(data, usedforsecurity=False).digest()
+sha1 = sha1_digest  # the content store's digest is the Attachment hash's SHA-1
 
 
 async def open_content(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from ..attachments import base64_problem
 from ..definitions import load_bundle
 
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -144,7 +145,6 @@ def build_checkers() -> dict[str, Checker]:
     checkers["xhtml"] = xhtml
     for name in ("code", "id", "uri", "url", "canonical", "oid", "uuid", "time"):
         checkers[name] = regex_typed(name)
-    b64_chars = re.compile(r"[0-9A-Za-z+/=\s]+").fullmatch
 
     def base64_binary(v: Any) -> str | None:
         # the spec's regex, (\s*([0-9a-zA-Z\+/=]){4}\s*)+, in linear time: documents are MBs
@@ -152,8 +152,9 @@ def build_checkers() -> dict[str, Checker]:
             return f"expected a JSON string (base64Binary), found {json_kind(v)}"
         if not v:
             return "empty string is not a valid base64Binary (ele-1: use no element instead)"
-        if b64_chars(v) is None or len("".join(v.split())) % 4:
-            return f"{v[:80]!r} is not a valid base64Binary"
+        problem = base64_problem(v)
+        if problem is not None:
+            return f"{v[:80]!r} is not a valid base64Binary: {problem}"
         return None
 
     checkers["base64Binary"] = base64_binary

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from ...config import unknown_profile_severity
+from ..attachments import content_mismatches, decode_base64, sha1_digest
 from ..outcome import Issue
 from . import profiles_fr
 from .compiler import Compiled, Element, Node
@@ -58,6 +59,7 @@ class Validator:
         nodes = self.c.nodes
         self._element_node = nodes["Element"]
         self._ext_node = nodes["Extension"]
+        self._attachment_node = nodes["Attachment"]
         self._resource_types = self.c.resource_types
         self._extensions = self.c.extensions
         self._profiles = profiles_fr.profile_rules()
@@ -380,6 +382,8 @@ class Validator:
         self._walk(node, val, path, issues, ctx)
         if node is self._ext_node:
             self._extension(val, path, issues)
+        elif node is self._attachment_node:
+            _attachment_content(val, path, issues)
         elif el.reference:
             self._reference(el, val, path, issues, ctx)
         if el.codes is not None:
@@ -690,6 +694,20 @@ class Validator:
                     where,
                 )
             )
+
+
+def _attachment_content(att: dict[str, Any], path: str, issues: list[Issue]) -> None:
+    # size and hash describe the decoded data, checkable only when it is inline; a mismatch is
+    # content that disagrees with its metadata (422), not malformed FHIR
+    data = att.get("data")
+    if type(data) is not str or ("size" not in att and "hash" not in att):
+        return
+    try:
+        raw = decode_base64(data)
+    except ValueError:
+        return  # already reported by the base64Binary checker
+    for name, text in content_mismatches(att, len(raw), sha1_digest(raw), "data"):
+        issues.append(Issue("error", "business-rule", text, (f"{path}.{name}",)))
 
 
 def _check_invariants(invariants: Any, value: Any, path: str, issues: list[Issue]) -> None:
