@@ -38,14 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ..config import audit_anchor_copy
-from ..fhir.json import decode
+from ..fhir.json import decode, jsonb_rows
 from ..fhir.outcome import FhirError
 from .audit_chain import (
     GENESIS,
@@ -85,13 +83,6 @@ _INSERT = (
     "FROM jsonb_array_elements(%b) AS e"
 )
 _SEP = "\x1f"  # joins a row's patients/agents (never in an id or token)
-# one JSON array of rows (as the resource writer does): the driver's per-column arrays cost more
-# Python than the rest of an audited read
-_ROWS = msgspec.json.Encoder()
-
-
-def _rows_json(rows: Any) -> str:
-    return _ROWS.encode(rows).decode()
 
 
 async def write_events(conn: AsyncConnection, rows: list[AuditRow]) -> None:
@@ -101,7 +92,7 @@ async def write_events(conn: AsyncConnection, rows: list[AuditRow]) -> None:
     await conn.execute(
         _INSERT,
         (
-            Jsonb(
+            jsonb_rows(
                 [
                     [
                         r.id,
@@ -114,8 +105,7 @@ async def write_events(conn: AsyncConnection, rows: list[AuditRow]) -> None:
                         r.event,
                     ]
                     for r in rows
-                ],
-                dumps=_rows_json,
+                ]
             ),
         ),
     )
