@@ -55,8 +55,9 @@ async def refuse(access: Access, operation: str, message: str) -> FhirError:
 
 
 async def require_lookup(access: Access, operation: str) -> Principal | None:
+    """The caller, if it may ask the INSi: a look-up role, or the identitovigilance cell."""
     principal = access.principal
-    if not may_look_up(principal):
+    if not (may_look_up(principal) or is_identitovigilance(principal)):
         raise await refuse(
             access,
             operation,

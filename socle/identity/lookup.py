@@ -14,7 +14,7 @@ from ..fhir.operations.arguments import Arguments, arguments, read_arguments
 from ..fhir.operations.kit import Operation, Param, group, send_parameters
 from ..fhir.outcome import FhirError
 from ..fhir.rest.requests import access_of, engine_of
-from .capability import is_identitovigilance, may_look_up, require_lookup
+from .capability import require_lookup
 from .insi import InsiResult, VitaleCard, search_ins
 from .reference import cache_of
 from .resources import patient_traits, text_value, traits_from_parameters, traits_patient
@@ -116,9 +116,7 @@ def _result_parts(result: InsiResult) -> list[dict[str, Any]]:
 
 async def ins_lookup(request: Request) -> Response:
     access = access_of(request)
-    principal = access.principal
-    if not (may_look_up(principal) or is_identitovigilance(principal)):
-        await require_lookup(access, "$ins-lookup")
+    await require_lookup(access, "$ins-lookup")
     query = parse_lookup(await read_arguments(request, LOOKUP))
     result, attempts = await _ask_insi(engine_of(request), query)
     # audited without the traits (no identifying data in the trail's query)

@@ -20,7 +20,7 @@ from ..fhir.operations.kit import Operation, Param, send_parameters
 from ..fhir.outcome import FhirError, Issue
 from ..fhir.provenance import entity, provenance
 from ..fhir.rest.requests import access_of, engine_of
-from .capability import PlannedAccess, is_identitovigilance, may_look_up, refuse
+from .capability import PlannedAccess, is_identitovigilance, require_lookup
 from .coherence import INSI_METHODS
 from .insi import FOUND, search_ins
 from .reference import cache_of
@@ -167,14 +167,8 @@ def _event_of(part: dict[str, Any]) -> Event:
 
 async def ins_qualify(request: Request) -> Response:
     access = access_of(request)
-    principal = access.principal
+    principal = await require_lookup(access, "$ins-qualify")
     cell = is_identitovigilance(principal)
-    if not (cell or may_look_up(principal)):
-        raise await refuse(
-            access,
-            "$ins-qualify",
-            "$ins-qualify is for professionals, system clients and the platform operator",
-        )
     engine = engine_of(request)
     pid = request.path_params["id"]
     q = parse_qualify(await read_arguments(request, QUALIFY))

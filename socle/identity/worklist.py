@@ -114,13 +114,9 @@ async def _tagged(engine: Any, rtype: str, code: str) -> list[dict[str, Any]]:
         cur = await conn.execute(
             "SELECT content::text FROM resource WHERE rtype = %s AND NOT deleted "
             "AND content -> 'meta' -> 'tag' @> %s::jsonb",
-            (rtype, _json(tag)),
+            (rtype, encode_str(tag)),
         )
         return [decode(r[0]) for r in await cur.fetchall()]
-
-
-def _json(value: Any) -> str:
-    return encode_str(value)
 
 
 def _keys(resources: list[dict[str, Any]]) -> set[str]:
