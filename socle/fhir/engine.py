@@ -8,6 +8,7 @@ statement, and the reads run last, inside the same database transaction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -117,11 +118,15 @@ class Engine:
         self.check_type(rtype)
         if rtype in self.external:
             return await self.external[rtype].read(self.reader, rid, vid, access)
-        if vid is None:
+        if vid is None and access.prepared:
             v = await self.current_reads.read(rtype, rid)
-            if not access.platform and not access.prepared:
-                async with self.reader.connection() as conn:
-                    await access.prepare(conn)
+        elif vid is None:
+            # what the decision needs (a professional's relationships) loads beside the read,
+            # not after it
+            async with asyncio.TaskGroup() as both:
+                read = both.create_task(self.current_reads.read(rtype, rid))
+                both.create_task(self._prepare(access))
+            v = read.result()
         else:
             async with self.reader.connection() as conn:
                 v = await read_version(conn, rtype, rid, vid)
@@ -135,6 +140,10 @@ class Engine:
                 raise
             await access.record(None, Touched(interaction, rtype, [(rtype, rid, v.compartment)]))
         return v
+
+    async def _prepare(self, access: Access) -> None:
+        async with self.reader.connection() as conn:
+            await access.prepare(conn)
 
     async def history(
         self,
