@@ -391,7 +391,13 @@ class PolicyAccess:
         if kind == CompartmentKind.PATIENTS:
             return compartment in filters.patients
         if kind == CompartmentKind.RELATED:
-            return compartment in self._related_patients()
+            # that one patient's decision (cached), not every relationship's: this runs per row
+            if compartment is None or self.links is None:
+                return False
+            if compartment not in self.links.relationships:
+                return False
+            asked = AccessRequest("Patient", Interaction.READ, patient=compartment)
+            return self._decide(asked).allow
         if kind == CompartmentKind.NONE:
             return compartment is None
         return True
