@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 
 from ..config import Settings
-from ..synthetic import DUPLICATE, synthetic_tags
+from ..synthetic import is_generated_duplicate
 from .generate import iter_blocks
 
 LOGINS_FILE = "demo-logins.json"
@@ -69,8 +69,7 @@ def choose(patients: int, seed: int) -> dict[str, Any]:
             break
         for r in block:
             kind = r["resourceType"]
-            tags = {t["code"] for t in synthetic_tags(r)}
-            if kind == "Patient" and DUPLICATE not in tags:
+            if kind == "Patient" and not is_generated_duplicate(r):
                 gps[_ref_id(r["generalPractitioner"][0])] += 1
                 if patient is None and r["birthDate"] < "2000" and r.get("generalPractitioner"):
                     patient = r
