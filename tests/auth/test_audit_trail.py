@@ -8,8 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import httpx
 import psycopg
@@ -20,8 +19,8 @@ from socle.database import resolve_url
 from socle.testing import (
     ServerProcess,
     auth_headers,
-    database_beside,
     run_socle,
+    server_beside,
     start_server,
     stop_server,
 )
@@ -29,15 +28,9 @@ from socle.testing import (
 from ..fhir.helpers import observation, patient
 
 
-@contextmanager
-def _server_of_its_own(database) -> Iterator[ServerProcess]:
+def _server_of_its_own(database) -> AbstractContextManager[ServerProcess]:
     # a database of its own on the session's PostgreSQL: no other embedded PostgreSQL to start
-    with database_beside(database, prefix="socle_audit") as db:
-        srv = start_server(db)
-        try:
-            yield srv
-        finally:
-            stop_server(srv)
+    return server_beside(database, "socle_audit")
 
 
 @pytest.fixture()

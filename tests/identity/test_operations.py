@@ -22,7 +22,7 @@ from socle.identity.traits import (
     RELIABILITY_URL,
     Ins,
 )
-from socle.testing import ServerProcess, database_beside, start_server, stop_server, token_for
+from socle.testing import ServerProcess, server_beside, token_for
 
 CS_STATUS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status"
 CS_METHOD = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-method-collection"
@@ -32,12 +32,8 @@ RPPS = "10003461033"
 
 @pytest.fixture(scope="module")
 def server(database) -> Iterator[ServerProcess]:
-    with database_beside(database, prefix="socle_identity") as db:
-        srv = start_server(db, extra_env={"SOCLE_IDENTITY_WATCH_SECONDS": "0.5"})
-        try:
-            yield srv
-        finally:
-            stop_server(srv)
+    with server_beside(database, "socle_identity", {"SOCLE_IDENTITY_WATCH_SECONDS": "0.5"}) as srv:
+        yield srv
 
 
 def _client(server: ServerProcess, principal: str = "operator", **kw: Any) -> httpx.Client:
