@@ -55,3 +55,15 @@ def test_one_service_owns_a_types_hooks() -> None:
     with pytest.raises(ValueError):
         hooks.register("Binary", TypeHooks())
     assert hooks.of("Patient") == TypeHooks()
+
+
+def test_the_settings_a_service_lists_are_read_in_config_and_documented():
+    """A service's `settings` is what operators look up: each name is one `config.py` reads and
+    the README documents, so the list cannot drift from what the code does."""
+    root = Path(__file__).resolve().parent.parent
+    config = (root / "socle" / "config.py").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for service in SERVICES:
+        for name in service.settings:
+            assert f'"{name}"' in config, (service.name, name)
+            assert name in readme, (service.name, name)
