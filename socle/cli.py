@@ -345,5 +345,12 @@ def patient_account(
     print(provisioning_uri(secret, login or patient_id))
 
 
+from .workers.cli import jobs_app  # noqa: E402 - beside the other command groups
+from .workers.cli import worker as worker_command  # noqa: E402
+
+app.command("worker")(worker_command)
+app.add_typer(jobs_app, name="jobs")
+
+
 if __name__ == "__main__":
     app()

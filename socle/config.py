@@ -149,6 +149,11 @@ class Settings:
     refresh_lifetime: int = 8 * 3600
     auth_login_rate: int = 20  # per client IP and minute
     auth_token_rate: int = 300  # per client IP and minute
+    # Background jobs (docs/platform.md): run in `socle serve`'s processes (or only in
+    # `socle worker` ones), jobs at once per process, the lease a worker renews.
+    jobs_in_serve: bool = True
+    job_concurrency: int = 2
+    job_lease_s: float = 30.0
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -206,6 +211,9 @@ class Settings:
             refresh_lifetime=_int("SOCLE_REFRESH_LIFETIME", 8 * 3600),
             auth_login_rate=_int("SOCLE_AUTH_LOGIN_RATE", 20),
             auth_token_rate=_int("SOCLE_AUTH_TOKEN_RATE", 300),
+            jobs_in_serve=_bool("SOCLE_JOBS_IN_SERVE", True),
+            job_concurrency=_int("SOCLE_JOB_CONCURRENCY", 2),
+            job_lease_s=float(os.environ.get("SOCLE_JOB_LEASE_S") or 30),
         )
 
     @property

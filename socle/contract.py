@@ -3,7 +3,7 @@ the application from the ordered list in `socle/services.py`; no service is wire
 
 A service adds HTTP routes and FHIR operations, rules and hooks on the engine (the engine
 imports no service: they are registered here, at start-up), work kept for a worker's life and
-background tasks, and its contribution to the CapabilityStatement.
+background jobs and tasks, and its contribution to the CapabilityStatement.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .config import Settings
 from .fhir.engine import Engine, Validator
 from .fhir.operations.kit import Operation
 from .fhir.rest.capability import register_conformance
+from .workers.kinds import JobKind
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,11 @@ class Service:
     install: Callable[[Engine], None] | None = None
     # entered once per worker before it takes traffic, left at shut-down
     lifespan: Lifespan | None = None
-    # tasks run for the worker's life, cancelled at shut-down
+    # tasks every process runs for its life, cancelled at shut-down: LISTEN watchers that feed
+    # the process's own caches within milliseconds (e.g. revoked tokens); other work is a job
     background: Sequence[Task] = ()
+    # the kinds of background jobs it runs on the workers (socle/workers/, docs/platform.md)
+    jobs: Sequence[JobKind] = ()
     conformance: Conformance | None = None
     # the environment variables it reads, for operators and the configuration's documentation
     settings: Sequence[str] = ()

@@ -392,6 +392,54 @@ WHERE t.rid = r.rid AND t.rtype = 'Patient' AND t.param = 'deceased' AND t.code 
   AND (r.content ? 'deceasedDateTime' OR r.content->'deceasedBoolean' = 'true'::jsonb);
 """
 
+JOBS_V181 = """
+-- The outbox: one row per resource version written (create, update, patch, delete), inserted by
+-- the write statement itself, so it commits or rolls back with the write. Readers take the rows
+-- whose transaction is older than every one still running (`xid` < the snapshot's xmin), in `seq`
+-- order: a row of a transaction committing late is never skipped.
+CREATE TABLE event (
+    seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    xid          xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    rtype        text NOT NULL,
+    id           text NOT NULL,
+    version      integer NOT NULL,
+    interaction  text NOT NULL,          -- create | update | patch | delete
+    at           timestamptz NOT NULL    -- the transaction's time (the versions' lastUpdated)
+);
+CREATE INDEX event_xid ON event (xid);
+-- Each reader's position in the outbox.
+CREATE TABLE event_cursor (
+    consumer  text PRIMARY KEY,
+    seq       bigint NOT NULL DEFAULT 0,
+    updated   timestamptz NOT NULL DEFAULT now()
+);
+-- The job queue: workers claim due jobs with FOR UPDATE SKIP LOCKED and hold a lease they renew
+-- (heartbeat); a job whose lease ran out (its worker died) is queued again.
+CREATE TABLE job (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind              text NOT NULL,
+    args              jsonb NOT NULL DEFAULT '{}',
+    state             text NOT NULL DEFAULT 'queued'
+                      CHECK (state IN ('queued', 'running', 'succeeded', 'dead', 'cancelled')),
+    run_at            timestamptz NOT NULL DEFAULT now(),
+    attempts          integer NOT NULL DEFAULT 0,
+    max_attempts      integer,               -- NULL: the kind's, set when first claimed
+    every_s           double precision,      -- periodic: queued again this long after each run
+    dedupe            text UNIQUE,           -- at most one job per key (periodic jobs: their kind)
+    worker            text,
+    lease_until       timestamptz,
+    cancel_requested  boolean NOT NULL DEFAULT false,
+    progress          jsonb,
+    last_error        text,
+    created           timestamptz NOT NULL DEFAULT now(),
+    started           timestamptz,
+    finished          timestamptz
+);
+CREATE INDEX job_due ON job (run_at) WHERE state = 'queued';
+CREATE INDEX job_leases ON job (lease_until) WHERE state = 'running';
+CREATE INDEX job_kind_state ON job (kind, state);
+"""
+
 # Versions need not be contiguous, and a lower version added later is still applied (each
 # version is applied once, in ascending order, if not recorded).
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -403,6 +451,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (146, "lean audit trail: events in audit_log, served as AuditEvents", AUDIT_LEAN_V146),
     (147, "audit sealing hashes in the database", AUDIT_SEAL_IN_SQL_V147),
     (148, "Patient deceased search index: deceased patients say true", PATIENT_DECEASED_V148),
+    (181, "outbox events and the job queue", JOBS_V181),
 ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -16,6 +15,7 @@ from typing import Any
 import msgspec
 import psycopg
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,6 +38,8 @@ from .identity.reference import cache_of
 from .region.population import insi_population
 from .services import SERVICES
 from .web import static_routes as web_static_routes
+from .workers.admin import routes as jobs_admin_routes
+from .workers.serve import running as workers_running
 
 log = logging.getLogger("socle")
 _access_encoder = msgspec.json.Encoder()
@@ -147,51 +149,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        url = resolve_url(settings)
-        prepare(url)
-        warm_up()
-        pool = await open_pool(url, settings)
-        read_pool = await open_pool(url, settings, options=read_options(settings), name="reads")
-        engine = Engine(
-            pool,
-            settings,
-            validators=_validators(services),
-            read_pool=read_pool,
-            content=content_store(settings),
-            page_tokens=PageTokens(paging_token_key(settings)),
-        )
-        for service in services:
-            if service.install is not None:
-                service.install(engine)
-        # the simulated INSi's reference population (the region generator's, when configured)
-        cache_of(engine).population = insi_population(settings.insi_reference)
-        app.state.engine = engine
-        runtime = Runtime(engine, settings, url, app.state)
-        try:
-            async with contextlib.AsyncExitStack() as running:
-                for service in services:
-                    if service.lifespan is not None:
-                        await running.enter_async_context(service.lifespan(runtime))
-                await custom_params.sync(pool)
-                background = [
-                    asyncio.create_task(custom_params.background(pool)),
-                    *(
-                        asyncio.create_task(task(runtime))
-                        for service in services
-                        for task in service.background
-                    ),
-                ]
-                try:
-                    yield
-                finally:
-                    for task in background:
-                        task.cancel()
-        finally:
-            await read_pool.close()
-            await pool.close()
-            # Before uvicorn re-raises SIGTERM (default action: no atexit): a worker that kept
-            # its hold would leave the embedded PostgreSQL running for ever.
-            release_embedded(settings.data_dir)
+        async with (
+            service_runtime(settings, services, app.state) as runtime,
+            workers_running(runtime, services, jobs=settings.jobs_in_serve),
+        ):
+            yield
 
     app = Starlette(
         routes=[
@@ -199,6 +161,7 @@ def create_app(
             Route("/readyz", readyz),
             *(route for service in services for route in _routes_of(service, settings)),
             *web_static_routes(),
+            *jobs_admin_routes,
             *catalogue.routes,
             *fhir_routes,
         ],
@@ -220,6 +183,47 @@ def create_app(
         ]
     )
     return app
+
+
+@contextlib.asynccontextmanager
+async def service_runtime(
+    settings: Settings, services: list[Service], state: State
+) -> AsyncIterator[Runtime]:
+    """The engine of these services on the database, with their install and lifespans: what
+    a `socle serve` process and a `socle worker` process both run on."""
+    url = resolve_url(settings)
+    prepare(url)
+    warm_up()
+    pool = await open_pool(url, settings)
+    read_pool = await open_pool(url, settings, options=read_options(settings), name="reads")
+    engine = Engine(
+        pool,
+        settings,
+        validators=_validators(services),
+        read_pool=read_pool,
+        content=content_store(settings),
+        page_tokens=PageTokens(paging_token_key(settings)),
+    )
+    for service in services:
+        if service.install is not None:
+            service.install(engine)
+    # the simulated INSi's reference population (the region generator's, when configured)
+    cache_of(engine).population = insi_population(settings.insi_reference)
+    state.engine = engine
+    runtime = Runtime(engine, settings, url, state)
+    try:
+        async with contextlib.AsyncExitStack() as running:
+            for service in services:
+                if service.lifespan is not None:
+                    await running.enter_async_context(service.lifespan(runtime))
+            await custom_params.sync(pool)
+            yield runtime
+    finally:
+        await read_pool.close()
+        await pool.close()
+        # Before uvicorn re-raises SIGTERM (default action: no atexit): a worker that kept
+        # its hold would leave the embedded PostgreSQL running for ever.
+        release_embedded(settings.data_dir)
 
 
 def warm_up() -> None:

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -384,18 +383,16 @@ async def _seal_older_forms(conn: AsyncConnection, start: tuple[int, str]) -> tu
     return len(rows), seq, digest
 
 
-async def sealer(pool: AsyncConnectionPool, data_dir: Path, every: float = 1.0) -> None:
-    """Background task of the server: seal what was appended, every ``every`` seconds."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            async with pool.connection() as conn:
-                await seal(conn, data_dir)
-        except AnchorMismatch as exc:
-            # keeps refusing (and alarming) every round until an operator restores the chain
-            log.critical("AUDIT ALARM: %s; sealing refused", exc)
-        except psycopg.Error:
-            log.exception("audit sealing failed; will retry")
+async def seal_job(pool: AsyncConnectionPool, data_dir: Path) -> None:
+    """The periodic `audit.seal` job: seal what was appended. A broken chain raises (the job
+    shows the error to operators) and keeps refusing, and alarming, every period until an
+    operator restores the chain."""
+    try:
+        async with pool.connection() as conn:
+            await seal(conn, data_dir)
+    except AnchorMismatch as exc:
+        log.critical("AUDIT ALARM: %s; sealing refused", exc)
+        raise
 
 
 @dataclass

@@ -122,7 +122,8 @@ class Authentication:
         path = scope.get("path", "")
         if (
             scope["type"] != "http"
-            or not (path == "/fhir" or path.startswith("/fhir/"))
+            # the FHIR API and the operators' API (socle/workers/admin.py) need a token
+            or not (path == "/fhir" or path.startswith(("/fhir/", "/admin/")))
             or path in PUBLIC_FHIR_PATHS
         ):
             await self.app(scope, receive, send)

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 from ..contract import Runtime, Service
 from ..fhir.engine import Engine
-from .audit_store import AuditSink, sealer
+from ..workers import JobContext, JobKind
+from .audit_store import AuditSink, seal_job
 from .audit_trail import AuditTrail
 from .break_glass import OPERATIONS as BREAK_GLASS
 from .break_glass import routes as break_glass_routes
@@ -36,8 +37,8 @@ async def _audit_sink(runtime: Runtime) -> AsyncIterator[None]:
         await sink.stop()
 
 
-async def _seal(runtime: Runtime) -> None:
-    await sealer(runtime.engine.pool, runtime.settings.data_dir)
+async def _seal(job: JobContext) -> None:
+    await seal_job(job.runtime.engine.pool, job.runtime.settings.data_dir)
 
 
 async def _watch_revocations(runtime: Runtime) -> None:
@@ -53,7 +54,10 @@ service = Service(
     prepare=ensure_auth_server_keys,  # the token signing key and the server's secrets
     install=install,
     lifespan=_audit_sink,
-    background=[_seal, _watch_revocations],
+    # every process's cache of revoked tokens must hear of a revocation at once: a LISTEN task
+    background=[_watch_revocations],
+    # sealing the audit trail every second, one sealer at a time
+    jobs=[JobKind("audit.seal", _seal, singleton=True, every=1.0)],
     settings=(
         "SOCLE_SIGNING_KEY_FILE",
         "SOCLE_TRUSTED_ISSUERS_FILE",

@@ -235,7 +235,9 @@ class Planner:
                     "levels deep",
                     p.req.where or None,
                 )
-            p.write = PendingWrite("update", p.rtype, p.id, patched, if_match=current.version)
+            p.write = PendingWrite(
+                "update", p.rtype, p.id, patched, if_match=current.version, patch=True
+            )
             return
         p.write = PendingWrite("update", p.rtype, p.id, p.req.resource, if_match=if_match)
 

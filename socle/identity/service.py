@@ -5,16 +5,23 @@ duplicates."""
 
 from __future__ import annotations
 
-from ..contract import Runtime, Service
+from ..config import Settings
+from ..contract import Service
+from ..workers import JobContext, JobKind
 from .coherence import identity_coherence_rule
 from .operations import OPERATIONS
 from .routes import routes
 from .sharing import SHARING_ENV, WRITE_RULE_ENV, ins_write_rule
-from .worklist import identity_watcher
+from .worklist import watch_pass
 
 
-async def _watch_duplicates(runtime: Runtime) -> None:
-    await identity_watcher(runtime.engine)
+async def _watch_duplicates(job: JobContext) -> None:
+    flagged = await watch_pass(job.runtime.engine)
+    await job.progress(flagged, note="flags created")
+
+
+def _watch_every(settings: Settings) -> float:
+    return settings.identity_watch_seconds  # 0: off
 
 
 service = Service(
@@ -22,7 +29,7 @@ service = Service(
     operations=routes,
     definitions=OPERATIONS,
     validators=[ins_write_rule, identity_coherence_rule],
-    background=[_watch_duplicates],
+    jobs=[JobKind("identity.watch", _watch_duplicates, singleton=True, every=_watch_every)],
     settings=(
         "SOCLE_INSI_MODE",
         "SOCLE_INSI_REFERENCE",

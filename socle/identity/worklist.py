@@ -9,7 +9,7 @@
   records are *not* the same person (a `Basic` resource tagged
   ``urn:socle:identitovigilance|not-duplicate``, one per pair, created conditionally), so the
   pair is not proposed again.
-* The **check on write**: `identity_watcher`, a background task of each worker, looks at the
+* The **check on write**: `identity.watch`, a periodic singleton job (`watch_pass`), looks at the
   Patients written since its last pass (every ``SOCLE_IDENTITY_WATCH_SECONDS``, default 10;
   0 disables it) and flags each new suspected duplicate (level probable or above) and each INS
   collision with a `Flag` (code DPOT / COLP of the FR Core identity comments, tag
@@ -402,42 +402,18 @@ def _conditional(flag: dict[str, Any], key: str) -> EntryRequest:
     return EntryRequest("POST", "Flag", flag, if_none_exist=f"identifier={PAIR_SYSTEM}|{key}")
 
 
-WATCH_LOCK = 0x50C1E1D  # advisory lock: one identity watcher per database
+# The watcher's index, per process and engine: built at the first pass a process runs, then
+# grown from its own high-water mark, so a process that runs the job again later catches up.
+_WATCH_STATES: dict[int, WatchState] = {}
 
 
-async def identity_watcher(engine: Any, interval: float | None = None) -> None:
-    """Background task: `flag_new_suspects` every `interval` seconds (see the module doc)."""
-    if interval is None:
-        interval = engine.settings.identity_watch_seconds
-    if interval <= 0:
-        return
-    # One watcher for the whole deployment: every worker process starts this task, the one
-    # holding the advisory lock (for as long as its connection lives) does the work; the others
-    # wait to take over. Without it each worker would read every Patient at start-up and
-    # check every write again.
-    while True:
-        try:
-            async with engine.pool.connection() as conn:
-                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (WATCH_LOCK,))
-                row = await cur.fetchone()
-                if row and row[0]:
-                    await _watch(engine, interval)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the database may still be starting
-            log.exception("identity watcher could not start; retrying")
-        await asyncio.sleep(interval)
-
-
-async def _watch(engine: Any, interval: float) -> None:
-    # what is stored at start-up is the batch report's business ($duplicates), not the check
-    # on write: the watcher starts from the current records
-    state = await start_watch(engine)
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await flag_new_suspects(engine, state)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a failed pass is logged and retried
-            log.exception("identity watcher pass failed")
+async def watch_pass(engine: Any) -> int:
+    """One pass of the periodic `identity.watch` job (a singleton: one pass at a time in the
+    deployment): flag the suspects among the Patients written since this process's last pass.
+    The first pass of a process indexes the current records (what is stored at start-up is the
+    batch report's business, `$duplicates`, not the check on write)."""
+    state = _WATCH_STATES.get(id(engine))
+    if state is None:
+        _WATCH_STATES[id(engine)] = await start_watch(engine)
+        return 0
+    return await flag_new_suspects(engine, state)

@@ -3,10 +3,10 @@
 A SearchParameter resource written through the API (status active) adds a parameter to each of
 its base types. Writing it records a reindex job in the same transaction. Every worker syncs its
 registry from the database (at most every second, and at once in the worker that wrote it), so
-new writes are indexed for the parameter from then on; after a grace delay, a background task
-indexes the resources that existed before, in batches that checkpoint the last `rid` done, so a
-restart resumes where it stopped and the server is never blocked. Until the job is done, searches
-on the parameter answer with a warning that results may be incomplete.
+new writes are indexed for the parameter from then on; after a grace delay, a job
+(`search.reindex`) indexes the resources that existed before, in batches that checkpoint the
+last `rid` done, so a restart resumes where it stopped and the server is never blocked. Until
+the job is done, searches on the parameter answer with a warning that results may be incomplete.
 """
 
 from __future__ import annotations
@@ -233,16 +233,14 @@ async def reindex_step(pool: AsyncConnectionPool, batch: int = BATCH) -> bool:
         return True
 
 
-async def background(pool: AsyncConnectionPool) -> None:
-    """Per worker: keep the registry in sync and advance reindex jobs, forever."""
+async def keep_synced(pool: AsyncConnectionPool) -> None:
+    """Per process: keep the registry in sync with the stored parameters, forever (the reindex
+    itself is a job: `search.reindex`, socle/workers/platform.py)."""
     while True:
         try:
-            await sync(pool)
-            while await reindex_step(pool):
-                await asyncio.sleep(0)  # let requests through between batches
             await sync(pool)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - keep the loop alive; the error is logged
-            log.exception("search parameter sync or reindex failed; retrying")
+            log.exception("search parameter sync failed; retrying")
         await asyncio.sleep(SYNC_SECONDS)

@@ -46,6 +46,7 @@ class PendingWrite:
     owner: str | None = None  # the writing client's organisation (kept from the first write)
     where: str = ""  # FHIRPath location of the entry, for access errors
     data: bytes | None = None  # a Binary's bytes just moved to the content store (in memory only)
+    patch: bool = False  # an update made by a PATCH (the outbox event says so)
     # outcome
     rid: int = 0
     version: int = 0
@@ -65,6 +66,15 @@ class PendingWrite:
     @property
     def compartment(self) -> str | None:
         return self._compartment
+
+    @property
+    def interaction(self) -> str:
+        """What the outbox event says was done: create, update, patch or delete."""
+        if self.kind == "delete":
+            return "delete"
+        if self.created:
+            return "create"
+        return "patch" if self.patch else "update"
 
 
 # Called with every write (no-ops included) once the replaced rows are locked and the new
@@ -315,6 +325,15 @@ def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
                 for w in todo
             ],
         )
+    )
+    # the outbox: one event per version written, in the same statement (atomic with the write)
+    ctes.append(
+        "evented AS (INSERT INTO event (rtype, id, version, interaction, at) "
+        "SELECT e->>0, e->>1, (e->>2)::int, e->>3, (e->>4)::timestamptz "
+        "FROM jsonb_array_elements(%b) AS e)"
+    )
+    params.append(
+        jsonb_rows([[w.rtype, w.id, w.version, w.interaction, w.last_updated] for w in todo])
     )
     for kind, (table, *_columns) in _TABLE_COLUMNS.items():
         if replaced:

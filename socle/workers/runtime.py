@@ -1,0 +1,211 @@
+"""The worker: runs the jobs of the kinds it knows, in `socle serve`'s processes (by default) or
+in `socle worker` processes.
+
+Each worker claims due jobs (`FOR UPDATE SKIP LOCKED`, so several workers never take the same
+job) up to its concurrency, and renews each job's lease every third of it. A worker that dies
+(`kill -9`, a lost machine) stops renewing: once the lease runs out any worker queues the job
+again, so it runs again (at least once). A worker wakes at each enqueue's commit (LISTEN) and
+polls anyway, for scheduled jobs and lost notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from . import queue
+from .kinds import JobContext, JobKind
+
+if TYPE_CHECKING:
+    from ..contract import Runtime
+
+log = logging.getLogger("socle.workers")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def singleton_key(kind: str) -> int:
+    """The advisory lock of a singleton kind (a stable 63-bit number of its name)."""
+    return zlib.crc32(f"socle.job:{kind}".encode()) | (0x5CE << 32)
+
+
+class Worker:
+    def __init__(
+        self,
+        runtime: Runtime,
+        kinds: Sequence[JobKind],
+        *,
+        concurrency: int = 2,
+        lease_s: float = 30.0,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.runtime = runtime
+        self.kinds = {k.name: k for k in kinds}
+        self.attempts = {k.name: k.max_attempts for k in kinds}
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.name = worker_name()
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def pool(self):  # type: ignore[no-untyped-def]
+        return self.runtime.engine.pool
+
+    async def run(self) -> None:
+        """Forever (until cancelled): the periodic jobs declared, then claim and run."""
+        async with self.pool.connection() as conn:
+            for kind in self.kinds.values():
+                every = kind.interval(self.runtime.settings)
+                await queue.ensure_periodic(conn, kind.name, every, kind.max_attempts)
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                wait = self.poll_s
+                try:
+                    wait = await self._tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the database may be restarting: retry
+                    log.exception("job worker: claim failed; retrying")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+        finally:
+            listener.cancel()
+            for task in list(self._running):
+                task.cancel()
+            # a cancelled job is left running: its lease runs out and it is queued again
+            await asyncio.gather(listener, *self._running, return_exceptions=True)
+
+    async def _tick(self) -> float:
+        """Claim what is due, up to the concurrency; how long to wait before looking again
+        (until the next scheduled job, at most the polling period)."""
+        async with self.pool.connection() as conn:
+            if await queue.requeue_stalled(conn):
+                log.warning("job worker: took back jobs whose worker was lost")
+            while len(self._running) < self.concurrency:
+                job = await queue.claim(conn, self.attempts, self.name, self.lease_s)
+                if job is None:
+                    break
+                task = asyncio.create_task(self._run(job))
+                self._running.add(task)
+                task.add_done_callback(self._done)
+            due = await queue.next_due(conn, list(self.kinds))
+        return self.poll_s if due is None else min(self.poll_s, max(due, 0.01))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a slot is free
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.runtime.database_url, autocommit=True
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {queue.CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - polling goes on meanwhile
+                log.warning("job worker: LISTEN connection lost; reconnecting")
+                await asyncio.sleep(self.poll_s)
+
+    async def _run(self, job: queue.Claimed) -> None:
+        kind = self.kinds[job.kind]
+        async with self._singleton(kind) as held:
+            if not held:
+                async with self.pool.connection() as conn:
+                    await queue.release(conn, job, self.name, self.poll_s)
+                return
+            await self._attempt(kind, job)
+
+    @contextlib.asynccontextmanager
+    async def _singleton(self, kind: JobKind) -> AsyncIterator[bool]:
+        """For a singleton kind, the advisory lock held on a connection of its own for the
+        run: a second runner cannot take it, and it goes with the connection if we die."""
+        if not kind.singleton:
+            yield True
+            return
+        key = singleton_key(kind.name)
+        async with self.pool.connection() as conn:
+            got = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
+            held = bool(got and got[0])
+            try:
+                yield held
+            finally:
+                if held:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    async def _attempt(self, kind: JobKind, job: queue.Claimed) -> None:
+        ctx = JobContext(job.id, job.kind, job.args, job.attempts, self.runtime)
+
+        async def report(progress: dict[str, object]) -> None:
+            async with self.pool.connection() as conn:
+                await queue.heartbeat(conn, job.id, self.name, self.lease_s, progress)
+
+        ctx._report = report
+        work = asyncio.create_task(kind.run(ctx))
+        beat = asyncio.create_task(self._heartbeat(job, ctx, work))
+        try:
+            await work
+        except asyncio.CancelledError:
+            if beat.done() and beat.result() == "cancel":
+                async with self.pool.connection() as conn:
+                    await queue.cancelled(conn, job, self.name)
+                log.info("job %s (%s) cancelled", job.id, job.kind)
+                return
+            if beat.done():  # the lease was lost: another worker has it now
+                return
+            raise  # the worker itself is stopping: the lease will run out
+        except Exception as exc:  # noqa: BLE001 - the job's failure is recorded, not ours
+            error = f"{type(exc).__name__}: {exc}"
+            async with self.pool.connection() as conn:
+                state = await queue.failed(conn, job, self.name, error, kind.backoff(job.attempts))
+            log.warning(
+                "job %s (%s) attempt %s failed (%s): %s",
+                job.id,
+                job.kind,
+                job.attempts,
+                state,
+                error,
+            )
+            return
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await beat
+        async with self.pool.connection() as conn:
+            await queue.succeeded(conn, job, self.name)
+
+    async def _heartbeat(
+        self, job: queue.Claimed, ctx: JobContext, work: asyncio.Task[None]
+    ) -> str:
+        """Renew the lease until the work ends; stop it when cancelled or the lease is lost."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                async with self.pool.connection() as conn:
+                    wanted = await queue.heartbeat(
+                        conn, job.id, self.name, self.lease_s, ctx.reported
+                    )
+            except psycopg.Error:
+                log.warning("job %s: heartbeat failed; retrying", job.id)
+                continue
+            if wanted is None or wanted:
+                work.cancel()
+                return "lost" if wanted is None else "cancel"
