@@ -406,7 +406,6 @@ CREATE TABLE event (
     interaction  text NOT NULL,          -- create | update | patch | delete
     at           timestamptz NOT NULL    -- the transaction's time (the versions' lastUpdated)
 );
-CREATE INDEX event_xid ON event (xid);
 -- Each reader's position in the outbox.
 CREATE TABLE event_cursor (
     consumer  text PRIMARY KEY,

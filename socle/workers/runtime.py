@@ -102,8 +102,10 @@ class Worker:
                 task = asyncio.create_task(self._run(job))
                 self._running.add(task)
                 task.add_done_callback(self._done)
+            if len(self._running) >= self.concurrency:
+                return self.poll_s  # a job ending wakes the loop
             due = await queue.next_due(conn, list(self.kinds))
-        return self.poll_s if due is None else min(self.poll_s, max(due, 0.01))
+        return self.poll_s if due is None else min(self.poll_s, max(due, 0.05))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
