@@ -48,7 +48,9 @@ async def probe(job: JobContext) -> None:
 
 
 PLATFORM_JOBS = (
-    JobKind("search.reindex", reindex, singleton=True, every=custom_params.SYNC_SECONDS),
+    JobKind(
+        custom_params.REINDEX_JOB, reindex, singleton=True, every=custom_params.CATCH_UP_SECONDS
+    ),
     JobKind("jobs.prune", prune, singleton=True, every=3600.0),
     JobKind("probe", probe, max_attempts=3, backoff_s=1.0),
     JobKind("probe.singleton", probe, max_attempts=3, backoff_s=1.0, singleton=True),

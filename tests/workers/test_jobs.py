@@ -346,6 +346,49 @@ def test_a_rolled_back_transaction_leaves_no_event(server: ServerProcess) -> Non
     assert [e[3] for e in _events(server, before)] == ["create"]
 
 
+def _reindex_jobs_of(server: ServerProcess, url: str) -> int:
+    sql = "SELECT count(*) FROM job WHERE kind = 'search.reindex' AND args->'urls' ? %s"
+    rows = _sql(server, sql, (url,))
+    return int(rows[0][0])
+
+
+def test_a_job_queued_by_a_write_exists_only_if_the_write_commits(server: ServerProcess) -> None:
+    """A SearchParameter written queues its reindex job in the engine's own transaction."""
+    url = "https://socle.example/fhir/SearchParameter/jobs-nickname"
+    parameter = {
+        "resourceType": "SearchParameter",
+        "url": url,
+        "name": "nickname",
+        "status": "active",
+        "description": "A test parameter",
+        "code": "jobs-nickname",
+        "base": ["Patient"],
+        "type": "string",
+        "expression": "Patient.name.given",
+    }
+    with httpx.Client(headers=auth_headers(server)) as client:
+        r = client.put(
+            f"{server.fhir}/Patient/job-stale", json={"resourceType": "Patient", "id": "job-stale"}
+        )
+        assert r.status_code == 201
+        stale = _entry(
+            "PUT",
+            "Patient/job-stale",
+            {"resourceType": "Patient", "id": "job-stale", "gender": "male"},
+            ifMatch='W/"7"',
+        )
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [_entry("POST", "SearchParameter", parameter), stale],
+        }
+        assert client.post(server.fhir, json=bundle).status_code == 412
+        assert _reindex_jobs_of(server, url) == 0
+        bundle["entry"] = bundle["entry"][:1]
+        assert client.post(server.fhir, json=bundle).status_code == 200
+    assert _reindex_jobs_of(server, url) == 1
+
+
 def test_readers_see_events_only_once_every_earlier_transaction_is_settled(
     server: ServerProcess,
 ) -> None:

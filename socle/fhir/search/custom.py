@@ -19,6 +19,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from ...workers.queue import enqueue
 from ..definitions import SearchParam, definitions, search_params_changed
 from ..indexing.extract import _ADDERS, IndexedParam, IndexRows
 from ..indexing.paths import compile_path
@@ -32,6 +33,8 @@ SUPPORTED_TYPES = ("string", "token", "reference", "date", "number", "quantity",
 GRACE = timedelta(seconds=3)
 SYNC_SECONDS = 1.0
 BATCH = 500
+REINDEX_JOB = "search.reindex"  # socle/workers/platform.py
+CATCH_UP_SECONDS = 60.0  # the job's periodic run, after the one each write queues
 
 
 def params_of(resource: dict[str, Any], where: str = "SearchParameter") -> list[SearchParam]:
@@ -116,7 +119,9 @@ def params_of(resource: dict[str, Any], where: str = "SearchParameter") -> list[
 
 
 async def record_jobs(conn: AsyncConnection, urls: list[str]) -> None:
-    """In the writing transaction: (re)start the reindex job of each written parameter."""
+    """In the writing transaction: (re)start the reindex of each written parameter, and queue
+    the `search.reindex` job for the end of the grace delay (it exists only if the write
+    commits; the periodic run of the same kind catches up on anything left)."""
     await conn.execute(
         "INSERT INTO search_reindex (url, not_before) "
         "SELECT u, now() + %s FROM unnest(%s::text[]) u "
@@ -124,6 +129,7 @@ async def record_jobs(conn: AsyncConnection, urls: list[str]) -> None:
         "done = false, updated = now()",
         (GRACE, urls),
     )
+    await enqueue(conn, REINDEX_JOB, {"urls": urls}, delay=GRACE)
 
 
 _seen: dict[int, tuple[Any, ...]] = {}  # pool id -> signature of the last load
