@@ -62,10 +62,9 @@ async def retry_job(request: Request) -> Response:
     _require_operator(request)
     job_id = _job_id(request)
     async with engine_of(request).pool.connection() as conn:
-        if not await queue.retry(conn, job_id):
-            raise FhirError.of(409, "conflict", "Only a dead, cancelled or waiting job is retried")
-        job = await queue.get_job(conn, job_id)
-    assert job is not None
+        job = await queue.retry(conn, job_id)
+    if job is None:
+        raise FhirError.of(409, "conflict", "Only a dead, cancelled or waiting job is retried")
     return JSONResponse(_json(job))
 
 
@@ -73,10 +72,9 @@ async def cancel_job(request: Request) -> Response:
     _require_operator(request)
     job_id = _job_id(request)
     async with engine_of(request).pool.connection() as conn:
-        if await queue.cancel(conn, job_id) is None:
-            raise FhirError.of(409, "conflict", "Only a waiting or running job is cancelled")
-        job = await queue.get_job(conn, job_id)
-    assert job is not None
+        job = await queue.cancel(conn, job_id)
+    if job is None:
+        raise FhirError.of(409, "conflict", "Only a waiting or running job is cancelled")
     return JSONResponse(_json(job), status_code=202 if job["state"] == "running" else 200)
 
 

@@ -130,11 +130,11 @@ def jobs_cancel(job_id: int, data_dir: DataDir = None) -> None:
     """Cancel a waiting job, or ask a running one's worker to stop it."""
     from . import queue
 
-    state = _on_database(data_dir, lambda conn: queue.cancel(conn, job_id))
-    if state is None:
+    job = _on_database(data_dir, lambda conn: queue.cancel(conn, job_id))
+    if job is None:
         typer.echo(f"job {job_id}: only a waiting or running job is cancelled", err=True)
         raise typer.Exit(1)
-    typer.echo(f"job {job_id} " + ("cancelling" if state == "running" else "cancelled"))
+    typer.echo(f"job {job_id} " + ("cancelling" if job["state"] == "running" else "cancelled"))
 
 
 @jobs_app.command("probe")

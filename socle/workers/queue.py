@@ -165,7 +165,8 @@ async def cancelled(conn: AsyncConnection, job: Claimed, worker: str) -> None:
 
 
 async def release(conn: AsyncConnection, job: Claimed, worker: str, delay_s: float) -> None:
-    """Give a job back unrun (its singleton lock is held elsewhere): no attempt counted."""
+    """Give a job back unrun (its singleton lock is held elsewhere) or cut short (its worker
+    stopping): no attempt counted."""
     await conn.execute(
         "UPDATE job SET state = 'queued', attempts = attempts - 1, lease_until = NULL, "
         "run_at = now() + %s * interval '1 second' " + _MINE,
@@ -214,32 +215,34 @@ async def get_job(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:
     return await cur.fetchone()
 
 
-async def retry(conn: AsyncConnection, job_id: int) -> bool:
-    """Run a dead, cancelled or waiting job now, with its attempts counted afresh."""
-    cur = await conn.execute(
+async def retry(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:
+    """Run a dead, cancelled or waiting job now, with its attempts counted afresh: the job as
+    queued again, or None when it was not dead, cancelled nor waiting."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
         "UPDATE job SET state = 'queued', run_at = now(), attempts = 0, finished = NULL, "
         "cancel_requested = false WHERE id = %s AND state IN ('dead', 'cancelled', 'queued') "
-        "RETURNING kind",
+        f"RETURNING {_COLUMNS}",  # noqa: S608 - a constant
         (job_id,),
     )
-    row = await cur.fetchone()
-    if row is not None:
-        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, row[0]))
-    return row is not None
+    job = await cur.fetchone()
+    if job is not None:
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, job["kind"]))
+    return job
 
 
-async def cancel(conn: AsyncConnection, job_id: int) -> str | None:
+async def cancel(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:
     """Cancel a waiting job at once; ask a running one's worker to stop it (it does at its next
-    heartbeat). The state after, or None when the job was not waiting nor running."""
-    cur = await conn.execute(
+    heartbeat). The job after, or None when it was not waiting nor running."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
         "UPDATE job SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END, "
         "finished = CASE WHEN state = 'queued' THEN now() END, "
         "cancel_requested = (state = 'running') "
-        "WHERE id = %s AND state IN ('queued', 'running') RETURNING state",
+        f"WHERE id = %s AND state IN ('queued', 'running') RETURNING {_COLUMNS}",  # noqa: S608
         (job_id,),
     )
-    row = await cur.fetchone()
-    return None if row is None else str(row[0])
+    return await cur.fetchone()
 
 
 async def prune(conn: AsyncConnection, keep: timedelta) -> int:

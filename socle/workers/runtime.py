@@ -58,6 +58,7 @@ class Worker:
         self.name = worker_name()
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._periodic_declared = False
 
     @property
     def pool(self):  # type: ignore[no-untyped-def]
@@ -65,10 +66,6 @@ class Worker:
 
     async def run(self) -> None:
         """Forever (until cancelled): the periodic jobs declared, then claim and run."""
-        async with self.pool.connection() as conn:
-            for kind in self.kinds.values():
-                every = kind.interval(self.runtime.settings)
-                await queue.ensure_periodic(conn, kind.name, every, kind.max_attempts)
         listener = asyncio.create_task(self._listen())
         try:
             while True:
@@ -86,13 +83,18 @@ class Worker:
             listener.cancel()
             for task in list(self._running):
                 task.cancel()
-            # a cancelled job is left running: its lease runs out and it is queued again
+            # a job cut short is given back (or, if that fails, its lease runs out)
             await asyncio.gather(listener, *self._running, return_exceptions=True)
 
     async def _tick(self) -> float:
         """Claim what is due, up to the concurrency; how long to wait before looking again
         (until the next scheduled job, at most the polling period)."""
         async with self.pool.connection() as conn:
+            if not self._periodic_declared:
+                for kind in self.kinds.values():
+                    every = kind.interval(self.runtime.settings)
+                    await queue.ensure_periodic(conn, kind.name, every, kind.max_attempts)
+                self._periodic_declared = True
             if await queue.requeue_stalled(conn):
                 log.warning("job worker: took back jobs whose worker was lost")
             while len(self._running) < self.concurrency:
@@ -129,12 +131,19 @@ class Worker:
 
     async def _run(self, job: queue.Claimed) -> None:
         kind = self.kinds[job.kind]
-        async with self._singleton(kind) as held:
-            if not held:
+        try:
+            async with self._singleton(kind) as held:
+                if not held:
+                    async with self.pool.connection() as conn:
+                        await queue.release(conn, job, self.name, self.poll_s)
+                    return
+                await self._attempt(kind, job)
+        except asyncio.CancelledError:
+            # the worker is stopping: give the job back now, not when its lease runs out
+            with contextlib.suppress(Exception):
                 async with self.pool.connection() as conn:
-                    await queue.release(conn, job, self.name, self.poll_s)
-                return
-            await self._attempt(kind, job)
+                    await queue.release(conn, job, self.name, 0)
+            raise
 
     @contextlib.asynccontextmanager
     async def _singleton(self, kind: JobKind) -> AsyncIterator[bool]:
@@ -173,7 +182,7 @@ class Worker:
                 return
             if beat.done():  # the lease was lost: another worker has it now
                 return
-            raise  # the worker itself is stopping: the lease will run out
+            raise  # the worker itself is stopping (`_run` gives the job back)
         except Exception as exc:  # noqa: BLE001 - the job's failure is recorded, not ours
             error = f"{type(exc).__name__}: {exc}"
             async with self.pool.connection() as conn:

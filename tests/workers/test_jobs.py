@@ -154,6 +154,19 @@ def test_a_worker_killed_mid_job_leaves_it_to_another_which_runs_it_again(
     assert done["progress"] == {"done": 4, "total": 4, "note": "probe done"}
 
 
+def test_a_worker_stopped_mid_job_gives_it_back_at_once(server: ServerProcess) -> None:
+    stopping = WorkerProcess(server, "stopped")
+    try:
+        job_id = _enqueue(server, "probe", {"seconds": 60})
+        _until(lambda: _job(server, job_id)["state"] == "running")
+    finally:
+        stopping.stop(signal.SIGTERM)
+    assert stopping.process.returncode == 0
+    back = _job(server, job_id)
+    assert (back["state"], back["attempts"]) == ("queued", 0)
+    _sql(server, "UPDATE job SET state = 'cancelled' WHERE id = %s", (job_id,))
+
+
 def test_a_failing_job_is_retried_then_dead_and_an_operator_retries_it(
     server: ServerProcess, worker: WorkerProcess
 ) -> None:
