@@ -259,7 +259,7 @@ def asgi() -> ASGIApp:
     settings: Settings = app.state.settings
     # The request's budget and the disconnect watcher wrap the application: a read by id that
     # the fast path answers is one bounded row lookup and does without them.
-    inner: ASGIApp = FastRead(RequestLimits(app, settings), app.state)
+    inner: ASGIApp = FastRead(RequestLimits(app, settings), app)
     inner = Authentication(inner, settings, app.state)
     # the registered browser apps' origins and SOCLE_CORS_ORIGINS; preflights need no token
     inner = RegisteredAppsCors(inner, settings, app.state)
