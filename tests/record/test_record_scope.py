@@ -13,12 +13,15 @@ import uuid
 
 import pytest
 
+from socle.identity.nir import nir_key
+from socle.identity.traits import RELIABILITY_URL, Ins
 from socle.record.pdsm import DOCUMENT_REFERENCE, SIMPLIFIED_PUBLISH
 
 from .world import IDNAT_PS, RecordWorld, pdf_document
 
 HL7_CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 IHE_FORMAT = "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode"
+V2_0445 = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445"
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +236,46 @@ def test_hl7_and_ihe_canonicals_are_the_ans_concepts(world):
     where = _locations(r)
     assert "Bundle.entry[1].resource.securityLabel[0].coding[0]" in where
     assert "Bundle.entry[1].resource.content[0].format" in where
+
+
+def test_an_older_fr_core_vali_identity_is_stored_but_not_shared_to(world):
+    """FR Core 2.1.0 let a VALI identity carry its INS: the Patient is accepted, the record
+    still shares documents only for a QUAL identity."""
+    body = f"2620375{uuid.uuid4().int % 10**6:06d}"  # born 03/1962 in Paris, a random rank
+    nir = body + nir_key(body)
+    pid = world.put(
+        "Patient",
+        {
+            "extension": [
+                {
+                    "url": RELIABILITY_URL,
+                    "extension": [
+                        {
+                            "url": "identityStatus",
+                            "valueCoding": {"system": V2_0445, "code": "VALI"},
+                        }
+                    ],
+                }
+            ],
+            "identifier": [Ins(nir).identifier()],
+            "name": [{"use": "official", "family": f"Ancienne{world.u}", "given": ["Rose"]}],
+            "gender": "female",
+            "birthDate": "1962-03-04",
+        },
+    )
+    world.put(
+        "CareTeam",
+        {
+            "status": "active",
+            "subject": {"reference": f"Patient/{pid}"},
+            "participant": [
+                {"member": {"reference": f"Practitioner/{world.practitioners['author']}"}}
+            ],
+        },
+    )
+    content = pdf_document("Document pour une identité VALI FR Core 2.1.0")
+    with world.pro("author") as c:
+        r = c.post("", json=world.bundle(content, patient=pid))
+    assert r.status_code == 422
+    assert any("INS-QUAL-ONLY" in i["diagnostics"] for i in r.json()["issue"])
+    assert "Bundle.entry[1].resource.subject" in _locations(r)
