@@ -539,8 +539,10 @@ def _codes(doc: dict[str, Any], loc: str, simplified: bool) -> list[Issue]:
         issues += check_codeable(
             "setting", context["practiceSetting"], f"{loc}.context.practiceSetting"
         )
-    if simplified and not doc.get("securityLabel"):
-        return issues  # ITI-105's profile does not require a confidentiality code
+    if simplified:
+        # ITI-105's profile binds securityLabel to JDV_J08 as extensible, with no constraint
+        # making it an error: optional, and a code outside the value set is not refused
+        return issues
     return issues + _label_issues(doc, loc)
 
 

@@ -191,6 +191,14 @@ def test_iti105_is_held_to_its_own_profile(world):
         }
         # ... so its author may delete it, as for any entry
         assert c.delete(f"/DocumentReference/{created['id']}").status_code in (200, 204)
+        # securityLabel is bound extensible (JDV_J08) in ITI-105's profile: another code passes
+        labelled = copy.deepcopy(doc)
+        labelled["masterIdentifier"]["value"] = f"urn:oid:2.25.{uuid.uuid4().int}"
+        labelled["securityLabel"] = [
+            {"coding": [{"system": "http://example.org/labels", "code": "INTERNE"}]}
+        ]
+        r = c.post("/DocumentReference", json=labelled)
+        assert r.status_code == 201, r.text
     # the same document under the comprehensive profile misses what that profile requires
     comprehensive = copy.deepcopy(doc)
     comprehensive["meta"]["profile"] = [DOCUMENT_REFERENCE]
