@@ -380,7 +380,11 @@ class DocumentRules:
             old = decode(found.content) if found and found.content else None
             recorded = old is not None and is_record_document(old)
             if not recorded and not is_record_document(w.resource):
-                continue  # not shared to the record: ordinary FHIR (docs/record.md)
+                # not shared to the record: ordinary FHIR (docs/record.md), but a DMP visibility
+                # label it carries is still enforced by the policy (secure by default)
+                if w.resource is not None:
+                    sync_labels(w.resource)
+                continue
             if w.kind == "delete":
                 raise _err(
                     [
