@@ -15,7 +15,7 @@ import pytest
 
 from socle.identity.nir import nir_key
 from socle.identity.traits import RELIABILITY_URL, Ins
-from socle.record.pdsm import DOCUMENT_REFERENCE, SIMPLIFIED_PUBLISH
+from socle.record.pdsm import DOCUMENT_REFERENCE, SIMPLIFIED_PUBLISH, VISIBILITY
 
 from .world import IDNAT_PS, RecordWorld, pdf_document
 
@@ -287,3 +287,13 @@ def test_an_older_fr_core_vali_identity_is_stored_but_not_shared_to(world):
     assert r.status_code == 422
     assert any("INS-QUAL-ONLY" in i["diagnostics"] for i in r.json()["issue"])
     assert "Bundle.entry[1].resource.subject" in _locations(r)
+
+
+def test_a_masked_note_stays_masked(world):
+    """A DMP visibility label on a note is not a PDSm matter, but the policy still enforces it."""
+    note = _note(world, "Note masquée aux professionnels")
+    note["securityLabel"] = [{"coding": [{"system": VISIBILITY, "code": "MASQUE_PS"}]}]
+    with world.pro("author") as c:
+        r = c.post("/DocumentReference", json=note)
+    assert r.status_code == 201, r.text
+    assert {"system": VISIBILITY, "code": "MASQUE_PS"} in r.json()["meta"]["security"]
