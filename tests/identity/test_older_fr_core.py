@@ -10,7 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from socle.fhir.validation.profiles_fr import (
+    CS_IDENTITY_STATUS,
+    STATUS_COMMENT,
+    check_identity_reliability,
+)
 from socle.identity.sharing import ins_write_rule, may_reference_by_ins
 from socle.identity.traits import RELIABILITY_URL
 from socle.testing import Database, ServerProcess, auth_headers, server_beside
@@ -112,3 +119,48 @@ def test_the_older_vali_is_not_shared(operator: httpx.Client) -> None:
     """The record's sharing rule (may_reference_by_ins) still requires QUAL."""
     decision = may_reference_by_ins(older("VALI", NIR))
     assert not decision and decision.rule == "INS-QUAL-ONLY"
+
+
+# -- the mapping itself, over every code (no server) ---------------------------------------------
+
+V2_0445_CODES = sorted(STATUS_COMMENT | {"PROV", "VALI"})  # the 21 codes of FR Core 2.1.0's table
+
+
+def _reliability(part: str, code: str) -> dict[str, Any]:
+    value: dict[str, Any] = {"system": V2_0445, "code": code}
+    sub = (
+        {"url": part, "valueCoding": value}
+        if part == "identityStatus"
+        else {"url": part, "valueCodeableConcept": {"coding": [value]}}
+    )
+    status = {
+        "url": "identityStatus",
+        "valueCoding": {"system": CS_IDENTITY_STATUS, "code": "PROV"},
+    }
+    return {
+        "url": RELIABILITY_URL,
+        "extension": [sub] if part == "identityStatus" else [status, sub],
+    }
+
+
+@given(st.sampled_from(V2_0445_CODES), st.sampled_from(["identityStatus", "comment"]))
+def test_every_v2_0445_code_is_accepted_with_a_warning(code: str, part: str) -> None:
+    if part == "comment" and code in ("PROV", "VALI"):
+        return  # statuses, not comments, in either version
+    issues: list[Any] = []
+    check_identity_reliability(_reliability(part, code), "Patient.extension[0]", issues)
+    assert not [i for i in issues if i.severity == "error"], issues
+    at = "Patient.extension[0].extension[" + ("0" if part == "identityStatus" else "1") + "].value"
+    assert [i.expression for i in issues if i.severity == "warning"] == [(at,)]
+
+
+@given(
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=6).filter(
+        lambda c: c not in V2_0445_CODES
+    ),
+    st.sampled_from(["identityStatus", "comment"]),
+)
+def test_a_code_v2_0445_never_had_is_an_error(code: str, part: str) -> None:
+    issues: list[Any] = []
+    check_identity_reliability(_reliability(part, code), "Patient.extension[0]", issues)
+    assert [i.code for i in issues if i.severity == "error"] == ["code-invalid"]

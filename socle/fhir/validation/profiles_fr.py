@@ -471,7 +471,7 @@ def _older_fr_core_codes(
             f"current FR Core but a comment ({CS_STATUS_COMMENT}): the identity counts as PROV",
             where,
         )
-    return mapped or [c for c in old if c in STATUS_COMMENT]
+    return mapped or (["PROV"] if any(c in STATUS_COMMENT for c in old) else [])
 
 
 def older_fr_core_vali(patient: dict[str, Any]) -> bool:
