@@ -18,6 +18,9 @@
     fr-core-patient-ins profile check (which refuses it too when the profile is claimed);
   - ``strict``: refused whenever the status is not QUAL (no extension counts as PROV);
   - ``off``: no check (migrations of legacy data only).
+
+  A VALI status coded in FR Core 2.1.0's ``fr-core-cs-v2-0445`` (whose rule fr-core-1 had a VALI
+  identity carry its INS) is a warning, not a refusal; `may_reference_by_ins` still says no.
 """
 
 from __future__ import annotations
