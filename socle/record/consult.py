@@ -24,6 +24,7 @@ from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.search.query import SearchQuery, parse_query
 from ..fhir.storage.binary import content_ref, open_content, with_data
 from ..fhir.storage.content import ContentError, ContentMissing
+from .pdsm import RECORD_PROFILES
 
 FHIR_JSON = ("application/fhir+json", "application/json", "application/json+fhir")
 PATIENT_PARAMS = ("patient", "patient.identifier", "subject", "subject.identifier")
@@ -72,11 +73,15 @@ def check_find_documents(pairs: list[tuple[str, str]], access: Access) -> None:
 
 def document_query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The query as the engine runs it: ``isArchived=false`` also matches the entries that carry
-    no archive flag (PDSm: absent means not archived), i.e. ``isArchived:not=true``."""
-    return [
+    no archive flag (PDSm: absent means not archived), i.e. ``isArchived:not=true``; an ITI-67
+    query finds record entries only (a coordination note is not a shared document)."""
+    out = [
         ("isArchived:not", "true") if (k, v.lower()) == ("isArchived", "false") else (k, v)
         for k, v in pairs
     ]
+    if is_iti67(pairs):
+        out.append(("_profile", ",".join(sorted(RECORD_PROFILES))))
+    return out
 
 
 def _entries_of(binary_id: str) -> SearchQuery:
