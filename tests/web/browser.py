@@ -27,7 +27,7 @@ WIDTHS = {"desktop": DESKTOP, "phone": PHONE}
 BLOCKING = ("serious", "critical")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
-__all__ = ["WIDTHS", "assert_accessible", "chromium", "page_at"]
+__all__ = ["WIDTHS", "assert_accessible", "chromium", "page_at", "screenshot"]
 
 
 def chromium_missing() -> str | None:
@@ -97,6 +97,9 @@ def assert_accessible(page: Any, what: str = "") -> list[dict[str, Any]]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """Keep a screenshot of the page for the documentation (docs/screenshots/)."""
+    """Keep a screenshot of the page for the documentation (docs/screenshots/), when asked
+    (``SOCLE_SCREENSHOTS=1``): the pictures are then made by the tests, so they stay true."""
+    if os.environ.get("SOCLE_SCREENSHOTS") != "1":
+        return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
