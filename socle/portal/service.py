@@ -8,11 +8,11 @@ from starlette.routing import BaseRoute
 
 from ..config import Settings
 from ..contract import Service
-from . import documents, front
+from . import accesses, documents, front
 
 
 def routes(settings: Settings) -> Sequence[BaseRoute]:
-    return [*front.ROUTES, *documents.ROUTES]
+    return [*front.ROUTES, *documents.ROUTES, *accesses.ROUTES]
 
 
 service = Service(name="portal", routes=routes)

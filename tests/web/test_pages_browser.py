@@ -19,9 +19,7 @@ PUBLIC = ["/", "/accessibilite", "/mentions-legales", "/donnees-personnelles", "
 
 def _cda_document(site: Site) -> dict[str, Any]:
     return next(
-        d
-        for d in site.patient.documents
-        if "xml" in d["content"][0]["attachment"]["contentType"]
+        d for d in site.patient.documents if "xml" in d["content"][0]["attachment"]["contentType"]
     )
 
 
@@ -79,6 +77,11 @@ def test_the_patient_journey_is_accessible_at_every_step(
     assert page.locator(".socle-cda h2").count() >= 1
     assert_accessible(page, f"CDA document at {width}")
     screenshot(page, f"document-cda-{width}")
+
+    page.click("#navigation >> text=Qui a consulté mon dossier")
+    assert page.locator("main li").count() >= 1
+    assert_accessible(page, f"access history at {width}")
+    screenshot(page, f"qui-a-consulte-{width}")
 
     page.goto(site.base + "/compte")
     assert_accessible(page, f"account at {width}")

@@ -198,3 +198,39 @@ def test_an_idle_session_is_over(site: Site) -> None:
         r = http.get("/mes-documents")
         assert r.status_code == 303 and r.headers["location"] == "/connexion"
     assert _session_rows(site) == 0  # an idle session found is deleted
+
+
+def _break_glass(site: Site) -> str:
+    """A professional of the region opens an emergency access to the patient; his reason."""
+    reason = "Patient inconscient aux urgences, test des pages"
+    practitioners = httpx.get(
+        site.server.fhir + "/Practitioner",
+        params={"_count": "30"},
+        headers=auth_headers(site.server),
+        timeout=30,
+    ).json()["entry"]
+    body = {"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": reason}]}
+    for entry in practitioners:
+        idnat = next(
+            i["value"] for i in entry["resource"]["identifier"] if i["value"].startswith("8")
+        )
+        r = httpx.post(
+            f"{site.server.fhir}/Patient/{site.patient.id}/$break-glass",
+            json=body,
+            headers=auth_headers(site.server, f"practitioner:{idnat[1:]}"),
+            timeout=30,
+        )
+        if r.status_code == 200:
+            return reason
+    raise AssertionError("no professional of the region could break the glass")
+
+
+def test_the_access_history_is_in_plain_french_with_break_glass_highlighted(site: Site) -> None:
+    reason = _break_glass(site)
+    with signed_in(site) as http:
+        http.get("/mes-documents")
+        page = http.get("/qui-a-consulte")
+    assert page.status_code == 200, page.text
+    assert "Vous a consulté vos documents" in page.text
+    assert "accès en urgence" in page.text and "socle-break-glass" in page.text
+    assert f"Raison donnée : « {reason} »" in page.text
