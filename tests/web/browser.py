@@ -1,5 +1,5 @@
 """The browser harness: Playwright for Python driving Debian's Chromium (no downloaded browser
-build), one browser for the whole test session, and axe-core (npm) run on pages.
+build), one browser for a module's tests, and axe-core (npm) run on pages.
 
 ``page_at(width)`` gives a fresh page (its own cookies) at a desktop or phone width;
 ``assert_accessible(page)`` runs axe-core on what the page shows and fails on any violation of
@@ -36,7 +36,9 @@ def chromium_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# One browser per module of browser tests (today one module): Playwright's sync API runs an
+# event loop in the main thread while it is open, which other modules' asyncio.run would meet.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     missing = chromium_missing()
     if missing:
