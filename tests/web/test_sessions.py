@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from socle.testing import auth_headers
+from tests.auth.server.helpers import path_of, professional_login, query_of
 
 from .site import Site, hidden_inputs, sign_in
 
@@ -234,3 +235,25 @@ def test_the_access_history_is_in_plain_french_with_break_glass_highlighted(site
     assert "Vous a consulté vos documents" in page.text
     assert "accès en urgence" in page.text and "socle-break-glass" in page.text
     assert f"Raison donnée : « {reason} »" in page.text
+
+
+def test_a_professional_signs_in_through_psc_and_gets_the_professional_space(site: Site) -> None:
+    practitioner = httpx.get(
+        site.server.fhir + "/Practitioner",
+        params={"_count": "1"},
+        headers=auth_headers(site.server),
+        timeout=30,
+    ).json()["entry"][0]["resource"]
+    idnat = next(i["value"] for i in practitioner["identifier"] if i["value"].startswith("8"))
+    with site.client() as http:
+        start = http.get("/connexion")
+        params = query_of(start.headers["location"])
+        callback = professional_login(http, params, idnat[1:])
+        assert callback.status_code == 303, callback.text
+        assert path_of(callback.headers["location"]).startswith("/connexion/retour?")
+        done = http.get(path_of(callback.headers["location"]))
+        assert done.status_code == 303 and done.headers["location"] == "/"
+        home = http.get("/")
+        assert "Espace professionnel" in home.text and "Mes documents" not in home.text
+        refused = http.get("/mes-documents")
+        assert refused.status_code == 403 and "réservée aux patients" in refused.text
