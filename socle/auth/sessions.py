@@ -54,8 +54,16 @@ class StoredSession:
     csrf_secret: bytes
 
 
-async def create(conn: AsyncConnection, subject: dict[str, Any], scope: str) -> str:
-    """A new session for this signed-in subject; returns the cookie's value."""
+async def create(
+    conn: AsyncConnection, subject: dict[str, Any], scope: str, idle_seconds: int
+) -> str:
+    """A new session for this signed-in subject; returns the cookie's value. Now and then,
+    the sessions left idle (never come back to) are forgotten."""
+    if secrets.randbelow(50) == 0:
+        await conn.execute(
+            "DELETE FROM web_session WHERE last_seen < now() - make_interval(secs => %s)",
+            (idle_seconds,),
+        )
     token = secrets.token_urlsafe(32)
     await conn.execute(
         "INSERT INTO web_session (id_hash, subject, claims, scope, csrf_secret)"

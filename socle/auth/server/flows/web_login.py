@@ -102,7 +102,9 @@ class WebLogin(Flow):
                 )
             ):
                 return error_page(LOGIN_FAILED)
-            token = await sessions.create(conn, found.subject, found.scope)
+            token = await sessions.create(
+                conn, found.subject, found.scope, self.server.settings.web_session_idle
+            )
         response = redirect("/")
         response.delete_cookie(LOGIN_COOKIE, path="/connexion", secure=self._secure())
         response.set_cookie(
