@@ -38,13 +38,18 @@ LOGIN_FAILED = "La connexion n'a pas abouti. Recommencez depuis la page d'accuei
 
 
 def register_web_client(settings: Settings, database_url: str) -> None:
-    """The pages' client, with the callback of this public URL (idempotent)."""
+    """The pages' client, with the callback of this public URL added to those of the other
+    servers on the same database (idempotent)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT redirect_uris FROM auth_client WHERE client_id = %s", (FIRST_PARTY_CLIENT,)
+        ).fetchone()
+        known = set(row[0] or ()) if row else set()
         register_client(
             conn,
             FIRST_PARTY_CLIENT,
             public=True,
-            redirect_uris=[settings.issuer + CALLBACK],
+            redirect_uris=sorted(known | {settings.issuer + CALLBACK}),
             scopes=WEB_SCOPES,
             name="Socle — votre espace santé",
             replace=True,
