@@ -6,8 +6,12 @@ link comes first and focus is visible; the patient's journey works without JavaS
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+
+from socle.auth.server.clients import register_client
+from tests.auth.server.helpers import APP_REDIRECT, authorize_params, new_verifier
 
 from .browser import WIDTHS, assert_accessible, screenshot
 from .site import PASSWORD, Site
@@ -121,3 +125,40 @@ def test_the_journey_works_without_javascript(site: Site, chromium: Any) -> None
         assert page.url.endswith("/?deconnexion=1")
     finally:
         context.close()
+
+
+APP = "web-test-app"
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_the_consent_and_pro_sante_connect_pages_are_accessible(
+    site: Site, page_at: Any, width: str
+) -> None:
+    """A third-party application's login: the consent page (the patient's), and the Pro Santé
+    Connect stand-in's page (a professional's)."""
+    with site.connect() as conn:
+        register_client(
+            conn,
+            APP,
+            public=True,
+            redirect_uris=[APP_REDIRECT],
+            scopes="openid fhirUser patient/*.rs user/*.rs",
+            name="Application de test",
+            replace=True,
+        )
+    authorize = f"{site.base}/auth/authorize?" + urlencode(
+        authorize_params(APP, new_verifier(), "openid fhirUser patient/*.rs")
+    )
+    page = page_at(width)
+    page.goto(authorize)
+    assert page.locator("text=Application de test").count() == 1
+    page.click("#patient")
+    _login_form(page, site, site.totp_for(site.patient))
+    assert page.url == site.base + "/auth/consent"
+    assert_accessible(page, f"consent at {width}")
+
+    pro = page_at(width)
+    pro.goto(authorize)
+    pro.click("#psc")
+    assert "/psc-standin/" in pro.url
+    assert_accessible(pro, f"Pro Santé Connect stand-in at {width}")
