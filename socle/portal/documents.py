@@ -52,10 +52,15 @@ class Filters:
 
 
 def _date(value: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        return None
+    """A date as a date field sends it (``2025-12-31``) or as a person types it where the
+    browser has no date picker (``31/12/2025``)."""
+    text = value.strip()
+    for form in ("%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return dt.datetime.strptime(text, form).date()
+        except ValueError:
+            continue
+    return None
 
 
 def read_filters(params: dict[str, str]) -> Filters:
@@ -65,10 +70,13 @@ def read_filters(params: dict[str, str]) -> Filters:
         f.errors["type"] = "Choisissez un type de document dans la liste."
     for name, value in (("du", f.start), ("au", f.end)):
         if value and _date(value) is None:
-            f.errors[name] = "Saisissez une date au format jj/mm/aaaa."
+            f.errors[name] = "Saisissez une date au format jj/mm/aaaa, par exemple 31/12/2025."
     start, end = _date(f.start), _date(f.end)
     if start and end and start > end and not f.errors:
         f.errors["au"] = "La date de fin doit être après la date de début."
+    if not f.errors:  # what the search gets: ISO dates
+        f.start = start.isoformat() if start else ""
+        f.end = end.isoformat() if end else ""
     return f
 
 

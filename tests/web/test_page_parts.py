@@ -1,5 +1,6 @@
-"""The CDA stylesheet: a document becomes readable HTML and nothing of it but its text reaches
-the page (no script, no link, no attribute), whatever the text is."""
+"""Parts of the pages, in process: the CDA stylesheet (a document becomes readable HTML and
+nothing of it but its text reaches the page: no script, no link, no attribute, whatever the
+text is), Paris times, the documents' date filters."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from socle.portal.cda_view import CdaUnreadable, render_cda
+from socle.portal.documents import read_filters
 from socle.web.times import paris
 
 CDA = """<?xml version="1.0" encoding="UTF-8"?>
@@ -86,3 +88,17 @@ def test_times_are_shown_in_paris_time_in_french() -> None:
     assert paris("2026-07-15T12:30:00+00:00") == "15 juillet 2026 à 14 h 30"
     assert paris(dt.date(2026, 12, 3)) == "3 décembre 2026"
     assert paris("2026-03-29") == "29 mars 2026" and paris(None) == "" and paris("nope") == ""
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [("2025-12-31", "2025-12-31"), ("31/12/2025", "2025-12-31"), (" 01/02/2024 ", "2024-02-01")],
+)
+def test_document_dates_are_read_as_a_picker_or_a_person_sends_them(sent: str, read: str) -> None:
+    filters = read_filters({"du": sent})
+    assert not filters.errors and filters.start == read
+
+
+@pytest.mark.parametrize("sent", ["32/12/2025", "2025-13-01", "demain", "12/2025"])
+def test_a_wrong_date_is_explained_on_its_field(sent: str) -> None:
+    assert "jj/mm/aaaa" in (read_filters({"du": sent}).errors or {})["du"]
