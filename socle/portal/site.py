@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from ..fhir.access import ACCESS_KEY, Access
 from ..web import Pages, redirect
-from ..web.errors import error_page
+from ..web.errors import MESSAGES
 from ..web.session import PageSession, page_session
 
 PAGES = Pages(Path(__file__).parent / "templates")
@@ -59,6 +59,12 @@ def signed_in(request: Request, role: str | None = None) -> SignedIn | Response:
     access = request.scope.get(ACCESS_KEY)
     if session is None or access is None:
         return redirect("/connexion")
-    if role is not None and session.role != role:
-        return error_page(403, "Cette page est réservée aux patients, pour leur propre dossier.")
+    if role is not None and session.role != role:  # the error page, with the person's menu
+        return page(
+            request,
+            "error.html",
+            MESSAGES[403][0],
+            status=403,
+            message="Cette page est réservée aux patients, pour leur propre dossier.",
+        )
     return SignedIn(session, access)

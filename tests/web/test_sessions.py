@@ -257,3 +257,4 @@ def test_a_professional_signs_in_through_psc_and_gets_the_professional_space(sit
         assert "Espace professionnel" in home.text and "Mes documents" not in home.text
         refused = http.get("/mes-documents")
         assert refused.status_code == 403 and "réservée aux patients" in refused.text
+        assert "Se déconnecter" in refused.text  # the person keeps the menu
