@@ -392,6 +392,21 @@ WHERE t.rid = r.rid AND t.rtype = 'Patient' AND t.param = 'deceased' AND t.code 
   AND (r.content ? 'deceasedDateTime' OR r.content->'deceasedBoolean' = 'true'::jsonb);
 """
 
+WEB_SESSIONS_V190 = """
+-- The pages' server-side sessions (socle/auth/sessions.py): the cookie carries a random id, the
+-- table only its SHA-256, so a read of the table gives no usable cookie.
+CREATE TABLE web_session (
+    id_hash bytea PRIMARY KEY,
+    subject text NOT NULL,
+    claims jsonb NOT NULL,
+    scope text NOT NULL,
+    csrf_secret bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_seen timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX web_session_subject ON web_session (subject);
+"""
+
 # Versions need not be contiguous, and a lower version added later is still applied (each
 # version is applied once, in ascending order, if not recorded).
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -403,6 +418,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (146, "lean audit trail: events in audit_log, served as AuditEvents", AUDIT_LEAN_V146),
     (147, "audit sealing hashes in the database", AUDIT_SEAL_IN_SQL_V147),
     (148, "Patient deceased search index: deceased patients say true", PATIENT_DECEASED_V148),
+    (190, "server-side sessions of the web pages", WEB_SESSIONS_V190),
 ]
 
 

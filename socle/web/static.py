@@ -17,6 +17,8 @@ from ..npm import installed_package
 
 DSFR_PACKAGE = "@gouvfr/dsfr"
 DSFR_URL = "/static/dsfr"
+OWN_URL = "/static/socle"  # the few styles of Socle's own (socle/web/static/)
+OWN_DIR = Path(__file__).parent / "static"
 
 
 class DsfrNotInstalled(RuntimeError):
@@ -36,4 +38,7 @@ def dsfr_dist() -> Path:
 
 
 def static_routes() -> list[BaseRoute]:
-    return [Mount(DSFR_URL, app=StaticFiles(directory=dsfr_dist()), name="dsfr")]
+    return [
+        Mount(DSFR_URL, app=StaticFiles(directory=dsfr_dist()), name="dsfr"),
+        Mount(OWN_URL, app=StaticFiles(directory=OWN_DIR), name="socle-static"),
+    ]
