@@ -311,6 +311,13 @@ class Engine:
                 out.append(EntryResponse(err.status, outcome=err.outcome()))
         return out
 
+    async def write_within(
+        self, conn: AsyncConnection, entries: list[EntryRequest], access: Access
+    ) -> list[EntryResponse]:
+        """The unit of work of ``entries`` on the caller's transaction (a bulk import's chunk):
+        the caller commits; after it, `type_writes.committed` as `transaction` does."""
+        return await self._process(conn, entries, access, _interaction_of(entries))
+
     async def _process(
         self,
         conn: AsyncConnection,
