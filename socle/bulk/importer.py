@@ -289,8 +289,8 @@ class Importer:
             batch.clear()
 
         for n, rtype, rid in todo:
-            if any(k == (rtype, rid) for _, *k in batch):
-                await flush()
+            if (rtype, rid) in {(t, i) for _, t, i in batch}:
+                await flush()  # a resource's versions in line order
             batch.append((n, rtype, rid))
         await flush()
         return written, unchanged
