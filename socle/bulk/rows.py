@@ -71,21 +71,30 @@ def warm_up() -> None:
     validators()
 
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+def _text(value: str) -> str:
+    """A text field of COPY's text format (backslash, tab and line breaks escaped)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return value
 
 
 def _field(value: Any) -> str:
     if value is None:
         return "\\N"
     if type(value) is str:
-        return value.translate(_ESCAPES)
+        return _text(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, Decimal | int):
         return str(value)
-    return str(value).translate(_ESCAPES)
+    return _text(str(value))
 
 
 def _index_lines(rid: str, rtype: str, rows: IndexRows) -> dict[str, bytes]:
@@ -93,11 +102,22 @@ def _index_lines(rid: str, rtype: str, rows: IndexRows) -> dict[str, bytes]:
     head = f"{rid}\t{rtype}\t"
     for kind in INDEX_KINDS:
         found = getattr(rows, kind)
-        out[kind] = (
-            "".join(head + "\t".join(map(_field, row)) + "\n" for row in found).encode()
-            if found
-            else b""
-        )
+        if not found:
+            out[kind] = b""
+            continue
+        out[kind] = "".join(
+            [
+                head
+                + "\t".join(
+                    [
+                        "\\N" if v is None else _text(v) if type(v) is str else _field(v)
+                        for v in row
+                    ]
+                )
+                + "\n"
+                for row in found
+            ]
+        ).encode()
     return out
 
 
