@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -40,6 +41,15 @@ from socle.fhir.json import decode  # noqa: E402
 from socle.region.generate import iter_blocks  # noqa: E402
 from socle.region.writer import write_region  # noqa: E402
 from socle.testing import fresh_database  # noqa: E402
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its ended children (the workers)."""
+    me, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
 
 
 def raw_copy(url: str, folder: Path) -> dict[str, Any]:
@@ -80,7 +90,8 @@ def main() -> None:
         out = Path(tmp) / "region"
         writer = write_region(iter_blocks(args.patients, args.seed), out, 100, lambda n: None)
         folder = out / "ndjson"
-        documents = [folder / f"{t}.ndjson" for t in ENGINE_TYPES]
+        # the contents first: a DocumentReference's rules look its Binary up
+        documents = [folder / f"{t}.ndjson" for t in sorted(ENGINE_TYPES)]
         steps = {
             "rows": [str(f) for f in sorted(folder.glob("*.ndjson")) if f not in documents],
             "documents": [str(f) for f in documents if f.exists()],
@@ -91,6 +102,7 @@ def main() -> None:
             url = resolve_url(settings)
             prepare(url)
             for step, files in steps.items():
+                cpu = _cpu()
                 result = asyncio.run(
                     run_import(
                         settings,
@@ -103,11 +115,19 @@ def main() -> None:
                 )
                 assert result.status == "done" and not result.bad, (result.status, result.bad[:3])
                 count = result.imported + result.unchanged
+                used = [b - a for a, b in zip(cpu, _cpu(), strict=True)]
                 timed[step] = {
                     "resources": count,
                     "seconds": round(result.seconds, 2),
                     "per_s": round(count / result.seconds),
                     "chunks": result.chunks,
+                    # CPU time per resource, whatever else the machine runs: the import's
+                    # process (COPY streaming, the engine's unit of work) and its workers
+                    # (decoding, validation, indexing, COPY rows); PostgreSQL's not counted
+                    "cpu_us_per_resource": {
+                        "main": round(used[0] / count * 1e6),
+                        "workers": round(used[1] / count * 1e6),
+                    },
                 }
             copied = raw_copy(url, folder)
     imported = sum(t["resources"] for t in timed.values())
@@ -129,7 +149,11 @@ def main() -> None:
         "raw_copy": copied,
         "ratio_to_raw_copy": round(imported / seconds / copied["per_s"], 3),
         "rows_ratio_to_raw_copy": round(timed["rows"]["per_s"] / copied["per_s"], 3),
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m_after": round(os.getloadavg()[0], 1),
+        },
         "database": "server" if args.database_url else "embedded",
     }
     print(json.dumps(report, indent=2))
