@@ -51,7 +51,7 @@ from ..fhir.storage import writer
 from ..fhir.storage.content import content_store
 from ..fhir.type_writes import committed as type_steps_committed
 from .rows import INDEX_KINDS, ChunkRows, make_rows, validators, warm_up
-from .sources import Source, numbered_lines, resolve
+from .sources import Source, SourceError, numbered_lines, resolve
 
 CHUNK_LINES = 2000
 
@@ -530,6 +530,7 @@ async def _pipeline(
         advance(source, len(lines))
 
     try:
+        await _lock_inputs(conn, sources)
         for source in sources:
             result.bad.extend(await _earlier_bad(conn, source))
             covered = await _covered(conn, source.fingerprint)
@@ -550,3 +551,17 @@ async def _pipeline(
     finally:
         for _, _, waiting in pending:
             waiting.cancel()
+        await conn.execute("SELECT pg_advisory_unlock_all()")
+
+
+async def _lock_inputs(conn: AsyncConnection, sources: list[Source]) -> None:
+    """One run at a time per input (session locks on its fingerprint): two runs of the same
+    file would do the same chunks."""
+    for source in sources:
+        cur = await conn.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+            ("import:" + source.fingerprint,),
+        )
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            raise SourceError(f"{source.name} is being imported by another run right now")

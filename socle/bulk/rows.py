@@ -109,10 +109,7 @@ def _index_lines(rid: str, rtype: str, rows: IndexRows) -> dict[str, bytes]:
             [
                 head
                 + "\t".join(
-                    [
-                        "\\N" if v is None else _text(v) if type(v) is str else _field(v)
-                        for v in row
-                    ]
+                    ["\\N" if v is None else _text(v) if type(v) is str else _field(v) for v in row]
                 )
                 + "\n"
                 for row in found

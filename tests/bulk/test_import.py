@@ -7,6 +7,7 @@ subprocess, then looks at the rows and, for searches, asks a real server over HT
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import signal
@@ -159,7 +160,7 @@ def test_running_the_same_import_again_changes_nothing(db: Database, tmp_path: P
     assert socle_import(db, str(source)).returncode == 0
     again = socle_import(db, str(source))
     assert again.returncode == 0, again.stderr
-    assert "2 lines already imported" in again.stderr.replace("\n", " ")
+    assert "2 lines already imported" in " ".join(again.stderr.split())
     # the same resources in another file: stored already, unchanged, no new version
     copy = ndjson(tmp_path / "q.ndjson", OBSERVATION, PATIENT, {**PATIENT, "gender": "male"})
     third = socle_import(db, str(copy))
@@ -308,3 +309,18 @@ def test_an_import_killed_mid_way_resumes_without_loss_or_duplicate(
         assert mine[-1][0] + mine[-1][1] - 1 == count
     skipped = query(db, "SELECT skipped, imported FROM bulk_import ORDER BY started")[-1]
     assert skipped[0] > 0 and skipped[0] + skipped[1] == total
+
+
+def test_an_input_another_run_is_importing_is_refused(db: Database, tmp_path: Path) -> None:
+    source = ndjson(tmp_path / "p.ndjson", PATIENT)
+    fingerprint = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert db.url
+    prepare(db.url)
+    with psycopg.connect(db.url, autocommit=True) as other_run:
+        other_run.execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s, 0))", ("import:" + fingerprint,)
+        )
+        refused = socle_import(db, str(source))
+    assert refused.returncode == 2
+    assert "being imported by another run" in " ".join(refused.stderr.split())
+    assert query(db, "SELECT count(*) FROM resource") == [(0,)]
