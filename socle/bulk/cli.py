@@ -19,7 +19,7 @@ from rich.progress import (
 from ..config import Settings
 from ..fhir.json import encode
 from .audit import audit_chunk
-from .importer import ImportResult, run_import
+from .importer import KEPT_BAD_LINES, ImportResult, run_import
 from .sources import Source, SourceError
 
 SHOWN_BAD_LINES = 20
@@ -94,6 +94,10 @@ def import_command(
         console.print(f"[red]{bad.source}:{bad.line}[/red] {issues}")
     if len(result.bad) > SHOWN_BAD_LINES:
         console.print(f"… and {len(result.bad) - SHOWN_BAD_LINES} more bad lines")
+    if len(result.bad) >= KEPT_BAD_LINES:
+        console.print(
+            f"Only the first {KEPT_BAD_LINES:,} are reported: all are in bulk_import_error"
+        )
     if report is not None:
         with report.open("wb") as out:
             for bad in result.bad:

@@ -54,6 +54,7 @@ from .rows import INDEX_KINDS, ChunkRows, make_rows, validators, warm_up
 from .sources import Source, SourceError, numbered_lines, resolve
 
 CHUNK_LINES = 2000
+KEPT_BAD_LINES = 100_000
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class ImportResult:
     dangling_count: int = 0
     seconds: float = 0.0
     detail: str | None = None
+
+    def keep_bad(self, bad: list[BadLine]) -> None:
+        """Keep bad lines for the report, up to `KEPT_BAD_LINES` (all are in bulk_import_error)."""
+        self.bad.extend(bad[: max(KEPT_BAD_LINES - len(self.bad), 0)])
 
 
 class StrictStop(Exception):
@@ -481,7 +486,7 @@ async def _run(
             await _pipeline(conn, rid_conn, engine, importer, sources, result, options, executor)
             status = "done"
     except StrictStop as stop:
-        result.bad.extend(stop.bad)
+        result.keep_bad(stop.bad)
         result.rejected += len(stop.bad)
         status = "stopped"
         first = stop.bad[0]
@@ -526,13 +531,13 @@ async def _pipeline(
         result.imported += done.imported
         result.unchanged += done.unchanged
         result.rejected += done.rejected
-        result.bad.extend(done.bad)
+        result.keep_bad(done.bad)
         advance(source, len(lines))
 
     try:
         await _lock_inputs(conn, sources)
         for source in sources:
-            result.bad.extend(await _earlier_bad(conn, source))
+            result.keep_bad(await _earlier_bad(conn, source))
             covered = await _covered(conn, source.fingerprint)
             for item in _ranges_chunks(source, covered, options.chunk_lines):
                 if isinstance(item, int):
