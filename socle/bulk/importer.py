@@ -47,6 +47,7 @@ from ..fhir.engine import Engine
 from ..fhir.entries import EntryRequest
 from ..fhir.json import decode, encode_str
 from ..fhir.outcome import FhirError
+from ..fhir.search import custom as custom_params
 from ..fhir.storage import writer
 from ..fhir.storage.content import content_store
 from ..fhir.type_writes import committed as type_steps_committed
@@ -385,11 +386,14 @@ async def _dangling(conn: AsyncConnection, since: Any) -> tuple[int, list[str]]:
     return len(targets), targets[:20]
 
 
-def _executor(processes: int) -> Executor | None:
+def _executor(processes: int, url: str) -> Executor | None:
     if processes <= 0:
         return None
     return ProcessPoolExecutor(
-        max_workers=processes, mp_context=multiprocessing.get_context("fork"), initializer=warm_up
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=warm_up,
+        initargs=(url,),
     )
 
 
@@ -445,11 +449,11 @@ async def run_import(
     started = time.perf_counter()
     workers = (os.cpu_count() or 1) if processes is None else processes
     options = _Options(who, strict, max(chunk_lines, 1), workers, audit, progress)
-    executor = _executor(workers)  # forked before any connection or thread exists
+    url = resolve_url(settings)
+    prepare(url)
+    executor = _executor(workers, url)
     result = ImportResult(str(uuid.uuid4()))
     try:
-        url = resolve_url(settings)
-        prepare(url)
         with tempfile.TemporaryDirectory(prefix="socle-import-") as downloads:
             sources = resolve(inputs, Path(downloads))
             pool = await open_pool(url, dataclasses.replace(settings, pool_min=2, pool_max=3))
@@ -472,6 +476,9 @@ async def _run(
     options: _Options,
     executor: Executor | None,
 ) -> None:
+    await custom_params.sync(pool)  # the run-time SearchParameters, for the engine's writes
+    if executor is None:
+        warm_up()
     engine = _engine(settings, pool)
     importer = Importer(engine, result, options.who, options.strict, options.audit)
     async with pool.connection() as conn:

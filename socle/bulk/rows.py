@@ -10,6 +10,7 @@ main process only streams those bytes. Lines of types whose writes take more tha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,12 +64,26 @@ def validators() -> list[Validator]:
     return _validators
 
 
-def warm_up() -> None:
-    """Compile the definitions and the validator once per worker process."""
+def warm_up(database_url: str | None = None) -> None:
+    """Once per worker process: the run-time SearchParameters stored in the database (indexed
+    as a server worker indexes them), the compiled validator."""
     from ..fhir.validation import get_validator
 
+    if database_url is not None:
+        asyncio.run(_load_search_parameters(database_url))
     get_validator()
     validators()
+
+
+async def _load_search_parameters(database_url: str) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    from ..fhir.search import custom
+
+    async with AsyncConnectionPool(
+        database_url, min_size=1, max_size=1, kwargs={"autocommit": True}
+    ) as pool:
+        await custom.sync(pool)
 
 
 def _text(value: str) -> str:

@@ -324,3 +324,29 @@ def test_an_input_another_run_is_importing_is_refused(db: Database, tmp_path: Pa
     assert refused.returncode == 2
     assert "being imported by another run" in " ".join(refused.stderr.split())
     assert query(db, "SELECT count(*) FROM resource") == [(0,)]
+
+
+def test_run_time_search_parameters_are_indexed_by_the_workers(
+    db: Database, tmp_path: Path
+) -> None:
+    parameter = {
+        "resourceType": "SearchParameter",
+        "id": "imp-family-upper",
+        "url": "https://socle.example/fhir/SearchParameter/imp-family",
+        "name": "imp_family",
+        "status": "active",
+        "description": "A second name search",
+        "code": "imp-family",
+        "base": ["Patient"],
+        "type": "string",
+        "expression": "Patient.name.family",
+    }
+    first = socle_import(db, str(ndjson(tmp_path / "sp.ndjson", parameter)))
+    assert first.returncode == 0, first.stderr
+    second = socle_import(db, str(ndjson(tmp_path / "p.ndjson", PATIENT)))
+    assert second.returncode == 0, second.stderr
+    assert query(
+        db,
+        "SELECT norm FROM idx_string s JOIN resource r USING (rid) "
+        "WHERE r.id = 'imp-1' AND s.param = 'imp-family'",
+    ) == [("ezechiel",)]
