@@ -71,6 +71,7 @@ def import_command(
             )
         except SourceError as exc:
             console.print(f"[red]Cannot import:[/red] {exc}")
+            console.print("Chunks committed before stay; running the command again resumes.")
             return 2
     rate = (result.imported + result.unchanged) / max(result.seconds, 1e-9)
     console.print(

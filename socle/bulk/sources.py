@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,12 @@ def resolve(inputs: list[str], download_dir: Path) -> list[Source]:
 
 
 def numbered_lines(source: Source) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line) of every line of the input."""
-    with source.open() as f:
-        yield from enumerate(f, start=1)
+    """(1-based line number, line) of every line of the input; SourceError when its bytes
+    cannot be read (a truncated or corrupt gzip file)."""
+    number = 0
+    try:
+        with source.open() as f:
+            for number, line in enumerate(f, start=1):
+                yield number, line
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"{source.name}: unreadable after line {number}: {exc}") from None

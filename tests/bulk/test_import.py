@@ -153,6 +153,9 @@ def test_a_region_is_imported_indexed_as_a_rest_write_and_searchable(
     )
     assert len(audited) == query(db, "SELECT count(*) FROM bulk_import_chunk")[0][0]
     assert patient["id"] in {p for (patients,) in audited for p in patients}
+    verified = run_socle(db, "audit", "verify", "--data-dir", str(db.data_dir), timeout=300)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "intact" in verified.stdout
 
 
 def test_running_the_same_import_again_changes_nothing(db: Database, tmp_path: Path) -> None:
@@ -350,3 +353,16 @@ def test_run_time_search_parameters_are_indexed_by_the_workers(
         "SELECT norm FROM idx_string s JOIN resource r USING (rid) "
         "WHERE r.id = 'imp-1' AND s.param = 'imp-family'",
     ) == [("ezechiel",)]
+
+
+def test_a_truncated_gzip_input_fails_the_run_and_says_where(db: Database, tmp_path: Path) -> None:
+    data = gzip.compress(
+        b"".join(json.dumps({**PATIENT, "id": f"imp-{n}"}).encode() + b"\n" for n in range(300))
+    )
+    source = tmp_path / "cut.ndjson.gz"
+    source.write_bytes(data[: len(data) * 2 // 3])
+    done = socle_import(db, str(source))
+    assert done.returncode == 2
+    said = " ".join(done.stderr.split())
+    assert "unreadable after line" in said and "resumes" in said
+    assert query(db, "SELECT status FROM bulk_import") == [("failed",)]
