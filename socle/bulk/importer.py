@@ -389,12 +389,14 @@ async def _dangling(conn: AsyncConnection, since: Any) -> tuple[int, list[str]]:
 def _executor(processes: int, url: str) -> Executor | None:
     if processes <= 0:
         return None
-    return ProcessPoolExecutor(
+    executor = ProcessPoolExecutor(
         max_workers=processes,
         mp_context=multiprocessing.get_context("fork"),
         initializer=warm_up,
         initargs=(url,),
     )
+    executor.submit(int)  # the workers start (and warm up) now, while the inputs are hashed
+    return executor
 
 
 async def _make_rows(
