@@ -220,7 +220,7 @@ class Importer:
         changed, unchanged = await self._through_engine(
             conn, source, later, rows.first_line, lines, existing, bad
         )
-        written.extend(changed)
+        written.extend(await _with_compartments(conn, changed))
         if self.strict and bad:
             raise StrictStop(bad)
         done = ChunkDone(
@@ -247,10 +247,11 @@ class Importer:
         lines: list[bytes],
         existing: dict[tuple[str, str], int],
         bad: list[BadLine],
-    ) -> tuple[list[tuple[str, str, str | None]], int]:
+    ) -> tuple[list[tuple[str, str]], int]:
         """PUT each line through the engine's unit of work, in line order: in batches of
-        distinct resources, and line by line (each in a savepoint) when a batch fails."""
-        written: list[tuple[str, str, str | None]] = []
+        distinct resources, and line by line (each in a savepoint) when a batch fails.
+        Returns the resources created or changed, and how many lines changed nothing."""
+        written: list[tuple[str, str]] = []
         unchanged = 0
         batch: list[tuple[int, str, str]] = []
 
@@ -290,7 +291,7 @@ class Importer:
                 if existing.get((rtype, rid)) == response.version:
                     unchanged += 1
                 else:
-                    written.append((rtype, rid, response.compartment))
+                    written.append((rtype, rid))
                     existing[(rtype, rid)] = response.version or 0
             batch.clear()
 
@@ -342,6 +343,21 @@ class Importer:
         )
         if self.audit is not None:
             await self.audit(conn, done)
+
+
+async def _with_compartments(
+    conn: AsyncConnection, keys: list[tuple[str, str]]
+) -> list[tuple[str, str, str | None]]:
+    """(rtype, id, compartment) of resources the engine just wrote (for the audit record)."""
+    if not keys:
+        return []
+    cur = await conn.execute(
+        "SELECT r.rtype, r.id, r.compartment FROM resource r "
+        "JOIN unnest(%s::text[], %s::text[]) AS k(rtype, id) "
+        "ON r.rtype = k.rtype AND r.id = k.id",
+        ([t for t, _ in keys], [i for _, i in keys]),
+    )
+    return [(t, i, c) for t, i, c in await cur.fetchall()]
 
 
 def _entry(line: bytes) -> EntryRequest:

@@ -232,6 +232,9 @@ def test_updates_of_existing_resources_go_through_the_engine(db: Database, tmp_p
         ("imp-1", 3, "other"),
         ("imp-9", 1, "female"),
     ]
+    # the engine's writes are audited with their patients too
+    last = query(db, "SELECT patients FROM audit_log ORDER BY ord DESC LIMIT 1")
+    assert last == [(["imp-1", "imp-9"],)]
     assert query(
         db,
         "SELECT param, code FROM idx_token t JOIN resource r USING (rid) "
