@@ -353,6 +353,13 @@ class Engine:
                 out.append(EntryResponse(err.status, outcome=err.outcome()))
         return out
 
+    async def write_within(
+        self, conn: AsyncConnection, entries: list[EntryRequest], access: Access
+    ) -> list[EntryResponse]:
+        """The unit of work of ``entries`` on the caller's transaction (a bulk import's chunk):
+        the caller commits; after it, `type_writes.committed` as `transaction` does."""
+        return await self._process(conn, entries, access, _interaction_of(entries))
+
     async def _process(
         self,
         conn: AsyncConnection,
@@ -389,7 +396,7 @@ class Engine:
         return [p.response or EntryResponse(200) for p in planned]
 
     async def _settle(self, planner: Planner, planned: list[Planned]) -> list[PendingWrite]:
-        """The planned writes, each written once, with its references rewritten, validated and
+        """The planned writes, each written once, with its references rewritten, validated, then
         its type's own steps done (a SearchParameter checked, a Binary's bytes stored)."""
         writes: list[PendingWrite] = []
         identities: set[tuple[str, str]] = set()
@@ -410,8 +417,12 @@ class Engine:
             if w.resource is not None:
                 await planner.rewrite_references(w.resource, p.req.where)
                 self.validate(w.resource, p.req.where)
-                await type_writes.prepare(planner.conn, w, self.content)
             writes.append(w)
+        # Once every entry is valid; concurrently: a Binary's bytes are written and synced to
+        # the content store one by one otherwise (a bundle of documents, a bulk import).
+        await asyncio.gather(
+            *(type_writes.prepare(planner.conn, w, self.content) for w in writes if w.resource)
+        )
         return writes
 
     def validate(self, resource: dict[str, Any], where: str) -> None:
