@@ -64,11 +64,23 @@ class Unsupported(Exception):
 class FhirPathInvariant:
     """One constraint expression, parsed once; `holds(obj, resource, root)`."""
 
-    __slots__ = ("expression", "base", "tree", "names", "triggers", "absent", "reads_resource")
+    __slots__ = (
+        "expression",
+        "base",
+        "typed",
+        "tree",
+        "names",
+        "triggers",
+        "absent",
+        "reads_resource",
+    )
 
     def __init__(self, expression: str, base: str, resource_type: str | None = None) -> None:
         self.expression = expression
         self.base = base  # type or element path the expression is evaluated against
+        # a resource is typed by its resourceType (which `Appointment.status` steps match);
+        # anything else by its path in the model
+        self.typed = resource_type is None
         try:
             self.tree = parse(expression)["children"][0]
         except Exception as exc:  # fhirpathpy raises its parser's own errors
@@ -103,7 +115,7 @@ class FhirPathInvariant:
 
     def _run(self, obj: Any, resource: Any, root: Any) -> bool:
         constants.reset()  # fhirpathpy's per-evaluation state (now(), today())
-        node = ResourceNode.create_node(obj, self.base)
+        node = ResourceNode.create_node(obj, self.base) if self.typed else obj
         ctx = {
             "dataRoot": [node],
             "vars": {"context": node, "ucum": _UCUM, "resource": resource, "rootResource": root},

@@ -173,7 +173,7 @@ def con_5(o: Obj) -> bool:
 
 def ait_1(o: Obj) -> bool:
     entered = _coding_has(o.get("verificationStatus"), _ALLERGY_VER, ("entered-in-error",))
-    return entered or "verificationStatus" not in o or "clinicalStatus" in o
+    return entered or "clinicalStatus" in o
 
 
 def ait_2(o: Obj) -> bool:
