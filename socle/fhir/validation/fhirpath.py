@@ -8,8 +8,8 @@ computed once on an empty object; fhirpathpy runs only when a trigger key is pre
 Expressions that read their context any other way (`$this`, `children()`, `%resource`, a
 function called on the context itself) are evaluated every time the element is present.
 
-An invariant holds unless the expression yields `false` (an empty result, e.g. a comparison of
-dates of different precisions, is not a failure), as the reference validator does.
+An invariant holds unless the expression yields `false`: an empty result (`name.matches(...)`
+with no name, a comparison of dates whose precisions make the order unknown) is not a failure.
 """
 
 from __future__ import annotations
@@ -72,7 +72,6 @@ class FhirPathInvariant:
         "names",
         "triggers",
         "absent",
-        "reads_resource",
     )
 
     def __init__(self, expression: str, base: str, resource_type: str | None = None) -> None:
@@ -87,7 +86,6 @@ class FhirPathInvariant:
             raise Unsupported(f"fhirpathpy cannot parse it ({exc})") from exc
         scan = _Scan()
         scan.expression(self.tree)
-        self.reads_resource = scan.reads_resource
         self.names: frozenset[str] | None = frozenset(scan.names) if scan.safe else None
         self.triggers: frozenset[str] | None = None
         sample: dict[str, Any] = {"resourceType": resource_type} if resource_type else {}
@@ -133,7 +131,6 @@ class _Scan:
     def __init__(self) -> None:
         self.names: set[str] = set()
         self.safe = True
-        self.reads_resource = False
 
     def expression(self, node: dict[str, Any]) -> None:
         """A sub-expression evaluated against the context itself."""
@@ -176,7 +173,6 @@ class _Scan:
             self.expression(children[0])
         elif kind == "ExternalConstantTerm" and _identifier(term) not in _VARIABLES:
             self.safe = False
-            self.reads_resource = True
         # literals read nothing
 
     def invocation(self, inv: dict[str, Any]) -> None:
@@ -185,7 +181,6 @@ class _Scan:
             for sub in _walk(inv):
                 if sub.get("type") == "ExternalConstantTerm" and _identifier(sub) not in _VARIABLES:
                     self.safe = False
-                    self.reads_resource = True
 
 
 def _walk(node: dict[str, Any]) -> list[dict[str, Any]]:
