@@ -43,17 +43,29 @@ def _silent_trace(ctx: Any, data: Any, *params: Any) -> Any:
     return data  # fhirpathpy's trace() prints to stdout
 
 
-def _unresolved(ctx: Any, data: Any) -> list[Any]:
-    # No reference is resolved while validating one resource; `resolve()` yields nothing, as
-    # it does in the reference validator for a target it cannot fetch.
-    return []
+def _resolve(ctx: Any, data: list[Any]) -> list[Any]:
+    """`resolve()` finds contained resources (`#id`) only: nothing is fetched while validating
+    one resource, and an unresolvable target yields nothing, as in the reference validator."""
+    root = ctx["vars"].get("rootResource")
+    contained = root.get("contained") if type(root) is dict else None
+    if type(contained) is not list:
+        return []
+    out = []
+    for item in data:
+        ref = item.data if isinstance(item, ResourceNode) else item
+        target = ref.get("reference") if type(ref) is dict else None
+        if type(target) is str and target[:1] == "#":
+            for res in contained:
+                if type(res) is dict and res.get("id") == target[1:]:
+                    out.append(ResourceNode.create_node(res, res.get("resourceType")))
+    return out
 
 
 #: Functions fhirpathpy lacks or does differently; the R4 invariants need these three.
 _FUNCTIONS: dict[str, dict[str, Any]] = {
     "hasValue": {"fn": _has_value},
     "trace": {"fn": _silent_trace, "arity": {1: ["String"], 2: ["String", "Expr"]}},
-    "resolve": {"fn": _unresolved},
+    "resolve": {"fn": _resolve},
 }
 
 

@@ -325,6 +325,20 @@ APPOINTMENT = {
             "error",
             "ServiceRequest",
         ),
+        # resolve(): a contained member is resolved, and is not a Practitioner
+        (
+            {
+                "resourceType": "CareTeam",
+                "contained": [{"resourceType": "Patient", "id": "p"}],
+                "participant": [
+                    {"member": {"reference": "#p"}, "onBehalfOf": {"display": "o"}},
+                    {"member": {"reference": "Patient/9"}, "onBehalfOf": {"display": "o"}},
+                ],
+            },
+            "ctm-1",
+            "error",
+            "CareTeam.participant[0]",
+        ),
         # datatype-level, fhirpathpy (Expression in a PlanDefinition action)
         (
             {
