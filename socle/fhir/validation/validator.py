@@ -41,14 +41,16 @@ _ROOT, _CONTAINED, _EMBEDDED = 0, 1, 2
 class _Ctx:
     """Per-resource state: contained resources, local references, Bundle fullUrls."""
 
-    __slots__ = ("contained", "local_refs", "self_refs", "current", "bundle_urls")
+    __slots__ = ("contained", "local_refs", "self_refs", "current", "bundle_urls", "res", "root")
 
-    def __init__(self, bundle_urls: dict[str, str] | None) -> None:
+    def __init__(self, bundle_urls: dict[str, str] | None, root: Any = None) -> None:
         self.contained: dict[str, str | None] = {}  # contained id -> resourceType
         self.local_refs: set[str] = set()  # ids referenced as `#id`
         self.self_refs: set[str] = set()  # contained ids whose resource references `#`
         self.current: str | None = None  # id of the contained resource being walked
         self.bundle_urls = bundle_urls  # fullUrl -> resourceType, inside a Bundle
+        self.res = root  # FHIRPath %resource: the resource being walked (contained or not)
+        self.root = root  # FHIRPath %rootResource
 
 
 class Validator:
@@ -124,10 +126,11 @@ class Validator:
             self._contained_rules(res, path, issues)
             rid = res.get("id")
             previous, ctx.current = ctx.current, rid if type(rid) is str else None
+            container, ctx.res = ctx.res, res
             self._walk(node, res, path, issues, ctx)
-            ctx.current = previous
+            ctx.current, ctx.res = previous, container
         else:
-            ctx = _Ctx(parent.bundle_urls if parent is not None else None)
+            ctx = _Ctx(parent.bundle_urls if parent is not None else None, res)
             contained = res.get("contained")
             if type(contained) is list:
                 for c in contained:
@@ -139,6 +142,7 @@ class Validator:
             self._walk(node, res, path, issues, ctx)
             if type(contained) is list:
                 self._dom_3(contained, path, issues, ctx)
+
         self._check_profiles(res, rt, path, issues, profile)
 
     def _contained_rules(self, res: dict[str, Any], path: str, issues: list[Issue]) -> None:
@@ -347,7 +351,8 @@ class Validator:
                         (f"{path}.{label}",),
                     )
                 )
-        _check_invariants(node.invariants, obj, path, issues)
+        if node.invariants:
+            _check_invariants(node.invariants, obj, path, issues, ctx)
 
     def _complex(self, el: Element, val: Any, path: str, issues: list[Issue], ctx: _Ctx) -> None:
         if type(val) is not dict:
@@ -388,7 +393,8 @@ class Validator:
             self._reference(el, val, path, issues, ctx)
         if el.codes is not None:
             self._coded(el, val, path, issues)
-        _check_invariants(el.invariants, val, path, issues)
+        if el.invariants:
+            _check_invariants(el.invariants, val, path, issues, ctx)
 
     def _primitive_extension(
         self,
@@ -710,11 +716,37 @@ def _attachment_content(att: dict[str, Any], path: str, issues: list[Issue]) -> 
         issues.append(Issue("error", "business-rule", text, (f"{path}.{name}",)))
 
 
-def _check_invariants(invariants: Any, value: Any, path: str, issues: list[Issue]) -> None:
+def _check_invariants(
+    invariants: Any, value: dict[str, Any], path: str, issues: list[Issue], ctx: _Ctx
+) -> None:
     for inv in invariants:
-        if not inv.test(value):
+        if inv.child:
+            _check_child(inv, value, path, issues, ctx)
+            continue
+        if not _holds(inv, value, ctx):
             issues.append(
                 Issue(
                     inv.severity, "invariant", f"Constraint {inv.key} failed: {inv.human}", (path,)
                 )
             )
+
+
+def _check_child(inv: Any, obj: dict[str, Any], path: str, issues: list[Issue], ctx: _Ctx) -> None:
+    """A constraint on a primitive element, on each of its values (well-typed ones only)."""
+    values = obj.get(inv.child)
+    if values is None:
+        return
+    items = values if type(values) is list else [values]
+    for i, value in enumerate(items):
+        if type(value) is not str or _holds(inv, value, ctx):
+            continue
+        where = f"{path}.{inv.child}" + (f"[{i}]" if type(values) is list else "")
+        issues.append(
+            Issue(inv.severity, "invariant", f"Constraint {inv.key} failed: {inv.human}", (where,))
+        )
+
+
+def _holds(inv: Any, value: Any, ctx: _Ctx) -> bool:
+    return bool(
+        inv.test(value) if inv.test is not None else inv.expr.holds(value, ctx.res, ctx.root)
+    )

@@ -66,7 +66,9 @@ MINIMAL = [
     },
     {
         "resourceType": "Appointment",
-        "status": "booked",
+        "status": "booked",  # app-3: a booked appointment has a start and an end
+        "start": "2024-05-02T09:00:00+02:00",
+        "end": "2024-05-02T09:30:00+02:00",
         "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}],
     },
     {
@@ -172,5 +174,8 @@ def test_official_definition_bundles_are_valid(name):
     bundle = decode((definitions_dir() / name).read_bytes())
     issues = get_validator().validate(bundle)
     assert not has_errors(issues), [i for i in issues if i.severity == "error"][:5]
-    # Only the HL7 profiles we do not enforce (e.g. shareablecodesystem) are mentioned.
-    assert {i.code for i in issues} <= {"not-supported"}
+    # Only the HL7 profiles we do not enforce (e.g. shareablecodesystem) are mentioned, and
+    # warning-level invariants the definitions themselves break (sdf-0: `name` "boolean" is
+    # not usable as an identifier; the reference validator warns the same).
+    assert {i.code for i in issues} <= {"not-supported", "invariant"}
+    assert all(i.severity == "warning" for i in issues if i.code == "invariant")
