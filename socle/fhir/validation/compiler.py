@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..definitions import load_bundle
+from .bindings import severity as binding_severity
+from .bindings import widened
 from .invariants import BUILT_IN, INVARIANTS
 from .primitives import FHIR_TYPE_EXT, Checker, build_checkers
 from .valuesets import ValueSets, read_bundle
@@ -44,6 +46,8 @@ class Element:
         "codes",
         "code_values",
         "valueset",
+        "strength",
+        "binding_severity",
         "targets",
         "choice",
         "prohibited",
@@ -65,9 +69,11 @@ class Element:
         self.check: Checker | None = None  # primitive checker, None for complex
         self.node_ref = ""  # Node name to resolve after all nodes exist
         self.node: Node | None = None
-        self.codes: frozenset[tuple[str, str]] | None = None  # required binding, (system, code)
-        self.code_values: frozenset[str] | None = None  # required binding, codes only
+        self.codes: frozenset[tuple[str, str]] | None = None  # checked binding, (system, code)
+        self.code_values: frozenset[str] | None = None  # checked binding, codes only
         self.valueset = ""
+        self.strength = ""  # of the checked binding: required or extensible
+        self.binding_severity = "error"  # of a code outside it (bindings.severity)
         self.targets: frozenset[str] | None = None  # allowed reference target types
         self.choice: str | None = None  # choice group name (`value`) for `valueQuantity`
         self.prohibited = False  # max = 0 in this (profiled) definition
@@ -244,9 +250,13 @@ class Compiled:
         binding = e.get("binding") or {}
         codes = None
         vs_url = ""
-        if binding.get("strength") == "required" and binding.get("valueSet"):
+        strength = binding.get("strength")
+        level = binding_severity(strength, binding.get("valueSet") or "", owner)
+        if level is not None and binding.get("valueSet"):
             vs_url = binding["valueSet"].split("|")[0]
             codes = self.valuesets.expand(vs_url)
+            if codes is not None and strength == "extensible" and widened(vs_url):
+                codes = codes | widened(vs_url)
 
         def make(key: str, label: str, type_code: str, ty: dict[str, Any] | None) -> Element:
             el = Element(key, label, owner)
@@ -259,6 +269,8 @@ class Compiled:
                 el.codes = codes
                 el.code_values = frozenset(c for _, c in codes)
                 el.valueset = vs_url
+                el.strength = strength or ""
+                el.binding_severity = level or "error"
             if type_code in self.checkers:
                 el.check = self.checkers[type_code]
                 el.hashref = type_code in ("uri", "canonical")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..outcome import Issue
+from .bindings import widen
 
 FR_CORE = "https://hl7.fr/ig/fhir/core"
 SD = f"{FR_CORE}/StructureDefinition/"
@@ -213,6 +214,15 @@ RELIABILITY_PARTS: dict[str, tuple[str, str | None, frozenset[str] | None, int]]
     "validationDate": ("valueDate", None, None, 1),
     "validationMode": ("valueCoding", CS_VALIDATION_MODE, VALIDATION_MODE, 1),
 }
+
+
+def identifier_type_codes() -> frozenset[tuple[str, str]]:
+    """The identifier types FR Core's profiles bind where R4 binds `identifier-type`
+    (extensible): FR Core's own code system, v2-0203 NH for the NSS and PI for the IPP (the
+    facility's patient identifier)."""
+    kinds = (*PATIENT_IDENTIFIERS, *PRACTITIONER_IDENTIFIERS, *ORGANIZATION_IDENTIFIERS)
+    codes = {(k.type_system, c) for k in kinds if k.type_system for c in k.type_codes}
+    return frozenset(codes | {(CS_V2_0203_FR, "ADELI"), (CS_V2_0203_HL7, "PI")})
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -682,3 +692,8 @@ def profile_rules() -> dict[str, ProfileRule]:
 
 def extension_rules() -> dict[str, Callable[[dict[str, Any], str, list[Issue]], None]]:
     return {IDENTITY_RELIABILITY: check_identity_reliability}
+
+
+# FR Core rebinds Identifier.type to value sets of its own: its identifier types are members, not
+# strangers, of R4's extensible `identifier-type` binding (registered before any compile).
+widen("http://hl7.org/fhir/ValueSet/identifier-type", identifier_type_codes())

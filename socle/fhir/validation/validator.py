@@ -15,6 +15,7 @@ from ...config import unknown_profile_severity
 from ..attachments import content_mismatches, decode_base64, sha1_digest
 from ..outcome import Issue
 from . import profiles_fr
+from .bundles import check_bundle
 from .compiler import Compiled, Element, Node
 from .primitives import json_kind
 
@@ -139,6 +140,8 @@ class Validator:
             self._walk(node, res, path, issues, ctx)
             if type(contained) is list:
                 self._dom_3(contained, path, issues, ctx)
+            if rt == "Bundle":
+                check_bundle(res, path, issues, self._constraint, self._resource_types)
         self._check_profiles(res, rt, path, issues, profile)
 
     def _contained_rules(self, res: dict[str, Any], path: str, issues: list[Issue]) -> None:
@@ -503,13 +506,15 @@ class Validator:
         issues.append(Issue("error", code, f"{el.owner}: {msg}", (path,)))
 
     def _bad_code(self, el: Element, value: Any, path: str, issues: list[Issue]) -> None:
+        # the binding's strength decided the severity at compile time (bindings.severity)
         title = self.c.valuesets.title(el.valueset)
+        should = "" if el.strength == "required" else " (use a code from it where one fits)"
         issues.append(
             Issue(
-                "error",
+                el.binding_severity,
                 "code-invalid",
-                f"{el.owner}: {str(value)[:80]!r} is not in the required value set "
-                f"'{title}' ({el.valueset})",
+                f"{el.owner}: {str(value)[:80]!r} is not in the {el.strength} value set "
+                f"'{title}' ({el.valueset}){should}",
                 (path,),
             )
         )
@@ -536,7 +541,7 @@ class Validator:
         elif el.type == "CodeableConcept":
             codings = val.get("coding")
             if type(codings) is not list:
-                if "text" in val:
+                if "text" in val and el.strength == "required":
                     title = self.c.valuesets.title(el.valueset)
                     issues.append(
                         Issue(
