@@ -14,6 +14,7 @@ from typing import Any
 from ..definitions import load_bundle
 from .bindings import severity as binding_severity
 from .bindings import widened
+from .extensions import ExtensionDef, compile_definitions, type_ancestors
 from .invariants import BUILT_IN, INVARIANTS
 from .primitives import FHIR_TYPE_EXT, Checker, build_checkers
 from .valuesets import ValueSets, read_bundle
@@ -97,14 +98,6 @@ class Node:
         self.is_resource = False
 
 
-class ExtensionDef:
-    __slots__ = ("url", "value_keys", "value_required", "complex")
-
-    def __init__(self, url: str, value_keys: frozenset[str], value_required: bool, cx: bool):
-        self.url, self.value_keys = url, value_keys
-        self.value_required, self.complex = value_required, cx
-
-
 def _cap(code: str) -> str:
     return code[0].upper() + code[1:]
 
@@ -133,6 +126,7 @@ class Compiled:
         self.core_profiles: dict[str, str] = {}  # canonical URL -> resource type
         self.other_profiles: dict[str, str] = {}  # HL7 profiles shipped but not enforced
         self.extensions: dict[str, ExtensionDef] = {}
+        self.type_ancestors: dict[str, tuple[str, ...]] = {}  # Age -> (Quantity, Element)
         self.constraint_text: dict[str, tuple[str, str]] = {}  # key -> (human, severity)
         self._ambiguous_keys: frozenset[str] = frozenset()
         self._compile()
@@ -331,19 +325,5 @@ class Compiled:
         return node.invariants if node is not None else ()
 
     def _compile_extensions(self) -> None:
-        for sd in read_bundle("extension-definitions.json"):
-            if sd.get("resourceType") != "StructureDefinition" or "snapshot" not in sd:
-                continue
-            keys: set[str] = set()
-            value_required = False
-            is_complex = False
-            for e in sd["snapshot"]["element"]:
-                if e.get("id") == "Extension.value[x]":
-                    if e.get("max") == "0":
-                        is_complex = True
-                    value_required = e.get("min", 0) > 0
-                    for ty in e.get("type", []):
-                        keys.add("value" + _cap(_type_code(e, ty)))
-            self.extensions[sd["url"]] = ExtensionDef(
-                sd["url"], frozenset(keys), value_required, is_complex
-            )
+        self.extensions = compile_definitions(read_bundle("extension-definitions.json"), _type_code)
+        self.type_ancestors = type_ancestors(load_bundle("profiles-types.json"))

@@ -260,6 +260,9 @@ INVARIANTS: dict[str, Callable[[Obj], bool]] = {
 
 # Keys the walker enforces itself.
 # (sqty-1, "no comparator on a SimpleQuantity", is the max-0 cardinality of the profile's snapshot.)
-BUILT_IN = frozenset(
-    {"ele-1", "ext-1", "dom-2", "dom-3", "dom-4", "dom-5", "ref-1", "txt-1", "txt-2", "sqty-1"}
-) | BUNDLE_KEYS  # the Bundle rules, located at their entries (bundles.py)
+BUILT_IN = (
+    frozenset(
+        {"ele-1", "ext-1", "dom-2", "dom-3", "dom-4", "dom-5", "ref-1", "txt-1", "txt-2", "sqty-1"}
+    )
+    | BUNDLE_KEYS
+)  # the Bundle rules, located at their entries (bundles.py)

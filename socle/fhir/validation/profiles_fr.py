@@ -20,6 +20,7 @@ from typing import Any
 
 from ..outcome import Issue
 from .bindings import widen
+from .extensions import ExtensionDef
 
 FR_CORE = "https://hl7.fr/ig/fhir/core"
 SD = f"{FR_CORE}/StructureDefinition/"
@@ -33,6 +34,7 @@ ORGANIZATION = SD + "fr-core-organization"
 IDENTITY_RELIABILITY = SD + "fr-core-identity-reliability"
 BIRTH_LIST_GIVEN_NAME = SD + "fr-core-patient-birth-list-given-name"
 ADDRESS_INSEE_CODE = SD + "fr-core-address-insee-code"
+CONTACT_POINT_EMAIL_TYPE = SD + "fr-core-contact-point-email-type"
 BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
 
 CS_V2_0203_FR = CS + "fr-core-cs-v2-0203"
@@ -688,6 +690,36 @@ def profile_rules() -> dict[str, ProfileRule]:
         PRACTITIONER: ProfileRule(PRACTITIONER, "Practitioner", (_practitioner,)),
         ORGANIZATION: ProfileRule(ORGANIZATION, "Organization", (_organization,)),
     }
+
+
+# FR Core's extension definitions are not shipped: what the reference read of them, for the
+# extension checker (context, value type, 0..1); the identity-reliability parts are checked by
+# `check_identity_reliability`. Where the context is uncertain (the birth given names list) both
+# places are allowed.
+FR_EXTENSIONS = {
+    IDENTITY_RELIABILITY: ExtensionDef(
+        IDENTITY_RELIABILITY, frozenset(), False, True, frozenset({"Patient"})
+    ),
+    BIRTH_LIST_GIVEN_NAME: ExtensionDef(
+        BIRTH_LIST_GIVEN_NAME,
+        frozenset({"valueString"}),
+        True,
+        False,
+        frozenset({"Patient", "HumanName"}),
+        1,
+    ),
+    ADDRESS_INSEE_CODE: ExtensionDef(
+        ADDRESS_INSEE_CODE, frozenset({"valueCoding"}), True, False, frozenset({"Address"}), 1
+    ),
+    CONTACT_POINT_EMAIL_TYPE: ExtensionDef(
+        CONTACT_POINT_EMAIL_TYPE,
+        frozenset({"valueCoding"}),
+        True,
+        False,
+        frozenset({"ContactPoint"}),
+        1,
+    ),
+}
 
 
 def extension_rules() -> dict[str, Callable[[dict[str, Any], str, list[Issue]], None]]:

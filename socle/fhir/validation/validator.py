@@ -11,12 +11,13 @@ import difflib
 import re
 from typing import Any
 
-from ...config import unknown_profile_severity
+from ...config import unknown_extension_severity, unknown_profile_severity
 from ..attachments import content_mismatches, decode_base64, sha1_digest
 from ..outcome import Issue
 from . import profiles_fr
 from .bundles import check_bundle
 from .compiler import Compiled, Element, Node
+from .extensions import ExtensionChecker
 from .primitives import json_kind
 
 #: Severity of the issue raised for a profile in `meta.profile` that this validator does not know:
@@ -55,16 +56,22 @@ class _Ctx:
 class Validator:
     """A compiled validator; use `get_validator()` for the shared instance."""
 
-    def __init__(self, compiled: Compiled | None = None) -> None:
+    def __init__(
+        self, compiled: Compiled | None = None, *, unknown_extensions: str | None = None
+    ) -> None:
         self.c = compiled or Compiled()
         nodes = self.c.nodes
         self._element_node = nodes["Element"]
         self._ext_node = nodes["Extension"]
         self._attachment_node = nodes["Attachment"]
         self._resource_types = self.c.resource_types
-        self._extensions = self.c.extensions
         self._profiles = profiles_fr.profile_rules()
-        self._ext_rules = profiles_fr.extension_rules()
+        self._ext = ExtensionChecker(
+            {**self.c.extensions, **profiles_fr.FR_EXTENSIONS},
+            self.c.type_ancestors,
+            profiles_fr.extension_rules(),
+            unknown_extensions or unknown_extension_severity(),
+        )
         self._text = self.c.constraint_text
 
     # --- public -------------------------------------------------------------------------------
@@ -142,6 +149,11 @@ class Validator:
                 self._dom_3(contained, path, issues, ctx)
             if rt == "Bundle":
                 check_bundle(res, path, issues, self._constraint, self._resource_types)
+        if "extension" in res or "modifierExtension" in res:
+            names = (
+                (rt, "Resource", "DomainResource") if "text" in node.elements else (rt, "Resource")
+            )
+            self._ext.element(res, names, path, issues)
         self._check_profiles(res, rt, path, issues, profile)
 
     def _contained_rules(self, res: dict[str, Any], path: str, issues: list[Issue]) -> None:
@@ -383,6 +395,9 @@ class Validator:
         if node is None:
             return
         self._walk(node, val, path, issues, ctx)
+        if ("extension" in val or "modifierExtension" in val) and el.type != "Extension":
+            # a complex extension's own parts are checked with it, by its definition
+            self._ext.element(val, self._ext.names(el.owner, node.name, el.type), path, issues)
         if node is self._ext_node:
             self._extension(val, path, issues)
         elif node is self._attachment_node:
@@ -436,7 +451,7 @@ class Validator:
                             )
                         )
                     continue
-                self._element_extension(item, f"{where}[{i}]", issues, ctx)
+                self._element_extension(el, item, f"{where}[{i}]", issues, ctx)
         elif type(val) is list:
             issues.append(
                 Issue(
@@ -447,9 +462,11 @@ class Validator:
                 )
             )
         else:
-            self._element_extension(val, where, issues, ctx)
+            self._element_extension(el, val, where, issues, ctx)
 
-    def _element_extension(self, val: Any, path: str, issues: list[Issue], ctx: _Ctx) -> None:
+    def _element_extension(
+        self, el: Element, val: Any, path: str, issues: list[Issue], ctx: _Ctx
+    ) -> None:
         if type(val) is not dict:
             issues.append(
                 Issue(
@@ -467,6 +484,8 @@ class Validator:
             )
             return
         self._walk(self._element_node, val, path, issues, ctx)
+        if "extension" in val:
+            self._ext.element(val, self._ext.names(el.owner, el.type), path, issues)
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -562,39 +581,10 @@ class Validator:
                 self._bad_code(el, found[0][1], f"{path}.coding[0].code", issues)
 
     def _extension(self, ext: dict[str, Any], path: str, issues: list[Issue]) -> None:
-        has_value = False
-        value_key = ""
-        for k in ext:
-            if k.startswith("value") or k.startswith("_value"):
-                has_value, value_key = True, k.lstrip("_")
-                break
-        has_children = bool(ext.get("extension"))
-        if has_value == has_children:
+        # ext-1; what its definition says is checked from the element it sits on (extensions.py)
+        has_value = any(k[:5] == "value" or k[:6] == "_value" for k in ext)
+        if has_value == bool(ext.get("extension")):
             self._constraint(issues, "ext-1", path)
-        url = ext.get("url")
-        if type(url) is not str:
-            return
-        spec = self._extensions.get(url)
-        if spec is not None:
-            if has_value and value_key not in spec.value_keys:
-                allowed = ", ".join(sorted(spec.value_keys)) or "no value (complex extension)"
-                issues.append(
-                    Issue(
-                        "error",
-                        "structure",
-                        f"Extension {url} does not allow {value_key}; allowed: {allowed}",
-                        (f"{path}.value",),
-                    )
-                )
-            elif spec.value_required and not has_value:
-                issues.append(
-                    Issue(
-                        "error", "required", f"Extension {url} requires a value", (f"{path}.value",)
-                    )
-                )
-        rule = self._ext_rules.get(url)
-        if rule is not None:
-            rule(ext, path, issues)
 
     def _reference(
         self, el: Element, val: dict[str, Any], path: str, issues: list[Issue], ctx: _Ctx
