@@ -18,7 +18,7 @@ from . import profiles_fr
 from .bundles import check_bundle
 from .compiler import Compiled, Element, Node
 from .extensions import ExtensionChecker
-from .primitives import json_kind
+from .primitives import Warn, json_kind
 
 #: Severity of the issue raised for a profile in `meta.profile` that this validator does not know:
 #: "warning" (default; the resource is still checked against its base definition) or "error".
@@ -522,7 +522,8 @@ class Validator:
 
     def _bad_value(self, el: Element, msg: str, path: str, issues: list[Issue]) -> None:
         code = "structure" if msg.startswith("expected a JSON") else "value"
-        issues.append(Issue("error", code, f"{el.owner}: {msg}", (path,)))
+        severity = "warning" if type(msg) is Warn else "error"
+        issues.append(Issue(severity, code, f"{el.owner}: {msg}", (path,)))
 
     def _bad_code(self, el: Element, value: Any, path: str, issues: list[Issue]) -> None:
         # the binding's strength decided the severity at compile time (bindings.severity)

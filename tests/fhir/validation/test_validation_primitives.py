@@ -25,7 +25,7 @@ VALID = {
     "url": ["https://example.org/x?y=1"],
     "canonical": ["http://hl7.org/fhir/StructureDefinition/Patient|4.0.1"],
     "code": ["a", "a b", "x-y"],
-    "string": ["x", "  espace insécable\u00a0ok ", "line\nbreak\ttab"],
+    "string": ["x", "espace insécable\u00a0ok", "line\nbreak\ttab", "\u00a0insécable\u00a0"],
     "markdown": ["**gras**"],
     "decimal": [Decimal("1.50"), 0, -3, Decimal("1E+3"), 2.5],
     "integer": [0, -2147483648, 2147483647],
