@@ -109,7 +109,8 @@ def compile_definitions(
             if eid == "Extension.value[x]":
                 is_complex = e.get("max") == "0"
                 value_required = e.get("min", 0) > 0
-                keys = {"value" + _cap(type_code(e, ty)) for ty in e.get("type", [])}
+                if not is_complex:  # a complex one lists every type, each forbidden (0..0)
+                    keys = {"value" + _cap(type_code(e, ty)) for ty in e.get("type", [])}
             elif eid == "Extension.extension":
                 closed = (e.get("slicing") or {}).get("rules") == "closed"
             elif eid.startswith("Extension.extension:"):
