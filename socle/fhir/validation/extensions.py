@@ -189,32 +189,36 @@ class ExtensionChecker:
         self.rules = rules
         self.unknown = unknown_severity
 
-    def names(self, *paths_and_types: str) -> tuple[str, ...]:
-        """What an element is called for context matching: its paths, types and their bases."""
+    def names(self, parts: tuple[str, ...]) -> tuple[str, ...]:
+        """What an element is called for context matching: its paths and types (`parts`), and
+        the types those derive from."""
         out: list[str] = []
-        for n in paths_and_types:
+        for n in parts:
             if n:
                 out.append(n)
                 out.extend(self.ancestors.get(n, ()))
         return tuple(out)
 
     def element(
-        self, obj: dict[str, Any], names: tuple[str, ...], path: str, issues: list[Issue]
+        self, obj: dict[str, Any], parts: tuple[str, ...], path: str, issues: list[Issue]
     ) -> None:
+        """The extensions of `obj`, an element known by `parts` (definition path, node name,
+        type; or, for a resource, its type and `Resource`)."""
         for key in ("extension", "modifierExtension"):
             exts = obj.get(key)
             if type(exts) is list:
-                self._list(exts, key, names, f"{path}.{key}", issues)
+                self._list(exts, key, parts, f"{path}.{key}", issues)
 
     def _list(
         self,
         exts: list[Any],
         key: str,
-        names: tuple[str, ...],
+        parts: tuple[str, ...],
         base: str,
         issues: list[Issue],
     ) -> None:
         counts: dict[str, int] = {}
+        names: tuple[str, ...] | None = None  # computed when a definition needs them
         for i, ext in enumerate(exts):
             if type(ext) is not dict:
                 continue
@@ -248,16 +252,19 @@ class ExtensionChecker:
                             (where,),
                         )
                     )
-                if "Element" not in spec.contexts and spec.contexts.isdisjoint(names):
-                    issues.append(
-                        Issue(
-                            "error",
-                            "structure",
-                            f"Extension {url} is not allowed on {names[0] if names else 'this'}"
-                            f" (its context: {', '.join(sorted(spec.contexts))})",
-                            (f"{where}.url",),
+                if "Element" not in spec.contexts:
+                    if names is None:
+                        names = self.names(parts)
+                    if spec.contexts.isdisjoint(names):
+                        issues.append(
+                            Issue(
+                                "error",
+                                "structure",
+                                f"Extension {url} is not allowed on {parts[0]} (its context: "
+                                f"{', '.join(sorted(spec.contexts))})",
+                                (f"{where}.url",),
+                            )
                         )
-                    )
                 self._content(ext, spec, url, where, issues)
             if rule is not None:
                 rule(ext, where, issues)

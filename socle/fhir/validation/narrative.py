@@ -99,9 +99,22 @@ def _entity(m: re.Match[str]) -> str:
     return m.group(0) if code is None else f"&#{code};"
 
 
+_NS = "{" + XHTML + "}"
+_DIV = _NS + "div"
+_TAG_NAMES = {_NS + name: name for name in ELEMENTS}
+
+
+_NO_CONTENT = "txt-2: the narrative must have some non-whitespace content"
+# The common generated narrative, text in a bare div: well-formed and allowed as it stands.
+_PLAIN = re.compile(r'<div xmlns="http://www\.w3\.org/1999/xhtml">([^<>&]*)</div>')
+
+
 def problem(text: str) -> str | None:
     """Why `text` is not a valid R4 narrative div (prefixed by the constraint key), or None."""
-    if _DECLARATION.search(text) is not None:
+    plain = _PLAIN.fullmatch(text)
+    if plain is not None:
+        return None if plain.group(1).strip() else _NO_CONTENT
+    if "<!" in text and _DECLARATION.search(text) is not None:
         return "txt-1: the narrative must not contain a DOCTYPE or entity declarations"
     if "&" in text:
         text = _NAMED.sub(_entity, text)
@@ -109,30 +122,36 @@ def problem(text: str) -> str | None:
         root = etree.fromstring(text.encode("utf-8"), _PARSER)
     except etree.XMLSyntaxError as exc:
         return f"txt-1: the narrative is not well-formed XHTML ({str(exc)[:120]})"
-    if root.tag != f"{{{XHTML}}}div":
+    if root.tag != _DIV:
         if root.tag == "div":
             return 'txt-1: the narrative <div> must declare xmlns="http://www.w3.org/1999/xhtml"'
         return "txt-1: the narrative must be a single XHTML <div> element"
     has_image = False
     for el in root.iter():
         tag = el.tag
-        if not isinstance(tag, str):
+        name = _TAG_NAMES.get(tag) if type(tag) is str else None
+        if name is None:
+            if type(tag) is str:
+                if not tag.startswith(_NS):
+                    return f"txt-1: element {tag!r} is not XHTML"
+                return (
+                    f"txt-1: the narrative must not contain <{tag[len(_NS) :]}> "
+                    "(only basic HTML formatting)"
+                )
             if isinstance(el, etree._ProcessingInstruction):
                 return "txt-1: the narrative must not contain processing instructions"
             continue  # comments
-        if not tag.startswith(f"{{{XHTML}}}"):
-            return f"txt-1: element {tag!r} is not XHTML"
-        name = tag[len(XHTML) + 2 :]
-        if name not in ELEMENTS:
-            return f"txt-1: the narrative must not contain <{name}> (only basic HTML formatting)"
-        has_image = has_image or name == "img"
-        allowed = _ATTRIBUTES.get(name, frozenset())
-        for attr, value in el.attrib.items():
-            found = _attribute(name, str(attr), str(value), allowed)
-            if found is not None:
-                return found
+        if name == "img":
+            has_image = True
+        attrib = el.attrib
+        if attrib:
+            allowed = _ATTRIBUTES.get(name, frozenset())
+            for attr, value in attrib.items():
+                found = _attribute(name, str(attr), str(value), allowed)
+                if found is not None:
+                    return found
     if not has_image and not "".join(root.itertext()).strip():
-        return "txt-2: the narrative must have some non-whitespace content"
+        return _NO_CONTENT
     return None
 
 

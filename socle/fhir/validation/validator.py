@@ -397,7 +397,7 @@ class Validator:
         self._walk(node, val, path, issues, ctx)
         if ("extension" in val or "modifierExtension" in val) and el.type != "Extension":
             # a complex extension's own parts are checked with it, by its definition
-            self._ext.element(val, self._ext.names(el.owner, node.name, el.type), path, issues)
+            self._ext.element(val, (el.owner, node.name, el.type), path, issues)
         if node is self._ext_node:
             self._extension(val, path, issues)
         elif node is self._attachment_node:
@@ -485,7 +485,7 @@ class Validator:
             return
         self._walk(self._element_node, val, path, issues, ctx)
         if "extension" in val:
-            self._ext.element(val, self._ext.names(el.owner, el.type), path, issues)
+            self._ext.element(val, (el.owner, el.type), path, issues)
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -583,7 +583,11 @@ class Validator:
 
     def _extension(self, ext: dict[str, Any], path: str, issues: list[Issue]) -> None:
         # ext-1; what its definition says is checked from the element it sits on (extensions.py)
-        has_value = any(k[:5] == "value" or k[:6] == "_value" for k in ext)
+        has_value = False
+        for k in ext:
+            if k[:5] == "value" or k[:6] == "_value":
+                has_value = True
+                break
         if has_value == bool(ext.get("extension")):
             self._constraint(issues, "ext-1", path)
 

@@ -37,6 +37,11 @@ def _collection(n: int) -> dict[str, Any]:
     }
 
 
+def _empty(entry: dict[str, Any]) -> None:
+    entry.clear()
+    entry["fullUrl"] = "urn:uuid:11111111-1111-4111-8111-111111111111"
+
+
 # mutation -> (what it does to entry k, the location it must be reported at, the text saying why)
 MUTATIONS = {
     "id": (lambda e, b: e["resource"].update(id="other"), "resource.id", "names id"),
@@ -50,7 +55,7 @@ MUTATIONS = {
     "search": (lambda e, b: e.update(search={"mode": "match"}), "search", "bdl-2"),
     "versioned": (lambda e, b: e.update(fullUrl=e["fullUrl"] + "/_history/1"), "fullUrl", "bdl-8"),
     "repeated": (lambda e, b: e.update(copy.deepcopy(b["entry"][0])), "fullUrl", "bdl-7"),
-    "empty": (lambda e, b: e.clear() or e.update(fullUrl=f"urn:uuid:{'1' * 8}-1111-4111-8111-{'1' * 12}"), "", "bdl-5"),
+    "empty": (lambda e, b: _empty(e), "", "bdl-5"),
 }  # fmt: skip
 
 
