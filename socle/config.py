@@ -59,6 +59,13 @@ def unknown_profile_severity() -> str:
     return os.environ.get("SOCLE_UNKNOWN_PROFILE_SEVERITY", "warning")
 
 
+def unknown_extension_severity() -> str:
+    """``SOCLE_UNKNOWN_EXTENSION_SEVERITY``: ``warning`` (default), ``error`` or ``ignore`` for
+    an extension whose definition the validator does not know."""
+    value = os.environ.get("SOCLE_UNKNOWN_EXTENSION_SEVERITY", "warning").strip().lower()
+    return value if value in ("warning", "error", "ignore") else "warning"
+
+
 def ins_sharing_mode() -> str:
     """``SOCLE_INS_SHARING``: ``strict`` (default) or ``status`` (docs/identity.md)."""
     return os.environ.get("SOCLE_INS_SHARING", "strict")

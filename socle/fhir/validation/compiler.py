@@ -12,6 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..definitions import load_bundle
+from .bindings import severity as binding_severity
+from .bindings import widened
+from .extensions import ExtensionDef, compile_definitions, type_ancestors
 from .fhirpath import FhirPathInvariant, Unsupported
 from .invariants import BUILT_IN, INVARIANTS
 from .primitives import FHIR_TYPE_EXT, Checker, build_checkers
@@ -58,6 +61,8 @@ class Element:
         "codes",
         "code_values",
         "valueset",
+        "strength",
+        "binding_severity",
         "targets",
         "choice",
         "prohibited",
@@ -79,9 +84,11 @@ class Element:
         self.check: Checker | None = None  # primitive checker, None for complex
         self.node_ref = ""  # Node name to resolve after all nodes exist
         self.node: Node | None = None
-        self.codes: frozenset[tuple[str, str]] | None = None  # required binding, (system, code)
-        self.code_values: frozenset[str] | None = None  # required binding, codes only
+        self.codes: frozenset[tuple[str, str]] | None = None  # checked binding, (system, code)
+        self.code_values: frozenset[str] | None = None  # checked binding, codes only
         self.valueset = ""
+        self.strength = ""  # of the checked binding: required or extensible
+        self.binding_severity = "error"  # of a code outside it (bindings.severity)
         self.targets: frozenset[str] | None = None  # allowed reference target types
         self.choice: str | None = None  # choice group name (`value`) for `valueQuantity`
         self.prohibited = False  # max = 0 in this (profiled) definition
@@ -103,14 +110,6 @@ class Node:
         self.choices: dict[str, tuple[str, ...]] = {}  # group -> allowed type codes
         self.invariants: tuple[Invariant, ...] = ()
         self.is_resource = False
-
-
-class ExtensionDef:
-    __slots__ = ("url", "value_keys", "value_required", "complex")
-
-    def __init__(self, url: str, value_keys: frozenset[str], value_required: bool, cx: bool):
-        self.url, self.value_keys = url, value_keys
-        self.value_required, self.complex = value_required, cx
 
 
 def _best_practice(constraint: dict[str, Any]) -> bool:
@@ -161,6 +160,7 @@ class Compiled:
         self.core_profiles: dict[str, str] = {}  # canonical URL -> resource type
         self.other_profiles: dict[str, str] = {}  # HL7 profiles shipped but not enforced
         self.extensions: dict[str, ExtensionDef] = {}
+        self.type_ancestors: dict[str, tuple[str, ...]] = {}  # Age -> (Quantity, Element)
         self.constraint_text: dict[str, tuple[str, str]] = {}  # key -> (human, severity)
         #: constraints fhirpathpy cannot evaluate, (definition path, key) -> reason
         self.unsupported: dict[tuple[str, str], str] = {}
@@ -316,9 +316,13 @@ class Compiled:
         binding = e.get("binding") or {}
         codes = None
         vs_url = ""
-        if binding.get("strength") == "required" and binding.get("valueSet"):
+        strength = binding.get("strength")
+        level = binding_severity(strength, binding.get("valueSet") or "", owner)
+        if level is not None and binding.get("valueSet"):
             vs_url = binding["valueSet"].split("|")[0]
             codes = self.valuesets.expand(vs_url)
+            if codes is not None and strength == "extensible" and widened(vs_url):
+                codes = codes | widened(vs_url)
 
         def make(key: str, label: str, type_code: str, ty: dict[str, Any] | None) -> Element:
             el = Element(key, label, owner)
@@ -331,6 +335,8 @@ class Compiled:
                 el.codes = codes
                 el.code_values = frozenset(c for _, c in codes)
                 el.valueset = vs_url
+                el.strength = strength or ""
+                el.binding_severity = level or "error"
             if type_code in self.checkers:
                 el.check = self.checkers[type_code]
                 el.hashref = type_code in ("uri", "canonical")
@@ -394,19 +400,5 @@ class Compiled:
         return node.invariants if node is not None else ()
 
     def _compile_extensions(self) -> None:
-        for sd in read_bundle("extension-definitions.json"):
-            if sd.get("resourceType") != "StructureDefinition" or "snapshot" not in sd:
-                continue
-            keys: set[str] = set()
-            value_required = False
-            is_complex = False
-            for e in sd["snapshot"]["element"]:
-                if e.get("id") == "Extension.value[x]":
-                    if e.get("max") == "0":
-                        is_complex = True
-                    value_required = e.get("min", 0) > 0
-                    for ty in e.get("type", []):
-                        keys.add("value" + _cap(_type_code(e, ty)))
-            self.extensions[sd["url"]] = ExtensionDef(
-                sd["url"], frozenset(keys), value_required, is_complex
-            )
+        self.extensions = compile_definitions(read_bundle("extension-definitions.json"), _type_code)
+        self.type_ancestors = type_ancestors(load_bundle("profiles-types.json"))

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..outcome import Issue
+from .bindings import widen
+from .extensions import ExtensionDef
 
 FR_CORE = "https://hl7.fr/ig/fhir/core"
 SD = f"{FR_CORE}/StructureDefinition/"
@@ -32,6 +34,7 @@ ORGANIZATION = SD + "fr-core-organization"
 IDENTITY_RELIABILITY = SD + "fr-core-identity-reliability"
 BIRTH_LIST_GIVEN_NAME = SD + "fr-core-patient-birth-list-given-name"
 ADDRESS_INSEE_CODE = SD + "fr-core-address-insee-code"
+CONTACT_POINT_EMAIL_TYPE = SD + "fr-core-contact-point-email-type"
 BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
 
 CS_V2_0203_FR = CS + "fr-core-cs-v2-0203"
@@ -213,6 +216,15 @@ RELIABILITY_PARTS: dict[str, tuple[str, str | None, frozenset[str] | None, int]]
     "validationDate": ("valueDate", None, None, 1),
     "validationMode": ("valueCoding", CS_VALIDATION_MODE, VALIDATION_MODE, 1),
 }
+
+
+def identifier_type_codes() -> frozenset[tuple[str, str]]:
+    """The identifier types FR Core's profiles bind where R4 binds `identifier-type`
+    (extensible): FR Core's own code system, v2-0203 NH for the NSS and PI for the IPP (the
+    facility's patient identifier)."""
+    kinds = (*PATIENT_IDENTIFIERS, *PRACTITIONER_IDENTIFIERS, *ORGANIZATION_IDENTIFIERS)
+    codes = {(k.type_system, c) for k in kinds if k.type_system for c in k.type_codes}
+    return frozenset(codes | {(CS_V2_0203_FR, "ADELI"), (CS_V2_0203_HL7, "PI")})
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -680,5 +692,40 @@ def profile_rules() -> dict[str, ProfileRule]:
     }
 
 
+# FR Core's extension definitions are not shipped: what the reference read of them, for the
+# extension checker (context, value type, 0..1); the identity-reliability parts are checked by
+# `check_identity_reliability`. Where the context is uncertain (the birth given names list) both
+# places are allowed.
+FR_EXTENSIONS = {
+    IDENTITY_RELIABILITY: ExtensionDef(
+        IDENTITY_RELIABILITY, frozenset(), False, True, frozenset({"Patient"})
+    ),
+    BIRTH_LIST_GIVEN_NAME: ExtensionDef(
+        BIRTH_LIST_GIVEN_NAME,
+        frozenset({"valueString"}),
+        True,
+        False,
+        frozenset({"Patient", "HumanName"}),
+        1,
+    ),
+    ADDRESS_INSEE_CODE: ExtensionDef(
+        ADDRESS_INSEE_CODE, frozenset({"valueCoding"}), True, False, frozenset({"Address"}), 1
+    ),
+    CONTACT_POINT_EMAIL_TYPE: ExtensionDef(
+        CONTACT_POINT_EMAIL_TYPE,
+        frozenset({"valueCoding"}),
+        True,
+        False,
+        frozenset({"ContactPoint"}),
+        1,
+    ),
+}
+
+
 def extension_rules() -> dict[str, Callable[[dict[str, Any], str, list[Issue]], None]]:
     return {IDENTITY_RELIABILITY: check_identity_reliability}
+
+
+# FR Core rebinds Identifier.type to value sets of its own: its identifier types are members, not
+# strangers, of R4's extensible `identifier-type` binding (registered before any compile).
+widen("http://hl7.org/fhir/ValueSet/identifier-type", identifier_type_codes())

@@ -11,12 +11,14 @@ import difflib
 import re
 from typing import Any
 
-from ...config import unknown_profile_severity
+from ...config import unknown_extension_severity, unknown_profile_severity
 from ..attachments import content_mismatches, decode_base64, sha1_digest
 from ..outcome import Issue
 from . import profiles_fr
+from .bundles import check_bundle
 from .compiler import Compiled, Element, Node
-from .primitives import json_kind
+from .extensions import ExtensionChecker
+from .primitives import Warn, json_kind
 
 #: Severity of the issue raised for a profile in `meta.profile` that this validator does not know:
 #: "warning" (default; the resource is still checked against its base definition) or "error".
@@ -56,16 +58,22 @@ class _Ctx:
 class Validator:
     """A compiled validator; use `get_validator()` for the shared instance."""
 
-    def __init__(self, compiled: Compiled | None = None) -> None:
+    def __init__(
+        self, compiled: Compiled | None = None, *, unknown_extensions: str | None = None
+    ) -> None:
         self.c = compiled or Compiled()
         nodes = self.c.nodes
         self._element_node = nodes["Element"]
         self._ext_node = nodes["Extension"]
         self._attachment_node = nodes["Attachment"]
         self._resource_types = self.c.resource_types
-        self._extensions = self.c.extensions
         self._profiles = profiles_fr.profile_rules()
-        self._ext_rules = profiles_fr.extension_rules()
+        self._ext = ExtensionChecker(
+            {**self.c.extensions, **profiles_fr.FR_EXTENSIONS},
+            self.c.type_ancestors,
+            profiles_fr.extension_rules(),
+            unknown_extensions or unknown_extension_severity(),
+        )
         self._text = self.c.constraint_text
 
     # --- public -------------------------------------------------------------------------------
@@ -142,7 +150,13 @@ class Validator:
             self._walk(node, res, path, issues, ctx)
             if type(contained) is list:
                 self._dom_3(contained, path, issues, ctx)
-
+            if rt == "Bundle":
+                check_bundle(res, path, issues, self._constraint, self._resource_types)
+        if "extension" in res or "modifierExtension" in res:
+            names = (
+                (rt, "Resource", "DomainResource") if "text" in node.elements else (rt, "Resource")
+            )
+            self._ext.element(res, names, path, issues)
         self._check_profiles(res, rt, path, issues, profile)
 
     def _contained_rules(self, res: dict[str, Any], path: str, issues: list[Issue]) -> None:
@@ -385,6 +399,9 @@ class Validator:
         if node is None:
             return
         self._walk(node, val, path, issues, ctx)
+        if ("extension" in val or "modifierExtension" in val) and el.type != "Extension":
+            # a complex extension's own parts are checked with it, by its definition
+            self._ext.element(val, (el.owner, node.name, el.type), path, issues)
         if node is self._ext_node:
             self._extension(val, path, issues)
         elif node is self._attachment_node:
@@ -439,7 +456,7 @@ class Validator:
                             )
                         )
                     continue
-                self._element_extension(item, f"{where}[{i}]", issues, ctx)
+                self._element_extension(el, item, f"{where}[{i}]", issues, ctx)
         elif type(val) is list:
             issues.append(
                 Issue(
@@ -450,9 +467,11 @@ class Validator:
                 )
             )
         else:
-            self._element_extension(val, where, issues, ctx)
+            self._element_extension(el, val, where, issues, ctx)
 
-    def _element_extension(self, val: Any, path: str, issues: list[Issue], ctx: _Ctx) -> None:
+    def _element_extension(
+        self, el: Element, val: Any, path: str, issues: list[Issue], ctx: _Ctx
+    ) -> None:
         if type(val) is not dict:
             issues.append(
                 Issue(
@@ -470,6 +489,8 @@ class Validator:
             )
             return
         self._walk(self._element_node, val, path, issues, ctx)
+        if "extension" in val:
+            self._ext.element(val, (el.owner, el.type), path, issues)
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -506,16 +527,19 @@ class Validator:
 
     def _bad_value(self, el: Element, msg: str, path: str, issues: list[Issue]) -> None:
         code = "structure" if msg.startswith("expected a JSON") else "value"
-        issues.append(Issue("error", code, f"{el.owner}: {msg}", (path,)))
+        severity = "warning" if type(msg) is Warn else "error"
+        issues.append(Issue(severity, code, f"{el.owner}: {msg}", (path,)))
 
     def _bad_code(self, el: Element, value: Any, path: str, issues: list[Issue]) -> None:
+        # the binding's strength decided the severity at compile time (bindings.severity)
         title = self.c.valuesets.title(el.valueset)
+        should = "" if el.strength == "required" else " (use a code from it where one fits)"
         issues.append(
             Issue(
-                "error",
+                el.binding_severity,
                 "code-invalid",
-                f"{el.owner}: {str(value)[:80]!r} is not in the required value set "
-                f"'{title}' ({el.valueset})",
+                f"{el.owner}: {str(value)[:80]!r} is not in the {el.strength} value set "
+                f"'{title}' ({el.valueset}){should}",
                 (path,),
             )
         )
@@ -542,7 +566,7 @@ class Validator:
         elif el.type == "CodeableConcept":
             codings = val.get("coding")
             if type(codings) is not list:
-                if "text" in val:
+                if "text" in val and el.strength == "required":
                     title = self.c.valuesets.title(el.valueset)
                     issues.append(
                         Issue(
@@ -563,39 +587,14 @@ class Validator:
                 self._bad_code(el, found[0][1], f"{path}.coding[0].code", issues)
 
     def _extension(self, ext: dict[str, Any], path: str, issues: list[Issue]) -> None:
+        # ext-1; what its definition says is checked from the element it sits on (extensions.py)
         has_value = False
-        value_key = ""
         for k in ext:
-            if k.startswith("value") or k.startswith("_value"):
-                has_value, value_key = True, k.lstrip("_")
+            if k[:5] == "value" or k[:6] == "_value":
+                has_value = True
                 break
-        has_children = bool(ext.get("extension"))
-        if has_value == has_children:
+        if has_value == bool(ext.get("extension")):
             self._constraint(issues, "ext-1", path)
-        url = ext.get("url")
-        if type(url) is not str:
-            return
-        spec = self._extensions.get(url)
-        if spec is not None:
-            if has_value and value_key not in spec.value_keys:
-                allowed = ", ".join(sorted(spec.value_keys)) or "no value (complex extension)"
-                issues.append(
-                    Issue(
-                        "error",
-                        "structure",
-                        f"Extension {url} does not allow {value_key}; allowed: {allowed}",
-                        (f"{path}.value",),
-                    )
-                )
-            elif spec.value_required and not has_value:
-                issues.append(
-                    Issue(
-                        "error", "required", f"Extension {url} requires a value", (f"{path}.value",)
-                    )
-                )
-        rule = self._ext_rules.get(url)
-        if rule is not None:
-            rule(ext, path, issues)
 
     def _reference(
         self, el: Element, val: dict[str, Any], path: str, issues: list[Issue], ctx: _Ctx
