@@ -1,13 +1,14 @@
 """CPU time per request, server and PostgreSQL apart: where the cost of a read or a create is.
 
-    .venv/bin/python bench/cpu_per_request.py [--scenario read|create] [--workers 1]
+    .venv/bin/python bench/cpu_per_request.py [--scenario read|create|document] [--workers 1]
                                               [--clients 8] [--duration 10]
 
 Starts Socle on a fresh embedded database, writes 200 Patients, then drives reads of them (or
-creates of Observations) and divides the CPU time the server's processes and PostgreSQL's spent
-over the run by the requests served. Throughput on a shared host varies with its load; CPU time
-per request varies much less, which makes it the figure to compare two versions of the code
-with, run back to back. Prints one JSON document.
+creates of Observations; or, for ``document``, loads a small synthetic region and reads its
+documents' contents, ITI-68 ``GET Binary/{id}``) and divides the CPU time the server's
+processes and PostgreSQL's spent over the run by the requests served. Throughput on a shared
+host varies with its load; CPU time per request varies much less, which makes it the figure to
+compare two versions of the code with, run back to back. Prints one JSON document.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from bench.run import creates, reads  # noqa: E402
+from bench.run import creates, ingest, reads  # noqa: E402
+from socle.fhir.json import encode  # noqa: E402
+from socle.region.generate import iter_bundles  # noqa: E402
 from socle.testing import auth_headers, fresh_database, start_server, stop_server  # noqa: E402
 
 
@@ -40,7 +43,7 @@ def _cpu(procs: list[psutil.Process], kind: str | None = None) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scenario", choices=("read", "create"), default="read")
+    ap.add_argument("--scenario", choices=("read", "create", "document"), default="read")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--duration", type=float, default=10)
@@ -56,6 +59,20 @@ def main() -> None:
                     ).json()["id"]
                     for i in range(200)
                 ]
+            documents: list[tuple[str, str]] = []
+            if args.scenario == "document":
+                region = list(iter_bundles(30, 1))
+                asyncio.run(
+                    ingest(
+                        server, [encode(b) for b in region], [len(b["entry"]) for b in region], 4, 0
+                    )
+                )
+                documents = [
+                    ("Binary", e["resource"]["id"])
+                    for b in region
+                    for e in b["entry"]
+                    if e["resource"]["resourceType"] == "Binary"
+                ]
             top = psutil.Process(server.process.pid)
             postgres = [
                 p
@@ -66,8 +83,8 @@ def main() -> None:
             pg = [*postgres, *(c for p in postgres for c in p.children(recursive=True))]
             socle = [top, *(p for p in top.children(recursive=True) if p not in pg)]
             before = (_cpu(socle), _cpu(socle, "system"), _cpu(pg))
-            if args.scenario == "read":
-                keys = [("Patient", i) for i in ids]
+            if args.scenario in ("read", "document"):
+                keys = documents or [("Patient", i) for i in ids]
                 result = asyncio.run(reads(server, keys, args.clients, args.duration))
             else:
                 result = asyncio.run(creates(server, ids, args.clients, args.duration))

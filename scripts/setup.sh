@@ -24,3 +24,12 @@ if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_want" ]; then
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
   echo "$npm_want" > "$npm_stamp"
 fi
+
+# Chromium for the browser tests (tests/web/browser.py): Debian's package, which Playwright drives;
+# no browser build is downloaded. Installed when missing and possible (root with apt-get).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+    || echo "setup: Chromium could not be installed; the browser tests will be skipped" >&2
+fi

@@ -63,6 +63,32 @@ def demo(
     demo_command(host, port, data_dir or Path(".socle-data"), patients, seed)
 
 
+@app.command("import")
+def import_(
+    inputs: Annotated[
+        list[str], typer.Argument(help="NDJSON files (.ndjson, .ndjson.gz), folders, URLs.")
+    ],
+    data_dir: DataDir = None,
+    strict: Annotated[
+        bool, typer.Option(help="Stop at the first bad line (its chunk is not committed).")
+    ] = False,
+    chunk: Annotated[int, typer.Option(help="Lines per chunk (one transaction each).")] = 2000,
+    processes: Annotated[
+        int | None, typer.Option(help="Worker processes checking lines (default: one per core).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the bad lines (NDJSON: line, OperationOutcome).")
+    ] = None,
+) -> None:
+    """Import FHIR NDJSON: validated and indexed as REST writes, stored at their ids,
+    resumable (re-run the same command after a crash)."""
+    from .bulk.cli import import_command
+    from .config import Settings
+
+    status = import_command(Settings.from_env(data_dir), inputs, strict, chunk, processes, report)
+    raise typer.Exit(status)
+
+
 def _settings_for(data_dir: Path | None) -> Any:
     from .config import Settings
 

@@ -59,6 +59,13 @@ def unknown_profile_severity() -> str:
     return os.environ.get("SOCLE_UNKNOWN_PROFILE_SEVERITY", "warning")
 
 
+def unknown_extension_severity() -> str:
+    """``SOCLE_UNKNOWN_EXTENSION_SEVERITY``: ``warning`` (default), ``error`` or ``ignore`` for
+    an extension whose definition the validator does not know."""
+    value = os.environ.get("SOCLE_UNKNOWN_EXTENSION_SEVERITY", "warning").strip().lower()
+    return value if value in ("warning", "error", "ignore") else "warning"
+
+
 def ins_sharing_mode() -> str:
     """``SOCLE_INS_SHARING``: ``strict`` (default) or ``status`` (docs/identity.md)."""
     return os.environ.get("SOCLE_INS_SHARING", "strict")
@@ -117,6 +124,8 @@ class Settings:
     s3_prefix: str = "socle/"
     s3_region: str | None = None
     max_document_bytes: int = 20 * 1024 * 1024
+    # The pages' sessions (docs/web.md): a session unused this many seconds is over.
+    web_session_idle: int = 15 * 60
     # Literal references must name existing resources (docs/security.md); off for deployments
     # that load out of order. References into another patient's record are always checked.
     referential_integrity: bool = True
@@ -173,6 +182,7 @@ class Settings:
             signing_key_file=_path("SOCLE_SIGNING_KEY_FILE"),
             trusted_issuers_file=_path("SOCLE_TRUSTED_ISSUERS_FILE"),
             token_lifetime=_int("SOCLE_TOKEN_LIFETIME", 300),
+            web_session_idle=_int("SOCLE_WEB_SESSION_IDLE", 15 * 60),
             cors_origins=tuple(
                 o.strip() for o in os.environ.get("SOCLE_CORS_ORIGINS", "").split(",") if o.strip()
             ),

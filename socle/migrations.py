@@ -439,6 +439,62 @@ CREATE INDEX job_leases ON job (lease_until) WHERE state = 'running';
 CREATE INDEX job_kind_state ON job (kind, state);
 """
 
+WEB_SESSIONS_V190 = """
+-- The pages' server-side sessions (socle/auth/sessions.py): the cookie carries a random id, the
+-- table only its SHA-256, so a read of the table gives no usable cookie.
+CREATE TABLE web_session (
+    id_hash bytea PRIMARY KEY,
+    subject text NOT NULL,
+    claims jsonb NOT NULL,
+    scope text NOT NULL,
+    csrf_secret bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_seen timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX web_session_subject ON web_session (subject);
+"""
+
+BULK_IMPORT_V160 = """
+-- Bulk import (socle/bulk): one row per run with its counts (progress an operator can query),
+-- and one row per committed chunk of an input, committed with the chunk's resources: a re-run
+-- of the same input (same bytes: same fingerprint) skips the lines of its committed chunks.
+CREATE TABLE bulk_import (
+    id          uuid PRIMARY KEY,
+    who         text NOT NULL,
+    sources     text[] NOT NULL,
+    status      text NOT NULL CHECK (status IN ('running', 'done', 'failed', 'stopped')),
+    started     timestamptz NOT NULL DEFAULT now(),
+    updated     timestamptz NOT NULL DEFAULT now(),
+    chunks      integer NOT NULL DEFAULT 0,
+    imported    bigint NOT NULL DEFAULT 0,   -- created or changed
+    unchanged   bigint NOT NULL DEFAULT 0,   -- already stored with the same content
+    rejected    bigint NOT NULL DEFAULT 0,   -- bad lines
+    skipped     bigint NOT NULL DEFAULT 0,   -- lines of chunks an earlier run committed
+    detail      text
+);
+CREATE TABLE bulk_import_chunk (
+    fingerprint text NOT NULL,               -- SHA-256 of the input's bytes
+    first_line  bigint NOT NULL,             -- 1-based
+    lines       integer NOT NULL,
+    source      text NOT NULL,
+    import_id   uuid NOT NULL,
+    imported    integer NOT NULL,
+    unchanged   integer NOT NULL,
+    rejected    integer NOT NULL,
+    committed   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (fingerprint, first_line)
+);
+-- The bad lines: where, and the OperationOutcome saying why (kept for the report of a re-run).
+CREATE TABLE bulk_import_error (
+    fingerprint text NOT NULL,
+    line        bigint NOT NULL,
+    source      text NOT NULL,
+    import_id   uuid NOT NULL,
+    outcome     jsonb NOT NULL,
+    PRIMARY KEY (fingerprint, line)
+);
+"""
+
 # Versions need not be contiguous, and a lower version added later is still applied (each
 # version is applied once, in ascending order, if not recorded).
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -450,7 +506,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (146, "lean audit trail: events in audit_log, served as AuditEvents", AUDIT_LEAN_V146),
     (147, "audit sealing hashes in the database", AUDIT_SEAL_IN_SQL_V147),
     (148, "Patient deceased search index: deceased patients say true", PATIENT_DECEASED_V148),
+    (160, "bulk import runs and committed chunks", BULK_IMPORT_V160),
     (181, "outbox events and the job queue", JOBS_V181),
+    (190, "server-side sessions of the web pages", WEB_SESSIONS_V190),
 ]
 
 

@@ -38,6 +38,7 @@ from .identity.reference import cache_of
 from .region.population import insi_population
 from .services import SERVICES
 from .web import static_routes as web_static_routes
+from .web.errors import error_page, wants_page
 from .workers.admin import routes as jobs_admin_routes
 from .workers.serve import running as workers_running
 
@@ -107,11 +108,15 @@ async def readyz(request: Request) -> Response:
 
 async def _fhir_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FhirError)
+    if wants_page(request):
+        return error_page(exc.status)
     return error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if wants_page(request):  # a page route: a page in French with a way back
+        return error_page(exc.status_code)
     code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
     detail = exc.detail if exc.status_code != 404 else f"No route for {request.url.path}"
     return error_response(FhirError.of(exc.status_code, code, str(detail)))
@@ -132,6 +137,8 @@ async def _too_costly(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
+    if wants_page(request):
+        return error_page(500)
     return fhir_response(
         FhirError.of(500, "exception", "Internal error; it has been logged").outcome(), 500
     )
@@ -256,6 +263,7 @@ def asgi() -> ASGIApp:
     read path, bounded work per request, the application."""
     from .auth.cors import RegisteredAppsCors
     from .auth.middleware import Authentication, SecurityHeaders
+    from .auth.sessions import PageSessions
     from .fhir.rest.fast_read import FastRead
     from .limits import RequestLimits, TrustedHosts
 
@@ -263,8 +271,9 @@ def asgi() -> ASGIApp:
     settings: Settings = app.state.settings
     # The request's budget and the disconnect watcher wrap the application: a read by id that
     # the fast path answers is one bounded row lookup and does without them.
-    inner: ASGIApp = FastRead(RequestLimits(app, settings), app.state)
+    inner: ASGIApp = FastRead(RequestLimits(app, settings), app)
     inner = Authentication(inner, settings, app.state)
+    inner = PageSessions(inner, settings, app.state)  # the pages' session cookie (never /fhir)
     # the registered browser apps' origins and SOCLE_CORS_ORIGINS; preflights need no token
     inner = RegisteredAppsCors(inner, settings, app.state)
     return AccessLog(SecurityHeaders(TrustedHosts(inner, settings), settings))

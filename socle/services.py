@@ -6,6 +6,7 @@ from __future__ import annotations
 from .auth.service import service as security
 from .contract import Service
 from .identity.service import service as identity
+from .portal.service import service as portal
 from .record.service import service as record
 
-SERVICES: list[Service] = [security, identity, record]
+SERVICES: list[Service] = [security, identity, record, portal]

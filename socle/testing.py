@@ -96,15 +96,21 @@ class ServerProcess:
         return self.base + "/fhir"
 
 
+def _socle_env(db: Database, extra_env: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a `socle` subprocess on a test database: its server's URL when it has
+    one, never the caller's DATABASE_URL."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if db.url:
+        env["DATABASE_URL"] = db.url
+    env.update(extra_env or {})
+    return env
+
+
 def start_server(
     db: Database, port: int | None = None, workers: int = 1, extra_env: dict[str, str] | None = None
 ) -> ServerProcess:
     port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if db.url:
-        env["DATABASE_URL"] = db.url
-    env["SOCLE_DATA_DIR"] = str(db.data_dir)
-    env.update(extra_env or {})
+    env = _socle_env(db, {"SOCLE_DATA_DIR": str(db.data_dir), **(extra_env or {})})
     log = db.data_dir / f"server-{port}.log"
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
@@ -142,10 +148,7 @@ def run_socle(
 ) -> subprocess.CompletedProcess[str]:
     """`socle ARGS…` in a subprocess on a test database: its server's URL when it has one
     (never the caller's DATABASE_URL); output captured as text."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if db.url:
-        env["DATABASE_URL"] = db.url
-    env.update(extra_env or {})
+    env = _socle_env(db, extra_env)
     return subprocess.run(  # noqa: S603 - our own interpreter and CLI
         [sys.executable, "-m", "socle.cli", *args],
         cwd=ROOT,

@@ -4,6 +4,7 @@ revoked tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -18,6 +19,7 @@ from .enforcement import AuditServices
 from .middleware import AUDIT_KEY
 from .revocation import watch_revocations
 from .server import auth_routes, ensure_auth_server_keys
+from .server.flows.web_login import register_web_client
 
 
 def install(engine: Engine) -> None:
@@ -27,7 +29,9 @@ def install(engine: Engine) -> None:
 
 @contextlib.asynccontextmanager
 async def _audit_sink(runtime: Runtime) -> AsyncIterator[None]:
-    """The worker's audit sink: every audited request appends through it; flushed at shut-down."""
+    """The worker's audit sink: every audited request appends through it; flushed at shut-down.
+    And the pages' own client, registered for this public URL."""
+    await asyncio.to_thread(register_web_client, runtime.settings, runtime.database_url)
     sink = AuditSink(runtime.engine.pool)
     sink.start()
     setattr(runtime.state, AUDIT_KEY, AuditServices(sink))
@@ -77,5 +81,6 @@ service = Service(
         "SOCLE_PSC_STANDIN",
         "SOCLE_AUDIT_ANCHOR_COPY",
         "SOCLE_DOCUMENT_MATRIX_FILE",
+        "SOCLE_WEB_SESSION_IDLE",
     ),
 )

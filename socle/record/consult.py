@@ -14,17 +14,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..fhir.access import Access, Role, Touched
+from ..fhir.access import Access, Role
 from ..fhir.datetimes import http_date
-from ..fhir.engine import Engine, EntryRequest
+from ..fhir.engine import EntryRequest
 from ..fhir.json import decode
-from ..fhir.outcome import FhirError, bad_request, not_found
+from ..fhir.outcome import FhirError, bad_request
 from ..fhir.rest.http import fhir_response
 from ..fhir.rest.requests import access_of, engine_of
-from ..fhir.search.query import parse_query
+from ..fhir.search.query import SearchQuery, parse_query
 from ..fhir.storage.binary import content_ref, open_content, with_data
 from ..fhir.storage.content import ContentError, ContentMissing
-from ..fhir.storage.reader import Version
+from .pdsm import RECORD_PROFILES
 
 FHIR_JSON = ("application/fhir+json", "application/json", "application/json+fhir")
 PATIENT_PARAMS = ("patient", "patient.identifier", "subject", "subject.identifier")
@@ -73,25 +73,20 @@ def check_find_documents(pairs: list[tuple[str, str]], access: Access) -> None:
 
 def document_query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The query as the engine runs it: ``isArchived=false`` also matches the entries that carry
-    no archive flag (PDSm: absent means not archived), i.e. ``isArchived:not=true``."""
-    return [
+    no archive flag (PDSm: absent means not archived), i.e. ``isArchived:not=true``; an ITI-67
+    query finds record entries only (a coordination note is not a shared document)."""
+    out = [
         ("isArchived:not", "true") if (k, v.lower()) == ("isArchived", "false") else (k, v)
         for k, v in pairs
     ]
+    if is_iti67(pairs):
+        out.append(("_profile", ",".join(sorted(RECORD_PROFILES))))
+    return out
 
 
-async def _documents_of(request: Request, binary_id: str, access: Access) -> list[Any]:
-    """The DocumentReferences whose content is this Binary, among those the caller may see."""
-    q = parse_query("DocumentReference", [("location", f"Binary/{binary_id}")], 10)
-    result = await engine_of(request).search(q, access, f"location=Binary/{binary_id}")
-    return list(result.rows)
-
-
-async def _referenced(request: Request, binary_id: str) -> bool:
-    q = parse_query("DocumentReference", [("location", f"Binary/{binary_id}")], 1)
-    engine = engine_of(request)
-    result = await engine.search(q, engine.platform())
-    return bool(result.rows)
+def _entries_of(binary_id: str) -> SearchQuery:
+    """The DocumentReferences whose content is this Binary."""
+    return parse_query("DocumentReference", [("location", f"Binary/{binary_id}")], 1)
 
 
 async def retrieve_document(request: Request, bid: str, vid: str | None) -> Response:
@@ -101,22 +96,14 @@ async def retrieve_document(request: Request, bid: str, vid: str | None) -> Resp
     engine = engine_of(request)
     if vid is not None and not vid.isdigit():
         raise bad_request(f"'{vid}' is not a version number")
-    if await _referenced(request, bid):
-        docs = await _documents_of(request, bid, access)
-        if not docs:
-            raise not_found(f"Binary/{bid} is not known")
-        version = await _read(engine, bid, vid, engine.platform())
-        await access.record(
-            None,
-            Touched(
-                "vread" if vid else "read",
-                "Binary",
-                [("Binary", bid, version.compartment)],
-                detail="ITI-68 document content",
-            ),
-        )
-    else:
-        version = await _read(engine, bid, vid, access)
+    version = await engine.read_inherited(
+        "Binary",
+        bid,
+        _entries_of(bid),
+        access,
+        "ITI-68 document content",
+        int(vid) if vid else None,
+    )
     binary = decode(version.content or "{}")
     headers = {"ETag": f'W/"{version.version}"', "Last-Modified": http_date(version.last_updated)}
     accept = request.headers.get("accept", "")
@@ -144,14 +131,6 @@ async def retrieve_document(request: Request, bid: str, vid: str | None) -> Resp
     # the content type exactly as sent (no charset added: a CDA declares its own encoding)
     headers["Content-Type"] = binary.get("contentType") or "application/octet-stream"
     return StreamingResponse(body(), headers=headers)
-
-
-async def _read(engine: Engine, bid: str, vid: str | None, access: Access) -> Version:
-    if vid is None:
-        v: Version = await engine.read("Binary", bid, access)
-    else:
-        v = await engine.vread("Binary", bid, int(vid), access)
-    return v
 
 
 def _unreadable(bid: str, exc: ContentError) -> FhirError:

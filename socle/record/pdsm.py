@@ -17,6 +17,20 @@ DOCUMENT_REFERENCE = f"{PDSM}/StructureDefinition/pdsm-comprehensive-document-re
 SUBMISSION_SET = f"{PDSM}/StructureDefinition/pdsm-submissionset-comprehensive"
 FOLDER = f"{PDSM}/StructureDefinition/pdsm-folder-comprehensive"
 SIMPLIFIED_PUBLISH = f"{PDSM}/StructureDefinition/pdsm-simplified-publish"
+MHD_SIMPLIFIED_PUBLISH = f"{MHD}/StructureDefinition/IHE.MHD.SimplifiedPublish.DocumentReference"
+# The profiles that make a DocumentReference an entry of the shared record (docs/record.md):
+# PDSm's and IHE MHD's document entries. Any other DocumentReference (a coordination note, an
+# international client's reference to a document) is ordinary FHIR, not held to PDSm.
+SIMPLIFIED_PROFILES = frozenset({SIMPLIFIED_PUBLISH, MHD_SIMPLIFIED_PUBLISH})
+RECORD_PROFILES = frozenset(
+    {
+        DOCUMENT_REFERENCE,
+        *SIMPLIFIED_PROFILES,
+        f"{MHD}/StructureDefinition/IHE.MHD.Comprehensive.DocumentReference",
+        f"{MHD}/StructureDefinition/IHE.MHD.UnContained.Comprehensive.DocumentReference",
+        f"{MHD}/StructureDefinition/IHE.MHD.Minimal.DocumentReference",
+    }
+)
 
 IS_ARCHIVED = f"{PDSM}/StructureDefinition/pdsm-ext-is-archived"
 INTENDED_RECIPIENT = f"{PDSM}/StructureDefinition/pdsm-ext-intended-recipient"
@@ -54,6 +68,34 @@ def profiles_of(resource: dict[str, Any]) -> list[str]:
     meta = resource.get("meta")
     out = meta.get("profile") if isinstance(meta, dict) else None
     return [p for p in out if isinstance(p, str)] if isinstance(out, list) else []
+
+
+def is_record_document(resource: Any) -> bool:
+    """Whether a DocumentReference is an entry of the shared record: it declares a PDSm or MHD
+    document profile (ITI-65 and ITI-105 declare one on the entries they carry)."""
+    return isinstance(resource, dict) and bool(RECORD_PROFILES & set(profiles_of(resource)))
+
+
+def is_simplified(resource: dict[str, Any]) -> bool:
+    """A record entry published by ITI-105 under its own profile (PDSm or MHD simplified
+    publish), held to that profile's cardinalities rather than the comprehensive one's."""
+    declared = set(profiles_of(resource))
+    return bool(declared & SIMPLIFIED_PROFILES) and not declared & (
+        RECORD_PROFILES - SIMPLIFIED_PROFILES
+    )
+
+
+def declare_record_entry(resource: dict[str, Any]) -> None:
+    """Mark a DocumentReference that arrives through ITI-65 as a record entry (PDSm
+    comprehensive profile) unless it already declares a record profile."""
+    if is_record_document(resource):
+        return
+    meta = resource.get("meta")
+    if meta is None:
+        meta = resource["meta"] = {}
+    if isinstance(meta, dict):
+        profiles = meta.get("profile")
+        meta["profile"] = [*(profiles if isinstance(profiles, list) else []), DOCUMENT_REFERENCE]
 
 
 def list_code(resource: dict[str, Any]) -> str | None:

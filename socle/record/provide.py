@@ -25,9 +25,11 @@ from .pdsm import (
     COMPREHENSIVE_BUNDLE,
     FOLDER_CODE,
     MHD_BUNDLES,
-    SIMPLIFIED_PUBLISH,
+    SIMPLIFIED_PROFILES,
     SOURCE_ID,
     SUBMISSIONSET_CODE,
+    declare_record_entry,
+    is_record_document,
     list_code,
     profiles_of,
 )
@@ -229,13 +231,23 @@ def check_provided_bundle(engine: Engine, bundle: Any) -> None:
             if isinstance(res, dict) and res.get("resourceType") != "Binary":
                 engine.validate(res, f"Bundle.entry[{i}]")
     check_provide_bundle(bundle)
+    # what ITI-65 carries is shared to the record: its entries say so (docs/record.md)
+    for entry in bundle.get("entry") or []:
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(res, dict) and res.get("resourceType") == "DocumentReference":
+            declare_record_entry(res)
 
 
 def is_simplified_publish(resource: Any) -> bool:
+    """ITI-105: a DocumentReference POSTed under a simplified-publish profile, or under another
+    record profile with its content inline. Inline content alone does not make a record entry
+    (a coordination note may carry its text inline): it stays an ordinary create."""
     if not isinstance(resource, dict) or resource.get("resourceType") != "DocumentReference":
         return False
-    if SIMPLIFIED_PUBLISH in profiles_of(resource):
+    if SIMPLIFIED_PROFILES & set(profiles_of(resource)):
         return True
+    if not is_record_document(resource):
+        return False
     contents = resource.get("content")
     return isinstance(contents, list) and any(
         isinstance(c, dict) and isinstance(c.get("attachment"), dict) and "data" in c["attachment"]
@@ -300,10 +312,7 @@ def simplified_entries(doc: dict[str, Any]) -> list[EntryRequest]:
         att.setdefault("hash", sha1_base64(raw))
     if issues:
         raise FhirError(422, issues)
-    meta = doc.get("meta")
-    if isinstance(meta, dict) and isinstance(meta.get("profile"), list):
-        meta["profile"] = [p for p in meta["profile"] if p != SIMPLIFIED_PUBLISH]
-        if not meta["profile"]:
-            del meta["profile"]
+    # the entry keeps the profile it was published under: the record rule holds it to that
+    # profile's cardinalities, and consumers see how it was shared (docs/record.md)
     entries.append(EntryRequest("POST", "DocumentReference", doc))
     return entries

@@ -39,8 +39,8 @@ from ..identity.sharing import may_reference_by_ins
 from ..identity.traits import ins_from_patient
 from . import directory
 from .cda import CdaError, compare_with_metadata, read_header
-from .pdsm import CDA_CONTENT_TYPES, IS_ARCHIVED, VISIBILITY
-from .terminology import check_codeable, value_set
+from .pdsm import CDA_CONTENT_TYPES, IS_ARCHIVED, VISIBILITY, is_record_document, is_simplified
+from .terminology import ans_system, check_codeable, value_set
 
 MUTABLE = ("status", "securityLabel")
 NEW_STATUS = "current"
@@ -262,7 +262,11 @@ def _label_issues(doc: dict[str, Any], loc: str) -> list[Issue]:
     has_conf = False
     for i, label in enumerate(doc.get("securityLabel") or []):
         for j, c in enumerate((label or {}).get("coding") or []):
-            key = (c.get("system"), c.get("code")) if isinstance(c, dict) else (None, None)
+            key = (
+                (ans_system(c.get("system")), c.get("code"))
+                if isinstance(c, dict)
+                else (None, None)
+            )
             if key in conf.codes:
                 has_conf = True
             elif key not in vis.codes:
@@ -363,12 +367,24 @@ class DocumentRules:
         for w in list(writes):
             if w.rtype == "Binary" and w.kind != "create":
                 await _check_binary_change(unit, w)
-        docs = [w for w in writes if w.rtype == "DocumentReference"]
-        for w in docs:
-            if w.resource is not None:
-                normalize(w.resource)
         news: list[tuple[PendingWrite, dict[str, Any] | None]] = []
-        for w in docs:
+        for w in writes:
+            if w.rtype != "DocumentReference":
+                continue
+            # a create has a fresh id: nothing to replace
+            found = (
+                None
+                if w.kind == "create"
+                else await find_current(conn, "DocumentReference", w.id, lock=True)
+            )
+            old = decode(found.content) if found and found.content else None
+            recorded = old is not None and is_record_document(old)
+            if not recorded and not is_record_document(w.resource):
+                # not shared to the record: ordinary FHIR (docs/record.md), but a DMP visibility
+                # label it carries is still enforced by the policy (secure by default)
+                if w.resource is not None:
+                    sync_labels(w.resource)
+                continue
             if w.kind == "delete":
                 raise _err(
                     [
@@ -381,13 +397,21 @@ class DocumentRules:
                     ],
                     405,
                 )
-            # a create has a fresh id: nothing to replace
-            old = (
-                None
-                if w.kind == "create"
-                else await find_current(conn, "DocumentReference", w.id, lock=True)
-            )
-            news.append((w, decode(old.content) if old and old.content else None))
+            assert w.resource is not None
+            if recorded and not is_record_document(w.resource):
+                raise _err(
+                    [
+                        _issue(
+                            "not-supported",
+                            "A shared record entry keeps its PDSm profile in meta.profile",
+                            f"{_loc(w)}.meta.profile",
+                        )
+                    ],
+                    405,
+                )
+            normalize(w.resource)
+            # an entry that was not shared yet (a note now declared a record entry) is new to it
+            news.append((w, old if recorded else None))
         await unit.prefetch([w for w, old_doc in news if old_doc is None])
         for w, old_doc in news:
             if old_doc is None:
@@ -425,8 +449,14 @@ async def _check_binary_change(unit: _Unit, w: PendingWrite) -> None:
         )
 
 
-def _require(doc: dict[str, Any], loc: str, issues: list[Issue]) -> None:
-    def need(path: str, value: Any, what: str) -> None:
+def _require(doc: dict[str, Any], loc: str, issues: list[Issue], simplified: bool) -> None:
+    """The elements a new entry must carry: the comprehensive profile's, or ITI-105's own
+    (PDSm simplified publish: no securityLabel, context, format or attachment language needed;
+    ``size``/``hash`` are computed from the inline data)."""
+
+    def need(path: str, value: Any, what: str, comprehensive_only: bool = False) -> None:
+        if comprehensive_only and simplified:
+            return
         if value in (None, "", [], {}):
             issues.append(_issue("required", f"PDSm: {what} is required", f"{loc}.{path}"))
 
@@ -441,15 +471,31 @@ def _require(doc: dict[str, Any], loc: str, issues: list[Issue]) -> None:
     need("date", doc.get("date"), "date")
     need("author", doc.get("author"), "author")
     need("custodian", doc.get("custodian"), "custodian")
-    need("securityLabel", doc.get("securityLabel"), "securityLabel (confidentiality)")
+    need(
+        "securityLabel",
+        doc.get("securityLabel"),
+        "securityLabel (confidentiality)",
+        comprehensive_only=True,
+    )
     need("content", doc.get("content"), "content")
     context = doc.get("context") or {}
-    need("context.period.start", (context.get("period") or {}).get("start"), "context.period.start")
-    need("context.facilityType", context.get("facilityType"), "context.facilityType (JDV_J02)")
+    need(
+        "context.period.start",
+        (context.get("period") or {}).get("start"),
+        "context.period.start",
+        comprehensive_only=True,
+    )
+    need(
+        "context.facilityType",
+        context.get("facilityType"),
+        "context.facilityType (JDV_J02)",
+        comprehensive_only=True,
+    )
     need(
         "context.practiceSetting",
         context.get("practiceSetting"),
         "context.practiceSetting (JDV_J04)",
+        comprehensive_only=True,
     )
     for i, content in enumerate(doc.get("content") or []):
         att = (content or {}).get("attachment") or {}
@@ -458,9 +504,19 @@ def _require(doc: dict[str, Any], loc: str, issues: list[Issue]) -> None:
         need(f"{at}.size", att.get("size"), "attachment.size")
         need(f"{at}.hash", att.get("hash"), "attachment.hash (SHA-1, base64)")
         need(f"{at}.title", att.get("title"), "attachment.title")
-        need(f"{at}.language", att.get("language"), "attachment.language (fr-FR)")
+        need(
+            f"{at}.language",
+            att.get("language"),
+            "attachment.language (fr-FR)",
+            comprehensive_only=True,
+        )
         need(f"{at}.url", att.get("url"), "attachment.url (the Binary of the content)")
-        need(f"content[{i}].format", (content or {}).get("format"), "content.format (JDV_J10)")
+        need(
+            f"content[{i}].format",
+            (content or {}).get("format"),
+            "content.format (JDV_J10)",
+            comprehensive_only=True,
+        )
         if att.get("language") not in (None, "fr-FR"):
             issues.append(
                 _issue(
@@ -472,7 +528,7 @@ def _require(doc: dict[str, Any], loc: str, issues: list[Issue]) -> None:
             )
 
 
-def _codes(doc: dict[str, Any], loc: str) -> list[Issue]:
+def _codes(doc: dict[str, Any], loc: str, simplified: bool) -> list[Issue]:
     issues = check_codeable("type", doc.get("type"), f"{loc}.type")
     for i, cat in enumerate(doc.get("category") or []):
         issues += check_codeable("class", cat, f"{loc}.category[{i}]")
@@ -487,18 +543,32 @@ def _codes(doc: dict[str, Any], loc: str) -> list[Issue]:
         issues += check_codeable(
             "setting", context["practiceSetting"], f"{loc}.context.practiceSetting"
         )
+    if simplified:
+        # ITI-105's profile binds securityLabel to JDV_J08 as extensible, with no constraint
+        # making it an error: optional, and a code outside the value set is not refused
+        return issues
     return issues + _label_issues(doc, loc)
 
 
-def _authors(unit: _Unit, doc: dict[str, Any], loc: str, subject: str | None) -> None:
-    """Authors are contained resources (PDSm) named by national ids; the custodian an
-    organisation of the directory."""
+# ITI-105's profile names its authors by reference (AS PractitionerRole, AS Practitioner, AS
+# Organization, Device, FR Core Patient or RelatedPerson), not only as contained resources
+REFERENCED_AUTHORS = ("PractitionerRole", "Practitioner", "Organization", "Device", "RelatedPerson")
+
+
+async def _authors(
+    unit: _Unit, doc: dict[str, Any], loc: str, subject: str | None, simplified: bool
+) -> None:
+    """Authors are contained resources (PDSm) named by national ids (or, in ITI-105, references
+    to such resources of this server); the custodian an organisation of the directory."""
     contained = _contained(doc)
     for i, a in enumerate(doc.get("author") or []):
         at = f"{loc}.author[{i}]"
         ref = a.get("reference") if isinstance(a, dict) else None
         if isinstance(ref, str) and _ref_id(ref, "Patient") and _ref_id(ref, "Patient") == subject:
             continue  # a document the patient deposits
+        if simplified and isinstance(ref, str) and not ref.startswith("#"):
+            await _referenced_author(unit, a, ref, at)
+            continue
         if not (isinstance(ref, str) and ref.startswith("#")):
             unit.issues.append(
                 _issue(
@@ -530,6 +600,44 @@ def _authors(unit: _Unit, doc: dict[str, Any], loc: str, subject: str | None) ->
     custodian = doc.get("custodian")
     if isinstance(custodian, dict):
         _organisation(unit, contained, custodian, f"{loc}.custodian")
+
+
+async def _referenced_author(unit: _Unit, author: dict[str, Any], ref: str, at: str) -> None:
+    """An ITI-105 author given by reference: a resource of this server whose professional (a
+    PractitionerRole's practitioner) is in the directory; the reference gets the professional's
+    IdNat_PS, as a contained author's does (authorship for deletion and MASQUE_PS)."""
+    rtype, _, rid = ref.partition("/")
+    if rtype not in REFERENCED_AUTHORS or not rid or "/" in rid:
+        unit.issues.append(
+            _issue(
+                "business-rule",
+                "PDSm simplified publish: an author is a PractitionerRole, Practitioner, "
+                f"Organization, Device, RelatedPerson or the patient, not {ref!r}",
+                at,
+            )
+        )
+        return
+    res = await unit.resource(rtype, rid)
+    if res is None:
+        unit.issues.append(_issue("not-found", f"{ref} is not known", at))
+        return
+    if rtype == "Organization":
+        _organisation(unit, {}, {"reference": ref}, at)
+        return
+    if rtype == "PractitionerRole":
+        role = res
+        res = {}
+        prac = _ref_id(role.get("practitioner"), "Practitioner")
+        if prac is not None:
+            res = await unit.resource("Practitioner", prac) or {}
+        elif isinstance(role.get("practitioner"), dict):
+            res = role["practitioner"]  # a logical reference: its identifier names the professional
+    if rtype in ("PractitionerRole", "Practitioner"):
+        before = len(unit.issues)
+        _professional(unit, res, at)
+        nid = _first_id(_identifiers(res), directory.PS_SYSTEMS)
+        if len(unit.issues) == before and nid and "identifier" not in author:
+            author["identifier"] = {"system": directory.IDNAT_PS, "value": nid}
 
 
 def _index(doc: dict[str, Any], res: dict[str, Any]) -> int:
@@ -625,8 +733,9 @@ async def _check_new(unit: _Unit, w: PendingWrite) -> None:
                 f"{loc}.status",
             )
         )
-    _require(doc, loc, issues)
-    issues += _codes(doc, loc)
+    simplified = is_simplified(doc)
+    _require(doc, loc, issues, simplified)
+    issues += _codes(doc, loc, simplified)
     subject = _ref_id(doc.get("subject"), "Patient")
     patient_ins: tuple[str, str] | None = None
     if doc.get("subject") is not None and subject is None:
@@ -653,7 +762,7 @@ async def _check_new(unit: _Unit, w: PendingWrite) -> None:
                 ins = ins_from_patient(patient)
                 patient_ins = (ins[0].oid, ins[0].value) if ins else None
     _check_unique(unit, w, loc)
-    _authors(unit, doc, loc, subject)
+    await _authors(unit, doc, loc, subject, simplified)
     await _check_content(unit, w, subject, patient_ins)
     if len(issues) == before:
         await _check_replacement(unit, w, subject)
@@ -788,6 +897,16 @@ async def _check_replacement(unit: _Unit, w: PendingWrite, subject: str | None) 
             unit.issues.append(_issue("not-found", f"DocumentReference/{tid} is not known", at))
             continue
         target = decode(locked.content)
+        if not is_record_document(target):
+            unit.issues.append(
+                _issue(
+                    "business-rule",
+                    f"DocumentReference/{tid} is not an entry of the shared record: only a "
+                    "shared document can be replaced through it",
+                    at,
+                )
+            )
+            continue
         if _ref_id(target.get("subject"), "Patient") != subject:
             unit.issues.append(
                 _issue(

@@ -31,9 +31,11 @@ CONFORMANCE = Conformance(
     },
     documentation={
         "DocumentReference": (
-            "PDSm document entries: ITI-65 (transaction Bundle to the base), ITI-105 (POST with "
-            "inline data), ITI-67 (search: patient and status required), metadata PATCH (status, "
-            "securityLabel, isArchived only), DELETE = entered-in-error by the author"
+            "PDSm document entries (those declaring a PDSm/MHD profile; other DocumentReferences "
+            "are plain FHIR): ITI-65 (transaction Bundle to the base), ITI-105 (POST with inline "
+            "data), ITI-67 (search: patient and status required, record entries only), metadata "
+            "PATCH (status, securityLabel, isArchived only), DELETE = entered-in-error by the "
+            "author"
         ),
         "Binary": "ITI-68: GET Binary/{id} streams the document as sent (Accept FHIR for JSON)",
         "List": "ITI-66: SubmissionSets and Folders (code, patient, status, designationType…)",

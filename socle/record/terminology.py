@@ -11,6 +11,10 @@ The value sets live in `data/terminology.json`, with a `_source` note on each on
     confidentiality  JDV_J08-XdsConfidentialityCode-CISIS (securityLabel: TRE_A08)
     visibility       JDV_J110-StatutVisibiliteDocument-CISIS (securityLabel: TRE_A07)
 
+A Coding whose system is the HL7 or IHE canonical of a terminology the ANS republishes with the
+same OID (`equivalents` in the data file) is the same concept: it is accepted as sent, not
+rewritten (`ans_system`).
+
 A securityLabel carries both kinds of codes (confidentiality N/R/V and DMP visibility such as
 MASQUE_PS): `check_security_label` accepts either; `check_codeable` checks one value set.
 
@@ -126,6 +130,20 @@ def system_oid(url: str) -> str | None:
     return _url_to_oid().get(url)
 
 
+@cache
+def _equivalents() -> dict[str, str]:
+    return {
+        other: s["url"] for s in _data()["systems"].values() for other in s.get("equivalents", [])
+    }
+
+
+def ans_system(system: Any) -> Any:
+    """The ANS canonical URL of a code system given by the HL7 or IHE canonical of the same
+    terminology (same OID: HL7 v3 Confidentiality is TRE_A08, IHE formatCode TRE_A11); any
+    other value as it is. A Coding in either system is the same concept."""
+    return _equivalents().get(system, system) if isinstance(system, str) else system
+
+
 # -- checking codes ------------------------------------------------------------------------------
 
 
@@ -134,7 +152,7 @@ def _coding_problem(sets: tuple[ValueSet, ...], coding: Any) -> str | None:
     label = " nor ".join(vs.label for vs in sets)
     if not isinstance(coding, dict):
         return f"a Coding must be an object, not {type(coding).__name__}"
-    system, code = coding.get("system"), coding.get("code")
+    system, code = ans_system(coding.get("system")), coding.get("code")
     if not isinstance(code, str) or not code:
         return f"the coding has no code, so it cannot be in value set {label}"
     if not isinstance(system, str) or not system:

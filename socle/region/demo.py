@@ -121,6 +121,7 @@ def banner(base: str, data_dir: Path, logins: dict[str, Any]) -> str:
     lines = [
         "",
         "[bold green]Socle is running[/bold green] with a synthetic region of Corsica.",
+        f"  Site            {base}/  (Se connecter: the patient or a professional below)",
         f"  FHIR API        {base}/fhir  (CapabilityStatement: {base}/fhir/metadata)",
         f"  Operator token  {token('operator')}",
         f'  Try             curl -H "Authorization: Bearer $TOKEN" '

@@ -17,6 +17,11 @@ from .codes import coding
 from .people import Person
 from .structures import Org, Staff
 
+PDSM_DOCUMENT_REFERENCE = (
+    "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/"
+    "pdsm-comprehensive-document-reference"
+)
+
 V3 = "urn:hl7-org:v3"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _NSMAP = {None: V3, "xsi": XSI}
@@ -275,6 +280,8 @@ def make_document(spec: DocumentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     docref: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "id": spec.doc_id,
+        # shared to the record (PDSm comprehensive entry): its rules and ITI-67 apply
+        "meta": {"profile": [PDSM_DOCUMENT_REFERENCE]},
         "contained": [author],
         "masterIdentifier": {
             "system": "urn:ietf:rfc:3986",

@@ -5,7 +5,11 @@
 * :mod:`.csrf` — signed form tokens bound to a purpose and a value, with an expiry;
 * :mod:`.headers` — the Content-Security-Policy and other headers of every page;
 * :mod:`.forms` — form and query parameters (a repeated one is refused), the client's address;
-* :func:`static_routes` — ``/static/dsfr/``, the DSFR files of the installed npm package.
+* :func:`static_routes` — ``/static/dsfr/``, the DSFR files of the installed npm package, and
+  ``/static/socle/``, Socle's few styles;
+* :mod:`.errors` — the French error pages of page routes; :mod:`.times` — Paris times in words;
+* :mod:`.session` — who is signed in on a page (set by ``socle/auth/sessions.py``) and the CSRF
+  tokens of that session's forms.
 
 The FHIR engine never imports this package; services' pages do.
 """

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from .headers import page_headers
+from .times import paris
 
 BASE_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -27,6 +28,7 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.environment.filters["paris"] = paris
 
     def render(
         self, name: str, status: int = 200, form_targets: Iterable[str] = (), **context: Any

@@ -124,6 +124,39 @@ def minimal(rtype: str) -> dict[str, Any]:
 INVARIANT_NEEDS: dict[str, dict[str, Any]] = {
     "Organization": {"name": "x"},
     "SearchParameter": {"status": "draft"},
+    "AllergyIntolerance": {  # ait-1
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                    "code": "active",
+                }
+            ]
+        }
+    },
+    "Appointment": {  # app-1, app-3
+        "start": "2024-01-01T10:00:00Z",
+        "end": "2024-01-01T10:30:00Z",
+        "participant": [{"actor": {"display": "x"}, "status": "accepted"}],
+    },
+    "AppointmentResponse": {"actor": {"display": "x"}},  # apr-1
+    "CapabilityStatement": {"software": {"name": "x"}, "rest": [{"mode": "server"}]},  # cpb-*
+    "Consent": {"policyRule": {"text": "x"}},  # ppc-1
+    "ImmunizationRecommendation": {  # imr-1
+        "recommendation": [{"forecastStatus": {"text": "x"}, "targetDisease": {"text": "x"}}]
+    },
+    "InsurancePlan": {"name": "x"},  # ipn-1
+    "Linkage": {  # lnk-1
+        "item": [
+            {"type": "source", "resource": {"display": "a"}},
+            {"type": "alternate", "resource": {"display": "b"}},
+        ]
+    },
+    "StructureDefinition": {  # sdf-6, sdf-8a, sdf-14
+        "type": "X",
+        "differential": {"element": [{"id": "X", "path": "X"}]},
+    },
+    "TerminologyCapabilities": {"software": {"name": "x"}},  # tcp-2, tcp-4
 }
 
 

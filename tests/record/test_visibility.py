@@ -64,6 +64,11 @@ def test_visibility_matrix(world, label, reader):
         assert (got.status_code == 200) is expected
         if expected:
             assert got.content == content
+        # a version of the content follows its entries, the same way
+        version = c.get(f"/Binary/{binary}/_history/1")
+        assert version.status_code == (200 if expected else 404), version.text
+        if expected:
+            assert version.content == content
         history = c.get(f"/DocumentReference/{doc}/_history")
         seen = {e["resource"]["id"] for e in history.json().get("entry", []) if "resource" in e}
         assert (doc in seen) is expected

@@ -112,6 +112,7 @@ def test_banner_lists_the_logins_with_runnable_commands(demo: Demo) -> None:
     d, p = demo.logins["doctor"], demo.logins["patient"]
     assert f"practitioner:{d['rpps']}" in text
     assert p["password"] in text and p["totp_secret"] in text
+    assert f"Site            {demo.server.base}/ " in text
     assert f"representative:{demo.logins['parent']['related_person']}" in text
 
 

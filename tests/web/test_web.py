@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 from starlette.applications import Starlette
 
+from socle.npm import installed_package
 from socle.web import Pages, check_form_token, dsfr_dist, form_token, static_routes
-from socle.web.static import DSFR_PACKAGE, _installed_package
+from socle.web.static import DSFR_PACKAGE
 
 
 def test_a_service_template_extends_the_base_layout(tmp_path: Path) -> None:
@@ -60,8 +61,8 @@ def test_dsfr_is_found_in_the_installed_npm_package() -> None:
 
 
 def test_no_dsfr_package_above_a_folder(tmp_path: Path) -> None:
-    assert _installed_package(DSFR_PACKAGE, tmp_path) is None
+    assert installed_package(DSFR_PACKAGE, (tmp_path,)) is None
     fake = tmp_path / "node_modules" / "@gouvfr" / "dsfr"
     fake.mkdir(parents=True)
     (fake / "package.json").write_text(json.dumps({"name": "something-else"}))
-    assert _installed_package(DSFR_PACKAGE, tmp_path / "sub") is None
+    assert installed_package(DSFR_PACKAGE, (tmp_path / "sub",)) is None

@@ -15,6 +15,7 @@ from .flows.professional_login import ProfessionalLogin
 from .flows.token import Token
 from .flows.token_status import TokenStatus
 from .flows.userinfo import UserInfo
+from .flows.web_login import WebLogin
 from .psc_standin import standin_routes
 
 FLOWS: tuple[type[Flow], ...] = (
@@ -26,6 +27,7 @@ FLOWS: tuple[type[Flow], ...] = (
     Token,
     TokenStatus,
     UserInfo,
+    WebLogin,
 )
 
 

@@ -3,7 +3,9 @@
 Reads by id are most of a FHIR server's traffic. This ASGI layer answers the plain ones (no query
 string, no conditional headers, an Accept that takes JSON) without the framework's routing and
 middleware stack; everything else, including every error, goes to the full application, so
-behaviour is the same and only the cost differs.
+behaviour is the same and only the cost differs. A type whose reads a service serves itself
+(Binary: a document's bytes, ITI-68) goes straight to that service's content hook, whatever the
+Accept.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..access import ACCESS_KEY
@@ -24,9 +27,10 @@ _SKIP_HEADERS = {b"if-none-match", b"if-modified-since"}
 
 
 class FastRead:
-    def __init__(self, app: ASGIApp, state: Any) -> None:
+    def __init__(self, app: ASGIApp, application: Any) -> None:
         self.app = app
-        self.state = state  # the application's state: the engine lives there once started
+        self.application = application  # the Starlette app: the engine is in its state
+        self.state = application.state
         # OperationDefinition: the server's own are served from their declarations
         self.types = definitions().resource_types - {"OperationDefinition"}
 
@@ -38,20 +42,22 @@ class FastRead:
         if m is None or m.group(1) not in self.types:
             await self.app(scope, receive, send)
             return
+        engine = getattr(self.state, "engine", None)
+        if engine is None or scope.get(ACCESS_KEY) is None:
+            await self.app(scope, receive, send)
+            return
+        content = engine.hooks.of(m.group(1)).content
         for name, value in scope["headers"]:
             if name in _SKIP_HEADERS or (
-                name == b"accept" and b"json" not in value and b"*/*" not in value
+                content is None
+                and name == b"accept"
+                and b"json" not in value
+                and b"*/*" not in value
             ):
                 await self.app(scope, receive, send)
                 return
-        engine = getattr(self.state, "engine", None)
-        if (
-            engine is None
-            or scope.get(ACCESS_KEY) is None
-            # a type whose reads a service serves itself (Binary: the document's bytes)
-            or engine.hooks.of(m.group(1)).content is not None
-        ):
-            await self.app(scope, receive, send)
+        if content is not None:
+            await self._content(content, m.group(2), scope, receive, send)
             return
         try:
             version = await engine.read(m.group(1), m.group(2), scope.get(ACCESS_KEY))
@@ -73,3 +79,15 @@ class FastRead:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _content(
+        self, content: Any, rid: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """The service's own read of the type, without the routing: the same hook the full
+        application's route calls."""
+        request = Request({**scope, "app": self.application}, receive)
+        try:
+            response = await content(request, rid, None)
+        except FhirError as err:
+            response = error_response(err)
+        await response(scope, receive, send)

@@ -15,7 +15,8 @@ from ..datetimes import instant, now_ms
 from ..engine import Engine, EntryRequest, EntryResponse
 from ..json import decode, encode_str
 from ..outcome import FhirError, bad_request
-from ..validation.invariants import repeated_full_url
+from ..validation import get_validator
+from ..validation.bundles import transaction_issues
 from .bundles import search_bundle_text
 from .http import fhir_response, prefer_return
 
@@ -46,14 +47,9 @@ def parse_entries(
             "too-costly",
             f"The Bundle has {len(raw_entries)} entries; the limit is {max_entries}",
         )
-    repeated = repeated_full_url(raw_entries)
-    if repeated is not None:
-        first, again = repeated
-        raise bad_request(
-            f"Bundle.entry[{again}] repeats the fullUrl of Bundle.entry[{first}]: fullUrl must be "
-            "unique in a Bundle (bdl-7)",
-            f"Bundle.entry[{again}].fullUrl",
-        )
+    problems = transaction_issues(bundle, get_validator().c.resource_types)
+    if problems:
+        raise FhirError(400, problems)
     entries = []
     for i, raw in enumerate(raw_entries):
         where = f"Bundle.entry[{i}]"

@@ -12,20 +12,37 @@ from collections.abc import Callable
 from typing import Any
 
 from ..definitions import load_bundle
+from .bindings import severity as binding_severity
+from .bindings import widened
+from .extensions import ExtensionDef, compile_definitions, type_ancestors
+from .fhirpath import FhirPathInvariant, Unsupported
 from .invariants import BUILT_IN, INVARIANTS
 from .primitives import FHIR_TYPE_EXT, Checker, build_checkers
 from .valuesets import ValueSets, read_bundle
 
 SD_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 _FHIRPATH_PREFIX = "http://hl7.org/fhirpath/System."
+_BEST_PRACTICE = "http://hl7.org/fhir/StructureDefinition/elementdefinition-bestpractice"
 _SKIP_TYPES = frozenset({"Element", "BackboneElement"})
 
 
 class Invariant:
-    __slots__ = ("key", "human", "severity", "test")
+    """A constraint: a hand translation (`test`) or a FHIRPath expression (`expr`). With
+    `child`, it sits on a primitive element and is evaluated on each value of that property."""
 
-    def __init__(self, key: str, human: str, severity: str, test: Callable[[Any], bool]) -> None:
+    __slots__ = ("key", "human", "severity", "test", "expr", "child")
+
+    def __init__(
+        self,
+        key: str,
+        human: str,
+        severity: str,
+        test: Callable[[Any], bool] | None,
+        expr: FhirPathInvariant | None = None,
+        child: str = "",
+    ) -> None:
         self.key, self.human, self.severity, self.test = key, human, severity, test
+        self.expr, self.child = expr, child
 
 
 class Element:
@@ -44,6 +61,8 @@ class Element:
         "codes",
         "code_values",
         "valueset",
+        "strength",
+        "binding_severity",
         "targets",
         "choice",
         "prohibited",
@@ -65,9 +84,11 @@ class Element:
         self.check: Checker | None = None  # primitive checker, None for complex
         self.node_ref = ""  # Node name to resolve after all nodes exist
         self.node: Node | None = None
-        self.codes: frozenset[tuple[str, str]] | None = None  # required binding, (system, code)
-        self.code_values: frozenset[str] | None = None  # required binding, codes only
+        self.codes: frozenset[tuple[str, str]] | None = None  # checked binding, (system, code)
+        self.code_values: frozenset[str] | None = None  # checked binding, codes only
         self.valueset = ""
+        self.strength = ""  # of the checked binding: required or extensible
+        self.binding_severity = "error"  # of a code outside it (bindings.severity)
         self.targets: frozenset[str] | None = None  # allowed reference target types
         self.choice: str | None = None  # choice group name (`value`) for `valueQuantity`
         self.prohibited = False  # max = 0 in this (profiled) definition
@@ -91,12 +112,24 @@ class Node:
         self.is_resource = False
 
 
-class ExtensionDef:
-    __slots__ = ("url", "value_keys", "value_required", "complex")
+def _best_practice(constraint: dict[str, Any]) -> bool:
+    """dom-6 and con-3: the reference validator ignores them unless asked to check best
+    practice; so does Socle."""
+    return any(
+        x.get("url") == _BEST_PRACTICE and x.get("valueBoolean")
+        for x in constraint.get("extension", ())
+    )
 
-    def __init__(self, url: str, value_keys: frozenset[str], value_required: bool, cx: bool):
-        self.url, self.value_keys = url, value_keys
-        self.value_required, self.complex = value_required, cx
+
+def _bind(invariants: tuple[Invariant, ...], node: Node) -> None:
+    """Give FHIRPath invariants their trigger keys: the JSON keys of the elements they name."""
+    keys: dict[str, tuple[str, ...]] = {}
+    for el in node.elements.values():
+        name = el.choice or el.key
+        keys[name] = (*keys.get(name, ()), el.key, "_" + el.key)
+    for inv in invariants:
+        if inv.expr is not None and not inv.child:
+            inv.expr.bind(keys)
 
 
 def _cap(code: str) -> str:
@@ -118,7 +151,7 @@ def _type_code(el: dict[str, Any], ty: dict[str, Any]) -> str:
 class Compiled:
     """All compiled tables, ready for the validator."""
 
-    def __init__(self) -> None:
+    def __init__(self, with_fhirpath: bool = True) -> None:
         self.checkers = build_checkers()
         self.valuesets = ValueSets()
         self.nodes: dict[str, Node] = {}
@@ -127,7 +160,11 @@ class Compiled:
         self.core_profiles: dict[str, str] = {}  # canonical URL -> resource type
         self.other_profiles: dict[str, str] = {}  # HL7 profiles shipped but not enforced
         self.extensions: dict[str, ExtensionDef] = {}
+        self.type_ancestors: dict[str, tuple[str, ...]] = {}  # Age -> (Quantity, Element)
         self.constraint_text: dict[str, tuple[str, str]] = {}  # key -> (human, severity)
+        #: constraints fhirpathpy cannot evaluate, (definition path, key) -> reason
+        self.unsupported: dict[tuple[str, str], str] = {}
+        self.with_fhirpath = with_fhirpath
         self._ambiguous_keys: frozenset[str] = frozenset()
         self._compile()
 
@@ -166,6 +203,11 @@ class Compiled:
             for el in node.elements.values():
                 if el.node_ref:
                     el.node = self.nodes[el.node_ref]
+        for node in self.nodes.values():
+            _bind(node.invariants, node)
+            for el in node.elements.values():
+                if el.node is not None:
+                    _bind(el.invariants, el.node)
         self._compile_extensions()
         self.valuesets.release()
 
@@ -212,21 +254,51 @@ class Compiled:
                         required.append(((base, "_" + base), base))
             node.required = tuple(required)
             own = by_path.get(path, {})
-            node.invariants = self._invariants(own, skip=())
+            base = own.get("path", path)
+            node.invariants = self._invariants(
+                own, skip=(), base=base, resource_type=name if node.is_resource else None
+            )
+            for e in kids:  # constraints on a primitive element run from its parent
+                types = e.get("type") or []
+                if len(types) == 1 and _type_code(e, types[0]) in self.checkers:
+                    child = e["path"].rsplit(".", 1)[1]
+                    node.invariants += self._invariants(
+                        e, skip=(), base=_type_code(e, types[0]), child=child
+                    )
             self.nodes[node.name] = node
 
-    def _invariants(self, el: dict[str, Any], skip: tuple[str, ...]) -> tuple[Invariant, ...]:
+    def _invariants(
+        self,
+        el: dict[str, Any],
+        skip: tuple[str, ...],
+        base: str,
+        resource_type: str | None = None,
+        child: str = "",
+    ) -> tuple[Invariant, ...]:
+        """The element's constraints: a hand translation where one exists, else its FHIRPath
+        expression compiled for fhirpathpy (evaluated against `base`, a type or element
+        path); those fhirpathpy cannot run are recorded in `unsupported`."""
         out = []
         for c in el.get("constraint", []):
             key = c.get("key", "")
-            self.constraint_text.setdefault(key, (c.get("human", ""), c.get("severity", "error")))
-            if key in BUILT_IN or key in skip:
+            human, severity = c.get("human", ""), c.get("severity", "error")
+            self.constraint_text.setdefault(key, (human, severity))
+            if key in BUILT_IN or key in skip or _best_practice(c):
                 continue
             test = INVARIANTS.get(f"{el.get('path')}:{key}")
             if test is None and key not in self._ambiguous_keys:
                 test = INVARIANTS.get(key)
             if test is not None:
-                out.append(Invariant(key, c.get("human", ""), c.get("severity", "error"), test))
+                out.append(Invariant(key, human, severity, test, child=child))
+                continue
+            if not self.with_fhirpath or not c.get("expression"):
+                continue
+            try:
+                expr = FhirPathInvariant(c["expression"], base, resource_type)
+            except Unsupported as exc:
+                self.unsupported[(str(el.get("path")), key)] = str(exc)
+                continue
+            out.append(Invariant(key, human, severity, None, expr, child))
         return tuple(out)
 
     def _compile_element(
@@ -244,9 +316,13 @@ class Compiled:
         binding = e.get("binding") or {}
         codes = None
         vs_url = ""
-        if binding.get("strength") == "required" and binding.get("valueSet"):
+        strength = binding.get("strength")
+        level = binding_severity(strength, binding.get("valueSet") or "", owner)
+        if level is not None and binding.get("valueSet"):
             vs_url = binding["valueSet"].split("|")[0]
             codes = self.valuesets.expand(vs_url)
+            if codes is not None and strength == "extensible" and widened(vs_url):
+                codes = codes | widened(vs_url)
 
         def make(key: str, label: str, type_code: str, ty: dict[str, Any] | None) -> Element:
             el = Element(key, label, owner)
@@ -259,6 +335,8 @@ class Compiled:
                 el.codes = codes
                 el.code_values = frozenset(c for _, c in codes)
                 el.valueset = vs_url
+                el.strength = strength or ""
+                el.binding_severity = level or "error"
             if type_code in self.checkers:
                 el.check = self.checkers[type_code]
                 el.hashref = type_code in ("uri", "canonical")
@@ -290,6 +368,7 @@ class Compiled:
             target = e["contentReference"].lstrip("#")
             el = make(base, base, "BackboneElement", None)
             el.node_ref = node_name(target)
+            el.invariants = self._invariants(e, skip=(), base=target)
             return [el]
         types = e.get("type") or []
         if base.endswith("[x]"):
@@ -299,6 +378,8 @@ class Compiled:
                 code = _type_code(e, ty)
                 el = make(group + _cap(code), f"{group}.ofType({code})", code, ty)
                 el.choice = group
+                if el.node_ref:
+                    el.invariants = self._invariants(e, skip=(), base=code)
                 out.append(el)
             return out
         if not types:
@@ -311,7 +392,7 @@ class Compiled:
         elif el.node_ref:
             # Constraints declared on the element itself (not inherited from its type).
             type_keys = tuple(i.key for i in self.nodes_pending_keys(el.node_ref))
-            el.invariants = self._invariants(e, skip=type_keys)
+            el.invariants = self._invariants(e, skip=type_keys, base=code)
         return [el]
 
     def nodes_pending_keys(self, type_name: str) -> tuple[Invariant, ...]:
@@ -319,19 +400,5 @@ class Compiled:
         return node.invariants if node is not None else ()
 
     def _compile_extensions(self) -> None:
-        for sd in read_bundle("extension-definitions.json"):
-            if sd.get("resourceType") != "StructureDefinition" or "snapshot" not in sd:
-                continue
-            keys: set[str] = set()
-            value_required = False
-            is_complex = False
-            for e in sd["snapshot"]["element"]:
-                if e.get("id") == "Extension.value[x]":
-                    if e.get("max") == "0":
-                        is_complex = True
-                    value_required = e.get("min", 0) > 0
-                    for ty in e.get("type", []):
-                        keys.add("value" + _cap(_type_code(e, ty)))
-            self.extensions[sd["url"]] = ExtensionDef(
-                sd["url"], frozenset(keys), value_required, is_complex
-            )
+        self.extensions = compile_definitions(read_bundle("extension-definitions.json"), _type_code)
+        self.type_ancestors = type_ancestors(load_bundle("profiles-types.json"))

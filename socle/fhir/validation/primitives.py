@@ -19,6 +19,7 @@ from typing import Any
 
 from ..attachments import base64_problem
 from ..definitions import load_bundle
+from .narrative import problem as narrative_problem
 
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
@@ -28,12 +29,24 @@ MAX_STRING = 1024 * 1024  # the spec caps string at 1 MB
 
 Checker = Callable[[Any], "str | None"]
 
+
+class Warn(str):
+    """A checker's message about a value that is valid but SHOULD be otherwise: a warning."""
+
+
+_WHITESPACE = " \t\r\n"
+# markdown is rendered as HTML by its readers: raw HTML that runs or loads something is refused,
+# any other raw HTML is not portable (R4 markdown is CommonMark, where readers may drop it)
+_MARKDOWN_DANGER = re.compile(
+    r"<\s*/?\s*(script|iframe|object|embed|form|style|link|meta|base)\b|<[^>]*\son[a-z]+\s*="
+    r"|\]\(\s*(javascript|vbscript):|<[^>]*(javascript|vbscript):",
+    re.I,
+)
+_MARKDOWN_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^>]*)?/?>")
+
 # FHIR forbids the C0 control characters that XML cannot carry (tab, CR and LF are fine).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
-_XHTML_NS = "http://www.w3.org/1999/xhtml"
-_SCRIPT = re.compile(r"<(script|form|iframe|object|embed|input)\b|\son[a-z]+\s*=", re.I)
-_TAGS = re.compile(r"<[^>]*>")
 
 _DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -89,6 +102,8 @@ def build_checkers() -> dict[str, Checker]:
     checkers: dict[str, Checker] = {}
 
     def string_like(name: str) -> Checker:
+        text_rules, markdown = name in ("string", "markdown"), name == "markdown"
+
         def check(v: Any) -> str | None:
             if type(v) is not str:
                 return f"expected a JSON string ({name}), found {json_kind(v)}"
@@ -98,6 +113,10 @@ def build_checkers() -> dict[str, Checker]:
                 return f"{name} longer than 1 MB"
             if _CONTROL.search(v) is not None:
                 return f"{name} contains an illegal control character"
+            if text_rules and (v[0] in _WHITESPACE or v[-1] in _WHITESPACE):
+                return _whitespace(name, v)
+            if markdown and "<" in v:
+                return _markdown_html(v)
             return None
 
         return check
@@ -126,21 +145,9 @@ def build_checkers() -> dict[str, Checker]:
     base_xhtml = string_like("xhtml")
 
     def xhtml(v: Any) -> str | None:
-        # Narrative.div: one XHTML <div> in the XHTML namespace (txt-1, partly), with text (txt-2)
+        # Narrative.div: txt-1 and txt-2 (narrative.py)
         msg = base_xhtml(v)
-        if msg is not None:
-            return msg
-        text = v.strip()
-        if not text.startswith("<div") or not text.endswith("</div>"):
-            return "txt-1: the narrative must be a single XHTML <div> element"
-        head = text[: text.find(">") + 1]
-        if "xmlns" not in head or _XHTML_NS not in head:
-            return 'txt-1: the narrative <div> must declare xmlns="http://www.w3.org/1999/xhtml"'
-        if _SCRIPT.search(text) is not None:
-            return "txt-1: the narrative must not contain scripts, forms or event handlers"
-        if not _TAGS.sub("", text).strip() and "<img" not in text:
-            return "txt-2: the narrative must have some non-whitespace content"
-        return None
+        return msg if msg is not None else narrative_problem(v)
 
     checkers["xhtml"] = xhtml
     for name in ("code", "id", "uri", "url", "canonical", "oid", "uuid", "time"):
@@ -199,6 +206,24 @@ def build_checkers() -> dict[str, Checker]:
     checkers["unsignedInt"] = int_range("unsignedInt", 0)
     checkers["decimal"] = decimal
     return checkers
+
+
+def _whitespace(name: str, v: str) -> str | None:
+    """R4: strings SHOULD have non-whitespace content and no leading or trailing whitespace
+    (markdown may start with an indented block or end with a hard line break)."""
+    if not v.strip(_WHITESPACE):
+        return Warn(f"{name} is only whitespace; it SHOULD have some content")
+    if name == "string":
+        return Warn(f"string {_short(v)} SHOULD not start or end with whitespace")
+    return _markdown_html(v) if "<" in v else None
+
+
+def _markdown_html(v: str) -> str | None:
+    if _MARKDOWN_DANGER.search(v) is not None:
+        return "markdown must not contain scripts, event handlers or javascript: links"
+    if _MARKDOWN_TAG.search(v) is not None:
+        return Warn("markdown contains raw HTML, which readers may show as text or drop")
+    return None
 
 
 def _short(v: Any) -> str:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..outcome import Issue
+from .bindings import widen
+from .extensions import ExtensionDef
 
 FR_CORE = "https://hl7.fr/ig/fhir/core"
 SD = f"{FR_CORE}/StructureDefinition/"
@@ -32,6 +34,7 @@ ORGANIZATION = SD + "fr-core-organization"
 IDENTITY_RELIABILITY = SD + "fr-core-identity-reliability"
 BIRTH_LIST_GIVEN_NAME = SD + "fr-core-patient-birth-list-given-name"
 ADDRESS_INSEE_CODE = SD + "fr-core-address-insee-code"
+CONTACT_POINT_EMAIL_TYPE = SD + "fr-core-contact-point-email-type"
 BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
 
 CS_V2_0203_FR = CS + "fr-core-cs-v2-0203"
@@ -40,6 +43,12 @@ CS_IDENTITY_STATUS = CS + "fr-core-cs-identity-status"
 CS_METHOD_COLLECTION = CS + "fr-core-cs-method-collection"
 CS_VALIDATION_MODE = CS + "fr-core-cs-mode-validation-identity"
 CS_STATUS_COMMENT = CS + "fr-core-cs-identity-status-comment"
+# FR Core up to 2.1.0 (still pinned by ANS guides: PDSm's and TDDUI's published examples code
+# identityStatus there) coded the status in its HL7 v2 table 0445 code system, whose 21 codes
+# are today split between fr-core-cs-identity-status (PROV, VALI) and the comments
+# (fr-core-cs-identity-status-comment: the same codes VIDE, DOUB, ... DOUT).
+CS_V2_0445 = CS + "fr-core-cs-v2-0445"
+V2_0445_STATUS = {"PROV": "PROV", "VALI": "VALI"}  # old status code -> current status code
 
 
 @dataclass
@@ -207,6 +216,15 @@ RELIABILITY_PARTS: dict[str, tuple[str, str | None, frozenset[str] | None, int]]
     "validationDate": ("valueDate", None, None, 1),
     "validationMode": ("valueCoding", CS_VALIDATION_MODE, VALIDATION_MODE, 1),
 }
+
+
+def identifier_type_codes() -> frozenset[tuple[str, str]]:
+    """The identifier types FR Core's profiles bind where R4 binds `identifier-type`
+    (extensible): FR Core's own code system, v2-0203 NH for the NSS and PI for the IPP (the
+    facility's patient identifier)."""
+    kinds = (*PATIENT_IDENTIFIERS, *PRACTITIONER_IDENTIFIERS, *ORGANIZATION_IDENTIFIERS)
+    codes = {(k.type_system, c) for k in kinds if k.type_system for c in k.type_codes}
+    return frozenset(codes | {(CS_V2_0203_FR, "ADELI"), (CS_V2_0203_HL7, "PI")})
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -391,6 +409,8 @@ def check_identity_reliability(ext: dict[str, Any], path: str, issues: list[Issu
             continue
         pairs = _codes_of(sub[value_key])
         good = [c for s, c in pairs if s == system and isinstance(c, str) and c in codes]
+        if not good and url in ("identityStatus", "comment"):
+            good = _older_fr_core_codes(url, pairs, f"{where}.value", issues)
         if not good:
             _issue(
                 issues,
@@ -428,6 +448,57 @@ def check_identity_reliability(ext: dict[str, Any], path: str, issues: list[Issu
             "RNIV: a doubtful (DOUT) or fictitious (FICT) identity must have status PROV",
             path,
         )
+
+
+def _older_fr_core_codes(
+    url: str, pairs: list[tuple[Any, Any]], where: str, issues: list[Issue]
+) -> list[str]:
+    """identityStatus / comment codes of FR Core 2.1.0's fr-core-cs-v2-0445: accepted with a
+    warning saying what they map to today (none for a status code that is now a comment: the
+    identity counts as PROV, which claims nothing)."""
+    old = [c for s, c in pairs if s == CS_V2_0445 and isinstance(c, str)]
+    if url == "comment":
+        mapped = [c for c in old if c in STATUS_COMMENT]
+        for code in mapped:
+            _issue(
+                issues,
+                "warning",
+                "code-invalid",
+                f"comment {CS_V2_0445}|{code} (FR Core 2.1.0) is taken as {CS_STATUS_COMMENT}|"
+                f"{code}",
+                where,
+            )
+        return mapped
+    mapped = [V2_0445_STATUS[c] for c in old if c in V2_0445_STATUS]
+    for code in old:
+        current = V2_0445_STATUS.get(code)
+        _issue(
+            issues,
+            "warning",
+            "code-invalid",
+            f"identityStatus {CS_V2_0445}|{code} (FR Core 2.1.0) is taken as "
+            f"{CS_IDENTITY_STATUS}|{current}"
+            if current
+            else f"identityStatus {CS_V2_0445}|{code} (FR Core 2.1.0) is not a status in the "
+            f"current FR Core but a comment ({CS_STATUS_COMMENT}): the identity counts as PROV",
+            where,
+        )
+    return mapped or (["PROV"] if any(c in STATUS_COMMENT for c in old) else [])
+
+
+def older_fr_core_vali(patient: dict[str, Any]) -> bool:
+    """Whether the Patient declares VALI in FR Core 2.1.0's code system, whose rule (fr-core-1:
+    a VALI identity carries its INS) let a VALI identity carry the INS that the current FR Core
+    and the RNIV keep to QUAL identities."""
+    for _, ext in _extensions(patient, IDENTITY_RELIABILITY):
+        for sub in _list(ext, "extension"):
+            if (
+                isinstance(sub, dict)
+                and sub.get("url") == "identityStatus"
+                and (CS_V2_0445, "VALI") in _codes_of(sub.get("valueCoding"))
+            ):
+                return True
+    return False
 
 
 # --- profiles ---------------------------------------------------------------------------------
@@ -548,12 +619,19 @@ def _patient_ins(resource: dict[str, Any], path: str, issues: list[Issue]) -> No
             f"{path}.extension",
         )
     if any(k.ins for k in found) and reliability and "QUAL" not in identity_status(resource):
+        older = older_fr_core_vali(resource)
         _issue(
             issues,
-            SETTINGS.ins_requires_qual,
+            "warning" if older else SETTINGS.ins_requires_qual,
             "business-rule",
             f"{name}: an INS matricule may only be carried by a qualified identity "
-            "(identityStatus QUAL)",
+            "(identityStatus QUAL)"
+            + (
+                "; FR Core 2.1.0 let a VALI identity carry it: accepted, but the INS is not "
+                "shared until the identity is qualified"
+                if older
+                else ""
+            ),
             f"{path}.identifier",
         )
 
@@ -614,5 +692,40 @@ def profile_rules() -> dict[str, ProfileRule]:
     }
 
 
+# FR Core's extension definitions are not shipped: what the reference read of them, for the
+# extension checker (context, value type, 0..1); the identity-reliability parts are checked by
+# `check_identity_reliability`. Where the context is uncertain (the birth given names list) both
+# places are allowed.
+FR_EXTENSIONS = {
+    IDENTITY_RELIABILITY: ExtensionDef(
+        IDENTITY_RELIABILITY, frozenset(), False, True, frozenset({"Patient"})
+    ),
+    BIRTH_LIST_GIVEN_NAME: ExtensionDef(
+        BIRTH_LIST_GIVEN_NAME,
+        frozenset({"valueString"}),
+        True,
+        False,
+        frozenset({"Patient", "HumanName"}),
+        1,
+    ),
+    ADDRESS_INSEE_CODE: ExtensionDef(
+        ADDRESS_INSEE_CODE, frozenset({"valueCoding"}), True, False, frozenset({"Address"}), 1
+    ),
+    CONTACT_POINT_EMAIL_TYPE: ExtensionDef(
+        CONTACT_POINT_EMAIL_TYPE,
+        frozenset({"valueCoding"}),
+        True,
+        False,
+        frozenset({"ContactPoint"}),
+        1,
+    ),
+}
+
+
 def extension_rules() -> dict[str, Callable[[dict[str, Any], str, list[Issue]], None]]:
     return {IDENTITY_RELIABILITY: check_identity_reliability}
+
+
+# FR Core rebinds Identifier.type to value sets of its own: its identifier types are members, not
+# strangers, of R4's extensible `identifier-type` binding (registered before any compile).
+widen("http://hl7.org/fhir/ValueSet/identifier-type", identifier_type_codes())

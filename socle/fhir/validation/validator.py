@@ -11,12 +11,14 @@ import difflib
 import re
 from typing import Any
 
-from ...config import unknown_profile_severity
+from ...config import unknown_extension_severity, unknown_profile_severity
 from ..attachments import content_mismatches, decode_base64, sha1_digest
 from ..outcome import Issue
 from . import profiles_fr
+from .bundles import check_bundle
 from .compiler import Compiled, Element, Node
-from .primitives import json_kind
+from .extensions import ExtensionChecker
+from .primitives import Warn, json_kind
 
 #: Severity of the issue raised for a profile in `meta.profile` that this validator does not know:
 #: "warning" (default; the resource is still checked against its base definition) or "error".
@@ -41,29 +43,37 @@ _ROOT, _CONTAINED, _EMBEDDED = 0, 1, 2
 class _Ctx:
     """Per-resource state: contained resources, local references, Bundle fullUrls."""
 
-    __slots__ = ("contained", "local_refs", "self_refs", "current", "bundle_urls")
+    __slots__ = ("contained", "local_refs", "self_refs", "current", "bundle_urls", "res", "root")
 
-    def __init__(self, bundle_urls: dict[str, str] | None) -> None:
+    def __init__(self, bundle_urls: dict[str, str] | None, root: Any = None) -> None:
         self.contained: dict[str, str | None] = {}  # contained id -> resourceType
         self.local_refs: set[str] = set()  # ids referenced as `#id`
         self.self_refs: set[str] = set()  # contained ids whose resource references `#`
         self.current: str | None = None  # id of the contained resource being walked
         self.bundle_urls = bundle_urls  # fullUrl -> resourceType, inside a Bundle
+        self.res = root  # FHIRPath %resource: the resource being walked (contained or not)
+        self.root = root  # FHIRPath %rootResource
 
 
 class Validator:
     """A compiled validator; use `get_validator()` for the shared instance."""
 
-    def __init__(self, compiled: Compiled | None = None) -> None:
+    def __init__(
+        self, compiled: Compiled | None = None, *, unknown_extensions: str | None = None
+    ) -> None:
         self.c = compiled or Compiled()
         nodes = self.c.nodes
         self._element_node = nodes["Element"]
         self._ext_node = nodes["Extension"]
         self._attachment_node = nodes["Attachment"]
         self._resource_types = self.c.resource_types
-        self._extensions = self.c.extensions
         self._profiles = profiles_fr.profile_rules()
-        self._ext_rules = profiles_fr.extension_rules()
+        self._ext = ExtensionChecker(
+            {**self.c.extensions, **profiles_fr.FR_EXTENSIONS},
+            self.c.type_ancestors,
+            profiles_fr.extension_rules(),
+            unknown_extensions or unknown_extension_severity(),
+        )
         self._text = self.c.constraint_text
 
     # --- public -------------------------------------------------------------------------------
@@ -124,10 +134,11 @@ class Validator:
             self._contained_rules(res, path, issues)
             rid = res.get("id")
             previous, ctx.current = ctx.current, rid if type(rid) is str else None
+            container, ctx.res = ctx.res, res
             self._walk(node, res, path, issues, ctx)
-            ctx.current = previous
+            ctx.current, ctx.res = previous, container
         else:
-            ctx = _Ctx(parent.bundle_urls if parent is not None else None)
+            ctx = _Ctx(parent.bundle_urls if parent is not None else None, res)
             contained = res.get("contained")
             if type(contained) is list:
                 for c in contained:
@@ -139,6 +150,13 @@ class Validator:
             self._walk(node, res, path, issues, ctx)
             if type(contained) is list:
                 self._dom_3(contained, path, issues, ctx)
+            if rt == "Bundle":
+                check_bundle(res, path, issues, self._constraint, self._resource_types)
+        if "extension" in res or "modifierExtension" in res:
+            names = (
+                (rt, "Resource", "DomainResource") if "text" in node.elements else (rt, "Resource")
+            )
+            self._ext.element(res, names, path, issues)
         self._check_profiles(res, rt, path, issues, profile)
 
     def _contained_rules(self, res: dict[str, Any], path: str, issues: list[Issue]) -> None:
@@ -347,7 +365,8 @@ class Validator:
                         (f"{path}.{label}",),
                     )
                 )
-        _check_invariants(node.invariants, obj, path, issues)
+        if node.invariants:
+            _check_invariants(node.invariants, obj, path, issues, ctx)
 
     def _complex(self, el: Element, val: Any, path: str, issues: list[Issue], ctx: _Ctx) -> None:
         if type(val) is not dict:
@@ -380,6 +399,9 @@ class Validator:
         if node is None:
             return
         self._walk(node, val, path, issues, ctx)
+        if ("extension" in val or "modifierExtension" in val) and el.type != "Extension":
+            # a complex extension's own parts are checked with it, by its definition
+            self._ext.element(val, (el.owner, node.name, el.type), path, issues)
         if node is self._ext_node:
             self._extension(val, path, issues)
         elif node is self._attachment_node:
@@ -388,7 +410,8 @@ class Validator:
             self._reference(el, val, path, issues, ctx)
         if el.codes is not None:
             self._coded(el, val, path, issues)
-        _check_invariants(el.invariants, val, path, issues)
+        if el.invariants:
+            _check_invariants(el.invariants, val, path, issues, ctx)
 
     def _primitive_extension(
         self,
@@ -433,7 +456,7 @@ class Validator:
                             )
                         )
                     continue
-                self._element_extension(item, f"{where}[{i}]", issues, ctx)
+                self._element_extension(el, item, f"{where}[{i}]", issues, ctx)
         elif type(val) is list:
             issues.append(
                 Issue(
@@ -444,9 +467,11 @@ class Validator:
                 )
             )
         else:
-            self._element_extension(val, where, issues, ctx)
+            self._element_extension(el, val, where, issues, ctx)
 
-    def _element_extension(self, val: Any, path: str, issues: list[Issue], ctx: _Ctx) -> None:
+    def _element_extension(
+        self, el: Element, val: Any, path: str, issues: list[Issue], ctx: _Ctx
+    ) -> None:
         if type(val) is not dict:
             issues.append(
                 Issue(
@@ -464,6 +489,8 @@ class Validator:
             )
             return
         self._walk(self._element_node, val, path, issues, ctx)
+        if "extension" in val:
+            self._ext.element(val, (el.owner, el.type), path, issues)
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -500,16 +527,19 @@ class Validator:
 
     def _bad_value(self, el: Element, msg: str, path: str, issues: list[Issue]) -> None:
         code = "structure" if msg.startswith("expected a JSON") else "value"
-        issues.append(Issue("error", code, f"{el.owner}: {msg}", (path,)))
+        severity = "warning" if type(msg) is Warn else "error"
+        issues.append(Issue(severity, code, f"{el.owner}: {msg}", (path,)))
 
     def _bad_code(self, el: Element, value: Any, path: str, issues: list[Issue]) -> None:
+        # the binding's strength decided the severity at compile time (bindings.severity)
         title = self.c.valuesets.title(el.valueset)
+        should = "" if el.strength == "required" else " (use a code from it where one fits)"
         issues.append(
             Issue(
-                "error",
+                el.binding_severity,
                 "code-invalid",
-                f"{el.owner}: {str(value)[:80]!r} is not in the required value set "
-                f"'{title}' ({el.valueset})",
+                f"{el.owner}: {str(value)[:80]!r} is not in the {el.strength} value set "
+                f"'{title}' ({el.valueset}){should}",
                 (path,),
             )
         )
@@ -536,7 +566,7 @@ class Validator:
         elif el.type == "CodeableConcept":
             codings = val.get("coding")
             if type(codings) is not list:
-                if "text" in val:
+                if "text" in val and el.strength == "required":
                     title = self.c.valuesets.title(el.valueset)
                     issues.append(
                         Issue(
@@ -557,39 +587,14 @@ class Validator:
                 self._bad_code(el, found[0][1], f"{path}.coding[0].code", issues)
 
     def _extension(self, ext: dict[str, Any], path: str, issues: list[Issue]) -> None:
+        # ext-1; what its definition says is checked from the element it sits on (extensions.py)
         has_value = False
-        value_key = ""
         for k in ext:
-            if k.startswith("value") or k.startswith("_value"):
-                has_value, value_key = True, k.lstrip("_")
+            if k[:5] == "value" or k[:6] == "_value":
+                has_value = True
                 break
-        has_children = bool(ext.get("extension"))
-        if has_value == has_children:
+        if has_value == bool(ext.get("extension")):
             self._constraint(issues, "ext-1", path)
-        url = ext.get("url")
-        if type(url) is not str:
-            return
-        spec = self._extensions.get(url)
-        if spec is not None:
-            if has_value and value_key not in spec.value_keys:
-                allowed = ", ".join(sorted(spec.value_keys)) or "no value (complex extension)"
-                issues.append(
-                    Issue(
-                        "error",
-                        "structure",
-                        f"Extension {url} does not allow {value_key}; allowed: {allowed}",
-                        (f"{path}.value",),
-                    )
-                )
-            elif spec.value_required and not has_value:
-                issues.append(
-                    Issue(
-                        "error", "required", f"Extension {url} requires a value", (f"{path}.value",)
-                    )
-                )
-        rule = self._ext_rules.get(url)
-        if rule is not None:
-            rule(ext, path, issues)
 
     def _reference(
         self, el: Element, val: dict[str, Any], path: str, issues: list[Issue], ctx: _Ctx
@@ -710,11 +715,37 @@ def _attachment_content(att: dict[str, Any], path: str, issues: list[Issue]) -> 
         issues.append(Issue("error", "business-rule", text, (f"{path}.{name}",)))
 
 
-def _check_invariants(invariants: Any, value: Any, path: str, issues: list[Issue]) -> None:
+def _check_invariants(
+    invariants: Any, value: dict[str, Any], path: str, issues: list[Issue], ctx: _Ctx
+) -> None:
     for inv in invariants:
-        if not inv.test(value):
+        if inv.child:
+            _check_child(inv, value, path, issues, ctx)
+            continue
+        if not _holds(inv, value, ctx):
             issues.append(
                 Issue(
                     inv.severity, "invariant", f"Constraint {inv.key} failed: {inv.human}", (path,)
                 )
             )
+
+
+def _check_child(inv: Any, obj: dict[str, Any], path: str, issues: list[Issue], ctx: _Ctx) -> None:
+    """A constraint on a primitive element, on each of its values (well-typed ones only)."""
+    values = obj.get(inv.child)
+    if values is None:
+        return
+    items = values if type(values) is list else [values]
+    for i, value in enumerate(items):
+        if type(value) is not str or _holds(inv, value, ctx):
+            continue
+        where = f"{path}.{inv.child}" + (f"[{i}]" if type(values) is list else "")
+        issues.append(
+            Issue(inv.severity, "invariant", f"Constraint {inv.key} failed: {inv.human}", (where,))
+        )
+
+
+def _holds(inv: Any, value: Any, ctx: _Ctx) -> bool:
+    return bool(
+        inv.test(value) if inv.test is not None else inv.expr.holds(value, ctx.res, ctx.root)
+    )

@@ -121,7 +121,7 @@ def _check_format(header: CdaHeader, docref: dict[str, Any], err: Report) -> Non
         return
     expected = terminology.format_system(header.format_code)
     system = fmt.get("system")
-    if system is not None and expected is not None and system != expected:
+    if system is not None and expected is not None and terminology.ans_system(system) != expected:
         err(
             f"DocumentReference.content[0].format {fmt.get('code')} has system {system}, "
             f"not {expected}",

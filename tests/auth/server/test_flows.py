@@ -157,8 +157,8 @@ def test_professional_code_flow_through_psc(env: Env) -> None:
     verifier = new_verifier()
     with browser(env.server) as http:
         page = http.get("/auth/authorize", params=authorize_params(APP, verifier, "openid"))
-        assert "Professionnel de santé — Pro Santé Connect" in page.text
-        assert "Patient — identifiant + code à usage unique" in page.text
+        assert "Se connecter avec Pro Santé Connect" in page.text
+        assert "Se connecter en tant que patient" in page.text
         assert page.headers["x-frame-options"] == "DENY"
         assert page.headers["referrer-policy"] == "no-referrer"
         csp = page.headers["content-security-policy"]

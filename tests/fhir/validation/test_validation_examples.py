@@ -16,7 +16,13 @@ EXAMPLES = load_examples()
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_example_is_valid(name):
     issues = get_validator().validate(copy.deepcopy(EXAMPLES[name]))
-    assert issues == [], issues
+    # R4's Identifier.type binding is extensible: the French identifier types (FR Core's own
+    # code system) and `PI` are outside it, a warning, never an error
+    assert [i for i in issues if not _extensible_warning(i)] == [], issues
+
+
+def _extensible_warning(issue) -> bool:
+    return issue.severity == "warning" and "extensible value set" in issue.diagnostics
 
 
 def test_examples_cover_many_types():
@@ -66,7 +72,9 @@ MINIMAL = [
     },
     {
         "resourceType": "Appointment",
-        "status": "booked",
+        "status": "booked",  # app-3: a booked appointment has a start and an end
+        "start": "2024-05-02T09:00:00+02:00",
+        "end": "2024-05-02T09:30:00+02:00",
         "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}],
     },
     {
@@ -172,5 +180,15 @@ def test_official_definition_bundles_are_valid(name):
     bundle = decode((definitions_dir() / name).read_bytes())
     issues = get_validator().validate(bundle)
     assert not has_errors(issues), [i for i in issues if i.severity == "error"][:5]
-    # Only the HL7 profiles we do not enforce (e.g. shareablecodesystem) are mentioned.
-    assert {i.code for i in issues} <= {"not-supported"}
+    # Only the HL7 profiles we do not enforce (e.g. shareablecodesystem) are mentioned, codes
+    # outside extensible bindings (e.g. FHIRPath's System.String as a type code), strings that
+    # SHOULD be otherwise (displays with a trailing space, raw HTML in markdown), and
+    # warning-level invariants the definitions themselves break (sdf-0: `name` "boolean" is not
+    # usable as an identifier; the reference validator warns the same).
+    assert all(
+        i.code == "not-supported"
+        or _extensible_warning(i)
+        or (i.code == "invariant" and i.severity == "warning")
+        or (i.severity == "warning" and "SHOULD" in i.diagnostics or "raw HTML" in i.diagnostics)
+        for i in issues
+    )

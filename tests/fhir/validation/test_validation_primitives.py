@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cache
 
 import pytest
 
-from socle.fhir.validation import get_validator
+from socle.fhir.validation import Validator, get_validator
 
 VALID = {
     "id": ["a", "A-1.b", "x" * 64],
@@ -24,7 +25,7 @@ VALID = {
     "url": ["https://example.org/x?y=1"],
     "canonical": ["http://hl7.org/fhir/StructureDefinition/Patient|4.0.1"],
     "code": ["a", "a b", "x-y"],
-    "string": ["x", "  espace insécable\u00a0ok ", "line\nbreak\ttab"],
+    "string": ["x", "espace insécable\u00a0ok", "line\nbreak\ttab", "\u00a0insécable\u00a0"],
     "markdown": ["**gras**"],
     "decimal": [Decimal("1.50"), 0, -3, Decimal("1E+3"), 2.5],
     "integer": [0, -2147483648, 2147483647],
@@ -59,6 +60,12 @@ INVALID = {
 }
 
 
+@cache
+def _quiet():
+    """The validator, silent about the made-up extension URLs that carry values here."""
+    return Validator(get_validator().c, unknown_extensions="ignore")
+
+
 def _wrap(type_code, value):
     key = "value" + type_code[0].upper() + type_code[1:]
     return {"resourceType": "Patient", "extension": [{"url": "http://example.org/x", key: value}]}
@@ -66,12 +73,12 @@ def _wrap(type_code, value):
 
 @pytest.mark.parametrize(("type_code", "value"), [(t, v) for t, vs in VALID.items() for v in vs])
 def test_valid_primitive(type_code, value):
-    assert get_validator().validate(_wrap(type_code, value)) == []
+    assert _quiet().validate(_wrap(type_code, value)) == []
 
 
 @pytest.mark.parametrize(("type_code", "value"), [(t, v) for t, vs in INVALID.items() for v in vs])
 def test_invalid_primitive_is_located(type_code, value):
-    issues = get_validator().validate(_wrap(type_code, value))
+    issues = _quiet().validate(_wrap(type_code, value))
     assert issues, (type_code, value)
     assert all(i.severity == "error" for i in issues)
     assert issues[0].expression == (f"Patient.extension[0].value.ofType({type_code})",)
@@ -83,7 +90,7 @@ def test_resource_id_is_an_id():
 
 
 def test_primitive_extensions_are_aligned():
-    v = get_validator()
+    v = _quiet()
     ok = {
         "resourceType": "Patient",
         "name": [

@@ -194,7 +194,7 @@ def test_bundle_nested_locations():
         bundle["entry"].append(
             {
                 "fullUrl": f"urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f{i:02d}",
-                "resource": copy.deepcopy(EXAMPLES["observation-heart-rate"]),
+                "resource": copy.deepcopy(EXAMPLES["observation-heart-rate"]) | {"id": f"hr-{i}"},
             }
         )
     assert V().validate(bundle) == []
@@ -327,7 +327,7 @@ def test_parameters_resource_is_validated_and_inv_1():
             "ext-1",
             "Patient.extension[0]",
         ),
-        ({"resourceType": "Bundle", "type": "collection", "total": 1}, "bdl-1", "Bundle"),
+        ({"resourceType": "Bundle", "type": "collection", "total": 1}, "bdl-1", "Bundle.total"),
         (
             {
                 "resourceType": "Bundle",
@@ -335,7 +335,7 @@ def test_parameters_resource_is_validated_and_inv_1():
                 "entry": [{"resource": {"resourceType": "Patient"}}],
             },
             "bdl-3",
-            "Bundle",
+            "Bundle.entry[0]",
         ),
         (
             {
@@ -349,7 +349,7 @@ def test_parameters_resource_is_validated_and_inv_1():
                 ],
             },
             "bdl-8",
-            "Bundle.entry[0]",
+            "Bundle.entry[0].fullUrl",
         ),
         (
             {
@@ -363,7 +363,7 @@ def test_parameters_resource_is_validated_and_inv_1():
                 "entry": [{"resource": {"resourceType": "Patient"}}],
             },
             "bdl-11",
-            "Bundle",
+            "Bundle.entry[0].resource",
         ),
         (
             {

@@ -15,7 +15,7 @@ from ..authorize_request import AuthorizeRequest, Untrusted, validate_authorize
 from ..clients import load_client
 from ..psc_broker import UPSTREAM_ERRORS
 from ..responses import error_page, render, set_request_cookie
-from .server import Flow, with_query
+from .server import FIRST_PARTY_CLIENT, Flow, with_query
 
 
 class Authorize(Flow):
@@ -51,6 +51,7 @@ class Authorize(Flow):
             form_targets=[await self._psc_authorization_origin()],
             title="Connexion à Socle",
             client_name=client.name or client.client_id,
+            first_party=client.client_id == FIRST_PARTY_CLIENT,
             csrf=self.server.form_token("psc-start", request_id),
         )
         set_request_cookie(response, request_id, self.cfg.secure_cookies, self.cfg.request_lifetime)

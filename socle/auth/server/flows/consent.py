@@ -9,13 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ....web import redirect
 from ...tokens import Role
-from .. import grants_store
 from ..clients import Client, load_client
-from ..responses import clear_request_cookie, error_page, render
+from ..responses import error_page, render
 from ..scope_grant import describe, grant
-from .server import Flow, Pending, with_query
+from .server import Flow, Pending
 
 
 @dataclass(frozen=True)
@@ -68,37 +66,15 @@ class Consent(Flow):
         form = await self.server.checked_form(request, "consent", request_id)
         if isinstance(form, Response):
             return form
-        pending, client, granted = asked.pending.request, asked.client, asked.granted
-        params = pending.params
         async with self.server.engine(request).pool.connection() as conn:
-            if not await grants_store.delete_request(conn, request_id):
-                return error_page("Cette demande a déjà été traitée.")
-            if form.get("decision") != "approve":
-                result = {"error": "access_denied", "error_description": "the user refused"}
-            elif not granted:
-                result = {"error": "invalid_scope", "error_description": "no scope granted"}
-            else:
-                code = grants_store.new_secret()
-                await grants_store.store_code(
-                    conn,
-                    code,
-                    client_id=client.client_id,
-                    redirect_uri=params["redirect_uri"],
-                    code_challenge=params["code_challenge"],
-                    scope=" ".join(granted),
-                    subject=pending.subject or {},
-                    nonce=params.get("nonce"),
-                    lifetime=self.cfg.code_lifetime,
-                )
-                result = {"code": code}
-        response = redirect(
-            with_query(
-                params["redirect_uri"],
-                {**result, "state": params["state"], "iss": self.cfg.issuer},
+            return await self.server.answer(
+                conn,
+                request_id,
+                asked.pending.request,
+                asked.client,
+                asked.granted,
+                approved=form.get("decision") == "approve",
             )
-        )
-        clear_request_cookie(response, self.cfg.secure_cookies)
-        return response
 
     def routes(self) -> list[BaseRoute]:
         return [

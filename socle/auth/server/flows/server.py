@@ -23,9 +23,11 @@ from ....web import RepeatedParameter, check_form_token, form_data, form_token, 
 from ...signing import local_issuer_config
 from ...tokens import InvalidToken, TokenVerifier
 from .. import grants_store
+from ..clients import Client, load_client
 from ..config import AuthServerConfig
 from ..psc_broker import PscBroker
-from ..responses import REQUEST_COOKIE, error_page
+from ..responses import REQUEST_COOKIE, clear_request_cookie, error_page
+from ..scope_grant import grant
 from ..secrets_store import csrf_key, ensure_auth_server_keys, standin_client_secret
 
 log = logging.getLogger("socle.auth")
@@ -34,6 +36,9 @@ REQUEST_EXPIRED = (
     "Votre demande de connexion a expiré ou n'a pas été trouvée. "
     "Retournez à l'application pour recommencer."
 )
+# Socle's own pages (flows/web_login.py): signing in to them shares nothing with a third party,
+# so they get their code without a consent page.
+FIRST_PARTY_CLIENT = "socle-web"
 FORM_EXPIRED = "Formulaire expiré ou invalide : recommencez depuis l'application."
 
 
@@ -109,9 +114,59 @@ class AuthServer:
         return pending, form
 
     async def signed_in(self, conn: Any, request_id: str, subject: dict[str, Any]) -> Response:
-        """Who signed in is kept with the pending request; the browser goes on to consent."""
+        """Who signed in is kept with the pending request; the browser goes on to consent, but
+        for Socle's own pages (the first-party client), where nothing is shared with a third
+        party: the code is issued at once."""
         await grants_store.set_subject(conn, request_id, subject)
-        return redirect(self.cfg.issuer + "/auth/consent")
+        found = await grants_store.load_request(conn, request_id)
+        if found is None or found.client_id != FIRST_PARTY_CLIENT:
+            return redirect(self.cfg.issuer + "/auth/consent")
+        client = await load_client(conn, found.client_id)
+        if client is None:
+            return error_page(REQUEST_EXPIRED)
+        granted = grant(found.params["scope"], client.scopes, subject["role"])
+        return await self.answer(conn, request_id, found, client, granted, approved=True)
+
+    async def answer(
+        self,
+        conn: Any,
+        request_id: str,
+        pending: grants_store.PendingRequest,
+        client: Client,
+        granted: list[str],
+        approved: bool,
+    ) -> Response:
+        """The end of an authorisation request: a code (or the refusal) sent back to the
+        client's redirect URI; the pending request is used up."""
+        params = pending.params
+        if not await grants_store.delete_request(conn, request_id):
+            return error_page("Cette demande a déjà été traitée.")
+        if not approved:
+            result = {"error": "access_denied", "error_description": "the user refused"}
+        elif not granted:
+            result = {"error": "invalid_scope", "error_description": "no scope granted"}
+        else:
+            code = grants_store.new_secret()
+            await grants_store.store_code(
+                conn,
+                code,
+                client_id=client.client_id,
+                redirect_uri=params["redirect_uri"],
+                code_challenge=params["code_challenge"],
+                scope=" ".join(granted),
+                subject=pending.subject or {},
+                nonce=params.get("nonce"),
+                lifetime=self.cfg.code_lifetime,
+            )
+            result = {"code": code}
+        response = redirect(
+            with_query(
+                params["redirect_uri"],
+                {**result, "state": params["state"], "iss": self.cfg.issuer},
+            )
+        )
+        clear_request_cookie(response, self.cfg.secure_cookies)
+        return response
 
     def access_claims(self, token_text: str) -> dict[str, Any] | None:
         """Claims of one of our access tokens if it verifies (signature, issuer, audience,

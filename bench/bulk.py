@@ -1,0 +1,163 @@
+"""Bulk import benchmark: the region's NDJSON through `socle import`, against raw COPY.
+
+    .venv/bin/python bench/bulk.py [--patients 1000] [--seed 1] [--database-url URL]
+                                   [--processes N] [--chunk 2000]
+
+Generates the region (`socle generate`, not timed), imports its NDJSON into a fresh database
+with the import itself (in this process: validation and indexing in worker processes, COPY and
+the audit record per chunk, exactly as `socle import` runs), then COPYs the same lines as
+(type, id, jsonb) rows into a plain table with no index: the yardstick. The import runs in two
+steps, reported apart and together: the resources that go in by COPY, then the documents
+(Binary, DocumentReference), which go through the engine's unit of work (their bytes are
+written and synced to the content store one object at a time). Prints one JSON document:
+resources/s of each, their ratio to raw COPY, the data set's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+
+from socle.bulk.audit import audit_chunk  # noqa: E402
+from socle.bulk.importer import run_import  # noqa: E402
+from socle.bulk.rows import ENGINE_TYPES  # noqa: E402
+from socle.config import Settings  # noqa: E402
+from socle.database import prepare, resolve_url  # noqa: E402
+from socle.fhir.json import decode  # noqa: E402
+from socle.region.generate import iter_blocks  # noqa: E402
+from socle.region.writer import write_region  # noqa: E402
+from socle.testing import fresh_database  # noqa: E402
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its ended children (the workers)."""
+    me, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
+
+
+def raw_copy(url: str, folder: Path) -> dict[str, Any]:
+    """COPY of every line as (rtype, id, content jsonb) into a plain table; rows made before
+    the clock starts."""
+    data = bytearray()
+    count = 0
+    for f in sorted(folder.glob("*.ndjson")):
+        for line in f.read_bytes().splitlines():
+            r = decode(line)
+            data += f"{r['resourceType']}\t{r['id']}\t".encode()
+            data += line.replace(b"\\", b"\\\\") + b"\n"
+            count += 1
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE raw_import (rtype text, id text, content jsonb)")
+        started = time.perf_counter()
+        with (
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy("COPY raw_import (rtype, id, content) FROM STDIN") as copy,
+        ):
+            for i in range(0, len(data), 1 << 20):
+                copy.write(data[i : i + (1 << 20)])
+        seconds = time.perf_counter() - started
+        conn.execute("DROP TABLE raw_import")
+    return {"resources": count, "seconds": round(seconds, 2), "per_s": round(count / seconds)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    ap.add_argument("--processes", type=int, default=None)
+    ap.add_argument("--chunk", type=int, default=2000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="socle-bulk-bench-") as tmp:
+        out = Path(tmp) / "region"
+        writer = write_region(iter_blocks(args.patients, args.seed), out, 100, lambda n: None)
+        folder = out / "ndjson"
+        # the contents first: a DocumentReference's rules look its Binary up
+        documents = [folder / f"{t}.ndjson" for t in sorted(ENGINE_TYPES)]
+        steps = {
+            "rows": [str(f) for f in sorted(folder.glob("*.ndjson")) if f not in documents],
+            "documents": [str(f) for f in documents if f.exists()],
+        }
+        timed: dict[str, Any] = {}
+        with fresh_database(args.database_url, "socle_bulk") as db:
+            settings = replace(Settings.from_env(db.data_dir), database_url=db.url)
+            url = resolve_url(settings)
+            prepare(url)
+            for step, files in steps.items():
+                cpu = _cpu()
+                result = asyncio.run(
+                    run_import(
+                        settings,
+                        files,
+                        who="bench",
+                        chunk_lines=args.chunk,
+                        processes=args.processes,
+                        audit=audit_chunk,
+                    )
+                )
+                assert result.status == "done" and not result.bad, (result.status, result.bad[:3])
+                count = result.imported + result.unchanged
+                used = [b - a for a, b in zip(cpu, _cpu(), strict=True)]
+                timed[step] = {
+                    "resources": count,
+                    "seconds": round(result.seconds, 2),
+                    "per_s": round(count / result.seconds),
+                    "chunks": result.chunks,
+                    # CPU time per resource, whatever else the machine runs: the import's
+                    # process (COPY streaming, the engine's unit of work) and its workers
+                    # (decoding, validation, indexing, COPY rows); PostgreSQL's not counted
+                    "cpu_us_per_resource": {
+                        "main": round(used[0] / count * 1e6),
+                        "workers": round(used[1] / count * 1e6),
+                    },
+                }
+            copied = raw_copy(url, folder)
+    imported = sum(t["resources"] for t in timed.values())
+    seconds = sum(t["seconds"] for t in timed.values())
+    report = {
+        "dataset": {
+            "patients": args.patients,
+            "resources": writer.resources,
+            "bytes": writer.bytes,
+            "per_type": dict(sorted(writer.counts.items())),
+        },
+        "import": {
+            "resources": imported,
+            "seconds": round(seconds, 2),
+            "per_s": round(imported / seconds),
+            "processes": args.processes or os.cpu_count(),
+            "steps": timed,
+        },
+        "raw_copy": copied,
+        "ratio_to_raw_copy": round(imported / seconds / copied["per_s"], 3),
+        "rows_ratio_to_raw_copy": round(timed["rows"]["per_s"] / copied["per_s"], 3),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m_after": round(os.getloadavg()[0], 1),
+        },
+        "database": "server" if args.database_url else "embedded",
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The CPU half of an import, run in worker processes: NDJSON lines to COPY rows.
+
+Each line is decoded (msgspec, decimals exact), checked as a REST write checks it (the engine's
+validators and every service's), stamped version 1 and indexed by the engine's own extractor
+(`index_resource`, `patient_compartment`), then encoded as rows of PostgreSQL's COPY text format
+for `resource` and the `idx_*` tables, with the `rid` the main process reserved for the line. The
+main process only streams those bytes. Lines of types whose writes take more than a row (see
+`ENGINE_TYPES`) are handed back to go through the engine's unit of work instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ..fhir.definitions import definitions
+from ..fhir.indexing.extract import IndexRows, index_resource, patient_compartment
+from ..fhir.json import decode
+from ..fhir.outcome import FhirError, Issue, bad_request
+from ..fhir.storage.writer import _TABLE_COLUMNS, check_id, stamp
+
+# Types whose write has steps beyond its rows (Binary bytes to the content store; a
+# SearchParameter's reindex job) or that services' write rules check across writes (the shared
+# record's DocumentReference rules): they go through the engine's unit of work.
+ENGINE_TYPES = frozenset({"Binary", "DocumentReference", "SearchParameter"})
+INDEX_KINDS = tuple(_TABLE_COLUMNS)
+MAX_DEPTH = 100
+
+Validator = Callable[[dict[str, Any], str], list[Issue]]
+
+
+@dataclass
+class ChunkRows:
+    """What the workers made of one chunk; lists of resources are aligned with ``written``."""
+
+    first_line: int
+    lines: int
+    # (line, rtype, id, compartment) of each line checked and made into rows
+    written: list[tuple[int, str, str, str | None]] = field(default_factory=list)
+    resource_rows: list[bytes] = field(default_factory=list)
+    # per index kind, the rows of each resource of ``written`` (b"" when none)
+    index_rows: dict[str, list[bytes]] = field(default_factory=dict)
+    # (line, rtype, id) of lines for the engine's unit of work
+    engine: list[tuple[int, str, str]] = field(default_factory=list)
+    # (line, OperationOutcome) of each bad line
+    bad: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+
+_validators: list[Validator] | None = None
+
+
+def validators() -> list[Validator]:
+    """The validators of a REST write: the engine's, then each service's (as the server)."""
+    global _validators
+    if _validators is None:
+        from ..fhir.validation_hook import validators as engine_validators
+        from ..services import SERVICES
+
+        _validators = [*engine_validators(), *(v for s in SERVICES for v in s.validators)]
+    return _validators
+
+
+def warm_up(database_url: str | None = None) -> None:
+    """Once per worker process: the run-time SearchParameters stored in the database (indexed
+    as a server worker indexes them), the compiled validator."""
+    from ..fhir.validation import get_validator
+
+    if database_url is not None:
+        asyncio.run(_load_search_parameters(database_url))
+    get_validator()
+    validators()
+
+
+async def _load_search_parameters(database_url: str) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    from ..fhir.search import custom
+
+    async with AsyncConnectionPool(
+        database_url, min_size=1, max_size=1, kwargs={"autocommit": True}
+    ) as pool:
+        await custom.sync(pool)
+
+
+def _text(value: str) -> str:
+    """A text field of COPY's text format (backslash, tab and line breaks escaped)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return value
+
+
+def _field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if type(value) is str:
+        return _text(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, Decimal | int):
+        return str(value)
+    return _text(str(value))
+
+
+def _index_lines(rid: str, rtype: str, rows: IndexRows) -> dict[str, bytes]:
+    out = {}
+    head = f"{rid}\t{rtype}\t"
+    for kind in INDEX_KINDS:
+        found = getattr(rows, kind)
+        if not found:
+            out[kind] = b""
+            continue
+        out[kind] = "".join(
+            [
+                head
+                + "\t".join(
+                    ["\\N" if v is None else _text(v) if type(v) is str else _field(v) for v in row]
+                )
+                + "\n"
+                for row in found
+            ]
+        ).encode()
+    return out
+
+
+def check_line(line: bytes, where: str) -> dict[str, Any]:
+    """The resource of one line, or FhirError saying what is wrong with it."""
+    resource = decode(line, "line", MAX_DEPTH)
+    if type(resource) is not dict or type(resource.get("resourceType")) is not str:
+        raise bad_request("A line must be a FHIR resource (a JSON object with resourceType)", "")
+    rtype = resource["resourceType"]
+    if rtype not in definitions().resource_types:
+        raise FhirError.of(400, "not-supported", f"Unknown resource type '{rtype}'", rtype)
+    if "id" not in resource:
+        raise bad_request(
+            "An imported resource needs its id: it is stored at that id (re-running the import "
+            "changes nothing)",
+            f"{rtype}.id",
+        )
+    check_id(resource["id"], f"{rtype}.id")
+    return resource
+
+
+def validate(resource: dict[str, Any]) -> None:
+    issues = [i for v in validators() for i in v(resource, "")]
+    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if errors:
+        raise FhirError(422 if all(i.code == "business-rule" for i in errors) else 400, errors)
+
+
+def make_rows(first_line: int, lines: list[bytes], rids: list[int], now: datetime) -> ChunkRows:
+    """Rows of one chunk (``lines`` starting at line ``first_line``, one reserved rid each)."""
+    out = ChunkRows(first_line, len(lines), index_rows={kind: [] for kind in INDEX_KINDS})
+    stamped = _field(now)
+    for offset, line in enumerate(lines):
+        number = first_line + offset
+        if not line.strip():
+            continue  # blank lines (a trailing newline, say) are no resources
+        try:
+            resource = check_line(line, f"line {number}")
+            rtype, rid = resource["resourceType"], resource["id"]
+            if rtype in ENGINE_TYPES:
+                out.engine.append((number, rtype, rid))
+                continue
+            validate(resource)
+        except FhirError as err:
+            out.bad.append((number, err.outcome()))
+            continue
+        content = stamp(resource, 1, now)
+        rows = index_resource(resource)
+        compartment = patient_compartment(resource, rows)
+        key = str(rids[offset])
+        out.written.append((number, rtype, rid, compartment))
+        out.resource_rows.append(
+            "\t".join(
+                (key, rtype, _field(rid), "1", stamped, "f", _field(compartment), _field(content))
+            ).encode()
+            + b"\n"
+        )
+        for kind, data in _index_lines(key, rtype, rows).items():
+            out.index_rows[kind].append(data)
+    return out

@@ -1,0 +1,367 @@
+"""Extensions checked against their definitions: where they may appear, how often, which value.
+
+The R4 core extension definitions ship with the definitions Socle loads
+(`extension-definitions.json`, 393 StructureDefinitions); FR Core's, which are not shipped, are
+restated in `profiles_fr.FR_EXTENSIONS`. For an extension whose URL is one of them:
+
+- **context**: the element it sits on must be one its definition lists (`StructureDefinition.
+  context`, type `element`): a resource or element path (`Patient`, `Patient.birthDate`,
+  `Address.line`), a type (`Address`, `string`, and so any type derived from it: `Age` is a
+  `Quantity`), `Resource`, or `Element` (anywhere);
+- **cardinality**: a definition whose root is `0..1` allows it once per element;
+- **value**: one of the `value[x]` types it allows, required when `1..1`; none on a complex one;
+- **complex extensions**: each sub-extension (slice of `Extension.extension`, by `url`) with its
+  own value types and cardinality; one the definition does not name is a warning (R4's slicing
+  of sub-extensions is open).
+
+Any other URL follows `SOCLE_UNKNOWN_EXTENSION_SEVERITY` (`warning`, `error` or `ignore`).
+`contextInvariant` (FHIRPath, 13 definitions) is not evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..outcome import Issue
+
+ExtensionRule = Callable[[dict[str, Any], str, list[Issue]], None]
+TypeCode = Callable[[dict[str, Any], dict[str, Any]], str]
+
+
+class SliceDef:
+    """A sub-extension of a complex extension."""
+
+    __slots__ = ("url", "min", "max", "value_keys", "value_required")
+
+    def __init__(
+        self, url: str, low: int, high: int, value_keys: frozenset[str], value_required: bool
+    ) -> None:
+        self.url, self.min, self.max = url, low, high
+        self.value_keys, self.value_required = value_keys, value_required
+
+
+class ExtensionDef:
+    __slots__ = (
+        "url",
+        "contexts",
+        "max",
+        "value_keys",
+        "value_required",
+        "complex",
+        "slices",
+        "closed",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        value_keys: frozenset[str],
+        value_required: bool,
+        cx: bool,
+        contexts: frozenset[str] = frozenset({"Element"}),
+        high: int = -1,
+        slices: dict[str, SliceDef] | None = None,
+        closed: bool = False,
+    ) -> None:
+        self.url, self.value_keys = url, value_keys
+        self.value_required, self.complex = value_required, cx
+        self.contexts = contexts  # element paths and type names it may sit on
+        self.max = high  # per element; -1 = unbounded
+        self.slices = slices or {}
+        self.closed = closed
+
+
+_SD = "http://hl7.org/fhir/StructureDefinition/"
+# Places where the R4 definitions themselves use these extensions although their declared
+# context leaves them out (fixed in later releases): allowed, so R4's own files stay valid.
+R4_ERRATA = {
+    _SD + "structuredefinition-fhir-type": {"ElementDefinition.type"},
+    _SD + "regex": {"ElementDefinition.type"},
+    _SD + "structuredefinition-normative-version": {"Resource", "ElementDefinition"},
+    _SD + "valueset-concept-comments": {"CodeSystem.concept"},
+}
+
+
+def _cap(code: str) -> str:
+    return code[0].upper() + code[1:]
+
+
+def _max(text: Any) -> int:
+    return -1 if text in (None, "*") else int(text)
+
+
+def compile_definitions(
+    sds: Iterable[dict[str, Any]], type_code: TypeCode
+) -> dict[str, ExtensionDef]:
+    """url -> definition, from extension StructureDefinitions with a snapshot."""
+    out: dict[str, ExtensionDef] = {}
+    for sd in sds:
+        if sd.get("resourceType") != "StructureDefinition" or "snapshot" not in sd:
+            continue
+        elements = sd["snapshot"]["element"]
+        root = elements[0] if elements else {}
+        keys: set[str] = set()
+        value_required = is_complex = closed = False
+        slice_parts: dict[str, dict[str, Any]] = {}  # slice name -> url/min/max/keys
+        for e in elements:
+            eid = e.get("id", "")
+            if eid == "Extension.value[x]":
+                is_complex = e.get("max") == "0"
+                value_required = e.get("min", 0) > 0
+                if not is_complex:  # a complex one lists every type, each forbidden (0..0)
+                    keys = {"value" + _cap(type_code(e, ty)) for ty in e.get("type", [])}
+            elif eid == "Extension.extension":
+                closed = (e.get("slicing") or {}).get("rules") == "closed"
+            elif eid.startswith("Extension.extension:"):
+                name, _, rest = eid[len("Extension.extension:") :].partition(".")
+                if "." in rest or ":" in name:
+                    continue  # deeper levels: not checked
+                part = slice_parts.setdefault(name, {"keys": set(), "required": False})
+                if rest == "":
+                    part["min"], part["max"] = e.get("min", 0), _max(e.get("max"))
+                elif rest == "url":
+                    part["url"] = e.get("fixedUri") or name
+                elif rest == "value[x]":
+                    part["required"] = e.get("min", 0) > 0
+                    part["keys"] = {"value" + _cap(type_code(e, ty)) for ty in e.get("type", [])}
+        slices = {
+            str(p.get("url", name)): SliceDef(
+                str(p.get("url", name)),
+                int(p.get("min", 0)),
+                int(p.get("max", -1)),
+                frozenset(p["keys"]),
+                bool(p["required"]),
+            )
+            for name, p in slice_parts.items()
+        }
+        contexts = frozenset(
+            str(c.get("expression"))
+            for c in sd.get("context", [])
+            if c.get("type") == "element" and c.get("expression")
+        ) | R4_ERRATA.get(sd["url"], set())
+        out[sd["url"]] = ExtensionDef(
+            sd["url"],
+            frozenset(keys),
+            value_required,
+            is_complex,
+            contexts or frozenset({"Element"}),
+            _max(root.get("max")),
+            slices,
+            closed,
+        )
+    return out
+
+
+def type_ancestors(type_sds: Iterable[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Type name -> the types it derives from (`Age` -> `Quantity`, `Element`), from the
+    types' StructureDefinitions."""
+    base: dict[str, str] = {}
+    for sd in type_sds:
+        if sd.get("resourceType") != "StructureDefinition":
+            continue
+        parent = str(sd.get("baseDefinition", "")).rsplit("/", 1)[-1]
+        if parent and parent != sd["id"]:
+            base[sd["id"]] = parent
+    out: dict[str, tuple[str, ...]] = {}
+    for name in base:
+        chain: list[str] = []
+        cur = base.get(name)
+        while cur and cur not in chain and len(chain) < 10:
+            chain.append(cur)
+            cur = base.get(cur)
+        out[name] = tuple(chain)
+    return out
+
+
+class ExtensionChecker:
+    """Checks the `extension` / `modifierExtension` lists of one element at a time."""
+
+    def __init__(
+        self,
+        definitions: dict[str, ExtensionDef],
+        ancestors: dict[str, tuple[str, ...]],
+        rules: dict[str, ExtensionRule],
+        unknown_severity: str,
+    ) -> None:
+        self.defs = definitions
+        self.ancestors = ancestors
+        self.rules = rules
+        self.unknown = unknown_severity
+
+    def names(self, parts: tuple[str, ...]) -> tuple[str, ...]:
+        """What an element is called for context matching: its paths and types (`parts`), and
+        the types those derive from."""
+        out: list[str] = []
+        for n in parts:
+            if n:
+                out.append(n)
+                out.extend(self.ancestors.get(n, ()))
+        return tuple(out)
+
+    def element(
+        self, obj: dict[str, Any], parts: tuple[str, ...], path: str, issues: list[Issue]
+    ) -> None:
+        """The extensions of `obj`, an element known by `parts` (definition path, node name,
+        type; or, for a resource, its type and `Resource`)."""
+        for key in ("extension", "modifierExtension"):
+            exts = obj.get(key)
+            if type(exts) is list:
+                self._list(exts, key, parts, f"{path}.{key}", issues)
+
+    def _list(
+        self,
+        exts: list[Any],
+        key: str,
+        parts: tuple[str, ...],
+        base: str,
+        issues: list[Issue],
+    ) -> None:
+        counts: dict[str, int] = {}
+        names: tuple[str, ...] | None = None  # computed when a definition needs them
+        for i, ext in enumerate(exts):
+            if type(ext) is not dict:
+                continue
+            url = ext.get("url")
+            if type(url) is not str:
+                continue
+            where = f"{base}[{i}]"
+            spec = self.defs.get(url)
+            rule = self.rules.get(url)
+            if spec is None:
+                if rule is None and self.unknown != "ignore":
+                    kind = "modifier extension" if key == "modifierExtension" else "extension"
+                    issues.append(
+                        Issue(
+                            "error" if self.unknown == "error" else "warning",
+                            "not-supported",
+                            f"Unknown {kind} {url[:120]!r}: its definition is not known to this "
+                            "server, so its content was not checked",
+                            (f"{where}.url",),
+                        )
+                    )
+            else:
+                counts[url] = n = counts.get(url, 0) + 1
+                if n == 2 and spec.max == 1:
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            f"Extension {url} is allowed at most once here (0..1 in its "
+                            "definition)",
+                            (where,),
+                        )
+                    )
+                if "Element" not in spec.contexts:
+                    if names is None:
+                        names = self.names(parts)
+                    if spec.contexts.isdisjoint(names):
+                        issues.append(
+                            Issue(
+                                "error",
+                                "structure",
+                                f"Extension {url} is not allowed on {parts[0]} (its context: "
+                                f"{', '.join(sorted(spec.contexts))})",
+                                (f"{where}.url",),
+                            )
+                        )
+                self._content(ext, spec, url, where, issues)
+            if rule is not None:
+                rule(ext, where, issues)
+
+    def _content(
+        self, ext: dict[str, Any], spec: ExtensionDef, url: str, where: str, issues: list[Issue]
+    ) -> None:
+        value_key = _value_key(ext)
+        if value_key is not None and value_key not in spec.value_keys:
+            allowed = ", ".join(sorted(spec.value_keys)) or "no value (a complex extension)"
+            issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    f"Extension {url} does not allow {value_key}; allowed: {allowed}",
+                    (f"{where}.value",),
+                )
+            )
+        elif spec.value_required and value_key is None:
+            issues.append(
+                Issue("error", "required", f"Extension {url} requires a value", (f"{where}.value",))
+            )
+        if spec.complex and spec.slices:
+            self._parts(ext, spec, url, where, issues)
+
+    def _parts(
+        self, ext: dict[str, Any], spec: ExtensionDef, url: str, where: str, issues: list[Issue]
+    ) -> None:
+        subs = ext.get("extension")
+        counts: dict[str, int] = {}
+        for i, sub in enumerate(subs if type(subs) is list else ()):
+            if type(sub) is not dict or type(sub.get("url")) is not str:
+                continue
+            at = f"{where}.extension[{i}]"
+            part = spec.slices.get(sub["url"])
+            if part is None:
+                known = self.defs.get(sub["url"])
+                if known is not None:  # an extension on the extension, checked as such
+                    self._content(sub, known, sub["url"], at, issues)
+                    continue
+                issues.append(
+                    Issue(
+                        "error" if spec.closed else "warning",
+                        "structure",
+                        f"Extension {url} defines no sub-extension {sub['url'][:80]!r} (known: "
+                        + ", ".join(sorted(spec.slices))
+                        + ")",
+                        (f"{at}.url",),
+                    )
+                )
+                continue
+            counts[part.url] = n = counts.get(part.url, 0) + 1
+            if part.max >= 0 and n == part.max + 1:
+                issues.append(
+                    Issue(
+                        "error",
+                        "structure",
+                        f"Extension {url} allows at most {part.max} {part.url!r} sub-extension(s)",
+                        (at,),
+                    )
+                )
+            value_key = _value_key(sub)
+            if value_key is not None and part.value_keys and value_key not in part.value_keys:
+                issues.append(
+                    Issue(
+                        "error",
+                        "structure",
+                        f"Sub-extension {part.url!r} of {url} does not allow {value_key}; "
+                        f"allowed: {', '.join(sorted(part.value_keys))}",
+                        (f"{at}.value",),
+                    )
+                )
+            elif part.value_required and value_key is None:
+                issues.append(
+                    Issue(
+                        "error",
+                        "required",
+                        f"Sub-extension {part.url!r} of {url} requires a value",
+                        (f"{at}.value",),
+                    )
+                )
+        for part in spec.slices.values():
+            if part.min > counts.get(part.url, 0):
+                issues.append(
+                    Issue(
+                        "error",
+                        "required",
+                        f"Extension {url} requires the sub-extension {part.url!r}",
+                        (f"{where}.extension",),
+                    )
+                )
+
+
+def _value_key(ext: dict[str, Any]) -> str | None:
+    for k in ext:
+        if k[:5] == "value":
+            return k
+        if k[:6] == "_value":
+            return k[1:]
+    return None

@@ -1,0 +1,18 @@
+"""The portal service: the site's pages (front door, patient space) on `socle/web`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.routing import BaseRoute
+
+from ..config import Settings
+from ..contract import Service
+from . import accesses, documents, front
+
+
+def routes(settings: Settings) -> Sequence[BaseRoute]:
+    return [*front.ROUTES, *documents.ROUTES, *accesses.ROUTES]
+
+
+service = Service(name="portal", routes=routes)

@@ -1,0 +1,70 @@
+"""What every page of the site shares: the templates, who is signed in, the navigation of their
+kind of user, and the page answers (a page, a redirect to sign in, an error page)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..fhir.access import ACCESS_KEY, Access
+from ..web import Pages, redirect
+from ..web.errors import MESSAGES
+from ..web.session import PageSession, page_session
+
+PAGES = Pages(Path(__file__).parent / "templates")
+
+PATIENT_NAV = [
+    ("/", "Accueil"),
+    ("/mes-documents", "Mes documents"),
+    ("/qui-a-consulte", "Qui a consulté mon dossier"),
+    ("/compte", "Mon compte"),
+]
+OTHER_NAV = [("/", "Accueil"), ("/compte", "Mon compte")]
+
+
+def navigation(session: PageSession | None) -> list[tuple[str, str]]:
+    if session is None:
+        return []
+    return PATIENT_NAV if session.role == "patient" else OTHER_NAV
+
+
+def page(request: Request, name: str, title: str, status: int = 200, **context: Any) -> Response:
+    session = page_session(request)
+    return PAGES.render(
+        name,
+        status=status,
+        title=title,
+        session=session,
+        nav=navigation(session),
+        current=request.url.path,
+        **context,
+    )
+
+
+class SignedIn:
+    """The signed-in person of a page that needs one: the session and its Access."""
+
+    def __init__(self, session: PageSession, access: Access) -> None:
+        self.session = session
+        self.access = access
+
+
+def signed_in(request: Request, role: str | None = None) -> SignedIn | Response:
+    """Who is signed in, or the answer to give: a redirect to sign in, or 403 for another kind
+    of user than the page's."""
+    session = page_session(request)
+    access = request.scope.get(ACCESS_KEY)
+    if session is None or access is None:
+        return redirect("/connexion")
+    if role is not None and session.role != role:  # the error page, with the person's menu
+        return page(
+            request,
+            "error.html",
+            MESSAGES[403][0],
+            status=403,
+            message="Cette page est réservée aux patients, pour leur propre dossier.",
+        )
+    return SignedIn(session, access)
