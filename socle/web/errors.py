@@ -23,9 +23,10 @@ MESSAGES = {
 
 
 def wants_page(request: Request) -> bool:
-    """A browser asking for a page: not the API (``/fhir``) nor the OAuth endpoints' JSON."""
+    """A browser asking for a page: not the API (``/fhir``), the OAuth endpoints' JSON nor the
+    operators' jobs API (``/admin/``)."""
     path = request.url.path
-    if path == "/fhir" or path.startswith(("/fhir/", "/auth/", "/psc-standin")):
+    if path == "/fhir" or path.startswith(("/fhir/", "/auth/", "/psc-standin", "/admin/")):
         return False
     return "text/html" in request.headers.get("accept", "") or not path.startswith("/static/")
 

@@ -164,6 +164,11 @@ async def cancelled(conn: AsyncConnection, job: Claimed, worker: str) -> None:
     )
 
 
+async def began(conn: AsyncConnection, job: Claimed, worker: str) -> None:
+    """A claimed job's run begins later than its claim (a singleton, once it holds its lock)."""
+    await conn.execute("UPDATE job SET started = now() " + _MINE, (job.id, worker))
+
+
 async def release(conn: AsyncConnection, job: Claimed, worker: str, delay_s: float) -> None:
     """Give a job back unrun (its singleton lock is held elsewhere) or cut short (its worker
     stopping): no attempt counted."""

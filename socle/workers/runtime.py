@@ -133,10 +133,12 @@ class Worker:
         kind = self.kinds[job.kind]
         try:
             async with self._singleton(kind) as held:
-                if not held:
-                    async with self.pool.connection() as conn:
+                async with self.pool.connection() as conn:
+                    if not held:
                         await queue.release(conn, job, self.name, self.poll_s)
-                    return
+                        return
+                    if kind.singleton:  # its run begins now that it holds the lock
+                        await queue.began(conn, job, self.name)
                 await self._attempt(kind, job)
         except asyncio.CancelledError:
             # the worker is stopping: give the job back now, not when its lease runs out
