@@ -216,6 +216,14 @@ class Importer:
                 if data:
                     table, columns, _types = writer._TABLE_COLUMNS[kind]
                     await _copy(conn, f"{table} (rid, rtype, {', '.join(columns)})", data)
+            # the outbox: one event per resource created, as a REST write leaves (workers/events)
+            await conn.execute(
+                "INSERT INTO event (rtype, id, version, interaction, at) "
+                "SELECT r.rtype, r.id, r.version, 'create', r.last_updated FROM resource r "
+                "JOIN unnest(%s::text[], %s::text[]) AS k(rtype, id) "
+                "ON r.rtype = k.rtype AND r.id = k.id",
+                ([t for t, _, _ in written], [i for _, i, _ in written]),
+            )
         later.sort()
         changed, unchanged = await self._through_engine(
             conn, source, later, rows.first_line, lines, existing, bad

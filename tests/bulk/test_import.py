@@ -128,6 +128,9 @@ def test_a_region_is_imported_indexed_as_a_rest_write_and_searchable(
             ), (kind, content["id"])
     run = query(db, "SELECT status, imported, rejected FROM bulk_import")
     assert run == [("done", sum(lines_per_type(folder).values()), 0)]
+    # every resource created left its outbox event, as a REST write does
+    events = query(db, "SELECT rtype, count(*) FROM event WHERE interaction = 'create' GROUP BY 1")
+    assert dict(events) == stored_per_type(db)
     # searches see the imported resources, the documents' content included
     patient = json.loads((folder / "Patient.ndjson").open().readline())
     observations = sum(
