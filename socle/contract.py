@@ -78,5 +78,8 @@ class Service:
     # tasks run for the worker's life, cancelled at shut-down
     background: Sequence[Task] = ()
     conformance: Conformance | None = None
+    # the CodeSystems, ValueSets and ConceptMaps its checks rely on: loaded into the terminology
+    # service at start-up (once per content)
+    terminology: Callable[[], Sequence[dict[str, Any]]] | None = None
     # the environment variables it reads, for operators and the configuration's documentation
     settings: Sequence[str] = ()

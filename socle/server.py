@@ -34,6 +34,8 @@ from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
 from .fhir.search.paging import PageTokens
 from .fhir.storage.content import content_store
+from .fhir.terminology import operations as terminology
+from .fhir.terminology.startup import Source, core_source, load_sources, resources_source
 from .identity.reference import cache_of
 from .region.population import insi_population
 from .services import SERVICES
@@ -166,6 +168,9 @@ def create_app(
         # the simulated INSi's reference population (the region generator's, when configured)
         cache_of(engine).population = insi_population(settings.insi_reference)
         app.state.engine = engine
+        loaded = await load_sources(pool, _terminology_sources(services))
+        if len(loaded) > 1:
+            log.info("terminology loaded: %s", loaded)
         runtime = Runtime(engine, settings, url, app.state)
         try:
             async with contextlib.AsyncExitStack() as running:
@@ -200,6 +205,7 @@ def create_app(
             *(route for service in services for route in _routes_of(service, settings)),
             *web_static_routes(),
             *catalogue.routes,
+            *terminology.routes,
             *fhir_routes,
         ],
         lifespan=lifespan,
@@ -216,6 +222,7 @@ def create_app(
         [
             *validate.OPERATIONS,
             *everything.OPERATIONS,
+            *terminology.OPERATIONS,
             *(op for service in services for op in service.definitions),
         ]
     )
@@ -233,6 +240,14 @@ def warm_up() -> None:
         indexed_params(rtype)
     get_validator()
     capability_statement("")
+
+
+def _terminology_sources(services: list[Service]) -> list[Source]:
+    """The R4 core terminology, then each service's (loaded at start-up when changed)."""
+    return [
+        core_source(),
+        *(resources_source(s.name, s.terminology()) for s in services if s.terminology),
+    ]
 
 
 def _routes_of(service: Service, settings: Settings) -> list[BaseRoute]:
