@@ -437,6 +437,8 @@ CREATE TABLE term_word (
     ord   integer NOT NULL,
     PRIMARY KEY (cs, word, ord)
 );
+-- a concept's words: a filter word that starts thousands of words is checked concept by concept
+CREATE INDEX term_word_concept ON term_word (cs, ord, word);
 
 -- What was loaded from each package (start-up sources, `socle terminology load`): a start-up
 -- finding the same digest loads nothing.

@@ -169,8 +169,7 @@ def create_app(
         cache_of(engine).population = insi_population(settings.insi_reference)
         app.state.engine = engine
         loaded = await load_sources(pool, _terminology_sources(services))
-        if len(loaded) > 1:
-            log.info("terminology loaded: %s", loaded)
+        log.info("terminology at start-up: %s", loaded)
         runtime = Runtime(engine, settings, url, app.state)
         try:
             async with contextlib.AsyncExitStack() as running:

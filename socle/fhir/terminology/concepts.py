@@ -39,7 +39,9 @@ def filter_words(text: str) -> list[str]:
 
 
 def concept_words(c: Concept) -> set[str]:
-    out = words(c.code) | {fold(c.code)}
+    """The words a filter's words are prefixes of: its display's and designations' (the code
+    is matched apart, as a prefix of the whole code)."""
+    out: set[str] = set()
     if c.display:
         out |= words(c.display)
     for d in c.designations:
@@ -47,10 +49,14 @@ def concept_words(c: Concept) -> set[str]:
     return {w for w in out if w}
 
 
-def matches(text_words: list[str], c: Concept) -> bool:
-    """Whether every filter word starts some word of the concept (what the SQL filter does)."""
+def matches(text: str, c: Concept) -> bool:
+    """What the SQL filter does: the code starts with the text as typed, or every word of the
+    text starts some word of the concept."""
+    if c.code.startswith(text.strip()):
+        return True
     mine = concept_words(c)
-    return all(any(w.startswith(f) for w in mine) for f in text_words)
+    wanted = filter_words(text)
+    return bool(wanted) and all(any(w.startswith(f) for w in mine) for f in wanted)
 
 
 def _property_value(prop: dict[str, Any]) -> str | None:

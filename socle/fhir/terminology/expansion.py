@@ -19,10 +19,11 @@ from psycopg.types.json import Jsonb
 from ..json import encode_str
 from ..outcome import FhirError
 from ..search.sql import Sql
-from .concepts import Concept, concept_words, filter_words
+from .concepts import Concept, filter_words, matches
 from .resolve import Resolved, resolve
 
 MAX_DEPTH = 8  # value sets importing value sets
+FREQUENT = 1000  # a filter word starting more words than this is checked concept by concept
 _ARM_COLUMNS = "system, version, code, display, designations, abstract, seq"
 
 
@@ -35,7 +36,7 @@ class Expansion:
     """The rows of one page and the total (before paging)."""
 
     rows: list[tuple[str, str, str, str | None, list[dict[str, str]] | None, bool]]
-    total: int
+    total: int | None  # None: more than could be counted cheaply
     used: list[Resolved] = field(default_factory=list)  # code systems drawn on
 
 
@@ -52,10 +53,12 @@ class Expander:
         self, conn: AsyncConnection, text: str | None = None, restrict: Restrict | None = None
     ) -> None:
         self.conn = conn
+        self.text = text.strip() if text else ""
         self.words = filter_words(text) if text else []
         self.restrict = restrict
         self.used: dict[int, Resolved] = {}
-        self._arms = 0
+        self.arms = 0
+        self.frequent = False  # a filter word starts too many words to count the matches
 
     async def query(self, value_set: dict[str, Any], where: str, depth: int = 0) -> Sql:
         """The SQL selecting the value set's concepts (columns ``_ARM_COLUMNS``)."""
@@ -78,7 +81,8 @@ class Expander:
             out.add(" UNION ALL " if i else "").extend(arm)
         out.add(") u")
         excludes = compose.get("exclude") or []
-        saved, self.words = self.words, []  # an exclude is taken out whatever the filter
+        saved = self.text, self.words
+        self.text, self.words = "", []  # an exclude is taken out whatever the filter
         try:
             for i, exc in enumerate(excludes):
                 sub = await self._include(exc, f"{where}.compose.exclude[{i}]", depth)
@@ -86,12 +90,12 @@ class Expander:
                 out.add("(u.system, u.code) NOT IN (SELECT system, code FROM (").extend(sub)
                 out.add(") e)")
         finally:
-            self.words = saved
+            self.text, self.words = saved
         return out
 
     async def _include(self, inc: dict[str, Any], where: str, depth: int) -> Sql:
-        self._arms += 1
-        number = self._arms
+        self.arms += 1
+        number = self.arms
         system = inc.get("system")
         arm: Sql | None = None
         if isinstance(system, str) and system:
@@ -107,7 +111,7 @@ class Expander:
             elif cs is None:
                 raise _error(f"The code system {system} is not known here", f"{where}.system")
             else:
-                arm = self._code_system(cs, inc.get("filter") or [], where, number)
+                arm = await self._code_system(cs, inc.get("filter") or [], where, number)
         imported = inc.get("valueSet") or []
         for j, url in enumerate(imported):
             sub_where = f"{where}.valueSet[{j}]"
@@ -130,32 +134,81 @@ class Expander:
             raise _error("An include needs a system or a valueSet", where, 422, "invalid")
         return arm
 
-    def _code_system(
+    async def _code_system(
         self, cs: Resolved, filters: list[dict[str, Any]], where: str, number: int
     ) -> Sql:
+        # the first arm's order is the code system's own (term_concept_order answers it)
+        seq = "c.ord" if number == 1 else f"({number - 1}::bigint << 32) + c.ord"
         sql = Sql().add(
             "SELECT %s::text AS system, %s::text AS version, c.code, c.display, c.designations,"
-            " c.abstract, (%s::bigint << 32) + c.ord AS seq FROM term_concept c WHERE c.cs = %s",
+            f" c.abstract, {seq} AS seq FROM term_concept c WHERE c.cs = %s",
             cs.url,
             cs.version,
-            number,
             cs.key,
         )
         for i, flt in enumerate(filters):
             sql.add(" AND ").extend(_filter_sql(flt, f"{where}.filter[{i}]"))
-        for w in self.words:
-            sql.add(
-                " AND c.ord IN (SELECT w.ord FROM term_word w WHERE w.cs = %s"
-                " AND w.word >= %s AND w.word < %s)",
-                cs.key,
-                w,
-                _after_prefix(w),
-            )
+        if self.text:
+            sql.add(" AND ").extend(await self._text_match(cs))
         if self.restrict is not None:
             if self.restrict.system not in (None, cs.url):
                 sql.add(" AND false")
             sql.add(" AND c.code = %s", self.restrict.code)
         return sql
+
+    async def _text_match(self, cs: Resolved) -> Sql:
+        """Every word of the filter a prefix of one of the concept's words, or the text a prefix
+        of its code. Words that start few words (the usual type-ahead) give the concepts to
+        look at; a word that starts many (one letter…) is checked on each of those, or, when
+        every word does, on each concept in the code system's order, so the page stops early
+        (and the total is not counted)."""
+        code_prefix = Sql().add(
+            "(c.code >= %s AND c.code < %s)", self.text, _after_prefix(self.text)
+        )
+        if not self.words:
+            return code_prefix
+        probe = Sql().add("SELECT ")
+        for i, w in enumerate(self.words):
+            probe.add(
+                (", " if i else "")
+                + "(SELECT count(*) FROM (SELECT 1 FROM term_word WHERE cs = %s AND word >= %s"
+                " AND word < %s LIMIT %s) n)",
+                cs.key,
+                w,
+                _after_prefix(w),
+                FREQUENT + 1,
+            )
+        cur = await self.conn.execute(probe.sql(), probe.params)  # type: ignore[arg-type]
+        counts = await cur.fetchone() or ()
+        rare = [w for w, n in zip(self.words, counts, strict=True) if n <= FREQUENT]
+        many = [w for w in self.words if w not in rare]
+        if not rare:
+            self.frequent = True
+            out = Sql().add("((")
+            for i, w in enumerate(many):
+                out.add(" AND " if i else "").extend(_has_word("c.cs", "c.ord", w))
+            return out.add(") OR ").extend(code_prefix).add(")")
+        # the concepts the rare words give, checked for the others, and those of the code
+        out = Sql().add("c.ord IN (SELECT r.ord FROM (")
+        for i, w in enumerate(rare):
+            out.add(
+                (" INTERSECT " if i else "")
+                + "SELECT w.ord FROM term_word w WHERE w.cs = %s AND w.word >= %s"
+                " AND w.word < %s",
+                cs.key,
+                w,
+                _after_prefix(w),
+            )
+        out.add(") r WHERE true")
+        for w in many:
+            out.add(" AND ").extend(_has_word("%s", "r.ord", w, cs.key))
+        return out.add(
+            " UNION ALL SELECT k.ord FROM term_concept k WHERE k.cs = %s AND k.code >= %s"
+            " AND k.code < %s)",
+            cs.key,
+            self.text,
+            _after_prefix(self.text),
+        )
 
     def _listed(
         self,
@@ -179,16 +232,14 @@ class Expander:
                 for d in c.get("designation") or []
                 if isinstance(d, dict)
             ]
-            if self.words:
-                mine = concept_words(Concept(0, code, display, desig))
-                if not all(any(m.startswith(w) for m in mine) for w in self.words):
-                    continue
+            if self.text and not matches(self.text, Concept(0, code, display, desig)):
+                continue
             systems.append(system)
             versions.append(version)
             codes.append(code)
             displays.append(display)
             designations.append(Jsonb(desig, dumps=encode_str) if desig else None)
-            seqs.append((number << 32) + i)
+            seqs.append(((number - 1) << 32) + i)
         return Sql().add(
             "SELECT v.system, v.version, v.code, COALESCE(v.display, c.display) AS display,"
             " COALESCE(v.designations, c.designations) AS designations,"
@@ -204,6 +255,18 @@ class Expander:
             seqs,
             cs.key if cs is not None else None,
         )
+
+
+def _has_word(cs: str, ord_: str, word: str, *params: Any) -> Sql:
+    """Whether the concept (``cs``, ``ord_`` SQL) has a word starting with ``word``: a scalar
+    subquery, which the planner asks per row rather than turning it into a join."""
+    return Sql().add(
+        f"(SELECT true FROM term_word h WHERE h.cs = {cs} AND h.ord = {ord_}"
+        " AND h.word >= %s AND h.word < %s LIMIT 1)",
+        *params,
+        word,
+        _after_prefix(word),
+    )
 
 
 def _after_prefix(prefix: str) -> str:
@@ -277,36 +340,33 @@ async def expand(
     offset: int = 0,
     count: int | None = None,
     restrict: Restrict | None = None,
+    count_up_to: int = 1000,
 ) -> Expansion:
-    """One page of the value set's expansion, and its total."""
+    """One page of the value set's expansion, and its total when it is at most ``count_up_to``
+    (None beyond: counting 10,000 matches of a one-letter filter would cost more than the page)."""
     expander = Expander(conn, text, restrict)
     body = await expander.query(value_set, where)
-    sql = (
-        Sql()
-        .add("SELECT system, version, code, display, designations, abstract, count(*) OVER ()")
-        .add(" FROM (SELECT DISTINCT ON (system, code) * FROM (")
-        .extend(body)
-        .add(") b ORDER BY system, code, seq) x ORDER BY seq OFFSET %s", offset)
-    )
+    if expander.arms == 1:  # one arm: no code twice, and the code system's order is an index
+        distinct = Sql().extend(body)
+    else:
+        distinct = Sql().add("SELECT DISTINCT ON (system, code) * FROM (").extend(body)
+        distinct.add(") b ORDER BY system, code, seq")
+    sql = Sql().add("SELECT system, version, code, display, designations, abstract FROM (")
+    sql.extend(distinct).add(") x ORDER BY seq OFFSET %s", offset)
     if count is not None:
         sql.add(" LIMIT %s", count)
     cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
     rows = await cur.fetchall()
-    total = rows[0][6] if rows else 0
-    if not rows and offset:
-        total = await _total(conn, body)
+    total: int | None = None
+    if count is not None and len(rows) < count and (rows or not offset):
+        total = offset + len(rows)  # the last page says it
+    elif not expander.frequent:
+        counting = Sql().add("SELECT count(*) FROM (SELECT 1 FROM (").extend(distinct)
+        counting.add(") d LIMIT %s) c", count_up_to + 1)
+        cur = await conn.execute(counting.sql(), counting.params)  # type: ignore[arg-type]
+        found = await cur.fetchone()
+        counted = int(found[0]) if found else 0
+        total = counted if counted <= count_up_to else None
     return Expansion(
         [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows], total, list(expander.used.values())
     )
-
-
-async def _total(conn: AsyncConnection, body: Sql) -> int:
-    sql = (
-        Sql()
-        .add("SELECT count(*) FROM (SELECT DISTINCT system, code FROM (")
-        .extend(body)
-        .add(") b) x")
-    )
-    cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0

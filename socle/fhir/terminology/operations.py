@@ -304,8 +304,8 @@ async def expand_operation(request: Request) -> Response:
         raise FhirError.of(
             422,
             "too-costly",
-            f"The value set has {result.total} codes: page with offset and count (at most "
-            f"{MAX_EXPANSION}), or narrow with filter",
+            f"The value set has more than {MAX_EXPANSION} codes: page with offset and count "
+            f"(at most {MAX_EXPANSION}), or narrow with filter",
             inputs.where("url") if inputs.text("url") else "ValueSet",
         )
     await _audit(request, "ValueSet", found, "$expand")
@@ -339,9 +339,10 @@ async def expand_operation(request: Request) -> Response:
     expansion: dict[str, Any] = {
         "identifier": f"urn:uuid:{uuid.uuid4()}",
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "total": result.total,
-        "offset": offset,
     }
+    if result.total is not None:  # not counted beyond MAX_EXPANSION matches
+        expansion["total"] = result.total
+    expansion["offset"] = offset
     if parameters:
         expansion["parameter"] = parameters
     if contains:
