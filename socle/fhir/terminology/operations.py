@@ -217,7 +217,7 @@ async def _subject(
             f"The {kind} {url} is not known",
             inputs.where(url_name),
         )
-    return found.content, inputs.where(url_name), found
+    return found.content, kind, found
 
 
 async def _audit(request: Request, rtype: str, found: Resolved | None, operation: str) -> None:
