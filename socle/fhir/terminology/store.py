@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 from ..json import encode_str
 from ..storage.writer import PendingWrite
@@ -38,20 +37,24 @@ async def _insert(
     resources, one COPY for their concepts and one for their words; the concepts indexed."""
     if not items:
         return 0
+    rows = [
+        {
+            "k": r["resourceType"],
+            "u": str(r.get("url") or ""),
+            "v": str(r.get("version") or ""),
+            "i": rid,
+            "d": hashed,
+            "c": head_of(r),
+        }
+        for r, rid, hashed in items
+    ]
+    # one JSON array for every row: the driver adapting one array per column costs more
     cur = await conn.execute(
         "INSERT INTO term_resource (kind, url, version, resource_id, origin, digest, content)"
-        " SELECT k, u, v, i, %s, d, c FROM unnest(%s::text[], %s::text[], %s::text[],"
-        " %s::text[], %s::text[], %s::jsonb[]) WITH ORDINALITY AS t(k, u, v, i, d, c, n)"
-        " ORDER BY n RETURNING key, kind, url, version, resource_id",
-        (
-            origin,
-            [r["resourceType"] for r, _, _ in items],
-            [str(r.get("url") or "") for r, _, _ in items],
-            [str(r.get("version") or "") for r, _, _ in items],
-            [rid for _, rid, _ in items],
-            [hashed for _, _, hashed in items],
-            [Jsonb(head_of(r), dumps=encode_str) for r, _, _ in items],
-        ),
+        " SELECT t.r->>'k', t.r->>'u', t.r->>'v', t.r->>'i', %s, t.r->>'d', t.r->'c'"
+        " FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(r, n)"
+        " ORDER BY t.n RETURNING key, kind, url, version, resource_id",
+        (origin, encode_str(rows)),
     )
     # one stored resource per (kind, id), one package resource per (kind, url, version)
     key_of = {(row[1], row[4] or "", row[2], row[3]): row[0] for row in await cur.fetchall()}
