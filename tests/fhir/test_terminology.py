@@ -578,3 +578,32 @@ def test_cli_loads_a_package_once(
     bad.write_bytes(gzip.compress(b"not a tar"))
     r = run_socle(server.database, "terminology", "load", str(bad), extra_env=env)
     assert r.returncode == 2 and "not a FHIR package" in r.stderr
+
+
+# -- the lookup API other code checks codes with -------------------------------------------------
+
+
+def test_the_terminology_api_answers_as_the_operations_do(server: ServerProcess) -> None:
+    import asyncio
+
+    from psycopg_pool import AsyncConnectionPool
+
+    from socle.database import embedded_url
+    from socle.fhir.terminology.service import Terminology
+
+    url = server.database.url or embedded_url(server.database.data_dir)
+
+    async def run() -> None:
+        async with AsyncConnectionPool(url, open=False, min_size=1) as pool:
+            await pool.open()
+            terminology = Terminology(pool)
+            male = await terminology.validate_code(GENDER_VS, GENDER_CS, "male")
+            assert male is not None and male.result and male.display == "Male"
+            nope = await terminology.validate_code(GENDER_VS, None, "nope")
+            assert nope is not None and not nope.result
+            assert await terminology.validate_code("urn:unknown", None, "x") is None
+            assert await terminology.display(ACT_CODE, "AMB") == "ambulatory"
+            page = await terminology.expand(GENDER_VS, text="fem")
+            assert page is not None and [r[2] for r in page.rows] == ["female"]
+
+    asyncio.run(run())
