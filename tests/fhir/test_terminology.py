@@ -607,3 +607,17 @@ def test_the_terminology_api_answers_as_the_operations_do(server: ServerProcess)
             assert page is not None and [r[2] for r in page.rows] == ["female"]
 
     asyncio.run(run())
+
+
+def test_a_type_level_operation_needs_the_type_in_the_callers_scopes(
+    client: httpx.Client, server: ServerProcess
+) -> None:
+    from socle.testing import token_for
+
+    patient = created(client, {"resourceType": "Patient", "name": [{"family": f"T{unique()}"}]})
+    who = f"patient:{patient['id']}"
+    for scope, status in ((None, 200), ("patient/Observation.rs", 403)):
+        headers = {"Authorization": f"Bearer {token_for(server, who, scope=scope)}"}
+        r = httpx.get(f"{server.fhir}/ValueSet/$expand", params={"url": GENDER_VS}, headers=headers)
+        assert r.status_code == status, r.text
+    assert "ValueSet" in r.json()["issue"][0]["diagnostics"]

@@ -220,13 +220,19 @@ async def _subject(
     return found.content, kind, found
 
 
+def _check(request: Request, rtype: str) -> None:
+    """A type-level operation needs the caller to be allowed to search the type (403 before
+    any work otherwise); an instance's read is checked by the engine."""
+    if request.path_params.get("id") is None:
+        access_of(request).condition([rtype], "search", DIRECT)
+
+
 async def _audit(request: Request, rtype: str, found: Resolved | None, operation: str) -> None:
-    """A type-level operation: the caller must be allowed to search the type; audited. (An
-    instance's read was checked and audited by the engine.)"""
+    """A type-level operation, for the audit trail (an instance's read was audited by the
+    engine)."""
     if request.path_params.get("id") is not None:
         return
     access = access_of(request)
-    access.condition([rtype], "search", DIRECT)  # 403 when the policy denies the type
     touched: list[tuple[str, str, str | None]] = []
     if found is not None and found.resource_id:
         touched.append((rtype, found.resource_id, None))
@@ -287,6 +293,7 @@ def _count(inputs: Inputs) -> tuple[int, int | None]:
 
 
 async def expand_operation(request: Request) -> Response:
+    _check(request, "ValueSet")
     inputs = await read_inputs(request, EXPAND)
     offset, count = _count(inputs)
     text, language = inputs.text("filter"), inputs.text("displayLanguage")
@@ -357,6 +364,7 @@ async def expand_operation(request: Request) -> Response:
 
 
 async def vs_validate_code_operation(request: Request) -> Response:
+    _check(request, "ValueSet")
     inputs = await read_inputs(request, VS_VALIDATE_CODE)
     codings = _coding_of(inputs)
     display = inputs.text("display")
@@ -371,6 +379,7 @@ async def vs_validate_code_operation(request: Request) -> Response:
 
 
 async def cs_validate_code_operation(request: Request) -> Response:
+    _check(request, "CodeSystem")
     inputs = await read_inputs(request, CS_VALIDATE_CODE)
     codings = _coding_of(inputs)
     display = inputs.text("display")
@@ -406,6 +415,7 @@ async def _code_system_of(
 
 
 async def lookup_operation(request: Request) -> Response:
+    _check(request, "CodeSystem")
     inputs = await read_inputs(request, LOOKUP)
     (code, system, where), *_ = _coding_of(inputs)
     language = inputs.text("displayLanguage")
@@ -455,6 +465,7 @@ async def lookup_operation(request: Request) -> Response:
 
 
 async def subsumes_operation(request: Request) -> Response:
+    _check(request, "CodeSystem")
     inputs = await read_inputs(request, SUBSUMES)
     a = _one_code(inputs, "A")
     b = _one_code(inputs, "B")
@@ -487,6 +498,7 @@ def _one_code(inputs: Inputs, side: str) -> tuple[str, str | None, str]:
 
 
 async def translate_operation(request: Request) -> Response:
+    _check(request, "ConceptMap")
     inputs = await read_inputs(request, TRANSLATE)
     (code, system, where), *_ = _coding_of(inputs)
     if not system:
