@@ -35,7 +35,7 @@ from .fhir.search import custom as custom_params
 from .fhir.search.paging import PageTokens
 from .fhir.storage.content import content_store
 from .fhir.terminology import operations as terminology
-from .fhir.terminology.startup import Source, core_source, load_sources, resources_source
+from .fhir.terminology.startup import Source, core_sources, load_sources, resources_source
 from .identity.reference import cache_of
 from .region.population import insi_population
 from .services import SERVICES
@@ -242,9 +242,9 @@ def warm_up() -> None:
 
 
 def _terminology_sources(services: list[Service]) -> list[Source]:
-    """The R4 core terminology, then each service's (loaded at start-up when changed)."""
+    """The engine's terminology, then each service's (loaded at start-up when changed)."""
     return [
-        core_source(),
+        *core_sources(),
         *(resources_source(s.name, s.terminology()) for s in services if s.terminology),
     ]
 

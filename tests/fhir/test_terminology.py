@@ -157,6 +157,16 @@ def test_the_records_nos_value_sets_are_loaded_at_start_up(client: httpx.Client)
     assert params_of(r.json())["result"] is False
 
 
+def test_the_fr_core_codes_socle_checks_are_loaded_at_start_up(client: httpx.Client) -> None:
+    status = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status"
+    for code, result in (("QUAL", True), ("QUALIF", False)):
+        r = client.get("/CodeSystem/$validate-code", params={"url": status, "code": code})
+        assert params_of(r.json())["result"] is result
+    types = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
+    r = client.get("/CodeSystem/$lookup", params={"system": types, "code": "INS-NIR"})
+    assert r.status_code == 200, r.text
+
+
 # -- $expand --------------------------------------------------------------------------------------
 
 

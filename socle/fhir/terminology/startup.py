@@ -42,6 +42,50 @@ def core_source() -> Source:
     return Source(CORE, digest.hexdigest(), core_resources)
 
 
+FR_CORE = "socle.fr-core-checked"
+
+
+def fr_core_resources() -> list[dict[str, Any]]:
+    """The FR Core code systems the validator and the identity service check (identity
+    reliability, INS identifier types), with the codes they accept: `complete` where the checks
+    take exactly these codes, `fragment` for fr-core-cs-v2-0203 (only its INS and internal
+    identifier types are used here)."""
+    from ..validation import profiles_fr as fr
+
+    identifier_types = sorted(
+        {
+            c
+            for k in fr.PATIENT_IDENTIFIERS
+            if k.type_system == fr.CS_V2_0203_FR
+            for c in k.type_codes
+        }
+    )
+    systems = [
+        (fr.CS_IDENTITY_STATUS, "FRCoreIdentityStatus", fr.IDENTITY_STATUS, "complete"),
+        (fr.CS_METHOD_COLLECTION, "FRCoreMethodCollection", fr.METHOD_COLLECTION, "complete"),
+        (fr.CS_VALIDATION_MODE, "FRCoreValidationMode", fr.VALIDATION_MODE, "complete"),
+        (fr.CS_STATUS_COMMENT, "FRCoreIdentityStatusComment", fr.STATUS_COMMENT, "complete"),
+        (fr.CS_V2_0203_FR, "FRCoreV20203", identifier_types, "fragment"),
+    ]
+    return [
+        {
+            "resourceType": "CodeSystem",
+            "url": url,
+            "name": name,
+            "status": "active",
+            "content": content,
+            "concept": [{"code": code} for code in sorted(codes)],
+        }
+        for url, name, codes, content in systems
+    ]
+
+
+def core_sources() -> list[Source]:
+    """What the engine itself relies on: the R4 core terminology and the FR Core codes its
+    checks accept."""
+    return [core_source(), resources_source(FR_CORE, fr_core_resources())]
+
+
 def resources_source(name: str, resources: Sequence[dict[str, Any]]) -> Source:
     """A source of resources built in memory (a service's)."""
     kept = list(resources)
