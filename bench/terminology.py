@@ -1,20 +1,22 @@
 """Terminology type-ahead over HTTP: `ValueSet/$expand` with a `filter` on a 50,000-code system.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python bench/terminology.py [--codes 50000] [--queries 1000]
+        .venv/bin/python bench/terminology.py [--codes 50000] [--queries 1000] [--embedded]
 
 Starts `socle serve` (1 worker) on a fresh database, POSTs a generated hierarchical CodeSystem
 (displays of 2-4 words drawn from a 4,000-word vocabulary, a French designation each, ten
 codes per parent) and a ValueSet of the whole system, then asks `$expand?filter=…&count=20`
 with one sequential HTTP client: one word prefix of 1 to 5 letters, or a word and the prefix of
-another (as typed in a picker). Latencies are client-side, so they include HTTP. Prints one
-JSON object.
+another (as typed in a picker). Latencies are client-side, so they include HTTP; the server's
+own time per request (its access log) is given beside them, and the load average, since the
+client shares the machine. Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -66,6 +68,15 @@ def code_system(rng: random.Random, codes: int, words: list[str]) -> dict[str, A
     }
 
 
+def _logged_ms(log: Path) -> list[float]:
+    """The server's own time for each $expand (its access log), without the client's."""
+    out = []
+    for line in log.read_text().splitlines():
+        if "$expand" in line and line.startswith("{"):
+            out.append(float(json.loads(line)["ms"]))
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
@@ -75,10 +86,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--codes", type=int, default=50_000)
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--embedded", action="store_true", help="ignore DATABASE_URL")
     args = ap.parse_args()
     rng = random.Random(18)  # noqa: S311 - benchmark data
     words = vocabulary(rng, 4000)
-    with fresh_database(None if "--embedded" in sys.argv else _url()) as db:
+    with fresh_database(None if args.embedded else os.environ.get("DATABASE_URL")) as db:
         server = start_server(db)
         try:
             headers = {
@@ -120,6 +132,7 @@ def main() -> None:
                 first_page_ms = (time.perf_counter() - t) * 1000
         finally:
             stop_server(server)
+        server_ms = _logged_ms(server.log)[-len(filters) - 1 : -1]  # flushed once it stopped
     print(
         json.dumps(
             {
@@ -134,16 +147,15 @@ def main() -> None:
                     "median_total": statistics.median(t for t in totals if t is not None),
                     "over_1000_matches": sum(t is None for t in totals),
                 },
+                "expand_filter_server_side": {
+                    "p50_ms": round(statistics.median(server_ms), 2),
+                    "p95_ms": pct(server_ms, 0.95),
+                },
                 "expand_first_page_unfiltered_ms": round(first_page_ms, 2),
+                "load_average_1m": round(os.getloadavg()[0], 1),
             }
         )
     )
-
-
-def _url() -> str | None:
-    import os
-
-    return os.environ.get("DATABASE_URL")
 
 
 if __name__ == "__main__":

@@ -155,6 +155,10 @@ def test_the_records_nos_value_sets_are_loaded_at_start_up(client: httpx.Client)
         params={"url": J07, "system": "http://loinc.org", "code": "0000-0"},
     )
     assert params_of(r.json())["result"] is False
+    a05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
+    r = client.get("/CodeSystem/$validate-code", params={"url": a05, "code": "NOPE"})
+    out = params_of(r.json())
+    assert out["result"] is False and "fragment" in out["message"]
 
 
 def test_the_fr_core_codes_socle_checks_are_loaded_at_start_up(client: httpx.Client) -> None:

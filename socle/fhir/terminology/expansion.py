@@ -110,6 +110,13 @@ class Expander:
                 )
             elif cs is None:
                 raise _error(f"The code system {system} is not known here", f"{where}.system")
+            elif cs.content.get("content") == "not-present":
+                raise _error(
+                    f"The concepts of {system} are not held here (content not-present)",
+                    f"{where}.system",
+                    422,
+                    "not-supported",
+                )
             else:
                 arm = await self._code_system(cs, inc.get("filter") or [], where, number)
         imported = inc.get("valueSet") or []

@@ -82,7 +82,8 @@ async def validate_in_code_system(
 ) -> Verdict:
     info = await concept(conn, cs, code)
     if info is None:
-        return Verdict(False, f"The code {code!r} is not in the code system {cs.url}")
+        known = " (only a fragment of it is known here)" if _fragment(cs) else ""
+        return Verdict(False, f"The code {code!r} is not in the code system {cs.url}{known}")
     problem = _display_problem(display, info.display, info.designations)
     if problem:
         return Verdict(False, problem, info.display)
@@ -109,6 +110,10 @@ async def validate_in_value_set(
     if problem:
         return Verdict(False, problem, row[3])
     return Verdict(True, None, row[3])
+
+
+def _fragment(cs: Resolved) -> bool:
+    return cs.content.get("content") == "fragment"
 
 
 def subsumption(a: ConceptInfo, b: ConceptInfo) -> str:
