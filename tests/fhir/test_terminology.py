@@ -635,3 +635,35 @@ def test_a_type_level_operation_needs_the_type_in_the_callers_scopes(
         r = httpx.get(f"{server.fhir}/ValueSet/$expand", params={"url": GENDER_VS}, headers=headers)
         assert r.status_code == status, r.text
     assert "ValueSet" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_stored_resources_without_rows_are_indexed_at_start_up(
+    client: httpx.Client, server: ServerProcess
+) -> None:
+    """A CodeSystem stored before the terminology tables existed gets its rows at start-up."""
+    import asyncio
+
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+
+    from socle.database import embedded_url
+    from socle.fhir.terminology.startup import load_sources
+
+    url = f"urn:test:cs:{unique()}"
+    cs = created(client, code_system(url))
+    db = server.database.url or embedded_url(server.database.data_dir)
+
+    async def forget() -> None:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+            await conn.execute("DELETE FROM term_resource WHERE resource_id = %s", (cs["id"],))
+
+    async def start_up() -> dict[str, Any]:
+        async with AsyncConnectionPool(db, open=False, min_size=1) as pool:
+            await pool.open()
+            return await load_sources(pool, [])
+
+    asyncio.run(forget())
+    assert refusal(client.get("/CodeSystem/$lookup", params={"system": url, "code": "1"}), 422)
+    assert asyncio.run(start_up())["stored indexed"] >= 1
+    r = client.get("/CodeSystem/$lookup", params={"system": url, "code": "1"})
+    assert params_of(r.json())["display"] == "Hepatitis"

@@ -250,7 +250,8 @@ def _coding_of(inputs: Inputs, code_name: str = "code") -> list[tuple[str, str |
         return [(code, inputs.text("system"), inputs.where(code_name))]
     coding = inputs.value("coding")
     if isinstance(coding, dict):
-        return [(_code_in(coding, inputs.where("coding")), coding.get("system"), "coding")]
+        where = inputs.where("coding")
+        return [(_code_in(coding, where), coding.get("system"), where)]
     concept = inputs.value("codeableConcept")
     if isinstance(concept, dict):
         where = inputs.where("codeableConcept")
@@ -486,6 +487,10 @@ async def subsumes_operation(request: Request) -> Response:
     return send_parameters({"name": "outcome", "valueCode": service.subsumption(*found)})
 
 
+def _versioned(url: str | None, version: str | None) -> str | None:
+    return f"{url.partition('|')[0]}|{version}" if url and version else url
+
+
 def _one_code(inputs: Inputs, side: str) -> tuple[str, str | None, str]:
     code = inputs.text(f"code{side}")
     if code is not None:
@@ -513,7 +518,7 @@ async def translate_operation(request: Request) -> Response:
             conn,
             code,
             system,
-            url=inputs.text("url"),
+            url=_versioned(inputs.text("url"), inputs.text("conceptMapVersion")),
             concept_map=concept_map,
             target_system=inputs.text("targetsystem"),
             reverse=inputs.value("reverse") is True,

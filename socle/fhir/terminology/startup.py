@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ..definitions import definitions_dir, load_bundle
 from ..json import encode
-from .store import LoadReport, load
+from .store import KINDS, LoadReport, index_unindexed, load
 
 CORE = "hl7.fhir.r4.core#4.0.1"
 CORE_FILES = ("valuesets.json", "v3-codesystems.json")
@@ -126,5 +127,19 @@ async def load_sources(pool: AsyncConnectionPool, sources: Sequence[Source]) -> 
             report = await load_package(conn, source.name, source.digest, source.resources())
             if report is not None:
                 done[source.name] = report.__dict__
+    # stored resources written before the terminology tables existed (once)
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT 1 FROM resource r WHERE r.rtype = ANY(%s) AND NOT r.deleted AND NOT"
+                " EXISTS (SELECT 1 FROM term_resource t WHERE t.kind = r.rtype"
+                " AND t.resource_id = r.id) LIMIT 1",
+                (list(KINDS),),
+            )
+            if await cur.fetchone() is not None:
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
+                done["stored indexed"] = await index_unindexed(conn)
+    except psycopg.errors.UniqueViolation:
+        pass  # a write indexed one meanwhile: the next start-up finishes the rest
     done["seconds"] = round(time.perf_counter() - started, 3)
     return done

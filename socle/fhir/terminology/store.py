@@ -160,3 +160,17 @@ async def load(
     report.concepts = await _insert(conn, items, origin)
     report.loaded = len(items)
     return report
+
+
+async def index_unindexed(conn: AsyncConnection) -> int:
+    """Index the stored CodeSystems, ValueSets and ConceptMaps that have no terminology rows
+    (written before the terminology tables existed); how many."""
+    cur = await conn.execute(
+        "SELECT r.rtype, r.id, r.content FROM resource r WHERE r.rtype = ANY(%s)"
+        " AND NOT r.deleted AND NOT EXISTS (SELECT 1 FROM term_resource t"
+        " WHERE t.kind = r.rtype AND t.resource_id = r.id)",
+        (list(KINDS),),
+    )
+    rows = await cur.fetchall()
+    await _insert(conn, [(content, rid, digest(content)) for _, rid, content in rows], STORED)
+    return len(rows)
