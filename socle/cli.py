@@ -218,10 +218,21 @@ def terminology_load(
     import asyncio
     import json
 
-    from .fhir.terminology.cli import load_file
+    import psycopg
+
+    from .config import Settings
+    from .database import prepare, resolve_url
+    from .fhir.terminology.files import load_file
+
+    url = resolve_url(Settings.from_env(data_dir))
+
+    async def run() -> dict[str, Any]:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            return await load_file(conn, file)
 
     try:
-        report = asyncio.run(load_file(file, data_dir))
+        prepare(url)
+        report = asyncio.run(run())
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

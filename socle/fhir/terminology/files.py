@@ -6,24 +6,20 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from psycopg import AsyncConnection
 
-from ...config import Settings
-from ...database import prepare, resolve_url
 from .packages import read_package
 from .startup import load_package
 
 
-async def load_file(path: Path, data_dir: Path | None) -> dict[str, Any]:
-    """What was loaded from ``path`` (ValueError when it cannot be read or holds nothing)."""
+async def load_file(conn: AsyncConnection, path: Path) -> dict[str, Any]:
+    """What was loaded from ``path``, in one transaction (ValueError when it cannot be read or
+    holds nothing)."""
     package = read_package(path)
     if not package.resources:
         raise ValueError(f"{path}: no CodeSystem, ValueSet or ConceptMap in it")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    settings = Settings.from_env(data_dir)
-    url = resolve_url(settings)
-    prepare(url)
-    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+    async with conn.transaction():
         report = await load_package(conn, package.name, digest, package.resources)
     out: dict[str, Any] = {"package": package.name, "resources": len(package.resources)}
     if report is None:
