@@ -281,47 +281,27 @@ def fhir_resources() -> list[dict[str, Any]]:
     """The value sets above as FHIR ValueSets, and the NOS code systems they draw on as
     CodeSystem fragments (only the codes these value sets use are known here); loaded into the
     terminology service at start-up, so `$expand` and `$validate-code` answer with them."""
-    data = _data()
     concepts: dict[str, dict[str, str]] = {}
-    out: list[dict[str, Any]] = []
-    for vs in data["value_sets"].values():
-        include = []
-        for inc in vs["include"]:
-            system = data["systems"][inc["system"]]["url"]
-            concepts.setdefault(system, {}).update(inc["concepts"])
-            include.append(
-                {
-                    "system": system,
-                    "concept": [{"code": c, "display": d} for c, d in inc["concepts"].items()],
-                }
-            )
-        resource: dict[str, Any] = {
-            "resourceType": "ValueSet",
-            "url": vs["url"],
-            "name": vs["name"],
-            "title": vs.get("title") or vs["name"],
-            "status": "active",
-            "compose": {"include": include},
-        }
-        if vs.get("version"):
-            resource["version"] = vs["version"]
-        out.append(resource)
-    for system in data["systems"].values():
-        if system["url"].startswith(_NOS) and system["url"] in concepts:
-            out.append(
-                {
-                    "resourceType": "CodeSystem",
-                    "url": system["url"],
-                    "name": system["name"].replace("-", "_"),
-                    "title": system["name"],
-                    "status": "active",
-                    "content": "fragment",
-                    "concept": [
-                        {"code": c, "display": d} for c, d in concepts[system["url"]].items()
-                    ],
-                }
-            )
-    return out
+    for key in KEYS:
+        for (system, code), disp in value_set(key).codes.items():
+            concepts.setdefault(system, {})[code] = disp
+    names = {s["url"]: s["name"] for s in _data()["systems"].values()}
+    return [
+        *(as_fhir_valueset(key) for key in KEYS),
+        *(
+            {
+                "resourceType": "CodeSystem",
+                "url": system,
+                "name": names[system].replace("-", "_"),
+                "title": names[system],
+                "status": "active",
+                "content": "fragment",
+                "concept": [{"code": c, "display": d} for c, d in codes.items()],
+            }
+            for system, codes in concepts.items()
+            if system.startswith(_NOS)
+        ),
+    ]
 
 
 _NOS = "https://mos.esante.gouv.fr/NOS/"
