@@ -15,12 +15,12 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from ..definitions import definitions_dir, load_bundle
+from ..definitions import definitions_dir
 from ..json import encode
+from .core import CORE_FILES, core_resources
 from .store import KINDS, LoadReport, index_unindexed, load
 
 CORE = "hl7.fhir.r4.core#4.0.1"
-CORE_FILES = ("valuesets.json", "v3-codesystems.json")
 _LOAD_LOCK = 0x7E53  # the advisory lock serialising terminology loads
 
 
@@ -29,11 +29,6 @@ class Source:
     name: str
     digest: str
     resources: Callable[[], Sequence[dict[str, Any]]]
-
-
-def core_resources() -> list[dict[str, Any]]:
-    """The R4 core CodeSystems and ValueSets shipped with the definitions."""
-    return [r for name in CORE_FILES for r in load_bundle(name)]
 
 
 def core_source() -> Source:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ..definitions import definitions_dir
-from ..terminology.startup import core_resources
+from ..terminology.core import core_resources
 
 Codes = frozenset[tuple[str, str]]  # (system, code)
 
