@@ -231,6 +231,40 @@ def _connect(data_dir: Path | None):  # type: ignore[no-untyped-def]
     return settings, psycopg.connect(url, autocommit=True)
 
 
+terminology_app = typer.Typer(no_args_is_help=True, help="The terminology service.")
+app.add_typer(terminology_app, name="terminology")
+
+
+@terminology_app.command("load")
+def terminology_load(
+    file: Annotated[Path, typer.Argument(help="A FHIR package .tgz, a JSON Bundle or NDJSON.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Load the CodeSystems, ValueSets and ConceptMaps of a file (again: nothing changes)."""
+    import asyncio
+    import json
+
+    import psycopg
+
+    from .config import Settings
+    from .database import prepare, resolve_url
+    from .fhir.terminology.files import load_file
+
+    url = resolve_url(Settings.from_env(data_dir))
+
+    async def run() -> dict[str, Any]:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            return await load_file(conn, file)
+
+    try:
+        prepare(url)
+        report = asyncio.run(run())
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(report))
+
+
 client_app = typer.Typer(no_args_is_help=True, help="OAuth clients of the authorisation server.")
 app.add_typer(client_app, name="client")
 

@@ -82,5 +82,8 @@ class Service:
     # the kinds of background jobs it runs on the workers (socle/workers/, docs/platform.md)
     jobs: Sequence[JobKind] = ()
     conformance: Conformance | None = None
+    # the CodeSystems, ValueSets and ConceptMaps its checks rely on: loaded into the terminology
+    # service at start-up (once per content)
+    terminology: Callable[[], Sequence[dict[str, Any]]] | None = None
     # the environment variables it reads, for operators and the configuration's documentation
     settings: Sequence[str] = ()

@@ -495,6 +495,65 @@ CREATE TABLE bulk_import_error (
 );
 """
 
+TERMINOLOGY_V183 = """
+-- Terminology (socle/fhir/terminology/): CodeSystems, ValueSets and ConceptMaps indexed for the
+-- terminology operations. A stored resource's row (resource_id set) is derived from it in the
+-- same transaction, like the search indexes; a loaded package's rows (resource_id NULL) come
+-- from start-up or `socle terminology load`, skipped when the same digest is already there.
+CREATE TABLE term_resource (
+    key          bigserial PRIMARY KEY,
+    kind         text NOT NULL,               -- CodeSystem | ValueSet | ConceptMap
+    url          text COLLATE "C" NOT NULL,
+    version      text COLLATE "C" NOT NULL DEFAULT '',
+    resource_id  text,                        -- the stored resource's id; NULL: a package's
+    origin       text NOT NULL,               -- 'stored', or the package it was loaded from
+    digest       text NOT NULL,               -- of the content: a reload of the same is skipped
+    content      jsonb NOT NULL               -- a CodeSystem without its concepts
+);
+CREATE UNIQUE INDEX term_resource_stored ON term_resource (kind, resource_id)
+    WHERE resource_id IS NOT NULL;
+CREATE UNIQUE INDEX term_resource_loaded ON term_resource (kind, url, version)
+    WHERE resource_id IS NULL;
+CREATE INDEX term_resource_url ON term_resource (kind, url, version);
+
+-- One row per concept of a CodeSystem, in the code system's order (ord).
+CREATE TABLE term_concept (
+    cs            bigint NOT NULL REFERENCES term_resource (key) ON DELETE CASCADE,
+    ord           integer NOT NULL,
+    code          text COLLATE "C" NOT NULL,
+    display       text,
+    designations  jsonb,                      -- [{language, use, value}]
+    parents       text[] NOT NULL DEFAULT '{}',
+    ancestors     text[] NOT NULL DEFAULT '{}',  -- every code above it: is-a, $subsumes
+    properties    jsonb,                      -- {code: [value as text, ...]}
+    abstract      boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (cs, code)
+);
+CREATE UNIQUE INDEX term_concept_order ON term_concept (cs, ord);
+CREATE INDEX term_concept_ancestors ON term_concept USING gin (ancestors);
+
+-- Folded words of each concept's code, display and designations: type-ahead filters are word
+-- prefixes, a btree range scan (the embedded PostgreSQL has no pg_trgm).
+CREATE TABLE term_word (
+    cs    bigint NOT NULL REFERENCES term_resource (key) ON DELETE CASCADE,
+    word  text COLLATE "C" NOT NULL,
+    ord   integer NOT NULL,
+    PRIMARY KEY (cs, word, ord)
+);
+-- a concept's words: a filter word that starts thousands of words is checked concept by concept
+CREATE INDEX term_word_concept ON term_word (cs, ord, word);
+
+-- What was loaded from each package (start-up sources, `socle terminology load`): a start-up
+-- finding the same digest loads nothing.
+CREATE TABLE term_package (
+    name       text PRIMARY KEY,
+    digest     text NOT NULL,
+    resources  integer NOT NULL,
+    concepts   integer NOT NULL,
+    loaded_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
+
 # Versions need not be contiguous, and a lower version added later is still applied (each
 # version is applied once, in ascending order, if not recorded).
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -508,6 +567,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (148, "Patient deceased search index: deceased patients say true", PATIENT_DECEASED_V148),
     (160, "bulk import runs and committed chunks", BULK_IMPORT_V160),
     (181, "outbox events and the job queue", JOBS_V181),
+    (183, "terminology: code systems, concepts and their words", TERMINOLOGY_V183),
     (190, "server-side sessions of the web pages", WEB_SESSIONS_V190),
 ]
 

@@ -34,6 +34,8 @@ from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
 from .fhir.search.paging import PageTokens
 from .fhir.storage.content import content_store
+from .fhir.terminology import operations as terminology
+from .fhir.terminology.startup import Source, core_sources, load_sources, resources_source
 from .identity.reference import cache_of
 from .region.population import insi_population
 from .services import SERVICES
@@ -170,6 +172,7 @@ def create_app(
             *web_static_routes(),
             *jobs_admin_routes,
             *catalogue.routes,
+            *terminology.routes,
             *fhir_routes,
         ],
         lifespan=lifespan,
@@ -186,6 +189,7 @@ def create_app(
         [
             *validate.OPERATIONS,
             *everything.OPERATIONS,
+            *terminology.OPERATIONS,
             *(op for service in services for op in service.definitions),
         ]
     )
@@ -217,6 +221,8 @@ async def service_runtime(
     # the simulated INSi's reference population (the region generator's, when configured)
     cache_of(engine).population = insi_population(settings.insi_reference)
     state.engine = engine
+    loaded = await load_sources(pool, _terminology_sources(services))
+    log.info("terminology at start-up: %s", loaded)
     runtime = Runtime(engine, settings, url, state)
     try:
         async with contextlib.AsyncExitStack() as running:
@@ -244,6 +250,14 @@ def warm_up() -> None:
         indexed_params(rtype)
     get_validator()
     capability_statement("")
+
+
+def _terminology_sources(services: list[Service]) -> list[Source]:
+    """The engine's terminology, then each service's (loaded at start-up when changed)."""
+    return [
+        *core_sources(),
+        *(resources_source(s.name, s.terminology()) for s in services if s.terminology),
+    ]
 
 
 def _routes_of(service: Service, settings: Settings) -> list[BaseRoute]:

@@ -1,8 +1,9 @@
 """The engine's own per-type steps in a unit of work, kept out of its outline.
 
-Two stored types need more than a row: a ``SearchParameter`` adds a search parameter (checked
+Some stored types need more than a row: a ``SearchParameter`` adds a search parameter (checked
 before it is written; its reindex job commits with it; the writing worker learns it at once),
-and a ``Binary`` keeps its bytes in the content store (put there before the row is written).
+a ``Binary`` keeps its bytes in the content store (put there before the row is written), and a
+``CodeSystem``, ``ValueSet`` or ``ConceptMap`` its terminology rows (`terminology/store.py`).
 Services change their types' interactions with ``socle/fhir/hooks.py``; these steps are the
 engine's and are not open to services.
 """
@@ -21,6 +22,8 @@ from .storage.binary import offload_binary
 from .storage.content import ContentStore
 from .storage.reader import find_current
 from .storage.writer import PendingWrite
+from .terminology.store import KINDS as TERMINOLOGY_KINDS
+from .terminology.store import indexer as terminology_indexer
 
 # Called for each write of the type once its references are rewritten and it is validated.
 Prepare = Callable[[AsyncConnection, PendingWrite, "ContentStore | None"], Awaitable[None]]
@@ -80,6 +83,11 @@ TYPE_WRITES: dict[str, TypeWrites] = {
         atomic_alone=False,
     ),
     "Binary": TypeWrites(prepare=_store_binary_content),
+    # the terminology tables are derived from these, in the same transaction
+    **{
+        kind: TypeWrites(applied=terminology_indexer(kind), atomic_alone=False)
+        for kind in TERMINOLOGY_KINDS
+    },
 }
 
 

@@ -21,6 +21,7 @@ from .pdsm import ACTORS, DOCUMENT_REFERENCE, FOLDER, PDSM, SIMPLIFIED_PUBLISH, 
 from .pdsm import search_parameters as pdsm_search_parameters
 from .provide import check_provided_bundle, simplified_publish
 from .rules import DocumentRules
+from .terminology import fhir_resources
 
 CONFORMANCE = Conformance(
     instantiates=list(ACTORS.values()),
@@ -79,5 +80,6 @@ service = Service(
     install=install,
     lifespan=_lifespan,
     conformance=CONFORMANCE,
+    terminology=fhir_resources,
     settings=("SOCLE_MAX_DOCUMENT_BYTES",),
 )

@@ -290,3 +290,36 @@ def as_fhir_valueset(key: str) -> dict[str, Any]:
         }
     )
     return out
+
+
+# -- as FHIR resources, for the terminology service ----------------------------------------------
+
+
+def fhir_resources() -> list[dict[str, Any]]:
+    """The value sets above as FHIR ValueSets, and the NOS code systems they draw on as
+    CodeSystem fragments (only the codes these value sets use are known here); loaded into the
+    terminology service at start-up, so `$expand` and `$validate-code` answer with them."""
+    concepts: dict[str, dict[str, str]] = {}
+    for key in KEYS:
+        for (system, code), disp in value_set(key).codes.items():
+            concepts.setdefault(system, {})[code] = disp
+    names = {s["url"]: s["name"] for s in _data()["systems"].values()}
+    return [
+        *(as_fhir_valueset(key) for key in KEYS),
+        *(
+            {
+                "resourceType": "CodeSystem",
+                "url": system,
+                "name": names[system].replace("-", "_"),
+                "title": names[system],
+                "status": "active",
+                "content": "fragment",
+                "concept": [{"code": c, "display": d} for c, d in codes.items()],
+            }
+            for system, codes in concepts.items()
+            if system.startswith(_NOS)
+        ),
+    ]
+
+
+_NOS = "https://mos.esante.gouv.fr/NOS/"

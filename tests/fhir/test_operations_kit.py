@@ -66,7 +66,8 @@ def test_each_declared_operation_definition_is_valid_r4(operation: Operation) ->
 
 def test_socle_operations_share_one_canonical_base_and_hl7_ones_keep_theirs() -> None:
     urls = {op.code: op.url for op in declared()}
-    for code in ("validate", "everything", "merge"):
+    hl7 = ("validate", "everything", "merge", "expand", "validate-code", "lookup", "subsumes")
+    for code in (*hl7, "translate"):
         assert urls.pop(code).startswith("http://hl7.org/fhir/OperationDefinition/")
     assert all(url.startswith(SOCLE_DEFINITIONS) for url in urls.values()), urls
 

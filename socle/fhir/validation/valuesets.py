@@ -1,4 +1,5 @@
-"""Expand the value sets of required bindings, from `valuesets.json` and `v3-codesystems.json`.
+"""Expand the value sets of required bindings, from the R4 core terminology the terminology
+service loads at start-up (`valuesets.json` and `v3-codesystems.json`).
 
 Only what can be expanded from those files is expanded: whole code systems (with nested concepts),
 explicit concept lists, `is-a` / `descendent-of` / `=` filters on a shipped code system, imported
@@ -12,6 +13,7 @@ import json
 from typing import Any
 
 from ..definitions import definitions_dir
+from ..terminology.core import core_resources
 
 Codes = frozenset[tuple[str, str]]  # (system, code)
 
@@ -26,15 +28,15 @@ class ValueSets:
     def __init__(self) -> None:
         self.code_systems: dict[str, dict[str, Any]] = {}
         self.value_sets: dict[str, dict[str, Any]] = {}
-        for name in ("valuesets.json", "v3-codesystems.json"):
-            for res in read_bundle(name):
-                url = res.get("url")
-                if not url:
-                    continue
-                if res.get("resourceType") == "CodeSystem":
-                    self.code_systems.setdefault(url, res)
-                elif res.get("resourceType") == "ValueSet":
-                    self.value_sets.setdefault(url, res)
+        # the terminology service's start-up source: the same codes behind $expand and these
+        for res in core_resources():
+            url = res.get("url")
+            if not url:
+                continue
+            if res.get("resourceType") == "CodeSystem":
+                self.code_systems.setdefault(url, res)
+            elif res.get("resourceType") == "ValueSet":
+                self.value_sets.setdefault(url, res)
         self._cache: dict[str, Codes | None] = {}
         self._titles: dict[str, str] = {}
         self._cs_codes: dict[str, dict[str, tuple[str, ...]] | None] = {}
