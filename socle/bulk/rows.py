@@ -22,11 +22,13 @@ from ..fhir.indexing.extract import IndexRows, index_resource, patient_compartme
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue, bad_request
 from ..fhir.storage.writer import _TABLE_COLUMNS, check_id, stamp
+from ..fhir.type_writes import TYPE_WRITES
 
-# Types whose write has steps beyond its rows (Binary bytes to the content store; a
-# SearchParameter's reindex job) or that services' write rules check across writes (the shared
-# record's DocumentReference rules): they go through the engine's unit of work.
-ENGINE_TYPES = frozenset({"Binary", "DocumentReference", "SearchParameter"})
+# Types whose write has the engine's own steps beyond its rows (type_writes: Binary bytes to the
+# content store, a SearchParameter's reindex job, the terminology rows of a CodeSystem, ValueSet
+# or ConceptMap) or that services' write rules check across writes (the shared record's
+# DocumentReference rules): they go through the engine's unit of work.
+ENGINE_TYPES = frozenset({"DocumentReference", *TYPE_WRITES})
 INDEX_KINDS = tuple(_TABLE_COLUMNS)
 MAX_DEPTH = 100
 

@@ -372,3 +372,24 @@ def test_a_truncated_gzip_input_fails_the_run_and_says_where(db: Database, tmp_p
     said = " ".join(done.stderr.split())
     assert "unreadable after line" in said and "resumes" in said
     assert query(db, "SELECT status FROM bulk_import") == [("failed",)]
+
+
+def test_an_imported_code_system_is_indexed_for_the_terminology_operations(
+    db: Database, tmp_path: Path
+) -> None:
+    code_system = {
+        "resourceType": "CodeSystem",
+        "id": "imp-cs",
+        "url": "https://socle.example/fhir/CodeSystem/imp-cs",
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "a", "display": "Alpha"}, {"code": "b", "display": "Bêta"}],
+    }
+    done = socle_import(db, str(ndjson(tmp_path / "cs.ndjson", code_system)))
+    assert done.returncode == 0, done.stderr
+    assert query(
+        db,
+        "SELECT c.code, c.display FROM term_concept c JOIN term_resource t ON t.key = c.cs "
+        "WHERE t.url = %s ORDER BY c.ord",
+        code_system["url"],
+    ) == [("a", "Alpha"), ("b", "Bêta")]
