@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,9 @@ from .runtime import Worker
 
 if TYPE_CHECKING:
     from ..contract import Runtime, Service
+
+log = logging.getLogger("socle.workers")
+STOP_TIMEOUT_S = 5.0
 
 
 def job_kinds(services: Sequence[Service]) -> list[JobKind]:
@@ -57,4 +61,9 @@ async def running(
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # bounded: a task stuck in its clean-up (a LISTEN connection, a job giving itself back
+        # to a database going away) must not keep the process, and the embedded PostgreSQL
+        # it holds, alive after a SIGTERM
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+        if stuck:
+            log.warning("stopping: %d background tasks did not end in time", len(stuck))
