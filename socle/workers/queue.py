@@ -123,17 +123,22 @@ async def heartbeat(
 _MINE = "WHERE id = %s AND worker = %s AND state = 'running'"
 
 
-async def succeeded(conn: AsyncConnection, job: Claimed, worker: str) -> None:
+async def succeeded(conn: AsyncConnection, job: Claimed, worker: str, progress: Any = None) -> None:
+    """The job is done; `progress`, its last report, is written with the state (a heartbeat in
+    flight may have written an older one after the report's own write)."""
+    reported = None if progress is None else Jsonb(progress)
     if job.every_s is not None:  # periodic: next run, counted from this one's end
         await conn.execute(
             "UPDATE job SET state = 'queued', attempts = 0, last_error = NULL, finished = now(), "
-            "lease_until = NULL, run_at = now() + every_s * interval '1 second' " + _MINE,
-            (job.id, worker),
+            "lease_until = NULL, run_at = now() + every_s * interval '1 second', "
+            "progress = coalesce(%s, progress) " + _MINE,
+            (reported, job.id, worker),
         )
         return
     await conn.execute(
-        "UPDATE job SET state = 'succeeded', finished = now(), lease_until = NULL " + _MINE,
-        (job.id, worker),
+        "UPDATE job SET state = 'succeeded', finished = now(), lease_until = NULL, "
+        "progress = coalesce(%s, progress) " + _MINE,
+        (reported, job.id, worker),
     )
 
 

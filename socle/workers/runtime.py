@@ -203,7 +203,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await beat
         async with self.pool.connection() as conn:
-            await queue.succeeded(conn, job, self.name)
+            await queue.succeeded(conn, job, self.name, ctx.reported)
 
     async def _heartbeat(
         self, job: queue.Claimed, ctx: JobContext, work: asyncio.Task[None]
