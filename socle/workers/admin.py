@@ -58,23 +58,25 @@ async def get_job(request: Request) -> Response:
     return JSONResponse(_json(job))
 
 
-async def retry_job(request: Request) -> Response:
+async def _act(request: Request, action: Any, refused: str) -> dict[str, Any]:
+    """An operator's action on one job (`queue.retry`, `queue.cancel`); 409 when the job's
+    state does not allow it."""
     _require_operator(request)
     job_id = _job_id(request)
     async with engine_of(request).pool.connection() as conn:
-        job = await queue.retry(conn, job_id)
+        job = await action(conn, job_id)
     if job is None:
-        raise FhirError.of(409, "conflict", "Only a dead, cancelled or waiting job is retried")
+        raise FhirError.of(409, "conflict", refused)
+    return job  # type: ignore[no-any-return]
+
+
+async def retry_job(request: Request) -> Response:
+    job = await _act(request, queue.retry, "Only a dead, cancelled or waiting job is retried")
     return JSONResponse(_json(job))
 
 
 async def cancel_job(request: Request) -> Response:
-    _require_operator(request)
-    job_id = _job_id(request)
-    async with engine_of(request).pool.connection() as conn:
-        job = await queue.cancel(conn, job_id)
-    if job is None:
-        raise FhirError.of(409, "conflict", "Only a waiting or running job is cancelled")
+    job = await _act(request, queue.cancel, "Only a waiting or running job is cancelled")
     return JSONResponse(_json(job), status_code=202 if job["state"] == "running" else 200)
 
 
