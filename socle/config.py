@@ -96,6 +96,57 @@ def document_matrix_file() -> Path | None:
 
 
 @dataclass(frozen=True)
+class RelaySettings:
+    """The smarthost every outbound mail goes through (docs/platform.md, "Mail")."""
+
+    host: str
+    port: int
+    security: str  # "starttls" (default), "tls" (implicit TLS) or "none" (local test relay)
+    username: str | None
+    password: str | None
+    ca_file: Path | None
+    timeout: float
+    sender: str  # the envelope sender when a message names none
+
+
+def mail_domain() -> str:
+    """``SOCLE_MAIL_DOMAIN``: the domain of Socle's mailboxes and of its own sender."""
+    return (os.environ.get("SOCLE_MAIL_DOMAIN") or "socle.localhost").strip().lower()
+
+
+def smtp_relay() -> RelaySettings | None:
+    """``SOCLE_SMTP_RELAY`` (``host:port``; unset: no outbound mail), with
+    ``SOCLE_SMTP_RELAY_SECURITY``, ``SOCLE_SMTP_RELAY_USER``, the password in
+    ``SOCLE_SMTP_RELAY_PASSWORD_FILE`` (or ``SOCLE_SMTP_RELAY_PASSWORD``),
+    ``SOCLE_SMTP_RELAY_CA_FILE``, ``SOCLE_SMTP_RELAY_TIMEOUT`` and ``SOCLE_MAIL_FROM``."""
+    raw = (os.environ.get("SOCLE_SMTP_RELAY") or "").strip()
+    if not raw:
+        return None
+    host, _, port = raw.rpartition(":") if ":" in raw else (raw, "", "")
+    security = (os.environ.get("SOCLE_SMTP_RELAY_SECURITY") or "starttls").strip().lower()
+    if security not in ("starttls", "tls", "none"):
+        raise ValueError(
+            f"SOCLE_SMTP_RELAY_SECURITY must be starttls, tls or none, not {security!r}"
+        )
+    password_file = _path("SOCLE_SMTP_RELAY_PASSWORD_FILE")
+    password = (
+        password_file.read_text().strip()
+        if password_file
+        else os.environ.get("SOCLE_SMTP_RELAY_PASSWORD") or None
+    )
+    return RelaySettings(
+        host=host.strip("[]") or "127.0.0.1",
+        port=int(port) if port else (465 if security == "tls" else 25),
+        security=security,
+        username=os.environ.get("SOCLE_SMTP_RELAY_USER") or None,
+        password=password,
+        ca_file=_path("SOCLE_SMTP_RELAY_CA_FILE"),
+        timeout=float(os.environ.get("SOCLE_SMTP_RELAY_TIMEOUT") or 30),
+        sender=os.environ.get("SOCLE_MAIL_FROM") or f"no-reply@{mail_domain()}",
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str | None
