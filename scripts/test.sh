@@ -2,23 +2,62 @@
 # Runs the whole test suite twice: on the embedded PostgreSQL (the default path) and on the
 # PostgreSQL server named by SOCLE_TEST_SERVER_URL (default: the local server at 127.0.0.1:5432).
 # The server pass is skipped, loudly, only when no server answers there.
+#
+# The two passes share nothing (each its own database, data dirs and free ports), so they run
+# side by side: one pass mostly waits on its servers and PostgreSQL, and two keep both cores
+# busy. SOCLE_TEST_PASSES=sequential runs one after the other (e.g. on a one-core machine).
+# Each pass's output goes to its log under .test-logs/, printed whole when the pass ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 server_url=${SOCLE_TEST_SERVER_URL:-postgresql://postgres@127.0.0.1:5432/test}
+mode=${SOCLE_TEST_PASSES:-parallel}
 
 echo "== lint and types =="
 .venv/bin/ruff check socle tests bench docs/examples
 .venv/bin/ruff format --check socle tests bench docs/examples
 .venv/bin/mypy socle
 
-echo "== tests on the embedded PostgreSQL =="
-env -u DATABASE_URL .venv/bin/python -m pytest "$@"
-
+pytest_args=(--durations=15 "$@")
+server_up=false
 if .venv/bin/python -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" "$server_url" 2>/dev/null; then
-  echo "== tests on the PostgreSQL server ($server_url) =="
-  DATABASE_URL="$server_url" .venv/bin/python -m pytest "$@"
+  server_up=true
+fi
+
+mkdir -p .test-logs
+embedded_pass() {
+  env -u DATABASE_URL .venv/bin/python -m pytest "${pytest_args[@]}"
+}
+server_pass() {
+  # the cache plugin is off here: the embedded pass keeps .pytest_cache
+  DATABASE_URL="$server_url" .venv/bin/python -m pytest -p no:cacheprovider "${pytest_args[@]}"
+}
+
+show() {  # name, log, status
+  echo "== tests on $1: $( [ "$3" -eq 0 ] && echo passed || echo "FAILED ($3)") =="
+  cat "$2"
+}
+
+if [ "$server_up" = true ] && [ "$mode" = parallel ]; then
+  echo "== tests on the embedded PostgreSQL and on the PostgreSQL server ($server_url), side by side =="
+  embedded_pass >.test-logs/embedded.log 2>&1 &
+  embedded_pid=$!
+  server_pass >.test-logs/server.log 2>&1 &
+  server_pid=$!
+  embedded_rc=0; server_rc=0
+  wait "$embedded_pid" || embedded_rc=$?
+  show "the embedded PostgreSQL" .test-logs/embedded.log "$embedded_rc"
+  wait "$server_pid" || server_rc=$?
+  show "the PostgreSQL server ($server_url)" .test-logs/server.log "$server_rc"
+  [ "$embedded_rc" -eq 0 ] && [ "$server_rc" -eq 0 ]
 else
-  echo "== no PostgreSQL server at $server_url: server pass skipped =="
+  echo "== tests on the embedded PostgreSQL =="
+  embedded_pass
+  if [ "$server_up" = true ]; then
+    echo "== tests on the PostgreSQL server ($server_url) =="
+    server_pass
+  else
+    echo "== no PostgreSQL server at $server_url: server pass skipped =="
+  fi
 fi
