@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..outcome import Issue
+from . import declared
 
 ExtensionRule = Callable[[dict[str, Any], str, list[Issue]], None]
 TypeCode = Callable[[dict[str, Any], dict[str, Any]], str]
@@ -229,7 +230,7 @@ class ExtensionChecker:
             spec = self.defs.get(url)
             rule = self.rules.get(url)
             if spec is None:
-                if rule is None and self.unknown != "ignore":
+                if rule is None and self.unknown != "ignore" and url not in declared.EXTENSIONS:
                     kind = "modifier extension" if key == "modifierExtension" else "extension"
                     issues.append(
                         Issue(
