@@ -78,7 +78,9 @@ def build_mdn(
         mdn["In-Reply-To"] = str(original_id)
         mdn["References"] = str(original_id)
     mdn["Auto-Submitted"] = "auto-replied"
-    mdn.attach(MIMEText(_human_text(subject, error, detail), "plain", _UTF8_QP, policy=policy.SMTP))
+    text = _human_text(subject, error, detail)
+    # a Charset instance is accepted (set_payload takes one); typeshed says str only
+    mdn.attach(MIMEText(text, "plain", _UTF8_QP, policy=policy.SMTP))  # type: ignore[arg-type]
     fields = _fields(original, recipient, error, detail)
     mdn.attach(MIMEMessage(fields, "disposition-notification", policy=policy.SMTP))
     for att in attachments:
