@@ -14,6 +14,7 @@ the caller's `Access` (the one access policy, audited):
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,22 @@ from ..fhir.outcome import FhirError
 from ..fhir.rest.transactions import parse_entries
 from ..fhir.search.query import parse_query
 from ..fhir.storage.binary import with_data
+from ..identity.traits import ins_from_patient
 from ..record.cda import CdaError, read_header
-from ..record.pdsm import COMPREHENSIVE_BUNDLE, LIST_TYPES, SOURCE_ID, SUBMISSION_SET
+from ..record.pdsm import COMPREHENSIVE_BUNDLE, IDNAT_STRUCT, LIST_TYPES, SOURCE_ID, SUBMISSION_SET
 from .headers import CDA_TYPES
 from .refusals import Reason, Refusal
-from .xds import PatientId, XdmDocument, XdmPackage, document_reference_of, dtm_to_fhir
+from .xdm import package
+from .xds import (
+    DocumentEntry,
+    PatientId,
+    SubmissionSet,
+    XdmDocument,
+    XdmPackage,
+    document_reference_of,
+    dtm_to_fhir,
+    entry_of_document_reference,
+)
 
 
 @dataclass(frozen=True)
@@ -245,3 +257,53 @@ async def document_content(engine: Engine, access: Access, doc: dict[str, Any]) 
     )
     binary = await with_data(engine.content, decode(version.content or "{}"))
     return base64.b64decode(binary.get("data") or "")
+
+
+async def packages_for_recipient(
+    engine: Engine, sender: Access, recipient: Access, ids: list[str], source_id: str
+) -> list[XdmPackage]:
+    """The XDM subsets (one per patient) of the documents `ids` that `recipient` may read, read
+    as `sender`, with their XDS metadata from the record's entries."""
+    by_patient: dict[str, list[tuple[DocumentEntry, bytes]]] = {}
+    for doc in await documents_for_recipient(engine, recipient, ids):
+        subject = str((doc.get("subject") or {}).get("reference") or "")
+        content = await document_content(engine, sender, doc)
+        patient = await _read(engine, sender, subject)
+        ins = ins_from_patient(patient) if patient else []
+        custodian = await _read(engine, sender, str((doc.get("custodian") or {}).get("reference")))
+        entry = entry_of_document_reference(
+            doc,
+            content,
+            PatientId(ins[0].value, ins[0].oid) if ins else None,
+            uri="",
+            custodian=_idnat_struct(custodian),
+        )
+        by_patient.setdefault(subject, []).append((entry, content))
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+    return [
+        package(
+            SubmissionSet(f"2.25.{uuid.uuid4().int}", source_id, docs[0][0].patient_id, now),
+            docs,
+        )
+        for docs in by_patient.values()
+    ]
+
+
+async def _read(engine: Engine, access: Access, reference: str) -> dict[str, Any] | None:
+    rtype, _, rid = reference.partition("/")
+    if not rid or "/" in rid or rtype not in ("Patient", "Organization"):
+        return None
+    try:
+        version = await engine.read(rtype, rid, access)
+    except FhirError:
+        return None
+    found: dict[str, Any] = decode(version.content or "{}")
+    return found
+
+
+def _idnat_struct(organisation: dict[str, Any] | None) -> str | None:
+    for ident in (organisation or {}).get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("system") == IDNAT_STRUCT:
+            value = ident.get("value")
+            return value if isinstance(value, str) else None
+    return None
