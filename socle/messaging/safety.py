@@ -55,7 +55,7 @@ _ZIP_ERRORS = (
     IndexError,
     KeyError,
 )
-_NESTED_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!", b"BZh")
+_NESTED_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")  # a ZIP, whatever its name
 _ARCHIVE_SUFFIXES = (".zip", ".gz", ".tgz", ".7z", ".rar", ".bz2", ".xz", ".tar", ".jar")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
