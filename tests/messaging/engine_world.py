@@ -55,31 +55,32 @@ class EngineThread:
     def engine(self) -> Any:
         return self.runtime.engine
 
-    def _access(self, principal: Principal) -> PolicyAccess:
+    def _access(self, role: Role, subject: str, scopes: str, **claims: Any) -> PolicyAccess:
         services: AuditServices = getattr(self.runtime.state, AUDIT_KEY)
+        principal = Principal(
+            subject=subject,
+            issuer=self.settings.public_url or "",
+            role=role,
+            scopes=parse_scopes(scopes),
+            **claims,
+        )
         return PolicyAccess(principal, services, "127.0.0.1")
 
     def professional(self, rpps: str, practitioner: str) -> PolicyAccess:
         return self._access(
-            Principal(
-                subject=f"rpps-{rpps}",
-                issuer=self.settings.public_url or "",
-                role=Role.PROFESSIONAL,
-                scopes=parse_scopes("openid fhirUser user/*.cruds"),
-                fhir_user=f"Practitioner/{practitioner}",
-                national_id="8" + rpps,
-                sector="health",
-            )
+            Role.PROFESSIONAL,
+            f"rpps-{rpps}",
+            "openid fhirUser user/*.cruds",
+            fhir_user=f"Practitioner/{practitioner}",
+            national_id="8" + rpps,
+            sector="health",
         )
 
     def patient(self, patient: str) -> PolicyAccess:
         return self._access(
-            Principal(
-                subject=f"patient-{patient}",
-                issuer=self.settings.public_url or "",
-                role=Role.PATIENT,
-                scopes=parse_scopes("openid fhirUser patient/*.cruds"),
-                fhir_user=f"Patient/{patient}",
-                patient=patient,
-            )
+            Role.PATIENT,
+            f"patient-{patient}",
+            "openid fhirUser patient/*.cruds",
+            fhir_user=f"Patient/{patient}",
+            patient=patient,
         )

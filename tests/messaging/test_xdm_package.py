@@ -30,7 +30,7 @@ from .xdm_strategies import DTM, entries, submission_sets
 CONTENT = st.binary(max_size=500).map(lambda b: b"%PDF-1.4\n" + b)  # a document, not an archive
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     ss=submission_sets(),
     docs=st.lists(st.tuples(entries(), CONTENT), min_size=1, max_size=3),
@@ -158,7 +158,7 @@ def test_an_archive_without_xdm_metadata_is_refused():
     assert refused.value.reason is Reason.NOT_XDM
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(entry=entries(), content=CONTENT)
 def test_metadata_goes_to_a_document_reference_and_back(entry, content):
     """XDS → the record's DocumentReference (filing) → XDS (sending): the same metadata, for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import string
 
 from hypothesis import strategies as st
 
@@ -24,12 +25,12 @@ TEXT = st.text(
     st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\ufffe\uffff"),
     max_size=30,
 ).map(str.strip)
-TOKEN = st.from_regex(r"[A-Za-z0-9_.:-]{1,20}", fullmatch=True)
+TOKEN = st.text(string.ascii_letters + string.digits + "_.:-", min_size=1, max_size=20)
 DTM = st.datetimes(
     min_value=dt.datetime(1950, 1, 1),
     max_value=dt.datetime(2100, 1, 1),
 ).map(lambda d: d.strftime("%Y%m%d%H%M%S"))
-NUMBER = st.from_regex(r"[1-9][0-9]{0,12}", fullmatch=True)
+NUMBER = st.integers(1, 10**13).map(str)
 
 
 def codes() -> st.SearchStrategy[Code]:
@@ -39,19 +40,19 @@ def codes() -> st.SearchStrategy[Code]:
 def patient_ids() -> st.SearchStrategy[PatientId]:
     return st.builds(
         PatientId,
-        st.from_regex(r"[12][0-9]{14}", fullmatch=True),
+        st.integers(10**14, 3 * 10**14 - 1).map(str),
         st.sampled_from(["1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.999.1"]),
     )
 
 
 def authors() -> st.SearchStrategy[Author]:
-    plain = st.from_regex(r"[A-Za-z][A-Za-z -]{0,15}", fullmatch=True).map(str.strip)
+    plain = st.text(string.ascii_letters + " -", max_size=15).map(str.strip)
     return st.builds(
         lambda nid, family, given, org: Author.professional(nid, family, given, org),
-        st.from_regex(r"8[0-9]{11}", fullmatch=True),
+        st.integers(0, 10**11 - 1).map(lambda n: f"8{n:011d}"),
         plain,
         plain,
-        st.none() | st.tuples(plain, st.from_regex(r"1[0-9A-Z]{9}", fullmatch=True)),
+        st.none() | st.tuples(plain, st.integers(10**8, 10**9 - 1).map(lambda n: f"1{n}")),
     )
 
 
@@ -91,6 +92,9 @@ def submission_sets() -> st.SearchStrategy[SubmissionSet]:
         title=TEXT,
         authors=st.lists(authors(), max_size=2).map(tuple),
         intended_recipients=st.lists(
-            st.from_regex(r"[a-z]{1,8}@[a-z]{1,8}\.mssante\.fr", fullmatch=True), max_size=2
+            st.text(string.ascii_lowercase, min_size=1, max_size=8).map(
+                lambda n: f"{n}@ch.mssante.fr"
+            ),
+            max_size=2,
         ).map(tuple),
     )
