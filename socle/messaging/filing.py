@@ -189,8 +189,8 @@ def _submission_list(
     out: dict[str, Any] = {
         "resourceType": "List",
         "meta": {"profile": [SUBMISSION_SET]},
-        "extension": [{"url": SOURCE_ID, "valueIdentifier": {"value": f"urn:oid:{ss.source_id}"}}],
-        "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:oid:{ss.unique_id}"}],
+        "extension": [{"url": SOURCE_ID, "valueIdentifier": {"value": _urn(ss.source_id)}}],
+        "identifier": [{"system": "urn:ietf:rfc:3986", "value": _urn(ss.unique_id)}],
         "status": "current",
         "mode": "working",
         "code": {"coding": [{"system": LIST_TYPES, "code": "submissionset"}]},
@@ -206,6 +206,11 @@ def _submission_list(
         out["contained"] = [author]
         out["source"] = {"reference": f"#{author['id']}"}
     return out
+
+
+def _urn(xds_id: str) -> str:
+    """An XDS OID (or a URN already) as the URI FHIR identifiers carry."""
+    return xds_id if xds_id.startswith("urn:") else f"urn:oid:{xds_id}"
 
 
 def refusal_of(err: FhirError) -> Refusal:
