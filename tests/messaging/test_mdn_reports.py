@@ -3,6 +3,7 @@ against golden files, read back, one per error code, and only when the sender as
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from email import message_from_bytes, policy
@@ -122,3 +123,15 @@ def test_an_mdn_from_another_client_is_read():
     assert read.error is ErrorCode.INS_ABSENT
     assert read.final_recipient == "pfi@ch.mssante.fr"
     assert read.original_message_id == "<x@y>"
+
+
+GOOD = as_bytes(build_mdn(original(), RECIPIENT, ErrorCode.INS_ABSENT, "x", (ZIP,), now=NOW))
+
+
+@given(st.data())
+def test_a_damaged_mdn_is_read_or_refused_never_crash(data):
+    damaged = bytearray(GOOD)
+    for _ in range(data.draw(st.integers(1, 6))):
+        damaged[data.draw(st.integers(0, len(damaged) - 1))] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(NotAnMdn):
+        parse_mdn(bytes(damaged))
