@@ -11,26 +11,17 @@ MDNs and filing to the shared record plug in there (docs/messaging.md).
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ..fhir.attachments import sha1_base64
 from ..fhir.entries import EntryRequest
-from .intake import Part, Received
+from .intake import Part, Received, clean
 from .mailboxes import Mailbox
 
 MESSAGE_ID_SYSTEM = "urn:ietf:rfc:5322"  # Communication.identifier: the Message-ID
 ADDRESS_SYSTEM = "urn:ietf:rfc:3986"  # a mailbox in a Reference: mailto:<address>
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def clean(text: str) -> str:
-    """Text a FHIR string and PostgreSQL take: no control characters, valid UTF-8."""
-    return CONTROL.sub("", text.encode("utf-8", "replace").decode("utf-8"))
-
-
 def communication_id(message_row: int) -> str:
     return f"msg-{message_row}"
 
@@ -116,11 +107,12 @@ def delivery_entries(envelope: Envelope, received: Received) -> list[EntryReques
     patient = patient_of(envelope)
     received_at = envelope.received_at.isoformat()
     entries, attached = process_attachments(rid, received.attachments, patient, received_at)
-    payload = [{"contentString": clean(received.text)}] if received.text.strip() else []
+    text, subject = clean(received.text), clean(received.subject)
+    payload = [{"contentString": text}] if text.strip() else []
     communication: dict[str, Any] = {
         "resourceType": "Communication",
         "id": rid,
-        "identifier": [{"system": MESSAGE_ID_SYSTEM, "value": clean(received.message_id)}],
+        "identifier": [{"system": MESSAGE_ID_SYSTEM, "value": received.message_id}],
         "status": "completed",
         "received": received_at,
         "sender": address_reference(envelope.sender, envelope.mailboxes.get(envelope.sender)),
@@ -128,8 +120,8 @@ def delivery_entries(envelope: Envelope, received: Received) -> list[EntryReques
     }
     if received.sent is not None:
         communication["sent"] = received.sent.isoformat()
-    if received.subject:
-        communication["topic"] = {"text": clean(received.subject)}
+    if subject.strip():
+        communication["topic"] = {"text": subject}
     if patient:
         communication["subject"] = {"reference": f"Patient/{patient}"}
     if envelope.parent is not None:

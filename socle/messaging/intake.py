@@ -15,7 +15,8 @@ from datetime import datetime
 from email.message import EmailMessage, Message
 
 MAX_TEXT_CHARS = 1_000_000
-MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MESSAGE_ID = re.compile(r"<([^<>\s\x00-\x1f\x7f]+)>")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ class Received:
     in_reply_to: list[str] = field(default_factory=list)
     attachments: list[Part] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)  # X-MSS-* and the like, as sent
+
+
+def clean(text: str) -> str:
+    """Text a FHIR string and PostgreSQL take: no control characters, valid UTF-8 (no lone
+    surrogates from undecodable bytes)."""
+    return CONTROL.sub("", text.encode("utf-8", "replace").decode("utf-8"))
 
 
 def parse_bytes(raw: bytes) -> EmailMessage:
@@ -59,7 +66,7 @@ def message_id_of(message: Message, raw: bytes) -> str:
     its bytes (the same message accepted twice gets the same)."""
     found = message_ids(_header(message, "Message-ID"))
     if found:
-        return found[0][:512]
+        return clean(found[0])[:512]
     return f"{hashlib.sha256(raw).hexdigest()[:32]}@socle.missing-message-id"
 
 
