@@ -22,6 +22,8 @@ from .mailboxes import Mailbox
 
 MESSAGE_ID_SYSTEM = "urn:ietf:rfc:5322"  # Communication.identifier: the Message-ID
 ADDRESS_SYSTEM = "urn:ietf:rfc:3986"  # a mailbox in a Reference: mailto:<address>
+
+
 def communication_id(message_row: int) -> str:
     return f"msg-{message_row}"
 

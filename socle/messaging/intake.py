@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
+from email.parser import BytesParser
 
 MAX_TEXT_CHARS = 1_000_000
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -45,6 +46,14 @@ def clean(text: str) -> str:
 
 def parse_bytes(raw: bytes) -> EmailMessage:
     message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)  # noqa: S101 - the default policy's class
+    return message
+
+
+def parse_headers(raw: bytes) -> EmailMessage:
+    """The header block only: what the SMTP server needs before its 250 (the body is read by
+    the delivery job)."""
+    message = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
     assert isinstance(message, EmailMessage)  # noqa: S101 - the default policy's class
     return message
 

@@ -36,7 +36,7 @@ from ..auth.tokens import InvalidToken, TokenVerifier
 from ..config import Settings, SmtpServerSettings, smtp_server
 from ..database import resolve_url
 from . import mailboxes
-from .intake import message_id_of, parse_bytes
+from .intake import message_id_of, parse_headers
 from .mailboxes import Mailbox, is_local
 from .store import Accepted, accept
 from .tls import server_context
@@ -202,7 +202,7 @@ class MailHandler:
         raw = envelope.original_content or b""
         local = [a for a in envelope.rcpt_tos if is_local(a, self.limits.domain)]
         try:
-            message = await asyncio.to_thread(parse_bytes, raw)
+            message = parse_headers(raw)
             message_id = message_id_of(message, raw)
             async with self.pool.connection() as conn:
                 for address in local:
