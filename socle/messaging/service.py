@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from ..contract import Conformance, Service
 from .delivery import JOBS
+from .directory import MAILBOX_METADATA, ensure_search_parameters
 from .send import OPERATIONS, routes
 from .smtp import listening
 
 CONFORMANCE = Conformance(
+    extensions=[MAILBOX_METADATA],
     documentation={
         "Communication": (
             "Secure messaging: every message accepted by Socle's SMTP server (or "
@@ -28,6 +30,7 @@ service = Service(
     definitions=OPERATIONS,
     jobs=JOBS,
     listeners=[listening],
+    lifespan=ensure_search_parameters,
     conformance=CONFORMANCE,
     settings=(
         "SOCLE_SMTP_PORT",

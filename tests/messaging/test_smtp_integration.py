@@ -13,6 +13,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
+from socle.messaging.mailboxes import TYPE_BAL_SYSTEM
 from socle.testing import Database, ServerProcess, auth_headers, free_port, server_beside, token_for
 
 from .world import (
@@ -245,3 +246,15 @@ def test_oversize_message_is_refused(port: int) -> None:
     with smtp(port, login=PRO_A) as client, pytest.raises(smtplib.SMTPException) as refused:
         client.send_message(msg)
     assert "552" in str(refused.value)
+
+
+def test_directory_finds_mailboxes_by_type_and_address(operator: Inbox) -> None:
+    by_type = operator.client.get(
+        "/Practitioner", params={"mailbox-mss-type": f"{TYPE_BAL_SYSTEM}|PER"}
+    )
+    assert by_type.status_code == 200, by_type.text
+    assert {e["resource"]["id"] for e in by_type.json()["entry"]} >= {"pro-a", "pro-b"}
+    apps = operator.client.get("/Organization", params={"mailbox-mss-type": "APP"})
+    assert [e["resource"]["id"] for e in apps.json()["entry"]] == ["hosp"]
+    by_address = operator.client.get("/Practitioner", params={"mailbox-mss": PRO_A})
+    assert [e["resource"]["id"] for e in by_address.json()["entry"]] == ["pro-a"]

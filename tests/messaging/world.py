@@ -17,6 +17,7 @@ import httpx
 import psycopg
 
 from socle.messaging import mailboxes
+from socle.messaging.directory import telecom
 from socle.testing import Database, ServerProcess, auth_headers
 
 DOMAIN = "mss.test"
@@ -36,10 +37,15 @@ def populate(server: ServerProcess) -> None:
     """Owners as FHIR resources, then their mailboxes."""
     headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
     with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as client:
-        for rid, family in (("pro-a", "Alpha"), ("pro-b", "Bravo")):
+        for rid, family, address in (("pro-a", "Alpha", PRO_A), ("pro-b", "Bravo", PRO_B)):
             r = client.put(
                 f"/Practitioner/{rid}",
-                json={"resourceType": "Practitioner", "id": rid, "name": [{"family": family}]},
+                json={
+                    "resourceType": "Practitioner",
+                    "id": rid,
+                    "name": [{"family": family}],
+                    "telecom": [telecom(address, "PER")],
+                },
             )
             assert r.status_code in (200, 201), r.text
         r = client.put(
@@ -49,7 +55,12 @@ def populate(server: ServerProcess) -> None:
         assert r.status_code in (200, 201), r.text
         r = client.put(
             "/Organization/hosp",
-            json={"resourceType": "Organization", "id": "hosp", "name": "CH Test"},
+            json={
+                "resourceType": "Organization",
+                "id": "hosp",
+                "name": "CH Test",
+                "telecom": [telecom(APP, "APP")],
+            },
         )
         assert r.status_code in (200, 201), r.text
     with psycopg.connect(url_of(server.database), autocommit=True) as conn:
