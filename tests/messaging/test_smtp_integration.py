@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
 from socle.messaging.mailboxes import TYPE_BAL_SYSTEM
+from socle.messaging.provision import IDNAT_PS, provision
 from socle.testing import Database, ServerProcess, auth_headers, free_port, server_beside, token_for
 
 from .world import (
@@ -28,6 +30,7 @@ from .world import (
     poll,
     populate,
     smtp,
+    url_of,
 )
 
 MAX_BYTES = 400_000
@@ -258,3 +261,24 @@ def test_directory_finds_mailboxes_by_type_and_address(operator: Inbox) -> None:
     assert [e["resource"]["id"] for e in apps.json()["entry"]] == ["hosp"]
     by_address = operator.client.get("/Practitioner", params={"mailbox-mss": PRO_A})
     assert [e["resource"]["id"] for e in by_address.json()["entry"]] == ["pro-a"]
+
+
+def test_mailboxes_provisioned_from_the_directory(
+    mail_server: tuple[ServerProcess, int], operator: Inbox
+) -> None:
+    server, _ = mail_server
+    body = {
+        "resourceType": "Practitioner",
+        "id": "pro-c",
+        "identifier": [{"system": IDNAT_PS, "value": "810000000003"}],
+        "name": [{"family": "Charlie"}],
+    }
+    assert operator.client.put("/Practitioner/pro-c", json=body).status_code in (200, 201)
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        provision(conn, DOMAIN)
+        provision(conn, DOMAIN)  # again: nothing changes
+        rows = conn.execute(
+            "SELECT kind, owner, identifier FROM mailbox WHERE address = %s",
+            (f"10000000003@{DOMAIN}",),
+        ).fetchall()
+    assert rows == [("PER", "Practitioner/pro-c", "10000000003")]
