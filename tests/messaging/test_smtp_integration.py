@@ -5,6 +5,7 @@ through the API, threads, the relay to another operator, $send, and the refusals
 from __future__ import annotations
 
 import base64
+import signal
 import smtplib
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,16 @@ from aiosmtpd.controller import Controller
 
 from socle.messaging.mailboxes import TYPE_BAL_SYSTEM
 from socle.messaging.provision import IDNAT_PS, provision
-from socle.testing import Database, ServerProcess, auth_headers, free_port, server_beside, token_for
+from socle.testing import (
+    Database,
+    ServerProcess,
+    auth_headers,
+    free_port,
+    server_beside,
+    start_server,
+    stop_server,
+    token_for,
+)
 
 from .world import (
     APP,
@@ -282,3 +292,23 @@ def test_mailboxes_provisioned_from_the_directory(
             (f"10000000003@{DOMAIN}",),
         ).fetchall()
     assert rows == [("PER", "Practitioner/pro-c", "10000000003")]
+
+
+def test_accepted_message_survives_kill_9(
+    mail_server: tuple[ServerProcess, int], operator: Inbox
+) -> None:
+    """`250` means stored: a second server on the same database, with no job worker (only what
+    the 250 stored can deliver the message), is killed with SIGKILL right after accepting; the
+    module's server delivers the message."""
+    server, _ = mail_server
+    port = free_port()
+    env = {"SOCLE_SMTP_PORT": str(port), "SOCLE_MAIL_DOMAIN": DOMAIN, "SOCLE_JOBS_IN_SERVE": "0"}
+    doomed = start_server(server.database, extra_env=env)
+    try:
+        msg = message(PRO_A, [PRO_B], text="Urgent.")
+        with smtp(port, login=PRO_A) as client:
+            assert client.send_message(msg) == {}
+    finally:
+        stop_server(doomed, signal.SIGKILL)
+    found = operator.wait(msg["Message-ID"])
+    assert found["sender"]["reference"] == "Practitioner/pro-a"
