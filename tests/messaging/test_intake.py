@@ -78,7 +78,7 @@ def broken(draw: st.DrawFn) -> bytes:
 MAILBOX = Mailbox("a@mss.test", "PAT", "Patient/p", "1", None, None, None, 0)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(well_formed(), broken()))
 def test_intake_never_fails_and_builds_valid_fhir(raw: bytes) -> None:
     received = read(raw)
