@@ -209,6 +209,17 @@ def test_send_over_http(mail_server: tuple[ServerProcess, int], operator: Inbox)
     assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].resource.sender"]
 
 
+def test_another_operator_delivers_to_a_local_mailbox_without_authentication(
+    port: int, operator: Inbox
+) -> None:
+    msg = message("dr.x@other-operator.test", [PRO_B], text="Avis demandé.")
+    with smtp(port) as client:
+        assert client.send_message(msg) == {}
+    found = operator.wait(msg["Message-ID"])
+    assert "reference" not in found["sender"]
+    assert found["sender"]["identifier"]["value"] == "mailto:dr.x@other-operator.test"
+
+
 def test_no_auth_before_starttls(port: int) -> None:
     with smtp(port, tls=False) as client:
         assert not client.has_extn("auth")
