@@ -146,6 +146,35 @@ def smtp_relay() -> RelaySettings | None:
     )
 
 
+# --- Secure messaging (socle/messaging/, docs/messaging.md) ---------------------------------
+
+
+@dataclass(frozen=True)
+class SmtpServerSettings:
+    """Socle's own SMTP server: where it listens, its certificate, the limits it enforces."""
+
+    port: int  # 0: no SMTP server
+    cert_file: Path | None  # None: a self-signed certificate generated in the data dir
+    key_file: Path | None
+    max_bytes: int  # a larger message is refused at DATA (552)
+    quota_bytes: int  # per mailbox, unless the mailbox says otherwise (0: no quota)
+    domain: str  # SOCLE_MAIL_DOMAIN; citizen mailboxes are at patient.<domain>
+
+
+def smtp_server() -> SmtpServerSettings:
+    """``SOCLE_SMTP_PORT`` (default 2525, 0 turns the SMTP server off),
+    ``SOCLE_SMTP_CERT_FILE``/``SOCLE_SMTP_KEY_FILE``, ``SOCLE_SMTP_MAX_BYTES`` (25 MB) and
+    ``SOCLE_MAILBOX_QUOTA_BYTES`` (1 GB)."""
+    return SmtpServerSettings(
+        port=_int("SOCLE_SMTP_PORT", 2525),
+        cert_file=_path("SOCLE_SMTP_CERT_FILE"),
+        key_file=_path("SOCLE_SMTP_KEY_FILE"),
+        max_bytes=_int("SOCLE_SMTP_MAX_BYTES", 25 * 1024 * 1024),
+        quota_bytes=_int("SOCLE_MAILBOX_QUOTA_BYTES", 1024 * 1024 * 1024),
+        domain=mail_domain(),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path

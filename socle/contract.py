@@ -9,7 +9,7 @@ background jobs and tasks, and its contribution to the CapabilityStatement.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,3 +94,6 @@ class Service:
     terminology: Callable[[], Sequence[dict[str, Any]]] | None = None
     # the environment variables it reads, for operators and the configuration's documentation
     settings: Sequence[str] = ()
+    # servers of other protocols (e.g. SMTP) `socle serve` runs once, in its parent process
+    # beside the HTTP workers, given the --host address; entered after the migrations
+    listeners: Sequence[Callable[[str, Settings], AbstractContextManager[None]]] = ()

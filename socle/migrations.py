@@ -572,6 +572,45 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 ]
 
 
+# --- Secure messaging (socle/messaging/, docs/messaging.md): migrations 220-229 ---------------
+MESSAGING_V220 = """
+-- Mailboxes (MSSanté kinds PER/ORG/APP, TRE_R257, and citizen mailboxes PAT): who owns each
+-- (a FHIR reference), the national identifier it is attached to (RPPS, FINESS, INS), the
+-- password of SMTP submission (scrypt, as the patient accounts'), the quota and what it holds.
+CREATE TABLE mailbox (
+    address     text PRIMARY KEY CHECK (address = lower(address)),
+    kind        text NOT NULL CHECK (kind IN ('PER', 'ORG', 'APP', 'PAT')),
+    owner       text NOT NULL,
+    identifier  text,
+    display     text,
+    password_hash text,
+    quota_bytes bigint,
+    used_bytes  bigint NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX mailbox_owner ON mailbox (owner);
+-- Every message accepted by the SMTP server (or the $send operation), stored before the 250:
+-- the raw bytes and the envelope. The jobs that deliver it (a Communication for the local
+-- recipients, the relay for the others) read it from here, so a crash loses nothing.
+CREATE TABLE mail_message (
+    id          bigserial PRIMARY KEY,
+    message_id  text NOT NULL,
+    sender      text NOT NULL,
+    local_recipients text[] NOT NULL,
+    foreign_recipients text[] NOT NULL,
+    authenticated text,
+    size        bigint NOT NULL,
+    raw         bytea NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    delivered_at timestamptz,
+    relayed_at  timestamptz,
+    relay_error text
+);
+CREATE INDEX mail_message_message_id ON mail_message (message_id);
+"""
+MIGRATIONS += [(220, "secure messaging: mailboxes and accepted messages", MESSAGING_V220)]
+
+
 def migrate(conn: psycopg.Connection) -> list[int]:
     """Apply pending migrations; returns the versions applied by this call."""
     applied: list[int] = []

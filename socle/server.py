@@ -318,7 +318,11 @@ def run(host: str, port: int, data_dir: Path | None, workers: int = 1) -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
     try:
-        _serve(host, port, workers, settings.graceful_shutdown_s)
+        with contextlib.ExitStack() as listening:  # other protocols' servers, once (SMTP)
+            for service in SERVICES:
+                for listener in service.listeners:
+                    listening.enter_context(listener(host, settings))
+            _serve(host, port, workers, settings.graceful_shutdown_s)
     finally:
         release_embedded(settings.data_dir)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from .auth.service import service as security
 from .contract import Service
 from .identity.service import service as identity
+from .messaging.service import service as messaging
 from .portal.service import service as portal
 from .record.service import service as record
 
-SERVICES: list[Service] = [security, identity, record, portal]
+SERVICES: list[Service] = [security, identity, record, portal, messaging]

@@ -110,7 +110,10 @@ def start_server(
     db: Database, port: int | None = None, workers: int = 1, extra_env: dict[str, str] | None = None
 ) -> ServerProcess:
     port = port or free_port()
-    env = _socle_env(db, {"SOCLE_DATA_DIR": str(db.data_dir), **(extra_env or {})})
+    # no SMTP server unless a test asks for one (on a free port): servers run side by side
+    env = _socle_env(
+        db, {"SOCLE_DATA_DIR": str(db.data_dir), "SOCLE_SMTP_PORT": "0", **(extra_env or {})}
+    )
     log = db.data_dir / f"server-{port}.log"
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [

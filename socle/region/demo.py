@@ -189,6 +189,23 @@ def _analyze(data_dir: Path) -> None:
         conn.execute("ANALYZE")
 
 
+def _provision_mailboxes(data_dir: Path, console: Console) -> None:
+    """Secure-messaging mailboxes for the region's professionals and qualified patients
+    (docs/messaging.md), idempotent."""
+    import psycopg
+
+    from ..config import Settings, mail_domain
+    from ..database import resolve_url
+    from ..messaging.provision import provision
+
+    with psycopg.connect(resolve_url(Settings.from_env(data_dir)), autocommit=True) as conn:
+        counts = provision(conn, mail_domain())
+    console.print(
+        f"Mailboxes: {counts['PER']:,} professionals, {counts['PAT']:,} patients "
+        f"(@{mail_domain()})."
+    )
+
+
 def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int) -> None:
     console = Console(stderr=True)
     data_dir = data_dir.resolve()
@@ -231,6 +248,7 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
             console.print(f"Loaded {sent:,} resources in {took:.1f} s ({sent / took:,.0f}/s).")
             _analyze(data_dir)
         logins = _register_demo_clients(data_dir, patients, seed)
+        _provision_mailboxes(data_dir, console)
         console.print(banner(base, data_dir, logins), soft_wrap=True, highlight=False)
         process.wait()
     except KeyboardInterrupt:

@@ -1,0 +1,161 @@
+"""Secure messaging benchmark: messages/s accepted over SMTP, and the latency to the
+recipient's inbox.
+
+    .venv/bin/python bench/messaging.py [--connections 4] [--messages 50] [--database-url URL]
+
+Starts a `socle serve` (one HTTP worker, its SMTP server, its job worker) on a fresh database,
+creates two professionals and their mailboxes, then `--connections` smtplib clients in
+parallel (each STARTTLS and AUTH PLAIN once) send `--messages` messages each, every one with a
+200 KB attachment shaped like an IHE XDM archive (a zip holding METADATA.XML and a document).
+Accepted/s is measured from the first MAIL to the last 250 (the message stored durably with its
+delivery job). The latency to the inbox is each message's 250 to its Communication's commit
+(`mail_message.received_at` → `delivered_at`, the same database clock). Prints one JSON
+document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import smtplib
+import ssl
+import sys
+import threading
+import time
+import zipfile
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+
+from socle.database import embedded_url  # noqa: E402
+from socle.messaging import mailboxes  # noqa: E402
+from socle.testing import auth_headers, free_port, fresh_database, start_server, stop_server  # noqa: E402
+
+DOMAIN = "bench.mss.test"
+PASSWORD = "bench password long enough"
+SENDER, RECIPIENT = f"a@{DOMAIN}", f"b@{DOMAIN}"
+
+
+def xdm_zip(size: int = 200 * 1024) -> bytes:
+    """An IHE_XDM.ZIP-shaped archive of about `size` bytes (incompressible content)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("IHE_XDM/SUBSET01/METADATA.XML", "<SubmitObjectsRequest/>")
+        z.writestr("IHE_XDM/SUBSET01/DOC0001.XML", os.urandom(size - 300))
+    return out.getvalue()
+
+
+def message(attachment: bytes) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = SENDER, RECIPIENT, "XDM/1.0/DDM+CR bench"
+    msg["Message-ID"] = make_msgid(domain=DOMAIN)
+    msg.set_content("Compte rendu en pièce jointe.")
+    msg.add_attachment(attachment, maintype="application", subtype="zip", filename="IHE_XDM.ZIP")
+    return msg
+
+
+def populate(base: str, headers: dict[str, str], url: str) -> None:
+    with httpx.Client(base_url=base + "/fhir", headers=headers, timeout=60) as client:
+        for rid in ("bench-a", "bench-b"):
+            body = {"resourceType": "Practitioner", "id": rid, "name": [{"family": rid}]}
+            assert client.put(f"/Practitioner/{rid}", json=body).status_code in (200, 201)
+    with psycopg.connect(url, autocommit=True) as conn:
+        mailboxes.create(conn, SENDER, "PER", "Practitioner/bench-a", password=PASSWORD)
+        mailboxes.create(conn, RECIPIENT, "PER", "Practitioner/bench-b", password=PASSWORD)
+
+
+def sender_thread(port: int, messages: list[EmailMessage], errors: list[str]) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
+            client.starttls(context=context)
+            client.login(SENDER, PASSWORD)
+            for msg in messages:
+                client.send_message(msg)
+    except Exception as exc:  # noqa: BLE001 - reported in the output
+        errors.append(repr(exc))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--messages", type=int, default=50, help="per connection")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    args = parser.parse_args()
+    attachment = xdm_zip()
+    total = args.connections * args.messages
+    batches = [[message(attachment) for _ in range(args.messages)] for _ in range(args.connections)]
+    port = free_port()
+    load_before = os.getloadavg()
+    with fresh_database(args.database_url, "socle_bench_mail") as db:
+        server = start_server(
+            db, extra_env={"SOCLE_SMTP_PORT": str(port), "SOCLE_MAIL_DOMAIN": DOMAIN}
+        )
+        try:
+            url = db.url or embedded_url(db.data_dir)
+            populate(
+                server.base, {"Content-Type": "application/fhir+json", **auth_headers(server)}, url
+            )
+            errors: list[str] = []
+            threads = [
+                threading.Thread(target=sender_thread, args=(port, batch, errors))
+                for batch in batches
+            ]
+            started = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            accepted_s = time.perf_counter() - started
+            with psycopg.connect(url, autocommit=True) as conn:
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    left = conn.execute(
+                        "SELECT count(*) FROM mail_message WHERE delivered_at IS NULL"
+                    ).fetchone()
+                    if left and left[0] == 0:
+                        break
+                    time.sleep(0.5)
+                row = conn.execute(
+                    "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),"
+                    " percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s),"
+                    " extract(epoch FROM max(delivered_at) - min(received_at)) FROM ("
+                    "  SELECT received_at, delivered_at,"
+                    "  extract(epoch FROM delivered_at - received_at) AS s"
+                    "  FROM mail_message WHERE delivered_at IS NOT NULL) AS lat"
+                ).fetchone()
+            assert row is not None
+        finally:
+            stop_server(server)
+    out: dict[str, Any] = {
+        "benchmark": "messaging",
+        "connections": args.connections,
+        "messages": total,
+        "attachment_bytes": len(attachment),
+        "accepted_per_s": round(total / accepted_s, 1),
+        "accept_seconds": round(accepted_s, 2),
+        "delivered": int(row[0]),
+        "inbox_latency_s": {
+            "p50": round(float(row[1] or 0), 3),
+            "p95": round(float(row[2] or 0), 3),
+            "max": round(float(row[3] or 0), 3),
+        },
+        "delivered_per_s": round(int(row[0]) / float(row[4] or 1), 1),
+        "errors": errors,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "database": "server" if args.database_url else "embedded",
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Mailboxes: the MSSanté kinds (TRE_R257: personal ``PER`` by RPPS, organisational ``ORG``,
+application ``APP``) and citizen mailboxes ``<INS>@patient.<domain>`` (``PAT``).
+
+A mailbox belongs to one owner, a FHIR reference (``Practitioner/…``, ``Organization/…``,
+``Device/…``, ``Patient/…``): a token whose principal is that owner may send from it (SASL
+XOAUTH2/OAUTHBEARER); a password (scrypt, hashed as the patient accounts' are) serves mail
+clients that only speak AUTH PLAIN/LOGIN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+
+from ..auth.server.passwords import hash_password
+
+KINDS = ("PER", "ORG", "APP", "PAT")
+# TRE_R257-TypeBAL: the MSSanté mailbox types (fr-documents §3)
+TYPE_BAL_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R257-TypeBAL/FHIR/TRE-R257-TypeBAL"
+COLUMNS = "address, kind, owner, identifier, display, password_hash, quota_bytes, used_bytes"
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    address: str
+    kind: str
+    owner: str  # a FHIR reference
+    identifier: str | None  # RPPS, FINESS or INS
+    display: str | None
+    password_hash: str | None
+    quota_bytes: int | None
+    used_bytes: int
+
+    @property
+    def patient(self) -> str | None:
+        """The patient's id when this is a citizen mailbox."""
+        return self.owner.removeprefix("Patient/") if self.owner.startswith("Patient/") else None
+
+    def owned_by(
+        self, fhir_user: str | None, national_id: str | None, organization: str | None = None
+    ) -> bool:
+        """Whether a token's principal is this mailbox's owner (its fhirUser, or for a
+        personal mailbox its RPPS as Pro Santé Connect gives it: ``8`` + RPPS; for an
+        organisational or application mailbox, a system client of that organisation)."""
+        if fhir_user and fhir_user == self.owner:
+            return True
+        if organization and self.kind in ("ORG", "APP") and organization == self.owner:
+            return True
+        return bool(
+            national_id
+            and self.identifier
+            and national_id in (self.identifier, "8" + self.identifier)
+        )
+
+    def full(self, default_quota: int, incoming: int) -> bool:
+        quota = self.quota_bytes if self.quota_bytes is not None else default_quota
+        return quota > 0 and self.used_bytes + incoming > quota
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def citizen_domain(domain: str) -> str:
+    return f"patient.{domain}"
+
+
+def citizen_address(ins: str, domain: str) -> str:
+    """The citizen mailbox of a patient with a qualified INS."""
+    return f"{ins}@{citizen_domain(domain)}".lower()
+
+
+def is_local(address: str, domain: str) -> bool:
+    return domain_of(address) in (domain, citizen_domain(domain))
+
+
+def _row(row: Any) -> Mailbox:
+    return Mailbox(*row)
+
+
+async def find(conn: AsyncConnection, address: str) -> Mailbox | None:
+    cur = await conn.execute(
+        f"SELECT {COLUMNS} FROM mailbox WHERE address = %s",  # noqa: S608 - constant columns
+        (address.lower(),),
+    )
+    row = await cur.fetchone()
+    return _row(row) if row else None
+
+
+async def owned_by(conn: AsyncConnection, owner: str) -> list[Mailbox]:
+    cur = await conn.execute(
+        f"SELECT {COLUMNS} FROM mailbox WHERE owner = %s ORDER BY address",  # noqa: S608
+        (owner,),
+    )
+    return [_row(r) for r in await cur.fetchall()]
+
+
+def create(
+    conn: psycopg.Connection,
+    address: str,
+    kind: str,
+    owner: str,
+    *,
+    identifier: str | None = None,
+    display: str | None = None,
+    password: str | None = None,
+    quota_bytes: int | None = None,
+) -> None:
+    """Create (or update) a mailbox; the password, if any, is stored hashed."""
+    if kind not in KINDS:
+        raise ValueError(f"a mailbox kind is one of {', '.join(KINDS)}, not {kind!r}")
+    if "@" not in address:
+        raise ValueError(f"not a mail address: {address!r}")
+    conn.execute(
+        "INSERT INTO mailbox (address, kind, owner, identifier, display, password_hash,"
+        " quota_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (address) DO UPDATE SET"
+        " kind = excluded.kind, owner = excluded.owner, identifier = excluded.identifier,"
+        " display = excluded.display,"
+        " password_hash = coalesce(excluded.password_hash, mailbox.password_hash),"
+        " quota_bytes = excluded.quota_bytes",
+        (
+            address.lower(),
+            kind,
+            owner,
+            identifier,
+            display,
+            hash_password(password) if password else None,
+            quota_bytes,
+        ),
+    )

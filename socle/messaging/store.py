@@ -1,0 +1,57 @@
+"""Accepting a message: its raw bytes and envelope in `mail_message`, the mailboxes' usage,
+and the jobs that deliver it, in one transaction. When this commits the SMTP server answers
+250: a crash afterwards loses nothing, the jobs run once the workers are back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection
+
+from ..workers.queue import enqueue
+
+DELIVER = "messaging.deliver"
+RELAY = "messaging.relay"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_id: str
+    sender: str
+    local: list[str]
+    foreign: list[str]
+    authenticated: str | None  # the mailbox the sender authenticated as
+
+
+async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
+    """Store the message and queue its delivery; returns its row id. `conn` must not be in a
+    transaction of the caller's (this is the message's own)."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO mail_message (message_id, sender, local_recipients,"
+            " foreign_recipients, authenticated, size, raw)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                message.message_id,
+                message.sender,
+                message.local,
+                message.foreign,
+                message.authenticated,
+                len(raw),
+                raw,
+            ),
+        )
+        row = await cur.fetchone()
+        assert row is not None  # noqa: S101 - RETURNING of an INSERT
+        message_row = int(row[0])
+        if message.local:
+            await conn.execute(
+                "UPDATE mailbox SET used_bytes = used_bytes + %s WHERE address = ANY(%s)",
+                (len(raw), message.local),
+            )
+            await enqueue(
+                conn, DELIVER, {"message": message_row}, dedupe=f"{DELIVER}:{message_row}"
+            )
+        if message.foreign:
+            await enqueue(conn, RELAY, {"message": message_row}, dedupe=f"{RELAY}:{message_row}")
+    return message_row

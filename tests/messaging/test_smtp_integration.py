@@ -1,0 +1,325 @@
+"""Secure messaging end to end with smtplib as the real client: a `socle serve` with its SMTP
+server, STARTTLS and AUTH (password, XOAUTH2, OAUTHBEARER), delivery as Communications seen
+through the API, threads, the relay to another operator, $send, and the refusals."""
+
+from __future__ import annotations
+
+import base64
+import signal
+import smtplib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+
+from socle.messaging.mailboxes import TYPE_BAL_SYSTEM
+from socle.messaging.provision import IDNAT_PS, provision
+from socle.testing import (
+    Database,
+    ServerProcess,
+    auth_headers,
+    free_port,
+    server_beside,
+    start_server,
+    stop_server,
+    token_for,
+)
+
+from .world import (
+    APP,
+    DOMAIN,
+    PATIENT,
+    PRO_A,
+    PRO_B,
+    RPPS_A,
+    Inbox,
+    message,
+    poll,
+    populate,
+    smtp,
+    url_of,
+)
+
+MAX_BYTES = 400_000
+
+
+class Sink:
+    """Another operator's server behind the smarthost: what it received."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[Sink]:
+    handler = Sink()
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def mail_server(database: Database, sink: Sink) -> Iterator[tuple[ServerProcess, int]]:
+    port = free_port()
+    env = {
+        "SOCLE_SMTP_PORT": str(port),
+        "SOCLE_MAIL_DOMAIN": DOMAIN,
+        "SOCLE_SMTP_MAX_BYTES": str(MAX_BYTES),
+        "SOCLE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
+        "SOCLE_SMTP_RELAY_SECURITY": "none",
+    }
+    with server_beside(database, "socle_mail", env) as server:
+        populate(server)
+        yield server, port
+
+
+@pytest.fixture(scope="module")
+def port(mail_server: tuple[ServerProcess, int]) -> int:
+    return mail_server[1]
+
+
+@pytest.fixture(scope="module")
+def operator(mail_server: tuple[ServerProcess, int]) -> Iterator[Inbox]:
+    server, _ = mail_server
+    headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
+    with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as client:
+        yield Inbox(client)
+
+
+def bearer(mechanism: str, user: str, token: str) -> str:
+    if mechanism == "XOAUTH2":
+        return f"user={user}\x01auth=Bearer {token}\x01\x01"
+    return f"n,a={user},\x01auth=Bearer {token}\x01\x01"
+
+
+def test_professional_to_professional_with_password_and_attachment(
+    port: int, operator: Inbox
+) -> None:
+    msg = message(PRO_A, [PRO_B], text="Voici le compte rendu.")
+    msg.add_attachment(b"%PDF-1.4 test", maintype="application", subtype="pdf", filename="cr.pdf")
+    with smtp(port, login=PRO_A) as client:
+        assert client.send_message(msg) == {}
+    found = operator.wait(msg["Message-ID"])
+    assert found["status"] == "completed"
+    assert found["sender"]["reference"] == "Practitioner/pro-a"
+    assert [r.get("reference") for r in found["recipient"]] == ["Practitioner/pro-b"]
+    assert found["topic"]["text"] == "Compte rendu"
+    assert found["payload"][0]["contentString"].strip() == "Voici le compte rendu."
+    document = found["payload"][1]["contentReference"]["reference"]
+    r = operator.client.get(f"/{document}")
+    assert r.status_code == 200, r.text
+    attachment = r.json()["content"][0]["attachment"]
+    assert (attachment["title"], attachment["size"]) == ("cr.pdf", 13)
+    binary = operator.client.get(
+        f"/{attachment['url']}", headers={"Accept": "application/fhir+json"}
+    )
+    assert base64.b64decode(binary.json()["data"]) == b"%PDF-1.4 test"
+    # the recipient's mailbox is a search on the recipient's address
+    listed = operator.client.get(
+        "/Communication", params={"recipient:identifier": f"urn:ietf:rfc:3986|mailto:{PRO_B}"}
+    )
+    assert found["id"] in [e["resource"]["id"] for e in listed.json()["entry"]]
+
+
+def test_professional_to_patient_with_xoauth2_then_the_patient_reads_it(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox
+) -> None:
+    server, _ = mail_server
+    token = token_for(server, f"practitioner:{RPPS_A}")
+    msg = message(PRO_A, [PATIENT], text="Vos résultats sont normaux.")
+    with smtp(port) as client:
+        client.auth("XOAUTH2", lambda challenge=None: bearer("XOAUTH2", PRO_A, token))
+        client.send_message(msg)
+    found = operator.wait(msg["Message-ID"])
+    assert found["subject"] == {"reference": "Patient/pat-1"}
+    headers = auth_headers(server, "patient:pat-1")
+    seen = httpx.get(f"{server.fhir}/Communication/{found['id']}", headers=headers, timeout=30)
+    assert seen.status_code == 200, seen.text
+
+
+def test_patient_replies_with_oauthbearer_and_the_thread_is_kept(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox
+) -> None:
+    server, _ = mail_server
+    first = message(PRO_A, [PATIENT], text="Prenez rendez-vous.")
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(first)
+    original = operator.wait(first["Message-ID"])
+    token = token_for(server, "patient:pat-1")
+    reply = message(PATIENT, [PRO_A], text="Merci.", In_Reply_To=first["Message-ID"])
+    with smtp(port) as client:
+        client.auth("OAUTHBEARER", lambda challenge=None: bearer("OAUTHBEARER", PATIENT, token))
+        client.send_message(reply)
+    found = operator.wait(reply["Message-ID"])
+    assert found["inResponseTo"] == [{"reference": f"Communication/{original['id']}"}]
+    assert found["sender"]["reference"] == "Patient/pat-1"
+
+
+def test_authenticated_sender_reaches_another_operator_through_the_relay(
+    port: int, sink: Sink
+) -> None:
+    msg = message(PRO_A, ["someone@other-operator.test"], text="Adressage.")
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(msg)
+    poll(lambda: sink.received)
+    sender, recipients, content = sink.received[-1]
+    assert (sender, recipients) == (PRO_A, ["someone@other-operator.test"])
+    assert msg["Message-ID"].encode() in content
+
+
+def test_send_over_http(mail_server: tuple[ServerProcess, int], operator: Inbox) -> None:
+    server, _ = mail_server
+    communication = {
+        "resourceType": "Communication",
+        "status": "in-progress",
+        "sender": {"identifier": {"system": "urn:ietf:rfc:3986", "value": f"mailto:{APP}"}},
+        "recipient": [{"identifier": {"system": "urn:ietf:rfc:3986", "value": f"mailto:{PRO_B}"}}],
+        "topic": {"text": "Résultat"},
+        "payload": [
+            {"contentString": "Résultat disponible."},
+            {"contentAttachment": {"contentType": "text/plain", "data": "b2s=", "title": "r.txt"}},
+        ],
+    }
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "communication", "resource": communication}],
+    }
+    headers = {"Content-Type": "application/fhir+json", **auth_headers(server, "system:dpi:hosp")}
+    r = httpx.post(f"{server.fhir}/Communication/$send", json=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    out = {p["name"]: p for p in r.json()["parameter"]}
+    found = operator.wait(out["message-id"]["valueString"])
+    assert f"Communication/{found['id']}" == out["communication"]["valueReference"]["reference"]
+    assert found["sender"]["reference"] == "Organization/hosp"
+    # not the caller's mailbox: 403 at the sender
+    communication["sender"]["identifier"]["value"] = f"mailto:{PRO_A}"
+    r = httpx.post(f"{server.fhir}/Communication/$send", json=body, headers=headers, timeout=30)
+    assert r.status_code == 403, r.text
+    assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].resource.sender"]
+
+
+def test_another_operator_delivers_to_a_local_mailbox_without_authentication(
+    port: int, operator: Inbox
+) -> None:
+    msg = message("dr.x@other-operator.test", [PRO_B], text="Avis demandé.")
+    with smtp(port) as client:
+        assert client.send_message(msg) == {}
+    found = operator.wait(msg["Message-ID"])
+    assert "reference" not in found["sender"]
+    assert found["sender"]["identifier"]["value"] == "mailto:dr.x@other-operator.test"
+
+
+def test_no_auth_before_starttls(port: int) -> None:
+    with smtp(port, tls=False) as client:
+        assert not client.has_extn("auth")
+        code, _ = client.mail(PRO_A)
+        assert code == 530
+
+
+def test_wrong_password_is_refused(port: int) -> None:
+    with smtp(port) as client, pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        client.login(PRO_A, "not the password at all")
+    assert refused.value.smtp_code == 535
+
+
+def test_unknown_local_recipient_is_refused_and_the_sender_learns_which(
+    port: int, operator: Inbox
+) -> None:
+    unknown = f"nobody@{DOMAIN}"
+    msg = message(PRO_A, [PRO_B, unknown])
+    with smtp(port, login=PRO_A) as client:
+        refused = client.send_message(msg)
+    assert set(refused) == {unknown}
+    assert refused[unknown][0] == 550 and refused[unknown][1].startswith(b"5.1.1")
+    found = operator.wait(msg["Message-ID"])
+    assert [r["display"] for r in found["recipient"]] == [PRO_B]
+
+
+def test_relay_without_authentication_is_refused(port: int) -> None:
+    with smtp(port) as client:
+        client.mail("someone@elsewhere.test")
+        code, text = client.rcpt("other@elsewhere.test")
+    assert (code, text[:5]) == (554, b"5.7.1")
+
+
+def test_unauthenticated_client_may_not_claim_a_local_sender(port: int) -> None:
+    with smtp(port) as client:
+        code, _ = client.mail(PRO_A)
+    assert code == 530
+
+
+def test_authenticated_client_sends_from_its_own_mailbox_only(port: int) -> None:
+    with smtp(port, login=PRO_A) as client:
+        code, text = client.mail(PRO_B)
+    assert (code, text[:5]) == (553, b"5.7.1")
+
+
+def test_oversize_message_is_refused(port: int) -> None:
+    msg = message(PRO_A, [PRO_B], text="x" * (MAX_BYTES + 10))
+    with smtp(port, login=PRO_A) as client, pytest.raises(smtplib.SMTPException) as refused:
+        client.send_message(msg)
+    assert "552" in str(refused.value)
+
+
+def test_directory_finds_mailboxes_by_type_and_address(operator: Inbox) -> None:
+    by_type = operator.client.get(
+        "/Practitioner", params={"mailbox-mss-type": f"{TYPE_BAL_SYSTEM}|PER"}
+    )
+    assert by_type.status_code == 200, by_type.text
+    assert {e["resource"]["id"] for e in by_type.json()["entry"]} >= {"pro-a", "pro-b"}
+    apps = operator.client.get("/Organization", params={"mailbox-mss-type": "APP"})
+    assert [e["resource"]["id"] for e in apps.json()["entry"]] == ["hosp"]
+    by_address = operator.client.get("/Practitioner", params={"mailbox-mss": PRO_A})
+    assert [e["resource"]["id"] for e in by_address.json()["entry"]] == ["pro-a"]
+
+
+def test_mailboxes_provisioned_from_the_directory(
+    mail_server: tuple[ServerProcess, int], operator: Inbox
+) -> None:
+    server, _ = mail_server
+    body = {
+        "resourceType": "Practitioner",
+        "id": "pro-c",
+        "identifier": [{"system": IDNAT_PS, "value": "810000000003"}],
+        "name": [{"family": "Charlie"}],
+    }
+    assert operator.client.put("/Practitioner/pro-c", json=body).status_code in (200, 201)
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        provision(conn, DOMAIN)
+        provision(conn, DOMAIN)  # again: nothing changes
+        rows = conn.execute(
+            "SELECT kind, owner, identifier FROM mailbox WHERE address = %s",
+            (f"10000000003@{DOMAIN}",),
+        ).fetchall()
+    assert rows == [("PER", "Practitioner/pro-c", "10000000003")]
+
+
+def test_accepted_message_survives_kill_9(
+    mail_server: tuple[ServerProcess, int], operator: Inbox
+) -> None:
+    """`250` means stored: a second server on the same database, with no job worker (only what
+    the 250 stored can deliver the message), is killed with SIGKILL right after accepting; the
+    module's server delivers the message."""
+    server, _ = mail_server
+    port = free_port()
+    env = {"SOCLE_SMTP_PORT": str(port), "SOCLE_MAIL_DOMAIN": DOMAIN, "SOCLE_JOBS_IN_SERVE": "0"}
+    doomed = start_server(server.database, extra_env=env)
+    try:
+        msg = message(PRO_A, [PRO_B], text="Urgent.")
+        with smtp(port, login=PRO_A) as client:
+            assert client.send_message(msg) == {}
+    finally:
+        stop_server(doomed, signal.SIGKILL)
+    found = operator.wait(msg["Message-ID"])
+    assert found["sender"]["reference"] == "Practitioner/pro-a"
