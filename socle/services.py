@@ -8,5 +8,6 @@ from .contract import Service
 from .identity.service import service as identity
 from .portal.service import service as portal
 from .record.service import service as record
+from .subscriptions.service import service as subscriptions
 
-SERVICES: list[Service] = [security, identity, record, portal]
+SERVICES: list[Service] = [security, identity, record, portal, subscriptions]
