@@ -13,6 +13,7 @@ from ..fhir.access import Access
 from ..fhir.delegation import register
 from .enforcement import AuditServices, PolicyAccess
 from .middleware import AUDIT_KEY
+from .policy import configuration_owner
 from .scopes import parse_scopes
 from .tokens import Principal, Role
 
@@ -37,6 +38,12 @@ class PrincipalDelegation:
         kept["role"] = principal.role.value
         kept["scopes"] = " ".join(principal.scopes.raw)
         return kept
+
+    def owner(self, access: Access) -> str | None:
+        principal = access.principal
+        if access.platform or not isinstance(principal, Principal):
+            return None
+        return configuration_owner(principal)
 
     def restore(self, captured: dict[str, Any], state: Any) -> Access:
         services: AuditServices | None = getattr(state, AUDIT_KEY, None)

@@ -577,7 +577,7 @@ def _evaluate(
             )
         return Decision(True, "own organisation", audit, filters, HOPERAT, rule)
     if cond == Condition.OWN_CONFIGURATION:
-        me = principal.organization if principal.role == Role.SYSTEM else principal.fhir_user
+        me = configuration_owner(principal)
         if not me:
             return _deny("no identity to own configuration by", audit)
         if request.organization is not None and request.organization != me:
@@ -592,6 +592,12 @@ def _evaluate(
         filters = Filters(compartment=CompartmentKind.NONE)
         return Decision(True, "non-nominative resources only", audit, filters, PUBHLTH, rule)
     raise AssertionError(f"unknown condition {cond}")
+
+
+def configuration_owner(principal: Principal) -> str | None:
+    """Who configuration a principal sets up belongs to (the row's owner): a system client's
+    organisation, anyone else's own reference (fhirUser, else issuer#subject)."""
+    return principal.organization if principal.role == Role.SYSTEM else principal.reference
 
 
 def _purpose(role: Role) -> str:

@@ -16,6 +16,10 @@ class Delegation(Protocol):
     def capture(self, access: Access) -> dict[str, Any] | None:
         """The request's principal as JSON to keep (None: the platform's own work)."""
 
+    def owner(self, access: Access) -> str | None:
+        """What the policy takes as the owner of configuration this caller sets up (its own
+        subscriptions), for a write that has none yet."""
+
     def restore(self, captured: dict[str, Any], state: Any) -> Access:
         """An ``Access`` for that principal now, under today's policy and audited like a
         request (``state``: the application's state, where the audit sink is)."""

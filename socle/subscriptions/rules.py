@@ -9,7 +9,7 @@ from dataclasses import replace
 from psycopg import AsyncConnection
 
 from ..config import subscription_plain_http
-from ..fhir.access import DIRECT, Access, Role
+from ..fhir.access import DIRECT, Access
 from ..fhir.delegation import delegation
 from ..fhir.engine import Engine, WriteRule
 from ..fhir.outcome import FhirError, forbidden
@@ -84,10 +84,8 @@ def subscription_rule(engine: Engine) -> WriteRule:
             await check_owner_may_read(engine, spec, access, f"{prefix}.criteria")
             if spec.status != "requested":
                 continue  # an active subscription changed: the matcher reloads it
-            principal = access.principal
-            pro = principal.fhir_user if principal and principal.role == Role.PROFESSIONAL else None
-            if w.kind == "create" and w.owner is None and pro:
-                w.owner = pro  # its own: the policy's own-configuration
+            if w.kind == "create" and w.owner is None:
+                w.owner = delegation().owner(access)  # a professional's: its own, by the policy  # its own: the policy's own-configuration
             await store.created(conn, w.id, delegation().capture(access))
             await enqueue(conn, HANDSHAKE_JOB, {"subscription": w.id})
 
