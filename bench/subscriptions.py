@@ -124,8 +124,11 @@ def main() -> None:
                     time.sleep(0.5)
                 with_subs = asyncio.run(creates(server, patients, args.clients, args.duration))
                 written = with_subs["requests"]
-                deadline = time.monotonic() + 120
-                while receiver.events < written and time.monotonic() < deadline:
+                # the notifications still on their way: until none came for 3 s (at most 120 s)
+                deadline, seen, quiet = time.monotonic() + 120, -1, 0.0
+                while quiet < 3 and time.monotonic() < deadline:
+                    quiet = quiet + 0.2 if receiver.events == seen else 0.0
+                    seen = receiver.events
                     time.sleep(0.2)
         finally:
             stop_server(server)

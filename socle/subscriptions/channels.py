@@ -24,12 +24,23 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
+_clients: list[httpx.AsyncClient] = []
+
+
+def _client() -> httpx.AsyncClient:
+    """One client per process: its TLS context (the system's CAs, verified) and connections
+    are reused across deliveries. Redirects are not followed."""
+    if not _clients:
+        _clients.append(httpx.AsyncClient(verify=True, follow_redirects=False))
+    return _clients[0]
+
+
 async def rest_hook(spec: Spec, bundle: dict[str, Any]) -> None:
     headers = {"Content-Type": FHIR_JSON, **dict(spec.headers)}
     try:
-        # verify=True: the system's CAs (certifi's bundle); redirects are not followed
-        async with httpx.AsyncClient(timeout=spec.timeout, verify=True) as client:
-            response = await client.post(spec.endpoint, content=encode(bundle), headers=headers)
+        response = await _client().post(
+            spec.endpoint, content=encode(bundle), headers=headers, timeout=spec.timeout
+        )
     except httpx.HTTPError as exc:
         raise DeliveryError(f"the endpoint could not be reached: {type(exc).__name__}") from None
     if response.status_code >= 300:

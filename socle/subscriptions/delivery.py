@@ -14,9 +14,10 @@ its number, so the sequence has no gap a client would chase), whatever the conte
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 
@@ -30,11 +31,13 @@ from ..fhir.outcome import FhirError
 from ..workers import JobContext, enqueue
 from . import store
 from .channels import DeliveryError, email, rest_hook
-from .matching import DELIVER_JOB
+from .matching import DELIVER_JOB, wake
 from .model import Spec, read_spec
 from .notify import Focus, notification
 
 log = logging.getLogger("socle.subscriptions")
+PARALLEL = 8  # subscriptions delivered at once by one job
+RETRY = timedelta(seconds=1)  # a failed subscription of a shared job: on its own after this
 
 
 def _lock_key(sid: str) -> int:
@@ -123,8 +126,30 @@ async def handshake_job(job: JobContext) -> None:
 
 
 async def deliver_job(job: JobContext) -> None:
-    """Send the subscription's pending events in order (or a heartbeat when due and none wait)."""
-    engine, sid = job.runtime.engine, str(job.args["subscription"])
+    """Deliver the pending events of the job's subscriptions, several at once. A job for one
+    subscription (a retry) fails as a whole and is retried with back-off; in a job for several,
+    a subscription whose endpoint fails gets a job of its own for that."""
+    sids = [str(s) for s in job.args.get("subscriptions") or [job.args["subscription"]]]
+    if len(sids) == 1 and "subscription" in job.args:
+        await _deliver_one(job, sids[0])
+        return
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def one(sid: str) -> None:
+        async with gate:
+            try:
+                await _deliver_one(job, sid)
+            except DeliveryError:
+                async with job.runtime.engine.pool.connection() as conn:
+                    args = {"subscription": sid}
+                    attempts = subscription_attempts()
+                    await enqueue(conn, DELIVER_JOB, args, delay=RETRY, max_attempts=attempts)
+
+    await asyncio.gather(*(one(sid) for sid in sids))
+
+
+async def _deliver_one(job: JobContext, sid: str) -> None:
+    engine = job.runtime.engine
     async with engine.pool.connection() as conn:
         cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(sid),))
         row = await cur.fetchone()
@@ -164,13 +189,20 @@ async def _deliver(job: JobContext, conn: AsyncConnection, sid: str) -> None:
             raise
         await store.delivered(conn, sid, pending[-1].number)
         sent_any = True
-    if not sent_any and job.args.get("heartbeat") and spec.heartbeat:
+    if not sent_any and job.args.get("heartbeat") and _heartbeat_due(spec, st):
         try:
             await send(conn, engine, spec, st, "heartbeat", [])
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
         await store.sent(conn, sid)
+
+
+def _heartbeat_due(spec: Spec, st: store.State) -> bool:
+    if not spec.heartbeat:
+        return False
+    last = st.last_sent
+    return last is None or (datetime.now(UTC) - last).total_seconds() >= spec.heartbeat
 
 
 async def _failed(job: JobContext, engine: Engine, sid: str, exc: DeliveryError) -> None:
@@ -199,10 +231,5 @@ async def sweep_job(job: JobContext) -> None:
     async with engine.pool.connection() as conn, conn.transaction():
         await CACHE.refresh(conn)
         due = await store.due(conn, heartbeats)
-        for sid in await store.needing_a_job(conn, due):
-            args: dict[str, Any] = {"subscription": sid, "heartbeat": sid in heartbeats}
-            await store.woken(
-                conn,
-                sid,
-                await enqueue(conn, DELIVER_JOB, args, max_attempts=subscription_attempts()),
-            )
+        if due:
+            await wake(conn, due, heartbeat=True)

@@ -153,6 +153,15 @@ async def match(
     return {sid: evs for sid, evs in matched.items() if evs}
 
 
+async def wake(conn: AsyncConnection, sids: list[str], **args: Any) -> None:
+    """Queue one delivery job for those of these subscriptions that have none waiting."""
+    idle = await store.needing_a_job(conn, sids)
+    if idle:
+        args = {"subscriptions": idle, **args}
+        job_id = await enqueue(conn, DELIVER_JOB, args, max_attempts=subscription_attempts())
+        await store.woken(conn, idle, job_id)
+
+
 async def match_job(job: JobContext) -> None:
     """Read on from the cursor, a batch at a time, while there are events."""
     pool = job.runtime.engine.pool
@@ -166,17 +175,7 @@ async def match_job(job: JobContext) -> None:
             matched = await match(job, conn, events)
             for sid, evs in matched.items():
                 await store.number(conn, sid, [(e.rtype, e.id, e.version, e.at) for e in evs])
-            for sid in await store.needing_a_job(conn, list(matched)):
-                await store.woken(
-                    conn,
-                    sid,
-                    await enqueue(
-                        conn,
-                        DELIVER_JOB,
-                        {"subscription": sid},
-                        max_attempts=subscription_attempts(),
-                    ),
-                )
+            await wake(conn, list(matched))
             await advance(conn, CONSUMER, events[-1].seq)
         total += len(events)
     if total:

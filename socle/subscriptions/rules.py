@@ -85,7 +85,8 @@ def subscription_rule(engine: Engine) -> WriteRule:
             if spec.status != "requested":
                 continue  # an active subscription changed: the matcher reloads it
             if w.kind == "create" and w.owner is None:
-                w.owner = delegation().owner(access)  # a professional's: its own, by the policy  # its own: the policy's own-configuration
+                # a professional's own: the policy's own-configuration rule
+                w.owner = delegation().owner(access)
             await store.created(conn, w.id, delegation().capture(access))
             await enqueue(conn, HANDSHAKE_JOB, {"subscription": w.id})
 

@@ -115,8 +115,10 @@ async def needing_a_job(conn: AsyncConnection, sids: list[str]) -> list[str]:
     return [row[0] for row in await cur.fetchall()]
 
 
-async def woken(conn: AsyncConnection, sid: str, job_id: int | None) -> None:
-    await conn.execute("UPDATE subscription_state SET wake_job = %s WHERE id = %s", (job_id, sid))
+async def woken(conn: AsyncConnection, sids: list[str], job_id: int | None) -> None:
+    await conn.execute(
+        "UPDATE subscription_state SET wake_job = %s WHERE id = ANY(%s)", (job_id, sids)
+    )
 
 
 async def due(conn: AsyncConnection, heartbeats: dict[str, int]) -> list[str]:

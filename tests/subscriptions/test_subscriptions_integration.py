@@ -5,6 +5,7 @@ worker with SIGKILL during a delivery: the notification still arrives."""
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -17,7 +18,7 @@ from aiosmtpd.controller import Controller
 
 from socle.subscriptions.model import CONTENT, FILTER, HEARTBEAT, PROFILE
 from socle.subscriptions.topics import TOPIC_BASE
-from socle.testing import ServerProcess, free_port, server_beside
+from socle.testing import ServerProcess, auth_headers, free_port, server_beside
 from tests.auth.world import World, make_world
 
 from .receiver import Receiver, Worker, event_numbers, until
@@ -124,8 +125,6 @@ def write_obs(world: World, patient: str, code: str = "8867-4") -> str:
     obs = world.observation(patient)
     obs["code"]["coding"][0]["code"] = code
     with httpx.Client(base_url=world.server.fhir, timeout=30) as c:
-        from socle.testing import auth_headers
-
         r = c.post("/Observation", json=obs, headers=auth_headers(world.server))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
@@ -182,6 +181,19 @@ def test_a_professional_gets_full_resource_notifications_in_order(
         events = pro.get(f"/Subscription/{sid}/$events?eventsSinceNumber=2").json()
         assert event_numbers(events) == [2, 3]
         assert [e["resource"]["id"] for e in events["entry"][1:]] == written[1:]
+
+        # each delivery of patient data is audited as the owner's read
+        with httpx.Client(base_url=world.server.fhir, timeout=30) as c:
+            op = auth_headers(world.server)
+
+            def audited() -> bool:
+                found = c.get(f"/AuditEvent?patient=Patient/{x}&_count=200", headers=op).json()
+                return any(
+                    e["resource"].get("action") == "R" and written[0] in json.dumps(e["resource"])
+                    for e in found.get("entry", [])
+                )
+
+            until(audited)
 
         # someone else may not see it, nor its status
         with world.pro("none") as other:
@@ -341,3 +353,11 @@ def test_a_worker_killed_during_a_delivery_loses_nothing(
     worker.append(Worker(server, "after-kill", ENV))
     bundles = until(lambda: receiver.bundles("/hold", "event-notification"), 90)
     assert event_numbers(bundles[0]) == [1]
+
+
+def test_the_capability_statement_declares_subscriptions(server: ServerProcess) -> None:
+    cs = httpx.get(server.fhir + "/metadata", timeout=30).json()
+    assert any("subscriptions-backport" in url for url in cs.get("instantiates", []))
+    sub = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Subscription")
+    assert PROFILE in sub.get("supportedProfile", [])
+    assert {"status", "events"} <= {o["name"].lstrip("$") for o in sub.get("operation", [])}
