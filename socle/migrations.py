@@ -581,6 +581,12 @@ CREATE TABLE subscription_event (
     at           timestamptz NOT NULL,
     PRIMARY KEY (subscription, number)
 );
+-- Websocket binding tokens ($get-ws-binding-token): their SHA-256 only, used once, short-lived.
+CREATE TABLE subscription_ws_token (
+    token_hash    bytea PRIMARY KEY,
+    subscriptions text[] NOT NULL,
+    expires       timestamptz NOT NULL
+);
 """
 
 
@@ -597,7 +603,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (181, "outbox events and the job queue", JOBS_V181),
     (183, "terminology: code systems, concepts and their words", TERMINOLOGY_V183),
     (190, "server-side sessions of the web pages", WEB_SESSIONS_V190),
-    (200, "subscriptions: state and numbered events", SUBSCRIPTIONS_V200),
+    (200, "subscriptions: state, numbered events, websocket binding tokens", SUBSCRIPTIONS_V200),
 ]
 
 

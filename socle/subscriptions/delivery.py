@@ -22,8 +22,6 @@ from datetime import UTC, datetime, timedelta
 from psycopg import AsyncConnection
 
 from ..config import subscription_attempts
-from ..fhir.access import Access
-from ..fhir.delegation import delegation
 from ..fhir.engine import Engine
 from ..fhir.entries import EntryRequest
 from ..fhir.json import decode
@@ -32,8 +30,10 @@ from ..workers import JobContext, enqueue
 from . import store
 from .channels import DeliveryError, email, rest_hook
 from .matching import DELIVER_JOB, wake
-from .model import Spec, read_spec
+from .model import Spec
 from .notify import Focus, notification
+from .reading import focus, owner_access, spec_of
+from .websocket import announce
 
 log = logging.getLogger("socle.subscriptions")
 PARALLEL = 8  # subscriptions delivered at once by one job
@@ -46,44 +46,13 @@ def _lock_key(sid: str) -> int:
     )
 
 
-async def _spec(engine: Engine, sid: str) -> Spec | None:
-    try:
-        version = await engine.read("Subscription", sid, engine.platform())
-    except FhirError:
-        return None
-    return read_spec(decode(version.content or "{}"))
-
-
-def owner_access(job: JobContext, st: store.State) -> Access:
-    if st.owner is None:
-        return job.runtime.engine.platform()
-    return delegation().restore(st.owner, job.runtime.state)
-
-
-async def focus(
-    engine: Engine, spec: Spec, access: Access, events: list[store.Numbered]
-) -> list[Focus]:
-    """Each event's focus as the owner may see it now."""
-    out = []
-    for e in events:
-        if spec.content == "empty":
-            out.append(Focus(e, None))
-            continue
-        try:
-            version = await engine.read(e.rtype, e.id, access)  # checked and audited
-        except FhirError:
-            out.append(Focus(e, None))  # no longer readable (or deleted): no focus
-            continue
-        resource = decode(version.content or "{}") if spec.content == "full-resource" else None
-        out.append(Focus(e, f"{engine.settings.fhir_audience}/{e.rtype}/{e.id}", resource))
-    return out
-
-
 async def send(
     conn: AsyncConnection, engine: Engine, spec: Spec, st: store.State, kind: str, f: list[Focus]
 ) -> None:
     base = engine.settings.fhir_audience
-    if spec.channel == "email":
+    if spec.channel == "websocket":
+        await announce(conn, spec.id, kind)
+    elif spec.channel == "email":
         await email(spec, base, kind, [x.reference for x in f if x.reference])
     else:
         await rest_hook(spec, notification(base, spec, st, kind, f))
@@ -111,7 +80,7 @@ async def _set_status(engine: Engine, sid: str, status: str, error: str | None) 
 
 async def handshake_job(job: JobContext) -> None:
     engine, sid = job.runtime.engine, str(job.args["subscription"])
-    spec = await _spec(engine, sid)
+    spec = await spec_of(engine, sid)
     async with engine.pool.connection() as conn:
         st = await store.state(conn, sid)
         if spec is None or st is None or st.status != "requested":
@@ -163,11 +132,11 @@ async def _deliver_one(job: JobContext, sid: str) -> None:
 
 async def _deliver(job: JobContext, conn: AsyncConnection, sid: str) -> None:
     engine = job.runtime.engine
-    spec = await _spec(engine, sid)
+    spec = await spec_of(engine, sid)
     st = await store.state(conn, sid)
     if spec is None or st is None or st.status != "active":
         return
-    access = owner_access(job, st)
+    access = owner_access(job.runtime.state, st)
     sent_any = False
     while True:
         st = await store.state(conn, sid)

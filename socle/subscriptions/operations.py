@@ -18,9 +18,10 @@ from ..fhir.outcome import FhirError
 from ..fhir.rest.http import fhir_response
 from ..fhir.rest.requests import access_of, engine_of
 from . import store
-from .delivery import focus
 from .model import BACKPORT, read_spec
 from .notify import notification
+from .reading import focus
+from .websocket import binding_token
 
 STATUS = Operation(
     "status",
@@ -47,7 +48,23 @@ EVENTS = Operation(
     canonical=BACKPORT.replace("StructureDefinition/", "OperationDefinition/")
     + "backport-subscription-events",
 )
-OPERATIONS = (STATUS, EVENTS)
+BINDING_TOKEN = Operation(
+    "get-ws-binding-token",
+    "Websocket binding token",
+    "A short-lived, single-use token to bind a websocket to the subscription "
+    "(`bind-with-token: <token>` on the websocket-url returned).",
+    resource=("Subscription",),
+    instance=True,
+    outputs=(
+        Param("token", "string", 1),
+        Param("expiration", "dateTime", 1),
+        Param("subscription", "string"),
+        Param("websocket-url", "url", 1),
+    ),
+    canonical=BACKPORT.replace("StructureDefinition/", "OperationDefinition/")
+    + "backport-subscription-get-ws-binding-token",
+)
+OPERATIONS = (STATUS, EVENTS, BINDING_TOKEN)
 MAX_EVENTS = 100
 
 
@@ -106,6 +123,7 @@ async def events_operation(request: Request) -> Response:
 
 
 routes = [
+    Route("/fhir/Subscription/{id}/$get-ws-binding-token", binding_token, methods=["GET", "POST"]),
     Route("/fhir/Subscription/{id}/$status", status_operation, methods=["GET", "POST"]),
     Route("/fhir/Subscription/{id}/$events", events_operation, methods=["GET", "POST"]),
 ]

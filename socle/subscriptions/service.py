@@ -18,6 +18,8 @@ from .model import PROFILE
 from .operations import OPERATIONS, routes
 from .rules import HANDSHAKE_JOB, subscription_rule
 from .topics import publish_topics
+from .websocket import listen
+from .websocket import routes as websocket_routes
 
 BACKPORT_IG = "http://hl7.org/fhir/uv/subscriptions-backport/ImplementationGuide/hl7.fhir.uv.subscriptions-backport"
 BACKPORT_CAPABILITY = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4"
@@ -39,10 +41,12 @@ def _match_every(settings: Settings) -> float:
 
 service = Service(
     name="subscriptions",
-    operations=routes,
+    operations=[*routes, *websocket_routes],
     definitions=OPERATIONS,
     install=install,
     lifespan=_topics,
+    # every process's bound websockets hear of their notifications at once
+    background=[listen],
     jobs=[
         JobKind("subscriptions.match", match_job, singleton=True, every=_match_every),
         JobKind(HANDSHAKE_JOB, handshake_job, max_attempts=1),
@@ -56,7 +60,8 @@ service = Service(
         documentation={
             "Subscription": "Topic-based (Backport IG 1.1.0: topics as Basic, "
             "GET Basic?code=SubscriptionTopic) and classic criteria subscriptions; channels "
-            "rest-hook and email; notifications carry only what the owner may read when sent."
+            "rest-hook, websocket and email; notifications carry only what the owner may read "
+            "when sent."
         },
     ),
     settings=("SOCLE_SUBSCRIPTION_ATTEMPTS", "SOCLE_SUBSCRIPTION_PLAIN_HTTP"),

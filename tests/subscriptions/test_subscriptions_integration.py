@@ -15,13 +15,15 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from socle.subscriptions.model import CONTENT, FILTER, HEARTBEAT, PROFILE
 from socle.subscriptions.topics import TOPIC_BASE
 from socle.testing import ServerProcess, auth_headers, free_port, server_beside
 from tests.auth.world import World, make_world
 
-from .receiver import Receiver, Worker, event_numbers, until
+from .receiver import Receiver, Worker, event_numbers, kind_of, until
 
 SMTP_PORT = free_port()
 ENV = {
@@ -106,6 +108,8 @@ def subscription(
             **extra,
         },
     }
+    if not endpoint:
+        del sub["channel"]["endpoint"]
     if filters:
         sub["_criteria"] = {"extension": [{"url": FILTER, "valueString": f} for f in filters]}
     return sub
@@ -285,7 +289,7 @@ def test_admission_and_discharge_topics_follow_the_status(
             r = pro.put(f"/Encounter/{eid}", json={**enc, "id": eid, "status": status})
             assert r.status_code == 200, r.text
     until(lambda: receiver.bundles("/discharge", "event-notification"))
-    admissions = receiver.bundles("/admission", "event-notification")
+    admissions = until(lambda: receiver.bundles("/admission", "event-notification"))
     assert [n for b in admissions for n in event_numbers(b)] == [1]  # once, not at "planned"
 
 
@@ -324,6 +328,38 @@ def test_email_carries_ids_and_a_link_but_no_health_data(
     assert f"Observation/{oid}" in text
     assert "Bonjour" in text
     assert "72" not in text and "8867-4" not in text  # the value, the code: nothing of it
+
+
+def test_websocket_binding_then_notifications(world: World, worker) -> None:
+    x = world.ids["X"]
+    with world.pro("care") as pro:
+        sub = subscription(
+            TOPIC_BASE + "observation-write", "", "id-only", (f"patient=Patient/{x}",), "websocket"
+        )
+        r = create(pro, sub)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        assert active(pro, sid)["status"] == "active"
+        with world.pro("none") as other:  # not the owner's: no token
+            assert other.post(f"/Subscription/{sid}/$get-ws-binding-token").status_code in (
+                403,
+                404,
+            )
+        out = pro.post(f"/Subscription/{sid}/$get-ws-binding-token").json()
+    params = {p["name"]: next(v for k, v in p.items() if k != "name") for p in out["parameter"]}
+    url = params["websocket-url"].replace(world.server.base.replace("http", "ws", 1), "")
+    with ws_connect(world.server.base.replace("http", "ws", 1) + url, open_timeout=30) as ws:
+        ws.send(f"bind-with-token: {params['token']}")
+        assert kind_of(json.loads(ws.recv(timeout=30))) == "handshake"
+        oid = write_obs(world, "X")
+        bundle = json.loads(ws.recv(timeout=60))
+    assert kind_of(bundle) == "event-notification"
+    assert event_numbers(bundle) == [1]
+    assert f"Observation/{oid}" in json.dumps(bundle)
+    with ws_connect(world.server.base.replace("http", "ws", 1) + url, open_timeout=30) as ws:
+        ws.send(f"bind-with-token: {params['token']}")  # used once: refused now
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=30)
 
 
 def test_a_worker_killed_during_a_delivery_loses_nothing(
