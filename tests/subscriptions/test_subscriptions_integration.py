@@ -327,7 +327,7 @@ def test_email_carries_ids_and_a_link_but_no_health_data(
     text = message_from_bytes(mails[-1].content, policy=default).get_body().get_content()
     assert f"Observation/{oid}" in text
     assert "Bonjour" in text
-    assert "72" not in text and "8867-4" not in text  # the value, the code: nothing of it
+    assert "/min" not in text and "8867-4" not in text  # the unit, the code: nothing of it
 
 
 def test_websocket_binding_then_notifications(world: World, worker) -> None:
