@@ -5,19 +5,12 @@ lets it go (to kill the worker sending it)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-from socle.testing import ROOT, ServerProcess, free_port
+from socle.testing import free_port
 
 
 def kind_of(bundle: dict[str, Any]) -> str:
@@ -76,47 +69,3 @@ class Receiver:
     def close(self) -> None:
         self.release.set()
         self.http.shutdown()
-
-
-def until(what: Callable[[], Any], limit: float = 60) -> Any:
-    """Poll until `what()` is true (a bound, not a measure)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("condition not reached")
-
-
-class Worker:
-    """A `socle worker` process on the server's database, with the tests' environment."""
-
-    def __init__(self, server: ServerProcess, name: str, env: dict[str, str]) -> None:
-        assert server.database.url is not None
-        full = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        full.update(env, DATABASE_URL=server.database.url)
-        full["SOCLE_DATA_DIR"] = str(server.database.data_dir)
-        self.log = Path(server.database.data_dir) / f"worker-{name}.log"
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
-            [sys.executable, "-m", "socle.cli", "worker"],
-            cwd=ROOT,
-            env=full,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        until(lambda: "running jobs" in self.log.read_text() or self._exited(), 90)
-
-    def _exited(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
-        return False
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()

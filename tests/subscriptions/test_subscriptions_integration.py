@@ -22,8 +22,10 @@ from socle.subscriptions.model import CONTENT, FILTER, HEARTBEAT, PROFILE
 from socle.subscriptions.topics import TOPIC_BASE
 from socle.testing import ServerProcess, auth_headers, free_port, server_beside
 from tests.auth.world import World, make_world
+from tests.workers.test_jobs import WorkerProcess as Worker
+from tests.workers.test_jobs import _until as until
 
-from .receiver import Receiver, Worker, event_numbers, kind_of, until
+from .receiver import Receiver, event_numbers, kind_of
 
 SMTP_PORT = free_port()
 ENV = {
