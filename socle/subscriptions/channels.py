@@ -4,6 +4,7 @@ French text and at most the ids)."""
 
 from __future__ import annotations
 
+import ssl
 from email.message import EmailMessage
 from typing import Any
 
@@ -28,10 +29,11 @@ _clients: list[httpx.AsyncClient] = []
 
 
 def _client() -> httpx.AsyncClient:
-    """One client per process: its TLS context (the system's CAs, verified) and connections
-    are reused across deliveries. Redirects are not followed."""
+    """One client per process: its TLS context (the system's CAs, certificates and host names
+    verified) and connections are reused across deliveries. Redirects are not followed."""
     if not _clients:
-        _clients.append(httpx.AsyncClient(verify=True, follow_redirects=False))
+        tls = ssl.create_default_context()  # the system's trust store, not a bundled one
+        _clients.append(httpx.AsyncClient(verify=tls, follow_redirects=False))
     return _clients[0]
 
 

@@ -1,6 +1,6 @@
 """A local rest-hook receiver for the subscription tests: it keeps what each path was sent,
-refuses on `/refuse/…`, and holds the first event notification sent to `/hold/…` until the test
-lets it go (to kill the worker sending it)."""
+refuses on `/refuse/…` (on `/fail/…` all but the handshake), and holds the first event
+notification sent to `/hold/…` until the test lets it go (to kill the worker sending it)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path.startswith("/refuse"):
+                failing = self.path.startswith("/fail") and kind_of(body) != "handshake"
+                if self.path.startswith("/refuse") or failing:
                     self.send_response(503)
                     self.end_headers()
                     return

@@ -309,6 +309,35 @@ def test_an_endpoint_that_refuses_the_handshake_puts_the_subscription_in_error(
         assert "503" in params["error"]["valueCodeableConcept"]["text"]
 
 
+def test_deliveries_refused_are_retried_then_the_subscription_is_in_error(
+    world: World, worker, receiver: Receiver
+) -> None:
+    x = world.ids["X"]
+    with world.pro("care") as pro:
+        sub = subscription(
+            TOPIC_BASE + "careplan-write", receiver.url("/fail"), filters=(f"patient=Patient/{x}",)
+        )
+        r = create(pro, sub)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        assert active(pro, sid)["status"] == "active"
+        plan = {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "subject": {"reference": f"Patient/{x}"},
+        }
+        assert pro.post("/CarePlan", json=plan).status_code == 201
+        failed = until(
+            lambda: (s := pro.get(f"/Subscription/{sid}").json())["status"] == "error" and s
+        )
+        assert "503" in failed["error"]
+        st = pro.get(f"/Subscription/{sid}/$status").json()
+        params = {p["name"]: p for p in st["entry"][0]["resource"]["parameter"]}
+        assert "after 2 attempt(s)" in params["error"]["valueCodeableConcept"]["text"]
+        assert params["events-since-subscription-start"]["valueString"] == "1"
+
+
 def test_email_carries_ids_and_a_link_but_no_health_data(
     world: World, worker, inbox: Inbox
 ) -> None:
