@@ -82,8 +82,10 @@ def subscription_rule(engine: Engine) -> WriteRule:
             if spec.endpoint.startswith("http://") and not subscription_plain_http():
                 raise invalid("A rest-hook endpoint is https://", f"{prefix}.channel.endpoint")
             await check_owner_may_read(engine, spec, access, f"{prefix}.criteria")
-            if spec.status != "requested":
-                continue  # an active subscription changed: the matcher reloads it
+            if current is not None and spec.status != "requested":
+                # changed while active: touching its state makes every matcher reload it
+                await store.set_status(conn, w.id, current.status, current.error)
+                continue
             if w.kind == "create" and w.owner is None:
                 # a professional's own: the policy's own-configuration rule
                 w.owner = delegation().owner(access)
