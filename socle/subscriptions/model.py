@@ -20,6 +20,7 @@ CONTENT = BACKPORT + "backport-payload-content"
 HEARTBEAT = BACKPORT + "backport-heartbeat-period"
 TIMEOUT = BACKPORT + "backport-timeout"
 MAX_COUNT = BACKPORT + "backport-max-count"
+BACKPORT_EXTENSIONS = (FILTER, CONTENT, HEARTBEAT, TIMEOUT, MAX_COUNT)
 CHANNELS = ("rest-hook", "websocket", "email")
 CONTENTS = ("empty", "id-only", "full-resource")
 DEFAULT_TIMEOUT = 10  # seconds a rest-hook endpoint has to answer

@@ -14,10 +14,10 @@ from ..fhir.engine import Engine
 from ..workers import JobKind
 from .delivery import deliver_job, handshake_job, sweep_job
 from .matching import DELIVER_JOB, match_job
-from .model import PROFILE
+from .model import BACKPORT_EXTENSIONS, PROFILE
 from .operations import OPERATIONS, routes
 from .rules import HANDSHAKE_JOB, subscription_rule
-from .topics import publish_topics
+from .topics import TOPIC_EXTENSIONS, publish_topics
 from .websocket import listen
 from .websocket import routes as websocket_routes
 
@@ -57,6 +57,8 @@ service = Service(
         instantiates=[BACKPORT_CAPABILITY],
         guides=[BACKPORT_IG],
         profiles={"Subscription": [PROFILE]},
+        # the Backport IG's extensions read by model.py, and the R5 topic's on the Basic topics
+        extensions=[*BACKPORT_EXTENSIONS, *TOPIC_EXTENSIONS],
         documentation={
             "Subscription": "Topic-based (Backport IG 1.1.0: topics as Basic, "
             "GET Basic?code=SubscriptionTopic) and classic criteria subscriptions; channels "

@@ -17,6 +17,10 @@ from ..fhir.entries import EntryRequest
 
 TOPIC_BASE = "https://socle.example.org/fhir/SubscriptionTopic/"
 R5_TOPIC = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
+TOPIC_EXTENSIONS = tuple(
+    f"{R5_TOPIC}.{name}"
+    for name in ("url", "title", "status", "description", "resourceTrigger", "canFilterBy")
+)
 TOPIC_CODE = {"system": "http://hl7.org/fhir/fhir-types", "code": "SubscriptionTopic"}
 
 
