@@ -49,7 +49,7 @@ service = Service(
     background=[listen],
     jobs=[
         JobKind("subscriptions.match", match_job, singleton=True, every=_match_every),
-        JobKind(HANDSHAKE_JOB, handshake_job, max_attempts=1),
+        JobKind(HANDSHAKE_JOB, handshake_job, max_attempts=3, backoff_s=1.0),
         JobKind(DELIVER_JOB, deliver_job, backoff_s=1.0, backoff_max_s=60.0),
         JobKind("subscriptions.sweep", sweep_job, singleton=True, every=1.0),
     ],
