@@ -323,3 +323,18 @@ class Settings:
         if os.environ.get("SOCLE_PUBLIC_URL") or not served.exists():
             return settings
         return replace(settings, public_url=served.read_text().strip().rstrip("/"))
+
+
+# -- Subscriptions (socle/subscriptions/, docs/platform.md "Subscriptions") -------------------
+
+
+def subscription_attempts() -> int:
+    """``SOCLE_SUBSCRIPTION_ATTEMPTS``: deliveries tried (with back-off) before a subscription
+    goes to ``error`` (default 5)."""
+    return max(1, _int("SOCLE_SUBSCRIPTION_ATTEMPTS", 5))
+
+
+def subscription_plain_http() -> bool:
+    """``SOCLE_SUBSCRIPTION_PLAIN_HTTP``: allow ``http://`` rest-hook endpoints (default false:
+    notifications leave over verified TLS only; a local test receiver needs it)."""
+    return _bool("SOCLE_SUBSCRIPTION_PLAIN_HTTP", False)

@@ -556,6 +556,40 @@ CREATE TABLE term_package (
 
 # Versions need not be contiguous, and a lower version added later is still applied (each
 # version is applied once, in ascending order, if not recorded).
+# -- Subscriptions (socle/subscriptions/): migrations 200-209 --------------------------------
+SUBSCRIPTIONS_V200 = """
+-- The state of each Subscription resource (socle/subscriptions/): its owner (the principal who
+-- created it, as the security service captured it), status, the last event number given and the
+-- last delivered; and the events matched for it, numbered per subscription, kept for $events.
+CREATE TABLE subscription_state (
+    id           text PRIMARY KEY,          -- Subscription.id
+    owner        jsonb,                     -- NULL: the platform's own
+    status       text NOT NULL,             -- requested | active | error | off
+    events       bigint NOT NULL DEFAULT 0, -- the last event number given
+    delivered    bigint NOT NULL DEFAULT 0, -- the last event number delivered
+    error        text,
+    wake_job     bigint,                    -- the delivery job queued for it, if any
+    last_sent    timestamptz,               -- the last notification (heartbeats count from it)
+    updated      timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE subscription_event (
+    subscription text NOT NULL,
+    number       bigint NOT NULL,
+    rtype        text NOT NULL,
+    id           text NOT NULL,
+    version      integer NOT NULL,
+    at           timestamptz NOT NULL,
+    PRIMARY KEY (subscription, number)
+);
+-- Websocket binding tokens ($get-ws-binding-token): their SHA-256 only, used once, short-lived.
+CREATE TABLE subscription_ws_token (
+    token_hash    bytea PRIMARY KEY,
+    subscriptions text[] NOT NULL,
+    expires       timestamptz NOT NULL
+);
+"""
+
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "engine storage and search index tables", ENGINE_V1),
     (2, "reindex jobs of run-time search parameters", SEARCH_REINDEX_V2),
@@ -569,6 +603,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (181, "outbox events and the job queue", JOBS_V181),
     (183, "terminology: code systems, concepts and their words", TERMINOLOGY_V183),
     (190, "server-side sessions of the web pages", WEB_SESSIONS_V190),
+    (200, "subscriptions: state, numbered events, websocket binding tokens", SUBSCRIPTIONS_V200),
 ]
 
 

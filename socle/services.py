@@ -9,5 +9,6 @@ from .identity.service import service as identity
 from .messaging.service import service as messaging
 from .portal.service import service as portal
 from .record.service import service as record
+from .subscriptions.service import service as subscriptions
 
-SERVICES: list[Service] = [security, identity, record, portal, messaging]
+SERVICES: list[Service] = [security, identity, record, portal, subscriptions, messaging]

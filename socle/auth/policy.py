@@ -168,6 +168,7 @@ class Condition(StrEnum):
     CARE_RELATIONSHIP = "care-relationship"
     OWN_ORGANIZATION = "own-organization"
     NON_NOMINATIVE = "non-nominative"
+    OWN_CONFIGURATION = "own-configuration"  # what the principal itself set up (subscriptions)
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,8 @@ RULES: tuple[Rule, ...] = (
     Rule(_ARS, Group.CLINICAL, RS, _C.NON_NOMINATIVE),
     Rule(_ARS, Group.DIRECTORY, RS, _C.ALWAYS),
     Rule(_ARS, Group.DEFINITIONAL, RS, _C.ALWAYS),
+    # their own subscriptions (socle/subscriptions/: the owner of the row is its creator)
+    *(Rule(who, Group.CONFIGURATION, ALL, _C.OWN_CONFIGURATION) for who in (_P, _R, _PRO, _SYS)),
     # administrator: configuration, no clinical data
     Rule(_ADM, Group.DIRECTORY, ALL, _C.ALWAYS),
     Rule(_ADM, Group.DEFINITIONAL, ALL, _C.ALWAYS),
@@ -573,6 +576,14 @@ def _evaluate(
                 filters, compartment=CompartmentKind.PATIENTS, patients=frozenset({target})
             )
         return Decision(True, "own organisation", audit, filters, HOPERAT, rule)
+    if cond == Condition.OWN_CONFIGURATION:
+        me = configuration_owner(principal)
+        if not me:
+            return _deny("no identity to own configuration by", audit)
+        if request.organization is not None and request.organization != me:
+            return _deny("configuration set up by someone else", audit)
+        filters = Filters(organization=me)
+        return Decision(True, "own configuration", audit, filters, _purpose(principal.role), rule)
     if cond == Condition.NON_NOMINATIVE:
         if target is not None:
             return _deny("nominative data is not available to this role", audit)
@@ -581,6 +592,12 @@ def _evaluate(
         filters = Filters(compartment=CompartmentKind.NONE)
         return Decision(True, "non-nominative resources only", audit, filters, PUBHLTH, rule)
     raise AssertionError(f"unknown condition {cond}")
+
+
+def configuration_owner(principal: Principal) -> str | None:
+    """Who configuration a principal sets up belongs to (the row's owner): a system client's
+    organisation, anyone else's own reference (fhirUser, else issuer#subject)."""
+    return principal.organization if principal.role == Role.SYSTEM else principal.reference
 
 
 def _purpose(role: Role) -> str:

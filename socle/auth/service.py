@@ -15,6 +15,7 @@ from .audit_store import AuditSink, seal_job
 from .audit_trail import AuditTrail
 from .break_glass import OPERATIONS as BREAK_GLASS
 from .break_glass import routes as break_glass_routes
+from .delegation import register_delegation
 from .enforcement import AuditServices
 from .middleware import AUDIT_KEY
 from .revocation import watch_revocations
@@ -25,6 +26,7 @@ from .server.flows.web_login import register_web_client
 def install(engine: Engine) -> None:
     """The audit trail is not in the resource table: the engine delegates AuditEvent to it."""
     engine.external["AuditEvent"] = AuditTrail()
+    register_delegation()  # services act later for a request's principal (subscriptions)
 
 
 @contextlib.asynccontextmanager

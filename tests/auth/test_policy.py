@@ -109,7 +109,8 @@ patient         AuditEvent         cud    own           N
 patient         Practitioner       rs     none          Y
 patient         Practitioner       cud    none          N
 patient         ValueSet           rs     none          Y
-patient         Subscription       r      none          N
+patient         Subscription       cruds  none          Y
+patient         Subscription       rud    other_org     N
 patient         Binary             r      own           Y
 patient         Binary             r      other         N
 representative  Observation        rs     own           Y
@@ -143,7 +144,8 @@ professional    Practitioner       rs     none          Y
 professional    Practitioner       cud    none          N
 professional    ValueSet           rs     none          Y
 professional    ValueSet           c      none          N
-professional    Subscription       r      none          N
+professional    Subscription       cruds  none          Y
+professional    Subscription       rud    other_org     N
 professional    Binary             r      care_team     Y
 professional    Binary             r      other         N
 system          Observation        cruds  own_org       Y
@@ -154,7 +156,9 @@ system          Practitioner       rs     none          Y
 system          Practitioner       cud    own_org       Y
 system          Practitioner       cud    other_org     N
 system          AuditEvent         rs     none          N
-system          Subscription       c      none          N
+system          Subscription       cruds  own_org       Y
+system          Subscription       rud    other_org     N
+ars-analyst     Subscription       c      none          N
 ars-analyst     Observation        rs     none          Y
 ars-analyst     Observation        rs     aggregate     Y
 ars-analyst     Observation        rs     care_team     N

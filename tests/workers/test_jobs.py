@@ -89,9 +89,15 @@ def _until(what: Callable[[], Any], limit: float = 60) -> Any:
 
 
 class WorkerProcess:
-    def __init__(self, server: ServerProcess, name: str) -> None:
+    """A `socle worker` on the server's database (`settings`: its environment, this module's
+    by default; the subscription tests use it too)."""
+
+    def __init__(
+        self, server: ServerProcess, name: str, settings: dict[str, str] | None = None
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        env.update(ENV, DATABASE_URL=_url(server), SOCLE_DATA_DIR=str(server.database.data_dir))
+        env.update(settings or ENV)
+        env.update(DATABASE_URL=_url(server), SOCLE_DATA_DIR=str(server.database.data_dir))
         self.log = Path(server.database.data_dir) / f"worker-{name}.log"
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
             [sys.executable, "-m", "socle.cli", "worker"],

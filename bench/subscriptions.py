@@ -1,0 +1,160 @@
+"""Subscriptions under write load: notification latency from commit to delivery at a local
+rest-hook receiver, and what the subscriptions cost the writes.
+
+    .venv/bin/python bench/subscriptions.py [--subscriptions 100] [--clients 8] [--duration 20]
+
+Starts Socle (one worker, jobs in the serving process) on a fresh embedded database, writes 100
+Patients, then creates Observations of them as fast as `--clients` closed-loop clients go for
+`--duration` seconds: first with no subscription, then with `--subscriptions` active topic
+subscriptions (observation-write, each filtered on one patient, id-only, rest-hook to a receiver
+in this script). Latency is the receiver's clock at arrival minus each event's `timestamp`
+(the writing transaction's time) — same machine, same clock. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+
+from bench.run import creates, machine  # noqa: E402
+from socle.subscriptions.model import CONTENT, FILTER  # noqa: E402
+from socle.subscriptions.topics import TOPIC_BASE  # noqa: E402
+from socle.testing import auth_headers, free_port, fresh_database, start_server, stop_server  # noqa: E402
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.events = 0
+        lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                arrived = time.time()
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.end_headers()
+                status = body["entry"][0]["resource"]
+                for p in status["parameter"]:
+                    if p["name"] != "notification-event":
+                        continue
+                    parts = {x["name"]: x for x in p["part"]}
+                    at = datetime.fromisoformat(parts["timestamp"]["valueInstant"]).timestamp()
+                    with lock:
+                        receiver.latencies.append(arrived - at)
+                        receiver.events += 1
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.port = free_port()
+        self.http = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--subscriptions", type=int, default=100)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=20)
+    args = ap.parse_args()
+    receiver = Receiver()
+    load = os.getloadavg()
+    with fresh_database(None, prefix="socle_subs_bench") as db:
+        env = {"SOCLE_SUBSCRIPTION_PLAIN_HTTP": "true"}
+        server = start_server(db, workers=1, extra_env=env)
+        try:
+            headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
+            with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as c:
+                patients = [
+                    c.post(
+                        "/Patient", json={"resourceType": "Patient", "name": [{"family": f"N{i}"}]}
+                    ).json()["id"]
+                    for i in range(100)
+                ]
+                without = asyncio.run(creates(server, patients, args.clients, args.duration))
+                for i in range(args.subscriptions):
+                    sub = {
+                        "resourceType": "Subscription",
+                        "status": "requested",
+                        "reason": "bench",
+                        "criteria": TOPIC_BASE + "observation-write",
+                        "_criteria": {
+                            "extension": [
+                                {
+                                    "url": FILTER,
+                                    "valueString": f"patient=Patient/{patients[i % 100]}",
+                                }
+                            ]
+                        },
+                        "channel": {
+                            "type": "rest-hook",
+                            "endpoint": f"http://127.0.0.1:{receiver.port}/hook/{i}",
+                            "payload": "application/fhir+json",
+                            "_payload": {"extension": [{"url": CONTENT, "valueCode": "id-only"}]},
+                        },
+                    }
+                    assert c.post("/Subscription", json=sub).status_code == 201
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    found = c.get("/Subscription?status=active&_summary=count").json()
+                    if found.get("total") == args.subscriptions:
+                        break
+                    time.sleep(0.5)
+                with_subs = asyncio.run(creates(server, patients, args.clients, args.duration))
+                written = with_subs["requests"]
+                # the notifications still on their way: until none came for 3 s (at most 120 s)
+                deadline, seen, quiet = time.monotonic() + 120, -1, 0.0
+                while quiet < 3 and time.monotonic() < deadline:
+                    quiet = quiet + 0.2 if receiver.events == seen else 0.0
+                    seen = receiver.events
+                    time.sleep(0.2)
+        finally:
+            stop_server(server)
+    cost = 1 - with_subs["requests_per_s"] / without["requests_per_s"]
+    print(
+        json.dumps(
+            {
+                "bench": "subscriptions",
+                "machine": machine(),
+                "load_average_before": [round(x, 1) for x in load],
+                "subscriptions": args.subscriptions,
+                "clients": args.clients,
+                "duration_s": args.duration,
+                "writes_per_s_without": without["requests_per_s"],
+                "writes_per_s_with": with_subs["requests_per_s"],
+                "write_cost_pct": round(cost * 100, 1),
+                "written_with": written,
+                "notified_events": receiver.events,
+                "latency_p50_ms": _pct(receiver.latencies, 0.50),
+                "latency_p95_ms": _pct(receiver.latencies, 0.95),
+                "latency_max_ms": _pct(receiver.latencies, 1.0),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Delivery: the handshake that activates a subscription, the notifications of its numbered
+events in order, heartbeats, and the sweep that wakes deliveries left behind.
+
+Order per subscription: a delivery job holds the subscription's advisory lock (a session lock
+on its own connection: a killed worker's connection closes and frees it) and sends the pending
+events in number order, `delivered` moved on after each notification the endpoint took. A job
+that finds the lock taken leaves the events to the holder (or to the sweep, within a second).
+At least once: a worker killed mid-send leaves `delivered` where it was, the job's lease runs
+out, and the notification is sent again.
+
+Access at delivery: each focus is read with the owner's access as it is now (audited as the
+owner's read). A focus the owner may no longer read is left out of its event (the event keeps
+its number, so the sequence has no gap a client would chase), whatever the content asked."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from psycopg import AsyncConnection
+
+from ..config import subscription_attempts
+from ..fhir.engine import Engine
+from ..fhir.entries import EntryRequest
+from ..fhir.json import decode
+from ..fhir.outcome import FhirError
+from ..workers import JobContext, enqueue
+from . import store
+from .channels import DeliveryError, email, rest_hook
+from .matching import DELIVER_JOB, wake
+from .model import Spec
+from .notify import Focus, notification
+from .reading import focus, owner_access, spec_of
+from .websocket import announce
+
+log = logging.getLogger("socle.subscriptions")
+PARALLEL = 8  # subscriptions delivered at once by one job
+RETRY = timedelta(seconds=1)  # a failed subscription of a shared job: on its own after this
+
+
+def _lock_key(sid: str) -> int:
+    return int.from_bytes(
+        hashlib.sha256(b"subscription:" + sid.encode()).digest()[:8], "big", signed=True
+    )
+
+
+async def send(
+    conn: AsyncConnection, engine: Engine, spec: Spec, st: store.State, kind: str, f: list[Focus]
+) -> None:
+    base = engine.settings.fhir_audience
+    if spec.channel == "websocket":
+        await announce(conn, spec.id, kind)
+    elif spec.channel == "email":
+        await email(spec, base, kind, [x.reference for x in f if x.reference])
+    else:
+        await rest_hook(spec, notification(base, spec, st, kind, f))
+
+
+async def _set_status(engine: Engine, sid: str, status: str, error: str | None) -> None:
+    """The state row and the resource's own status (a platform write: no rule, no audit)."""
+    async with engine.pool.connection() as conn:
+        await store.set_status(conn, sid, status, error)
+    try:
+        version = await engine.read("Subscription", sid, engine.platform())
+    except FhirError:
+        return
+    resource = decode(version.content or "{}")
+    if resource.get("status") == status and resource.get("error") == error:
+        return
+    resource["status"] = status
+    resource.pop("error", None)
+    if error:
+        resource["error"] = error
+    await engine.transaction(
+        [EntryRequest("PUT", f"Subscription/{sid}", resource)], engine.platform()
+    )
+
+
+async def handshake_job(job: JobContext) -> None:
+    engine, sid = job.runtime.engine, str(job.args["subscription"])
+    spec = await spec_of(engine, sid)
+    async with engine.pool.connection() as conn:
+        st = await store.state(conn, sid)
+        if spec is None or st is None or st.status != "requested":
+            return
+        try:
+            await send(conn, engine, spec, st, "handshake", [])
+        except DeliveryError as exc:
+            await _set_status(engine, sid, "error", f"handshake refused: {exc}")
+            return
+        await store.sent(conn, sid)
+    await _set_status(engine, sid, "active", None)
+
+
+async def deliver_job(job: JobContext) -> None:
+    """Deliver the pending events of the job's subscriptions, several at once. A job for one
+    subscription (a retry) fails as a whole and is retried with back-off; in a job for several,
+    a subscription whose endpoint fails gets a job of its own for that."""
+    sids = [str(s) for s in job.args.get("subscriptions") or [job.args["subscription"]]]
+    if len(sids) == 1 and "subscription" in job.args:
+        await _deliver_one(job, sids[0])
+        return
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def one(sid: str) -> None:
+        async with gate:
+            try:
+                await _deliver_one(job, sid)
+            except DeliveryError:
+                async with job.runtime.engine.pool.connection() as conn:
+                    args = {"subscription": sid}
+                    attempts = subscription_attempts()
+                    await enqueue(conn, DELIVER_JOB, args, delay=RETRY, max_attempts=attempts)
+
+    await asyncio.gather(*(one(sid) for sid in sids))
+
+
+async def _deliver_one(job: JobContext, sid: str) -> None:
+    engine = job.runtime.engine
+    async with engine.pool.connection() as conn:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(sid),))
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            return  # another delivery of this subscription runs: it sends these too
+        try:
+            await _deliver(job, conn, sid)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
+
+
+async def _deliver(job: JobContext, conn: AsyncConnection, sid: str) -> None:
+    engine = job.runtime.engine
+    spec = await spec_of(engine, sid)
+    st = await store.state(conn, sid)
+    if spec is None or st is None or st.status != "active":
+        return
+    access = owner_access(job.runtime.state, st)
+    sent_any = False
+    while True:
+        st = await store.state(conn, sid)
+        assert st is not None
+        pending = await store.events(conn, sid, st.delivered, None, spec.max_count)
+        if not pending:
+            break
+        try:
+            await send(
+                conn,
+                engine,
+                spec,
+                st,
+                "event-notification",
+                await focus(engine, spec, access, pending),
+            )
+        except DeliveryError as exc:
+            await _failed(job, engine, sid, exc)
+            raise
+        await store.delivered(conn, sid, pending[-1].number)
+        sent_any = True
+    if not sent_any and job.args.get("heartbeat") and _heartbeat_due(spec, st):
+        try:
+            await send(conn, engine, spec, st, "heartbeat", [])
+        except DeliveryError as exc:
+            await _failed(job, engine, sid, exc)
+            raise
+        await store.sent(conn, sid)
+
+
+def _heartbeat_due(spec: Spec, st: store.State) -> bool:
+    if not spec.heartbeat:
+        return False
+    last = st.last_sent
+    return last is None or (datetime.now(UTC) - last).total_seconds() >= spec.heartbeat
+
+
+async def _failed(job: JobContext, engine: Engine, sid: str, exc: DeliveryError) -> None:
+    """The last attempt failed, or retrying cannot help: the subscription goes to error, with
+    the reason `$status` shows."""
+    last = job.attempt >= subscription_attempts()
+    log.info("delivery of subscription %s failed (attempt %s): %s", sid, job.attempt, exc)
+    if last or exc.permanent:
+        await _set_status(
+            engine, sid, "error", f"delivery failed after {job.attempt} attempt(s): {exc}"
+        )
+
+
+async def sweep_job(job: JobContext) -> None:
+    """Wake the deliveries left behind (events numbered while a delivery was finishing) and
+    the heartbeats that are due."""
+    from .matching import CACHE  # the process's cache of active subscriptions
+
+    engine = job.runtime.engine
+    heartbeats = {
+        a.spec.id: a.spec.heartbeat
+        for actives in CACHE.by_type.values()
+        for a in actives
+        if a.spec.heartbeat
+    }
+    async with engine.pool.connection() as conn, conn.transaction():
+        await CACHE.refresh(conn)
+        due = await store.due(conn, heartbeats)
+        if due:
+            await wake(conn, due, heartbeat=True)

@@ -1,0 +1,156 @@
+"""The subscriptions' own rows: state (owner, status, event numbers), the numbered events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True)
+class State:
+    id: str
+    owner: dict[str, Any] | None
+    status: str
+    events: int
+    delivered: int
+    error: str | None
+    last_sent: datetime | None
+
+
+@dataclass(frozen=True)
+class Numbered:
+    number: int
+    rtype: str
+    id: str
+    version: int
+    at: datetime
+
+
+_STATE = "id, owner, status, events, delivered, error, last_sent"
+
+
+async def created(conn: AsyncConnection, sid: str, owner: dict[str, Any] | None) -> None:
+    await conn.execute(
+        "INSERT INTO subscription_state (id, owner, status) VALUES (%s, %s, 'requested') "
+        "ON CONFLICT (id) DO UPDATE SET status = 'requested', error = NULL, updated = now()",
+        (sid, None if owner is None else Jsonb(owner)),
+    )
+
+
+async def set_status(
+    conn: AsyncConnection, sid: str, status: str, error: str | None = None
+) -> None:
+    await conn.execute(
+        "UPDATE subscription_state SET status = %s, error = %s, updated = now() WHERE id = %s",
+        (status, error, sid),
+    )
+
+
+async def state(conn: AsyncConnection, sid: str) -> State | None:
+    cur = await conn.execute(
+        f"SELECT {_STATE} FROM subscription_state WHERE id = %s",  # noqa: S608 - a constant
+        (sid,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else State(*row)
+
+
+async def number(
+    conn: AsyncConnection, sid: str, events: list[tuple[str, str, int, datetime]]
+) -> int:
+    """Give these events the subscription's next numbers, in order; returns the last one."""
+    cur = await conn.execute(
+        "UPDATE subscription_state SET events = events + %s WHERE id = %s RETURNING events",
+        (len(events), sid),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return 0
+    last = int(row[0])
+    first = last - len(events) + 1
+    async with conn.cursor() as cur2:
+        await cur2.executemany(
+            "INSERT INTO subscription_event (subscription, number, rtype, id, version, at) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [(sid, first + i, *e) for i, e in enumerate(events)],
+        )
+    return last
+
+
+async def events(
+    conn: AsyncConnection, sid: str, after: int, until: int | None, limit: int
+) -> list[Numbered]:
+    cur = await conn.execute(
+        "SELECT number, rtype, id, version, at FROM subscription_event "
+        "WHERE subscription = %s AND number > %s AND (%s::bigint IS NULL OR number <= %s) "
+        "ORDER BY number LIMIT %s",
+        (sid, after, until, until, limit),
+    )
+    return [Numbered(*row) for row in await cur.fetchall()]
+
+
+async def delivered(conn: AsyncConnection, sid: str, upto: int) -> None:
+    await conn.execute(
+        "UPDATE subscription_state SET delivered = greatest(delivered, %s), last_sent = now() "
+        "WHERE id = %s",
+        (upto, sid),
+    )
+
+
+async def sent(conn: AsyncConnection, sid: str) -> None:
+    await conn.execute("UPDATE subscription_state SET last_sent = now() WHERE id = %s", (sid,))
+
+
+async def needing_a_job(conn: AsyncConnection, sids: list[str]) -> list[str]:
+    """Of these subscriptions, those with no delivery job waiting."""
+    cur = await conn.execute(
+        "SELECT s.id FROM subscription_state s LEFT JOIN job j ON j.id = s.wake_job "
+        "AND j.state = 'queued' WHERE s.id = ANY(%s) AND j.id IS NULL",
+        (sids,),
+    )
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def woken(conn: AsyncConnection, sids: list[str], job_id: int | None) -> None:
+    await conn.execute(
+        "UPDATE subscription_state SET wake_job = %s WHERE id = ANY(%s)", (job_id, sids)
+    )
+
+
+async def due(conn: AsyncConnection, heartbeats: dict[str, int]) -> list[str]:
+    """Active subscriptions with events not yet delivered, or whose heartbeat is due
+    (`heartbeats`: subscription id -> period in seconds)."""
+    ids, periods = list(heartbeats), list(heartbeats.values())
+    cur = await conn.execute(
+        "SELECT s.id FROM subscription_state s "
+        "LEFT JOIN unnest(%s::text[], %s::int[]) AS h(id, period) ON h.id = s.id "
+        "WHERE s.status = 'active' AND (s.delivered < s.events OR (h.period IS NOT NULL AND "
+        "coalesce(s.last_sent, s.updated) < now() - h.period * interval '1 second'))",
+        (ids, periods),
+    )
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def active_version(conn: AsyncConnection) -> tuple[int, Any]:
+    """What changes when the set of active subscriptions does (the matcher's cache key)."""
+    cur = await conn.execute(
+        "SELECT count(*), max(updated) FROM subscription_state WHERE status = 'active'"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
+
+
+async def active_resources(
+    conn: AsyncConnection,
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """The active subscriptions' current resources, with their owners."""
+    cur = await conn.execute(
+        "SELECT r.content, s.owner FROM subscription_state s JOIN resource r "
+        "ON r.rtype = 'Subscription' AND r.id = s.id AND NOT r.deleted WHERE s.status = 'active'"
+    )
+    return [(row[0], row[1]) for row in await cur.fetchall()]

@@ -1,0 +1,139 @@
+"""Reading a Subscription into what matching and delivery need (unit): topic filters and classic
+criteria through the engine's own search parser, the Backport IG's channel extensions, and a
+422 located at the element for anything else — whatever a client sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from socle.fhir.outcome import FhirError
+from socle.subscriptions.model import CONTENT, FILTER, HEARTBEAT, MAX_COUNT, TIMEOUT, read_spec
+from socle.subscriptions.topics import BY_URL, TOPIC_BASE, TOPICS, topic_resource
+
+TOPIC = TOPIC_BASE + "observation-write"
+
+
+def sub(criteria: str = TOPIC, **channel: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Subscription",
+        "id": "s1",
+        "status": "requested",
+        "criteria": criteria,
+        "channel": {"type": "rest-hook", "endpoint": "https://r.example.org/hook", **channel},
+    }
+
+
+def test_a_topic_subscription_with_filters_and_the_channel_extensions() -> None:
+    resource = sub(
+        extension=[
+            {"url": HEARTBEAT, "valueUnsignedInt": 60},
+            {"url": TIMEOUT, "valueUnsignedInt": 600},
+            {"url": MAX_COUNT, "valuePositiveInt": 5},
+        ],
+        payload="application/fhir+json",
+        _payload={"extension": [{"url": CONTENT, "valueCode": "id-only"}]},
+        header=["Authorization: Bearer x"],
+    )
+    resource["_criteria"] = {
+        "extension": [
+            {"url": FILTER, "valueString": "Observation?patient=Patient/1"},
+            {"url": FILTER, "valueString": "code=http://loinc.org|8867-4"},
+        ]
+    }
+    spec = read_spec(resource)
+    assert spec.topic is BY_URL[TOPIC]
+    assert spec.filters == (("patient", "Patient/1"), ("code", "http://loinc.org|8867-4"))
+    assert (spec.content, spec.heartbeat, spec.timeout, spec.max_count) == ("id-only", 60, 60, 5)
+    assert spec.headers == (("Authorization", "Bearer x"),)
+
+
+def test_a_classic_subscription_is_its_search() -> None:
+    spec = read_spec(sub("Observation?code=8867-4", payload="application/fhir+json"))
+    assert spec.topic is None
+    assert (spec.resource, spec.filters, spec.content) == (
+        "Observation",
+        (("code", "8867-4"),),
+        "full-resource",
+    )
+    assert spec.interactions == ("create", "update")
+    assert read_spec(sub("Observation?code=8867-4")).content == "empty"
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"criteria": "Nothing?x=1"}, "Subscription.criteria"),
+        ({"criteria": "Observation?_count=1"}, "Subscription.criteria"),
+        ({"criteria": TOPIC_BASE + "unknown"}, "Subscription.criteria"),
+        ({"channel": {"type": "sms", "endpoint": "x"}}, "Subscription.channel.type"),
+        ({"channel": {"type": "email", "endpoint": "https://x"}}, "Subscription.channel.endpoint"),
+        (
+            {"channel": {"type": "rest-hook", "endpoint": "https://x", "header": ["no colon"]}},
+            "Subscription.channel.header[0]",
+        ),
+        (
+            {"_criteria": {"extension": [{"url": FILTER, "valueString": "Patient?_id=1"}]}},
+            "Subscription.criteria.extension[0]",
+        ),
+    ],
+)
+def test_mistakes_are_located(change: dict[str, Any], where: str) -> None:
+    with pytest.raises(FhirError) as err:
+        read_spec({**sub(), **change})
+    assert err.value.status == 422
+    assert err.value.issues[0].expression == (where,)
+
+
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    criteria=st.one_of(
+        _text,
+        st.builds(lambda t, q: f"{t}?{q}", st.sampled_from(["Observation", "Patient", "X"]), _text),
+        st.sampled_from([t.url for t in TOPICS]),
+    ),
+    filter_text=st.one_of(st.none(), _text),
+    kind=st.one_of(st.sampled_from(["rest-hook", "email", "websocket"]), _text),
+    endpoint=_text,
+    content=st.one_of(st.none(), _text, st.sampled_from(["empty", "id-only", "full-resource"])),
+    heartbeat=st.one_of(st.none(), st.integers(-5, 10**6), _text),
+)
+def test_whatever_is_sent_it_reads_or_is_a_422(
+    criteria, filter_text, kind, endpoint, content, heartbeat
+) -> None:
+    channel: dict[str, Any] = {"type": kind, "endpoint": endpoint}
+    if content is not None:
+        channel["_payload"] = {"extension": [{"url": CONTENT, "valueCode": content}]}
+    if heartbeat is not None:
+        channel["extension"] = [{"url": HEARTBEAT, "valueUnsignedInt": heartbeat}]
+    resource: dict[str, Any] = {
+        "resourceType": "Subscription",
+        "criteria": criteria,
+        "channel": channel,
+    }
+    if filter_text is not None:
+        resource["_criteria"] = {"extension": [{"url": FILTER, "valueString": filter_text}]}
+    try:
+        spec = read_spec(resource)
+    except FhirError as err:
+        assert err.status == 422
+        assert err.issues[0].expression[0].startswith("Subscription.")
+        return
+    assert spec.channel in ("rest-hook", "websocket", "email")
+    assert spec.content in ("empty", "id-only", "full-resource")
+    assert not (spec.channel == "email" and spec.content == "full-resource")
+
+
+def test_each_topic_is_published_as_a_basic_with_the_r5_extensions() -> None:
+    for topic in TOPICS:
+        basic = topic_resource(topic)
+        assert basic["resourceType"] == "Basic"
+        urls = {e["url"].rsplit(".", 1)[-1]: e for e in basic["extension"]}
+        assert urls["url"]["valueUri"] == topic.url
+        assert {"resourceTrigger", "canFilterBy", "title", "status"} <= set(urls)

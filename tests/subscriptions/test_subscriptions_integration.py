@@ -1,0 +1,430 @@
+"""Subscriptions end to end over HTTP: a real server (its own database) and a `socle worker`
+running the jobs, a local rest-hook receiver and SMTP relay, the access tests' principals (a
+patient, a professional of its care team, an unrelated professional). The last test kills the
+worker with SIGKILL during a delivery: the notification still arrives."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.policy import default
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
+
+from socle.subscriptions.model import CONTENT, FILTER, HEARTBEAT, PROFILE
+from socle.subscriptions.topics import TOPIC_BASE
+from socle.testing import ServerProcess, auth_headers, free_port, server_beside
+from tests.auth.world import World, make_world
+from tests.workers.test_jobs import WorkerProcess as Worker
+from tests.workers.test_jobs import _until as until
+
+from .receiver import Receiver, event_numbers, kind_of
+
+SMTP_PORT = free_port()
+ENV = {
+    "SOCLE_JOBS_IN_SERVE": "false",
+    "SOCLE_JOB_LEASE_S": "3",
+    "SOCLE_SUBSCRIPTION_PLAIN_HTTP": "true",
+    "SOCLE_SUBSCRIPTION_ATTEMPTS": "2",
+    "SOCLE_SMTP_RELAY": f"127.0.0.1:{SMTP_PORT}",
+    "SOCLE_SMTP_RELAY_SECURITY": "none",
+}
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.received.append(envelope)
+        return "250 stored"
+
+
+@pytest.fixture(scope="module")
+def server(database) -> Iterator[ServerProcess]:
+    with server_beside(database, "socle_subs", ENV) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def worker(server: ServerProcess) -> Iterator[list[Worker]]:
+    workers = [Worker(server, "subs", ENV)]
+    try:
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()
+
+
+@pytest.fixture(scope="module")
+def world(server: ServerProcess) -> World:
+    return make_world(server)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def inbox() -> Iterator[Inbox]:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=SMTP_PORT)
+    controller.start()
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+def subscription(
+    criteria: str,
+    endpoint: str,
+    content: str = "full-resource",
+    filters: tuple[str, ...] = (),
+    channel: str = "rest-hook",
+    **extra: Any,
+) -> dict[str, Any]:
+    sub: dict[str, Any] = {
+        "resourceType": "Subscription",
+        "meta": {"profile": [PROFILE]},
+        "status": "requested",
+        "reason": "test",
+        "criteria": criteria,
+        "channel": {
+            "type": channel,
+            "endpoint": endpoint,
+            "payload": "application/fhir+json",
+            "_payload": {"extension": [{"url": CONTENT, "valueCode": content}]},
+            **extra,
+        },
+    }
+    if not endpoint:
+        del sub["channel"]["endpoint"]
+    if filters:
+        sub["_criteria"] = {"extension": [{"url": FILTER, "valueString": f} for f in filters]}
+    return sub
+
+
+def create(client: httpx.Client, sub: dict[str, Any]) -> httpx.Response:
+    return client.post("/Subscription", json=sub)
+
+
+def active(client: httpx.Client, sid: str) -> dict[str, Any]:
+    return until(
+        lambda: (r := client.get(f"/Subscription/{sid}").json())["status"] != "requested" and r
+    )
+
+
+def write_obs(world: World, patient: str, code: str = "8867-4") -> str:
+    obs = world.observation(patient)
+    obs["code"]["coding"][0]["code"] = code
+    with httpx.Client(base_url=world.server.fhir, timeout=30) as c:
+        r = c.post("/Observation", json=obs, headers=auth_headers(world.server))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_a_professional_gets_full_resource_notifications_in_order(
+    world: World, worker, receiver: Receiver
+) -> None:
+    x = world.ids["X"]
+    sub = subscription(
+        TOPIC_BASE + "observation-write",
+        receiver.url("/care"),
+        filters=(f"Observation?patient=Patient/{x}",),
+        header=["Authorization: Bearer secret-of-the-receiver"],
+    )
+    with world.pro("care") as pro:
+        r = create(pro, sub)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        assert active(pro, sid)["status"] == "active"
+        handshake = until(lambda: receiver.bundles("/care", "handshake"))
+        assert handshake[0]["type"] == "history"
+        headers, _ = receiver.received["/care"][0]
+        assert headers["Authorization"] == "Bearer secret-of-the-receiver"
+
+        written = [write_obs(world, "X") for _ in range(3)]
+        write_obs(world, "Y")  # not this patient: never notified
+        bundles = until(
+            lambda: (
+                (b := receiver.bundles("/care", "event-notification"))
+                and sum(len(event_numbers(x)) for x in b) >= 3
+                and b
+            )
+        )
+        numbers = [n for b in bundles for n in event_numbers(b)]
+        assert numbers == [1, 2, 3]
+        sent = [e["resource"]["id"] for b in bundles for e in b["entry"][1:]]
+        assert sent == written  # full-resource: each focus, in the order written
+        status = bundles[-1]["entry"][0]["resource"]
+        names = [p["name"] for p in status["parameter"]]
+        assert names[:5] == [
+            "subscription",
+            "topic",
+            "status",
+            "type",
+            "events-since-subscription-start",
+        ]
+
+        st = pro.get(f"/Subscription/{sid}/$status").json()
+        params = {p["name"]: p for p in st["entry"][0]["resource"]["parameter"]}
+        assert params["type"]["valueCode"] == "query-status"
+        assert params["events-since-subscription-start"]["valueString"] == "3"
+
+        events = pro.get(f"/Subscription/{sid}/$events?eventsSinceNumber=2").json()
+        assert event_numbers(events) == [2, 3]
+        assert [e["resource"]["id"] for e in events["entry"][1:]] == written[1:]
+
+        # each delivery of patient data is audited as the owner's read
+        with httpx.Client(base_url=world.server.fhir, timeout=30) as c:
+            op = auth_headers(world.server)
+
+            def audited() -> bool:
+                found = c.get(f"/AuditEvent?patient=Patient/{x}&_count=200", headers=op).json()
+                return any(
+                    e["resource"].get("action") == "R" and written[0] in json.dumps(e["resource"])
+                    for e in found.get("entry", [])
+                )
+
+            until(audited)
+
+        # someone else may not see it, nor its status
+        with world.pro("none") as other:
+            assert other.get(f"/Subscription/{sid}/$status").status_code in (403, 404)
+
+
+def test_a_subscription_its_owner_could_never_read_is_refused(world: World) -> None:
+    x, y = world.ids["X"], world.ids["Y"]
+    topic = TOPIC_BASE + "observation-write"
+    hook = "http://127.0.0.1:9/hook"
+    with world.client(f"patient:{x}") as patient:
+        r = create(patient, subscription(topic, hook, filters=(f"patient=Patient/{y}",)))
+        assert r.status_code == 403, r.text
+        issue = r.json()["issue"][0]
+        assert issue["expression"] == ["Subscription.criteria"]
+        r = create(patient, subscription(f"Observation?subject=Patient/{y}", hook))
+        assert r.status_code == 403, r.text
+    with world.pro("none") as unrelated:
+        r = create(unrelated, subscription(topic, hook, filters=(f"patient=Patient/{x}",)))
+        assert r.status_code == 403, r.text
+    with world.pro("care") as pro:
+        cases = [
+            (subscription(TOPIC_BASE + "nothing", hook), "Subscription.criteria"),
+            (
+                subscription(topic, hook, filters=("value-quantity=72",)),
+                "Subscription.criteria.extension[0]",
+            ),
+            (
+                subscription(topic, "mailto:dr@example.test", channel="email"),
+                "Subscription.channel.payload",
+            ),
+            (subscription("Observation?nonsense=1", hook), "Subscription.criteria"),
+            ({**subscription(topic, hook), "status": "active"}, "Subscription.status"),
+        ]
+        for sub, where in cases:
+            r = create(pro, sub)
+            assert r.status_code == 422, r.text
+            assert r.json()["issue"][0]["expression"] == [where]
+
+
+def test_classic_criteria_id_only_and_a_patient_sees_only_its_own(
+    world: World, worker, receiver: Receiver
+) -> None:
+    x = world.ids["X"]
+    with world.client(f"patient:{x}") as patient:
+        r = create(
+            patient, subscription("Observation?code=1234-5", receiver.url("/mine"), "id-only")
+        )
+        assert r.status_code == 201, r.text
+        assert active(patient, r.json()["id"])["status"] == "active"
+        write_obs(world, "Y", "1234-5")  # another patient's: not this owner's to know
+        mine = write_obs(world, "X", "1234-5")
+        write_obs(world, "X", "9999-9")  # not the criteria's code
+        bundle = until(lambda: receiver.bundles("/mine", "event-notification"))[0]
+    assert event_numbers(bundle) == [1]
+    assert len(bundle["entry"]) == 1  # id-only: no resource
+    focus = [
+        part["valueReference"]["reference"]
+        for p in bundle["entry"][0]["resource"]["parameter"]
+        if p["name"] == "notification-event"
+        for part in p["part"]
+        if part["name"] == "focus"
+    ]
+    assert focus[0].endswith(f"/Observation/{mine}")
+
+
+def test_admission_and_discharge_topics_follow_the_status(
+    world: World, worker, receiver: Receiver
+) -> None:
+    x = world.ids["X"]
+    enc = {
+        "resourceType": "Encounter",
+        "status": "planned",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{x}"},
+    }
+    with world.pro("care") as pro:
+        for name in ("admission", "discharge"):
+            sub = subscription(
+                TOPIC_BASE + f"encounter-{name}", receiver.url(f"/{name}"), "id-only"
+            )
+            r = create(pro, sub)
+            assert r.status_code == 201, r.text
+            active(pro, r.json()["id"])
+        created = pro.post("/Encounter", json=enc)
+        assert created.status_code == 201, created.text
+        eid = created.json()["id"]
+        for status in ("in-progress", "in-progress", "finished"):
+            r = pro.put(f"/Encounter/{eid}", json={**enc, "id": eid, "status": status})
+            assert r.status_code == 200, r.text
+    until(lambda: receiver.bundles("/discharge", "event-notification"))
+    admissions = until(lambda: receiver.bundles("/admission", "event-notification"))
+    assert [n for b in admissions for n in event_numbers(b)] == [1]  # once, not at "planned"
+
+
+def test_an_endpoint_that_refuses_the_handshake_puts_the_subscription_in_error(
+    world: World, worker, receiver: Receiver
+) -> None:
+    with world.pro("care") as pro:
+        r = create(pro, subscription(TOPIC_BASE + "patient-write", receiver.url("/refuse/me")))
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        assert active(pro, sid)["status"] == "error"
+        st = pro.get(f"/Subscription/{sid}/$status").json()
+        params = {p["name"]: p for p in st["entry"][0]["resource"]["parameter"]}
+        assert params["status"]["valueCode"] == "error"
+        assert "503" in params["error"]["valueCodeableConcept"]["text"]
+
+
+def test_deliveries_refused_are_retried_then_the_subscription_is_in_error(
+    world: World, worker, receiver: Receiver
+) -> None:
+    x = world.ids["X"]
+    with world.pro("care") as pro:
+        sub = subscription(
+            TOPIC_BASE + "careplan-write", receiver.url("/fail"), filters=(f"patient=Patient/{x}",)
+        )
+        r = create(pro, sub)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        assert active(pro, sid)["status"] == "active"
+        plan = {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "subject": {"reference": f"Patient/{x}"},
+        }
+        assert pro.post("/CarePlan", json=plan).status_code == 201
+        failed = until(
+            lambda: (s := pro.get(f"/Subscription/{sid}").json())["status"] == "error" and s
+        )
+        assert "503" in failed["error"]
+        st = pro.get(f"/Subscription/{sid}/$status").json()
+        params = {p["name"]: p for p in st["entry"][0]["resource"]["parameter"]}
+        assert "after 2 attempt(s)" in params["error"]["valueCodeableConcept"]["text"]
+        assert params["events-since-subscription-start"]["valueString"] == "1"
+
+
+def test_email_carries_ids_and_a_link_but_no_health_data(
+    world: World, worker, inbox: Inbox
+) -> None:
+    x = world.ids["X"]
+    with world.pro("care") as pro:
+        sub = subscription(
+            TOPIC_BASE + "observation-write",
+            "mailto:dr.care@hopital.test",
+            "id-only",
+            filters=(f"patient=Patient/{x}",),
+            channel="email",
+        )
+        r = create(pro, sub)
+        assert r.status_code == 201, r.text
+        active(pro, r.json()["id"])
+        oid = write_obs(world, "X")
+    mails = until(lambda: len(inbox.received) >= 2 and inbox.received)
+    text = message_from_bytes(mails[-1].content, policy=default).get_body().get_content()
+    assert f"Observation/{oid}" in text
+    assert "Bonjour" in text
+    assert "/min" not in text and "8867-4" not in text  # the unit, the code: nothing of it
+
+
+def test_websocket_binding_then_notifications(world: World, worker) -> None:
+    x = world.ids["X"]
+    with world.pro("care") as pro:
+        sub = subscription(
+            TOPIC_BASE + "observation-write", "", "id-only", (f"patient=Patient/{x}",), "websocket"
+        )
+        r = create(pro, sub)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        assert active(pro, sid)["status"] == "active"
+        with world.pro("none") as other:  # not the owner's: no token
+            assert other.post(f"/Subscription/{sid}/$get-ws-binding-token").status_code in (
+                403,
+                404,
+            )
+        out = pro.post(f"/Subscription/{sid}/$get-ws-binding-token").json()
+    params = {p["name"]: next(v for k, v in p.items() if k != "name") for p in out["parameter"]}
+    url = params["websocket-url"].replace(world.server.base.replace("http", "ws", 1), "")
+    with ws_connect(world.server.base.replace("http", "ws", 1) + url, open_timeout=30) as ws:
+        ws.send(f"bind-with-token: {params['token']}")
+        assert kind_of(json.loads(ws.recv(timeout=30))) == "handshake"
+        oid = write_obs(world, "X")
+        bundle = json.loads(ws.recv(timeout=60))
+    assert kind_of(bundle) == "event-notification"
+    assert event_numbers(bundle) == [1]
+    assert f"Observation/{oid}" in json.dumps(bundle)
+    with ws_connect(world.server.base.replace("http", "ws", 1) + url, open_timeout=30) as ws:
+        ws.send(f"bind-with-token: {params['token']}")  # used once: refused now
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=30)
+
+
+def test_a_worker_killed_during_a_delivery_loses_nothing(
+    world: World, server: ServerProcess, worker: list[Worker], receiver: Receiver
+) -> None:
+    x = world.ids["X"]
+    with world.pro("care") as pro:
+        sub = subscription(
+            TOPIC_BASE + "condition-write",
+            receiver.url("/hold"),
+            "id-only",
+            filters=(f"patient=Patient/{x}",),
+            extension=[{"url": HEARTBEAT, "valueUnsignedInt": 3600}],
+        )
+        r = create(pro, sub)
+        assert r.status_code == 201, r.text
+        active(pro, r.json()["id"])
+        cond = {
+            "resourceType": "Condition",
+            "subject": {"reference": f"Patient/{x}"},
+            "code": {"text": "asthme"},
+        }
+        assert pro.post("/Condition", json=cond).status_code == 201
+    until(receiver.holding.is_set)  # the delivery is in flight, in the worker
+    worker[0].stop(signal.SIGKILL)
+    receiver.release.set()
+    worker.append(Worker(server, "after-kill", ENV))
+    bundles = until(lambda: receiver.bundles("/hold", "event-notification"), 90)
+    assert event_numbers(bundles[0]) == [1]
+
+
+def test_the_capability_statement_declares_subscriptions(server: ServerProcess) -> None:
+    cs = httpx.get(server.fhir + "/metadata", timeout=30).json()
+    assert any("subscriptions-backport" in url for url in cs.get("instantiates", []))
+    sub = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Subscription")
+    assert PROFILE in sub.get("supportedProfile", [])
+    assert {"status", "events"} <= {o["name"].lstrip("$") for o in sub.get("operation", [])}
