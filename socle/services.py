@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from .auth.service import service as security
 from .contract import Service
+from .coordination.service import service as coordination
 from .identity.service import service as identity
 from .portal.service import service as portal
 from .record.service import service as record
 
-SERVICES: list[Service] = [security, identity, record, portal]
+SERVICES: list[Service] = [security, identity, record, portal, coordination]

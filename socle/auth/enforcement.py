@@ -205,24 +205,30 @@ class PolicyAccess:
             self._decisions[key] = d
         return d
 
-    def _related_patients(self) -> list[str]:
-        """Patients a professional may see now (the RELATED compartment)."""
+    def _related_patients(
+        self, rtype: str = "Patient", interaction: Interaction = Interaction.READ
+    ) -> list[str]:
+        """Patients whose ``rtype`` a professional may ``interaction`` now (the RELATED
+        compartment: each relationship's decision for that type, the circle matrix's included)."""
         if self.links is None:
             return []
         out = []
         for patient in self.links.relationships:
-            d = self._decide(AccessRequest("Patient", Interaction.READ, patient=patient))
+            d = self._decide(AccessRequest(rtype, interaction, patient=patient))
             if d.allow:
                 out.append(patient)
         return sorted(out)
 
-    def _filters_sql(self, filters: Filters) -> Sql | None:
+    def _filters_sql(
+        self, filters: Filters, rtype: str = "Patient", interaction: Interaction = Interaction.READ
+    ) -> Sql | None:
         parts: list[Sql] = []
         kind = filters.compartment
         if kind == CompartmentKind.PATIENTS:
             parts.append(Sql().add("r.compartment = ANY(%s)", sorted(filters.patients)))
         elif kind == CompartmentKind.RELATED:
-            parts.append(Sql().add("r.compartment = ANY(%s)", self._related_patients()))
+            related = self._related_patients(rtype, interaction)
+            parts.append(Sql().add("r.compartment = ANY(%s)", related))
         elif kind == CompartmentKind.NONE:
             parts.append(Sql().add("r.compartment IS NULL"))
         if filters.resource_types is not None:
@@ -302,7 +308,7 @@ class PolicyAccess:
             if not d.allow:
                 denied.append((rtype, d.reason))
                 continue
-            cond = self._filters_sql(d.filters)
+            cond = self._filters_sql(d.filters, rtype, inter)
             if rtype == "DocumentReference":
                 cond = self._with_matrix(cond)
             sig = "" if cond is None else cond.sql() + repr(cond.params)
@@ -380,10 +386,16 @@ class PolicyAccess:
             if d.hidden:
                 raise forbidden(f"{row.rtype}/{row.id} is not known", status=404)
             raise forbidden(f"Access to {row.rtype}/{row.id} denied: {d.reason}")
-        if not self._within(d.filters, row.compartment):
+        if not self._within(d.filters, row.compartment, row.rtype, Interaction.READ):
             raise forbidden(f"Access to {row.rtype}/{row.id} denied: outside the records open here")
 
-    def _within(self, filters: Filters, compartment: str | None) -> bool:
+    def _within(
+        self,
+        filters: Filters,
+        compartment: str | None,
+        rtype: str = "Patient",
+        interaction: Interaction = Interaction.READ,
+    ) -> bool:
         """Whether a row of this compartment passes the filters' compartment condition, as the
         SQL of :meth:`condition` would decide: a read by id and a search must agree (a row of no
         patient is not in a patient's own record, nor among a professional's patients)."""
@@ -396,7 +408,7 @@ class PolicyAccess:
                 return False
             if compartment not in self.links.relationships:
                 return False
-            asked = AccessRequest("Patient", Interaction.READ, patient=compartment)
+            asked = AccessRequest(rtype, interaction, patient=compartment)
             return self._decide(asked).allow
         if kind == CompartmentKind.NONE:
             return compartment is None
@@ -438,7 +450,7 @@ class PolicyAccess:
                 )
                 if not d.allow:
                     raise forbidden(f"{w.kind} of {w.rtype}/{w.id} denied: {d.reason}", where)
-                if not self._within(d.filters, patient):
+                if not self._within(d.filters, patient, w.rtype, inter):
                     raise forbidden(
                         f"{w.kind} of {w.rtype}/{w.id} denied: outside the records open here",
                         where,
