@@ -137,4 +137,3 @@ service = Service(
     terminology=terminology,
     settings=("SOCLE_CIRCLE_MATRIX_FILE",),
 )
-

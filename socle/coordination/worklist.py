@@ -83,8 +83,7 @@ async def worklist(request: Request) -> Response:
                 .add(
                     f"SELECT {row_columns()}, COALESCE(r.content->'period'->>'start', {written}) "
                     "AS key FROM resource r WHERE r.rtype = 'Flag' AND NOT r.deleted "
-                    "AND r.rid IN (SELECT t.rid FROM idx_token t WHERE t.rtype = 'Flag' "
-                    "AND t.param = 'status' AND t.code = 'active') AND "
+                    "AND r.content->>'status' = 'active' AND "  # R4 has no Flag status search
                 )
                 .extend(cond)
             )
