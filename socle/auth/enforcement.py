@@ -34,6 +34,7 @@ from ..fhir.storage.writer import PendingWrite
 from .audit_chain import CLIENT_ID_SYSTEM, IDNAT_PS, AccessRecord, build_audit_event, event_text
 from .audit_store import AuditRow, AuditSink, write_events
 from .audit_trail import EVERYTHING, AuditScope
+from .circle_matrix import circle_matrix
 from .document_matrix import document_matrix, document_types
 from .policy import (
     MASQUE_PS,
@@ -98,11 +99,12 @@ def _meta_labels(resource: dict[str, Any]) -> frozenset[str]:
 
 
 def _authors(resource: Any) -> set[str]:
-    """Who wrote a resource: its ``author`` (documents) or ``performer`` (observations…)."""
+    """Who wrote a resource: its ``author`` (documents, plans), ``performer`` (observations…)
+    or ``expressedBy`` (goals)."""
     out: set[str] = set()
     if not isinstance(resource, dict):
         return out
-    for key in ("author", "performer"):
+    for key in ("author", "performer", "expressedBy"):
         value = resource.get(key)
         for a in value if isinstance(value, list) else [value] if value else []:
             if isinstance(a, dict) and isinstance(a.get("reference"), str):
@@ -122,7 +124,7 @@ class PolicyAccess:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     links: Links | None = None
     _prepared: bool = False
-    _decisions: dict[tuple[str, str, str | None], Decision] = field(default_factory=dict)
+    _decisions: dict[tuple[str, str, str | None, bool], Decision] = field(default_factory=dict)
     _conditions: dict[tuple[tuple[str, ...] | None, str, str], Sql | None] = field(
         default_factory=dict
     )
@@ -191,7 +193,12 @@ class PolicyAccess:
 
     def _decide(self, request: AccessRequest) -> Decision:
         cacheable = not request.security_labels and request.organization is None
-        key = (request.resource_type, str(request.interaction), request.patient)
+        key = (
+            request.resource_type,
+            str(request.interaction),
+            request.patient,
+            request.author_is_principal,
+        )
         if cacheable and key in self._decisions:
             return self._decisions[key]
         d = decide(self.principal, request, self._relationship(request.patient), now=self.now)
@@ -219,6 +226,45 @@ class PolicyAccess:
                 out.append(patient)
         return sorted(out)
 
+    def _or_authored(self, related: list[str], rtype: str, interaction: Interaction) -> Sql:
+        """``r.compartment = ANY(related)``, or a row the professional wrote in a record where
+        only its author may see it (the shared plan before the patient's consent)."""
+        sql = Sql().add("r.compartment = ANY(%s)", related)
+        refs = self._own_refs()
+        if self.links is None or not refs or rtype not in circle_matrix().plan_types:
+            return sql
+        authored = sorted(
+            p
+            for p in self.links.relationships
+            if p not in related
+            and self._decide(
+                AccessRequest(rtype, interaction, patient=p, author_is_principal=True)
+            ).allow
+        )
+        if not authored:
+            return sql
+        return (
+            Sql()
+            .add("(")
+            .extend(sql)
+            .add(
+                " OR (r.compartment = ANY(%s) AND (r.content->'author'->>'reference' = ANY(%s) "
+                "OR r.content->'expressedBy'->>'reference' = ANY(%s))))",
+                authored,
+                refs,
+                refs,
+            )
+        )
+
+    def _own_refs(self) -> list[str]:
+        """The references that name the professional as a resource's author."""
+        if self.links is None or not self.links.practitioner:
+            return []
+        return [
+            f"Practitioner/{self.links.practitioner}",
+            *(f"PractitionerRole/{r}" for r in self.links.roles),
+        ]
+
     def _filters_sql(
         self, filters: Filters, rtype: str = "Patient", interaction: Interaction = Interaction.READ
     ) -> Sql | None:
@@ -228,7 +274,7 @@ class PolicyAccess:
             parts.append(Sql().add("r.compartment = ANY(%s)", sorted(filters.patients)))
         elif kind == CompartmentKind.RELATED:
             related = self._related_patients(rtype, interaction)
-            parts.append(Sql().add("r.compartment = ANY(%s)", related))
+            parts.append(self._or_authored(related, rtype, interaction))
         elif kind == CompartmentKind.NONE:
             parts.append(Sql().add("r.compartment IS NULL"))
         if filters.resource_types is not None:
@@ -333,7 +379,7 @@ class PolicyAccess:
 
     def _is_author(self, resource: Any) -> bool:
         authors = _authors(resource)
-        if self.practitioner_ref and self.practitioner_ref in authors:
+        if set(self._own_refs()) & authors:
             return True
         nid = self.principal.national_id
         return bool(nid) and f"{IDNAT_PS}|{nid}" in authors
@@ -369,7 +415,12 @@ class PolicyAccess:
                 )
         labels = _content_labels(row.content)
         authored = False
-        if labels and row.content and (self.practitioner_ref or self.principal.national_id):
+        plan = row.rtype in circle_matrix().plan_types  # shown to its author before consent
+        if (
+            (labels or plan)
+            and row.content
+            and (self.practitioner_ref or self.principal.national_id)
+        ):
             authored = self._is_author(decode(row.content))
         d = self._decide(
             AccessRequest(

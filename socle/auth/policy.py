@@ -268,7 +268,7 @@ class CircleScope:
     """What a member of the patient's care circle may do there when the circle is his only link
     (the circle matrix, :mod:`socle.auth.circle_matrix`): the types he may read and write (None:
     every type), and the shared plan's types, shown once the patient agreed to share the plan or
-    earlier to the coordinator."""
+    earlier to the coordinator (and to the plan's author: ``authored``)."""
 
     read: frozenset[str] | None
     write: frozenset[str] | None
@@ -276,14 +276,14 @@ class CircleScope:
     plan_before_consent: bool = False
     plan_shared: bool = False
 
-    def allows(self, resource_type: str, interaction: Interaction) -> bool:
+    def allows(self, resource_type: str, interaction: Interaction, authored: bool = False) -> bool:
         if resource_type == "Patient" and interaction in RS:
             return True  # whom the circle is about
         types = self.read if interaction in RS else self.write
         if types is not None and resource_type not in types:
             return False
         return resource_type not in self.plan_types or (
-            self.plan_shared or self.plan_before_consent
+            self.plan_shared or self.plan_before_consent or authored
         )
 
 
@@ -524,7 +524,9 @@ def circle_allows(rel: Relationship, request: AccessRequest) -> bool:
     )
     if not only_circle or rel.circle is None:
         return True
-    return rel.circle.allows(request.resource_type, Interaction(request.interaction))
+    return rel.circle.allows(
+        request.resource_type, Interaction(request.interaction), request.author_is_principal
+    )
 
 
 def decide(

@@ -52,6 +52,12 @@ def test_the_plan_waits_for_the_patients_consent_except_for_the_coordinator():
     assert _allowed(_rel(set(), {"COORD"}), "CareTeam", Interaction.UPDATE)
 
 
+def test_the_author_of_a_plan_sees_it_before_consent():
+    rel = _rel({"60"}, set())
+    request = AccessRequest("CarePlan", Interaction.READ, patient="p", author_is_principal=True)
+    assert decide(PRO, request, rel, now=NOW).allow
+
+
 def test_a_nurse_in_the_circle_has_the_care_relationships_access():
     rel = _rel({"60"}, set())
     assert _allowed(rel, "Observation")

@@ -321,8 +321,20 @@ def test_the_plan_reaches_the_circle_only_once_the_patient_consents(world):
         assert co.get(plan).status_code == 200  # the coordinator, before consent
         assert social.get(plan).status_code == 403
         assert nurse.get(plan).status_code == 403
+        # the author of a plan sees it before consent, and only his own
+        own = {
+            "resourceType": "CarePlan",
+            "status": "draft",
+            "intent": "proposal",
+            "category": [coding(COORDINATION, "ppcs")],
+            "subject": world.ref("P"),
+            "author": world.ref("role-nurse"),
+        }
+        own_id = _created(nurse.post("/CarePlan", json=own))
+        assert nurse.get(f"/CarePlan/{own_id}").status_code == 200
+        assert social.get(f"/CarePlan/{own_id}").status_code == 403
         found = nurse.get("/CarePlan", params={"patient": world.ids["P"]}).json()
-        assert found.get("entry", []) == []
+        assert _ids(found) == [f"CarePlan/{own_id}"]
         with world.patient() as patient:
             consent = {
                 "resourceType": "Consent",
@@ -339,7 +351,9 @@ def test_the_plan_reaches_the_circle_only_once_the_patient_consents(world):
             _created(patient.post("/Consent", json=consent))
         assert social.get(plan).status_code == 200
         found = nurse.get("/CarePlan", params={"patient": world.ids["P"]}).json()
-        assert _ids(found) == [f"CarePlan/{world.ids['plan']}"]
+        assert sorted(_ids(found)) == sorted(
+            [f"CarePlan/{world.ids['plan']}", f"CarePlan/{own_id}"]
+        )
 
 
 # -- tasks, notes, codes ----------------------------------------------------------------------
@@ -416,6 +430,7 @@ def test_the_life_line_gathers_what_happened_most_recent_first(world):
             e["resource"]["meta"]["versionId"]
             for e in entries
             if e["resource"]["resourceType"] == "CarePlan"
+            and e["resource"]["id"] == world.ids["plan"]
         ]
         assert sorted(plan_versions) == ["1", "2"]  # each change of the plan is an event
         assert ids.index(f"DocumentReference/{world.ids['note-social']}") < ids.index(
