@@ -41,6 +41,7 @@ from socle.region.generate import iter_bundles  # noqa: E402
 from socle.testing import fresh_database, start_server, stop_server, token_for  # noqa: E402
 
 IDNAT = "urn:oid:1.2.250.1.71.4.2.1"
+G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 RPPS = "19999999990"
 
 
@@ -173,6 +174,8 @@ def main() -> None:
                     "resourceType": "Practitioner",
                     "id": "bench-coord",
                     "identifier": [{"system": IDNAT, "value": "8" + RPPS}],
+                    # a nurse coordinating: the circle matrix opens every type to her
+                    "qualification": [{"code": _cc(G15, "60")}],
                 },
                 {
                     "resourceType": "PractitionerRole",
@@ -204,6 +207,10 @@ def main() -> None:
                 ]
                 r = op.post("", json={"resourceType": "Bundle", "type": "batch", "entry": entries})
                 assert r.status_code == 200, r.text[:500]
+                failed = [
+                    e for e in r.json()["entry"] if not e["response"]["status"].startswith("2")
+                ]
+                assert not failed, failed[0]
             plan = {
                 "resourceType": "CarePlan",
                 "id": "bench-plan",

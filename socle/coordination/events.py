@@ -38,20 +38,26 @@ WRITTEN = "to_char({t}.last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:
 
 @dataclass
 class Page:
-    """One page's statement: ``build(condition)`` gives the rows' columns then their ``key``,
-    filtered but for paging, with the caller's access ``condition`` (on the current row ``r``;
-    None: no condition) ANDed in where it applies."""
+    """One page's statement: ``build(condition)`` gives the rows' ``rid``, ``version`` and
+    ``key``, filtered but for paging, with the caller's access ``condition`` (on the current row
+    ``r``) ANDed in where it applies. Only the page's rows are then read whole (their JSON text
+    is made for them alone, not for every row sorted)."""
 
     kind: str  # the paging token's kind
     build: Callable[[Sql], Sql]
     descending: bool
 
 
-def row_columns(t: str = "r") -> str:
-    return (
-        f"{t}.rid, {t}.rtype, {t}.id, {t}.version, {t}.last_updated, "
-        f"{content_text(f'{t}.rtype', f'{t}.content')} AS content, r.compartment"
-    )
+# a page's rows, current versions or earlier ones, with the current row's compartment
+_ROWS = (
+    "SELECT x.rid, x.rtype, x.id, x.version, x.last_updated, "
+    f"{content_text('x.rtype', 'x.content')}, x.compartment, p.key FROM page p "
+    "JOIN LATERAL (SELECT r.rid, r.rtype, r.id, r.version, r.last_updated, r.content, "
+    "r.compartment FROM resource r WHERE r.rid = p.rid AND r.version = p.version "
+    "UNION ALL SELECT h.rid, h.rtype, h.id, h.version, h.last_updated, h.content, c.compartment "
+    "FROM resource_history h JOIN resource c ON c.rid = h.rid "
+    "WHERE h.rid = p.rid AND h.version = p.version) x ON TRUE"
+)
 
 
 async def answer(
@@ -72,12 +78,13 @@ async def answer(
     async with budget.searching(), engine.reader.connection() as conn:
         await access.prepare(conn)
         cond = access.condition(types, "search", EVERYTHING)
-        sql = Sql().add("SELECT * FROM (").extend(page.build(cond or Sql().add("TRUE")))
-        sql.add(") e")
+        sql = Sql().add("WITH page AS (SELECT e.rid, e.version, e.key FROM (")
+        sql.extend(page.build(cond or Sql().add("TRUE"))).add(") e")
         cmp, order = ("<", "DESC") if page.descending else (">", "ASC")
         if after is not None:
             sql.add(f" WHERE (e.key, e.rid, e.version) {cmp} (%s, %s, %s)", *after)
-        sql.add(f" ORDER BY e.key {order}, e.rid {order}, e.version {order} LIMIT %s", count + 1)
+        sql.add(f" ORDER BY e.key {order}, e.rid {order}, e.version {order} LIMIT %s) ", count + 1)
+        sql.add(_ROWS + f" ORDER BY p.key {order}, p.rid {order}, p.version {order}")
         cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
         fetched = await cur.fetchall()
     rows = [Row(*r[:7]) for r in fetched[:count]]

@@ -24,7 +24,7 @@ from ..fhir.operations.kit import Operation, Param
 from ..fhir.outcome import bad_request
 from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.search.sql import Sql
-from .events import EVENT_DATE, WRITTEN, Page, answer, row_columns
+from .events import EVENT_DATE, WRITTEN, Page, answer
 
 # what the life line shows (the access trail and the circle itself are not events)
 EVENT_TYPES = (
@@ -126,7 +126,7 @@ async def lifeline(request: Request) -> Response:
         sql = (
             Sql()
             .add(
-                f"SELECT * FROM (SELECT {row_columns()}, "
+                "SELECT * FROM (SELECT r.rid, r.version, "
                 f"CASE WHEN r.rtype = ANY(%s) THEN {WRITTEN.format(t='r')} ELSE {EVENT_DATE} END "
                 "AS key FROM resource r WHERE r.compartment = %s AND NOT r.deleted "
                 "AND r.rtype = ANY(%s) AND ",
@@ -138,7 +138,7 @@ async def lifeline(request: Request) -> Response:
         )
         if plans:  # the plan's earlier versions: its changes, under the current row's access
             sql.add(
-                f" UNION ALL SELECT {row_columns('h')}, {WRITTEN.format(t='h')} AS key "
+                f" UNION ALL SELECT h.rid, h.version, {WRITTEN.format(t='h')} AS key "
                 "FROM resource_history h JOIN resource r ON r.rid = h.rid "
                 "WHERE r.compartment = %s AND r.rtype = ANY(%s) AND NOT h.deleted AND ",
                 pid,

@@ -20,7 +20,7 @@ from ..fhir.operations.kit import Operation, Param
 from ..fhir.outcome import bad_request
 from ..fhir.search.sql import Sql
 from .codes import COORDINATION
-from .events import WRITTEN, Page, answer, row_columns
+from .events import WRITTEN, Page, answer
 from .rules import OPEN
 
 KINDS = ("request", "overdue-review", "alert")
@@ -44,7 +44,7 @@ def _task_arm(code: str, key: str, cond: Sql, extra: Sql | None = None) -> Sql:
     sql = (
         Sql()
         .add(
-            f"SELECT {row_columns()}, {key} AS key FROM resource r "
+            f"SELECT r.rid, r.version, {key} AS key FROM resource r "
             "WHERE r.rtype = 'Task' AND NOT r.deleted AND r.rid IN (SELECT t.rid FROM idx_token t "
             "WHERE t.rtype = 'Task' AND t.param = 'code' AND t.system = %s AND t.code = %s) "
             "AND r.content->>'status' = ANY(%s) AND ",
@@ -81,7 +81,7 @@ async def worklist(request: Request) -> Response:
             arms.append(
                 Sql()
                 .add(
-                    f"SELECT {row_columns()}, COALESCE(r.content->'period'->>'start', {written}) "
+                    f"SELECT r.rid, r.version, COALESCE(r.content->'period'->>'start', {written}) "
                     "AS key FROM resource r WHERE r.rtype = 'Flag' AND NOT r.deleted "
                     "AND r.content->>'status' = 'active' AND "  # R4 has no Flag status search
                 )
