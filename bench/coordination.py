@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
+from bench.identity_http import summary  # noqa: E402
 from socle.coordination.codes import (  # noqa: E402
     CDL_NOTE,
+    CDS_CARETEAM,
     CIRCLE_ROLE,
     COORDINATION,
     IS_EMERGENCY,
@@ -43,20 +44,6 @@ from socle.testing import fresh_database, start_server, stop_server, token_for  
 IDNAT = "urn:oid:1.2.250.1.71.4.2.1"
 G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 RPPS = "19999999990"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "n": len(values),
-        "p50_ms": round(statistics.median(values), 2),
-        "p95_ms": pct(values, 0.95),
-        "max_ms": round(max(values), 2),
-    }
 
 
 def _cc(system: str, code: str) -> dict[str, Any]:
@@ -187,6 +174,7 @@ def main() -> None:
                 {
                     "resourceType": "CareTeam",
                     "id": "bench-circle",
+                    "meta": {"profile": [CDS_CARETEAM]},
                     "status": "active",
                     "subject": {"reference": "Patient/bench-p"},
                     "participant": [

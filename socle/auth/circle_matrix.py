@@ -1,6 +1,10 @@
 """The care circle's profession × role matrix: what a member of a patient's care circle
 (``CareTeam``, the ANS *Cercle de soins*) may read and write in that patient's record.
 
+A care circle is a CareTeam that declares one of the matrix's ``circle_profiles`` (the CDS
+CareTeam profile); any other CareTeam is a care team as before: its members get the care
+relationship's full access.
+
 A professional linked to a patient by the circle only (not médecin traitant, no active encounter
 of his organisation, no consent naming him) gets the care relationship's access restricted to
 the resource types the matrix opens to his professions (TRE_G15) and his roles in the circle
@@ -13,14 +17,13 @@ share it (an active Consent of category ``plan_consent``); before that, to the r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from ..config import circle_matrix_file
+from .document_matrix import matrix_data
 from .policy import CircleScope
 
 ANY = "*"
@@ -49,6 +52,7 @@ class CircleMatrix:
     rows: tuple[MatrixRow, ...]
     plan_consent: tuple[str, str]  # (system, code) of the Consent category sharing the plan
     plan_types: frozenset[str]
+    circle_profiles: frozenset[str] = frozenset()  # the CareTeams it applies to
 
     def scope(
         self, professions: Iterable[str], roles: Iterable[str], plan_shared: bool
@@ -86,14 +90,10 @@ def parse_matrix(data: Mapping[str, Any]) -> CircleMatrix:
         rows,
         (str(consent.get("system") or ""), str(consent.get("code") or "")),
         frozenset(str(t) for t in data.get("plan_types") or []),
+        frozenset(str(p) for p in data.get("circle_profiles") or []),
     )
 
 
 @cache
 def circle_matrix() -> CircleMatrix:
-    path = circle_matrix_file()
-    if path:
-        with open(path, encoding="utf-8") as fh:
-            return parse_matrix(json.load(fh))
-    text = resources.files(__package__).joinpath("data", "circle_matrix.json").read_text("utf-8")
-    return parse_matrix(json.loads(text))
+    return parse_matrix(matrix_data(circle_matrix_file(), "circle_matrix.json"))

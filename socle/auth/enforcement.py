@@ -128,6 +128,7 @@ class PolicyAccess:
     _conditions: dict[tuple[tuple[str, ...] | None, str, str], Sql | None] = field(
         default_factory=dict
     )
+    _related: list[str] | None = None  # patients a care relationship opens now (any type)
     purposes: set[str] = field(default_factory=set)  # purposes of use of the decisions made
     break_glass_reason: str | None = None
     platform = False  # a client's request, never the platform's own work
@@ -219,12 +220,19 @@ class PolicyAccess:
         compartment: each relationship's decision for that type, the circle matrix's included)."""
         if self.links is None:
             return []
-        out = []
-        for patient in self.links.relationships:
-            d = self._decide(AccessRequest(rtype, interaction, patient=patient))
-            if d.allow:
-                out.append(patient)
-        return sorted(out)
+        if self._related is None:
+            self._related = sorted(
+                p
+                for p in self.links.relationships
+                if self._decide(AccessRequest("Patient", Interaction.READ, patient=p)).allow
+            )
+        # per type, only a care circle's limits make patients differ (socle/auth/circle_matrix.py)
+        return [
+            p
+            for p in self._related
+            if self.links.relationships[p].circle is None
+            or self._decide(AccessRequest(rtype, interaction, patient=p)).allow
+        ]
 
     def _or_authored(self, related: list[str], rtype: str, interaction: Interaction) -> Sql:
         """``r.compartment = ANY(related)``, or a row the professional wrote in a record where

@@ -697,7 +697,7 @@ def controls_from_consents(
             continue
         prov = c.get("provision") or {}
         period = prov.get("period") or {}
-        if not _in_period(period, now):
+        if not in_period(period, now):
             continue
         actors = _refs(prov.get("actor"))
         purposes = _codes(prov.get("purpose"))
@@ -732,13 +732,15 @@ def plan_sharing_consented(
         if (
             category in codings
             and prov.get("type", "permit") == "permit"
-            and _in_period(prov.get("period") or {}, now)
+            and in_period(prov.get("period") or {}, now)
         ):
             return True
     return False
 
 
-def _in_period(period: Mapping[str, Any], now: dt.datetime) -> bool:
+def in_period(period: Mapping[str, Any], now: dt.datetime) -> bool:
+    """Whether ``now`` is within a FHIR Period (an open end is no bound)."""
+
     def parse(v: Any) -> dt.datetime | None:
         if not isinstance(v, str):
             return None
@@ -768,6 +770,7 @@ __all__ = [
     "circle_allows",
     "controls_from_consents",
     "decide",
+    "in_period",
     "permitted_types",
     "plan_sharing_consented",
     "resource_group",

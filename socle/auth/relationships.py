@@ -30,7 +30,13 @@ from ..fhir.json import decode
 from .audit_chain import IDNAT_PS
 from .circle_matrix import circle_matrix
 from .document_matrix import document_matrix, professions_of
-from .policy import BreakGlass, Relationship, controls_from_consents, plan_sharing_consented
+from .policy import (
+    BreakGlass,
+    Relationship,
+    controls_from_consents,
+    in_period,
+    plan_sharing_consented,
+)
 from .tokens import Principal
 from .wording import professional_label
 
@@ -184,9 +190,9 @@ async def load_links(conn: AsyncConnection, principal: Principal, now: dt.dateti
         flags = controls_from_consents(consents.get(patient, []), links.refs, now)
         found = kinds.get(patient, set())
         circle = None
-        if patient in circle_roles:
+        if circle_roles.get(patient) is not None:  # a care circle is his only CareTeam there
             shared = plan_sharing_consented(consents.get(patient, []), matrix.plan_consent, now)
-            circle = matrix.scope(professions, circle_roles[patient], shared)
+            circle = matrix.scope(professions, circle_roles[patient] or (), shared)
         links.relationships[patient] = Relationship(
             patient=patient,
             care_team="care_team" in found,
@@ -204,21 +210,22 @@ async def load_links(conn: AsyncConnection, principal: Principal, now: dt.dateti
 
 def _ended(period: object, now: dt.datetime) -> bool:
     end = period.get("end") if isinstance(period, dict) else None
-    if not isinstance(end, str):
-        return False
-    try:
-        when = dt.datetime.fromisoformat(end.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)) < now
+    return isinstance(end, str) and not in_period({"end": end}, now)
 
 
-async def _circles(conn: AsyncConnection, links: Links, now: dt.datetime) -> dict[str, set[str]]:
-    """The patients whose open care circle counts him as a current member, with his roles
-    there (``participant.role`` codes): a participation that ended is no membership."""
+async def _circles(
+    conn: AsyncConnection, links: Links, now: dt.datetime
+) -> dict[str, set[str] | None]:
+    """The patients whose open CareTeam counts him as a current member (a participation that
+    ended is no membership), with his roles there (``participant.role`` codes) when that
+    CareTeam is a care circle (it declares one of the circle matrix's profiles: the matrix
+    applies); None when he is also a member of another CareTeam of the patient (a care team:
+    the care relationship's full access)."""
     mine = set(links.refs)
+    circles = circle_matrix().circle_profiles
     cur = await conn.execute(
-        "SELECT r.compartment, r.content->'participant' FROM resource r "
+        "SELECT r.compartment, r.content->'participant', r.content->'meta'->'profile' "
+        "FROM resource r "
         "WHERE r.rtype = 'CareTeam' AND NOT r.deleted AND r.compartment IS NOT NULL "
         "AND r.rid IN (SELECT x.rid FROM idx_reference x WHERE x.rtype = 'CareTeam' "
         "  AND x.param = 'participant' AND ((x.target_type = 'Practitioner' AND x.target_id = %s) "
@@ -228,18 +235,22 @@ async def _circles(conn: AsyncConnection, links: Links, now: dt.datetime) -> dic
         "  AND s.rtype = 'CareTeam' AND s.param = 'status' AND s.code = ANY(%s))",
         (links.practitioner, links.roles, links.organizations, CARE_TEAM_CLOSED),
     )
-    out: dict[str, set[str]] = {}
-    for patient, participants in await cur.fetchall():
+    roles: dict[str, set[str]] = {}
+    plain: set[str] = set()
+    for patient, participants, profiles in await cur.fetchall():
+        circle = bool(circles & set(profiles or []))
         for part in participants or []:
             member = ((part or {}).get("member") or {}).get("reference")
             if member not in mine or _ended(part.get("period"), now):
                 continue
-            codes = out.setdefault(str(patient), set())
+            codes = roles.setdefault(str(patient), set())
+            if not circle:
+                plain.add(str(patient))
             for role in part.get("role") or []:
                 for coding in (role or {}).get("coding") or []:
                     if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                         codes.add(coding["code"])
-    return out
+    return {p: None if p in plain else codes for p, codes in roles.items()}
 
 
 async def relationship_with(

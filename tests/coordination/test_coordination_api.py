@@ -9,7 +9,7 @@ import datetime as dt
 
 import pytest
 
-from socle.coordination.codes import COORDINATION, PPCS, QUESTIONNAIRE_ID, R234
+from socle.coordination.codes import CDS_CARETEAM, COORDINATION, PPCS, QUESTIONNAIRE_ID, R234
 
 from .world import World, coding
 
@@ -19,6 +19,14 @@ BASE_PPCS = "https://socle.example.org/fhir/ValueSet/ppcs-needs"
 def _created(r) -> str:
     assert r.status_code == 201, r.text
     return r.json()["id"]
+
+
+def _refused(r, expression: str) -> dict:
+    """A 422 OperationOutcome whose first issue is located at ``expression``."""
+    assert r.status_code == 422, r.text
+    issue = r.json()["issue"][0]
+    assert issue["expression"] == [expression]
+    return issue
 
 
 def _ids(bundle: dict) -> list[str]:
@@ -275,9 +283,7 @@ def test_a_member_not_in_the_directory_is_refused_and_nothing_is_written(world):
     team["identifier"][0]["value"] = "refused-" + world.u
     with world.pro("coord") as co:
         r = co.post("/CareTeam", json=team)
-        assert r.status_code == 422, r.text
-        issue = r.json()["issue"][0]
-        assert issue["expression"] == ["CareTeam.participant[2].member"]
+        issue = _refused(r, "CareTeam.participant[2].member")
         assert "directory" in issue["diagnostics"]
         found = co.get("/CareTeam", params={"identifier": "refused-" + world.u}).json()
         assert found.get("entry", []) == []
@@ -288,8 +294,7 @@ def test_an_unknown_circle_role_is_refused_at_its_code(world):
     team["participant"][0]["role"][0]["coding"][0]["code"] = "CHEF"
     with world.pro("coord") as co:
         r = co.post("/CareTeam", json=team)
-    assert r.status_code == 422, r.text
-    assert r.json()["issue"][0]["expression"] == ["CareTeam.participant[0].role[0].coding[0].code"]
+    _refused(r, "CareTeam.participant[0].role[0].coding[0].code")
 
 
 def test_a_circle_for_a_patient_out_of_reach_is_refused(world):
@@ -364,9 +369,7 @@ def test_a_coordination_task_follows_the_state_machine(world):
         for status in ("accepted", "in-progress", "completed"):
             task = co.put(url, json={**task, "status": status}).json()
         r = co.put(url, json={**task, "status": "in-progress"})
-        assert r.status_code == 422, r.text
-        issue = r.json()["issue"][0]
-        assert issue["expression"] == ["Task.status"]
+        issue = _refused(r, "Task.status")
         assert "completed" in issue["diagnostics"]
         assert co.get(url).json()["meta"]["versionId"] == task["meta"]["versionId"]
 
@@ -380,8 +383,7 @@ def test_an_unknown_ppcs_code_is_refused_where_it_is(world):
     }
     with world.pro("coord") as co:
         r = co.post("/Goal", json=goal)
-    assert r.status_code == 422, r.text
-    assert r.json()["issue"][0]["expression"] == ["Goal.description.coding[0].code"]
+    _refused(r, "Goal.description.coding[0].code")
 
 
 def test_liaison_notes_are_not_shared_record_documents(world):
@@ -390,8 +392,7 @@ def test_liaison_notes_are_not_shared_record_documents(world):
         assert "custodian" not in note  # no PDSm rule added or required anything
         bad = world.note("pr-nurse", code="GENERAL")
         r = nurse.post("/DocumentReference", json=bad)
-        assert r.status_code == 422, r.text
-        assert r.json()["issue"][0]["expression"] == ["DocumentReference.type"]
+        _refused(r, "DocumentReference.type")
         found = nurse.get(
             "/DocumentReference", params={"patient": world.ids["P"], "type": f"{R234}|DEM-AVIS"}
         ).json()
@@ -407,6 +408,13 @@ def test_the_terminology_and_the_assessment_are_loaded_at_start_up(world):
         assert r.status_code == 200, r.text
         result = {p["name"]: p.get("valueBoolean") for p in r.json()["parameter"]}
         assert result["result"] is True
+        capability = co.get("/metadata").text  # the guides, the profile, the operations
+        for url in (
+            CDS_CARETEAM,
+            "OperationDefinition/Patient-lifeline",
+            "OperationDefinition/worklist",
+        ):
+            assert url in capability
         q = co.get(f"/Questionnaire/{QUESTIONNAIRE_ID}")
         assert q.status_code == 200
         assert [i["linkId"] for i in q.json()["item"]][:2] == ["sante", "katz"]
@@ -464,6 +472,8 @@ def test_the_life_line_shows_each_caller_only_what_he_may_read(world):
         assert "Observation" not in types and "DocumentReference" in types
     with world.pro("outsider") as outsider:
         assert outsider.get(url).status_code == 403
+        r = outsider.post("/Task", json=world.task("suivi"))  # a task for a patient out of reach
+        assert r.status_code == 403, r.text
 
 
 def test_the_work_list_holds_requests_overdue_reviews_and_alerts(world):

@@ -21,7 +21,7 @@ from socle.coordination.codes import (
     R259,
     R260,
 )
-from socle.testing import auth_headers
+from socle.testing import fhir_client
 
 G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 IDNAT = "urn:oid:1.2.250.1.71.4.2.1"
@@ -96,14 +96,7 @@ class World:
         return {"reference": f"{rtype}/{self.ids[key]}"}
 
     def client(self, principal: str) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.server.fhir,
-            timeout=60,
-            headers={
-                "Content-Type": "application/fhir+json",
-                **auth_headers(self.server, principal),
-            },
-        )
+        return fhir_client(self.server, principal)
 
     def pro(self, key: str) -> httpx.Client:
         return self.client(f"practitioner:{self.rpps[key]}")
