@@ -6,7 +6,7 @@ transaction, before anything is written (a refusal writes nothing).
   in the directory is refused), a RelatedPerson must be the same patient's; role codes of
   TRE_R259, TRE_R260 and Socle's circle roles must be known ones.
 * **Socle's code systems** (the DAC workflow, the PPCS nomenclature, the circle roles): a coding
-  of one of them must hold one of its codes, on whatever resource it is written.
+  of one of them must hold one of its codes, on the types coordination writes (``CODED``).
 * **Liaison notes** (``DocumentReference`` declaring the *Cahier de liaison* profile): a type
   from JDV_J23, ``isEmergency`` a boolean.
 * **Coordination tasks** (``Task.code`` from the DAC workflow or the PPCS actions): the status
@@ -44,6 +44,23 @@ from .codes import (
 )
 
 DIRECTORY_MEMBERS = ("Practitioner", "PractitionerRole", "Organization", "RelatedPerson")
+# the types that carry Socle's coordination codes (others are not walked: bulk loads stay cheap)
+CODED = frozenset(
+    {
+        "CarePlan",
+        "CareTeam",
+        "Communication",
+        "CommunicationRequest",
+        "Consent",
+        "DocumentReference",
+        "EpisodeOfCare",
+        "Flag",
+        "Goal",
+        "QuestionnaireResponse",
+        "ServiceRequest",
+        "Task",
+    }
+)
 OPEN = ("draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold")
 TERMINAL = ("completed", "failed", "cancelled", "rejected", "entered-in-error")
 # the R4 task state machine (http://hl7.org/fhir/R4/task.html#statemachine)
@@ -263,7 +280,7 @@ class CoordinationRules:
         issues: list[Issue] = []
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         for w in writes:
-            if w.resource is None:
+            if w.resource is None or w.rtype not in CODED:
                 continue
             issues.extend(_unknown_codes(w.resource, _base(w)))
             if w.rtype == "CareTeam":

@@ -92,9 +92,7 @@ async def worklist(request: Request) -> Response:
             out.add(" UNION ALL " if i else "").extend(arm)
         return out
 
-    types = sorted(
-        {"Flag"} if wanted == {"alert"} else {"Task", "Flag"} if "alert" in wanted else {"Task"}
-    )
+    types = sorted({"Flag" if kind == "alert" else "Task" for kind in wanted})
     return await answer(
         request, Page("worklist", build, descending=False), "$worklist", "$worklist", types
     )
