@@ -20,6 +20,7 @@ from .config import Settings
 from .fhir.engine import Engine, Validator
 from .fhir.operations.kit import Operation
 from .fhir.rest.capability import register_conformance
+from .fhir.validation.declared import declare
 from .workers.kinds import JobKind
 
 
@@ -33,11 +34,17 @@ class Conformance:
     guides: Sequence[str] = ()
     profiles: dict[str, list[str]] = field(default_factory=dict)
     documentation: dict[str, str] = field(default_factory=dict)
+    # extensions the service reads and checks itself, and code systems that are one terminology
+    # under two canonical URLs: declared to the validator, with the profiles above, so that it
+    # does not warn about what it leaves to the service (socle/fhir/validation/declared.py)
+    extensions: Sequence[str] = ()
+    equivalent_systems: Sequence[tuple[str, str]] = ()
 
     def register(self) -> None:
         register_conformance(
             list(self.instantiates), list(self.guides), self.profiles, self.documentation
         )
+        declare(self.profiles, self.extensions, self.equivalent_systems)
 
 
 @dataclass

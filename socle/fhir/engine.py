@@ -416,7 +416,7 @@ class Engine:
                 w.owner = planner.access.owner
             if w.resource is not None:
                 await planner.rewrite_references(w.resource, p.req.where)
-                self.validate(w.resource, p.req.where)
+                w.warnings = self.validate(w.resource, p.req.where)
             writes.append(w)
         # Once every entry is valid; concurrently: a Binary's bytes are written and synced to
         # the content store one by one otherwise (a bundle of documents, a bulk import).
@@ -425,9 +425,10 @@ class Engine:
         )
         return writes
 
-    def validate(self, resource: dict[str, Any], where: str) -> None:
+    def validate(self, resource: dict[str, Any], where: str) -> list[Issue]:
         """The write validators on one resource (`where`: its Bundle entry, or ""); raises
-        the errors. Services call it before reading a resource a client sent them."""
+        the errors, returns the warnings and information. Services call it before reading a
+        resource a client sent them."""
         issues: list[Issue] = []
         for validator in self.validators:
             issues.extend(validator(resource, where))
@@ -436,6 +437,7 @@ class Engine:
             # 422 when only business rules (e.g. French profile rules) fail; 400 for bad FHIR.
             business = all(i.code == "business-rule" for i in errors)
             raise FhirError(422 if business else 400, errors)
+        return issues
 
 
 def _interaction_of(entries: list[EntryRequest]) -> str:
@@ -499,5 +501,6 @@ def _write_response(w: PendingWrite) -> EntryResponse:
             204 if w.noop else 200, w.rtype, w.id, None if w.noop else w.version, w.last_updated
         )
     status = 201 if w.created else 200
-    content = w.content
-    return EntryResponse(status, w.rtype, w.id, w.version, w.last_updated, content)
+    return EntryResponse(
+        status, w.rtype, w.id, w.version, w.last_updated, w.content, warnings=w.warnings
+    )

@@ -3,11 +3,12 @@ entry) and what the engine answers for it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .datetimes import http_date
+from .outcome import Issue
 from .search.executor import SearchResult
 from .search.query import SearchQuery
 
@@ -33,6 +34,9 @@ class EntryResponse:
     last_updated: datetime | None = None
     content: str | None = None
     outcome: dict[str, Any] | None = None
+    # a write's validation warnings (an OperationOutcome when the client asks for one, and in
+    # a Bundle entry's response.outcome)
+    warnings: list[Issue] = field(default_factory=list)
     compartment: str | None = None
     # a GET search entry: (result, query, path, parameters), rendered by the HTTP layer
     search: tuple[SearchResult, SearchQuery, str, list[tuple[str, str]]] | None = None

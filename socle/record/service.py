@@ -17,19 +17,41 @@ from ..fhir.access import Access
 from ..fhir.engine import Engine, EntryRequest
 from ..fhir.hooks import TypeHooks
 from .consult import check_find_documents, document_query, logical_deletion, retrieve_document
-from .pdsm import ACTORS, DOCUMENT_REFERENCE, FOLDER, PDSM, SIMPLIFIED_PUBLISH, SUBMISSION_SET
+from .pdsm import (
+    ACTORS,
+    AUTHOR_ORG,
+    COMPREHENSIVE_BUNDLE,
+    DESIGNATION_TYPE,
+    DOCUMENT_REFERENCE,
+    FOLDER,
+    INTENDED_RECIPIENT,
+    IS_ARCHIVED,
+    PDSM,
+    RECORD_PROFILES,
+    SIMPLIFIED_PUBLISH,
+    SOURCE_ID,
+    SUBMISSION_SET,
+)
 from .pdsm import search_parameters as pdsm_search_parameters
 from .provide import check_provided_bundle, simplified_publish
 from .rules import DocumentRules
-from .terminology import fhir_resources
+from .terminology import equivalent_systems, fhir_resources
 
 CONFORMANCE = Conformance(
     instantiates=list(ACTORS.values()),
     guides=[f"{PDSM}/ImplementationGuide/ans.fhir.fr.pdsm"],
     profiles={
-        "DocumentReference": [DOCUMENT_REFERENCE, SIMPLIFIED_PUBLISH],
+        "DocumentReference": [
+            DOCUMENT_REFERENCE,
+            SIMPLIFIED_PUBLISH,
+            *sorted(RECORD_PROFILES - {DOCUMENT_REFERENCE, SIMPLIFIED_PUBLISH}),
+        ],
         "List": [SUBMISSION_SET, FOLDER],
+        "Bundle": [COMPREHENSIVE_BUNDLE],
     },
+    # what the record's rules read and check (rules.py, provide.py): not "unknown" to clients
+    extensions=[IS_ARCHIVED, INTENDED_RECIPIENT, SOURCE_ID, DESIGNATION_TYPE, AUTHOR_ORG],
+    equivalent_systems=equivalent_systems(),
     documentation={
         "DocumentReference": (
             "PDSm document entries (those declaring a PDSm/MHD profile; other DocumentReferences "

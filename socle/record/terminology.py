@@ -137,6 +137,11 @@ def _equivalents() -> dict[str, str]:
     }
 
 
+def equivalent_systems() -> list[tuple[str, str]]:
+    """(other canonical, ANS canonical) of each terminology the ANS republishes (same OID)."""
+    return sorted(_equivalents().items())
+
+
 def ans_system(system: Any) -> Any:
     """The ANS canonical URL of a code system given by the HL7 or IHE canonical of the same
     terminology (same OID: HL7 v3 Confidentiality is TRE_A08, IHE formatCode TRE_A11); any

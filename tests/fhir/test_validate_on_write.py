@@ -95,3 +95,50 @@ def test_validate_operation(client):
 def test_unknown_profile_is_a_warning_not_a_refusal(client):
     body = patient(meta={"profile": ["http://example.org/StructureDefinition/unknown"]})
     assert client.post("/Patient", json=body).status_code == 201
+
+
+UNKNOWN_EXTENSION = "http://example.org/fhir/StructureDefinition/shoe-size"
+
+
+def _warned_patient() -> dict:
+    return patient(extension=[{"url": UNKNOWN_EXTENSION, "valueInteger": 42}])
+
+
+def test_a_write_with_warnings_says_them_when_asked(client):
+    """Prefer: return=OperationOutcome answers what was stored and, after it, each warning the
+    validation found, located; the write itself succeeds."""
+    r = client.post(
+        "/Patient", json=_warned_patient(), headers={"Prefer": "return=OperationOutcome"}
+    )
+    assert r.status_code == 201
+    issues = r.json()["issue"]
+    assert issues[0]["severity"] == "information" and "created" in issues[0]["diagnostics"]
+    [warning] = issues[1:]
+    assert warning["severity"] == "warning"
+    assert warning["expression"] == ["Patient.extension[0].url"]
+    assert UNKNOWN_EXTENSION in warning["diagnostics"]
+    pid = r.headers["Location"].split("/")[-3]
+    # a clean update: nothing but what was done
+    current = client.get(f"/Patient/{pid}").json()
+    del current["extension"]
+    r = client.put(f"/Patient/{pid}", json=current, headers={"Prefer": "return=OperationOutcome"})
+    assert r.status_code == 200
+    assert [i["severity"] for i in r.json()["issue"]] == ["information"]
+
+
+def test_a_transaction_entry_carries_its_warnings(client):
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": patient(), "request": {"method": "POST", "url": "Patient"}},
+            {"resource": _warned_patient(), "request": {"method": "POST", "url": "Patient"}},
+        ],
+    }
+    r = client.post("", json=bundle)
+    assert r.status_code == 200
+    clean, warned = (e["response"] for e in r.json()["entry"])
+    assert "outcome" not in clean
+    [warning] = warned["outcome"]["issue"]
+    assert warning["severity"] == "warning"
+    assert warning["expression"] == ["Bundle.entry[1].resource.extension[0].url"]

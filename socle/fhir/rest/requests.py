@@ -72,6 +72,16 @@ async def one(request: Request, entry: EntryRequest) -> EntryResponse:
     return responses[0]
 
 
+def write_outcome(res: EntryResponse) -> dict[str, Any]:
+    """What a write did, as an OperationOutcome: what was stored, then what validation found
+    short of an error (FHIR's ``Prefer: return=OperationOutcome``)."""
+    verb = "created" if res.status == 201 else "processed"
+    done = Issue(
+        "information", "informational", f"{res.rtype}/{res.id} {verb} (version {res.version})"
+    )
+    return operation_outcome([done, *res.warnings])
+
+
 def write_response(request: Request, res: EntryResponse, base: str) -> Response:
     headers = res.headers()
     if res.location and res.status in (200, 201):
@@ -84,15 +94,5 @@ def write_response(request: Request, res: EntryResponse, base: str) -> Response:
     if mode == "minimal":
         return Response(status_code=res.status, headers=headers)
     if mode == "OperationOutcome":
-        verb = "created" if res.status == 201 else "processed"
-        oo = operation_outcome(
-            [
-                Issue(
-                    "information",
-                    "informational",
-                    f"{res.rtype}/{res.id} {verb} (version {res.version})",
-                )
-            ]
-        )
-        return fhir_response(oo, res.status, headers)
+        return fhir_response(write_outcome(res), res.status, headers)
     return fhir_response(res.content or res.outcome, res.status, headers)

@@ -14,7 +14,7 @@ from ..attachments import decode_base64
 from ..datetimes import instant, now_ms
 from ..engine import Engine, EntryRequest, EntryResponse
 from ..json import decode, encode_str
-from ..outcome import FhirError, bad_request
+from ..outcome import FhirError, bad_request, operation_outcome
 from ..validation import get_validator
 from ..validation.bundles import transaction_issues
 from .bundles import search_bundle_text
@@ -114,6 +114,8 @@ def _entry_json(res: EntryResponse, base: str, with_resource: bool) -> str:
         response["lastModified"] = instant(res.last_updated)
     if res.outcome:
         response["outcome"] = res.outcome
+    elif res.warnings:  # R4: "hints and warnings produced as part of processing this entry"
+        response["outcome"] = operation_outcome(res.warnings)
     parts = []
     if res.rtype and res.id:
         parts.append('"fullUrl":' + encode_str(f"{base}/{res.rtype}/{res.id}"))

@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from ..datetimes import instant
 from ..indexing.extract import IndexRows, index_resource, patient_compartment
 from ..json import encode_str, jsonb_rows
-from ..outcome import bad_request, precondition_failed
+from ..outcome import Issue, bad_request, precondition_failed
 from .rids import RidAllocator
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -47,6 +47,8 @@ class PendingWrite:
     where: str = ""  # FHIRPath location of the entry, for access errors
     data: bytes | None = None  # a Binary's bytes just moved to the content store (in memory only)
     patch: bool = False  # an update made by a PATCH (the outbox event says so)
+    # what validation found short of an error (warnings, information): the client's answer says it
+    warnings: list[Issue] = field(default_factory=list)
     # outcome
     rid: int = 0
     version: int = 0

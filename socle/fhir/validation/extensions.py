@@ -15,15 +15,19 @@ restated in `profiles_fr.FR_EXTENSIONS`. For an extension whose URL is one of th
   of sub-extensions is open).
 
 Any other URL follows `SOCLE_UNKNOWN_EXTENSION_SEVERITY` (`warning`, `error` or `ignore`).
-`contextInvariant` (FHIRPath, 13 definitions) is not evaluated.
+- **context invariants**: each `contextInvariant` (FHIRPath, 13 R4 definitions, all on
+  Questionnaire items and List) must hold on the element the extension sits on, `%extension`
+  being the extension (e.g. `questionnaire-unit` only on an integer or decimal item).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..outcome import Issue
+from . import declared
+from .fhirpath import FhirPathInvariant, Unsupported
 
 ExtensionRule = Callable[[dict[str, Any], str, list[Issue]], None]
 TypeCode = Callable[[dict[str, Any], dict[str, Any]], str]
@@ -51,6 +55,7 @@ class ExtensionDef:
         "complex",
         "slices",
         "closed",
+        "invariants",
     )
 
     def __init__(
@@ -63,6 +68,7 @@ class ExtensionDef:
         high: int = -1,
         slices: dict[str, SliceDef] | None = None,
         closed: bool = False,
+        invariants: tuple[FhirPathInvariant, ...] = (),
     ) -> None:
         self.url, self.value_keys = url, value_keys
         self.value_required, self.complex = value_required, cx
@@ -70,6 +76,7 @@ class ExtensionDef:
         self.max = high  # per element; -1 = unbounded
         self.slices = slices or {}
         self.closed = closed
+        self.invariants = invariants  # contextInvariant, on the element it sits on
 
 
 _SD = "http://hl7.org/fhir/StructureDefinition/"
@@ -89,6 +96,14 @@ def _cap(code: str) -> str:
 
 def _max(text: Any) -> int:
     return -1 if text in (None, "*") else int(text)
+
+
+def _context_invariants(sd: dict[str, Any]) -> Iterator[FhirPathInvariant]:
+    for expr in sd.get("contextInvariant", []):
+        try:
+            yield FhirPathInvariant(expr, "Element", variables=("extension",))
+        except Unsupported:  # none of R4's 13; a loaded package's might be: left unchecked
+            continue
 
 
 def compile_definitions(
@@ -140,6 +155,7 @@ def compile_definitions(
             for c in sd.get("context", [])
             if c.get("type") == "element" and c.get("expression")
         ) | R4_ERRATA.get(sd["url"], set())
+        invariants = tuple(_context_invariants(sd))
         out[sd["url"]] = ExtensionDef(
             sd["url"],
             frozenset(keys),
@@ -149,6 +165,7 @@ def compile_definitions(
             _max(root.get("max")),
             slices,
             closed,
+            invariants,
         )
     return out
 
@@ -207,10 +224,11 @@ class ExtensionChecker:
         for key in ("extension", "modifierExtension"):
             exts = obj.get(key)
             if type(exts) is list:
-                self._list(exts, key, parts, f"{path}.{key}", issues)
+                self._list(obj, exts, key, parts, f"{path}.{key}", issues)
 
     def _list(
         self,
+        host: dict[str, Any],
         exts: list[Any],
         key: str,
         parts: tuple[str, ...],
@@ -229,7 +247,7 @@ class ExtensionChecker:
             spec = self.defs.get(url)
             rule = self.rules.get(url)
             if spec is None:
-                if rule is None and self.unknown != "ignore":
+                if rule is None and self.unknown != "ignore" and url not in declared.EXTENSIONS:
                     kind = "modifier extension" if key == "modifierExtension" else "extension"
                     issues.append(
                         Issue(
@@ -262,6 +280,17 @@ class ExtensionChecker:
                                 "structure",
                                 f"Extension {url} is not allowed on {parts[0]} (its context: "
                                 f"{', '.join(sorted(spec.contexts))})",
+                                (f"{where}.url",),
+                            )
+                        )
+                for inv in spec.invariants:
+                    if not inv.holds(host, host, host, {"extension": ext}):
+                        issues.append(
+                            Issue(
+                                "error",
+                                "invariant",
+                                f"Extension {url} is not allowed on this {parts[0]}: its context "
+                                f"invariant '{inv.expression}' does not hold",
                                 (f"{where}.url",),
                             )
                         )

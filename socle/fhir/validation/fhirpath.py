@@ -86,7 +86,15 @@ class FhirPathInvariant:
         "absent",
     )
 
-    def __init__(self, expression: str, base: str, resource_type: str | None = None) -> None:
+    def __init__(
+        self,
+        expression: str,
+        base: str,
+        resource_type: str | None = None,
+        variables: tuple[str, ...] = (),
+    ) -> None:
+        """`variables`: the %names the expression may read besides the standard ones (an
+        extension's contextInvariant reads %extension), given to `holds` at each evaluation."""
         self.expression = expression
         self.base = base  # type or element path the expression is evaluated against
         # a resource is typed by its resourceType (which `Appointment.status` steps match);
@@ -102,7 +110,7 @@ class FhirPathInvariant:
         self.triggers: frozenset[str] | None = None
         sample: dict[str, Any] = {"resourceType": resource_type} if resource_type else {}
         try:
-            self.absent = self._run(sample, sample, sample)
+            self.absent = self._run(sample, sample, sample, dict.fromkeys(variables, {}))
         except Exception as exc:
             raise Unsupported(f"fhirpathpy cannot evaluate it ({exc})") from exc
 
@@ -112,23 +120,33 @@ class FhirPathInvariant:
         if self.names is not None:
             self.triggers = frozenset(k for n in self.names for k in element_keys.get(n, ()))
 
-    def holds(self, obj: Any, resource: Any, root: Any) -> bool:
+    def holds(
+        self, obj: Any, resource: Any, root: Any, variables: dict[str, Any] | None = None
+    ) -> bool:
         """True unless the expression is false for `obj`. An expression fhirpathpy fails on for
         this input (e.g. comparing Quantities it cannot convert) counts as holding."""
         triggers = self.triggers
         if triggers is not None and (type(obj) is not dict or triggers.isdisjoint(obj)):
             return self.absent
         try:
-            return self._run(obj, resource, root)
+            return self._run(obj, resource, root, variables)
         except Exception:
             return True
 
-    def _run(self, obj: Any, resource: Any, root: Any) -> bool:
+    def _run(
+        self, obj: Any, resource: Any, root: Any, variables: dict[str, Any] | None = None
+    ) -> bool:
         constants.reset()  # fhirpathpy's per-evaluation state (now(), today())
         node = ResourceNode.create_node(obj, self.base) if self.typed else obj
         ctx = {
             "dataRoot": [node],
-            "vars": {"context": node, "ucum": _UCUM, "resource": resource, "rootResource": root},
+            "vars": {
+                "context": node,
+                "ucum": _UCUM,
+                "resource": resource,
+                "rootResource": root,
+                **(variables or {}),
+            },
             "model": _MODEL,
             "userInvocationTable": _FUNCTIONS,
         }

@@ -14,9 +14,10 @@ from typing import Any
 from ...config import unknown_extension_severity, unknown_profile_severity
 from ..attachments import content_mismatches, decode_base64, sha1_digest
 from ..outcome import Issue
-from . import profiles_fr
+from . import declared, profiles_fr
 from .bundles import check_bundle
 from .compiler import Compiled, Element, Node
+from .declared import in_codes
 from .extensions import ExtensionChecker
 from .primitives import Warn, json_kind
 
@@ -213,7 +214,7 @@ class Validator:
             canonical = url.split("|")[0]
             core = self.c.core_profiles.get(canonical)
             rule = self._profiles.get(canonical)
-            applies_to = core or (rule.resource_type if rule else None)
+            applies_to = core or (rule.resource_type if rule else declared.PROFILES.get(canonical))
             if applies_to is not None and applies_to != rt:
                 issues.append(
                     Issue(
@@ -223,7 +224,7 @@ class Validator:
                 continue
             if rule is not None:
                 rule.check(res, path, issues)
-            elif core is None:
+            elif core is None and canonical not in declared.PROFILES:
                 hint = (
                     "an HL7 profile this validator does not enforce"
                     if canonical in self.c.other_profiles
@@ -560,7 +561,7 @@ class Validator:
             code, system = val.get("code"), val.get("system")
             if type(code) is not str:
                 return
-            known = (system, code) in codes if type(system) is str else code in el.code_values
+            known = in_codes(codes, system, code) if type(system) is str else code in el.code_values
             if not known:
                 self._bad_code(el, code, f"{path}.code", issues)
         elif el.type == "CodeableConcept":
@@ -578,12 +579,12 @@ class Validator:
                         )
                     )
                 return
-            found = [
-                (c.get("system"), c.get("code"))
+            found: list[tuple[str, str]] = [
+                (c["system"], c["code"])
                 for c in codings
                 if type(c) is dict and type(c.get("code")) is str and type(c.get("system")) is str
             ]
-            if found and not any(pair in codes for pair in found):
+            if found and not any(in_codes(codes, s, c) for s, c in found):
                 self._bad_code(el, found[0][1], f"{path}.coding[0].code", issues)
 
     def _extension(self, ext: dict[str, Any], path: str, issues: list[Issue]) -> None:
