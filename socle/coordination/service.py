@@ -20,7 +20,7 @@ from typing import Any
 from ..contract import Conformance, Runtime, Service
 from ..fhir.engine import Engine, EntryRequest
 from . import lifeline, worklist
-from .codes import CDS_CARETEAM, CDS_RELATED_PERSON, IS_EMERGENCY, terminology
+from .codes import CDL_NOTE, CDS_CARETEAM, CDS_RELATED_PERSON, IS_EMERGENCY, terminology
 from .rules import CoordinationRules
 
 CDS = "https://interop.esante.gouv.fr/ig/fhir/cds"
@@ -31,7 +31,14 @@ CONFORMANCE = Conformance(
         f"{CDS}/ImplementationGuide/ans.fhir.fr.cds",
         f"{CDL}/ImplementationGuide/ans.fhir.fr.cdl",
     ],
-    profiles={"CareTeam": [CDS_CARETEAM], "RelatedPerson": [CDS_RELATED_PERSON]},
+    # the liaison note's profile and isEmergency are checked by the write rule (rules.py); its
+    # documentation stays the record's (one text per type)
+    profiles={
+        "CareTeam": [CDS_CARETEAM],
+        "RelatedPerson": [CDS_RELATED_PERSON],
+        "DocumentReference": [CDL_NOTE],
+    },
+    extensions=[IS_EMERGENCY],
     documentation={
         "CareTeam": (
             "Care circle (ANS Cercle de soins 2.0.1): create/update alone or by transaction; "
