@@ -5,13 +5,14 @@
 
 Starts `socle serve` (1 worker) on a fresh database, loads a region of ``--patients`` through
 the FHIR API (the `socle demo` Bundles: the other patients' rows the queries must skip), then
-gives one patient a DAC coordinator (a nurse) in her care circle and ``--events`` events (liaison notes,
-tasks, measures, encounters, messages, and the shared plan changed 20 times: each version is an
-event). The coordinator then asks, one request at a time: the first page of the life line
-(``_count`` 50), a filtered one (type DocumentReference and a date range), and the whole life
-line page after page (keyset). Figures are the server's own durations (its access log: from the
-request's first byte to the response's last) and the client's, in ms, with a yardstick measured
-the same way: a plain search of 50 of her notes. Prints one JSON object.
+gives one patient a DAC coordinator (a nurse) in her care circle and ``--events`` events
+(liaison notes, tasks, measures, encounters, messages, and the shared plan changed 20 times:
+each version is an event). The coordinator then asks, one request at a time: the first page
+of the life line (``_count`` 50), a filtered one (type DocumentReference and a date range),
+and the whole life line page after page (keyset). Figures are the server's own durations (its
+access log: from the request's first byte to the response's last) and the client's, in ms,
+with a yardstick measured the same way: a plain search of 50 of her notes. Prints one JSON
+object.
 """
 
 from __future__ import annotations
