@@ -95,6 +95,13 @@ def document_matrix_file() -> Path | None:
     return _path("SOCLE_DOCUMENT_MATRIX_FILE")
 
 
+# -- coordination (docs/coordination.md) --------------------------------------------------------
+def circle_matrix_file() -> Path | None:
+    """``SOCLE_CIRCLE_MATRIX_FILE``: the care circle's profession × role matrix (what a member
+    of a patient's care circle may read and write; default: the one shipped)."""
+    return _path("SOCLE_CIRCLE_MATRIX_FILE")
+
+
 @dataclass(frozen=True)
 class RelaySettings:
     """The smarthost every outbound mail goes through (docs/platform.md, "Mail")."""

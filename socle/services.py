@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from .auth.service import service as security
 from .contract import Service
+from .coordination.service import service as coordination
 from .identity.service import service as identity
 from .messaging.service import service as messaging
 from .portal.service import service as portal
 from .record.service import service as record
 from .subscriptions.service import service as subscriptions
 
-SERVICES: list[Service] = [security, identity, record, portal, subscriptions, messaging]
+SERVICES: list[Service] = [
+    security,
+    identity,
+    record,
+    portal,
+    subscriptions,
+    messaging,
+    coordination,
+]

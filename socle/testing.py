@@ -177,6 +177,15 @@ def token_for(
     return mint(settings, principal, scope=scope, lifetime=6 * 3600, **claims)
 
 
+def fhir_client(server: ServerProcess, principal: str = "operator") -> httpx.Client:
+    """A client of the server's FHIR API with a token of ``principal`` (a test world's)."""
+    return httpx.Client(
+        base_url=server.fhir,
+        timeout=60,
+        headers={"Content-Type": "application/fhir+json", **auth_headers(server, principal)},
+    )
+
+
 def auth_headers(
     server: ServerProcess, principal: str = "operator", **kw: object
 ) -> dict[str, str]:

@@ -46,7 +46,15 @@ def test_a_service_operation_is_routed_before_the_generic_interactions(tmp_path:
 
 
 def test_the_default_services_in_their_order() -> None:
-    names = ["security", "identity", "record", "portal", "subscriptions", "messaging"]
+    names = [
+        "security",
+        "identity",
+        "record",
+        "portal",
+        "subscriptions",
+        "messaging",
+        "coordination",
+    ]
     assert [s.name for s in SERVICES] == names
 
 

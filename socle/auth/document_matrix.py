@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ..config import document_matrix_file
@@ -49,14 +50,20 @@ def parse_matrix(data: Mapping[str, Any]) -> DocumentMatrix:
     )
 
 
-@cache
-def document_matrix() -> DocumentMatrix:
-    path = document_matrix_file()
+def matrix_data(path: Path | None, packaged: str) -> dict[str, Any]:
+    """A matrix's data: the configured file, else the one packaged in ``data/``."""
     if path:
         with open(path, encoding="utf-8") as fh:
-            return parse_matrix(json.load(fh))
-    text = resources.files(__package__).joinpath("data", "document_matrix.json").read_text("utf-8")
-    return parse_matrix(json.loads(text))
+            data: dict[str, Any] = json.load(fh)
+            return data
+    text = resources.files(__package__).joinpath("data", packaged).read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
+def document_matrix() -> DocumentMatrix:
+    return parse_matrix(matrix_data(document_matrix_file(), "document_matrix.json"))
 
 
 def professions_of(practitioner: Mapping[str, Any], system: str) -> frozenset[str]:

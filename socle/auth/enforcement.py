@@ -34,6 +34,7 @@ from ..fhir.storage.writer import PendingWrite
 from .audit_chain import CLIENT_ID_SYSTEM, IDNAT_PS, AccessRecord, build_audit_event, event_text
 from .audit_store import AuditRow, AuditSink, write_events
 from .audit_trail import EVERYTHING, AuditScope
+from .circle_matrix import circle_matrix
 from .document_matrix import document_matrix, document_types
 from .policy import (
     MASQUE_PS,
@@ -98,11 +99,12 @@ def _meta_labels(resource: dict[str, Any]) -> frozenset[str]:
 
 
 def _authors(resource: Any) -> set[str]:
-    """Who wrote a resource: its ``author`` (documents) or ``performer`` (observations…)."""
+    """Who wrote a resource: its ``author`` (documents, plans), ``performer`` (observations…)
+    or ``expressedBy`` (goals)."""
     out: set[str] = set()
     if not isinstance(resource, dict):
         return out
-    for key in ("author", "performer"):
+    for key in ("author", "performer", "expressedBy"):
         value = resource.get(key)
         for a in value if isinstance(value, list) else [value] if value else []:
             if isinstance(a, dict) and isinstance(a.get("reference"), str):
@@ -122,10 +124,11 @@ class PolicyAccess:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     links: Links | None = None
     _prepared: bool = False
-    _decisions: dict[tuple[str, str, str | None], Decision] = field(default_factory=dict)
+    _decisions: dict[tuple[str, str, str | None, bool], Decision] = field(default_factory=dict)
     _conditions: dict[tuple[tuple[str, ...] | None, str, str], Sql | None] = field(
         default_factory=dict
     )
+    _related: list[str] | None = None  # patients a care relationship opens now (any type)
     purposes: set[str] = field(default_factory=set)  # purposes of use of the decisions made
     break_glass_reason: str | None = None
     platform = False  # a client's request, never the platform's own work
@@ -191,7 +194,12 @@ class PolicyAccess:
 
     def _decide(self, request: AccessRequest) -> Decision:
         cacheable = not request.security_labels and request.organization is None
-        key = (request.resource_type, str(request.interaction), request.patient)
+        key = (
+            request.resource_type,
+            str(request.interaction),
+            request.patient,
+            request.author_is_principal,
+        )
         if cacheable and key in self._decisions:
             return self._decisions[key]
         d = decide(self.principal, request, self._relationship(request.patient), now=self.now)
@@ -205,24 +213,76 @@ class PolicyAccess:
             self._decisions[key] = d
         return d
 
-    def _related_patients(self) -> list[str]:
-        """Patients a professional may see now (the RELATED compartment)."""
+    def _related_patients(
+        self, rtype: str = "Patient", interaction: Interaction = Interaction.READ
+    ) -> list[str]:
+        """Patients whose ``rtype`` a professional may ``interaction`` now (the RELATED
+        compartment: each relationship's decision for that type, the circle matrix's included)."""
         if self.links is None:
             return []
-        out = []
-        for patient in self.links.relationships:
-            d = self._decide(AccessRequest("Patient", Interaction.READ, patient=patient))
-            if d.allow:
-                out.append(patient)
-        return sorted(out)
+        if self._related is None:
+            self._related = sorted(
+                p
+                for p in self.links.relationships
+                if self._decide(AccessRequest("Patient", Interaction.READ, patient=p)).allow
+            )
+        # per type, only a care circle's limits make patients differ (socle/auth/circle_matrix.py)
+        return [
+            p
+            for p in self._related
+            if self.links.relationships[p].circle is None
+            or self._decide(AccessRequest(rtype, interaction, patient=p)).allow
+        ]
 
-    def _filters_sql(self, filters: Filters) -> Sql | None:
+    def _or_authored(self, related: list[str], rtype: str, interaction: Interaction) -> Sql:
+        """``r.compartment = ANY(related)``, or a row the professional wrote in a record where
+        only its author may see it (the shared plan before the patient's consent)."""
+        sql = Sql().add("r.compartment = ANY(%s)", related)
+        refs = self._own_refs()
+        if self.links is None or not refs or rtype not in circle_matrix().plan_types:
+            return sql
+        authored = sorted(
+            p
+            for p in self.links.relationships
+            if p not in related
+            and self._decide(
+                AccessRequest(rtype, interaction, patient=p, author_is_principal=True)
+            ).allow
+        )
+        if not authored:
+            return sql
+        return (
+            Sql()
+            .add("(")
+            .extend(sql)
+            .add(
+                " OR (r.compartment = ANY(%s) AND (r.content->'author'->>'reference' = ANY(%s) "
+                "OR r.content->'expressedBy'->>'reference' = ANY(%s))))",
+                authored,
+                refs,
+                refs,
+            )
+        )
+
+    def _own_refs(self) -> list[str]:
+        """The references that name the professional as a resource's author."""
+        if self.links is None or not self.links.practitioner:
+            return []
+        return [
+            f"Practitioner/{self.links.practitioner}",
+            *(f"PractitionerRole/{r}" for r in self.links.roles),
+        ]
+
+    def _filters_sql(
+        self, filters: Filters, rtype: str = "Patient", interaction: Interaction = Interaction.READ
+    ) -> Sql | None:
         parts: list[Sql] = []
         kind = filters.compartment
         if kind == CompartmentKind.PATIENTS:
             parts.append(Sql().add("r.compartment = ANY(%s)", sorted(filters.patients)))
         elif kind == CompartmentKind.RELATED:
-            parts.append(Sql().add("r.compartment = ANY(%s)", self._related_patients()))
+            related = self._related_patients(rtype, interaction)
+            parts.append(self._or_authored(related, rtype, interaction))
         elif kind == CompartmentKind.NONE:
             parts.append(Sql().add("r.compartment IS NULL"))
         if filters.resource_types is not None:
@@ -302,7 +362,7 @@ class PolicyAccess:
             if not d.allow:
                 denied.append((rtype, d.reason))
                 continue
-            cond = self._filters_sql(d.filters)
+            cond = self._filters_sql(d.filters, rtype, inter)
             if rtype == "DocumentReference":
                 cond = self._with_matrix(cond)
             sig = "" if cond is None else cond.sql() + repr(cond.params)
@@ -327,7 +387,7 @@ class PolicyAccess:
 
     def _is_author(self, resource: Any) -> bool:
         authors = _authors(resource)
-        if self.practitioner_ref and self.practitioner_ref in authors:
+        if set(self._own_refs()) & authors:
             return True
         nid = self.principal.national_id
         return bool(nid) and f"{IDNAT_PS}|{nid}" in authors
@@ -363,7 +423,12 @@ class PolicyAccess:
                 )
         labels = _content_labels(row.content)
         authored = False
-        if labels and row.content and (self.practitioner_ref or self.principal.national_id):
+        plan = row.rtype in circle_matrix().plan_types  # shown to its author before consent
+        if (
+            (labels or plan)
+            and row.content
+            and (self.practitioner_ref or self.principal.national_id)
+        ):
             authored = self._is_author(decode(row.content))
         d = self._decide(
             AccessRequest(
@@ -380,10 +445,16 @@ class PolicyAccess:
             if d.hidden:
                 raise forbidden(f"{row.rtype}/{row.id} is not known", status=404)
             raise forbidden(f"Access to {row.rtype}/{row.id} denied: {d.reason}")
-        if not self._within(d.filters, row.compartment):
+        if not self._within(d.filters, row.compartment, row.rtype, Interaction.READ):
             raise forbidden(f"Access to {row.rtype}/{row.id} denied: outside the records open here")
 
-    def _within(self, filters: Filters, compartment: str | None) -> bool:
+    def _within(
+        self,
+        filters: Filters,
+        compartment: str | None,
+        rtype: str = "Patient",
+        interaction: Interaction = Interaction.READ,
+    ) -> bool:
         """Whether a row of this compartment passes the filters' compartment condition, as the
         SQL of :meth:`condition` would decide: a read by id and a search must agree (a row of no
         patient is not in a patient's own record, nor among a professional's patients)."""
@@ -396,7 +467,7 @@ class PolicyAccess:
                 return False
             if compartment not in self.links.relationships:
                 return False
-            asked = AccessRequest("Patient", Interaction.READ, patient=compartment)
+            asked = AccessRequest(rtype, interaction, patient=compartment)
             return self._decide(asked).allow
         if kind == CompartmentKind.NONE:
             return compartment is None
@@ -438,7 +509,7 @@ class PolicyAccess:
                 )
                 if not d.allow:
                     raise forbidden(f"{w.kind} of {w.rtype}/{w.id} denied: {d.reason}", where)
-                if not self._within(d.filters, patient):
+                if not self._within(d.filters, patient, w.rtype, inter):
                     raise forbidden(
                         f"{w.kind} of {w.rtype}/{w.id} denied: outside the records open here",
                         where,

@@ -15,7 +15,9 @@ A decision combines two independent checks:
    ``OWN_ENTRIES``           patient / legal representative: what they entered themselves in
                              that record (the row's owner is their fhirUser), never what a
                              professional wrote
-   ``CARE_RELATIONSHIP``     professional: member of the patient's care team, or of the
+   ``CARE_RELATIONSHIP``     professional: member of the patient's care team (when it is
+                             the only link: the types the circle matrix opens to his
+                             professions and roles), or of the
                              organisation of an active Encounter/EpisodeOfCare, or explicit
                              patient consent, or médecin traitant — not blocked by the patient,
                              no opposition; else break-glass (mandatory reason, time-limited,
@@ -265,6 +267,30 @@ class BreakGlass:
 
 
 @dataclass(frozen=True)
+class CircleScope:
+    """What a member of the patient's care circle may do there when the circle is his only link
+    (the circle matrix, :mod:`socle.auth.circle_matrix`): the types he may read and write (None:
+    every type), and the shared plan's types, shown once the patient agreed to share the plan or
+    earlier to the coordinator (and to the plan's author: ``authored``)."""
+
+    read: frozenset[str] | None
+    write: frozenset[str] | None
+    plan_types: frozenset[str] = frozenset()
+    plan_before_consent: bool = False
+    plan_shared: bool = False
+
+    def allows(self, resource_type: str, interaction: Interaction, authored: bool = False) -> bool:
+        if resource_type == "Patient" and interaction in RS:
+            return True  # whom the circle is about
+        types = self.read if interaction in RS else self.write
+        if types is not None and resource_type not in types:
+            return False
+        return resource_type not in self.plan_types or (
+            self.plan_shared or self.plan_before_consent or authored
+        )
+
+
+@dataclass(frozen=True)
 class Relationship:
     """The facts linking the principal to one patient (computed from the database)."""
 
@@ -278,6 +304,7 @@ class Relationship:
     opposition: bool = False  # the patient opposes professionals' access (break-glass aside)
     emergency_opposition: bool = False  # … including emergency (break-glass) access
     break_glass: BreakGlass | None = None  # the current grant, if any
+    circle: CircleScope | None = None  # the circle matrix's limits, when care_team is the link
 
 
 @dataclass(frozen=True)
@@ -440,6 +467,12 @@ def _care_relationship(
         # médecin traitant: sees what the patient hid; social-sector masking still applies
         single = replace(single, hidden_labels=hidden - {MASQUE_PS})
     linked = rel.care_team or rel.encounter_organization or rel.consent or rel.medecin_traitant
+    if linked and not rel.opposition and not circle_allows(rel, request):
+        return _deny(
+            f"the care circle matrix does not open {request.interaction} of "
+            f"{request.resource_type} to this member",
+            True,
+        )
     if linked and not rel.opposition:
         kind = (
             "médecin traitant"
@@ -483,6 +516,20 @@ def _care_relationship(
     if request.break_glass_reason is not None:
         why += "; the break-glass reason is too short"
     return _deny(why + " (break-glass with a reason is possible)", True, break_glass_possible=True)
+
+
+def circle_allows(rel: Relationship, request: AccessRequest) -> bool:
+    """The circle matrix, for a professional whose only link to the patient is the care circle
+    (a médecin traitant, an encounter of his organisation or the patient's consent naming him
+    give the care relationship's full access)."""
+    only_circle = rel.care_team and not (
+        rel.encounter_organization or rel.consent or rel.medecin_traitant
+    )
+    if not only_circle or rel.circle is None:
+        return True
+    return rel.circle.allows(
+        request.resource_type, Interaction(request.interaction), request.author_is_principal
+    )
 
 
 def decide(
@@ -667,7 +714,7 @@ def controls_from_consents(
             continue
         prov = c.get("provision") or {}
         period = prov.get("period") or {}
-        if not _in_period(period, now):
+        if not in_period(period, now):
             continue
         actors = _refs(prov.get("actor"))
         purposes = _codes(prov.get("purpose"))
@@ -683,7 +730,34 @@ def controls_from_consents(
     return flags
 
 
-def _in_period(period: Mapping[str, Any], now: dt.datetime) -> bool:
+def plan_sharing_consented(
+    consents: Iterable[Mapping[str, Any]], category: tuple[str, str], now: dt.datetime
+) -> bool:
+    """Whether the patient agreed to share the coordination plan with the care circle: an active
+    Consent of that category (``system``, ``code``) whose provision, if any, permits."""
+    for c in consents:
+        if c.get("status") != "active":
+            continue
+        codings = [
+            (str(cd.get("system")), str(cd.get("code")))
+            for cat in c.get("category") or []
+            if isinstance(cat, Mapping)
+            for cd in cat.get("coding") or []
+            if isinstance(cd, Mapping)
+        ]
+        prov = c.get("provision") or {}
+        if (
+            category in codings
+            and prov.get("type", "permit") == "permit"
+            and in_period(prov.get("period") or {}, now)
+        ):
+            return True
+    return False
+
+
+def in_period(period: Mapping[str, Any], now: dt.datetime) -> bool:
+    """Whether ``now`` is within a FHIR Period (an open end is no bound)."""
+
     def parse(v: Any) -> dt.datetime | None:
         if not isinstance(v, str):
             return None
@@ -701,6 +775,7 @@ __all__ = [
     "ALL",
     "AccessRequest",
     "BreakGlass",
+    "CircleScope",
     "CompartmentKind",
     "Condition",
     "Decision",
@@ -709,8 +784,11 @@ __all__ = [
     "RULES",
     "Relationship",
     "Rule",
+    "circle_allows",
     "controls_from_consents",
     "decide",
+    "in_period",
     "permitted_types",
+    "plan_sharing_consented",
     "resource_group",
 ]

@@ -3,8 +3,11 @@
 The policy (``policy.decide``) takes a :class:`~socle.auth.policy.Relationship` per patient; this
 module computes them from what the engine stores, with the search index tables:
 
-* **care team** — a CareTeam (not inactive / entered-in-error) naming the practitioner, or one of
-  his organisations, as participant;
+* **care team** — a CareTeam (not inactive / entered-in-error) naming the practitioner, one of
+  his PractitionerRoles or one of his organisations as participant, that participation not
+  ended (``participant.period.end`` in the past: removed from the circle); his roles there and
+  his professions give the circle matrix's limits (:mod:`socle.auth.circle_matrix`), the
+  patient's Consent to share the plan whether he sees it;
 * **encounter organisation** — an Encounter in progress (planned … onleave) whose
   service-provider is one of his organisations or that names him as participant; an EpisodeOfCare
   (planned, waitlist, active, onhold) managed by one of his organisations;
@@ -25,8 +28,15 @@ from psycopg import AsyncConnection
 
 from ..fhir.json import decode
 from .audit_chain import IDNAT_PS
+from .circle_matrix import circle_matrix
 from .document_matrix import document_matrix, professions_of
-from .policy import BreakGlass, Relationship, controls_from_consents
+from .policy import (
+    BreakGlass,
+    Relationship,
+    controls_from_consents,
+    in_period,
+    plan_sharing_consented,
+)
 from .tokens import Principal
 from .wording import professional_label
 
@@ -39,6 +49,7 @@ EPISODE_OPEN = ["planned", "waitlist", "active", "onhold"]
 class Links:
     practitioner: str | None  # Practitioner id
     organizations: list[str]  # Organization ids
+    roles: list[str] = field(default_factory=list)  # his PractitionerRole ids
     relationships: dict[str, Relationship] = field(default_factory=dict)
     professions: frozenset[str] = frozenset()  # TRE_G15 codes (the document matrix)
     label: str | None = None  # "Claire Martin (Médecin)": how the patient's history names him
@@ -47,6 +58,7 @@ class Links:
     def refs(self) -> list[str]:
         """The references that designate this professional in Consents."""
         out = [f"Organization/{o}" for o in self.organizations]
+        out.extend(f"PractitionerRole/{r}" for r in self.roles)
         if self.practitioner:
             out.append(f"Practitioner/{self.practitioner}")
         return out
@@ -96,22 +108,24 @@ async def _ids(conn: AsyncConnection, sql: str, params: tuple[object, ...]) -> l
 async def load_links(conn: AsyncConnection, principal: Principal, now: dt.datetime) -> Links:
     pid, professions, label = await practitioner(conn, principal)
     orgs = set()
+    roles: set[str] = set()
     own_org = _ref_id(principal.organization, "Organization") or principal.organization
     if own_org:
         orgs.add(own_org)
     if pid:
-        orgs.update(
-            await _ids(
-                conn,
-                "SELECT o.target_id FROM idx_reference x "
-                "JOIN idx_reference o ON o.rid = x.rid AND o.rtype = 'PractitionerRole' "
-                "AND o.param = 'organization' "
-                "WHERE x.rtype = 'PractitionerRole' AND x.param = 'practitioner' "
-                "AND x.target_type = 'Practitioner' AND x.target_id = %s",
-                (pid,),
-            )
+        cur = await conn.execute(
+            "SELECT r.id, o.target_id FROM idx_reference x JOIN resource r ON r.rid = x.rid "
+            "LEFT JOIN idx_reference o ON o.rid = x.rid AND o.rtype = 'PractitionerRole' "
+            "AND o.param = 'organization' "
+            "WHERE x.rtype = 'PractitionerRole' AND x.param = 'practitioner' "
+            "AND x.target_type = 'Practitioner' AND x.target_id = %s AND NOT r.deleted",
+            (pid,),
         )
-    links = Links(pid, sorted(orgs), professions=professions, label=label)
+        for role_id, org in await cur.fetchall():
+            roles.add(str(role_id))
+            if org is not None:
+                orgs.add(str(org))
+    links = Links(pid, sorted(orgs), sorted(roles), professions=professions, label=label)
     kinds: dict[str, set[str]] = {}
 
     def mark(patients: list[str], kind: str) -> None:
@@ -119,19 +133,8 @@ async def load_links(conn: AsyncConnection, principal: Principal, now: dt.dateti
             kinds.setdefault(p, set()).add(kind)
 
     org_list = links.organizations
-    mark(
-        await _ids(
-            conn,
-            "SELECT DISTINCT r.compartment FROM idx_reference x JOIN resource r ON r.rid = x.rid "
-            "WHERE x.rtype = 'CareTeam' AND x.param = 'participant' AND NOT r.deleted "
-            "AND ((x.target_type = 'Practitioner' AND x.target_id = %s) "
-            "  OR (x.target_type = 'Organization' AND x.target_id = ANY(%s))) "
-            "AND NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = r.rid "
-            "  AND s.rtype = 'CareTeam' AND s.param = 'status' AND s.code = ANY(%s))",
-            (pid, org_list, CARE_TEAM_CLOSED),
-        ),
-        "care_team",
-    )
+    circle_roles = await _circles(conn, links, now)
+    mark(sorted(circle_roles), "care_team")
     mark(
         await _ids(
             conn,
@@ -182,9 +185,14 @@ async def load_links(conn: AsyncConnection, principal: Principal, now: dt.dateti
     )
     for patient, content in await cur.fetchall():
         consents.setdefault(patient, []).append(decode(content))
+    matrix = circle_matrix()
     for patient in set(kinds) | set(grants) | set(consents):
         flags = controls_from_consents(consents.get(patient, []), links.refs, now)
         found = kinds.get(patient, set())
+        circle = None
+        if circle_roles.get(patient) is not None:  # a care circle is his only CareTeam there
+            shared = plan_sharing_consented(consents.get(patient, []), matrix.plan_consent, now)
+            circle = matrix.scope(professions, circle_roles[patient] or (), shared)
         links.relationships[patient] = Relationship(
             patient=patient,
             care_team="care_team" in found,
@@ -195,8 +203,54 @@ async def load_links(conn: AsyncConnection, principal: Principal, now: dt.dateti
             opposition=flags["opposition"],
             emergency_opposition=flags["emergency_opposition"],
             break_glass=grants.get(patient),
+            circle=circle,
         )
     return links
+
+
+def _ended(period: object, now: dt.datetime) -> bool:
+    end = period.get("end") if isinstance(period, dict) else None
+    return isinstance(end, str) and not in_period({"end": end}, now)
+
+
+async def _circles(
+    conn: AsyncConnection, links: Links, now: dt.datetime
+) -> dict[str, set[str] | None]:
+    """The patients whose open CareTeam counts him as a current member (a participation that
+    ended is no membership), with his roles there (``participant.role`` codes) when that
+    CareTeam is a care circle (it declares one of the circle matrix's profiles: the matrix
+    applies); None when he is also a member of another CareTeam of the patient (a care team:
+    the care relationship's full access)."""
+    mine = set(links.refs)
+    circles = circle_matrix().circle_profiles
+    cur = await conn.execute(
+        "SELECT r.compartment, r.content->'participant', r.content->'meta'->'profile' "
+        "FROM resource r "
+        "WHERE r.rtype = 'CareTeam' AND NOT r.deleted AND r.compartment IS NOT NULL "
+        "AND r.rid IN (SELECT x.rid FROM idx_reference x WHERE x.rtype = 'CareTeam' "
+        "  AND x.param = 'participant' AND ((x.target_type = 'Practitioner' AND x.target_id = %s) "
+        "  OR (x.target_type = 'PractitionerRole' AND x.target_id = ANY(%s)) "
+        "  OR (x.target_type = 'Organization' AND x.target_id = ANY(%s)))) "
+        "AND NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = r.rid "
+        "  AND s.rtype = 'CareTeam' AND s.param = 'status' AND s.code = ANY(%s))",
+        (links.practitioner, links.roles, links.organizations, CARE_TEAM_CLOSED),
+    )
+    roles: dict[str, set[str]] = {}
+    plain: set[str] = set()
+    for patient, participants, profiles in await cur.fetchall():
+        circle = bool(circles & set(profiles or []))
+        for part in participants or []:
+            member = ((part or {}).get("member") or {}).get("reference")
+            if member not in mine or _ended(part.get("period"), now):
+                continue
+            codes = roles.setdefault(str(patient), set())
+            if not circle:
+                plain.add(str(patient))
+            for role in part.get("role") or []:
+                for coding in (role or {}).get("coding") or []:
+                    if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                        codes.add(coding["code"])
+    return {p: None if p in plain else codes for p, codes in roles.items()}
 
 
 async def relationship_with(

@@ -23,6 +23,7 @@ from ..database import release_embedded
 from ..fhir.json import encode
 from .generate import iter_bundles
 from .logins import SCAN
+from .situations import coordinator_login, load_situations
 
 MARKER = "demo.json"
 
@@ -68,6 +69,7 @@ def load_region(fhir: str, patients: int, seed: int, console: Console, token: st
                 raise SystemExit(f"The server refused a bundle ({r.status_code}): {r.text[:2000]}")
             sent += len(bundle["entry"])
             progress.update(task, advance=len(bundle["entry"]), total=None)
+        sent += load_situations(client, fhir, patients, seed)  # the DAC's complex situations
     return sent
 
 
@@ -142,6 +144,13 @@ def banner(base: str, data_dir: Path, logins: dict[str, Any]) -> str:
         lines.append(
             f"  Infirmier(e)      {n['name']} (RPPS {n['rpps']}), in a care team"
             f"\n                    {token('practitioner:' + n['rpps'])}"
+        )
+    if "coordinator" in logins:
+        c = logins["coordinator"]
+        lines.append(
+            f"  DAC coordinator   {c['name']} (RPPS {c['rpps']}): GET {base}/fhir/$worklist, "
+            "Patient/{id}/$lifeline"
+            f"\n                    {token('practitioner:' + c['rpps'])}"
         )
     if "hospital" in logins:
         h = logins["hospital"]
@@ -249,6 +258,7 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
             _analyze(data_dir)
         logins = _register_demo_clients(data_dir, patients, seed)
         _provision_mailboxes(data_dir, console)
+        logins["coordinator"] = coordinator_login(seed)
         console.print(banner(base, data_dir, logins), soft_wrap=True, highlight=False)
         process.wait()
     except KeyboardInterrupt:

@@ -29,7 +29,7 @@ from socle.record.pdsm import (
 from socle.record.terminology import class_of_type, display
 from socle.region import codes
 from socle.region.demo import load_region
-from socle.testing import auth_headers, token_for
+from socle.testing import fhir_client, token_for
 
 INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
 LOINC = "http://loinc.org"
@@ -151,14 +151,7 @@ class RecordWorld:
 
     # -- clients --------------------------------------------------------------------------
     def client(self, principal: str) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.server.fhir,
-            timeout=60,
-            headers={
-                "Content-Type": "application/fhir+json",
-                **auth_headers(self.server, principal),
-            },
-        )
+        return fhir_client(self.server, principal)
 
     def pro(self, key: str) -> httpx.Client:
         return self.client(f"practitioner:{self.rpps[key]}")

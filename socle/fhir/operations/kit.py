@@ -114,7 +114,8 @@ class Operation:
             "description": self.description,
             "affectsState": self.affects_state,
             "code": self.code,
-            "resource": list(self.resource),
+            # a system-level operation of no type has no resource (R4: no empty arrays)
+            **({"resource": list(self.resource)} if self.resource else {}),
             "system": self.system,
             "type": self.type,
             "instance": self.instance,
