@@ -184,7 +184,8 @@ def test_sharing_needs_csrf_and_explains_the_records_refusals(
     if unqualified is not None:
         refused = _share(doctor, unqualified["id"], PDF)
         assert refused.status_code in (400, 403, 422), refused.text
-        assert "fr-error-text" in refused.text
+        main = refused.text.split("<main", 1)[1].split("</main>")[0]
+        assert "Le document n'a pas été partagé" in main and "qualifi" in main, main
 
 
 def test_a_pdf_is_shared_to_a_qualified_patients_record(
