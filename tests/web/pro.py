@@ -32,8 +32,8 @@ def fhir(site: Site, path: str, **params: Any) -> dict[str, Any]:
     return dict(r.json())
 
 
-def pro_world(site: Site) -> ProWorld:
-    logins = choose(PATIENTS, SEED)
+def pro_world(site: Site, patients: int = PATIENTS, seed: int = SEED) -> ProWorld:
+    logins = choose(patients, seed)
     doctor, referent = logins["doctor"], logins["referent"]
     role = referent_role(referent)
     put = httpx.put(
@@ -43,12 +43,18 @@ def pro_world(site: Site) -> ProWorld:
         timeout=60,
     )
     assert put.status_code in (200, 201), put.text
-    everyone = [e["resource"] for e in fhir(site, "/Patient", _count="200", active="true")["entry"]]
     gp = f"Practitioner/{doctor['practitioner']}"
     theirs = [
-        p for p in everyone if any(g["reference"] == gp for g in p.get("generalPractitioner", []))
+        e["resource"]
+        for e in fhir(site, "/Patient", **{"general-practitioner": gp, "_count": "100"})["entry"]
+        if e["resource"].get("active", True)
     ]
-    others = [p for p in everyone if p not in theirs]
+    ids = {p["id"] for p in theirs}
+    others = [
+        e["resource"]
+        for e in fhir(site, "/Patient", _count="100", active="true")["entry"]
+        if e["resource"]["id"] not in ids
+    ]
     as_doctor = auth_headers(site.server, f"practitioner:{doctor['rpps']}")
     mine = [  # those who did not oppose his access
         p

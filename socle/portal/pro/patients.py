@@ -8,6 +8,7 @@ access (break-glass) and shows nothing of the record until it is granted.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,18 +237,23 @@ async def patient_summary(request: Request) -> Response:
         )
     patient = patient_view(decode(version.content or "{}"))
     subject = [("patient", f"Patient/{pid}")]
-    docs, _ = await search(
-        request, who, "DocumentReference", [*subject, ("status", "current"), ("_sort", "-date")]
+    # the Access is prepared by the read above: the sections are searched side by side
+    found = await asyncio.gather(
+        search(
+            request, who, "DocumentReference", [*subject, ("status", "current"), ("_sort", "-date")]
+        ),
+        *(search(request, who, rtype, [*subject, *extra]) for rtype, _, extra in SECTIONS),
     )
-    parts: dict[str, list[dict[str, Any]]] = {}
-    for rtype, key, extra in SECTIONS:
-        parts[key], _ = await search(request, who, rtype, [*subject, *extra])
+    docs = found[0][0]
+    parts = {key: rows for (_, key, _), (rows, _) in zip(SECTIONS, found[1:], strict=True)}
     documents = [{**document_summary(d), "author": _author(d)} for d in docs]
     return page(
         request,
         "pro/summary.html",
         f"Dossier de {patient['given']} {patient['family']}",
         patient=patient,
+        shared=request.query_params.get("partage") == "1",
+        emergency=request.query_params.get("urgence") == "1",
         documents=documents,
         hidden_note=HIDDEN_DOCUMENTS,
         measures=_latest_measures(parts["observations"]),

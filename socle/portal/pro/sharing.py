@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +51,15 @@ class Upload:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+PICKERS_TTL = 300.0  # seconds: the value sets change with a new terminology release only
+_PICKERS: list[tuple[float, dict[str, list[tuple[str, str]]]]] = []
+
+
 async def pickers(request: Request) -> dict[str, list[tuple[str, str]]]:
-    """Each picker's options, ``system|code`` and label, from ``$expand``."""
+    """Each picker's options, ``system|code`` and label, from ``$expand`` (kept a few minutes
+    by the process: five expansions per form would make it the slowest page)."""
+    if _PICKERS and time.monotonic() - _PICKERS[0][0] < PICKERS_TTL:
+        return _PICKERS[0][1]
     out: dict[str, list[tuple[str, str]]] = {}
     for name, key, _ in PICKERS:
         answer = await call(
@@ -66,6 +74,8 @@ async def pickers(request: Request) -> dict[str, list[tuple[str, str]]]:
             for c in contains
             if c.get("system") and c.get("code")
         ]
+    if all(out.values()):
+        _PICKERS[:] = [(time.monotonic(), out)]
     return out
 
 
