@@ -14,7 +14,8 @@ from ...fhir.search.executor import SearchResult
 from ...fhir.search.query import parse_query
 from ...identity.status import identity_status, may_share_ins
 from ...identity.traits import ins_from_patient, traits_from_patient
-from ..site import SignedIn, signed_in
+from ...web import RepeatedParameter, form_data
+from ..site import SignedIn, page, signed_in
 from .words import SEXES, STATUSES
 
 
@@ -24,6 +25,26 @@ def engine(request: Request) -> Engine:
 
 def professional(request: Request) -> SignedIn | Response:
     return signed_in(request, role="professional")
+
+
+async def checked_form(request: Request, who: SignedIn, purpose: str) -> dict[str, str] | None:
+    """A posted form's fields, or None when its CSRF token for ``purpose`` does not hold."""
+    try:
+        form = await form_data(request)
+    except RepeatedParameter:
+        return None
+    return form if who.session.check(purpose, form.get("csrf")) else None
+
+
+def form_expired(request: Request) -> Response:
+    """A POST whose CSRF token is missing, forged or too old: nothing done, say so."""
+    return page(
+        request,
+        "error.html",
+        "Formulaire expiré",
+        status=400,
+        message="Le formulaire a expiré ou ne vient pas de Socle : rechargez la page.",
+    )
 
 
 async def search(

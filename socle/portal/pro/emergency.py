@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ...web import RepeatedParameter, form_data, redirect
+from ...web import redirect
 from ..site import page
 from .calls import call
-from .common import professional
+from .common import checked_form, form_expired, professional
 from .words import refusal
 
 PURPOSE = "break-glass"
@@ -49,18 +49,9 @@ async def confirm(request: Request) -> Response:
     if isinstance(who, Response):
         return who
     pid = request.path_params["id"]
-    try:
-        form = await form_data(request)
-    except RepeatedParameter:
-        form = {}
-    if not who.session.check(PURPOSE, form.get("csrf")):
-        return page(
-            request,
-            "error.html",
-            "Formulaire expiré",
-            status=400,
-            message="Le formulaire a expiré ou ne vient pas de Socle : rechargez la page.",
-        )
+    form = await checked_form(request, who, PURPOSE)
+    if form is None:
+        return form_expired(request)
     reason = form.get("motif", "").strip()
     errors = {}
     if not reason:

@@ -22,7 +22,7 @@ from ...fhir.outcome import FhirError
 from ...fhir.search.query import parse_query
 from ...identity.nir import check_nir
 from ...web import RepeatedParameter, query_params
-from ..documents import document_bytes
+from ..documents import document_bytes, file_response
 from ..documents import summary as document_summary
 from ..site import page
 from .common import engine, patient_view, professional, search
@@ -295,18 +295,7 @@ async def document_file(request: Request) -> Response:
             message="Ce document n'a pas de fichier.",
         )
     ctype, data = await document_bytes(engine(request), who.access, doc["binary"])
-    inline = "pdf" in ctype  # a CDA is never rendered by the browser: a download
-    disposition = "inline" if inline else "attachment"
-    return Response(
-        data,
-        media_type=ctype if inline else "application/octet-stream",
-        headers={
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-store",
-            "Content-Disposition": f'{disposition}; filename="document-{doc["id"]}"',
-            "Content-Security-Policy": "frame-ancestors 'none'",
-        },
-    )
+    return file_response(str(doc["id"]), ctype, data)
 
 
 ROUTES: list[BaseRoute] = [

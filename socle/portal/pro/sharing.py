@@ -27,7 +27,7 @@ from ...record.terminology import value_set
 from ...web import redirect
 from ..site import page
 from .calls import call
-from .common import engine, patient_view, professional
+from .common import engine, form_expired, patient_view, professional
 from .words import SHARE_RULE, field_of, publication_message
 
 UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes of one document
@@ -222,13 +222,7 @@ async def publish(request: Request) -> Response:
     upload = form.get("fichier")
     up = Upload({k: v for k, v in values.items() if k != "csrf"})
     if not who.session.check(PURPOSE, values.get("csrf")):
-        return page(
-            request,
-            "error.html",
-            "Formulaire expiré",
-            status=400,
-            message="Le formulaire a expiré ou ne vient pas de Socle : rechargez la page.",
-        )
+        return form_expired(request)
     options = await pickers(request)
     for name, _, _ in PICKERS:
         if values.get(name) not in dict(options[name]):

@@ -15,10 +15,10 @@ from starlette.routing import BaseRoute, Route
 from ...fhir.json import decode
 from ...fhir.outcome import FhirError
 from ...identity.capability import PlannedAccess
-from ...web import RepeatedParameter, form_data, redirect
+from ...web import redirect
 from ..site import page
 from .calls import Answer, call
-from .common import engine, patient_view, professional
+from .common import checked_form, engine, form_expired, patient_view, professional
 
 LIMIT = 20
 PURPOSE = "identitovigilance"
@@ -154,18 +154,9 @@ async def act(request: Request) -> Response:
     if action not in ACTIONS:
         return page(request, "error.html", "Page introuvable", status=404, message="")
     op, title, consequence = ACTIONS[action]
-    try:
-        form = await form_data(request)
-    except RepeatedParameter:
-        form = {}
-    if not who.session.check(PURPOSE, form.get("csrf")):
-        return page(
-            request,
-            "error.html",
-            "Formulaire expiré",
-            status=400,
-            message="Le formulaire a expiré ou ne vient pas de Socle : rechargez la page.",
-        )
+    form = await checked_form(request, who, PURPOSE)
+    if form is None:
+        return form_expired(request)
     fields = {k: form.get(k, "") for k in ("source", "cible", "motif")}
     if not fields["source"] or (op != "unmerge" and not fields["cible"]):
         return page(
