@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,8 +187,8 @@ def document(
 def _kind(data: bytes) -> tuple[str, str, str] | str:
     """(content type, masterIdentifier, format code) of a PDF or a CDA; else the error."""
     if data.startswith(b"%PDF-"):
-        digest = hashlib.sha256(data).hexdigest()
-        return "application/pdf", f"urn:oid:2.25.{int(digest[:30], 16)}", PDF_FORMAT
+        # each sharing is a new document (the same file shared twice included)
+        return "application/pdf", f"urn:oid:2.25.{uuid.uuid4().int}", PDF_FORMAT
     head = data[:2048].lstrip()
     if head.startswith(b"<?xml") or head.startswith(b"<"):
         try:

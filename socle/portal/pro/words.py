@@ -108,6 +108,11 @@ def publication_message(issue: dict[str, Any]) -> str:
             + SHARE_RULE[0].lower()
             + SHARE_RULE[1:]
         )
+    elif "already shared" in low:
+        head = (
+            "Ce document est déjà dans le dossier partagé : pour le corriger, publiez une "
+            "nouvelle version qui le remplace."
+        )
     elif "cda" in low or "clinicaldocument" in low or "xml" in low:
         head = "Le document CDA ne respecte pas les règles d'en-tête du dossier partagé."
     elif "value set" in low or "code" in low:
