@@ -5,7 +5,8 @@ not in the resource table (one lean row per audited request, :mod:`socle.auth.au
 
 * **Who sees what**: the policy's decision on AuditEvent, as for any type
   (:meth:`~socle.auth.enforcement.PolicyAccess.audit_scope`): a patient or representative the
-  records naming his patients, an administrator or the operator every record.
+  records naming his patients, an administrator or the operator every record; a professional
+  the records of his own requests only (« mes accès récents »).
 * **Projection**: a record names every patient its request disclosed. A reader limited to some
   patients gets each record projected onto them: the entities of his patients only (a record
   shown to patient A never reveals patient B), the query text dropped when other patients were
@@ -60,8 +61,12 @@ class AuditScope:
 
     patients: frozenset[str] | None = None
     unnamed: bool = False
+    # only the records of this agent's own requests, shown whole (he made them)
+    agent: str | None = None
 
     def sql(self) -> Sql | None:
+        if self.agent is not None:
+            return Sql().add("a.agents && %s::text[]", [self.agent])
         if self.patients is None:
             return None
         out = Sql().add("(a.patients && %s::text[]", sorted(self.patients))
@@ -169,8 +174,10 @@ class AuditTrail:
         interaction = "read" if vid is None else "vread"
         async with pool.connection() as conn:
             scope = await _scope(access, conn, "read")
+            mine = " AND %s = ANY(a.agents)" if scope.agent is not None else ""
             cur = await conn.execute(
-                f"SELECT {_COLUMNS} FROM audit_log a WHERE a.audit_id = %s", (rid,)
+                f"SELECT {_COLUMNS} FROM audit_log a WHERE a.audit_id = %s{mine}",
+                (rid, scope.agent) if mine else (rid,),
             )
             row = await cur.fetchone()
         if row is None or (vid is not None and vid != 1):

@@ -519,7 +519,12 @@ class PolicyAccess:
     def audit_scope(self, interaction: str) -> AuditScope:
         """The audit records this caller may read: the policy's decision on AuditEvent, its
         compartment filter turned into the patients the records must name (and be projected
-        onto). Raises 403 when denied outright."""
+        onto). Raises 403 when denied outright. A professional, whom the policy gives no
+        audit records of patients, reads those of his own requests (what he opened, when,
+        under which rule): nothing he did not already see."""
+        p = self.principal
+        if p.role == Role.PROFESSIONAL and p.national_id:
+            return AuditScope(agent=f"{IDNAT_PS}|{p.national_id}")
         d = self._decide(AccessRequest("AuditEvent", _INTERACTION[interaction], via=DIRECT))
         if not d.allow:
             raise forbidden(f"Access to AuditEvent denied: {d.reason}")

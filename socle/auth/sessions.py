@@ -34,6 +34,7 @@ from .middleware import AUDIT_KEY
 from .server.clients import Client
 from .server.flows.server import FIRST_PARTY_CLIENT
 from .server.minting import access_claims
+from .server.scope_grant import CELL_SCOPE
 from .signing import local_issuer_config
 from .tokens import InvalidToken, Principal, TokenVerifier
 
@@ -153,6 +154,7 @@ class PageSessions:
             subject=stored.subject,
             display_name=_display_name(stored.claims),
             patient=principal.patient,
+            identity_referent=CELL_SCOPE in stored.scope.split(),
         )
 
 

@@ -213,6 +213,11 @@ async def document_file(request: Request) -> Response:
     if not doc["binary"]:
         return error_page(404, "Ce document n'a pas de fichier.")
     ctype, data = await document_bytes(_engine(request), who.access, doc["binary"])
+    return file_response(str(doc["id"]), ctype, data)
+
+
+def file_response(doc_id: str, ctype: str, data: bytes) -> Response:
+    """A document's file for the browser: a PDF inline, anything else downloaded."""
     if "xml" in ctype:  # never rendered by the browser: our page shows it safely
         ctype, disposition = "application/octet-stream", "attachment"
     else:
@@ -222,7 +227,7 @@ async def document_file(request: Request) -> Response:
         media_type=ctype,
         headers={
             **PAGE_HEADERS,
-            "Content-Disposition": f'{disposition}; filename="document-{doc["id"]}"',
+            "Content-Disposition": f'{disposition}; filename="document-{doc_id}"',
             # never framed by another site (a stricter policy would stop the PDF viewer)
             "Content-Security-Policy": "frame-ancestors 'none'",
         },

@@ -9,10 +9,11 @@ from starlette.routing import BaseRoute
 from ..config import Settings
 from ..contract import Service
 from . import accesses, documents, front
+from .pro.routes import ROUTES as PRO_ROUTES
 
 
 def routes(settings: Settings) -> Sequence[BaseRoute]:
-    return [*front.ROUTES, *documents.ROUTES, *accesses.ROUTES]
+    return [*front.ROUTES, *documents.ROUTES, *accesses.ROUTES, *PRO_ROUTES]
 
 
 service = Service(name="portal", routes=routes)

@@ -23,11 +23,23 @@ PATIENT_NAV = [
     ("/compte", "Mon compte"),
 ]
 OTHER_NAV = [("/", "Accueil"), ("/compte", "Mon compte")]
+PRO_NAV = [
+    ("/pro/patients", "Rechercher un patient"),
+    ("/pro/mes-acces", "Mes accès récents"),
+    ("/compte", "Mon compte"),
+]
+REFERENT_NAV = [*PRO_NAV[:2], ("/pro/identitovigilance", "Identitovigilance"), PRO_NAV[2]]
+RESERVED = {
+    "patient": "Cette page est réservée aux patients, pour leur propre dossier.",
+    "professional": "Cette page est réservée aux professionnels de santé.",
+}
 
 
 def navigation(session: PageSession | None) -> list[tuple[str, str]]:
     if session is None:
         return []
+    if session.role == "professional":
+        return REFERENT_NAV if session.identity_referent else PRO_NAV
     return PATIENT_NAV if session.role == "patient" else OTHER_NAV
 
 
@@ -65,6 +77,6 @@ def signed_in(request: Request, role: str | None = None) -> SignedIn | Response:
             "error.html",
             MESSAGES[403][0],
             status=403,
-            message="Cette page est réservée aux patients, pour leur propre dossier.",
+            message=RESERVED.get(role, MESSAGES[403][1]),
         )
     return SignedIn(session, access)

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..database import release_embedded
 from ..fhir.json import encode
 from .generate import iter_bundles
-from .logins import SCAN
+from .logins import SCAN, referent_role
 from .situations import coordinator_login, load_situations
 
 MARKER = "demo.json"
@@ -71,6 +71,20 @@ def load_region(fhir: str, patients: int, seed: int, console: Console, token: st
             progress.update(task, advance=len(bundle["entry"]), total=None)
         sent += load_situations(client, fhir, patients, seed)  # the DAC's complex situations
     return sent
+
+
+def put_resource(fhir: str, resource: dict[str, Any], token: str) -> None:
+    """Create or update one resource of the demo (a PUT: running twice changes nothing)."""
+    r = httpx.put(
+        f"{fhir}/{resource['resourceType']}/{resource['id']}",
+        content=encode(resource),
+        headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    if r.status_code not in (200, 201):
+        raise SystemExit(
+            f"The server refused {resource['resourceType']} ({r.status_code}): {r.text}"
+        )
 
 
 def _operator_token(data_dir: Path) -> str:
@@ -178,7 +192,9 @@ def banner(base: str, data_dir: Path, logins: dict[str, Any]) -> str:
         who = f"representative:{r['related_person']}:{r['child']}"
         lines.append(f"  Parent of a child {r['name']}\n                    {token(who)}")
     lines += [
-        "  Professionals log in through the Pro Santé Connect stand-in (their RPPS).",
+        f"  Professionals   {base}/connexion → Pro Santé Connect (stand-in) → the RPPS above:"
+        f" their workspace {base}/pro/patients; the identity referent also gets"
+        f" {base}/pro/identitovigilance",
         f"  Health          {base}/healthz  {base}/readyz",
         f"  Data            {data_dir}",
         "Press Ctrl+C to stop.",
@@ -259,6 +275,10 @@ def demo_command(host: str, port: int, data_dir: Path, patients: int, seed: int)
         logins = _register_demo_clients(data_dir, patients, seed)
         _provision_mailboxes(data_dir, console)
         logins["coordinator"] = coordinator_login(seed)
+        if "referent" in logins:
+            put_resource(
+                base + "/fhir", referent_role(logins["referent"]), _operator_token(data_dir)
+            )
         console.print(banner(base, data_dir, logins), soft_wrap=True, highlight=False)
         process.wait()
     except KeyboardInterrupt:

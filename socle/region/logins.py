@@ -158,6 +158,31 @@ def prepare(
     return logins
 
 
+def referent_role(referent: dict[str, Any]) -> dict[str, Any]:
+    """The PractitionerRole that makes the demo's referent a member of the identitovigilance
+    cell (the directory is what the authorisation server reads at his login)."""
+    from ..auth.server.directory import IDENTITY_REFERENT, ROLE_SYSTEM
+
+    return {
+        "resourceType": "PractitionerRole",
+        "id": f"referent-{referent['practitioner']}",
+        "active": True,
+        "practitioner": {"reference": f"Practitioner/{referent['practitioner']}"},
+        "organization": {"reference": f"Organization/{referent['organization']}"},
+        "code": [
+            {
+                "coding": [
+                    {
+                        "system": ROLE_SYSTEM,
+                        "code": IDENTITY_REFERENT,
+                        "display": "Référent en identitovigilance",
+                    }
+                ]
+            }
+        ],
+    }
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         return dict(json.loads(path.read_text()))

@@ -26,6 +26,7 @@ class PageSession:
     subject: str  # e.g. "Patient/123"
     display_name: str
     patient: str | None = None  # the patient id of a patient's session
+    identity_referent: bool = False  # holds the identitovigilance cell's scope
 
     def form_token(self, purpose: str) -> str:
         return form_token(self.csrf_secret, purpose, self.binding)

@@ -14,6 +14,10 @@ from ...fhir.search.query import parse_query
 
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
+# A PractitionerRole with this code makes its practitioner a member of the identitovigilance
+# cell (référent en identitovigilance): his logins get the scope socle/identitovigilance.
+ROLE_SYSTEM = "https://socle.example.org/fhir/CodeSystem/socle-role"
+IDENTITY_REFERENT = "identity-referent"
 # INS: NIR, NIA, and the test and demonstration OIDs (fr-identity §1).
 INS_SYSTEMS = (
     "urn:oid:1.2.250.1.213.1.4.8",
@@ -32,6 +36,7 @@ class Professional:
     organization: str | None = None  # Organization/<id>
     profession_codes: tuple[str, ...] = ()
     organizations: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    identity_referent: bool = False
 
 
 async def _search(
@@ -101,6 +106,16 @@ async def professional(engine: Engine, national_id: str) -> Professional | None:
         organization=organization,
         profession_codes=_professions(practitioner),
         organizations=tuple(orgs),
+        identity_referent=any(_is_referent(r) for r in roles),
+    )
+
+
+def _is_referent(role: dict[str, Any]) -> bool:
+    return any(
+        c.get("system") == ROLE_SYSTEM and c.get("code") == IDENTITY_REFERENT
+        for concept in role.get("code") or []
+        for c in (concept or {}).get("coding") or []
+        if isinstance(c, dict)
     )
 
 

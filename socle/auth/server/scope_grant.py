@@ -14,6 +14,8 @@ from ..tokens import Role
 
 IDENTITY_SCOPES = frozenset({"openid", "fhirUser", "profile"})
 REFRESH_SCOPES = frozenset({"offline_access", "online_access"})
+# held by a person because of who he is in the directory, never by asking
+CELL_SCOPE = "socle/identitovigilance"
 # Scopes a user may obtain besides resource scopes; `launch/patient` asks for a patient context.
 USER_EXTRA = IDENTITY_SCOPES | REFRESH_SCOPES | {"launch/patient"}
 CONTEXTS_OF_ROLE: dict[str, frozenset[str]] = {
@@ -36,8 +38,16 @@ def within(requested: Scope, allowed: Scope) -> bool:
     )
 
 
-def grant(requested: str, allowed: str, role: str) -> list[str]:
-    """The granted scopes, in the order requested, without duplicates."""
+def held_scopes(subject: dict[str, object]) -> frozenset[str]:
+    """The scopes the signed-in person holds by the directory: an identity referent's cell."""
+    return frozenset({CELL_SCOPE}) if subject.get("identity_referent") is True else frozenset()
+
+
+def grant(
+    requested: str, allowed: str, role: str, holds: frozenset[str] = frozenset()
+) -> list[str]:
+    """The granted scopes, in the order requested, without duplicates; ``holds``: the
+    non-resource scopes the person holds (:func:`held_scopes`)."""
     allowed_items = allowed.split()
     allowed_scopes = [s for s in (parse_scope(a) for a in allowed_items) if s is not None]
     contexts = CONTEXTS_OF_ROLE.get(role, frozenset())
@@ -48,6 +58,9 @@ def grant(requested: str, allowed: str, role: str) -> list[str]:
             continue
         scope = parse_scope(item)
         if scope is None:
+            if item in holds and item in allowed_items:
+                out.append(item)
+                continue
             if users and item in USER_EXTRA and item in allowed_items:
                 if item == "launch/patient" and role != Role.PATIENT:
                     continue

@@ -88,6 +88,8 @@ class ProfessionalLogin(Flow):
             "auth_time": identity.auth_time or int(time.time()),
             "idp": "psc",
         }
+        if pro.identity_referent:
+            subject["identity_referent"] = True
         async with engine.pool.connection() as conn:
             return await self.server.signed_in(conn, request_id, subject)
 

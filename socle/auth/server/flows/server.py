@@ -27,7 +27,7 @@ from ..clients import Client, load_client
 from ..config import AuthServerConfig
 from ..psc_broker import PscBroker
 from ..responses import REQUEST_COOKIE, clear_request_cookie, error_page
-from ..scope_grant import grant
+from ..scope_grant import grant, held_scopes
 from ..secrets_store import csrf_key, ensure_auth_server_keys, standin_client_secret
 
 log = logging.getLogger("socle.auth")
@@ -124,7 +124,7 @@ class AuthServer:
         client = await load_client(conn, found.client_id)
         if client is None:
             return error_page(REQUEST_EXPIRED)
-        granted = grant(found.params["scope"], client.scopes, subject["role"])
+        granted = grant(found.params["scope"], client.scopes, subject["role"], held_scopes(subject))
         return await self.answer(conn, request_id, found, client, granted, approved=True)
 
     async def answer(

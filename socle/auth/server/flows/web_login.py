@@ -33,7 +33,7 @@ LOGIN_COOKIE = "socle_login"
 CALLBACK = "/connexion/retour"
 # what the pages may ask for: a patient's own record, a professional's patients (the policy
 # narrows each to what the person may see); the role of who signs in picks among them
-WEB_SCOPES = "openid fhirUser profile patient/*.rs user/*.rs"
+WEB_SCOPES = "openid fhirUser profile patient/*.rs user/*.rs user/*.c socle/identitovigilance"
 LOGIN_FAILED = "La connexion n'a pas abouti. Recommencez depuis la page d'accueil."
 
 

@@ -1,0 +1,87 @@
+"""What the professional pages share: who may open them, searches with the professional's own
+Access, and a Patient as the pages show it (traits, INS, identity status)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...fhir.engine import Engine
+from ...fhir.search.executor import SearchResult
+from ...fhir.search.query import parse_query
+from ...identity.status import identity_status, may_share_ins
+from ...identity.traits import ins_from_patient, traits_from_patient
+from ...web import RepeatedParameter, form_data
+from ..site import SignedIn, page, signed_in
+from .words import SEXES, STATUSES
+
+
+def engine(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def professional(request: Request) -> SignedIn | Response:
+    return signed_in(request, role="professional")
+
+
+async def checked_form(request: Request, who: SignedIn, purpose: str) -> dict[str, str] | None:
+    """A posted form's fields, or None when its CSRF token for ``purpose`` does not hold."""
+    try:
+        form = await form_data(request)
+    except RepeatedParameter:
+        return None
+    return form if who.session.check(purpose, form.get("csrf")) else None
+
+
+def form_expired(request: Request) -> Response:
+    """A POST whose CSRF token is missing, forged or too old: nothing done, say so."""
+    return page(
+        request,
+        "error.html",
+        "Formulaire expiré",
+        status=400,
+        message="Le formulaire a expiré ou ne vient pas de Socle : rechargez la page.",
+    )
+
+
+async def search(
+    request: Request, who: SignedIn, rtype: str, pairs: list[tuple[str, str]], limit: int = 50
+) -> tuple[list[dict[str, Any]], SearchResult]:
+    """A search with the professional's Access (policy filters and audit as the API's)."""
+    q = parse_query(rtype, [*pairs, ("_count", str(limit))], limit)
+    result = await engine(request).search(q, who.access, f"pro-{rtype}")
+    return [json.loads(row.content) for row in result.rows], result
+
+
+def patient_view(patient: dict[str, Any]) -> dict[str, Any]:
+    """A Patient's identity as the pages show it."""
+    traits = traits_from_patient(patient)
+    status = identity_status(patient)
+    label, meaning = STATUSES[status]
+    ins = ins_from_patient(patient)
+    return {
+        "id": patient.get("id"),
+        "family": traits.birth_family,
+        "used_family": traits.used_family,
+        "given": " ".join(traits.birth_given),
+        "birth_date": traits.birth_date.isoformat() if traits.birth_date else "",
+        "sex": SEXES.get(traits.sex or "", "Non renseigné"),
+        "birthplace": traits.birthplace or "",
+        "ins": ins[0].value if ins else "",
+        "status": status,
+        "status_label": label,
+        "status_meaning": meaning,
+        "shareable": may_share_ins(patient),
+        "active": patient.get("active", True) is not False,
+        "replaced_by": next(
+            (
+                str((link.get("other") or {}).get("reference") or "")
+                for link in patient.get("link") or []
+                if isinstance(link, dict) and link.get("type") == "replaced-by"
+            ),
+            "",
+        ),
+    }

@@ -1,0 +1,15 @@
+"""The professional workspace's routes, one module per page group."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from . import accesses, emergency, patients, sharing, worklist
+
+ROUTES: list[BaseRoute] = [
+    *patients.ROUTES,
+    *emergency.ROUTES,
+    *sharing.ROUTES,
+    *worklist.ROUTES,
+    *accesses.ROUTES,
+]
