@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from starlette.requests import Request
@@ -331,7 +331,7 @@ def read_entry(measure: Measure, form: dict[str, str], patient: str, now: dt.dat
                 f"{shown(part.high, part)} {measure.unit_label}."
             )
         else:
-            numbers.append(number.quantize(Decimal(1).scaleb(-part.decimals)))
+            numbers.append(number.quantize(Decimal(1).scaleb(-part.decimals), ROUND_HALF_UP))
     moment, wrong = _moment(values["date"], values["heure"], now)
     if wrong == "heure":
         errors["heure"] = "Saisissez une heure au format hh:mm, par exemple 08:30."
