@@ -475,3 +475,19 @@ def test_a_professional_session_gets_no_patient_page(site: Site) -> None:
             "/telecharger-mes-donnees",
         ):
             assert http.post(path, data={}).status_code == 403, path
+
+
+def test_a_representatives_token_opens_no_patient_page(site: Site) -> None:
+    """A representative acts through the API (a token of the representative principal); the
+    pages take page sessions only, so the token gets the sign-in, never a patient's data."""
+    found = _resource(site, "/RelatedPerson", _count="1").get("entry", [])
+    if not found:
+        pytest.skip("the demo region has no representative")
+    person = found[0]["resource"]
+    child = person["patient"]["reference"].split("/")[-1]
+    token = token_for(site.server, f"representative:{person['id']}:{child}")
+    with httpx.Client(base_url=site.base, headers={"Authorization": f"Bearer {token}"}) as http:
+        for path in PATIENT_PAGES:
+            r = http.get(path)
+            assert r.status_code == 303 and r.headers["location"] == "/connexion", path
+        assert http.post("/telecharger-mes-donnees", data={}).status_code == 303
