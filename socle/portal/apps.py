@@ -18,9 +18,9 @@ from ..auth.server.flows.server import FIRST_PARTY_CLIENT
 from ..auth.server.grants_store import revoke_family
 from ..auth.server.scope_grant import describe
 from ..fhir.access import Touched
-from ..web import RepeatedParameter, redirect
+from ..web import redirect
 from ..web.errors import error_page
-from ..web.forms import form_data
+from .posted import checked_form
 from .reading import engine
 from .site import SignedIn, page, signed_in
 
@@ -73,12 +73,9 @@ async def withdraw(request: Request) -> Response:
     who = signed_in(request, role="patient")
     if isinstance(who, Response):
         return who
-    try:
-        form = await form_data(request)
-    except RepeatedParameter:
-        return error_page(400, "Le formulaire envoyé n'est pas valide.")
-    if not who.session.check(PURPOSE, form.get("csrf")):
-        return error_page(403, "Le formulaire a expiré : rechargez la page et recommencez.")
+    form = await checked_form(request, who, PURPOSE)
+    if isinstance(form, Response):
+        return form
     try:
         family = uuid.UUID(request.path_params["family"])
     except ValueError:

@@ -19,11 +19,10 @@ from starlette.routing import BaseRoute, Route
 from ..fhir.access import Touched
 from ..fhir.definitions import definitions
 from ..fhir.json import decode
-from ..web import RepeatedParameter, page_headers
-from ..web.errors import error_page
-from ..web.forms import form_data
+from ..web import page_headers
 from ..web.times import PARIS
 from .documents import document_bytes, summary
+from .posted import checked_form
 from .reading import engine, every_page
 from .site import SignedIn, page, signed_in
 
@@ -122,12 +121,9 @@ async def download(request: Request) -> Response:
     who = signed_in(request, role="patient")
     if isinstance(who, Response):
         return who
-    try:
-        form = await form_data(request)
-    except RepeatedParameter:
-        return error_page(400, "Le formulaire envoyé n'est pas valide.")
-    if not who.session.check(PURPOSE, form.get("csrf")):
-        return error_page(403, "Le formulaire a expiré : rechargez la page et recommencez.")
+    form = await checked_form(request, who, PURPOSE)
+    if isinstance(form, Response):
+        return form
     await who.access.record(
         None,
         Touched(

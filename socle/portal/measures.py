@@ -17,10 +17,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..fhir.entries import EntryRequest
-from ..web import RepeatedParameter, redirect
+from ..web import redirect
 from ..web.errors import error_page
-from ..web.forms import form_data
 from ..web.times import PARIS
+from .posted import checked_form
 from .reading import engine, own, patient_ref
 from .site import SignedIn, page, signed_in
 
@@ -473,12 +473,9 @@ async def add_measure(request: Request) -> Response:
         today = dt.datetime.now(PARIS)
         values = {"date": today.date().isoformat(), "heure": today.strftime("%H:%M")}
         return _form_page(request, who, measure, Entry(values, {}), 200)
-    try:
-        form = await form_data(request)
-    except RepeatedParameter:
-        return error_page(400, "Le formulaire envoyé n'est pas valide.")
-    if not who.session.check(FORM_PURPOSE, form.get("csrf")):
-        return error_page(403, "Le formulaire a expiré : rechargez la page et recommencez.")
+    form = await checked_form(request, who, FORM_PURPOSE)
+    if isinstance(form, Response):
+        return form
     entry = read_entry(measure, form, who.session.patient or "", dt.datetime.now(PARIS))
     if entry.observation is None:
         return _form_page(request, who, measure, entry, 400)

@@ -13,9 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..web import RepeatedParameter, redirect
-from ..web.errors import error_page
-from ..web.forms import form_data
+from ..web import redirect
+from .posted import checked_form
 from .reading import engine
 from .site import page, signed_in
 
@@ -73,12 +72,9 @@ async def notification_page(request: Request) -> Response:
     patient = who.session.patient or ""
     errors: dict[str, str] = {}
     if request.method == "POST":
-        try:
-            form = await form_data(request)
-        except RepeatedParameter:
-            return error_page(400, "Le formulaire envoyé n'est pas valide.")
-        if not who.session.check(PURPOSE, form.get("csrf")):
-            return error_page(403, "Le formulaire a expiré : rechargez la page et recommencez.")
+        form = await checked_form(request, who, PURPOSE)
+        if isinstance(form, Response):
+            return form
         prefs, errors = read_form(form)
         if not errors:
             values = asdict(prefs)

@@ -24,10 +24,10 @@ from starlette.routing import BaseRoute, Route
 from ..fhir.access import Touched
 from ..fhir.entries import EntryRequest
 from ..fhir.json import decode
-from ..web import RepeatedParameter, redirect
+from ..web import redirect
 from ..web.errors import error_page
-from ..web.forms import form_data
 from .documents import summary
+from .posted import checked_form
 from .reading import engine, own, patient_ref
 from .site import SignedIn, page, signed_in
 
@@ -177,21 +177,11 @@ async def privacy(request: Request) -> Response:
     )
 
 
-async def _checked_form(request: Request, who: SignedIn) -> dict[str, str] | Response:
-    try:
-        form = await form_data(request)
-    except RepeatedParameter:
-        return error_page(400, "Le formulaire envoyé n'est pas valide.")
-    if not who.session.check(PURPOSE, form.get("csrf")):
-        return error_page(403, "Le formulaire a expiré : rechargez la page et recommencez.")
-    return form
-
-
 async def set_visibility(request: Request) -> Response:
     who = signed_in(request, role="patient")
     if isinstance(who, Response):
         return who
-    form = await _checked_form(request, who)
+    form = await checked_form(request, who, PURPOSE)
     if isinstance(form, Response):
         return form
     hide = form.get("action") == "masquer"
@@ -232,7 +222,7 @@ async def set_block(request: Request) -> Response:
     who = signed_in(request, role="patient")
     if isinstance(who, Response):
         return who
-    form = await _checked_form(request, who)
+    form = await checked_form(request, who, PURPOSE)
     if isinstance(form, Response):
         return form
     practitioner = request.path_params["id"]
