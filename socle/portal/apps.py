@@ -91,8 +91,16 @@ async def withdraw(request: Request) -> Response:
         if row is None:
             return error_page(404, "Cette autorisation n'existe pas.")
         await revoke_family(conn, family)
+    patient = who.session.patient or ""
     await who.access.record(
-        None, Touched("delete", None, [], detail=f"patient withdrew the authorisation of {row[0]}")
+        None,
+        Touched(
+            "operation",
+            None,
+            [("Patient", patient, patient)],
+            operation="withdraw-authorisation",
+            detail=f"patient withdrew the authorisation of {row[0]}",
+        ),
     )
     return redirect("/applications?retire=1")
 

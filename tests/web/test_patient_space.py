@@ -306,6 +306,7 @@ def test_withdrawing_an_application_revokes_its_tokens(site: Site) -> None:
         assert done.status_code == 303
         assert "Appli de suivi" not in http.get("/applications").text
     assert _fhir(site, "/Observation", access, patient=site.patient.id).status_code == 401
+    assert _audited(site, "%withdrew the authorisation of appli-de-suivi%")
     refreshed = httpx.post(
         site.base + "/auth/token",
         data={
