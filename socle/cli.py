@@ -405,6 +405,24 @@ def patient_account(
     print(provisioning_uri(secret, login or patient_id))
 
 
+@app.command("activation-code")
+def activation_code(
+    patient_id: Annotated[str, typer.Argument(help="The Patient id.")],
+    days: Annotated[int, typer.Option(help="Days before the code expires.")] = 30,
+    issued_by: Annotated[str, typer.Option(help="Who hands it over (recorded).")] = "operator",
+    data_dir: DataDir = None,
+) -> None:
+    """Issue a patient's single-use activation code for their first login at /activation."""
+    from .portal.activation_codes import issue
+
+    _, conn = _connect(data_dir)
+    with conn:
+        code, expires = issue(conn, patient_id, issued_by, days)
+    from .web.times import paris
+
+    print(f"Code d'activation : {code} (valable jusqu'au {paris(expires)}, heure de Paris)")
+
+
 from .workers.cli import jobs_app  # noqa: E402 - beside the other command groups
 from .workers.cli import worker as worker_command  # noqa: E402
 

@@ -554,6 +554,35 @@ CREATE TABLE term_package (
 );
 """
 
+# -- patient space (socle/portal), migrations 260-269 --------------------------------------------
+PATIENT_ACTIVATION_V260 = """
+-- Activation codes an establishment hands a patient for their first login (socle/portal/
+-- activation.py): only the code's SHA-256 is kept, single use, expiring.
+CREATE TABLE patient_activation_code (
+    code_hash   bytea PRIMARY KEY,
+    patient_id  text NOT NULL,
+    created_by  text NOT NULL,               -- who issued it (operator, establishment client)
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    used_at     timestamptz
+);
+CREATE INDEX patient_activation_code_patient ON patient_activation_code (patient_id);
+"""
+
+PATIENT_NOTIFICATIONS_V261 = """
+-- A patient's notification preferences (socle/portal/notifications.py), read by messaging.
+CREATE TABLE patient_notification_preference (
+    patient_id   text PRIMARY KEY,
+    email        text,                        -- opt-in: null or not chosen, no e-mail is sent
+    email_opt_in boolean NOT NULL DEFAULT false,
+    new_document boolean NOT NULL DEFAULT true,
+    new_access   boolean NOT NULL DEFAULT false,
+    new_message  boolean NOT NULL DEFAULT true,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    CHECK (NOT email_opt_in OR email IS NOT NULL)
+);
+"""
+
 # Versions need not be contiguous, and a lower version added later is still applied (each
 # version is applied once, in ascending order, if not recorded).
 # -- Subscriptions (socle/subscriptions/): migrations 200-209 --------------------------------
@@ -604,6 +633,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (183, "terminology: code systems, concepts and their words", TERMINOLOGY_V183),
     (190, "server-side sessions of the web pages", WEB_SESSIONS_V190),
     (200, "subscriptions: state, numbered events, websocket binding tokens", SUBSCRIPTIONS_V200),
+    # patient space
+    (260, "patient activation codes (hashed, single use)", PATIENT_ACTIVATION_V260),
+    (261, "patient notification preferences", PATIENT_NOTIFICATIONS_V261),
 ]
 
 

@@ -51,7 +51,7 @@ class Filters:
     errors: dict[str, str] | None = None
 
 
-def _date(value: str) -> dt.date | None:
+def typed_date(value: str) -> dt.date | None:
     """A date as a date field sends it (``2025-12-31``) or as a person types it where the
     browser has no date picker (``31/12/2025``)."""
     text = value.strip()
@@ -69,9 +69,9 @@ def read_filters(params: dict[str, str]) -> Filters:
     if f.kind and f.kind not in dict(kinds()):
         f.errors["type"] = "Choisissez un type de document dans la liste."
     for name, value in (("du", f.start), ("au", f.end)):
-        if value and _date(value) is None:
+        if value and typed_date(value) is None:
             f.errors[name] = "Saisissez une date au format jj/mm/aaaa, par exemple 31/12/2025."
-    start, end = _date(f.start), _date(f.end)
+    start, end = typed_date(f.start), typed_date(f.end)
     if start and end and start > end and not f.errors:
         f.errors["au"] = "La date de fin doit être après la date de début."
     if not f.errors:  # what the search gets: ISO dates

@@ -8,12 +8,37 @@ from starlette.routing import BaseRoute
 
 from ..config import Settings
 from ..contract import Service
-from . import accesses, documents, front
+from . import (
+    accesses,
+    activation,
+    apps,
+    documents,
+    export,
+    front,
+    measures,
+    notifications,
+    privacy,
+    profile,
+    representatives,
+)
 from .pro.routes import ROUTES as PRO_ROUTES
 
 
 def routes(settings: Settings) -> Sequence[BaseRoute]:
-    return [*front.ROUTES, *documents.ROUTES, *accesses.ROUTES, *PRO_ROUTES]
+    return [
+        *front.ROUTES,
+        *documents.ROUTES,
+        *accesses.ROUTES,
+        *measures.ROUTES,
+        *profile.ROUTES,
+        *privacy.ROUTES,
+        *representatives.ROUTES,
+        *export.ROUTES,
+        *apps.ROUTES,
+        *activation.ROUTES,
+        *notifications.ROUTES,
+        *PRO_ROUTES,
+    ]
 
 
 service = Service(name="portal", routes=routes)

@@ -19,7 +19,10 @@ PAGES = Pages(Path(__file__).parent / "templates")
 PATIENT_NAV = [
     ("/", "Accueil"),
     ("/mes-documents", "Mes documents"),
+    ("/mes-mesures", "Mes mesures"),
+    ("/mon-profil", "Mon profil médical"),
     ("/qui-a-consulte", "Qui a consulté mon dossier"),
+    ("/confidentialite", "Confidentialité"),
     ("/compte", "Mon compte"),
 ]
 OTHER_NAV = [("/", "Accueil"), ("/compte", "Mon compte")]

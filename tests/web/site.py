@@ -126,7 +126,9 @@ def _patients_with_documents(server: ServerProcess) -> list[str]:
 
 @contextmanager
 def running_site(db: Database) -> Iterator[Site]:
-    server = start_server(db)
+    # every web test signs in from the loopback: the per-IP login limit (tested in tests/auth)
+    # would refuse the suite's sign-ins, not an attacker's
+    server = start_server(db, extra_env={"SOCLE_AUTH_LOGIN_RATE": "1000"})
     try:
         load_region(server.fhir, PATIENTS, SEED, Console(quiet=True), token_for(server))
         settings = Settings.as_served(db.data_dir)

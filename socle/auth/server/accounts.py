@@ -49,24 +49,48 @@ def create_patient_account(
 
     ``login`` defaults to the patient id; the patient may also sign in with their INS."""
     settings = settings or Settings.from_env()
-    if patient_id.startswith("Patient/"):
-        patient_id = patient_id.removeprefix("Patient/")
+    patient_id, secret, values = _new_account(settings, patient_id, password)
+    conn.execute(ACCOUNT_UPSERT, (patient_id, login or patient_id, *values))
+    return secret
+
+
+ACCOUNT_UPSERT = (
+    "INSERT INTO patient_account (patient_id, login, password_hash, totp_secret_enc)"
+    " VALUES (%s, %s, %s, %s) ON CONFLICT (patient_id) DO UPDATE SET"
+    " login = EXCLUDED.login, password_hash = EXCLUDED.password_hash,"
+    " totp_secret_enc = EXCLUDED.totp_secret_enc, totp_last_step = 0,"
+    " failed_attempts = 0, locked_until = NULL"
+)
+
+
+def _new_account(
+    settings: Settings, patient_id: str, password: str
+) -> tuple[str, str, tuple[str, bytes]]:
+    """(patient id, TOTP secret, (password hash, encrypted secret)); ValueError for a weak
+    password."""
+    patient_id = patient_id.removeprefix("Patient/")
     problem = passwords.check_strength(password)
     if problem:
         raise ValueError(problem)
     secret = totp.new_secret()
-    conn.execute(
-        "INSERT INTO patient_account (patient_id, login, password_hash, totp_secret_enc)"
-        " VALUES (%s, %s, %s, %s) ON CONFLICT (patient_id) DO UPDATE SET"
-        " login = EXCLUDED.login, password_hash = EXCLUDED.password_hash,"
-        " totp_secret_enc = EXCLUDED.totp_secret_enc, totp_last_step = 0,"
-        " failed_attempts = 0, locked_until = NULL",
-        (
-            patient_id,
-            login or patient_id,
-            passwords.hash_password(password),
-            _encrypt(settings, patient_id, secret),
-        ),
+    return (
+        patient_id,
+        secret,
+        (passwords.hash_password(password), _encrypt(settings, patient_id, secret)),
+    )
+
+
+async def open_patient_account(
+    conn: AsyncConnection, settings: Settings, patient_id: str, password: str
+) -> str:
+    """:func:`create_patient_account` for an async caller (first login by activation code):
+    the scrypt work off the event loop; an existing account keeps its login. Returns the TOTP
+    secret."""
+    patient_id, secret, values = await asyncio.to_thread(
+        _new_account, settings, patient_id, password
+    )
+    await conn.execute(
+        ACCOUNT_UPSERT.replace("login = EXCLUDED.login, ", ""), (patient_id, patient_id, *values)
     )
     return secret
 

@@ -1,0 +1,166 @@
+"""« Première connexion »: a patient activates their account with the code an establishment
+handed them (:mod:`.activation_codes`), their INS and birth date; then chooses a password and
+adds the TOTP secret to an authenticator app — the authorisation server's own patient account
+(scrypt password, TOTP secret encrypted at rest), so they then sign in as every patient does.
+
+Two forms, no state kept between them: the second carries the first's answers and checks them
+again; the code is spent only when the account is made. Every failure of the first step says
+the same thing (which of the three was wrong is not revealed) and counts in the login rate
+limit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..auth.server import passwords
+from ..auth.server.accounts import open_patient_account
+from ..auth.server.directory import patients_with_ins
+from ..auth.server.ratelimit import allow
+from ..auth.server.totp import provisioning_uri
+from ..fhir.json import decode
+from ..fhir.outcome import FhirError
+from ..identity.nir import is_valid_nir
+from ..web import RepeatedParameter, client_ip
+from ..web.forms import form_data
+from . import activation_codes
+from .documents import typed_date
+from .reading import engine
+from .site import page
+
+REFUSED = (
+    "Ces informations ne permettent pas d'activer un compte. Vérifiez le code, votre matricule "
+    "INS et votre date de naissance ; un code ne sert qu'une fois et expire."
+)
+FIELDS = ("code", "ins", "naissance")
+
+
+def ins_errors(text: str) -> str | None:
+    ins = text.replace(" ", "").upper()
+    if not ins:
+        return "Saisissez votre matricule INS (numéro de sécurité sociale, 15 caractères)."
+    if len(ins) != 15 or not is_valid_nir(ins):
+        return (
+            "Saisissez les 15 caractères de votre matricule INS, clé comprise, par exemple "
+            "2 84 05 2A 004 005 17 si vous êtes né en Corse-du-Sud."
+        )
+    return None
+
+
+def first_step_errors(values: dict[str, str]) -> dict[str, str]:
+    errors = {}
+    if len(activation_codes.normalised(values["code"])) != 12:
+        errors["code"] = "Saisissez les 12 caractères du code, par exemple ABCD-EFGH-JKMN."
+    problem = ins_errors(values["ins"])
+    if problem:
+        errors["ins"] = problem
+    if typed_date(values["naissance"]) is None:
+        errors["naissance"] = "Saisissez votre date de naissance au format jj/mm/aaaa."
+    return errors
+
+
+async def _patient(request: Request, values: dict[str, str]) -> str | None:
+    """The patient the three answers designate together, or None."""
+    eng = engine(request)
+    async with eng.pool.connection() as conn:
+        patient = await activation_codes.patient_of(conn, values["code"])
+    if patient is None:
+        return None
+    if patient not in await patients_with_ins(eng, values["ins"].replace(" ", "").upper()):
+        return None
+    try:
+        version = await eng.read("Patient", patient, eng.platform())
+    except FhirError:
+        return None
+    born = typed_date(values["naissance"])
+    resource = decode(version.content or "{}")
+    return patient if born and resource.get("birthDate") == born.isoformat() else None
+
+
+def _form(
+    request: Request, step: str, values: dict[str, str], errors: dict[str, str], **more: Any
+) -> Response:
+    status = 429 if more.get("throttled") else 400 if errors or more.get("refused") else 200
+    return page(
+        request,
+        "activation.html",
+        "Activer mon compte",
+        status=status,
+        step=step,
+        values=values,
+        errors=errors,
+        **more,
+    )
+
+
+async def _limited(request: Request) -> bool:
+    eng = engine(request)
+    rate = int(eng.settings.auth_login_rate)
+    async with eng.pool.connection() as conn:
+        return not await allow(conn, "login", client_ip(request), rate)
+
+
+async def _values(request: Request) -> dict[str, str] | None:
+    try:
+        form = await form_data(request)
+    except RepeatedParameter:
+        return None
+    return {k: form.get(k, "")[:200] for k in (*FIELDS, "mot_de_passe", "confirmation")}
+
+
+async def activation(request: Request) -> Response:
+    if request.method == "GET":
+        return _form(request, "code", dict.fromkeys(FIELDS, ""), {})
+    values = await _values(request)
+    if values is None:
+        return _form(request, "code", dict.fromkeys(FIELDS, ""), {}, refused=REFUSED)
+    errors = first_step_errors(values)
+    if errors:
+        return _form(request, "code", values, errors)
+    if await _limited(request):
+        return _form(request, "code", values, {}, throttled=True)
+    if await _patient(request, values) is None:
+        return _form(request, "code", values, {}, refused=REFUSED)
+    return _form(request, "password", values, {})
+
+
+async def choose_password(request: Request) -> Response:
+    values = await _values(request)
+    if values is None or first_step_errors(values):
+        return _form(request, "code", dict.fromkeys(FIELDS, ""), {}, refused=REFUSED)
+    errors: dict[str, str] = {}
+    problem = passwords.check_strength(values["mot_de_passe"])
+    if problem:
+        errors["mot_de_passe"] = problem[0].upper() + problem[1:] + "."
+    elif values["confirmation"] != values["mot_de_passe"]:
+        errors["confirmation"] = "Les deux mots de passe ne sont pas identiques."
+    if errors:
+        return _form(request, "password", values, errors)
+    if await _limited(request):
+        return _form(request, "code", values, {}, throttled=True)
+    patient = await _patient(request, values)
+    if patient is None:
+        return _form(request, "code", values, {}, refused=REFUSED)
+    eng = engine(request)
+    async with eng.pool.connection() as conn, conn.transaction():
+        if not await activation_codes.use(conn, values["code"], patient):
+            return _form(request, "code", values, {}, refused=REFUSED)
+        secret = await open_patient_account(conn, eng.settings, patient, values["mot_de_passe"])
+    return page(
+        request,
+        "activation_fin.html",
+        "Votre compte est activé",
+        secret=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+        uri=provisioning_uri(secret, values["ins"].replace(" ", "").upper()),
+        when=dt.datetime.now(dt.UTC),
+    )
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/activation", activation, methods=["GET", "POST"]),
+    Route("/activation/mot-de-passe", choose_password, methods=["POST"]),
+]
