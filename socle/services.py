@@ -4,9 +4,10 @@ declares). Adding a service: its package with a `service.py`, and one line here.
 from __future__ import annotations
 
 from .auth.service import service as security
+from .bulk.service import service as bulk
 from .contract import Service
 from .identity.service import service as identity
 from .portal.service import service as portal
 from .record.service import service as record
 
-SERVICES: list[Service] = [security, identity, record, portal]
+SERVICES: list[Service] = [security, identity, record, portal, bulk]
