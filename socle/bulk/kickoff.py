@@ -42,6 +42,7 @@ SYSTEM_EXPORT = Operation(
     system=True,
     inputs=_EXPORT_INPUTS,
     canonical=BULK + "export",
+    given_id="export",
 )
 PATIENT_EXPORT = Operation(
     "export",
@@ -51,6 +52,7 @@ PATIENT_EXPORT = Operation(
     type=True,
     inputs=_EXPORT_INPUTS,
     canonical=BULK + "patient-export",
+    given_id="patient-export",
 )
 GROUP_EXPORT = Operation(
     "export",
@@ -60,6 +62,7 @@ GROUP_EXPORT = Operation(
     instance=True,
     inputs=_EXPORT_INPUTS,
     canonical=BULK + "group-export",
+    given_id="group-export",
 )
 IMPORT = Operation(
     "import",
@@ -81,6 +84,7 @@ IMPORT = Operation(
             parts=(Param("type", "code", min=1), Param("url", "uri", min=1)),
         ),
     ),
+    given_id="import",
 )
 OPERATIONS = [SYSTEM_EXPORT, PATIENT_EXPORT, GROUP_EXPORT, IMPORT]
 
