@@ -212,14 +212,21 @@ def test_patient_and_group_exports_hold_compartments(server: ServerProcess) -> N
 
 
 def test_a_system_client_exports_no_more_than_it_may_search(server: ServerProcess) -> None:
+    """A system client reads its own organisation's data: the export holds what its search
+    finds (the one Observation it wrote), not the operator's."""
     who = "system:bx-client:bx-org"
     headers = auth_headers(server, who)
+    own = {k: v for k, v in _observation("bx-p3", 99).items() if k != "id"}
+    written = httpx.post(f"{server.fhir}/Observation", json=own, headers=headers, timeout=30)
+    assert written.status_code == 201, written.text
+    own_id = written.json()["id"]
     searched = httpx.get(
         f"{server.fhir}/Observation", params={"_total": "accurate"}, headers=headers, timeout=30
     ).json()["total"]
+    assert searched == 1
     _, manifest, headers = _export(server, "$export", who, _type="Observation")
-    exported = sum(i["count"] for i in manifest["output"])
-    assert exported == searched
+    exported = [o["id"] for f in manifest["output"] for o in _lines(f["url"], headers)]
+    assert exported == [own_id]
 
 
 @pytest.mark.parametrize(
