@@ -19,7 +19,7 @@ import pytest
 from socle.testing import ServerProcess, auth_headers, free_port, server_beside
 from tests.workers.test_jobs import ENV, WorkerProcess, _until
 
-LINES = 6000  # three chunks of 2000 lines: the first commits well before the last
+LINES = 4000  # two chunks of 2000 lines: the first commits well before the second
 
 
 @pytest.fixture(scope="module")
