@@ -132,7 +132,10 @@ async def respond_async(request: Request, kind: str, args: dict[str, Any]) -> Re
     if kind == "search":
         args = {**args, "strict": "handling=strict" in request.headers.get("prefer", "")}
         args["query"] = request.url.query
-        args["path"] = request.url.path.split("/fhir/", 1)[-1].removesuffix("/_search")
+        path = request.url.path
+        args["path"] = (
+            path.split("/fhir/", 1)[1].removesuffix("/_search") if "/fhir/" in path else ""
+        )
     return await kick_off(request, kind, ASYNC_JOB, args)
 
 

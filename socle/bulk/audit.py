@@ -44,6 +44,11 @@ def chunk_record(done: ChunkDone) -> AuditRow:
         operation="$import",
         decision_reason=summary,
     )
+    return _row(record, patients, ())
+
+
+def _row(record: AccessRecord, patients: Sequence[str], agents: Sequence[str]) -> AuditRow:
+    """The stored row of a bulk operation's record (a success, subtype operation)."""
     event = build_audit_event(record)
     return AuditRow(
         event["id"],
@@ -52,7 +57,7 @@ def chunk_record(done: ChunkDone) -> AuditRow:
         "0",
         "operation",
         tuple(patients),
-        (),
+        tuple(agents),
         event_text(event),
     )
 
@@ -80,22 +85,12 @@ def access_record(
         operation="$export",
         decision_reason=summary,
     )
-    event = build_audit_event(record)
     agents = [a for a in (principal.fhir_user,) if a]
     if principal.national_id:
         agents.append(f"{IDNAT_PS}|{principal.national_id}")
     if principal.client_id:
         agents.append(f"{CLIENT_ID_SYSTEM}|{principal.client_id}")
-    return AuditRow(
-        event["id"],
-        record.recorded,
-        event["action"],
-        "0",
-        "operation",
-        tuple(ordered),
-        tuple(agents),
-        event_text(event),
-    )
+    return _row(record, ordered, agents)
 
 
 async def write_access_record(

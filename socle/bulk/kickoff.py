@@ -34,35 +34,36 @@ _EXPORT_DOC = (
     "Asynchronous: 202 and a status URL whose manifest lists NDJSON files, served to the "
     "same client only, expiring. Needs Prefer: respond-async and a system-level token."
 )
-SYSTEM_EXPORT = Operation(
-    "export",
-    "Export every resource",
-    "Bulk Data export of every resource the client may read. " + _EXPORT_DOC,
-    resource=("Resource",),
-    system=True,
-    inputs=_EXPORT_INPUTS,
-    canonical=BULK + "export",
-    given_id="export",
+
+
+def _export_operation(title: str, what: str, level: str, ident: str) -> Operation:
+    """`$export` at one level: `system`, `type` (Patient) or `instance` (Group)."""
+    resource = {"system": "Resource", "type": "Patient", "instance": "Group"}[level]
+    return Operation(
+        "export",
+        title,
+        f"Bulk Data export of {what}. " + _EXPORT_DOC,
+        resource=(resource,),
+        system=level == "system",
+        type=level == "type",
+        instance=level == "instance",
+        inputs=_EXPORT_INPUTS,
+        canonical=BULK + ident,
+        given_id=ident,
+    )
+
+
+SYSTEM_EXPORT = _export_operation(
+    "Export every resource", "every resource the client may read", "system", "export"
 )
-PATIENT_EXPORT = Operation(
-    "export",
-    "Export the patients' data",
-    "Bulk Data export of every patient's compartment. " + _EXPORT_DOC,
-    resource=("Patient",),
-    type=True,
-    inputs=_EXPORT_INPUTS,
-    canonical=BULK + "patient-export",
-    given_id="patient-export",
+PATIENT_EXPORT = _export_operation(
+    "Export the patients' data", "every patient's compartment", "type", "patient-export"
 )
-GROUP_EXPORT = Operation(
-    "export",
+GROUP_EXPORT = _export_operation(
     "Export a group's data",
-    "Bulk Data export of the compartments of a Group's member patients. " + _EXPORT_DOC,
-    resource=("Group",),
-    instance=True,
-    inputs=_EXPORT_INPUTS,
-    canonical=BULK + "group-export",
-    given_id="group-export",
+    "the compartments of a Group's member patients",
+    "instance",
+    "group-export",
 )
 IMPORT = Operation(
     "import",

@@ -7,8 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 
 from socle.testing import ServerProcess, auth_headers, free_port, server_beside
+from tests.workers.test_jobs import _until
 
 FILE_BYTES = 3000
 ENV = {"SOCLE_EXPORT_FILE_BYTES": str(FILE_BYTES), "SOCLE_EXPORT_TTL": "20"}
@@ -73,17 +73,6 @@ def server(database) -> Iterator[ServerProcess]:
         r = httpx.post(srv.fhir, json=bundle, headers=auth_headers(srv), timeout=60)
         assert r.status_code == 200, r.text
         yield srv
-
-
-def _until(what: Callable[[], Any], limit: float = 90) -> Any:
-    """Poll until `what()` is true (a bound, not a measure)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("condition not reached")
 
 
 def _sql(server: ServerProcess, sql: str, *args: Any) -> list[tuple[Any, ...]]:
