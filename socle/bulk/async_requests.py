@@ -39,9 +39,9 @@ from starlette.routing import Route
 from ..config import Settings
 from ..fhir.json import encode_str
 from ..fhir.outcome import FhirError, information
-from ..fhir.rest.http import fhir_response
+from ..fhir.rest.http import fhir_response, prefer_strict
 from ..fhir.rest.requests import access_of, engine_of
-from ..fhir.rest.searching import SearchRequest, search_text
+from ..fhir.rest.searching import SearchRequest, search_path, search_text
 from ..fhir.rest.transactions import bundle_response_text
 from ..workers import JobContext, JobKind, enqueue
 from ..workers import queue as job_queue
@@ -130,12 +130,9 @@ async def kick_off(request: Request, kind: str, job_kind: str, args: dict[str, A
 async def respond_async(request: Request, kind: str, args: dict[str, Any]) -> Response:
     """The engine's `Hooks.respond_async`: a search or a Bundle run later, as the caller."""
     if kind == "search":
-        args = {**args, "strict": "handling=strict" in request.headers.get("prefer", "")}
+        args = {**args, "strict": prefer_strict(request)}
         args["query"] = request.url.query
-        path = request.url.path
-        args["path"] = (
-            path.split("/fhir/", 1)[1].removesuffix("/_search") if "/fhir/" in path else ""
-        )
+        args["path"] = search_path(request)
     return await kick_off(request, kind, ASYNC_JOB, args)
 
 

@@ -22,17 +22,22 @@ from .requests import access_of, base_url, engine_of
 async def search_response(
     request: Request, rtype: str | None, pairs: list[tuple[str, str]], extra: Filter | None = None
 ) -> Response:
-    path = request.url.path.split("/fhir/", 1)[-1] if "/fhir/" in request.url.path else ""
-    if path.endswith("/_search"):
-        path = path[: -len("/_search")]
     text = await search_text(
         engine_of(request),
         access_of(request),
-        SearchRequest(rtype, pairs, prefer_strict(request), path, request.url.query),
+        SearchRequest(
+            rtype, pairs, prefer_strict(request), search_path(request), request.url.query
+        ),
         base_url(request),
         extra,
     )
     return fhir_response(text)
+
+
+def search_path(request: Request) -> str:
+    """The path a search's links repeat: the request's, after the base, without `/_search`."""
+    path = request.url.path.split("/fhir/", 1)[-1] if "/fhir/" in request.url.path else ""
+    return path.removesuffix("/_search")
 
 
 @dataclass(frozen=True)
