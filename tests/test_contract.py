@@ -45,8 +45,8 @@ def test_a_service_operation_is_routed_before_the_generic_interactions(tmp_path:
     assert response.json()["parameter"][0]["valueString"] == "test"
 
 
-def test_the_default_services_are_security_identity_record_and_the_portal() -> None:
-    assert [s.name for s in SERVICES] == ["security", "identity", "record", "portal"]
+def test_the_default_services_are_security_identity_record_the_portal_and_bulk() -> None:
+    assert [s.name for s in SERVICES] == ["security", "identity", "record", "portal", "bulk"]
 
 
 def test_one_service_owns_a_types_hooks() -> None:
