@@ -224,8 +224,8 @@ async def status(request: Request) -> Response:
         return fhir_response(row["result"], row["status"], headers)
     async with engine_of(request).pool.connection() as conn:
         job = await job_queue.get_job(conn, row["job_id"]) if row["job_id"] else None
-    if job is not None and job["state"] == "dead":
-        err = FhirError.of(500, "exception", "The request failed; ask the operators to look")
+    if job is not None and job["state"] in ("dead", "cancelled"):  # out of attempts, or stopped
+        err = FhirError.of(500, "exception", "The request did not complete; ask the operators")
         return fhir_response(err.outcome(), 500)
     progress = (job or {}).get("progress") or {}
     note = progress.get("note") or (
