@@ -396,3 +396,20 @@ def test_capability_statement_declares_bulk_data(server: ServerProcess) -> None:
     by_type = {r["type"]: r for r in cs["rest"][0]["resource"]}
     assert any(o["name"] == "export" for o in by_type["Group"]["operation"])
     assert any(o["name"] == "export" for o in by_type["Patient"]["operation"])
+
+
+def test_a_post_kick_off_takes_parameters(server: ServerProcess) -> None:
+    headers = auth_headers(server)
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "_type", "valueString": "Organization"}],
+    }
+    r = httpx.post(
+        f"{server.fhir}/$export",
+        json=body,
+        headers={**ASYNC, **headers, "Content-Type": "application/fhir+json"},
+        timeout=30,
+    )
+    assert r.status_code == 202, r.text
+    done = _outcome(server, r.headers["Content-Location"], headers)
+    assert {o["type"] for o in done.json()["output"]} == {"Organization"}
