@@ -19,7 +19,8 @@ import pytest
 from socle.testing import ServerProcess, auth_headers, free_port, server_beside
 from tests.workers.test_jobs import ENV, WorkerProcess, _until
 
-LINES = 4000  # two chunks of 2000 lines: the first commits well before the second
+LINES = 8000  # four chunks of 2000 lines; a chunk commits once the next is prepared, so
+# the kill after the first commit leaves at least two to do
 
 
 @pytest.fixture(scope="module")
