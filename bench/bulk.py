@@ -3,6 +3,12 @@
     .venv/bin/python bench/bulk.py [--patients 1000] [--seed 1] [--database-url URL]
                                    [--processes N] [--chunk 2000]
 
+With `--export`, then measures `$export` over HTTP on what was imported: a real `socle serve`
+(one worker, running the job), a system export kicked off with the operator's token, polled
+until done; resources/s from kick-off to manifest, and the memory of the server's processes
+(VmHWM, the peak resident set, from /proc) before and after: the export streams, so the peak
+should not grow with the export's size.
+
 Generates the region (`socle generate`, not timed), imports its NDJSON into a fresh database
 with the import itself (in this process: validation and indexing in worker processes, COPY and
 the audit record per chunk, exactly as `socle import` runs), then COPYs the same lines as
@@ -40,7 +46,7 @@ from socle.database import prepare, resolve_url  # noqa: E402
 from socle.fhir.json import decode  # noqa: E402
 from socle.region.generate import iter_blocks  # noqa: E402
 from socle.region.writer import write_region  # noqa: E402
-from socle.testing import fresh_database  # noqa: E402
+from socle.testing import auth_headers, fresh_database, start_server, stop_server  # noqa: E402
 
 
 def _cpu() -> tuple[float, float]:
@@ -78,6 +84,80 @@ def raw_copy(url: str, folder: Path) -> dict[str, Any]:
     return {"resources": count, "seconds": round(seconds, 2), "per_s": round(count / seconds)}
 
 
+def _memory_kb(pid: int) -> dict[str, int]:
+    """VmHWM and VmRSS (kB) of a process and its children, summed over the tree's processes."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    out = {"VmHWM": 0, "VmRSS": 0, "max_process_VmHWM": 0}
+    for p in pids:
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                kb = int(value.split()[0])
+                out[key] += kb
+                if key == "VmHWM":
+                    out["max_process_VmHWM"] = max(out["max_process_VmHWM"], kb)
+    return out
+
+
+def multiply(url: str, times: int) -> None:
+    """Copies of every current resource under new ids (`<id>-m<k>`) and rids."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        top = conn.execute("SELECT max(rid) + 1 FROM resource").fetchone()[0]  # type: ignore[index]
+        for k in range(1, times):
+            conn.execute(
+                "INSERT INTO resource (rid, rtype, id, version, last_updated, deleted, "
+                "compartment, content) SELECT rid + %s, rtype, id || %s, version, last_updated, "
+                "deleted, compartment, jsonb_set(content, '{id}', to_jsonb(id || %s)) "
+                "FROM resource WHERE rid < %s",
+                (k * top, f"-m{k}", f"-m{k}", top),
+            )
+        conn.execute("ANALYZE resource")
+
+
+def export_bench(db: Any) -> dict[str, Any]:
+    """A system `$export` of everything over HTTP; resources/s and the server's memory."""
+    import httpx
+
+    server = start_server(db, workers=1, extra_env={"SOCLE_EXPORT_FILE_BYTES": str(64 << 20)})
+    try:
+        headers = auth_headers(server)
+        before = _memory_kb(server.process.pid)
+        started = time.perf_counter()
+        r = httpx.get(
+            f"{server.fhir}/$export",
+            headers={**headers, "Prefer": "respond-async", "Accept": "application/fhir+json"},
+            timeout=60,
+        )
+        assert r.status_code == 202, r.text
+        while True:
+            done = httpx.get(r.headers["Content-Location"], headers=headers, timeout=60)
+            if done.status_code != 202:
+                break
+            time.sleep(0.5)
+        seconds = time.perf_counter() - started
+        assert done.status_code == 200, done.text
+        manifest = done.json()
+        after = _memory_kb(server.process.pid)
+        count = sum(o["count"] for o in manifest["output"])
+        return {
+            "resources": count,
+            "files": len(manifest["output"]),
+            "seconds": round(seconds, 2),
+            "per_s": round(count / seconds),
+            "server_memory_kb_before": before,
+            "server_memory_kb_after": after,
+        }
+    finally:
+        stop_server(server)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=1000)
@@ -85,6 +165,15 @@ def main() -> None:
     ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     ap.add_argument("--processes", type=int, default=None)
     ap.add_argument("--chunk", type=int, default=2000)
+    ap.add_argument("--export", action="store_true", help="then measure $export over HTTP")
+    ap.add_argument("--skip-documents", action="store_true", help="import the rows step only")
+    ap.add_argument(
+        "--multiply",
+        type=int,
+        default=1,
+        help="before the export, copy every stored resource this many times (new ids, by SQL: "
+        "a bigger export without a longer import; no index rows, which an export does not read)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="socle-bulk-bench-") as tmp:
         out = Path(tmp) / "region"
@@ -102,6 +191,8 @@ def main() -> None:
             url = resolve_url(settings)
             prepare(url)
             for step, files in steps.items():
+                if step == "documents" and args.skip_documents:
+                    continue
                 cpu = _cpu()
                 result = asyncio.run(
                     run_import(
@@ -130,6 +221,9 @@ def main() -> None:
                     },
                 }
             copied = raw_copy(url, folder)
+            if args.multiply > 1:
+                multiply(url, args.multiply)
+            exported = export_bench(db) if args.export else None
     imported = sum(t["resources"] for t in timed.values())
     seconds = sum(t["seconds"] for t in timed.values())
     report = {
@@ -147,6 +241,7 @@ def main() -> None:
             "steps": timed,
         },
         "raw_copy": copied,
+        "export": exported,
         "ratio_to_raw_copy": round(imported / seconds / copied["per_s"], 3),
         "rows_ratio_to_raw_copy": round(timed["rows"]["per_s"] / copied["per_s"], 3),
         "machine": {

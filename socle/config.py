@@ -250,6 +250,11 @@ class Settings:
     jobs_in_serve: bool = True
     job_concurrency: int = 2
     job_lease_s: float = 30.0
+    # Bulk export and async requests (docs/platform.md): how long results are kept, the size
+    # past which an export file is split, where the files are written (None: <data_dir>/exports).
+    export_ttl_s: int = 24 * 3600
+    export_file_bytes: int = 256 * 1024 * 1024
+    export_dir: Path | None = None
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -311,6 +316,9 @@ class Settings:
             jobs_in_serve=_bool("SOCLE_JOBS_IN_SERVE", True),
             job_concurrency=_int("SOCLE_JOB_CONCURRENCY", 2),
             job_lease_s=float(os.environ.get("SOCLE_JOB_LEASE_S") or 30),
+            export_ttl_s=_int("SOCLE_EXPORT_TTL", 24 * 3600),
+            export_file_bytes=_int("SOCLE_EXPORT_FILE_BYTES", 256 * 1024 * 1024),
+            export_dir=_path("SOCLE_EXPORT_DIR"),
         )
 
     @property

@@ -580,6 +580,41 @@ CREATE TABLE patient_notification_preference (
     new_message  boolean NOT NULL DEFAULT true,
     updated_at   timestamptz NOT NULL DEFAULT now(),
     CHECK (NOT email_opt_in OR email IS NOT NULL)
+
+# -- bulkexport (210-219) --------------------------------------------------------------------
+ASYNC_REQUESTS_V210 = """
+-- Asynchronous requests (socle/bulk/): $export, $import, and searches or Bundles sent with
+-- Prefer: respond-async. One row per kick-off: who asked (the principal, to run the job with
+-- its access and to serve the status and files to it only), what, and how it ended.
+CREATE TABLE async_request (
+    id          uuid PRIMARY KEY,
+    kind        text NOT NULL,               -- export | import | search | bundle
+    owner       text NOT NULL,               -- issuer#subject|client: the only one served
+    principal   jsonb NOT NULL,
+    request     text NOT NULL,               -- the kick-off URL, as the manifest says it
+    args        jsonb NOT NULL,
+    job_id      bigint,
+    state       text NOT NULL DEFAULT 'accepted',  -- accepted | done | failed | cancelled
+    status      integer,                     -- the HTTP status of the outcome when done/failed
+    result      jsonb,                       -- the manifest, or an OperationOutcome
+    response    text,                        -- a search's or a Bundle's response Bundle
+    transaction_time timestamptz,
+    created     timestamptz NOT NULL DEFAULT now(),
+    finished    timestamptz,
+    expires     timestamptz
+);
+CREATE INDEX async_request_expires ON async_request (expires) WHERE expires IS NOT NULL;
+
+-- The NDJSON files of an export (output and errors), in the export folder.
+CREATE TABLE async_file (
+    request_id  uuid NOT NULL REFERENCES async_request (id) ON DELETE CASCADE,
+    name        text NOT NULL,
+    rtype       text NOT NULL,
+    kind        text NOT NULL,               -- output | error
+    count       integer NOT NULL,
+    bytes       bigint NOT NULL,
+    patients    text[] NOT NULL DEFAULT '{}', -- whose data it holds, for the download's audit
+    PRIMARY KEY (request_id, name)
 );
 """
 
@@ -636,6 +671,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     # patient space
     (260, "patient activation codes (hashed, single use)", PATIENT_ACTIVATION_V260),
     (261, "patient notification preferences", PATIENT_NOTIFICATIONS_V261),
+
+    # bulkexport (210-219)
+    (210, "asynchronous requests: bulk export, import, async searches", ASYNC_REQUESTS_V210),
 ]
 
 

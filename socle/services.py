@@ -4,6 +4,7 @@ declares). Adding a service: its package with a `service.py`, and one line here.
 from __future__ import annotations
 
 from .auth.service import service as security
+from .bulk.service import service as bulk
 from .contract import Service
 from .coordination.service import service as coordination
 from .identity.service import service as identity
@@ -18,6 +19,7 @@ SERVICES: list[Service] = [
     record,
     portal,
     subscriptions,
+    bulk,
     messaging,
     coordination,
 ]

@@ -52,6 +52,7 @@ def test_the_default_services_in_their_order() -> None:
         "record",
         "portal",
         "subscriptions",
+        "bulk",
         "messaging",
         "coordination",
     ]

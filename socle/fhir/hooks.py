@@ -12,6 +12,10 @@ routes of its own. The engine and the REST layer call them; services register th
   stored JSON (Binary: the document bytes, streamed from the content store).
 
 ``bundle_checks`` see every Bundle POSTed to the base before it is processed (ITI-65's shape).
+
+``respond_async`` takes a search or a Bundle sent with ``Prefer: respond-async`` (the FHIR
+asynchronous pattern): it answers 202 with a status URL and runs the request later, as the
+caller (``socle/bulk/async_requests.py``). None: such requests are answered at once.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ DeleteRule = Callable[[str, "str | None"], "EntryRequest"]
 CreateHook = Callable[["Engine", dict[str, Any]], "list[EntryRequest] | None"]
 ContentRead = Callable[["Request", str, "str | None"], Awaitable["Response"]]
 BundleCheck = Callable[["Engine", Any], None]
+# (request, kind "search" | "bundle", what to run) -> the 202 answer
+AsyncHook = Callable[["Request", str, dict[str, Any]], Awaitable["Response"]]
 
 
 @dataclass
@@ -47,6 +53,7 @@ class TypeHooks:
 class Hooks:
     types: dict[str, TypeHooks] = field(default_factory=dict)
     bundle_checks: list[BundleCheck] = field(default_factory=list)
+    respond_async: AsyncHook | None = None
 
     def of(self, rtype: str) -> TypeHooks:
         return self.types.get(rtype) or _NONE

@@ -77,6 +77,9 @@ class Operation:
     # the input Parameters are checked against R4 first, unless the operation's input is a
     # resource that may be invalid ($validate answers about it)
     checks_input: bool = True
+    # the OperationDefinition's id when the definer's is not `<type>-<code>` (Bulk Data's
+    # `export`, `patient-export`, `group-export`)
+    given_id: str | None = None
     input_names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +91,8 @@ class Operation:
 
     @property
     def id(self) -> str:
+        if self.given_id:
+            return self.given_id
         return f"{self.resource[0]}-{self.code}" if self.resource else self.code
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -20,7 +21,15 @@ from ..outcome import FhirError, bad_request
 from ..search.query import Filter
 from .bundles import history_bundle_text
 from .capability import capability_statement
-from .http import body_kind, check_accept, fhir_response, json_body, read_body, resource_body
+from .http import (
+    body_kind,
+    check_accept,
+    fhir_response,
+    json_body,
+    prefer_async,
+    read_body,
+    resource_body,
+)
 from .requests import (
     access_of,
     base_url,
@@ -52,6 +61,15 @@ async def _replaced_delete(request: Request, rtype: str, url: str) -> Response |
     return write_response(request, responses[0], base_url(request))
 
 
+async def _deferred(request: Request, kind: str, args: dict[str, Any]) -> Response | None:
+    """With ``Prefer: respond-async``, the request queued to run later (202), if a service
+    takes such requests (``Hooks.respond_async``); else None: answered now."""
+    defer = engine_of(request).hooks.respond_async
+    if defer is None or not prefer_async(request):
+        return None
+    return await defer(request, kind, args)
+
+
 # -- handlers -------------------------------------------------------------------------------
 
 
@@ -73,7 +91,9 @@ async def type_root(request: Request) -> Response:
     engine = engine_of(request)
     engine.check_type(rtype)
     if request.method == "GET":
-        return await search_response(request, rtype, _guarded(request, rtype, query_pairs(request)))
+        pairs = _guarded(request, rtype, query_pairs(request))
+        deferred = await _deferred(request, "search", {"type": rtype, "pairs": pairs})
+        return deferred or await search_response(request, rtype, pairs)
     query = request.url.query
     if request.method == "POST":
         resource = resource_body(await read_json(request))
@@ -252,17 +272,23 @@ async def search_post(request: Request) -> Response:
     raw = await read_body(request, engine_of(request).settings.max_body_bytes)
     form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     pairs = _guarded(request, rtype, query_pairs(request) + form)
-    return await search_response(request, rtype, pairs)
+    deferred = await _deferred(request, "search", {"type": rtype, "pairs": pairs})
+    return deferred or await search_response(request, rtype, pairs)
 
 
 async def system_root(request: Request) -> Response:
     check_accept(request)
     if request.method == "GET":
-        return await search_response(request, None, query_pairs(request))
+        pairs = query_pairs(request)
+        deferred = await _deferred(request, "search", {"type": None, "pairs": pairs})
+        return deferred or await search_response(request, None, pairs)
     engine = engine_of(request)
     bundle = await read_json(request)
     for check in engine.hooks.bundle_checks:
         check(engine, bundle)
+    deferred = await _deferred(request, "bundle", {"bundle": bundle})
+    if deferred is not None:
+        return deferred
     return await process_bundle(request, engine, bundle, base_url(request), access_of(request))
 
 

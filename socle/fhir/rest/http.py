@@ -135,3 +135,13 @@ def prefer_return(request: Request) -> str:
 
 def prefer_strict(request: Request) -> bool:
     return "handling=strict" in request.headers.get("prefer", "").replace(" ", "")
+
+
+def prefer_async(request: Request) -> bool:
+    """``Prefer: respond-async`` (the FHIR asynchronous request pattern)."""
+    prefer = request.headers.get("prefer", "")
+    return any(
+        item.strip().lower() == "respond-async"
+        for part in prefer.split(";")
+        for item in part.split(",")
+    )

@@ -128,6 +128,15 @@ def _entry_json(res: EntryResponse, base: str, with_resource: bool) -> str:
 async def process_bundle(
     request: Request, engine: Engine, bundle: Any, base: str, access: Access
 ) -> Response:
+    representation = prefer_return(request) == "representation"
+    return fhir_response(await bundle_response_text(engine, bundle, base, access, representation))
+
+
+async def bundle_response_text(
+    engine: Engine, bundle: Any, base: str, access: Access, representation: bool
+) -> str:
+    """A transaction or batch Bundle processed as ``access``: its response Bundle, as text
+    (also what an asynchronous request stores, socle/bulk/async_requests.py)."""
     kind, entries = parse_entries(
         bundle, engine.settings.max_bundle_entries, engine.settings.max_json_depth
     )
@@ -140,8 +149,7 @@ async def process_bundle(
             result, q, path, pairs = r.search
             r.content = search_bundle_text(result, q, base, path, pairs)
     # GET entries always carry their result; writes carry it unless the client asks for minimal.
-    representation = prefer_return(request) == "representation"
-    body = (
+    return (
         '{"resourceType":"Bundle","id":"%s","meta":{"lastUpdated":"%s"},"type":"%s-response",'
         '"entry":[%s]}'
         % (
@@ -154,4 +162,3 @@ async def process_bundle(
             ),
         )
     )
-    return fhir_response(body)

@@ -1,0 +1,27 @@
+"""The bulk data service: `$export` (system, Patient, Group), `$import` over HTTP, and the
+asynchronous requests they and `Prefer: respond-async` searches and Bundles share (the status
+URL, cancel, files, expiry). `socle import` (the command) is in the same package."""
+
+from __future__ import annotations
+
+from ..contract import Conformance, Service
+from ..fhir.engine import Engine
+from . import async_requests, export, http_import, kickoff
+
+BULK_DATA_SERVER = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+BULK_DATA_IG = "http://hl7.org/fhir/uv/bulkdata/ImplementationGuide/hl7.fhir.uv.bulkdata"
+
+
+def install(engine: Engine) -> None:
+    engine.hooks.respond_async = async_requests.respond_async
+
+
+service = Service(
+    name="bulk",
+    operations=[*kickoff.routes, *async_requests.routes],
+    definitions=kickoff.OPERATIONS,
+    install=install,
+    jobs=[*async_requests.JOBS, *export.JOBS, *http_import.JOBS],
+    conformance=Conformance(instantiates=[BULK_DATA_SERVER], guides=[BULK_DATA_IG]),
+    settings=("SOCLE_EXPORT_TTL", "SOCLE_EXPORT_FILE_BYTES", "SOCLE_EXPORT_DIR"),
+)
