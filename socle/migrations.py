@@ -580,6 +580,8 @@ CREATE TABLE patient_notification_preference (
     new_message  boolean NOT NULL DEFAULT true,
     updated_at   timestamptz NOT NULL DEFAULT now(),
     CHECK (NOT email_opt_in OR email IS NOT NULL)
+);
+"""
 
 # -- bulkexport (210-219) --------------------------------------------------------------------
 ASYNC_REQUESTS_V210 = """
@@ -671,7 +673,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     # patient space
     (260, "patient activation codes (hashed, single use)", PATIENT_ACTIVATION_V260),
     (261, "patient notification preferences", PATIENT_NOTIFICATIONS_V261),
-
     # bulkexport (210-219)
     (210, "asynchronous requests: bulk export, import, async searches", ASYNC_REQUESTS_V210),
 ]
