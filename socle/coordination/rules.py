@@ -34,6 +34,7 @@ from ..fhir.storage.reader import find_current
 from ..fhir.storage.writer import PendingWrite
 from .codes import (
     CDL_NOTE,
+    CDS_CARETEAM,
     CIRCLE_ROLE_CODES,
     COORDINATION,
     IS_EMERGENCY,
@@ -156,7 +157,9 @@ async def _check_circle(
     team, base = w.resource or {}, _base(w)
     issues = []
     subject = _ref(team.get("subject"))
-    if subject is None or subject[0] != "Patient":
+    declared_circle = CDS_CARETEAM in ((team.get("meta") or {}).get("profile") or [])
+    # a CDS care circle is about a patient; a plain R4 CareTeam may be about a Group or nobody
+    if declared_circle and (subject is None or subject[0] != "Patient"):
         issues.append(_issue("required", "A care circle is about a Patient", f"{base}.subject"))
     members: dict[tuple[str, str], list[str]] = {}
     for i, part in enumerate(team.get("participant") or []):

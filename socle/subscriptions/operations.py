@@ -30,6 +30,9 @@ STATUS = Operation(
     "error that stopped its deliveries.",
     resource=("Subscription",),
     instance=True,
+    outputs=(
+        Param("return", "Bundle", min=1, documentation="A history Bundle: the SubscriptionStatus."),
+    ),
     canonical=BACKPORT.replace("StructureDefinition/", "OperationDefinition/")
     + "backport-subscription-status",
 )
@@ -52,7 +55,7 @@ BINDING_TOKEN = Operation(
     "get-ws-binding-token",
     "Websocket binding token",
     "A short-lived, single-use token to bind a websocket to the subscription "
-    "(`bind-with-token: <token>` on the websocket-url returned).",
+    "(send `bind-with-token:` and the token on the websocket-url returned).",
     resource=("Subscription",),
     instance=True,
     outputs=(

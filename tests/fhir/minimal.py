@@ -157,6 +157,12 @@ INVARIANT_NEEDS: dict[str, dict[str, Any]] = {
         "differential": {"element": [{"id": "X", "path": "X"}]},
     },
     "TerminologyCapabilities": {"software": {"name": "x"}},  # tcp-2, tcp-4
+    # a criteria Socle can run (docs/platform.md)
+    "Subscription": {
+        "status": "requested",
+        "criteria": "Patient?family=x",
+        "channel": {"type": "rest-hook", "endpoint": "https://example.org/hook"},
+    },
 }
 
 

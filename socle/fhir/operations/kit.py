@@ -106,6 +106,10 @@ class Operation:
 
     def definition(self) -> dict[str, Any]:
         """The OperationDefinition resource (R4)."""
+        parameters = [
+            *(p.to_json("in") for p in self.inputs),
+            *(p.to_json("out") for p in self.outputs),
+        ]
         return {
             "resourceType": "OperationDefinition",
             "id": self.id,
@@ -124,10 +128,7 @@ class Operation:
             "system": self.system,
             "type": self.type,
             "instance": self.instance,
-            "parameter": [
-                *(p.to_json("in") for p in self.inputs),
-                *(p.to_json("out") for p in self.outputs),
-            ],
+            **({"parameter": parameters} if parameters else {}),
         }
 
 
