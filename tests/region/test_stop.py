@@ -50,6 +50,8 @@ def test_a_signal_to_socle_demo_stops_everything(sig):
     with fresh_database(os.environ.get("DATABASE_URL")) as db:
         data_dir = db.data_dir / "demo"
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        # its own SMTP port: another test run on this host may be running a demo too
+        env["SOCLE_SMTP_PORT"] = str(free_port())
         if db.url:
             env["DATABASE_URL"] = db.url
         port = free_port()
