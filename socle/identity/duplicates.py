@@ -323,7 +323,11 @@ class DuplicateIndex:
     thresholds: Thresholds = field(default_factory=Thresholds)
     weights: Weights = field(default_factory=Weights)
     use_identifiers: bool = True
-    max_block: int = 2000  # blocks grown larger are no longer searched (reported)
+    # Blocks grown larger are no longer searched (counted in the report). In a real region a block
+    # (name + first given name + birth year, or exact birth date) holds a handful of records; one of
+    # hundreds says the traits do not discriminate (placeholder identities, a load test) and would
+    # cost a quadratic scan.
+    max_block: int = 200
     records: list[IdentityRecord] = field(default_factory=list)
     normalised: list[NormalisedTraits] = field(default_factory=list)
     blocks: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
