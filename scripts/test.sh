@@ -3,16 +3,17 @@
 # PostgreSQL server named by SOCLE_TEST_SERVER_URL (default: the local server at 127.0.0.1:5432).
 # The server pass is skipped, loudly, only when no server answers there.
 #
-# The two passes share nothing (each its own database, data dirs and free ports), so they run
-# side by side: one pass mostly waits on its servers and PostgreSQL, and two keep both cores
-# busy. SOCLE_TEST_PASSES=sequential runs one after the other (e.g. on a one-core machine).
-# Each pass's output goes to its log under .test-logs/, printed whole when the pass ends.
+# The two passes share nothing (each its own database, data dirs and free ports). They run one
+# after the other by default: side by side on two cores, each pass's servers, browsers and
+# PostgreSQL fought for the CPU and the whole took longer (35 min against about 22).
+# SOCLE_TEST_PASSES=parallel runs them side by side (a machine with cores to spare), each pass's
+# output in its log under .test-logs/, printed whole when the pass ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 server_url=${SOCLE_TEST_SERVER_URL:-postgresql://postgres@127.0.0.1:5432/test}
-mode=${SOCLE_TEST_PASSES:-parallel}
+mode=${SOCLE_TEST_PASSES:-sequential}
 
 echo "== lint and types =="
 .venv/bin/ruff check socle tests bench docs/examples

@@ -22,7 +22,7 @@ from rich.console import Console
 from socle.fhir.datetimes import date_range
 from socle.fhir.definitions import definitions
 from socle.region.demo import load_region
-from socle.testing import auth_headers, token_for
+from socle.testing import auth_headers, server_beside, token_for
 
 TYPES = [
     "Patient",
@@ -199,9 +199,12 @@ def _cases(ptype: str, values: list[Any]) -> list[tuple[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def region(server):
-    load_region(server.fhir, 8, 77, Console(quiet=True), token_for(server))
-    return server
+def region(database):
+    # a database of its own: the brute force reads every resource one by one as each principal,
+    # so the session's shared database (thousands of other tests' resources) would only add time
+    with server_beside(database, "socle_differential") as server:
+        load_region(server.fhir, 8, 77, Console(quiet=True), token_for(server))
+        yield server
 
 
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
