@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -42,6 +43,7 @@ PARAMETERS = frozenset(
     {"_outputFormat", "_since", "_type", "_typeFilter", "_elements", "_format", "patient"}
 )
 LEVELS = ("system", "patient", "group")
+ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass
@@ -52,6 +54,7 @@ class ExportRequest:
     since: str | None = None  # ISO instant
     type_filters: dict[str, list[str]] = field(default_factory=dict)  # type -> query strings
     elements: list[str] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)  # `patient`: only these compartments
 
 
 def patient_types() -> list[str]:
@@ -78,10 +81,7 @@ def parse_export(
                 f"_outputFormat {fmt!r} is not supported: use application/fhir+ndjson",
                 "_outputFormat",
             )
-    if "patient" in values:
-        raise FhirError.of(
-            400, "not-supported", "The patient parameter is not supported", "patient"
-        )
+    patients = _patients(level, _split(values.get("patient", [])))
     known = definitions().resource_types
     allowed = set(patient_types()) if level != "system" else set(known) - NOT_EXPORTED
     types = _split(values.get("_type", []))
@@ -107,7 +107,35 @@ def parse_export(
         if q.sort or q.includes or q.count is not None or q.summary or q.elements or q.total:
             raise bad_request("_typeFilter takes search criteria only", "_typeFilter")
         filters.setdefault(rtype, []).append(query)
-    return ExportRequest(level, group, types, since, filters, _split(values.get("_elements", [])))
+    elements = _split(values.get("_elements", []))
+    return ExportRequest(level, group, types, since, filters, elements, patients)
+
+
+def _patients(level: str, references: list[str]) -> list[str]:
+    """`patient` (Bulk Data 2.0): Patient references, at Patient and Group level only."""
+    if references and level == "system":
+        raise bad_request("patient does not apply to a system-level export", "patient")
+    ids = []
+    for ref in references:
+        rtype, _, rid = ref.partition("/")
+        if rtype != "Patient" or not rid or not ID.fullmatch(rid):
+            raise bad_request(f"patient must be a Patient reference, not {ref!r}", "patient")
+        ids.append(rid)
+    return sorted(set(ids))
+
+
+def check_patients_known(
+    export: ExportRequest, readable: set[str], members: set[str] | None
+) -> None:
+    """The IG: patients not on the server (or not in the Group) are an error at kick-off. One
+    the caller may not read is "not found" too, so the answer reveals nothing."""
+    missing = [p for p in export.patients if p not in readable]
+    if missing:
+        raise bad_request(f"patient: no such patient: Patient/{missing[0]}", "patient")
+    if members is not None:
+        outside = [p for p in export.patients if p not in members]
+        if outside:
+            raise bad_request(f"patient: Patient/{outside[0]} is not in the group", "patient")
 
 
 def check_types_allowed(access: Access, export: ExportRequest) -> None:
@@ -147,6 +175,17 @@ def _elements_of(rtype: str, elements: list[str]) -> list[str]:
     ]
 
 
+def group_members(group: dict[str, Any]) -> list[str]:
+    """The ids of a Group's active Patient members."""
+    out = []
+    for member in group.get("member") or []:
+        ref = (member.get("entity") or {}).get("reference", "")
+        if member.get("inactive") or not ref.startswith("Patient/"):
+            continue
+        out.append(ref.split("/", 1)[1])
+    return out
+
+
 class Exporter:
     def __init__(self, ctx: JobContext, row: dict[str, Any]) -> None:
         self.ctx = ctx
@@ -173,20 +212,18 @@ class Exporter:
                 f"export {self.request_id}: {written.name} written "
                 f"({written.count} {written.rtype})",
             )
+        written.patients = set()  # recorded: a long export keeps no set per file it wrote
         self.files.append(written)
 
     async def members(self) -> list[str] | None:
         """The patients whose compartments are exported (None: every patient's)."""
         if self.export.level != "group":
-            return None
+            return self.export.patients or None
         version = await self.engine.read("Group", self.export.group or "", self.access)
-        group = decode(version.content or "{}")
-        out = []
-        for member in group.get("member") or []:
-            ref = (member.get("entity") or {}).get("reference", "")
-            if member.get("inactive") or not ref.startswith("Patient/"):
-                continue
-            out.append(ref.split("/", 1)[1])
+        out = group_members(decode(version.content or "{}"))
+        if self.export.patients:
+            asked = set(self.export.patients)
+            out = [p for p in out if p in asked]
         return out
 
     def types(self) -> tuple[list[str], bool]:
@@ -241,10 +278,10 @@ class Exporter:
     async def _type(self, rtype: str, members: list[str] | None) -> None:
         export = self.export
         extra = Sql().add("TRUE")
-        if export.level == "patient":
-            extra.add(" AND r.compartment IS NOT NULL")
-        elif members is not None:
+        if members is not None:
             extra.add(" AND r.compartment = ANY(%s)", members)
+        elif export.level == "patient":
+            extra.add(" AND r.compartment IS NOT NULL")
         if export.since:
             rng = date_range(export.since)
             assert rng is not None

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..fhir.access import Role
+from ..fhir.json import decode
 from ..fhir.operations.arguments import parameters_in
 from ..fhir.operations.kit import Operation, Param
 from ..fhir.outcome import FhirError
@@ -29,6 +30,13 @@ _EXPORT_INPUTS = (
     Param("_type", "string", max="*", documentation="Only these types (comma-separated)."),
     Param("_typeFilter", "string", max="*", documentation="Type?criteria: only matching ones."),
     Param("_elements", "string", max="*", documentation="Only these elements (SUBSETTED)."),
+)
+_PATIENT_INPUT = Param(
+    "patient",
+    "Reference",
+    max="*",
+    documentation="Only these patients' compartments (Patient and Group level; POST, or GET "
+    "as comma-separated references).",
 )
 _EXPORT_DOC = (
     "Asynchronous: 202 and a status URL whose manifest lists NDJSON files, served to the "
@@ -47,7 +55,7 @@ def _export_operation(title: str, what: str, level: str, ident: str) -> Operatio
         system=level == "system",
         type=level == "type",
         instance=level == "instance",
-        inputs=_EXPORT_INPUTS,
+        inputs=_EXPORT_INPUTS if level == "system" else (*_EXPORT_INPUTS, _PATIENT_INPUT),
         canonical=BULK + ident,
         given_id=ident,
     )
@@ -100,22 +108,48 @@ def _require_async(request: Request) -> None:
         raise FhirError.of(400, "required", "Bulk Data requests need Accept: application/fhir+json")
 
 
-async def _export_pairs(request: Request) -> list[tuple[str, str]]:
+async def _export_pairs(request: Request, operation: Operation) -> list[tuple[str, str]]:
     """GET's query, or POST's Parameters (Bulk Data IG 2.0), as (name, value) pairs."""
     if request.method == "GET":
         return query_pairs(request)
     body_kind(request)
     body = await json_body(request, engine_of(request).settings.max_body_bytes)
-    args = parameters_in(SYSTEM_EXPORT, body)
+    args = parameters_in(operation, body)
     pairs = []
-    for param in SYSTEM_EXPORT.inputs:
+    for param in operation.inputs:
         for part in args.every(param.name):
             value = next((v for k, v in part.items() if k.startswith("value")), "")
+            if isinstance(value, dict):  # valueReference
+                value = value.get("reference", "")
             pairs.append((param.name, str(value)))
     return pairs
 
 
-async def _export(request: Request, level: str, group: str | None = None) -> Response:
+async def _check_patients(request: Request, asked: export.ExportRequest) -> None:
+    if not asked.patients:
+        return
+    engine, access = engine_of(request), access_of(request)
+    if len(asked.patients) > engine.settings.max_page_size:
+        raise FhirError.of(
+            400, "too-costly", f"patient: at most {engine.settings.max_page_size}", "patient"
+        )
+    readable = set()
+    for pid in asked.patients:
+        try:
+            await engine.read("Patient", pid, access)
+        except FhirError:
+            continue
+        readable.add(pid)
+    members = None
+    if asked.group is not None:
+        group = await engine.read("Group", asked.group, access)
+        members = set(export.group_members(decode(group.content or "{}")))
+    export.check_patients_known(asked, readable, members)
+
+
+async def _export(
+    request: Request, operation: Operation, level: str, group: str | None = None
+) -> Response:
     _require_async(request)
     access = access_of(request)
     principal = principal_of(access)
@@ -125,26 +159,27 @@ async def _export(request: Request, level: str, group: str | None = None) -> Res
         )
     engine = engine_of(request)
     asked = export.parse_export(
-        level, group, await _export_pairs(request), engine.settings.max_page_size
+        level, group, await _export_pairs(request, operation), engine.settings.max_page_size
     )
     export.check_types_allowed(access, asked)
     if group is not None:  # the Group itself, readable by the caller (404/403 otherwise)
         await engine.read("Group", group, access)
+    await _check_patients(request, asked)
     return await async_requests.kick_off(
         request, "export", export.EXPORT_JOB, export.export_args(asked)
     )
 
 
 async def system_export(request: Request) -> Response:
-    return await _export(request, "system")
+    return await _export(request, SYSTEM_EXPORT, "system")
 
 
 async def patient_export(request: Request) -> Response:
-    return await _export(request, "patient")
+    return await _export(request, PATIENT_EXPORT, "patient")
 
 
 async def group_export(request: Request) -> Response:
-    return await _export(request, "group", request.path_params["id"])
+    return await _export(request, GROUP_EXPORT, "group", request.path_params["id"])
 
 
 async def bulk_import(request: Request) -> Response:

@@ -413,3 +413,56 @@ def test_a_post_kick_off_takes_parameters(server: ServerProcess) -> None:
     assert r.status_code == 202, r.text
     done = _outcome(server, r.headers["Content-Location"], headers)
     assert {o["type"] for o in done.json()["output"]} == {"Organization"}
+
+
+def _post_export(server: ServerProcess, path: str, parameters: list[dict[str, Any]]):
+    headers = auth_headers(server)
+    return httpx.post(
+        f"{server.fhir}/{path}",
+        json={"resourceType": "Parameters", "parameter": parameters},
+        headers={**ASYNC, **headers, "Content-Type": "application/fhir+json"},
+        timeout=30,
+    )
+
+
+def test_the_patient_parameter_keeps_only_those_compartments(server: ServerProcess) -> None:
+    """Bulk Data 2.0 `patient`: POST with references (and GET as a comma-separated list), at
+    Patient and Group level; the Group's own members bound it."""
+    headers = auth_headers(server)
+    r = _post_export(
+        server,
+        "Patient/$export",
+        [
+            {"name": "patient", "valueReference": {"reference": "Patient/bx-p3"}},
+            {"name": "_type", "valueString": "Patient,Observation"},
+        ],
+    )
+    assert r.status_code == 202, r.text
+    done = _outcome(server, r.headers["Content-Location"], headers)
+    exported = _by_type(done.json(), headers)
+    assert [p["id"] for p in exported["Patient"]] == ["bx-p3"]
+    assert {o["subject"]["reference"] for o in exported["Observation"]} == {"Patient/bx-p3"}
+    _, manifest, headers = _export(server, "Group/bx-group/$export", patient="Patient/bx-p2")
+    exported = _by_type(manifest, headers)
+    assert [p["id"] for p in exported["Patient"]] == ["bx-p2"]
+
+
+@pytest.mark.parametrize(
+    ("path", "reference", "says"),
+    [
+        ("Patient/$export", "Patient/no-such-one", "no such patient"),
+        ("Group/bx-group/$export", "Patient/bx-p3", "not in the group"),
+        ("Patient/$export", "Observation/bx-p1-obs-1", "Patient reference"),
+        ("$export", "Patient/bx-p1", "'patient'"),  # not a parameter of the system level
+    ],
+)
+def test_a_patient_the_export_cannot_take_is_refused_at_kick_off(
+    server: ServerProcess, path: str, reference: str, says: str
+) -> None:
+    r = _post_export(
+        server, path, [{"name": "patient", "valueReference": {"reference": reference}}]
+    )
+    assert r.status_code == 400, r.text
+    issue = r.json()["issue"][0]
+    assert says in issue["diagnostics"]
+    assert issue["expression"] == ["patient"] or path == "$export"
