@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..auth.policy import mailbox_party_keys, participant_tags
 from ..fhir.attachments import sha1_base64
 from ..fhir.entries import EntryRequest
 from .intake import Part, Received, clean
@@ -60,8 +61,21 @@ def patient_of(envelope: Envelope) -> str | None:
     return None
 
 
+def party_tags(envelope: Envelope) -> list[dict[str, str]]:
+    """``meta.tag`` naming the owners of the message's local mailboxes (sender and recipients):
+    the access policy's participant rule lets them read the message and its attachments."""
+    keys: set[str] = set()
+    for mailbox in envelope.mailboxes.values():
+        keys |= mailbox_party_keys(mailbox.kind, mailbox.owner, mailbox.identifier)
+    return participant_tags(keys)
+
+
 def process_attachments(
-    base_id: str, parts: list[Part], patient: str | None, received_at: str
+    base_id: str,
+    parts: list[Part],
+    patient: str | None,
+    received_at: str,
+    tags: list[dict[str, str]] | None = None,
 ) -> tuple[list[EntryRequest], list[dict[str, Any]]]:
     """The writes for a message's attachments and the payload items pointing to them. The seam
     for IHE XDM and MDN handling: today a Binary + DocumentReference per MIME attachment."""
@@ -74,6 +88,8 @@ def process_attachments(
             "id": rid,
             "contentType": part.content_type,
         }
+        if tags:
+            binary["meta"] = {"tag": tags}
         if part.data:
             binary["data"] = base64.b64encode(part.data).decode()
         if patient:
@@ -93,6 +109,8 @@ def process_attachments(
             "description": attachment["title"],
             "content": [{"attachment": attachment}],
         }
+        if tags:
+            document["meta"] = {"tag": tags}
         if patient:
             document["subject"] = {"reference": f"Patient/{patient}"}
         entries += [
@@ -108,7 +126,8 @@ def delivery_entries(envelope: Envelope, received: Received) -> list[EntryReques
     rid = communication_id(envelope.row)
     patient = patient_of(envelope)
     received_at = envelope.received_at.isoformat()
-    entries, attached = process_attachments(rid, received.attachments, patient, received_at)
+    tags = party_tags(envelope)
+    entries, attached = process_attachments(rid, received.attachments, patient, received_at, tags)
     text, subject = clean(received.text), clean(received.subject)
     payload = [{"contentString": text}] if text.strip() else []
     communication: dict[str, Any] = {
@@ -120,6 +139,8 @@ def delivery_entries(envelope: Envelope, received: Received) -> list[EntryReques
         "sender": address_reference(envelope.sender, envelope.mailboxes.get(envelope.sender)),
         "recipient": [address_reference(a, envelope.mailboxes.get(a)) for a in envelope.recipients],
     }
+    if tags:
+        communication["meta"] = {"tag": tags}
     if received.sent is not None:
         communication["sent"] = received.sent.isoformat()
     if subject.strip():

@@ -35,6 +35,7 @@ from .world import (
     PRO_A,
     PRO_B,
     RPPS_A,
+    RPPS_B,
     Inbox,
     message,
     poll,
@@ -323,3 +324,98 @@ def test_accepted_message_survives_kill_9(
         stop_server(doomed, signal.SIGKILL)
     found = operator.wait(msg["Message-ID"])
     assert found["sender"]["reference"] == "Practitioner/pro-a"
+
+
+def test_participants_read_their_messages_others_do_not(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox
+) -> None:
+    """The policy's participant rule: the owners of the sender's and recipients' mailboxes read
+    a message that concerns no patient, and its attachment; another professional finds nothing
+    and is refused the read; every read is audited."""
+    server, _ = mail_server
+    msg = message(PRO_A, [PRO_B, APP], text="Entre confrères.", subject="Réunion")
+    msg.add_attachment(b"ordre du jour", maintype="text", subtype="plain", filename="odj.txt")
+    with smtp(port, login=PRO_A) as client:
+        assert client.send_message(msg) == {}
+    found = operator.wait(msg["Message-ID"])
+    assert "subject" not in found  # no patient: in no patient's compartment
+    document = found["payload"][1]["contentReference"]["reference"]
+    address = {"recipient:identifier": f"urn:ietf:rfc:3986|mailto:{PRO_B}"}
+
+    def listed(principal: str, params: dict[str, str]) -> list[str]:
+        r = httpx.get(
+            f"{server.fhir}/Communication",
+            params=params,
+            headers=auth_headers(server, principal),
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        return [e["resource"]["id"] for e in r.json().get("entry", [])]
+
+    def read(principal: str, reference: str) -> httpx.Response:
+        headers = {**auth_headers(server, principal), "Accept": "application/fhir+json"}
+        return httpx.get(f"{server.fhir}/{reference}", headers=headers, timeout=30)
+
+    for owner in (f"practitioner:{RPPS_B}", f"practitioner:{RPPS_A}", "system:dpi:hosp"):
+        assert found["id"] in listed(owner, address), owner
+        assert read(owner, f"Communication/{found['id']}").status_code == 200, owner
+        attachment = read(owner, document)
+        assert attachment.status_code == 200, (owner, attachment.text)
+        binary = read(owner, attachment.json()["content"][0]["attachment"]["url"])
+        assert base64.b64decode(binary.json()["data"]) == b"ordre du jour"
+    # the sender's outbox too
+    sent = {"sender:identifier": f"urn:ietf:rfc:3986|mailto:{PRO_A}"}
+    assert found["id"] in listed(f"practitioner:{RPPS_A}", sent)
+    # another professional, another organisation's client: nothing listed, reads refused
+    for stranger in ("practitioner:10000000009", "system:dpi:other"):
+        assert listed(stranger, address) == []
+        assert listed(stranger, {"_id": found["id"]}) == []
+        assert read(stranger, f"Communication/{found['id']}").status_code in (403, 404)
+        assert read(stranger, document).status_code in (403, 404)
+    # a client may not claim to take part in a message
+    tagged = {
+        "resourceType": "Communication",
+        "status": "completed",
+        "meta": {"tag": found["meta"]["tag"]},
+    }
+    headers = {
+        "Content-Type": "application/fhir+json",
+        **auth_headers(server, f"practitioner:{RPPS_B}"),
+    }
+    r = httpx.post(f"{server.fhir}/Communication", json=tagged, headers=headers, timeout=30)
+    assert r.status_code == 403, r.text
+    # the owner's read is audited, naming the message
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+
+        def audited() -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM audit_log WHERE event LIKE %s AND %s = ANY(agents)",
+                (f"%Communication/{found['id']}%", f"{IDNAT_PS}|8{RPPS_B}"),
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        poll(audited)
+
+
+def test_a_patient_lists_the_messages_of_its_citizen_mailbox(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox
+) -> None:
+    server, _ = mail_server
+    msg = message(PRO_B, [PATIENT], text="Votre rendez-vous est confirmé.")
+    with smtp(port, login=PRO_B) as client:
+        client.send_message(msg)
+    found = operator.wait(msg["Message-ID"])
+    r = httpx.get(
+        f"{server.fhir}/Communication",
+        params={"recipient:identifier": f"urn:ietf:rfc:3986|mailto:{PATIENT}"},
+        headers=auth_headers(server, "patient:pat-1"),
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert found["id"] in [e["resource"]["id"] for e in r.json()["entry"]]
+    other = httpx.get(
+        f"{server.fhir}/Communication/{found['id']}",
+        headers=auth_headers(server, "patient:pat-2"),
+        timeout=30,
+    )
+    assert other.status_code in (403, 404)
