@@ -741,3 +741,20 @@ def migrate(conn: psycopg.Connection) -> list[int]:
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied
+
+
+# --- Secure messaging, the mail path (mailwire): migrations 270-279 --------------------------
+MESSAGING_MAIL_PATH_V270 = """
+-- What the delivery did with a message's documents, per local recipient mailbox (filed to the
+-- shared record: the DocumentReferences; or not, and why: the MDN code), kept so a delivery
+-- run again (a worker killed mid-way) neither files twice nor answers differently.
+ALTER TABLE mail_message ADD COLUMN filing jsonb;
+-- An acknowledgement (MDN) is itself an accepted message answering another: one per
+-- (original message, answering mailbox).
+ALTER TABLE mail_message ADD COLUMN answers bigint;
+CREATE UNIQUE INDEX mail_message_answer ON mail_message (answers, sender)
+    WHERE answers IS NOT NULL;
+"""
+MIGRATIONS += [
+    (270, "secure messaging: filing outcomes and acknowledgements", MESSAGING_MAIL_PATH_V270)
+]

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..config import smtp_server
+from ..fhir.access import Touched
 from ..fhir.operations.arguments import read_arguments
 from ..fhir.operations.kit import Operation, Param, send_parameters
 from ..fhir.outcome import FhirError
@@ -128,10 +129,13 @@ async def send(request: Request) -> Response:
                 403, "forbidden", "the sender is not a mailbox of the caller", f"{WHERE}.sender"
             )
         local = [a for a in recipients if is_local(a, limits.domain)]
+        patient = mailbox.patient
         for n, address in enumerate(recipients):
             if address not in local:
                 continue
             found = await mailboxes.find(conn, address)
+            if found is not None and found.patient:
+                patient = patient or found.patient
             if found is None:
                 raise FhirError.of(
                     422, "not-found", f"no mailbox {address}", f"{WHERE}.recipient[{n}]"
@@ -159,6 +163,11 @@ async def send(request: Request) -> Response:
             Accepted(message_id, sender, local, [a for a in recipients if a not in local], sender),
             raw,
         )
+    # audited like any access: who sent what (the message to be), for which patient
+    reference = ("Communication", communication_id(row), patient)
+    await access_of(request).record(
+        None, Touched("operation", "Communication", [reference], operation="$send")
+    )
     return send_parameters(
         {
             "name": "communication",

@@ -21,6 +21,7 @@ class Accepted:
     local: list[str]
     foreign: list[str]
     authenticated: str | None  # the mailbox the sender authenticated as
+    answers: int | None = None  # the message an acknowledgement (MDN) answers
 
 
 async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
@@ -29,8 +30,8 @@ async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
     async with conn.transaction():
         cur = await conn.execute(
             "INSERT INTO mail_message (message_id, sender, local_recipients,"
-            " foreign_recipients, authenticated, size, raw)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            " foreign_recipients, authenticated, size, raw, answers)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (
                 message.message_id,
                 message.sender,
@@ -39,6 +40,7 @@ async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
                 message.authenticated,
                 len(raw),
                 raw,
+                message.answers,
             ),
         )
         row = await cur.fetchone()
