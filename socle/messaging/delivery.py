@@ -21,7 +21,7 @@ from ..workers.kinds import JobContext, JobKind
 from . import documents, mailboxes, mdn
 from .audit import delivery_record
 from .communication import Envelope, delivery_entries
-from .headers import header_problems
+from .headers import header_problems, read_headers
 from .intake import parse_bytes, read
 from .mailboxes import is_local
 from .store import DELIVER, RELAY, Accepted, accept
@@ -172,6 +172,8 @@ def _notes(
                 f"Not filed to the shared record by {address}: {outcome.code} {label} "
                 f"({outcome.reason}: {outcome.detail})"
             )
+    if read_headers(original).end_of_replies:
+        notes.append("Replies closed by the sender (X-MSS-MES: FIN)")
     packages = [p for u in unpacked.values() for p in u.packages]
     if packages:
         problems = header_problems(original, packages)

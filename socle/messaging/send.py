@@ -30,7 +30,7 @@ from ..fhir.rest.requests import access_of, engine_of
 from . import mailboxes
 from .communication import ADDRESS_SYSTEM, communication_id
 from .mailboxes import is_local
-from .store import Accepted, accept
+from .store import Accepted, accept, replies_closed
 
 SEND = Operation(
     "send",
@@ -150,6 +150,16 @@ async def send(request: Request) -> Response:
     if parent:
         message["In-Reply-To"] = parent
         message["References"] = parent
+        if mailbox.kind == "PAT":
+            async with engine_of(request).pool.connection() as conn:
+                closed = await replies_closed(conn, [parent.strip("<>")])
+            if closed:
+                raise FhirError.of(
+                    422,
+                    "business-rule",
+                    "replies to this message are closed (X-MSS-MES: FIN)",
+                    f"{WHERE}.inResponseTo",
+                )
     payload = communication.get("payload") or []
     message.set_content("\n".join(str(p["contentString"]) for p in payload if "contentString" in p))
     _attach(message, payload)

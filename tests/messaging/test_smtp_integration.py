@@ -643,3 +643,38 @@ def test_deliveries_and_sends_are_audited(
             ).fetchone()
 
         assert any("dpi" in agent for agent in poll(sent)[0])
+
+
+def test_a_professional_closes_replies_with_x_mss_mes_fin(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox
+) -> None:
+    server, _ = mail_server
+    closing = message(PRO_A, [PATIENT], text="Pas de réponse attendue.", X_MSS_MES="FIN")
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(closing)
+    found = operator.wait(closing["Message-ID"])
+    assert any("X-MSS-MES: FIN" in n["text"] for n in found["note"])
+    token = token_for(server, "patient:pat-1")
+    reply = message(PATIENT, [PRO_A], text="Une question.", In_Reply_To=closing["Message-ID"])
+    with smtp(port) as client:
+        client.auth("OAUTHBEARER", lambda challenge=None: bearer("OAUTHBEARER", PATIENT, token))
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.send_message(reply)
+    assert refused.value.smtp_code == 550
+    # and through $send
+    communication = {
+        "resourceType": "Communication",
+        "status": "in-progress",
+        "sender": {"identifier": {"system": "urn:ietf:rfc:3986", "value": f"mailto:{PATIENT}"}},
+        "recipient": [{"identifier": {"system": "urn:ietf:rfc:3986", "value": f"mailto:{PRO_A}"}}],
+        "inResponseTo": [{"reference": f"Communication/{found['id']}"}],
+        "payload": [{"contentString": "Une question."}],
+    }
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "communication", "resource": communication}],
+    }
+    headers = {"Content-Type": "application/fhir+json", **auth_headers(server, "patient:pat-1")}
+    r = httpx.post(f"{server.fhir}/Communication/$send", json=body, headers=headers, timeout=30)
+    assert r.status_code == 422, r.text
+    assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].resource.inResponseTo"]
