@@ -758,3 +758,9 @@ CREATE UNIQUE INDEX mail_message_answer ON mail_message (answers, sender)
 MIGRATIONS += [
     (270, "secure messaging: filing outcomes and acknowledgements", MESSAGING_MAIL_PATH_V270)
 ]
+MESSAGING_UNLISTED_V271 = """
+-- A mailbox on the Annuaire's red list (listeRouge): published in its owner's telecom with
+-- listeRouge = true, and then not found by the directory look-ups.
+ALTER TABLE mailbox ADD COLUMN unlisted boolean NOT NULL DEFAULT false;
+"""
+MIGRATIONS += [(271, "secure messaging: unlisted (listeRouge) mailboxes", MESSAGING_UNLISTED_V271)]

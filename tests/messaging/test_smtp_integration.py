@@ -19,6 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from socle.messaging import mailboxes
+from socle.messaging.directory import telecom
 from socle.messaging.mailboxes import TYPE_BAL_SYSTEM
 from socle.messaging.mdn import parse_mdn
 from socle.messaging.provision import IDNAT_PS, provision
@@ -296,6 +297,18 @@ def test_directory_finds_mailboxes_by_type_and_address(operator: Inbox) -> None:
     assert ids(apps) == ["hosp"]
     by_address = operator.client.get("/Practitioner", params={"mailbox-mss": PRO_A})
     assert ids(by_address) == ["pro-a"]
+    # a mailbox on the red list (listeRouge) is not found by the look-ups
+    unlisted = f"dr.u@{DOMAIN}"
+    body = {
+        "resourceType": "Practitioner",
+        "id": "pro-u",
+        "name": [{"family": "Uniform"}],
+        "telecom": [telecom(unlisted, "PER", unlisted=True)],
+    }
+    assert operator.client.put("/Practitioner/pro-u", json=body).status_code in (200, 201)
+    assert ids(operator.client.get("/Practitioner", params={"mailbox-mss": unlisted})) == []
+    listed = operator.client.get("/Practitioner", params={"mailbox-mss-type": "PER"})
+    assert "pro-u" not in ids(listed) and "pro-a" in ids(listed)
 
 
 def test_mailboxes_provisioned_from_the_directory(
@@ -317,6 +330,28 @@ def test_mailboxes_provisioned_from_the_directory(
             (f"10000000003@{DOMAIN}",),
         ).fetchall()
     assert rows == [("PER", "Practitioner/pro-c", "10000000003")]
+    # published in the owner's telecom (job messaging.publish): the directory finds it
+    address = f"10000000003@{DOMAIN}"
+
+    def published() -> list[str]:
+        r = operator.client.get("/Practitioner", params={"mailbox-mss": address})
+        return [
+            e["resource"]["id"] for e in r.json().get("entry", []) if e["search"]["mode"] == "match"
+        ]
+
+    assert poll(published) == ["pro-c"]
+    pro_c = operator.client.get("/Practitioner/pro-c").json()
+    assert [t["value"] for t in pro_c["telecom"]] == [address]
+    version = pro_c["meta"]["versionId"]
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        provision(conn, DOMAIN)  # published again: no new version
+        poll(
+            lambda: conn.execute(
+                "SELECT count(*) = 0 FROM job WHERE kind = 'messaging.publish'"
+                " AND state IN ('queued', 'running')"
+            ).fetchone()[0]
+        )
+    assert operator.client.get("/Practitioner/pro-c").json()["meta"]["versionId"] == version
 
 
 def test_accepted_message_survives_kill_9(
