@@ -305,6 +305,14 @@ class PolicyAccess:
             parts.append(Sql().add("r.compartment IS NULL"))
         if filters.resource_types is not None:
             parts.append(Sql().add("r.rtype = ANY(%s)", sorted(filters.resource_types)))
+        if filters.hide_messages:
+            parts.append(
+                Sql().add(
+                    "NOT EXISTS (SELECT 1 FROM idx_token pm WHERE pm.rid = r.rid "
+                    "AND pm.param = '_tag' AND pm.system = %s)",
+                    PARTICIPANT_SYSTEM,
+                )
+            )
         if filters.organization:
             parts.append(Sql().add("r.owner = %s", _org_ref(filters.organization)))
         if filters.hidden_labels:
@@ -484,13 +492,15 @@ class PolicyAccess:
 
     def _participant(self, row: Version) -> bool:
         """Whether a message (or attachment) row is tagged with one of the principal's party
-        keys: the principal owns its sender's or one of its recipients' mailboxes."""
+        keys: the principal owns its sender's or one of its recipients' mailboxes. For a
+        principal with no keys (the ARS analyst): whether the row is a message at all."""
         if row.rtype not in MESSAGE_TYPES or not row.content:
             return False
         if PARTICIPANT_SYSTEM not in row.content:
             return False
+        codes = _participant_codes(decode(row.content))
         keys = participant_keys(self.principal)
-        return bool(keys) and bool(_participant_codes(decode(row.content)) & keys)
+        return bool(codes & keys) if keys else bool(codes)
 
     def _within(
         self,

@@ -66,6 +66,8 @@ into every query on the resource table:
   principal has one of ``masked_exempt_relationships`` (médecin traitant).
 * ``aggregate_only``: only counts / aggregate results may leave the server (``_summary=count``,
   statistics operations); never a resource.
+* ``hide_messages``: leave out the rows tagged with :data:`PARTICIPANT_SYSTEM` (messages of
+  no patient are not the ARS analyst's non-nominative data).
 * ``participant``: party keys; a row tagged (``meta.tag``, :data:`PARTICIPANT_SYSTEM`) with one of
   them passes as well: ``(<the conditions above>) OR <tagged>``.
 
@@ -376,6 +378,7 @@ class Filters:
     masked_exempt_relationships: frozenset[str] = frozenset()
     aggregate_only: bool = False
     participant: frozenset[str] = frozenset()
+    hide_messages: bool = False  # leave out messages and their attachments (participant tags)
 
     def label_visible(self, labels: Iterable[str], author_is_principal: bool = False) -> bool:
         """Whether a resource with these security labels passes ``hidden_labels``."""
@@ -682,6 +685,11 @@ def _evaluate(
         if request.aggregate:
             return Decision(True, "aggregate", audit, Filters(aggregate_only=True), PUBHLTH, rule)
         filters = Filters(compartment=CompartmentKind.NONE)
+        if request.resource_type in MESSAGE_TYPES:
+            # a message of no patient is still private correspondence, not public-health data
+            if request.participant:
+                return _deny("a message is private correspondence", audit)
+            filters = replace(filters, hide_messages=True)
         return Decision(True, "non-nominative resources only", audit, filters, PUBHLTH, rule)
     raise AssertionError(f"unknown condition {cond}")
 

@@ -56,8 +56,9 @@ async def deliver(ctx: JobContext) -> None:
     3. the Communication and its attachments are written (idempotently), tagged with the
        participants, with notes saying what became of the documents;
     4. the delivery is audited;
-    5. each recipient asked for an acknowledgement sends its MDN through the outbound path
-       (a message accepted like any other, once per recipient).
+    5. each recipient asked for an acknowledgement that has an integration status to report
+       (it filed, or the documents were refused) sends its MDN through the outbound path (a
+       message accepted like any other, once per recipient).
     """
     engine = ctx.runtime.engine
     sender, local, foreign, raw, received_at, stored = await _message(
@@ -99,6 +100,8 @@ async def deliver(ctx: JobContext) -> None:
     async with engine.pool.connection() as conn:
         await write_events(conn, [delivery_record(envelope, written)])
         for address, outcome in outcomes.items():
+            if not (outcome.attempted or outcome.code):
+                continue  # no integration status to report (a person's client acknowledges)
             ack = documents.acknowledgement(original, address, outcome, received.attachments)
             if ack is not None:
                 await _acknowledge(conn, row, address, ack)

@@ -520,3 +520,12 @@ def test_searches_add_the_participants_rows_to_what_the_rules_open() -> None:
     launched = principal(Role.PROFESSIONAL, scopes="patient/*.rs", patient="P1")
     confined = decide(launched, search, now=NOW)
     assert confined.filters.participant == frozenset()
+
+
+def test_the_ars_analyst_never_reads_messages_of_no_patient() -> None:
+    ars = principal(Role.ARS_ANALYST)
+    search = decide(ars, AccessRequest("Communication", Interaction.SEARCH), now=NOW)
+    assert search.allow and search.filters.hide_messages
+    tagged = AccessRequest("Communication", Interaction.READ, participant=True)
+    assert not decide(ars, tagged, now=NOW).allow
+    assert not decide(ars, AccessRequest("Observation", Interaction.SEARCH)).filters.hide_messages
