@@ -741,3 +741,26 @@ def migrate(conn: psycopg.Connection) -> list[int]:
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied
+
+
+# --- Secure messaging, the mail path (mailwire): migrations 270-279 --------------------------
+MESSAGING_MAIL_PATH_V270 = """
+-- What the delivery did with a message's documents, per local recipient mailbox (filed to the
+-- shared record: the DocumentReferences; or not, and why: the MDN code), kept so a delivery
+-- run again (a worker killed mid-way) neither files twice nor answers differently.
+ALTER TABLE mail_message ADD COLUMN filing jsonb;
+-- An acknowledgement (MDN) is itself an accepted message answering another: one per
+-- (original message, answering mailbox).
+ALTER TABLE mail_message ADD COLUMN answers bigint;
+CREATE UNIQUE INDEX mail_message_answer ON mail_message (answers, sender)
+    WHERE answers IS NOT NULL;
+"""
+MIGRATIONS += [
+    (270, "secure messaging: filing outcomes and acknowledgements", MESSAGING_MAIL_PATH_V270)
+]
+MESSAGING_UNLISTED_V271 = """
+-- A mailbox on the Annuaire's red list (listeRouge): published in its owner's telecom with
+-- listeRouge = true, and then not found by the directory look-ups.
+ALTER TABLE mailbox ADD COLUMN unlisted boolean NOT NULL DEFAULT false;
+"""
+MIGRATIONS += [(271, "secure messaging: unlisted (listeRouge) mailboxes", MESSAGING_UNLISTED_V271)]

@@ -38,6 +38,8 @@ from .circle_matrix import circle_matrix
 from .document_matrix import document_matrix, document_types
 from .policy import (
     MASQUE_PS,
+    MESSAGE_TYPES,
+    PARTICIPANT_SYSTEM,
     AccessRequest,
     CompartmentKind,
     Decision,
@@ -45,6 +47,7 @@ from .policy import (
     Group,
     Relationship,
     decide,
+    participant_keys,
     resource_group,
 )
 from .relationships import Links, load_links
@@ -96,6 +99,19 @@ def _meta_labels(resource: dict[str, Any]) -> frozenset[str]:
         for c in meta.get("security") or []
         if isinstance(c, dict) and isinstance(c.get("code"), str)
     )
+
+
+def _participant_codes(resource: Any) -> set[str]:
+    """The party keys of a message's ``meta.tag`` (:data:`PARTICIPANT_SYSTEM`)."""
+    meta = resource.get("meta") if isinstance(resource, dict) else None
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return {
+        str(t["code"])
+        for t in (tags if isinstance(tags, list) else [])
+        if isinstance(t, dict)
+        and t.get("system") == PARTICIPANT_SYSTEM
+        and isinstance(t.get("code"), str)
+    }
 
 
 def _authors(resource: Any) -> set[str]:
@@ -193,7 +209,9 @@ class PolicyAccess:
         return self.links.relationships.get(patient)
 
     def _decide(self, request: AccessRequest) -> Decision:
-        cacheable = not request.security_labels and request.organization is None
+        cacheable = (
+            not request.security_labels and request.organization is None and not request.participant
+        )
         key = (
             request.resource_type,
             str(request.interaction),
@@ -287,6 +305,14 @@ class PolicyAccess:
             parts.append(Sql().add("r.compartment IS NULL"))
         if filters.resource_types is not None:
             parts.append(Sql().add("r.rtype = ANY(%s)", sorted(filters.resource_types)))
+        if filters.hide_messages:
+            parts.append(
+                Sql().add(
+                    "NOT EXISTS (SELECT 1 FROM idx_token pm WHERE pm.rid = r.rid "
+                    "AND pm.param = '_tag' AND pm.system = %s)",
+                    PARTICIPANT_SYSTEM,
+                )
+            )
         if filters.organization:
             parts.append(Sql().add("r.owner = %s", _org_ref(filters.organization)))
         if filters.hidden_labels:
@@ -338,10 +364,22 @@ class PolicyAccess:
                 hidden = cond
             parts.append(hidden)
         if not parts:
-            return None
+            return None  # no restriction: the participants' rows are in already
         out = Sql()
         for i, p in enumerate(parts):
             out.add(" AND " if i else "").extend(p)
+        if filters.participant:
+            # or a message (attachment) the principal took part in: tagged with its party keys.
+            # The tagged rows are computed once (an InitPlan over the token index), so the
+            # planner can OR two index conditions on r instead of a sub-plan per row.
+            tagged = Sql().add(
+                "r.rid = ANY(ARRAY(SELECT pt.rid FROM idx_token pt WHERE pt.rtype = %s "
+                "AND pt.param = '_tag' AND pt.code = ANY(%s) AND pt.system = %s))",
+                rtype,
+                sorted(filters.participant),
+                PARTICIPANT_SYSTEM,
+            )
+            out = Sql().add("((").extend(out).add(") OR ").extend(tagged).add(")")
         return out
 
     def condition(
@@ -430,6 +468,7 @@ class PolicyAccess:
             and (self.practitioner_ref or self.principal.national_id)
         ):
             authored = self._is_author(decode(row.content))
+        participant = self._participant(row)
         d = self._decide(
             AccessRequest(
                 row.rtype,
@@ -439,14 +478,29 @@ class PolicyAccess:
                 security_labels=labels,
                 author_is_principal=authored,
                 via=via,
+                participant=participant,
             )
         )
         if not d.allow:
             if d.hidden:
                 raise forbidden(f"{row.rtype}/{row.id} is not known", status=404)
             raise forbidden(f"Access to {row.rtype}/{row.id} denied: {d.reason}")
+        if participant and d.filters.participant:
+            return  # the principal's own message, whoever else it concerns
         if not self._within(d.filters, row.compartment, row.rtype, Interaction.READ):
             raise forbidden(f"Access to {row.rtype}/{row.id} denied: outside the records open here")
+
+    def _participant(self, row: Version) -> bool:
+        """Whether a message (or attachment) row is tagged with one of the principal's party
+        keys: the principal owns its sender's or one of its recipients' mailboxes. For a
+        principal with no keys (the ARS analyst): whether the row is a message at all."""
+        if row.rtype not in MESSAGE_TYPES or not row.content:
+            return False
+        if PARTICIPANT_SYSTEM not in row.content:
+            return False
+        codes = _participant_codes(decode(row.content))
+        keys = participant_keys(self.principal)
+        return bool(codes & keys) if keys else bool(codes)
 
     def _within(
         self,
@@ -458,6 +512,8 @@ class PolicyAccess:
         """Whether a row of this compartment passes the filters' compartment condition, as the
         SQL of :meth:`condition` would decide: a read by id and a search must agree (a row of no
         patient is not in a patient's own record, nor among a professional's patients)."""
+        if filters.resource_types is not None and rtype not in filters.resource_types:
+            return False
         kind = filters.compartment
         if kind == CompartmentKind.PATIENTS:
             return compartment in filters.patients
@@ -480,6 +536,16 @@ class PolicyAccess:
             where = w.where or None
             if w.rtype == "AuditEvent":
                 raise forbidden("The audit trail is written by the server only", where)
+            if (
+                w.resource is not None
+                and _participant_codes(w.resource)
+                and self.principal.role != Role.OPERATOR
+            ):
+                raise forbidden(
+                    f"{w.kind} of {w.rtype}/{w.id} denied: the {PARTICIPANT_SYSTEM} tags name "
+                    "who took part in a message and are set by the platform only",
+                    f"{w.where}.meta.tag" if w.where else f"{w.rtype}.meta.tag",
+                )
             patients: set[str | None] = {w.compartment, w.old_compartment} - {None}
             if not patients or (w.kind == "create" and w.rtype == "Patient"):
                 patients = {None}  # a new patient: "registering", decided without a patient
@@ -564,7 +630,12 @@ class PolicyAccess:
         if p.role in (Role.PATIENT, Role.REPRESENTATIVE) and own_history and not is_write:
             return []  # reading one's own access history is not itself listed there
         patients = sorted(pt for pt in by_patient if pt is not None)
-        others = list(by_patient.get(None, {})) if is_write or touched.outcome != "0" else []
+        others = [
+            ref
+            for ref in by_patient.get(None, {})
+            # messages of no patient are private correspondence: their reads are named too
+            if is_write or touched.outcome != "0" or ref.partition("/")[0] in MESSAGE_TYPES
+        ]
         if (
             not patients
             and not others

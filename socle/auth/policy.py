@@ -25,7 +25,18 @@ A decision combines two independent checks:
                              also opposed emergency access
    ``OWN_ORGANIZATION``      system client: resources owned by its own organisation
    ``NON_NOMINATIVE``        ARS analyst: aggregates (counts) or resources with no patient
+   ``PARTICIPANT``           a mailbox's owner: the messages (``Communication``) sent from or
+                             to a mailbox of theirs and their attachments (``DocumentReference``,
+                             ``Binary``), whether they concern a patient or not; added (OR) to
+                             what the role's other rules open, read and search only
    ========================  ==================================================================
+
+**Participants.** Secure messaging (``socle/messaging``) tags each message and attachment it
+delivers with ``meta.tag`` codes of :data:`PARTICIPANT_SYSTEM` naming who owns the sending and
+receiving mailboxes (:func:`mailbox_party_keys`); a principal's own keys
+(:func:`participant_keys`) are its fhirUser, ``idnat/<national id>`` for a professional, its
+organisation for a system client — the ownership that SMTP XOAUTH2 and ``$send`` check. Only the
+platform writes these tags (a client write carrying one is refused).
 
 Document visibility (TRE_A07, fr-documents §1.8/§1.11) is a filter on ``security`` labels:
 ``MASQUE_PS`` hidden from professionals except the author and the médecin traitant (or a
@@ -55,6 +66,10 @@ into every query on the resource table:
   principal has one of ``masked_exempt_relationships`` (médecin traitant).
 * ``aggregate_only``: only counts / aggregate results may leave the server (``_summary=count``,
   statistics operations); never a resource.
+* ``hide_messages``: leave out the rows tagged with :data:`PARTICIPANT_SYSTEM` (messages of
+  no patient are not the ARS analyst's non-nominative data).
+* ``participant``: party keys; a row tagged (``meta.tag``, :data:`PARTICIPANT_SYSTEM`) with one of
+  them passes as well: ``(<the conditions above>) OR <tagged>``.
 
 ``relationship`` describes the principal ↔ ``request.patient`` link (or the token's launch patient
 when the request names none and only ``patient/`` scopes apply); `socle.auth.enforcement`
@@ -171,6 +186,7 @@ class Condition(StrEnum):
     OWN_ORGANIZATION = "own-organization"
     NON_NOMINATIVE = "non-nominative"
     OWN_CONFIGURATION = "own-configuration"  # what the principal itself set up (subscriptions)
+    PARTICIPANT = "participant"  # messages of one's own mailboxes and their attachments
 
 
 @dataclass(frozen=True)
@@ -228,6 +244,11 @@ RULES: tuple[Rule, ...] = (
     Rule(_ARS, Group.CLINICAL, RS, _C.NON_NOMINATIVE),
     Rule(_ARS, Group.DIRECTORY, RS, _C.ALWAYS),
     Rule(_ARS, Group.DEFINITIONAL, RS, _C.ALWAYS),
+    # mailbox owners: the messages they sent or received and their attachments (socle/messaging)
+    *(
+        Rule(who, Group.CLINICAL, RS, _C.PARTICIPANT, "secure messaging")
+        for who in (_P, _R, _PRO, _SYS)
+    ),
     # their own subscriptions (socle/subscriptions/: the owner of the row is its creator)
     *(Rule(who, Group.CONFIGURATION, ALL, _C.OWN_CONFIGURATION) for who in (_P, _R, _PRO, _SYS)),
     # administrator: configuration, no clinical data
@@ -327,6 +348,7 @@ class AccessRequest:
     aggregate: bool = False
     break_glass_reason: str | None = None
     via: str = "direct"
+    participant: bool = False  # the target is tagged with one of the principal's party keys
 
 
 class CompartmentKind(StrEnum):
@@ -355,6 +377,8 @@ class Filters:
     author_sees_masked: bool = False
     masked_exempt_relationships: frozenset[str] = frozenset()
     aggregate_only: bool = False
+    participant: frozenset[str] = frozenset()
+    hide_messages: bool = False  # leave out messages and their attachments (participant tags)
 
     def label_visible(self, labels: Iterable[str], author_is_principal: bool = False) -> bool:
         """Whether a resource with these security labels passes ``hidden_labels``."""
@@ -565,12 +589,24 @@ def decide(
     matching = [r for r in rules if r.role == role and r.group == group and inter in r.interactions]
     if not matching:
         return _deny(f"no rule allows {principal.role} to {inter} {group} resources", audit)
+    confine = contexts == {"patient"} and group in NOMINATIVE_GROUPS
+    participating = [r for r in matching if r.condition == Condition.PARTICIPANT]
+    keys = participant_keys(principal) if participating and rtype in MESSAGE_TYPES else frozenset()
+    if confine:
+        keys = frozenset()  # a launch context confines to that patient's record, mail included
+    if keys and request.participant:
+        # one row the principal took part in: its own message (or attachment)
+        filters = Filters(participant=keys)
+        purpose = _purpose(principal.role)
+        why = "participant in the message"
+        return Decision(True, why, audit, filters, purpose, participating[0])
     denial: Decision | None = None
     for rule in matching:
+        if rule.condition == Condition.PARTICIPANT:
+            continue
         d = _evaluate(principal, request, target, relationship, rule, audit, now, break_glass_ttl)
         if d.allow:
             d = _with_labels(d, request)
-            confine = contexts == {"patient"} and group in NOMINATIVE_GROUPS
             if confine and d.allow and d.filters.compartment != CompartmentKind.PATIENTS:
                 d = replace(
                     d,
@@ -580,9 +616,19 @@ def decide(
                         patients=frozenset({principal.patient or ""}),
                     ),
                 )
+            if d.allow and keys:
+                d = replace(d, filters=replace(d.filters, participant=keys))
             return d
         denial = denial or d
-    assert denial is not None
+    if keys and target is None and request.organization is None:
+        # a search (not one row, whose owner the enforcement names): only the messages the
+        # principal took part in
+        filters = replace(DENY_ALL, participant=keys)
+        purpose = _purpose(principal.role)
+        why = "participant in the messages"
+        return Decision(True, why, audit, filters, purpose, participating[0])
+    if denial is None:
+        return _deny(f"no rule allows {principal.role} to {inter} {group} resources", audit)
     return denial
 
 
@@ -631,14 +677,73 @@ def _evaluate(
             return _deny("configuration set up by someone else", audit)
         filters = Filters(organization=me)
         return Decision(True, "own configuration", audit, filters, _purpose(principal.role), rule)
+    if cond == Condition.PARTICIPANT:  # decided in decide(): it widens the other rules
+        return _deny("not a participant in this message", audit)
     if cond == Condition.NON_NOMINATIVE:
         if target is not None:
             return _deny("nominative data is not available to this role", audit)
         if request.aggregate:
             return Decision(True, "aggregate", audit, Filters(aggregate_only=True), PUBHLTH, rule)
         filters = Filters(compartment=CompartmentKind.NONE)
+        if request.resource_type in MESSAGE_TYPES:
+            # a message of no patient is still private correspondence, not public-health data
+            if request.participant:
+                return _deny("a message is private correspondence", audit)
+            filters = replace(filters, hide_messages=True)
         return Decision(True, "non-nominative resources only", audit, filters, PUBHLTH, rule)
     raise AssertionError(f"unknown condition {cond}")
+
+
+# -- secure messaging participants -------------------------------------------------------------
+
+PARTICIPANT_SYSTEM = "https://socle.example.org/fhir/CodeSystem/mail-participant"
+MESSAGE_TYPES = frozenset({"Communication", "DocumentReference", "Binary"})
+NATIONAL_ID_KEY = "idnat/"
+
+
+def _reference_of(fhir_user: str | None) -> str | None:
+    """``Type/id`` of a fhirUser (relative or absolute URL)."""
+    if not fhir_user:
+        return None
+    parts = fhir_user.rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return f"{parts[-2]}/{parts[-1]}"
+    return None
+
+
+def participant_keys(principal: Principal) -> frozenset[str]:
+    """The party keys naming this principal as a mailbox's owner (the ownership of SMTP
+    XOAUTH2 and ``$send``): a system client its organisation (``ORG``/``APP`` mailboxes); anyone
+    else its fhirUser and, with a national id (``8`` + RPPS), ``idnat/<national id>``."""
+    if principal.role == Role.SYSTEM:
+        org = principal.organization
+        if not org:
+            return frozenset()
+        return frozenset({org if "/" in org else f"Organization/{org}"})
+    if principal.role not in (Role.PATIENT, Role.REPRESENTATIVE, Role.PROFESSIONAL):
+        return frozenset()
+    keys = set()
+    ref = _reference_of(principal.fhir_user)
+    if ref:
+        keys.add(ref)
+    if principal.role == Role.PROFESSIONAL and principal.national_id:
+        keys.add(NATIONAL_ID_KEY + principal.national_id)
+    return frozenset(keys)
+
+
+def mailbox_party_keys(kind: str, owner: str, identifier: str | None) -> frozenset[str]:
+    """The party keys of a mailbox's owner, matching :func:`participant_keys`: the owner's
+    reference, and for a personal mailbox (``PER``) its RPPS as a national id (``8`` + RPPS,
+    or the identifier as written)."""
+    keys = {owner}
+    if kind == "PER" and identifier:
+        keys |= {NATIONAL_ID_KEY + identifier, NATIONAL_ID_KEY + "8" + identifier}
+    return frozenset(keys)
+
+
+def participant_tags(keys: Iterable[str]) -> list[dict[str, str]]:
+    """``meta.tag`` codings naming the parties of a message."""
+    return [{"system": PARTICIPANT_SYSTEM, "code": k} for k in sorted(set(keys))]
 
 
 def configuration_owner(principal: Principal) -> str | None:
@@ -781,6 +886,8 @@ __all__ = [
     "Decision",
     "Filters",
     "Group",
+    "MESSAGE_TYPES",
+    "PARTICIPANT_SYSTEM",
     "RULES",
     "Relationship",
     "Rule",
@@ -788,6 +895,9 @@ __all__ = [
     "controls_from_consents",
     "decide",
     "in_period",
+    "mailbox_party_keys",
+    "participant_keys",
+    "participant_tags",
     "permitted_types",
     "plan_sharing_consented",
     "resource_group",

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..auth.policy import mailbox_party_keys, participant_tags
 from ..fhir.attachments import sha1_base64
 from ..fhir.entries import EntryRequest
+from .documents import Unpacked
 from .intake import Part, Received, clean
 from .mailboxes import Mailbox
+from .xds import DocumentEntry, document_reference_of, master_identifier
 
 MESSAGE_ID_SYSTEM = "urn:ietf:rfc:5322"  # Communication.identifier: the Message-ID
 ADDRESS_SYSTEM = "urn:ietf:rfc:3986"  # a mailbox in a Reference: mailto:<address>
@@ -60,55 +63,139 @@ def patient_of(envelope: Envelope) -> str | None:
     return None
 
 
+def party_tags(envelope: Envelope) -> list[dict[str, str]]:
+    """``meta.tag`` naming the owners of the message's local mailboxes (sender and recipients):
+    the access policy's participant rule lets them read the message and its attachments."""
+    keys: set[str] = set()
+    for mailbox in envelope.mailboxes.values():
+        keys |= mailbox_party_keys(mailbox.kind, mailbox.owner, mailbox.identifier)
+    return participant_tags(keys)
+
+
 def process_attachments(
-    base_id: str, parts: list[Part], patient: str | None, received_at: str
+    base_id: str,
+    parts: list[Part],
+    patient: str | None,
+    received_at: str,
+    tags: list[dict[str, str]] | None = None,
+    unpacked: dict[int, Unpacked] | None = None,
+    filed: dict[str, str] | None = None,
 ) -> tuple[list[EntryRequest], list[dict[str, Any]]]:
-    """The writes for a message's attachments and the payload items pointing to them. The seam
-    for IHE XDM and MDN handling: today a Binary + DocumentReference per MIME attachment."""
+    """The writes for a message's attachments and the payload items pointing to them: a
+    Binary + DocumentReference per MIME attachment; for an `IHE_XDM.ZIP` (`unpacked`, read by
+    `documents.unpack`), one per document it holds, the DocumentReference carrying the XDM
+    metadata (type, class, format, confidentiality, authors, period, facility and practice
+    setting) and, when the document was filed to the shared record (`filed`: uniqueId →
+    DocumentReference id), `context.related` to the record's entry. A refused archive writes
+    nothing (the Communication's note says why)."""
+    unpacked = unpacked or {}
     entries: list[EntryRequest] = []
     payload: list[dict[str, Any]] = []
-    for n, part in enumerate(parts, start=1):
-        rid = f"{base_id}-a{n}"
-        binary: dict[str, Any] = {
-            "resourceType": "Binary",
-            "id": rid,
-            "contentType": part.content_type,
-        }
-        if part.data:
-            binary["data"] = base64.b64encode(part.data).decode()
-        if patient:
-            binary["securityContext"] = {"reference": f"Patient/{patient}"}
-        attachment = {
-            "contentType": part.content_type,
-            "url": f"Binary/{rid}",
-            "size": len(part.data),
-            "hash": sha1_base64(part.data),
-            "title": clean(part.filename)[:200] or "attachment",
-        }
-        document: dict[str, Any] = {
-            "resourceType": "DocumentReference",
-            "id": rid,
-            "status": "current",
-            "date": received_at,
-            "description": attachment["title"],
-            "content": [{"attachment": attachment}],
-        }
-        if patient:
-            document["subject"] = {"reference": f"Patient/{patient}"}
-        entries += [
-            EntryRequest("PUT", f"Binary/{rid}", binary),
-            EntryRequest("PUT", f"DocumentReference/{rid}", document),
-        ]
-        payload.append({"contentReference": {"reference": f"DocumentReference/{rid}"}})
+    n = 0
+    for index, part in enumerate(parts):
+        xdm = unpacked.get(index)
+        if xdm is not None and xdm.refusal is not None:
+            continue
+        items: list[tuple[str, str, bytes, DocumentEntry | None]]
+        if xdm is None:
+            items = [(part.content_type, part.filename, part.data, None)]
+        else:
+            items = [
+                (d.entry.mime_type, d.entry.title or d.entry.uri, d.content, d.entry)
+                for pkg in xdm.packages
+                for d in pkg.documents
+            ]
+        for content_type, title, data, entry in items:
+            n += 1
+            rid = f"{base_id}-a{n}"
+            binary: dict[str, Any] = {
+                "resourceType": "Binary",
+                "id": rid,
+                "contentType": content_type,
+            }
+            if tags:
+                binary["meta"] = {"tag": tags}
+            if data:
+                binary["data"] = base64.b64encode(data).decode()
+            if patient:
+                binary["securityContext"] = {"reference": f"Patient/{patient}"}
+            if entry is None:
+                document = _plain_document(rid, content_type, title, data, received_at)
+            else:
+                document = _xdm_document(rid, entry, received_at, filed or {})
+            if tags:
+                document["meta"] = {"tag": tags}
+            if patient:
+                document["subject"] = {"reference": f"Patient/{patient}"}
+            entries += [
+                EntryRequest("PUT", f"Binary/{rid}", binary),
+                EntryRequest("PUT", f"DocumentReference/{rid}", document),
+            ]
+            payload.append({"contentReference": {"reference": f"DocumentReference/{rid}"}})
     return entries, payload
 
 
-def delivery_entries(envelope: Envelope, received: Received) -> list[EntryRequest]:
-    """The unit of work delivering one accepted message to its local recipients."""
+def _plain_document(
+    rid: str, content_type: str, title: str, data: bytes, received_at: str
+) -> dict[str, Any]:
+    attachment = {
+        "contentType": content_type,
+        "url": f"Binary/{rid}",
+        "size": len(data),
+        "hash": sha1_base64(data),
+        "title": clean(title)[:200] or "attachment",
+    }
+    return {
+        "resourceType": "DocumentReference",
+        "id": rid,
+        "status": "current",
+        "date": received_at,
+        "description": attachment["title"],
+        "content": [{"attachment": attachment}],
+    }
+
+
+def _xdm_document(
+    rid: str, entry: DocumentEntry, received_at: str, filed: dict[str, str]
+) -> dict[str, Any]:
+    """A document of an XDM archive as the message's attachment: the XDM metadata as the
+    record maps it (`xds.document_reference_of`), but not a record entry (no PDSm profile) and
+    without the uniqueId (the record's entry, if filed, carries it: one entry per document)."""
+    document = document_reference_of(entry, "-", f"Binary/{rid}")
+    for key in ("meta", "masterIdentifier", "subject"):
+        document.pop(key, None)
+    if not document.get("contained"):
+        document.pop("contained", None)
+        document.pop("author", None)
+    document["id"] = rid
+    document.setdefault("date", received_at)
+    title = clean(entry.title or entry.uri)[:200] or "document"
+    document["description"] = title
+    document["content"][0]["attachment"]["title"] = title
+    record_entry = filed.get(master_identifier(entry))
+    if record_entry:
+        document.setdefault("context", {})["related"] = [
+            {"reference": f"DocumentReference/{record_entry}"}
+        ]
+    return document
+
+
+def delivery_entries(
+    envelope: Envelope,
+    received: Received,
+    unpacked: dict[int, Unpacked] | None = None,
+    filed: dict[str, str] | None = None,
+    notes: list[str] | None = None,
+) -> list[EntryRequest]:
+    """The unit of work delivering one accepted message to its local recipients; `notes`: what
+    the delivery says about it (documents refused, filed or not and why, headers missing)."""
     rid = communication_id(envelope.row)
     patient = patient_of(envelope)
     received_at = envelope.received_at.isoformat()
-    entries, attached = process_attachments(rid, received.attachments, patient, received_at)
+    tags = party_tags(envelope)
+    entries, attached = process_attachments(
+        rid, received.attachments, patient, received_at, tags, unpacked, filed
+    )
     text, subject = clean(received.text), clean(received.subject)
     payload = [{"contentString": text}] if text.strip() else []
     communication: dict[str, Any] = {
@@ -120,6 +207,8 @@ def delivery_entries(envelope: Envelope, received: Received) -> list[EntryReques
         "sender": address_reference(envelope.sender, envelope.mailboxes.get(envelope.sender)),
         "recipient": [address_reference(a, envelope.mailboxes.get(a)) for a in envelope.recipients],
     }
+    if tags:
+        communication["meta"] = {"tag": tags}
     if received.sent is not None:
         communication["sent"] = received.sent.isoformat()
     if subject.strip():
@@ -132,4 +221,6 @@ def delivery_entries(envelope: Envelope, received: Received) -> list[EntryReques
         ]
     if payload or attached:
         communication["payload"] = payload + attached
+    if notes:
+        communication["note"] = [{"text": clean(n)[:2000]} for n in notes]
     return [*entries, EntryRequest("PUT", f"Communication/{rid}", communication)]

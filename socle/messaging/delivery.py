@@ -6,13 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from email.message import Message
+from email.utils import getaddresses
+from typing import Any
 
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from ..auth.audit_store import write_events
+from ..auth.middleware import AUDIT_KEY
+from ..config import smtp_server
 from ..mail.relay import RelayError, send_async
 from ..workers.kinds import JobContext, JobKind
-from . import mailboxes
+from . import documents, mailboxes, mdn
+from .audit import delivery_record
 from .communication import Envelope, delivery_entries
+from .headers import header_problems, read_headers
 from .intake import parse_bytes, read
-from .store import DELIVER, RELAY
+from .mailboxes import is_local
+from .store import DELIVER, RELAY, Accepted, accept
 
 log = logging.getLogger("socle.messaging")
 
@@ -34,12 +46,27 @@ async def _message(ctx: JobContext, columns: str) -> tuple:  # type: ignore[type
 
 
 async def deliver(ctx: JobContext) -> None:
-    """Write the message's Communication (and attachments) for its local recipients."""
+    """Deliver an accepted message to its local recipients, in this order:
+
+    1. its `IHE_XDM.ZIP` attachments are read within the safety limits (a refused archive
+       writes nothing of its content);
+    2. each recipient mailbox that files what it receives (`documents.should_file`) files the
+       XDM subsets to the shared record with its owner's rights (the outcome is kept in
+       `mail_message.filing`, so a second run neither files twice nor answers differently);
+    3. the Communication and its attachments are written (idempotently), tagged with the
+       participants, with notes saying what became of the documents;
+    4. the delivery is audited;
+    5. each recipient asked for an acknowledgement that has an integration status to report
+       (it filed, or the documents were refused) sends its MDN through the outbound path (a
+       message accepted like any other, once per recipient).
+    """
     engine = ctx.runtime.engine
-    sender, local, foreign, raw, received_at = await _message(
-        ctx, "sender, local_recipients, foreign_recipients, raw, received_at"
+    sender, local, foreign, raw, received_at, stored = await _message(
+        ctx, "sender, local_recipients, foreign_recipients, raw, received_at, filing"
     )
+    original = await asyncio.to_thread(parse_bytes, bytes(raw))
     received = await asyncio.to_thread(read, bytes(raw))
+    unpacked = await asyncio.to_thread(documents.unpack, received.attachments)
     async with engine.pool.connection() as conn:
         found = {}
         for address in dict.fromkeys([sender, *local]):
@@ -55,12 +82,129 @@ async def deliver(ctx: JobContext) -> None:
             )
             hit = await cur.fetchone()
             parent = int(hit[0]) if hit else None
-    envelope = Envelope(ctx.args["message"], sender, [*local, *foreign], found, received_at, parent)
-    await engine.transaction(delivery_entries(envelope, received), engine.platform(), "transaction")
+    row = int(ctx.args["message"])
+    outcomes = await _file(
+        ctx,
+        row,
+        original,
+        unpacked,
+        [a for a in local if a in found],
+        found,
+        stored if isinstance(stored, dict) else {},
+    )
+    envelope = Envelope(row, sender, [*local, *foreign], found, received_at, parent)
+    filed = {k: v for o in outcomes.values() for k, v in o.filed.items()}
+    notes = _notes(original, unpacked, outcomes)
+    written = delivery_entries(envelope, received, unpacked, filed, notes)
+    await engine.transaction(written, engine.platform(), "transaction")
     async with engine.pool.connection() as conn:
-        await conn.execute(
-            "UPDATE mail_message SET delivered_at = now() WHERE id = %s", (envelope.row,)
+        await write_events(conn, [delivery_record(envelope, written)])
+        for address, outcome in outcomes.items():
+            if not (outcome.attempted or outcome.code):
+                continue  # no integration status to report (a person's client acknowledges)
+            ack = documents.acknowledgement(original, address, outcome, received.attachments)
+            if ack is not None:
+                await _acknowledge(conn, row, address, ack)
+        await conn.execute("UPDATE mail_message SET delivered_at = now() WHERE id = %s", (row,))
+
+
+async def _file(
+    ctx: JobContext,
+    row: int,
+    original: Message,
+    unpacked: dict[int, documents.Unpacked],
+    recipients: list[str],
+    found: dict[str, mailboxes.Mailbox],
+    stored: dict[str, Any],
+) -> dict[str, documents.Outcome]:
+    """Each local recipient's outcome: filed (or refused) by the mailboxes that file what they
+    receive, the archive's refusal for the others; kept in `mail_message.filing` at once."""
+    engine = ctx.runtime.engine
+    services = getattr(ctx.runtime.state, AUDIT_KEY, None)
+    outcomes: dict[str, documents.Outcome] = {}
+    for address in recipients:
+        if address in stored:
+            outcomes[address] = documents.Outcome.of_json(stored[address])
+            continue
+        mailbox = found[address]
+        refused = next((u.refusal for u in unpacked.values() if u.refusal is not None), None)
+        access = (
+            documents.mailbox_access(mailbox, services, ctx.runtime.settings.public_url)
+            if services is not None and unpacked and documents.should_file(mailbox, original)
+            else None
         )
+        if access is not None:
+            outcome = await documents.file_for(engine, access, original, unpacked)
+        elif refused is not None:
+            outcome = documents.Outcome.refused(refused)
+        else:
+            outcome = documents.Outcome()
+        outcomes[address] = outcome
+        if outcome.attempted or outcome.code:
+            async with engine.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE mail_message SET filing = coalesce(filing, '{}'::jsonb)"
+                    " || jsonb_build_object(%s::text, %s::jsonb) WHERE id = %s",
+                    (address, Jsonb(outcome.as_json()), row),
+                )
+    return outcomes
+
+
+def _notes(
+    original: Message,
+    unpacked: dict[int, documents.Unpacked],
+    outcomes: dict[str, documents.Outcome],
+) -> list[str]:
+    """What the recipients read about the documents: refused, filed or not filed and why, the
+    MSSanté headers missing (English details, no health data)."""
+    notes = []
+    for u in unpacked.values():
+        if u.refusal is not None:
+            notes.append(
+                f"{u.part.filename} refused, not stored: {u.refusal.error.code} "
+                f"{u.refusal.error.label} ({u.refusal.reason.value}: {u.refusal.detail})"
+            )
+    for address, outcome in outcomes.items():
+        if outcome.filed and not outcome.code:
+            refs = ", ".join(f"DocumentReference/{i}" for i in outcome.filed.values())
+            notes.append(f"Filed to the shared record by {address}: {refs}")
+        elif outcome.attempted and outcome.code:
+            error = outcome.error
+            label = error.label if error else ""
+            notes.append(
+                f"Not filed to the shared record by {address}: {outcome.code} {label} "
+                f"({outcome.reason}: {outcome.detail})"
+            )
+    if read_headers(original).end_of_replies:
+        notes.append("Replies closed by the sender (X-MSS-MES: FIN)")
+    packages = [p for u in unpacked.values() for p in u.packages]
+    if packages:
+        problems = header_problems(original, packages)
+        if problems:
+            notes.append("MSSanté headers: " + "; ".join(problems))
+    return notes
+
+
+async def _acknowledge(conn: AsyncConnection, row: int, address: str, ack: Message) -> None:
+    """Send an MDN back through the outbound path: accepted like any message (delivered to a
+    local mailbox, relayed to another operator's), once per (message, recipient)."""
+    cur = await conn.execute(
+        "SELECT 1 FROM mail_message WHERE answers = %s AND sender = %s", (row, address)
+    )
+    if await cur.fetchone():
+        return
+    to = [a.lower() for _, a in getaddresses([str(ack["To"])]) if "@" in a]
+    domain = smtp_server().domain
+    local = []
+    for a in to:
+        if is_local(a, domain) and await mailboxes.find(conn, a) is not None:
+            local.append(a)
+    foreign = [a for a in to if not is_local(a, domain)]
+    if not local and not foreign:
+        return
+    raw = mdn.as_bytes(ack)
+    message_id = str(ack["Message-ID"]).strip().strip("<>")
+    await accept(conn, Accepted(message_id, address, local, foreign, None, answers=row), raw)
 
 
 async def relay(ctx: JobContext) -> None:

@@ -41,8 +41,14 @@ def telecom(address: str, kind: str, unlisted: bool = False) -> dict[str, Any]:
     }
 
 
+# a mailbox on the red list (listeRouge = true) is not published: look-ups do not find it
+_LISTED = "extension('listeRouge').where(value = true).empty()"
+
+
 def _each(path: str) -> str:
-    return " | ".join(f"{base}.telecom.extension('{MAILBOX_METADATA}'){path}" for base in BASES)
+    return " | ".join(
+        f"{base}.telecom.extension('{MAILBOX_METADATA}').where({_LISTED}){path}" for base in BASES
+    )
 
 
 def search_parameters() -> list[dict[str, Any]]:
@@ -66,17 +72,19 @@ def search_parameters() -> list[dict[str, Any]]:
             "mailbox-mss-type",
             "token",
             _each(".extension('type').value"),
-            "The type of an MSSanté mailbox (TRE_R257: PER, ORG, APP)",
+            "The type of an MSSanté mailbox (TRE_R257: PER, ORG, APP); not of one on the red "
+            "list (listeRouge)",
         ),
         sp(
             "as-sp-mailbox-mss",
             "mailbox-mss",
             "string",
             " | ".join(
-                f"{base}.telecom.where(extension('{MAILBOX_METADATA}').exists()).value"
+                f"{base}.telecom.where(extension('{MAILBOX_METADATA}').where({_LISTED})"
+                ".exists()).value"
                 for base in BASES
             ),
-            "An MSSanté mailbox address",
+            "An MSSanté mailbox address (not one on the red list: listeRouge)",
         ),
     ]
 

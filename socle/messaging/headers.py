@@ -140,9 +140,9 @@ class DocumentSubject:
     birth_date: dt.date
 
     def __str__(self) -> str:
+        label = " ".join(self.label.split())  # a subject's runs of spaces fold in transit
         return (
-            f"{SUBJECT_PREFIX}{self.label} {self.family.upper()} {self.given} "
-            f"{self.birth_date:%d/%m/%Y}"
+            f"{SUBJECT_PREFIX}{label} {self.family.upper()} {self.given} {self.birth_date:%d/%m/%Y}"
         )
 
 

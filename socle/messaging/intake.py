@@ -70,6 +70,17 @@ def message_ids(value: str) -> list[str]:
     return MESSAGE_ID.findall(value)
 
 
+def thread_of(message: Message) -> list[str]:
+    """The Message-IDs a message answers or follows (`In-Reply-To`, then `References`)."""
+    return [
+        clean(m)[:512]
+        for m in dict.fromkeys(
+            message_ids(_header(message, "In-Reply-To"))
+            + message_ids(_header(message, "References"))
+        )
+    ]
+
+
 def message_id_of(message: Message, raw: bytes) -> str:
     """The Message-ID without its angle brackets; a message without one gets one derived from
     its bytes (the same message accepted twice gets the same)."""

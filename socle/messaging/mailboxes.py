@@ -108,19 +108,22 @@ def create(
     display: str | None = None,
     password: str | None = None,
     quota_bytes: int | None = None,
+    unlisted: bool = False,
 ) -> None:
-    """Create (or update) a mailbox; the password, if any, is stored hashed."""
+    """Create (or update) a mailbox; the password, if any, is stored hashed. `unlisted`: on the
+    Annuaire's red list (published with ``listeRouge``, not found by directory look-ups)."""
     if kind not in KINDS:
         raise ValueError(f"a mailbox kind is one of {', '.join(KINDS)}, not {kind!r}")
     if "@" not in address:
         raise ValueError(f"not a mail address: {address!r}")
     conn.execute(
         "INSERT INTO mailbox (address, kind, owner, identifier, display, password_hash,"
-        " quota_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (address) DO UPDATE SET"
+        " quota_bytes, unlisted) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (address) DO UPDATE SET"
         " kind = excluded.kind, owner = excluded.owner, identifier = excluded.identifier,"
         " display = excluded.display,"
         " password_hash = coalesce(excluded.password_hash, mailbox.password_hash),"
-        " quota_bytes = excluded.quota_bytes",
+        " quota_bytes = excluded.quota_bytes, unlisted = excluded.unlisted",
         (
             address.lower(),
             kind,
@@ -129,5 +132,6 @@ def create(
             display,
             hash_password(password) if password else None,
             quota_bytes,
+            unlisted,
         ),
     )

@@ -2,8 +2,9 @@
 ``<RPPS>@<domain>``) for each Practitioner with a national identifier (IDNAT_PS, ``8`` + RPPS),
 and a citizen mailbox (`PAT`, ``<INS>@patient.<domain>``) for each Patient whose identity is
 qualified (QUAL: the only status with which the INS may travel). No password: their owners
-authenticate with their access tokens (XOAUTH2/OAUTHBEARER). `socle demo` runs it once the
-region is loaded; running it again changes nothing."""
+authenticate with their access tokens (XOAUTH2/OAUTHBEARER). The personal mailboxes are then
+published in their Practitioners' `telecom` by the job `messaging.publish` (`publish.py`).
+`socle demo` runs it once the region is loaded; running it again changes nothing."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import psycopg
 from ..identity.status import QUAL, identity_status
 from ..identity.traits import ins_from_patient
 from . import mailboxes
+from .publish import queue_publish
 
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 
@@ -55,4 +57,6 @@ def provision(conn: psycopg.Connection, domain: str) -> dict[str, int]:
         address, kind, owner, identifier = found
         mailboxes.create(conn, address, kind, owner, identifier=identifier)
         counts[kind] += 1
+    if counts["PER"]:
+        queue_publish(conn)  # the personal mailboxes in their owners' telecom (publish.py)
     return counts

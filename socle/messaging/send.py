@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..config import smtp_server
+from ..fhir.access import Touched
 from ..fhir.operations.arguments import read_arguments
 from ..fhir.operations.kit import Operation, Param, send_parameters
 from ..fhir.outcome import FhirError
@@ -29,7 +30,7 @@ from ..fhir.rest.requests import access_of, engine_of
 from . import mailboxes
 from .communication import ADDRESS_SYSTEM, communication_id
 from .mailboxes import is_local
-from .store import Accepted, accept
+from .store import Accepted, accept, replies_closed
 
 SEND = Operation(
     "send",
@@ -128,10 +129,13 @@ async def send(request: Request) -> Response:
                 403, "forbidden", "the sender is not a mailbox of the caller", f"{WHERE}.sender"
             )
         local = [a for a in recipients if is_local(a, limits.domain)]
+        patient = mailbox.patient
         for n, address in enumerate(recipients):
             if address not in local:
                 continue
             found = await mailboxes.find(conn, address)
+            if found is not None and found.patient:
+                patient = patient or found.patient
             if found is None:
                 raise FhirError.of(
                     422, "not-found", f"no mailbox {address}", f"{WHERE}.recipient[{n}]"
@@ -146,6 +150,16 @@ async def send(request: Request) -> Response:
     if parent:
         message["In-Reply-To"] = parent
         message["References"] = parent
+        if mailbox.kind == "PAT":
+            async with engine_of(request).pool.connection() as conn:
+                closed = await replies_closed(conn, [parent.strip("<>")])
+            if closed:
+                raise FhirError.of(
+                    422,
+                    "business-rule",
+                    "replies to this message are closed (X-MSS-MES: FIN)",
+                    f"{WHERE}.inResponseTo",
+                )
     payload = communication.get("payload") or []
     message.set_content("\n".join(str(p["contentString"]) for p in payload if "contentString" in p))
     _attach(message, payload)
@@ -159,6 +173,11 @@ async def send(request: Request) -> Response:
             Accepted(message_id, sender, local, [a for a in recipients if a not in local], sender),
             raw,
         )
+    # audited like any access: who sent what (the message to be), for which patient
+    reference = ("Communication", communication_id(row), patient)
+    await access_of(request).record(
+        None, Touched("operation", "Communication", [reference], operation="$send")
+    )
     return send_parameters(
         {
             "name": "communication",

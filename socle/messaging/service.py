@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..contract import Conformance, Service
 from .delivery import JOBS
 from .directory import MAILBOX_METADATA, ensure_search_parameters
+from .publish import JOBS as PUBLISH_JOBS
 from .send import OPERATIONS, routes
 from .smtp import listening
 
@@ -28,7 +29,7 @@ service = Service(
     name="messaging",
     operations=routes,
     definitions=OPERATIONS,
-    jobs=JOBS,
+    jobs=[*JOBS, *PUBLISH_JOBS],
     listeners=[listening],
     lifespan=ensure_search_parameters,
     conformance=CONFORMANCE,

@@ -36,9 +36,10 @@ from ..auth.tokens import InvalidToken, TokenVerifier
 from ..config import Settings, SmtpServerSettings, smtp_server
 from ..database import resolve_url
 from . import mailboxes
-from .intake import message_id_of, parse_headers
+from .headers import is_patient_address
+from .intake import message_id_of, parse_headers, thread_of
 from .mailboxes import Mailbox, is_local
-from .store import Accepted, accept
+from .store import Accepted, accept, replies_closed
 from .tls import server_context
 
 log = logging.getLogger("socle.messaging")
@@ -210,6 +211,9 @@ class MailHandler:
                     if mailbox is None or mailbox.full(self.limits.quota_bytes, len(raw)):
                         return f"552 5.2.2 <{address}>: Mailbox full; the message was not delivered"
                 identity = session.auth_data if session.authenticated else None
+                sender = envelope.mail_from or ""
+                if is_patient_address(sender) and await replies_closed(conn, thread_of(message)):
+                    return "550 5.7.1 Replies to this message are closed (X-MSS-MES: FIN)"
                 row = await accept(
                     conn,
                     Accepted(

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from psycopg import AsyncConnection
 
 from ..workers.queue import enqueue
+from .headers import read_headers
+from .intake import parse_headers
 
 DELIVER = "messaging.deliver"
 RELAY = "messaging.relay"
@@ -21,6 +23,7 @@ class Accepted:
     local: list[str]
     foreign: list[str]
     authenticated: str | None  # the mailbox the sender authenticated as
+    answers: int | None = None  # the message an acknowledgement (MDN) answers
 
 
 async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
@@ -29,8 +32,8 @@ async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
     async with conn.transaction():
         cur = await conn.execute(
             "INSERT INTO mail_message (message_id, sender, local_recipients,"
-            " foreign_recipients, authenticated, size, raw)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            " foreign_recipients, authenticated, size, raw, answers)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (
                 message.message_id,
                 message.sender,
@@ -39,6 +42,7 @@ async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
                 message.authenticated,
                 len(raw),
                 raw,
+                message.answers,
             ),
         )
         row = await cur.fetchone()
@@ -55,3 +59,21 @@ async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
         if message.foreign:
             await enqueue(conn, RELAY, {"message": message_row}, dedupe=f"{RELAY}:{message_row}")
     return message_row
+
+
+HEADER_BYTES = 65536  # what is read of a stored message to see its headers
+
+
+async def replies_closed(conn: AsyncConnection, references: list[str]) -> bool:
+    """Whether one of the messages `references` (Message-IDs, without brackets) closed replies
+    (`X-MSS-MES: FIN`, which a professional puts on a message to a patient mailbox)."""
+    if not references:
+        return False
+    cur = await conn.execute(
+        "SELECT substring(raw from 1 for %s) FROM mail_message WHERE message_id = ANY(%s)",
+        (HEADER_BYTES, references),
+    )
+    for (head,) in await cur.fetchall():
+        if read_headers(parse_headers(bytes(head))).end_of_replies:
+            return True
+    return False

@@ -467,3 +467,65 @@ def test_policy_properties(role, rtype, inter, rel, reason, scopes):
             assert d.needs_audit
     if rtype in PATIENT_COMPARTMENT_TYPES:
         assert d.needs_audit
+
+
+# -- secure messaging: the participant rule ------------------------------------------------------
+
+
+def test_participant_keys_follow_mailbox_ownership() -> None:
+    from socle.auth.policy import mailbox_party_keys, participant_keys
+
+    pro = principal(Role.PROFESSIONAL, fhir_user="https://socle.test/fhir/Practitioner/pr1")
+    assert participant_keys(pro) == {"Practitioner/pr1", "idnat/810001234567"}
+    assert participant_keys(principal(Role.SYSTEM)) == {ORG}
+    assert participant_keys(principal(Role.PATIENT)) == {"Patient/P1"}
+    assert participant_keys(principal(Role.ADMIN)) == frozenset()
+    # the personal mailbox of that RPPS, whoever its owner reference is
+    per = mailbox_party_keys("PER", "Practitioner/other-id", "10001234567")
+    assert participant_keys(pro) & per == {"idnat/810001234567"}
+    # an organisation's mailbox: its system clients, not its professionals
+    org = mailbox_party_keys("APP", ORG, None)
+    assert participant_keys(principal(Role.SYSTEM)) & org
+    assert not participant_keys(pro) & org
+
+
+def test_a_participant_reads_its_message_without_care_relationship() -> None:
+    pro = principal(Role.PROFESSIONAL)
+    for rtype in ("Communication", "DocumentReference", "Binary"):
+        own = AccessRequest(rtype, Interaction.READ, patient="P9", participant=True)
+        assert decide(pro, own, now=NOW).allow, rtype
+        other = AccessRequest(rtype, Interaction.READ, patient="P9")
+        assert not decide(pro, other, now=NOW).allow
+    # read and search only: no write through the participant rule
+    write = AccessRequest("Communication", Interaction.UPDATE, patient="P9", participant=True)
+    assert not decide(pro, write, now=NOW).allow
+    # only messages and their attachments
+    obs = AccessRequest("Observation", Interaction.READ, patient="P9", participant=True)
+    assert not decide(pro, obs, now=NOW).allow
+
+
+def test_searches_add_the_participants_rows_to_what_the_rules_open() -> None:
+    search = AccessRequest("Communication", Interaction.SEARCH)
+    pro = decide(principal(Role.PROFESSIONAL), search, now=NOW)
+    assert pro.allow and pro.filters.compartment == CompartmentKind.RELATED
+    assert pro.filters.participant == {"Practitioner/pr1", "idnat/810001234567"}
+    system = decide(principal(Role.SYSTEM), search, now=NOW)
+    assert system.filters.organization and system.filters.participant == {ORG}
+    # no participant widening for other types, nor for roles without mailboxes
+    obs = decide(principal(Role.PROFESSIONAL), AccessRequest("Observation", Interaction.SEARCH))
+    assert obs.filters.participant == frozenset()
+    ars = decide(principal(Role.ARS_ANALYST), search, now=NOW)
+    assert ars.filters.participant == frozenset()
+    # a launch context (patient/ scopes only) stays confined to that patient
+    launched = principal(Role.PROFESSIONAL, scopes="patient/*.rs", patient="P1")
+    confined = decide(launched, search, now=NOW)
+    assert confined.filters.participant == frozenset()
+
+
+def test_the_ars_analyst_never_reads_messages_of_no_patient() -> None:
+    ars = principal(Role.ARS_ANALYST)
+    search = decide(ars, AccessRequest("Communication", Interaction.SEARCH), now=NOW)
+    assert search.allow and search.filters.hide_messages
+    tagged = AccessRequest("Communication", Interaction.READ, participant=True)
+    assert not decide(ars, tagged, now=NOW).allow
+    assert not decide(ars, AccessRequest("Observation", Interaction.SEARCH)).filters.hide_messages

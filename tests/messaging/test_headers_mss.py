@@ -119,7 +119,9 @@ def test_the_subject_convention_reads_back(label, family, given_name, born):
     subject = DocumentSubject(label, family.upper(), given_name, born)
     text = str(subject)
     assert text.startswith("XDM/1.0/DDM+")
-    assert read_subject(text) == subject
+    # runs of spaces in the label fold, as they do in a mail header
+    folded = DocumentSubject(" ".join(label.split()), family.upper(), given_name, born)
+    assert read_subject(text) == folded
     assert read_subject(ko_subject("902", text)) is None
     assert ko_subject("902", text) == f"[KO Intégration système !][902] {text}"
 

@@ -5,8 +5,11 @@ through the API, threads, the relay to another operator, $send, and the refusals
 from __future__ import annotations
 
 import base64
+import io
 import signal
 import smtplib
+import uuid
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +18,12 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
+from socle.messaging import mailboxes
+from socle.messaging.directory import telecom
 from socle.messaging.mailboxes import TYPE_BAL_SYSTEM
+from socle.messaging.mdn import parse_mdn
 from socle.messaging.provision import IDNAT_PS, provision
+from socle.messaging.xds import PatientId
 from socle.testing import (
     Database,
     ServerProcess,
@@ -28,6 +35,8 @@ from socle.testing import (
     token_for,
 )
 
+from ..record.world import RecordWorld, pdf_document
+from .test_filing_record import xdm_for
 from .world import (
     APP,
     DOMAIN,
@@ -35,6 +44,7 @@ from .world import (
     PRO_A,
     PRO_B,
     RPPS_A,
+    RPPS_B,
     Inbox,
     message,
     poll,
@@ -44,6 +54,7 @@ from .world import (
 )
 
 MAX_BYTES = 400_000
+INS_NIR_OID = "1.2.250.1.213.1.4.8"
 
 
 class Sink:
@@ -273,15 +284,31 @@ def test_oversize_message_is_refused(port: int) -> None:
 
 
 def test_directory_finds_mailboxes_by_type_and_address(operator: Inbox) -> None:
+    def ids(r: httpx.Response) -> list[str]:
+        assert r.status_code == 200, r.text
+        # a warning (the new parameters' index still being built) is an outcome entry, not a match
+        return [e["resource"]["id"] for e in r.json()["entry"] if e["search"]["mode"] == "match"]
+
     by_type = operator.client.get(
         "/Practitioner", params={"mailbox-mss-type": f"{TYPE_BAL_SYSTEM}|PER"}
     )
-    assert by_type.status_code == 200, by_type.text
-    assert {e["resource"]["id"] for e in by_type.json()["entry"]} >= {"pro-a", "pro-b"}
+    assert set(ids(by_type)) >= {"pro-a", "pro-b"}
     apps = operator.client.get("/Organization", params={"mailbox-mss-type": "APP"})
-    assert [e["resource"]["id"] for e in apps.json()["entry"]] == ["hosp"]
+    assert ids(apps) == ["hosp"]
     by_address = operator.client.get("/Practitioner", params={"mailbox-mss": PRO_A})
-    assert [e["resource"]["id"] for e in by_address.json()["entry"]] == ["pro-a"]
+    assert ids(by_address) == ["pro-a"]
+    # a mailbox on the red list (listeRouge) is not found by the look-ups
+    unlisted = f"dr.u@{DOMAIN}"
+    body = {
+        "resourceType": "Practitioner",
+        "id": "pro-u",
+        "name": [{"family": "Uniform"}],
+        "telecom": [telecom(unlisted, "PER", unlisted=True)],
+    }
+    assert operator.client.put("/Practitioner/pro-u", json=body).status_code in (200, 201)
+    assert ids(operator.client.get("/Practitioner", params={"mailbox-mss": unlisted})) == []
+    listed = operator.client.get("/Practitioner", params={"mailbox-mss-type": "PER"})
+    assert "pro-u" not in ids(listed) and "pro-a" in ids(listed)
 
 
 def test_mailboxes_provisioned_from_the_directory(
@@ -303,6 +330,28 @@ def test_mailboxes_provisioned_from_the_directory(
             (f"10000000003@{DOMAIN}",),
         ).fetchall()
     assert rows == [("PER", "Practitioner/pro-c", "10000000003")]
+    # published in the owner's telecom (job messaging.publish): the directory finds it
+    address = f"10000000003@{DOMAIN}"
+
+    def published() -> list[str]:
+        r = operator.client.get("/Practitioner", params={"mailbox-mss": address})
+        return [
+            e["resource"]["id"] for e in r.json().get("entry", []) if e["search"]["mode"] == "match"
+        ]
+
+    assert poll(published) == ["pro-c"]
+    pro_c = operator.client.get("/Practitioner/pro-c").json()
+    assert [t["value"] for t in pro_c["telecom"]] == [address]
+    version = pro_c["meta"]["versionId"]
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        provision(conn, DOMAIN)  # published again: no new version
+        poll(
+            lambda: conn.execute(
+                "SELECT count(*) = 0 FROM job WHERE kind = 'messaging.publish'"
+                " AND state IN ('queued', 'running')"
+            ).fetchone()[0]
+        )
+    assert operator.client.get("/Practitioner/pro-c").json()["meta"]["versionId"] == version
 
 
 def test_accepted_message_survives_kill_9(
@@ -323,3 +372,345 @@ def test_accepted_message_survives_kill_9(
         stop_server(doomed, signal.SIGKILL)
     found = operator.wait(msg["Message-ID"])
     assert found["sender"]["reference"] == "Practitioner/pro-a"
+
+
+def test_participants_read_their_messages_others_do_not(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox
+) -> None:
+    """The policy's participant rule: the owners of the sender's and recipients' mailboxes read
+    a message that concerns no patient, and its attachment; another professional finds nothing
+    and is refused the read; every read is audited."""
+    server, _ = mail_server
+    msg = message(PRO_A, [PRO_B, APP], text="Entre confrères.", subject="Réunion")
+    msg.add_attachment(b"ordre du jour", maintype="text", subtype="plain", filename="odj.txt")
+    with smtp(port, login=PRO_A) as client:
+        assert client.send_message(msg) == {}
+    found = operator.wait(msg["Message-ID"])
+    assert "subject" not in found  # no patient: in no patient's compartment
+    document = found["payload"][1]["contentReference"]["reference"]
+    address = {"recipient:identifier": f"urn:ietf:rfc:3986|mailto:{PRO_B}"}
+
+    def listed(principal: str, params: dict[str, str]) -> list[str]:
+        r = httpx.get(
+            f"{server.fhir}/Communication",
+            params=params,
+            headers=auth_headers(server, principal),
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        return [e["resource"]["id"] for e in r.json().get("entry", [])]
+
+    def read(principal: str, reference: str) -> httpx.Response:
+        headers = {**auth_headers(server, principal), "Accept": "application/fhir+json"}
+        return httpx.get(f"{server.fhir}/{reference}", headers=headers, timeout=30)
+
+    for owner in (f"practitioner:{RPPS_B}", f"practitioner:{RPPS_A}", "system:dpi:hosp"):
+        assert found["id"] in listed(owner, address), owner
+        assert read(owner, f"Communication/{found['id']}").status_code == 200, owner
+        attachment = read(owner, document)
+        assert attachment.status_code == 200, (owner, attachment.text)
+        binary = read(owner, attachment.json()["content"][0]["attachment"]["url"])
+        assert base64.b64decode(binary.json()["data"]) == b"ordre du jour"
+    # the sender's outbox too
+    sent = {"sender:identifier": f"urn:ietf:rfc:3986|mailto:{PRO_A}"}
+    assert found["id"] in listed(f"practitioner:{RPPS_A}", sent)
+    # another professional, another organisation's client: nothing listed, reads refused
+    # (and the ARS analyst: a message of no patient is not non-nominative data)
+    for stranger in ("practitioner:10000000009", "system:dpi:other", "ars"):
+        assert listed(stranger, address) == []
+        assert listed(stranger, {"_id": found["id"]}) == []
+        assert read(stranger, f"Communication/{found['id']}").status_code in (403, 404)
+        assert read(stranger, document).status_code in (403, 404)
+    # a client may not claim to take part in a message
+    tagged = {
+        "resourceType": "Communication",
+        "status": "completed",
+        "meta": {"tag": found["meta"]["tag"]},
+    }
+    headers = {
+        "Content-Type": "application/fhir+json",
+        **auth_headers(server, f"practitioner:{RPPS_B}"),
+    }
+    r = httpx.post(f"{server.fhir}/Communication", json=tagged, headers=headers, timeout=30)
+    assert r.status_code == 403, r.text
+    # the owner's read is audited, naming the message
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+
+        def audited() -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM audit_log WHERE event LIKE %s AND %s = ANY(agents)",
+                (f"%Communication/{found['id']}%", f"{IDNAT_PS}|8{RPPS_B}"),
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        poll(audited)
+
+
+def test_a_patient_lists_the_messages_of_its_citizen_mailbox(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox
+) -> None:
+    server, _ = mail_server
+    msg = message(PRO_B, [PATIENT], text="Votre rendez-vous est confirmé.")
+    with smtp(port, login=PRO_B) as client:
+        client.send_message(msg)
+    found = operator.wait(msg["Message-ID"])
+    r = httpx.get(
+        f"{server.fhir}/Communication",
+        params={"recipient:identifier": f"urn:ietf:rfc:3986|mailto:{PATIENT}"},
+        headers=auth_headers(server, "patient:pat-1"),
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert found["id"] in [e["resource"]["id"] for e in r.json()["entry"]]
+    other = httpx.get(
+        f"{server.fhir}/Communication/{found['id']}",
+        headers=auth_headers(server, "patient:pat-2"),
+        timeout=30,
+    )
+    assert other.status_code in (403, 404)
+
+
+# -- documents in messages: XDM unpacked, filed to the record, acknowledged (MDN) ---------------
+
+
+@pytest.fixture(scope="module")
+def record(mail_server: tuple[ServerProcess, int]) -> Any:
+    """The record's test region on the mail server, the PER mailboxes of its professionals and
+    the APP mailbox of its hospital."""
+    server, _ = mail_server
+    world = RecordWorld(server)
+    patient = world.op.get(f"/Patient/{world.patient}").json()
+    ins = next(i for i in patient["identifier"] if i.get("system", "").endswith(INS_NIR_OID))
+    world.ins = PatientId(ins["value"], INS_NIR_OID)
+    world.address = {k: f"{rpps}@{DOMAIN}" for k, rpps in world.rpps.items()}
+    world.address["app"] = f"pfi-{world.u}@{DOMAIN}"
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        for key, rpps in world.rpps.items():
+            owner = f"Practitioner/{world.practitioners[key]}"
+            mailboxes.create(conn, world.address[key], "PER", owner, identifier=rpps)
+        mailboxes.create(conn, world.address["app"], "APP", f"Organization/{world.hospital}")
+    return world
+
+
+def document_message(record: Any, to: str, content: bytes, **headers: str) -> Any:
+    msg = message(PRO_A, [to], text="Veuillez trouver le document.", subject="XDM/1.0/DDM+CR")
+    for name, value in {"X-MSS-NIL": "socle-tests", **headers}.items():
+        msg[name.replace("_", "-")] = value
+    msg.add_attachment(
+        xdm_for(record, content), maintype="application", subtype="zip", filename="IHE_XDM.ZIP"
+    )
+    msg.add_attachment(content, maintype="application", subtype="pdf", filename="copie.pdf")
+    return msg
+
+
+def acknowledgement_of(server: ServerProcess, row: int) -> Any:
+    """The MDN sent back for message `row` (its raw bytes, as accepted)."""
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+
+        def found() -> Any:
+            hit = conn.execute("SELECT raw FROM mail_message WHERE answers = %s", (row,)).fetchone()
+            return bytes(hit[0]) if hit else None
+
+        return parse_mdn(poll(found))
+
+
+def test_xdm_filed_by_the_recipient_who_asks_and_acknowledged(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox, record: Any
+) -> None:
+    server, _ = mail_server
+    content = pdf_document("Compte rendu par messagerie " + uuid.uuid4().hex)
+    to = record.address["other"]  # a professional of the patient's care team
+    msg = document_message(record, to, content, Disposition_Notification_To=PRO_A)
+    with smtp(port, login=PRO_A) as client:
+        assert client.send_message(msg) == {}
+    found = operator.wait(msg["Message-ID"])
+    row = int(found["id"].removeprefix("msg-"))
+    # the XDM's document is an attachment with its XDM metadata, linked to the record's entry
+    refs = [p["contentReference"]["reference"] for p in found["payload"] if "contentReference" in p]
+    assert len(refs) == 2  # the XDM's document, the PDF copy (the archive itself is unpacked)
+    copy = operator.client.get(f"/{refs[0]}").json()
+    assert copy["type"]["coding"][0]["code"] == "11490-0"
+    assert copy["content"][0]["format"]["code"] == "urn:ihe:iti:xds-sd:pdf:2008"
+    assert "masterIdentifier" not in copy
+    (related,) = copy["context"]["related"]
+    entry = operator.client.get(f"/{related['reference']}").json()
+    assert entry["subject"] == {"reference": f"Patient/{record.patient}"}
+    assert entry["masterIdentifier"]["value"].startswith("urn:oid:2.25.")
+    assert any("Filed to the shared record" in n["text"] for n in found["note"])
+    # filed with the recipient's own rights: the record's author sees it through the API
+    with record.pro("author") as c:
+        assert c.get(f"/{related['reference']}").status_code == 200
+    # the MDN: processed, sent by the recipient to the asked address, the originals re-attached
+    disposition = acknowledgement_of(server, row)
+    assert disposition.integrated
+    assert disposition.final_recipient == to
+    assert disposition.original_message_id == msg["Message-ID"]
+    assert {a.filename for a in disposition.attachments} == {"IHE_XDM.ZIP", "copie.pdf"}
+    # … delivered to the sender's mailbox like any message
+    mdn_message = poll(
+        lambda: (
+            operator.client.get(
+                "/Communication", params={"sender:identifier": f"urn:ietf:rfc:3986|mailto:{to}"}
+            )
+            .json()
+            .get("entry")
+        )
+    )[0]["resource"]
+    assert mdn_message["topic"]["text"].startswith("[OK Intégration système]")
+    assert mdn_message["inResponseTo"] == [{"reference": f"Communication/{found['id']}"}]
+
+
+@pytest.mark.parametrize(
+    ("who", "headers", "code"),
+    [
+        ("outsider", {}, "902"),  # no care relationship: the patient is unknown to him
+        ("other", {"X-MSS-INS": "N"}, "905"),  # the sender says the INS is not qualified
+    ],
+)
+def test_xdm_not_filed_is_acknowledged_with_its_error_code(
+    mail_server: tuple[ServerProcess, int],
+    port: int,
+    operator: Inbox,
+    record: Any,
+    who: str,
+    headers: dict[str, str],
+    code: str,
+) -> None:
+    server, _ = mail_server
+    content = pdf_document(f"Refus {code} " + uuid.uuid4().hex)
+    msg = document_message(
+        record, record.address[who], content, Disposition_Notification_To=PRO_A, **headers
+    )
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(msg)
+    found = operator.wait(msg["Message-ID"])
+    disposition = acknowledgement_of(server, int(found["id"].removeprefix("msg-")))
+    assert disposition.error is not None and disposition.error.code == code
+    assert any("Not filed to the shared record" in n["text"] for n in found["note"])
+    # nothing reached the record
+    copy = operator.client.get(f"/{found['payload'][1]['contentReference']['reference']}")
+    assert "related" not in copy.json().get("context", {})
+
+
+def test_a_refused_archive_stores_nothing_of_it_and_says_why(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox, record: Any
+) -> None:
+    server, _ = mail_server
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("IHE_XDM/SUBSET01/METADATA.XML", b"\0" * (30 * 1024 * 1024))
+    msg = message(PRO_A, [record.address["other"]], subject="XDM/1.0/DDM+CR")
+    msg["Disposition-Notification-To"] = PRO_A
+    msg.add_attachment(
+        bomb.getvalue(), maintype="application", subtype="zip", filename="IHE_XDM.ZIP"
+    )
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(msg)
+    found = operator.wait(msg["Message-ID"])
+    assert not [p for p in found.get("payload", []) if "contentReference" in p]
+    assert any("906" in n["text"] and "zip-bomb" in n["text"] for n in found["note"])
+    disposition = acknowledgement_of(server, int(found["id"].removeprefix("msg-")))
+    assert disposition.error is not None and disposition.error.code == "906"
+
+
+def test_an_application_mailbox_files_by_rule_as_its_organisation(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox, record: Any
+) -> None:
+    """No acknowledgement asked: the integration platform still files (its organisation's
+    rights: a patient it does not know is 902), says so, and sends no MDN."""
+    server, _ = mail_server
+    msg = document_message(record, record.address["app"], pdf_document("PFI " + uuid.uuid4().hex))
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(msg)
+    found = operator.wait(msg["Message-ID"])
+    assert any(
+        "Not filed to the shared record" in n["text"] and "902" in n["text"] for n in found["note"]
+    )
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        row = int(found["id"].removeprefix("msg-"))
+        filing, answers = conn.execute(
+            "SELECT filing, (SELECT count(*) FROM mail_message a WHERE a.answers = m.id)"
+            " FROM mail_message m WHERE id = %s",
+            (row,),
+        ).fetchone()
+    assert filing[record.address["app"]]["code"] == "902"
+    assert answers == 0
+
+
+def test_deliveries_and_sends_are_audited(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox
+) -> None:
+    server, _ = mail_server
+    msg = message(PRO_A, [PATIENT], text="Résultats disponibles.")
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(msg)
+    found = operator.wait(msg["Message-ID"])
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+
+        def delivered() -> Any:
+            return conn.execute(
+                "SELECT patients FROM audit_log WHERE event LIKE %s AND event LIKE %s",
+                (f"%message {found['id']} delivered%", "%Socle secure messaging%"),
+            ).fetchone()
+
+        assert poll(delivered)[0] == ["pat-1"]  # in the patient's access history
+    # $send: the caller's operation, audited with the message it will be
+    communication = {
+        "resourceType": "Communication",
+        "status": "in-progress",
+        "sender": {"identifier": {"system": "urn:ietf:rfc:3986", "value": f"mailto:{APP}"}},
+        "recipient": [{"identifier": {"system": "urn:ietf:rfc:3986", "value": f"mailto:{PRO_B}"}}],
+        "payload": [{"contentString": "Bonjour."}],
+    }
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "communication", "resource": communication}],
+    }
+    headers = {"Content-Type": "application/fhir+json", **auth_headers(server, "system:dpi:hosp")}
+    r = httpx.post(f"{server.fhir}/Communication/$send", json=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    reference = {p["name"]: p for p in r.json()["parameter"]}["communication"]["valueReference"]
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+
+        def sent() -> Any:
+            return conn.execute(
+                "SELECT agents FROM audit_log WHERE event LIKE %s AND event LIKE %s",
+                (f"%{reference['reference']}%", "%$send%"),
+            ).fetchone()
+
+        assert any("dpi" in agent for agent in poll(sent)[0])
+
+
+def test_a_professional_closes_replies_with_x_mss_mes_fin(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox
+) -> None:
+    server, _ = mail_server
+    closing = message(PRO_A, [PATIENT], text="Pas de réponse attendue.", X_MSS_MES="FIN")
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(closing)
+    found = operator.wait(closing["Message-ID"])
+    assert any("X-MSS-MES: FIN" in n["text"] for n in found["note"])
+    token = token_for(server, "patient:pat-1")
+    reply = message(PATIENT, [PRO_A], text="Une question.", In_Reply_To=closing["Message-ID"])
+    with smtp(port) as client:
+        client.auth("OAUTHBEARER", lambda challenge=None: bearer("OAUTHBEARER", PATIENT, token))
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.send_message(reply)
+    assert refused.value.smtp_code == 550
+    # and through $send
+    communication = {
+        "resourceType": "Communication",
+        "status": "in-progress",
+        "sender": {"identifier": {"system": "urn:ietf:rfc:3986", "value": f"mailto:{PATIENT}"}},
+        "recipient": [{"identifier": {"system": "urn:ietf:rfc:3986", "value": f"mailto:{PRO_A}"}}],
+        "inResponseTo": [{"reference": f"Communication/{found['id']}"}],
+        "payload": [{"contentString": "Une question."}],
+    }
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "communication", "resource": communication}],
+    }
+    headers = {"Content-Type": "application/fhir+json", **auth_headers(server, "patient:pat-1")}
+    r = httpx.post(f"{server.fhir}/Communication/$send", json=body, headers=headers, timeout=30)
+    assert r.status_code == 422, r.text
+    assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].resource.inResponseTo"]
