@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 
-from ..config import subscription_attempts
+from ..config import subscription_attempts, subscription_events_keep_s
+from ..fhir.delegation import delegation
 from ..fhir.engine import Engine
 from ..fhir.entries import EntryRequest
 from ..fhir.json import decode
@@ -29,7 +30,7 @@ from ..fhir.outcome import FhirError
 from ..workers import JobContext, enqueue
 from . import store
 from .channels import DeliveryError, email, rest_hook
-from .matching import DELIVER_JOB, wake
+from .matching import CACHE, DELIVER_JOB, wake
 from .model import Spec
 from .notify import Focus, notification
 from .reading import focus, owner_access, spec_of
@@ -37,6 +38,7 @@ from .websocket import announce
 
 log = logging.getLogger("socle.subscriptions")
 PARALLEL = 8  # subscriptions delivered at once by one job
+REVOKED = "the owner's authorisation (its grant) was revoked: request the subscription again"
 RETRY = timedelta(seconds=1)  # a failed subscription of a shared job: on its own after this
 
 
@@ -118,23 +120,45 @@ async def deliver_job(job: JobContext) -> None:
 
 
 async def _deliver_one(job: JobContext, sid: str) -> None:
+    """Deliver under the subscription's lock; a delivery that finds the lock taken leaves its
+    events to the holder, which looks again once it has let the lock go (so events numbered
+    while it was finishing are not left for the sweep)."""
     engine = job.runtime.engine
     async with engine.pool.connection() as conn:
-        cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(sid),))
-        row = await cur.fetchone()
-        if not row or not row[0]:
-            return  # another delivery of this subscription runs: it sends these too
-        try:
-            await _deliver(job, conn, sid)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(sid),))
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                return  # another delivery of this subscription runs: it sends these too
+            try:
+                await _deliver(job, conn, sid)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
+            st = await store.state(conn, sid)
+            if st is None or st.status != "active" or st.delivered >= st.events:
+                return
+
+
+async def stopped(engine: Engine, spec: Spec, st: store.State) -> bool:
+    """Whether an active subscription must stop: past its `end` (then `off`), or its owner's
+    grant revoked (then `error`, until its owner requests it again)."""
+    if spec.end is not None and datetime.now(UTC) >= spec.end:
+        await _set_status(engine, spec.id, "off", None)
+        return True
+    if st.owner is not None and delegation().revoked(st.owner):
+        await _set_status(engine, spec.id, "error", REVOKED)
+        return True
+    return False
 
 
 async def _deliver(job: JobContext, conn: AsyncConnection, sid: str) -> None:
     engine = job.runtime.engine
-    spec = await spec_of(engine, sid)
     st = await store.state(conn, sid)
-    if spec is None or st is None or st.status != "active":
+    if st is None or st.status != "active":
+        return
+    # the matcher's cache of active subscriptions (read again only when their set changes)
+    spec = await CACHE.spec(conn, sid)
+    if spec is None or await stopped(engine, spec, st):
         return
     access = owner_access(job.runtime.state, st)
     sent_any = False
@@ -188,8 +212,6 @@ async def _failed(job: JobContext, engine: Engine, sid: str, exc: DeliveryError)
 async def sweep_job(job: JobContext) -> None:
     """Wake the deliveries left behind (events numbered while a delivery was finishing) and
     the heartbeats that are due."""
-    from .matching import CACHE  # the process's cache of active subscriptions
-
     engine = job.runtime.engine
     heartbeats = {
         a.spec.id: a.spec.heartbeat
@@ -202,3 +224,22 @@ async def sweep_job(job: JobContext) -> None:
         due = await store.due(conn, heartbeats)
         if due:
             await wake(conn, due, heartbeat=True)
+    # the subscriptions past their end, or whose owner's grant was revoked, stop now
+    now = datetime.now(UTC)
+    for sid, active in list(CACHE.by_id.items()):
+        spec = active.spec
+        ended = spec.end is not None and now >= spec.end
+        revoked = active.owner is not None and delegation().revoked(active.owner)
+        if ended or revoked:
+            async with engine.pool.connection() as conn:
+                st = await store.state(conn, sid)
+            if st is not None and st.status == "active":
+                await stopped(engine, spec, st)
+
+
+async def prune_job(job: JobContext) -> None:
+    """Delete the delivered events older than `SOCLE_SUBSCRIPTION_EVENTS_KEEP_DAYS` (those of
+    subscriptions off, too): `$events` answers for the retention period."""
+    async with job.runtime.engine.pool.connection() as conn:
+        pruned = await store.prune(conn, subscription_events_keep_s())
+    await job.progress(pruned, note="subscription events pruned")

@@ -154,3 +154,15 @@ async def active_resources(
         "ON r.rtype = 'Subscription' AND r.id = s.id AND NOT r.deleted WHERE s.status = 'active'"
     )
     return [(row[0], row[1]) for row in await cur.fetchall()]
+
+
+async def prune(conn: AsyncConnection, keep_s: float) -> int:
+    """Delete the events older than `keep_s` seconds that were delivered, or whose subscription
+    is off (ended, deleted) or gone; those still to deliver stay. Returns how many."""
+    cur = await conn.execute(
+        "DELETE FROM subscription_event e WHERE e.at < now() - %s * interval '1 second' "
+        "AND NOT EXISTS (SELECT 1 FROM subscription_state s WHERE s.id = e.subscription "
+        "AND s.status <> 'off' AND e.number > s.delivered)",
+        (keep_s,),
+    )
+    return cur.rowcount

@@ -32,6 +32,8 @@ ENV = {
     "SOCLE_JOBS_IN_SERVE": "false",
     "SOCLE_JOB_LEASE_S": "3",
     "SOCLE_SUBSCRIPTION_PLAIN_HTTP": "true",
+    # the receivers run on this machine: the SSRF guard must let them be reached
+    "SOCLE_SUBSCRIPTION_ALLOWED_HOSTS": "127.0.0.1",
     "SOCLE_SUBSCRIPTION_ATTEMPTS": "2",
     "SOCLE_SMTP_RELAY": f"127.0.0.1:{SMTP_PORT}",
     "SOCLE_SMTP_RELAY_SECURITY": "none",
