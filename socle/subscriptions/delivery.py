@@ -15,8 +15,10 @@ its number, so the sequence has no gap a client would chase), whatever the conte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
@@ -119,12 +121,27 @@ async def deliver_job(job: JobContext) -> None:
     await asyncio.gather(*(one(sid) for sid in sids))
 
 
+_gates: dict[int, asyncio.Semaphore] = {}
+
+
+def _gate(engine: Engine) -> asyncio.Semaphore:
+    """The subscriptions delivered at once in this process, whatever the jobs: each holds a
+    connection for its lock and takes a second one to read its focus, so they are bounded by
+    the pool (a third of it, at least two), leaving connections to the matcher and the rest."""
+    loop = id(asyncio.get_running_loop())
+    gate = _gates.get(loop)
+    if gate is None:
+        size = int(getattr(engine.pool, "max_size", 12) or 12)
+        gate = _gates[loop] = asyncio.Semaphore(max(2, size // 3))
+    return gate
+
+
 async def _deliver_one(job: JobContext, sid: str) -> None:
     """Deliver under the subscription's lock; a delivery that finds the lock taken leaves its
     events to the holder, which looks again once it has let the lock go (so events numbered
     while it was finishing are not left for the sweep)."""
     engine = job.runtime.engine
-    async with engine.pool.connection() as conn:
+    async with _gate(engine), engine.pool.connection() as conn:
         while True:
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(sid),))
             row = await cur.fetchone()
@@ -132,10 +149,11 @@ async def _deliver_one(job: JobContext, sid: str) -> None:
                 return  # another delivery of this subscription runs: it sends these too
             try:
                 await _deliver(job, conn, sid)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
-            st = await store.state(conn, sid)
-            if st is None or st.status != "active" or st.delivered >= st.events:
+            except BaseException:
+                with contextlib.suppress(Exception):  # a lost connection frees it anyway
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
+                raise
+            if not await store.unlock_and_pending(conn, _lock_key(sid), sid):
                 return
 
 
@@ -163,11 +181,10 @@ async def _deliver(job: JobContext, conn: AsyncConnection, sid: str) -> None:
     access = owner_access(job.runtime.state, st)
     sent_any = False
     while True:
-        st = await store.state(conn, sid)
-        assert st is not None
         pending = await store.events(conn, sid, st.delivered, None, spec.max_count)
         if not pending:
             break
+        st = replace(st, events=max(st.events, pending[-1].number))
         try:
             await send(
                 conn,
@@ -180,8 +197,10 @@ async def _deliver(job: JobContext, conn: AsyncConnection, sid: str) -> None:
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
-        await store.delivered(conn, sid, pending[-1].number)
-        sent_any = True
+        after = await store.delivered(conn, sid, pending[-1].number)
+        if after is None:
+            return
+        st, sent_any = after, True
     if not sent_any and job.args.get("heartbeat") and _heartbeat_due(spec, st):
         try:
             await send(conn, engine, spec, st, "heartbeat", [])

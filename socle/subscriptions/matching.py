@@ -11,8 +11,10 @@ owner's rights at match time already narrow what is numbered (the delivery check
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -35,7 +37,8 @@ log = logging.getLogger("socle.subscriptions")
 CONSUMER = "subscriptions"
 DELIVER_JOB = "subscriptions.deliver"
 BATCH = 1000
-ROUNDS = 20  # batches per run at most: the job is queued again at once after
+RUN_S = 10.0  # a run of the matcher reads on this long, then its job is queued again
+IDLE_S = 0.05  # how long it waits when the outbox has nothing new
 
 
 class Unaudited:
@@ -111,8 +114,10 @@ class Cache:
     key: Any = None
     by_type: dict[str, list[Active]] = field(default_factory=dict)
     by_id: dict[str, Active] = field(default_factory=dict)
+    checked: float = 0.0  # when the key was last read (monotonic)
 
     async def refresh(self, conn: AsyncConnection) -> None:
+        self.checked = time.monotonic()
         key = await store.active_version(conn)
         if key == self.key:
             return
@@ -129,9 +134,11 @@ class Cache:
             by_id[spec.id] = active
         self.by_type, self.by_id, self.key = dict(by_type), by_id, key
 
-    async def spec(self, conn: AsyncConnection, sid: str) -> Spec | None:
-        """An active subscription as read when the set last changed (None: not active)."""
-        await self.refresh(conn)
+    async def spec(self, conn: AsyncConnection, sid: str, fresh_s: float = 1.0) -> Spec | None:
+        """An active subscription as read when the set last changed (None: not active); the
+        set is checked again when it was last more than `fresh_s` ago, or lacks it."""
+        if sid not in self.by_id or time.monotonic() - self.checked > fresh_s:
+            await self.refresh(conn)
         active = self.by_id.get(sid)
         return None if active is None else active.spec
 
@@ -241,20 +248,24 @@ async def wake(conn: AsyncConnection, sids: list[str], **args: Any) -> None:
 
 
 async def match_job(job: JobContext) -> None:
-    """Read on from the cursor, a batch at a time, while there are events."""
+    """Read on from the cursor, a batch at a time, for `RUN_S` seconds: when the outbox has
+    nothing new, look again after `IDLE_S` (the job stays running, in a slot of its own, so a
+    commit waits at most that long to be matched)."""
     pool = job.runtime.engine.pool
     total = 0
-    for _ in range(ROUNDS):
+    ends = time.monotonic() + RUN_S
+    while time.monotonic() < ends:
         async with pool.connection() as conn, conn.transaction():
             events = await next_for(conn, CONSUMER, BATCH)
-            if not events:
-                break
-            await CACHE.refresh(conn)
-            matched = await match(job, conn, events)
-            for sid, evs in matched.items():
-                await store.number(conn, sid, [(e.rtype, e.id, e.version, e.at) for e in evs])
-            await wake(conn, list(matched))
-            await advance(conn, CONSUMER, events[-1].seq)
+            if events:
+                await CACHE.refresh(conn)
+                matched = await match(job, conn, events)
+                for sid, evs in matched.items():
+                    await store.number(conn, sid, [(e.rtype, e.id, e.version, e.at) for e in evs])
+                await wake(conn, list(matched))
+                await advance(conn, CONSUMER, events[-1].seq)
         total += len(events)
+        if len(events) < BATCH:
+            await asyncio.sleep(IDLE_S)
     if total:
         await job.progress(total, note="writes matched")

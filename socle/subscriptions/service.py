@@ -36,7 +36,7 @@ async def _topics(runtime: Runtime) -> AsyncIterator[None]:
 
 
 def _match_every(settings: Settings) -> float:
-    return 0.1  # the outbox is read at most this long after a commit
+    return 0.1  # between two runs of the matcher (each reads on for RUN_S seconds)
 
 
 def _delivery_slots(settings: Settings) -> int:
@@ -52,7 +52,10 @@ service = Service(
     # every process's bound websockets hear of their notifications at once
     background=[listen],
     jobs=[
-        JobKind("subscriptions.match", match_job, singleton=True, every=_match_every),
+        # the matcher reads on for a while in each run (matching.py), in a slot of its own
+        JobKind(
+            "subscriptions.match", match_job, singleton=True, every=_match_every, concurrency=1
+        ),
         JobKind(HANDSHAKE_JOB, handshake_job, max_attempts=3, backoff_s=1.0),
         # deliveries in slots of their own: they never wait behind the matcher nor hold it back
         JobKind(

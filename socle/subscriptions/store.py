@@ -93,12 +93,27 @@ async def events(
     return [Numbered(*row) for row in await cur.fetchall()]
 
 
-async def delivered(conn: AsyncConnection, sid: str, upto: int) -> None:
-    await conn.execute(
+async def delivered(conn: AsyncConnection, sid: str, upto: int) -> State | None:
+    """Move `delivered` on; the state after."""
+    cur = await conn.execute(
         "UPDATE subscription_state SET delivered = greatest(delivered, %s), last_sent = now() "
-        "WHERE id = %s",
+        f"WHERE id = %s RETURNING {_STATE}",  # noqa: S608 - a constant
         (upto, sid),
     )
+    row = await cur.fetchone()
+    return None if row is None else State(*row)
+
+
+async def unlock_and_pending(conn: AsyncConnection, key: int, sid: str) -> bool:
+    """Let the subscription's advisory lock go; whether it is active with events still to
+    deliver (numbered while the holder was finishing)."""
+    cur = await conn.execute(
+        "SELECT pg_advisory_unlock(%s), (SELECT status = 'active' AND delivered < events "
+        "FROM subscription_state WHERE id = %s)",
+        (key, sid),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[1])
 
 
 async def sent(conn: AsyncConnection, sid: str) -> None:
