@@ -15,12 +15,13 @@ its number, so the sequence has no gap a client would chase), whatever the conte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 
 from ..config import subscription_attempts, subscription_events_keep_s
@@ -39,7 +40,7 @@ from .reading import focus, owner_access, spec_of
 from .websocket import announce
 
 log = logging.getLogger("socle.subscriptions")
-PARALLEL = 8  # subscriptions delivered at once by one job
+DELIVERING = 32  # subscriptions delivered at once by one process, whatever its jobs
 REVOKED = "the owner's authorisation (its grant) was revoked: request the subscription again"
 RETRY = timedelta(seconds=1)  # a failed subscription of a shared job: on its own after this
 
@@ -51,11 +52,20 @@ def _lock_key(sid: str) -> int:
 
 
 async def send(
-    conn: AsyncConnection, engine: Engine, spec: Spec, st: store.State, kind: str, f: list[Focus]
+    conn: AsyncConnection | None,
+    engine: Engine,
+    spec: Spec,
+    st: store.State,
+    kind: str,
+    f: list[Focus],
 ) -> None:
     base = engine.settings.fhir_audience
     if spec.channel == "websocket":
-        await announce(conn, spec.id, kind)
+        if conn is None:
+            async with engine.pool.connection() as own:
+                await announce(own, spec.id, kind)
+        else:
+            await announce(conn, spec.id, kind)
     elif spec.channel == "email":
         await email(spec, base, kind, [x.reference for x in f if x.reference])
     else:
@@ -106,55 +116,110 @@ async def deliver_job(job: JobContext) -> None:
     if len(sids) == 1 and "subscription" in job.args:
         await _deliver_one(job, sids[0])
         return
-    gate = asyncio.Semaphore(PARALLEL)
 
     async def one(sid: str) -> None:
-        async with gate:
-            try:
-                await _deliver_one(job, sid)
-            except DeliveryError:
-                async with job.runtime.engine.pool.connection() as conn:
-                    args = {"subscription": sid}
-                    attempts = subscription_attempts()
-                    await enqueue(conn, DELIVER_JOB, args, delay=RETRY, max_attempts=attempts)
+        try:
+            await _deliver_one(job, sid)  # in the process's slots (`DELIVERING`)
+        except DeliveryError:
+            async with job.runtime.engine.pool.connection() as conn:
+                args = {"subscription": sid}
+                attempts = subscription_attempts()
+                await enqueue(conn, DELIVER_JOB, args, delay=RETRY, max_attempts=attempts)
 
     await asyncio.gather(*(one(sid) for sid in sids))
 
 
+class Locks:
+    """This process's holds on subscriptions: PostgreSQL session advisory locks, all taken on
+    one connection of its own (outside the pool), so a delivery holds no connection while it
+    waits for an endpoint. A session may take its own lock twice, so the subscriptions held
+    are kept in memory too. The process dies, its connection closes: its locks go with it.
+    Taking a lock reads the subscription's state, and letting it go says whether events are
+    left, in the same statement."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.held: set[str] = set()
+        self.connecting = asyncio.Lock()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        async with self.connecting:
+            if self.conn is None or self.conn.closed or self.conn.broken:
+                self.held.clear()  # the locks of a lost session are gone with it
+                self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            return self.conn
+
+    async def take(self, sid: str) -> store.State | None:
+        """The lock and the subscription's state; None when another delivery holds it (or
+        the subscription is gone)."""
+        if sid in self.held:
+            return None
+        self.held.add(sid)  # before any await: a second delivery here sees it taken
+        try:
+            conn = await self._connection()
+            cur = await conn.execute(
+                f"SELECT {store.STATE} FROM subscription_state "  # noqa: S608 - a constant
+                "WHERE id = %s AND pg_try_advisory_lock(%s)",
+                (sid, _lock_key(sid)),
+            )
+            row = await cur.fetchone()
+        except BaseException:
+            self.held.discard(sid)
+            raise
+        if row is None:
+            self.held.discard(sid)
+            return None
+        return store.State(*row)
+
+    async def give(self, sid: str) -> bool:
+        """Let it go; whether the subscription is active with events still to deliver
+        (numbered while its holder was finishing)."""
+        if sid not in self.held or self.conn is None:
+            return False
+        self.held.discard(sid)
+        try:
+            cur = await self.conn.execute(
+                "SELECT pg_advisory_unlock(%s), (SELECT status = 'active' AND delivered < "
+                "events FROM subscription_state WHERE id = %s)",
+                (_lock_key(sid), sid),
+            )
+            row = await cur.fetchone()
+        except psycopg.Error:  # a lost session freed it already
+            return True  # let the caller look again
+        return bool(row and row[1])
+
+
+_locks: dict[tuple[int, str], Locks] = {}
 _gates: dict[int, asyncio.Semaphore] = {}
 
 
-def _gate(engine: Engine) -> asyncio.Semaphore:
-    """The subscriptions delivered at once in this process, whatever the jobs: each holds a
-    connection for its lock and takes a second one to read its focus, so they are bounded by
-    the pool (a third of it, at least two), leaving connections to the matcher and the rest."""
+def _process(url: str) -> tuple[Locks, asyncio.Semaphore]:
     loop = id(asyncio.get_running_loop())
-    gate = _gates.get(loop)
-    if gate is None:
-        size = int(getattr(engine.pool, "max_size", 12) or 12)
-        gate = _gates[loop] = asyncio.Semaphore(max(2, size // 3))
-    return gate
+    locks = _locks.setdefault((loop, url), Locks(url))
+    gate = _gates.setdefault(loop, asyncio.Semaphore(DELIVERING))
+    return locks, gate
 
 
 async def _deliver_one(job: JobContext, sid: str) -> None:
     """Deliver under the subscription's lock; a delivery that finds the lock taken leaves its
     events to the holder, which looks again once it has let the lock go (so events numbered
     while it was finishing are not left for the sweep)."""
-    engine = job.runtime.engine
-    async with _gate(engine), engine.pool.connection() as conn:
-        while True:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(sid),))
-            row = await cur.fetchone()
-            if not row or not row[0]:
+    locks, gate = _process(job.runtime.database_url)
+    while True:
+        # the process's slots are taken again at each pass, behind the subscriptions waiting:
+        # a subscription written to all the time does not keep one from the others
+        async with gate:
+            st = await locks.take(sid)
+            if st is None:
                 return  # another delivery of this subscription runs: it sends these too
+            left = False
             try:
-                await _deliver(job, conn, sid)
-            except BaseException:
-                with contextlib.suppress(Exception):  # a lost connection frees it anyway
-                    await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
-                raise
-            if not await store.unlock_and_pending(conn, _lock_key(sid), sid):
-                return
+                await _deliver(job, sid, st)
+            finally:
+                left = await locks.give(sid)
+        if not left:
+            return
 
 
 async def stopped(engine: Engine, spec: Spec, st: store.State) -> bool:
@@ -169,45 +234,47 @@ async def stopped(engine: Engine, spec: Spec, st: store.State) -> bool:
     return False
 
 
-async def _deliver(job: JobContext, conn: AsyncConnection, sid: str) -> None:
+async def _deliver(job: JobContext, sid: str, st: store.State) -> None:
+    """Send the subscription's pending events in order (its lock held, `st` read with it);
+    each step takes a pool connection for its statement only."""
     engine = job.runtime.engine
-    st = await store.state(conn, sid)
-    if st is None or st.status != "active":
+    db = engine.pool.connection
+    if st.status != "active":
         return
-    # the matcher's cache of active subscriptions (read again only when their set changes)
-    spec = await CACHE.spec(conn, sid)
+    async with db() as conn:
+        # the matcher's cache of active subscriptions (read again only when their set changes)
+        spec = await CACHE.spec(conn, sid)
     if spec is None or await stopped(engine, spec, st):
         return
     access = owner_access(job.runtime.state, st)
     sent_any = False
     while True:
-        pending = await store.events(conn, sid, st.delivered, None, spec.max_count)
+        async with db() as conn:
+            pending = await store.events(conn, sid, st.delivered, None, spec.max_count)
         if not pending:
             break
         st = replace(st, events=max(st.events, pending[-1].number))
         try:
-            await send(
-                conn,
-                engine,
-                spec,
-                st,
-                "event-notification",
-                await focus(engine, spec, access, pending),
-            )
+            carried = await focus(engine, spec, access, pending)
+            await send(None, engine, spec, st, "event-notification", carried)
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
-        after = await store.delivered(conn, sid, pending[-1].number)
+        async with db() as conn:
+            after = await store.delivered(conn, sid, pending[-1].number)
         if after is None:
             return
         st, sent_any = after, True
+        if len(pending) < spec.max_count:
+            break  # all there was; events numbered since are seen once the lock is let go
     if not sent_any and job.args.get("heartbeat") and _heartbeat_due(spec, st):
         try:
-            await send(conn, engine, spec, st, "heartbeat", [])
+            await send(None, engine, spec, st, "heartbeat", [])
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
-        await store.sent(conn, sid)
+        async with db() as conn:
+            await store.sent(conn, sid)
 
 
 def _heartbeat_due(spec: Spec, st: store.State) -> bool:

@@ -12,6 +12,7 @@ owner's rights at match time already narrow what is numbered (the delivery check
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -226,10 +227,13 @@ async def match(
         if active.owner is None:
             access = job.runtime.engine.platform()
         else:
-            access = accesses.get(sid) or cast(
+            # one access per owner and batch: what the policy loads of an owner (a
+            # professional's relationships) is loaded once for all its subscriptions
+            key = json.dumps(active.owner, sort_keys=True)
+            access = accesses.get(key) or cast(
                 Access, Unaudited(delegation().restore(active.owner, job.runtime.state))
             )
-            accesses[sid] = access
+            accesses[key] = access
         if access.platform and not active.spec.filters:
             found = {e.id for e in candidates}
         else:

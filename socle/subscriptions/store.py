@@ -30,7 +30,7 @@ class Numbered:
     at: datetime
 
 
-_STATE = "id, owner, status, events, delivered, error, last_sent"
+STATE = "id, owner, status, events, delivered, error, last_sent"
 
 
 async def created(conn: AsyncConnection, sid: str, owner: dict[str, Any] | None) -> None:
@@ -52,7 +52,7 @@ async def set_status(
 
 async def state(conn: AsyncConnection, sid: str) -> State | None:
     cur = await conn.execute(
-        f"SELECT {_STATE} FROM subscription_state WHERE id = %s",  # noqa: S608 - a constant
+        f"SELECT {STATE} FROM subscription_state WHERE id = %s",  # noqa: S608 - a constant
         (sid,),
     )
     row = await cur.fetchone()
@@ -97,23 +97,11 @@ async def delivered(conn: AsyncConnection, sid: str, upto: int) -> State | None:
     """Move `delivered` on; the state after."""
     cur = await conn.execute(
         "UPDATE subscription_state SET delivered = greatest(delivered, %s), last_sent = now() "
-        f"WHERE id = %s RETURNING {_STATE}",  # noqa: S608 - a constant
+        f"WHERE id = %s RETURNING {STATE}",  # noqa: S608 - a constant
         (upto, sid),
     )
     row = await cur.fetchone()
     return None if row is None else State(*row)
-
-
-async def unlock_and_pending(conn: AsyncConnection, key: int, sid: str) -> bool:
-    """Let the subscription's advisory lock go; whether it is active with events still to
-    deliver (numbered while the holder was finishing)."""
-    cur = await conn.execute(
-        "SELECT pg_advisory_unlock(%s), (SELECT status = 'active' AND delivered < events "
-        "FROM subscription_state WHERE id = %s)",
-        (key, sid),
-    )
-    row = await cur.fetchone()
-    return bool(row and row[1])
 
 
 async def sent(conn: AsyncConnection, sid: str) -> None:
