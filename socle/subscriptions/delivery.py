@@ -15,6 +15,7 @@ its number, so the sequence has no gap a client would chase), whatever the conte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import replace
@@ -158,19 +159,27 @@ class Locks:
         self.held.add(sid)  # before any await: a second delivery here sees it taken
         try:
             conn = await self._connection()
+            # the lock taken once (a CTE of one row), whatever the plan of the state's read
             cur = await conn.execute(
-                f"SELECT {store.STATE} FROM subscription_state "  # noqa: S608 - a constant
-                "WHERE id = %s AND pg_try_advisory_lock(%s)",
-                (sid, _lock_key(sid)),
+                "WITH l AS (SELECT pg_try_advisory_lock(%s) AS got) "
+                f"SELECT l.got, {store.STATE} FROM l "  # noqa: S608 - a constant
+                "LEFT JOIN subscription_state s ON s.id = %s",
+                (_lock_key(sid), sid),
             )
             row = await cur.fetchone()
+            if row is not None and row[0] and row[1] is None:  # the subscription is gone
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
+                row = None
         except BaseException:
             self.held.discard(sid)
+            if self.conn is not None and not self.conn.broken:  # cut short: not kept by us
+                with contextlib.suppress(Exception):
+                    await self.conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
             raise
-        if row is None:
+        if row is None or not row[0]:
             self.held.discard(sid)
             return None
-        return store.State(*row)
+        return store.State(*row[1:])
 
     async def give(self, sid: str) -> bool:
         """Let it go; whether the subscription is active with events still to deliver
