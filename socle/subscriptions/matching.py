@@ -92,7 +92,9 @@ def needles(spec: Spec) -> tuple[tuple[str, ...], ...]:
             if param.type == "token":
                 value = value.rpartition("|")[2]
             else:
-                value = value.partition("/_history")[0].rstrip("/").rpartition("/")[2]
+                # the id of `Type/id`, an absolute URL, a canonical (its `|version` left out)
+                value = value.partition("|")[0].partition("/_history")[0]
+                value = value.rstrip("/").rpartition("/")[2]
             if not value or not _PLAIN.match(value):
                 group = []
                 break
