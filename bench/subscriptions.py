@@ -82,7 +82,10 @@ def main() -> None:
     receiver = Receiver()
     load = os.getloadavg()
     with fresh_database(None, prefix="socle_subs_bench") as db:
-        env = {"SOCLE_SUBSCRIPTION_PLAIN_HTTP": "true"}
+        env = {
+            "SOCLE_SUBSCRIPTION_PLAIN_HTTP": "true",
+            "SOCLE_SUBSCRIPTION_ALLOWED_HOSTS": "127.0.0.1",
+        }
         server = start_server(db, workers=1, extra_env=env)
         try:
             headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}

@@ -353,3 +353,25 @@ def subscription_plain_http() -> bool:
     """``SOCLE_SUBSCRIPTION_PLAIN_HTTP``: allow ``http://`` rest-hook endpoints (default false:
     notifications leave over verified TLS only; a local test receiver needs it)."""
     return _bool("SOCLE_SUBSCRIPTION_PLAIN_HTTP", False)
+
+
+def subscription_delivery_concurrency() -> int:
+    """``SOCLE_SUBSCRIPTION_DELIVERY_CONCURRENCY``: delivery jobs run at once per worker, in slots
+    of their own beside ``SOCLE_JOB_CONCURRENCY`` (default 4; each delivers up to 8
+    subscriptions at once)."""
+    return max(1, _int("SOCLE_SUBSCRIPTION_DELIVERY_CONCURRENCY", 4))
+
+
+def subscription_allowed_hosts() -> tuple[str, ...]:
+    """``SOCLE_SUBSCRIPTION_ALLOWED_HOSTS``: comma-separated host names, addresses or networks
+    (CIDR) a rest-hook endpoint may reach although they are loopback, private, link-local or
+    otherwise not public (default none: such endpoints are refused, an SSRF guard)."""
+    raw = os.environ.get("SOCLE_SUBSCRIPTION_ALLOWED_HOSTS") or ""
+    return tuple(h.strip().lower().strip("[]") for h in raw.split(",") if h.strip())
+
+
+def subscription_events_keep_s() -> float:
+    """``SOCLE_SUBSCRIPTION_EVENTS_KEEP_DAYS``: how long a delivered event stays readable by
+    ``$events`` before ``subscriptions.prune`` deletes it (default 7; fractions allowed)."""
+    raw = os.environ.get("SOCLE_SUBSCRIPTION_EVENTS_KEEP_DAYS")
+    return max(0.0, float(raw) if raw else 7.0) * 86400

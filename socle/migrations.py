@@ -716,6 +716,12 @@ CREATE INDEX mail_message_message_id ON mail_message (message_id);
 """
 MIGRATIONS += [(220, "secure messaging: mailboxes and accepted messages", MESSAGING_V220)]
 
+# subscriptions.prune (socle/subscriptions/store.py) deletes old delivered events by time.
+SUBSCRIPTION_EVENTS_V280 = """
+CREATE INDEX subscription_event_at ON subscription_event (at);
+"""
+MIGRATIONS += [(280, "subscriptions: events by time, for pruning", SUBSCRIPTION_EVENTS_V280)]
+
 
 def migrate(conn: psycopg.Connection) -> list[int]:
     """Apply pending migrations; returns the versions applied by this call."""

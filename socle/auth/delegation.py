@@ -14,6 +14,7 @@ from ..fhir.delegation import register
 from .enforcement import AuditServices, PolicyAccess
 from .middleware import AUDIT_KEY
 from .policy import configuration_owner
+from .revocation import REVOKED
 from .scopes import parse_scopes
 from .tokens import Principal, Role
 
@@ -37,6 +38,8 @@ class PrincipalDelegation:
         kept: dict[str, Any] = {k: getattr(principal, k) for k in _KEPT}
         kept["role"] = principal.role.value
         kept["scopes"] = " ".join(principal.scopes.raw)
+        if principal.grant_id:  # its revocation stops the work done on its behalf
+            kept["grant_id"] = principal.grant_id
         return kept
 
     def owner(self, access: Access) -> str | None:
@@ -55,6 +58,12 @@ class PrincipalDelegation:
             scopes=parse_scopes(captured.get("scopes") or ""),
         )
         return PolicyAccess(principal, services)
+
+    def revoked(self, captured: dict[str, Any]) -> bool:
+        """The grant's revocation, as this process knows it (`revocation.REVOKED`, kept up to
+        date by its LISTEN within milliseconds)."""
+        grant = captured.get("grant_id")
+        return isinstance(grant, str) and REVOKED.refuses(None, grant)
 
 
 def register_delegation() -> None:

@@ -24,6 +24,11 @@ class Delegation(Protocol):
         """An ``Access`` for that principal now, under today's policy and audited like a
         request (``state``: the application's state, where the audit sink is)."""
 
+    def revoked(self, captured: dict[str, Any]) -> bool:
+        """Whether the authorisation that principal was captured under (its grant, the
+        refresh-token family its token came from) has been revoked since: work done on its
+        behalf stops."""
+
 
 _registered: list[Delegation] = []
 

@@ -12,6 +12,7 @@ import httpx
 
 from ..fhir.json import encode
 from ..mail.relay import RelayError, send_async
+from .endpoints import refusal_cached
 from .model import Spec
 
 FHIR_JSON = "application/fhir+json"
@@ -38,6 +39,9 @@ def _client() -> httpx.AsyncClient:
 
 
 async def rest_hook(spec: Spec, bundle: dict[str, Any]) -> None:
+    refused = await refusal_cached(spec.endpoint)  # the SSRF guard, again at each delivery
+    if refused:
+        raise DeliveryError(refused, permanent=True)
     headers = {"Content-Type": FHIR_JSON, **dict(spec.headers)}
     try:
         response = await _client().post(

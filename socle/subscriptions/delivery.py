@@ -15,13 +15,18 @@ its number, so the sequence has no gap a client would chase), whatever the conte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 
-from ..config import subscription_attempts
+from ..config import subscription_attempts, subscription_events_keep_s
+from ..fhir.delegation import delegation
 from ..fhir.engine import Engine
 from ..fhir.entries import EntryRequest
 from ..fhir.json import decode
@@ -29,14 +34,15 @@ from ..fhir.outcome import FhirError
 from ..workers import JobContext, enqueue
 from . import store
 from .channels import DeliveryError, email, rest_hook
-from .matching import DELIVER_JOB, wake
+from .matching import CACHE, DELIVER_JOB, wake
 from .model import Spec
 from .notify import Focus, notification
 from .reading import focus, owner_access, spec_of
 from .websocket import announce
 
 log = logging.getLogger("socle.subscriptions")
-PARALLEL = 8  # subscriptions delivered at once by one job
+DELIVERING = 32  # subscriptions delivered at once by one process, whatever its jobs
+REVOKED = "the owner's authorisation (its grant) was revoked: request the subscription again"
 RETRY = timedelta(seconds=1)  # a failed subscription of a shared job: on its own after this
 
 
@@ -47,11 +53,20 @@ def _lock_key(sid: str) -> int:
 
 
 async def send(
-    conn: AsyncConnection, engine: Engine, spec: Spec, st: store.State, kind: str, f: list[Focus]
+    conn: AsyncConnection | None,
+    engine: Engine,
+    spec: Spec,
+    st: store.State,
+    kind: str,
+    f: list[Focus],
 ) -> None:
     base = engine.settings.fhir_audience
     if spec.channel == "websocket":
-        await announce(conn, spec.id, kind)
+        if conn is None:
+            async with engine.pool.connection() as own:
+                await announce(own, spec.id, kind)
+        else:
+            await announce(conn, spec.id, kind)
     elif spec.channel == "email":
         await email(spec, base, kind, [x.reference for x in f if x.reference])
     else:
@@ -102,69 +117,173 @@ async def deliver_job(job: JobContext) -> None:
     if len(sids) == 1 and "subscription" in job.args:
         await _deliver_one(job, sids[0])
         return
-    gate = asyncio.Semaphore(PARALLEL)
 
     async def one(sid: str) -> None:
-        async with gate:
-            try:
-                await _deliver_one(job, sid)
-            except DeliveryError:
-                async with job.runtime.engine.pool.connection() as conn:
-                    args = {"subscription": sid}
-                    attempts = subscription_attempts()
-                    await enqueue(conn, DELIVER_JOB, args, delay=RETRY, max_attempts=attempts)
+        try:
+            await _deliver_one(job, sid)  # in the process's slots (`DELIVERING`)
+        except DeliveryError:
+            async with job.runtime.engine.pool.connection() as conn:
+                args = {"subscription": sid}
+                attempts = subscription_attempts()
+                await enqueue(conn, DELIVER_JOB, args, delay=RETRY, max_attempts=attempts)
 
     await asyncio.gather(*(one(sid) for sid in sids))
 
 
-async def _deliver_one(job: JobContext, sid: str) -> None:
-    engine = job.runtime.engine
-    async with engine.pool.connection() as conn:
-        cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(sid),))
-        row = await cur.fetchone()
-        if not row or not row[0]:
-            return  # another delivery of this subscription runs: it sends these too
+class Locks:
+    """This process's holds on subscriptions: PostgreSQL session advisory locks, all taken on
+    one connection of its own (outside the pool), so a delivery holds no connection while it
+    waits for an endpoint. A session may take its own lock twice, so the subscriptions held
+    are kept in memory too. The process dies, its connection closes: its locks go with it.
+    Taking a lock reads the subscription's state, and letting it go says whether events are
+    left, in the same statement."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.held: set[str] = set()
+        self.connecting = asyncio.Lock()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        async with self.connecting:
+            if self.conn is None or self.conn.closed or self.conn.broken:
+                self.held.clear()  # the locks of a lost session are gone with it
+                self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            return self.conn
+
+    async def take(self, sid: str) -> store.State | None:
+        """The lock and the subscription's state; None when another delivery holds it (or
+        the subscription is gone)."""
+        if sid in self.held:
+            return None
+        self.held.add(sid)  # before any await: a second delivery here sees it taken
         try:
-            await _deliver(job, conn, sid)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
+            conn = await self._connection()
+            # the lock taken once (a CTE of one row), whatever the plan of the state's read
+            cur = await conn.execute(
+                "WITH l AS (SELECT pg_try_advisory_lock(%s) AS got) "
+                f"SELECT l.got, {store.STATE} FROM l "  # noqa: S608 - a constant
+                "LEFT JOIN subscription_state s ON s.id = %s",
+                (_lock_key(sid), sid),
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] and row[1] is None:  # the subscription is gone
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
+                row = None
+        except BaseException:
+            self.held.discard(sid)
+            if self.conn is not None and not self.conn.broken:  # cut short: not kept by us
+                with contextlib.suppress(Exception):
+                    await self.conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
+            raise
+        if row is None or not row[0]:
+            self.held.discard(sid)
+            return None
+        return store.State(*row[1:])
+
+    async def give(self, sid: str) -> bool:
+        """Let it go; whether the subscription is active with events still to deliver
+        (numbered while its holder was finishing)."""
+        if sid not in self.held or self.conn is None:
+            return False
+        self.held.discard(sid)
+        try:
+            cur = await self.conn.execute(
+                "SELECT pg_advisory_unlock(%s), (SELECT status = 'active' AND delivered < "
+                "events FROM subscription_state WHERE id = %s)",
+                (_lock_key(sid), sid),
+            )
+            row = await cur.fetchone()
+        except psycopg.Error:  # a lost session freed it already
+            return True  # let the caller look again
+        return bool(row and row[1])
 
 
-async def _deliver(job: JobContext, conn: AsyncConnection, sid: str) -> None:
+_locks: dict[tuple[int, str], Locks] = {}
+_gates: dict[int, asyncio.Semaphore] = {}
+
+
+def _process(url: str) -> tuple[Locks, asyncio.Semaphore]:
+    loop = id(asyncio.get_running_loop())
+    locks = _locks.setdefault((loop, url), Locks(url))
+    gate = _gates.setdefault(loop, asyncio.Semaphore(DELIVERING))
+    return locks, gate
+
+
+async def _deliver_one(job: JobContext, sid: str) -> None:
+    """Deliver under the subscription's lock; a delivery that finds the lock taken leaves its
+    events to the holder, which looks again once it has let the lock go (so events numbered
+    while it was finishing are not left for the sweep)."""
+    locks, gate = _process(job.runtime.database_url)
+    while True:
+        # the process's slots are taken again at each pass, behind the subscriptions waiting:
+        # a subscription written to all the time does not keep one from the others
+        async with gate:
+            st = await locks.take(sid)
+            if st is None:
+                return  # another delivery of this subscription runs: it sends these too
+            left = False
+            try:
+                await _deliver(job, sid, st)
+            finally:
+                left = await locks.give(sid)
+        if not left:
+            return
+
+
+async def stopped(engine: Engine, spec: Spec, st: store.State) -> bool:
+    """Whether an active subscription must stop: past its `end` (then `off`), or its owner's
+    grant revoked (then `error`, until its owner requests it again)."""
+    if spec.end is not None and datetime.now(UTC) >= spec.end:
+        await _set_status(engine, spec.id, "off", None)
+        return True
+    if st.owner is not None and delegation().revoked(st.owner):
+        await _set_status(engine, spec.id, "error", REVOKED)
+        return True
+    return False
+
+
+async def _deliver(job: JobContext, sid: str, st: store.State) -> None:
+    """Send the subscription's pending events in order (its lock held, `st` read with it);
+    each step takes a pool connection for its statement only."""
     engine = job.runtime.engine
-    spec = await spec_of(engine, sid)
-    st = await store.state(conn, sid)
-    if spec is None or st is None or st.status != "active":
+    db = engine.pool.connection
+    if st.status != "active":
+        return
+    async with db() as conn:
+        # the matcher's cache of active subscriptions (read again only when their set changes)
+        spec = await CACHE.spec(conn, sid)
+    if spec is None or await stopped(engine, spec, st):
         return
     access = owner_access(job.runtime.state, st)
     sent_any = False
     while True:
-        st = await store.state(conn, sid)
-        assert st is not None
-        pending = await store.events(conn, sid, st.delivered, None, spec.max_count)
+        async with db() as conn:
+            pending = await store.events(conn, sid, st.delivered, None, spec.max_count)
         if not pending:
             break
+        st = replace(st, events=max(st.events, pending[-1].number))
         try:
-            await send(
-                conn,
-                engine,
-                spec,
-                st,
-                "event-notification",
-                await focus(engine, spec, access, pending),
-            )
+            carried = await focus(engine, spec, access, pending)
+            await send(None, engine, spec, st, "event-notification", carried)
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
-        await store.delivered(conn, sid, pending[-1].number)
-        sent_any = True
+        async with db() as conn:
+            after = await store.delivered(conn, sid, pending[-1].number)
+        if after is None:
+            return
+        st, sent_any = after, True
+        if len(pending) < spec.max_count:
+            break  # all there was; events numbered since are seen once the lock is let go
     if not sent_any and job.args.get("heartbeat") and _heartbeat_due(spec, st):
         try:
-            await send(conn, engine, spec, st, "heartbeat", [])
+            await send(None, engine, spec, st, "heartbeat", [])
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
-        await store.sent(conn, sid)
+        async with db() as conn:
+            await store.sent(conn, sid)
 
 
 def _heartbeat_due(spec: Spec, st: store.State) -> bool:
@@ -188,8 +307,6 @@ async def _failed(job: JobContext, engine: Engine, sid: str, exc: DeliveryError)
 async def sweep_job(job: JobContext) -> None:
     """Wake the deliveries left behind (events numbered while a delivery was finishing) and
     the heartbeats that are due."""
-    from .matching import CACHE  # the process's cache of active subscriptions
-
     engine = job.runtime.engine
     heartbeats = {
         a.spec.id: a.spec.heartbeat
@@ -202,3 +319,22 @@ async def sweep_job(job: JobContext) -> None:
         due = await store.due(conn, heartbeats)
         if due:
             await wake(conn, due, heartbeat=True)
+    # the subscriptions past their end, or whose owner's grant was revoked, stop now
+    now = datetime.now(UTC)
+    for sid, active in list(CACHE.by_id.items()):
+        spec = active.spec
+        ended = spec.end is not None and now >= spec.end
+        revoked = active.owner is not None and delegation().revoked(active.owner)
+        if ended or revoked:
+            async with engine.pool.connection() as conn:
+                st = await store.state(conn, sid)
+            if st is not None and st.status == "active":
+                await stopped(engine, spec, st)
+
+
+async def prune_job(job: JobContext) -> None:
+    """Delete the delivered events older than `SOCLE_SUBSCRIPTION_EVENTS_KEEP_DAYS` (those of
+    subscriptions off, too): `$events` answers for the retention period."""
+    async with job.runtime.engine.pool.connection() as conn:
+        pruned = await store.prune(conn, subscription_events_keep_s())
+    await job.progress(pruned, note="subscription events pruned")

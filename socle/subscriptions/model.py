@@ -5,6 +5,7 @@ one (`criteria` is `Type?search`). Every mistake is a 422 naming the element at 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -48,6 +49,7 @@ class Spec:
     heartbeat: int | None = None  # seconds
     timeout: int = DEFAULT_TIMEOUT
     max_count: int = DEFAULT_MAX_COUNT
+    end: datetime | None = None  # no event after it; then the subscription is off
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -102,6 +104,19 @@ def _headers(channel: dict[str, Any]) -> tuple[tuple[str, str], ...]:
             raise invalid("A header is 'Name: value'", f"Subscription.channel.header[{i}]")
         out.append((name.strip(), value.strip()))
     return tuple(out)
+
+
+def _end(resource: dict[str, Any]) -> datetime | None:
+    raw = resource.get("end")
+    if raw is None:
+        return None
+    try:
+        end = datetime.fromisoformat(str(raw))
+    except ValueError:
+        raise invalid("end is an instant (e.g. 2027-01-31T23:59:59Z)", "Subscription.end") from None
+    if end.tzinfo is None:
+        raise invalid("end is an instant with its time zone", "Subscription.end")
+    return end
 
 
 def read_spec(resource: dict[str, Any]) -> Spec:
@@ -173,4 +188,5 @@ def read_spec(resource: dict[str, Any]) -> Spec:
         heartbeat=_int_ext(channel, HEARTBEAT, "valueUnsignedInt", where) or None,
         timeout=min(timeout, MAX_TIMEOUT),
         max_count=_int_ext(channel, MAX_COUNT, "valuePositiveInt", where) or DEFAULT_MAX_COUNT,
+        end=_end(resource),
     )

@@ -5,6 +5,7 @@ requested one gets its handshake job in the same transaction."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 
@@ -16,6 +17,7 @@ from ..fhir.outcome import FhirError, forbidden
 from ..fhir.storage.writer import PendingWrite
 from ..workers import enqueue
 from . import store
+from .endpoints import refusal
 from .model import Spec, invalid, read_spec
 
 HANDSHAKE_JOB = "subscriptions.handshake"
@@ -81,6 +83,12 @@ def subscription_rule(engine: Engine) -> WriteRule:
                 )
             if spec.endpoint.startswith("http://") and not subscription_plain_http():
                 raise invalid("A rest-hook endpoint is https://", f"{prefix}.channel.endpoint")
+            if spec.channel == "rest-hook":
+                refused = await refusal(spec.endpoint)
+                if refused:
+                    raise invalid(refused, f"{prefix}.channel.endpoint")
+            if spec.end is not None and spec.end <= datetime.now(UTC):
+                raise invalid("The subscription's end has passed", f"{prefix}.end")
             await check_owner_may_read(engine, spec, access, f"{prefix}.criteria")
             if current is not None and spec.status != "requested":
                 # changed while active: touching its state makes every matcher reload it

@@ -8,11 +8,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from ..config import Settings
+from ..config import Settings, subscription_delivery_concurrency
 from ..contract import Conformance, Runtime, Service
 from ..fhir.engine import Engine
 from ..workers import JobKind
-from .delivery import deliver_job, handshake_job, sweep_job
+from .delivery import deliver_job, handshake_job, prune_job, sweep_job
 from .matching import DELIVER_JOB, match_job
 from .model import BACKPORT_EXTENSIONS, PROFILE
 from .operations import OPERATIONS, routes
@@ -36,7 +36,11 @@ async def _topics(runtime: Runtime) -> AsyncIterator[None]:
 
 
 def _match_every(settings: Settings) -> float:
-    return 0.1  # the outbox is read at most this long after a commit
+    return 0.1  # between two runs of the matcher (each reads on for RUN_S seconds)
+
+
+def _delivery_slots(settings: Settings) -> int:
+    return subscription_delivery_concurrency()
 
 
 service = Service(
@@ -48,10 +52,21 @@ service = Service(
     # every process's bound websockets hear of their notifications at once
     background=[listen],
     jobs=[
-        JobKind("subscriptions.match", match_job, singleton=True, every=_match_every),
+        # the matcher reads on for a while in each run (matching.py), in a slot of its own
+        JobKind(
+            "subscriptions.match", match_job, singleton=True, every=_match_every, concurrency=1
+        ),
         JobKind(HANDSHAKE_JOB, handshake_job, max_attempts=3, backoff_s=1.0),
-        JobKind(DELIVER_JOB, deliver_job, backoff_s=1.0, backoff_max_s=60.0),
+        # deliveries in slots of their own: they never wait behind the matcher nor hold it back
+        JobKind(
+            DELIVER_JOB,
+            deliver_job,
+            backoff_s=1.0,
+            backoff_max_s=60.0,
+            concurrency=_delivery_slots,
+        ),
         JobKind("subscriptions.sweep", sweep_job, singleton=True, every=1.0),
+        JobKind("subscriptions.prune", prune_job, singleton=True, every=3600.0),
     ],
     conformance=Conformance(
         instantiates=[BACKPORT_CAPABILITY],
@@ -66,5 +81,11 @@ service = Service(
             "when sent."
         },
     ),
-    settings=("SOCLE_SUBSCRIPTION_ATTEMPTS", "SOCLE_SUBSCRIPTION_PLAIN_HTTP"),
+    settings=(
+        "SOCLE_SUBSCRIPTION_ATTEMPTS",
+        "SOCLE_SUBSCRIPTION_PLAIN_HTTP",
+        "SOCLE_SUBSCRIPTION_ALLOWED_HOSTS",
+        "SOCLE_SUBSCRIPTION_DELIVERY_CONCURRENCY",
+        "SOCLE_SUBSCRIPTION_EVENTS_KEEP_DAYS",
+    ),
 )

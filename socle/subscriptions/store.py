@@ -30,7 +30,7 @@ class Numbered:
     at: datetime
 
 
-_STATE = "id, owner, status, events, delivered, error, last_sent"
+STATE = "id, owner, status, events, delivered, error, last_sent"
 
 
 async def created(conn: AsyncConnection, sid: str, owner: dict[str, Any] | None) -> None:
@@ -52,7 +52,7 @@ async def set_status(
 
 async def state(conn: AsyncConnection, sid: str) -> State | None:
     cur = await conn.execute(
-        f"SELECT {_STATE} FROM subscription_state WHERE id = %s",  # noqa: S608 - a constant
+        f"SELECT {STATE} FROM subscription_state WHERE id = %s",  # noqa: S608 - a constant
         (sid,),
     )
     row = await cur.fetchone()
@@ -93,12 +93,15 @@ async def events(
     return [Numbered(*row) for row in await cur.fetchall()]
 
 
-async def delivered(conn: AsyncConnection, sid: str, upto: int) -> None:
-    await conn.execute(
+async def delivered(conn: AsyncConnection, sid: str, upto: int) -> State | None:
+    """Move `delivered` on; the state after."""
+    cur = await conn.execute(
         "UPDATE subscription_state SET delivered = greatest(delivered, %s), last_sent = now() "
-        "WHERE id = %s",
+        f"WHERE id = %s RETURNING {STATE}",  # noqa: S608 - a constant
         (upto, sid),
     )
+    row = await cur.fetchone()
+    return None if row is None else State(*row)
 
 
 async def sent(conn: AsyncConnection, sid: str) -> None:
@@ -154,3 +157,15 @@ async def active_resources(
         "ON r.rtype = 'Subscription' AND r.id = s.id AND NOT r.deleted WHERE s.status = 'active'"
     )
     return [(row[0], row[1]) for row in await cur.fetchall()]
+
+
+async def prune(conn: AsyncConnection, keep_s: float) -> int:
+    """Delete the events older than `keep_s` seconds that were delivered, or whose subscription
+    is off (ended, deleted) or gone; those still to deliver stay. Returns how many."""
+    cur = await conn.execute(
+        "DELETE FROM subscription_event e WHERE e.at < now() - %s * interval '1 second' "
+        "AND NOT EXISTS (SELECT 1 FROM subscription_state s WHERE s.id = e.subscription "
+        "AND s.status <> 'off' AND e.number > s.delivered)",
+        (keep_s,),
+    )
+    return cur.rowcount

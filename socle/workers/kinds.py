@@ -33,6 +33,7 @@ class JobContext:
 
 Handler = Callable[[JobContext], Coroutine[Any, Any, None]]
 Interval = float | Callable[["Settings"], float | None] | None
+Slots = int | Callable[["Settings"], int] | None
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,10 @@ class JobKind:
     and is dead (kept for operators, retried by hand) after `max_attempts`. A `singleton` kind
     runs at most one job at a time in the whole deployment (a PostgreSQL advisory lock held for
     the run). A periodic kind (`every` seconds, or a function of the settings: None or ≤ 0
-    turns it off) is one job queued again after each run.
+    turns it off) is one job queued again after each run. A kind with `concurrency` (a number
+    or a function of the settings) runs in slots of its own, that many at once per worker, not
+    counted in the worker's `SOCLE_JOB_CONCURRENCY`: its jobs neither wait for nor hold back the
+    other kinds' (the subscriptions' deliveries beside the matcher).
     """
 
     name: str
@@ -53,6 +57,12 @@ class JobKind:
     backoff_max_s: float = 600.0
     singleton: bool = False
     every: Interval = None
+    concurrency: Slots = None
+
+    def slots(self, settings: Settings) -> int | None:
+        """Its own slots per worker (None: it shares the worker's general ones)."""
+        n = self.concurrency(settings) if callable(self.concurrency) else self.concurrency
+        return None if n is None else max(1, n)
 
     def interval(self, settings: Settings) -> float | None:
         every = self.every(settings) if callable(self.every) else self.every

@@ -58,6 +58,16 @@ class Worker:
         self.name = worker_name()
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        # the pools of slots: "" the general one (`concurrency`), then one per kind that has its
+        # own (`JobKind.concurrency`); each pool's kinds with their max attempts
+        self._pools: dict[str, tuple[int, dict[str, int]]] = {"": (concurrency, {})}
+        for k in kinds:
+            own = k.slots(runtime.settings)
+            if own is None:
+                self._pools[""][1][k.name] = k.max_attempts
+            else:
+                self._pools[k.name] = (own, {k.name: k.max_attempts})
+        self._in_pool: dict[str, set[asyncio.Task[None]]] = {p: set() for p in self._pools}
         self._periodic_declared = False
 
     @property
@@ -97,20 +107,28 @@ class Worker:
                 self._periodic_declared = True
             if await queue.requeue_stalled(conn):
                 log.warning("job worker: took back jobs whose worker was lost")
-            while len(self._running) < self.concurrency:
-                job = await queue.claim(conn, self.attempts, self.name, self.lease_s)
-                if job is None:
-                    break
-                task = asyncio.create_task(self._run(job))
-                self._running.add(task)
-                task.add_done_callback(self._done)
-            if len(self._running) >= self.concurrency:
+            waiting: list[str] = []  # the kinds of the pools with a free slot
+            for pool, (slots, kinds) in self._pools.items():
+                running = self._in_pool[pool]
+                while kinds and len(running) < slots:
+                    job = await queue.claim(conn, kinds, self.name, self.lease_s)
+                    if job is None:
+                        break
+                    task = asyncio.create_task(self._run(job))
+                    self._running.add(task)
+                    running.add(task)
+                    task.add_done_callback(self._done)
+                if len(running) < slots:
+                    waiting.extend(kinds)
+            if not waiting:
                 return self.poll_s  # a job ending wakes the loop
-            due = await queue.next_due(conn, list(self.kinds))
+            due = await queue.next_due(conn, waiting)
         return self.poll_s if due is None else min(self.poll_s, max(due, 0.05))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        for running in self._in_pool.values():
+            running.discard(task)
         self._wake.set()  # a slot is free
 
     async def _listen(self) -> None:

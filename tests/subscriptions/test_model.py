@@ -4,6 +4,7 @@ criteria through the engine's own search parser, the Backport IG's channel exten
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from socle.fhir.outcome import FhirError
+from socle.subscriptions.endpoints import refusal
+from socle.subscriptions.matching import needles
 from socle.subscriptions.model import CONTENT, FILTER, HEARTBEAT, MAX_COUNT, TIMEOUT, read_spec
 from socle.subscriptions.topics import BY_URL, TOPIC_BASE, TOPICS, topic_resource
 
@@ -137,3 +140,60 @@ def test_each_topic_is_published_as_a_basic_with_the_r5_extensions() -> None:
         urls = {e["url"].rsplit(".", 1)[-1]: e for e in basic["extension"]}
         assert urls["url"]["valueUri"] == topic.url
         assert {"resourceTrigger", "canFilterBy", "title", "status"} <= set(urls)
+
+
+def test_the_ssrf_guard_refuses_what_only_the_server_reaches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SOCLE_SUBSCRIPTION_ALLOWED_HOSTS", raising=False)
+    refused = [
+        "http://127.0.0.1:8080/h",
+        "http://localhost/h",  # a name is checked by what it resolves to
+        "https://10.0.0.1/h",
+        "https://[::ffff:192.168.1.1]/h",  # an IPv4 private address written as IPv6
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fd00::1]/h",
+        "https://224.0.0.1/h",
+    ]
+    for url in refused:
+        assert asyncio.run(refusal(url)), url
+    assert asyncio.run(refusal("https://8.8.8.8/h")) is None
+    assert asyncio.run(refusal("https://no-such-host.invalid/h")) is None  # its handshake fails
+    monkeypatch.setenv("SOCLE_SUBSCRIPTION_ALLOWED_HOSTS", "10.0.0.0/8, localhost, [::1]")
+    assert asyncio.run(refusal("https://10.200.3.4/h")) is None
+    assert asyncio.run(refusal("http://localhost:9/h")) is None
+    assert asyncio.run(refusal("http://[::1]:9/h")) is None
+    assert asyncio.run(refusal("http://127.0.0.1:9/h"))  # not the name: not allowed
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("2027-01-31T23:59:59Z", True), ("2027-01-31T23:59:59+01:00", True), ("2027-01-31", False)],
+)
+def test_end_is_an_instant(text: str, ok: bool) -> None:
+    resource = {**sub(), "end": text}
+    if ok:
+        assert read_spec(resource).end is not None
+    else:
+        with pytest.raises(FhirError) as err:
+            read_spec(resource)
+        assert err.value.issues[0].expression == ("Subscription.end",)
+
+
+def test_the_matchers_necessary_condition_keeps_what_the_search_could_find() -> None:
+    """Plain token and reference filters give the strings the written resource must hold;
+    other filters give none (the engine's search decides)."""
+    resource = {
+        **sub(),
+        "_criteria": {
+            "extension": [
+                {"url": FILTER, "valueString": "patient=Patient/AbC-1,Patient/d2"},
+                {"url": FILTER, "valueString": "code=http://loinc.org|8867-4"},
+                {"url": FILTER, "valueString": "status:not=final"},
+            ]
+        },
+    }
+    spec = read_spec(resource)
+    assert needles(spec) == (("abc-1", "d2"), ("8867-4",))
+    classic = read_spec(sub("Observation?value-quantity=gt5&date=ge2024"))
+    assert needles(classic) == ()

@@ -5,22 +5,34 @@ worker with SIGKILL during a delivery: the notification still arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from socle.auth.server import register_client
+from socle.subscriptions import store
 from socle.subscriptions.model import CONTENT, FILTER, HEARTBEAT, PROFILE
 from socle.subscriptions.topics import TOPIC_BASE
 from socle.testing import ServerProcess, auth_headers, free_port, server_beside
+from tests.auth.server.helpers import (
+    APP_REDIRECT,
+    browser,
+    new_verifier,
+    professional_code,
+    redeem,
+)
 from tests.auth.world import World, make_world
 from tests.workers.test_jobs import WorkerProcess as Worker
 from tests.workers.test_jobs import _until as until
@@ -28,10 +40,13 @@ from tests.workers.test_jobs import _until as until
 from .receiver import Receiver, event_numbers, kind_of
 
 SMTP_PORT = free_port()
+APP = "subscriptions-app"
 ENV = {
     "SOCLE_JOBS_IN_SERVE": "false",
     "SOCLE_JOB_LEASE_S": "3",
     "SOCLE_SUBSCRIPTION_PLAIN_HTTP": "true",
+    # the receivers run on this machine: the SSRF guard must let them be reached
+    "SOCLE_SUBSCRIPTION_ALLOWED_HOSTS": "127.0.0.1",
     "SOCLE_SUBSCRIPTION_ATTEMPTS": "2",
     "SOCLE_SMTP_RELAY": f"127.0.0.1:{SMTP_PORT}",
     "SOCLE_SMTP_RELAY_SECURITY": "none",
@@ -428,3 +443,159 @@ def test_the_capability_statement_declares_subscriptions(server: ServerProcess) 
     sub = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Subscription")
     assert PROFILE in sub.get("supportedProfile", [])
     assert {"status", "events"} <= {o["name"].lstrip("$") for o in sub.get("operation", [])}
+
+
+def test_endpoints_the_server_alone_could_reach_are_refused(world: World) -> None:
+    """The SSRF guard: loopback, private, link-local (a cloud's metadata service) and other
+    non-public addresses are refused at creation, at the endpoint, unless the operator allowed
+    them (this module allows 127.0.0.1 only, for its receivers)."""
+    topic = TOPIC_BASE + "patient-write"
+    with world.pro("care") as pro:
+        for endpoint in (
+            "http://10.1.2.3/hook",
+            "http://192.168.0.10:8443/hook",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]:8080/hook",
+            "http://[fe80::1]/hook",
+            "http://0.0.0.0/hook",
+            "http://100.64.0.1/hook",
+        ):
+            r = create(pro, subscription(topic, endpoint))
+            assert r.status_code == 422, (endpoint, r.text)
+            issue = r.json()["issue"][0]
+            assert issue["expression"] == ["Subscription.channel.endpoint"], endpoint
+            assert "SOCLE_SUBSCRIPTION_ALLOWED_HOSTS" in issue["diagnostics"]
+
+
+def test_a_subscription_stops_at_its_end(world: World, worker, receiver: Receiver) -> None:
+    x = world.ids["X"]
+    topic = TOPIC_BASE + "observation-write"
+    filters = (f"patient=Patient/{x}",)
+    with world.pro("care") as pro:
+        past = {**subscription(topic, receiver.url("/ended"), filters=filters)}
+        past["end"] = "2020-01-01T00:00:00Z"
+        r = create(pro, past)
+        assert r.status_code == 422, r.text
+        assert r.json()["issue"][0]["expression"] == ["Subscription.end"]
+
+        soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        ending = {**subscription(topic, receiver.url("/ending"), "id-only", filters)}
+        ending["end"] = soon.isoformat()
+        r = create(pro, ending)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        assert active(pro, sid)["status"] == "active"
+        control = create(pro, subscription(topic, receiver.url("/control"), "id-only", filters))
+        assert active(pro, control.json()["id"])["status"] == "active"
+
+        # past its end, the subscription is off (the sweep sees it within a second)
+        off = until(lambda: (s := pro.get(f"/Subscription/{sid}").json())["status"] == "off" and s)
+        assert off["end"] == ending["end"]
+        oid = write_obs(world, "X")
+        until(lambda: oid in json.dumps(receiver.bundles("/control", "event-notification")))
+        assert receiver.bundles("/ending", "event-notification") == []
+        st = pro.get(f"/Subscription/{sid}/$status").json()
+        params = {p["name"]: p for p in st["entry"][0]["resource"]["parameter"]}
+        assert params["status"]["valueCode"] == "off"
+        assert params["events-since-subscription-start"]["valueString"] == "0"
+
+
+def test_delivered_events_are_pruned_after_the_retention(
+    world: World, server: ServerProcess, worker, receiver: Receiver
+) -> None:
+    """`subscriptions.prune` (periodic) deletes delivered events older than the retention;
+    the events not yet delivered stay. Run here with no retention at all."""
+    x = world.ids["X"]
+    with world.pro("care") as pro:
+        sub = subscription(
+            TOPIC_BASE + "observation-write",
+            receiver.url("/pruned"),
+            "id-only",
+            filters=(f"patient=Patient/{x}",),
+        )
+        r = create(pro, sub)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        active(pro, sid)
+        write_obs(world, "X")
+        until(lambda: receiver.bundles("/pruned", "event-notification"))
+        events = pro.get(f"/Subscription/{sid}/$events").json()
+        assert event_numbers(events) == [1]
+    jobs = httpx.get(
+        server.base + "/admin/jobs?kind=subscriptions.prune",
+        headers=auth_headers(server),
+        timeout=30,
+    ).json()
+    assert jobs, "the prune job is declared"
+    undelivered = (
+        "SELECT count(*) FROM subscription_event e JOIN subscription_state s "
+        "ON s.id = e.subscription WHERE s.status <> 'off' AND e.number > s.delivered"
+    )
+
+    async def prune() -> tuple[int, int, int]:
+        assert server.database.url is not None
+        async with await psycopg.AsyncConnection.connect(
+            server.database.url, autocommit=True
+        ) as conn:
+            before = (await (await conn.execute(undelivered)).fetchone() or (0,))[0]
+            pruned = await store.prune(conn, 0)
+            after = (await (await conn.execute(undelivered)).fetchone() or (0,))[0]
+        return pruned, before, after
+
+    pruned, before, after = asyncio.run(prune())
+    assert pruned >= 1
+    assert before == after  # what is still to be delivered stays
+    with world.pro("care") as pro:
+        events = pro.get(f"/Subscription/{sid}/$events").json()
+        assert event_numbers(events) == []
+        st = pro.get(f"/Subscription/{sid}/$status").json()
+        params = {p["name"]: p for p in st["entry"][0]["resource"]["parameter"]}
+        assert params["events-since-subscription-start"]["valueString"] == "1"
+
+
+def test_revoking_the_owners_grant_stops_its_subscriptions(
+    world: World, server: ServerProcess, worker, receiver: Receiver
+) -> None:
+    """A subscription made with a token of an authorisation grant (a SMART app's login) stops
+    when the grant is revoked (RFC 7009, the refresh token): `error`, with the reason."""
+    assert server.database.url is not None
+    with psycopg.connect(server.database.url, autocommit=True) as conn:
+        register_client(
+            conn,
+            APP,
+            public=True,
+            redirect_uris=[APP_REDIRECT],
+            scopes="openid fhirUser offline_access user/*.cruds",
+        )
+    verifier = new_verifier()
+    with browser(server) as http:
+        scope = "openid fhirUser offline_access user/*.cruds"
+        code, _ = professional_code(http, APP, world.rpps["care"], scope, verifier)
+        tokens = redeem(http, APP, code, verifier).json()
+    x = world.ids["X"]
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    with httpx.Client(base_url=server.fhir, timeout=30, headers=headers) as app:
+        sub = subscription(
+            TOPIC_BASE + "observation-write",
+            receiver.url("/granted"),
+            "id-only",
+            filters=(f"patient=Patient/{x}",),
+        )
+        r = create(app, sub)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        assert active(app, sid)["status"] == "active"
+    oid = write_obs(world, "X")
+    until(lambda: oid in json.dumps(receiver.bundles("/granted", "event-notification")))
+
+    revoked = httpx.post(
+        server.base + "/auth/revoke",
+        data={"token": tokens["refresh_token"], "client_id": APP},
+        timeout=30,
+    )
+    assert revoked.status_code == 200, revoked.text
+    with httpx.Client(base_url=server.fhir, timeout=30, headers=auth_headers(server)) as op:
+        stopped = until(
+            lambda: (s := op.get(f"/Subscription/{sid}").json())["status"] == "error" and s
+        )
+        assert "revoked" in stopped["error"]

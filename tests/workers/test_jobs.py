@@ -246,6 +246,19 @@ def test_singleton_jobs_never_run_together(server: ServerProcess, worker: Worker
     assert second["started"] < first["finished"]
 
 
+def test_a_kind_with_slots_of_its_own_runs_while_the_others_are_taken(
+    server: ServerProcess, worker: WorkerProcess
+) -> None:
+    """`JobKind.concurrency`: the subscriptions' deliveries run beside the worker's general
+    slots (two, both taken here by probes), not after them."""
+    probes = [_enqueue(server, "probe", {"seconds": 4}) for _ in range(2)]
+    _until(lambda: all(_job(server, i)["state"] == "running" for i in probes))
+    delivery = _enqueue(server, "subscriptions.deliver", {"subscriptions": ["no-such-one"]})
+    done = _until(lambda: (j := _job(server, delivery))["state"] == "succeeded" and j)
+    ended = [_until(lambda i=i: (j := _job(server, i))["finished"] and j) for i in probes]
+    assert done["finished"] < min(p["finished"] for p in ended)
+
+
 def test_periodic_jobs_are_one_row_each_run_again_and_again(
     server: ServerProcess, worker: WorkerProcess
 ) -> None:
