@@ -147,9 +147,11 @@ async def me(engine: Engine, principal: Principal | None) -> Me:
     if principal is None or principal.role != Role.PROFESSIONAL:
         return Me(None, frozenset())
     pid = None
-    if principal.fhir_user and principal.fhir_user.startswith("Practitioner/"):
-        pid = principal.fhir_user.partition("/")[2]
-    elif principal.national_id:
+    user = principal.fhir_user or ""
+    at = user.rfind("Practitioner/")
+    if at >= 0 and user[at:].count("/") == 1:  # a fhirUser may be absolute
+        pid = user[at:].partition("/")[2] or None
+    if pid is None and principal.national_id:
         found = await _platform_search(
             engine,
             "Practitioner",
