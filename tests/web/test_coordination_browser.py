@@ -98,6 +98,11 @@ def test_the_coordination_pages_are_accessible(coordinator: Any, site: Site, wid
     page.click("form[action$='/invitations'] button[type=submit]")
     assert page.locator("#rpps-erreur").is_visible()
     _check(page, "invitation form error", width)
+    if page.locator("#email").count():  # not following this patient yet
+        page.fill("#email", "pas une adresse")
+        page.click("form[action$='/suivi'] button[type=submit]")
+        assert page.locator("#email-erreur").is_visible()
+        _check(page, "follow form error", width)
     page.goto(site.base + f"/pro/coordination/{SITUATION}?filtre=Flag")
     _check(page, "life line filtered", width)
     page.goto(site.base + "/pro/coordination/invitations")

@@ -179,3 +179,31 @@ def test_the_pages_are_for_professionals_within_their_access(site: Site, situati
         assert http.get(f"/pro/coordination/{situation}").status_code == 403
     with site.client() as anonymous:
         assert anonymous.get("/pro/coordination").status_code == 303
+
+
+def test_a_professional_follows_new_notes_and_plan_changes_by_email(
+    coordinator: httpx.Client, situation: str, site: Site
+) -> None:
+    url = f"/pro/coordination/{situation}/suivi"
+    page = coordinator.get(f"/pro/coordination/{situation}")
+    token = _form(page.text, url)["csrf"]
+    assert coordinator.post(url, data={"csrf": "1.x", "email": "a@b.fr"}).status_code == 400
+    wrong = coordinator.post(url, data={"csrf": token, "email": "pas une adresse"})
+    assert wrong.status_code == 400 and 'aria-describedby="email-erreur"' in wrong.text
+    done = coordinator.post(url, data={"csrf": token, "email": "camille.orsini@dac.example.fr"})
+    assert done.status_code == 303, done.text
+    shown = coordinator.get(done.headers["location"])
+    assert "Vous êtes prévenu à l'adresse camille.orsini@dac.example.fr" in shown.text
+    # two subscriptions of the subscription service's topics, owned by him, with his filters
+    subs = fhir(site, "/Subscription", _count="100")
+    mine = [
+        e["resource"]
+        for e in subs.get("entry", [])
+        if e["resource"]["channel"].get("endpoint") == "mailto:camille.orsini@dac.example.fr"
+    ]
+    topics = sorted(s["criteria"].rsplit("/", 1)[1] for s in mine)
+    assert topics == ["careplan-write", "documentreference-write"]
+    filters = {s["_criteria"]["extension"][0]["valueString"] for s in mine}
+    assert f"CarePlan?patient=Patient/{situation}&category=" in " ".join(filters)
+    # already following: the form is gone, what he follows is said
+    assert f'action="{url}"' not in shown.text

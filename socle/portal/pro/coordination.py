@@ -43,6 +43,7 @@ from ...fhir.engine import EntryRequest
 from ...fhir.json import decode
 from ...fhir.outcome import FhirError
 from ...web import RepeatedParameter, query_params, redirect
+from ..notifications import EMAIL
 from ..site import SignedIn, page
 from .calls import call
 from .common import checked_form, engine, form_expired, patient_view, professional
@@ -55,6 +56,11 @@ ANSWER_PURPOSE = "invitation-answer"
 LIFELINE_PAGE = 20
 NOTE_MAX = 4000
 INVITATION = f"{COORDINATION}|invitation-cercle"
+FOLLOW_PURPOSE = "follow"
+# the subscription service's public topics (docs/platform.md): a new liaison note is a
+# DocumentReference of a JDV_J23 type, a plan change a write of the PPCS CarePlan
+TOPICS = "https://socle.example.org/fhir/SubscriptionTopic/"
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 
 TYPE_WORDS = {
     "DocumentReference": "Note ou document",
@@ -511,6 +517,8 @@ async def situation(
     invite_errors: dict[str, str] | None = None,
     invite_form: dict[str, str] | None = None,
     status: int = 200,
+    follow_errors: dict[str, str] | None = None,
+    follow_form: dict[str, str] | None = None,
 ) -> Response:
     who = professional(request)
     if isinstance(who, Response):
@@ -540,12 +548,13 @@ async def situation(
         except FhirError:  # a part the policy refuses outright (the circle matrix): not shown
             return empty
 
-    circle, plan, notes, pending, lifeline = await asyncio.gather(
+    circle, plan, notes, pending, lifeline, followed = await asyncio.gather(
         quietly(_circle(request, who, pid), None),
         quietly(_plan(request, who, pid), None),
         quietly(_notes(request, who, pid), []),
         quietly(_pending(request, who, pid), []),
         _lifeline(request, pid, params),
+        quietly(following(request, who, pid), []),
     )
     return page(
         request,
@@ -565,6 +574,9 @@ async def situation(
         note_form=note_form or {},
         invite_errors=invite_errors or {},
         invite_form=invite_form or {},
+        followed=followed,
+        follow_errors=follow_errors or {},
+        follow_form=follow_form or {},
         done=request.query_params.get("fait", ""),
     )
 
@@ -696,6 +708,118 @@ async def invite(request: Request) -> Response:
     )
 
 
+# -- being told of new notes and plan changes (the subscription service's topics) -----------
+def follow_filters(pid: str) -> list[tuple[str, str, str]]:
+    """(topic, filter, reason) of the two subscriptions that follow a patient's coordination."""
+    types = ",".join(f"{R234}|{code}" for code in NOTE_TYPES)
+    return [
+        (
+            "documentreference-write",
+            f"DocumentReference?patient=Patient/{pid}&type={types}",
+            "Coordination : nouvelle note de liaison",
+        ),
+        (
+            "careplan-write",
+            f"CarePlan?patient=Patient/{pid}&category={COORDINATION}|ppcs",
+            "Coordination : modification du plan (PPCS)",
+        ),
+    ]
+
+
+def subscription(topic: str, criteria: str, reason: str, email: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Subscription",
+        "meta": {"profile": [f"{BACKPORT}backport-subscription"]},
+        "status": "requested",
+        "reason": reason,
+        "criteria": TOPICS + topic,
+        "_criteria": {
+            "extension": [{"url": f"{BACKPORT}backport-filter-criteria", "valueString": criteria}]
+        },
+        "channel": {
+            "type": "email",
+            "endpoint": f"mailto:{email}",
+            "payload": "application/fhir+json",
+            "_payload": {
+                "extension": [
+                    {"url": f"{BACKPORT}backport-payload-content", "valueCode": "id-only"}
+                ]
+            },
+        },
+    }
+
+
+async def following(request: Request, who: SignedIn, pid: str) -> list[dict[str, Any]]:
+    """His own subscriptions that follow this patient (the policy shows him his own only)."""
+    rows, _ = await search(
+        request, who, "Subscription", [("status", "requested,active,error")], 100
+    )
+    wanted = {criteria for _, criteria, _ in follow_filters(pid)}
+    out = []
+    for sub in rows:
+        filters = {
+            str(e.get("valueString"))
+            for e in (sub.get("_criteria") or {}).get("extension") or []
+            if isinstance(e, dict)
+        }
+        if filters & wanted:
+            endpoint = str((sub.get("channel") or {}).get("endpoint") or "")
+            out.append(
+                {
+                    "id": sub.get("id"),
+                    "reason": sub.get("reason"),
+                    "email": endpoint.removeprefix("mailto:"),
+                    "status": sub.get("status"),
+                }
+            )
+    return out
+
+
+def _email_ok(text: str) -> bool:
+    return bool(EMAIL.match(text)) and len(text) <= 254
+
+
+async def follow(request: Request) -> Response:
+    who = professional(request)
+    if isinstance(who, Response):
+        return who
+    pid = request.path_params["id"]
+    form = await checked_form(request, who, FOLLOW_PURPOSE)
+    if form is None:
+        return form_expired(request)
+    email = form.get("email", "").strip()
+    if not _email_ok(email):
+        return await situation(
+            request,
+            follow_errors={
+                "email": "Saisissez une adresse électronique, par exemple nom@exemple.fr."
+            },
+            follow_form={"email": email},
+            status=400,
+        )
+    await engine(request).read("Patient", pid, who.access)  # within his access, or 403
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": subscription(topic, criteria, reason, email),
+                "request": {"method": "POST", "url": "Subscription"},
+            }
+            for topic, criteria, reason in follow_filters(pid)
+        ],
+    }
+    answer = await call(request, "POST", "/fhir", bundle)
+    if not answer.ok:
+        return await situation(
+            request,
+            follow_errors={"email": "L'abonnement n'a pas pu être enregistré."},
+            follow_form={"email": email},
+            status=answer.status if 400 <= answer.status < 500 else 400,
+        )
+    return redirect(f"/pro/coordination/{pid}?fait=suivi#suivi")
+
+
 # -- my invitations --------------------------------------------------------------------------
 async def invitations(request: Request) -> Response:
     who = professional(request)
@@ -778,4 +902,5 @@ ROUTES: list[BaseRoute] = [
     Route("/pro/coordination/{id}", situation, methods=["GET"]),
     Route("/pro/coordination/{id}/notes", add_note, methods=["POST"]),
     Route("/pro/coordination/{id}/invitations", invite, methods=["POST"]),
+    Route("/pro/coordination/{id}/suivi", follow, methods=["POST"]),
 ]
