@@ -168,6 +168,7 @@ def test_an_invited_professional_joins_the_circle_when_he_accepts(
         after = nurse.get(f"/pro/coordination/{situation}")
         assert after.status_code == 200, after.text
         assert "Lucie Santoni" in after.text  # a member of the circle now
+        assert f'action="{url}"' not in after.text  # a member, not the coordinator: no form
         again = nurse.post(answer, data={"csrf": token, "decision": "decline"})
         assert again.status_code == 422
 

@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 from ...coordination.codes import (
     ACTIONS,
     CDL_NOTE,
+    CDS_CARETEAM,
     CIRCLE,
     COORDINATION,
     IS_EMERGENCY,
@@ -349,6 +350,7 @@ async def _circle(request: Request, who: SignedIn, pid: str) -> dict[str, Any] |
         [
             ("patient", f"Patient/{pid}"),
             ("status", "active"),
+            ("_profile", CDS_CARETEAM),
             ("_include", "CareTeam:participant"),
             ("_sort", "-_lastUpdated"),
         ],
@@ -375,7 +377,28 @@ async def _circle(request: Request, who: SignedIn, pid: str) -> dict[str, Any] |
                 "end": period.get("end"),
             }
         )
-    return {"id": team["id"], "name": team.get("name") or "Cercle de soins", "members": members}
+    return {
+        "id": team["id"],
+        "name": team.get("name") or "Cercle de soins",
+        "members": members,
+        "may_invite": _may_invite(team, included, practitioner_ref(who)),
+    }
+
+
+def _may_invite(team: dict[str, Any], included: dict[str, dict[str, Any]], me: str | None) -> bool:
+    """Whether he is a current coordinator or médecin traitant of the circle (who $invite
+    lets invite): the form is shown to them only, the operation decides."""
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    for p in team.get("participant") or []:
+        codes = {str(c.get("code")) for r in p.get("role") or [] for c in r.get("coding") or []}
+        end = str(((p or {}).get("period") or {}).get("end") or "9999")
+        if me is None or not codes & {"COORD", "PCP"} or end[:10] < today:
+            continue
+        ref = str(((p or {}).get("member") or {}).get("reference") or "")
+        role = included.get(ref) if ref.startswith("PractitionerRole/") else None
+        if ref == me or (role and (role.get("practitioner") or {}).get("reference") == me):
+            return True
+    return False
 
 
 async def _plan(request: Request, who: SignedIn, pid: str) -> dict[str, Any] | None:
