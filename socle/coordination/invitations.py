@@ -44,7 +44,7 @@ from ..fhir.search.query import parse_query
 from ..fhir.search.sql import Sql
 from ..fhir.storage.reader import Version
 from ..fhir.storage.writer import PendingWrite
-from .codes import CIRCLE_ROLE, CIRCLE_ROLE_CODES, COORDINATION, R259
+from .codes import CDS_CARETEAM, CIRCLE_ROLE, CIRCLE_ROLE_CODES, COORDINATION, R259
 
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 INVITATION = "invitation-cercle"
@@ -266,6 +266,16 @@ async def invite(request: Request) -> Response:
     if access.role != Role.PROFESSIONAL:
         raise forbidden("Only a professional of the circle invites to it")
     circle = decode((await engine.read("CareTeam", cid, access)).content or "{}")
+    if CDS_CARETEAM not in ((circle.get("meta") or {}).get("profile") or []):
+        raise unprocessable(
+            [
+                _issue(
+                    "business-rule",
+                    "Invitations are to a care circle (a CareTeam of the CDS profile)",
+                    "CareTeam.meta.profile",
+                )
+            ]
+        )
     today = _today()
     members = current_members(circle, today)
     caller = await me(engine, access.principal)

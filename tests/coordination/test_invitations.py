@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from socle.coordination.codes import CIRCLE_ROLE, COORDINATION
+from socle.coordination.codes import CIRCLE_ROLE, COORDINATION, R259
 
 from .world import World
 
@@ -153,6 +153,17 @@ def test_bad_invitations_are_refused_with_nothing_written(world: World) -> None:
     with world.pro("outsider") as o:
         r = o.post(f"/CareTeam/{world.ids['circle']}/$invite", json=_params(rpps="1"))
         assert r.status_code == 403, r.text
+    with world.pro("mt") as mt:  # a care team that is not a care circle: no invitations
+        team = world.care_team([world.member("pr-mt", R259, "PCP")])
+        team.pop("meta")
+        team["identifier"] = [{"system": "urn:socle:test:team", "value": world.u}]
+        r = mt.post("/CareTeam", json=team)
+        assert r.status_code == 201, r.text
+        plain = mt.post(
+            f"/CareTeam/{r.json()['id']}/$invite", json=_params(rpps=world.rpps["outsider"])
+        )
+        assert plain.status_code == 422, plain.text
+        assert plain.json()["issue"][0]["expression"] == ["CareTeam.meta.profile"]
     with world.patient() as p:
         assert p.get("/$invitations").status_code == 403
     with world.client("operator") as op:
