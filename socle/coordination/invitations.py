@@ -5,7 +5,7 @@ becomes a member — and gets the circle matrix's access — only once he accept
 An invitation is a ``Task`` of code ``coordination#invitation-cercle``: ``focus`` the circle
 (``CareTeam``), ``for`` the patient, ``requester`` who invites, ``owner`` the invited
 ``Practitioner``, ``input`` the role offered, ``note`` the message; ``requested`` while pending,
-then ``accepted`` or ``rejected`` (``cancelled`` when the inviter withdraws it with an update).
+then ``accepted`` or ``rejected`` (``cancelled`` when withdrawn).
 
 * ``POST CareTeam/{id}/$invite`` (``rpps``, ``role``, ``message``): written with the inviter's
   own access (the policy and audit of any Task write), after checking that he is a current
@@ -18,6 +18,8 @@ then ``accepted`` or ``rejected`` (``cancelled`` when the inviter withdraws it w
   invited professional; accepting writes the Task and the circle's new participant (role
   offered, ``period.start`` today) in one transaction, checked against both versions read; the
   writes are audited as his, the access allowing exactly these two updates.
+* ``POST Task/{id}/$invitation-withdraw`` (``reason``): a current coordinator or médecin
+  traitant of the circle withdraws a pending invitation (``cancelled``), audited as his.
 """
 
 from __future__ import annotations
@@ -106,7 +108,18 @@ ANSWER = Operation(
     ),
     outputs=(Param("return", "Task", min=1, documentation="The answered invitation."),),
 )
-OPERATIONS = [INVITE, INVITATIONS, ANSWER]
+WITHDRAW = Operation(
+    "invitation-withdraw",
+    "Withdraw an invitation to a care circle",
+    "The circle's coordinator or médecin traitant withdraws a pending invitation: it becomes "
+    "cancelled (audited as his).",
+    resource=("Task",),
+    instance=True,
+    affects_state=True,
+    inputs=(Param("reason", "string", documentation="Why (kept as the Task's statusReason)."),),
+    outputs=(Param("return", "Task", min=1, documentation="The withdrawn invitation."),),
+)
+OPERATIONS = [INVITE, INVITATIONS, ANSWER, WITHDRAW]
 
 
 # -- reading what the operations need ---------------------------------------------------------
@@ -265,7 +278,7 @@ async def invite(request: Request) -> Response:
     args = await read_arguments(request, INVITE)
     if access.role != Role.PROFESSIONAL:
         raise forbidden("Only a professional of the circle invites to it")
-    circle = decode((await engine.read("CareTeam", cid, access)).content or "{}")
+    circle = await _inviters_circle(engine, access, cid, "$invite")
     if CDS_CARETEAM not in ((circle.get("meta") or {}).get("profile") or []):
         raise unprocessable(
             [
@@ -276,23 +289,7 @@ async def invite(request: Request) -> Response:
                 )
             ]
         )
-    today = _today()
-    members = current_members(circle, today)
-    caller = await me(engine, access.principal)
-    if not any(members.get(ref, set()) & INVITERS for ref in caller.refs):
-        await access.record(
-            None,
-            Touched(
-                "operation",
-                "CareTeam",
-                operation="$invite",
-                outcome="4",
-                detail="not the circle's coordinator nor its médecin traitant",
-            ),
-        )
-        raise forbidden(
-            "Only the circle's coordinator (COORD) or médecin traitant (PCP) invites to it"
-        )
+    members = current_members(circle, _today())
     rpps = str(args.value("rpps") or "").strip().replace(" ", "")
     where = _where(args, "rpps")
     if not (rpps.isdigit() and len(rpps) == 11):
@@ -301,6 +298,7 @@ async def invite(request: Request) -> Response:
     if invited is None:
         raise unprocessable([_issue("not-found", f"No professional of RPPS {rpps}", where)])
     invited_ref = f"Practitioner/{invited['id']}"
+    caller = await me(engine, access.principal)
     role = _role_of(args.value("role"), _where(args, "role"))
     theirs = await _platform_search(
         engine, "PractitionerRole", [("practitioner", invited_ref), ("_count", "100")]
@@ -356,6 +354,31 @@ async def invite(request: Request) -> Response:
     [answer] = await engine.transaction([EntryRequest("POST", "Task", task)], access)
     created = json.loads(answer.content or "{}")
     return fhir_response(created, status=201)
+
+
+async def _inviters_circle(
+    engine: Engine, access: Access, cid: str, operation: str
+) -> dict[str, Any]:
+    """The circle, read with the caller's access, if he is one of its current coordinators or
+    médecins traitants (403, audited, otherwise)."""
+    circle = decode((await engine.read("CareTeam", cid, access)).content or "{}")
+    members = current_members(circle, _today())
+    caller = await me(engine, access.principal)
+    if not any(members.get(ref, set()) & INVITERS for ref in caller.refs):
+        await access.record(
+            None,
+            Touched(
+                "operation",
+                "CareTeam",
+                operation=operation,
+                outcome="4",
+                detail="not the circle's coordinator nor its médecin traitant",
+            ),
+        )
+        raise forbidden(
+            "Only the circle's coordinator (COORD) or médecin traitant (PCP) invites to it"
+        )
+    return circle
 
 
 # -- $invitations ----------------------------------------------------------------------------
@@ -544,8 +567,41 @@ async def answer_invitation(request: Request) -> Response:
     return fhir_response(json.loads(answers[0].content or "{}"))
 
 
+async def withdraw(request: Request) -> Response:
+    check_accept(request)
+    engine, access = engine_of(request), access_of(request)
+    tid = request.path_params["id"]
+    args = await read_arguments(request, WITHDRAW)
+    if access.role != Role.PROFESSIONAL:
+        raise forbidden("Only a professional of the circle withdraws an invitation")
+    found = await engine.read("Task", tid, access)  # his access: 403/404 outside his reach
+    task = decode(found.content or "{}")
+    if not is_invitation(task):
+        raise unprocessable([_issue("business-rule", "Not an invitation", "Task.code")])
+    cid = str((task.get("focus") or {}).get("reference") or "").partition("/")[2]
+    await _inviters_circle(engine, access, cid, "$invitation-withdraw")
+    if task.get("status") != PENDING:
+        raise unprocessable(
+            [
+                _issue(
+                    "business-rule",
+                    f"This invitation was already answered or withdrawn ({task.get('status')})",
+                    "Task.status",
+                )
+            ]
+        )
+    updated = {**task, "status": "cancelled", "lastModified": _now()}
+    reason = str(args.value("reason") or "").strip()
+    if reason:
+        updated["statusReason"] = {"text": reason[:2000]}
+    entries = [EntryRequest("PUT", f"Task/{tid}", updated, if_match=f'W/"{found.version}"')]
+    answers = await engine.transaction(entries, AnswerAccess(access, frozenset({("Task", tid)})))
+    return fhir_response(json.loads(answers[0].content or "{}"))
+
+
 ROUTES = [
     Route("/fhir/CareTeam/{id}/$invite", invite, methods=["POST"]),
     Route("/fhir/$invitations", invitations, methods=["GET"]),
     Route("/fhir/Task/{id}/$invitation-answer", answer_invitation, methods=["POST"]),
+    Route("/fhir/Task/{id}/$invitation-withdraw", withdraw, methods=["POST"]),
 ]

@@ -21,7 +21,7 @@ def _params(**values: object) -> dict:
             parts.append(
                 {"name": name, "valueString" if name != "decision" else "valueCode": value}
             )
-    return {"resourceType": "Parameters", "parameter": parts}
+    return {"resourceType": "Parameters", **({"parameter": parts} if parts else {})}
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,23 @@ def test_the_operations_are_declared(world: World) -> None:
         for oid in ("CareTeam-invite", "invitations", "Task-invitation-answer"):
             r = op.get(f"/OperationDefinition/{oid}")
             assert r.status_code == 200, (oid, r.text)
+
+
+def test_the_coordinator_withdraws_a_pending_invitation(world: World) -> None:
+    r = _invite(world, "coord", world.rpps["outsider"])
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    with world.pro("nurse") as nurse:  # a member, not the coordinator
+        refused = nurse.post(f"/Task/{tid}/$invitation-withdraw", json=_params())
+        assert refused.status_code == 403, refused.text
+    with world.pro("coord") as coord:
+        done = coord.post(f"/Task/{tid}/$invitation-withdraw", json=_params(reason="Erreur"))
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "cancelled"
+        again = coord.post(f"/Task/{tid}/$invitation-withdraw", json=_params())
+        assert again.status_code == 422
+    assert _pending(world, "outsider") == []
+    with world.pro("outsider") as o:
+        late = o.post(f"/Task/{tid}/$invitation-answer", json=_params(decision="accept"))
+        assert late.status_code == 422, late.text
+        assert o.get(f"/Patient/{world.ids['P']}").status_code == 403

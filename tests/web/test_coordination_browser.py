@@ -81,8 +81,10 @@ def _check(page: Any, what: str, width: str, shot: str | None = None) -> None:
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
-def test_the_coordination_pages_are_accessible(coordinator: Any, site: Site, width: str) -> None:
-    page = coordinator
+def test_the_coordination_pages_are_accessible(
+    coordinator: Any, invited: Any, site: Site, width: str
+) -> None:
+    page = coordinator  # with an invitation pending (``invited``): its withdraw button shown
     page.set_viewport_size(WIDTHS[width])
     page.goto(site.base + "/")
     page.click("#navigation >> text=Coordination")
@@ -90,6 +92,7 @@ def test_the_coordination_pages_are_accessible(coordinator: Any, site: Site, wid
     _check(page, "work-list", width, "pro-coordination")
     page.click(f"#reevaluations ~ div a[href='/pro/coordination/{SITUATION}']")
     assert page.locator("h2", has_text="Cercle de soins").count() == 1
+    assert page.locator("form[action$='/retrait'] button").count() >= 1
     _check(page, "situation record", width, "pro-coordination-dossier")
     page.click("form[action$='/notes'] button[type=submit]")  # nothing written: the error
     assert page.locator("#texte-erreur").is_visible()

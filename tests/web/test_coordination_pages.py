@@ -173,6 +173,26 @@ def test_an_invited_professional_joins_the_circle_when_he_accepts(
         assert again.status_code == 422
 
 
+def test_the_coordinator_withdraws_an_invitation_from_the_page(
+    coordinator: httpx.Client, situation: str, site: Site
+) -> None:
+    rpps = newcomer(site)
+    url = f"/pro/coordination/{situation}/invitations"
+    fields = _form(coordinator.get(f"/pro/coordination/{situation}").text, url)
+    sent = coordinator.post(url, data={**fields, "rpps": rpps, "role": "REF"})
+    assert sent.status_code == 303, sent.text
+    page = coordinator.get(f"/pro/coordination/{situation}").text
+    [action] = re.findall(rf'action="({url}/[^"]+/retrait)"', page)
+    forged = coordinator.post(action, data={"csrf": "1.x"})
+    assert forged.status_code == 400
+    done = coordinator.post(action, data=_form(page, action))
+    assert done.status_code == 303, done.text
+    after = coordinator.get(done.headers["location"]).text
+    assert "L&#39;invitation a été retirée" in after or "L'invitation a été retirée" in after
+    assert action not in after
+    assert coordinator.post(action, data=_form(page, action)).status_code == 422
+
+
 def test_the_pages_are_for_professionals_within_their_access(site: Site, situation: str) -> None:
     with site.client() as http:
         sign_in(site, http, site.patient)

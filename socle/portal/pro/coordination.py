@@ -501,6 +501,7 @@ async def _pending(request: Request, who: SignedIn, pid: str) -> list[dict[str, 
     )
     return [
         {
+            "id": t.get("id"),
             "who": str((t.get("owner") or {}).get("display") or "Professionnel invité"),
             "date": t.get("authoredOn"),
             "role": role_words(
@@ -731,6 +732,35 @@ async def invite(request: Request) -> Response:
     )
 
 
+async def withdraw(request: Request) -> Response:
+    who = professional(request)
+    if isinstance(who, Response):
+        return who
+    pid, tid = request.path_params["id"], request.path_params["task"]
+    form = await checked_form(request, who, INVITE_PURPOSE)
+    if form is None:
+        return form_expired(request)
+    answer = await call(
+        request,
+        "POST",
+        f"/fhir/Task/{tid}/$invitation-withdraw",
+        {"resourceType": "Parameters"},
+    )
+    if not answer.ok:
+        return page(
+            request,
+            "error.html",
+            "Retrait impossible",
+            status=answer.status if 400 <= answer.status < 500 else 400,
+            message=(
+                "Seuls le coordonnateur du cercle et le médecin traitant retirent une invitation."
+                if answer.status == 403
+                else "Cette invitation a déjà reçu une réponse ou a été retirée."
+            ),
+        )
+    return redirect(f"/pro/coordination/{pid}?fait=retrait#invitations")
+
+
 # -- being told of new notes and plan changes (the subscription service's topics) -----------
 def follow_filters(pid: str) -> list[tuple[str, str, str]]:
     """(topic, filter, reason) of the two subscriptions that follow a patient's coordination."""
@@ -925,5 +955,6 @@ ROUTES: list[BaseRoute] = [
     Route("/pro/coordination/{id}", situation, methods=["GET"]),
     Route("/pro/coordination/{id}/notes", add_note, methods=["POST"]),
     Route("/pro/coordination/{id}/invitations", invite, methods=["POST"]),
+    Route("/pro/coordination/{id}/invitations/{task}/retrait", withdraw, methods=["POST"]),
     Route("/pro/coordination/{id}/suivi", follow, methods=["POST"]),
 ]
