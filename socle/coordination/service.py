@@ -19,7 +19,7 @@ from typing import Any
 
 from ..contract import Conformance, Runtime, Service
 from ..fhir.engine import Engine, EntryRequest
-from . import lifeline, worklist
+from . import invitations, lifeline, worklist
 from .codes import CDL_NOTE, CDS_CARETEAM, CDS_RELATED_PERSON, IS_EMERGENCY, terminology
 from .rules import CoordinationRules
 
@@ -136,8 +136,8 @@ def install(engine: Engine) -> None:
 
 service = Service(
     name="coordination",
-    operations=[*lifeline.ROUTES, *worklist.ROUTES],
-    definitions=[*lifeline.OPERATIONS, *worklist.OPERATIONS],
+    operations=[*lifeline.ROUTES, *worklist.ROUTES, *invitations.ROUTES],
+    definitions=[*lifeline.OPERATIONS, *worklist.OPERATIONS, *invitations.OPERATIONS],
     install=install,
     lifespan=_lifespan,
     conformance=CONFORMANCE,

@@ -28,10 +28,11 @@ PATIENT_NAV = [
 OTHER_NAV = [("/", "Accueil"), ("/compte", "Mon compte")]
 PRO_NAV = [
     ("/pro/patients", "Rechercher un patient"),
+    ("/pro/coordination", "Coordination"),
     ("/pro/mes-acces", "Mes accès récents"),
     ("/compte", "Mon compte"),
 ]
-REFERENT_NAV = [*PRO_NAV[:2], ("/pro/identitovigilance", "Identitovigilance"), PRO_NAV[2]]
+REFERENT_NAV = [*PRO_NAV[:3], ("/pro/identitovigilance", "Identitovigilance"), PRO_NAV[3]]
 RESERVED = {
     "patient": "Cette page est réservée aux patients, pour leur propre dossier.",
     "professional": "Cette page est réservée aux professionnels de santé.",

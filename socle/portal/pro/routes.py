@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import accesses, emergency, patients, sharing, worklist
+from . import accesses, coordination, emergency, patients, sharing, worklist
 
 ROUTES: list[BaseRoute] = [
     *patients.ROUTES,
@@ -12,4 +12,5 @@ ROUTES: list[BaseRoute] = [
     *sharing.ROUTES,
     *worklist.ROUTES,
     *accesses.ROUTES,
+    *coordination.ROUTES,
 ]
