@@ -170,7 +170,7 @@ async def clients(request: Request) -> Response:
     )
 
 
-async def _client_to_remove(request: Request, client_id: str) -> Response | None:
+def _client_to_remove(client_id: str) -> Response | None:
     """None if this client may be removed; else the page saying why not."""
     if client_id == FIRST_PARTY_CLIENT:
         return error_page(400, "Le client des pages de Socle ne peut pas être supprimé.")
@@ -184,7 +184,7 @@ async def confirm_removal(request: Request) -> Response:
     if isinstance(who, Response):
         return who
     client_id = request.query_params.get("client", "")
-    refused = await _client_to_remove(request, client_id)
+    refused = _client_to_remove(client_id)
     if refused is not None:
         return refused
     async with engine(request).pool.connection() as conn:
@@ -208,7 +208,7 @@ async def remove(request: Request) -> Response:
     if isinstance(form, Response):
         return form
     client_id = form.get("client", "")
-    refused = await _client_to_remove(request, client_id)
+    refused = _client_to_remove(client_id)
     if refused is not None:
         return refused
     if form.get("confirmation") != "oui":

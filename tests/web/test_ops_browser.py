@@ -104,7 +104,7 @@ def test_the_operators_pages_are_accessible(operator: Any, site: Site, width: st
     page.goto(site.base + "/exploitation/clients/supprimer?client=appli-du-navigateur")
     _check(page, "client removal", width)
     page.goto(site.base + "/exploitation/comptes")
-    assert page.locator(f"td:text-is(\"{site.other.login}\")").count() == 1
+    assert page.locator(f'td:text-is("{site.other.login}")').count() == 1
     _check(page, "locked accounts", width, "exploitation-comptes")
 
 
