@@ -405,6 +405,76 @@ def patient_account(
     print(provisioning_uri(secret, login or patient_id))
 
 
+operator_app = typer.Typer(
+    no_args_is_help=True, help="Staff accounts of the platform's operators (the GRADeS)."
+)
+app.add_typer(operator_app, name="operator")
+
+
+@operator_app.command("add")
+def operator_add(
+    login: Annotated[str, typer.Argument(help="The login (a-z, 0-9, '.', '_', '-').")],
+    name: Annotated[str, typer.Option("--name", help="The name shown on the pages.")],
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the password from this file (first line) instead of a prompt."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a staff account (password + TOTP); prints the TOTP secret's otpauth:// URI once."""
+    from .auth.server.operators import create_operator
+    from .auth.server.totp import provisioning_uri
+
+    if password_file is not None:
+        lines = password_file.read_text(encoding="utf-8").splitlines()
+        password = lines[0] if lines else ""
+    else:
+        password = typer.prompt("Mot de passe", hide_input=True, confirmation_prompt=True)
+    settings, conn = _connect(data_dir)
+    with conn:
+        try:
+            secret = create_operator(conn, login, name, password, settings)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    print("Ajoutez ce compte dans une application d'authentification (TOTP) :")
+    print(provisioning_uri(secret, f"exploitation:{login}"))
+    print(f"Clé (saisie manuelle) : {secret}")
+
+
+@operator_app.command("list")
+def operator_list(data_dir: DataDir = None) -> None:
+    """The staff accounts."""
+    from .auth.server.operators import list_operators
+
+    _, conn = _connect(data_dir)
+    with conn:
+        found = list_operators(conn)
+    if not found:
+        print("No operator account: add one with `socle operator add`.")
+        return
+    print(f"{'LOGIN':<24} {'LOCKED':<7} {'CREATED':<26} NAME")
+    for o in found:
+        locked = "yes" if o.locked else "no"
+        created = o.created_at.isoformat(timespec="seconds")
+        print(f"{o.login:<24} {locked:<7} {created:<26} {o.display_name}")
+
+
+@operator_app.command("remove")
+def operator_remove(
+    login: Annotated[str, typer.Argument(help="The login.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Remove a staff account; its open sessions end at once."""
+    from .auth.server.operators import remove_operator
+
+    _, conn = _connect(data_dir)
+    with conn:
+        if not remove_operator(conn, login):
+            typer.echo(f"No operator {login!r}: see `socle operator list`.", err=True)
+            raise typer.Exit(2)
+    print(f"Operator {login} removed.")
+
+
 @app.command("activation-code")
 def activation_code(
     patient_id: Annotated[str, typer.Argument(help="The Patient id.")],

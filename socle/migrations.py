@@ -770,3 +770,20 @@ MESSAGING_UNLISTED_V271 = """
 ALTER TABLE mailbox ADD COLUMN unlisted boolean NOT NULL DEFAULT false;
 """
 MIGRATIONS += [(271, "secure messaging: unlisted (listeRouge) mailboxes", MESSAGING_UNLISTED_V271)]
+
+
+# --- The operators' pages (opspages): migrations 300-309 -------------------------------------
+OPERATOR_ACCOUNTS_V300 = """
+-- The platform's staff (GRADeS operators): password (scrypt) + TOTP, as patient accounts.
+CREATE TABLE operator_account (
+    login            text PRIMARY KEY,
+    display_name     text NOT NULL,
+    password_hash    text NOT NULL,
+    totp_secret_enc  bytea NOT NULL,               -- AES-GCM, 'operator:<login>' as AAD
+    totp_last_step   bigint NOT NULL DEFAULT 0,    -- a TOTP code is accepted once
+    failed_attempts  integer NOT NULL DEFAULT 0,
+    locked_until     timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+"""
+MIGRATIONS += [(300, "operator (staff) accounts: password + TOTP", OPERATOR_ACCOUNTS_V300)]

@@ -17,6 +17,8 @@ from . import (
     front,
     measures,
     notifications,
+    observatory,
+    operations,
     privacy,
     profile,
     representatives,
@@ -37,6 +39,8 @@ def routes(settings: Settings) -> Sequence[BaseRoute]:
         *apps.ROUTES,
         *activation.ROUTES,
         *notifications.ROUTES,
+        *operations.ROUTES,
+        *observatory.ROUTES,
         *PRO_ROUTES,
     ]
 

@@ -33,9 +33,19 @@ PRO_NAV = [
     ("/compte", "Mon compte"),
 ]
 REFERENT_NAV = [*PRO_NAV[:3], ("/pro/identitovigilance", "Identitovigilance"), PRO_NAV[3]]
+OPERATOR_NAV = [
+    ("/exploitation", "Exploitation"),
+    ("/exploitation/taches", "Tâches de fond"),
+    ("/exploitation/clients", "Clients"),
+    ("/exploitation/comptes", "Comptes patients"),
+    ("/compte", "Mon compte"),
+]
+ARS_NAV = [("/", "Accueil"), ("/observatoire", "Observatoire"), ("/compte", "Mon compte")]
 RESERVED = {
     "patient": "Cette page est réservée aux patients, pour leur propre dossier.",
     "professional": "Cette page est réservée aux professionnels de santé.",
+    "operator": "Cette page est réservée à l'équipe d'exploitation de la plateforme.",
+    "ars-analyst": "Cette page est réservée aux analystes de l'ARS.",
 }
 
 
@@ -44,6 +54,10 @@ def navigation(session: PageSession | None) -> list[tuple[str, str]]:
         return []
     if session.role == "professional":
         return REFERENT_NAV if session.identity_referent else PRO_NAV
+    if session.role == "operator":
+        return OPERATOR_NAV
+    if session.role == "ars-analyst":
+        return ARS_NAV
     return PATIENT_NAV if session.role == "patient" else OTHER_NAV
 
 

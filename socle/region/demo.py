@@ -191,6 +191,13 @@ def banner(base: str, data_dir: Path, logins: dict[str, Any]) -> str:
         r = logins["parent"]
         who = f"representative:{r['related_person']}:{r['child']}"
         lines.append(f"  Parent of a child {r['name']}\n                    {token(who)}")
+    if "operator" in logins:
+        o = logins["operator"]
+        lines.append(
+            f"  Operator (staff)  login '{o['login']}', password '{o['password']}', TOTP secret "
+            f"{o['totp_secret']}: {base}/connexion → « Connexion de l'équipe d'exploitation »"
+            f" → {base}/exploitation"
+        )
     lines += [
         f"  Professionals   {base}/connexion → Pro Santé Connect (stand-in) → the RPPS above:"
         f" their workspace {base}/pro/patients; the identity referent also gets"

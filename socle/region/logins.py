@@ -31,6 +31,8 @@ LOGINS_FILE = "demo-logins.json"
 HOSPITAL_CLIENT = "socle-demo-hospital"
 PATIENT_LOGIN = "patient.demo"
 PATIENT_PASSWORD = "Corse-demo-2025"  # noqa: S105 - a printed demo password, on purpose
+OPERATOR_LOGIN = "exploitation.demo"  # the demo's staff account (the operators' pages)
+OPERATOR_NAME = "Équipe d'exploitation (démonstration)"
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 NURSE = "60"  # TRE_G15 infirmier
 SCAN = 200  # patients looked at: enough to find each kind, cheap to generate
@@ -154,8 +156,31 @@ def prepare(
                 login=PATIENT_LOGIN,
                 settings=settings,
             )
+    logins["operator"] = _operator(conn, settings, previous.get("operator", {}))
     _write(path, logins)
     return logins
+
+
+def _operator(
+    conn: psycopg.Connection, settings: Settings, known: dict[str, Any]
+) -> dict[str, Any]:
+    """The demo's staff account: kept with its TOTP secret if the logins file knows it, else
+    made afresh."""
+    from ..auth.server.operators import create_operator, remove_operator
+
+    account = conn.execute(
+        "SELECT 1 FROM operator_account WHERE login = %s", (OPERATOR_LOGIN,)
+    ).fetchone()
+    secret = known.get("totp_secret") if account else None
+    if not secret:
+        remove_operator(conn, OPERATOR_LOGIN)
+        secret = create_operator(conn, OPERATOR_LOGIN, OPERATOR_NAME, PATIENT_PASSWORD, settings)
+    return {
+        "login": OPERATOR_LOGIN,
+        "name": OPERATOR_NAME,
+        "password": PATIENT_PASSWORD,
+        "totp_secret": secret,
+    }
 
 
 def referent_role(referent: dict[str, Any]) -> dict[str, Any]:

@@ -114,6 +114,8 @@ def test_banner_lists_the_logins_with_runnable_commands(demo: Demo) -> None:
     assert p["password"] in text and p["totp_secret"] in text
     assert f"Site            {demo.server.base}/ " in text
     assert f"representative:{demo.logins['parent']['related_person']}" in text
+    o = demo.logins["operator"]  # the staff account of the operators' pages
+    assert f"login '{o['login']}'" in text and o["totp_secret"] in text
 
 
 def test_the_doctor_sees_his_patients_with_claims_of_a_real_login(demo: Demo) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,14 +27,15 @@ LOGIN_FAILED = (
 )
 
 
-def _encrypt(settings: Settings, patient_id: str, secret: str) -> bytes:
+def _encrypt(settings: Settings, aad: str, secret: str) -> bytes:
+    """``aad``: the account's key (a patient id, ``operator:<login>``), bound to the secret."""
     nonce = os.urandom(12)
-    return nonce + AESGCM(totp_key(settings)).encrypt(nonce, secret.encode(), patient_id.encode())
+    return nonce + AESGCM(totp_key(settings)).encrypt(nonce, secret.encode(), aad.encode())
 
 
-def _decrypt(settings: Settings, patient_id: str, blob: bytes) -> str:
+def _decrypt(settings: Settings, aad: str, blob: bytes) -> str:
     nonce, body = blob[:12], blob[12:]
-    return AESGCM(totp_key(settings)).decrypt(nonce, body, patient_id.encode()).decode()
+    return AESGCM(totp_key(settings)).decrypt(nonce, body, aad.encode()).decode()
 
 
 def create_patient_account(
@@ -133,33 +135,99 @@ async def authenticate_patient(
     if account is None:
         await asyncio.to_thread(passwords.burn_time, password)
         return None
-    ok_password = await asyncio.to_thread(
-        passwords.verify_password, password, account.password_hash
+    ok = await check_factors(
+        conn,
+        settings,
+        Factors("patient_account", "patient_id", account.patient_id, account.patient_id),
+        (account.password_hash, account.totp_enc, account.last_step, account.locked),
+        password,
+        code,
+        max_failures=max_failures,
+        lockout_seconds=lockout_seconds,
     )
+    return account.patient_id if ok else None
+
+
+@dataclass(frozen=True)
+class Factors:
+    """Where an account of one kind lives: its table, the key column and value, and the
+    associated data its TOTP secret was encrypted with."""
+
+    table: str  # a constant: patient_account | operator_account
+    key_column: str
+    key: str
+    aad: str
+
+
+async def check_factors(
+    conn: AsyncConnection,
+    settings: Settings,
+    where: Factors,
+    stored: tuple[str, bytes, int, bool],
+    password: str,
+    code: str,
+    *,
+    max_failures: int,
+    lockout_seconds: int,
+) -> bool:
+    """Whether the password and the TOTP code are right for an account found (its password
+    hash, encrypted secret, last used step, locked now), counting a failure towards the
+    lock-out; a code is used once. Patient and operator accounts alike."""
+    password_hash, totp_enc, last_step, locked = stored
+    ok_password = await asyncio.to_thread(passwords.verify_password, password, password_hash)
     step = None
     if ok_password:
-        secret = _decrypt(settings, account.patient_id, account.totp_enc)
+        secret = _decrypt(settings, where.aad, totp_enc)
         step = totp.matching_step(secret, code)
-    if account.locked:
-        return None  # even right factors do not unlock early
-    if ok_password and step is not None and step > account.last_step:
+    if locked:
+        return False  # even right factors do not unlock early
+    table, key = where.table, where.key_column
+    if ok_password and step is not None and step > last_step:
         # Conditional on the step: two concurrent logins with one code cannot both succeed.
         cur = await conn.execute(
-            "UPDATE patient_account SET totp_last_step = %s, failed_attempts = 0,"
-            " locked_until = NULL WHERE patient_id = %s AND totp_last_step < %s"
+            f"UPDATE {table} SET totp_last_step = %s, failed_attempts = 0,"  # noqa: S608
+            f" locked_until = NULL WHERE {key} = %s AND totp_last_step < %s"
             " AND coalesce(locked_until <= now(), true)",
-            (step, account.patient_id, step),
+            (step, where.key, step),
         )
         if cur.rowcount == 1:
-            return account.patient_id
+            return True
     # A lock that has expired starts a new count; the fifth failure in a row locks.
     await conn.execute(
-        "UPDATE patient_account SET"
+        f"UPDATE {table} SET"  # noqa: S608 - constants
         " failed_attempts = CASE WHEN locked_until <= now() THEN 1 ELSE failed_attempts + 1 END,"
         " locked_until = CASE"
         "   WHEN (CASE WHEN locked_until <= now() THEN 1 ELSE failed_attempts + 1 END) >= %s"
         "   THEN now() + make_interval(secs => %s) ELSE NULL END"
-        " WHERE patient_id = %s AND coalesce(locked_until <= now(), true)",
-        (max_failures, lockout_seconds, account.patient_id),
+        f" WHERE {key} = %s AND coalesce(locked_until <= now(), true)",
+        (max_failures, lockout_seconds, where.key),
     )
-    return None
+    return False
+
+
+@dataclass(frozen=True)
+class LockedAccount:
+    patient_id: str
+    login: str
+    failed_attempts: int
+    locked_until: Any
+
+
+async def locked_patient_accounts(conn: AsyncConnection, limit: int = 200) -> list[LockedAccount]:
+    """The patient accounts locked now (too many failed logins), the latest lock first."""
+    cur = await conn.execute(
+        "SELECT patient_id, login, failed_attempts, locked_until FROM patient_account"
+        " WHERE locked_until > now() ORDER BY locked_until DESC, patient_id LIMIT %s",
+        (limit,),
+    )
+    return [LockedAccount(*row) for row in await cur.fetchall()]
+
+
+async def unlock_patient_account(conn: AsyncConnection, patient_id: str) -> bool:
+    """Lift a lock-out now (an operator, after checking who asks); False if not locked."""
+    cur = await conn.execute(
+        "UPDATE patient_account SET failed_attempts = 0, locked_until = NULL"
+        " WHERE patient_id = %s AND locked_until > now()",
+        (patient_id,),
+    )
+    return cur.rowcount == 1

@@ -195,21 +195,39 @@ def list_clients(conn: psycopg.Connection) -> list[Client]:
     return [_client(row) for row in rows]
 
 
+_REMOVE = "DELETE FROM auth_client WHERE client_id = %s"
+_AFTER_REMOVE = (
+    "DELETE FROM auth_code WHERE client_id = %s",
+    "UPDATE auth_refresh_token SET revoked_at = now() WHERE client_id = %s AND revoked_at IS NULL",
+)
+
+
 def remove_client(conn: psycopg.Connection, client_id: str) -> bool:
     """Remove a client: its pending authorisation requests go with it (cascade), its unused codes
     are deleted and its refresh tokens revoked, so nothing issued to it can be renewed. Access
     tokens already issued run until they expire (``SOCLE_TOKEN_LIFETIME``). False if unknown."""
     with conn.transaction():
-        removed = conn.execute(
-            "DELETE FROM auth_client WHERE client_id = %s", (client_id,)
-        ).rowcount
+        removed = conn.execute(_REMOVE, (client_id,)).rowcount
         if removed:
-            conn.execute("DELETE FROM auth_code WHERE client_id = %s", (client_id,))
-            conn.execute(
-                "UPDATE auth_refresh_token SET revoked_at = now() "
-                "WHERE client_id = %s AND revoked_at IS NULL",
-                (client_id,),
-            )
+            for sql in _AFTER_REMOVE:
+                conn.execute(sql, (client_id,))
+    return bool(removed)
+
+
+async def list_clients_async(conn: AsyncConnection) -> list[Client]:
+    """:func:`list_clients` for an async caller (the operators' pages)."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM auth_client ORDER BY client_id")
+    return [_client(row) for row in await cur.fetchall()]
+
+
+async def remove_client_async(conn: AsyncConnection, client_id: str) -> bool:
+    """:func:`remove_client` for an async caller (the operators' pages)."""
+    async with conn.transaction():
+        cur = await conn.execute(_REMOVE, (client_id,))
+        removed = cur.rowcount
+        if removed:
+            for sql in _AFTER_REMOVE:
+                await conn.execute(sql, (client_id,))
     return bool(removed)
 
 

@@ -10,6 +10,7 @@ from .flows import AuthServer, Flow
 from .flows.authorize import Authorize
 from .flows.consent import Consent
 from .flows.discovery import Discovery
+from .flows.operator_login import OperatorLogin
 from .flows.patient_login import PatientLogin
 from .flows.professional_login import ProfessionalLogin
 from .flows.token import Token
@@ -23,6 +24,7 @@ FLOWS: tuple[type[Flow], ...] = (
     Authorize,
     ProfessionalLogin,
     PatientLogin,
+    OperatorLogin,
     Consent,
     Token,
     TokenStatus,

@@ -1,0 +1,274 @@
+"""The operators' pages (« Exploitation », the GRADeS staff, role ``operator``): the jobs (by
+state; retry, cancel — the queue functions behind ``/admin/jobs``), the registered OAuth clients
+(remove, after a confirmation page) and the locked patient accounts (unlock).
+
+Only a page session whose principal has the operator role reaches them (a 403 page otherwise);
+every action is a POST with the session's CSRF token and is recorded in the audit trail as the
+operator's (``Access.record``: agent ``operator:<login>``, the operation and what it acted on).
+The pages work on the platform's tables, never on a patient's record: the operator's session
+holds no resource scope.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..auth.server.accounts import locked_patient_accounts, unlock_patient_account
+from ..auth.server.clients import list_clients_async, remove_client_async
+from ..auth.server.flows.server import FIRST_PARTY_CLIENT
+from ..fhir.access import Touched
+from ..web import redirect
+from ..web.errors import error_page
+from ..workers import queue
+from .posted import checked_form
+from .reading import engine
+from .site import SignedIn, page, signed_in
+
+ROLE = "operator"
+STATE_LABELS = {
+    "queued": "En attente",
+    "running": "En cours",
+    "succeeded": "Terminées",
+    "dead": "En échec",
+    "cancelled": "Annulées",
+}
+JOB_LIMIT = 100
+NOTICES = {
+    "relancee": "La tâche est remise en file : elle sera exécutée à nouveau.",
+    "annulee": "La tâche est annulée.",
+    "arret-demande": "L'arrêt de la tâche est demandé : elle s'arrêtera à son prochain point "
+    "de contrôle.",
+    "client-supprime": "Le client est supprimé : ses jetons de rafraîchissement sont révoqués.",
+    "compte-deverrouille": "Le compte est déverrouillé : le patient peut se connecter à nouveau.",
+}
+
+
+def _operator(request: Request) -> SignedIn | Response:
+    return signed_in(request, role=ROLE)
+
+
+async def _record(
+    who: SignedIn,
+    interaction: str,
+    operation: str,
+    detail: str,
+    resources: list[tuple[str, str, str | None]] | None = None,
+) -> None:
+    """The operator's action in the audit trail (agent ``operator:<login>``)."""
+    touched = Touched(interaction, None, resources or [], operation=operation, detail=detail)
+    await who.access.record(None, touched)
+
+
+def _notice(request: Request) -> str | None:
+    return NOTICES.get(request.query_params.get("fait", ""))
+
+
+async def home(request: Request) -> Response:
+    who = _operator(request)
+    if isinstance(who, Response):
+        return who
+    async with engine(request).pool.connection() as conn:
+        cur = await conn.execute("SELECT state, count(*) FROM job GROUP BY state")
+        counts: dict[str, int] = dict(await cur.fetchall())
+        locked = len(await locked_patient_accounts(conn))
+    return page(
+        request,
+        "exploitation/accueil.html",
+        "Exploitation de la plateforme",
+        counts=[(s, STATE_LABELS[s], counts.get(s, 0)) for s in queue.STATES],
+        locked=locked,
+    )
+
+
+async def jobs(request: Request) -> Response:
+    who = _operator(request)
+    if isinstance(who, Response):
+        return who
+    state = request.query_params.get("etat", "dead")
+    if state not in queue.STATES:
+        return error_page(400, "Cet état de tâche n'existe pas.")
+    async with engine(request).pool.connection() as conn:
+        found = await queue.list_jobs(conn, state, None, JOB_LIMIT)
+    return page(
+        request,
+        "exploitation/taches.html",
+        "Tâches de fond",
+        states=list(STATE_LABELS.items()),
+        state=state,
+        state_label=STATE_LABELS[state],
+        jobs=found,
+        limit=JOB_LIMIT,
+        csrf=who.session.form_token("ops-jobs"),
+        notice=_notice(request),
+    )
+
+
+async def _job_action(request: Request, action: str) -> Response:
+    who = _operator(request)
+    if isinstance(who, Response):
+        return who
+    form = await checked_form(request, who, "ops-jobs")
+    if isinstance(form, Response):
+        return form
+    raw = form.get("tache", "")
+    back = form.get("etat", "dead") if form.get("etat") in queue.STATES else "dead"
+    if not raw.isdigit() or len(raw) > 18:
+        return error_page(400, "Le numéro de tâche n'est pas valide.")
+    job_id = int(raw)
+    act = queue.retry if action == "retry" else queue.cancel
+    async with engine(request).pool.connection() as conn:
+        job = await act(conn, job_id)
+    if job is None:
+        refused = (
+            "Seule une tâche en échec, annulée ou en attente peut être relancée."
+            if action == "retry"
+            else "Seule une tâche en attente ou en cours peut être annulée."
+        )
+        return page(
+            request,
+            "error.html",
+            "Action impossible",
+            status=409,
+            message=refused + " La tâche a peut-être changé d'état entre-temps.",
+            back_href=f"/exploitation/taches?etat={back}",
+            back_label="Revenir aux tâches",
+        )
+    await _record(who, "update", f"job-{action}", f"job {job_id} ({job['kind']}): {action}")
+    done = (
+        "relancee"
+        if action == "retry"
+        else ("arret-demande" if job["state"] == "running" else "annulee")
+    )
+    return redirect(f"/exploitation/taches?{urlencode({'etat': back, 'fait': done})}")
+
+
+async def retry(request: Request) -> Response:
+    return await _job_action(request, "retry")
+
+
+async def cancel(request: Request) -> Response:
+    return await _job_action(request, "cancel")
+
+
+async def clients(request: Request) -> Response:
+    who = _operator(request)
+    if isinstance(who, Response):
+        return who
+    async with engine(request).pool.connection() as conn:
+        found = await list_clients_async(conn)
+    return page(
+        request,
+        "exploitation/clients.html",
+        "Clients enregistrés",
+        clients=found,
+        own=FIRST_PARTY_CLIENT,
+        notice=_notice(request),
+    )
+
+
+def _client_to_remove(client_id: str) -> Response | None:
+    """None if this client may be removed; else the page saying why not."""
+    if client_id == FIRST_PARTY_CLIENT:
+        return error_page(400, "Le client des pages de Socle ne peut pas être supprimé.")
+    if not client_id or len(client_id) > 200:
+        return error_page(404, "Ce client n'existe pas.")
+    return None
+
+
+async def confirm_removal(request: Request) -> Response:
+    who = _operator(request)
+    if isinstance(who, Response):
+        return who
+    client_id = request.query_params.get("client", "")
+    refused = _client_to_remove(client_id)
+    if refused is not None:
+        return refused
+    async with engine(request).pool.connection() as conn:
+        known = {c.client_id: c for c in await list_clients_async(conn)}
+    if client_id not in known:
+        return error_page(404, "Ce client n'existe pas (ou a déjà été supprimé).")
+    return page(
+        request,
+        "exploitation/client_suppression.html",
+        "Supprimer un client",
+        client=known[client_id],
+        csrf=who.session.form_token("ops-clients"),
+    )
+
+
+async def remove(request: Request) -> Response:
+    who = _operator(request)
+    if isinstance(who, Response):
+        return who
+    form = await checked_form(request, who, "ops-clients")
+    if isinstance(form, Response):
+        return form
+    client_id = form.get("client", "")
+    refused = _client_to_remove(client_id)
+    if refused is not None:
+        return refused
+    if form.get("confirmation") != "oui":
+        return error_page(400, "Cochez la case de confirmation pour supprimer le client.")
+    async with engine(request).pool.connection() as conn:
+        removed = await remove_client_async(conn, client_id)
+    if not removed:
+        return error_page(404, "Ce client n'existe pas (ou a déjà été supprimé).")
+    await _record(who, "delete", "client-remove", f"OAuth client {client_id!r} removed")
+    return redirect("/exploitation/clients?fait=client-supprime")
+
+
+async def accounts(request: Request) -> Response:
+    who = _operator(request)
+    if isinstance(who, Response):
+        return who
+    async with engine(request).pool.connection() as conn:
+        locked = await locked_patient_accounts(conn)
+    return page(
+        request,
+        "exploitation/comptes.html",
+        "Comptes patients verrouillés",
+        locked=locked,
+        csrf=who.session.form_token("ops-accounts"),
+        notice=_notice(request),
+    )
+
+
+async def unlock(request: Request) -> Response:
+    who = _operator(request)
+    if isinstance(who, Response):
+        return who
+    form = await checked_form(request, who, "ops-accounts")
+    if isinstance(form, Response):
+        return form
+    patient_id = form.get("patient", "")
+    if not patient_id or len(patient_id) > 64:
+        return error_page(400, "Le compte à déverrouiller n'est pas indiqué.")
+    async with engine(request).pool.connection() as conn:
+        done = await unlock_patient_account(conn, patient_id)
+    if not done:
+        return error_page(404, "Ce compte n'est pas verrouillé (ou n'existe pas).")
+    await _record(
+        who,
+        "update",
+        "account-unlock",
+        "patient account unlocked by an operator",
+        resources=[("Patient", patient_id, patient_id)],
+    )
+    return redirect("/exploitation/comptes?fait=compte-deverrouille")
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/exploitation", home, methods=["GET"]),
+    Route("/exploitation/taches", jobs, methods=["GET"]),
+    Route("/exploitation/taches/relancer", retry, methods=["POST"]),
+    Route("/exploitation/taches/annuler", cancel, methods=["POST"]),
+    Route("/exploitation/clients", clients, methods=["GET"]),
+    Route("/exploitation/clients/supprimer", confirm_removal, methods=["GET"]),
+    Route("/exploitation/clients/supprimer", remove, methods=["POST"]),
+    Route("/exploitation/comptes", accounts, methods=["GET"]),
+    Route("/exploitation/comptes/deverrouiller", unlock, methods=["POST"]),
+]
