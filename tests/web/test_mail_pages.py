@@ -1,0 +1,147 @@
+"""The mailbox pages over real HTTP: a professional writes to another (with an attachment),
+the other reads it and downloads the attachment, a third can neither list nor read it; a
+professional writes to a patient, who reads it and replies from the citizen mailbox, and the
+reply shows its thread; errors tied to their field; CSRF; sending goes through
+Communication/$send (the message is the API's Communication)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from socle.testing import auth_headers
+
+from .mail import MailWorld, mail_world, poll, write
+from .pro import ProWorld, pro_sign_in, pro_world
+from .site import Site, sign_in
+
+
+@pytest.fixture(scope="module")
+def world(site: Site) -> ProWorld:
+    return pro_world(site)
+
+
+@pytest.fixture(scope="module")
+def mail(site: Site, world: ProWorld) -> MailWorld:
+    return mail_world(site, world)
+
+
+def _pro(site: Site, rpps: str) -> Iterator[httpx.Client]:
+    with site.client() as http:
+        pro_sign_in(http, rpps)
+        yield http
+
+
+@pytest.fixture(scope="module")
+def first(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
+    yield from _pro(site, mail.pros[0]["rpps"])
+
+
+@pytest.fixture(scope="module")
+def second(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
+    yield from _pro(site, mail.pros[1]["rpps"])
+
+
+@pytest.fixture(scope="module")
+def third(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
+    yield from _pro(site, mail.pros[2]["rpps"])
+
+
+@pytest.fixture(scope="module")
+def patient(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
+    with site.client() as http:
+        sign_in(site, http, site.patient)
+        yield http
+
+
+def _find(http: httpx.Client, subject: str, folder: str = "") -> str | None:
+    listing = http.get("/messagerie" + (f"/{folder}" if folder else ""))
+    assert listing.status_code == 200, listing.text
+    found = re.search(r'href="/messagerie/message/([^"]+)">' + re.escape(subject) + "<", listing.text)
+    return found.group(1) if found else None
+
+
+def test_the_menu_leads_to_the_mailbox(first: httpx.Client, patient: httpx.Client) -> None:
+    for http in (first, patient):
+        home = http.get("/")
+        assert 'href="/messagerie"' in home.text
+
+
+def test_a_professional_writes_to_another_who_reads_it_and_a_third_cannot(
+    site: Site,
+    mail: MailWorld,
+    first: httpx.Client,
+    second: httpx.Client,
+    third: httpx.Client,
+) -> None:
+    subject = "Avis sur un bilan"
+    sent = write(
+        first,
+        mail.pros[1]["address"],
+        subject,
+        "Bonjour,\nvoici le bilan.",
+        ("bilan.txt", b"Bilan : normal.\n", "text/plain"),
+    )
+    assert sent.status_code == 303 and sent.headers["location"].startswith("/messagerie/envoyes")
+    assert "Votre message a été envoyé" in first.get(sent.headers["location"]).text
+    mid = poll(lambda: _find(second, subject))
+    assert poll(lambda: _find(first, subject, "envoyes")) == mid
+    message = second.get(f"/messagerie/message/{mid}")
+    assert message.status_code == 200
+    assert "voici le bilan." in message.text and mail.pros[0]["address"] in message.text
+    piece = re.search(rf'href="(/messagerie/message/{mid}/pieces/[^"]+)">bilan.txt<', message.text)
+    assert piece, message.text
+    download = second.get(piece.group(1))
+    assert download.status_code == 200 and download.content == b"Bilan : normal.\n"
+    # the message is the API's Communication, sent by $send
+    api = httpx.get(
+        f"{site.server.fhir}/Communication/{mid}", headers=auth_headers(site.server), timeout=30
+    ).json()
+    assert api["topic"]["text"] == subject
+    assert api["sender"]["identifier"]["value"] == f"mailto:{mail.pros[0]['address']}"
+    # the third professional neither lists it nor reads it nor its attachment
+    assert _find(third, subject) is None
+    assert third.get(f"/messagerie/message/{mid}").status_code == 403
+    assert subject not in third.get(f"/messagerie/message/{mid}").text
+    assert third.get(piece.group(1)).status_code == 403
+
+
+def test_a_patient_reads_and_replies_from_the_citizen_mailbox(
+    mail: MailWorld, first: httpx.Client, patient: httpx.Client
+) -> None:
+    subject = "Vos résultats"
+    assert write(first, mail.patient_address, subject, "Tout va bien.").status_code == 303
+    mid = poll(lambda: _find(patient, subject))
+    message = patient.get(f"/messagerie/message/{mid}")
+    assert "Tout va bien." in message.text and f"/messagerie/ecrire?reponse={mid}" in message.text
+    form = patient.get("/messagerie/ecrire", params={"reponse": mid})
+    assert mail.pros[0]["address"] in form.text and f"RE: {subject}" in form.text
+    reply = write(patient, mail.pros[0]["address"], f"RE: {subject}", "Merci docteur.", reply=mid)
+    assert reply.status_code == 303, reply.text
+    rid = poll(lambda: _find(first, f"RE: {subject}"))
+    answer = first.get(f"/messagerie/message/{rid}")
+    assert "Merci docteur." in answer.text and mail.patient_address in answer.text
+    assert "Fil de la conversation" in answer.text and f'href="/messagerie/message/{mid}"' in answer.text
+
+
+def test_errors_are_tied_to_their_field(mail: MailWorld, first: httpx.Client) -> None:
+    empty = write(first, "", "", "")
+    assert empty.status_code == 400
+    for name in ("destinataire", "objet", "texte"):
+        assert f'aria-describedby="{name}-erreur"' in empty.text
+    unknown = write(first, "personne@" + mail.pros[0]["address"].split("@")[1], "Objet", "Texte")
+    assert unknown.status_code == 422
+    assert 'id="destinataire-erreur"' in unknown.text and "Vérifiez l'adresse" in unknown.text
+    assert 'value="Objet"' in unknown.text  # what was typed is kept
+
+
+def test_the_form_needs_its_csrf_token(mail: MailWorld, first: httpx.Client) -> None:
+    posted = first.post(
+        "/messagerie/ecrire",
+        data={"destinataire": mail.pros[1]["address"], "objet": "x", "texte": "x"},
+        files={"fichier": ("", b"", "application/octet-stream")},
+    )
+    assert posted.status_code == 400 and "Formulaire expiré" in posted.text
