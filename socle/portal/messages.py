@@ -68,9 +68,7 @@ async def my_mailbox(request: Request, who: SignedIn) -> Mailbox | None:
     if principal is None:
         return None
     wanted = "PAT" if who.session.role == "patient" else "PER"
-    # the fhirUser as a reference (it may be an absolute URL)
-    parts = str(principal.fhir_user or "").rstrip("/").split("/")
-    owners = [f"{parts[-2]}/{parts[-1]}"] if len(parts) >= 2 else []
+    owners = [mailboxes.reference_of(principal.fhir_user)] if principal.fhir_user else []
     async with _engine(request).pool.connection() as conn:
         for owner in owners:
             for box in await mailboxes.owned_by(conn, owner):
@@ -88,9 +86,7 @@ def _address(reference: Any) -> str:
 
 
 def _patient_of(communication: dict[str, Any]) -> str:
-    return str((communication.get("subject") or {}).get("reference") or "").removeprefix(
-        "Patient/"
-    )
+    return str((communication.get("subject") or {}).get("reference") or "").removeprefix("Patient/")
 
 
 def line(communication: dict[str, Any]) -> dict[str, Any]:
@@ -240,9 +236,7 @@ class Draft:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-async def _form(
-    request: Request, box: Mailbox | None, draft: Draft, status: int = 200
-) -> Response:
+async def _form(request: Request, box: Mailbox | None, draft: Draft, status: int = 200) -> Response:
     return page(
         request,
         "ecrire.html",
