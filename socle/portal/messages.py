@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from ..messaging.communication import ADDRESS_SYSTEM
 from ..messaging.mailboxes import Mailbox
 from ..web import RepeatedParameter, query_params, redirect
 from ..web.errors import error_page
-from .documents import document_bytes, file_response, summary
+from .documents import PAGE_HEADERS, document_bytes, file_response, summary
 from .pro.calls import call
 from .site import SignedIn, page, signed_in
 
@@ -227,7 +228,19 @@ async def attachment(request: Request) -> Response:
     if not doc["binary"]:
         return error_page(404, "Cette pièce jointe n'a pas de fichier.")
     ctype, data = await document_bytes(_engine(request), who.access, doc["binary"])
-    return file_response(doc_id, ctype, data)
+    if ctype == "application/pdf":
+        return file_response(doc_id, ctype, data)
+    # anything else a sender attached is downloaded, never rendered by the browser here
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(doc["title"] or ""))[:100].strip("._")
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={
+            **PAGE_HEADERS,
+            "Content-Disposition": f'attachment; filename="{name or "piece-jointe-" + doc_id}"',
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
 
 
 @dataclass

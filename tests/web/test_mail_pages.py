@@ -97,6 +97,9 @@ def test_a_professional_writes_to_another_who_reads_it_and_a_third_cannot(
     assert piece, message.text
     download = second.get(piece.group(1))
     assert download.status_code == 200 and download.content == b"Bilan : normal.\n"
+    # what a sender attached is downloaded, never shown by the browser on Socle's origin
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["content-disposition"] == 'attachment; filename="bilan.txt"'
     # the message is the API's Communication, sent by $send
     api = httpx.get(
         f"{site.server.fhir}/Communication/{mid}", headers=auth_headers(site.server), timeout=30
