@@ -34,6 +34,7 @@ from ..web import RepeatedParameter, query_params, redirect
 from ..web.errors import error_page
 from .documents import PAGE_HEADERS, document_bytes, file_response, summary
 from .pro.calls import call
+from .reading import own, patient_ref
 from .site import SignedIn, page, signed_in
 
 PAGE_SIZE = 20
@@ -243,6 +244,47 @@ async def attachment(request: Request) -> Response:
     )
 
 
+def _practitioners(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return [
+        str(v["reference"])
+        for v in items
+        if isinstance(v, dict) and str(v.get("reference") or "").startswith("Practitioner/")
+    ]
+
+
+async def care_team(request: Request, who: SignedIn) -> list[tuple[str, str]]:
+    """(address, words) of the personal mailboxes of a patient's care team — the médecin
+    traitant and the members of the patient's care teams — read with the patient's Access: whom
+    a patient may start a conversation with without knowing an address."""
+    mine = [("patient", patient_ref(who))]
+    me = await own(request, who, "Patient", [("_id", who.session.patient or "")], "messagerie")
+    roles: dict[str, str] = {}
+    for p in me:
+        for ref in _practitioners(p.get("generalPractitioner")):
+            roles.setdefault(ref, "médecin traitant")
+    for team in await own(request, who, "CareTeam", mine, "messagerie"):
+        for part in team.get("participant") or []:
+            for ref in _practitioners(part.get("member")):
+                roles.setdefault(ref, "équipe de soins")
+    if not roles:
+        return []
+    ids = ",".join(r.removeprefix("Practitioner/") for r in roles)
+    names: dict[str, str] = {}
+    for p in await own(request, who, "Practitioner", [("_id", ids)], "messagerie"):
+        name = (p.get("name") or [{}])[0]
+        words = [*(name.get("prefix") or []), *(name.get("given") or []), name.get("family")]
+        names[f"Practitioner/{p['id']}"] = " ".join(str(w) for w in words if w)
+    options = []
+    async with _engine(request).pool.connection() as conn:
+        for ref, role in roles.items():
+            for box in await mailboxes.owned_by(conn, ref):
+                if box.kind == "PER":
+                    who_ = names.get(ref) or box.address
+                    options.append((box.address, f"{who_} ({role})"))
+    return options
+
+
 @dataclass
 class Draft:
     values: dict[str, str] = field(default_factory=dict)
@@ -250,6 +292,12 @@ class Draft:
 
 
 async def _form(request: Request, box: Mailbox | None, draft: Draft, status: int = 200) -> Response:
+    who = _who(request)
+    team = (
+        await care_team(request, who)
+        if isinstance(who, SignedIn) and who.session.role == "patient" and box is not None
+        else []
+    )
     return page(
         request,
         "ecrire.html",
@@ -257,6 +305,7 @@ async def _form(request: Request, box: Mailbox | None, draft: Draft, status: int
         status=status,
         box=box,
         draft=draft,
+        team=team,
         limit_mb=UPLOAD_LIMIT // (1024 * 1024),
     )
 
@@ -333,7 +382,7 @@ async def send(request: Request) -> Response:
             status=400,
             message="Le formulaire a expiré ou ne vient pas de Socle : rechargez la page.",
         )
-    to = _recipients(values.get("destinataire", ""))
+    to = _recipients(values.get("destinataire", "") or values.get("equipe", ""))
     if not to:
         draft.errors["destinataire"] = (
             "Saisissez l'adresse de messagerie sécurisée du destinataire, "

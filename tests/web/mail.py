@@ -26,6 +26,7 @@ IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 class MailWorld:
     pros: list[dict[str, str]]  # rpps, practitioner, address: the doctor first
     patient_address: str
+    gp_address: str  # the patient's médecin traitant's (one of their care team)
 
 
 def mail_world(site: Site, world: ProWorld) -> MailWorld:
@@ -43,6 +44,13 @@ def mail_world(site: Site, world: ProWorld) -> MailWorld:
         )
         if rpps and resource["id"] != doctor["practitioner"] and len(pros) < 3:
             pros.append({"rpps": rpps, "practitioner": resource["id"]})
+    me = fhir(site, f"/Patient/{site.patient.id}")
+    gp = str(me["generalPractitioner"][0]["reference"]).removeprefix("Practitioner/")
+    gp_rpps = next(
+        str(i["value"])[1:]
+        for i in fhir(site, f"/Practitioner/{gp}").get("identifier", [])
+        if i.get("system") == IDNAT_PS
+    )
     domain = mail_domain()
     patient_address = f"patient-{site.patient.id}@{mailboxes.citizen_domain(domain)}".lower()
     with site.connect() as conn:
@@ -52,7 +60,9 @@ def mail_world(site: Site, world: ProWorld) -> MailWorld:
                 conn, p["address"], "PER", f"Practitioner/{p['practitioner']}", identifier=p["rpps"]
             )
         mailboxes.create(conn, patient_address, "PAT", f"Patient/{site.patient.id}")
-    return MailWorld(pros, patient_address)
+        gp_address = f"{gp_rpps}@{domain}"
+        mailboxes.create(conn, gp_address, "PER", f"Practitioner/{gp}", identifier=gp_rpps)
+    return MailWorld(pros, patient_address, gp_address)
 
 
 def write(

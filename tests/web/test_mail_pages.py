@@ -14,7 +14,7 @@ import pytest
 
 from socle.testing import auth_headers
 
-from .mail import MailWorld, mail_world, poll, write
+from .mail import MailWorld, form_fields, mail_world, poll, write
 from .pro import ProWorld, pro_sign_in, pro_world
 from .site import Site, sign_in
 
@@ -130,6 +130,32 @@ def test_a_patient_reads_and_replies_from_the_citizen_mailbox(
     assert "Merci docteur." in answer.text and mail.patient_address in answer.text
     assert "Fil de la conversation" in answer.text
     assert f'href="/messagerie/message/{mid}"' in answer.text
+
+
+def test_a_patient_starts_a_conversation_with_a_professional_of_their_care(
+    site: Site, mail: MailWorld, patient: httpx.Client
+) -> None:
+    form = patient.get("/messagerie/ecrire")
+    assert f'<option value="{mail.gp_address}"' in form.text and "(médecin traitant)" in form.text
+    data = {**form_fields(form.text), "equipe": mail.gp_address, "destinataire": ""}
+    data |= {"objet": "Une question", "texte": "Puis-je prendre rendez-vous ?"}
+    sent = patient.post(
+        "/messagerie/ecrire", data=data, files={"fichier": ("", b"", "application/octet-stream")}
+    )
+    assert sent.status_code == 303, sent.text
+
+    def delivered() -> list[dict]:
+        r = httpx.get(
+            f"{site.server.fhir}/Communication",
+            params={"recipient:identifier": f"urn:ietf:rfc:3986|mailto:{mail.gp_address}"},
+            headers=auth_headers(site.server),
+            timeout=30,
+        )
+        return [e["resource"] for e in r.json().get("entry", [])]
+
+    found = poll(delivered)[0]
+    assert found["sender"]["identifier"]["value"] == f"mailto:{mail.patient_address}"
+    assert found["subject"]["reference"] == f"Patient/{site.patient.id}"
 
 
 def test_errors_are_tied_to_their_field(mail: MailWorld, first: httpx.Client) -> None:
