@@ -321,8 +321,8 @@ async def write(request: Request) -> Response:
         params = {}
     draft = Draft()
     parent_id = params.get("reponse", "")
-    if parent_id and box is not None:
-        parent = await _read(request, who, parent_id)
+    parent = await _read(request, who, parent_id) if parent_id else None  # 403: not one's own
+    if parent is not None and box is not None:
         view = line(parent)
         to = view["sender"] if view["sender"] != box.address else ", ".join(view["recipients"])
         subject = view["subject"]

@@ -176,3 +176,19 @@ def test_the_form_needs_its_csrf_token(mail: MailWorld, first: httpx.Client) -> 
         files={"fichier": ("", b"", "application/octet-stream")},
     )
     assert posted.status_code == 400 and "Formulaire expiré" in posted.text
+
+
+def test_another_patient_neither_lists_nor_reads_the_patients_messages(
+    site: Site, mail: MailWorld, first: httpx.Client, patient: httpx.Client
+) -> None:
+    subject = "Message pour un seul patient"
+    assert write(first, mail.patient_address, subject, "Confidentiel.").status_code == 303
+    mid = poll(lambda: _find(patient, subject))
+    with site.client() as http:
+        sign_in(site, http, site.other)
+        inbox = http.get("/messagerie")
+        assert inbox.status_code == 200 and subject not in inbox.text
+        for path in (f"/messagerie/message/{mid}", f"/messagerie/ecrire?reponse={mid}"):
+            refused = http.get(path)
+            assert refused.status_code in (403, 404), path
+            assert "Confidentiel." not in refused.text and subject not in refused.text
