@@ -29,6 +29,7 @@ from ..fhir.outcome import FhirError
 from ..fhir.search.query import parse_query
 from ..messaging import mailboxes
 from ..messaging.communication import ADDRESS_SYSTEM
+from ..messaging.directory import MAILBOX_METADATA
 from ..messaging.mailboxes import Mailbox
 from ..web import RepeatedParameter, query_params, redirect
 from ..web.errors import error_page
@@ -285,13 +286,53 @@ async def care_team(request: Request, who: SignedIn) -> list[tuple[str, str]]:
     return options
 
 
+def _directory_addresses(resource: dict[str, Any]) -> list[str]:
+    """The mailboxes a directory entry publishes (the Annuaire's telecom), red list left out."""
+    out = []
+    for telecom in resource.get("telecom") or []:
+        meta = [e for e in telecom.get("extension") or [] if e.get("url") == MAILBOX_METADATA]
+        if telecom.get("system") != "email" or not meta or not telecom.get("value"):
+            continue
+        unlisted = any(
+            e.get("url") == "listeRouge" and e.get("valueBoolean") is True
+            for e in meta[0].get("extension") or []
+        )
+        if not unlisted:
+            out.append(str(telecom["value"]))
+    return out
+
+
+async def look_up(request: Request, who: SignedIn, name: str) -> list[dict[str, str]]:
+    """The directory look-up of the writing form: professionals by name with a published
+    personal mailbox (``Practitioner?name=…&mailbox-mss-type=PER``, the Annuaire's search
+    parameter: the red list is not found), read with the professional's Access."""
+    pairs = [("name", name), ("mailbox-mss-type", "PER"), ("_count", "20")]
+    q = parse_query("Practitioner", pairs, 20)
+    result = await _engine(request).search(q, who.access, "messagerie-annuaire")
+    found = []
+    for row in result.rows:
+        p = decode(row.content)
+        n = (p.get("name") or [{}])[0]
+        words = [*(n.get("prefix") or []), *(n.get("given") or []), n.get("family")]
+        for address in _directory_addresses(p):
+            found.append({"name": " ".join(str(w) for w in words if w), "address": address})
+    return found
+
+
 @dataclass
 class Draft:
     values: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
 
-async def _form(request: Request, box: Mailbox | None, draft: Draft, status: int = 200) -> Response:
+async def _form(
+    request: Request,
+    box: Mailbox | None,
+    draft: Draft,
+    status: int = 200,
+    found: list[dict[str, str]] | None = None,
+    name: str = "",
+) -> Response:
     who = _who(request)
     team = (
         await care_team(request, who)
@@ -306,6 +347,8 @@ async def _form(request: Request, box: Mailbox | None, draft: Draft, status: int
         box=box,
         draft=draft,
         team=team,
+        found=found,
+        looked_up=name,
         limit_mb=UPLOAD_LIMIT // (1024 * 1024),
     )
 
@@ -331,7 +374,15 @@ async def write(request: Request) -> Response:
         draft.values = {"destinataire": to, "objet": subject, "reponse": parent_id}
     elif params.get("a"):
         draft.values = {"destinataire": params["a"]}
-    return await _form(request, box, draft)
+    found: list[dict[str, str]] | None = None
+    name = params.get("nom", "").strip()
+    if "nom" in params and who.session.role == "professional" and box is not None:
+        if len(name) < 2:
+            draft.errors["nom"] = "Saisissez au moins deux lettres du nom, par exemple « Martin »."
+        else:
+            found = await look_up(request, who, name)
+    status = 400 if draft.errors else 200
+    return await _form(request, box, draft, status, found=found, name=name)
 
 
 def _recipients(value: str) -> list[str]:

@@ -15,6 +15,7 @@ import httpx
 
 from socle.config import mail_domain
 from socle.messaging import mailboxes
+from socle.messaging.publish import queue_publish
 
 from .pro import ProWorld, fhir
 from .site import Site
@@ -24,7 +25,7 @@ IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 
 @dataclass
 class MailWorld:
-    pros: list[dict[str, str]]  # rpps, practitioner, address: the doctor first
+    pros: list[dict[str, str]]  # rpps, practitioner, address (family): the doctor first
     patient_address: str
     gp_address: str  # the patient's médecin traitant's (one of their care team)
 
@@ -43,7 +44,8 @@ def mail_world(site: Site, world: ProWorld) -> MailWorld:
             None,
         )
         if rpps and resource["id"] != doctor["practitioner"] and len(pros) < 3:
-            pros.append({"rpps": rpps, "practitioner": resource["id"]})
+            family = str((resource.get("name") or [{}])[0].get("family") or "")
+            pros.append({"rpps": rpps, "practitioner": resource["id"], "family": family})
     me = fhir(site, f"/Patient/{site.patient.id}")
     gp = str(me["generalPractitioner"][0]["reference"]).removeprefix("Practitioner/")
     gp_rpps = next(
@@ -62,6 +64,7 @@ def mail_world(site: Site, world: ProWorld) -> MailWorld:
         mailboxes.create(conn, patient_address, "PAT", f"Patient/{site.patient.id}")
         gp_address = f"{gp_rpps}@{domain}"
         mailboxes.create(conn, gp_address, "PER", f"Practitioner/{gp}", identifier=gp_rpps)
+        queue_publish(conn)  # the personal mailboxes into the directory, as provisioning does
     return MailWorld(pros, patient_address, gp_address)
 
 

@@ -89,7 +89,7 @@ def _send(page: Any, to: str, subject: str, text: str, attach: str | None = None
         page.set_input_files(
             "#fichier", {"name": attach, "mimeType": "text/plain", "buffer": b"Ordonnance\n"}
         )
-    page.click("form[action='/messagerie/ecrire'] button[type=submit]")
+    page.click("form[method=post][action='/messagerie/ecrire'] button[type=submit]")
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
@@ -108,7 +108,11 @@ def test_the_mailbox_pages_are_accessible(
     _check(page, "professional inbox", width, "messagerie-pro")
     page.click("text=Écrire un message")
     _check(page, "writing form", width, "messagerie-ecrire")
-    page.click("form[action='/messagerie/ecrire'] button[type=submit]")
+    page.fill("#nom", mail.pros[1]["family"])
+    page.click("form[role=search] button[type=submit]")
+    assert page.locator("#nom").input_value() == mail.pros[1]["family"]
+    _check(page, "directory look-up", width)
+    page.click("form[method=post][action='/messagerie/ecrire'] button[type=submit]")
     assert page.locator("#destinataire-erreur").is_visible()
     assert page.locator("#objet-erreur").is_visible()
     _check(page, "writing form errors", width)
@@ -146,7 +150,7 @@ def test_the_mail_journey_works_without_javascript(
             assert f.read() == b"Ordonnance\n"
         other.click("text=Répondre")
         other.fill("#texte", "Bien reçu, merci.")
-        other.click("form[action='/messagerie/ecrire'] button[type=submit]")
+        other.click("form[method=post][action='/messagerie/ecrire'] button[type=submit]")
         assert "envoye=1" in other.url, other.url
         poll(lambda: _listed(page, site, f"RE: {subject}"))
         page.click(f"table a >> text=RE: {subject}")

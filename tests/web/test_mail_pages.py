@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -156,6 +157,24 @@ def test_a_patient_starts_a_conversation_with_a_professional_of_their_care(
     found = poll(delivered)[0]
     assert found["sender"]["identifier"]["value"] == f"mailto:{mail.patient_address}"
     assert found["subject"]["reference"] == f"Patient/{site.patient.id}"
+
+
+def test_a_professional_finds_an_address_in_the_directory(
+    mail: MailWorld, first: httpx.Client
+) -> None:
+    other = mail.pros[1]
+    link = f'href="/messagerie/ecrire?a={quote(other["address"])}"'
+
+    def listed() -> str:  # the directory is written by the job messaging.publish
+        r = first.get("/messagerie/ecrire", params={"nom": other["family"]})
+        assert r.status_code == 200, r.text
+        return r.text if link in r.text else ""
+
+    assert other["address"] in poll(listed)
+    form = first.get(f"/messagerie/ecrire?a={quote(other['address'])}")
+    assert f'value="{other["address"]}"' in form.text
+    short = first.get("/messagerie/ecrire", params={"nom": "a"})
+    assert short.status_code == 400 and 'aria-describedby="nom-erreur"' in short.text
 
 
 def test_errors_are_tied_to_their_field(mail: MailWorld, first: httpx.Client) -> None:
