@@ -114,6 +114,19 @@ def test_a_professional_writes_to_another_who_reads_it_and_a_third_cannot(
     assert third.get(piece.group(1)).status_code == 403
 
 
+def test_a_message_says_what_delivery_did_with_its_documents(
+    mail: MailWorld, first: httpx.Client, second: httpx.Client
+) -> None:
+    subject = "Archive illisible"
+    broken = ("IHE_XDM.ZIP", b"not a zip archive", "application/zip")
+    assert write(first, mail.pros[1]["address"], subject, "Ci-joint.", broken).status_code == 303
+    mid = poll(lambda: _find(second, subject))
+    message = second.get(f"/messagerie/message/{mid}")
+    assert "Ce que la distribution a fait" in message.text
+    notes = message.text.split("Ce que la distribution a fait", 1)[1].split("</ul>", 1)[0]
+    assert "IHE_XDM.ZIP" in notes or "XDM" in notes, notes
+
+
 def test_a_patient_reads_and_replies_from_the_citizen_mailbox(
     mail: MailWorld, first: httpx.Client, patient: httpx.Client
 ) -> None:
