@@ -391,6 +391,8 @@ def _recipients(value: str) -> list[str]:
 
 def _field_of(issue: dict[str, Any]) -> str:
     where = " ".join(str(e) for e in issue.get("expression") or [])
+    if "close-replies" in where:
+        return "fermer"
     if "recipient" in where:
         return "destinataire"
     if "payload" in where:
@@ -405,6 +407,7 @@ MESSAGES = {
     "Vérifiez l'adresse.",
     "fichier": "La pièce jointe n'a pas pu être envoyée.",
     "texte": "Les réponses à ce message ont été fermées par le professionnel.",
+    "fermer": "Seul un message à un patient peut fermer les réponses.",
     "general": "Le message n'a pas pu être envoyé.",
 }
 
@@ -481,10 +484,10 @@ async def send(request: Request) -> Response:
     parent = values.get("reponse", "")
     if parent:
         communication["inResponseTo"] = [{"reference": f"Communication/{parent}"}]
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [{"name": "communication", "resource": communication}],
-    }
+    parameters: list[dict[str, Any]] = [{"name": "communication", "resource": communication}]
+    if values.get("fermer") == "oui" and who.session.role == "professional":
+        parameters.append({"name": "close-replies", "valueBoolean": True})
+    body = {"resourceType": "Parameters", "parameter": parameters}
     answer = await call(request, "POST", "/fhir/Communication/$send", body)
     if answer.ok:
         return redirect("/messagerie/envoyes?envoye=1")

@@ -190,6 +190,28 @@ def test_a_professional_finds_an_address_in_the_directory(
     assert short.status_code == 400 and 'aria-describedby="nom-erreur"' in short.text
 
 
+def test_a_professional_closes_replies_and_the_patient_is_told(
+    mail: MailWorld, first: httpx.Client, patient: httpx.Client
+) -> None:
+    subject = "Information sans réponse"
+    form = first.get("/messagerie/ecrire")
+    data = {**form_fields(form.text), "destinataire": mail.patient_address, "objet": subject}
+    data |= {"texte": "Votre rendez-vous est confirmé.", "fermer": "oui"}
+    empty = {"fichier": ("", b"", "application/octet-stream")}
+    assert first.post("/messagerie/ecrire", data=data, files=empty).status_code == 303
+    mid = poll(lambda: _find(patient, subject))
+    assert "X-MSS-MES: FIN" in patient.get(f"/messagerie/message/{mid}").text  # delivery says
+    reply = write(patient, mail.pros[0]["address"], f"RE: {subject}", "Merci", reply=mid)
+    assert reply.status_code == 422
+    assert 'id="texte-erreur"' in reply.text and "fermées" in reply.text
+    # only a message to a patient closes replies
+    form = first.get("/messagerie/ecrire")
+    data = {**form_fields(form.text), "destinataire": mail.pros[1]["address"], "objet": "x"}
+    data |= {"texte": "x", "fermer": "oui"}
+    refused = first.post("/messagerie/ecrire", data=data, files=empty)
+    assert refused.status_code == 422 and 'id="fermer-erreur"' in refused.text
+
+
 def test_errors_are_tied_to_their_field(mail: MailWorld, first: httpx.Client) -> None:
     empty = write(first, "", "", "")
     assert empty.status_code == 400
