@@ -165,6 +165,35 @@ def _attachment_ids(communication: dict[str, Any]) -> list[str]:
     ]
 
 
+# what delivery writes in a Communication's notes (socle/messaging/delivery.py), in French;
+# the details after the colon (codes, reasons) stay as written
+NOTES = (
+    (re.compile(r"^(.+) refused, not stored: (.*)$", re.S), "« {0} » refusé, non conservé : {1}"),
+    (
+        re.compile(r"^Filed to the shared record by (\S+): (.*)$", re.S),
+        "Classé dans le dossier partagé par {0} : {1}",
+    ),
+    (
+        re.compile(r"^Not filed to the shared record by (\S+): (.*)$", re.S),
+        "Non classé dans le dossier partagé par {0} : {1}",
+    ),
+    (
+        re.compile(r"^Replies closed by the sender \(X-MSS-MES: FIN\)$"),
+        "Les réponses à ce message sont fermées par l'expéditeur (X-MSS-MES: FIN).",
+    ),
+    (re.compile(r"^MSSanté headers: (.*)$", re.S), "En-têtes MSSanté incomplets : {0}"),
+)
+
+
+def french_note(text: str) -> str:
+    """A delivery note in French (its technical details as they are)."""
+    for pattern, words in NOTES:
+        found = pattern.match(text)
+        if found:
+            return words.format(*found.groups())
+    return text
+
+
 async def show(request: Request) -> Response:
     who = _who(request)
     if isinstance(who, Response):
@@ -210,7 +239,7 @@ async def show(request: Request) -> Response:
             if "contentString" in p
         ),
         attachments=attachments,
-        notes=[str(n.get("text") or "") for n in communication.get("note") or []],
+        notes=[french_note(str(n.get("text") or "")) for n in communication.get("note") or []],
         thread=thread,
         box=box,
         pro=who.session.role == "professional",

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from socle.portal.messages import french_note
 from socle.testing import auth_headers
 
 from .mail import MailWorld, form_fields, mail_world, poll, write
@@ -64,6 +65,28 @@ def _find(http: httpx.Client, subject: str, folder: str = "") -> str | None:
     pattern = r'href="/messagerie/message/([^"]+)">' + re.escape(subject) + "<"
     found = re.search(pattern, listing.text)
     return found.group(1) if found else None
+
+
+@pytest.mark.parametrize(
+    ("note", "french"),
+    [
+        (
+            "IHE_XDM.ZIP refused, not stored: 906 Autre (not-zip: not a ZIP archive)",
+            "« IHE_XDM.ZIP » refusé, non conservé : 906 Autre (not-zip: not a ZIP archive)",
+        ),
+        (
+            "Filed to the shared record by app@x.fr: DocumentReference/d1",
+            "Classé dans le dossier partagé par app@x.fr : DocumentReference/d1",
+        ),
+        (
+            "Not filed to the shared record by a@x.fr: 902 Patient inconnu (r: d)",
+            "Non classé dans le dossier partagé par a@x.fr : 902 Patient inconnu (r: d)",
+        ),
+        ("Something new", "Something new"),
+    ],
+)
+def test_delivery_notes_are_shown_in_french(note: str, french: str) -> None:
+    assert french_note(note) == french
 
 
 def test_the_menu_leads_to_the_mailbox(first: httpx.Client, patient: httpx.Client) -> None:
