@@ -45,7 +45,7 @@ class Mailbox:
         """Whether a token's principal is this mailbox's owner (its fhirUser, or for a
         personal mailbox its RPPS as Pro Santé Connect gives it: ``8`` + RPPS; for an
         organisational or application mailbox, a system client of that organisation)."""
-        if fhir_user and fhir_user == self.owner:
+        if fhir_user and reference_of(fhir_user) == self.owner:
             return True
         if organization and self.kind in ("ORG", "APP") and organization == self.owner:
             return True
@@ -58,6 +58,13 @@ class Mailbox:
     def full(self, default_quota: int, incoming: int) -> bool:
         quota = self.quota_bytes if self.quota_bytes is not None else default_quota
         return quota > 0 and self.used_bytes + incoming > quota
+
+
+def reference_of(fhir_user: str) -> str:
+    """``Type/id`` of a fhirUser, relative or absolute (Socle's authorisation server gives
+    ``<fhir base>/Patient/<id>`` to patients)."""
+    parts = fhir_user.rstrip("/").split("/")
+    return f"{parts[-2]}/{parts[-1]}" if len(parts) >= 2 else fhir_user
 
 
 def domain_of(address: str) -> str:

@@ -29,7 +29,8 @@ from ..fhir.outcome import FhirError
 from ..fhir.rest.requests import access_of, engine_of
 from . import mailboxes
 from .communication import ADDRESS_SYSTEM, communication_id
-from .mailboxes import is_local
+from .headers import END_OF_REPLIES, MES
+from .mailboxes import citizen_domain, domain_of, is_local
 from .store import Accepted, accept, replies_closed
 
 SEND = Operation(
@@ -41,7 +42,15 @@ SEND = Operation(
     resource=("Communication",),
     type=True,
     affects_state=True,
-    inputs=(Param("communication", "Communication", min=1),),
+    inputs=(
+        Param("communication", "Communication", min=1),
+        Param(
+            "close-replies",
+            "boolean",
+            documentation="true: the patient may not answer this message (X-MSS-MES: FIN); "
+            "only from a professional's mailbox to citizen mailboxes.",
+        ),
+    ),
     outputs=(
         Param("communication", "Reference", min=1, documentation="The delivered Communication."),
         Param("message-id", "string", min=1),
@@ -140,12 +149,23 @@ async def send(request: Request) -> Response:
                 raise FhirError.of(
                     422, "not-found", f"no mailbox {address}", f"{WHERE}.recipient[{n}]"
                 )
+    close = args.value("close-replies") is True
+    to_citizens = any(domain_of(a) == citizen_domain(limits.domain) for a in local)
+    if close and (mailbox.kind == "PAT" or not to_citizens):
+        raise FhirError.of(
+            422,
+            "business-rule",
+            "only a professional closes replies, on a message to a citizen mailbox",
+            "Parameters.parameter.where(name = 'close-replies')",
+        )
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Subject"] = str((communication.get("topic") or {}).get("text") or "")
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain=limits.domain)
+    if close:
+        message[MES] = END_OF_REPLIES
     parent = await _in_reply_to(request, communication)
     if parent:
         message["In-Reply-To"] = parent

@@ -19,6 +19,7 @@ PAGES = Pages(Path(__file__).parent / "templates")
 PATIENT_NAV = [
     ("/", "Accueil"),
     ("/mes-documents", "Mes documents"),
+    ("/messagerie", "Messagerie"),
     ("/mes-mesures", "Mes mesures"),
     ("/mon-profil", "Mon profil médical"),
     ("/qui-a-consulte", "Qui a consulté mon dossier"),
@@ -28,11 +29,12 @@ PATIENT_NAV = [
 OTHER_NAV = [("/", "Accueil"), ("/compte", "Mon compte")]
 PRO_NAV = [
     ("/pro/patients", "Rechercher un patient"),
+    ("/messagerie", "Messagerie"),
     ("/pro/coordination", "Coordination"),
     ("/pro/mes-acces", "Mes accès récents"),
     ("/compte", "Mon compte"),
 ]
-REFERENT_NAV = [*PRO_NAV[:3], ("/pro/identitovigilance", "Identitovigilance"), PRO_NAV[3]]
+REFERENT_NAV = [*PRO_NAV[:-1], ("/pro/identitovigilance", "Identitovigilance"), PRO_NAV[-1]]
 OPERATOR_NAV = [
     ("/exploitation", "Exploitation"),
     ("/exploitation/taches", "Tâches de fond"),
