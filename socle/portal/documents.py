@@ -80,10 +80,17 @@ def read_filters(params: dict[str, str]) -> Filters:
     return f
 
 
+# The record's documents: each carries its unique id (masterIdentifier, PDSm 1..1). A secure
+# message's attachment has none: it is read in the mailbox, and the record's copy of one that
+# was filed is an entry of its own.
+RECORD_ENTRIES = ("identifier:missing", "false")
+
+
 def _query(patient: str, f: Filters) -> list[tuple[str, str]]:
     pairs = [
         ("patient", f"Patient/{patient}"),
         ("status", "current"),
+        RECORD_ENTRIES,
         ("_sort", "-date"),
         ("_count", str(LIST_LIMIT)),
     ]

@@ -26,7 +26,7 @@ from ..fhir.entries import EntryRequest
 from ..fhir.json import decode
 from ..web import redirect
 from ..web.errors import error_page
-from .documents import summary
+from .documents import RECORD_ENTRIES, summary
 from .posted import checked_form
 from .reading import engine, own, patient_ref
 from .site import SignedIn, page, signed_in
@@ -154,7 +154,7 @@ async def privacy(request: Request) -> Response:
         request,
         who,
         "DocumentReference",
-        [("patient", patient_ref(who)), ("status", "current"), ("_sort", "-date")],
+        [("patient", patient_ref(who)), ("status", "current"), RECORD_ENTRIES, ("_sort", "-date")],
         "confidentialite",
     )
     consents = await own(
