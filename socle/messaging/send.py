@@ -107,6 +107,14 @@ async def _in_reply_to(request: Request, communication: dict[str, Any]) -> str |
     row = reference.removeprefix("Communication/msg-")
     if not reference or not row.isdigit():
         return None
+    # only a message the caller may read is answered: its Message-ID goes into the headers.
+    # One it may not read and one that does not exist get the same answer.
+    try:
+        await engine_of(request).read("Communication", f"msg-{row}", access_of(request))
+    except FhirError as refused:
+        raise FhirError.of(
+            422, "not-found", f"no message {reference} to answer", f"{WHERE}.inResponseTo[0]"
+        ) from refused
     async with engine_of(request).pool.connection() as conn:
         cur = await conn.execute("SELECT message_id FROM mail_message WHERE id = %s", (int(row),))
         found = await cur.fetchone()

@@ -218,6 +218,16 @@ def test_send_over_http(mail_server: tuple[ServerProcess, int], operator: Inbox)
     r = httpx.post(f"{server.fhir}/Communication/$send", json=body, headers=headers, timeout=30)
     assert r.status_code == 403, r.text
     assert r.json()["issue"][0]["expression"] == ["Parameters.parameter[0].resource.sender"]
+    # a reply only to a message the caller may read: the patient took no part in this one, and
+    # a message that does not exist gets the same answer (its Message-ID would go in the headers)
+    patient = {"Content-Type": "application/fhir+json", **auth_headers(server, "patient:pat-1")}
+    communication["sender"]["identifier"]["value"] = f"mailto:{PATIENT}"
+    for answered in (found["id"], "msg-999999"):
+        communication["inResponseTo"] = [{"reference": f"Communication/{answered}"}]
+        r = httpx.post(f"{server.fhir}/Communication/$send", json=body, headers=patient, timeout=30)
+        assert r.status_code == 422, r.text
+        where = r.json()["issue"][0]["expression"]
+        assert where == ["Parameters.parameter[0].resource.inResponseTo[0]"]
 
 
 def test_another_operator_delivers_to_a_local_mailbox_without_authentication(
