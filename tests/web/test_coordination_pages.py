@@ -231,3 +231,12 @@ def test_a_professional_follows_new_notes_and_plan_changes_by_email(
     assert f"CarePlan?patient=Patient/{situation}&category=" in " ".join(filters)
     # already following: the form is gone, what he follows is said
     assert f'action="{url}"' not in shown.text
+    # and he stops it from the page: his subscriptions are deleted with his own access
+    stop = f"{url}/arret"
+    assert coordinator.post(stop, data={"csrf": "1.x"}).status_code == 400
+    stopped = coordinator.post(stop, data=_form(shown.text, stop))
+    assert stopped.status_code == 303, stopped.text
+    after = coordinator.get(stopped.headers["location"]).text
+    assert "Vous ne serez plus prévenu" in after and f'action="{url}"' in after
+    left = fhir(site, "/Subscription", _count="100").get("entry", [])
+    assert not [e for e in left if e["resource"]["id"] in {s["id"] for s in mine}]

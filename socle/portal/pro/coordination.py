@@ -873,6 +873,25 @@ async def follow(request: Request) -> Response:
     return redirect(f"/pro/coordination/{pid}?fait=suivi#suivi")
 
 
+async def unfollow(request: Request) -> Response:
+    """Stop being told: his own subscriptions that follow this patient, deleted with his access."""
+    who = professional(request)
+    if isinstance(who, Response):
+        return who
+    pid = request.path_params["id"]
+    if await checked_form(request, who, FOLLOW_PURPOSE) is None:
+        return form_expired(request)
+    for sub in await following(request, who, pid):
+        answer = await call(request, "DELETE", f"/fhir/Subscription/{sub['id']}")
+        if not answer.ok and answer.status != 404:
+            return await situation(
+                request,
+                follow_errors={"email": "L'abonnement n'a pas pu être arrêté. Réessayez."},
+                status=answer.status if 400 <= answer.status < 500 else 400,
+            )
+    return redirect(f"/pro/coordination/{pid}?fait=arret#suivi")
+
+
 # -- my invitations --------------------------------------------------------------------------
 async def invitations(request: Request) -> Response:
     who = professional(request)
@@ -957,4 +976,5 @@ ROUTES: list[BaseRoute] = [
     Route("/pro/coordination/{id}/invitations", invite, methods=["POST"]),
     Route("/pro/coordination/{id}/invitations/{task}/retrait", withdraw, methods=["POST"]),
     Route("/pro/coordination/{id}/suivi", follow, methods=["POST"]),
+    Route("/pro/coordination/{id}/suivi/arret", unfollow, methods=["POST"]),
 ]
