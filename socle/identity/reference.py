@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,17 +46,26 @@ OVERLAP = dt.timedelta(seconds=10)  # re-read window for transactions that commi
 
 @dataclass
 class Snapshot:
+    """Every stored, non-deleted Patient, kept as its JSON text (decoded when asked): a decoded
+    Patient costs ~12 KB of Python objects, its text ~2 KB (`bench/export_memory.py` found the
+    decoded snapshot to be most of a worker's memory)."""
+
     stamp: tuple[Any, ...]
-    by_id: dict[str, dict[str, Any]]  # every stored, non-deleted Patient
+    raw: dict[str, str]  # id -> JSON text
     high: Any = None  # the greatest last_updated read
+    inactive: frozenset[str] = frozenset()  # `active: false`
+
+    def get(self, pid: str | None) -> dict[str, Any] | None:
+        text = self.raw.get(pid or "")
+        return None if text is None else decode(text)
 
     @property
-    def patients(self) -> list[dict[str, Any]]:
-        return list(self.by_id.values())
+    def patients(self) -> Iterator[dict[str, Any]]:
+        return (decode(text) for text in self.raw.values())
 
     @property
-    def active(self) -> list[dict[str, Any]]:
-        return [p for p in self.by_id.values() if p.get("active") is not False]
+    def active(self) -> Iterator[dict[str, Any]]:
+        return (decode(text) for pid, text in self.raw.items() if pid not in self.inactive)
 
 
 def is_reference(patient: dict[str, Any]) -> bool:
@@ -142,15 +151,19 @@ class IdentityCache:
                 rows = await cur.fetchall()
 
             def apply() -> Snapshot:
-                by_id = dict(snap.by_id) if snap is not None else {}
+                raw = dict(snap.raw) if snap is not None else {}
+                inactive = set(snap.inactive) if snap is not None else set()
                 high = snap.high if snap is not None else None
                 for rid, deleted, content, updated in rows:
+                    inactive.discard(rid)
                     if deleted:
-                        by_id.pop(rid, None)
-                    else:
-                        by_id[rid] = decode(content)
+                        raw.pop(rid, None)
+                        continue
+                    raw[rid] = content
+                    if decode(content).get("active") is False:
+                        inactive.add(rid)
                     high = updated if high is None or updated > high else high
-                return Snapshot(stamp, by_id, high)
+                return Snapshot(stamp, raw, high, frozenset(inactive))
 
             self.snapshot_ = await asyncio.to_thread(apply)
             if snap is not None:
@@ -177,7 +190,7 @@ class IdentityCache:
         if insi is not None and self.pending:
             pending, self.pending = self.pending, set()
             for pid in pending:
-                new = _identity_of(snap.by_id.get(pid))
+                new = _identity_of(snap.get(pid))
                 old = self.insi_ids.get(pid)
                 if new == old:
                     continue
@@ -188,13 +201,13 @@ class IdentityCache:
                 break
         if insi is None:
             self.pending.clear()
-            stored = snap.by_id
+            stored = snap.raw
 
             def build() -> tuple[SimulatedInsi, dict[str, InsIdentity]]:
                 built = SimulatedInsi()
                 ids: dict[str, InsIdentity] = {}
-                for pid, patient in stored.items():
-                    identity = _identity_of(patient)
+                for pid, text in stored.items():
+                    identity = _identity_of(decode(text))
                     if identity is not None and built.add(identity.ins, identity.traits):
                         ids[pid] = identity
                 return built, ids

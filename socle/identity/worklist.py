@@ -201,8 +201,8 @@ async def duplicates_operation(request: Request) -> Response:
     engine = engine_of(request)
     snap, report = await cache_of(engine).report(engine, level)
     dismissed = await dismissed_pairs(engine)
-    by_id = {str(p.get("id")): p for p in snap.patients}
     shown = [c for c in report.candidates if pair_key("duplicate", c.a, c.b) not in dismissed]
+    by_id = {pid: r for c in shown[:count] for pid in (c.a, c.b) if (r := snap.get(pid))}
     parts: list[dict[str, Any]] = [
         {"name": "records", "valueInteger": report.records},
         {"name": "compared", "valueInteger": report.compared},
