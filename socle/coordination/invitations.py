@@ -29,12 +29,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..fhir.access import Access, Principal, Role, Touched
+from ..fhir.access import Access, PlannedWrites, Principal, Role, Touched
 from ..fhir.engine import Engine, EntryRequest
 from ..fhir.json import decode
 from ..fhir.operations.arguments import read_arguments
@@ -43,8 +42,6 @@ from ..fhir.outcome import FhirError, Issue, bad_request, forbidden, unprocessab
 from ..fhir.rest.http import check_accept, fhir_response
 from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.search.query import parse_query
-from ..fhir.search.sql import Sql
-from ..fhir.storage.reader import Version
 from ..fhir.storage.writer import PendingWrite
 from .codes import CDS_CARETEAM, CIRCLE_ROLE, CIRCLE_ROLE_CODES, COORDINATION, R259
 
@@ -451,47 +448,10 @@ async def _describe(engine: Engine, ref: str) -> str:
 
 # -- $invitation-answer ----------------------------------------------------------------------
 @dataclass
-class AnswerAccess:
+class AnswerAccess(PlannedWrites):
     """The invited professional's access for his answer: his principal and audit trail, the
     write check allowing exactly the planned updates (the invitation, and the circle when he
     accepts); reads go through his own policy."""
-
-    inner: Access
-    allowed: frozenset[tuple[str, str]]
-    platform = False
-    relinks_patients = False
-
-    @property
-    def owner(self) -> str | None:
-        return self.inner.owner
-
-    @property
-    def principal(self) -> Principal | None:
-        return self.inner.principal
-
-    @property
-    def role(self) -> Role | None:
-        return self.inner.role
-
-    @property
-    def acting_for(self) -> frozenset[str]:
-        return self.inner.acting_for
-
-    async def prepare(self, conn: AsyncConnection) -> None:
-        await self.inner.prepare(conn)
-
-    @property
-    def prepared(self) -> bool:
-        return self.inner.prepared
-
-    def condition(
-        self, types: list[str] | None, interaction: str, via: str, alias: str = "r"
-    ) -> Sql | None:
-        return self.inner.condition(types, interaction, via, alias)
-
-    def check_read(self, row: Version, via: str) -> None:
-        if (row.rtype, row.id) not in self.allowed:
-            self.inner.check_read(row, via)
 
     def check_writes(self, writes: list[PendingWrite]) -> None:
         for w in writes:
@@ -500,9 +460,6 @@ class AnswerAccess:
                     f"{w.kind} of {w.rtype}/{w.id} is not part of this invitation's answer",
                     w.where or None,
                 )
-
-    async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
-        await self.inner.record(conn, touched)
 
 
 async def answer_invitation(request: Request) -> Response:

@@ -184,3 +184,53 @@ class Platform:
 
 
 PLATFORM = Platform()
+
+
+@dataclass
+class PlannedWrites:
+    """A request's access for a unit of work planned by a service (a merge, an answer to an
+    invitation): the caller's principal, policy and audit trail, and the planned rows (`allowed`)
+    readable too. Subclasses say which writes the plan allows (`check_writes`)."""
+
+    inner: Access
+    allowed: frozenset[tuple[str, str]]
+    platform = False  # the planned writes are checked, the audit recorded
+    relinks_patients = False
+
+    @property
+    def owner(self) -> str | None:
+        return self.inner.owner
+
+    @property
+    def principal(self) -> Principal | None:
+        return self.inner.principal
+
+    @property
+    def role(self) -> Role | None:
+        return self.inner.role
+
+    @property
+    def acting_for(self) -> frozenset[str]:
+        return self.inner.acting_for
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        await self.inner.prepare(conn)
+
+    @property
+    def prepared(self) -> bool:
+        return self.inner.prepared
+
+    def condition(
+        self, types: list[str] | None, interaction: str, via: str, alias: str = "r"
+    ) -> Sql | None:
+        return self.inner.condition(types, interaction, via, alias)
+
+    def check_read(self, row: Version, via: str) -> None:
+        if (row.rtype, row.id) not in self.allowed:
+            self.inner.check_read(row, via)
+
+    def check_writes(self, writes: list[PendingWrite]) -> None:
+        raise NotImplementedError
+
+    async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
+        await self.inner.record(conn, touched)

@@ -20,12 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg import AsyncConnection
-
-from ..fhir.access import Access, Principal, Role, Touched
+from ..fhir.access import Access, PlannedWrites, Principal, Role, Touched
 from ..fhir.outcome import FhirError, forbidden
-from ..fhir.search.sql import Sql
-from ..fhir.storage.reader import Version
 from ..fhir.storage.writer import PendingWrite
 
 IDENTITOVIGILANCE_SCOPE = "socle/identitovigilance"
@@ -79,49 +75,13 @@ async def require_identitovigilance(access: Access, operation: str) -> Principal
 
 
 @dataclass
-class PlannedAccess:
+class PlannedAccess(PlannedWrites):
     """The request's access, allowing exactly the planned writes (see the module doc)."""
 
-    inner: Access
-    allowed: frozenset[tuple[str, str]]
     creatable: frozenset[str] = frozenset({"Provenance", "Basic", "Flag"})
-    owner: str | None = None
     # this unit of work moves references from one patient record to another (merge, unmerge):
     # services whose resources are otherwise immutable (the record's documents) allow it
     relinks_patients: bool = True
-
-    def __post_init__(self) -> None:
-        self.owner = self.inner.owner  # new rows belong to the caller's organisation
-
-    platform = False  # the planned writes are checked, the audit recorded
-
-    @property
-    def principal(self) -> Principal | None:
-        return self.inner.principal
-
-    @property
-    def role(self) -> Role | None:
-        return self.inner.role
-
-    @property
-    def acting_for(self) -> frozenset[str]:
-        return self.inner.acting_for
-
-    async def prepare(self, conn: AsyncConnection) -> None:
-        await self.inner.prepare(conn)
-
-    @property
-    def prepared(self) -> bool:
-        return self.inner.prepared
-
-    def condition(
-        self, types: list[str] | None, interaction: str, via: str, alias: str = "r"
-    ) -> Sql | None:
-        return self.inner.condition(types, interaction, via, alias)
-
-    def check_read(self, row: Version, via: str) -> None:
-        if (row.rtype, row.id) not in self.allowed:
-            self.inner.check_read(row, via)
 
     def check_writes(self, writes: list[PendingWrite]) -> None:
         for w in writes:
@@ -134,6 +94,3 @@ class PlannedAccess:
                     f"{w.kind} of {w.rtype}/{w.id} is not part of this identity operation",
                     w.where or None,
                 )
-
-    async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
-        await self.inner.record(conn, touched)
