@@ -10,13 +10,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...fhir.engine import Engine
+from ...fhir.outcome import FhirError
 from ...fhir.search.executor import SearchResult
 from ...fhir.search.query import parse_query
+from ...fhir.storage.reader import Version
 from ...identity.status import identity_status, may_share_ins
 from ...identity.traits import ins_from_patient, traits_from_patient
 from ...web import RepeatedParameter, form_data
 from ..site import SignedIn, page, signed_in
-from .words import SEXES, STATUSES
+from .words import SEXES, STATUSES, may_break_glass, refusal
 
 
 def engine(request: Request) -> Engine:
@@ -54,6 +56,26 @@ async def search(
     q = parse_query(rtype, [*pairs, ("_count", str(limit))], limit)
     result = await engine(request).search(q, who.access, f"pro-{rtype}")
     return [json.loads(row.content) for row in result.rows], result
+
+
+async def read_patient(request: Request, who: SignedIn, pid: str) -> Version | Response:
+    """The Patient read with the professional's access, or the page saying why not (with
+    break-glass offered when the policy allows it)."""
+    try:
+        return await engine(request).read("Patient", pid, who.access)
+    except FhirError as exc:
+        if exc.status not in (403, 404, 410):
+            raise
+        text = str(exc)
+        return page(
+            request,
+            "pro/refused.html",
+            "Accès au dossier refusé",
+            status=exc.status,
+            pid=pid,
+            why=refusal(text) if exc.status == 403 else "Ce dossier n'existe pas ou plus.",
+            break_glass=exc.status == 403 and may_break_glass(text),
+        )
 
 
 def patient_view(patient: dict[str, Any]) -> dict[str, Any]:

@@ -47,9 +47,9 @@ from ...web import RepeatedParameter, query_params, redirect
 from ..notifications import EMAIL
 from ..site import SignedIn, page
 from .calls import call
-from .common import checked_form, engine, form_expired, patient_view, professional
+from .common import checked_form, engine, form_expired, patient_view, professional, read_patient
 from .common import search as _search
-from .words import may_break_glass, refusal
+from .words import refusal
 
 NOTE_PURPOSE = "liaison-note"
 INVITE_PURPOSE = "circle-invite"
@@ -548,21 +548,9 @@ async def situation(
     if isinstance(who, Response):
         return who
     pid = request.path_params["id"]
-    try:
-        version = await engine(request).read("Patient", pid, who.access)
-    except FhirError as exc:
-        if exc.status not in (403, 404, 410):
-            raise
-        text = str(exc)
-        return page(
-            request,
-            "pro/refused.html",
-            "Accès au dossier refusé",
-            status=exc.status,
-            pid=pid,
-            why=refusal(text) if exc.status == 403 else "Ce dossier n'existe pas ou plus.",
-            break_glass=exc.status == 403 and may_break_glass(text),
-        )
+    version = await read_patient(request, who, pid)
+    if isinstance(version, Response):
+        return version
     patient = patient_view(decode(version.content or "{}"))
     params = _params(request) if request.method == "GET" else {}
 

@@ -25,8 +25,8 @@ from ...web import RepeatedParameter, query_params
 from ..documents import document_bytes, file_response
 from ..documents import summary as document_summary
 from ..site import page
-from .common import engine, patient_view, professional, search
-from .words import HIDDEN_DOCUMENTS, may_break_glass, refusal
+from .common import engine, patient_view, professional, read_patient, search
+from .words import HIDDEN_DOCUMENTS
 
 PAGE_SIZE = 20
 SEX_CHOICES = (("", "Non précisé"), ("female", "Femme"), ("male", "Homme"), ("other", "Autre"))
@@ -220,21 +220,9 @@ async def patient_summary(request: Request) -> Response:
     if isinstance(who, Response):
         return who
     pid = request.path_params["id"]
-    try:
-        version = await engine(request).read("Patient", pid, who.access)
-    except FhirError as exc:
-        if exc.status not in (403, 404, 410):
-            raise
-        text = str(exc)
-        return page(
-            request,
-            "pro/refused.html",
-            "Accès au dossier refusé",
-            status=exc.status,
-            pid=pid,
-            why=refusal(text) if exc.status == 403 else "Ce dossier n'existe pas ou plus.",
-            break_glass=exc.status == 403 and may_break_glass(text),
-        )
+    version = await read_patient(request, who, pid)
+    if isinstance(version, Response):
+        return version
     patient = patient_view(decode(version.content or "{}"))
     subject = [("patient", f"Patient/{pid}")]
     # the Access is prepared by the read above: the sections are searched side by side
