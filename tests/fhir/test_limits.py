@@ -30,13 +30,16 @@ LIMITS = {
     "SOCLE_REQUEST_TIMEOUT_MS": "5000",
     "SOCLE_SEARCH_TIMEOUT_MS": "1000",
     "SOCLE_ALLOWED_HOSTS": "socle.internal",
+    "SOCLE_MAX_BUNDLE_ENTRIES": "30000",
 }
 # Work that runs for a long while without returning anything: a batch of searches that find
-# nothing, each its own transaction (tens of seconds unbounded).
+# nothing, each its own transaction. Unbounded it takes over 15 s even on a fast machine (about
+# 0.5 ms an entry), several times the limits below, so what is asserted does not hang on speed.
+SLOW_ENTRIES = 30_000
 SLOW_BATCH = {
     "resourceType": "Bundle",
     "type": "batch",
-    "entry": [{"request": {"method": "GET", "url": "Patient?_id=nobody"}}] * 10_000,
+    "entry": [{"request": {"method": "GET", "url": "Patient?_id=nobody"}}] * SLOW_ENTRIES,
 }
 
 
@@ -170,7 +173,7 @@ def test_batch_is_bounded_in_time(small: ServerProcess) -> None:
     elapsed = time.monotonic() - started
     assert r.status_code == 200, r.text[:500]
     entries = r.json()["entry"]
-    assert len(entries) == 10_000
+    assert len(entries) == SLOW_ENTRIES
     assert entries[0]["response"]["status"].startswith("200")
     # whichever comes first: 1 s of searches (all entries together), or 5 s in all
     said = entries[-1]["response"]["outcome"]["issue"][0]["diagnostics"]
@@ -179,21 +182,8 @@ def test_batch_is_bounded_in_time(small: ServerProcess) -> None:
     assert elapsed < 15, elapsed
 
 
-def test_search_time_is_for_the_whole_transaction(small: ServerProcess) -> None:
-    family = f"Slow{unique()}"
-    bundle = _bundle(
-        "transaction",
-        [{"resource": patient(family), "request": {"method": "POST", "url": "Patient"}}]
-        + SLOW_BATCH["entry"][:9_999],
-    )
-    started = time.monotonic()
-    with _client(small) as c:
-        r = c.post("", json=bundle)
-        assert time.monotonic() - started < 15
-        assert r.status_code == 422, r.text[:300]
-        # each search is quick; together they are over the search timeout
-        _too_costly(r.json(), "searches of this request took longer than 1000 ms")
-        assert c.get("/Patient", params={"family": family}).json().get("entry", []) == []
+# that the searches of a transaction share one search time: test_budget.py (a clock the test
+# moves, not this machine's speed)
 
 
 # -- hosts ------------------------------------------------------------------------------------
@@ -271,6 +261,7 @@ def test_work_stops_when_the_client_leaves_and_shutdown_is_bounded(
             "SOCLE_REQUEST_TIMEOUT_MS": "600000",
             "SOCLE_SEARCH_TIMEOUT_MS": "600000",
             "SOCLE_GRACEFUL_SHUTDOWN_S": "1",
+            "SOCLE_MAX_BUNDLE_ENTRIES": str(SLOW_ENTRIES),
         },
     )
     try:
