@@ -20,6 +20,7 @@ from .config import Settings
 from .fhir.engine import Engine, Validator
 from .fhir.operations.kit import Operation
 from .fhir.rest.capability import register_conformance
+from .fhir.topics import Topic
 from .fhir.validation.declared import declare
 from .workers.kinds import JobKind
 
@@ -89,6 +90,9 @@ class Service:
     # the kinds of background jobs it runs on the workers (socle/workers/, docs/platform.md)
     jobs: Sequence[JobKind] = ()
     conformance: Conformance | None = None
+    # the subscription topics of its events (socle/fhir/topics.py): published and matched by
+    # the subscriptions service, whichever service declares them
+    topics: Sequence[Topic] = ()
     # the CodeSystems, ValueSets and ConceptMaps its checks rely on: loaded into the terminology
     # service at start-up (once per content)
     terminology: Callable[[], Sequence[dict[str, Any]]] | None = None

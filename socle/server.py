@@ -36,6 +36,7 @@ from .fhir.search.paging import PageTokens
 from .fhir.storage.content import content_store
 from .fhir.terminology import operations as terminology
 from .fhir.terminology.startup import Source, core_sources, load_sources, resources_source
+from .fhir.topics import declare_topics
 from .identity.reference import cache_of
 from .region.population import insi_population
 from .services import SERVICES
@@ -205,6 +206,7 @@ async def service_runtime(
     url = resolve_url(settings)
     prepare(url)
     warm_up()
+    declare_topics(topic for service in services for topic in service.topics)
     pool = await open_pool(url, settings)
     read_pool = await open_pool(url, settings, options=read_options(settings), name="reads")
     engine = Engine(

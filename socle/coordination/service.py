@@ -22,6 +22,7 @@ from ..fhir.engine import Engine, EntryRequest
 from . import invitations, lifeline, worklist
 from .codes import CDL_NOTE, CDS_CARETEAM, CDS_RELATED_PERSON, IS_EMERGENCY, terminology
 from .rules import CoordinationRules
+from .topics import TOPICS
 
 CDS = "https://interop.esante.gouv.fr/ig/fhir/cds"
 CDL = "https://interop.esante.gouv.fr/ig/fhir/cdl"
@@ -141,6 +142,7 @@ service = Service(
     install=install,
     lifespan=_lifespan,
     conformance=CONFORMANCE,
+    topics=TOPICS,
     terminology=terminology,
     settings=("SOCLE_CIRCLE_MATRIX_FILE",),
 )

@@ -36,6 +36,7 @@ from .pdsm import search_parameters as pdsm_search_parameters
 from .provide import check_provided_bundle, simplified_publish
 from .rules import DocumentRules
 from .terminology import equivalent_systems, fhir_resources
+from .topics import TOPICS
 
 CONFORMANCE = Conformance(
     instantiates=list(ACTORS.values()),
@@ -102,6 +103,7 @@ service = Service(
     install=install,
     lifespan=_lifespan,
     conformance=CONFORMANCE,
+    topics=TOPICS,
     terminology=fhir_resources,
     settings=("SOCLE_MAX_DOCUMENT_BYTES",),
 )

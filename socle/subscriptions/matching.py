@@ -29,6 +29,7 @@ from ..fhir.access import Access, Touched
 from ..fhir.delegation import delegation
 from ..fhir.outcome import FhirError
 from ..fhir.search.query import parse_query
+from ..fhir.topics import Topic
 from ..workers import JobContext, enqueue
 from ..workers.events import Event, advance, next_for
 from . import store
@@ -178,8 +179,14 @@ def _fhirpath_holds(spec: Spec, event: Event, versions: Versions) -> bool:
     if current is None:
         return False
     previous = versions.get((event.rtype, event.id, event.version - 1))
-    context = {"current": current[0], "previous": previous[0] if previous is not None else []}
-    return fhirpathpy.evaluate(current[0], spec.topic.fhirpath, context, _R4) == [True]
+    return trigger_holds(spec.topic, current[0], previous[0] if previous is not None else None)
+
+
+def trigger_holds(topic: Topic, current: Any, previous: Any | None) -> bool:
+    """Whether a topic's FHIRPath holds on a version written (and the one before, if any)."""
+    assert topic.fhirpath is not None
+    context = {"current": current, "previous": previous if previous is not None else []}
+    return fhirpathpy.evaluate(current, topic.fhirpath, context, _R4) == [True]
 
 
 async def _found(job: JobContext, spec: Spec, access: Access, ids: list[str]) -> set[str]:

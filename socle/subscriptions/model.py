@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 from ..fhir.definitions import definitions
 from ..fhir.outcome import FhirError
 from ..fhir.search.query import parse_query
-from .topics import BY_URL, Topic
+from ..fhir.topics import Topic, topic_at
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 PROFILE = BACKPORT + "backport-subscription"
@@ -124,7 +124,7 @@ def read_spec(resource: dict[str, Any]) -> Spec:
     if not isinstance(criteria, str) or not criteria:
         raise invalid("criteria is required", "Subscription.criteria")
     if criteria.startswith(("http://", "https://")):
-        topic = BY_URL.get(criteria)
+        topic = topic_at(criteria)
         if topic is None:
             raise invalid(f"Unknown topic {criteria}", "Subscription.criteria")
         filters: list[tuple[str, str]] = []

@@ -17,7 +17,7 @@ from .matching import DELIVER_JOB, match_job
 from .model import BACKPORT_EXTENSIONS, PROFILE
 from .operations import OPERATIONS, routes
 from .rules import HANDSHAKE_JOB, subscription_rule
-from .topics import TOPIC_EXTENSIONS, publish_topics
+from .topics import TOPIC_EXTENSIONS, TOPICS, publish_topics
 from .websocket import listen
 from .websocket import routes as websocket_routes
 
@@ -49,6 +49,7 @@ service = Service(
     definitions=OPERATIONS,
     install=install,
     lifespan=_topics,
+    topics=TOPICS,
     # every process's bound websockets hear of their notifications at once
     background=[listen],
     jobs=[

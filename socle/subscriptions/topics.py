@@ -1,44 +1,26 @@
-"""The topics Socle ships: what a subscriber may subscribe to, each with its canonical URL, its
-resource trigger (type, interactions, FHIRPath on the current and previous versions) and the
-search parameters a subscription may filter it by (`canFilterBy`).
+"""The platform's generic topics (a write of each main clinical type), declared by the
+subscriptions service like any service declares its own (socle/fhir/topics.py), and how every
+declared topic is published.
 
 R4 has no SubscriptionTopic resource: the Backport IG publishes topics as `Basic` resources
 carrying the R5 SubscriptionTopic as cross-version extensions; `topic_resource` builds that and
 `publish_topics` writes them at start-up (`GET /fhir/Basic?code=SubscriptionTopic` lists them).
-The matcher reads the topics from this module, never from the stored copies."""
+The matcher reads the declared topics, never the stored copies."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..fhir.engine import Engine
 from ..fhir.entries import EntryRequest
+from ..fhir.topics import Topic, declared_topics
 
-TOPIC_BASE = "https://socle.example.org/fhir/SubscriptionTopic/"
 R5_TOPIC = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
 TOPIC_EXTENSIONS = tuple(
     f"{R5_TOPIC}.{name}"
     for name in ("url", "title", "status", "description", "resourceTrigger", "canFilterBy")
 )
 TOPIC_CODE = {"system": "http://hl7.org/fhir/fhir-types", "code": "SubscriptionTopic"}
-
-
-@dataclass(frozen=True)
-class Topic:
-    name: str
-    title: str
-    resource: str
-    interactions: tuple[str, ...]  # create | update | delete
-    filters: tuple[str, ...]  # search parameters of `resource` a subscription may filter by
-    # FHIRPath on %current / %previous (the version before, absent for a create); None: always
-    fhirpath: str | None = None
-    description: str = ""
-
-    @property
-    def url(self) -> str:
-        return TOPIC_BASE + self.name
-
 
 _WRITE = ("create", "update")
 _PATIENT_FILTERS = ("patient", "subject", "code", "status", "category")
@@ -55,50 +37,17 @@ _CLINICAL: dict[str, tuple[str, ...]] = {
     "Communication": ("patient", "subject", "category", "status", "recipient"),
 }
 
-TOPICS: tuple[Topic, ...] = (
-    *(
-        Topic(
-            f"{rtype.lower()}-write",
-            f"{rtype} created or updated",
-            rtype,
-            _WRITE,
-            filters,
-            description=f"A {rtype} is created or updated.",
-        )
-        for rtype, filters in _CLINICAL.items()
-    ),
+TOPICS: tuple[Topic, ...] = tuple(
     Topic(
-        "document-shared",
-        "Document shared to the record",
-        "DocumentReference",
-        ("create",),
-        ("patient", "subject", "type", "category"),
-        "%current.status = 'current'",
-        "A document is shared to the patient's record (ANS Notification d'évènements: dépôt "
-        "de document).",
-    ),
-    Topic(
-        "encounter-admission",
-        "Encounter admission",
-        "Encounter",
+        f"{rtype.lower()}-write",
+        f"{rtype} created or updated",
+        rtype,
         _WRITE,
-        ("patient", "subject", "class", "service-provider"),
-        "%current.status = 'in-progress' and "
-        "(%previous.empty() or %previous.status != 'in-progress')",
-        "A patient is admitted: an Encounter becomes in-progress (ANS Notification "
-        "d'évènements: admission).",
-    ),
-    Topic(
-        "encounter-discharge",
-        "Encounter discharge",
-        "Encounter",
-        _WRITE,
-        ("patient", "subject", "class", "service-provider"),
-        "%current.status = 'finished' and (%previous.empty() or %previous.status != 'finished')",
-        "A patient leaves: an Encounter becomes finished (ANS Notification d'évènements: sortie).",
-    ),
+        filters,
+        description=f"A {rtype} is created or updated.",
+    )
+    for rtype, filters in _CLINICAL.items()
 )
-BY_URL: dict[str, Topic] = {t.url: t for t in TOPICS}
 
 
 def _ext(name: str, **value: Any) -> dict[str, Any]:
@@ -141,9 +90,9 @@ def topic_resource(topic: Topic) -> dict[str, Any]:
 
 
 async def publish_topics(engine: Engine) -> None:
-    """Write the topics (an unchanged one makes no new version)."""
+    """Write every declared topic (an unchanged one makes no new version)."""
     entries = [
         EntryRequest("PUT", f"Basic/topic-{t.name}", topic_resource(t), where=f"topic {t.name}")
-        for t in TOPICS
+        for t in declared_topics()
     ]
     await engine.transaction(entries, engine.platform())

@@ -5,6 +5,7 @@ criteria through the engine's own search parser, the Backport IG's channel exten
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -12,11 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from socle.fhir.outcome import FhirError
+from socle.fhir.topics import TOPIC_BASE, declare_topics, declared_topics, topic_at
+from socle.services import SERVICES
 from socle.subscriptions.endpoints import refusal
-from socle.subscriptions.matching import needles
+from socle.subscriptions.matching import needles, trigger_holds
 from socle.subscriptions.model import CONTENT, FILTER, HEARTBEAT, MAX_COUNT, TIMEOUT, read_spec
-from socle.subscriptions.topics import BY_URL, TOPIC_BASE, TOPICS, topic_resource
+from socle.subscriptions.topics import topic_resource
 
+# what `socle serve` and `socle worker` do before reading any subscription
+declare_topics(topic for service in SERVICES for topic in service.topics)
+TOPICS = declared_topics()
 TOPIC = TOPIC_BASE + "observation-write"
 
 
@@ -48,7 +54,7 @@ def test_a_topic_subscription_with_filters_and_the_channel_extensions() -> None:
         ]
     }
     spec = read_spec(resource)
-    assert spec.topic is BY_URL[TOPIC]
+    assert spec.topic is topic_at(TOPIC)
     assert spec.filters == (("patient", "Patient/1"), ("code", "http://loinc.org|8867-4"))
     assert (spec.content, spec.heartbeat, spec.timeout, spec.max_count) == ("id-only", 60, 60, 5)
     assert spec.headers == (("Authorization", "Bearer x"),)
@@ -197,3 +203,61 @@ def test_the_matchers_necessary_condition_keeps_what_the_search_could_find() -> 
     assert needles(spec) == (("abc-1", "d2"), ("8867-4",))
     classic = read_spec(sub("Observation?value-quantity=gt5&date=ge2024"))
     assert needles(classic) == ()
+
+
+def test_services_declare_their_own_topics_under_stable_canonicals() -> None:
+    by_service = {s.name: {t.name for t in s.topics} for s in SERVICES}
+    assert by_service["record"] == {"document-shared"}
+    assert by_service["coordination"] == {
+        "encounter-admission",
+        "encounter-discharge",
+        "liaison-note",
+        "ppcs-change",
+    }
+    assert "observation-write" in by_service["subscriptions"]
+    # one URL, one topic: every declared topic is published and read
+    assert len({t.url for t in TOPICS}) == len(TOPICS) == sum(map(len, by_service.values()))
+    with pytest.raises(ValueError, match="two different topics"):
+        declare_topics([dataclasses.replace(topic_at(TOPIC_BASE + "liaison-note"), title="x")])
+
+
+R234 = "https://mos.esante.gouv.fr/NOS/TRE_R234-TypeNote/FHIR/TRE-R234-TypeNote"
+COORDINATION = "https://socle.example.org/fhir/CodeSystem/coordination"
+
+
+def _holds(name: str, current: dict[str, Any], previous: dict[str, Any] | None = None) -> bool:
+    topic = topic_at(TOPIC_BASE + name)
+    assert topic is not None
+    return trigger_holds(topic, current, previous)
+
+
+def test_a_liaison_note_is_told_from_other_documents_by_its_type() -> None:
+    def doc(system: str, code: str) -> dict[str, Any]:
+        return {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "type": {"coding": [{"system": system, "code": code}]},
+        }
+
+    assert _holds("liaison-note", doc(R234, "OBS"))
+    assert _holds("liaison-note", doc(R234, "DEM-AVIS"))
+    assert not _holds("liaison-note", doc(R234, "XYZ"))
+    assert not _holds("liaison-note", doc("http://loinc.org", "11488-4"))
+    assert _holds("document-shared", doc("http://loinc.org", "11488-4"))
+
+
+def test_a_plan_change_is_a_ppcs_and_admission_a_change_of_status() -> None:
+    def plan(code: str) -> dict[str, Any]:
+        return {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "category": [{"coding": [{"system": COORDINATION, "code": code}]}],
+        }
+
+    assert _holds("ppcs-change", plan("ppcs"))
+    assert not _holds("ppcs-change", plan("accompagnement-dac"))
+    stay = {"resourceType": "Encounter", "status": "in-progress"}
+    assert _holds("encounter-admission", stay)
+    assert not _holds("encounter-admission", stay, stay)  # already admitted
+    assert _holds("encounter-discharge", {**stay, "status": "finished"}, stay)

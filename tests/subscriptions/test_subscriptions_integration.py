@@ -22,9 +22,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from socle.auth.server import register_client
+from socle.fhir.topics import TOPIC_BASE
 from socle.subscriptions import store
 from socle.subscriptions.model import CONTENT, FILTER, HEARTBEAT, PROFILE
-from socle.subscriptions.topics import TOPIC_BASE
 from socle.testing import ServerProcess, auth_headers, free_port, server_beside
 from tests.auth.server.helpers import (
     APP_REDIRECT,
@@ -599,3 +599,23 @@ def test_revoking_the_owners_grant_stops_its_subscriptions(
             lambda: (s := op.get(f"/Subscription/{sid}").json())["status"] == "error" and s
         )
         assert "revoked" in stopped["error"]
+
+
+def test_every_service_declared_topic_is_published(server: ServerProcess) -> None:
+    """The topics of each service (socle/fhir/topics.py) are published as Basic at start-up,
+    whoever declared them: the platform's, the record's, coordination's."""
+    r = httpx.get(
+        server.fhir + "/Basic",
+        params={"code": "SubscriptionTopic", "_count": "100"},
+        headers=auth_headers(server),
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    published = {
+        ext["valueUri"]
+        for e in r.json().get("entry", [])
+        for ext in e["resource"]["extension"]
+        if ext["url"].endswith("SubscriptionTopic.url")
+    }
+    for name in ("observation-write", "document-shared", "liaison-note", "ppcs-change"):
+        assert TOPIC_BASE + name in published, published

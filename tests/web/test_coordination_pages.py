@@ -226,9 +226,13 @@ def test_a_professional_follows_new_notes_and_plan_changes_by_email(
         if e["resource"]["channel"].get("endpoint") == "mailto:camille.orsini@dac.example.fr"
     ]
     topics = sorted(s["criteria"].rsplit("/", 1)[1] for s in mine)
-    assert topics == ["careplan-write", "documentreference-write"]
+    # the coordination service's own topics: a note of the liaison notebook, a PPCS change
+    assert topics == ["liaison-note", "ppcs-change"]
     filters = {s["_criteria"]["extension"][0]["valueString"] for s in mine}
-    assert f"CarePlan?patient=Patient/{situation}&category=" in " ".join(filters)
+    assert filters == {
+        f"CarePlan?patient=Patient/{situation}",
+        f"DocumentReference?patient=Patient/{situation}",
+    }
     # already following: the form is gone, what he follows is said
     assert f'action="{url}"' not in shown.text
     # and he stops it from the page: his subscriptions are deleted with his own access

@@ -40,6 +40,7 @@ from ...coordination.codes import (
     R260_CODES,
     WORKFLOW,
 )
+from ...coordination.topics import LIAISON_NOTE, PLAN_CHANGE
 from ...fhir.engine import EntryRequest
 from ...fhir.json import decode
 from ...fhir.outcome import FhirError
@@ -58,9 +59,6 @@ LIFELINE_PAGE = 20
 NOTE_MAX = 4000
 INVITATION = f"{COORDINATION}|invitation-cercle"
 FOLLOW_PURPOSE = "follow"
-# the subscription service's public topics (docs/platform.md): a new liaison note is a
-# DocumentReference of a JDV_J23 type, a plan change a write of the PPCS CarePlan
-TOPICS = "https://socle.example.org/fhir/SubscriptionTopic/"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 
 TYPE_WORDS = {
@@ -751,17 +749,17 @@ async def withdraw(request: Request) -> Response:
 
 # -- being told of new notes and plan changes (the subscription service's topics) -----------
 def follow_filters(pid: str) -> list[tuple[str, str, str]]:
-    """(topic, filter, reason) of the two subscriptions that follow a patient's coordination."""
-    types = ",".join(f"{R234}|{code}" for code in NOTE_TYPES)
+    """(topic, filter, reason) of the two subscriptions that follow a patient's coordination:
+    the coordination service's own topics (a liaison note, a change of the PPCS)."""
     return [
         (
-            "documentreference-write",
-            f"DocumentReference?patient=Patient/{pid}&type={types}",
+            LIAISON_NOTE.url,
+            f"DocumentReference?patient=Patient/{pid}",
             "Coordination : nouvelle note de liaison",
         ),
         (
-            "careplan-write",
-            f"CarePlan?patient=Patient/{pid}&category={COORDINATION}|ppcs",
+            PLAN_CHANGE.url,
+            f"CarePlan?patient=Patient/{pid}",
             "Coordination : modification du plan (PPCS)",
         ),
     ]
@@ -773,7 +771,7 @@ def subscription(topic: str, criteria: str, reason: str, email: str) -> dict[str
         "meta": {"profile": [f"{BACKPORT}backport-subscription"]},
         "status": "requested",
         "reason": reason,
-        "criteria": TOPICS + topic,
+        "criteria": topic,
         "_criteria": {
             "extension": [{"url": f"{BACKPORT}backport-filter-criteria", "valueString": criteria}]
         },
@@ -795,11 +793,11 @@ async def following(request: Request, who: SignedIn, pid: str) -> list[dict[str,
     rows, _ = await search(
         request, who, "Subscription", [("status", "requested,active,error")], 100
     )
-    wanted = {criteria for _, criteria, _ in follow_filters(pid)}
+    wanted = {(topic, criteria) for topic, criteria, _ in follow_filters(pid)}
     out = []
     for sub in rows:
         filters = {
-            str(e.get("valueString"))
+            (sub.get("criteria"), str(e.get("valueString")))
             for e in (sub.get("_criteria") or {}).get("extension") or []
             if isinstance(e, dict)
         }
