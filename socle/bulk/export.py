@@ -31,6 +31,7 @@ from ..fhir.search.sql import Sql, criterion
 from ..workers import JobContext, JobKind
 from . import async_requests
 from .audit import write_access_record
+from .cohorts import in_cohort, member_filters
 from .files import NdjsonFiles, WrittenFile, record_file
 from .principals import access_as, restored
 
@@ -215,15 +216,28 @@ class Exporter:
         written.patients = set()  # recorded: a long export keeps no set per file it wrote
         self.files.append(written)
 
-    async def members(self) -> list[str] | None:
-        """The patients whose compartments are exported (None: every patient's)."""
-        if self.export.level != "group":
-            return self.export.patients or None
-        version = await self.engine.read("Group", self.export.group or "", self.access)
-        out = group_members(decode(version.content or "{}"))
-        if self.export.patients:
-            asked = set(self.export.patients)
-            out = [p for p in out if p in asked]
+    async def scope(self) -> Sql | None:
+        """A condition on the row `r`: whose compartments are exported (None: everything).
+        A cohort Group's members are its filters' results as the principal sees them now."""
+        export = self.export
+        parts = []
+        if export.patients:
+            parts.append(Sql().add("r.compartment = ANY(%s)", export.patients))
+        if export.level == "group":
+            version = await self.engine.read("Group", export.group or "", self.access)
+            group = decode(version.content or "{}")
+            filters = member_filters(group)
+            if filters is None:
+                parts.append(Sql().add("r.compartment = ANY(%s)", group_members(group)))
+            else:
+                parts.append(in_cohort(filters, self.access))
+        elif export.level == "patient" and not parts:
+            parts.append(Sql().add("r.compartment IS NOT NULL"))
+        if not parts:
+            return None
+        out = Sql().add("TRUE")
+        for part in parts:
+            out.add(" AND ").extend(part)
         return out
 
     def types(self) -> tuple[list[str], bool]:
@@ -237,11 +251,11 @@ class Exporter:
     async def run(self) -> dict[str, Any]:
         started = dt.datetime.now(dt.UTC)
         await asyncio.to_thread(self.folder.mkdir, parents=True, exist_ok=True)
-        members = await self.members()
         types, named = self.types()
         async with self.engine.pool.connection() as conn:
             await self.access.prepare(conn)
             present = await self._present(conn, types)
+        scope = await self.scope()
         for rtype in types:
             if rtype not in present:
                 continue
@@ -254,7 +268,7 @@ class Exporter:
                     Issue("information", "suppressed", f"{rtype}: not exported (not allowed)")
                 )
                 continue
-            await self._type(rtype, members)
+            await self._type(rtype, scope)
         if self.issues:
             errors = NdjsonFiles(
                 self.folder,
@@ -275,13 +289,11 @@ class Exporter:
         )
         return {r[0] for r in await cur.fetchall()}
 
-    async def _type(self, rtype: str, members: list[str] | None) -> None:
+    async def _type(self, rtype: str, scope: Sql | None) -> None:
         export = self.export
         extra = Sql().add("TRUE")
-        if members is not None:
-            extra.add(" AND r.compartment = ANY(%s)", members)
-        elif export.level == "patient":
-            extra.add(" AND r.compartment IS NOT NULL")
+        if scope is not None:
+            extra.add(" AND ").extend(scope)
         if export.since:
             rng = date_range(export.since)
             assert rng is not None

@@ -20,7 +20,7 @@ from ..fhir.operations.kit import Operation, Param
 from ..fhir.outcome import FhirError
 from ..fhir.rest.http import body_kind, json_body, prefer_async
 from ..fhir.rest.requests import access_of, engine_of, query_pairs
-from . import async_requests, export, http_import
+from . import async_requests, cohorts, export, http_import
 from .principals import has_system_scope, principal_of
 
 BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
@@ -142,8 +142,14 @@ async def _check_patients(request: Request, asked: export.ExportRequest) -> None
         readable.add(pid)
     members = None
     if asked.group is not None:
-        group = await engine.read("Group", asked.group, access)
-        members = set(export.group_members(decode(group.content or "{}")))
+        version = await engine.read("Group", asked.group, access)
+        group = decode(version.content or "{}")
+        filters = cohorts.member_filters(group)
+        if filters is None:
+            members = set(export.group_members(group))
+        else:
+            async with engine.pool.connection() as conn:
+                members = await cohorts.members_among(conn, filters, access, sorted(readable))
     export.check_patients_known(asked, readable, members)
 
 

@@ -466,3 +466,118 @@ def test_a_patient_the_export_cannot_take_is_refused_at_kick_off(
     issue = r.json()["issue"][0]
     assert says in issue["diagnostics"]
     assert issue["expression"] == ["patient"] or path == "$export"
+
+
+MEMBER_FILTER = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter"
+
+
+def _cohort(*queries: str, **more: Any) -> dict[str, Any]:
+    """A Bulk Cohort Group (Bulk Data 3.0.0): members described by FHIR queries."""
+    return {
+        "resourceType": "Group",
+        "type": "person",
+        "actual": False,
+        "modifierExtension": [
+            {
+                "url": MEMBER_FILTER,
+                "valueExpression": {"language": "application/x-fhir-query", "expression": q},
+            }
+            for q in queries
+        ],
+        **more,
+    }
+
+
+def _put_group(server: ServerProcess, gid: str, group: dict[str, Any]) -> httpx.Response:
+    return httpx.put(
+        f"{server.fhir}/Group/{gid}",
+        json={**group, "id": gid},
+        headers=auth_headers(server),
+        timeout=30,
+    )
+
+
+def test_a_cohort_group_exports_the_patients_its_filters_find(server: ServerProcess) -> None:
+    """Members are the patients meeting every filter (a Patient query, or in the compartment
+    of what another type's query finds), worked out at the export."""
+    cohort = _cohort(
+        "Patient?gender=female&birthdate=1970-01-01",
+        "Observation?subject=Patient/bx-p2,Patient/bx-p3&code=http://loinc.org|29463-7",
+    )
+    assert _put_group(server, "bx-cohort", cohort).status_code in (200, 201)
+    _, manifest, headers = _export(server, "Group/bx-cohort/$export")
+    exported = _by_type(manifest, headers)
+    assert sorted(p["id"] for p in exported["Patient"]) == ["bx-p2", "bx-p3"]
+    assert {o["subject"]["reference"] for o in exported["Observation"]} == {
+        "Patient/bx-p2",
+        "Patient/bx-p3",
+    }
+    # the `patient` parameter narrows it; a patient outside the cohort is refused at kick-off
+    _, manifest, headers = _export(server, "Group/bx-cohort/$export", patient="Patient/bx-p3")
+    assert [p["id"] for p in _by_type(manifest, headers)["Patient"]] == ["bx-p3"]
+    r = _post_export(
+        server,
+        "Group/bx-cohort/$export",
+        [{"name": "patient", "valueReference": {"reference": "Patient/bx-p1"}}],
+    )
+    assert r.status_code == 400, r.text
+    assert "not in the group" in r.json()["issue"][0]["diagnostics"]
+    # a filter nobody meets: an export of nobody's data
+    assert _put_group(server, "bx-empty", _cohort("Patient?_id=bx-nobody")).status_code in (
+        200,
+        201,
+    )
+    _, manifest, _ = _export(server, "Group/bx-empty/$export")
+    assert manifest["output"] == []
+
+
+@pytest.mark.parametrize(
+    ("group", "where", "says"),
+    [
+        (
+            {
+                **_cohort("Patient?gender=female"),
+                "modifierExtension": [
+                    {
+                        "url": MEMBER_FILTER,
+                        "valueExpression": {"language": "text/cql", "expression": "x"},
+                    }
+                ],
+            },
+            "Group.modifierExtension[0].valueExpression.language",
+            "application/x-fhir-query",
+        ),
+        (
+            _cohort("Patient?gender=female", "Observation?nope=1"),
+            "Group.modifierExtension[1].valueExpression.expression",
+            "unknown parameter 'nope'",
+        ),
+        (
+            _cohort("Organization?name=x"),
+            "Group.modifierExtension[0].valueExpression.expression",
+            "patient's compartment",
+        ),
+        (
+            _cohort("Patient?gender=female&_sort=birthdate"),
+            "Group.modifierExtension[0].valueExpression.expression",
+            "criteria only",
+        ),
+        (
+            _cohort("Patient?gender=female", member=[{"entity": {"reference": "Patient/bx-p1"}}]),
+            "Group.member",
+            "list none",
+        ),
+    ],
+)
+def test_a_cohort_group_with_filters_socle_cannot_run_is_refused(
+    server: ServerProcess, group: dict[str, Any], where: str, says: str
+) -> None:
+    r = _put_group(server, "bx-bad-cohort", group)
+    assert r.status_code == 400, r.text  # an invalid resource, as the validator's other refusals
+    issues = [i for i in r.json()["issue"] if i["severity"] in ("error", "fatal")]
+    assert any(where in i.get("expression", []) and says in i["diagnostics"] for i in issues), (
+        issues
+    )
+    assert httpx.get(
+        f"{server.fhir}/Group/bx-bad-cohort", headers=auth_headers(server), timeout=30
+    ).status_code in (404, 410)
