@@ -493,6 +493,123 @@ def activation_code(
     print(f"Code d'activation : {code} (valable jusqu'au {paris(expires)}, heure de Paris)")
 
 
+mailbox_app = typer.Typer(
+    no_args_is_help=True, help="Secure-messaging mailboxes (MSSanté kinds and citizen ones)."
+)
+app.add_typer(mailbox_app, name="mailbox")
+
+
+def _password_from(password_file: Path | None, ask: bool) -> str | None:
+    if password_file is not None:
+        lines = password_file.read_text(encoding="utf-8").splitlines()
+        return lines[0] if lines and lines[0] else None
+    if ask:
+        return str(typer.prompt("Mot de passe", hide_input=True, confirmation_prompt=True))
+    return None
+
+
+@mailbox_app.command("list")
+def mailbox_list(
+    owner: Annotated[str | None, typer.Option(help="Only this owner's (a reference).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """The mailboxes: address, kind, owner, whether a password is set, space used."""
+    from .messaging.mailboxes import listed
+
+    _, conn = _connect(data_dir)
+    with conn:
+        found = listed(conn, owner)
+    if not found:
+        print("No mailbox" + (f" of {owner}" if owner else "") + ".")
+        return
+    print(f"{'ADDRESS':<48} {'KIND':<5} {'PASSWORD':<9} {'USED':>12} OWNER")
+    for m in found:
+        password = "yes" if m.password_hash else "no"
+        print(f"{m.address:<48} {m.kind:<5} {password:<9} {m.used_bytes:>12} {m.owner}")
+
+
+@mailbox_app.command("add")
+def mailbox_add(
+    address: Annotated[str, typer.Argument(help="The mail address.")],
+    kind: Annotated[str, typer.Option(help="PER, ORG, APP (TRE_R257) or PAT.")],
+    owner: Annotated[str, typer.Option(help="Its owner: Practitioner/…, Organization/…")],
+    identifier: Annotated[
+        str | None, typer.Option(help="RPPS (PER), FINESS (ORG/APP) or INS (PAT).")
+    ] = None,
+    display: Annotated[str | None, typer.Option(help="The name shown.")] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="An SMTP password, first line of this file.")
+    ] = None,
+    with_password: Annotated[
+        bool, typer.Option("--with-password", help="Ask for an SMTP password.")
+    ] = False,
+    quota_bytes: Annotated[
+        int | None, typer.Option(help="Its quota (default: the server's).")
+    ] = None,
+    unlisted: Annotated[bool, typer.Option(help="On the red list (listeRouge).")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create or update a mailbox (a token of its owner sends from it; a password serves
+    clients that only know AUTH PLAIN/LOGIN)."""
+    from .messaging.mailboxes import create
+
+    password = _password_from(password_file, with_password)
+    _, conn = _connect(data_dir)
+    with conn:
+        try:
+            create(
+                conn,
+                address,
+                kind,
+                owner,
+                identifier=identifier,
+                display=display,
+                password=password,
+                quota_bytes=quota_bytes,
+                unlisted=unlisted,
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    print(f"Mailbox {address.lower()} ready.")
+
+
+@mailbox_app.command("password")
+def mailbox_password(
+    address: Annotated[str, typer.Argument(help="The mail address.")],
+    password_file: Annotated[
+        Path | None, typer.Option(help="The new password, first line of this file.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the password.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Change a mailbox's SMTP password; sessions opened with the old one send nothing more."""
+    from .messaging.mailboxes import set_password
+
+    password = None if clear else _password_from(password_file, ask=True)
+    _, conn = _connect(data_dir)
+    with conn:
+        if not set_password(conn, address, password):
+            typer.echo(f"No mailbox {address!r}: see `socle mailbox list`.", err=True)
+            raise typer.Exit(2)
+    print(f"Password of {address.lower()} " + ("removed." if password is None else "changed."))
+
+
+@mailbox_app.command("remove")
+def mailbox_remove(
+    address: Annotated[str, typer.Argument(help="The mail address.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Close a mailbox: no more mail to or from it; its messages stay in the record."""
+    from .messaging.mailboxes import remove
+
+    _, conn = _connect(data_dir)
+    with conn:
+        if not remove(conn, address):
+            typer.echo(f"No mailbox {address!r}: see `socle mailbox list`.", err=True)
+            raise typer.Exit(2)
+    print(f"Mailbox {address.lower()} closed.")
+
+
 from .workers.cli import jobs_app  # noqa: E402 - beside the other command groups
 from .workers.cli import worker as worker_command  # noqa: E402
 

@@ -142,3 +142,30 @@ def create(
             unlisted,
         ),
     )
+
+
+def listed(conn: psycopg.Connection, owner: str | None = None) -> list[Mailbox]:
+    """Every mailbox (or an owner's), by address: what an operator manages."""
+    where, args = ("WHERE owner = %s", (owner,)) if owner else ("", ())
+    cur = conn.execute(
+        f"SELECT {COLUMNS} FROM mailbox {where} ORDER BY address",  # noqa: S608 - constants
+        args,
+    )
+    return [_row(r) for r in cur.fetchall()]
+
+
+def set_password(conn: psycopg.Connection, address: str, password: str | None) -> bool:
+    """Change (None: remove) a mailbox's SMTP password. Sessions opened with the old one may
+    send nothing more (socle/messaging/smtp.py checks at each message). False: no mailbox."""
+    cur = conn.execute(
+        "UPDATE mailbox SET password_hash = %s WHERE address = %s",
+        (hash_password(password) if password else None, address.lower()),
+    )
+    return cur.rowcount == 1
+
+
+def remove(conn: psycopg.Connection, address: str) -> bool:
+    """Close a mailbox: no more mail to or from it (its open sessions end at their next
+    message). Its messages stay: each is a Communication on the engine, of the record."""
+    cur = conn.execute("DELETE FROM mailbox WHERE address = %s", (address.lower(),))
+    return cur.rowcount == 1

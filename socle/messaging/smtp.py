@@ -23,6 +23,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +32,9 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 from psycopg_pool import AsyncConnectionPool
 
 from ..auth.middleware import build_verifier
+from ..auth.revocation import REVOKED, watch_revocations
 from ..auth.server.passwords import burn_time, verify_password
-from ..auth.tokens import InvalidToken, TokenVerifier
+from ..auth.tokens import InvalidToken, Principal, TokenVerifier
 from ..config import Settings, SmtpServerSettings, smtp_server
 from ..database import resolve_url
 from . import mailboxes
@@ -49,10 +51,22 @@ INVALID = AuthResult(success=False, handled=False)
 
 @dataclass(frozen=True)
 class Identity:
-    """Who authenticated: the mailbox the session may send from."""
+    """Who authenticated: the mailbox the session may send from, and with what, so that each
+    new message checks it still holds (a revoked or expired token, a changed password, a
+    removed mailbox or owner end what the session may do)."""
 
     address: str
     login: bytes  # aiosmtpd reports it as the session's login
+    principal: Principal | None = None  # authenticated by an access token
+    password_hash: str | None = None  # authenticated by the mailbox's password (this hash)
+
+
+def _token_refused(principal: Principal) -> str | None:
+    if REVOKED.refuses(principal.token_id, principal.grant_id):
+        return "the access token was revoked"
+    if principal.expires_at is not None and time.time() >= principal.expires_at:
+        return "the access token has expired"
+    return None
 
 
 def _b64(text: str) -> bytes | None:
@@ -126,7 +140,8 @@ class MailHandler:
             return INVALID
         if not await asyncio.to_thread(verify_password, secret, mailbox.password_hash):
             return INVALID
-        return AuthResult(success=True, auth_data=Identity(mailbox.address, login))
+        identity = Identity(mailbox.address, login, password_hash=mailbox.password_hash)
+        return AuthResult(success=True, auth_data=identity)
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
         decoded = await self._initial(server, args)
@@ -155,12 +170,44 @@ class MailHandler:
             principal = await asyncio.to_thread(self.verifier.verify, token)
         except InvalidToken:
             return INVALID
+        if _token_refused(principal) is not None:
+            return INVALID
         mailbox = await self._mailbox(address)
         if mailbox is None or not mailbox.owned_by(
             principal.fhir_user, principal.national_id, principal.organization
         ):
             return INVALID
-        return AuthResult(success=True, auth_data=Identity(mailbox.address, address.encode()))
+        identity = Identity(mailbox.address, address.encode(), principal=principal)
+        return AuthResult(success=True, auth_data=identity)
+
+    async def _no_longer(self, identity: Identity) -> str | None:
+        """Why an authenticated session may no longer send (None: it still may)."""
+        mailbox = await self._mailbox(identity.address)
+        if mailbox is None:
+            return "the mailbox no longer exists"
+        principal = identity.principal
+        if principal is not None:
+            if not mailbox.owned_by(
+                principal.fhir_user, principal.national_id, principal.organization
+            ):
+                return "the token's user no longer owns the mailbox"
+            return _token_refused(principal)
+        if identity.password_hash != mailbox.password_hash:
+            return "the mailbox's password was changed"
+        return None
+
+    async def _revalidated(self, session: Session) -> str | None:
+        """The SMTP reply refusing a session whose credentials no longer hold (and its
+        authentication dropped: it may authenticate again), or None."""
+        identity = session.auth_data if session.authenticated else None
+        if not isinstance(identity, Identity):
+            return None
+        why = await self._no_longer(identity)
+        if why is None:
+            return None
+        session.authenticated = False
+        session.auth_data = None
+        return f"530 5.7.0 Authentication no longer valid ({why}): authenticate again"
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
         return await self._bearer("XOAUTH2", server, args)
@@ -172,6 +219,9 @@ class MailHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         address = address.lower()
+        refused = await self._revalidated(session)
+        if refused is not None:
+            return refused
         identity = session.auth_data if session.authenticated else None
         if isinstance(identity, Identity) and address != identity.address:
             return "553 5.7.1 Sender address does not belong to the authenticated mailbox"
@@ -200,6 +250,9 @@ class MailHandler:
         return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        refused = await self._revalidated(session)  # revoked since MAIL FROM
+        if refused is not None:
+            return refused
         raw = envelope.original_content or b""
         local = [a for a in envelope.rcpt_tos if is_local(a, self.limits.domain)]
         try:
@@ -295,10 +348,20 @@ class SmtpServer:
         log.info(
             "SMTP server on %s:%s (domain %s)", self.host, self.limits.port, self.limits.domain
         )
+        # this process's revoked tokens, as the HTTP workers keep theirs: sessions
+        # authenticated by a token end when it is revoked
+        watcher = asyncio.create_task(
+            watch_revocations(
+                resolve_url(self.settings), pool, self.settings.revocation_refresh_ms / 1000
+            )
+        )
         self._ready.set()
         try:
             await self._stop.wait()
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             server.close()
             await server.wait_closed()
             await pool.close()

@@ -1,0 +1,124 @@
+"""An SMTP session is only as good as its credentials, checked again at each message: a
+revoked or expired token, a changed password, a closed mailbox end what an open session may
+send (`530`, authenticate again) — smtplib as the real client against `socle serve`. And the
+operators' `socle mailbox` commands that change them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import smtplib
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from socle.auth.revocation import revoke
+from socle.testing import Database, ServerProcess, free_port, run_socle, server_beside, token_for
+
+from .world import DOMAIN, PASSWORD, PRO_A, PRO_B, RPPS_A, message, populate, smtp, url_of
+
+OWN = f"sessions@{DOMAIN}"
+
+
+@pytest.fixture(scope="module")
+def mail_server(database: Database) -> Iterator[tuple[ServerProcess, int]]:
+    port = free_port()
+    env = {
+        "SOCLE_SMTP_PORT": str(port),
+        "SOCLE_MAIL_DOMAIN": DOMAIN,
+        "SOCLE_REVOCATION_REFRESH_MS": "60000",  # the notification, not the reload, tells it
+    }
+    with server_beside(database, "socle_mailsess", env) as server:
+        populate(server)
+        yield server, port
+
+
+def _claims(token: str) -> dict[str, object]:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def _revoke(db: Database, token: str) -> None:
+    """What the authorisation server does on /auth/revoke (RFC 7009): record and NOTIFY."""
+    claims = _claims(token)
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(url_of(db), autocommit=True) as conn:
+            await revoke(conn, str(claims["jti"]), int(str(claims["exp"])))
+
+    asyncio.run(run())
+
+
+def _refused_soon(client: smtplib.SMTP, sender: str) -> smtplib.SMTPSenderRefused:
+    """Send until the server refuses the sender (a notification takes milliseconds)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.send_message(message(sender, [PRO_B]))
+        except smtplib.SMTPSenderRefused as refused:
+            return refused
+        assert time.monotonic() < deadline, "the session could still send"
+        time.sleep(0.2)
+
+
+def _bearer(user: str, token: str) -> str:
+    return f"user={user}\x01auth=Bearer {token}\x01\x01"
+
+
+def test_a_revoked_token_ends_what_its_open_session_may_send(
+    mail_server: tuple[ServerProcess, int],
+) -> None:
+    server, port = mail_server
+    token = token_for(server, f"practitioner:{RPPS_A}")
+    with smtp(port) as client:
+        client.auth("XOAUTH2", lambda challenge=None: _bearer(PRO_A, token))
+        client.send_message(message(PRO_A, [PRO_B]))  # sent while the token holds
+        _revoke(server.database, token)
+        refused = _refused_soon(client, PRO_A)
+        assert refused.smtp_code == 530
+        assert b"revoked" in refused.smtp_error
+        # the session is no longer authenticated: it may not claim the mailbox any more
+        code, _ = client.mail(PRO_A)
+        assert code == 530
+    # and the revoked token opens no new session
+    with smtp(port) as client, pytest.raises(smtplib.SMTPAuthenticationError) as again:
+        client.auth("XOAUTH2", lambda challenge=None: _bearer(PRO_A, token))
+    assert again.value.smtp_code == 535
+
+
+def test_a_changed_password_and_a_closed_mailbox_end_open_sessions(
+    mail_server: tuple[ServerProcess, int],
+) -> None:
+    server, port = mail_server
+    db = server.database
+    password_file = db.data_dir / "mailbox-password.txt"
+    password_file.write_text(PASSWORD + "\n", encoding="utf-8")
+    added = run_socle(
+        db, "mailbox", "add", OWN, "--kind", "PER", "--owner", "Practitioner/pro-a",
+        "--identifier", RPPS_A, "--password-file", str(password_file),
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    listed = run_socle(db, "mailbox", "list", "--owner", "Practitioner/pro-a")
+    assert OWN in listed.stdout and PRO_A in listed.stdout and "yes" in listed.stdout
+    with smtp(port, login=OWN) as client:
+        client.send_message(message(OWN, [PRO_B]))
+        new_file = db.data_dir / "mailbox-new-password.txt"
+        new_file.write_text("un autre mot de passe assez long\n", encoding="utf-8")
+        changed = run_socle(db, "mailbox", "password", OWN, "--password-file", str(new_file))
+        assert changed.returncode == 0, changed.stderr
+        refused = _refused_soon(client, OWN)
+        assert refused.smtp_code == 530 and b"password was changed" in refused.smtp_error
+        # authenticating again with the new password: it sends again
+        client.login(OWN, "un autre mot de passe assez long")
+        client.send_message(message(OWN, [PRO_B]))
+        closed = run_socle(db, "mailbox", "remove", OWN)
+        assert closed.returncode == 0, closed.stderr
+        refused = _refused_soon(client, OWN)
+        assert b"no longer exists" in refused.smtp_error
+    with smtp(port, login=PRO_A) as client, pytest.raises(smtplib.SMTPRecipientsRefused):
+        client.send_message(message(PRO_A, [OWN]))
+    missing = run_socle(db, "mailbox", "remove", OWN)
+    assert missing.returncode == 2 and "No mailbox" in missing.stderr
