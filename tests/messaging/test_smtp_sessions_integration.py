@@ -1,7 +1,9 @@
 """An SMTP session is only as good as its credentials, checked again at each message: a
 revoked or expired token, a changed password, a closed mailbox end what an open session may
 send (`530`, authenticate again) — smtplib as the real client against `socle serve`. And the
-operators' `socle mailbox` commands that change them."""
+operators' `socle mailbox` commands that change them. Then a second, independent client
+(aiosmtplib, asyncio) through the same journeys as smtplib: what one client's habits could
+hide, another's would show."""
 
 from __future__ import annotations
 
@@ -12,13 +14,36 @@ import smtplib
 import time
 from collections.abc import Iterator
 
+import aiosmtplib
+import httpx
 import psycopg
 import pytest
 
 from socle.auth.revocation import revoke
-from socle.testing import Database, ServerProcess, free_port, run_socle, server_beside, token_for
+from socle.testing import (
+    Database,
+    ServerProcess,
+    auth_headers,
+    free_port,
+    run_socle,
+    server_beside,
+    token_for,
+)
 
-from .world import DOMAIN, PASSWORD, PRO_A, PRO_B, RPPS_A, message, populate, smtp, url_of
+from .world import (
+    DOMAIN,
+    PASSWORD,
+    PATIENT,
+    PRO_A,
+    PRO_B,
+    RPPS_A,
+    Inbox,
+    message,
+    populate,
+    smtp,
+    unverified,
+    url_of,
+)
 
 OWN = f"sessions@{DOMAIN}"
 
@@ -122,3 +147,84 @@ def test_a_changed_password_and_a_closed_mailbox_end_open_sessions(
         client.send_message(message(PRO_A, [OWN]))
     missing = run_socle(db, "mailbox", "remove", OWN)
     assert missing.returncode == 2 and "No mailbox" in missing.stderr
+
+
+# -- a second, independent client ------------------------------------------------------------
+
+
+async def _client(port: int) -> aiosmtplib.SMTP:
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=port, start_tls=False, tls_context=unverified(), timeout=30
+    )
+    await client.connect()
+    await client.ehlo(hostname="second-client.test")
+    await client.starttls(tls_context=unverified())
+    await client.ehlo(hostname="second-client.test")
+    return client
+
+
+def test_a_second_client_sends_with_a_password_and_with_a_token(
+    mail_server: tuple[ServerProcess, int],
+) -> None:
+    server, port = mail_server
+    token = token_for(server, f"practitioner:{RPPS_A}")
+    to_pro = message(PRO_A, [PRO_B], text="Compte rendu par un autre client.")
+    to_pro.add_attachment(b"%PDF-1.4 x", maintype="application", subtype="pdf", filename="a.pdf")
+    to_patient = message(PRO_A, [PATIENT], text="Vos résultats, par un autre client.")
+
+    async def run() -> None:
+        client = await _client(port)
+        try:
+            assert "auth" in client.esmtp_extensions
+            await client.login(PRO_A, PASSWORD)  # AUTH PLAIN or LOGIN, the client's choice
+            refused, _ = await client.send_message(to_pro)
+            assert refused == {}
+        finally:
+            await client.quit()
+        client = await _client(port)
+        try:
+            assert (await client.auth_xoauth2(PRO_A, token)).code == 235  # its own XOAUTH2
+            refused, _ = await client.send_message(to_patient)
+            assert refused == {}
+        finally:
+            await client.quit()
+
+    asyncio.run(run())
+    headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
+    with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as http:
+        inbox = Inbox(http)
+        found = inbox.wait(to_pro["Message-ID"])
+        assert [r.get("reference") for r in found["recipient"]] == ["Practitioner/pro-b"]
+        assert len(found["payload"]) == 2  # the text and the PDF's DocumentReference
+        assert inbox.wait(to_patient["Message-ID"])["subject"] == {"reference": "Patient/pat-1"}
+
+
+def test_a_second_client_gets_the_same_refusals(mail_server: tuple[ServerProcess, int]) -> None:
+    _, port = mail_server
+
+    async def run() -> None:
+        client = await _client(port)
+        try:
+            with pytest.raises(aiosmtplib.SMTPAuthenticationError) as wrong:
+                await client.login(PRO_A, "not the password at all")
+            assert wrong.value.code == 535
+            # not authenticated: another domain is no relay, a local sender needs AUTH
+            with pytest.raises(aiosmtplib.SMTPSenderRefused) as local:
+                await client.sendmail(PRO_A, [PRO_B], b"Subject: x\r\n\r\nx\r\n")
+            assert local.value.code == 530
+            await client.rset()
+            with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as relay:
+                await client.sendmail(
+                    "someone@other.example", ["x@other.example"], b"Subject: x\r\n\r\nx\r\n"
+                )
+            assert [r.code for r in relay.value.recipients] == [554]
+            await client.rset()
+            with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as unknown:
+                await client.sendmail(
+                    "someone@other.example", [f"nobody@{DOMAIN}"], b"Subject: x\r\n\r\nx\r\n"
+                )
+            assert [r.code for r in unknown.value.recipients] == [550]
+        finally:
+            await client.quit()
+
+    asyncio.run(run())
