@@ -594,6 +594,34 @@ def mailbox_password(
     print(f"Password of {address.lower()} " + ("removed." if password is None else "changed."))
 
 
+@mailbox_app.command("certificate")
+def mailbox_certificate(
+    address: Annotated[str, typer.Argument(help="The mail address.")],
+    file: Annotated[
+        Path | None, typer.Option("--file", help="The client certificate (PEM) to pin it to.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Unpin it.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Pin a mailbox to a client certificate (mutual TLS: the client then AUTH EXTERNAL as it,
+    with SOCLE_SMTP_CLIENT_CA_FILE set); sessions of another certificate send nothing more."""
+    from .messaging.mailboxes import pin_certificate
+    from .messaging.tls import pem_fingerprint
+
+    if (file is None) == (not clear):
+        raise typer.BadParameter("give --file CERT.pem or --clear")
+    try:
+        sha256 = pem_fingerprint(file.read_bytes()) if file is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a PEM certificate: {exc}") from None
+    _, conn = _connect(data_dir)
+    with conn:
+        if not pin_certificate(conn, address, sha256):
+            typer.echo(f"No mailbox {address!r}: see `socle mailbox list`.", err=True)
+            raise typer.Exit(2)
+    print(f"{address.lower()} " + (f"pinned to {sha256}." if sha256 else "unpinned."))
+
+
 @mailbox_app.command("remove")
 def mailbox_remove(
     address: Annotated[str, typer.Argument(help="The mail address.")],

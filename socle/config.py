@@ -166,12 +166,15 @@ class SmtpServerSettings:
     max_bytes: int  # a larger message is refused at DATA (552)
     quota_bytes: int  # per mailbox, unless the mailbox says otherwise (0: no quota)
     domain: str  # SOCLE_MAIL_DOMAIN; citizen mailboxes are at patient.<domain>
+    # CAs whose client certificates may authenticate (SASL EXTERNAL; None: not offered)
+    client_ca_file: Path | None = None
 
 
 def smtp_server() -> SmtpServerSettings:
     """``SOCLE_SMTP_PORT`` (default 2525, 0 turns the SMTP server off),
     ``SOCLE_SMTP_CERT_FILE``/``SOCLE_SMTP_KEY_FILE``, ``SOCLE_SMTP_MAX_BYTES`` (25 MB) and
-    ``SOCLE_MAILBOX_QUOTA_BYTES`` (1 GB)."""
+    ``SOCLE_MAILBOX_QUOTA_BYTES`` (1 GB), ``SOCLE_SMTP_CLIENT_CA_FILE`` (the CAs of client
+    certificates, e.g. the IGC Santé's: mutual TLS, off when unset)."""
     return SmtpServerSettings(
         port=_int("SOCLE_SMTP_PORT", 2525),
         cert_file=_path("SOCLE_SMTP_CERT_FILE"),
@@ -179,6 +182,7 @@ def smtp_server() -> SmtpServerSettings:
         max_bytes=_int("SOCLE_SMTP_MAX_BYTES", 25 * 1024 * 1024),
         quota_bytes=_int("SOCLE_MAILBOX_QUOTA_BYTES", 1024 * 1024 * 1024),
         domain=mail_domain(),
+        client_ca_file=_path("SOCLE_SMTP_CLIENT_CA_FILE"),
     )
 
 

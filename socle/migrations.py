@@ -770,6 +770,15 @@ MESSAGING_UNLISTED_V271 = """
 ALTER TABLE mailbox ADD COLUMN unlisted boolean NOT NULL DEFAULT false;
 """
 MIGRATIONS += [(271, "secure messaging: unlisted (listeRouge) mailboxes", MESSAGING_UNLISTED_V271)]
+MESSAGING_CLIENT_CERT_V340 = """
+-- Mutual TLS: a mailbox (typically an application's) pinned to the SHA-256 of the client
+-- certificate that may authenticate as it (SASL EXTERNAL after STARTTLS).
+ALTER TABLE mailbox ADD COLUMN cert_sha256 text;
+CREATE INDEX mailbox_cert ON mailbox (cert_sha256) WHERE cert_sha256 IS NOT NULL;
+"""
+MIGRATIONS += [
+    (340, "secure messaging: mailboxes pinned to client certificates", MESSAGING_CLIENT_CERT_V340)
+]
 
 
 # --- The operators' pages (opspages): migrations 300-309 -------------------------------------

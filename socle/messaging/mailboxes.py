@@ -20,7 +20,9 @@ from ..auth.server.passwords import hash_password
 KINDS = ("PER", "ORG", "APP", "PAT")
 # TRE_R257-TypeBAL: the MSSanté mailbox types (fr-documents §3)
 TYPE_BAL_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R257-TypeBAL/FHIR/TRE-R257-TypeBAL"
-COLUMNS = "address, kind, owner, identifier, display, password_hash, quota_bytes, used_bytes"
+COLUMNS = (
+    "address, kind, owner, identifier, display, password_hash, quota_bytes, used_bytes, cert_sha256"
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Mailbox:
     password_hash: str | None
     quota_bytes: int | None
     used_bytes: int
+    # the SHA-256 of the client certificate it is pinned to (mutual TLS, SASL EXTERNAL)
+    cert_sha256: str | None = None
 
     @property
     def patient(self) -> str | None:
@@ -169,3 +173,20 @@ def remove(conn: psycopg.Connection, address: str) -> bool:
     message). Its messages stay: each is a Communication on the engine, of the record."""
     cur = conn.execute("DELETE FROM mailbox WHERE address = %s", (address.lower(),))
     return cur.rowcount == 1
+
+
+def pin_certificate(conn: psycopg.Connection, address: str, sha256: str | None) -> bool:
+    """Pin a mailbox to a client certificate's SHA-256 (None: unpin). Sessions opened with
+    another certificate may send nothing more. False: no mailbox."""
+    cur = conn.execute(
+        "UPDATE mailbox SET cert_sha256 = %s WHERE address = %s", (sha256, address.lower())
+    )
+    return cur.rowcount == 1
+
+
+async def pinned_to(conn: AsyncConnection, sha256: str) -> list[Mailbox]:
+    cur = await conn.execute(
+        f"SELECT {COLUMNS} FROM mailbox WHERE cert_sha256 = %s ORDER BY address",  # noqa: S608
+        (sha256,),
+    )
+    return [_row(r) for r in await cur.fetchall()]

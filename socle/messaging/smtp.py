@@ -42,7 +42,7 @@ from .headers import is_patient_address
 from .intake import message_id_of, parse_headers, thread_of
 from .mailboxes import Mailbox, is_local
 from .store import Accepted, accept, replies_closed
-from .tls import server_context
+from .tls import fingerprint, server_context
 
 log = logging.getLogger("socle.messaging")
 
@@ -59,6 +59,7 @@ class Identity:
     login: bytes  # aiosmtpd reports it as the session's login
     principal: Principal | None = None  # authenticated by an access token
     password_hash: str | None = None  # authenticated by the mailbox's password (this hash)
+    certificate: str | None = None  # authenticated by this client certificate (SHA-256)
 
 
 def _token_refused(principal: Principal) -> str | None:
@@ -97,6 +98,17 @@ def bearer_of(mechanism: str, decoded: bytes) -> tuple[str, str] | None:
 
 
 MAX_AUTH_LINE = 16_384  # an access token is longer than a command line's usual 512 bytes
+
+
+def _peer_certificate(session: Session | None) -> bytes | None:
+    """The DER of the certificate the client presented in the TLS handshake, if any (the
+    handshake verified it: CERT_OPTIONAL refuses an untrusted one)."""
+    extra = session.ssl if session is not None else None
+    ssl_object = extra.get("ssl_object") if extra else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return der or None
 
 
 class SocleSMTP(SMTP):
@@ -192,6 +204,10 @@ class MailHandler:
             ):
                 return "the token's user no longer owns the mailbox"
             return _token_refused(principal)
+        if identity.certificate is not None:
+            if identity.certificate != mailbox.cert_sha256:
+                return "the mailbox is no longer pinned to this certificate"
+            return None
         if identity.password_hash != mailbox.password_hash:
             return "the mailbox's password was changed"
         return None
@@ -208,6 +224,28 @@ class MailHandler:
         session.authenticated = False
         session.auth_data = None
         return f"530 5.7.0 Authentication no longer valid ({why}): authenticate again"
+
+    async def auth_EXTERNAL(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        """SASL EXTERNAL (RFC 4422): the client certificate of the TLS handshake, verified
+        against ``SOCLE_SMTP_CLIENT_CA_FILE``, as the mailbox pinned to it; the authorisation
+        identity, when given, names which (a certificate may serve several)."""
+        der = _peer_certificate(server.session)
+        if der is None:
+            return INVALID
+        # "=" is an empty initial response (RFC 4954): the certificate's one mailbox
+        decoded = b"" if args[1:] == ["="] else await self._initial(server, args)
+        if decoded is None:
+            return INVALID
+        wanted = decoded.decode("utf-8", "replace").strip().lower()
+        sha256 = fingerprint(der)
+        async with self.pool.connection() as conn:
+            pinned = await mailboxes.pinned_to(conn, sha256)
+        chosen = [m for m in pinned if m.address == wanted] if wanted else pinned
+        if len(chosen) != 1:
+            return INVALID
+        mailbox = chosen[0]
+        identity = Identity(mailbox.address, mailbox.address.encode(), certificate=sha256)
+        return AuthResult(success=True, auth_data=identity)
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
         return await self._bearer("XOAUTH2", server, args)

@@ -58,4 +58,18 @@ def server_context(settings: SmtpServerSettings, data_dir: Path) -> ssl.SSLConte
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
+    if settings.client_ca_file:
+        # mutual TLS as an option: a client may present a certificate of these CAs (checked in
+        # the handshake) and then AUTH EXTERNAL as the mailbox it is pinned to
+        context.load_verify_locations(cafile=str(settings.client_ca_file))
+        context.verify_mode = ssl.CERT_OPTIONAL
     return context
+
+
+def fingerprint(der: bytes) -> str:
+    """A certificate's SHA-256 fingerprint (hex, lower case): what a mailbox is pinned to."""
+    return x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()).hex()
+
+
+def pem_fingerprint(pem: bytes) -> str:
+    return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import smtplib
+import ssl
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import aiosmtplib
 import httpx
 import psycopg
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from socle.auth.revocation import revoke
 from socle.testing import (
@@ -48,13 +56,64 @@ from .world import (
 OWN = f"sessions@{DOMAIN}"
 
 
+@dataclass(frozen=True)
+class Pki:
+    """A CA the server trusts for client certificates, two of its clients, and a stranger."""
+
+    ca: Path
+    client: tuple[Path, Path]  # certificate, key
+    other_client: tuple[Path, Path]
+    stranger: tuple[Path, Path]  # self-signed: no CA the server knows
+
+
+def _key_and_cert(
+    folder: Path, name: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None
+) -> tuple[Path, Path, x509.Name, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_name, issuer_key = issuer or (subject, key)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file, subject, key
+
+
 @pytest.fixture(scope="module")
-def mail_server(database: Database) -> Iterator[tuple[ServerProcess, int]]:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    folder = tmp_path_factory.mktemp("pki")
+    ca_file, _, ca_name, ca_key = _key_and_cert(folder, "igc-test-ca", None)
+    client = _key_and_cert(folder, "dpi-client", (ca_name, ca_key))[:2]
+    other = _key_and_cert(folder, "other-client", (ca_name, ca_key))[:2]
+    stranger = _key_and_cert(folder, "stranger", None)[:2]
+    return Pki(ca_file, client, other, stranger)
+
+
+@pytest.fixture(scope="module")
+def mail_server(database: Database, pki: Pki) -> Iterator[tuple[ServerProcess, int]]:
     port = free_port()
     env = {
         "SOCLE_SMTP_PORT": str(port),
         "SOCLE_MAIL_DOMAIN": DOMAIN,
         "SOCLE_REVOCATION_REFRESH_MS": "60000",  # the notification, not the reload, tells it
+        "SOCLE_SMTP_CLIENT_CA_FILE": str(pki.ca),
     }
     with server_beside(database, "socle_mailsess", env) as server:
         populate(server)
@@ -228,3 +287,82 @@ def test_a_second_client_gets_the_same_refusals(mail_server: tuple[ServerProcess
             await client.quit()
 
     asyncio.run(run())
+
+
+# -- mutual TLS ---------------------------------------------------------------------------------
+
+CERT_BOX = f"dpi-cert@{DOMAIN}"
+
+
+def _with_certificate(port: int, pair: tuple[Path, Path] | None) -> smtplib.SMTP:
+    context = unverified()
+    if pair is not None:
+        context.load_cert_chain(*pair)
+    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    client.ehlo("app.test")
+    client.starttls(context=context)
+    client.ehlo("app.test")
+    return client
+
+
+def _external(client: smtplib.SMTP, authzid: str = "") -> None:
+    client.auth("EXTERNAL", lambda challenge=None: authzid, initial_response_ok=True)
+
+
+def test_a_client_certificate_authenticates_as_the_mailbox_pinned_to_it(
+    mail_server: tuple[ServerProcess, int], pki: Pki
+) -> None:
+    server, port = mail_server
+    db = server.database
+    added = run_socle(
+        db, "mailbox", "add", CERT_BOX, "--kind", "APP", "--owner", "Organization/hosp"
+    )
+    assert added.returncode == 0, added.stderr
+    pinned = run_socle(db, "mailbox", "certificate", CERT_BOX, "--file", str(pki.client[0]))
+    assert pinned.returncode == 0 and "pinned to" in pinned.stdout, pinned.stderr
+    client = _with_certificate(port, pki.client)
+    try:
+        assert "EXTERNAL" in client.esmtp_features["auth"]
+        _external(client)  # no authorisation identity: the certificate's one mailbox
+        client.send_message(message(CERT_BOX, [PRO_B]))
+        # unpinned: the open session sends nothing more
+        unpinned = run_socle(db, "mailbox", "certificate", CERT_BOX, "--clear")
+        assert unpinned.returncode == 0, unpinned.stderr
+        refused = _refused_soon(client, CERT_BOX)
+        assert refused.smtp_code == 530 and b"certificate" in refused.smtp_error
+    finally:
+        client.close()
+    run_socle(db, "mailbox", "certificate", CERT_BOX, "--file", str(pki.client[0]))
+    client = _with_certificate(port, pki.client)
+    try:
+        _external(client, CERT_BOX)  # naming it
+        client.send_message(message(CERT_BOX, [PRO_B]))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("who", ["none", "other", "wrong-authzid"])
+def test_external_needs_the_pinned_certificate(
+    mail_server: tuple[ServerProcess, int], pki: Pki, who: str
+) -> None:
+    _, port = mail_server
+    pair = {"none": None, "other": pki.other_client, "wrong-authzid": pki.client}[who]
+    client = _with_certificate(port, pair)
+    try:
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            _external(client, PRO_A if who == "wrong-authzid" else "")
+        assert refused.value.smtp_code == 535
+    finally:
+        client.close()
+
+
+def test_a_certificate_of_no_trusted_ca_fails_the_handshake(
+    mail_server: tuple[ServerProcess, int], pki: Pki
+) -> None:
+    _, port = mail_server
+    with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)):
+        client = _with_certificate(port, pki.stranger)
+        try:
+            client.noop()  # TLS 1.3: the server's refusal arrives with the first read
+        finally:
+            client.close()
