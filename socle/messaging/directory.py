@@ -2,7 +2,8 @@
 §3.2): a mailbox is a `telecom` (system ``email``) of a Practitioner, PractitionerRole or
 Organization carrying the extension ``as-ext-mailbox-mss-metadata`` (sub-extensions ``type``,
 TRE_R257 PER/ORG/APP, and ``listeRouge``); senders search ``mailbox-mss`` (the address) and
-``mailbox-mss-type`` (the type)."""
+``mailbox-mss-type`` (the type). Every mailbox telecom, a citizen one in its Patient's too,
+says it is an MSSanté address with FR Core's email type (TRE_R256 ``MSSANTE``)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,18 @@ from .mailboxes import TYPE_BAL_SYSTEM
 ANNUAIRE = "https://interop.esante.gouv.fr/ig/fhir/annuaire"
 MAILBOX_METADATA = f"{ANNUAIRE}/StructureDefinition/as-ext-mailbox-mss-metadata"
 BASES = ("Practitioner", "PractitionerRole", "Organization")
+EMAIL_TYPE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"
+MSSANTE = {
+    "system": "https://mos.esante.gouv.fr/NOS/TRE_R256-TypeMessagerie/FHIR/TRE-R256-TypeMessagerie",
+    "code": "MSSANTE",
+}
 
 
 def telecom(address: str, kind: str, unlisted: bool = False) -> dict[str, Any]:
     """A mailbox as the Annuaire publishes it in ``telecom``."""
     return {
         "extension": [
+            {"url": EMAIL_TYPE, "valueCoding": MSSANTE},
             {
                 "url": MAILBOX_METADATA,
                 "extension": [
@@ -34,10 +41,21 @@ def telecom(address: str, kind: str, unlisted: bool = False) -> dict[str, Any]:
                     },
                     {"url": "listeRouge", "valueBoolean": unlisted},
                 ],
-            }
+            },
         ],
         "system": "email",
         "value": address,
+    }
+
+
+def citizen_telecom(address: str) -> dict[str, Any]:
+    """A citizen mailbox in its Patient's ``telecom``: how professionals' software finds the
+    patient's secure address (no Annuaire metadata: patients are not in the Annuaire)."""
+    return {
+        "extension": [{"url": EMAIL_TYPE, "valueCoding": MSSANTE}],
+        "system": "email",
+        "value": address,
+        "use": "home",
     }
 
 

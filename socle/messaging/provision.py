@@ -57,6 +57,6 @@ def provision(conn: psycopg.Connection, domain: str) -> dict[str, int]:
         address, kind, owner, identifier = found
         mailboxes.create(conn, address, kind, owner, identifier=identifier)
         counts[kind] += 1
-    if counts["PER"]:
-        queue_publish(conn)  # the personal mailboxes in their owners' telecom (publish.py)
+    if counts["PER"] or counts["PAT"]:
+        queue_publish(conn)  # the mailboxes in their owners' telecom (publish.py)
     return counts

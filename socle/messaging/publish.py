@@ -1,9 +1,11 @@
 """Publishing mailboxes in the directory: each personal, organisational or application mailbox
 appears in its owner's `telecom` (Practitioner, PractitionerRole or Organization) as the Annuaire
 Santé publishes it (`directory.telecom`, with `listeRouge` from `mailbox.unlisted`), so the
-directory look-ups (`mailbox-mss`, `mailbox-mss-type`) find it. The job `messaging.publish`
-does it for every mailbox (provisioning queues it); idempotent: an owner whose telecom already
-says it is left as it is (the engine makes no new version of an unchanged resource)."""
+directory look-ups (`mailbox-mss`, `mailbox-mss-type`) find it; a citizen mailbox appears in
+its Patient's (`directory.citizen_telecom`), where the patient's professionals find it. The job
+`messaging.publish` does it for every mailbox (provisioning queues it); idempotent: an owner
+whose telecom already says it is left as it is (the engine makes no new version of an
+unchanged resource)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from ..fhir.entries import EntryRequest
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError
 from ..workers.kinds import JobContext, JobKind
-from .directory import BASES, MAILBOX_METADATA, telecom
+from .directory import BASES, MAILBOX_METADATA, citizen_telecom, telecom
 
 log = logging.getLogger("socle.messaging")
 
@@ -27,7 +29,7 @@ BATCH = 50  # owners per transaction
 def with_mailbox(resource: dict[str, Any], address: str, kind: str, unlisted: bool) -> bool:
     """Put the mailbox in the resource's telecom (replacing the same address's entry); whether
     the resource changed."""
-    wanted = telecom(address, kind, unlisted)
+    wanted = citizen_telecom(address) if kind == "PAT" else telecom(address, kind, unlisted)
     items = [t for t in resource.get("telecom") or [] if isinstance(t, dict)]
     same = [t for t in items if str(t.get("value", "")).lower() == address]
     if same == [wanted]:
@@ -41,13 +43,12 @@ async def publish(ctx: JobContext) -> None:
     engine = ctx.runtime.engine
     async with engine.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT address, kind, owner, unlisted FROM mailbox"
-            " WHERE kind IN ('PER', 'ORG', 'APP') ORDER BY owner, address"
+            "SELECT address, kind, owner, unlisted FROM mailbox ORDER BY owner, address"
         )
         rows = await cur.fetchall()
     by_owner: dict[str, list[tuple[str, str, bool]]] = {}
     for address, kind, owner, unlisted in rows:
-        if owner.partition("/")[0] in BASES:
+        if owner.partition("/")[0] in (*BASES, "Patient"):
             by_owner.setdefault(owner, []).append((address, kind, bool(unlisted)))
     owners = sorted(by_owner)
     done = 0

@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from socle.messaging import mailboxes
-from socle.messaging.directory import telecom
+from socle.messaging.directory import EMAIL_TYPE, MSSANTE, telecom
 from socle.messaging.mailboxes import TYPE_BAL_SYSTEM
 from socle.messaging.mdn import parse_mdn
 from socle.messaging.provision import IDNAT_PS, provision
@@ -352,6 +352,13 @@ def test_mailboxes_provisioned_from_the_directory(
     assert poll(published) == ["pro-c"]
     pro_c = operator.client.get("/Practitioner/pro-c").json()
     assert [t["value"] for t in pro_c["telecom"]] == [address]
+    mssante = {"url": EMAIL_TYPE, "valueCoding": MSSANTE}
+    assert mssante in pro_c["telecom"][0]["extension"]  # FR Core / Annuaire: an MSSanté address
+    # the citizen mailbox in its Patient's telecom, where professionals' software finds it
+    pat = operator.client.get("/Patient/pat-1").json()
+    assert [t for t in pat.get("telecom", []) if t["value"] == PATIENT] == [
+        {"extension": [mssante], "system": "email", "value": PATIENT, "use": "home"}
+    ]
     version = pro_c["meta"]["versionId"]
     with psycopg.connect(url_of(server.database), autocommit=True) as conn:
         provision(conn, DOMAIN)  # published again: no new version
