@@ -23,6 +23,7 @@ from typing import Any
 from ..auth.enforcement import AuditServices, PolicyAccess
 from ..auth.scopes import parse_scopes
 from ..auth.tokens import Principal, Role
+from ..fhir.access import Access
 from ..fhir.engine import Engine
 from . import mdn
 from .filing import file_package
@@ -146,7 +147,7 @@ def mailbox_access(mailbox: Mailbox, services: AuditServices, issuer: str) -> Po
 
 async def file_for(
     engine: Engine,
-    access: PolicyAccess,
+    access: Access,
     message: Message,
     unpacked: dict[int, Unpacked],
 ) -> Outcome:

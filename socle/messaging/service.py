@@ -5,6 +5,7 @@ jobs that deliver accepted messages as Communications and relay the others, the 
 from __future__ import annotations
 
 from ..contract import Conformance, Service
+from . import file_later
 from .delivery import JOBS
 from .directory import MAILBOX_METADATA, ensure_search_parameters
 from .publish import JOBS as PUBLISH_JOBS
@@ -27,8 +28,8 @@ CONFORMANCE = Conformance(
 
 service = Service(
     name="messaging",
-    operations=routes,
-    definitions=OPERATIONS,
+    operations=[*routes, *file_later.routes],
+    definitions=[*OPERATIONS, *file_later.OPERATIONS],
     jobs=[*JOBS, *PUBLISH_JOBS],
     listeners=[listening],
     lifespan=ensure_search_parameters,

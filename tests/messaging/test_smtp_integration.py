@@ -609,6 +609,65 @@ def test_xdm_not_filed_is_acknowledged_with_its_error_code(
     assert "related" not in copy.json().get("context", {})
 
 
+def test_a_recipient_files_a_received_message_later_with_his_own_rights(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox, record: Any
+) -> None:
+    """No integration status asked: not filed at delivery. The recipient files it later
+    (Communication/$file), as himself; again changes nothing; nobody else may."""
+    content = pdf_document("Filed later " + uuid.uuid4().hex)
+    to = record.address["other"]
+    msg = document_message(record, to, content)  # no Disposition-Notification-To
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(msg)
+    found = operator.wait(msg["Message-ID"])
+    copy_ref = next(
+        p["contentReference"]["reference"] for p in found["payload"] if "contentReference" in p
+    )
+    assert "related" not in operator.client.get(f"/{copy_ref}").json().get("context", {})
+    url = f"/Communication/{found['id']}/$file"
+    params = {"resourceType": "Parameters"}
+    # another professional (not a recipient) may not; nor may the sender
+    with record.pro("author") as c:
+        assert c.post(url, json=params).status_code in (403, 404)
+    with record.pro("other") as c:
+        first = c.post(url, json=params)
+        assert first.status_code == 200, first.text
+        filed = [p["valueReference"]["reference"] for p in first.json()["parameter"]]
+        assert len(filed) == 1 and filed[0].startswith("DocumentReference/")
+        entry = c.get(f"/{filed[0]}").json()
+        assert entry["subject"] == {"reference": f"Patient/{record.patient}"}
+        assert entry["masterIdentifier"]["value"].startswith("urn:oid:2.25.")
+        again = c.post(url, json=params)  # filed already: the same reference, nothing twice
+        assert again.status_code == 200, again.text
+        assert [p["valueReference"]["reference"] for p in again.json()["parameter"]] == filed
+        unique = entry["masterIdentifier"]["value"]
+        same = c.get("/DocumentReference", params={"identifier": unique, "patient": record.patient})
+        assert len(same.json().get("entry", [])) == 1
+        # a message without documents has nothing to file
+        plain = message(PRO_A, [to], text="Sans document")
+        with smtp(port, login=PRO_A) as client:
+            client.send_message(plain)
+        nothing = operator.wait(plain["Message-ID"])
+        r = c.post(f"/Communication/{nothing['id']}/$file", json=params)
+        assert r.status_code == 422 and "no IHE XDM" in r.text
+
+
+def test_a_refused_later_filing_says_why_and_writes_nothing(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox, record: Any
+) -> None:
+    content = pdf_document("Refused later " + uuid.uuid4().hex)
+    msg = document_message(record, record.address["outsider"], content)
+    with smtp(port, login=PRO_A) as client:
+        client.send_message(msg)
+    found = operator.wait(msg["Message-ID"])
+    with record.pro("outsider") as c:  # no care relationship with the patient
+        r = c.post(f"/Communication/{found['id']}/$file", json={"resourceType": "Parameters"})
+    assert r.status_code == 422, r.text
+    assert "902" in r.json()["issue"][0]["diagnostics"]
+    copy = operator.client.get(f"/{found['payload'][1]['contentReference']['reference']}")
+    assert "related" not in copy.json().get("context", {})
+
+
 def test_a_refused_archive_stores_nothing_of_it_and_says_why(
     mail_server: tuple[ServerProcess, int], port: int, operator: Inbox, record: Any
 ) -> None:
