@@ -522,10 +522,11 @@ def mailbox_list(
     if not found:
         print("No mailbox" + (f" of {owner}" if owner else "") + ".")
         return
-    print(f"{'ADDRESS':<48} {'KIND':<5} {'PASSWORD':<9} {'USED':>12} OWNER")
+    print(f"{'ADDRESS':<48} {'KIND':<5} {'PASSWORD':<9} {'FILING':<7} {'USED':>12} OWNER")
     for m in found:
         password = "yes" if m.password_hash else "no"
-        print(f"{m.address:<48} {m.kind:<5} {password:<9} {m.used_bytes:>12} {m.owner}")
+        filing = m.filing_rule.mode
+        print(f"{m.address:<48} {m.kind:<5} {password:<9} {filing:<7} {m.used_bytes:>12} {m.owner}")
 
 
 @mailbox_app.command("add")
@@ -620,6 +621,43 @@ def mailbox_certificate(
             typer.echo(f"No mailbox {address!r}: see `socle mailbox list`.", err=True)
             raise typer.Exit(2)
     print(f"{address.lower()} " + (f"pinned to {sha256}." if sha256 else "unpinned."))
+
+
+@mailbox_app.command("filing")
+def mailbox_filing(
+    address: Annotated[str, typer.Argument(help="The mail address.")],
+    mode: Annotated[
+        str | None,
+        typer.Option(help="always, asked (when a message asks its integration status), never."),
+    ] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only documents of this type (XDS typeCode); repeatable."),
+    ] = None,
+    senders: Annotated[
+        list[str] | None,
+        typer.Option("--sender", help="Only from this address or @domain; repeatable."),
+    ] = None,
+    default: Annotated[bool, typer.Option("--default", help="Back to its kind's rule.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """When a mailbox files the XDM documents it receives to the shared record (by default: an
+    application mailbox always, a person or an organisation when asked, a citizen never)."""
+    from .messaging.mailboxes import FilingRule, set_filing
+
+    if (mode is None) == (not default):
+        raise typer.BadParameter("give --mode always|asked|never, or --default")
+    rule = None if default else FilingRule(str(mode), tuple(types or ()), tuple(senders or ()))
+    _, conn = _connect(data_dir)
+    with conn:
+        try:
+            done = set_filing(conn, address, rule)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if not done:
+            typer.echo(f"No mailbox {address!r}: see `socle mailbox list`.", err=True)
+            raise typer.Exit(2)
+    print(f"{address.lower()} files: " + (rule.mode if rule else "as its kind does") + ".")
 
 
 @mailbox_app.command("remove")

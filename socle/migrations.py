@@ -779,6 +779,12 @@ CREATE INDEX mailbox_cert ON mailbox (cert_sha256) WHERE cert_sha256 IS NOT NULL
 MIGRATIONS += [
     (340, "secure messaging: mailboxes pinned to client certificates", MESSAGING_CLIENT_CERT_V340)
 ]
+MESSAGING_FILING_RULES_V341 = """
+-- A mailbox's own filing rule (socle/messaging/mailboxes.FilingRule as JSON: mode always |
+-- asked | never, document types, senders); NULL: its kind's default.
+ALTER TABLE mailbox ADD COLUMN filing jsonb;
+"""
+MIGRATIONS += [(341, "secure messaging: filing rules per mailbox", MESSAGING_FILING_RULES_V341)]
 
 
 # --- The operators' pages (opspages): migrations 300-309 -------------------------------------

@@ -134,7 +134,9 @@ async def _file(
             else None
         )
         if access is not None:
-            outcome = await documents.file_for(engine, access, original, unpacked)
+            outcome = await documents.file_for(
+                engine, access, original, unpacked, mailbox.filing_rule
+            )
         elif refused is not None:
             outcome = documents.Outcome.refused(refused)
         else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from email.message import Message
+from email.utils import parseaddr
 from typing import Any
 
 from ..auth.enforcement import AuditServices, PolicyAccess
@@ -29,7 +30,7 @@ from . import mdn
 from .filing import file_package
 from .headers import INS, read_headers
 from .intake import Part
-from .mailboxes import Mailbox
+from .mailboxes import FilingRule, Mailbox
 from .refusals import ErrorCode, Reason, Refusal
 from .safety import DEFAULT_LIMITS, Limits
 from .xdm import FILE_NAME, read_xdm
@@ -150,13 +151,24 @@ async def file_for(
     access: Access,
     message: Message,
     unpacked: dict[int, Unpacked],
+    rule: FilingRule | None = None,
 ) -> Outcome:
     """File every XDM subset of the message to the record as `access`: all, or stop at the
-    first refusal (a subset is filed atomically; the sender learns the first error)."""
+    first refusal (a subset is filed atomically; the sender learns the first error). With a
+    `rule` listing document types, a subset with a document of another type is not filed."""
     refused = [u.refusal for u in unpacked.values() if u.refusal is not None]
     if refused:
         return Outcome.refused(refused[0])
-    packages = [pkg for u in unpacked.values() for pkg in u.packages]
+    packages = [
+        pkg
+        for u in unpacked.values()
+        for pkg in u.packages
+        if rule is None
+        or all(
+            rule.files_type(d.entry.type_code.code if d.entry.type_code else None)
+            for d in pkg.documents
+        )
+    ]
     if not packages:
         return Outcome()
     if read_headers(message).ins_qualified is False:
@@ -207,14 +219,19 @@ def acknowledgement(
 
 
 def should_file(mailbox: Mailbox, original: Message) -> bool:
-    """Whether a recipient mailbox files the message's documents: an application mailbox (the
-    hospital's integration platform) always, by rule; a personal or organisational one when the
-    message asks for its integration status (`Disposition-Notification-To`). Never an automatic
-    answer (an MDN re-attaches the documents it reports on)."""
-    if mailbox.kind not in FILING_KINDS:
+    """Whether a recipient mailbox files the message's documents, by its filing rule
+    (`mailboxes.FilingRule`): by default an application mailbox (the hospital's integration
+    platform) always, a personal or organisational one when the message asks for its
+    integration status (`Disposition-Notification-To`); an operator may set `always`, `asked`
+    or `never` and the senders it files from. Never an automatic answer (an MDN re-attaches
+    the documents it reports on)."""
+    rule = mailbox.filing_rule
+    if mailbox.kind not in FILING_KINDS or rule.mode == "never":
+        return False
+    if not rule.files_from(parseaddr(str(original.get("From") or ""))[1]):
         return False
     if original.get_content_type() == "multipart/report":
         return False  # an acknowledgement re-attaches the documents it answers for: not filed
     if str(original.get("Auto-Submitted") or "no").strip().lower() != "no":
         return False
-    return mailbox.kind == "APP" or mdn.requested_by(original) is not None
+    return rule.mode == "always" or mdn.requested_by(original) is not None

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 from ..auth.server.passwords import hash_password
 
@@ -21,8 +22,38 @@ KINDS = ("PER", "ORG", "APP", "PAT")
 # TRE_R257-TypeBAL: the MSSanté mailbox types (fr-documents §3)
 TYPE_BAL_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R257-TypeBAL/FHIR/TRE-R257-TypeBAL"
 COLUMNS = (
-    "address, kind, owner, identifier, display, password_hash, quota_bytes, used_bytes, cert_sha256"
+    "address, kind, owner, identifier, display, password_hash, quota_bytes, used_bytes,"
+    " cert_sha256, filing"
 )
+FILING_MODES = ("always", "asked", "never")
+# what a mailbox files of the documents it receives, unless its own rule says otherwise: an
+# application mailbox (a hospital's integration platform) everything, a person or an
+# organisation what a message asks to have integrated, a citizen nothing
+DEFAULT_FILING = {"APP": "always", "PER": "asked", "ORG": "asked", "PAT": "never"}
+
+
+@dataclass(frozen=True)
+class FilingRule:
+    """When a mailbox files the XDM documents it receives to the shared record: ``always``,
+    when the message ``asked`` for its integration status, or ``never``; and, when listed, only
+    documents of these types (XDS typeCode, e.g. LOINC ``11490-0``) and only from these
+    senders (an address, or ``@domain``)."""
+
+    mode: str
+    types: tuple[str, ...] = ()
+    senders: tuple[str, ...] = ()
+
+    def files_from(self, sender: str) -> bool:
+        sender = sender.lower()
+        return not self.senders or any(
+            sender == s or (s.startswith("@") and sender.endswith(s)) for s in self.senders
+        )
+
+    def files_type(self, code: str | None) -> bool:
+        return not self.types or code in self.types
+
+    def as_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "types": list(self.types), "senders": list(self.senders)}
 
 
 @dataclass(frozen=True)
@@ -37,6 +68,17 @@ class Mailbox:
     used_bytes: int
     # the SHA-256 of the client certificate it is pinned to (mutual TLS, SASL EXTERNAL)
     cert_sha256: str | None = None
+    filing: dict[str, Any] | None = None  # its own FilingRule, as JSON (None: its kind's)
+
+    @property
+    def filing_rule(self) -> FilingRule:
+        own = self.filing if isinstance(self.filing, dict) else {}
+        mode = own.get("mode")
+        return FilingRule(
+            mode if mode in FILING_MODES else DEFAULT_FILING.get(self.kind, "never"),
+            tuple(str(t) for t in own.get("types") or ()),
+            tuple(str(s).lower() for s in own.get("senders") or ()),
+        )
 
     @property
     def patient(self) -> str | None:
@@ -190,3 +232,14 @@ async def pinned_to(conn: AsyncConnection, sha256: str) -> list[Mailbox]:
         (sha256,),
     )
     return [_row(r) for r in await cur.fetchall()]
+
+
+def set_filing(conn: psycopg.Connection, address: str, rule: FilingRule | None) -> bool:
+    """Give a mailbox its own filing rule (None: back to its kind's). False: no mailbox."""
+    if rule is not None and rule.mode not in FILING_MODES:
+        raise ValueError(f"a filing mode is one of {', '.join(FILING_MODES)}, not {rule.mode!r}")
+    cur = conn.execute(
+        "UPDATE mailbox SET filing = %s WHERE address = %s",
+        (Jsonb(rule.as_json()) if rule is not None else None, address.lower()),
+    )
+    return cur.rowcount == 1

@@ -29,6 +29,7 @@ from socle.testing import (
     ServerProcess,
     auth_headers,
     free_port,
+    run_socle,
     server_beside,
     start_server,
     stop_server,
@@ -711,6 +712,57 @@ def test_an_application_mailbox_files_by_rule_as_its_organisation(
         ).fetchone()
     assert filing[record.address["app"]]["code"] == "902"
     assert answers == 0
+
+
+def _attempted(server: ServerProcess, found: dict[str, Any], address: str) -> bool:
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        (filing,) = conn.execute(
+            "SELECT filing FROM mail_message WHERE id = %s",
+            (int(found["id"].removeprefix("msg-")),),
+        ).fetchone()
+    return address in (filing or {})
+
+
+def test_a_mailbox_files_by_the_rule_its_operator_sets(
+    mail_server: tuple[ServerProcess, int], port: int, operator: Inbox, record: Any
+) -> None:
+    """`socle mailbox filing`: never, only some document types, only some senders, always
+    (a person's mailbox too, without being asked), and back to its kind's rule."""
+    server, _ = mail_server
+    app, person = record.address["app"], record.address["other"]
+
+    def rule(address: str, *args: str) -> None:
+        done = run_socle(server.database, "mailbox", "filing", address, *args)
+        assert done.returncode == 0, done.stderr
+
+    def delivered(to: str) -> dict[str, Any]:
+        msg = document_message(record, to, pdf_document("Règle " + uuid.uuid4().hex))
+        with smtp(port, login=PRO_A) as client:
+            client.send_message(msg)
+        return operator.wait(msg["Message-ID"])
+
+    try:
+        rule(app, "--mode", "never")
+        assert not _attempted(server, delivered(app), app)
+        rule(app, "--mode", "always", "--type", "11488-4")  # the documents are 11490-0
+        assert not _attempted(server, delivered(app), app)
+        rule(app, "--mode", "always", "--type", "11490-0", "--sender", "@other.example")
+        assert not _attempted(server, delivered(app), app)
+        rule(app, "--mode", "always", "--type", "11490-0", "--sender", f"@{DOMAIN}")
+        assert _attempted(server, delivered(app), app)
+        # a person's mailbox set to always files without being asked, with his rights
+        rule(person, "--mode", "always")
+        found = delivered(person)
+        assert any("Filed to the shared record" in n["text"] for n in found["note"])
+        listed = run_socle(server.database, "mailbox", "list")
+        line = next(x for x in listed.stdout.splitlines() if x.startswith(person))
+        assert " always " in line
+        wrong = run_socle(server.database, "mailbox", "filing", app, "--mode", "sometimes")
+        assert wrong.returncode == 2 and "always, asked, never" in wrong.stderr
+    finally:
+        rule(app, "--default")
+        rule(person, "--default")
+    assert not _attempted(server, delivered(person), person)  # asked for nothing: not filed
 
 
 def test_deliveries_and_sends_are_audited(
