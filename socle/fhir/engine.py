@@ -72,6 +72,13 @@ class ExternalType(Protocol):
     ) -> SearchResult: ...
 
 
+def _first_fhir_error(group: ExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+    """What a task group's failure means to the client: its FhirError (e.g. not found), or the
+    group itself when something else failed."""
+    found = group.subgroup(lambda e: isinstance(e, FhirError))
+    return found.exceptions[0] if found is not None else group
+
+
 @dataclass
 class Engine:
     pool: AsyncConnectionPool  # writes: transactions
@@ -124,9 +131,12 @@ class Engine:
         elif vid is None:
             # what the decision needs (a professional's relationships) loads beside the read,
             # not after it
-            async with asyncio.TaskGroup() as both:
-                read = both.create_task(self.current_reads.read(rtype, rid))
-                both.create_task(self._prepare(access))
+            try:
+                async with asyncio.TaskGroup() as both:
+                    read = both.create_task(self.current_reads.read(rtype, rid))
+                    both.create_task(self._prepare(access))
+            except ExceptionGroup as group:  # a 404 is the client's answer, not a 500
+                raise _first_fhir_error(group) from None
             v = read.result()
         else:
             async with self.reader.connection() as conn:

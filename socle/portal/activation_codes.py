@@ -1,7 +1,8 @@
 """Activation codes: what an establishment hands a patient for their first login (as Mon Espace
 Santé's activation). Random (60 bits, an alphabet without look-alike characters), single use,
 expiring, only their SHA-256 at rest; bound to one patient, who must also give their INS and
-birth date. Issued by an operator (``socle activation-code``) or from code (:func:`issue`)."""
+birth date. Issued by an operator (``socle activation-code``), by an establishment over the API
+(``Patient/[id]/$activation-code``, activation_api.py) or from code (:func:`issue`)."""
 
 from __future__ import annotations
 
@@ -31,24 +32,43 @@ def new_code() -> str:
     return "-".join(raw[i : i + GROUP] for i in range(0, len(raw), GROUP))
 
 
+# withdraw the patient's earlier unused codes, then store the new one's digest
+_WITHDRAW = (
+    "UPDATE patient_activation_code SET used_at = now() WHERE patient_id = %s AND used_at IS NULL"
+)
+_STORE = (
+    "INSERT INTO patient_activation_code (code_hash, patient_id, created_by, expires_at)"
+    " VALUES (%s, %s, %s, %s)"
+)
+
+
+def _new(patient_id: str, created_by: str, days: int) -> tuple[str, dt.datetime, tuple, tuple]:  # type: ignore[type-arg]
+    """A code, its expiry and the two statements' arguments."""
+    patient_id = patient_id.removeprefix("Patient/")
+    code = new_code()
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    return code, expires, (patient_id,), (digest(code), patient_id, created_by, expires)
+
+
 def issue(
     conn: psycopg.Connection, patient_id: str, created_by: str, days: int = DEFAULT_DAYS
 ) -> tuple[str, dt.datetime]:
     """A new code for ``patient_id`` (the earlier unused ones are withdrawn) and its expiry."""
-    patient_id = patient_id.removeprefix("Patient/")
-    code = new_code()
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    code, expires, withdraw, store = _new(patient_id, created_by, days)
     with conn.transaction():
-        conn.execute(
-            "UPDATE patient_activation_code SET used_at = now()"
-            " WHERE patient_id = %s AND used_at IS NULL",
-            (patient_id,),
-        )
-        conn.execute(
-            "INSERT INTO patient_activation_code (code_hash, patient_id, created_by, expires_at)"
-            " VALUES (%s, %s, %s, %s)",
-            (digest(code), patient_id, created_by, expires),
-        )
+        conn.execute(_WITHDRAW, withdraw)
+        conn.execute(_STORE, store)
+    return code, expires
+
+
+async def issue_async(
+    conn: AsyncConnection, patient_id: str, created_by: str, days: int = DEFAULT_DAYS
+) -> tuple[str, dt.datetime]:
+    """:func:`issue` on an asynchronous connection (the establishments' API)."""
+    code, expires, withdraw, store = _new(patient_id, created_by, days)
+    async with conn.transaction():
+        await conn.execute(_WITHDRAW, withdraw)
+        await conn.execute(_STORE, store)
     return code, expires
 
 

@@ -11,6 +11,7 @@ from ..contract import Service
 from . import (
     accesses,
     activation,
+    activation_api,
     apps,
     documents,
     export,
@@ -47,4 +48,10 @@ def routes(settings: Settings) -> Sequence[BaseRoute]:
     ]
 
 
-service = Service(name="portal", routes=routes)
+service = Service(
+    name="portal",
+    # the establishments' API for what the pages need handed over (activation codes)
+    operations=activation_api.ROUTES,
+    definitions=activation_api.OPERATIONS,
+    routes=routes,
+)
