@@ -10,9 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ....web import client_ip
 from ...tokens import Role
-from .. import accounts, operators, ratelimit
+from .. import accounts, operators
 from ..responses import error_page, render
 from .server import FIRST_PARTY_CLIENT, Flow, Pending
 
@@ -54,24 +53,17 @@ class OperatorLogin(Flow):
         if isinstance(form, Response):
             return form
         request_id = pending.request_id
-        login = form.get("identifier", "").strip().lower()[:200]
-        password = form.get("password", "")[:1024]
-        code = form.get("totp", "")[:16]
         async with self.server.engine(request).pool.connection() as conn:
-            if not await ratelimit.allow(
-                conn, "login", client_ip(request), self.cfg.login_rate_per_minute
-            ):
-                return self._form(
-                    request_id, "Trop de tentatives : patientez une minute.", status=429
-                )
-            if not login or not password or not code:
-                return self._form(request_id, accounts.LOGIN_FAILED, status=400)
+            typed = await self.server.credentials(conn, request, form, lowercase=True)
+            if isinstance(typed, tuple):
+                return self._form(request_id, *typed)
+            login = typed.login
             name = await operators.authenticate_operator(
                 conn,
                 self.server.settings,
                 login,
-                password,
-                code,
+                typed.password,
+                typed.code,
                 max_failures=self.cfg.max_failed_logins,
                 lockout_seconds=self.cfg.lockout_seconds,
             )
