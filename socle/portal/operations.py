@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from ..auth.server.accounts import locked_patient_accounts, unlock_patient_account
 from ..auth.server.clients import list_clients_async, remove_client_async
 from ..auth.server.flows.server import FIRST_PARTY_CLIENT
+from ..auth.server.operators import SUBJECT_PREFIX, is_admin
 from ..fhir.access import Touched
 from ..web import redirect
 from ..web.errors import error_page
@@ -105,12 +106,14 @@ async def home(request: Request) -> Response:
         cur = await conn.execute("SELECT state, count(*) FROM job GROUP BY state")
         counts: dict[str, int] = dict(await cur.fetchall())
         locked = len(await locked_patient_accounts(conn))
+        admin = await is_admin(conn, who.session.subject.removeprefix(SUBJECT_PREFIX))
     return page(
         request,
         "exploitation/accueil.html",
         "Exploitation de la plateforme",
         counts=[(s, STATE_LABELS[s], counts.get(s, 0)) for s in queue.STATES],
         locked=locked,
+        admin=admin,
     )
 
 

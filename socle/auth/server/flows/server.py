@@ -131,6 +131,12 @@ class AuthServer:
             return form
         return pending, form
 
+    async def within_login_rate(self, conn: Any, request: Request) -> bool:
+        """Counts one login attempt from the caller's address; False once over the limit."""
+        return await ratelimit.allow(
+            conn, "login", client_ip(request), self.cfg.login_rate_per_minute
+        )
+
     async def credentials(
         self,
         conn: Any,
@@ -149,9 +155,7 @@ class AuthServer:
             form.get("password", "")[:1024],
             form.get("totp", "")[:16],
         )
-        if not await ratelimit.allow(
-            conn, "login", client_ip(request), self.cfg.login_rate_per_minute
-        ):
+        if not await self.within_login_rate(conn, request):
             return TOO_MANY_ATTEMPTS, 429
         if not found.login or not found.password or not (found.code or code_optional):
             return LOGIN_FAILED, 400
