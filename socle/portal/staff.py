@@ -13,8 +13,9 @@ the authorisation server's (:mod:`socle.auth.server.operators`), as on the comma
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
 
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -152,7 +153,13 @@ async def _reset_password(request: Request, who: SignedIn, form: dict[str, str])
     )
 
 
-def _simple(operation: str, detail: str, notice: str, refused: str, do: Any) -> Act:
+def _simple(
+    operation: str,
+    detail: str,
+    notice: str,
+    refused: str,
+    do: Callable[[AsyncConnection, str], Awaitable[bool]],
+) -> Act:
     """An action on one account that answers with a notice: reset TOTP, unlock."""
 
     async def act(request: Request, who: SignedIn, form: dict[str, str]) -> Done | Response:
@@ -242,7 +249,7 @@ async def _remove(request: Request, who: SignedIn, form: dict[str, str]) -> Done
     )
 
 
-def _post(act: Act) -> Any:
+def _post(act: Act) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         return await operator_action(request, PURPOSE, act, who=await _admin(request))
 

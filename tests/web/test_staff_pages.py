@@ -345,3 +345,19 @@ def test_the_cli_resets_a_password_and_a_totp(site: Site) -> None:
     assert unknown.returncode == 2 and "No operator" in unknown.stderr
     listed = run_socle(db, "operator", "list")
     assert any(x.startswith(login) and " operator " in x for x in listed.stdout.splitlines())
+
+
+def test_a_second_step_begun_before_a_totp_reset_cannot_end_without_a_key(
+    site: Site, admin: tuple[httpx.Client, str]
+) -> None:
+    client, _ = admin
+    login, secret = new_operator(site)
+    reset = client.post(f"{PAGE}/mot-de-passe", data=_fields(client, "mot-de-passe", login))
+    one_time = re.search(r'<code class="socle-secret">([^<]+)</code>', reset.text).group(1)  # type: ignore[union-attr]
+    with site.client() as http:
+        step = _login(http, login, one_time, totp(secret))
+        assert step.status_code == 200 and "<svg" not in step.text  # a new password only
+        assert client.post(f"{PAGE}/totp", data=_fields(client, "totp", login)).status_code == 303
+        late = _setup(http, step.text, nouveau=NEW_PASSWORD, confirmation=NEW_PASSWORD)
+        assert late.status_code == 400 and "Recommencez la connexion" in late.text
+    assert _row(site, login)[:2] == (True, True)  # type: ignore[index]

@@ -284,16 +284,17 @@ class Setup:
     password_hash: str
     display_name: str
     must_change_password: bool
+    enrolled: bool  # has a TOTP secret
 
 
 async def setup_of(conn: AsyncConnection, login: str) -> Setup | None:
     cur = await conn.execute(
-        "SELECT password_hash, display_name, must_change_password FROM operator_account"
-        " WHERE login = %s",
+        "SELECT password_hash, display_name, must_change_password,"
+        " totp_secret_enc IS NOT NULL FROM operator_account WHERE login = %s",
         (login,),
     )
     row = await cur.fetchone()
-    return Setup(str(row[0]), str(row[1]), bool(row[2])) if row else None
+    return Setup(str(row[0]), str(row[1]), bool(row[2]), bool(row[3])) if row else None
 
 
 async def complete_sign_in(

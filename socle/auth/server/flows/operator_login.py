@@ -146,9 +146,14 @@ class OperatorLogin(Flow):
                 return self._form(request_id, TOO_MANY_ATTEMPTS, status=429)
             setup = await operators.setup_of(conn, login)
             proof = form.get("proof", "")
-            if setup is None or not hmac.compare_digest(
-                self._proof(request_id, login, secret, setup.password_hash).encode(),
-                proof.encode(),
+            # (a TOTP reset between the two steps: this form enrols nothing, start again)
+            if (
+                setup is None
+                or not (secret or setup.enrolled)
+                or not hmac.compare_digest(
+                    self._proof(request_id, login, secret, setup.password_hash).encode(),
+                    proof.encode(),
+                )
             ):
                 return error_page(SETUP_EXPIRED, status=400)
             stored, change = setup.password_hash, setup.must_change_password
