@@ -122,9 +122,7 @@ async def _create(request: Request, who: SignedIn, form: dict[str, str]) -> Done
                 conn, values["identifiant"], values["nom"], admin=bool(values["administrateur"])
             )
         if password is None:
-            errors["identifiant"] = (
-                "Cet identifiant est déjà celui d'un compte : choisissez-en un autre."
-            )
+            errors["identifiant"] = TAKEN
     if errors or password is None:
         return await _listing(request, who, 400, errors, values)
     login = values["identifiant"]
