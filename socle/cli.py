@@ -468,15 +468,36 @@ def operator_remove(
     login: Annotated[str, typer.Argument(help="The login.")],
     data_dir: DataDir = None,
 ) -> None:
-    """Remove a staff account; its open sessions end at once."""
-    from .auth.server.operators import remove_operator
+    """Remove a staff account (never the last administrator); its open sessions end at once."""
+    from .auth.server.operators import remove_staff
 
-    _, conn = _connect(data_dir)
-    with conn:
-        if not remove_operator(conn, login):
-            typer.echo(f"No operator {login!r}: see `socle operator list`.", err=True)
-            raise typer.Exit(2)
+    _staff_outcome(login, _on_operator(data_dir, lambda conn: remove_staff(conn, login)))
     print(f"Operator {login} removed.")
+
+
+@operator_app.command("admin")
+def operator_admin(
+    login: Annotated[str, typer.Argument(help="The login.")],
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Take the right away instead of granting it.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Grant (or --revoke) the right to manage the staff accounts (never the last one's)."""
+    from .auth.server.operators import set_admin
+
+    _staff_outcome(login, _on_operator(data_dir, lambda conn: set_admin(conn, login, not revoke)))
+    print(f"Operator {login}: {'no longer an' if revoke else 'now an'} administrator.")
+
+
+def _staff_outcome(login: str, outcome: str) -> None:
+    """Exit 2 with the reason when a staff account's change did not happen."""
+    if outcome == "unknown":
+        typer.echo(f"No operator {login!r}: see `socle operator list`.", err=True)
+        raise typer.Exit(2)
+    if outcome == "last-admin":
+        typer.echo(f"{login!r} is the last administrator: grant another one first.", err=True)
+        raise typer.Exit(2)
 
 
 def _on_operator(data_dir: Path | None, work: Any) -> Any:

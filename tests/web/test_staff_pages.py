@@ -312,17 +312,18 @@ def test_an_account_is_removed_after_a_confirmation_never_oneself(
 def test_the_last_administrator_is_never_removed(site: Site) -> None:
     login, _ = new_operator(site, admin=True)
 
-    async def attempt() -> str:
+    async def attempt() -> tuple[str, str]:
         async with await psycopg.AsyncConnection.connect(site.url) as conn:
             # alone as administrator inside this transaction, rolled back after
             await conn.execute(
                 "UPDATE operator_account SET admin = (login = %s) WHERE admin", (login,)
             )
-            outcome = await operators.remove_staff(conn, login)
+            removed = await operators.remove_staff(conn, login)
+            revoked = await operators.set_admin(conn, login, False)
             await conn.rollback()
-            return outcome
+            return removed, revoked
 
-    assert asyncio.run(attempt()) == "last-admin"
+    assert asyncio.run(attempt()) == ("last-admin", "last-admin")
     assert _row(site, login) is not None
 
 
@@ -345,6 +346,16 @@ def test_the_cli_resets_a_password_and_a_totp(site: Site) -> None:
     assert unknown.returncode == 2 and "No operator" in unknown.stderr
     listed = run_socle(db, "operator", "list")
     assert any(x.startswith(login) and " operator " in x for x in listed.stdout.splitlines())
+    # the administrator's right, granted then taken back
+    assert run_socle(db, "operator", "admin", login).returncode == 0
+    listed = run_socle(db, "operator", "list")
+    assert any(x.startswith(login) and " admin " in x for x in listed.stdout.splitlines())
+    assert run_socle(db, "operator", "admin", login, "--revoke").returncode == 0
+    with site.connect() as conn:
+        assert conn.execute(
+            "SELECT admin FROM operator_account WHERE login = %s", (login,)
+        ).fetchone() == (False,)
+    assert run_socle(db, "operator", "admin", "personne.inconnue").returncode == 2
 
 
 def test_a_second_step_begun_before_a_totp_reset_cannot_end_without_a_key(

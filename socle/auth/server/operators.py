@@ -189,20 +189,36 @@ async def unlock_operator(conn: AsyncConnection, login: str) -> bool:
     return cur.rowcount == 1
 
 
+async def _locked_admins(conn: AsyncConnection) -> list[str]:
+    """The administrators, their rows locked until the transaction ends: two changes at once
+    cannot take away the last two."""
+    cur = await conn.execute(
+        "SELECT login FROM operator_account WHERE admin ORDER BY login FOR UPDATE"
+    )
+    return [row[0] for row in await cur.fetchall()]
+
+
 async def remove_staff(conn: AsyncConnection, login: str) -> str:
-    """Remove a staff account from the pages and end its sessions: ``removed``, ``unknown``
-    or ``last-admin`` (the last administrator stays: someone must be able to manage)."""
+    """Remove a staff account and end its sessions: ``removed``, ``unknown`` or
+    ``last-admin`` (the last administrator stays: someone must be able to manage)."""
     async with conn.transaction():
-        # The administrators locked first: two removals at once cannot take the last two.
-        cur = await conn.execute(
-            "SELECT login FROM operator_account WHERE admin ORDER BY login FOR UPDATE"
-        )
-        admins = [row[0] for row in await cur.fetchall()]
-        if admins == [login]:
+        if await _locked_admins(conn) == [login]:
             return "last-admin"
         cur = await conn.execute("DELETE FROM operator_account WHERE login = %s", (login,))
         await _end_sessions(conn, login)
     return "removed" if cur.rowcount == 1 else "unknown"
+
+
+async def set_admin(conn: AsyncConnection, login: str, admin: bool) -> str:
+    """Grant or revoke the administrator's right: ``done``, ``unknown`` or ``last-admin``
+    (revoking the last administrator's)."""
+    async with conn.transaction():
+        if not admin and await _locked_admins(conn) == [login]:
+            return "last-admin"
+        cur = await conn.execute(
+            "UPDATE operator_account SET admin = %s WHERE login = %s", (admin, login)
+        )
+    return "done" if cur.rowcount == 1 else "unknown"
 
 
 def remove_operator(conn: psycopg.Connection, login: str) -> bool:
