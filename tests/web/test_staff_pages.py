@@ -3,7 +3,8 @@ account (a one-time password shown once), the newcomer's first login changes it 
 TOTP from a QR code confirmed by a first code; password and TOTP resets force the change or the
 enrolment at the next login; unlock; removal after a confirmation, never oneself, never the last
 administrator. Every action is a POST with CSRF, audited as the administrator's; an operator who
-is not an administrator, a patient and an ARS analyst are refused. The CLI's resets."""
+is not an administrator, a patient, a professional and an ARS analyst are refused. The CLI's
+resets and the administrator's right."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import qrcode
 
 from socle.auth.server import operators
 from socle.auth.server.totp import totp
+from socle.region.logins import choose
 from socle.testing import run_socle
 
 from .ops import (
@@ -31,7 +33,8 @@ from .ops import (
     operator_sign_in,
     staff_login_form,
 )
-from .site import PASSWORD, Site, hidden_inputs, sign_in
+from .pro import pro_sign_in
+from .site import PASSWORD, PATIENTS, SEED, Site, hidden_inputs, sign_in
 
 PAGE = "/exploitation/personnel"
 ACTIONS = ["creer", "mot-de-passe", "totp", "deverrouiller", "supprimer"]
@@ -123,6 +126,11 @@ def test_the_page_is_for_administrators_only(site: Site, admin: tuple[httpx.Clie
         assert http.get(f"{PAGE}/supprimer", params={"compte": me}).status_code == 403
     with site.client() as http:
         sign_in(site, http, site.patient)
+        assert http.get(PAGE).status_code == 403
+        for action in ACTIONS:
+            assert http.post(f"{PAGE}/{action}", data={"csrf": "x"}).status_code == 403
+    with site.client() as http:
+        pro_sign_in(http, choose(PATIENTS, SEED)["doctor"]["rpps"])
         assert http.get(PAGE).status_code == 403
         for action in ACTIONS:
             assert http.post(f"{PAGE}/{action}", data={"csrf": "x"}).status_code == 403
