@@ -419,6 +419,9 @@ def operator_add(
         Path | None,
         typer.Option(help="Read the password from this file (first line) instead of a prompt."),
     ] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="May manage the staff accounts (their page).")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create a staff account (password + TOTP); prints the TOTP secret's otpauth:// URI once."""
@@ -433,7 +436,7 @@ def operator_add(
     settings, conn = _connect(data_dir)
     with conn:
         try:
-            secret = create_operator(conn, login, name, password, settings)
+            secret = create_operator(conn, login, name, password, settings, admin=admin)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
     print("Ajoutez ce compte dans une application d'authentification (TOTP) :")
@@ -452,11 +455,12 @@ def operator_list(data_dir: DataDir = None) -> None:
     if not found:
         print("No operator account: add one with `socle operator add`.")
         return
-    print(f"{'LOGIN':<24} {'LOCKED':<7} {'CREATED':<26} NAME")
+    print(f"{'LOGIN':<24} {'ROLE':<9} {'LOCKED':<7} {'CREATED':<26} NAME")
     for o in found:
         locked = "yes" if o.locked else "no"
+        role = "admin" if o.admin else "operator"
         created = o.created_at.isoformat(timespec="seconds")
-        print(f"{o.login:<24} {locked:<7} {created:<26} {o.display_name}")
+        print(f"{o.login:<24} {role:<9} {locked:<7} {created:<26} {o.display_name}")
 
 
 @operator_app.command("remove")
@@ -464,15 +468,88 @@ def operator_remove(
     login: Annotated[str, typer.Argument(help="The login.")],
     data_dir: DataDir = None,
 ) -> None:
-    """Remove a staff account; its open sessions end at once."""
-    from .auth.server.operators import remove_operator
+    """Remove a staff account (never the last administrator); its open sessions end at once."""
+    from .auth.server.operators import remove_staff
 
-    _, conn = _connect(data_dir)
-    with conn:
-        if not remove_operator(conn, login):
-            typer.echo(f"No operator {login!r}: see `socle operator list`.", err=True)
-            raise typer.Exit(2)
+    _staff_outcome(login, _on_operator(data_dir, lambda conn: remove_staff(conn, login)))
     print(f"Operator {login} removed.")
+
+
+@operator_app.command("admin")
+def operator_admin(
+    login: Annotated[str, typer.Argument(help="The login.")],
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Take the right away instead of granting it.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Grant (or --revoke) the right to manage the staff accounts (never the last one's)."""
+    from .auth.server.operators import set_admin
+
+    _staff_outcome(login, _on_operator(data_dir, lambda conn: set_admin(conn, login, not revoke)))
+    print(f"Operator {login}: {'no longer an' if revoke else 'now an'} administrator.")
+
+
+def _staff_outcome(login: str, outcome: str) -> None:
+    """Exit 2 with the reason when a staff account's change did not happen."""
+    if outcome == "unknown":
+        typer.echo(f"No operator {login!r}: see `socle operator list`.", err=True)
+        raise typer.Exit(2)
+    if outcome == "last-admin":
+        typer.echo(f"{login!r} is the last administrator: grant another one first.", err=True)
+        raise typer.Exit(2)
+
+
+def _on_operator(data_dir: Path | None, work: Any) -> Any:
+    """Run ``work(conn)`` (a coroutine function of the staff accounts' async API) on the
+    database of this data dir or of DATABASE_URL."""
+    import asyncio
+
+    import psycopg
+
+    from .config import Settings
+    from .database import prepare, resolve_url
+
+    url = resolve_url(Settings.from_env(data_dir))
+    prepare(url)
+
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await work(conn)
+
+    return asyncio.run(run())
+
+
+@operator_app.command("reset-password")
+def operator_reset_password(
+    login: Annotated[str, typer.Argument(help="The login.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Give a staff account a one-time password (printed once), to change at its next login;
+    its open sessions end."""
+    from .auth.server.operators import reset_password
+
+    password = _on_operator(data_dir, lambda conn: reset_password(conn, login))
+    if password is None:
+        typer.echo(f"No operator {login!r}: see `socle operator list`.", err=True)
+        raise typer.Exit(2)
+    print(f"Mot de passe à usage unique de {login} (à changer à la prochaine connexion) :")
+    print(password)
+
+
+@operator_app.command("reset-totp")
+def operator_reset_totp(
+    login: Annotated[str, typer.Argument(help="The login.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Forget a staff account's TOTP secret: its next login enrols a new one (a QR code and a
+    first code); its open sessions end."""
+    from .auth.server.operators import reset_totp
+
+    if not _on_operator(data_dir, lambda conn: reset_totp(conn, login)):
+        typer.echo(f"No operator {login!r}: see `socle operator list`.", err=True)
+        raise typer.Exit(2)
+    print(f"Operator {login}: TOTP reset, a new one is enrolled at the next login.")
 
 
 @app.command("activation-code")

@@ -802,3 +802,18 @@ CREATE TABLE operator_account (
 );
 """
 MIGRATIONS += [(300, "operator (staff) accounts: password + TOTP", OPERATOR_ACCOUNTS_V300)]
+
+
+# --- The staff accounts page (staff): migrations 330-339 -------------------------------------
+STAFF_ACCOUNTS_V330 = """
+-- Managing the staff from the pages: who may (admin), one-time passwords that must be
+-- changed, TOTP enrolment at the next login (no secret yet), and the last login.
+ALTER TABLE operator_account
+    ADD COLUMN admin boolean NOT NULL DEFAULT false,
+    ADD COLUMN must_change_password boolean NOT NULL DEFAULT false,
+    ADD COLUMN last_login_at timestamptz,
+    ALTER COLUMN totp_secret_enc DROP NOT NULL;   -- NULL: the next login enrols a TOTP
+"""
+MIGRATIONS += [
+    (330, "staff accounts: admin, one-time passwords, TOTP enrolment", STAFF_ACCOUNTS_V330)
+]

@@ -4,9 +4,13 @@ adds the TOTP secret to an authenticator app — the authorisation server's own 
 (scrypt password, TOTP secret encrypted at rest), so they then sign in as every patient does.
 
 Two forms, no state kept between them: the second carries the first's answers and checks them
-again; the code is spent only when the account is made. Every failure of the first step says
-the same thing (which of the three was wrong is not revealed) and counts in the login rate
-limit."""
+again; the code is spent only when the account is made. The second also shows the new TOTP key
+(a QR code, the key grouped by 4, the ``otpauth://`` link) and asks a current code of it: the
+key is saved only once the patient has proven it works. It travels in the form with a proof
+(a form token of the server's key bound to the answers and the key, 15 minutes), so a key cannot
+be swapped in; a wrong code shows the same key again, next to the field's error. Every failure
+of the first step says the same thing (which of the three was wrong is not revealed) and counts
+in the login rate limit."""
 
 from __future__ import annotations
 
@@ -17,15 +21,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..auth.server import passwords
+from ..auth.server import passwords, totp
 from ..auth.server.accounts import open_patient_account
 from ..auth.server.directory import patients_with_ins
 from ..auth.server.ratelimit import allow
-from ..auth.server.totp import provisioning_uri
+from ..auth.server.secrets_store import csrf_key
+from ..auth.server.totp_enrolment import enrolment
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError
 from ..identity.nir import is_valid_nir
-from ..web import RepeatedParameter, client_ip
+from ..web import RepeatedParameter, check_form_token, client_ip, form_token
 from ..web.forms import form_data
 from . import activation_codes
 from .documents import typed_date
@@ -37,6 +42,11 @@ REFUSED = (
     "INS et votre date de naissance ; un code ne sert qu'une fois et expire."
 )
 FIELDS = ("code", "ins", "naissance")
+KEY_PROOF = "activation-totp"
+WRONG_CODE = (
+    "Ce code ne correspond pas à la clé affichée : saisissez les 6 chiffres que votre "
+    "application affiche maintenant pour ce compte."
+)
 
 
 def ins_errors(text: str) -> str | None:
@@ -81,10 +91,22 @@ async def _patient(request: Request, values: dict[str, str]) -> str | None:
     return patient if born and resource.get("birthDate") == born.isoformat() else None
 
 
+def _binding(values: dict[str, str]) -> str:
+    return "\n".join(values[k] for k in (*FIELDS, "cle"))
+
+
+def _ins(values: dict[str, str]) -> str:
+    return values["ins"].replace(" ", "").upper()
+
+
 def _form(
     request: Request, step: str, values: dict[str, str], errors: dict[str, str], **more: Any
 ) -> Response:
     status = 429 if more.get("throttled") else 400 if errors or more.get("refused") else 200
+    if step == "password":  # the key to confirm, with its proof
+        key = csrf_key(engine(request).settings)
+        values = {**values, "preuve": form_token(key, KEY_PROOF, _binding(values))}
+        more["totp"] = enrolment(values["cle"], _ins(values))
     return page(
         request,
         "activation.html",
@@ -109,7 +131,8 @@ async def _values(request: Request) -> dict[str, str] | None:
         form = await form_data(request)
     except RepeatedParameter:
         return None
-    return {k: form.get(k, "")[:200] for k in (*FIELDS, "mot_de_passe", "confirmation")}
+    keys = (*FIELDS, "mot_de_passe", "confirmation", "cle", "preuve", "code_application")
+    return {k: form.get(k, "")[:200] for k in keys}
 
 
 async def activation(request: Request) -> Response:
@@ -125,12 +148,18 @@ async def activation(request: Request) -> Response:
         return _form(request, "code", values, {}, throttled=True)
     if await _patient(request, values) is None:
         return _form(request, "code", values, {}, refused=REFUSED)
-    return _form(request, "password", values, {})
+    return _form(request, "password", {**values, "cle": totp.new_secret()}, {})
 
 
 async def choose_password(request: Request) -> Response:
     values = await _values(request)
-    if values is None or first_step_errors(values):
+    if (
+        values is None
+        or first_step_errors(values)
+        or not check_form_token(
+            csrf_key(engine(request).settings), KEY_PROOF, _binding(values), values["preuve"]
+        )
+    ):
         return _form(request, "code", dict.fromkeys(FIELDS, ""), {}, refused=REFUSED)
     errors: dict[str, str] = {}
     problem = passwords.check_strength(values["mot_de_passe"])
@@ -138,7 +167,10 @@ async def choose_password(request: Request) -> Response:
         errors["mot_de_passe"] = problem[0].upper() + problem[1:] + "."
     elif values["confirmation"] != values["mot_de_passe"]:
         errors["confirmation"] = "Les deux mots de passe ne sont pas identiques."
-    if errors:
+    step = totp.matching_step(values["cle"], values["code_application"])
+    if step is None:
+        errors["code_application"] = WRONG_CODE
+    if errors or step is None:
         return _form(request, "password", values, errors)
     if await _limited(request):
         return _form(request, "code", values, {}, throttled=True)
@@ -149,14 +181,11 @@ async def choose_password(request: Request) -> Response:
     async with eng.pool.connection() as conn, conn.transaction():
         if not await activation_codes.use(conn, values["code"], patient):
             return _form(request, "code", values, {}, refused=REFUSED)
-        secret = await open_patient_account(conn, eng.settings, patient, values["mot_de_passe"])
+        await open_patient_account(
+            conn, eng.settings, patient, values["mot_de_passe"], (values["cle"], step)
+        )
     return page(
-        request,
-        "activation_fin.html",
-        "Votre compte est activé",
-        secret=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
-        uri=provisioning_uri(secret, values["ins"].replace(" ", "").upper()),
-        when=dt.datetime.now(dt.UTC),
+        request, "activation_fin.html", "Votre compte est activé", when=dt.datetime.now(dt.UTC)
     )
 
 

@@ -11,6 +11,8 @@ holds no resource scope.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -20,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from ..auth.server.accounts import locked_patient_accounts, unlock_patient_account
 from ..auth.server.clients import list_clients_async, remove_client_async
 from ..auth.server.flows.server import FIRST_PARTY_CLIENT
+from ..auth.server.operators import SUBJECT_PREFIX, is_admin
 from ..fhir.access import Touched
 from ..web import redirect
 from ..web.errors import error_page
@@ -51,16 +54,44 @@ def _operator(request: Request) -> SignedIn | Response:
     return signed_in(request, role=ROLE)
 
 
-async def _record(
-    who: SignedIn,
-    interaction: str,
-    operation: str,
-    detail: str,
-    resources: list[tuple[str, str, str | None]] | None = None,
-) -> None:
-    """The operator's action in the audit trail (agent ``operator:<login>``)."""
-    touched = Touched(interaction, None, resources or [], operation=operation, detail=detail)
+Resources = list[tuple[str, str, str | None]]
+
+
+@dataclass(frozen=True)
+class Done:
+    """What an operator's action did, for the audit trail (agent ``operator:<login>``), and
+    what follows it: the page to go back to (a URL, with its notice) or a page to show."""
+
+    interaction: str
+    operation: str
+    detail: str
+    then: str | Response
+    resources: Resources = field(default_factory=list)
+
+
+Act = Callable[[Request, SignedIn, dict[str, str]], Awaitable[Done | Response]]
+
+
+async def operator_action(
+    request: Request, purpose: str, act: Act, who: SignedIn | Response | None = None
+) -> Response:
+    """Every operator's POST: the operator check (``who``, when the caller made a stricter
+    one), the form checked against the purpose's CSRF token, the action, its audit record,
+    then its redirect (or page). An action answering a Response (a refusal) is not audited."""
+    who = _operator(request) if who is None else who
+    if isinstance(who, Response):
+        return who
+    form = await checked_form(request, who, purpose)
+    if isinstance(form, Response):
+        return form
+    done = await act(request, who, form)
+    if isinstance(done, Response):
+        return done
+    touched = Touched(
+        done.interaction, None, done.resources, operation=done.operation, detail=done.detail
+    )
     await who.access.record(None, touched)
+    return redirect(done.then) if isinstance(done.then, str) else done.then
 
 
 def _notice(request: Request) -> str | None:
@@ -75,12 +106,14 @@ async def home(request: Request) -> Response:
         cur = await conn.execute("SELECT state, count(*) FROM job GROUP BY state")
         counts: dict[str, int] = dict(await cur.fetchall())
         locked = len(await locked_patient_accounts(conn))
+        admin = await is_admin(conn, who.session.subject.removeprefix(SUBJECT_PREFIX))
     return page(
         request,
         "exploitation/accueil.html",
         "Exploitation de la plateforme",
         counts=[(s, STATE_LABELS[s], counts.get(s, 0)) for s in queue.STATES],
         locked=locked,
+        admin=admin,
     )
 
 
@@ -107,51 +140,52 @@ async def jobs(request: Request) -> Response:
     )
 
 
-async def _job_action(request: Request, action: str) -> Response:
-    who = _operator(request)
-    if isinstance(who, Response):
-        return who
-    form = await checked_form(request, who, "ops-jobs")
-    if isinstance(form, Response):
-        return form
-    raw = form.get("tache", "")
-    back = form.get("etat", "dead") if form.get("etat") in queue.STATES else "dead"
-    if not raw.isdigit() or len(raw) > 18:
-        return error_page(400, "Le numéro de tâche n'est pas valide.")
-    job_id = int(raw)
-    act = queue.retry if action == "retry" else queue.cancel
-    async with engine(request).pool.connection() as conn:
-        job = await act(conn, job_id)
-    if job is None:
-        refused = (
-            "Seule une tâche en échec, annulée ou en attente peut être relancée."
+def _job_action(action: str) -> Act:
+    async def act(request: Request, who: SignedIn, form: dict[str, str]) -> Done | Response:
+        raw = form.get("tache", "")
+        back = form.get("etat", "dead") if form.get("etat") in queue.STATES else "dead"
+        if not raw.isdigit() or len(raw) > 18:
+            return error_page(400, "Le numéro de tâche n'est pas valide.")
+        job_id = int(raw)
+        do = queue.retry if action == "retry" else queue.cancel
+        async with engine(request).pool.connection() as conn:
+            job = await do(conn, job_id)
+        if job is None:
+            refused = (
+                "Seule une tâche en échec, annulée ou en attente peut être relancée."
+                if action == "retry"
+                else "Seule une tâche en attente ou en cours peut être annulée."
+            )
+            return page(
+                request,
+                "error.html",
+                "Action impossible",
+                status=409,
+                message=refused + " La tâche a peut-être changé d'état entre-temps.",
+                back_href=f"/exploitation/taches?etat={back}",
+                back_label="Revenir aux tâches",
+            )
+        done = (
+            "relancee"
             if action == "retry"
-            else "Seule une tâche en attente ou en cours peut être annulée."
+            else ("arret-demande" if job["state"] == "running" else "annulee")
         )
-        return page(
-            request,
-            "error.html",
-            "Action impossible",
-            status=409,
-            message=refused + " La tâche a peut-être changé d'état entre-temps.",
-            back_href=f"/exploitation/taches?etat={back}",
-            back_label="Revenir aux tâches",
+        return Done(
+            "update",
+            f"job-{action}",
+            f"job {job_id} ({job['kind']}): {action}",
+            f"/exploitation/taches?{urlencode({'etat': back, 'fait': done})}",
         )
-    await _record(who, "update", f"job-{action}", f"job {job_id} ({job['kind']}): {action}")
-    done = (
-        "relancee"
-        if action == "retry"
-        else ("arret-demande" if job["state"] == "running" else "annulee")
-    )
-    return redirect(f"/exploitation/taches?{urlencode({'etat': back, 'fait': done})}")
+
+    return act
 
 
 async def retry(request: Request) -> Response:
-    return await _job_action(request, "retry")
+    return await operator_action(request, "ops-jobs", _job_action("retry"))
 
 
 async def cancel(request: Request) -> Response:
-    return await _job_action(request, "cancel")
+    return await operator_action(request, "ops-jobs", _job_action("cancel"))
 
 
 async def clients(request: Request) -> Response:
@@ -200,13 +234,7 @@ async def confirm_removal(request: Request) -> Response:
     )
 
 
-async def remove(request: Request) -> Response:
-    who = _operator(request)
-    if isinstance(who, Response):
-        return who
-    form = await checked_form(request, who, "ops-clients")
-    if isinstance(form, Response):
-        return form
+async def _remove_client(request: Request, who: SignedIn, form: dict[str, str]) -> Done | Response:
     client_id = form.get("client", "")
     refused = _client_to_remove(client_id)
     if refused is not None:
@@ -217,8 +245,16 @@ async def remove(request: Request) -> Response:
         removed = await remove_client_async(conn, client_id)
     if not removed:
         return error_page(404, "Ce client n'existe pas (ou a déjà été supprimé).")
-    await _record(who, "delete", "client-remove", f"OAuth client {client_id!r} removed")
-    return redirect("/exploitation/clients?fait=client-supprime")
+    return Done(
+        "delete",
+        "client-remove",
+        f"OAuth client {client_id!r} removed",
+        "/exploitation/clients?fait=client-supprime",
+    )
+
+
+async def remove(request: Request) -> Response:
+    return await operator_action(request, "ops-clients", _remove_client)
 
 
 async def accounts(request: Request) -> Response:
@@ -237,13 +273,7 @@ async def accounts(request: Request) -> Response:
     )
 
 
-async def unlock(request: Request) -> Response:
-    who = _operator(request)
-    if isinstance(who, Response):
-        return who
-    form = await checked_form(request, who, "ops-accounts")
-    if isinstance(form, Response):
-        return form
+async def _unlock(request: Request, who: SignedIn, form: dict[str, str]) -> Done | Response:
     patient_id = form.get("patient", "")
     if not patient_id or len(patient_id) > 64:
         return error_page(400, "Le compte à déverrouiller n'est pas indiqué.")
@@ -251,14 +281,17 @@ async def unlock(request: Request) -> Response:
         done = await unlock_patient_account(conn, patient_id)
     if not done:
         return error_page(404, "Ce compte n'est pas verrouillé (ou n'existe pas).")
-    await _record(
-        who,
+    return Done(
         "update",
         "account-unlock",
         "patient account unlocked by an operator",
-        resources=[("Patient", patient_id, patient_id)],
+        "/exploitation/comptes?fait=compte-deverrouille",
+        [("Patient", patient_id, patient_id)],
     )
-    return redirect("/exploitation/comptes?fait=compte-deverrouille")
+
+
+async def unlock(request: Request) -> Response:
+    return await operator_action(request, "ops-accounts", _unlock)
 
 
 ROUTES: list[BaseRoute] = [

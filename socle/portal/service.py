@@ -24,6 +24,7 @@ from . import (
     privacy,
     profile,
     representatives,
+    staff,
 )
 from .pro.routes import ROUTES as PRO_ROUTES
 
@@ -43,6 +44,7 @@ def routes(settings: Settings) -> Sequence[BaseRoute]:
         *activation.ROUTES,
         *notifications.ROUTES,
         *operations.ROUTES,
+        *staff.ROUTES,
         *observatory.ROUTES,
         *PRO_ROUTES,
     ]

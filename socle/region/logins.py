@@ -172,9 +172,13 @@ def _operator(
         "SELECT 1 FROM operator_account WHERE login = %s", (OPERATOR_LOGIN,)
     ).fetchone()
     secret = known.get("totp_secret") if account else None
-    if not secret:
+    if secret:  # a demo made before staff accounts had administrators
+        conn.execute("UPDATE operator_account SET admin = true WHERE login = %s", (OPERATOR_LOGIN,))
+    else:
         remove_operator(conn, OPERATOR_LOGIN)
-        secret = create_operator(conn, OPERATOR_LOGIN, OPERATOR_NAME, PATIENT_PASSWORD, settings)
+        secret = create_operator(
+            conn, OPERATOR_LOGIN, OPERATOR_NAME, PATIENT_PASSWORD, settings, admin=True
+        )
     return {
         "login": OPERATOR_LOGIN,
         "name": OPERATOR_NAME,

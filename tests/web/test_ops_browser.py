@@ -1,10 +1,14 @@
 """The operators' pages in Chromium at desktop (1280) and phone (375) widths: the staff login
-form, the overview, the jobs, the clients and a removal's confirmation, the locked accounts;
-the ARS analyst's « Observatoire »: no serious or critical axe-core violation. A job retried
-and an account unlocked without JavaScript."""
+form, the overview, the jobs, the clients and a removal's confirmation, the locked accounts,
+« Comptes du personnel » (the list, the creation form's errors, a one-time password shown, a
+removal's confirmation), a first login's second step (new password, the QR code, a wrong code);
+the ARS analyst's « Observatoire »: no serious or critical axe-core violation. A job retried, an
+account unlocked, and a staff account created then its first login done without JavaScript."""
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,7 +60,7 @@ def _signed_in_operator(chromium: Any, site: Site, javascript: bool = True) -> t
     )
     page = context.new_page()
     page.set_default_timeout(15_000)
-    login, secret = new_operator(site, "Claude Navigateur")
+    login, secret = new_operator(site, "Claude Navigateur", admin=True)
     page.goto(site.base + "/connexion")
     page.click("#exploitation")
     if javascript:  # axe-core runs as a script
@@ -128,6 +132,86 @@ def _journey(page: Any, site: Site) -> None:
     page.click("text=Déverrouiller")
     assert "fait=compte-deverrouille" in page.url, page.url
     assert page.locator(f"text={site.other.login}").count() == 0
+
+
+def _create_staff(page: Any, site: Site, login: str) -> str:
+    """An account created on « Comptes du personnel »: its one-time password."""
+    page.goto(site.base + "/exploitation/personnel")
+    page.fill("#identifiant", login)
+    page.fill("#nom", "Dominique Navigateur")
+    page.click("text=Créer le compte")
+    return str(page.locator("code.socle-secret").inner_text())
+
+
+def _first_login(context: Any, site: Site, login: str, one_time: str) -> Any:
+    """A new account's login up to its second step (the page)."""
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(site.base + "/connexion")
+    page.click("#exploitation")
+    page.fill("#identifier", login)
+    page.fill("#password", one_time)
+    page.click("form >> text=Se connecter")
+    assert "/auth/exploitation" in page.url and page.locator("svg[role=img]").count() == 1
+    return page
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_the_staff_accounts_page_and_a_first_login_are_accessible(
+    chromium: Any, operator: Any, site: Site, width: str
+) -> None:
+    page = operator
+    page.set_viewport_size(WIDTHS[width])
+    page.goto(site.base + "/exploitation/personnel")
+    _check(page, "staff accounts", width, "exploitation-personnel")
+    page.fill("#identifiant", "Pas Valide!")
+    page.click("text=Créer le compte")
+    assert (
+        page.locator("#identifiant-erreur").count() == 1
+        and page.locator("#nom-erreur").count() == 1
+    )
+    _check(page, "staff creation errors", width)
+    login = f"nav.{secrets.token_hex(3)}"
+    one_time = _create_staff(page, site, login)
+    _check(page, "one-time password", width)
+    page.goto(site.base + f"/exploitation/personnel/supprimer?compte={login}")
+    _check(page, "staff removal", width)
+    context = chromium.new_context(viewport=WIDTHS[width], locale="fr-FR")
+    try:
+        first = _first_login(context, site, login, one_time)
+        _check(first, "first login step", width, "exploitation-premiere-connexion")
+        first.fill("#nouveau", "un mot de passe du navigateur")
+        first.fill("#confirmation", "un mot de passe du navigateur")
+        first.fill("#code", "000000")
+        first.click("text=Enregistrer et me connecter")
+        assert first.locator("#code-erreur").count() == 1
+        _check(first, "first login wrong code", width)
+    finally:
+        context.close()
+
+
+def test_a_staff_account_is_created_and_its_first_login_done_without_javascript(
+    chromium: Any, site: Site
+) -> None:
+    context, page = _signed_in_operator(chromium, site, javascript=False)
+    newcomer = chromium.new_context(
+        viewport=WIDTHS["phone"], locale="fr-FR", java_script_enabled=False
+    )
+    try:
+        login = f"sansjs.{secrets.token_hex(3)}"
+        one_time = _create_staff(page, site, login)
+        assert re.fullmatch(r"[\w]{4}(-[\w]{4}){3}", one_time), one_time
+        first = _first_login(newcomer, site, login, one_time)
+        secret = first.locator("input[name=secret]").get_attribute("value")
+        first.fill("#nouveau", "un mot de passe sans script")
+        first.fill("#confirmation", "un mot de passe sans script")
+        first.fill("#code", totp(secret))
+        first.click("text=Enregistrer et me connecter")
+        assert first.url == site.base + "/", first.url
+        assert first.locator("text=Exploitation de la plateforme").count() >= 1
+    finally:
+        newcomer.close()
+        context.close()
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))

@@ -6,8 +6,6 @@ refused. The ARS analyst's « Observatoire » entry."""
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from socle.auth.server.totp import totp
 from socle.testing import run_socle
 from tests.auth.server.helpers import authorize_params, new_verifier
 
-from .ops import ars_client, new_operator, operator_sign_in
+from .ops import ars_client, audited, form_fields, new_operator, operator_sign_in
 from .site import PASSWORD, Site, hidden_inputs, sign_in
 
 PAGES = ["/exploitation", "/exploitation/taches", "/exploitation/clients", "/exploitation/comptes"]
@@ -36,21 +34,6 @@ def ops(site: Site) -> Iterator[httpx.Client]:
     with site.client() as http:
         operator_sign_in(site, http)
         yield http
-
-
-def _audited(site: Site, *patterns: str) -> bool:
-    """An audit event whose JSON matches every pattern is written (the sink writes in the
-    background: polled with a deadline)."""
-    deadline = time.monotonic() + 30
-    with site.connect() as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT count(*) FROM audit_log WHERE event LIKE ALL(%s)", (list(patterns),)
-            ).fetchone()
-            if row and row[0]:
-                return True
-            conn.execute("SELECT pg_sleep(0.1)")
-    return False
 
 
 def _job(site: Site, state: str) -> int:
@@ -70,13 +53,6 @@ def _job_state(site: Site, job_id: int) -> str:
         row = conn.execute("SELECT state FROM job WHERE id = %s", (job_id,)).fetchone()
     assert row is not None
     return str(row[0])
-
-
-def _form(page: str, action: str) -> dict[str, str]:
-    """The hidden fields of the form posting to ``action`` (the first one)."""
-    found = re.search(rf'<form method="post" action="{re.escape(action)}">(.*?)</form>', page, re.S)
-    assert found, f"no form to {action}"
-    return hidden_inputs(found.group(1))
 
 
 # -- Signing in ------------------------------------------------------------------------------------
@@ -202,7 +178,7 @@ def test_the_pages_are_the_operators_only(site: Site, ops: httpx.Client, path: s
 # -- Jobs ------------------------------------------------------------------------------------------
 
 
-def test_a_dead_job_is_retried_then_cancelled_and_each_action_is_audited(
+def test_a_dead_job_is_retried_then_cancelled_and_each_action_isaudited(
     site: Site, ops: httpx.Client
 ) -> None:
     job = _job(site, "dead")
@@ -212,7 +188,7 @@ def test_a_dead_job_is_retried_then_cancelled_and_each_action_is_audited(
         and "essai-exploitation" in page.text
         and "panne simulée" in page.text
     )
-    fields = {**_form(page.text, "/exploitation/taches/relancer"), "tache": str(job)}
+    fields = {**form_fields(page.text, "/exploitation/taches/relancer"), "tache": str(job)}
     assert (
         ops.post("/exploitation/taches/relancer", data={**fields, "csrf": "faux"}).status_code
         == 403
@@ -224,11 +200,11 @@ def test_a_dead_job_is_retried_then_cancelled_and_each_action_is_audited(
     notice = ops.get(done.headers["location"])
     assert "remise en file" in notice.text
     queued = ops.get("/exploitation/taches", params={"etat": "queued"})
-    cancel = {**_form(queued.text, "/exploitation/taches/annuler"), "tache": str(job)}
+    cancel = {**form_fields(queued.text, "/exploitation/taches/annuler"), "tache": str(job)}
     assert ops.post("/exploitation/taches/annuler", data=cancel).status_code == 303
     assert _job_state(site, job) == "cancelled"
-    assert _audited(site, f"%job {job} (essai-exploitation): retry%", '%"operator:ops.%')
-    assert _audited(site, f"%job {job} (essai-exploitation): cancel%")
+    assert audited(site, f"%job {job} (essai-exploitation): retry%", '%"operator:ops.%')
+    assert audited(site, f"%job {job} (essai-exploitation): cancel%")
 
 
 def test_a_job_whose_state_forbids_the_action_is_a_409_page_and_bad_input_a_400(
@@ -238,7 +214,9 @@ def test_a_job_whose_state_forbids_the_action_is_a_409_page_and_bad_input_a_400(
     page = ops.get("/exploitation/taches", params={"etat": "succeeded"})
     assert f'name="tache" value="{job}"' not in page.text  # no button for it
     _job(site, "dead")
-    token = _form(ops.get("/exploitation/taches").text, "/exploitation/taches/relancer")["csrf"]
+    token = form_fields(ops.get("/exploitation/taches").text, "/exploitation/taches/relancer")[
+        "csrf"
+    ]
     refused = ops.post("/exploitation/taches/relancer", data={"csrf": token, "tache": str(job)})
     assert refused.status_code == 409 and "relancée" in refused.text
     assert _job_state(site, job) == "succeeded"
@@ -250,7 +228,7 @@ def test_a_job_whose_state_forbids_the_action_is_a_409_page_and_bad_input_a_400(
 # -- Clients ---------------------------------------------------------------------------------------
 
 
-def test_a_client_is_removed_after_a_confirmation_and_the_removal_is_audited(
+def test_a_client_is_removed_after_a_confirmation_and_the_removal_isaudited(
     site: Site, ops: httpx.Client
 ) -> None:
     with site.connect() as conn:
@@ -268,7 +246,7 @@ def test_a_client_is_removed_after_a_confirmation_and_the_removal_is_audited(
     assert "/exploitation/clients/supprimer?client=socle-web" not in listing.text
     confirm = ops.get("/exploitation/clients/supprimer", params={"client": "appli-a-retirer"})
     assert confirm.status_code == 200 and "jetons de rafraîchissement" in confirm.text
-    fields = _form(confirm.text, "/exploitation/clients/supprimer")
+    fields = form_fields(confirm.text, "/exploitation/clients/supprimer")
     assert fields["client"] == "appli-a-retirer" and fields["confirmation"] == "oui"
     unconfirmed = {k: v for k, v in fields.items() if k != "confirmation"}
     assert ops.post("/exploitation/clients/supprimer", data=unconfirmed).status_code == 400
@@ -276,7 +254,7 @@ def test_a_client_is_removed_after_a_confirmation_and_the_removal_is_audited(
     assert done.status_code == 303
     assert "appli-a-retirer" not in ops.get("/exploitation/clients").text
     assert ops.post("/exploitation/clients/supprimer", data=fields).status_code == 404
-    assert _audited(site, "%OAuth client 'appli-a-retirer' removed%", '%"operator:ops.%')
+    assert audited(site, "%OAuth client 'appli-a-retirer' removed%", '%"operator:ops.%')
     own = ops.post("/exploitation/clients/supprimer", data={**fields, "client": "socle-web"})
     assert own.status_code == 400
     assert (
@@ -300,7 +278,10 @@ def test_a_locked_patient_account_is_unlocked_and_the_patient_sees_it_in_the_tra
         )
     page = ops.get("/exploitation/comptes")
     assert page.status_code == 200 and patient.login in page.text
-    fields = {**_form(page.text, "/exploitation/comptes/deverrouiller"), "patient": patient.id}
+    fields = {
+        **form_fields(page.text, "/exploitation/comptes/deverrouiller"),
+        "patient": patient.id,
+    }
     done = ops.post("/exploitation/comptes/deverrouiller", data=fields)
     assert done.status_code == 303 and "compte-deverrouille" in done.headers["location"]
     with site.connect() as conn:
@@ -311,7 +292,7 @@ def test_a_locked_patient_account_is_unlocked_and_the_patient_sees_it_in_the_tra
     assert row == (0, None)
     assert patient.login not in ops.get("/exploitation/comptes").text
     assert ops.post("/exploitation/comptes/deverrouiller", data=fields).status_code == 404
-    assert _audited(site, "%patient account unlocked by an operator%", f'%"Patient/{patient.id}"%')
+    assert audited(site, "%patient account unlocked by an operator%", f'%"Patient/{patient.id}"%')
     with site.client() as http:  # the patient can sign in again
         sign_in(site, http, patient)
 

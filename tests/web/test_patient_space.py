@@ -358,16 +358,29 @@ def test_first_login_by_activation_code_then_password_and_totp(site: Site) -> No
         )
         assert weak.status_code == 400 and 'id="mot_de_passe-erreur"' in weak.text
         chosen = "Une phrase de passe solide"
-        done = http.post(
+        # the new key: a QR code of its otpauth:// URI, the key by 4, confirmed by a code
+        key = kept["cle"]
+        assert " ".join(key[i : i + 4] for i in range(0, len(key), 4)) in step2.text
+        assert 'role="img"' in step2.text and "otpauth://totp/" in step2.text
+        wrong = http.post(
             "/activation/mot-de-passe",
-            data={**kept, "mot_de_passe": chosen, "confirmation": chosen},
+            data={**kept, "mot_de_passe": chosen, "confirmation": chosen, "code_application": "1"},
         )
-        assert done.status_code == 200, done.text
-        secret = re.search(r'<code class="socle-secret">([A-Z2-7 ]+)</code>', done.text)
-        assert secret
+        assert wrong.status_code == 400 and 'id="code_application-erreur"' in wrong.text
+        assert hidden_inputs(wrong.text)["cle"] == key  # the same key again
+        swapped = {**kept, "cle": "A" * 32, "mot_de_passe": chosen, "confirmation": chosen}
+        refused = http.post(
+            "/activation/mot-de-passe", data={**swapped, "code_application": totp("A" * 32)}
+        )
+        assert refused.status_code == 400 and "Activation impossible" in refused.text
+        confirmed = {**kept, "mot_de_passe": chosen, "confirmation": chosen}
+        done = http.post(
+            "/activation/mot-de-passe", data={**confirmed, "code_application": totp(key)}
+        )
+        assert done.status_code == 200 and "Compte activé" in done.text, done.text
+        assert key not in done.text
         again = http.post(
-            "/activation/mot-de-passe",
-            data={**kept, "mot_de_passe": chosen, "confirmation": chosen},
+            "/activation/mot-de-passe", data={**confirmed, "code_application": totp(key)}
         )
         assert again.status_code == 400  # single use
     with (
@@ -380,7 +393,7 @@ def test_first_login_by_activation_code_then_password_and_totp(site: Site) -> No
             **hidden_inputs(form.text),
             "identifier": ins,
             "password": chosen,
-            "totp": totp(secret.group(1).replace(" ", "")),
+            "totp": totp(key, time.time() + 30),  # the confirmation's code was used
         }
         signed = http.post("/auth/patient", data=fields)
         assert signed.status_code == 303, signed.text

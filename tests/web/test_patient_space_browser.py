@@ -99,6 +99,42 @@ def test_every_page_and_error_state_is_accessible(
     assert page.locator("#ins-erreur").is_visible()
     assert_accessible(page, f"activation errors at {width}")
     screenshot(page, f"activation-erreurs-{width}")
+    # the second step: the new key as a QR code, then a wrong confirmation code
+    _activation_second_step(page, site)
+    assert page.get_by_role("img", name=re.compile("QR code")).count() == 1
+    assert_accessible(page, f"activation key at {width}")
+    screenshot(page, f"activation-cle-{width}")
+    page.fill("#mot_de_passe", "Une phrase de passe solide")
+    page.fill("#confirmation", "Une phrase de passe solide")
+    page.fill("#code_application", "000000")
+    page.click("button:has-text('Activer mon compte')")
+    assert page.locator("#code_application-erreur").is_visible()
+    assert_accessible(page, f"activation wrong code at {width}")
+
+
+def _activation_second_step(page: Any, site: Site) -> None:
+    """/activation's first step passed with a fresh code for the other patient (nothing is
+    made before the second step succeeds)."""
+    from socle.portal import activation_codes
+
+    patient = httpx.get(
+        site.server.fhir + f"/Patient/{site.other.id}",
+        headers=auth_headers(site.server),
+        timeout=30,
+    ).json()
+    ins = next(
+        i["value"]
+        for i in patient["identifier"]
+        if len(i.get("value", "")) == 15 and i["value"][:1] in "12"
+    )
+    with site.connect() as conn:
+        code, _ = activation_codes.issue(conn, site.other.id, "test")
+    page.goto(site.base + "/activation")
+    page.fill("#code", code)
+    page.fill("#ins", ins)
+    page.fill("#naissance", patient["birthDate"])
+    page.click("text=Continuer")
+    assert page.locator("#mot_de_passe").count() == 1
 
 
 def test_the_chart_has_a_name_and_its_table_holds_exactly_its_data(

@@ -66,15 +66,15 @@ ACCOUNT_UPSERT = (
 
 
 def _new_account(
-    settings: Settings, patient_id: str, password: str
+    settings: Settings, patient_id: str, password: str, secret: str | None = None
 ) -> tuple[str, str, tuple[str, bytes]]:
-    """(patient id, TOTP secret, (password hash, encrypted secret)); ValueError for a weak
-    password."""
+    """(patient id, TOTP secret — ``secret`` or a new one, (password hash, encrypted
+    secret)); ValueError for a weak password."""
     patient_id = patient_id.removeprefix("Patient/")
     problem = passwords.check_strength(password)
     if problem:
         raise ValueError(problem)
-    secret = totp.new_secret()
+    secret = secret or totp.new_secret()
     return (
         patient_id,
         secret,
@@ -83,17 +83,27 @@ def _new_account(
 
 
 async def open_patient_account(
-    conn: AsyncConnection, settings: Settings, patient_id: str, password: str
+    conn: AsyncConnection,
+    settings: Settings,
+    patient_id: str,
+    password: str,
+    proven: tuple[str, int] | None = None,
 ) -> str:
     """:func:`create_patient_account` for an async caller (first login by activation code):
-    the scrypt work off the event loop; an existing account keeps its login. Returns the TOTP
-    secret."""
+    the scrypt work off the event loop; an existing account keeps its login. ``proven``: the
+    TOTP secret the patient has already confirmed with a code, and that code's time step
+    (used: the same code cannot sign in). Returns the TOTP secret."""
     patient_id, secret, values = await asyncio.to_thread(
-        _new_account, settings, patient_id, password
+        _new_account, settings, patient_id, password, proven[0] if proven else None
     )
     await conn.execute(
         ACCOUNT_UPSERT.replace("login = EXCLUDED.login, ", ""), (patient_id, patient_id, *values)
     )
+    if proven:
+        await conn.execute(
+            "UPDATE patient_account SET totp_last_step = %s WHERE patient_id = %s",
+            (proven[1], patient_id),
+        )
     return secret
 
 
@@ -163,7 +173,7 @@ async def check_factors(
     conn: AsyncConnection,
     settings: Settings,
     where: Factors,
-    stored: tuple[str, bytes, int, bool],
+    stored: tuple[str, bytes | None, int, bool],
     password: str,
     code: str,
     *,
@@ -172,23 +182,28 @@ async def check_factors(
 ) -> bool:
     """Whether the password and the TOTP code are right for an account found (its password
     hash, encrypted secret, last used step, locked now), counting a failure towards the
-    lock-out; a code is used once. Patient and operator accounts alike."""
+    lock-out; a code is used once. Patient and operator accounts alike. An account with no
+    TOTP secret yet (a staff account about to enrol one) is checked on its password alone: its
+    login goes on to the enrolment, which proves a code before anything else."""
     password_hash, totp_enc, last_step, locked = stored
     ok_password = await asyncio.to_thread(passwords.verify_password, password, password_hash)
     step = None
-    if ok_password:
+    if ok_password and totp_enc is not None:
         secret = _decrypt(settings, where.aad, totp_enc)
         step = totp.matching_step(secret, code)
+    elif ok_password:
+        step = last_step + 1  # enrolling: no code used, the stored step is kept below
     if locked:
         return False  # even right factors do not unlock early
     table, key = where.table, where.key_column
     if ok_password and step is not None and step > last_step:
         # Conditional on the step: two concurrent logins with one code cannot both succeed.
+        kept = step if totp_enc is not None else last_step
         cur = await conn.execute(
             f"UPDATE {table} SET totp_last_step = %s, failed_attempts = 0,"  # noqa: S608
             f" locked_until = NULL WHERE {key} = %s AND totp_last_step < %s"
             " AND coalesce(locked_until <= now(), true)",
-            (step, where.key, step),
+            (kept, where.key, step),
         )
         if cur.rowcount == 1:
             return True

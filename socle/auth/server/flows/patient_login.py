@@ -9,9 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ....web import client_ip
 from ...tokens import Role
-from .. import accounts, directory, ratelimit
+from .. import accounts, directory
 from ..responses import render
 from .server import Flow
 
@@ -37,26 +36,19 @@ class PatientLogin(Flow):
         if isinstance(opened, Response):
             return opened
         request_id, form = opened[0].request_id, opened[1]
-        login = form.get("identifier", "").strip()[:200]
-        password = form.get("password", "")[:1024]
-        code = form.get("totp", "")[:16]
         engine = self.server.engine(request)
         async with engine.pool.connection() as conn:
-            if not await ratelimit.allow(
-                conn, "login", client_ip(request), self.cfg.login_rate_per_minute
-            ):
-                return self._form(
-                    request_id, "Trop de tentatives : patientez une minute.", status=429
-                )
-            if not login or not password or not code:
-                return self._form(request_id, accounts.LOGIN_FAILED, status=400)
+            typed = await self.server.credentials(conn, request, form)
+            if isinstance(typed, tuple):
+                return self._form(request_id, *typed)
+            login = typed.login
             patient_ids = await directory.patients_with_ins(engine, login)
             patient_id = await accounts.authenticate_patient(
                 conn,
                 self.server.settings,
                 login,
-                password,
-                code,
+                typed.password,
+                typed.code,
                 patient_ids=patient_ids,
                 max_failures=self.cfg.max_failed_logins,
                 lockout_seconds=self.cfg.lockout_seconds,

@@ -19,10 +19,18 @@ from starlette.routing import BaseRoute
 
 from ....config import Settings
 from ....fhir.engine import Engine
-from ....web import RepeatedParameter, check_form_token, form_data, form_token, redirect
+from ....web import (
+    RepeatedParameter,
+    check_form_token,
+    client_ip,
+    form_data,
+    form_token,
+    redirect,
+)
 from ...signing import local_issuer_config
 from ...tokens import InvalidToken, TokenVerifier
-from .. import grants_store
+from .. import grants_store, ratelimit
+from ..accounts import LOGIN_FAILED
 from ..clients import Client, load_client
 from ..config import AuthServerConfig
 from ..psc_broker import PscBroker
@@ -40,6 +48,16 @@ REQUEST_EXPIRED = (
 # so they get their code without a consent page.
 FIRST_PARTY_CLIENT = "socle-web"
 FORM_EXPIRED = "Formulaire expiré ou invalide : recommencez depuis l'application."
+TOO_MANY_ATTEMPTS = "Trop de tentatives : patientez une minute."
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a password + TOTP sign-in form carries (patients, staff)."""
+
+    login: str
+    password: str
+    code: str
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,36 @@ class AuthServer:
         if isinstance(form, Response):
             return form
         return pending, form
+
+    async def within_login_rate(self, conn: Any, request: Request) -> bool:
+        """Counts one login attempt from the caller's address; False once over the limit."""
+        return await ratelimit.allow(
+            conn, "login", client_ip(request), self.cfg.login_rate_per_minute
+        )
+
+    async def credentials(
+        self,
+        conn: Any,
+        request: Request,
+        form: dict[str, str],
+        *,
+        lowercase: bool = False,
+        code_optional: bool = False,
+    ) -> Credentials | tuple[str, int]:
+        """The sign-in form's login, password and code, once the caller's address is within
+        the login rate limit and no field is empty; else the message and status to show on the
+        form (every empty field gets the one message of a failed login)."""
+        login = form.get("identifier", "").strip()[:200]
+        found = Credentials(
+            login.lower() if lowercase else login,
+            form.get("password", "")[:1024],
+            form.get("totp", "")[:16],
+        )
+        if not await self.within_login_rate(conn, request):
+            return TOO_MANY_ATTEMPTS, 429
+        if not found.login or not found.password or not (found.code or code_optional):
+            return LOGIN_FAILED, 400
+        return found
 
     async def signed_in(self, conn: Any, request_id: str, subject: dict[str, Any]) -> Response:
         """Who signed in is kept with the pending request; the browser goes on to consent, but
