@@ -501,23 +501,10 @@ def _staff_outcome(login: str, outcome: str) -> None:
 
 
 def _on_operator(data_dir: Path | None, work: Any) -> Any:
-    """Run ``work(conn)`` (a coroutine function of the staff accounts' async API) on the
-    database of this data dir or of DATABASE_URL."""
-    import asyncio
+    """Run ``work(conn)`` (a coroutine function of the staff accounts' async API)."""
+    from .workers.cli import on_database
 
-    import psycopg
-
-    from .config import Settings
-    from .database import prepare, resolve_url
-
-    url = resolve_url(Settings.from_env(data_dir))
-    prepare(url)
-
-    async def run() -> Any:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            return await work(conn)
-
-    return asyncio.run(run())
+    return on_database(data_dir, work)
 
 
 @operator_app.command("reset-password")

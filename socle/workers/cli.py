@@ -52,7 +52,9 @@ def worker(data_dir: DataDir = None) -> None:
     asyncio.run(main())
 
 
-def _on_database(data_dir: Path | None, work: Any) -> Any:
+def on_database(data_dir: Path | None, work: Any) -> Any:
+    """Run ``work(conn)``, a coroutine function of an async connection, on the (migrated)
+    database of this data dir or of DATABASE_URL: what the CLI's commands on async APIs share."""
     import psycopg
 
     from ..config import Settings
@@ -95,7 +97,7 @@ def jobs_list(
 
     from . import queue
 
-    jobs = _on_database(data_dir, lambda conn: queue.list_jobs(conn, state, kind, limit))
+    jobs = on_database(data_dir, lambda conn: queue.list_jobs(conn, state, kind, limit))
     if as_json:
         for job in jobs:
             typer.echo(json.dumps(job, default=str, ensure_ascii=False))
@@ -119,7 +121,7 @@ def jobs_retry(job_id: int, data_dir: DataDir = None) -> None:
     """Run a dead, cancelled or waiting job now, its attempts counted afresh."""
     from . import queue
 
-    if not _on_database(data_dir, lambda conn: queue.retry(conn, job_id)):
+    if not on_database(data_dir, lambda conn: queue.retry(conn, job_id)):
         typer.echo(f"job {job_id}: only a dead, cancelled or waiting job is retried", err=True)
         raise typer.Exit(1)
     typer.echo(f"job {job_id} queued")
@@ -130,7 +132,7 @@ def jobs_cancel(job_id: int, data_dir: DataDir = None) -> None:
     """Cancel a waiting job, or ask a running one's worker to stop it."""
     from . import queue
 
-    job = _on_database(data_dir, lambda conn: queue.cancel(conn, job_id))
+    job = on_database(data_dir, lambda conn: queue.cancel(conn, job_id))
     if job is None:
         typer.echo(f"job {job_id}: only a waiting or running job is cancelled", err=True)
         raise typer.Exit(1)
@@ -146,7 +148,7 @@ def jobs_probe(
     """Queue a probe job: see the workers run it (`socle jobs list --kind probe`)."""
     from . import queue
 
-    job_id = _on_database(
+    job_id = on_database(
         data_dir, lambda conn: queue.enqueue(conn, "probe", {"seconds": seconds, "fail": fail})
     )
     typer.echo(str(job_id))
