@@ -772,6 +772,34 @@ ALTER TABLE mailbox ADD COLUMN unlisted boolean NOT NULL DEFAULT false;
 MIGRATIONS += [(271, "secure messaging: unlisted (listeRouge) mailboxes", MESSAGING_UNLISTED_V271)]
 
 
+# --- Secure messaging, the mailbox's state (mailstate): migrations 320-329 -------------------
+MESSAGING_MAILBOX_STATE_V320 = """
+-- Read / unread per recipient mailbox: a row says the mailbox's owner opened the message (the
+-- page, or $read-state); no row, unread. Configuration of the mailbox, not clinical data: it
+-- stays beside the mailbox, not in the message's Communication that every participant shares.
+CREATE TABLE mail_read (
+    address  text NOT NULL REFERENCES mailbox (address) ON DELETE CASCADE,
+    message  bigint NOT NULL REFERENCES mail_message (id) ON DELETE CASCADE,
+    read_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (address, message)
+);
+-- The unread count of a mailbox: its delivered messages (local_recipients @> {address}).
+CREATE INDEX mail_message_local_recipients ON mail_message USING gin (local_recipients);
+-- The new-message e-mail to a recipient's personal address: queued once per (message,
+-- mailbox), whatever the number of times the delivery runs; sent_at once the relay took it.
+CREATE TABLE mail_notice (
+    address  text NOT NULL REFERENCES mailbox (address) ON DELETE CASCADE,
+    message  bigint NOT NULL REFERENCES mail_message (id) ON DELETE CASCADE,
+    queued_at timestamptz NOT NULL DEFAULT now(),
+    sent_at  timestamptz,
+    PRIMARY KEY (address, message)
+);
+"""
+MIGRATIONS += [
+    (320, "secure messaging: read state and new-message notices", MESSAGING_MAILBOX_STATE_V320)
+]
+
+
 # --- The operators' pages (opspages): migrations 300-309 -------------------------------------
 OPERATOR_ACCOUNTS_V300 = """
 -- The platform's staff (GRADeS operators): password (scrypt) + TOTP, as patient accounts.

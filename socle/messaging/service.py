@@ -7,7 +7,10 @@ from __future__ import annotations
 from ..contract import Conformance, Service
 from .delivery import JOBS
 from .directory import MAILBOX_METADATA, ensure_search_parameters
+from .notices import JOBS as NOTICE_JOBS
 from .publish import JOBS as PUBLISH_JOBS
+from .readstate import OPERATIONS as STATE_OPERATIONS
+from .readstate import routes as state_routes
 from .send import OPERATIONS, routes
 from .smtp import listening
 
@@ -27,9 +30,9 @@ CONFORMANCE = Conformance(
 
 service = Service(
     name="messaging",
-    operations=routes,
-    definitions=OPERATIONS,
-    jobs=[*JOBS, *PUBLISH_JOBS],
+    operations=[*routes, *state_routes],
+    definitions=[*OPERATIONS, *STATE_OPERATIONS],
+    jobs=[*JOBS, *PUBLISH_JOBS, *NOTICE_JOBS],
     listeners=[listening],
     lifespan=ensure_search_parameters,
     conformance=CONFORMANCE,
