@@ -31,7 +31,7 @@ def status_of(dispositions: list[tuple[str, bool]], relay_error: str | None) -> 
     return Status.SENT
 
 
-def _disposition(raw: bytes) -> tuple[str, bool] | None:
+def disposition_of(raw: bytes) -> tuple[str, bool] | None:
     try:
         found = parse_mdn(raw)
     except (NotAnMdn, ValueError):
@@ -50,7 +50,7 @@ async def statuses(conn: AsyncConnection, rows: list[int]) -> dict[int, Status]:
     )
     answers: dict[int, list[tuple[str, bool]]] = {}
     for answered, raw in await cur.fetchall():
-        found = await asyncio.to_thread(_disposition, bytes(raw))
+        found = await asyncio.to_thread(disposition_of, bytes(raw))
         if found is not None:
             answers.setdefault(int(answered), []).append(found)
     return {r: status_of(answers.get(r, []), refused.get(r)) for r in rows if r in refused}
