@@ -118,6 +118,15 @@ async def unread_nav(request: Request, who: SignedIn, box: Mailbox | None) -> tu
     return count, counted(navigation(who.session), "/messagerie", count)
 
 
+async def menu_with_unread(request: Request) -> list[tuple[str, str]] | None:
+    """The menu of a signed-in professional or patient with their unread count (the home
+    page's), None for anyone else."""
+    who = signed_in(request)
+    if isinstance(who, Response) or who.session.role not in ("professional", "patient"):
+        return None
+    return (await unread_nav(request, who, await my_mailbox(request, who)))[1]
+
+
 def patient_name(patient: dict[str, Any]) -> str:
     """« family given » of a Patient's official (else first) name."""
     names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
