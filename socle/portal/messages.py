@@ -109,7 +109,9 @@ def line(communication: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def unread_nav(request: Request, who: SignedIn, box: Mailbox | None) -> tuple[int, Any]:
+async def unread_nav(
+    request: Request, who: SignedIn, box: Mailbox | None
+) -> tuple[int, list[tuple[str, str]]]:
     """The mailbox's unread count, and the menu saying it (« Messagerie (3) »)."""
     count = 0
     if box is not None:
