@@ -798,6 +798,22 @@ CREATE TABLE mail_notice (
 MIGRATIONS += [
     (320, "secure messaging: read state and new-message notices", MESSAGING_MAILBOX_STATE_V320)
 ]
+MESSAGING_NOTICE_ADDRESS_V321 = """
+-- A professional's personal address for the new-message e-mail, per mailbox (a patient's is in
+-- patient_notification_preference): set and removed from the « Messagerie » page.
+CREATE TABLE mailbox_notice_address (
+    address    text PRIMARY KEY REFERENCES mailbox (address) ON DELETE CASCADE,
+    email      text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+MIGRATIONS += [
+    (
+        321,
+        "secure messaging: professionals' new-message e-mail address",
+        MESSAGING_NOTICE_ADDRESS_V321,
+    )
+]
 
 
 # --- The operators' pages (opspages): migrations 300-309 -------------------------------------

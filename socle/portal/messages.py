@@ -27,13 +27,14 @@ from ..fhir.engine import Engine
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError
 from ..fhir.search.query import parse_query
-from ..messaging import mailboxes, readstate, store, tracking
+from ..messaging import mailboxes, notices, readstate, store, tracking
 from ..messaging.communication import ADDRESS_SYSTEM
 from ..messaging.directory import MAILBOX_METADATA
 from ..messaging.mailboxes import Mailbox
 from ..web import RepeatedParameter, query_params, redirect
 from ..web.errors import error_page
 from .documents import PAGE_HEADERS, document_bytes, file_response, summary
+from .notifications import EMAIL
 from .posted import checked_form
 from .pro.calls import call
 from .reading import own, patient_ref
@@ -43,6 +44,7 @@ PAGE_SIZE = 20
 UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes of one attachment
 PURPOSE = "mail-write"
 UNREAD_PURPOSE = "mail-unread"
+NOTICE_PURPOSE = "mail-notice"
 THREAD_DEPTH = 10  # earlier messages of a thread shown above a message
 FOLDERS = {"recus": ("Boîte de réception", "recipient"), "envoyes": ("Messages envoyés", "sender")}
 
@@ -214,6 +216,51 @@ async def folder(request: Request) -> Response:
         first=not before,
         sent=params.get("envoye") == "1",
         marked_unread=params.get("non-lu") == "1",
+    )
+
+
+async def notice_settings(request: Request) -> Response:
+    """« Être prévenu »: a professional's personal address for the new-message e-mail of his
+    mailbox (a patient has theirs in « Préférences de notification »)."""
+    who = _who(request)
+    if isinstance(who, Response):
+        return who
+    if who.session.role == "patient":
+        return redirect("/notifications")
+    box = await my_mailbox(request, who)
+    if box is None:
+        return page(request, "messagerie.html", "Messagerie", box=None, folder="recus")
+    errors: dict[str, str] = {}
+    value = ""
+    if request.method == "POST":
+        form = await checked_form(request, who, NOTICE_PURPOSE)
+        if isinstance(form, Response):
+            return form
+        stop = form.get("action") == "arreter"
+        value = form.get("email", "").strip()
+        if not stop and not (EMAIL.match(value) and len(value) <= 254):
+            errors["email"] = (
+                "Saisissez une adresse électronique valide, par exemple nom@exemple.fr."
+            )
+        else:
+            async with _engine(request).pool.connection() as conn:
+                await notices.set_notice_address(conn, box.address, None if stop else value)
+            return redirect(f"/messagerie/prevenir?fait={'arrete' if stop else 'enregistre'}")
+    async with _engine(request).pool.connection() as conn:
+        current = await notices.notice_address(conn, box)
+    _, nav = await unread_nav(request, who, box)
+    return page(
+        request,
+        "prevenir.html",
+        "Être prévenu des nouveaux messages",
+        status=400 if errors else 200,
+        nav=nav,
+        box=box,
+        notice_email=current,
+        value=value,
+        errors=errors,
+        csrf=who.session.form_token(NOTICE_PURPOSE),
+        done=request.query_params.get("fait", ""),
     )
 
 
@@ -650,6 +697,7 @@ ROUTES: list[BaseRoute] = [
     Route("/messagerie", folder, methods=["GET"]),
     Route("/messagerie/ecrire", write, methods=["GET"]),
     Route("/messagerie/ecrire", send, methods=["POST"]),
+    Route("/messagerie/prevenir", notice_settings, methods=["GET", "POST"]),
     Route("/messagerie/{dossier:str}", folder, methods=["GET"]),
     Route("/messagerie/message/{id}", show, methods=["GET"]),
     Route("/messagerie/message/{id}/non-lu", mark_unread, methods=["POST"]),

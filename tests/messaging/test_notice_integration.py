@@ -17,9 +17,10 @@ from aiosmtpd.controller import Controller
 from socle.testing import Database, ServerProcess, free_port, server_beside
 
 from .test_smtp_integration import Sink
-from .world import DOMAIN, PATIENT, PRO_A, message, poll, populate, smtp, url_of
+from .world import DOMAIN, PATIENT, PRO_A, PRO_B, message, poll, populate, smtp, url_of
 
 PERSONAL = "marie.martin@perso.example"
+PRO_PERSONAL = "docteur.bravo@perso.example"
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,8 @@ def mail_server(database: Database, sink: Sink) -> Iterator[tuple[ServerProcess,
         yield server, port
 
 
-def _deliver(port: int, subject: str, text: str) -> EmailMessage:
-    msg = message(PRO_A, [PATIENT], text=text, subject=subject)
+def _deliver(port: int, subject: str, text: str, to: str = PATIENT) -> EmailMessage:
+    msg = message(PRO_A, [to], text=text, subject=subject)
     with smtp(port, login=PRO_A) as client:
         assert client.send_message(msg) == {}
     return msg
@@ -74,13 +75,13 @@ def _job_done(conn: psycopg.Connection, kind: str, row: int, after: int = 0) -> 
     return bool(found and found[0] in ("succeeded", "dead"))
 
 
-def _notices(sink: Sink) -> list[tuple[list[str], EmailMessage]]:
+def _notices(sink: Sink, to: str = PERSONAL) -> list[tuple[list[str], EmailMessage]]:
     out = []
     for _, recipients, content in sink.received:
         parsed = message_from_bytes(content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         out.append((recipients, parsed))
-    return [(r, m) for r, m in out if PERSONAL in r]
+    return [(r, m) for r, m in out if to in r]
 
 
 def test_a_new_message_is_told_once_by_e_mail_without_health_data_to_who_asked(
@@ -131,3 +132,26 @@ def test_a_new_message_is_told_once_by_e_mail_without_health_data_to_who_asked(
             ("%Socle secure messaging (notification)%", f"%Communication/msg-{second}%"),
         ).fetchone()
         assert event is not None and PERSONAL not in event[0] and subject not in event[0]
+
+
+def test_a_professional_is_told_at_the_address_he_gave(
+    mail_server: tuple[ServerProcess, int], sink: Sink
+) -> None:
+    server, port = mail_server
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        first = _row(conn, _deliver(port, "Avis", "Pas d'adresse donnée.", to=PRO_B))
+        poll(lambda: _job_done(conn, "messaging.notify", first))
+        assert _notices(sink, PRO_PERSONAL) == []
+        # what the « Être prévenu » page of the mailbox stores
+        conn.execute(
+            "INSERT INTO mailbox_notice_address (address, email) VALUES (%s, %s)",
+            (PRO_B, PRO_PERSONAL),
+        )
+        _row(conn, _deliver(port, "Avis sur une radio", "Fracture du radius.", to=PRO_B))
+        recipients, notice = poll(lambda: _notices(sink, PRO_PERSONAL))[0]
+        assert recipients == [PRO_PERSONAL]
+        whole = notice.as_string()
+        assert "nouveau message sur votre messagerie de sant" in whole
+        for secret in ("Avis sur une radio", "radius", PRO_A):
+            assert secret not in whole, secret
+        assert len(_notices(sink, PRO_PERSONAL)) == 1

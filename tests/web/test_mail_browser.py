@@ -118,8 +118,24 @@ def test_the_mailbox_pages_are_accessible(
     _check(page, "writing form errors", width)
     _send(page, mail.patient_address, subject, "Bonjour,\nà revoir dans un mois.", "lettre.txt")
     assert "/messagerie/envoyes" in page.url, page.url
+
+    def sent_listed() -> bool:  # delivery is a job: the sent message shows once delivered
+        page.goto(site.base + "/messagerie/envoyes")
+        return bool(page.locator("tr", has_text=subject).count())
+
+    poll(sent_listed)
     assert page.locator("th", has_text="État").count() == 1
+    assert page.locator("tr", has_text=subject).locator("td").last.inner_text() in (
+        "envoyé",
+        "distribué",
+    )
     _check(page, "sent messages", width)
+    page.click("text=Être prévenu par courriel des nouveaux messages")
+    _check(page, "new-message e-mail settings", width)
+    page.fill("#email", "pas une adresse")
+    page.click("form[novalidate] button[type=submit]")
+    assert page.locator("#email-erreur").is_visible()
+    _check(page, "new-message e-mail settings with an error", width)
     page = patient
     page.set_viewport_size(WIDTHS[width])
     poll(lambda: _listed(page, site, subject))

@@ -286,3 +286,27 @@ def test_sent_messages_say_their_status_in_words(
     assert "<td>envoyé</td>" in (poll(lambda: _row(first, plain, "envoyes")) or "")
     assert poll(lambda: "<td>échec</td>" in (_row(first, failed, "envoyes") or ""))
     assert '<th scope="col">État</th>' in first.get("/messagerie/envoyes").text
+
+
+def test_a_professional_asks_to_be_told_of_new_messages_by_e_mail(
+    mail: MailWorld, first: httpx.Client, patient: httpx.Client
+) -> None:
+    assert 'href="/messagerie/prevenir"' in first.get("/messagerie").text
+    form = first.get("/messagerie/prevenir")
+    assert form.status_code == 200 and "aucune donnée de santé" in form.text
+    fields = _hidden(form.text)
+    assert first.post("/messagerie/prevenir", data={"email": "a@b.fr"}).status_code == 403
+    wrong = first.post("/messagerie/prevenir", data={**fields, "email": "pas une adresse"})
+    assert wrong.status_code == 400
+    assert 'aria-describedby="email-erreur"' in wrong.text
+    assert 'value="pas une adresse"' in wrong.text  # what was typed is kept
+    saved = first.post("/messagerie/prevenir", data={**fields, "email": "dr.perso@exemple.fr"})
+    assert saved.status_code == 303
+    page = first.get(saved.headers["location"]).text
+    assert "Vous êtes prévenu à l'adresse <strong>dr.perso@exemple.fr</strong>" in page
+    stop = first.post("/messagerie/prevenir", data={**fields, "action": "arreter"})
+    assert stop.status_code == 303
+    assert "Vous êtes prévenu" not in first.get(stop.headers["location"]).text
+    # a patient's are the « Préférences de notification »
+    assert patient.get("/messagerie/prevenir").headers["location"] == "/notifications"
+    assert 'href="/notifications"' in patient.get("/messagerie").text
