@@ -1,10 +1,12 @@
 """What became of sent messages, for their sender: from the acknowledgements (MDNs, RFC 8098)
-Socle has accepted in answer to them (``mail_message.answers``, `delivery._acknowledge`) and
+accepted in answer to them (``mail_message.answers``: those Socle's delivery sends, and those
+another operator sends back, tied to the original at delivery by `link_acknowledgement`) and
 from the relay's refusal. Never from a recipient's own read state (``mail_read`` is theirs)."""
 
 from __future__ import annotations
 
 import asyncio
+from email.message import Message
 from enum import StrEnum
 
 from psycopg import AsyncConnection
@@ -54,3 +56,23 @@ async def statuses(conn: AsyncConnection, rows: list[int]) -> dict[int, Status]:
         if found is not None:
             answers.setdefault(int(answered), []).append(found)
     return {r: status_of(answers.get(r, []), refused.get(r)) for r in rows if r in refused}
+
+
+async def link_acknowledgement(
+    conn: AsyncConnection, row: int, received: Message, references: list[str]
+) -> None:
+    """When the accepted message `row` is an MDN answering (`references`: its In-Reply-To)
+    a message one of our mailboxes sent, record which (``answers``), as for Socle's own MDNs:
+    at most one per (original, answering address), the first one kept."""
+    if not references or received.get_content_type() != "multipart/report":
+        return
+    if received.get_param("report-type") != "disposition-notification":
+        return
+    await conn.execute(
+        "UPDATE mail_message m SET answers = o.id FROM mail_message o"
+        " WHERE m.id = %s AND m.answers IS NULL AND o.message_id = ANY(%s)"
+        " AND o.sender = ANY(m.local_recipients) AND o.id <> m.id"
+        " AND NOT EXISTS (SELECT 1 FROM mail_message a WHERE a.answers = o.id"
+        " AND a.sender = m.sender)",
+        (row, references),
+    )

@@ -1,10 +1,12 @@
-"""The new-message e-mail, end to end: a `socle serve` with its SMTP port and, behind its
-smarthost, a real SMTP receiver (aiosmtpd) standing for the patient's personal mail provider.
-Nothing is sent to a patient who did not ask; one who asked gets exactly one mail per message,
-without health data, even when the delivery runs again; each notice is audited."""
+"""The mailbox's state end to end: a `socle serve` with its SMTP port and, behind its
+smarthost, a real SMTP receiver (aiosmtpd) standing for the personal mail providers and another
+operator. The new-message e-mail: nothing is sent to who did not ask; who asked gets exactly
+one mail per message, without health data, even when the delivery runs again; each notice is
+audited. A sent message's status from the MDN another operator sends back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -14,6 +16,8 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
+from socle.messaging.mdn import as_bytes, build_mdn
+from socle.messaging.tracking import Status, statuses
 from socle.testing import Database, ServerProcess, free_port, server_beside
 
 from .test_smtp_integration import Sink
@@ -155,3 +159,37 @@ def test_a_professional_is_told_at_the_address_he_gave(
         for secret in ("Avis sur une radio", "radius", PRO_A):
             assert secret not in whole, secret
         assert len(_notices(sink, PRO_PERSONAL)) == 1
+
+
+def test_another_operators_mdn_gives_the_sent_message_its_status(
+    mail_server: tuple[ServerProcess, int], sink: Sink
+) -> None:
+    server, port = mail_server
+    foreign = "dr.x@other-operator.test"
+    original = message(PRO_A, [foreign], subject="Courrier", Disposition_Notification_To=PRO_A)
+    with smtp(port, login=PRO_A) as client:
+        assert client.send_message(original) == {}
+    poll(lambda: any(foreign in r for _, r, _ in sink.received))
+    url = url_of(server.database)
+
+    def status() -> Status:
+        async def run() -> dict[int, Status]:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                return await statuses(conn, [sent])
+
+        return asyncio.run(run())[sent]
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT id FROM mail_message WHERE message_id = %s",
+            (str(original["Message-ID"]).strip("<>"),),
+        ).fetchone()
+        assert found is not None
+        sent = int(found[0])
+        assert status() is Status.SENT
+        # the other operator's MDN comes back to our mailbox, unauthenticated, as mail does
+        ack = build_mdn(original, foreign)
+        with smtp(port) as client:
+            client.sendmail(foreign, [PRO_A], as_bytes(ack))
+        _row(conn, ack)  # delivered
+        assert status() is Status.DELIVERED
