@@ -787,6 +787,50 @@ ALTER TABLE mailbox ADD COLUMN filing jsonb;
 MIGRATIONS += [(341, "secure messaging: filing rules per mailbox", MESSAGING_FILING_RULES_V341)]
 
 
+# --- Secure messaging, the mailbox's state (mailstate): migrations 320-329 -------------------
+MESSAGING_MAILBOX_STATE_V320 = """
+-- Read / unread per recipient mailbox: a row says the mailbox's owner opened the message (the
+-- page, or $read-state); no row, unread. Configuration of the mailbox, not clinical data: it
+-- stays beside the mailbox, not in the message's Communication that every participant shares.
+CREATE TABLE mail_read (
+    address  text NOT NULL REFERENCES mailbox (address) ON DELETE CASCADE,
+    message  bigint NOT NULL REFERENCES mail_message (id) ON DELETE CASCADE,
+    read_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (address, message)
+);
+-- The unread count of a mailbox: its delivered messages (local_recipients @> {address}).
+CREATE INDEX mail_message_local_recipients ON mail_message USING gin (local_recipients);
+-- The new-message e-mail to a recipient's personal address: queued once per (message,
+-- mailbox), whatever the number of times the delivery runs; sent_at once the relay took it.
+CREATE TABLE mail_notice (
+    address  text NOT NULL REFERENCES mailbox (address) ON DELETE CASCADE,
+    message  bigint NOT NULL REFERENCES mail_message (id) ON DELETE CASCADE,
+    queued_at timestamptz NOT NULL DEFAULT now(),
+    sent_at  timestamptz,
+    PRIMARY KEY (address, message)
+);
+"""
+MIGRATIONS += [
+    (320, "secure messaging: read state and new-message notices", MESSAGING_MAILBOX_STATE_V320)
+]
+MESSAGING_NOTICE_ADDRESS_V321 = """
+-- A professional's personal address for the new-message e-mail, per mailbox (a patient's is in
+-- patient_notification_preference): set and removed from the « Messagerie » page.
+CREATE TABLE mailbox_notice_address (
+    address    text PRIMARY KEY REFERENCES mailbox (address) ON DELETE CASCADE,
+    email      text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+MIGRATIONS += [
+    (
+        321,
+        "secure messaging: professionals' new-message e-mail address",
+        MESSAGING_NOTICE_ADDRESS_V321,
+    )
+]
+
+
 # --- The operators' pages (opspages): migrations 300-309 -------------------------------------
 OPERATOR_ACCOUNTS_V300 = """
 -- The platform's staff (GRADeS operators): password (scrypt) + TOTP, as patient accounts.

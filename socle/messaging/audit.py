@@ -13,6 +13,7 @@ from ..fhir.entries import EntryRequest
 from .communication import Envelope, communication_id, patient_of
 
 AGENT = "Socle secure messaging (delivery)"
+NOTICE_AGENT = "Socle secure messaging (notification)"
 
 
 def delivery_record(envelope: Envelope, written: list[EntryRequest]) -> AuditRow:
@@ -35,6 +36,10 @@ def delivery_record(envelope: Envelope, written: list[EntryRequest]) -> AuditRow
         operation="deliver",
         decision_reason=summary[:1000],
     )
+    return _row(record, patient)
+
+
+def _row(record: AccessRecord, patient: str | None) -> AuditRow:
     event = build_audit_event(record)
     return AuditRow(
         event["id"],
@@ -46,3 +51,21 @@ def delivery_record(envelope: Envelope, written: list[EntryRequest]) -> AuditRow
         (),
         event_text(event),
     )
+
+
+def notice_record(row: int, address: str, patient: str | None) -> AuditRow:
+    """The platform's e-mail telling a mailbox's owner that a message arrived: which message,
+    which mailbox (neither the personal address nor anything of the message)."""
+    message = f"Communication/{communication_id(row)}"
+    record = AccessRecord(
+        recorded=dt.datetime.now(dt.UTC),
+        interaction="operation",
+        action="E",
+        agent_display=NOTICE_AGENT,
+        patient=f"Patient/{patient}" if patient else None,
+        entities=(message,) if patient else (),
+        others=() if patient else (message,),
+        operation="notify",
+        decision_reason=f"new-message notification by e-mail for {address}"[:1000],
+    )
+    return _row(record, patient)

@@ -18,12 +18,13 @@ from ..auth.middleware import AUDIT_KEY
 from ..config import smtp_server
 from ..mail.relay import RelayError, send_async
 from ..workers.kinds import JobContext, JobKind
-from . import documents, mailboxes, mdn
+from . import documents, mailboxes, mdn, tracking
 from .audit import delivery_record
 from .communication import Envelope, delivery_entries
 from .headers import header_problems, read_headers
 from .intake import parse_bytes, read
 from .mailboxes import is_local
+from .notices import queue_notices
 from .store import DELIVER, RELAY, Accepted, accept
 
 log = logging.getLogger("socle.messaging")
@@ -58,7 +59,9 @@ async def deliver(ctx: JobContext) -> None:
     4. the delivery is audited;
     5. each recipient asked for an acknowledgement that has an integration status to report
        (it filed, or the documents were refused) sends its MDN through the outbound path (a
-       message accepted like any other, once per recipient).
+       message accepted like any other, once per recipient);
+    6. the recipients who asked to be told by e-mail get a notice, once (`notices`); an MDN
+       another operator sent back is tied to the message it acknowledges (`tracking`).
     """
     engine = ctx.runtime.engine
     sender, local, foreign, raw, received_at, stored = await _message(
@@ -105,6 +108,8 @@ async def deliver(ctx: JobContext) -> None:
             ack = documents.acknowledgement(original, address, outcome, received.attachments)
             if ack is not None:
                 await _acknowledge(conn, row, address, ack)
+        await queue_notices(conn, row, [found[a] for a in local if a in found])
+        await tracking.link_acknowledgement(conn, row, original, received.in_reply_to)
         await conn.execute("UPDATE mail_message SET delivered_at = now() WHERE id = %s", (row,))
 
 

@@ -8,7 +8,10 @@ from ..contract import Conformance, Service
 from . import file_later
 from .delivery import JOBS
 from .directory import MAILBOX_METADATA, ensure_search_parameters
+from .notices import JOBS as NOTICE_JOBS
 from .publish import JOBS as PUBLISH_JOBS
+from .readstate import OPERATIONS as STATE_OPERATIONS
+from .readstate import routes as state_routes
 from .send import OPERATIONS, routes
 from .smtp import listening
 
@@ -28,9 +31,9 @@ CONFORMANCE = Conformance(
 
 service = Service(
     name="messaging",
-    operations=[*routes, *file_later.routes],
-    definitions=[*OPERATIONS, *file_later.OPERATIONS],
-    jobs=[*JOBS, *PUBLISH_JOBS],
+    operations=[*routes, *file_later.routes, *state_routes],
+    definitions=[*OPERATIONS, *file_later.OPERATIONS, *STATE_OPERATIONS],
+    jobs=[*JOBS, *PUBLISH_JOBS, *NOTICE_JOBS],
     listeners=[listening],
     lifespan=ensure_search_parameters,
     conformance=CONFORMANCE,

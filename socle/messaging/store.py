@@ -77,3 +77,23 @@ async def replies_closed(conn: AsyncConnection, references: list[str]) -> bool:
         if read_headers(parse_headers(bytes(head))).end_of_replies:
             return True
     return False
+
+
+async def no_reply(conn: AsyncConnection, row: int, citizen: bool) -> str | None:
+    """Why a reply to the accepted message `row` would be refused or pointless, or None:
+    ``closed`` when a citizen mailbox answers a message that closed replies (the rule `$send`
+    and the SMTP server apply), ``automatic`` for an automatic answer (an MDN,
+    ``Auto-Submitted``: RFC 3834 says not to answer it)."""
+    cur = await conn.execute(
+        "SELECT substring(raw from 1 for %s), answers FROM mail_message WHERE id = %s",
+        (HEADER_BYTES, row),
+    )
+    found = await cur.fetchone()
+    if found is None:
+        return None
+    headers = parse_headers(bytes(found[0]))
+    if found[1] is not None or str(headers.get("Auto-Submitted") or "no").strip() != "no":
+        return "automatic"
+    if citizen and read_headers(headers).end_of_replies:
+        return "closed"
+    return None

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from .messages import menu_with_unread
 from .site import page, signed_in
 
 
@@ -15,6 +16,7 @@ async def home(request: Request) -> Response:
         request,
         "home.html",
         "Bienvenue sur Socle",
+        nav=await menu_with_unread(request),  # « Messagerie (3) » from the first page
         logged_out=request.query_params.get("deconnexion") == "1",
     )
 

@@ -27,20 +27,24 @@ from ..fhir.engine import Engine
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError
 from ..fhir.search.query import parse_query
-from ..messaging import mailboxes
+from ..messaging import mailboxes, notices, readstate, store, tracking
 from ..messaging.communication import ADDRESS_SYSTEM
 from ..messaging.directory import MAILBOX_METADATA
 from ..messaging.mailboxes import Mailbox
 from ..web import RepeatedParameter, query_params, redirect
 from ..web.errors import error_page
 from .documents import PAGE_HEADERS, document_bytes, file_response, summary
+from .notifications import EMAIL
+from .posted import checked_form
 from .pro.calls import call
 from .reading import own, patient_ref
-from .site import SignedIn, page, signed_in
+from .site import SignedIn, counted, navigation, page, signed_in
 
 PAGE_SIZE = 20
 UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes of one attachment
 PURPOSE = "mail-write"
+UNREAD_PURPOSE = "mail-unread"
+NOTICE_PURPOSE = "mail-notice"
 THREAD_DEPTH = 10  # earlier messages of a thread shown above a message
 FOLDERS = {"recus": ("Boîte de réception", "recipient"), "envoyes": ("Messages envoyés", "sender")}
 
@@ -107,6 +111,55 @@ def line(communication: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def unread_nav(
+    request: Request, who: SignedIn, box: Mailbox | None
+) -> tuple[int, list[tuple[str, str]]]:
+    """The mailbox's unread count, and the menu saying it (« Messagerie (3) »)."""
+    count = 0
+    if box is not None:
+        async with _engine(request).pool.connection() as conn:
+            count = await readstate.unread_count(conn, box.address)
+    return count, counted(navigation(who.session), "/messagerie", count)
+
+
+async def menu_with_unread(request: Request) -> list[tuple[str, str]] | None:
+    """The menu of a signed-in professional or patient with their unread count (the home
+    page's), None for anyone else."""
+    who = signed_in(request)
+    if isinstance(who, Response) or who.session.role not in ("professional", "patient"):
+        return None
+    return (await unread_nav(request, who, await my_mailbox(request, who)))[1]
+
+
+def patient_name(patient: dict[str, Any]) -> str:
+    """« family given » of a Patient's official (else first) name."""
+    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
+    name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+    return " ".join(str(w) for w in [name.get("family"), *(name.get("given") or [])] if w)
+
+
+async def patient_names(request: Request, who: SignedIn, ids: list[str]) -> dict[str, str]:
+    """The names of the patients these messages are about, read in ONE search with the
+    professional's own Access: a patient the policy does not open to him is simply not found
+    (the page then says « Patient », never the name)."""
+    ids = sorted({i for i in ids if i})
+    if not ids or who.session.role != "professional":
+        return {}
+    try:
+        found = await own(request, who, "Patient", [("_id", ",".join(ids))], "messagerie")
+    except FhirError:
+        return {}
+    return {str(p.get("id")): patient_name(p) for p in found if patient_name(p)}
+
+
+STATUS_WORDS = {
+    tracking.Status.SENT: "envoyé",
+    tracking.Status.DELIVERED: "distribué",
+    tracking.Status.READ: "lu",
+    tracking.Status.FAILED: "échec",
+}
+
+
 async def folder(request: Request) -> Response:
     who = _who(request)
     if isinstance(who, Response):
@@ -139,16 +192,75 @@ async def folder(request: Request) -> Response:
     messages = [line(decode(row.content)) for row in result.rows]
     more = len(messages) > PAGE_SIZE
     messages = messages[:PAGE_SIZE]
+    rows = [r for r in (readstate.message_row(str(m["id"])) for m in messages) if r is not None]
+    async with _engine(request).pool.connection() as conn:
+        opened = await readstate.read_rows(conn, box.address, rows) if name == "recus" else set()
+        states = await tracking.statuses(conn, rows) if name == "envoyes" else {}
+    names = await patient_names(request, who, [m["patient"] for m in messages])
+    for m in messages:
+        row = readstate.message_row(str(m["id"]))
+        m["unread"] = name == "recus" and row not in opened
+        m["status"] = STATUS_WORDS[states[row]] if row in states else ""
+        m["patient_name"] = names.get(m["patient"], "")
+    unread, nav = await unread_nav(request, who, box)
     return page(
         request,
         "messagerie.html",
         title,
+        nav=nav,
+        unread=unread,
         box=box,
         folder=name,
         messages=messages,
         next=messages[-1]["when"] if more and messages else "",
         first=not before,
         sent=params.get("envoye") == "1",
+        marked_unread=params.get("non-lu") == "1",
+    )
+
+
+async def notice_settings(request: Request) -> Response:
+    """« Être prévenu »: a professional's personal address for the new-message e-mail of his
+    mailbox (a patient has theirs in « Préférences de notification »)."""
+    who = _who(request)
+    if isinstance(who, Response):
+        return who
+    if who.session.role == "patient":
+        return redirect("/notifications")
+    box = await my_mailbox(request, who)
+    if box is None:
+        return page(request, "messagerie.html", "Messagerie", box=None, folder="recus")
+    errors: dict[str, str] = {}
+    value = ""
+    if request.method == "POST":
+        form = await checked_form(request, who, NOTICE_PURPOSE)
+        if isinstance(form, Response):
+            return form
+        stop = form.get("action") == "arreter"
+        value = form.get("email", "").strip()
+        if not stop and not (EMAIL.match(value) and len(value) <= 254):
+            errors["email"] = (
+                "Saisissez une adresse électronique valide, par exemple nom@exemple.fr."
+            )
+        else:
+            async with _engine(request).pool.connection() as conn:
+                await notices.set_notice_address(conn, box.address, None if stop else value)
+            return redirect(f"/messagerie/prevenir?fait={'arrete' if stop else 'enregistre'}")
+    async with _engine(request).pool.connection() as conn:
+        current = await notices.notice_address(conn, box)
+    _, nav = await unread_nav(request, who, box)
+    return page(
+        request,
+        "prevenir.html",
+        "Être prévenu des nouveaux messages",
+        status=400 if errors else 200,
+        nav=nav,
+        box=box,
+        notice_email=current,
+        value=value,
+        errors=errors,
+        csrf=who.session.form_token(NOTICE_PURPOSE),
+        done=request.query_params.get("fait", ""),
     )
 
 
@@ -228,10 +340,26 @@ async def show(request: Request) -> Response:
         thread.append({**line(parent), "unreadable": False})
     box = await my_mailbox(request, who)
     view = line(communication)
+    row = readstate.message_row(rid)
+    recipient = box is not None and box.address in readstate.recipient_addresses(communication)
+    why_not = NO_REPLY["mailbox"] if box is None else None
+    if box is not None and row is not None:
+        async with _engine(request).pool.connection() as conn:
+            if recipient:  # opened by its recipient: read from now on
+                await readstate.set_read(conn, box.address, row, True)
+            refused = await store.no_reply(conn, row, citizen=box.kind == "PAT")
+        why_not = NO_REPLY[refused] if refused else None
+    names = await patient_names(request, who, [view["patient"]])
+    _, nav = await unread_nav(request, who, box)
     return page(
         request,
         "message.html",
         view["subject"] or "Message sans objet",
+        nav=nav,
+        why_not=why_not,
+        recipient=recipient,
+        unread_csrf=who.session.form_token(UNREAD_PURPOSE) if recipient else "",
+        patient_name=names.get(view["patient"], ""),
         message=view,
         text="\n".join(
             str(p["contentString"])
@@ -244,6 +372,40 @@ async def show(request: Request) -> Response:
         box=box,
         pro=who.session.role == "professional",
     )
+
+
+# why « Répondre » is not offered, in one plain sentence
+NO_REPLY = {
+    "mailbox": "Vous n'avez pas de boîte aux lettres de messagerie sécurisée : "
+    "vous ne pouvez pas répondre à ce message.",
+    "closed": "Le professionnel a fermé les réponses à ce message : vous ne pouvez pas y répondre.",
+    "automatic": "Ce message est un accusé de réception envoyé automatiquement : "
+    "il n'attend pas de réponse.",
+}
+
+
+async def mark_unread(request: Request) -> Response:
+    """« Marquer comme non lu »: the message read with the person's Access, then only their
+    own recipient mailbox's state changed."""
+    who = _who(request)
+    if isinstance(who, Response):
+        return who
+    form = await checked_form(request, who, UNREAD_PURPOSE)
+    if isinstance(form, Response):
+        return form
+    rid = request.path_params["id"]
+    communication = await _read(request, who, rid)  # 403: not one's message
+    box = await my_mailbox(request, who)
+    row = readstate.message_row(rid)
+    if (
+        box is None
+        or row is None
+        or box.address not in readstate.recipient_addresses(communication)
+    ):
+        return error_page(403, "Seul le destinataire d'un message peut le marquer comme non lu.")
+    async with _engine(request).pool.connection() as conn:
+        await readstate.set_read(conn, box.address, row, False)
+    return redirect("/messagerie?non-lu=1")
 
 
 async def attachment(request: Request) -> Response:
@@ -535,7 +697,9 @@ ROUTES: list[BaseRoute] = [
     Route("/messagerie", folder, methods=["GET"]),
     Route("/messagerie/ecrire", write, methods=["GET"]),
     Route("/messagerie/ecrire", send, methods=["POST"]),
+    Route("/messagerie/prevenir", notice_settings, methods=["GET", "POST"]),
     Route("/messagerie/{dossier:str}", folder, methods=["GET"]),
     Route("/messagerie/message/{id}", show, methods=["GET"]),
+    Route("/messagerie/message/{id}/non-lu", mark_unread, methods=["POST"]),
     Route("/messagerie/message/{id}/pieces/{doc}", attachment, methods=["GET"]),
 ]

@@ -63,14 +63,27 @@ def navigation(session: PageSession | None) -> list[tuple[str, str]]:
     return PATIENT_NAV if session.role == "patient" else OTHER_NAV
 
 
-def page(request: Request, name: str, title: str, status: int = 200, **context: Any) -> Response:
+def counted(nav: list[tuple[str, str]], href: str, count: int) -> list[tuple[str, str]]:
+    """The menu with a count after one entry's words (« Messagerie (3) »); none when 0."""
+    return [(h, f"{label} ({count})" if h == href and count else label) for h, label in nav]
+
+
+def page(
+    request: Request,
+    name: str,
+    title: str,
+    status: int = 200,
+    nav: list[tuple[str, str]] | None = None,
+    **context: Any,
+) -> Response:
+    """A page; `nav`: the menu when the page says more in it than its kind of user's (a count)."""
     session = page_session(request)
     return PAGES.render(
         name,
         status=status,
         title=title,
         session=session,
-        nav=navigation(session),
+        nav=nav if nav is not None else navigation(session),
         current=request.url.path,
         **context,
     )

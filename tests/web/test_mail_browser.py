@@ -118,17 +118,62 @@ def test_the_mailbox_pages_are_accessible(
     _check(page, "writing form errors", width)
     _send(page, mail.patient_address, subject, "Bonjour,\nà revoir dans un mois.", "lettre.txt")
     assert "/messagerie/envoyes" in page.url, page.url
+
+    def sent_listed() -> bool:  # delivery is a job: the sent message shows once delivered
+        page.goto(site.base + "/messagerie/envoyes")
+        return bool(page.locator("tr", has_text=subject).count())
+
+    poll(sent_listed)
+    assert page.locator("th", has_text="État").count() == 1
+    assert page.locator("tr", has_text=subject).locator("td").last.inner_text() in (
+        "envoyé",
+        "distribué",
+    )
     _check(page, "sent messages", width)
+    page.click("text=Être prévenu par courriel des nouveaux messages")
+    _check(page, "new-message e-mail settings", width)
+    page.fill("#email", "pas une adresse")
+    page.click("form[novalidate] button[type=submit]")
+    assert page.locator("#email-erreur").is_visible()
+    _check(page, "new-message e-mail settings with an error", width)
     page = patient
     page.set_viewport_size(WIDTHS[width])
     poll(lambda: _listed(page, site, subject))
+    # unread: bold, « (non lu) » for screen readers, counted in the heading and the menu
+    unread = page.locator("tr.socle-unread", has_text=subject)
+    assert unread.count() == 1 and unread.locator("strong a .fr-sr-only").count() == 1
+    assert "non lu" in page.locator("h1").inner_text()
+    assert page.locator("#navigation a[href='/messagerie']").inner_text().startswith("Messagerie (")
     _check(page, "patient inbox", width, "messagerie-patient")
     page.click(f"table a >> text={subject}")
     assert page.locator("a", has_text="lettre.txt").count() == 1
     _check(page, "a message", width, "messagerie-message")
+    page.click("button >> text=Marquer comme non lu")
+    assert "non-lu=1" in page.url, page.url
+    assert page.locator("tr.socle-unread", has_text=subject).count() == 1
+    _check(page, "inbox after marking unread", width)
+    page.click(f"table a >> text={subject}")
     page.click("text=Répondre")
     assert page.input_value("#destinataire") == mail.pros[0]["address"]
     _check(page, "reply form", width)
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_a_message_whose_replies_are_closed_says_why(
+    doctor: Any, patient: Any, site: Site, mail: MailWorld, width: str
+) -> None:
+    subject = f"Information sans réponse ({width})"
+    doctor.set_viewport_size(WIDTHS[width])
+    doctor.goto(site.base + "/messagerie/ecrire")
+    doctor.check("#fermer", force=True)  # the DSFR checkbox's input is drawn by its label
+    _send(doctor, mail.patient_address, subject, "Votre rendez-vous est confirmé.")
+    assert "/messagerie/envoyes" in doctor.url, doctor.url
+    patient.set_viewport_size(WIDTHS[width])
+    poll(lambda: _listed(patient, site, subject))
+    patient.click(f"table a >> text={subject}")
+    assert patient.locator("a", has_text="Répondre").count() == 0
+    assert patient.locator("#pas-de-reponse").is_visible()
+    _check(patient, "a message with replies closed", width)
 
 
 def test_the_mail_journey_works_without_javascript(
