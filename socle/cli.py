@@ -422,6 +422,12 @@ def operator_add(
     admin: Annotated[
         bool, typer.Option("--admin", help="May manage the staff accounts (their page).")
     ] = False,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="operator (the platform's operation) or ars-analyst (the observatory's pages)."
+        ),
+    ] = "operator",
     data_dir: DataDir = None,
 ) -> None:
     """Create a staff account (password + TOTP); prints the TOTP secret's otpauth:// URI once."""
@@ -436,7 +442,7 @@ def operator_add(
     settings, conn = _connect(data_dir)
     with conn:
         try:
-            secret = create_operator(conn, login, name, password, settings, admin=admin)
+            secret = create_operator(conn, login, name, password, settings, admin=admin, role=role)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
     print("Ajoutez ce compte dans une application d'authentification (TOTP) :")
@@ -455,12 +461,12 @@ def operator_list(data_dir: DataDir = None) -> None:
     if not found:
         print("No operator account: add one with `socle operator add`.")
         return
-    print(f"{'LOGIN':<24} {'ROLE':<9} {'LOCKED':<7} {'CREATED':<26} NAME")
+    print(f"{'LOGIN':<24} {'ROLE':<12} {'LOCKED':<7} {'CREATED':<26} NAME")
     for o in found:
         locked = "yes" if o.locked else "no"
-        role = "admin" if o.admin else "operator"
+        role = "admin" if o.admin else o.role
         created = o.created_at.isoformat(timespec="seconds")
-        print(f"{o.login:<24} {role:<9} {locked:<7} {created:<26} {o.display_name}")
+        print(f"{o.login:<24} {role:<12} {locked:<7} {created:<26} {o.display_name}")
 
 
 @operator_app.command("remove")
@@ -497,6 +503,9 @@ def _staff_outcome(login: str, outcome: str) -> None:
         raise typer.Exit(2)
     if outcome == "last-admin":
         typer.echo(f"{login!r} is the last administrator: grant another one first.", err=True)
+        raise typer.Exit(2)
+    if outcome == "not-operator":
+        typer.echo(f"{login!r} is an ARS analyst: only an operator administers.", err=True)
         raise typer.Exit(2)
 
 

@@ -861,3 +861,11 @@ ALTER TABLE operator_account
 MIGRATIONS += [
     (330, "staff accounts: admin, one-time passwords, TOTP enrolment", STAFF_ACCOUNTS_V330)
 ]
+STAFF_ROLES_V331 = """
+-- What a staff account is for: the platform's operation (the GRADeS), or the ARS's analysts
+-- (the regional observatory's pages). Only an operator administers the staff accounts.
+ALTER TABLE operator_account
+    ADD COLUMN role text NOT NULL DEFAULT 'operator' CHECK (role IN ('operator', 'ars-analyst')),
+    ADD CONSTRAINT operator_account_admin_is_operator CHECK (role = 'operator' OR NOT admin);
+"""
+MIGRATIONS += [(331, "staff accounts: operators and ARS analysts", STAFF_ROLES_V331)]

@@ -108,25 +108,36 @@ async def _create(request: Request, who: SignedIn, form: dict[str, str]) -> Done
         "identifiant": form.get("identifiant", "").strip().lower()[:100],
         "nom": " ".join(form.get("nom", "").split())[:300],
         "administrateur": "oui" if form.get("administrateur") == "oui" else "",
+        "fonction": form.get("fonction") or "operator",
     }
     errors = {}
     problem = operators.check_login(values["identifiant"])
     if problem:
         errors["identifiant"] = problem
+    if values["fonction"] not in operators.ROLES:
+        errors["fonction"] = "Choisissez la fonction du compte."
+    elif values["administrateur"] and values["fonction"] != "operator":
+        errors["administrateur"] = (
+            "Seul un membre de l'équipe d'exploitation administre les comptes du personnel."
+        )
     if not values["nom"] or len(values["nom"]) > 200:
         errors["nom"] = "Saisissez le nom de la personne (200 caractères au plus)."
     password = None
     if not errors:
         async with engine(request).pool.connection() as conn:
             password = await operators.add_staff(
-                conn, values["identifiant"], values["nom"], admin=bool(values["administrateur"])
+                conn,
+                values["identifiant"],
+                values["nom"],
+                admin=bool(values["administrateur"]),
+                role=values["fonction"],
             )
         if password is None:
             errors["identifiant"] = TAKEN
     if errors or password is None:
         return await _listing(request, who, 400, errors, values)
     login = values["identifiant"]
-    role = "administrator" if values["administrateur"] else "operator"
+    role = "administrator" if values["administrateur"] else values["fonction"]
     return Done(
         "create",
         "staff-create",

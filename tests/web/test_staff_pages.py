@@ -219,6 +219,51 @@ def test_a_creation_form_with_errors_says_so_next_to_each_field(
     )
 
 
+def test_an_ars_analyst_account_signs_in_to_the_observatory_not_to_the_operators_pages(
+    site: Site, admin: tuple[httpx.Client, str]
+) -> None:
+    client, _ = admin
+    login = f"analyste.{time.time_ns() % 10**9}"
+    data = {**form_fields(client.get(PAGE).text, f"{PAGE}/creer"), "identifiant": login}
+    data |= {"nom": "Dominique Analyste", "fonction": "ars-analyst"}
+    # an ARS analyst administers nothing: said next to the box
+    refused = client.post(f"{PAGE}/creer", data={**data, "administrateur": "oui"})
+    assert refused.status_code == 400 and 'id="administrateur-erreur"' in refused.text
+    made = client.post(f"{PAGE}/creer", data=data)
+    assert made.status_code == 200, made.text
+    one_time = re.search(r'<code class="socle-secret">([^<]+)</code>', made.text).group(1)  # type: ignore[union-attr]
+    assert audited(site, f"%staff account '{login}' created (ars-analyst)%")
+    assert "Analyste de l&#39;ARS" in client.get(PAGE).text
+    with site.client() as http:
+        first = _login(http, login, one_time)
+        secret, _, _ = _enrolment(first.text)
+        done = _setup(
+            http, first.text, nouveau=NEW_PASSWORD, confirmation=NEW_PASSWORD, code=totp(secret)
+        )
+        finish_login(http, done)
+        home = http.get("/")
+        assert "Espace de l'ARS" in home.text and 'href="/observatoire"' in home.text
+        assert http.get("/observatoire").status_code == 200
+        for page in ("/exploitation", PAGE, "/pro/patients"):
+            assert http.get(page).status_code == 403, page
+    # the CLI makes one too, and never an administrator of one
+    cli = run_socle(
+        site.server.database, "operator", "add", f"{login}.cli", "--name", "Claude Analyste",
+        "--role", "ars-analyst", "--password-file", str(_password_file(site)),
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    listed = run_socle(site.server.database, "operator", "list")
+    assert any(f"{login}.cli" in x and "ars-analyst" in x for x in listed.stdout.splitlines())
+    promoted = run_socle(site.server.database, "operator", "admin", f"{login}.cli")
+    assert promoted.returncode == 2 and "ARS analyst" in promoted.stderr
+
+
+def _password_file(site: Site):  # type: ignore[no-untyped-def]
+    path = site.server.database.data_dir / "staff-password.txt"
+    path.write_text(NEW_PASSWORD + "\n", encoding="utf-8")
+    return path
+
+
 # -- Resets, unlock --------------------------------------------------------------------------------
 
 

@@ -3,9 +3,10 @@ code, as patient accounts (:mod:`.accounts`: the same checks, lock-out and one-u
 and removed on the command line (``socle operator add|list|remove``).
 
 A staff member signs in through the authorisation server's own login pages, for Socle's pages
-only (``flows/operator_login.py``); the session's principal has the ``operator`` role and only
-the identity scopes: the operators' pages work on the platform's tables (jobs, clients,
-accounts), never on a patient's record.
+only (``flows/operator_login.py``), with only the identity scopes. His account's role is the
+session's: ``operator`` (the GRADeS's operation: the operators' pages work on the platform's
+tables — jobs, clients, accounts —, never on a patient's record) or ``ars-analyst`` (the ARS's
+analysts: the observatory's pages, non-nominative). Only an operator may be an administrator.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _ALPHABET = "abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY2345679"
 
 LOGIN = re.compile(r"[a-z0-9][a-z0-9._-]{1,62}")
 SUBJECT_PREFIX = "operator:"
+ROLES = ("operator", "ars-analyst")
 
 
 def subject_of(login: str) -> str:
@@ -45,13 +47,21 @@ class Operator:
     last_login_at: Any = None
     must_change_password: bool = False
     enrolled: bool = True  # has a TOTP secret
+    role: str = "operator"  # one of ROLES
 
 
 LIST = (
     "SELECT login, display_name, coalesce(locked_until > now(), false), created_at, admin,"
-    " last_login_at, must_change_password, totp_secret_enc IS NOT NULL"
+    " last_login_at, must_change_password, totp_secret_enc IS NOT NULL, role"
     " FROM operator_account ORDER BY login"
 )
+
+
+def _check_role(role: str, admin: bool) -> None:
+    if role not in ROLES:
+        raise ValueError(f"a staff role is one of {', '.join(ROLES)}, not {role!r}")
+    if admin and role != "operator":
+        raise ValueError("only an operator administers the staff accounts")
 
 
 def one_time_password() -> str:
@@ -78,10 +88,12 @@ def create_operator(
     settings: Settings,
     *,
     admin: bool = False,
+    role: str = "operator",
 ) -> str:
     """A new staff account; returns its TOTP secret (base32), to show once. ValueError for a
-    login already taken, a login not made of ``a-z 0-9 . _ -``, an empty name or a weak
-    password."""
+    login already taken, a login not made of ``a-z 0-9 . _ -``, an empty name, a weak
+    password, an unknown role or an administrator who is not an operator."""
+    _check_role(role, admin)
     if not LOGIN.fullmatch(login):
         raise ValueError("login: 2 to 63 characters among a-z, 0-9, '.', '_' and '-'")
     display_name = " ".join(display_name.split())
@@ -94,14 +106,15 @@ def create_operator(
     try:
         conn.execute(
             "INSERT INTO operator_account"
-            " (login, display_name, password_hash, totp_secret_enc, admin)"
-            " VALUES (%s, %s, %s, %s, %s)",
+            " (login, display_name, password_hash, totp_secret_enc, admin, role)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
             (
                 login,
                 display_name,
                 passwords.hash_password(password),
                 _encrypt(settings, subject_of(login), secret),
                 admin,
+                role,
             ),
         )
     except psycopg.errors.UniqueViolation:
@@ -127,19 +140,25 @@ async def is_admin(conn: AsyncConnection, login: str) -> bool:
 
 
 async def add_staff(
-    conn: AsyncConnection, login: str, display_name: str, *, admin: bool = False
+    conn: AsyncConnection,
+    login: str,
+    display_name: str,
+    *,
+    admin: bool = False,
+    role: str = "operator",
 ) -> str | None:
     """A new staff account with a one-time password (returned, to show once) and no TOTP
     secret yet: its first login changes the password and enrols a TOTP. None if the login is
     taken. The caller has checked the login (:func:`check_login`) and the name."""
+    _check_role(role, admin)
     password = one_time_password()
     hashed = await asyncio.to_thread(passwords.hash_password, password)
     try:
         async with conn.transaction():
             await conn.execute(
                 "INSERT INTO operator_account (login, display_name, password_hash, admin,"
-                " must_change_password) VALUES (%s, %s, %s, %s, true)",
-                (login, " ".join(display_name.split()), hashed, admin),
+                " must_change_password, role) VALUES (%s, %s, %s, %s, true, %s)",
+                (login, " ".join(display_name.split()), hashed, admin, role),
             )
     except psycopg.errors.UniqueViolation:
         return None
@@ -210,15 +229,22 @@ async def remove_staff(conn: AsyncConnection, login: str) -> str:
 
 
 async def set_admin(conn: AsyncConnection, login: str, admin: bool) -> str:
-    """Grant or revoke the administrator's right: ``done``, ``unknown`` or ``last-admin``
-    (revoking the last administrator's)."""
+    """Grant or revoke the administrator's right: ``done``, ``unknown``, ``last-admin``
+    (revoking the last administrator's) or ``not-operator`` (an ARS analyst administers
+    nothing)."""
     async with conn.transaction():
         if not admin and await _locked_admins(conn) == [login]:
             return "last-admin"
-        cur = await conn.execute(
+        cur = await conn.execute("SELECT role FROM operator_account WHERE login = %s", (login,))
+        row = await cur.fetchone()
+        if row is None:
+            return "unknown"
+        if admin and row[0] != "operator":
+            return "not-operator"
+        await conn.execute(
             "UPDATE operator_account SET admin = %s WHERE login = %s", (admin, login)
         )
-    return "done" if cur.rowcount == 1 else "unknown"
+    return "done"
 
 
 def remove_operator(conn: psycopg.Connection, login: str) -> bool:
@@ -237,6 +263,7 @@ class SignIn:
     display_name: str
     must_change_password: bool
     enrol: bool
+    role: str = "operator"  # the session's role
 
     @property
     def complete(self) -> bool:
@@ -258,7 +285,7 @@ async def authenticate_operator(
     work). A complete sign-in is recorded as the account's last login."""
     cur = await conn.execute(
         "SELECT display_name, password_hash, totp_secret_enc, totp_last_step,"
-        " coalesce(locked_until > now(), false), must_change_password"
+        " coalesce(locked_until > now(), false), must_change_password, role"
         " FROM operator_account WHERE login = %s",
         (login,),
     )
@@ -279,7 +306,7 @@ async def authenticate_operator(
     )
     if not ok:
         return None
-    found = SignIn(str(row[0]), bool(row[5]), enc is None)
+    found = SignIn(str(row[0]), bool(row[5]), enc is None, str(row[6]))
     if found.complete:
         await record_login(conn, login)
     return found
@@ -301,16 +328,17 @@ class Setup:
     display_name: str
     must_change_password: bool
     enrolled: bool  # has a TOTP secret
+    role: str = "operator"
 
 
 async def setup_of(conn: AsyncConnection, login: str) -> Setup | None:
     cur = await conn.execute(
         "SELECT password_hash, display_name, must_change_password,"
-        " totp_secret_enc IS NOT NULL FROM operator_account WHERE login = %s",
+        " totp_secret_enc IS NOT NULL, role FROM operator_account WHERE login = %s",
         (login,),
     )
     row = await cur.fetchone()
-    return Setup(str(row[0]), str(row[1]), bool(row[2]), bool(row[3])) if row else None
+    return Setup(str(row[0]), str(row[1]), bool(row[2]), bool(row[3]), str(row[4])) if row else None
 
 
 async def complete_sign_in(

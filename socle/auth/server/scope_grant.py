@@ -40,9 +40,10 @@ def within(requested: Scope, allowed: Scope) -> bool:
 
 def held_scopes(subject: dict[str, object]) -> frozenset[str]:
     """The scopes the signed-in person holds by who he is: an identity referent's cell (by
-    the directory); a staff member of the platform (an operator account) his identity only,
-    no resource scope (the operators' pages work on the platform's tables)."""
-    if subject.get("role") == Role.OPERATOR and subject.get("staff") is True:
+    the directory); a staff member of the platform (an operator or ARS analyst account) his
+    identity only, no resource scope (the operators' pages work on the platform's tables, the
+    observatory's on aggregates)."""
+    if subject.get("role") in (Role.OPERATOR, Role.ARS_ANALYST) and subject.get("staff") is True:
         return IDENTITY_SCOPES
     return frozenset({CELL_SCOPE}) if subject.get("identity_referent") is True else frozenset()
 

@@ -128,7 +128,9 @@ class OperatorLogin(Flow):
                     setup.password_hash,
                     change_password=who.must_change_password,
                 )
-            return await self.server.signed_in(conn, request_id, _subject(login, who.display_name))
+            return await self.server.signed_in(
+                conn, request_id, _subject(login, who.display_name, who.role)
+            )
 
     async def setup(self, request: Request) -> Response:
         """The second step of a first login (or of one after a reset)."""
@@ -174,7 +176,7 @@ class OperatorLogin(Flow):
             if not done:
                 return error_page(SETUP_EXPIRED, status=400)
             return await self.server.signed_in(
-                conn, request_id, _subject(login, setup.display_name)
+                conn, request_id, _subject(login, setup.display_name, setup.role)
             )
 
     def routes(self) -> list[BaseRoute]:
@@ -214,9 +216,11 @@ async def _setup_errors(
     return errors, new_password, step
 
 
-def _subject(login: str, name: str) -> dict[str, Any]:
+def _subject(login: str, name: str, role: str = Role.OPERATOR.value) -> dict[str, Any]:
+    """The signed-in staff member: his account's role (operator, ARS analyst) is the
+    session's."""
     return {
-        "role": Role.OPERATOR.value,
+        "role": role,
         "sub": operators.subject_of(login),
         "family_name": name,
         "staff": True,
