@@ -35,6 +35,7 @@ from ...coordination.codes import (
     NEEDS,
     NOTE_TYPES,
     OBJECTIVES,
+    PATHWAYS,
     R234,
     R259_CODES,
     R260_CODES,
@@ -109,7 +110,7 @@ TASK_STATUSES = {
     "entered-in-error": "saisie par erreur",
 }
 ROLE_WORDS = {**R259_CODES, **R260_CODES, **CIRCLE}
-CODE_WORDS = {**WORKFLOW, **NEEDS, **OBJECTIVES, **ACTIONS, **NOTE_TYPES}
+CODE_WORDS = {**WORKFLOW, **PATHWAYS, **NEEDS, **OBJECTIVES, **ACTIONS, **NOTE_TYPES}
 INVITE_ROLES = (("MEMBRE", CIRCLE["MEMBRE"]), ("REF", CIRCLE["REF"]))
 
 
