@@ -73,6 +73,13 @@ def test_the_three_pathways_are_loaded_and_professionals_read_them(world):
     with world.pro("coord") as co:
         r = co.post("/PlanDefinition", json={"resourceType": "PlanDefinition", "status": "draft"})
         assert r.status_code == 403, r.text
+        # the CapabilityStatement names both operations, $apply under HL7's canonical
+        rest = co.get("/metadata").json()["rest"][0]
+        [plans] = [r for r in rest["resource"] if r["type"] == "PlanDefinition"]
+        assert {o["name"]: o["definition"] for o in plans["operation"]}.items() >= {
+            "apply": "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply",
+            "enrol": "https://socle.example.org/fhir/OperationDefinition/PlanDefinition-enrol",
+        }.items()
 
 
 # -- $apply ----------------------------------------------------------------------------------
