@@ -8,7 +8,8 @@
   gives the ``subject``, its Tasks contained, nothing stored.
 * ``POST PlanDefinition/{id}/$enrol`` (Socle's): the same CarePlan and Tasks written in one
   transaction **with the caller's access** (the write rules and the circle matrix apply: a
-  professional outside the circle gets 403 and nothing is written).
+  professional outside the circle gets 403 and nothing is written); refused (422) while the
+  patient follows the pathway already (an active CarePlan instantiating it, any version).
 
 An action becomes a Task unless it has a data-event ``trigger`` (a threshold rule:
 ``thresholds.py``): its ``code`` (or its ActivityDefinition's), ``title`` and ``description``,
@@ -44,6 +45,7 @@ from ..fhir.operations.kit import HL7_DEFINITIONS, Operation, Param
 from ..fhir.outcome import FhirError, Issue, unprocessable
 from ..fhir.rest.http import fhir_response
 from ..fhir.rest.requests import access_of, engine_of
+from ..fhir.search.query import parse_query
 from ..fhir.storage.writer import PendingWrite
 
 DEFINITION_TYPES = ("PlanDefinition", "ActivityDefinition")
@@ -407,7 +409,9 @@ async def _exists(
     return f"{ref[0]}/{ref[1]}"
 
 
-async def applied(request: Request, operation: Operation) -> tuple[Engine, Access, dict[str, Any]]:
+async def applied(
+    request: Request, operation: Operation
+) -> tuple[Engine, Access, Arguments, dict[str, Any]]:
     """The CarePlan the pathway of the request's PlanDefinition gives its subject."""
     engine, access = engine_of(request), access_of(request)
     args = await read_arguments(request, operation)
@@ -429,16 +433,40 @@ async def applied(request: Request, operation: Operation) -> tuple[Engine, Acces
 
     steps = await steps_of(plan, lookup)
     target = Target(patient, who["practitioner"], who["organization"], dt.date.today())
-    return engine, access, care_plan(plan, steps, target)
+    return engine, access, args, care_plan(plan, steps, target)
 
 
 async def apply(request: Request) -> Response:
-    _, _, plan = await applied(request, APPLY)
+    _, _, _, plan = await applied(request, APPLY)
     return fhir_response(plan)
 
 
+async def _following(engine: Engine, access: Access, patient: str, canonical: str) -> str | None:
+    """The active CarePlan (as the caller sees them) by which the patient follows the pathway
+    (any version of it)."""
+    pairs = [("subject", patient), ("status", "active"), ("_count", "100")]
+    result = await engine.search(
+        parse_query("CarePlan", pairs, engine.settings.max_page_size), access
+    )
+    url = split_canonical(canonical)[0]
+    for row in result.rows:
+        plan = decode(row.content)
+        if any(split_canonical(str(c))[0] == url for c in plan.get("instantiatesCanonical") or []):
+            return f"CarePlan/{plan['id']}"
+    return None
+
+
 async def enrol(request: Request) -> Response:
-    engine, access, plan = await applied(request, ENROL)
+    engine, access, args, plan = await applied(request, ENROL)
+    patient, canonical = plan["subject"]["reference"], plan["instantiatesCanonical"][0]
+    following = await _following(engine, access, patient, canonical)
+    if following:
+        raise FhirError.of(
+            422,
+            "business-rule",
+            f"{patient} already follows this pathway ({following})",
+            _located(args, "subject"),
+        )
     responses = await engine.transaction(enrolment_entries(plan), access, "create")
     written = responses[0]
     headers = {"Location": f"CarePlan/{written.id}/_history/{written.version}"}

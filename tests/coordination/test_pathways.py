@@ -157,6 +157,14 @@ def test_enrolment_writes_the_plan_and_its_tasks_in_one_go(world):
     review = tasks[refs[-1]]
     assert review["code"]["coding"][0]["code"] == "reevaluation"
     assert review["restriction"]["period"]["end"] == _day(180)
+    before = len(_tasks(world))
+    with world.pro("mt") as mt:  # once is enough: the patient follows it already
+        again = mt.post("/PlanDefinition/dac/$enrol", json=_params(subject))
+    assert again.status_code == 422, again.text
+    issue = again.json()["issue"][0]
+    assert issue["expression"] == ["Parameters.parameter[0].valueString"]
+    assert f"CarePlan/{plan['id']}" in issue["diagnostics"]
+    assert len(_tasks(world)) == before
 
 
 @pytest.mark.parametrize("who", ["outsider", "social"])

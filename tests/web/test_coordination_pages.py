@@ -271,5 +271,5 @@ def test_the_coordinator_enrols_the_patient_in_a_pathway(
     tasks = fhir(site, "/Task", **{"based-on": f"CarePlan/{plan['id']}"})
     assert len(tasks["entry"]) == 4
     again = coordinator.post(url, data={"csrf": token, "parcours": "nutriage"})
-    assert again.status_code == 400
+    assert again.status_code == 422  # the operation refuses it
     assert "Ce patient suit déjà ce parcours." in again.text

@@ -742,13 +742,9 @@ async def enrol_pathway(request: Request) -> Response:
         return form_expired(request)
     fields = {"parcours": form.get("parcours", "").strip()}
     chosen = dict(await pathways.choices(request, who)).get(fields["parcours"])
-    error = None if chosen else "Choisissez un parcours dans la liste."
-    if chosen and any(e["title"] == chosen for e in await pathways.enrolled(request, who, pid)):
-        error = "Ce patient suit déjà ce parcours."
-    if error:
-        return await situation(
-            request, pathway_errors={"parcours": error}, pathway_form=fields, status=400
-        )
+    if not chosen:
+        errors = {"parcours": "Choisissez un parcours dans la liste."}
+        return await situation(request, pathway_errors=errors, pathway_form=fields, status=400)
     parameters = [{"name": "subject", "valueString": f"Patient/{pid}"}]
     author = practitioner_ref(who)
     if author:
@@ -762,9 +758,12 @@ async def enrol_pathway(request: Request) -> Response:
     if answer.ok:
         return redirect(f"/pro/coordination/{pid}?fait=parcours#parcours-regionaux")
     text = " ".join(str(i.get("diagnostics") or "") for i in answer.issues())
-    message = (
-        refusal(text) if answer.status == 403 else "L'inscription dans ce parcours n'a pas abouti."
-    )
+    if answer.status == 403:
+        message = refusal(text)
+    elif "already follows" in text:
+        message = "Ce patient suit déjà ce parcours."
+    else:
+        message = "L'inscription dans ce parcours n'a pas abouti."
     status = answer.status if 400 <= answer.status < 500 else 400
     return await situation(
         request, pathway_errors={"parcours": message}, pathway_form=fields, status=status
