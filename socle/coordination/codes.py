@@ -50,6 +50,25 @@ WORKFLOW = {
     "intensite-intensif": "Intensité : appui intensif",
 }
 INTENSITIES = ("intensite-ponctuel", "intensite-soutenu", "intensite-intensif")
+# regional pathways (PlanDefinitions, socle/coordination/pathways.py): the CarePlan category of
+# each shipped pathway, the steps no other code names, and the alerts their thresholds raise
+PATHWAYS = {
+    "parcours-iatroprev": "Parcours Iatroprev : iatrogénie médicamenteuse du sujet âgé",
+    "parcours-nutriage": "Parcours Nutriage : dénutrition du sujet âgé",
+    "parcours-dac": "Parcours d'appui à une situation complexe (DAC)",
+    "conciliation-medicamenteuse": "Conciliation médicamenteuse",
+    "revue-pharmaceutique": "Revue pharmaceutique (bilan partagé de médication)",
+    "decision-prescripteur": "Décision du prescripteur sur les propositions",
+    "suivi-3-mois": "Suivi à 3 mois",
+    "depistage-denutrition": "Dépistage de la dénutrition (poids, IMC, albuminémie)",
+    "evaluation-dietetique": "Évaluation diététique",
+    "plan-soins-nutritionnel": "Plan de soins nutritionnel",
+    "suivi-ponderal": "Suivi pondéral",
+    "alerte-perte-poids-1-mois": "Alerte : perte de poids ≥ 5 % en un mois",
+    "alerte-perte-poids-6-mois": "Alerte : perte de poids ≥ 10 % en six mois",
+    "alerte-imc-bas": "Alerte : IMC < 21 à 70 ans ou plus",
+    "alerte-albumine-basse": "Alerte : albuminémie < 35 g/L",
+}
 
 NEEDS = {
     "besoin-sante-somatique": "Santé somatique",
@@ -125,7 +144,7 @@ NOTE_TYPES = {
 
 # the codes our own systems hold: a coding of one of them must be one of these
 KNOWN: Mapping[str, Mapping[str, str]] = {
-    COORDINATION: WORKFLOW,
+    COORDINATION: {**WORKFLOW, **PATHWAYS},
     PPCS: {**NEEDS, **OBJECTIVES, **ACTIONS},
     CIRCLE_ROLE: CIRCLE,
 }
@@ -170,7 +189,12 @@ def terminology() -> list[dict[str, Any]]:
     """Loaded into the terminology service at start-up (``$expand``, ``$validate-code``)."""
     steps = {c: d for c, d in WORKFLOW.items() if c not in INTENSITIES}
     return [
-        _code_system(COORDINATION, "SocleCoordination", "Coordination (DAC, PPCS)", WORKFLOW),
+        _code_system(
+            COORDINATION,
+            "SocleCoordination",
+            "Coordination (DAC, PPCS, parcours)",
+            KNOWN[COORDINATION],
+        ),
         _code_system(PPCS, "SoclePPCS", "PPCS : besoins, objectifs, actions", KNOWN[PPCS]),
         _code_system(CIRCLE_ROLE, "SocleCircleRole", "Rôles dans le cercle de soins", CIRCLE),
         _code_system(R259, "TRE_R259_HL7ParticipationFunction", "TRE_R259", R259_CODES, "fragment"),

@@ -57,6 +57,8 @@ CODED = frozenset(
         "EpisodeOfCare",
         "Flag",
         "Goal",
+        "PlanDefinition",
+        "ActivityDefinition",
         "QuestionnaireResponse",
         "ServiceRequest",
         "Task",

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..contract import Conformance, Runtime, Service
 from ..fhir.engine import Engine, EntryRequest
-from . import invitations, lifeline, worklist
+from . import invitations, lifeline, pathways, thresholds, worklist
 from .codes import CDL_NOTE, CDS_CARETEAM, CDS_RELATED_PERSON, IS_EMERGENCY, terminology
 from .rules import CoordinationRules
 from .topics import TOPICS
@@ -53,6 +53,10 @@ CONFORMANCE = Conformance(
         "consents (Consent category coordination#partage-ppcs); every version in the life line",
         "Task": "Coordination tasks (code from the DAC workflow or the PPCS actions): status "
         "changes follow the FHIR task state machine (422 at Task.status otherwise)",
+        "PlanDefinition": "Regional pathways (Iatroprev, Nutriage, DAC shipped; operators add "
+        "theirs): $apply (nothing stored) and $enrol (CarePlan + Tasks written with the caller's "
+        "access); a cyclic definitionCanonical is refused (422); actions with a data-event "
+        "trigger and a FHIRPath condition raise Flags on measures of enrolled patients",
         "EpisodeOfCare": "DAC support: type accompagnement-dac + intensity; a status change is "
         "kept in statusHistory",
     },
@@ -116,11 +120,11 @@ def assessment_questionnaire() -> dict[str, Any]:
 
 
 async def ensure_definitions(engine: Engine) -> None:
-    """The search parameters and the assessment Questionnaire (idempotent: unchanged ones make
-    no new version; several workers may run it at once)."""
+    """The search parameters, the assessment Questionnaire and the shipped pathways
+    (idempotent: unchanged ones make no new version; several workers may run it at once)."""
     entries = [
         EntryRequest("PUT", f"{r['resourceType']}/{r['id']}", r)
-        for r in (*_search_parameters(), assessment_questionnaire())
+        for r in (*_search_parameters(), assessment_questionnaire(), *pathways.shipped())
     ]
     await engine.transaction(entries, engine.platform(), "update")
 
@@ -133,12 +137,19 @@ async def _lifespan(runtime: Runtime) -> AsyncIterator[None]:
 
 def install(engine: Engine) -> None:
     engine.write_rules.append(CoordinationRules())
+    engine.write_rules.append(pathways.PathwayRules())
 
 
 service = Service(
     name="coordination",
-    operations=[*lifeline.ROUTES, *worklist.ROUTES, *invitations.ROUTES],
-    definitions=[*lifeline.OPERATIONS, *worklist.OPERATIONS, *invitations.OPERATIONS],
+    operations=[*lifeline.ROUTES, *worklist.ROUTES, *invitations.ROUTES, *pathways.ROUTES],
+    definitions=[
+        *lifeline.OPERATIONS,
+        *worklist.OPERATIONS,
+        *invitations.OPERATIONS,
+        *pathways.OPERATIONS,
+    ],
+    jobs=[thresholds.JOB],
     install=install,
     lifespan=_lifespan,
     conformance=CONFORMANCE,

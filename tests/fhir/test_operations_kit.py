@@ -67,7 +67,16 @@ def test_each_declared_operation_definition_is_valid_r4(operation: Operation) ->
 
 def test_socle_operations_share_one_canonical_base_and_hl7_ones_keep_theirs() -> None:
     urls = {op.code: op.url for op in declared()}
-    hl7 = ("validate", "everything", "merge", "expand", "validate-code", "lookup", "subsumes")
+    hl7 = (
+        "validate",
+        "everything",
+        "merge",
+        "expand",
+        "validate-code",
+        "lookup",
+        "subsumes",
+        "apply",
+    )
     for code in (*hl7, "translate"):
         assert urls.pop(code).startswith("http://hl7.org/fhir/OperationDefinition/")
     # the Bulk Data IG's own ($export at each level)

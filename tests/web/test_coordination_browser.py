@@ -1,7 +1,7 @@
 """The coordination pages in Chromium at desktop (1280) and phone (375) widths: the work-list, a
-situation's record (and its form errors), the invitations page with an invitation waiting: no
-serious or critical axe-core violation; the journey (a note, an invitation accepted) works
-without JavaScript."""
+situation's record (and its form errors, the pathway enrolment's too), the invitations page with
+an invitation waiting: no serious or critical axe-core violation; the journey (a note, an
+enrolment in a pathway, an invitation accepted) works without JavaScript."""
 
 from __future__ import annotations
 
@@ -101,6 +101,9 @@ def test_the_coordination_pages_are_accessible(
     page.click("form[action$='/invitations'] button[type=submit]")
     assert page.locator("#rpps-erreur").is_visible()
     _check(page, "invitation form error", width)
+    page.click("form[action$='/parcours'] button[type=submit]")  # no pathway chosen: the error
+    assert page.locator("#parcours-erreur").is_visible()
+    _check(page, "pathway form error", width)
     if page.locator("#email").count():  # not following this patient yet
         page.fill("#email", "pas une adresse")
         page.click("form[action$='/suivi'] button[type=submit]")
@@ -138,6 +141,12 @@ def test_the_coordination_journey_works_without_javascript(chromium: Any, site: 
         page.click("form[action$='/notes'] button[type=submit]")
         assert page.url.endswith(f"/pro/coordination/{SITUATION}?fait=note#notes"), page.url
         assert page.locator("text=Note écrite sans JavaScript").count() >= 1
+        page.select_option("#parcours", "iatroprev")
+        page.click("form[action$='/parcours'] button[type=submit]")
+        assert page.url.endswith(
+            f"/pro/coordination/{SITUATION}?fait=parcours#parcours-regionaux"
+        ), page.url
+        assert page.locator("#parcours-regionaux ~ div td", has_text="Iatroprev").count() == 1
         page.fill("#rpps", rpps)
         page.click("form[action$='/invitations'] button[type=submit]")
         assert "fait=invitation" in page.url, page.url
@@ -152,3 +161,26 @@ def test_the_coordination_journey_works_without_javascript(chromium: Any, site: 
         coordinator.close()
         if nurse is not None:
             nurse.close()
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_the_pathways_a_patient_follows_are_accessible(
+    coordinator: Any, site: Site, width: str
+) -> None:
+    headers = auth_headers(site.server, f"practitioner:{coordinator_login(SEED)['rpps']}")
+    if width == "desktop":  # once: the DAC pathway, enrolled over the API
+        r = httpx.post(
+            f"{site.server.fhir}/PlanDefinition/dac/$enrol",
+            json={
+                "resourceType": "Parameters",
+                "parameter": [{"name": "subject", "valueString": f"Patient/{SITUATION}"}],
+            },
+            headers=headers,
+            timeout=60,
+        )
+        assert r.status_code == 201, r.text
+    page = coordinator
+    page.set_viewport_size(WIDTHS[width])
+    page.goto(site.base + f"/pro/coordination/{SITUATION}#parcours-regionaux")
+    assert page.locator("#parcours-regionaux ~ div td", has_text="DAC").count() >= 1
+    _check(page, "pathways followed", width, "pro-coordination-parcours")

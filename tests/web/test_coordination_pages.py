@@ -244,3 +244,36 @@ def test_a_professional_follows_new_notes_and_plan_changes_by_email(
     assert "Vous ne serez plus prévenu" in after and f'action="{url}"' in after
     left = fhir(site, "/Subscription", _count="100").get("entry", [])
     assert not [e for e in left if e["resource"]["id"] in {s["id"] for s in mine}]
+
+
+def test_the_coordinator_enrols_the_patient_in_a_pathway(
+    coordinator: httpx.Client, situation: str, site: Site
+) -> None:
+    url = f"/pro/coordination/{situation}/parcours"
+    page = coordinator.get(f"/pro/coordination/{situation}")
+    assert ">Parcours régionaux</h2>" in page.text
+    token = _form(page.text, url)["csrf"]
+    assert "Nutriage : dénutrition du sujet âgé" in page.text.split('action="' + url, 1)[1]
+    forged = coordinator.post(url, data={"csrf": "1.forged", "parcours": "nutriage"})
+    assert forged.status_code == 400
+    unknown = coordinator.post(url, data={"csrf": token, "parcours": "nowhere"})
+    assert unknown.status_code == 400
+    assert 'aria-describedby="parcours-erreur"' in unknown.text
+    assert "Choisissez un parcours dans la liste." in unknown.text
+    done = coordinator.post(url, data={"csrf": token, "parcours": "nutriage"})
+    assert done.status_code == 303, done.text
+    shown = coordinator.get(done.headers["location"]).text
+    assert "Le patient est inscrit dans le parcours" in shown
+    section = shown.split('id="parcours-regionaux"', 1)[1].split("<h2", 1)[0]
+    assert "Nutriage : dénutrition du sujet âgé" in section.split("<form", 1)[0]
+    plans = fhir(site, "/CarePlan", subject=f"Patient/{situation}", status="active")
+    [plan] = [
+        e["resource"]
+        for e in plans["entry"]
+        if e["resource"].get("instantiatesCanonical", [""])[0].endswith("/nutriage|1.0.0")
+    ]
+    tasks = fhir(site, "/Task", **{"based-on": f"CarePlan/{plan['id']}"})
+    assert len(tasks["entry"]) == 4
+    again = coordinator.post(url, data={"csrf": token, "parcours": "nutriage"})
+    assert again.status_code == 422  # the operation refuses it
+    assert "Ce patient suit déjà ce parcours." in again.text

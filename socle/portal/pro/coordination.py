@@ -35,6 +35,7 @@ from ...coordination.codes import (
     NEEDS,
     NOTE_TYPES,
     OBJECTIVES,
+    PATHWAYS,
     R234,
     R259_CODES,
     R260_CODES,
@@ -47,6 +48,7 @@ from ...fhir.outcome import FhirError
 from ...web import RepeatedParameter, query_params, redirect
 from ..notifications import EMAIL
 from ..site import SignedIn, page
+from . import pathways
 from .calls import call
 from .common import checked_form, engine, form_expired, patient_view, professional, read_patient
 from .common import search as _search
@@ -107,7 +109,7 @@ TASK_STATUSES = {
     "entered-in-error": "saisie par erreur",
 }
 ROLE_WORDS = {**R259_CODES, **R260_CODES, **CIRCLE}
-CODE_WORDS = {**WORKFLOW, **NEEDS, **OBJECTIVES, **ACTIONS, **NOTE_TYPES}
+CODE_WORDS = {**WORKFLOW, **PATHWAYS, **NEEDS, **OBJECTIVES, **ACTIONS, **NOTE_TYPES}
 INVITE_ROLES = (("MEMBRE", CIRCLE["MEMBRE"]), ("REF", CIRCLE["REF"]))
 
 
@@ -541,6 +543,8 @@ async def situation(
     status: int = 200,
     follow_errors: dict[str, str] | None = None,
     follow_form: dict[str, str] | None = None,
+    pathway_errors: dict[str, str] | None = None,
+    pathway_form: dict[str, str] | None = None,
 ) -> Response:
     who = professional(request)
     if isinstance(who, Response):
@@ -558,13 +562,15 @@ async def situation(
         except FhirError:  # a part the policy refuses outright (the circle matrix): not shown
             return empty
 
-    circle, plan, notes, pending, lifeline, followed = await asyncio.gather(
+    circle, plan, notes, pending, lifeline, followed, enrolled, choices = await asyncio.gather(
         quietly(_circle(request, who, pid), None),
         quietly(_plan(request, who, pid), None),
         quietly(_notes(request, who, pid), []),
         quietly(_pending(request, who, pid), []),
         _lifeline(request, pid, params),
         quietly(following(request, who, pid), []),
+        quietly(pathways.enrolled(request, who, pid), []),
+        quietly(pathways.choices(request, who), []),
     )
     return page(
         request,
@@ -587,6 +593,10 @@ async def situation(
         followed=followed,
         follow_errors=follow_errors or {},
         follow_form=follow_form or {},
+        enrolled=enrolled,
+        pathway_choices=choices,
+        pathway_errors=pathway_errors or {},
+        pathway_form=pathway_form or {},
         done=request.query_params.get("fait", ""),
     )
 
@@ -715,6 +725,46 @@ async def invite(request: Request) -> Response:
     status = answer.status if 400 <= answer.status < 500 else 400
     return await situation(
         request, invite_errors={"rpps": message}, invite_form=fields, status=status
+    )
+
+
+async def enrol_pathway(request: Request) -> Response:
+    """« Inscrire dans un parcours »: ``$enrol`` in process with his access (the circle matrix
+    decides); the refusal shown next to the choice."""
+    who = professional(request)
+    if isinstance(who, Response):
+        return who
+    pid = request.path_params["id"]
+    form = await checked_form(request, who, pathways.PURPOSE)
+    if form is None:
+        return form_expired(request)
+    fields = {"parcours": form.get("parcours", "").strip()}
+    chosen = dict(await pathways.choices(request, who)).get(fields["parcours"])
+    if not chosen:
+        errors = {"parcours": "Choisissez un parcours dans la liste."}
+        return await situation(request, pathway_errors=errors, pathway_form=fields, status=400)
+    parameters = [{"name": "subject", "valueString": f"Patient/{pid}"}]
+    author = practitioner_ref(who)
+    if author:
+        parameters.append({"name": "practitioner", "valueString": author})
+    answer = await call(
+        request,
+        "POST",
+        f"/fhir/PlanDefinition/{fields['parcours']}/$enrol",
+        {"resourceType": "Parameters", "parameter": parameters},
+    )
+    if answer.ok:
+        return redirect(f"/pro/coordination/{pid}?fait=parcours#parcours-regionaux")
+    text = " ".join(str(i.get("diagnostics") or "") for i in answer.issues())
+    if answer.status == 403:
+        message = refusal(text)
+    elif "already follows" in text:
+        message = "Ce patient suit déjà ce parcours."
+    else:
+        message = "L'inscription dans ce parcours n'a pas abouti."
+    status = answer.status if 400 <= answer.status < 500 else 400
+    return await situation(
+        request, pathway_errors={"parcours": message}, pathway_form=fields, status=status
     )
 
 
@@ -962,5 +1012,6 @@ ROUTES: list[BaseRoute] = [
     Route("/pro/coordination/{id}/invitations", invite, methods=["POST"]),
     Route("/pro/coordination/{id}/invitations/{task}/retrait", withdraw, methods=["POST"]),
     Route("/pro/coordination/{id}/suivi", follow, methods=["POST"]),
+    Route("/pro/coordination/{id}/parcours", enrol_pathway, methods=["POST"]),
     Route("/pro/coordination/{id}/suivi/arret", unfollow, methods=["POST"]),
 ]
