@@ -119,8 +119,9 @@ class Outcome:
 
 def mailbox_access(mailbox: Mailbox, services: AuditServices, issuer: str) -> PolicyAccess | None:
     """The Access of a mailbox's owner, as its own token would establish it: a system client of
-    the organisation (``ORG``/``APP``), or the professional (``PER``, by national id and
-    fhirUser). The one policy then decides (care relationship, organisation) and audits."""
+    the organisation (``ORG``/``APP``), the professional (``PER``, by national id and
+    fhirUser), or the patient (``PAT``: what the patient may read, never a document invisible
+    to him). The one policy then decides (care relationship, organisation) and audits."""
     subject = f"mailbox:{mailbox.address}"
     if mailbox.kind in ("ORG", "APP"):
         principal = Principal(
@@ -140,6 +141,15 @@ def mailbox_access(mailbox: Mailbox, services: AuditServices, issuer: str) -> Po
             fhir_user=mailbox.owner,
             national_id="8" + mailbox.identifier,
             sector="health",
+        )
+    elif mailbox.kind == "PAT" and mailbox.patient:
+        principal = Principal(
+            subject=subject,
+            issuer=issuer,
+            role=Role.PATIENT,
+            scopes=parse_scopes("patient/*.rs"),
+            fhir_user=mailbox.owner,
+            patient=mailbox.patient,
         )
     else:
         return None

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..auth.middleware import AUDIT_KEY
 from ..config import smtp_server
 from ..fhir.access import Touched
 from ..fhir.operations.arguments import read_arguments
@@ -31,6 +32,7 @@ from . import mailboxes
 from .communication import ADDRESS_SYSTEM, communication_id
 from .headers import END_OF_REPLIES, MES
 from .mailboxes import citizen_domain, domain_of, is_local
+from .outgoing import record_documents, xdm_attachment
 from .store import Accepted, accept, replies_closed
 
 SEND = Operation(
@@ -77,12 +79,16 @@ def _address(reference: Any, where: str) -> str:
 def _attach(message: EmailMessage, payload: list[Any]) -> None:
     for n, item in enumerate(payload):
         where = f"{WHERE}.payload[{n}]"
-        if "contentString" in item:
-            continue
+        if "contentString" in item or "contentReference" in item:
+            continue  # the text; record documents go as IHE_XDM.ZIP (outgoing.py)
         attachment = item.get("contentAttachment")
         if not isinstance(attachment, dict) or "data" not in attachment:
             raise FhirError.of(
-                400, "not-supported", "only contentString and inline contentAttachment", where
+                400,
+                "not-supported",
+                "a payload is contentString, an inline contentAttachment or a record document "
+                "(contentReference to a DocumentReference)",
+                where,
             )
         try:
             data = base64.b64decode(attachment["data"], validate=True)
@@ -147,6 +153,7 @@ async def send(request: Request) -> Response:
             )
         local = [a for a in recipients if is_local(a, limits.domain)]
         patient = mailbox.patient
+        local_boxes = []
         for n, address in enumerate(recipients):
             if address not in local:
                 continue
@@ -157,6 +164,7 @@ async def send(request: Request) -> Response:
                 raise FhirError.of(
                     422, "not-found", f"no mailbox {address}", f"{WHERE}.recipient[{n}]"
                 )
+            local_boxes.append(found)
     close = args.value("close-replies") is True
     to_citizens = any(domain_of(a) == citizen_domain(limits.domain) for a in local)
     if close and (mailbox.kind == "PAT" or not to_citizens):
@@ -191,6 +199,22 @@ async def send(request: Request) -> Response:
     payload = communication.get("payload") or []
     message.set_content("\n".join(str(p["contentString"]) for p in payload if "contentString" in p))
     _attach(message, payload)
+    documents = record_documents(payload, WHERE)
+    if documents:
+        engine = engine_of(request)
+        archive = await xdm_attachment(
+            engine,
+            access_of(request),
+            getattr(request.app.state, AUDIT_KEY, None),
+            engine.settings.public_url,
+            documents,
+            local_boxes,
+            [a for a in recipients if a not in local],
+            sender,
+        )
+        message.add_attachment(
+            archive, maintype="application", subtype="zip", filename="IHE_XDM.ZIP"
+        )
     raw = message.as_bytes()
     if len(raw) > limits.max_bytes:
         raise FhirError.of(413, "too-costly", "the message is larger than the server takes", WHERE)

@@ -530,6 +530,7 @@ async def _form(
         if isinstance(who, SignedIn) and who.session.role == "patient" and box is not None
         else []
     )
+    document = await _record_document(request, draft)
     return page(
         request,
         "ecrire.html",
@@ -541,7 +542,29 @@ async def _form(
         found=found,
         looked_up=name,
         limit_mb=UPLOAD_LIMIT // (1024 * 1024),
+        document=document,
     )
+
+
+DOCUMENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+async def _record_document(request: Request, draft: Draft) -> dict[str, Any] | None:
+    """The record document the draft carries (« Envoyer par messagerie » from the patient's
+    documents), read with the page's access: its summary, or None (and the field's error)."""
+    rid = draft.values.get("document", "")
+    if not rid:
+        return None
+    answer = (
+        await call(request, "GET", f"/fhir/DocumentReference/{rid}")
+        if DOCUMENT_ID.fullmatch(rid)
+        else None
+    )
+    if answer is None or not answer.ok:
+        draft.values.pop("document", None)
+        draft.errors.setdefault("document", "Ce document du dossier n'est pas disponible.")
+        return None
+    return summary(answer.body)
 
 
 async def write(request: Request) -> Response:
@@ -565,6 +588,8 @@ async def write(request: Request) -> Response:
         draft.values = {"destinataire": to, "objet": subject, "reponse": parent_id}
     elif params.get("a"):
         draft.values = {"destinataire": params["a"]}
+    if params.get("document") and who.session.role == "professional":
+        draft.values["document"] = params["document"]
     found: list[dict[str, str]] | None = None
     name = params.get("nom", "").strip()
     if "nom" in params and who.session.role == "professional" and box is not None:
@@ -586,6 +611,8 @@ def _field_of(issue: dict[str, Any]) -> str:
         return "fermer"
     if "recipient" in where:
         return "destinataire"
+    if "payload" in where and "DocumentReference" in str(issue.get("diagnostics") or ""):
+        return "document"
     if "payload" in where:
         return "fichier"
     if "inResponseTo" in where:
@@ -597,6 +624,9 @@ MESSAGES = {
     "destinataire": "Ce destinataire n'a pas de boîte aux lettres de messagerie sécurisée ici. "
     "Vérifiez l'adresse.",
     "fichier": "La pièce jointe n'a pas pu être envoyée.",
+    "document": "Ce document ne part pas vers ce destinataire : le dossier le lui cache (un "
+    "professionnel sans lien de soins, un document masqué) ou il a une restriction de "
+    "visibilité et le destinataire est chez un autre opérateur.",
     "texte": "Les réponses à ce message ont été fermées par le professionnel.",
     "fermer": "Seul un message à un patient peut fermer les réponses.",
     "general": "Le message n'a pas pu être envoyé.",
@@ -647,11 +677,14 @@ async def send(request: Request) -> Response:
         if len(data) > UPLOAD_LIMIT:
             draft.errors["fichier"] = f"La pièce jointe dépasse {UPLOAD_LIMIT // 2**20} Mo."
             return await _form(request, box, draft, 413)
-    if not text and not data:
+    if not text and not data and not values.get("document"):
         draft.errors["texte"] = "Écrivez votre message (ou joignez un fichier)."
     if draft.errors:
         return await _form(request, box, draft, 400)
     payload: list[dict[str, Any]] = [{"contentString": text}] if text else []
+    document = values.get("document", "") if who.session.role == "professional" else ""
+    if document and DOCUMENT_ID.fullmatch(document):
+        payload.append({"contentReference": {"reference": f"DocumentReference/{document}"}})
     if isinstance(upload, UploadFile) and data:
         payload.append(
             {

@@ -714,6 +714,83 @@ def test_an_application_mailbox_files_by_rule_as_its_organisation(
     assert answers == 0
 
 
+def _send_record_document(record: Any, sender: str, to: str, doc_id: str) -> httpx.Response:
+    """$send, as the sender's professional, of a message carrying a record document."""
+    communication = {
+        "resourceType": "Communication",
+        "status": "in-progress",
+        "sender": {
+            "identifier": {
+                "system": "urn:ietf:rfc:3986",
+                "value": f"mailto:{record.address[sender]}",
+            }
+        },
+        "recipient": [{"identifier": {"system": "urn:ietf:rfc:3986", "value": f"mailto:{to}"}}],
+        "topic": {"text": "Compte rendu du dossier"},
+        "payload": [
+            {"contentString": "Voici le compte rendu."},
+            {"contentReference": {"reference": f"DocumentReference/{doc_id}"}},
+        ],
+    }
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "communication", "resource": communication}],
+    }
+    with record.pro(sender) as c:
+        return c.post("/Communication/$send", json=body)
+
+
+def test_a_record_document_is_sent_as_xdm_to_those_who_may_read_it(
+    mail_server: tuple[ServerProcess, int], sink: Sink, operator: Inbox, record: Any
+) -> None:
+    """A professional sends a document of the shared record: it leaves as IHE_XDM.ZIP with its
+    metadata, to a recipient the record lets read it; never to one it hides it from."""
+    content = pdf_document("Envoi depuis le dossier " + uuid.uuid4().hex)
+    doc = record.provide(record.bundle(content))["DocumentReference"]
+    sent = _send_record_document(record, "author", record.address["other"], doc)
+    assert sent.status_code == 200, sent.text
+    reference = {p["name"]: p for p in sent.json()["parameter"]}["communication"]
+    found = poll(
+        lambda: (lambda r: r.json() if r.status_code == 200 else None)(
+            operator.client.get(f"/{reference['valueReference']['reference']}")
+        )
+    )
+    copies = [
+        p["contentReference"]["reference"] for p in found["payload"] if "contentReference" in p
+    ]
+    assert len(copies) == 1  # the XDM's document, unpacked at delivery
+    copy = operator.client.get(f"/{copies[0]}").json()
+    original = operator.client.get(f"/DocumentReference/{doc}").json()
+    assert copy["type"]["coding"][0]["code"] == original["type"]["coding"][0]["code"]
+    binary = operator.client.get(
+        f"/{copy['content'][0]['attachment']['url']}", headers={"Accept": "application/fhir+json"}
+    )
+    assert base64.b64decode(binary.json()["data"]) == content
+    # the record hides it from a professional without a care relationship: not sent
+    refused = _send_record_document(record, "author", record.address["outsider"], doc)
+    assert refused.status_code == 422, refused.text
+    issue = refused.json()["issue"][0]
+    assert issue["expression"] == ["Parameters.parameter[0].resource.payload[1]"]
+    assert "visibility" in issue["diagnostics"]
+    # one masked from professionals (MASQUE_PS) goes to nobody but its author's readers
+    masked = record.provide(
+        record.bundle(pdf_document("Masqué " + uuid.uuid4().hex), labels=("MASQUE_PS",))
+    )["DocumentReference"]
+    assert (
+        _send_record_document(record, "author", record.address["other"], masked).status_code == 422
+    )
+    # another operator's recipient: only a document without a visibility restriction
+    foreign = "dr.ailleurs@autre-operateur.example"
+    relayed = len(sink.received)
+    assert _send_record_document(record, "author", foreign, masked).status_code == 422
+    assert _send_record_document(record, "author", foreign, doc).status_code == 200
+    got = poll(lambda: sink.received[relayed:] or None)
+    assert b"IHE_XDM.ZIP" in got[0][2]
+    # a document the sender may not read is one that does not exist
+    unknown = _send_record_document(record, "outsider", record.address["other"], doc)
+    assert unknown.status_code in (403, 422), unknown.text
+
+
 def _attempted(server: ServerProcess, found: dict[str, Any], address: str) -> bool:
     with psycopg.connect(url_of(server.database), autocommit=True) as conn:
         (filing,) = conn.execute(

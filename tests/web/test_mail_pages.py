@@ -269,3 +269,38 @@ def test_another_patient_neither_lists_nor_reads_the_patients_messages(
             refused = http.get(path)
             assert refused.status_code in (403, 404), path
             assert "Confidentiel." not in refused.text and subject not in refused.text
+
+
+def test_a_document_of_the_record_is_sent_from_the_patients_documents(
+    site: Site, mail: MailWorld, patient: httpx.Client, third: httpx.Client
+) -> None:
+    """« Par messagerie » beside a document of the patient's summary: the writing page carries
+    it (its title), it leaves as IHE_XDM.ZIP to a recipient the record lets read it, and the
+    page says so next to it when the record hides it from the recipient."""
+    doc = site.patient.documents[0]
+    with site.client() as gp:
+        pro_sign_in(gp, mail.gp_address.partition("@")[0])
+        summary = gp.get(f"/pro/patients/{site.patient.id}")
+        assert summary.status_code == 200, summary.text
+        assert f'href="/messagerie/ecrire?document={doc["id"]}"' in summary.text
+        form = gp.get("/messagerie/ecrire", params={"document": doc["id"]})
+        assert form.status_code == 200 and "Document du dossier joint" in form.text
+        fields = form_fields(form.text)
+        assert fields["document"] == doc["id"]
+        subject = "Votre compte rendu"
+        data = {**fields, "destinataire": mail.patient_address, "objet": subject, "texte": ""}
+        files = {"fichier": ("", b"", "application/octet-stream")}
+        sent = gp.post("/messagerie/ecrire", data=data, files=files)
+        assert sent.status_code == 303, sent.text
+        mid = poll(lambda: _find(patient, subject))
+        shown = patient.get(f"/messagerie/message/{mid}")
+        assert shown.status_code == 200 and "/pieces/" in shown.text
+        # a professional the record gives no access to the patient's documents: refused there
+        to_third = {**data, "destinataire": mail.pros[2]["address"], "objet": "Pour avis"}
+        refused = gp.post("/messagerie/ecrire", data=to_third, files=files)
+        assert refused.status_code == 422, refused.text
+        assert 'id="document-erreur"' in refused.text
+    # a document id nobody may see is said unavailable, not shown
+    missing = third.get("/messagerie/ecrire", params={"document": doc["id"]})
+    assert "Document du dossier joint" not in missing.text
+    assert 'id="document-erreur"' in missing.text
