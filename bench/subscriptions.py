@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 
 from bench.run import creates, machine  # noqa: E402
-from socle.subscriptions.model import CONTENT, FILTER  # noqa: E402
 from socle.fhir.topics import TOPIC_BASE  # noqa: E402
+from socle.subscriptions.model import CONTENT, FILTER  # noqa: E402
 from socle.testing import auth_headers, free_port, fresh_database, start_server, stop_server  # noqa: E402
 
 

@@ -41,6 +41,7 @@ from . import mailboxes
 from .headers import is_patient_address
 from .intake import message_id_of, parse_headers, thread_of
 from .mailboxes import Mailbox, is_local
+from .smtp_data import ChunkedData
 from .store import Accepted, accept, replies_closed
 from .tls import fingerprint, server_context
 
@@ -111,8 +112,9 @@ def _peer_certificate(session: Session | None) -> bytes | None:
     return der or None
 
 
-class SocleSMTP(SMTP):
-    """aiosmtpd's SMTP session, with room for an access token on the AUTH line."""
+class SocleSMTP(ChunkedData):
+    """aiosmtpd's SMTP session, with room for an access token on the AUTH line and DATA read
+    in chunks (smtp_data.py)."""
 
     line_length_limit = MAX_AUTH_LINE
 
