@@ -311,9 +311,10 @@ def test_patient_code_flow_with_totp(env: Env) -> None:
     verifier = new_verifier()
     scope = "openid fhirUser launch/patient patient/*.rs offline_access"
     params = authorize_params(APP, verifier, scope)
+    code = totp(secret)  # one code, used twice below (a fresh one at the next step would pass)
     with browser(env.server, ip="10.0.0.1") as http:
         # The INS works as an identifier as well as the login.
-        r = patient_login(http, params, ins, PASSWORD, totp(secret))
+        r = patient_login(http, params, ins, PASSWORD, code)
         assert r.status_code == 303, r.text
         consent = http.get("/auth/consent")
         assert "Lire et rechercher toutes les données du dossier du patient" in consent.text
@@ -337,7 +338,7 @@ def test_patient_code_flow_with_totp(env: Env) -> None:
             authorize_params(APP, new_verifier(), scope),
             "jeanne.dupont",
             PASSWORD,
-            totp(secret),
+            code,
         )
     assert again.status_code == 400 and "incorrect" in again.text
 
