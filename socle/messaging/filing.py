@@ -269,8 +269,17 @@ async def packages_for_recipient(
 ) -> list[XdmPackage]:
     """The XDM subsets (one per patient) of the documents `ids` that `recipient` may read, read
     as `sender`, with their XDS metadata from the record's entries."""
+    docs = await documents_for_recipient(engine, recipient, ids)
+    return await packages_of(engine, sender, docs, source_id)
+
+
+async def packages_of(
+    engine: Engine, sender: Access, docs: list[dict[str, Any]], source_id: str
+) -> list[XdmPackage]:
+    """The XDM subsets (one per patient) of these DocumentReferences, their content read as
+    `sender`."""
     by_patient: dict[str, list[tuple[DocumentEntry, bytes]]] = {}
-    for doc in await documents_for_recipient(engine, recipient, ids):
+    for doc in docs:
         subject = str((doc.get("subject") or {}).get("reference") or "")
         content = await document_content(engine, sender, doc)
         patient = await _read(engine, sender, subject)

@@ -19,7 +19,7 @@ from ..fhir.engine import Engine
 from ..fhir.outcome import FhirError
 from ..record.pdsm import VISIBILITY
 from .documents import mailbox_access
-from .filing import documents_for_recipient, packages_for_recipient
+from .filing import documents_for_recipient, packages_of
 from .mailboxes import Mailbox
 from .xdm import write_xdm
 
@@ -49,7 +49,7 @@ def record_documents(payload: list[Any], where: str) -> dict[str, str]:
 def _restricted(doc: dict[str, Any]) -> bool:
     labels = [*(doc.get("securityLabel") or []), *((doc.get("meta") or {}).get("security") or [])]
     for label in labels:
-        codings = label.get("coding") or [] if "coding" in label else [label]
+        codings = label["coding"] or [] if "coding" in label else [label]  # a Coding or a CC
         if any(c.get("system") == VISIBILITY for c in codings if isinstance(c, dict)):
             return True
     return False
@@ -98,5 +98,5 @@ async def xdm_attachment(
                     "another operator's recipient",
                     where,
                 )
-    packages = await packages_for_recipient(engine, sender, sender, ids, SOURCE_ID)
+    packages = await packages_of(engine, sender, [readable[i] for i in ids], SOURCE_ID)
     return write_xdm(packages, sender=sender_address)
