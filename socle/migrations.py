@@ -785,6 +785,18 @@ MESSAGING_FILING_RULES_V341 = """
 ALTER TABLE mailbox ADD COLUMN filing jsonb;
 """
 MIGRATIONS += [(341, "secure messaging: filing rules per mailbox", MESSAGING_FILING_RULES_V341)]
+MESSAGING_USAGE_V342 = """
+-- What accepted messages add to their mailboxes' usage, one row per message and mailbox: an
+-- insert takes no lock another acceptance waits for (an UPDATE of mailbox.used_bytes held the
+-- busy mailbox's row until each commit, so one mailbox accepted one message per fsync). A
+-- mailbox's usage is used_bytes plus its rows here; a periodic job folds them into used_bytes.
+CREATE TABLE mailbox_usage (
+    address  text NOT NULL REFERENCES mailbox (address) ON DELETE CASCADE,
+    bytes    bigint NOT NULL
+);
+CREATE INDEX mailbox_usage_address ON mailbox_usage (address);
+"""
+MIGRATIONS += [(342, "secure messaging: mailbox usage without a hot row", MESSAGING_USAGE_V342)]
 
 
 # --- Secure messaging, the mailbox's state (mailstate): migrations 320-329 -------------------

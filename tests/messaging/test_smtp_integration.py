@@ -294,6 +294,35 @@ def test_oversize_message_is_refused(port: int) -> None:
     assert "552" in str(refused.value)
 
 
+def test_a_full_mailbox_refuses_what_does_not_fit_and_keeps_its_usage_when_folded(
+    mail_server: tuple[ServerProcess, int], port: int
+) -> None:
+    """The quota counts every accepted message (usage rows, folded later into the mailbox):
+    the recipient a message would overfill is refused with 552, the others get it."""
+    server, _ = mail_server
+    small = f"quota.{uuid.uuid4().hex[:8]}@{DOMAIN}"
+    first = message(PRO_A, [small], text="x" * 20_000)
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        mailboxes.create(conn, small, "ORG", "Organization/quota", quota_bytes=30_000)
+    with smtp(port, login=PRO_A) as client:
+        assert client.send_message(first) == {}
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.send_message(message(PRO_A, [small], text="y" * 20_000))
+    assert refused.value.smtp_code == 552
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        (before,) = [m.used_bytes for m in mailboxes.listed(conn) if m.address == small]
+        conn.execute(mailboxes.FOLD_USAGE)
+        conn.execute(mailboxes.FOLD_USAGE)  # nothing left to fold: unchanged
+        (after,) = [m.used_bytes for m in mailboxes.listed(conn) if m.address == small]
+        folded = conn.execute(
+            "SELECT used_bytes, (SELECT count(*) FROM mailbox_usage WHERE address = %s)"
+            " FROM mailbox WHERE address = %s",
+            (small, small),
+        ).fetchone()
+    assert 20_000 < before <= 30_000
+    assert after == before and folded == (before, 0)
+
+
 def test_directory_finds_mailboxes_by_type_and_address(operator: Inbox) -> None:
     def ids(r: httpx.Response) -> list[str]:
         assert r.status_code == 200, r.text
