@@ -2,8 +2,10 @@
 recipient's inbox.
 
     .venv/bin/python bench/messaging.py [--connections 4] [--messages 50] [--database-url URL]
+        [--job-workers N]
 
-Starts a `socle serve` (one HTTP worker, its SMTP server, its job worker) on a fresh database,
+Starts a `socle serve` (one HTTP worker, its SMTP server, its job worker — or, with
+`--job-workers N`, N `socle worker` processes doing the deliveries) on a fresh database,
 creates two professionals and their mailboxes, then `--connections` smtplib clients in
 parallel (each STARTTLS and AUTH PLAIN once) send `--messages` messages each, every one with a
 200 KB attachment shaped like an IHE XDM archive (a zip holding METADATA.XML and a document).
@@ -21,6 +23,7 @@ import json
 import os
 import smtplib
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -90,6 +93,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--messages", type=int, default=50, help="per connection")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument(
+        "--job-workers",
+        type=int,
+        default=0,
+        help="run the deliveries in this many `socle worker` processes instead of in "
+        "`socle serve` (SOCLE_JOBS_IN_SERVE=false), as a deployment with cores to spare does",
+    )
     args = parser.parse_args()
     attachment = xdm_zip()
     total = args.connections * args.messages
@@ -97,11 +107,28 @@ def main() -> None:
     port = free_port()
     load_before = os.getloadavg()
     with fresh_database(args.database_url, "socle_bench_mail") as db:
-        server = start_server(
-            db, extra_env={"SOCLE_SMTP_PORT": str(port), "SOCLE_MAIL_DOMAIN": DOMAIN}
-        )
+        env = {"SOCLE_SMTP_PORT": str(port), "SOCLE_MAIL_DOMAIN": DOMAIN}
+        if args.job_workers:
+            env["SOCLE_JOBS_IN_SERVE"] = "false"
+        server = start_server(db, extra_env=env)
+        workers: list[subprocess.Popen[bytes]] = []
         try:
             url = db.url or embedded_url(db.data_dir)
+            for i in range(args.job_workers):
+                log = (db.data_dir / f"worker-{i}.log").open("ab")
+                workers.append(
+                    subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
+                        [sys.executable, "-m", "socle.cli", "worker"],
+                        env={
+                            **os.environ,
+                            **env,
+                            "DATABASE_URL": url,
+                            "SOCLE_DATA_DIR": str(db.data_dir),
+                        },
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
             populate(
                 server.base, {"Content-Type": "application/fhir+json", **auth_headers(server)}, url
             )
@@ -135,6 +162,9 @@ def main() -> None:
                 ).fetchone()
             assert row is not None
         finally:
+            for w in workers:
+                w.terminate()
+                w.wait(30)
             stop_server(server)
     out: dict[str, Any] = {
         "benchmark": "messaging",
@@ -153,6 +183,7 @@ def main() -> None:
         "errors": errors,
         "load_average_before": [round(x, 2) for x in load_before],
         "database": "server" if args.database_url else "embedded",
+        "job_workers": args.job_workers or "in socle serve",
     }
     print(json.dumps(out, indent=2))
 

@@ -123,6 +123,5 @@ def test_header_block_reads_as_the_whole_message_headers(raw: bytes) -> None:
     """The SMTP server parses only the bytes up to the blank line: the headers it sees are
     those the standard parser reads from the whole message."""
     whole = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
-    assert [(k, str(v)) for k, v in parse_headers(raw).items()] == [
-        (k, str(v)) for k, v in whole.items()
-    ]
+    # raw values: the stdlib itself may fail to render a damaged header as text
+    assert list(parse_headers(raw).raw_items()) == list(whole.raw_items())
