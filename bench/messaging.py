@@ -23,7 +23,6 @@ import json
 import os
 import smtplib
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -40,7 +39,14 @@ import psycopg  # noqa: E402
 
 from socle.database import embedded_url  # noqa: E402
 from socle.messaging import mailboxes  # noqa: E402
-from socle.testing import auth_headers, free_port, fresh_database, start_server, stop_server  # noqa: E402
+from socle.testing import (  # noqa: E402
+    auth_headers,
+    free_port,
+    fresh_database,
+    job_workers,
+    start_server,
+    stop_server,
+)
 
 DOMAIN = "bench.mss.test"
 PASSWORD = "bench password long enough"
@@ -111,60 +117,44 @@ def main() -> None:
         if args.job_workers:
             env["SOCLE_JOBS_IN_SERVE"] = "false"
         server = start_server(db, extra_env=env)
-        workers: list[subprocess.Popen[bytes]] = []
         try:
-            url = db.url or embedded_url(db.data_dir)
-            for i in range(args.job_workers):
-                log = (db.data_dir / f"worker-{i}.log").open("ab")
-                workers.append(
-                    subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
-                        [sys.executable, "-m", "socle.cli", "worker"],
-                        env={
-                            **os.environ,
-                            **env,
-                            "DATABASE_URL": url,
-                            "SOCLE_DATA_DIR": str(db.data_dir),
-                        },
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
+            with job_workers(server, args.job_workers, env):
+                url = db.url or embedded_url(db.data_dir)
+                populate(
+                    server.base,
+                    {"Content-Type": "application/fhir+json", **auth_headers(server)},
+                    url,
                 )
-            populate(
-                server.base, {"Content-Type": "application/fhir+json", **auth_headers(server)}, url
-            )
-            errors: list[str] = []
-            threads = [
-                threading.Thread(target=sender_thread, args=(port, batch, errors))
-                for batch in batches
-            ]
-            started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            accepted_s = time.perf_counter() - started
-            with psycopg.connect(url, autocommit=True) as conn:
-                deadline = time.monotonic() + 600
-                while time.monotonic() < deadline:
-                    left = conn.execute(
-                        "SELECT count(*) FROM mail_message WHERE delivered_at IS NULL"
+                errors: list[str] = []
+                threads = [
+                    threading.Thread(target=sender_thread, args=(port, batch, errors))
+                    for batch in batches
+                ]
+                started = time.perf_counter()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                accepted_s = time.perf_counter() - started
+                with psycopg.connect(url, autocommit=True) as conn:
+                    deadline = time.monotonic() + 600
+                    while time.monotonic() < deadline:
+                        left = conn.execute(
+                            "SELECT count(*) FROM mail_message WHERE delivered_at IS NULL"
+                        ).fetchone()
+                        if left and left[0] == 0:
+                            break
+                        time.sleep(0.5)
+                    row = conn.execute(
+                        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),"
+                        " percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s),"
+                        " extract(epoch FROM max(delivered_at) - min(received_at)) FROM ("
+                        "  SELECT received_at, delivered_at,"
+                        "  extract(epoch FROM delivered_at - received_at) AS s"
+                        "  FROM mail_message WHERE delivered_at IS NOT NULL) AS lat"
                     ).fetchone()
-                    if left and left[0] == 0:
-                        break
-                    time.sleep(0.5)
-                row = conn.execute(
-                    "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),"
-                    " percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s),"
-                    " extract(epoch FROM max(delivered_at) - min(received_at)) FROM ("
-                    "  SELECT received_at, delivered_at,"
-                    "  extract(epoch FROM delivered_at - received_at) AS s"
-                    "  FROM mail_message WHERE delivered_at IS NOT NULL) AS lat"
-                ).fetchone()
-            assert row is not None
+                assert row is not None
         finally:
-            for w in workers:
-                w.terminate()
-                w.wait(30)
             stop_server(server)
     out: dict[str, Any] = {
         "benchmark": "messaging",
