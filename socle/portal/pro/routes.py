@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import accesses, conversation, coordination, emergency, patients, sharing, worklist
+from . import (
+    accesses,
+    conversation,
+    coordination,
+    emergency,
+    invitation_link,
+    patients,
+    sharing,
+    worklist,
+)
 
 ROUTES: list[BaseRoute] = [
     *patients.ROUTES,
@@ -14,4 +23,5 @@ ROUTES: list[BaseRoute] = [
     *accesses.ROUTES,
     *coordination.ROUTES,
     *conversation.ROUTES,
+    *invitation_link.ROUTES,
 ]
