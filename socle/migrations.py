@@ -881,3 +881,23 @@ ALTER TABLE operator_account
     ADD CONSTRAINT operator_account_admin_is_operator CHECK (role = 'operator' OR NOT admin);
 """
 MIGRATIONS += [(331, "staff accounts: operators and ARS analysts", STAFF_ROLES_V331)]
+
+
+# --- Coordination: invitations by a one-time link (conversation): migrations 360-369 ---------
+CIRCLE_INVITATION_LINK_V360 = """
+-- The one-time link mailed with an invitation to a care circle (a Task): only the token's
+-- SHA-256 is kept; who may use it (the RPPS or the MSSanté address invited), until when, and
+-- when it was used (once). Withdrawing the invitation (the Task cancelled) revokes it.
+CREATE TABLE circle_invitation_link (
+    token_hash  bytea PRIMARY KEY,
+    task_id     text NOT NULL,
+    rpps        text,
+    address     text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    used_at     timestamptz,
+    CHECK (rpps IS NOT NULL OR address IS NOT NULL)
+);
+CREATE INDEX circle_invitation_link_task ON circle_invitation_link (task_id);
+"""
+MIGRATIONS += [(360, "coordination: one-time invitation links", CIRCLE_INVITATION_LINK_V360)]

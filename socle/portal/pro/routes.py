@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import accesses, coordination, emergency, patients, sharing, worklist
+from . import (
+    accesses,
+    conversation,
+    coordination,
+    emergency,
+    invitation_link,
+    patients,
+    sharing,
+    worklist,
+)
 
 ROUTES: list[BaseRoute] = [
     *patients.ROUTES,
@@ -13,4 +22,6 @@ ROUTES: list[BaseRoute] = [
     *worklist.ROUTES,
     *accesses.ROUTES,
     *coordination.ROUTES,
+    *conversation.ROUTES,
+    *invitation_link.ROUTES,
 ]
