@@ -684,13 +684,14 @@ class Validator:
                 m = _ABS_TAIL.search(ref)
                 if m is not None and m.group(1) in self._resource_types:
                     target = m.group(1)
-        elif _ABS_URI.fullmatch(ref) is not None and _COND_REF.fullmatch(ref) is None:
+        elif (m := _REL_REF.fullmatch(ref)) is None and _ABS_URI.fullmatch(ref) is not None:
             # R4 references.html: a reference is a relative or an absolute URL; inside a
-            # Bundle it resolves to the entry whose fullUrl it is, whatever its scheme
+            # Bundle it resolves to the entry whose fullUrl it is, whatever its scheme (a
+            # conditional `Type?…` never has a scheme: `?` cannot be in one)
             if ctx.bundle_urls is not None:
                 target = ctx.bundle_urls.get(ref)
         else:
-            m = _REL_REF.fullmatch(ref) or _COND_REF.fullmatch(ref)
+            m = m or _COND_REF.fullmatch(ref)
             if m is None:
                 issues.append(
                     Issue(

@@ -293,3 +293,21 @@ def test_a_capability_search_param_has_the_type_of_its_definition(declared, ok):
     }
     where = "CapabilityStatement.rest[0].resource[0].searchParam[0].type"
     assert (located(statement, where) == []) is ok
+
+
+@pytest.mark.parametrize(
+    ("reference", "ok"),
+    [
+        ("Practitioner?identifier=urn:oid:1.2.250.1.71.4.2.1|10001045367", True),
+        ("Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|1", False),  # not an allowed target
+        ("resource:1", True),
+    ],
+)
+def test_conditional_references_keep_their_type_check(reference, ok):
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "planned",
+        "class": {"code": "AMB"},
+        "participant": [{"individual": {"reference": reference}}],
+    }
+    assert (errors(encounter) == []) is ok
