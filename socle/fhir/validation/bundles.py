@@ -109,12 +109,86 @@ def check_bundle(
                     )
                 else:
                     seen_ids[ident] = i
+    if kind == "searchset":
+        _searchset(bundle, entries, path, issues, resource_types)
     if kind == "document":
         _document(bundle, entries, path, issues, constraint)
     elif kind == "message":
         first = entries[0][1].get("resource") if entries and entries[0][0] == 0 else None
         if type(first) is not dict or first.get("resourceType") != "MessageHeader":
             constraint(issues, "bdl-12", _first_location(bundle, path), _found(first))
+
+
+def _searched_types(bundle: dict[str, Any], resource_types: frozenset[str]) -> frozenset[str]:
+    """The resource types the search named, from the Bundle's `self` link (`…/Patient?…`,
+    `…/Patient/1/Observation?…`, `…?_type=A,B`); empty when it does not say."""
+    links = bundle.get("link")
+    for link in links if type(links) is list else ():
+        if type(link) is not dict or link.get("relation") != "self":
+            continue
+        url = link.get("url")
+        if type(url) is not str:
+            return frozenset()
+        where, _, query = url.partition("?")
+        segments = [s for s in where.split("/") if s and s != "_search"]
+        if segments and segments[-1] in resource_types:
+            return frozenset({segments[-1]})
+        for param in query.split("&"):
+            name, _, value = param.partition("=")
+            if name == "_type" and value:
+                return frozenset(t for t in value.split(",") if t)
+        return frozenset()
+    return frozenset()
+
+
+def _searchset(
+    bundle: dict[str, Any],
+    entries: list[tuple[int, dict[str, Any]]],
+    path: str,
+    issues: list[Issue],
+    resource_types: frozenset[str],
+) -> None:
+    """What search results are (R4 search.html, the search-entry-mode codes, resource.html):
+    a `match` or `include` is a resource the server holds, so it has an id; a `match` is of a
+    type searched; an `outcome` is an OperationOutcome about the search."""
+    searched = _searched_types(bundle, resource_types)
+    for i, e in entries:
+        res, search = e.get("resource"), e.get("search")
+        if type(res) is not dict or type(search) is not dict:
+            continue
+        rt, mode = res.get("resourceType"), search.get("mode")
+        where = f"{path}.entry[{i}]"
+        if mode == "outcome" and rt != "OperationOutcome":
+            issues.append(
+                Issue(
+                    "error",
+                    "invalid",
+                    f"search.mode 'outcome' is for an OperationOutcome about the search, "
+                    f"not a {rt}",
+                    (f"{where}.search.mode",),
+                )
+            )
+        if mode not in ("match", "include"):
+            continue
+        if not res.get("id"):
+            issues.append(
+                Issue(
+                    "error",
+                    "required",
+                    "A search result has an id: a resource a server returns always has one",
+                    (f"{where}.resource",),
+                )
+            )
+        if mode == "match" and searched and rt not in searched:
+            issues.append(
+                Issue(
+                    "error",
+                    "invalid",
+                    f"A {rt} cannot match a search of {', '.join(sorted(searched))} "
+                    "(the Bundle's self link)",
+                    (f"{where}.resource",),
+                )
+            )
 
 
 def _entry_parts(

@@ -23,6 +23,13 @@ from .valuesets import ValueSets, read_bundle
 SD_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 _FHIRPATH_PREFIX = "http://hl7.org/fhirpath/System."
 _BEST_PRACTICE = "http://hl7.org/fhir/StructureDefinition/elementdefinition-bestpractice"
+
+#: Constraints whose R4 4.0.1 expression contradicts their own human text, read as the text says
+#: (and as the reference validator and later FHIR versions do). que-12 "If there are more than one
+#: enableWhen, enableBehavior must be specified" was published as `enableWhen.count() > 2`.
+CONSTRAINT_ERRATA = {
+    "que-12": "enableWhen.count() > 1 implies enableBehavior.exists()",
+}
 _SKIP_TYPES = frozenset({"Element", "BackboneElement"})
 
 
@@ -183,6 +190,14 @@ class Compiled:
         ]
         self.datatypes = frozenset(sd["id"] for sd in types if sd.get("kind") == "complex-type")
         self.resource_types = frozenset(sd["id"] for sd in resources if not sd.get("abstract"))
+        # resources whose `url` is their canonical identifier, "an absolute URI" (R4)
+        self.canonical_resources = frozenset(
+            sd["id"]
+            for sd in resources
+            for e in sd["snapshot"]["element"]
+            if e["path"] == f"{sd['id']}.url"
+            and str(e.get("short", "")).startswith("Canonical identifier")
+        )
         for sd in resources:
             self.core_profiles[sd["url"]] = sd["id"]
         for sd in read_bundle("profiles-others.json"):
@@ -291,10 +306,11 @@ class Compiled:
             if test is not None:
                 out.append(Invariant(key, human, severity, test, child=child))
                 continue
-            if not self.with_fhirpath or not c.get("expression"):
+            expression = CONSTRAINT_ERRATA.get(key) or c.get("expression")
+            if not self.with_fhirpath or not expression:
                 continue
             try:
-                expr = FhirPathInvariant(c["expression"], base, resource_type)
+                expr = FhirPathInvariant(expression, base, resource_type)
             except Unsupported as exc:
                 self.unsupported[(str(el.get("path")), key)] = str(exc)
                 continue

@@ -11,7 +11,8 @@ restated in `profiles_fr.FR_EXTENSIONS`. For an extension whose URL is one of th
 - **cardinality**: a definition whose root is `0..1` allows it once per element;
 - **value**: one of the `value[x]` types it allows, required when `1..1`; none on a complex one;
 - **complex extensions**: each sub-extension (slice of `Extension.extension`, by `url`) with its
-  own value types and cardinality; one the definition does not name is a warning (R4's slicing
+  own value types and cardinality, at every level (R4's `codesystem-history` nests `date`, `id`,
+  `author`, `notes` in `revision`); one the definition does not name is a warning (R4's slicing
   of sub-extensions is open).
 
 Any other URL follows `SOCLE_UNKNOWN_EXTENSION_SEVERITY` (`warning`, `error` or `ignore`).
@@ -34,15 +35,25 @@ TypeCode = Callable[[dict[str, Any], dict[str, Any]], str]
 
 
 class SliceDef:
-    """A sub-extension of a complex extension."""
+    """A sub-extension of a complex extension; itself complex when it has `slices` (R4's
+    `codesystem-history`: `revision` holds `date`, `id`, `author`, `notes`)."""
 
-    __slots__ = ("url", "min", "max", "value_keys", "value_required")
+    __slots__ = ("url", "min", "max", "value_keys", "value_required", "complex", "slices", "closed")
 
     def __init__(
-        self, url: str, low: int, high: int, value_keys: frozenset[str], value_required: bool
+        self,
+        url: str,
+        low: int,
+        high: int,
+        value_keys: frozenset[str],
+        value_required: bool,
+        cx: bool = False,
+        slices: dict[str, SliceDef] | None = None,
+        closed: bool = False,
     ) -> None:
         self.url, self.min, self.max = url, low, high
         self.value_keys, self.value_required = value_keys, value_required
+        self.complex, self.slices, self.closed = cx, slices or {}, closed
 
 
 class ExtensionDef:
@@ -106,6 +117,39 @@ def _context_invariants(sd: dict[str, Any]) -> Iterator[FhirPathInvariant]:
             continue
 
 
+def _value(e: dict[str, Any] | None, type_code: TypeCode) -> tuple[bool, frozenset[str], bool]:
+    """(complex, allowed value keys, value required) from an extension's `value[x]` element: a
+    complex one lists every type, each forbidden (0..0)."""
+    if e is None:
+        return False, frozenset(), False
+    if e.get("max") == "0":
+        return True, frozenset(), False
+    keys = frozenset("value" + _cap(type_code(e, ty)) for ty in e.get("type", []))
+    return False, keys, e.get("min", 0) > 0
+
+
+def _slices(
+    by_id: dict[str, dict[str, Any]], prefix: str, type_code: TypeCode
+) -> tuple[dict[str, SliceDef], bool]:
+    """The sub-extensions defined under `prefix` (`Extension`, then
+    `Extension.extension:revision`...), at every depth; and whether their slicing is closed."""
+    closed = (by_id.get(f"{prefix}.extension", {}).get("slicing") or {}).get("rules") == "closed"
+    head = f"{prefix}.extension:"
+    slices: dict[str, SliceDef] = {}
+    for eid, e in by_id.items():
+        name = eid[len(head) :] if eid.startswith(head) else ""
+        if not name or "." in name or ":" in name:
+            continue  # not a slice at this level
+        at = head + name
+        url = str((by_id.get(f"{at}.url") or {}).get("fixedUri") or name)
+        cx, keys, required = _value(by_id.get(f"{at}.value[x]"), type_code)
+        subs, sub_closed = _slices(by_id, at, type_code)
+        slices[url] = SliceDef(
+            url, int(e.get("min", 0)), _max(e.get("max")), keys, required, cx, subs, sub_closed
+        )
+    return slices, closed
+
+
 def compile_definitions(
     sds: Iterable[dict[str, Any]], type_code: TypeCode
 ) -> dict[str, ExtensionDef]:
@@ -116,40 +160,9 @@ def compile_definitions(
             continue
         elements = sd["snapshot"]["element"]
         root = elements[0] if elements else {}
-        keys: set[str] = set()
-        value_required = is_complex = closed = False
-        slice_parts: dict[str, dict[str, Any]] = {}  # slice name -> url/min/max/keys
-        for e in elements:
-            eid = e.get("id", "")
-            if eid == "Extension.value[x]":
-                is_complex = e.get("max") == "0"
-                value_required = e.get("min", 0) > 0
-                if not is_complex:  # a complex one lists every type, each forbidden (0..0)
-                    keys = {"value" + _cap(type_code(e, ty)) for ty in e.get("type", [])}
-            elif eid == "Extension.extension":
-                closed = (e.get("slicing") or {}).get("rules") == "closed"
-            elif eid.startswith("Extension.extension:"):
-                name, _, rest = eid[len("Extension.extension:") :].partition(".")
-                if "." in rest or ":" in name:
-                    continue  # deeper levels: not checked
-                part = slice_parts.setdefault(name, {"keys": set(), "required": False})
-                if rest == "":
-                    part["min"], part["max"] = e.get("min", 0), _max(e.get("max"))
-                elif rest == "url":
-                    part["url"] = e.get("fixedUri") or name
-                elif rest == "value[x]":
-                    part["required"] = e.get("min", 0) > 0
-                    part["keys"] = {"value" + _cap(type_code(e, ty)) for ty in e.get("type", [])}
-        slices = {
-            str(p.get("url", name)): SliceDef(
-                str(p.get("url", name)),
-                int(p.get("min", 0)),
-                int(p.get("max", -1)),
-                frozenset(p["keys"]),
-                bool(p["required"]),
-            )
-            for name, p in slice_parts.items()
-        }
+        by_id = {str(e.get("id", "")): e for e in elements}
+        is_complex, keys, value_required = _value(by_id.get("Extension.value[x]"), type_code)
+        slices, closed = _slices(by_id, "Extension", type_code)
         contexts = frozenset(
             str(c.get("expression"))
             for c in sd.get("context", [])
@@ -320,8 +333,15 @@ class ExtensionChecker:
             self._parts(ext, spec, url, where, issues)
 
     def _parts(
-        self, ext: dict[str, Any], spec: ExtensionDef, url: str, where: str, issues: list[Issue]
+        self,
+        ext: dict[str, Any],
+        spec: ExtensionDef | SliceDef,
+        url: str,
+        where: str,
+        issues: list[Issue],
     ) -> None:
+        """The sub-extensions of `ext` against the slices of `spec`, and theirs in turn: `url`
+        names the extension they belong to (`…codesystem-history`, then `… 'revision'`)."""
         subs = ext.get("extension")
         counts: dict[str, int] = {}
         for i, sub in enumerate(subs if type(subs) is list else ()):
@@ -356,13 +376,18 @@ class ExtensionChecker:
                     )
                 )
             value_key = _value_key(sub)
-            if value_key is not None and part.value_keys and value_key not in part.value_keys:
+            if (
+                value_key is not None
+                and (part.value_keys or part.complex)
+                and value_key not in part.value_keys
+            ):
+                allowed = ", ".join(sorted(part.value_keys)) or "no value (it has sub-extensions)"
                 issues.append(
                     Issue(
                         "error",
                         "structure",
                         f"Sub-extension {part.url!r} of {url} does not allow {value_key}; "
-                        f"allowed: {', '.join(sorted(part.value_keys))}",
+                        f"allowed: {allowed}",
                         (f"{at}.value",),
                     )
                 )
@@ -375,6 +400,8 @@ class ExtensionChecker:
                         (f"{at}.value",),
                     )
                 )
+            if part.slices:
+                self._parts(sub, part, f"{url} (sub-extension {part.url!r})", at, issues)
         for part in spec.slices.values():
             if part.min > counts.get(part.url, 0):
                 issues.append(

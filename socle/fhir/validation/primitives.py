@@ -137,6 +137,20 @@ def build_checkers() -> dict[str, Checker]:
 
         return check
 
+    def uri_typed(name: str) -> Checker:
+        fullmatch = regexes[name].fullmatch
+
+        def check(v: Any) -> str | None:
+            if type(v) is not str:
+                return f"expected a JSON string ({name}), found {json_kind(v)}"
+            if not v:
+                return f"empty string is not a valid {name} (ele-1: use no element instead)"
+            if fullmatch(v) is None:
+                return f"{v[:80]!r} is not a valid {name}"
+            return urn_problem(v) if v[:4] == "urn:" else None
+
+        return check
+
     def calendar(v: str) -> str | None:
         return None if _calendar_ok(v) else f"{v!r} is not a real calendar date"
 
@@ -150,8 +164,11 @@ def build_checkers() -> dict[str, Checker]:
         return msg if msg is not None else narrative_problem(v)
 
     checkers["xhtml"] = xhtml
-    for name in ("code", "id", "uri", "url", "canonical", "oid", "uuid", "time"):
+    for name in ("code", "id", "oid", "uuid", "time"):
         checkers[name] = regex_typed(name)
+    checkers["uri"] = uri_typed("uri")
+    checkers["url"] = uri_typed("url")
+    checkers["canonical"] = regex_typed("canonical", canonical_problem)
 
     def base64_binary(v: Any) -> str | None:
         # the spec's regex, (\s*([0-9a-zA-Z\+/=]){4}\s*)+, in linear time: documents are MBs
@@ -206,6 +223,37 @@ def build_checkers() -> dict[str, Checker]:
     checkers["unsignedInt"] = int_range("unsignedInt", 0)
     checkers["decimal"] = decimal
     return checkers
+
+
+_URN_UUID = re.compile(
+    r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_URN_OID = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+def urn_problem(v: str) -> str | None:
+    """R4 datatypes.html: a URI that is a UUID or an OID has their form (`urn:uuid:` and RFC
+    4122's 8-4-4-4-12 hex digits; `urn:oid:` and dotted numbers), as the uuid and oid types."""
+    if v[:4] != "urn:":
+        return None
+    if v.startswith("urn:uuid:") and _URN_UUID.fullmatch(v) is None:
+        return f"{v[:80]!r} is not a valid urn:uuid (8-4-4-4-12 hexadecimal digits)"
+    if v.startswith("urn:oid:") and _URN_OID.fullmatch(v) is None:
+        return f"{v[:80]!r} is not a valid urn:oid"
+    return None
+
+
+def is_absolute_uri(v: str) -> bool:
+    return _SCHEME.match(v) is not None
+
+
+def canonical_problem(v: str) -> str | None:
+    """R4 references.html (canonical): a canonical URL is absolute, or a fragment (`#id`)
+    pointing to a contained resource; a version may follow `|`."""
+    if not (v.startswith("#") or is_absolute_uri(v)):
+        return f"{v[:80]!r} is not a valid canonical: it must be an absolute URL or #contained-id"
+    return urn_problem(v.split("|", 1)[0])
 
 
 def _whitespace(name: str, v: str) -> str | None:

@@ -16,10 +16,11 @@ from ..attachments import content_mismatches, decode_base64, sha1_digest
 from ..outcome import Issue
 from . import declared, profiles_fr
 from .bundles import check_bundle
+from .capability import check_search_params
 from .compiler import Compiled, Element, Node
 from .declared import in_codes
 from .extensions import ExtensionChecker
-from .primitives import Warn, json_kind
+from .primitives import Warn, is_absolute_uri, json_kind
 
 #: Severity of the issue raised for a profile in `meta.profile` that this validator does not know:
 #: "warning" (default; the resource is still checked against its base definition) or "error".
@@ -33,6 +34,8 @@ _ABS_TAIL = re.compile(
 )
 _COND_REF = re.compile(r"([A-Z][A-Za-z]+)\?\S*")
 _ABS_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+# any other absolute URI (RFC 3986 scheme ":" ...), e.g. a Bundle's `resource:0` fullUrl
+_ABS_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
 _UUID = re.compile(
     r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
@@ -44,7 +47,16 @@ _ROOT, _CONTAINED, _EMBEDDED = 0, 1, 2
 class _Ctx:
     """Per-resource state: contained resources, local references, Bundle fullUrls."""
 
-    __slots__ = ("contained", "local_refs", "self_refs", "current", "bundle_urls", "res", "root")
+    __slots__ = (
+        "contained",
+        "local_refs",
+        "self_refs",
+        "current",
+        "bundle_urls",
+        "res",
+        "root",
+        "element_ids",
+    )
 
     def __init__(self, bundle_urls: dict[str, str] | None, root: Any = None) -> None:
         self.contained: dict[str, str | None] = {}  # contained id -> resourceType
@@ -54,6 +66,8 @@ class _Ctx:
         self.bundle_urls = bundle_urls  # fullUrl -> resourceType, inside a Bundle
         self.res = root  # FHIRPath %resource: the resource being walked (contained or not)
         self.root = root  # FHIRPath %rootResource
+        # (contained id or None, element id) -> where it was first seen: unique per resource
+        self.element_ids: dict[tuple[str | None, str], str] | None = None
 
 
 class Validator:
@@ -68,6 +82,7 @@ class Validator:
         self._ext_node = nodes["Extension"]
         self._attachment_node = nodes["Attachment"]
         self._resource_types = self.c.resource_types
+        self._canonical_resources = self.c.canonical_resources
         self._profiles = profiles_fr.profile_rules()
         self._ext = ExtensionChecker(
             {**self.c.extensions, **profiles_fr.FR_EXTENSIONS},
@@ -158,6 +173,20 @@ class Validator:
                 (rt, "Resource", "DomainResource") if "text" in node.elements else (rt, "Resource")
             )
             self._ext.element(res, names, path, issues)
+        if rt == "CapabilityStatement":
+            check_search_params(res, path, issues)
+        if rt in self._canonical_resources:
+            url = res.get("url")
+            if type(url) is str and url and not is_absolute_uri(url):
+                issues.append(
+                    Issue(
+                        "error",
+                        "value",
+                        f"{rt}.url {url[:80]!r} must be an absolute URI: it is the canonical "
+                        "identifier other resources refer to it by",
+                        (f"{path}.url",),
+                    )
+                )
         self._check_profiles(res, rt, path, issues, profile)
 
     def _contained_rules(self, res: dict[str, Any], path: str, issues: list[Issue]) -> None:
@@ -396,6 +425,10 @@ class Validator:
                 )
             )
             return
+        eid = val.get("id")
+        if type(eid) is str and el.type != "ElementDefinition":
+            # an ElementDefinition's id is its path, repeated by snapshot and differential
+            _element_id(eid, path, issues, ctx)
         node = el.node
         if node is None:
             return
@@ -651,8 +684,14 @@ class Validator:
                 m = _ABS_TAIL.search(ref)
                 if m is not None and m.group(1) in self._resource_types:
                     target = m.group(1)
+        elif (m := _REL_REF.fullmatch(ref)) is None and _ABS_URI.fullmatch(ref) is not None:
+            # R4 references.html: a reference is a relative or an absolute URL; inside a
+            # Bundle it resolves to the entry whose fullUrl it is, whatever its scheme (a
+            # conditional `Type?…` never has a scheme: `?` cannot be in one)
+            if ctx.bundle_urls is not None:
+                target = ctx.bundle_urls.get(ref)
         else:
-            m = _REL_REF.fullmatch(ref) or _COND_REF.fullmatch(ref)
+            m = m or _COND_REF.fullmatch(ref)
             if m is None:
                 issues.append(
                     Issue(
@@ -714,6 +753,28 @@ def _attachment_content(att: dict[str, Any], path: str, issues: list[Issue]) -> 
         return  # already reported by the base64Binary checker
     for name, text in content_mismatches(att, len(raw), sha1_digest(raw), "data"):
         issues.append(Issue("error", "business-rule", text, (f"{path}.{name}",)))
+
+
+def _element_id(eid: str, path: str, issues: list[Issue], ctx: _Ctx) -> None:
+    """R4 Element.id: "unique id for the element within a resource" (a contained resource is
+    a resource of its own)."""
+    seen = ctx.element_ids
+    if seen is None:
+        seen = ctx.element_ids = {}
+    key = (ctx.current, eid)
+    first = seen.get(key)
+    if first is None:
+        seen[key] = path
+        return
+    issues.append(
+        Issue(
+            "error",
+            "duplicate",
+            f"Element id {eid[:64]!r} is already used by {first}: an element id is unique "
+            "within its resource",
+            (f"{path}.id",),
+        )
+    )
 
 
 def _check_invariants(
