@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from ..auth.representation import represented_patient
 from ..config import Settings
 from ..synthetic import is_generated_duplicate
 from .generate import iter_blocks
@@ -84,7 +85,7 @@ def choose(patients: int, seed: int) -> dict[str, Any]:
                         nurse = (_ref_id(p["member"]), _ref_id(r["subject"]))
             elif kind == "Encounter" and r["status"] == "in-progress" and hospital is None:
                 hospital = (_ref_id(r["serviceProvider"]), _ref_id(r["subject"]))
-            elif kind == "RelatedPerson" and parent is None:
+            elif kind == "RelatedPerson" and parent is None and represented_patient(r):
                 parent = r
     out: dict[str, Any] = {"patients": patients, "seed": seed}
     if gps:
