@@ -18,7 +18,7 @@ import pytest
 from socle.auth.server.accounts import create_patient_account
 from socle.auth.server.totp import totp
 from socle.config import Settings
-from socle.testing import Database, ServerProcess, server_beside
+from socle.testing import Database, ServerProcess, run_socle, server_beside
 
 from ..messaging.world import poll
 from ..record.world import RecordWorld, pdf_document
@@ -285,3 +285,26 @@ def test_a_representative_login_fails_alike_then_locks_and_a_former_one_cannot_s
             (father,),
         ).fetchone()
     assert locked == (True,)
+
+
+def test_the_operator_cli_issues_a_representatives_code_and_refuses_another_person(
+    world: RecordWorld, server: ServerProcess
+) -> None:
+    guardian = _person(world, world.patient, "GUARD")
+    caregiver = _person(world, world.patient, "CAREGIVER", system="urn:test:aidants")
+    db = server.database
+    dd = ("--data-dir", str(db.data_dir))
+    issued = run_socle(db, "activation-code", "--related-person", guardian, *dd)
+    assert issued.returncode == 0, issued.stderr
+    assert "Code d'activation" in issued.stdout and _codes_of(server, guardian) == 1
+    # the same with the patient named; another patient, a caregiver: refused, nothing written
+    named = run_socle(db, "activation-code", world.patient, "--related-person", guardian, *dd)
+    assert named.returncode == 0, named.stderr
+    mismatch = run_socle(
+        db, "activation-code", world.other_patient, "--related-person", guardian, *dd
+    )
+    assert mismatch.returncode == 1 and "represents" in mismatch.stderr
+    refused = run_socle(db, "activation-code", "--related-person", caregiver, *dd)
+    assert refused.returncode == 1 and "legal representative" in refused.stderr
+    assert _codes_of(server, caregiver) == 0
+    assert run_socle(db, "activation-code", *dd).returncode != 0  # neither given
