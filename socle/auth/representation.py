@@ -37,29 +37,39 @@ LEGAL_REPRESENTATIVES = {
 }
 
 
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _field(resource: dict[str, Any], name: str) -> dict[str, Any]:
+    value = resource.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def representative_relationship(related_person: dict[str, Any]) -> str | None:
     """The first relationship code that makes ``related_person`` a legal representative."""
-    for concept in related_person.get("relationship") or []:
-        if not isinstance(concept, dict):
-            continue
-        for coding in concept.get("coding") or []:
-            if not isinstance(coding, dict):
-                continue
-            if coding.get("code") in LEGAL_REPRESENTATIVES.get(str(coding.get("system")), ()):
-                return str(coding["code"])
+    for concept in _dicts(related_person.get("relationship")):
+        for coding in _dicts(concept.get("coding")):
+            code = coding.get("code")
+            if isinstance(code, str) and code in LEGAL_REPRESENTATIVES.get(
+                str(coding.get("system")), ()
+            ):
+                return code
     return None
 
 
 def represented_patient(related_person: dict[str, Any], today: dt.date | None = None) -> str | None:
     """The id of the patient ``related_person`` may act for now: active (not ``active:
-    false``), its period not ended, a legal representative's relationship; else None."""
+    false``), its period not ended, a legal representative's relationship, a patient of this
+    server (a relative reference); else None. Stored resources are valid FHIR; anything else
+    (a hand-made row) is answered None, never an error."""
     if related_person.get("active") is False:
         return None
-    end = str((related_person.get("period") or {}).get("end") or "")
-    if end and end[:10] < (today or dt.date.today()).isoformat():
+    end = _field(related_person, "period").get("end")
+    if isinstance(end, str) and end and end[:10] < (today or dt.date.today()).isoformat():
         return None
     if representative_relationship(related_person) is None:
         return None
-    ref = str((related_person.get("patient") or {}).get("reference") or "")
-    kind, _, pid = ref.rpartition("/")
+    ref = _field(related_person, "patient").get("reference")
+    kind, _, pid = ref.rpartition("/") if isinstance(ref, str) else ("", "", "")
     return pid if kind == "Patient" and pid else None

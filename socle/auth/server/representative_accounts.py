@@ -110,7 +110,12 @@ class Representative:
     patient_id: str
 
 
-async def find(conn: AsyncConnection, login: str) -> tuple[Representative, tuple] | None:  # type: ignore[type-arg]
+# what check_factors needs of an account: password hash, encrypted secret, last step, locked
+Stored = tuple[str, bytes | None, int, bool]
+Found = tuple[Representative, Stored]
+
+
+async def find(conn: AsyncConnection, login: str) -> Found | None:
     """The account of this login (as typed: case and spaces do not matter), with what
     :func:`check_factors` needs; None if the login is not a representative's."""
     if not normalised_login(login).startswith(PREFIX):
@@ -129,7 +134,7 @@ async def find(conn: AsyncConnection, login: str) -> tuple[Representative, tuple
 async def authenticate_representative(
     conn: AsyncConnection,
     settings: Settings,
-    found: tuple[Representative, tuple],  # type: ignore[type-arg]
+    found: Found,
     password: str,
     code: str,
     *,

@@ -8,8 +8,8 @@ of that patient)."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from ...tokens import Role
 from .. import accounts, directory, representative_accounts
 from ..responses import render
-from .server import Flow
+from .server import Credentials, Flow
 
 
 class PatientLogin(Flow):
@@ -81,9 +81,9 @@ class PatientLogin(Flow):
         self,
         request: Request,
         request_id: str,
-        conn: Any,
-        found: Any,
-        typed: Any,
+        conn: AsyncConnection,
+        found: representative_accounts.Found,
+        typed: Credentials,
     ) -> Response:
         engine = self.server.engine(request)
         who = await representative_accounts.authenticate_representative(
