@@ -123,6 +123,11 @@ def test_who_may_issue_a_representatives_code_and_for_whom(
             assert denied.status_code in (403, 404), (principal, denied.text)
             assert denied.json()["resourceType"] == "OperationOutcome"
     assert _codes_of(server, mother) == 1
+    # in the CapabilityStatement, with its OperationDefinition
+    rest = world.op.get("/metadata").json()["rest"][0]
+    related = next(r for r in rest["resource"] if r["type"] == "RelatedPerson")
+    operation = next(o for o in related.get("operation", []) if o["name"] == "activation-code")
+    assert operation["definition"].endswith("RelatedPerson-activation-code")
     # the code is for the mother; a patient's own code withdraws no representative's
     with world.pro("author") as pro:
         body = {"resourceType": "Parameters"}

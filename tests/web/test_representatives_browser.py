@@ -88,7 +88,9 @@ def test_a_representatives_first_login_and_the_childs_documents(
         page.click("button[type=submit]")
         assert page.url == site.base + "/"
         given = " ".join(child["name"][0].get("given", []))
-        assert page.get_by_text(f"Vous agissez pour {given}").first.is_visible()
+        acting = page.locator(".socle-user").get_by_text("Vous agissez pour")
+        acting.wait_for()  # the header, on every page: whose record it is
+        assert given in acting.inner_text(), acting.inner_text()
         assert_accessible(page, f"a representative's home ({width})")
         page.goto(site.base + "/mes-documents")
         assert page.locator("a[href^='/mes-documents/']").count() >= 1
