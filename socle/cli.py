@@ -550,20 +550,64 @@ def operator_reset_totp(
 
 @app.command("activation-code")
 def activation_code(
-    patient_id: Annotated[str, typer.Argument(help="The Patient id.")],
+    patient_id: Annotated[
+        str | None, typer.Argument(help="The Patient id (not needed with --related-person).")
+    ] = None,
+    related_person: Annotated[
+        str | None,
+        typer.Option(
+            "--related-person",
+            help="A RelatedPerson id: the code of the patient's legal representative "
+            "(a parent, a guardian), for his own account.",
+        ),
+    ] = None,
     days: Annotated[int, typer.Option(help="Days before the code expires.")] = 30,
     issued_by: Annotated[str, typer.Option(help="Who hands it over (recorded).")] = "operator",
     data_dir: DataDir = None,
 ) -> None:
-    """Issue a patient's single-use activation code for their first login at /activation."""
+    """Issue a patient's single-use activation code for their first login at /activation; or,
+    with --related-person, his legal representative's (who gives the patient's INS and birth
+    date at /activation and gets a login of his own)."""
     from .portal.activation_codes import issue
 
+    if patient_id is None and related_person is None:
+        raise typer.BadParameter("give the Patient id, or --related-person ID")
     _, conn = _connect(data_dir)
     with conn:
-        code, expires = issue(conn, patient_id, issued_by, days)
+        patient = (
+            patient_id if related_person is None else _represented(conn, related_person, patient_id)
+        )
+        code, expires = issue(conn, patient or "", issued_by, days, related_person=related_person)
     from .web.times import paris
 
     print(f"Code d'activation : {code} (valable jusqu'au {paris(expires)}, heure de Paris)")
+
+
+def _represented(conn: Any, related_person: str, patient_id: str | None) -> str:
+    """The patient ``related_person`` may act for (active, a legal representative); exits with
+    the reason otherwise."""
+    from .auth.representation import represented_patient
+
+    related_person = related_person.removeprefix("RelatedPerson/")
+    row = conn.execute(
+        "SELECT content FROM resource WHERE rtype = 'RelatedPerson' AND id = %s AND NOT deleted",
+        (related_person,),
+    ).fetchone()
+    represented = represented_patient(row[0]) if row else None  # jsonb: a dict
+    problem = None
+    if row is None:
+        problem = f"no RelatedPerson/{related_person} in the store"
+    elif represented is None:
+        problem = (
+            f"RelatedPerson/{related_person} cannot act for a patient: it must be active and a "
+            "legal representative (a parent, a guardian, a power of attorney)"
+        )
+    elif patient_id is not None and patient_id.removeprefix("Patient/") != represented:
+        problem = f"RelatedPerson/{related_person} represents Patient/{represented}, not this one"
+    if problem is not None or represented is None:
+        typer.echo(problem, err=True)
+        raise typer.Exit(1)
+    return represented
 
 
 mailbox_app = typer.Typer(

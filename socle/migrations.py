@@ -901,3 +901,28 @@ CREATE TABLE circle_invitation_link (
 CREATE INDEX circle_invitation_link_task ON circle_invitation_link (task_id);
 """
 MIGRATIONS += [(360, "coordination: one-time invitation links", CIRCLE_INVITATION_LINK_V360)]
+
+# --- People who act for a patient (portal/representatives): migrations 370-379 ---------------
+REPRESENTATIVE_ACCOUNTS_V370 = """
+-- A representative (a parent, a guardian: a RelatedPerson of the patient) signs in to the
+-- patient space with an account of his own. His activation code is one of the patients'
+-- codes bound to his RelatedPerson too (one store, one mechanism); NULL: the patient's own.
+ALTER TABLE patient_activation_code ADD COLUMN related_person_id text;
+CREATE INDEX patient_activation_code_related_person
+    ON patient_activation_code (related_person_id) WHERE related_person_id IS NOT NULL;
+CREATE TABLE representative_account (
+    related_person_id  text PRIMARY KEY,
+    patient_id         text NOT NULL,              -- the represented patient
+    login              text NOT NULL UNIQUE,       -- given at the activation (rep-xxxxxxxx)
+    password_hash      text NOT NULL,
+    totp_secret_enc    bytea NOT NULL,             -- AES-GCM, 'RelatedPerson/<id>' as AAD
+    totp_last_step     bigint NOT NULL DEFAULT 0,  -- a TOTP code is accepted once
+    failed_attempts    integer NOT NULL DEFAULT 0,
+    locked_until       timestamptz,
+    created_at         timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX representative_account_patient ON representative_account (patient_id);
+"""
+MIGRATIONS += [
+    (370, "representative accounts and their activation codes", REPRESENTATIVE_ACCOUNTS_V370)
+]

@@ -36,7 +36,7 @@ from .server.flows.server import FIRST_PARTY_CLIENT
 from .server.minting import access_claims
 from .server.scope_grant import CELL_SCOPE
 from .signing import local_issuer_config
-from .tokens import InvalidToken, Principal, TokenVerifier
+from .tokens import InvalidToken, Principal, Role, TokenVerifier
 
 WEB_CLIENT = FIRST_PARTY_CLIENT
 NOT_PAGES = ("/fhir", "/static/", "/auth/", "/psc-standin", "/healthz", "/readyz")
@@ -115,6 +115,14 @@ def _display_name(claims: dict[str, Any]) -> str:
     return " ".join(p for p in parts if isinstance(p, str) and p) or str(claims.get("sub", ""))
 
 
+def _acting_for(principal: Principal, claims: dict[str, Any]) -> str | None:
+    """Whom a representative acts for, as his pages say it (the name read at his login)."""
+    if principal.role != Role.REPRESENTATIVE:
+        return None
+    name = claims.get("represented_name")
+    return name if isinstance(name, str) and name else "la personne que vous représentez"
+
+
 def is_page_path(path: str) -> bool:
     return not any(path == p.rstrip("/") or path.startswith(p) for p in NOT_PAGES)
 
@@ -155,6 +163,7 @@ class PageSessions:
             display_name=_display_name(stored.claims),
             patient=principal.patient,
             identity_referent=CELL_SCOPE in stored.scope.split(),
+            acting_for=_acting_for(principal, stored.claims),
         )
 
 

@@ -1,6 +1,8 @@
 """« Qui a consulté mon dossier »: the patient's access history (the AuditEvents the policy lets
 the patient read, with the patient's own Access), in plain French, newest first; an emergency
-access (break-glass) is highlighted with the reason the professional gave."""
+access (break-glass) is highlighted with the reason the professional gave. What a legal
+representative did is named: his audit records name his RelatedPerson, read here with the
+patient's other representatives."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from starlette.routing import BaseRoute, Route
 
 from ..fhir.json import decode
 from ..fhir.search.query import parse_query
-from .site import page, signed_in
+from .reading import own, patient_ref
+from .representatives import person
+from .site import SignedIn, page, signed_in
 
 LIMIT = 100
 ACTIONS = {"R": "a consulté", "C": "a ajouté", "U": "a modifié", "D": "a supprimé"}
@@ -60,14 +64,22 @@ def _action(event: dict[str, Any]) -> str:
     return "a utilisé"
 
 
-def describe(event: dict[str, Any], patient: str) -> dict[str, Any]:
-    """One line of the history: when, who, did what, to what, why."""
+def describe(
+    event: dict[str, Any], patient: str, names: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One line of the history: when, who, did what, to what, why. ``names``: who people of
+    the record are, by reference (``Patient/<id>``, ``RelatedPerson/<id>``); the patient is
+    « Vous » unless it says otherwise."""
     agents = event.get("agent") or [{}]
     user = next((a for a in agents if a.get("requestor")), agents[0])
     who = user.get("who") or {}
     reference = str(who.get("reference") or "")
-    if reference.endswith(f"Patient/{patient}"):
-        name = "Vous"
+    known = {f"Patient/{patient}": "Vous", **(names or {})}
+    local = "/".join(reference.rstrip("/").split("/")[-2:])
+    if local in known:
+        name = known[local]
+    elif local.startswith("RelatedPerson/"):
+        name = "Un représentant légal"
     else:
         name = str(who.get("display") or "") or (
             "Un professionnel de santé" if who.get("identifier") else "Un service informatique"
@@ -110,7 +122,8 @@ async def history(request: Request) -> Response:
         "AuditEvent", [("patient", f"Patient/{patient}"), ("_count", str(LIMIT))], LIMIT
     )
     result = await request.app.state.engine.search(q, who.access, "qui-a-consulte")
-    events = [describe(decode(row.content), patient) for row in result.rows]
+    names = await _names(request, who)
+    events = [describe(decode(row.content), patient, names) for row in result.rows]
     events.sort(key=lambda e: str(e["when"] or ""), reverse=True)
     return page(
         request,
@@ -119,6 +132,20 @@ async def history(request: Request) -> Response:
         events=events,
         break_glass=sum(1 for e in events if e["break_glass"]),
     )
+
+
+async def _names(request: Request, who: SignedIn) -> dict[str, str]:
+    """The patient's representatives by name (« Marie Martin (mère) »); for a representative
+    signed in, « Vous » is himself and the patient is named."""
+    found = await own(request, who, "RelatedPerson", [("patient", patient_ref(who))], "acces")
+    names = {}
+    for r in found:
+        p = person(r)
+        names[f"RelatedPerson/{r.get('id')}"] = f"{p['name']} ({p['relation']})"
+    if who.session.acting_for:
+        names[patient_ref(who)] = who.session.acting_for
+        names[who.session.subject] = "Vous"
+    return names
 
 
 ROUTES: list[BaseRoute] = [Route("/qui-a-consulte", history, methods=["GET"])]

@@ -10,7 +10,12 @@ key is saved only once the patient has proven it works. It travels in the form w
 (a form token of the server's key bound to the answers and the key, 15 minutes), so a key cannot
 be swapped in; a wrong code shows the same key again, next to the field's error. Every failure
 of the first step says the same thing (which of the three was wrong is not revealed) and counts
-in the login rate limit."""
+in the login rate limit.
+
+A code issued for a patient's legal representative (``RelatedPerson/[id]/$activation-code``)
+takes the same journey with the *represented patient's* INS and birth date; it makes the
+representative's own account (:mod:`socle.auth.server.representative_accounts`), whose login is
+shown at the end — the RelatedPerson must still be active and a representative of that patient."""
 
 from __future__ import annotations
 
@@ -21,10 +26,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..auth.representation import represented_patient
 from ..auth.server import passwords, totp
 from ..auth.server.accounts import open_patient_account
 from ..auth.server.directory import patients_with_ins
 from ..auth.server.ratelimit import allow
+from ..auth.server.representative_accounts import open_representative_account
 from ..auth.server.secrets_store import csrf_key
 from ..auth.server.totp_enrolment import enrolment
 from ..fhir.json import decode
@@ -73,22 +80,28 @@ def first_step_errors(values: dict[str, str]) -> dict[str, str]:
     return errors
 
 
-async def _patient(request: Request, values: dict[str, str]) -> str | None:
-    """The patient the three answers designate together, or None."""
+async def _holder(request: Request, values: dict[str, str]) -> activation_codes.Holder | None:
+    """Whom the three answers designate together (the patient, or his representative), or
+    None."""
     eng = engine(request)
     async with eng.pool.connection() as conn:
-        patient = await activation_codes.patient_of(conn, values["code"])
-    if patient is None:
+        holder = await activation_codes.holder_of(conn, values["code"])
+    if holder is None:
         return None
+    patient = holder.patient_id
     if patient not in await patients_with_ins(eng, values["ins"].replace(" ", "").upper()):
         return None
     try:
         version = await eng.read("Patient", patient, eng.platform())
+        if holder.related_person is not None:  # still his representative?
+            person = await eng.read("RelatedPerson", holder.related_person, eng.platform())
+            if represented_patient(decode(person.content or "{}")) != patient:
+                return None
     except FhirError:
         return None
     born = typed_date(values["naissance"])
     resource = decode(version.content or "{}")
-    return patient if born and resource.get("birthDate") == born.isoformat() else None
+    return holder if born and resource.get("birthDate") == born.isoformat() else None
 
 
 def _binding(values: dict[str, str]) -> str:
@@ -106,7 +119,8 @@ def _form(
     if step == "password":  # the key to confirm, with its proof
         key = csrf_key(engine(request).settings)
         values = {**values, "preuve": form_token(key, KEY_PROOF, _binding(values))}
-        more["totp"] = enrolment(values["cle"], _ins(values))
+        label = f"Représentant {_ins(values)}" if more.get("representative") else _ins(values)
+        more["totp"] = enrolment(values["cle"], label)
     return page(
         request,
         "activation.html",
@@ -146,9 +160,16 @@ async def activation(request: Request) -> Response:
         return _form(request, "code", values, errors)
     if await _limited(request):
         return _form(request, "code", values, {}, throttled=True)
-    if await _patient(request, values) is None:
+    holder = await _holder(request, values)
+    if holder is None:
         return _form(request, "code", values, {}, refused=REFUSED)
-    return _form(request, "password", {**values, "cle": totp.new_secret()}, {})
+    return _form(
+        request,
+        "password",
+        {**values, "cle": totp.new_secret()},
+        {},
+        representative=holder.related_person is not None,
+    )
 
 
 async def choose_password(request: Request) -> Response:
@@ -171,21 +192,41 @@ async def choose_password(request: Request) -> Response:
     if step is None:
         errors["code_application"] = WRONG_CODE
     if errors or step is None:
-        return _form(request, "password", values, errors)
+        # the answers were checked at the first step and are bound to the key's proof
+        async with engine(request).pool.connection() as conn:
+            holder = await activation_codes.holder_of(conn, values["code"])
+        representative = holder is not None and holder.related_person is not None
+        return _form(request, "password", values, errors, representative=representative)
     if await _limited(request):
         return _form(request, "code", values, {}, throttled=True)
-    patient = await _patient(request, values)
-    if patient is None:
+    found = await _holder(request, values)
+    if found is None:
         return _form(request, "code", values, {}, refused=REFUSED)
     eng = engine(request)
+    login = None
     async with eng.pool.connection() as conn, conn.transaction():
-        if not await activation_codes.use(conn, values["code"], patient):
+        if not await activation_codes.use(conn, values["code"], found):
             return _form(request, "code", values, {}, refused=REFUSED)
-        await open_patient_account(
-            conn, eng.settings, patient, values["mot_de_passe"], (values["cle"], step)
-        )
+        proven = (values["cle"], step)
+        if found.related_person is None:
+            await open_patient_account(
+                conn, eng.settings, found.patient_id, values["mot_de_passe"], proven
+            )
+        else:
+            login = await open_representative_account(
+                conn,
+                eng.settings,
+                found.related_person,
+                found.patient_id,
+                values["mot_de_passe"],
+                proven,
+            )
     return page(
-        request, "activation_fin.html", "Votre compte est activé", when=dt.datetime.now(dt.UTC)
+        request,
+        "activation_fin.html",
+        "Votre compte est activé",
+        when=dt.datetime.now(dt.UTC),
+        login=login,
     )
 
 

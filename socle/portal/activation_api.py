@@ -6,15 +6,23 @@ policy decides: care relationship, the organisation's patients) — never the pa
 analyst or a client without that access. The patient's identity must be qualified (the
 activation page asks for the INS). Issuing withdraws the patient's earlier unused code; the
 answer carries the code once (only its digest is kept) and is audited as an operation on the
-patient."""
+patient.
+
+``RelatedPerson/[id]/$activation-code``: the same, for the patient's legal representative (a
+parent, a guardian: :mod:`socle.auth.representation`), by whoever may read the represented
+patient; the RelatedPerson must be active and a representative, the patient's identity
+qualified (the representative's first login asks the patient's INS and birth date)."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..fhir.access import Role, Touched
+from ..auth.representation import represented_patient
+from ..fhir.access import Access, Principal, Role, Touched
 from ..fhir.json import decode
 from ..fhir.operations.arguments import read_arguments
 from ..fhir.operations.kit import Operation, Param, send_parameters
@@ -46,13 +54,24 @@ ACTIVATION_CODE = Operation(
         Param("expires", "instant", min=1),
     ),
 )
+REPRESENTATIVE_CODE = Operation(
+    "activation-code",
+    "Issue a legal representative's activation code",
+    "Issues the single-use code a patient's legal representative (this RelatedPerson: a "
+    "parent, a guardian) gives, with the represented patient's INS and birth date, at his "
+    "first login of the patient space (/activation); withdraws his earlier unused one.",
+    resource=("RelatedPerson",),
+    instance=True,
+    affects_state=True,
+    inputs=ACTIVATION_CODE.inputs,
+    outputs=ACTIVATION_CODE.outputs,
+)
 DAYS = "Parameters.parameter.where(name = 'days')"
 
 
-async def activation_code(request: Request) -> Response:
-    args = await read_arguments(request, ACTIVATION_CODE)
-    engine, access = engine_of(request), access_of(request)
-    principal = access.principal
+async def _days_and_issuer(request: Request, operation: Operation) -> tuple[int, Principal]:
+    args = await read_arguments(request, operation)
+    principal = access_of(request).principal
     if principal is None or principal.role not in ISSUERS:
         raise FhirError.of(
             403, "forbidden", "an activation code is issued by a professional or an establishment"
@@ -61,8 +80,12 @@ async def activation_code(request: Request) -> Response:
     days = DEFAULT_DAYS if days is None else int(days)
     if not 1 <= days <= MAX_DAYS:
         raise FhirError.of(400, "value", f"days is between 1 and {MAX_DAYS}", DAYS)
-    pid = request.path_params["id"]
-    version = await engine.read("Patient", pid, access)  # 404/403 as the policy says
+    return days, principal
+
+
+async def _qualified_patient(request: Request, access: Access, pid: str) -> None:
+    """Read the patient as the caller (404/403 as the policy says); 422 unless qualified."""
+    version = await engine_of(request).read("Patient", pid, access)
     if identity_status(decode(version.content or "{}")) != QUAL:
         raise FhirError.of(
             422,
@@ -70,6 +93,20 @@ async def activation_code(request: Request) -> Response:
             "the patient's identity is not qualified: the activation asks for the INS",
             "Patient.extension",
         )
+
+
+def _answer(code: str, expires: dt.datetime) -> Response:
+    return send_parameters(
+        {"name": "code", "valueString": code},
+        {"name": "expires", "valueInstant": expires.isoformat(timespec="seconds")},
+    )
+
+
+async def activation_code(request: Request) -> Response:
+    days, principal = await _days_and_issuer(request, ACTIVATION_CODE)
+    engine, access = engine_of(request), access_of(request)
+    pid = request.path_params["id"]
+    await _qualified_patient(request, access, pid)
     issuer = principal.client_id or principal.subject
     async with engine.pool.connection() as conn:
         code, expires = await issue_async(conn, pid, f"api:{issuer}", days)
@@ -77,11 +114,41 @@ async def activation_code(request: Request) -> Response:
         None,
         Touched("operation", "Patient", [("Patient", pid, pid)], operation="$activation-code"),
     )
-    return send_parameters(
-        {"name": "code", "valueString": code},
-        {"name": "expires", "valueInstant": expires.isoformat(timespec="seconds")},
+    return _answer(code, expires)
+
+
+async def representative_code(request: Request) -> Response:
+    days, principal = await _days_and_issuer(request, REPRESENTATIVE_CODE)
+    engine, access = engine_of(request), access_of(request)
+    rid = request.path_params["id"]
+    version = await engine.read("RelatedPerson", rid, access)  # 404/403 as the policy says
+    pid = represented_patient(decode(version.content or "{}"))
+    if pid is None:
+        raise FhirError.of(
+            422,
+            "business-rule",
+            "this RelatedPerson cannot act for the patient: it must be active and a legal "
+            "representative (a parent, a guardian, a power of attorney)",
+            "RelatedPerson.relationship",
+        )
+    await _qualified_patient(request, access, pid)
+    issuer = principal.client_id or principal.subject
+    async with engine.pool.connection() as conn:
+        code, expires = await issue_async(conn, pid, f"api:{issuer}", days, related_person=rid)
+    await access.record(
+        None,
+        Touched(
+            "operation",
+            "RelatedPerson",
+            [("RelatedPerson", rid, pid)],
+            operation="$activation-code",
+        ),
     )
+    return _answer(code, expires)
 
 
-OPERATIONS = [ACTIVATION_CODE]
-ROUTES = [Route("/fhir/Patient/{id}/$activation-code", activation_code, methods=["POST"])]
+OPERATIONS = [ACTIVATION_CODE, REPRESENTATIVE_CODE]
+ROUTES = [
+    Route("/fhir/Patient/{id}/$activation-code", activation_code, methods=["POST"]),
+    Route("/fhir/RelatedPerson/{id}/$activation-code", representative_code, methods=["POST"]),
+]

@@ -66,7 +66,7 @@ def read_form(form: dict[str, str]) -> tuple[Preferences, dict[str, str]]:
 
 
 async def notification_page(request: Request) -> Response:
-    who = signed_in(request, role="patient")
+    who = signed_in(request, role="patient", representative=False)
     if isinstance(who, Response):
         return who
     patient = who.session.patient or ""

@@ -15,14 +15,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..auth.server.accounts import locked_patient_accounts, unlock_patient_account
+from ..auth.server.accounts import LockedAccount, locked_patient_accounts, unlock_patient_account
 from ..auth.server.clients import list_clients_async, remove_client_async
 from ..auth.server.flows.server import FIRST_PARTY_CLIENT
 from ..auth.server.operators import SUBJECT_PREFIX, is_admin
+from ..auth.server.representative_accounts import (
+    locked_representative_accounts,
+    unlock_representative_account,
+)
 from ..fhir.access import Touched
 from ..web import redirect
 from ..web.errors import error_page
@@ -105,7 +110,7 @@ async def home(request: Request) -> Response:
     async with engine(request).pool.connection() as conn:
         cur = await conn.execute("SELECT state, count(*) FROM job GROUP BY state")
         counts: dict[str, int] = dict(await cur.fetchall())
-        locked = len(await locked_patient_accounts(conn))
+        locked = len(await _locked(conn))
         admin = await is_admin(conn, who.session.subject.removeprefix(SUBJECT_PREFIX))
     return page(
         request,
@@ -257,12 +262,21 @@ async def remove(request: Request) -> Response:
     return await operator_action(request, "ops-clients", _remove_client)
 
 
+async def _locked(conn: AsyncConnection) -> list[LockedAccount]:
+    """The locked accounts of the patient space: patients', then their representatives'
+    (``RelatedPerson/<id>``)."""
+    return [
+        *await locked_patient_accounts(conn),
+        *await locked_representative_accounts(conn),
+    ]
+
+
 async def accounts(request: Request) -> Response:
     who = _operator(request)
     if isinstance(who, Response):
         return who
     async with engine(request).pool.connection() as conn:
-        locked = await locked_patient_accounts(conn)
+        locked = await _locked(conn)
     return page(
         request,
         "exploitation/comptes.html",
@@ -275,8 +289,21 @@ async def accounts(request: Request) -> Response:
 
 async def _unlock(request: Request, who: SignedIn, form: dict[str, str]) -> Done | Response:
     patient_id = form.get("patient", "")
-    if not patient_id or len(patient_id) > 64:
+    if not patient_id or len(patient_id) > 80:
         return error_page(400, "Le compte à déverrouiller n'est pas indiqué.")
+    if patient_id.startswith("RelatedPerson/"):  # a patient's representative
+        person = patient_id.removeprefix("RelatedPerson/")
+        async with engine(request).pool.connection() as conn:
+            represented = await unlock_representative_account(conn, person)
+        if represented is None:
+            return error_page(404, "Ce compte n'est pas verrouillé (ou n'existe pas).")
+        return Done(
+            "update",
+            "account-unlock",
+            "representative account unlocked by an operator",
+            "/exploitation/comptes?fait=compte-deverrouille",
+            [("RelatedPerson", person, represented)],
+        )
     async with engine(request).pool.connection() as conn:
         done = await unlock_patient_account(conn, patient_id)
     if not done:

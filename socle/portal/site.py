@@ -26,6 +26,9 @@ PATIENT_NAV = [
     ("/confidentialite", "Confidentialité"),
     ("/compte", "Mon compte"),
 ]
+# a legal representative: the patient's pages but the secure messaging (the patient's own
+# mailbox, docs/messaging.md)
+REPRESENTATIVE_NAV = [item for item in PATIENT_NAV if item[0] != "/messagerie"]
 OTHER_NAV = [("/", "Accueil"), ("/compte", "Mon compte")]
 PRO_NAV = [
     ("/pro/patients", "Rechercher un patient"),
@@ -45,6 +48,7 @@ OPERATOR_NAV = [
 ARS_NAV = [("/", "Accueil"), ("/observatoire", "Observatoire"), ("/compte", "Mon compte")]
 RESERVED = {
     "patient": "Cette page est réservée aux patients, pour leur propre dossier.",
+    "patient-only": "Cette page est réservée au patient lui-même.",
     "professional": "Cette page est réservée aux professionnels de santé.",
     "operator": "Cette page est réservée à l'équipe d'exploitation de la plateforme.",
     "ars-analyst": "Cette page est réservée aux analystes de l'ARS.",
@@ -60,6 +64,8 @@ def navigation(session: PageSession | None) -> list[tuple[str, str]]:
         return OPERATOR_NAV
     if session.role == "ars-analyst":
         return ARS_NAV
+    if session.role == "representative":
+        return REPRESENTATIVE_NAV
     return PATIENT_NAV if session.role == "patient" else OTHER_NAV
 
 
@@ -97,19 +103,27 @@ class SignedIn:
         self.access = access
 
 
-def signed_in(request: Request, role: str | None = None) -> SignedIn | Response:
+def signed_in(
+    request: Request, role: str | None = None, *, representative: bool = True
+) -> SignedIn | Response:
     """Who is signed in, or the answer to give: a redirect to sign in, or 403 for another kind
-    of user than the page's."""
+    of user than the page's. A patient's page (``role="patient"``) also serves his legal
+    representative (who reads with the representative principal's access: the policy says what
+    he may), unless ``representative`` is False (what only the patient himself decides)."""
     session = page_session(request)
     access = request.scope.get(ACCESS_KEY)
     if session is None or access is None:
         return redirect("/connexion")
-    if role is not None and session.role != role:  # the error page, with the person's menu
+    acting = role == "patient" and representative and session.role == "representative"
+    if role is not None and session.role != role and not acting:  # the error page, with a menu
         return page(
             request,
             "error.html",
             MESSAGES[403][0],
             status=403,
-            message=RESERVED.get(role, MESSAGES[403][1]),
+            message=RESERVED.get(
+                "patient-only" if role == "patient" and session.role == "representative" else role,
+                MESSAGES[403][1],
+            ),
         )
     return SignedIn(session, access)

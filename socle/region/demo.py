@@ -190,7 +190,11 @@ def banner(base: str, data_dir: Path, logins: dict[str, Any]) -> str:
     if "parent" in logins:
         r = logins["parent"]
         who = f"representative:{r['related_person']}:{r['child']}"
-        lines.append(f"  Parent of a child {r['name']}\n                    {token(who)}")
+        lines.append(
+            f"  Parent of a child {r['name']}, the child's legal representative: login "
+            f"'{r.get('login', '?')}', password '{r.get('password', '?')}', TOTP secret "
+            f"{r.get('totp_secret', '?')} (the patient login)\n                    {token(who)}"
+        )
     if "operator" in logins:
         o = logins["operator"]
         lines.append(

@@ -7,10 +7,12 @@ patients and seed, same people) and printed in its banner.
   dir), the hospital of a current stay;
 * an identity referent (a doctor of that hospital, with the ``socle/identitovigilance`` scope);
 * a patient with a password and a TOTP secret (an account of the authorisation server);
-* a parent of a child (the child's legal representative).
+* a parent of a child (the child's legal representative), with an account of his own
+  (representative_accounts: the patient login page, login ``rep-parent.demo``).
 
-The patient's TOTP secret is kept in ``<data dir>/demo-logins.json`` (0600) so that a restarted
-demo prints the same one; the account is only created when that file does not name it yet.
+The patient's and the parent's TOTP secrets are kept in ``<data dir>/demo-logins.json`` (0600)
+so that a restarted demo prints the same ones; an account is only created when that file does
+not name it yet.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from ..auth.representation import represented_patient
 from ..config import Settings
 from ..synthetic import is_generated_duplicate
 from .generate import iter_blocks
@@ -30,6 +33,7 @@ from .generate import iter_blocks
 LOGINS_FILE = "demo-logins.json"
 HOSPITAL_CLIENT = "socle-demo-hospital"
 PATIENT_LOGIN = "patient.demo"
+PARENT_LOGIN = "rep-parent.demo"  # a representative's login begins with rep-
 PATIENT_PASSWORD = "Corse-demo-2025"  # noqa: S105 - a printed demo password, on purpose
 OPERATOR_LOGIN = "exploitation.demo"  # the demo's staff account (the operators' pages)
 OPERATOR_NAME = "Équipe d'exploitation (démonstration)"
@@ -81,7 +85,7 @@ def choose(patients: int, seed: int) -> dict[str, Any]:
                         nurse = (_ref_id(p["member"]), _ref_id(r["subject"]))
             elif kind == "Encounter" and r["status"] == "in-progress" and hospital is None:
                 hospital = (_ref_id(r["serviceProvider"]), _ref_id(r["subject"]))
-            elif kind == "RelatedPerson" and parent is None:
+            elif kind == "RelatedPerson" and parent is None and represented_patient(r):
                 parent = r
     out: dict[str, Any] = {"patients": patients, "seed": seed}
     if gps:
@@ -156,9 +160,36 @@ def prepare(
                 login=PATIENT_LOGIN,
                 settings=settings,
             )
+    if "parent" in logins:
+        known_parent = previous.get("parent", {})
+        logins["parent"].update(_parent(conn, settings, logins["parent"], known_parent))
     logins["operator"] = _operator(conn, settings, previous.get("operator", {}))
     _write(path, logins)
     return logins
+
+
+def _parent(
+    conn: psycopg.Connection, settings: Settings, parent: dict[str, Any], known: dict[str, Any]
+) -> dict[str, Any]:
+    """The parent's representative account: kept with its TOTP secret if the logins file
+    knows it, else made afresh."""
+    from ..auth.server.representative_accounts import create_representative_account
+
+    account = conn.execute(
+        "SELECT 1 FROM representative_account WHERE related_person_id = %s AND login = %s",
+        (parent["related_person"], PARENT_LOGIN),
+    ).fetchone()
+    secret = known.get("totp_secret") if account else None
+    if not secret or known.get("related_person") != parent["related_person"]:
+        _, secret = create_representative_account(
+            conn,
+            settings,
+            parent["related_person"],
+            parent["child"],
+            PATIENT_PASSWORD,
+            PARENT_LOGIN,
+        )
+    return {"login": PARENT_LOGIN, "password": PATIENT_PASSWORD, "totp_secret": secret}
 
 
 def _operator(

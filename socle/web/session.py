@@ -27,6 +27,8 @@ class PageSession:
     display_name: str
     patient: str | None = None  # the patient id of a patient's session
     identity_referent: bool = False  # holds the identitovigilance cell's scope
+    # a legal representative's session: the name of the patient he acts for
+    acting_for: str | None = None
 
     def form_token(self, purpose: str) -> str:
         return form_token(self.csrf_secret, purpose, self.binding)

@@ -94,8 +94,11 @@ def demo(database) -> Iterator[Demo]:
 def test_every_kind_of_login_is_chosen_deterministically(demo: Demo) -> None:
     assert {"doctor", "nurse", "hospital", "referent", "patient", "parent"} <= set(demo.logins)
     chosen = choose(PATIENTS, SEED)
-    for kind in ("doctor", "nurse", "referent", "parent"):
+    for kind in ("doctor", "nurse", "referent"):
         assert chosen[kind] == demo.logins[kind]
+    parent = demo.logins["parent"]  # what was chosen, and his account's login
+    assert chosen["parent"] == {k: parent[k] for k in chosen["parent"]}
+    assert parent["login"] == "rep-parent.demo" and parent["totp_secret"]
     stored = Path(demo.server.database.data_dir / LOGINS_FILE)
     assert stored.stat().st_mode & 0o077 == 0
     assert json.loads(stored.read_text())["patient"]["totp_secret"]
@@ -231,6 +234,52 @@ def test_the_patient_logs_in_with_password_and_totp(demo: Demo) -> None:
     assert own.status_code == 200 and own.json()["entry"]
     cli = demo.token("patient:" + p["id"])
     assert demo.get(cli, f"/Patient/{p['id']}").status_code == 200
+
+
+def test_the_parent_logs_in_as_the_childs_representative(demo: Demo) -> None:
+    """His own account on the patient form, through a third-party app: the child's record with
+    the representative's rights (patient/ scopes; no launch/patient, which is a patient's)."""
+    r = demo.logins["parent"]
+    verifier = "w" * 64
+    params = {
+        "response_type": "code",
+        "client_id": DEMO_APP,
+        "redirect_uri": DEMO_REDIRECT,
+        "scope": "openid fhirUser launch/patient patient/*.rs",
+        "state": "s2",
+        "code_challenge": s256(verifier),
+        "code_challenge_method": "S256",
+        "aud": demo.server.fhir,
+    }
+    with httpx.Client(base_url=demo.server.base, timeout=30) as http:
+        assert http.get("/auth/authorize", params=params).status_code == 200
+        form = http.get("/auth/patient")
+        data = {
+            **hidden_inputs(form.text),
+            "identifier": r["login"],
+            "password": r["password"],
+            "totp": totp(r["totp_secret"]),
+        }
+        signed = http.post("/auth/patient", data=data)
+        assert signed.status_code == 303, signed.text
+        done = approve_consent(http)
+        back = query_of(done.headers["location"])
+        token = http.post(
+            "/auth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": back["code"],
+                "redirect_uri": DEMO_REDIRECT,
+                "code_verifier": verifier,
+                "client_id": DEMO_APP,
+            },
+        )
+    assert token.status_code == 200, token.text
+    body = token.json()
+    assert body["patient"] == r["child"] and "launch/patient" not in body["scope"].split()
+    claims = json.loads(_payload(body["access_token"]))
+    assert claims["fhirUser"].endswith(f"/RelatedPerson/{r['related_person']}")
+    assert demo.get(body["access_token"], f"/Patient/{r['child']}").status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from socle.auth.representation import represented_patient
 from socle.auth.server.clients import register_client
+from socle.auth.server.representative_accounts import create_representative_account
 from socle.auth.server.totp import totp
 from socle.testing import run_socle
 from tests.auth.server.helpers import authorize_params, new_verifier
@@ -295,6 +297,44 @@ def test_a_locked_patient_account_is_unlocked_and_the_patient_sees_it_in_the_tra
     assert audited(site, "%patient account unlocked by an operator%", f'%"Patient/{patient.id}"%')
     with site.client() as http:  # the patient can sign in again
         sign_in(site, http, patient)
+
+
+def test_a_locked_representative_account_is_unlocked_on_the_same_page(
+    site: Site, ops: httpx.Client
+) -> None:
+    with site.connect() as conn:
+        rows = conn.execute(
+            "SELECT id, content FROM resource WHERE rtype = 'RelatedPerson' AND NOT deleted"
+        ).fetchall()
+        parent, child = next(
+            (r[0], represented_patient(r[1])) for r in rows if represented_patient(r[1])
+        )
+        login, _ = create_representative_account(
+            conn, site.settings, parent, str(child), PASSWORD, f"rep-ops{parent[:6]}"
+        )
+        conn.execute(
+            "UPDATE representative_account SET failed_attempts = 5,"
+            " locked_until = now() + interval '15 minutes' WHERE related_person_id = %s",
+            (parent,),
+        )
+    page = ops.get("/exploitation/comptes")
+    assert page.status_code == 200 and login in page.text
+    assert f"RelatedPerson/{parent} (représentant légal)" in page.text
+    fields = {
+        **form_fields(page.text, "/exploitation/comptes/deverrouiller"),
+        "patient": f"RelatedPerson/{parent}",
+    }
+    done = ops.post("/exploitation/comptes/deverrouiller", data=fields)
+    assert done.status_code == 303 and "compte-deverrouille" in done.headers["location"]
+    with site.connect() as conn:
+        row = conn.execute(
+            "SELECT failed_attempts, locked_until FROM representative_account"
+            " WHERE related_person_id = %s",
+            (parent,),
+        ).fetchone()
+    assert row == (0, None)
+    assert ops.post("/exploitation/comptes/deverrouiller", data=fields).status_code == 404
+    assert audited(site, "%representative account unlocked%", f'%"Patient/{child}"%')
 
 
 # -- The ARS's entry -------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ class Factors:
     """Where an account of one kind lives: its table, the key column and value, and the
     associated data its TOTP secret was encrypted with."""
 
-    table: str  # a constant: patient_account | operator_account
+    table: str  # a constant: patient_account | operator_account | representative_account
     key_column: str
     key: str
     aad: str

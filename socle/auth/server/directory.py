@@ -11,6 +11,7 @@ from typing import Any
 from ...fhir.engine import Engine
 from ...fhir.outcome import FhirError
 from ...fhir.search.query import parse_query
+from ..representation import represented_patient
 
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
@@ -168,3 +169,14 @@ async def patient_names(engine: Engine, patient_id: str) -> tuple[str, str]:
         return _names(json.loads(version.content or "{}"))
     except (FhirError, ValueError, TypeError):  # a name is a nicety: never fail a login
         return "", ""
+
+
+async def representative(engine: Engine, related_person: str) -> tuple[str | None, str, str]:
+    """(the patient ``RelatedPerson/<related_person>`` may act for now — None if it is
+    inactive, not a legal representative or unknown —, his given and family names)."""
+    try:
+        version = await engine.read("RelatedPerson", related_person, engine.platform())
+        person = json.loads(version.content or "{}")
+    except (FhirError, ValueError, TypeError):
+        return None, "", ""
+    return (represented_patient(person), *_names(person))

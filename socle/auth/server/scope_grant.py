@@ -22,6 +22,8 @@ CONTEXTS_OF_ROLE: dict[str, frozenset[str]] = {
     # A professional's standalone launch has no patient picker yet: no patient/ scopes.
     Role.PROFESSIONAL: frozenset({"user"}),
     Role.PATIENT: frozenset({"patient", "user"}),
+    # a legal representative: the represented patient's record (the policy says what of it)
+    Role.REPRESENTATIVE: frozenset({"patient"}),
     Role.SYSTEM: frozenset({"system"}),
     Role.OPERATOR: frozenset({"system"}),
 }
@@ -56,7 +58,7 @@ def grant(
     allowed_items = allowed.split()
     allowed_scopes = [s for s in (parse_scope(a) for a in allowed_items) if s is not None]
     contexts = CONTEXTS_OF_ROLE.get(role, frozenset())
-    users = role in (Role.PATIENT, Role.PROFESSIONAL)
+    users = role in (Role.PATIENT, Role.REPRESENTATIVE, Role.PROFESSIONAL)
     out: list[str] = []
     for item in requested.split():
         if item in out:
