@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import accesses, coordination, emergency, patients, sharing, worklist
+from . import accesses, coordination, emergency, inbox, patients, sharing, worklist
 
 ROUTES: list[BaseRoute] = [
     *patients.ROUTES,
@@ -12,5 +12,6 @@ ROUTES: list[BaseRoute] = [
     *sharing.ROUTES,
     *worklist.ROUTES,
     *accesses.ROUTES,
+    *inbox.ROUTES,  # before coordination's /pro/coordination/{id}
     *coordination.ROUTES,
 ]
