@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -60,7 +59,7 @@ _DUE_TASKS = (
 
 
 def every(settings: Settings) -> float:
-    return float(os.environ.get(EVERY_ENV) or 3600)
+    return settings.task_reminder_seconds  # 0: off
 
 
 @dataclass(frozen=True)
