@@ -2,8 +2,10 @@
 recipient's inbox.
 
     .venv/bin/python bench/messaging.py [--connections 4] [--messages 50] [--database-url URL]
+        [--job-workers N]
 
-Starts a `socle serve` (one HTTP worker, its SMTP server, its job worker) on a fresh database,
+Starts a `socle serve` (one HTTP worker, its SMTP server, its job worker — or, with
+`--job-workers N`, N `socle worker` processes doing the deliveries) on a fresh database,
 creates two professionals and their mailboxes, then `--connections` smtplib clients in
 parallel (each STARTTLS and AUTH PLAIN once) send `--messages` messages each, every one with a
 200 KB attachment shaped like an IHE XDM archive (a zip holding METADATA.XML and a document).
@@ -37,7 +39,14 @@ import psycopg  # noqa: E402
 
 from socle.database import embedded_url  # noqa: E402
 from socle.messaging import mailboxes  # noqa: E402
-from socle.testing import auth_headers, free_port, fresh_database, start_server, stop_server  # noqa: E402
+from socle.testing import (  # noqa: E402
+    auth_headers,
+    free_port,
+    fresh_database,
+    job_workers,
+    start_server,
+    stop_server,
+)
 
 DOMAIN = "bench.mss.test"
 PASSWORD = "bench password long enough"
@@ -90,6 +99,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--messages", type=int, default=50, help="per connection")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument(
+        "--job-workers",
+        type=int,
+        default=0,
+        help="run the deliveries in this many `socle worker` processes instead of in "
+        "`socle serve` (SOCLE_JOBS_IN_SERVE=false), as a deployment with cores to spare does",
+    )
     args = parser.parse_args()
     attachment = xdm_zip()
     total = args.connections * args.messages
@@ -97,43 +113,47 @@ def main() -> None:
     port = free_port()
     load_before = os.getloadavg()
     with fresh_database(args.database_url, "socle_bench_mail") as db:
-        server = start_server(
-            db, extra_env={"SOCLE_SMTP_PORT": str(port), "SOCLE_MAIL_DOMAIN": DOMAIN}
-        )
+        env = {"SOCLE_SMTP_PORT": str(port), "SOCLE_MAIL_DOMAIN": DOMAIN}
+        if args.job_workers:
+            env["SOCLE_JOBS_IN_SERVE"] = "false"
+        server = start_server(db, extra_env=env)
         try:
-            url = db.url or embedded_url(db.data_dir)
-            populate(
-                server.base, {"Content-Type": "application/fhir+json", **auth_headers(server)}, url
-            )
-            errors: list[str] = []
-            threads = [
-                threading.Thread(target=sender_thread, args=(port, batch, errors))
-                for batch in batches
-            ]
-            started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            accepted_s = time.perf_counter() - started
-            with psycopg.connect(url, autocommit=True) as conn:
-                deadline = time.monotonic() + 600
-                while time.monotonic() < deadline:
-                    left = conn.execute(
-                        "SELECT count(*) FROM mail_message WHERE delivered_at IS NULL"
+            with job_workers(server, args.job_workers, env):
+                url = db.url or embedded_url(db.data_dir)
+                populate(
+                    server.base,
+                    {"Content-Type": "application/fhir+json", **auth_headers(server)},
+                    url,
+                )
+                errors: list[str] = []
+                threads = [
+                    threading.Thread(target=sender_thread, args=(port, batch, errors))
+                    for batch in batches
+                ]
+                started = time.perf_counter()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                accepted_s = time.perf_counter() - started
+                with psycopg.connect(url, autocommit=True) as conn:
+                    deadline = time.monotonic() + 600
+                    while time.monotonic() < deadline:
+                        left = conn.execute(
+                            "SELECT count(*) FROM mail_message WHERE delivered_at IS NULL"
+                        ).fetchone()
+                        if left and left[0] == 0:
+                            break
+                        time.sleep(0.5)
+                    row = conn.execute(
+                        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),"
+                        " percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s),"
+                        " extract(epoch FROM max(delivered_at) - min(received_at)) FROM ("
+                        "  SELECT received_at, delivered_at,"
+                        "  extract(epoch FROM delivered_at - received_at) AS s"
+                        "  FROM mail_message WHERE delivered_at IS NOT NULL) AS lat"
                     ).fetchone()
-                    if left and left[0] == 0:
-                        break
-                    time.sleep(0.5)
-                row = conn.execute(
-                    "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),"
-                    " percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s),"
-                    " extract(epoch FROM max(delivered_at) - min(received_at)) FROM ("
-                    "  SELECT received_at, delivered_at,"
-                    "  extract(epoch FROM delivered_at - received_at) AS s"
-                    "  FROM mail_message WHERE delivered_at IS NOT NULL) AS lat"
-                ).fetchone()
-            assert row is not None
+                assert row is not None
         finally:
             stop_server(server)
     out: dict[str, Any] = {
@@ -153,6 +173,7 @@ def main() -> None:
         "errors": errors,
         "load_average_before": [round(x, 2) for x in load_before],
         "database": "server" if args.database_url else "embedded",
+        "job_workers": args.job_workers or "in socle serve",
     }
     print(json.dumps(out, indent=2))
 

@@ -32,7 +32,14 @@ import httpx  # noqa: E402
 from bench.run import creates, machine  # noqa: E402
 from socle.fhir.topics import TOPIC_BASE  # noqa: E402
 from socle.subscriptions.model import CONTENT, FILTER  # noqa: E402
-from socle.testing import auth_headers, free_port, fresh_database, start_server, stop_server  # noqa: E402
+from socle.testing import (  # noqa: E402
+    auth_headers,
+    free_port,
+    fresh_database,
+    job_workers,
+    start_server,
+    stop_server,
+)
 
 
 class Receiver:
@@ -78,6 +85,13 @@ def main() -> None:
     ap.add_argument("--subscriptions", type=int, default=100)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--duration", type=float, default=20)
+    ap.add_argument(
+        "--job-workers",
+        type=int,
+        default=0,
+        help="match and deliver in this many `socle worker` processes instead of in "
+        "`socle serve` (SOCLE_JOBS_IN_SERVE=false)",
+    )
     args = ap.parse_args()
     receiver = Receiver()
     load = os.getloadavg()
@@ -86,53 +100,59 @@ def main() -> None:
             "SOCLE_SUBSCRIPTION_PLAIN_HTTP": "true",
             "SOCLE_SUBSCRIPTION_ALLOWED_HOSTS": "127.0.0.1",
         }
+        if args.job_workers:
+            env["SOCLE_JOBS_IN_SERVE"] = "false"
         server = start_server(db, workers=1, extra_env=env)
         try:
-            headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
-            with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as c:
-                patients = [
-                    c.post(
-                        "/Patient", json={"resourceType": "Patient", "name": [{"family": f"N{i}"}]}
-                    ).json()["id"]
-                    for i in range(100)
-                ]
-                without = asyncio.run(creates(server, patients, args.clients, args.duration))
-                for i in range(args.subscriptions):
-                    sub = {
-                        "resourceType": "Subscription",
-                        "status": "requested",
-                        "reason": "bench",
-                        "criteria": TOPIC_BASE + "observation-write",
-                        "_criteria": {
-                            "extension": [
-                                {
-                                    "url": FILTER,
-                                    "valueString": f"patient=Patient/{patients[i % 100]}",
-                                }
-                            ]
-                        },
-                        "channel": {
-                            "type": "rest-hook",
-                            "endpoint": f"http://127.0.0.1:{receiver.port}/hook/{i}",
-                            "payload": "application/fhir+json",
-                            "_payload": {"extension": [{"url": CONTENT, "valueCode": "id-only"}]},
-                        },
-                    }
-                    assert c.post("/Subscription", json=sub).status_code == 201
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    found = c.get("/Subscription?status=active&_summary=count").json()
-                    if found.get("total") == args.subscriptions:
-                        break
-                    time.sleep(0.5)
-                with_subs = asyncio.run(creates(server, patients, args.clients, args.duration))
-                written = with_subs["requests"]
-                # the notifications still on their way: until none came for 3 s (at most 120 s)
-                deadline, seen, quiet = time.monotonic() + 120, -1, 0.0
-                while quiet < 3 and time.monotonic() < deadline:
-                    quiet = quiet + 0.2 if receiver.events == seen else 0.0
-                    seen = receiver.events
-                    time.sleep(0.2)
+            with job_workers(server, args.job_workers, env):
+                headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
+                with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as c:
+                    patients = [
+                        c.post(
+                            "/Patient",
+                            json={"resourceType": "Patient", "name": [{"family": f"N{i}"}]},
+                        ).json()["id"]
+                        for i in range(100)
+                    ]
+                    without = asyncio.run(creates(server, patients, args.clients, args.duration))
+                    for i in range(args.subscriptions):
+                        sub = {
+                            "resourceType": "Subscription",
+                            "status": "requested",
+                            "reason": "bench",
+                            "criteria": TOPIC_BASE + "observation-write",
+                            "_criteria": {
+                                "extension": [
+                                    {
+                                        "url": FILTER,
+                                        "valueString": f"patient=Patient/{patients[i % 100]}",
+                                    }
+                                ]
+                            },
+                            "channel": {
+                                "type": "rest-hook",
+                                "endpoint": f"http://127.0.0.1:{receiver.port}/hook/{i}",
+                                "payload": "application/fhir+json",
+                                "_payload": {
+                                    "extension": [{"url": CONTENT, "valueCode": "id-only"}]
+                                },
+                            },
+                        }
+                        assert c.post("/Subscription", json=sub).status_code == 201
+                    deadline = time.monotonic() + 120
+                    while time.monotonic() < deadline:
+                        found = c.get("/Subscription?status=active&_summary=count").json()
+                        if found.get("total") == args.subscriptions:
+                            break
+                        time.sleep(0.5)
+                    with_subs = asyncio.run(creates(server, patients, args.clients, args.duration))
+                    written = with_subs["requests"]
+                    # the notifications still on their way: until none came for 3 s (at most 120 s)
+                    deadline, seen, quiet = time.monotonic() + 120, -1, 0.0
+                    while quiet < 3 and time.monotonic() < deadline:
+                        quiet = quiet + 0.2 if receiver.events == seen else 0.0
+                        seen = receiver.events
+                        time.sleep(0.2)
         finally:
             stop_server(server)
     cost = 1 - with_subs["requests_per_s"] / without["requests_per_s"]
@@ -145,6 +165,7 @@ def main() -> None:
                 "subscriptions": args.subscriptions,
                 "clients": args.clients,
                 "duration_s": args.duration,
+                "job_workers": args.job_workers or "in socle serve",
                 "writes_per_s_without": without["requests_per_s"],
                 "writes_per_s_with": with_subs["requests_per_s"],
                 "write_cost_pct": round(cost * 100, 1),

@@ -785,6 +785,18 @@ MESSAGING_FILING_RULES_V341 = """
 ALTER TABLE mailbox ADD COLUMN filing jsonb;
 """
 MIGRATIONS += [(341, "secure messaging: filing rules per mailbox", MESSAGING_FILING_RULES_V341)]
+MESSAGING_USAGE_V342 = """
+-- What accepted messages add to their mailboxes' usage, one row per message and mailbox: an
+-- insert takes no lock another acceptance waits for (an UPDATE of mailbox.used_bytes held the
+-- busy mailbox's row until each commit, so one mailbox accepted one message per fsync). A
+-- mailbox's usage is used_bytes plus its rows here; a periodic job folds them into used_bytes.
+CREATE TABLE mailbox_usage (
+    address  text NOT NULL REFERENCES mailbox (address) ON DELETE CASCADE,
+    bytes    bigint NOT NULL
+);
+CREATE INDEX mailbox_usage_address ON mailbox_usage (address);
+"""
+MIGRATIONS += [(342, "secure messaging: mailbox usage without a hot row", MESSAGING_USAGE_V342)]
 
 
 # --- Secure messaging, the mailbox's state (mailstate): migrations 320-329 -------------------
@@ -886,3 +898,23 @@ CREATE TABLE coordination_reminder (
 );
 """
 MIGRATIONS += [(350, "coordination: reminders of tasks due", COORDINATION_REMINDERS_V350)]
+
+
+# --- Coordination: invitations by a one-time link (conversation): migrations 360-369 ---------
+CIRCLE_INVITATION_LINK_V360 = """
+-- The one-time link mailed with an invitation to a care circle (a Task): only the token's
+-- SHA-256 is kept; who may use it (the RPPS or the MSSanté address invited), until when, and
+-- when it was used (once). Withdrawing the invitation (the Task cancelled) revokes it.
+CREATE TABLE circle_invitation_link (
+    token_hash  bytea PRIMARY KEY,
+    task_id     text NOT NULL,
+    rpps        text,
+    address     text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    used_at     timestamptz,
+    CHECK (rpps IS NOT NULL OR address IS NOT NULL)
+);
+CREATE INDEX circle_invitation_link_task ON circle_invitation_link (task_id);
+"""
+MIGRATIONS += [(360, "coordination: one-time invitation links", CIRCLE_INVITATION_LINK_V360)]

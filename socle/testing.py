@@ -203,6 +203,39 @@ def stop_server(server: ServerProcess, sig: int = signal.SIGTERM) -> None:
 
 
 @contextmanager
+def job_workers(
+    server: ServerProcess, count: int, extra_env: dict[str, str] | None = None
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` `socle worker` processes on the server's database (its server started with
+    ``SOCLE_JOBS_IN_SERVE=false`` to leave them the jobs), stopped afterwards."""
+    db = server.database
+    env = _socle_env(db, {"SOCLE_DATA_DIR": str(db.data_dir), **(extra_env or {})})
+    if not db.url:  # the embedded PostgreSQL the server started: joined, not started again
+        env["DATABASE_URL"] = _server_url_of(db)
+    workers = [
+        subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
+            [sys.executable, "-m", "socle.cli", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=(db.data_dir / f"worker-{server.port}-{i}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(count)
+    ]
+    try:
+        yield workers
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+
+
+@contextmanager
 def server_beside(
     db: Database, prefix: str = "socle_test", extra_env: dict[str, str] | None = None
 ) -> Iterator[ServerProcess]:

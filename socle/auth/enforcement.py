@@ -18,7 +18,7 @@ import datetime as dt
 import re
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -28,7 +28,7 @@ from ..fhir.definitions import definitions
 from ..fhir.json import decode
 from ..fhir.outcome import forbidden
 from ..fhir.rest.capability import register_read_only
-from ..fhir.search.sql import Sql, realias
+from ..fhir.search.sql import Sql, realias, text_array
 from ..fhir.storage.reader import Version
 from ..fhir.storage.writer import PendingWrite
 from .audit_chain import CLIENT_ID_SYSTEM, IDNAT_PS, AccessRecord, build_audit_event, event_text
@@ -239,23 +239,37 @@ class PolicyAccess:
         if self.links is None:
             return []
         if self._related is None:
-            self._related = sorted(
-                p
-                for p in self.links.relationships
-                if self._decide(AccessRequest("Patient", Interaction.READ, patient=p)).allow
+            self._related = self._allowed(
+                list(self.links.relationships), "Patient", Interaction.READ
             )
         # per type, only a care circle's limits make patients differ (socle/auth/circle_matrix.py)
+        circled = [p for p in self._related if self.links.relationships[p].circle is not None]
+        if not circled:
+            return self._related
+        allowed = set(self._allowed(circled, rtype, interaction))
         return [
-            p
-            for p in self._related
-            if self.links.relationships[p].circle is None
-            or self._decide(AccessRequest(rtype, interaction, patient=p)).allow
+            p for p in self._related if self.links.relationships[p].circle is None or p in allowed
         ]
+
+    def _allowed(self, patients: list[str], rtype: str, interaction: Interaction) -> list[str]:
+        """Those of ``patients`` whose ``rtype`` the policy lets him ``interaction``, sorted. A
+        decision depends on the patient only through the relationship's facts, so it is taken
+        once per distinct set of facts (a handful), not once per patient (hundreds for a
+        médecin traitant, at every request)."""
+        assert self.links is not None
+        by_facts: dict[Relationship, list[str]] = defaultdict(list)
+        for p in patients:
+            by_facts[replace(self.links.relationships[p], patient="")].append(p)
+        out: list[str] = []
+        for group in by_facts.values():
+            if self._decide(AccessRequest(rtype, interaction, patient=group[0])).allow:
+                out.extend(group)
+        return sorted(out)
 
     def _or_authored(self, related: list[str], rtype: str, interaction: Interaction) -> Sql:
         """``r.compartment = ANY(related)``, or a row the professional wrote in a record where
         only its author may see it (the shared plan before the patient's consent)."""
-        sql = Sql().add("r.compartment = ANY(%s)", related)
+        sql = Sql().add("r.compartment = ANY(%s::text[])", text_array(related))
         refs = self._own_refs()
         if self.links is None or not refs or rtype not in circle_matrix().plan_types:
             return sql
@@ -274,9 +288,9 @@ class PolicyAccess:
             .add("(")
             .extend(sql)
             .add(
-                " OR (r.compartment = ANY(%s) AND (r.content->'author'->>'reference' = ANY(%s) "
-                "OR r.content->'expressedBy'->>'reference' = ANY(%s))))",
-                authored,
+                " OR (r.compartment = ANY(%s::text[]) AND (r.content->'author'->>'reference' "
+                "= ANY(%s) OR r.content->'expressedBy'->>'reference' = ANY(%s))))",
+                text_array(authored),
                 refs,
                 refs,
             )
@@ -348,7 +362,9 @@ class PolicyAccess:
                     if rel.medecin_traitant or rel.sees_masked
                 ]
                 if sees:
-                    exempt.append(Sql().add("r.compartment = ANY(%s)", sorted(sees)))
+                    exempt.append(
+                        Sql().add("r.compartment = ANY(%s::text[])", text_array(sorted(sees)))
+                    )
             if exempt and MASQUE_PS in filters.hidden_labels:
                 # the exemptions lift MASQUE_PS only; other hidden labels stay hidden
                 others = sorted(filters.hidden_labels - {MASQUE_PS})

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from psycopg import AsyncConnection
 
 from ..fhir.json import decode
+from ..fhir.search.sql import text_array
 from .audit_chain import IDNAT_PS
 from .circle_matrix import circle_matrix
 from .document_matrix import document_matrix, professions_of
@@ -221,10 +222,12 @@ async def _circles(
     CareTeam is a care circle (it declares one of the circle matrix's profiles: the matrix
     applies); None when he is also a member of another CareTeam of the patient (a care team:
     the care relationship's full access)."""
-    mine = set(links.refs)
-    circles = circle_matrix().circle_profiles
+    # his own participations only, filtered in the database: a professional in hundreds of
+    # circles would otherwise have every member of each decoded at every request
     cur = await conn.execute(
-        "SELECT r.compartment, r.content->'participant', r.content->'meta'->'profile' "
+        "SELECT r.compartment, COALESCE(r.content->'meta'->'profile' ?| %s::text[], false), "
+        "  (SELECT jsonb_agg(p) FROM jsonb_array_elements(r.content->'participant') p "
+        "   WHERE p->'member'->>'reference' = ANY(%s::text[])) "
         "FROM resource r "
         "WHERE r.rtype = 'CareTeam' AND NOT r.deleted AND r.compartment IS NOT NULL "
         "AND r.rid IN (SELECT x.rid FROM idx_reference x WHERE x.rtype = 'CareTeam' "
@@ -233,15 +236,20 @@ async def _circles(
         "  OR (x.target_type = 'Organization' AND x.target_id = ANY(%s)))) "
         "AND NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = r.rid "
         "  AND s.rtype = 'CareTeam' AND s.param = 'status' AND s.code = ANY(%s))",
-        (links.practitioner, links.roles, links.organizations, CARE_TEAM_CLOSED),
+        (
+            text_array(sorted(circle_matrix().circle_profiles)),
+            text_array(links.refs),
+            links.practitioner,
+            links.roles,
+            links.organizations,
+            CARE_TEAM_CLOSED,
+        ),
     )
     roles: dict[str, set[str]] = {}
     plain: set[str] = set()
-    for patient, participants, profiles in await cur.fetchall():
-        circle = bool(circles & set(profiles or []))
+    for patient, circle, participants in await cur.fetchall():
         for part in participants or []:
-            member = ((part or {}).get("member") or {}).get("reference")
-            if member not in mine or _ended(part.get("period"), now):
+            if _ended(part.get("period"), now):
                 continue
             codes = roles.setdefault(str(patient), set())
             if not circle:

@@ -42,6 +42,7 @@ WORKFLOW = {
     "reevaluation": "Réévaluation du PPCS",
     "cloture": "Clôture de l'accompagnement",
     "invitation-cercle": "Invitation à rejoindre le cercle de soins",
+    "conversation-cercle": "Conversation de l'équipe du cercle de soins",
     "accompagnement-dac": "Accompagnement par le DAC",
     "ppcs": "Plan personnalisé de coordination en santé",
     "partage-ppcs": "Consentement au partage du PPCS avec le cercle de soins",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,26 +44,37 @@ from ..fhir.rest.http import check_accept, fhir_response
 from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.search.query import parse_query
 from ..fhir.storage.writer import PendingWrite
+from ..mail.relay import RelayError, send_async
+from . import invitation_links
 from .codes import CDS_CARETEAM, CIRCLE_ROLE, CIRCLE_ROLE_CODES, COORDINATION, R259
 
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
+log = logging.getLogger("socle.coordination")
 INVITATION = "invitation-cercle"
 INVITERS = frozenset({"COORD", "PCP"})  # who may invite: the coordinator, the médecin traitant
 PENDING = "requested"
 ROLE_INPUT = "role"
+ADDRESS_INPUT = "address"  # where the one-time link was mailed
 
 INVITE = Operation(
     "invite",
     "Invite a professional to a care circle",
     "The circle's coordinator (role COORD) or médecin traitant (PCP) invites a professional of "
-    "the directory, by RPPS. The invitation is a Task (code coordination#invitation-cercle) "
+    "the directory, by RPPS or MSSanté address; a one-time link is mailed to him (to that "
+    "address, or his directory's). The invitation is a Task (code coordination#invitation-cercle) "
     "owned by the invited Practitioner; he becomes a member only when he accepts it "
     "($invitation-answer).",
     resource=("CareTeam",),
     instance=True,
     affects_state=True,
     inputs=(
-        Param("rpps", "string", min=1, documentation="The invited professional's RPPS number."),
+        Param("rpps", "string", documentation="The invited professional's RPPS number."),
+        Param(
+            "address",
+            "string",
+            documentation="Or his MSSanté address (one of his directory mailboxes): the link "
+            "mailed there is good only for a professional signed in with that address.",
+        ),
         Param(
             "role",
             "Coding",
@@ -287,13 +299,8 @@ async def invite(request: Request) -> Response:
             ]
         )
     members = current_members(circle, _today())
-    rpps = str(args.value("rpps") or "").strip().replace(" ", "")
-    where = _where(args, "rpps")
-    if not (rpps.isdigit() and len(rpps) == 11):
-        raise unprocessable([_issue("value", "rpps: an RPPS number of 11 digits", where)])
-    invited = await _practitioner_by_rpps(engine, rpps)
-    if invited is None:
-        raise unprocessable([_issue("not-found", f"No professional of RPPS {rpps}", where)])
+    rpps, address, where, invited = await _invited(engine, args)
+    who = f"RPPS {rpps}" if rpps else f"The professional of address {address}"
     invited_ref = f"Practitioner/{invited['id']}"
     caller = await me(engine, access.principal)
     role = _role_of(args.value("role"), _where(args, "role"))
@@ -303,7 +310,7 @@ async def invite(request: Request) -> Response:
     their_refs = {invited_ref, *(f"PractitionerRole/{r['id']}" for r in theirs)}
     if their_refs & set(members):
         raise unprocessable(
-            [_issue("business-rule", f"RPPS {rpps} is already a member of the circle", where)]
+            [_issue("business-rule", f"{who} is already a member of the circle", where)]
         )
     subject = (circle.get("subject") or {}).get("reference")
     if not isinstance(subject, str) or not subject.startswith("Patient/"):
@@ -323,8 +330,11 @@ async def invite(request: Request) -> Response:
     )
     if pending:
         raise unprocessable(
-            [_issue("duplicate", f"RPPS {rpps} is already invited to this circle", where)]
+            [_issue("duplicate", f"{who} is already invited to this circle", where)]
         )
+    mail_to = address or next(
+        (a for r in (invited, *theirs) for a in invitation_links.mailboxes(r)), None
+    )
     task: dict[str, Any] = {
         "resourceType": "Task",
         "status": PENDING,
@@ -348,9 +358,88 @@ async def invite(request: Request) -> Response:
     message = str(args.value("message") or "").strip()
     if message:
         task["note"] = [{"text": message[:2000]}]
+    if mail_to:  # where the one-time link goes (not health data: his professional mailbox)
+        task["input"].append({"type": {"text": ADDRESS_INPUT}, "valueString": mail_to})
     [answer] = await engine.transaction([EntryRequest("POST", "Task", task)], access)
     created = json.loads(answer.content or "{}")
+    if mail_to:
+        inviter = await _describe(engine, task["requester"]["reference"])
+        await _send_link(request, engine, str(created["id"]), rpps, address, mail_to, inviter)
     return fhir_response(created, status=201)
+
+
+async def _invited(engine: Engine, args: Any) -> tuple[str | None, str | None, str, dict[str, Any]]:
+    """Who is invited, by RPPS or by MSSanté address (one of them): (rpps, address, where the
+    parameter is, his Practitioner); 422 at the parameter otherwise."""
+    rpps_given, address_given = args.value("rpps"), args.value("address")
+    if (rpps_given is None) == (address_given is None):
+        raise unprocessable(
+            [_issue("required", "Give one of rpps and address", "Parameters.parameter")]
+        )
+    if rpps_given is not None:
+        rpps = str(rpps_given).strip().replace(" ", "")
+        where = _where(args, "rpps")
+        if not (rpps.isdigit() and len(rpps) == 11):
+            raise unprocessable([_issue("value", "rpps: an RPPS number of 11 digits", where)])
+        invited = await _practitioner_by_rpps(engine, rpps)
+        if invited is None:
+            raise unprocessable([_issue("not-found", f"No professional of RPPS {rpps}", where)])
+        return rpps, None, where, invited
+    address = str(address_given).strip().lower()
+    where = _where(args, "address")
+    if not invitation_links.is_address(address):
+        raise unprocessable([_issue("value", "address: an e-mail address", where)])
+    invited = await _practitioner_by_address(engine, address)
+    if invited is None:
+        raise unprocessable(
+            [
+                _issue(
+                    "not-found",
+                    f"No professional of the directory has the MSSanté address {address}",
+                    where,
+                )
+            ]
+        )
+    return None, address, where, invited
+
+
+async def _practitioner_by_address(engine: Engine, address: str) -> dict[str, Any] | None:
+    """The Practitioner whose directory entry (his own or one of his PractitionerRoles')
+    publishes this MSSanté address."""
+    for rtype in ("Practitioner", "PractitionerRole"):
+        for found in await _platform_search(engine, rtype, [("email", address), ("_count", "10")]):
+            if address not in invitation_links.mailboxes(found):
+                continue
+            if rtype == "Practitioner":
+                return found
+            ref = str((found.get("practitioner") or {}).get("reference") or "")
+            if ref.startswith("Practitioner/"):
+                return await _read_platform(engine, "Practitioner", ref.partition("/")[2])
+    return None
+
+
+async def _send_link(
+    request: Request,
+    engine: Engine,
+    task_id: str,
+    rpps: str | None,
+    address: str | None,
+    mail_to: str,
+    inviter: str,
+) -> None:
+    """Mail the one-time link (only its hash kept). A relay that refuses or is not configured
+    leaves the invitation as it is — he finds it among his invitations once signed in — and
+    the link unusable (its row removed): logged."""
+    token = invitation_links.new_token()
+    async with engine.pool.connection() as conn:
+        await invitation_links.store(conn, token, task_id, rpps, address)
+    url = request.app.state.settings.public_url + invitation_links.PATH + token
+    try:
+        await send_async(invitation_links.mail(mail_to, inviter, url))
+    except (RelayError, OSError) as exc:
+        log.warning("invitation %s: the link was not mailed: %s", task_id, exc)
+        async with engine.pool.connection() as conn:
+            await invitation_links.forget(conn, token)
 
 
 async def _inviters_circle(

@@ -21,6 +21,7 @@ from ..contract import Conformance, Runtime, Service
 from ..fhir.engine import Engine, EntryRequest
 from . import inbox, invitations, lifeline, pathways, reminders, thresholds, worklist
 from .codes import CDL_NOTE, CDS_CARETEAM, CDS_RELATED_PERSON, IS_EMERGENCY, terminology
+from .conversation import ConversationRules
 from .rules import CoordinationRules
 from .topics import TOPICS
 
@@ -138,6 +139,7 @@ async def _lifespan(runtime: Runtime) -> AsyncIterator[None]:
 def install(engine: Engine) -> None:
     engine.write_rules.append(CoordinationRules())
     engine.write_rules.append(pathways.PathwayRules())
+    engine.write_rules.append(ConversationRules())
 
 
 service = Service(

@@ -67,8 +67,9 @@ async def deliver(ctx: JobContext) -> None:
     sender, local, foreign, raw, received_at, stored = await _message(
         ctx, "sender, local_recipients, foreign_recipients, raw, received_at, filing"
     )
-    original = await asyncio.to_thread(parse_bytes, bytes(raw))
-    received = await asyncio.to_thread(read, bytes(raw))
+    raw = bytes(raw)
+    original = await asyncio.to_thread(parse_bytes, raw)
+    received = await asyncio.to_thread(read, raw, original)
     unpacked = await asyncio.to_thread(documents.unpack, received.attachments)
     async with engine.pool.connection() as conn:
         found = {}
@@ -100,7 +101,9 @@ async def deliver(ctx: JobContext) -> None:
     notes = _notes(original, unpacked, outcomes)
     written = delivery_entries(envelope, received, unpacked, filed, notes)
     await engine.transaction(written, engine.platform(), "transaction")
-    async with engine.pool.connection() as conn:
+    # one transaction from here: an MDN accepted below is queued only as the message is marked
+    # delivered, so the MDN's own delivery always finds the message it answers (inResponseTo)
+    async with engine.pool.connection() as conn, conn.transaction():
         await write_events(conn, [delivery_record(envelope, written)])
         for address, outcome in outcomes.items():
             if not (outcome.attempted or outcome.code):
@@ -234,7 +237,13 @@ async def relay(ctx: JobContext) -> None:
         )
 
 
+async def fold_usage(ctx: JobContext) -> None:
+    async with ctx.runtime.engine.pool.connection() as conn:
+        await mailboxes.fold_usage(conn)
+
+
 JOBS = [
     JobKind(DELIVER, deliver, max_attempts=10, backoff_s=1.0, backoff_max_s=300.0),
     JobKind(RELAY, relay, max_attempts=12, backoff_s=30.0, backoff_max_s=3600.0),
+    JobKind("messaging.fold-usage", fold_usage, singleton=True, every=mailboxes.FOLD_USAGE_SECONDS),
 ]

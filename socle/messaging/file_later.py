@@ -128,8 +128,9 @@ async def file_message(request: Request) -> Response:
     before = documents.Outcome.of_json((filing or {}).get(address))
     if before.filed and not before.code:
         return _answer(before)  # filed already: the same references, nothing filed twice
-    original = await asyncio.to_thread(parse_bytes, bytes(raw))
-    received = await asyncio.to_thread(read, bytes(raw))
+    raw = bytes(raw)
+    original = await asyncio.to_thread(parse_bytes, raw)
+    received = await asyncio.to_thread(read, raw, original)
     unpacked = await asyncio.to_thread(documents.unpack, received.attachments)
     if not any(u.packages or u.refusal for u in unpacked.values()):
         raise FhirError.of(422, "business-rule", "the message carries no IHE XDM document to file")

@@ -21,9 +21,11 @@ from ..auth.server.passwords import hash_password
 KINDS = ("PER", "ORG", "APP", "PAT")
 # TRE_R257-TypeBAL: the MSSanté mailbox types (fr-documents §3)
 TYPE_BAL_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R257-TypeBAL/FHIR/TRE-R257-TypeBAL"
+# used_bytes: the folded usage plus what was accepted since (mailbox_usage, migration 342)
 COLUMNS = (
-    "address, kind, owner, identifier, display, password_hash, quota_bytes, used_bytes,"
-    " cert_sha256, filing"
+    "address, kind, owner, identifier, display, password_hash, quota_bytes,"
+    " used_bytes + COALESCE((SELECT sum(u.bytes) FROM mailbox_usage u"
+    " WHERE u.address = mailbox.address), 0)::bigint, cert_sha256, filing"
 )
 FILING_MODES = ("always", "asked", "never")
 # what a mailbox files of the documents it receives, unless its own rule says otherwise: an
@@ -132,6 +134,24 @@ def is_local(address: str, domain: str) -> bool:
 
 def _row(row: Any) -> Mailbox:
     return Mailbox(*row)
+
+
+# the accepted messages' usage rows moved into used_bytes, in one statement (atomic: a usage
+# is counted in one place or the other, never both, never lost)
+FOLD_USAGE = (
+    "WITH moved AS (DELETE FROM mailbox_usage RETURNING address, bytes),"
+    " sums AS (SELECT address, sum(bytes) AS bytes FROM moved GROUP BY address)"
+    " UPDATE mailbox m SET used_bytes = m.used_bytes + sums.bytes FROM sums"
+    " WHERE m.address = sums.address"
+)
+FOLD_USAGE_SECONDS = 30.0
+
+
+async def fold_usage(conn: AsyncConnection) -> int:
+    """Fold the usage rows into the mailboxes' ``used_bytes``; the number of mailboxes updated.
+    Its short transaction is the only one to lock a mailbox row for its usage."""
+    cur = await conn.execute(FOLD_USAGE)
+    return cur.rowcount
 
 
 async def find(conn: AsyncConnection, address: str) -> Mailbox | None:

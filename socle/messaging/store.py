@@ -27,8 +27,9 @@ class Accepted:
 
 
 async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
-    """Store the message and queue its delivery; returns its row id. `conn` must not be in a
-    transaction of the caller's (this is the message's own)."""
+    """Store the message and queue its delivery; returns its row id. Its own transaction, or a
+    savepoint of the caller's (an MDN accepted as its message is marked delivered): the 250 of
+    the SMTP server is said only once this commits."""
     async with conn.transaction():
         cur = await conn.execute(
             "INSERT INTO mail_message (message_id, sender, local_recipients,"
@@ -49,8 +50,10 @@ async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
         assert row is not None  # noqa: S101 - RETURNING of an INSERT
         message_row = int(row[0])
         if message.local:
+            # a row per mailbox, not an UPDATE of it: acceptances to one mailbox do not queue
+            # behind each other's commit (mailboxes.fold_usage adds them up later)
             await conn.execute(
-                "UPDATE mailbox SET used_bytes = used_bytes + %s WHERE address = ANY(%s)",
+                "INSERT INTO mailbox_usage (address, bytes) SELECT a, %s FROM unnest(%s::text[]) a",
                 (len(raw), message.local),
             )
             await enqueue(

@@ -4,16 +4,18 @@ encodings, missing or broken headers)."""
 
 from __future__ import annotations
 
+import email.policy
 import json
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.parser import BytesParser
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from socle.fhir.validation import get_validator
 from socle.messaging.communication import Envelope, delivery_entries
-from socle.messaging.intake import read
+from socle.messaging.intake import parse_headers, read
 from socle.messaging.mailboxes import Mailbox
 
 TEXT = st.text(st.characters(codec="utf-8"), max_size=200)
@@ -113,3 +115,13 @@ def test_threads_and_attachments_are_read() -> None:
 def test_a_message_without_message_id_gets_a_stable_one() -> None:
     raw = b"Subject: x\r\n\r\nbody"
     assert read(raw).message_id == read(raw).message_id
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(well_formed(), broken(), BYTES))
+def test_header_block_reads_as_the_whole_message_headers(raw: bytes) -> None:
+    """The SMTP server parses only the bytes up to the blank line: the headers it sees are
+    those the standard parser reads from the whole message."""
+    whole = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
+    # raw values: the stdlib itself may fail to render a damaged header as text
+    assert list(parse_headers(raw).raw_items()) == list(whole.raw_items())

@@ -14,14 +14,23 @@ from email.message import EmailMessage
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 
 from socle.messaging.mdn import as_bytes, build_mdn
 from socle.messaging.tracking import Status, statuses
-from socle.testing import Database, ServerProcess, free_port, server_beside
+from socle.testing import Database, ServerProcess
 
-from .test_smtp_integration import Sink
-from .world import DOMAIN, PATIENT, PRO_A, PRO_B, message, poll, populate, smtp, url_of
+from .world import (
+    PATIENT,
+    PRO_A,
+    PRO_B,
+    Sink,
+    mail_server_beside,
+    message,
+    poll,
+    running_sink,
+    smtp,
+    url_of,
+)
 
 PERSONAL = "marie.martin@perso.example"
 PRO_PERSONAL = "docteur.bravo@perso.example"
@@ -29,27 +38,14 @@ PRO_PERSONAL = "docteur.bravo@perso.example"
 
 @pytest.fixture(scope="module")
 def sink() -> Iterator[Sink]:
-    handler = Sink()
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    try:
+    with running_sink() as handler:
         yield handler
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="module")
 def mail_server(database: Database, sink: Sink) -> Iterator[tuple[ServerProcess, int]]:
-    port = free_port()
-    env = {
-        "SOCLE_SMTP_PORT": str(port),
-        "SOCLE_MAIL_DOMAIN": DOMAIN,
-        "SOCLE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
-        "SOCLE_SMTP_RELAY_SECURITY": "none",
-    }
-    with server_beside(database, "socle_notice", env) as server:
-        populate(server)
-        yield server, port
+    with mail_server_beside(database, "socle_notice", sink) as served:
+        yield served
 
 
 def _deliver(port: int, subject: str, text: str, to: str = PATIENT) -> EmailMessage:

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 
 from socle.messaging import mailboxes
 from socle.messaging.directory import EMAIL_TYPE, MSSANTE, telecom
@@ -30,7 +29,6 @@ from socle.testing import (
     auth_headers,
     free_port,
     run_socle,
-    server_beside,
     start_server,
     stop_server,
     token_for,
@@ -47,9 +45,11 @@ from .world import (
     RPPS_A,
     RPPS_B,
     Inbox,
+    Sink,
+    mail_server_beside,
     message,
     poll,
-    populate,
+    running_sink,
     smtp,
     url_of,
 )
@@ -58,42 +58,18 @@ MAX_BYTES = 400_000
 INS_NIR_OID = "1.2.250.1.213.1.4.8"
 
 
-class Sink:
-    """Another operator's server behind the smarthost: what it received."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.received: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
 @pytest.fixture(scope="module")
 def sink() -> Iterator[Sink]:
-    handler = Sink()
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    try:
+    with running_sink() as handler:
         yield handler
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="module")
 def mail_server(database: Database, sink: Sink) -> Iterator[tuple[ServerProcess, int]]:
-    port = free_port()
-    env = {
-        "SOCLE_SMTP_PORT": str(port),
-        "SOCLE_MAIL_DOMAIN": DOMAIN,
-        "SOCLE_SMTP_MAX_BYTES": str(MAX_BYTES),
-        "SOCLE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
-        "SOCLE_SMTP_RELAY_SECURITY": "none",
-    }
-    with server_beside(database, "socle_mail", env) as server:
-        populate(server)
-        yield server, port
+    with mail_server_beside(
+        database, "socle_mail", sink, SOCLE_SMTP_MAX_BYTES=str(MAX_BYTES)
+    ) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +268,35 @@ def test_oversize_message_is_refused(port: int) -> None:
     with smtp(port, login=PRO_A) as client, pytest.raises(smtplib.SMTPException) as refused:
         client.send_message(msg)
     assert "552" in str(refused.value)
+
+
+def test_a_full_mailbox_refuses_what_does_not_fit_and_keeps_its_usage_when_folded(
+    mail_server: tuple[ServerProcess, int], port: int
+) -> None:
+    """The quota counts every accepted message (usage rows, folded later into the mailbox):
+    the recipient a message would overfill is refused with 552, the others get it."""
+    server, _ = mail_server
+    small = f"quota.{uuid.uuid4().hex[:8]}@{DOMAIN}"
+    first = message(PRO_A, [small], text="x" * 20_000)
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        mailboxes.create(conn, small, "ORG", "Organization/quota", quota_bytes=30_000)
+    with smtp(port, login=PRO_A) as client:
+        assert client.send_message(first) == {}
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.send_message(message(PRO_A, [small], text="y" * 20_000))
+    assert refused.value.smtp_code == 552
+    with psycopg.connect(url_of(server.database), autocommit=True) as conn:
+        (before,) = [m.used_bytes for m in mailboxes.listed(conn) if m.address == small]
+        conn.execute(mailboxes.FOLD_USAGE)
+        conn.execute(mailboxes.FOLD_USAGE)  # nothing left to fold: unchanged
+        (after,) = [m.used_bytes for m in mailboxes.listed(conn) if m.address == small]
+        folded = conn.execute(
+            "SELECT used_bytes, (SELECT count(*) FROM mailbox_usage WHERE address = %s)"
+            " FROM mailbox WHERE address = %s",
+            (small, small),
+        ).fetchone()
+    assert 20_000 < before <= 30_000
+    assert after == before and folded == (before, 0)
 
 
 def test_directory_finds_mailboxes_by_type_and_address(operator: Inbox) -> None:

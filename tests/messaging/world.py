@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 import psycopg
+from aiosmtpd.controller import Controller
 
 from socle.messaging import mailboxes
 from socle.messaging.directory import telecom
-from socle.testing import Database, ServerProcess, auth_headers
+from socle.testing import Database, ServerProcess, auth_headers, free_port, server_beside
 
 DOMAIN = "mss.test"
 PASSWORD = "un mot de passe assez long"
@@ -131,3 +132,45 @@ class Inbox:
 
     def wait(self, message_id: str) -> dict[str, Any]:
         return poll(lambda: self.by_message_id(message_id))  # type: ignore[no-any-return]
+
+
+class Sink:
+    """Another operator's server (or a personal mail provider) behind the smarthost: what it
+    received."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@contextmanager
+def running_sink() -> Iterator[Sink]:
+    handler = Sink()
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+@contextmanager
+def mail_server_beside(
+    database: Database, prefix: str, sink: Sink, **settings: str
+) -> Iterator[tuple[ServerProcess, int]]:
+    """A `socle serve` with its SMTP port, relaying to `sink`, the world populated."""
+    port = free_port()
+    env = {
+        "SOCLE_SMTP_PORT": str(port),
+        "SOCLE_MAIL_DOMAIN": DOMAIN,
+        "SOCLE_SMTP_RELAY": f"127.0.0.1:{sink.port}",
+        "SOCLE_SMTP_RELAY_SECURITY": "none",
+        **settings,
+    }
+    with server_beside(database, prefix, env) as server:
+        populate(server)
+        yield server, port

@@ -7,7 +7,6 @@ Communication/$send (the message is the API's Communication)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -17,6 +16,7 @@ from socle.portal.messages import french_note
 from socle.testing import auth_headers
 
 from .mail import MailWorld, form_fields, mail_world, poll, write
+from .mail_clients import *  # noqa: F403 - the signed-in clients (fixtures)
 from .pro import ProWorld, pro_sign_in, pro_world
 from .site import Site, sign_in
 
@@ -29,34 +29,6 @@ def world(site: Site) -> ProWorld:
 @pytest.fixture(scope="module")
 def mail(site: Site, world: ProWorld) -> MailWorld:
     return mail_world(site, world)
-
-
-def _pro(site: Site, rpps: str) -> Iterator[httpx.Client]:
-    with site.client() as http:
-        pro_sign_in(http, rpps)
-        yield http
-
-
-@pytest.fixture(scope="module")
-def first(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
-    yield from _pro(site, mail.pros[0]["rpps"])
-
-
-@pytest.fixture(scope="module")
-def second(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
-    yield from _pro(site, mail.pros[1]["rpps"])
-
-
-@pytest.fixture(scope="module")
-def third(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
-    yield from _pro(site, mail.pros[2]["rpps"])
-
-
-@pytest.fixture(scope="module")
-def patient(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
-    with site.client() as http:
-        sign_in(site, http, site.patient)
-        yield http
 
 
 def _find(http: httpx.Client, subject: str, folder: str = "") -> str | None:

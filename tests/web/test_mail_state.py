@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,37 +18,15 @@ from socle.messaging.store import HEADER_BYTES
 from socle.testing import auth_headers
 
 from .mail import MailWorld, form_fields, mail_world, poll, write
+from .mail_clients import *  # noqa: F403 - the signed-in clients (fixtures)
 from .pro import ProWorld, pro_sign_in, pro_world
-from .site import Site, sign_in
+from .site import Site
 
 
 @pytest.fixture(scope="module")
 def mail(site: Site) -> MailWorld:
     world: ProWorld = pro_world(site)
     return mail_world(site, world)
-
-
-def _pro(site: Site, rpps: str) -> Iterator[httpx.Client]:
-    with site.client() as http:
-        pro_sign_in(http, rpps)
-        yield http
-
-
-@pytest.fixture(scope="module")
-def first(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
-    yield from _pro(site, mail.pros[0]["rpps"])
-
-
-@pytest.fixture(scope="module")
-def second(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
-    yield from _pro(site, mail.pros[1]["rpps"])
-
-
-@pytest.fixture(scope="module")
-def patient(site: Site, mail: MailWorld) -> Iterator[httpx.Client]:
-    with site.client() as http:
-        sign_in(site, http, site.patient)
-        yield http
 
 
 def _row(http: httpx.Client, subject: str, folder: str = "") -> str | None:

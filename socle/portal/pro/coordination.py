@@ -677,6 +677,7 @@ INVITE_WORDS = (
     ("already a member", "Ce professionnel fait déjà partie du cercle de soins."),
     ("already invited", "Ce professionnel est déjà invité : il n'a pas encore répondu."),
     ("No professional of RPPS", "Aucun professionnel de l'annuaire n'a ce numéro RPPS."),
+    ("MSSanté address", "Aucun professionnel de l'annuaire n'a cette adresse MSSanté."),
     ("11 digits", "Le numéro RPPS comporte 11 chiffres."),
     (
         "Only the circle's coordinator",
@@ -693,10 +694,15 @@ async def invite(request: Request) -> Response:
     form = await checked_form(request, who, INVITE_PURPOSE)
     if form is None:
         return form_expired(request)
-    fields = {k: form.get(k, "").strip() for k in ("rpps", "role", "message", "cercle")}
+    fields = {k: form.get(k, "").strip() for k in ("rpps", "adresse", "role", "message", "cercle")}
     errors = {}
-    rpps = fields["rpps"].replace(" ", "")
-    if not (rpps.isdigit() and len(rpps) == 11):
+    rpps, address = fields["rpps"].replace(" ", ""), fields["adresse"]
+    field = "adresse" if address and not rpps else "rpps"  # where the operation's refusal goes
+    if rpps and address:
+        errors["adresse"] = "Saisissez le numéro RPPS ou l'adresse MSSanté, pas les deux."
+    elif address and "@" not in address:
+        errors["adresse"] = "Saisissez une adresse de messagerie, par exemple nom@pro.mssante.fr."
+    elif not address and not (rpps.isdigit() and len(rpps) == 11):
         errors["rpps"] = "Saisissez le numéro RPPS du professionnel : 11 chiffres."
     if fields["role"] not in dict(INVITE_ROLES):
         errors["role"] = "Choisissez un rôle dans la liste."
@@ -705,7 +711,9 @@ async def invite(request: Request) -> Response:
     if errors:
         return await situation(request, invite_errors=errors, invite_form=fields, status=400)
     parameters = [
-        {"name": "rpps", "valueString": rpps},
+        {"name": "address", "valueString": address}
+        if field == "adresse"
+        else {"name": "rpps", "valueString": rpps},
         {"name": "role", "valueCode": fields["role"]},
     ]
     if fields["message"]:
@@ -724,7 +732,7 @@ async def invite(request: Request) -> Response:
         message = refusal(text) if answer.status == 403 else "L'invitation n'a pas abouti."
     status = answer.status if 400 <= answer.status < 500 else 400
     return await situation(
-        request, invite_errors={"rpps": message}, invite_form=fields, status=status
+        request, invite_errors={field: message}, invite_form=fields, status=status
     )
 
 

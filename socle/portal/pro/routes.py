@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import accesses, coordination, emergency, inbox, patients, sharing, worklist
+from . import (
+    accesses,
+    conversation,
+    coordination,
+    emergency,
+    inbox,
+    invitation_link,
+    patients,
+    sharing,
+    worklist,
+)
 
 ROUTES: list[BaseRoute] = [
     *patients.ROUTES,
@@ -14,4 +24,6 @@ ROUTES: list[BaseRoute] = [
     *accesses.ROUTES,
     *inbox.ROUTES,  # before coordination's /pro/coordination/{id}
     *coordination.ROUTES,
+    *conversation.ROUTES,
+    *invitation_link.ROUTES,
 ]

@@ -30,6 +30,7 @@ from ..responses import error_page
 from .server import FIRST_PARTY_CLIENT, Flow
 
 LOGIN_COOKIE = "socle_login"
+NEXT_COOKIE = "socle_login_suite"  # the page to return to once signed in (?suite=)
 CALLBACK = "/connexion/retour"
 # what the pages may ask for: a patient's own record, a professional's patients (the policy
 # narrows each to what the person may see: a patient writes only what they enter, and their
@@ -62,6 +63,19 @@ def register_web_client(settings: Settings, database_url: str) -> None:
         )
 
 
+def local_path(path: str) -> bool:
+    """A path of this site to return to after signing in (never another site's: no open
+    redirect), e.g. an invitation's one-time link."""
+    return (
+        path.startswith("/")
+        and not path.startswith("//")
+        and "\\" not in path
+        and len(path) <= 300
+        and path.isascii()
+        and path.isprintable()
+    )
+
+
 class WebLogin(Flow):
     def _secure(self) -> bool:
         return self.cfg.secure_cookies
@@ -87,6 +101,17 @@ class WebLogin(Flow):
             samesite="lax",
             secure=self._secure(),
         )
+        then = request.query_params.get("suite", "")
+        if local_path(then):
+            response.set_cookie(
+                NEXT_COOKIE,
+                then,
+                max_age=self.cfg.request_lifetime,
+                path="/connexion",
+                httponly=True,
+                samesite="lax",
+                secure=self._secure(),
+            )
         return response
 
     async def callback(self, request: Request) -> Response:
@@ -116,8 +141,10 @@ class WebLogin(Flow):
             token = await sessions.create(
                 conn, found.subject, found.scope, self.server.settings.web_session_idle
             )
-        response = redirect("/")
+        then = request.cookies.get(NEXT_COOKIE, "")
+        response = redirect(then if local_path(then) else "/")
         response.delete_cookie(LOGIN_COOKIE, path="/connexion", secure=self._secure())
+        response.delete_cookie(NEXT_COOKIE, path="/connexion", secure=self._secure())
         response.set_cookie(
             SESSION_COOKIE,
             token,
