@@ -1,4 +1,5 @@
-"""The life line of a patient with 500 events, over HTTP with a professional's token.
+"""The life line of a patient with 500 events, over HTTP with a professional's token, and her
+coordination record page (``/pro/coordination/{patient}``) signed in as the coordinator.
 
     [DATABASE_URL=postgresql://…] .venv/bin/python bench/coordination.py \\
         [--patients 200] [--seed 2026] [--events 500] [--queries 300]
@@ -11,8 +12,10 @@ each version is an event). The coordinator then asks, one request at a time: the
 of the life line (``_count`` 50), a filtered one (type DocumentReference and a date range),
 and the whole life line page after page (keyset). Figures are the server's own durations (its
 access log: from the request's first byte to the response's last) and the client's, in ms,
-with a yardstick measured the same way: a plain search of 50 of her notes. Prints one JSON
-object.
+with a yardstick measured the same way: a plain search of 50 of her notes. Then the
+coordinator signs in to the pages (Pro Santé Connect stand-in) and asks for the patient's
+coordination record page (``record_page``: the circle, the plan, the notes, the first page of
+the life line…), timed the same way. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from socle.coordination.codes import (  # noqa: E402
 from socle.fhir.json import encode  # noqa: E402
 from socle.region.generate import iter_bundles  # noqa: E402
 from socle.testing import fresh_database, start_server, stop_server, token_for  # noqa: E402
+from tests.web.pro import pro_sign_in  # noqa: E402
 
 IDNAT = "urn:oid:1.2.250.1.71.4.2.1"
 G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
@@ -130,6 +134,26 @@ def server_times(log: Path, since: int, marker: str) -> list[float]:
                 except (ValueError, KeyError):
                     continue
     return out
+
+
+def record_page(base: str, log: Path, queries: int) -> dict[str, Any]:
+    """The coordination record page of the patient, as the signed-in coordinator."""
+    path = "/pro/coordination/bench-p"
+    with httpx.Client(base_url=base, timeout=60) as browser:
+        pro_sign_in(browser, RPPS)
+        assert browser.get(path).status_code == 200, path  # warm (and checked) once
+        since = log.stat().st_size
+        client_ms = []
+        for _ in range(queries):
+            t0 = time.perf_counter()
+            r = browser.get(path)
+            client_ms.append((time.perf_counter() - t0) * 1000)
+            assert r.status_code == 200, r.status_code
+    return {
+        # the last ``queries`` lines: the warm-up's may reach the log after ``since``
+        "server": summary(server_times(log, since, f'"path":"{path}"')[-queries:]),
+        "client": summary(client_ms),
+    }
 
 
 def main() -> None:
@@ -263,6 +287,7 @@ def main() -> None:
                     nxt = [x["url"] for x in body["link"] if x["relation"] == "next"]
                     page, params = (nxt[0], None) if nxt else (None, None)
             out["every_page"] = {"server": summary(server_times(log, since, "$lifeline"))}
+            out["record_page"] = record_page(srv.base, log, args.queries)
         finally:
             stop_server(srv)
     out["load_after"] = os.getloadavg()

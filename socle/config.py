@@ -237,6 +237,8 @@ class Settings:
     insi_reference: str = "store"
     identity_stamp_seconds: float = 0.0
     identity_watch_seconds: float = 10.0
+    # the coordination service's reminders of tasks due (socle/coordination/reminders.py); 0: off
+    task_reminder_seconds: float = 3600.0
     # The authorisation server (docs/security.md): Pro Santé Connect (no issuer: the built-in
     # stand-in at <public_url>/psc-standin), lifetimes and rates.
     psc_issuer: str | None = None
@@ -307,6 +309,7 @@ class Settings:
             identity_stamp_seconds=float(os.environ.get("SOCLE_IDENTITY_STAMP_SECONDS") or 0),
             # set but empty turns the watcher off, as 0 does
             identity_watch_seconds=float(os.environ.get("SOCLE_IDENTITY_WATCH_SECONDS", "10") or 0),
+            task_reminder_seconds=float(os.environ.get("SOCLE_TASK_REMINDER_SECONDS", "3600") or 0),
             psc_issuer=os.environ.get("SOCLE_PSC_ISSUER") or None,
             psc_client_id=os.environ.get("SOCLE_PSC_CLIENT_ID") or "socle",
             psc_client_secret=os.environ.get("SOCLE_PSC_CLIENT_SECRET") or None,

@@ -883,6 +883,23 @@ ALTER TABLE operator_account
 MIGRATIONS += [(331, "staff accounts: operators and ARS analysts", STAFF_ROLES_V331)]
 
 
+# --- Coordination, the inbox and reminders (inbox): migrations 350-359 -----------------------
+COORDINATION_REMINDERS_V350 = """
+-- The coordination service's reminders of tasks due (socle/coordination/reminders.py): one
+-- row per task and due date, claimed (committed) before the mail leaves, so it never goes
+-- twice; sent_at once the relay took it.
+CREATE TABLE coordination_reminder (
+    task_id    text NOT NULL,
+    due        text NOT NULL,
+    owner      text NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT now(),
+    sent_at    timestamptz,
+    PRIMARY KEY (task_id, due)
+);
+"""
+MIGRATIONS += [(350, "coordination: reminders of tasks due", COORDINATION_REMINDERS_V350)]
+
+
 # --- Coordination: invitations by a one-time link (conversation): migrations 360-369 ---------
 CIRCLE_INVITATION_LINK_V360 = """
 -- The one-time link mailed with an invitation to a care circle (a Task): only the token's

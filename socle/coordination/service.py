@@ -19,7 +19,7 @@ from typing import Any
 
 from ..contract import Conformance, Runtime, Service
 from ..fhir.engine import Engine, EntryRequest
-from . import invitations, lifeline, pathways, thresholds, worklist
+from . import inbox, invitations, lifeline, pathways, reminders, thresholds, worklist
 from .codes import CDL_NOTE, CDS_CARETEAM, CDS_RELATED_PERSON, IS_EMERGENCY, terminology
 from .conversation import ConversationRules
 from .rules import CoordinationRules
@@ -144,18 +144,25 @@ def install(engine: Engine) -> None:
 
 service = Service(
     name="coordination",
-    operations=[*lifeline.ROUTES, *worklist.ROUTES, *invitations.ROUTES, *pathways.ROUTES],
+    operations=[
+        *lifeline.ROUTES,
+        *worklist.ROUTES,
+        *inbox.ROUTES,
+        *invitations.ROUTES,
+        *pathways.ROUTES,
+    ],
     definitions=[
         *lifeline.OPERATIONS,
         *worklist.OPERATIONS,
+        *inbox.OPERATIONS,
         *invitations.OPERATIONS,
         *pathways.OPERATIONS,
     ],
-    jobs=[thresholds.JOB],
+    jobs=[thresholds.JOB, reminders.JOB],
     install=install,
     lifespan=_lifespan,
     conformance=CONFORMANCE,
     topics=TOPICS,
     terminology=terminology,
-    settings=("SOCLE_CIRCLE_MATRIX_FILE",),
+    settings=("SOCLE_CIRCLE_MATRIX_FILE", reminders.EVERY_ENV),
 )

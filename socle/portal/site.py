@@ -34,6 +34,7 @@ PRO_NAV = [
     ("/pro/patients", "Rechercher un patient"),
     ("/messagerie", "Messagerie"),
     ("/pro/coordination", "Coordination"),
+    ("/pro/coordination/boite", "Mes tâches"),
     ("/pro/mes-acces", "Mes accès récents"),
     ("/compte", "Mon compte"),
 ]

@@ -9,6 +9,7 @@ from . import (
     conversation,
     coordination,
     emergency,
+    inbox,
     invitation_link,
     patients,
     sharing,
@@ -21,6 +22,7 @@ ROUTES: list[BaseRoute] = [
     *sharing.ROUTES,
     *worklist.ROUTES,
     *accesses.ROUTES,
+    *inbox.ROUTES,  # before coordination's /pro/coordination/{id}
     *coordination.ROUTES,
     *conversation.ROUTES,
     *invitation_link.ROUTES,

@@ -35,9 +35,10 @@ CALLBACK = "/connexion/retour"
 # what the pages may ask for: a patient's own record, a professional's patients (the policy
 # narrows each to what the person may see: a patient writes only what they enter, and their
 # privacy Consents); the role of who signs in picks among them. A professional may also stop
-# the Subscriptions he made from the pages (the policy's "own configuration": his own only).
+# the Subscriptions he made from the pages (the policy's "own configuration": his own only),
+# and mark a coordination task terminée (the policy and the circle matrix decide which).
 WEB_SCOPES = (
-    "openid fhirUser profile patient/*.cruds user/*.rs user/*.c user/Subscription.ud "
+    "openid fhirUser profile patient/*.cruds user/*.rs user/*.c user/Subscription.ud user/Task.u "
     "socle/identitovigilance"
 )
 LOGIN_FAILED = "La connexion n'a pas abouti. Recommencez depuis la page d'accueil."
