@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import uuid
@@ -140,6 +141,7 @@ class PolicyAccess:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     links: Links | None = None
     _prepared: bool = False
+    _preparing: asyncio.Future[None] | None = None  # the preparation in flight, if any
     _decisions: dict[tuple[str, str, str | None, bool], Decision] = field(default_factory=dict)
     _conditions: dict[tuple[tuple[str, ...] | None, str, str], Sql | None] = field(
         default_factory=dict
@@ -196,11 +198,21 @@ class PolicyAccess:
         return self._prepared or self.principal.role != Role.PROFESSIONAL
 
     async def prepare(self, conn: AsyncConnection) -> None:
-        if self._prepared:
-            return
-        if self.principal.role == Role.PROFESSIONAL:
-            self.links = await load_links(conn, self.principal, self.now)
-        self._prepared = True
+        """Load what the decisions need, once: reads and searches sent side by side with one
+        Access wait for the first one's preparation instead of each loading it again (a
+        professional's relationships are several statements)."""
+        while not self._prepared:
+            if self._preparing is None:
+                self._preparing = asyncio.get_running_loop().create_future()
+                try:
+                    if self.principal.role == Role.PROFESSIONAL:
+                        self.links = await load_links(conn, self.principal, self.now)
+                    self._prepared = True
+                finally:  # failed or cancelled: a waiter prepares in its turn
+                    done, self._preparing = self._preparing, None
+                    done.set_result(None)
+                return
+            await asyncio.shield(self._preparing)
 
     # -- decisions -----------------------------------------------------------------------------
     def _relationship(self, patient: str | None) -> Relationship | None:
