@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...fhir.engine import Engine
+from ...fhir.json import decode
 from ...fhir.outcome import FhirError
 from ...fhir.search.executor import SearchResult
 from ...fhir.search.query import parse_query
@@ -76,6 +77,20 @@ async def read_patient(request: Request, who: SignedIn, pid: str) -> Version | R
             why=refusal(text) if exc.status == 403 else "Ce dossier n'existe pas ou plus.",
             break_glass=exc.status == 403 and may_break_glass(text),
         )
+
+
+async def path_patient(request: Request) -> tuple[SignedIn, str, dict[str, Any]] | Response:
+    """The signed-in professional, the path's patient id (``{id}``) and that Patient as the
+    pages show it, read with his access; or the answer to give instead (sign in, the refusal
+    page with break-glass when the policy allows it)."""
+    who = professional(request)
+    if isinstance(who, Response):
+        return who
+    pid = request.path_params["id"]
+    version = await read_patient(request, who, pid)
+    if isinstance(version, Response):
+        return version
+    return who, pid, patient_view(decode(version.content or "{}"))
 
 
 def patient_view(patient: dict[str, Any]) -> dict[str, Any]:

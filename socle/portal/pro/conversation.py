@@ -25,7 +25,13 @@ from ...fhir.json import decode
 from ...fhir.outcome import FhirError
 from ...web import redirect
 from ..site import SignedIn, page
-from .common import checked_form, engine, form_expired, patient_view, professional, read_patient
+from .common import (
+    checked_form,
+    engine,
+    form_expired,
+    path_patient,
+    professional,
+)
 from .common import search as _search
 from .coordination import person_name, practitioner_ref
 from .words import refusal
@@ -114,14 +120,10 @@ async def conversation(
     form: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    who = professional(request)
-    if isinstance(who, Response):
-        return who
-    pid = request.path_params["id"]
-    version = await read_patient(request, who, pid)
-    if isinstance(version, Response):
-        return version
-    patient = patient_view(decode(version.content or "{}"))
+    found = await path_patient(request)
+    if isinstance(found, Response):
+        return found
+    who, pid, patient = found
     return page(
         request,
         "pro/coordination_conversation.html",

@@ -50,7 +50,14 @@ from ..notifications import EMAIL
 from ..site import SignedIn, page
 from . import pathways
 from .calls import call
-from .common import checked_form, engine, form_expired, patient_view, professional, read_patient
+from .common import (
+    checked_form,
+    engine,
+    form_expired,
+    path_patient,
+    patient_view,
+    professional,
+)
 from .common import search as _search
 from .words import refusal
 
@@ -546,14 +553,10 @@ async def situation(
     pathway_errors: dict[str, str] | None = None,
     pathway_form: dict[str, str] | None = None,
 ) -> Response:
-    who = professional(request)
-    if isinstance(who, Response):
-        return who
-    pid = request.path_params["id"]
-    version = await read_patient(request, who, pid)
-    if isinstance(version, Response):
-        return version
-    patient = patient_view(decode(version.content or "{}"))
+    found = await path_patient(request)
+    if isinstance(found, Response):
+        return found
+    who, pid, patient = found
     params = _params(request) if request.method == "GET" else {}
 
     async def quietly(coro: Any, empty: Any) -> Any:
@@ -937,10 +940,9 @@ async def unfollow(request: Request) -> Response:
 
 
 # -- my invitations --------------------------------------------------------------------------
-async def invitations(request: Request) -> Response:
-    who = professional(request)
-    if isinstance(who, Response):
-        return who
+async def pending_invitations(request: Request) -> tuple[list[dict[str, Any]], bool]:
+    """The signed-in professional's pending invitations as the pages show them (``$invitations``
+    called in process), and whether the call succeeded."""
     answer = await call(request, "GET", "/fhir/$invitations")
     items = []
     for inv in answer.body.get("parameter") or [] if answer.ok else []:
@@ -963,6 +965,14 @@ async def invitations(request: Request) -> Response:
                 "pid": str((task.get("for") or {}).get("reference") or "").partition("/")[2],
             }
         )
+    return items, answer.ok
+
+
+async def invitations(request: Request) -> Response:
+    who = professional(request)
+    if isinstance(who, Response):
+        return who
+    items, ok = await pending_invitations(request)
     return page(
         request,
         "pro/coordination_invitations.html",
@@ -970,7 +980,7 @@ async def invitations(request: Request) -> Response:
         items=items,
         done=request.query_params.get("fait", ""),
         joined=request.query_params.get("patient", ""),
-        failed=not answer.ok,
+        failed=not ok,
     )
 
 

@@ -33,7 +33,7 @@ from ..site import SignedIn, page
 from .calls import call
 from .common import checked_form, engine, form_expired, professional
 from .common import search as _search
-from .coordination import practitioner_ref, role_words
+from .coordination import pending_invitations, practitioner_ref
 
 PURPOSE = "invitation-link"
 TEMPLATE = "pro/invitation_link.html"
@@ -118,24 +118,10 @@ async def _checked(
             else "Cette invitation a déjà reçu une réponse ou n'existe plus."
         )
         return _refused(request, why, 410)
-    answer = await call(request, "GET", "/fhir/$invitations")
-    for inv in answer.body.get("parameter") or [] if answer.ok else []:
-        parts = {p.get("name"): p for p in inv.get("part") or []}
-        mine = (parts.get("task") or {}).get("resource") or {}
-        if mine.get("id") == link.task_id:
-            return link, {
-                "patient": (parts.get("patient") or {}).get("valueString", ""),
-                "inviter": (parts.get("inviter") or {}).get("valueString", ""),
-                "date": mine.get("authoredOn"),
-                "role": role_words(
-                    [
-                        i.get("valueCodeableConcept")
-                        for i in mine.get("input") or []
-                        if isinstance(i, dict)
-                    ]
-                ),
-                "message": " ".join(str(n.get("text") or "") for n in mine.get("note") or []),
-            }
+    items, _ = await pending_invitations(request)
+    for item in items:
+        if item["id"] == link.task_id:
+            return link, item
     await _refuse_audited(who, "the invitation is not addressed to the signed-in professional")
     return _refused(
         request, "Cette invitation ne vous est pas adressée. Rien n'a été enregistré.", 403

@@ -25,7 +25,7 @@ from ...web import RepeatedParameter, query_params
 from ..documents import document_bytes, file_response
 from ..documents import summary as document_summary
 from ..site import page
-from .common import engine, patient_view, professional, read_patient, search
+from .common import engine, path_patient, patient_view, professional, search
 from .words import HIDDEN_DOCUMENTS
 
 PAGE_SIZE = 20
@@ -216,24 +216,20 @@ SECTIONS = (
 
 
 async def patient_summary(request: Request) -> Response:
-    who = professional(request)
-    if isinstance(who, Response):
-        return who
-    pid = request.path_params["id"]
-    version = await read_patient(request, who, pid)
-    if isinstance(version, Response):
-        return version
-    patient = patient_view(decode(version.content or "{}"))
+    found = await path_patient(request)
+    if isinstance(found, Response):
+        return found
+    who, pid, patient = found
     subject = [("patient", f"Patient/{pid}")]
     # the Access is prepared by the read above: the sections are searched side by side
-    found = await asyncio.gather(
+    sections = await asyncio.gather(
         search(
             request, who, "DocumentReference", [*subject, ("status", "current"), ("_sort", "-date")]
         ),
         *(search(request, who, rtype, [*subject, *extra]) for rtype, _, extra in SECTIONS),
     )
-    docs = found[0][0]
-    parts = {key: rows for (_, key, _), (rows, _) in zip(SECTIONS, found[1:], strict=True)}
+    docs = sections[0][0]
+    parts = {key: rows for (_, key, _), (rows, _) in zip(SECTIONS, sections[1:], strict=True)}
     documents = [{**document_summary(d), "author": _author(d)} for d in docs]
     return page(
         request,
