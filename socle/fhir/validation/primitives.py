@@ -137,20 +137,6 @@ def build_checkers() -> dict[str, Checker]:
 
         return check
 
-    def uri_typed(name: str) -> Checker:
-        fullmatch = regexes[name].fullmatch
-
-        def check(v: Any) -> str | None:
-            if type(v) is not str:
-                return f"expected a JSON string ({name}), found {json_kind(v)}"
-            if not v:
-                return f"empty string is not a valid {name} (ele-1: use no element instead)"
-            if fullmatch(v) is None:
-                return f"{v[:80]!r} is not a valid {name}"
-            return urn_problem(v) if v[:4] == "urn:" else None
-
-        return check
-
     def calendar(v: str) -> str | None:
         return None if _calendar_ok(v) else f"{v!r} is not a real calendar date"
 
@@ -166,8 +152,8 @@ def build_checkers() -> dict[str, Checker]:
     checkers["xhtml"] = xhtml
     for name in ("code", "id", "oid", "uuid", "time"):
         checkers[name] = regex_typed(name)
-    checkers["uri"] = uri_typed("uri")
-    checkers["url"] = uri_typed("url")
+    checkers["uri"] = regex_typed("uri", urn_problem)  # urn_problem looks at urn: values only
+    checkers["url"] = regex_typed("url", urn_problem)
     checkers["canonical"] = regex_typed("canonical", canonical_problem)
 
     def base64_binary(v: Any) -> str | None:
