@@ -59,6 +59,16 @@ async def search(
     return [json.loads(row.content) for row in result.rows], result
 
 
+def invitation_decision(request: Request, form: dict[str, str]) -> str | Response:
+    """The answer a form gives to an invitation (``accept`` or ``decline``), or the 400 page."""
+    decision = form.get("decision", "")
+    if decision not in ("accept", "decline"):
+        return page(
+            request, "error.html", "Demande incorrecte", status=400, message="Réponse inconnue."
+        )
+    return decision
+
+
 async def read_patient(request: Request, who: SignedIn, pid: str) -> Version | Response:
     """The Patient read with the professional's access, or the page saying why not (with
     break-glass offered when the policy allows it)."""

@@ -54,6 +54,7 @@ from .common import (
     checked_form,
     engine,
     form_expired,
+    invitation_decision,
     path_patient,
     patient_view,
     professional,
@@ -992,11 +993,9 @@ async def answer_invitation(request: Request) -> Response:
     form = await checked_form(request, who, ANSWER_PURPOSE)
     if form is None:
         return form_expired(request)
-    decision = form.get("decision", "")
-    if decision not in ("accept", "decline"):
-        return page(
-            request, "error.html", "Demande incorrecte", status=400, message="Réponse inconnue."
-        )
+    decision = invitation_decision(request, form)
+    if isinstance(decision, Response):
+        return decision
     answer = await call(
         request,
         "POST",

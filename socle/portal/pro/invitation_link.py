@@ -31,7 +31,7 @@ from ...web import redirect
 from ...web.session import page_session
 from ..site import SignedIn, page
 from .calls import call
-from .common import checked_form, engine, form_expired, professional
+from .common import checked_form, engine, form_expired, invitation_decision, professional
 from .common import search as _search
 from .coordination import pending_invitations, practitioner_ref
 
@@ -155,11 +155,9 @@ async def answer(request: Request) -> Response:
     form = await checked_form(request, who, PURPOSE)
     if form is None:
         return form_expired(request)
-    decision = form.get("decision", "")
-    if decision not in ("accept", "decline"):
-        return page(
-            request, "error.html", "Demande incorrecte", status=400, message="Réponse inconnue."
-        )
+    decision = invitation_decision(request, form)
+    if isinstance(decision, Response):
+        return decision
     checked = await _checked(request, who, token)
     if isinstance(checked, Response):
         return checked
