@@ -11,8 +11,11 @@ parallel (each STARTTLS and AUTH PLAIN once) send `--messages` messages each, ev
 200 KB attachment shaped like an IHE XDM archive (a zip holding METADATA.XML and a document).
 Accepted/s is measured from the first MAIL to the last 250 (the message stored durably with its
 delivery job). The latency to the inbox is each message's 250 to its Communication's commit
-(`mail_message.received_at` → `delivered_at`, the same database clock). Prints one JSON
-document.
+(`mail_message.received_at` → `delivered_at`, the same database clock). CPU per message: the
+CPU time that Socle's processes (the server, its workers) and PostgreSQL's spent from the first
+MAIL to the last delivery, divided by the messages — the figure to compare two versions of the
+code with on a shared host (throughput varies with its load); the clients' own CPU apart.
+Prints one JSON document.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from socle.database import embedded_url  # noqa: E402
@@ -62,13 +66,42 @@ def xdm_zip(size: int = 200 * 1024) -> bytes:
     return out.getvalue()
 
 
-def message(attachment: bytes) -> EmailMessage:
+def message(attachment: bytes) -> bytes:
+    """One message as the clients send it: serialized before the run (as an MTA holds it), so
+    that the clients' share of the two cores is the SMTP exchange, not the MIME generator."""
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = SENDER, RECIPIENT, "XDM/1.0/DDM+CR bench"
     msg["Message-ID"] = make_msgid(domain=DOMAIN)
     msg.set_content("Compte rendu en pièce jointe.")
     msg.add_attachment(attachment, maintype="application", subtype="zip", filename="IHE_XDM.ZIP")
-    return msg
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+def _processes(
+    server_pid: int, data_dir: Path
+) -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """Socle's processes (the server, its children) and the embedded PostgreSQL's."""
+    postgres = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(data_dir) in " ".join(p.info["cmdline"] or [])
+        and "postgres" in " ".join(p.info["cmdline"] or [])
+    ]
+    pg = [*postgres, *(c for p in postgres for c in p.children(recursive=True))]
+    top = psutil.Process(server_pid)
+    socle = [top, *(p for p in top.children(recursive=True) if p not in pg)]
+    return socle, pg
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            times = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def populate(base: str, headers: dict[str, str], url: str) -> None:
@@ -81,7 +114,7 @@ def populate(base: str, headers: dict[str, str], url: str) -> None:
         mailboxes.create(conn, RECIPIENT, "PER", "Practitioner/bench-b", password=PASSWORD)
 
 
-def sender_thread(port: int, messages: list[EmailMessage], errors: list[str]) -> None:
+def sender_thread(port: int, messages: list[bytes], errors: list[str]) -> None:
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed
     try:
@@ -89,7 +122,7 @@ def sender_thread(port: int, messages: list[EmailMessage], errors: list[str]) ->
             client.starttls(context=context)
             client.login(SENDER, PASSWORD)
             for msg in messages:
-                client.send_message(msg)
+                client.sendmail(SENDER, [RECIPIENT], msg)
     except Exception as exc:  # noqa: BLE001 - reported in the output
         errors.append(repr(exc))
 
@@ -118,7 +151,7 @@ def main() -> None:
             env["SOCLE_JOBS_IN_SERVE"] = "false"
         server = start_server(db, extra_env=env)
         try:
-            with job_workers(server, args.job_workers, env):
+            with job_workers(server, args.job_workers, env) as worker_processes:
                 url = db.url or embedded_url(db.data_dir)
                 populate(
                     server.base,
@@ -126,6 +159,9 @@ def main() -> None:
                     url,
                 )
                 errors: list[str] = []
+                socle, pg = _processes(server.process.pid, db.data_dir)
+                workers = [psutil.Process(w.pid) for w in worker_processes]
+                cpu_before = (_cpu(socle + workers), _cpu(pg), time.process_time())
                 threads = [
                     threading.Thread(target=sender_thread, args=(port, batch, errors))
                     for batch in batches
@@ -136,6 +172,7 @@ def main() -> None:
                 for t in threads:
                     t.join()
                 accepted_s = time.perf_counter() - started
+                cpu_accepted = (_cpu(socle + workers), _cpu(pg), time.process_time())
                 with psycopg.connect(url, autocommit=True) as conn:
                     deadline = time.monotonic() + 600
                     while time.monotonic() < deadline:
@@ -145,6 +182,10 @@ def main() -> None:
                         if left and left[0] == 0:
                             break
                         time.sleep(0.5)
+                    # PostgreSQL backends born during the run count from their birth
+                    known = {p.pid for p in pg}
+                    born = [c for p in pg for c in p.children(recursive=True) if c.pid not in known]
+                    cpu_after = (_cpu(socle + workers), _cpu(pg) + _cpu(born))
                     row = conn.execute(
                         "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),"
                         " percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s),"
@@ -170,6 +211,15 @@ def main() -> None:
             "max": round(float(row[3] or 0), 3),
         },
         "delivered_per_s": round(int(row[0]) / float(row[4] or 1), 1),
+        "cpu_ms_per_message": {
+            # Socle's and PostgreSQL's processes, the first MAIL to the last delivery
+            "socle": round((cpu_after[0] - cpu_before[0]) / total * 1e3, 2),
+            "postgresql": round((cpu_after[1] - cpu_before[1]) / total * 1e3, 2),
+            # the same, the first MAIL to the last 250 (the deliveries run meanwhile too)
+            "socle_until_accepted": round((cpu_accepted[0] - cpu_before[0]) / total * 1e3, 2),
+            "postgresql_until_accepted": round((cpu_accepted[1] - cpu_before[1]) / total * 1e3, 2),
+            "clients": round((cpu_accepted[2] - cpu_before[2]) / total * 1e3, 2),
+        },
         "errors": errors,
         "load_average_before": [round(x, 2) for x in load_before],
         "database": "server" if args.database_url else "embedded",
