@@ -943,3 +943,16 @@ CREATE INDEX representative_account_patient ON representative_account (patient_i
 MIGRATIONS += [
     (370, "representative accounts and their activation codes", REPRESENTATIVE_ACCOUNTS_V370)
 ]
+
+# --- Secure messaging throughput (docs/performance.md): migrations 380-389 ------------------
+MESSAGING_RAW_EXTERNAL_V380 = """
+-- A message's raw bytes are stored out of line without compression: what makes a message big
+-- is its attachments in base64 of already compressed content (zip, PDF, JPEG), which pglz tried
+-- to compress at every acceptance (about 280 KB for a 200 KB attachment) for nothing. Uncompressed
+-- out-of-line values also let substring(raw from 1 for n), the header-block reads of
+-- messaging/store.py, fetch only the first TOAST chunks. Rows stored before keep their form.
+ALTER TABLE mail_message ALTER COLUMN raw SET STORAGE EXTERNAL;
+"""
+MIGRATIONS += [
+    (380, "secure messaging: raw messages stored uncompressed", MESSAGING_RAW_EXTERNAL_V380)
+]

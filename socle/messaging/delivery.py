@@ -36,7 +36,10 @@ class NotAccepted(Exception):
 
 async def _message(ctx: JobContext, columns: str) -> tuple:  # type: ignore[type-arg]
     async with ctx.runtime.engine.pool.connection() as conn:
-        cur = await conn.execute(
+        # binary results: the raw message comes as its bytes, not as hex text twice its size
+        # for PostgreSQL to encode and psycopg to decode
+        cur = conn.cursor(binary=True)
+        await cur.execute(
             f"SELECT {columns} FROM mail_message WHERE id = %s",  # noqa: S608 - constant columns
             (ctx.args["message"],),
         )
