@@ -163,6 +163,16 @@ async def find(conn: AsyncConnection, address: str) -> Mailbox | None:
     return _row(row) if row else None
 
 
+async def find_many(conn: AsyncConnection, addresses: list[str]) -> dict[str, Mailbox]:
+    """The mailboxes of these addresses that exist, by address (lower case): one query where
+    the SMTP server's DATA checks its sender and recipients."""
+    cur = await conn.execute(
+        f"SELECT {COLUMNS} FROM mailbox WHERE address = ANY(%s)",  # noqa: S608 - constant columns
+        (list(dict.fromkeys(a.lower() for a in addresses)),),
+    )
+    return {m.address: m for m in (_row(r) for r in await cur.fetchall())}
+
+
 async def owned_by(conn: AsyncConnection, owner: str) -> list[Mailbox]:
     cur = await conn.execute(
         f"SELECT {COLUMNS} FROM mailbox WHERE owner = %s ORDER BY address",  # noqa: S608

@@ -196,7 +196,11 @@ class MailHandler:
 
     async def _no_longer(self, identity: Identity) -> str | None:
         """Why an authenticated session may no longer send (None: it still may)."""
-        mailbox = await self._mailbox(identity.address)
+        return self._no_longer_with(identity, await self._mailbox(identity.address))
+
+    @staticmethod
+    def _no_longer_with(identity: Identity, mailbox: Mailbox | None) -> str | None:
+        """`_no_longer` with the session's mailbox as read now."""
         if mailbox is None:
             return "the mailbox no longer exists"
         principal = identity.principal
@@ -214,13 +218,20 @@ class MailHandler:
             return "the mailbox's password was changed"
         return None
 
-    async def _revalidated(self, session: Session) -> str | None:
+    async def _revalidated(
+        self, session: Session, found: dict[str, Mailbox] | None = None
+    ) -> str | None:
         """The SMTP reply refusing a session whose credentials no longer hold (and its
-        authentication dropped: it may authenticate again), or None."""
+        authentication dropped: it may authenticate again), or None. `found`: the mailboxes
+        just read, the session's among them when it still exists (DATA reads them at once)."""
         identity = session.auth_data if session.authenticated else None
         if not isinstance(identity, Identity):
             return None
-        why = await self._no_longer(identity)
+        why = (
+            await self._no_longer(identity)
+            if found is None
+            else self._no_longer_with(identity, found.get(identity.address))
+        )
         if why is None:
             return None
         session.authenticated = False
@@ -290,20 +301,25 @@ class MailHandler:
         return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        refused = await self._revalidated(session)  # revoked since MAIL FROM
-        if refused is not None:
-            return refused
         raw = envelope.original_content or b""
         local = [a for a in envelope.rcpt_tos if is_local(a, self.limits.domain)]
         try:
             message = parse_headers(raw)
             message_id = message_id_of(message, raw)
             async with self.pool.connection() as conn:
+                # the sender's mailbox (its credentials revoked since MAIL FROM?) and the
+                # recipients' (still there, room left) read now, in one query
+                identity = session.auth_data if session.authenticated else None
+                found = await mailboxes.find_many(
+                    conn, [identity.address, *local] if isinstance(identity, Identity) else local
+                )
+                refused = await self._revalidated(session, found)
+                if refused is not None:
+                    return refused
                 for address in local:
-                    mailbox = await mailboxes.find(conn, address)
+                    mailbox = found.get(address)
                     if mailbox is None or mailbox.full(self.limits.quota_bytes, len(raw)):
                         return f"552 5.2.2 <{address}>: Mailbox full; the message was not delivered"
-                identity = session.auth_data if session.authenticated else None
                 sender = envelope.mail_from or ""
                 if is_patient_address(sender) and await replies_closed(conn, thread_of(message)):
                     return "550 5.7.1 Replies to this message are closed (X-MSS-MES: FIN)"

@@ -31,10 +31,16 @@ async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
     savepoint of the caller's (an MDN accepted as its message is marked delivered): the 250 of
     the SMTP server is said only once this commits."""
     async with conn.transaction():
+        # the message and what it adds to its local mailboxes' usage in one statement: a row
+        # per mailbox, not an UPDATE of it, so acceptances to one mailbox do not queue behind
+        # each other's commit (mailboxes.fold_usage adds them up later)
         cur = await conn.execute(
-            "INSERT INTO mail_message (message_id, sender, local_recipients,"
+            "WITH m AS (INSERT INTO mail_message (message_id, sender, local_recipients,"
             " foreign_recipients, authenticated, size, raw, answers)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, size),"
+            " u AS (INSERT INTO mailbox_usage (address, bytes)"
+            " SELECT a, m.size FROM m, unnest(%s::text[]) a)"
+            " SELECT id FROM m",
             (
                 message.message_id,
                 message.sender,
@@ -44,18 +50,13 @@ async def accept(conn: AsyncConnection, message: Accepted, raw: bytes) -> int:
                 len(raw),
                 raw,
                 message.answers,
+                message.local,
             ),
         )
         row = await cur.fetchone()
         assert row is not None  # noqa: S101 - RETURNING of an INSERT
         message_row = int(row[0])
         if message.local:
-            # a row per mailbox, not an UPDATE of it: acceptances to one mailbox do not queue
-            # behind each other's commit (mailboxes.fold_usage adds them up later)
-            await conn.execute(
-                "INSERT INTO mailbox_usage (address, bytes) SELECT a, %s FROM unnest(%s::text[]) a",
-                (len(raw), message.local),
-            )
             await enqueue(
                 conn, DELIVER, {"message": message_row}, dedupe=f"{DELIVER}:{message_row}"
             )

@@ -39,16 +39,17 @@ async def enqueue(
     """Queue a job on `conn`: inside the caller's transaction, it exists only if that commits.
     With `dedupe`, at most one job holds the key (None when one already does); without
     `max_attempts`, its kind's."""
+    # the workers are woken (NOTIFY, sent at commit) by the same statement, only when a row
+    # was inserted: one round trip per job queued
     cur = await conn.execute(
         "INSERT INTO job (kind, args, run_at, dedupe, max_attempts) "
         "VALUES (%s, %s, coalesce(%s, now()) + %s, %s, %s) "
-        "ON CONFLICT (dedupe) DO NOTHING RETURNING id",
-        (kind, Jsonb(args or {}), run_at, delay or timedelta(0), dedupe, max_attempts),
+        "ON CONFLICT (dedupe) DO NOTHING RETURNING id, pg_notify(%s, kind)",
+        (kind, Jsonb(args or {}), run_at, delay or timedelta(0), dedupe, max_attempts, CHANNEL),
     )
     row = await cur.fetchone()
     if row is None:
         return None
-    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
     return int(row[0])
 
 
