@@ -10,9 +10,12 @@ connections alive between notifications to the same endpoint."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
+import urllib.request
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -39,8 +42,7 @@ _sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = 
 def _session() -> aiohttp.ClientSession:
     """This loop's session: its TLS context (the system's CAs, certificates and host names
     verified) and connections are reused across deliveries. No cookie jar: endpoints of
-    different subscribers may share a host, and one's cookies must not go to another. The
-    proxy variables of the environment are honoured (`trust_env`), as httpx did."""
+    different subscribers may share a host, and one's cookies must not go to another."""
     loop = asyncio.get_running_loop()
     kept = _sessions.get(id(loop))
     if kept is not None and kept[0] is loop and not kept[1].closed:
@@ -49,10 +51,24 @@ def _session() -> aiohttp.ClientSession:
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(ssl=tls, limit=0),
         cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=True,
     )
     _sessions[id(loop)] = (loop, session)
     return session
+
+
+@functools.lru_cache(maxsize=1024)
+def _proxy(scheme: str, host: str) -> str | None:
+    """The environment's proxy for this host (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), as httpx
+    honoured them; read once per host, not at each POST (aiohttp's `trust_env` reads them, and
+    `~/.netrc`, in a thread for every request)."""
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(scheme)
+
+
+def _proxy_for(endpoint: str) -> str | None:
+    parts = urlsplit(endpoint)
+    return _proxy(parts.scheme, parts.hostname or "")
 
 
 async def close_sessions(runtime: Any = None) -> None:
@@ -80,6 +96,7 @@ async def rest_hook(spec: Spec, bundle: dict[str, Any]) -> None:
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=spec.timeout),
             allow_redirects=False,
+            proxy=_proxy_for(spec.endpoint),
         ) as response:
             status = response.status
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
