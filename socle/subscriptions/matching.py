@@ -280,8 +280,13 @@ async def match_job(job: JobContext) -> None:
             if events:
                 await CACHE.refresh(conn)
                 matched = await match(job, conn, events)
-                for sid, evs in matched.items():
-                    await store.number(conn, sid, [(e.rtype, e.id, e.version, e.at) for e in evs])
+                await store.number(
+                    conn,
+                    {
+                        sid: [(e.rtype, e.id, e.version, e.at) for e in evs]
+                        for sid, evs in matched.items()
+                    },
+                )
                 await wake(conn, list(matched))
                 await advance(conn, CONSUMER, events[-1].seq)
         total += len(events)
