@@ -8,7 +8,13 @@ Patients, then creates Observations of them as fast as `--clients` closed-loop c
 `--duration` seconds: first with no subscription, then with `--subscriptions` active topic
 subscriptions (observation-write, each filtered on one patient, id-only, rest-hook to a receiver
 in this script). Latency is the receiver's clock at arrival minus each event's `timestamp`
-(the writing transaction's time) — same machine, same clock. Prints one JSON document.
+(the writing transaction's time) — same machine, same clock.
+
+CPU: the server's processes (the `socle worker`s too) and PostgreSQL's, over each run of
+writes (the second until the last notification arrived), divided by the writes; what the
+run with subscriptions spent beyond the writes' own cost, divided by the events notified, is
+the CPU per notification (matching and delivery): the figure to compare two versions of the
+code with on a shared host (throughput varies with its load). Prints one JSON document.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 
 from bench.run import creates, machine  # noqa: E402
 from socle.fhir.topics import TOPIC_BASE  # noqa: E402
@@ -50,10 +57,15 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1: the connection is kept alive between notifications, as a real
+            # endpoint's (behind a web server) is; HTTP/1.0 made each POST a new connection
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:  # noqa: N802
                 arrived = time.time()
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 self.send_response(200)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 status = body["entry"][0]["resource"]
                 for p in status["parameter"]:
@@ -71,6 +83,47 @@ class Receiver:
         self.port = free_port()
         self.http = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            times = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+class Meter:
+    """CPU seconds of the server's processes and of PostgreSQL's (backends started since
+    included: they count from their birth)."""
+
+    def __init__(self, server: Any, db: Any, workers: list[Any]) -> None:
+        self.tops = [psutil.Process(p.pid) for p in [server.process, *workers]]
+        self.data_dir = str(db.data_dir)
+
+    def _procs(self) -> list[psutil.Process]:
+        postgres = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if self.data_dir in " ".join(p.info["cmdline"] or [])
+            and "postgres" in " ".join(p.info["cmdline"] or [])
+        ]
+        pg = {*postgres, *(c for p in postgres for c in p.children(recursive=True))}
+        socle = {*self.tops, *(c for t in self.tops for c in t.children(recursive=True))} - pg
+        return [*socle, *pg]
+
+    def start(self) -> None:
+        self.procs = self._procs()
+        self.before = {p.pid: _cpu([p]) for p in self.procs}
+
+    def spent(self) -> float:
+        total = 0.0
+        for p in self._procs():
+            total += _cpu([p]) - self.before.get(p.pid, 0.0)
+        return total
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -104,7 +157,7 @@ def main() -> None:
             env["SOCLE_JOBS_IN_SERVE"] = "false"
         server = start_server(db, workers=1, extra_env=env)
         try:
-            with job_workers(server, args.job_workers, env):
+            with job_workers(server, args.job_workers, env) as workers:
                 headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
                 with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as c:
                     patients = [
@@ -114,7 +167,10 @@ def main() -> None:
                         ).json()["id"]
                         for i in range(100)
                     ]
+                    meter = Meter(server, db, workers)
+                    meter.start()
                     without = asyncio.run(creates(server, patients, args.clients, args.duration))
+                    cpu_without = meter.spent()
                     for i in range(args.subscriptions):
                         sub = {
                             "resourceType": "Subscription",
@@ -145,6 +201,8 @@ def main() -> None:
                         if found.get("total") == args.subscriptions:
                             break
                         time.sleep(0.5)
+                    time.sleep(2)  # the handshakes' and activations' work done
+                    meter.start()
                     with_subs = asyncio.run(creates(server, patients, args.clients, args.duration))
                     written = with_subs["requests"]
                     # the notifications still on their way: until none came for 3 s (at most 120 s)
@@ -153,9 +211,12 @@ def main() -> None:
                         quiet = quiet + 0.2 if receiver.events == seen else 0.0
                         seen = receiver.events
                         time.sleep(0.2)
+                    cpu_with = meter.spent()
         finally:
             stop_server(server)
     cost = 1 - with_subs["requests_per_s"] / without["requests_per_s"]
+    per_write = cpu_without / max(without["requests"], 1)
+    extra = cpu_with - per_write * written
     print(
         json.dumps(
             {
@@ -174,6 +235,9 @@ def main() -> None:
                 "latency_p50_ms": _pct(receiver.latencies, 0.50),
                 "latency_p95_ms": _pct(receiver.latencies, 0.95),
                 "latency_max_ms": _pct(receiver.latencies, 1.0),
+                "cpu_us_per_write_without": round(per_write * 1e6),
+                "cpu_us_per_write_with": round(cpu_with / max(written, 1) * 1e6),
+                "cpu_us_per_notified_event": round(extra / max(receiver.events, 1) * 1e6),
             },
             indent=2,
         )

@@ -151,22 +151,29 @@ class Locks:
                 self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
             return self.conn
 
-    async def take(self, sid: str) -> store.State | None:
-        """The lock and the subscription's state; None when another delivery holds it (or
-        the subscription is gone)."""
+    async def take(self, sid: str, limit: int) -> tuple[store.State, list[store.Numbered]] | None:
+        """The lock, the subscription's state and its first `limit` pending events (when it is
+        active), in one statement; None when another delivery holds it (or the subscription
+        is gone)."""
         if sid in self.held:
             return None
         self.held.add(sid)  # before any await: a second delivery here sees it taken
         try:
             conn = await self._connection()
-            # the lock taken once (a CTE of one row), whatever the plan of the state's read
+            # the lock taken once (a CTE of one row, materialized: its function is volatile),
+            # whatever the plan of the reads joined to it
             cur = await conn.execute(
                 "WITH l AS (SELECT pg_try_advisory_lock(%s) AS got) "
-                f"SELECT l.got, {store.STATE} FROM l "  # noqa: S608 - a constant
-                "LEFT JOIN subscription_state s ON s.id = %s",
-                (_lock_key(sid), sid),
+                f"SELECT l.got, {_STATE_S}, e.number, e.rtype, e.id, e.version, e.at "  # noqa: S608
+                "FROM l LEFT JOIN subscription_state s ON s.id = %s "
+                "LEFT JOIN LATERAL (SELECT number, rtype, id, version, at "
+                "FROM subscription_event WHERE l.got AND s.status = 'active' "
+                "AND subscription = s.id AND number > s.delivered ORDER BY number LIMIT %s) e "
+                "ON true ORDER BY e.number",
+                (_lock_key(sid), sid, limit),
             )
-            row = await cur.fetchone()
+            rows = await cur.fetchall()
+            row = rows[0] if rows else None
             if row is not None and row[0] and row[1] is None:  # the subscription is gone
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
                 row = None
@@ -179,7 +186,9 @@ class Locks:
         if row is None or not row[0]:
             self.held.discard(sid)
             return None
-        return store.State(*row[1:])
+        width = len(_STATE_S.split(", "))
+        pending = [store.Numbered(*r[1 + width :]) for r in rows if r[1 + width] is not None]
+        return store.State(*row[1 : 1 + width]), pending
 
     async def give(self, sid: str) -> bool:
         """Let it go; whether the subscription is active with events still to deliver
@@ -199,6 +208,7 @@ class Locks:
         return bool(row and row[1])
 
 
+_STATE_S = ", ".join("s." + c for c in store.STATE.split(", "))
 _locks: dict[tuple[int, str], Locks] = {}
 _gates: dict[int, asyncio.Semaphore] = {}
 
@@ -219,12 +229,17 @@ async def _deliver_one(job: JobContext, sid: str) -> None:
         # the process's slots are taken again at each pass, behind the subscriptions waiting:
         # a subscription written to all the time does not keep one from the others
         async with gate:
-            st = await locks.take(sid)
-            if st is None:
+            # the matcher's cache of active subscriptions (read again only when their set
+            # changes); not active there: nothing to deliver
+            spec = await CACHE.spec_in(job.runtime.engine.pool, sid)
+            if spec is None:
+                return
+            taken = await locks.take(sid, spec.max_count)
+            if taken is None:
                 return  # another delivery of this subscription runs: it sends these too
             left = False
             try:
-                await _deliver(job, sid, st)
+                await _deliver(job, spec, *taken)
             finally:
                 left = await locks.give(sid)
         if not left:
@@ -243,23 +258,24 @@ async def stopped(engine: Engine, spec: Spec, st: store.State) -> bool:
     return False
 
 
-async def _deliver(job: JobContext, sid: str, st: store.State) -> None:
-    """Send the subscription's pending events in order (its lock held, `st` read with it);
-    each step takes a pool connection for its statement only."""
+async def _deliver(
+    job: JobContext, spec: Spec, st: store.State, pending: list[store.Numbered]
+) -> None:
+    """Send the subscription's pending events in order (its lock held, `st` and the first
+    page of events, `pending`, read with it); each step takes a pool connection for its
+    statement only."""
     engine = job.runtime.engine
     db = engine.pool.connection
-    if st.status != "active":
-        return
-    async with db() as conn:
-        # the matcher's cache of active subscriptions (read again only when their set changes)
-        spec = await CACHE.spec(conn, sid)
-    if spec is None or await stopped(engine, spec, st):
+    sid = spec.id
+    if st.status != "active" or await stopped(engine, spec, st):
         return
     access = owner_access(job.runtime.state, st)
-    sent_any = False
+    sent_any, first = False, True
     while True:
-        async with db() as conn:
-            pending = await store.events(conn, sid, st.delivered, None, spec.max_count)
+        if not first:
+            async with db() as conn:
+                pending = await store.events(conn, sid, st.delivered, None, spec.max_count)
+        first = False
         if not pending:
             break
         st = replace(st, events=max(st.events, pending[-1].number))

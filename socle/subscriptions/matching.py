@@ -146,6 +146,13 @@ class Cache:
         active = self.by_id.get(sid)
         return None if active is None else active.spec
 
+    async def spec_in(self, pool: Any, sid: str, fresh_s: float = 1.0) -> Spec | None:
+        """`spec`, a connection of `pool` taken only when the set is to be checked again."""
+        if sid in self.by_id and time.monotonic() - self.checked <= fresh_s:
+            return self.by_id[sid].spec
+        async with pool.connection() as conn:
+            return await self.spec(conn, sid, fresh_s)
+
 
 CACHE = Cache()
 _R4 = models["r4"]
@@ -273,8 +280,13 @@ async def match_job(job: JobContext) -> None:
             if events:
                 await CACHE.refresh(conn)
                 matched = await match(job, conn, events)
-                for sid, evs in matched.items():
-                    await store.number(conn, sid, [(e.rtype, e.id, e.version, e.at) for e in evs])
+                await store.number(
+                    conn,
+                    {
+                        sid: [(e.rtype, e.id, e.version, e.at) for e in evs]
+                        for sid, evs in matched.items()
+                    },
+                )
                 await wake(conn, list(matched))
                 await advance(conn, CONSUMER, events[-1].seq)
         total += len(events)

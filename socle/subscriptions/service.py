@@ -12,6 +12,7 @@ from ..config import Settings, subscription_delivery_concurrency
 from ..contract import Conformance, Runtime, Service
 from ..fhir.engine import Engine
 from ..workers import JobKind
+from .channels import close_sessions
 from .delivery import deliver_job, handshake_job, prune_job, sweep_job
 from .matching import DELIVER_JOB, match_job
 from .model import BACKPORT_EXTENSIONS, PROFILE
@@ -50,8 +51,9 @@ service = Service(
     install=install,
     lifespan=_topics,
     topics=TOPICS,
-    # every process's bound websockets hear of their notifications at once
-    background=[listen],
+    # every process's bound websockets hear of their notifications at once; its rest-hook
+    # connections are closed on its way out
+    background=[listen, close_sessions],
     jobs=[
         # the matcher reads on for a while in each run (matching.py), in a slot of its own
         JobKind(

@@ -60,25 +60,25 @@ async def state(conn: AsyncConnection, sid: str) -> State | None:
 
 
 async def number(
-    conn: AsyncConnection, sid: str, events: list[tuple[str, str, int, datetime]]
-) -> int:
-    """Give these events the subscription's next numbers, in order; returns the last one."""
-    cur = await conn.execute(
-        "UPDATE subscription_state SET events = events + %s WHERE id = %s RETURNING events",
-        (len(events), sid),
+    conn: AsyncConnection, matched: dict[str, list[tuple[str, str, int, datetime]]]
+) -> None:
+    """Give each subscription's events its next numbers, in order: one statement for a whole
+    batch of the matcher (the counters moved and the events inserted together), not two per
+    subscription. A subscription whose state is gone numbers nothing."""
+    sids, counts = list(matched), [len(evs) for evs in matched.values()]
+    rows = [(sid, i, *e) for sid, evs in matched.items() for i, e in enumerate(evs, 1)]
+    if not rows:
+        return
+    await conn.execute(
+        "WITH c AS (SELECT * FROM unnest(%s::text[], %s::int[]) AS c(id, n)), "
+        "s AS (UPDATE subscription_state s SET events = s.events + c.n FROM c "
+        "WHERE s.id = c.id RETURNING s.id, s.events - c.n AS before) "
+        "INSERT INTO subscription_event (subscription, number, rtype, id, version, at) "
+        "SELECT e.sid, s.before + e.ord, e.rtype, e.id, e.version, e.at FROM unnest("
+        "%s::text[], %s::int[], %s::text[], %s::text[], %s::int[], %s::timestamptz[]) "
+        "AS e(sid, ord, rtype, id, version, at) JOIN s ON s.id = e.sid",
+        (sids, counts, *(list(col) for col in zip(*rows, strict=True))),
     )
-    row = await cur.fetchone()
-    if row is None:
-        return 0
-    last = int(row[0])
-    first = last - len(events) + 1
-    async with conn.cursor() as cur2:
-        await cur2.executemany(
-            "INSERT INTO subscription_event (subscription, number, rtype, id, version, at) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            [(sid, first + i, *e) for i, e in enumerate(events)],
-        )
-    return last
 
 
 async def events(
