@@ -27,12 +27,14 @@ if .venv/bin/python -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect
 fi
 
 mkdir -p .test-logs
+# each pass also leaves a JUnit report of every test's time (.test-logs/*.xml): where the
+# suite's minutes go, without another run
 embedded_pass() {
-  env -u DATABASE_URL .venv/bin/python -m pytest "${pytest_args[@]}"
+  env -u DATABASE_URL .venv/bin/python -m pytest --junitxml=.test-logs/embedded.xml "${pytest_args[@]}"
 }
 server_pass() {
   # the cache plugin is off here: the embedded pass keeps .pytest_cache
-  DATABASE_URL="$server_url" .venv/bin/python -m pytest -p no:cacheprovider "${pytest_args[@]}"
+  DATABASE_URL="$server_url" .venv/bin/python -m pytest -p no:cacheprovider --junitxml=.test-logs/server.xml "${pytest_args[@]}"
 }
 
 show() {  # name, log, status
