@@ -10,7 +10,6 @@ main process only streams those bytes. Lines of types whose writes take more tha
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,13 +65,14 @@ def validators() -> list[Validator]:
     return _validators
 
 
-def warm_up(database_url: str | None = None) -> None:
-    """Once per worker process: the run-time SearchParameters stored in the database (indexed
-    as a server worker indexes them), the compiled validator."""
+async def warm_up(database_url: str) -> None:
+    """Once per import, in the importing process before its workers fork (they inherit it all,
+    so no worker decodes the definitions or compiles the validator again): the run-time
+    SearchParameters stored in the database (indexed as a server worker indexes them), the
+    definitions, the compiled validator, the services' validators."""
     from ..fhir.validation import get_validator
 
-    if database_url is not None:
-        asyncio.run(_load_search_parameters(database_url))
+    await _load_search_parameters(database_url)
     get_validator()
     validators()
 
