@@ -49,7 +49,7 @@ from ..fhir.json import decode, encode_str
 from ..fhir.outcome import FhirError
 from ..fhir.search import custom as custom_params
 from ..fhir.storage import writer
-from ..fhir.storage.content import content_store
+from ..fhir.storage.content import content_store, grouped_syncs
 from ..fhir.type_writes import committed as type_steps_committed
 from .rows import INDEX_KINDS, ChunkRows, make_rows, validators, warm_up
 from .sources import Source, SourceError, numbered_lines, resolve
@@ -161,18 +161,19 @@ class Importer:
         self, conn: AsyncConnection, source: Source, rows: ChunkRows, lines: list[bytes]
     ) -> ChunkDone:
         """Commit one chunk (retried on a concurrent writer's conflict; line by line through
-        the engine when PostgreSQL refuses a value of the fast path)."""
+        the engine when PostgreSQL refuses a value of the fast path). The documents' bytes
+        are synced to the content store once for the chunk, before it commits."""
         careful = False
         for attempt in range(3):
             try:
-                async with conn.transaction():
+                async with conn.transaction(), grouped_syncs(self.engine.content):
                     return await self._chunk(conn, source, rows, lines, careful)
             except psycopg.errors.DataError:
                 careful = True
             except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
                 if attempt == 2:
                     raise
-        async with conn.transaction():
+        async with conn.transaction(), grouped_syncs(self.engine.content):
             return await self._chunk(conn, source, rows, lines, True)
 
     async def _chunk(
