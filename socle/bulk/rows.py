@@ -10,7 +10,6 @@ main process only streams those bytes. Lines of types whose writes take more tha
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +17,12 @@ from decimal import Decimal
 from typing import Any
 
 from ..fhir.definitions import definitions
-from ..fhir.indexing.extract import IndexRows, index_resource, patient_compartment
+from ..fhir.indexing.extract import (
+    IndexRows,
+    index_resource,
+    indexed_params,
+    patient_compartment,
+)
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue, bad_request
 from ..fhir.storage.writer import _TABLE_COLUMNS, check_id, stamp
@@ -66,15 +70,18 @@ def validators() -> list[Validator]:
     return _validators
 
 
-def warm_up(database_url: str | None = None) -> None:
-    """Once per worker process: the run-time SearchParameters stored in the database (indexed
-    as a server worker indexes them), the compiled validator."""
+async def warm_up(database_url: str) -> None:
+    """Once per import, in the importing process before its workers fork (they inherit it all,
+    so no worker decodes the definitions or compiles the validator again): the run-time
+    SearchParameters stored in the database (indexed as a server worker indexes them), the
+    definitions, the compiled validator, the services' validators, the index extractors."""
     from ..fhir.validation import get_validator
 
-    if database_url is not None:
-        asyncio.run(_load_search_parameters(database_url))
+    await _load_search_parameters(database_url)
     get_validator()
     validators()
+    for rtype in definitions().resource_types:  # the compiled search paths of every type
+        indexed_params(rtype)
 
 
 async def _load_search_parameters(database_url: str) -> None:

@@ -428,11 +428,8 @@ class Engine:
                 await planner.rewrite_references(w.resource, p.req.where)
                 w.warnings = self.validate(w.resource, p.req.where)
             writes.append(w)
-        # Once every entry is valid; concurrently: a Binary's bytes are written and synced to
-        # the content store one by one otherwise (a bundle of documents, a bulk import).
-        await asyncio.gather(
-            *(type_writes.prepare(planner.conn, w, self.content) for w in writes if w.resource)
-        )
+        # Once every entry is valid (a Binary's bytes go to the content store).
+        await type_writes.prepare(planner.conn, writes, self.content)
         return writes
 
     def validate(self, resource: dict[str, Any], where: str) -> list[Issue]:

@@ -10,6 +10,7 @@ engine's and are not open to services.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,13 +21,16 @@ from .json import decode
 from .search import custom as custom_params
 from .storage.binary import offload_binary
 from .storage.content import ContentStore
-from .storage.reader import find_current
+from .storage.reader import Version, find_currents
 from .storage.writer import PendingWrite
 from .terminology.store import KINDS as TERMINOLOGY_KINDS
 from .terminology.store import indexer as terminology_indexer
 
-# Called for each write of the type once its references are rewritten and it is validated.
-Prepare = Callable[[AsyncConnection, PendingWrite, "ContentStore | None"], Awaitable[None]]
+# Called for each write of the type once its references are rewritten and it is validated, with
+# the resource's current version when it is an update of a type that asks for it (`current`).
+Prepare = Callable[
+    [AsyncConnection, PendingWrite, "ContentStore | None", "Version | None"], Awaitable[None]
+]
 # Called with every write of the unit of work once they are applied, in its transaction.
 Applied = Callable[[AsyncConnection, list[PendingWrite]], Awaitable[None]]
 # Called once the transaction that wrote the type has committed.
@@ -40,10 +44,12 @@ class TypeWrites:
     committed: Committed | None = None
     # False: a lone create of the type still needs a transaction (work commits with it)
     atomic_alone: bool = True
+    # True: prepare is given the current version of an update (read for all the unit's at once)
+    current: bool = False
 
 
 async def _check_search_parameter(
-    conn: AsyncConnection, w: PendingWrite, content: ContentStore | None
+    conn: AsyncConnection, w: PendingWrite, content: ContentStore | None, current: Version | None
 ) -> None:
     if w.resource is not None and w.resource.get("status") == "active":
         custom_params.params_of(w.resource, f"{w.where}.resource" if w.where else "SearchParameter")
@@ -63,10 +69,9 @@ async def _record_reindex_jobs(conn: AsyncConnection, writes: list[PendingWrite]
 
 
 async def _store_binary_content(
-    conn: AsyncConnection, w: PendingWrite, content: ContentStore | None
+    conn: AsyncConnection, w: PendingWrite, content: ContentStore | None, current: Version | None
 ) -> None:
     assert w.resource is not None
-    current = await find_current(conn, w.rtype, w.id) if w.kind == "update" else None
     w.data = await offload_binary(
         content,
         w.resource,
@@ -82,7 +87,7 @@ TYPE_WRITES: dict[str, TypeWrites] = {
         committed=custom_params.sync,
         atomic_alone=False,
     ),
-    "Binary": TypeWrites(prepare=_store_binary_content),
+    "Binary": TypeWrites(prepare=_store_binary_content, current=True),
     # the terminology tables are derived from these, in the same transaction
     **{
         kind: TypeWrites(applied=terminology_indexer(kind), atomic_alone=False)
@@ -91,10 +96,26 @@ TYPE_WRITES: dict[str, TypeWrites] = {
 }
 
 
-async def prepare(conn: AsyncConnection, w: PendingWrite, content: ContentStore | None) -> None:
-    steps = TYPE_WRITES.get(w.rtype)
-    if steps is not None and steps.prepare is not None and w.resource is not None:
-        await steps.prepare(conn, w, content)
+async def prepare(
+    conn: AsyncConnection, writes: list[PendingWrite], content: ContentStore | None
+) -> None:
+    """The prepare steps of a unit of work's writes, concurrently (a Binary's bytes are written
+    to the content store one by one otherwise: a bundle of documents, a bulk import), the
+    current versions they need read in one query per type."""
+    todo = [
+        (w, step, steps.current)
+        for w in writes
+        if w.resource
+        and (steps := TYPE_WRITES.get(w.rtype)) is not None
+        and (step := steps.prepare) is not None
+    ]
+    currents: dict[str, dict[str, Version]] = {}
+    for rtype in sorted({w.rtype for w, _, current in todo if current}):
+        ids = [w.id for w, _, _ in todo if w.rtype == rtype and w.kind == "update"]
+        currents[rtype] = await find_currents(conn, rtype, ids)
+    await asyncio.gather(
+        *(step(conn, w, content, currents.get(w.rtype, {}).get(w.id)) for w, step, _ in todo)
+    )
 
 
 async def applied(conn: AsyncConnection, writes: list[PendingWrite]) -> None:

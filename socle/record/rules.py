@@ -33,7 +33,7 @@ from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue, forbidden
 from ..fhir.storage.binary import content_ref, decode_data, sha1
 from ..fhir.storage.content import ContentStore
-from ..fhir.storage.reader import find_current
+from ..fhir.storage.reader import Version, find_current, find_currents
 from ..fhir.storage.writer import PendingWrite
 from ..identity.sharing import may_reference_by_ins
 from ..identity.traits import ins_from_patient
@@ -307,7 +307,24 @@ class _Unit:
     shared: dict[tuple[str | None, str], str] = field(default_factory=dict)
 
     async def prefetch(self, docs: list[PendingWrite]) -> None:
-        """The subjects and the document ids of the new entries, in two queries for the unit."""
+        """The subjects, the contents (Binary) and the document ids of the new entries, in
+        three queries for the unit (a bulk import's chunk holds a thousand)."""
+        binaries = {
+            bid
+            for w in docs
+            for content in (w.resource or {}).get("content") or []
+            if isinstance(content, dict)
+            and isinstance(att := content.get("attachment"), dict)
+            and isinstance(url := att.get("url"), str)
+            and (bid := _ref_id(url, "Binary"))
+            and ("Binary", bid) not in self.by_key
+            and ("Binary", bid) not in self.stored
+        }
+        if binaries:
+            found = await find_currents(self.conn, "Binary", sorted(binaries))
+            for bid in binaries:
+                v = found.get(bid)
+                self.stored[("Binary", bid)] = decode(v.content) if v and v.content else None
         patients = {
             pid
             for w in docs
@@ -364,19 +381,25 @@ class DocumentRules:
             return
         unit = _Unit(conn, access, writes, self.store)
         unit.by_key = {(w.rtype, w.id): w for w in writes}
+        # the rows replaced, locked, in one query per type (a create has a fresh id: nothing
+        # to replace)
+        locked = {
+            rtype: await find_currents(
+                conn,
+                rtype,
+                [w.id for w in writes if w.rtype == rtype and w.kind != "create"],
+                lock=True,
+            )
+            for rtype in ("Binary", "DocumentReference")
+        }
         for w in list(writes):
             if w.rtype == "Binary" and w.kind != "create":
-                await _check_binary_change(unit, w)
+                _check_binary_change(w, locked["Binary"].get(w.id))
         news: list[tuple[PendingWrite, dict[str, Any] | None]] = []
         for w in writes:
             if w.rtype != "DocumentReference":
                 continue
-            # a create has a fresh id: nothing to replace
-            found = (
-                None
-                if w.kind == "create"
-                else await find_current(conn, "DocumentReference", w.id, lock=True)
-            )
+            found = locked["DocumentReference"].get(w.id)
             old = decode(found.content) if found and found.content else None
             recorded = old is not None and is_record_document(old)
             if not recorded and not is_record_document(w.resource):
@@ -425,8 +448,7 @@ class DocumentRules:
         _supersede(unit)
 
 
-async def _check_binary_change(unit: _Unit, w: PendingWrite) -> None:
-    old = await find_current(unit.conn, "Binary", w.id, lock=True)
+def _check_binary_change(w: PendingWrite, old: Version | None) -> None:
     if old is None or not old.content:
         return
     stored = decode(old.content)

@@ -52,6 +52,29 @@ class IndexedParam:
     # composite: per component, its type and, for each base branch, the walks relative to one
     # element of that branch
     components: tuple[tuple[str, tuple[tuple[Branch, ...], ...]], ...] = ()
+    # derived: the resource's properties one of which must be present for the parameter to
+    # find anything (the first key of each branch); None when unknown (a FHIRPath fallback, a
+    # branch that selects the resource itself). Most of a type's parameters find nothing in a
+    # given resource: this skips them without walking their branches.
+    roots: frozenset[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.path.fallback is not None or not self.path.branches:
+            return
+        roots: set[str] = set()
+        for bi, branch in enumerate(self.path.branches):
+            if branch.keys:
+                roots.add(branch.keys[0])
+                continue
+            if not self.components:
+                return
+            # a composite on the resource itself (Observation's code-value-*): an element
+            # needs a value for every component, so one of its last component's properties
+            last = self.components[-1][1][bi]
+            if not last or not all(b.keys for b in last):
+                return
+            roots.update(b.keys[0] for b in last)
+        object.__setattr__(self, "roots", frozenset(roots))
 
 
 @cache
@@ -167,6 +190,8 @@ def _slots(code: str, grp: int, comp: int, ptype: str, found: IndexRows) -> list
 def index_resource(resource: dict[str, Any]) -> IndexRows:
     rows = IndexRows()
     for ip in indexed_params(resource["resourceType"]):
+        if ip.roots is not None and ip.roots.isdisjoint(resource):
+            continue
         if ip.components:
             _composite_rows(rows, ip, resource)
             continue

@@ -71,6 +71,22 @@ async def find_current(
     return Version(rtype, rid, *row) if row is not None else None
 
 
+async def find_currents(
+    conn: AsyncConnection, rtype: str, ids: list[str], lock: bool = False
+) -> dict[str, Version]:
+    """`find_current` of many resources of one type in one query (by id; absent ones are not
+    in the answer); ``lock`` locks the rows in id order."""
+    if not ids:
+        return {}
+    cur = await conn.execute(
+        "SELECT id, version, last_updated, deleted, content::text, rid, compartment, owner "
+        "FROM resource WHERE rtype = %s AND id = ANY(%s) AND NOT deleted"
+        + (" ORDER BY id FOR UPDATE" if lock else ""),
+        (rtype, sorted(set(ids))),
+    )
+    return {row[0]: Version(rtype, row[0], *row[1:]) for row in await cur.fetchall()}
+
+
 async def read_version(conn: AsyncConnection, rtype: str, rid: str, vid: int) -> Version:
     cur = await conn.execute(
         f"SELECT version, last_updated, deleted, {_TEXT}, rid, compartment, owner "

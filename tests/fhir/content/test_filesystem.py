@@ -22,6 +22,7 @@ from socle.fhir.storage.content import (
     ContentUnavailable,
     KeyringSource,
     content_store,
+    grouped_syncs,
 )
 from socle.fhir.storage.content.filesystem import TMP, FileContentStore
 
@@ -75,6 +76,66 @@ def test_put_is_durable_before_it_returns(
     store._durable_folders.update(f"{a}{b}" for a in KEYCHARS for b in KEYCHARS)
     run(store.put(b"again"))
     assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+
+
+@pytest.mark.parametrize("syncfs", [True, False])
+def test_grouped_puts_are_durable_together_when_the_group_ends(
+    store: FileContentStore, monkeypatch: pytest.MonkeyPatch, syncfs: bool
+) -> None:
+    """Inside ``grouped_syncs`` (a bulk import's chunk) a put only writes and renames; the
+    group's end syncs them all before the caller commits what refers to them: one syncfs of
+    the filesystem, or (no syncfs) each file, each folder and the root."""
+    from socle.fhir.storage.content import filesystem
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_syncfs = os.fsync, filesystem._syncfs
+    assert real_syncfs is not None  # Linux
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def recorded_syncfs(fd: int) -> int:
+        events.append(("syncfs", os.readlink(f"/proc/self/fd/{fd}")))
+        return int(real_syncfs(fd))
+
+    run(store.put(b"warm-up"))
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(filesystem, "_syncfs", recorded_syncfs if syncfs else None)
+    during: list[tuple[str, str]] = []
+
+    async def group() -> list[str]:
+        async with grouped_syncs(store):
+            stored = await asyncio.gather(*(store.put(os.urandom(100 + i)) for i in range(5)))
+            during.extend(events)
+        return [s.key for s in stored]
+
+    keys = run(group())
+    assert during == []  # no put synced anything itself
+    finals = {str(store.path(k).resolve()) for k in keys}
+    if syncfs:
+        assert events == [("syncfs", str(store.root.resolve()))]
+    else:
+        synced = {path for _, path in events}
+        assert finals <= synced
+        assert {str(store.path(k).parent.resolve()) for k in keys} <= synced
+        assert str(store.root.resolve()) in synced
+    assert [len(run(store.read(k))) for k in keys] == [100 + i for i in range(5)]
+    assert os.listdir(store.root / TMP) == []
+    # a group that fails syncs nothing (what it put is orphaned, as after a rollback)
+    events.clear()
+
+    async def failing() -> None:
+        async with grouped_syncs(store):
+            await store.put(b"orphan")
+            raise RuntimeError("the chunk failed")
+
+    with pytest.raises(RuntimeError):
+        run(failing())
+    assert events == []
+    # outside a group, a put is durable on its own again
+    run(store.put(b"alone"))
+    assert events and events[0][0] == "fsync"
 
 
 def test_io_error_is_content_unavailable_and_leaves_nothing(

@@ -10,7 +10,7 @@ data key wrapped by a master key (``keys.py``). See docs/content-store.md.
 from __future__ import annotations
 
 from . import envelope
-from .base import READ_CHUNK, ContentStore, EnvelopeStore, rewrap_all
+from .base import READ_CHUNK, ContentStore, EnvelopeStore, grouped_syncs, rewrap_all
 from .errors import (
     ContentCorrupt,
     ContentError,
@@ -35,6 +35,7 @@ __all__ = [
     "StoredContent",
     "content_store",
     "envelope",
+    "grouped_syncs",
     "READ_CHUNK",
     "register_content_backend",
     "retire_master_key",

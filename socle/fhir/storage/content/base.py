@@ -10,6 +10,8 @@ import re
 import secrets
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
 from . import envelope, errors
@@ -141,7 +143,9 @@ class Sink(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def commit(self) -> None: ...  # durable once it returns
+    # Visible under its key once it returns, and durable too unless ``durable`` is False: then
+    # the store's ``_sync_group`` of a group of such sinks makes them durable.
+    def commit(self, durable: bool = True) -> None: ...
 
     def abort(self) -> None: ...  # leaves nothing behind; never raises
 
@@ -154,6 +158,31 @@ class Source(Protocol):
     def next_chunk(self) -> bytes: ...  # b"" past the end
 
     def close(self) -> None: ...
+
+
+# The sinks committed without their syncs inside `grouped_syncs` (the group's list; asyncio tasks
+# and to_thread copy the context, so the unit of work's concurrent puts all append to it).
+_group: ContextVar[list[Sink] | None] = ContextVar("content_group", default=None)
+
+
+@asynccontextmanager
+async def grouped_syncs(store: ContentStore | None) -> AsyncIterator[None]:
+    """The puts made inside are durable together when it exits normally, not each before its
+    ``put`` returns: for a caller that commits what refers to them only after the exit (a bulk
+    import's chunk: one sync of the filesystem for a thousand documents instead of two fsyncs
+    each). On an error nothing is synced: the objects are orphans, as after any put whose
+    transaction rolled back."""
+    if not isinstance(store, EnvelopeStore) or _group.get() is not None:
+        yield
+        return
+    sinks: list[Sink] = []
+    token = _group.set(sinks)
+    try:
+        yield
+    finally:
+        _group.reset(token)
+    if sinks:
+        await store._io(store._sync_group, sinks)
 
 
 class EnvelopeStore:
@@ -193,6 +222,10 @@ class EnvelopeStore:
         """Atomically rewrite the object: ``header`` then its bytes from ``body_start`` on."""
         raise NotImplementedError
 
+    def _sync_group(self, sinks: list[Sink]) -> None:
+        """Make durable the sinks committed with ``durable=False`` (a backend whose commit is
+        durable anyway has nothing to do)."""
+
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return await in_thread(fn, *args)
@@ -212,7 +245,14 @@ class EnvelopeStore:
             raise
         return sink, enc
 
-    def _put_all(self, key: str, view: memoryview, intake: Intake, stop: threading.Event) -> None:
+    def _put_all(
+        self,
+        key: str,
+        view: memoryview,
+        intake: Intake,
+        stop: threading.Event,
+        group: list[Sink] | None,
+    ) -> None:
         """A put of bytes already in memory, in one worker-thread call (a segment at a time)."""
         sink, enc = self._begin_put(key)
         try:
@@ -222,7 +262,7 @@ class EnvelopeStore:
                 _seal_step(sink, enc, intake, [view[i : i + self.segment_size]])
             if stop.is_set():
                 raise _Stopped
-            _seal_end(sink, enc)
+            _seal_end(sink, enc, group)
         except BaseException:
             sink.abort()
             raise
@@ -230,13 +270,14 @@ class EnvelopeStore:
     async def put(self, data: bytes | AsyncIterable[bytes]) -> StoredContent:
         key = new_object_key()
         intake = Intake(self.max_size)
+        group = _group.get()
         if isinstance(data, bytes | bytearray | memoryview):
             view = memoryview(data).cast("B")
             if len(view) > self.max_size:
                 raise errors.ContentTooLarge(self.max_size)
             stop = threading.Event()
             try:
-                await in_thread(self._put_all, key, view, intake, stop, on_cancel=stop.set)
+                await in_thread(self._put_all, key, view, intake, stop, group, on_cancel=stop.set)
             except errors.ContentError:
                 raise
             except self.io_errors as e:
@@ -246,7 +287,7 @@ class EnvelopeStore:
         try:
             async for batch in pieces(data, self.segment_size, self.max_size):
                 await self._io(_seal_step, sink, enc, intake, batch)
-            await self._io(_seal_end, sink, enc)
+            await self._io(_seal_end, sink, enc, group)
         except BaseException:
             await in_thread(sink.abort)
             raise
@@ -326,9 +367,11 @@ def _seal_step(
             sink.write(sealed)
 
 
-def _seal_end(sink: Sink, enc: envelope.Encryptor) -> None:
+def _seal_end(sink: Sink, enc: envelope.Encryptor, group: list[Sink] | None = None) -> None:
     sink.write(enc.finalize())
-    sink.commit()
+    sink.commit(durable=group is None)
+    if group is not None:
+        group.append(sink)
 
 
 def _open_step(source: Source, dec: envelope.Decryptor) -> tuple[list[bytes], bool]:

@@ -81,7 +81,7 @@ class _S3Sink:
             self._flush(bytes(self._buf[: self._part_size]))
             del self._buf[: self._part_size]
 
-    def commit(self) -> None:
+    def commit(self, durable: bool = True) -> None:  # an S3 PUT is durable once it returns
         if self._upload is None:
             self._client.put_object(
                 Bucket=self._bucket,
