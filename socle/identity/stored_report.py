@@ -1,7 +1,7 @@
 """The duplicate report and the watcher's candidates over the ``identity_trait`` rows.
 
 Candidate pairs are found by SQL (records sharing a blocking key, `duplicates.blocking_keys`,
-stored with each row and GIN-indexed), then scored in Python by the same scorer as the
+one ``identity_block`` row each), then scored in Python by the same scorer as the
 in-memory `duplicate_report` (`score_candidate`), so the levels, scores and evidence are the
 same. The blocks are taken as `DuplicateIndex` takes them with the records in id order: a
 record is compared with the records before it in a block while the block holds at most
@@ -41,8 +41,7 @@ _LIVE = "active AND readable"
 # pairs sharing a block, the later record at most max_block + 1 into it (in id order)
 _PAIRS = f"""
 WITH k AS (
-    SELECT id, key, row_number() OVER (PARTITION BY key ORDER BY id) AS pos
-    FROM identity_trait, unnest(blocking) AS key WHERE {_LIVE}
+    SELECT id, key, row_number() OVER (PARTITION BY key ORDER BY id) AS pos FROM identity_block
 ), p AS (
     SELECT DISTINCT x.id AS a, y.id AS b
     FROM k x JOIN k y ON x.key = y.key AND x.pos < y.pos
@@ -51,10 +50,9 @@ WITH k AS (
 SELECT {_A}, {_B}
 FROM p JOIN identity_trait a ON a.id = p.a JOIN identity_trait b ON b.id = p.b
 """
-_OVERSIZED = f"""
+_OVERSIZED = """
 SELECT count(*) FROM (
-    SELECT key FROM identity_trait, unnest(blocking) AS key WHERE {_LIVE}
-    GROUP BY key HAVING count(*) > %(limit)s
+    SELECT key FROM identity_block GROUP BY key HAVING count(*) > %(limit)s
 ) big
 """
 # the records holding several INS, or an INS another record holds too
@@ -143,36 +141,61 @@ async def stored_candidates(
     level: str = POSSIBLE,
     max_block: int = DuplicateIndex.max_block,
 ) -> list[Candidate]:
-    """The active stored records scoring at `level` or above with `record` (the watcher's
-    check on write), found by its blocking keys; blocks of more than `max_block` other
-    records are not searched."""
-    norm = normalise(record.traits)
-    keys = blocking_keys(norm)
-    if not keys:
-        return []
+    """The active stored records scoring at `level` or above with `record` (see
+    `candidates_of`)."""
+    found = await candidates_of(conn, [record], level=level, max_block=max_block)
+    return found[record.id]
+
+
+async def candidates_of(
+    conn: AsyncConnection,
+    records: Sequence[IdentityRecord],
+    *,
+    level: str = POSSIBLE,
+    max_block: int = DuplicateIndex.max_block,
+) -> dict[str, list[Candidate]]:
+    """For each record, the other active stored records scoring at `level` or above with it (the
+    watcher's check on write), found by its blocking keys in one query for all the records;
+    blocks of more than `max_block` other records are not searched."""
+    norms = [normalise(r.traits) for r in records]
+    keys = [set(blocking_keys(n)) for n in norms]
+    every = sorted(set().union(*keys))
+    out: dict[str, list[Candidate]] = {r.id: [] for r in records}
+    if not every:
+        return out
     cur = await conn.execute(
-        f"SELECT {RECORD_COLUMNS}, blocking FROM identity_trait "
-        f"WHERE {_LIVE} AND blocking && %s AND id <> %s",
-        (keys, record.id),
+        f"SELECT {RECORD_COLUMNS}, blocking FROM identity_trait WHERE id IN "
+        "(SELECT id FROM identity_block WHERE key = ANY(%s))",
+        (every,),
     )
-    rows = await cur.fetchall()
-    wanted = set(keys)
-    sizes: dict[str, int] = {}
-    for row in rows:
-        for key in wanted.intersection(row[-1]):
-            sizes[key] = sizes.get(key, 0) + 1
-    small = {k for k, n in sizes.items() if n <= max_block}
+    rows = [(record_of(row[:-1]), row[-1]) for row in await cur.fetchall()]
+    blocks: dict[str, list[int]] = {}
+    held: dict[str, set[str]] = {}  # id -> its stored keys
+    for i, (other, its_keys) in enumerate(rows):
+        held[other.id] = set(its_keys)
+        for key in its_keys:
+            blocks.setdefault(key, []).append(i)
     index = DuplicateIndex()
     floor = index.thresholds.minimum(level)
-    out: list[Candidate] = []
-    for row in rows:
-        if not small.intersection(row[-1]):
-            continue
-        other = record_of(row[:-1])
-        found = score_candidate(
-            other, normalise(other.traits), record, norm, floor, index.thresholds, index.weights
-        )
-        if found is not None:
-            out.append(found)
-    out.sort(key=lambda c: -c.score)
+    normalised: dict[int, Any] = {}
+    for record, norm, mine in zip(records, norms, keys, strict=True):
+        own = held.get(record.id, set())
+        near: set[int] = set()
+        for key in mine:
+            block = blocks.get(key, [])
+            if len(block) - (key in own) <= max_block:  # the record itself left out
+                near.update(block)
+        found = out[record.id]
+        for i in near:
+            other = rows[i][0]
+            if other.id == record.id:
+                continue
+            if i not in normalised:
+                normalised[i] = normalise(other.traits)
+            candidate = score_candidate(
+                other, normalised[i], record, norm, floor, index.thresholds, index.weights
+            )
+            if candidate is not None:
+                found.append(candidate)
+        found.sort(key=lambda c: -c.score)
     return out

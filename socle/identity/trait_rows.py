@@ -143,6 +143,18 @@ async def write_traits(conn: AsyncConnection, writes: list[PendingWrite]) -> Non
             await cur.execute("DELETE FROM identity_trait WHERE id = ANY(%s)", (gone,))
         if rows:
             await cur.executemany(_UPSERT, rows)
+        await _blocks(cur, [w.id for w in writes])
+
+
+async def _blocks(cur: Any, ids: list[str]) -> None:
+    """The `identity_block` rows of these ids, from their current trait rows."""
+    await cur.execute("DELETE FROM identity_block WHERE id = ANY(%s)", (ids,))
+    await cur.execute(
+        "INSERT INTO identity_block (key, id) SELECT DISTINCT k, t.id "
+        "FROM identity_trait t, unnest(t.blocking) AS k "
+        "WHERE t.id = ANY(%s) AND t.active AND t.readable",
+        (ids,),
+    )
 
 
 TRAIT_STEP = WriteStep(frozenset({"Patient"}), write_traits)
@@ -159,6 +171,10 @@ async def backfill(pool: AsyncConnectionPool) -> int:
             "DELETE FROM identity_trait t WHERE NOT EXISTS (SELECT 1 FROM resource r "
             "WHERE r.rtype = 'Patient' AND r.id = t.id AND NOT r.deleted)"
         )
+        await conn.execute(
+            "DELETE FROM identity_block b WHERE NOT EXISTS "
+            "(SELECT 1 FROM identity_trait t WHERE t.id = b.id)"
+        )
         async with conn.cursor(name="identity_backfill") as cur:
             await cur.execute(
                 "SELECT r.id, r.version, r.last_updated, r.content::text FROM resource r "
@@ -169,6 +185,7 @@ async def backfill(pool: AsyncConnectionPool) -> int:
                 rows = await asyncio.to_thread(_rows_of, batch)
                 async with conn.cursor() as up:
                     await up.executemany(_UPSERT, rows)
+                    await _blocks(up, [r[0] for r in rows])
                 written += len(rows)
     if written:
         log.info("identity traits: %d rows filled", written)

@@ -46,7 +46,7 @@ from .merge import WORKLIST_TAG, pair_key
 from .reference import OVERLAP, cache_of
 from .resources import optional_reason, patient_reference, reference_id, text_value
 from .status import STATUSES, identity_status
-from .stored_report import stored_candidates
+from .stored_report import candidates_of
 from .trait_rows import RECORD_COLUMNS, record_of
 from .traits import traits_from_patient
 
@@ -362,28 +362,27 @@ async def flag_new_suspects(engine: Any, state: WatchState) -> int:
             state.seen = {k: v for k, v in state.seen.items() if v[1] >= floor}
         if not fresh:
             return 0
-        found: list[tuple[IdentityRecord, list[Candidate], dict[str, list[str]]]] = []
-        for record in fresh:
-            candidates = await stored_candidates(conn, record, level=PROBABLE)
-            holders: dict[str, list[str]] = {}
-            values = sorted({i.value for i in record.ins})
-            if values:
-                cur = await conn.execute(
-                    "SELECT id, ins_value FROM identity_trait "
-                    "WHERE active AND readable AND ins_value && %s",
-                    (values,),
-                )
-                for other, held in await cur.fetchall():
-                    for value in set(held).intersection(values):
-                        holders.setdefault(value, []).append(other)
-            found.append((record, candidates, holders))
+        candidates = await candidates_of(conn, fresh, level=PROBABLE)
+        values = sorted({i.value for r in fresh for i in r.ins})
+        holders: dict[str, list[str]] = {}
+        if values:
+            cur = await conn.execute(
+                "SELECT id, ins_value FROM identity_trait "
+                "WHERE active AND readable AND ins_value && %s",
+                (values,),
+            )
+            for other, its_values in await cur.fetchall():
+                for value in set(its_values).intersection(values):
+                    holders.setdefault(value, []).append(other)
+    # two new records of one pair find each other: one Flag, the later record its subject
     dismissed = await dismissed_pairs(engine)
     entries: list[EntryRequest] = []
-    for record, candidates, holders in found:
-        for c in candidates:
+    for record in reversed(fresh):  # the later first
+        for c in candidates[record.id]:
             key = pair_key("duplicate", c.a, c.b)
             if key in dismissed:
                 continue
+            dismissed.add(key)
             text = (
                 f"suspected duplicate of Patient/{c.a}: score {c.score} ({c.level}); "
                 + ", ".join(c.evidence)

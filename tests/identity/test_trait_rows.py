@@ -170,6 +170,7 @@ def _stored(
         try:
             async with conn.transaction(force_rollback=True):
                 await conn.execute("DELETE FROM identity_trait")
+                await conn.execute("DELETE FROM identity_block")
                 now = dt.datetime.now(dt.UTC)
                 rows = [row_of(str(p["id"]), 1, now, p) for p in patients]
                 async with conn.cursor() as cur:
@@ -177,6 +178,10 @@ def _stored(
                         f"INSERT INTO identity_trait ({COLUMNS}) VALUES ({', '.join(['%s'] * 21)})",
                         rows,
                     )
+                await conn.execute(
+                    "INSERT INTO identity_block (key, id) SELECT DISTINCT k, id "
+                    "FROM identity_trait, unnest(blocking) AS k WHERE active AND readable"
+                )
                 report = await stored_report(conn, **kw)
                 probe = await stored_candidates(
                     conn, IdentityRecord.from_patient(probe_patient or patients[0]), level=POSSIBLE
