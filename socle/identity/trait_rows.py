@@ -45,11 +45,22 @@ COLUMNS = (
     "birthplace, used_family, used_given, ins_value, ins_oid, nss, status, "
     "generated_duplicate, family_key, blocking, ref_nir, ref_oid"
 )
-_UPSERT = (
-    f"INSERT INTO identity_trait ({COLUMNS}) VALUES ({', '.join(['%s'] * 21)}) "
-    "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS.split(", ")[1:])
-    + " WHERE identity_trait.version <= EXCLUDED.version"
+_NAMES = COLUMNS.split(", ")
+# One statement per row: the trait row upserted (unless a later version is there already) and
+# its blocking keys made the row's (those gone deleted, new ones added; none when inactive).
+_WRITE = (
+    f"WITH t AS (INSERT INTO identity_trait ({COLUMNS}) "
+    f"VALUES ({', '.join(f'%({c})s' for c in _NAMES)}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _NAMES[1:])
+    + " WHERE identity_trait.version <= EXCLUDED.version RETURNING id), "
+    "gone AS (DELETE FROM identity_block WHERE id = %(id)s AND NOT (key = ANY(%(keys)s)) "
+    "AND EXISTS (SELECT 1 FROM t)) "
+    "INSERT INTO identity_block (key, id) SELECT DISTINCT k, %(id)s FROM unnest(%(keys)s::text[]) "
+    "AS k WHERE EXISTS (SELECT 1 FROM t) ON CONFLICT DO NOTHING"
+)
+_DELETE = (
+    "WITH t AS (DELETE FROM identity_trait WHERE id = ANY(%(ids)s)) "
+    "DELETE FROM identity_block WHERE id = ANY(%(ids)s)"
 )
 # what the scorer needs of a row (`record_of`)
 RECORD_COLUMNS = (
@@ -140,21 +151,16 @@ async def write_traits(conn: AsyncConnection, writes: list[PendingWrite]) -> Non
     ]
     async with conn.cursor() as cur:
         if gone:
-            await cur.execute("DELETE FROM identity_trait WHERE id = ANY(%s)", (gone,))
-        if rows:
-            await cur.executemany(_UPSERT, rows)
-        await _blocks(cur, [w.id for w in writes])
+            await cur.execute(_DELETE, {"ids": gone})
+        for row in rows:  # one at a time mostly (a Patient per unit of work)
+            await cur.execute(_WRITE, _params(row))
 
 
-async def _blocks(cur: Any, ids: list[str]) -> None:
-    """The `identity_block` rows of these ids, from their current trait rows."""
-    await cur.execute("DELETE FROM identity_block WHERE id = ANY(%s)", (ids,))
-    await cur.execute(
-        "INSERT INTO identity_block (key, id) SELECT DISTINCT k, t.id "
-        "FROM identity_trait t, unnest(t.blocking) AS k "
-        "WHERE t.id = ANY(%s) AND t.active AND t.readable",
-        (ids,),
-    )
+def _params(row: tuple[Any, ...]) -> dict[str, Any]:
+    params = dict(zip(_NAMES, row, strict=True))
+    live = params["active"] and params["readable"]
+    params["keys"] = params["blocking"] if live else []
+    return params
 
 
 TRAIT_STEP = WriteStep(frozenset({"Patient"}), write_traits)
@@ -184,8 +190,7 @@ async def backfill(pool: AsyncConnectionPool) -> int:
             while batch := await cur.fetchmany(_BATCH):
                 rows = await asyncio.to_thread(_rows_of, batch)
                 async with conn.cursor() as up:
-                    await up.executemany(_UPSERT, rows)
-                    await _blocks(up, [r[0] for r in rows])
+                    await up.executemany(_WRITE, [_params(r) for r in rows])
                 written += len(rows)
     if written:
         log.info("identity traits: %d rows filled", written)

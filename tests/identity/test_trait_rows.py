@@ -60,6 +60,12 @@ def _row(server: ServerProcess, pid: str) -> dict[str, Any] | None:
     return dict(zip(names, row, strict=True)) if row else None
 
 
+def _blocks(server: ServerProcess, pid: str) -> set[str]:
+    with psycopg.connect(_url(server)) as conn:
+        cur = conn.execute("SELECT key FROM identity_block WHERE id = %s", (pid,))
+        return {r[0] for r in cur.fetchall()}
+
+
 def _patient(family: str, given: str, born: str = "1980-02-03", **extra: Any) -> dict[str, Any]:
     return {
         "resourceType": "Patient",
@@ -86,11 +92,13 @@ def test_rows_follow_the_patient_writes(server: ServerProcess, client: httpx.Cli
     assert row["birth_family"] == "Lefèvre-Dupont" and row["birth_given"] == ["Anne", "Sophie"]
     assert row["family_key"] == "LEFEVREDUPONT" and row["birth_date"] == dt.date(1980, 2, 3)
     assert row["blocking"] and row["ref_nir"] is None  # no status: not a reference identity
+    assert _blocks(server, pid) == set(row["blocking"])
     # an update replaces the row, a delete removes it
     body = {**_patient("Lefèvre-Dupont", "Anne Sophie"), "id": pid, "active": False}
     assert client.put(f"/Patient/{pid}", json=body).status_code == 200
     row = _row(server, pid)
     assert row is not None and row["version"] == 2 and not row["active"]
+    assert _blocks(server, pid) == set()  # an inactive record is in no block
     assert client.delete(f"/Patient/{pid}").status_code in (200, 204)
     assert _row(server, pid) is None
 
