@@ -1,10 +1,11 @@
 """CPU time per request, server and PostgreSQL apart: where the cost of a read or a create is.
 
-    .venv/bin/python bench/cpu_per_request.py [--scenario read|create|document] [--workers 1]
-                                              [--clients 8] [--duration 10]
+    .venv/bin/python bench/cpu_per_request.py [--scenario read|create|patient|document]
+                                              [--workers 1] [--clients 8] [--duration 10]
 
 Starts Socle on a fresh embedded database, writes 200 Patients, then drives reads of them (or
-creates of Observations; or, for ``document``, loads a small synthetic region and reads its
+creates of Observations; ``patient``: creates of the generated region's FR Core Patients; or,
+for ``document``, loads a small synthetic region and reads its
 documents' contents, ITI-68 ``GET Binary/{id}``) and divides the CPU time the server's
 processes and PostgreSQL's spent over the run by the requests served. Throughput on a shared
 host varies with its load; CPU time per request varies much less, which makes it the figure to
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from bench.run import creates, ingest, reads  # noqa: E402
+from bench.run import creates, ingest, patient_creates, reads  # noqa: E402
 from socle.fhir.json import encode  # noqa: E402
 from socle.region.generate import iter_bundles  # noqa: E402
 from socle.testing import auth_headers, fresh_database, start_server, stop_server  # noqa: E402
@@ -43,7 +44,7 @@ def _cpu(procs: list[psutil.Process], kind: str | None = None) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scenario", choices=("read", "create", "document"), default="read")
+    ap.add_argument("--scenario", choices=("read", "create", "patient", "document"), default="read")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--duration", type=float, default=10)
@@ -86,6 +87,8 @@ def main() -> None:
             if args.scenario in ("read", "document"):
                 keys = documents or [("Patient", i) for i in ids]
                 result = asyncio.run(reads(server, keys, args.clients, args.duration))
+            elif args.scenario == "patient":
+                result = asyncio.run(patient_creates(server, args.clients, args.duration))
             else:
                 result = asyncio.run(creates(server, ids, args.clients, args.duration))
             # Backends the pools start during the run count from their birth: left out, the

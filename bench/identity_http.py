@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 
 from socle.fhir.json import encode  # noqa: E402
 from socle.identity.reference import reference_patients  # noqa: E402
@@ -48,6 +49,13 @@ def summary(values: list[float]) -> dict[str, float]:
         "p95_ms": pct(values, 0.95),
         "p99_ms": pct(values, 0.99),
     }
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the server process and its children (the uvicorn worker), MB."""
+    top = psutil.Process(pid)
+    procs = [top, *top.children(recursive=True)]
+    return round(sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20, 1)
 
 
 def typed(p: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
@@ -94,6 +102,7 @@ def main() -> None:
                     assert r.status_code == 200, r.text[:500]
                     sent += len(bundle["entry"])
                 out["load"] = {"resources": sent, "s": round(time.perf_counter() - started, 1)}
+                out["server_rss_after_load_mb"] = rss_mb(srv.process.pid)
                 patients = [
                     r
                     for r in iter_resources(args.patients, args.seed)
@@ -136,6 +145,8 @@ def main() -> None:
                     assert r.status_code == 200, r.text
                 total = next(x for x in r.json()["parameter"] if x["name"] == "total")
                 out["duplicates_probable"] = total["valueInteger"]
+                # after look-ups and the report: what the identity service keeps per worker
+                out["server_rss_mb"] = rss_mb(srv.process.pid)
                 # merge / unmerge of each injected duplicate into its original (first 20)
                 dups = [
                     (p["id"], t["display"].removeprefix("Patient/"))

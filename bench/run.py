@@ -150,6 +150,25 @@ async def creates(server, patient_ids: list[str], clients: int, duration: float)
     )
 
 
+async def patient_creates(server, clients: int, duration: float) -> dict:
+    """Creates of the generated region's FR Core Patients (names, birth place, INS, status):
+    what the identity service derives rows from (its trait rows)."""
+    from socle.region.generate import iter_resources
+
+    bodies = []
+    for r in iter_resources(300, 11):
+        if r["resourceType"] == "Patient":
+            body = {k: v for k, v in r.items() if k not in ("id", "meta")}
+            bodies.append(encode(body))
+
+    def make(i: int):
+        return ("POST", "/fhir/Patient", bodies[i % len(bodies)], {"Prefer": "return=minimal"}, 1)
+
+    return await run_load(
+        "127.0.0.1", server.port, clients, make, duration=duration, headers=auth_headers(server)
+    )
+
+
 async def reads(server, keys: list[tuple[str, str]], clients: int, duration: float) -> dict:
     rng = random.Random(7)
     paths = [f"/fhir/{t}/{i}" for t, i in keys]

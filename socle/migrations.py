@@ -956,3 +956,50 @@ ALTER TABLE mail_message ALTER COLUMN raw SET STORAGE EXTERNAL;
 MIGRATIONS += [
     (380, "secure messaging: raw messages stored uncompressed", MESSAGING_RAW_EXTERNAL_V380)
 ]
+
+# --- Identity (socle/identity): migrations 420-429 ----------------------------------------------
+IDENTITY_TRAITS_V420 = """
+-- The identity traits of every stored Patient (socle/identity/trait_rows.py), written with the
+-- Patient in its unit of work: the duplicate report, the watcher and the simulated INSi read
+-- these rows instead of keeping every Patient in each worker. Filled for existing Patients at
+-- start-up (the traits are computed in Python: accents, phonetic keys, blocking keys).
+CREATE TABLE identity_trait (
+    id            text PRIMARY KEY,          -- Patient id
+    version       integer NOT NULL,          -- the Patient version the row was computed from
+    updated       timestamptz NOT NULL,      -- its last_updated (the watcher's high-water mark)
+    readable      boolean NOT NULL,          -- false: traits unreadable, left out of everything
+    active        boolean NOT NULL,          -- Patient.active is not false
+    birth_family  text NOT NULL,
+    birth_given   text[] NOT NULL,
+    birth_date    date,
+    sex           text,
+    birthplace    text,
+    used_family   text,
+    used_given    text,
+    ins_value     text[] NOT NULL,           -- the INS identifiers (use old left out) ...
+    ins_oid       text[] NOT NULL,           -- ... and the OID of each
+    nss           text,
+    status        text,                      -- identity status (PROV, RECUP, VALI, QUAL)
+    generated_duplicate boolean NOT NULL,    -- the region generator's duplicate tag
+    family_key    text NOT NULL,             -- compact birth family name
+    blocking      text[] NOT NULL,           -- duplicates.blocking_keys (also in identity_block)
+    -- the simulated INSi's identity of this record, when it is one of its reference identities
+    ref_nir       text,
+    ref_oid       text
+);
+-- The blocking keys of the active readable rows, one row each: candidates are looked up by key
+-- (a btree: thousands of keys at once cost milliseconds, where `text[] &&` compares every key
+-- of every row) and the report's pairs are a join on it.
+CREATE TABLE identity_block (
+    key  text COLLATE "C" NOT NULL,
+    id   text NOT NULL,
+    PRIMARY KEY (key, id)
+);
+CREATE INDEX identity_block_id ON identity_block (id);
+CREATE INDEX identity_trait_ins ON identity_trait USING gin (ins_value) WHERE active AND readable;
+CREATE INDEX identity_trait_updated ON identity_trait (updated);
+CREATE INDEX identity_trait_reference ON identity_trait (family_key, birth_date)
+    WHERE ref_nir IS NOT NULL;
+CREATE INDEX identity_trait_reference_nir ON identity_trait (ref_nir) WHERE ref_nir IS NOT NULL;
+"""
+MIGRATIONS += [(420, "identity traits of the stored Patients", IDENTITY_TRAITS_V420)]

@@ -53,6 +53,16 @@ Validator = Callable[[dict[str, Any], str], list[Issue]]
 WriteRule = Callable[[AsyncConnection, list[PendingWrite], Access], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class WriteStep:
+    """Rows a service derives from the resources of some types, written in the unit of work once
+    they are applied (the identity service's traits of a Patient): they commit or roll back
+    with the resources. `run` gets the applied writes of `types` (no-op updates left out)."""
+
+    types: frozenset[str]
+    run: Callable[[AsyncConnection, list[PendingWrite]], Awaitable[None]]
+
+
 class ExternalType(Protocol):
     """A type a service stores and serves itself instead of the resource table (the audit
     trail): its reads and searches are delegated, access checks and audit included."""
@@ -85,6 +95,8 @@ class Engine:
     settings: Settings
     validators: list[Validator] = field(default_factory=list)
     write_rules: list[WriteRule] = field(default_factory=list)
+    # services' derived rows, written after the resources in the same transaction
+    write_steps: list[WriteStep] = field(default_factory=list)
     # where Binary bytes live (None: kept inline in the resource, for library use and tests)
     content: ContentStore | None = None
     rids: RidAllocator = field(default_factory=RidAllocator)
@@ -310,7 +322,7 @@ class Engine:
         Unless the platform itself writes, every entry is checked against ``access`` and the
         audit record commits with the writes."""
         interaction = interaction or _interaction_of(entries)
-        if access.platform and _single_plain_create(entries):
+        if access.platform and _single_plain_create(entries) and not self._stepped(entries):
             # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips.
             async with self.pool.connection() as conn:
                 return await self._process(conn, entries, access, interaction)
@@ -395,6 +407,10 @@ class Engine:
             lambda c, ws: check_references(c, ws, access, self.settings.referential_integrity),
         )
         await type_writes.applied(conn, writes)
+        for step in self.write_steps:
+            mine = [w for w in writes if w.rtype in step.types and not w.noop]
+            if mine:
+                await step.run(conn, mine)
         for p in planned:
             if p.write is not None:
                 p.response = _write_response(p.write)
@@ -431,6 +447,12 @@ class Engine:
         # Once every entry is valid (a Binary's bytes go to the content store).
         await type_writes.prepare(planner.conn, writes, self.content)
         return writes
+
+    def _stepped(self, entries: list[EntryRequest]) -> bool:
+        """Whether a service's write step derives rows from this lone create (then it is no
+        longer one statement: it needs a transaction)."""
+        rtype = (entries[0].resource or {}).get("resourceType")
+        return any(rtype in step.types for step in self.write_steps)
 
     def validate(self, resource: dict[str, Any], where: str) -> list[Issue]:
         """The write validators on one resource (`where`: its Bundle entry, or ""); raises

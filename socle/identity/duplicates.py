@@ -290,6 +290,31 @@ def _identifier_evidence(
     return out
 
 
+def score_candidate(
+    earlier: IdentityRecord,
+    earlier_norm: NormalisedTraits,
+    record: IdentityRecord,
+    norm: NormalisedTraits,
+    floor: float,
+    thresholds: Thresholds,
+    weights: Weights,
+    *,
+    use_identifiers: bool = True,
+) -> Candidate | None:
+    """The candidate pair (`earlier`, `record`) when it scores `floor` or above: what the
+    in-memory index and the report on the stored traits (`stored_report.py`) both find."""
+    score, evidence = score_pair(norm, earlier_norm, weights)
+    if use_identifiers:
+        extra = _identifier_evidence(record, earlier, weights)
+        if extra:
+            score += sum(v for _, v in extra)
+            evidence += [f"{name} {v:+.1f}" for name, v in extra]
+    if score < floor:
+        return None
+    lvl = thresholds.level(score) or POSSIBLE
+    return Candidate(round(score, 2), earlier.id, record.id, lvl, tuple(evidence))
+
+
 # ---------------------------------------------------------------------------------- blocking
 
 
@@ -361,15 +386,18 @@ class DuplicateIndex:
             if other.id == record.id:
                 continue
             self.compared += 1
-            score, evidence = score_pair(norm, self.normalised[row], self.weights)
-            if self.use_identifiers:
-                extra = _identifier_evidence(record, other, self.weights)
-                if extra:
-                    score += sum(v for _, v in extra)
-                    evidence += [f"{name} {v:+.1f}" for name, v in extra]
-            if score >= floor:
-                lvl = self.thresholds.level(score) or POSSIBLE
-                out.append(Candidate(round(score, 2), other.id, record.id, lvl, tuple(evidence)))
+            found = score_candidate(
+                other,
+                self.normalised[row],
+                record,
+                norm,
+                floor,
+                self.thresholds,
+                self.weights,
+                use_identifiers=self.use_identifiers,
+            )
+            if found is not None:
+                out.append(found)
         out.sort(key=lambda c: -c.score)
         return out
 

@@ -138,7 +138,7 @@ Attempts = list[tuple[Traits | None, InsiResult]]  # traits tried (None: the Vit
 
 
 async def _ask_insi(engine: Any, query: LookupQuery) -> tuple[InsiResult, Attempts]:
-    client = await cache_of(engine).insi(engine)
+    client = await cache_of(engine).insi(engine, traits=query.traits, card=query.card)
     if query.card is not None:
         result = client.lookup_by_card(query.card)
         return result, [(None, result)]

@@ -245,8 +245,9 @@ def _insi_asked_again(
 
 
 async def _retrieve(engine: Any, patient: dict[str, Any]) -> InsiAnswer:
-    client = await cache_of(engine).insi(engine)
-    result = search_ins(client, traits_from_patient(patient)).result
+    traits = traits_from_patient(patient)
+    client = await cache_of(engine).insi(engine, traits=traits)
+    result = search_ins(client, traits).result
     return InsiAnswer(result.code, result.ins, result.traits, "socle")
 
 

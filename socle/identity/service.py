@@ -5,13 +5,18 @@ duplicates."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from ..config import Settings
-from ..contract import Service
+from ..contract import Runtime, Service
+from ..fhir.engine import Engine
 from ..workers import JobContext, JobKind
 from .coherence import identity_coherence_rule
 from .operations import OPERATIONS
 from .routes import routes
 from .sharing import SHARING_ENV, WRITE_RULE_ENV, ins_write_rule
+from .trait_rows import TRAIT_STEP, backfill
 from .worklist import watch_pass
 
 
@@ -24,11 +29,25 @@ def _watch_every(settings: Settings) -> float:
     return settings.identity_watch_seconds  # 0: off
 
 
+def _install(engine: Engine) -> None:
+    # the Patient's trait row is written in its unit of work
+    engine.write_steps.append(TRAIT_STEP)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    # rows for the Patients stored before the table (or without this service)
+    await backfill(runtime.engine.pool)
+    yield
+
+
 service = Service(
     name="identity",
     operations=routes,
     definitions=OPERATIONS,
     validators=[ins_write_rule, identity_coherence_rule],
+    install=_install,
+    lifespan=_lifespan,
     jobs=[JobKind("identity.watch", _watch_duplicates, singleton=True, every=_watch_every)],
     settings=(
         "SOCLE_INSI_MODE",

@@ -15,17 +15,16 @@
   collision with a `Flag` (code DPOT / COLP of the FR Core identity comments, tag
   ``urn:socle:identitovigilance``), created conditionally on the pair so that several workers
   never flag a pair twice. Creates are never blocked nor slowed: the check runs after them,
-  against the watcher's own blocking index (built at start-up from the active records, then
-  grown with each record written: a pass costs the new records only; an updated record's
-  earlier traits stay in the index until the worker restarts, the batch report is exact).
+  on the trait rows written since the last pass (`identity_trait`, written with each Patient),
+  each compared with the active records sharing one of its blocking keys, found by SQL
+  (`stored_report.stored_candidates`): a pass costs the new records only, and the watcher
+  keeps no index of the region (an updated record is compared with its current traits).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,11 +41,13 @@ from ..fhir.provenance import agent_of
 from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, require_identitovigilance
-from .duplicates import LEVELS, PROBABLE, Candidate, Collision, DuplicateIndex, IdentityRecord
+from .duplicates import LEVELS, PROBABLE, Candidate, Collision, IdentityRecord
 from .merge import WORKLIST_TAG, pair_key
 from .reference import OVERLAP, cache_of
 from .resources import optional_reason, patient_reference, reference_id, text_value
 from .status import STATUSES, identity_status
+from .stored_report import candidates_of
+from .trait_rows import RECORD_COLUMNS, record_of
 from .traits import traits_from_patient
 
 log = logging.getLogger("socle.identity")
@@ -128,6 +129,19 @@ def _keys(resources: list[dict[str, Any]]) -> set[str]:
     }
 
 
+async def _patients(engine: Any, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """The stored Patients of the candidates shown (their traits and status summarised)."""
+    if not ids:
+        return {}
+    async with engine.reader.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, content::text FROM resource WHERE rtype = 'Patient' AND NOT deleted "
+            "AND id = ANY(%s)",
+            (sorted(ids),),
+        )
+        return {pid: decode(text) for pid, text in await cur.fetchall()}
+
+
 async def dismissed_pairs(engine: Any) -> set[str]:
     return _keys(await _tagged(engine, "Basic", "not-duplicate"))
 
@@ -199,10 +213,10 @@ async def duplicates_operation(request: Request) -> Response:
         raise FhirError.of(400, "value", "_count must be a whole number", "_count")
     count = max(1, min(int(raw_count), 1000))
     engine = engine_of(request)
-    snap, report = await cache_of(engine).report(engine, level)
+    report = await cache_of(engine).report(engine, level)
     dismissed = await dismissed_pairs(engine)
     shown = [c for c in report.candidates if pair_key("duplicate", c.a, c.b) not in dismissed]
-    by_id = {pid: r for c in shown[:count] for pid in (c.a, c.b) if (r := snap.get(pid))}
+    by_id = await _patients(engine, {pid for c in shown[:count] for pid in (c.a, c.b)})
     parts: list[dict[str, Any]] = [
         {"name": "records", "valueInteger": report.records},
         {"name": "compared", "valueInteger": report.compared},
@@ -302,91 +316,88 @@ def _flag(kind: str, key: str, subject: str, text: str) -> dict[str, Any]:
 
 @dataclass
 class WatchState:
-    """The watcher's own index of the active records, grown as Patients are written."""
+    """Where the watcher is: the greatest trait-row stamp read, and the row versions already
+    looked at within the overlap window (older ones are forgotten: memory stays small)."""
 
-    index: DuplicateIndex
-    ins: dict[str, set[str]]  # INS value -> ids of the active records holding it
-    high: Any  # the greatest last_updated read
-    seen: dict[str, str] = field(default_factory=dict)  # id -> versionId already looked at
-
-
-def _record(patient: dict[str, Any]) -> IdentityRecord | None:
-    try:
-        return IdentityRecord.from_patient(patient)
-    except (AttributeError, TypeError, ValueError):
-        return None
+    high: Any
+    seen: dict[str, tuple[int, Any]] = field(default_factory=dict)  # id -> (version, updated)
 
 
 async def start_watch(engine: Any) -> WatchState:
-    snap = await cache_of(engine).snapshot(engine)
-
-    def build() -> WatchState:
-        state = WatchState(DuplicateIndex(), defaultdict(set), snap.high)
-        for p in snap.active:
-            record = _record(p)
-            if record is None:
-                continue
-            state.index.add(record)
-            for ins in record.ins:
-                state.ins[ins.value].add(record.id)
-            state.seen[record.id] = str((p.get("meta") or {}).get("versionId"))
-        return state
-
-    return await asyncio.to_thread(build)
+    """The state of a first pass: what is stored now is the batch report's business."""
+    async with engine.reader.connection() as conn:
+        cur = await conn.execute("SELECT max(updated) FROM identity_trait")
+        high = (await cur.fetchone() or (None,))[0]
+        state = WatchState(high)
+        if high is not None:
+            cur = await conn.execute(
+                "SELECT id, version, updated FROM identity_trait WHERE updated >= %s",
+                (high - OVERLAP,),
+            )
+            state.seen = {pid: (v, u) for pid, v, u in await cur.fetchall()}
+    return state
 
 
 async def flag_new_suspects(engine: Any, state: WatchState) -> int:
     """Flag the suspected duplicates (probable or above) and INS collisions of the Patients
     written since the last pass; returns the number of Flags created."""
-    sql = (
-        "SELECT id, content::text, last_updated FROM resource WHERE rtype = 'Patient' "
-        "AND NOT deleted"
-    )
+    sql = f"SELECT {RECORD_COLUMNS}, version, updated FROM identity_trait WHERE active AND readable"
     args: tuple[Any, ...] = ()
     if state.high is not None:
-        sql += " AND last_updated >= %s"  # with the overlap of transactions committing late
+        sql += " AND updated >= %s"  # with the overlap of transactions committing late
         args = (state.high - OVERLAP,)
-    async with engine.reader.connection() as conn:
-        rows = await (await conn.execute(sql + " ORDER BY last_updated", args)).fetchall()
     fresh: list[IdentityRecord] = []
-    for pid, content, updated in rows:
-        state.high = updated if state.high is None or updated > state.high else state.high
-        patient = decode(content)
-        version = str((patient.get("meta") or {}).get("versionId"))
-        if state.seen.get(pid) == version:
-            continue
-        state.seen[pid] = version
-        record = _record(patient)
-        if record is not None and patient.get("active") is not False:
-            fresh.append(record)
-    if not fresh:
-        return 0
+    async with engine.reader.connection() as conn:
+        rows = await (await conn.execute(sql + " ORDER BY updated, id", args)).fetchall()
+        for row in rows:
+            version, updated = row[-2], row[-1]
+            state.high = updated if state.high is None or updated > state.high else state.high
+            pid = row[0]
+            if state.seen.get(pid, (None,))[0] == version:
+                continue
+            state.seen[pid] = (version, updated)
+            fresh.append(record_of(row[:-2]))
+        if state.high is not None:
+            floor = state.high - OVERLAP
+            state.seen = {k: v for k, v in state.seen.items() if v[1] >= floor}
+        if not fresh:
+            return 0
+        candidates = await candidates_of(conn, fresh, level=PROBABLE)
+        values = sorted({i.value for r in fresh for i in r.ins})
+        holders: dict[str, list[str]] = {}
+        if values:
+            cur = await conn.execute(
+                "SELECT id, ins_value FROM identity_trait "
+                "WHERE active AND readable AND ins_value && %s",
+                (values,),
+            )
+            for other, its_values in await cur.fetchall():
+                for value in set(its_values).intersection(values):
+                    holders.setdefault(value, []).append(other)
+    # two new records of one pair find each other: one Flag, the later record its subject
     dismissed = await dismissed_pairs(engine)
     entries: list[EntryRequest] = []
-    for record in fresh:
-        for c in state.index.candidates(record, level=PROBABLE):
+    for record in reversed(fresh):  # the later first
+        for c in candidates[record.id]:
             key = pair_key("duplicate", c.a, c.b)
             if key in dismissed:
                 continue
+            dismissed.add(key)
             text = (
                 f"suspected duplicate of Patient/{c.a}: score {c.score} ({c.level}); "
                 + ", ".join(c.evidence)
             )
             entries.append(_conditional(_flag("duplicate", key, record.id, text), key))
-        state.index.add(record)
         values = sorted({i.value for i in record.ins})
         if len(values) > 1:
             key = f"conflict~{record.id}~" + "~".join(values)
             text = f"several-ins (conflict): Patient/{record.id} holds {', '.join(values)}"
             entries.append(_conditional(_flag("collision", key, record.id, text), key))
         for value in values:
-            holders = state.ins[value]
-            holders.add(record.id)
-            if len(holders) > 1:
-                key = f"collision~{value}~" + "~".join(sorted(holders))
-                text = f"same-ins: INS {value} on " + ", ".join(
-                    f"Patient/{r}" for r in sorted(holders)
-                )
+            ids = sorted(set(holders.get(value, [])) | {record.id})
+            if len(ids) > 1:
+                key = f"collision~{value}~" + "~".join(ids)
+                text = f"same-ins: INS {value} on " + ", ".join(f"Patient/{r}" for r in ids)
                 entries.append(_conditional(_flag("collision", key, record.id, text), key))
     written = 0
     for entry in entries:  # one by one: a failure does not stop the others
