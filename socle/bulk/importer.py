@@ -8,7 +8,8 @@
 * **Fast path.** A resource not stored yet goes in by `COPY` of its `resource` row and index
   rows, prepared by the workers. Anything else — a resource that exists (a new version, or
   nothing when unchanged), a second line for the same resource, the types with write steps of
-  their own (`rows.ENGINE_TYPES`) — goes through the engine's unit of work
+  their own (`rows.ENGINE_TYPES`) and those a service derives rows from (`Engine.write_steps`:
+  a Patient's identity traits) — goes through the engine's unit of work
   (`Engine.write_within`) in the same transaction, with the platform's context.
 * **Atomic chunks, resumable.** A chunk's resources, its bad lines, its `bulk_import_chunk` row,
   the run's counters and its audit record commit together. An input is known by the SHA-256 of
@@ -51,7 +52,7 @@ from ..fhir.search import custom as custom_params
 from ..fhir.storage import writer
 from ..fhir.storage.content import content_store, grouped_syncs
 from ..fhir.type_writes import committed as type_steps_committed
-from .rows import INDEX_KINDS, ChunkRows, make_rows, validators, warm_up
+from .rows import ENGINE_TYPES, INDEX_KINDS, ChunkRows, make_rows, validators, warm_up
 from .sources import Source, SourceError, numbered_lines, resolve
 
 CHUNK_LINES = 2000
@@ -425,13 +426,25 @@ def _executor(processes: int) -> Executor | None:
 
 
 async def _make_rows(
-    executor: Executor | None, first: int, lines: list[bytes], rids: list[int], now: Any
+    executor: Executor | None,
+    first: int,
+    lines: list[bytes],
+    rids: list[int],
+    now: Any,
+    engine_types: frozenset[str],
 ) -> ChunkRows:
     if executor is None:
-        return make_rows(first, lines, rids, now)
+        return make_rows(first, lines, rids, now, engine_types)
     return await asyncio.get_running_loop().run_in_executor(
-        executor, make_rows, first, lines, rids, now
+        executor, make_rows, first, lines, rids, now, engine_types
     )
+
+
+def engine_types(engine: Engine) -> frozenset[str]:
+    """The types that go through the unit of work: the engine's own (`rows.ENGINE_TYPES`) and
+    those a service derives rows from in the same transaction (`Engine.write_steps`: the
+    identity traits of a Patient), which a COPY would skip."""
+    return ENGINE_TYPES.union(*(step.types for step in engine.write_steps))
 
 
 def _engine(settings: Settings, pool: Any) -> Engine:
@@ -569,6 +582,7 @@ async def _pipeline(
 
     try:
         await _lock_inputs(conn, sources)
+        stepped = engine_types(engine)
         for source in sources:
             result.keep_bad(await _earlier_bad(conn, source))
             covered = await _covered(conn, source.fingerprint)
@@ -579,7 +593,9 @@ async def _pipeline(
                     continue
                 first, lines = item
                 rids = await engine.rids.take(rid_conn, len(lines))
-                task = asyncio.ensure_future(_make_rows(executor, first, lines, rids, now_ms()))
+                task = asyncio.ensure_future(
+                    _make_rows(executor, first, lines, rids, now_ms(), stepped)
+                )
                 pending.append((source, lines, task))
                 while len(pending) > max(options.processes, 1):
                     await settle()

@@ -167,8 +167,15 @@ def validate(resource: dict[str, Any]) -> None:
         raise FhirError(422 if all(i.code == "business-rule" for i in errors) else 400, errors)
 
 
-def make_rows(first_line: int, lines: list[bytes], rids: list[int], now: datetime) -> ChunkRows:
-    """Rows of one chunk (``lines`` starting at line ``first_line``, one reserved rid each)."""
+def make_rows(
+    first_line: int,
+    lines: list[bytes],
+    rids: list[int],
+    now: datetime,
+    engine_types: frozenset[str] = ENGINE_TYPES,
+) -> ChunkRows:
+    """Rows of one chunk (``lines`` starting at line ``first_line``, one reserved rid each);
+    the lines of ``engine_types`` are handed back for the engine's unit of work."""
     out = ChunkRows(first_line, len(lines), index_rows={kind: [] for kind in INDEX_KINDS})
     stamped = _field(now)
     for offset, line in enumerate(lines):
@@ -178,7 +185,7 @@ def make_rows(first_line: int, lines: list[bytes], rids: list[int], now: datetim
         try:
             resource = check_line(line, f"line {number}")
             rtype, rid = resource["resourceType"], resource["id"]
-            if rtype in ENGINE_TYPES:
+            if rtype in engine_types:
                 out.engine.append((number, rtype, rid))
                 continue
             validate(resource)

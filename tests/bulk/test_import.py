@@ -393,3 +393,28 @@ def test_an_imported_code_system_is_indexed_for_the_terminology_operations(
         "WHERE t.url = %s ORDER BY c.ord",
         code_system["url"],
     ) == [("a", "Alpha"), ("b", "Bêta")]
+
+
+def test_imported_patients_have_their_identity_traits_written_with_them(
+    db: Database, tmp_path: Path
+) -> None:
+    """A service's rows derived from a write (the identity traits of a Patient, which the
+    duplicate report and the simulated INSi read) are written by an import as by a REST write:
+    a COPY of the Patient alone would leave it out of both."""
+    patient = {
+        "resourceType": "Patient",
+        "id": "imp-traits",
+        "name": [{"use": "official", "family": "Lefèvre", "given": ["Anne", "Marie"]}],
+        "birthDate": "1970-02-03",
+        "gender": "female",
+    }
+    done = socle_import(db, str(ndjson(tmp_path / "p.ndjson", patient)))
+    assert done.returncode == 0, done.stderr
+    rows = query(
+        db,
+        "SELECT birth_family, birth_date::text, sex FROM identity_trait WHERE id = %s",
+        "imp-traits",
+    )
+    assert len(rows) == 1
+    family, born, sex = rows[0]
+    assert "LEFEVRE" in family.upper().replace("È", "E") and born == "1970-02-03" and sex
