@@ -46,9 +46,17 @@ class _JoinedWrites:
         if held and not self._transport.is_closing():
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
+    def writelines(self, chunks: Any) -> None:
+        for data in chunks:
+            self.write(data)
+
     def close(self) -> None:
         self._flush()  # what the response wrote goes out before the connection closes
         self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()  # a WebSocket's last frame, held, goes out before the EOF
+        self._transport.write_eof()
 
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + self._size
