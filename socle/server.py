@@ -347,4 +347,6 @@ def _serve(host: str, port: int, workers: int, graceful_shutdown_s: int) -> None
         proxy_headers=True,
         log_level="info",
         limit_concurrency=1000,
+        # httptools, each response's headers and body in one write (socle/joined_writes.py)
+        http="socle.joined_writes:JoinedWritesProtocol",
     )

@@ -312,7 +312,8 @@ def _hash_stored(seq: int, prev_hash: str, event: str) -> str:
 
 
 async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
-    """Chain the unsealed events (committed ones, in append order); returns how many.
+    """Chain the events unsealed when it starts (committed ones, in append order; at most
+    `SEAL_BATCH` per transaction); returns how many.
     Runs in its own transactions; concurrent sealers queue on the head row (and, per data dir,
     on the anchors file's lock). With ``data_dir``, raises :class:`AnchorMismatch` (sealing
     nothing) when the chain does not extend the last anchor, and appends each new head."""
@@ -342,8 +343,11 @@ async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
                 row = await cur.fetchone()
                 assert row is not None
                 count, seq, digest, older_form = int(row[0]), int(row[1]), str(row[2]), row[3]
+                # rows left behind: a full batch, or one that stopped before an older form
+                more = count == SEAL_BATCH or bool(older_form)
                 if count == 0 and older_form:
                     count, seq, digest = await _seal_older_forms(conn, start)
+                    more = count == SEAL_BATCH
                 if count == 0:
                     return total
                 await conn.execute("UPDATE audit_head SET seq = %s, hash = %s", (seq, digest))
@@ -354,6 +358,11 @@ async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
                 await asyncio.to_thread(append_anchor, data_dir, seq, digest)
                 anchor = Anchor(seq, digest)
             total += count
+            if not more:
+                # everything unsealed when the batch began is sealed: what was appended since
+                # waits for the next round. Looping until none was left chased the traffic
+                # (under load, a seal, a commit and an anchor fsync every few dozen records)
+                return total
 
 
 async def _seal_older_forms(conn: AsyncConnection, start: tuple[int, str]) -> tuple[int, int, str]:

@@ -201,7 +201,11 @@ def test_acknowledged_requests_keep_their_audit_record_after_kill_9(own):
     threads = [threading.Thread(target=traffic, args=(w,)) for w in range(6)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    # killed once enough requests were acknowledged (a fixed pause let a loaded host acknowledge
+    # too few for the check to mean anything), requests still in flight
+    deadline = time.monotonic() + 60
+    while len(acked) <= 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
     own.process.send_signal(signal.SIGKILL)
     own.process.wait()
     stop.set()
