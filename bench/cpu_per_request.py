@@ -31,7 +31,8 @@ from socle.region.generate import iter_bundles  # noqa: E402
 from socle.testing import auth_headers, fresh_database, start_server, stop_server  # noqa: E402
 
 
-def _cpu(procs: list[psutil.Process], kind: str | None = None) -> float:
+def cpu_seconds(procs: list[psutil.Process], kind: str | None = None) -> float:
+    """CPU seconds these processes used (user + system, or one `kind`), the gone ones left out."""
     total = 0.0
     for p in procs:
         try:
@@ -83,7 +84,7 @@ def main() -> None:
             ]
             pg = [*postgres, *(c for p in postgres for c in p.children(recursive=True))]
             socle = [top, *(p for p in top.children(recursive=True) if p not in pg)]
-            before = (_cpu(socle), _cpu(socle, "system"), _cpu(pg))
+            before = (cpu_seconds(socle), cpu_seconds(socle, "system"), cpu_seconds(pg))
             if args.scenario in ("read", "document"):
                 keys = documents or [("Patient", i) for i in ids]
                 result = asyncio.run(reads(server, keys, args.clients, args.duration))
@@ -98,7 +99,11 @@ def main() -> None:
             spent = [
                 after - b
                 for after, b in zip(
-                    (_cpu(socle), _cpu(socle, "system"), _cpu(pg) + _cpu(born)),
+                    (
+                        cpu_seconds(socle),
+                        cpu_seconds(socle, "system"),
+                        cpu_seconds(pg) + cpu_seconds(born),
+                    ),
                     before,
                     strict=True,
                 )

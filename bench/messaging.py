@@ -41,6 +41,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
+from bench.cpu_per_request import cpu_seconds  # noqa: E402
 from socle.database import embedded_url  # noqa: E402
 from socle.messaging import mailboxes  # noqa: E402
 from socle.testing import (  # noqa: E402
@@ -91,17 +92,6 @@ def _processes(
     top = psutil.Process(server_pid)
     socle = [top, *(p for p in top.children(recursive=True) if p not in pg)]
     return socle, pg
-
-
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            times = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def populate(base: str, headers: dict[str, str], url: str) -> None:
@@ -161,7 +151,7 @@ def main() -> None:
                 errors: list[str] = []
                 socle, pg = _processes(server.process.pid, db.data_dir)
                 workers = [psutil.Process(w.pid) for w in worker_processes]
-                cpu_before = (_cpu(socle + workers), _cpu(pg), time.process_time())
+                cpu_before = (cpu_seconds(socle + workers), cpu_seconds(pg), time.process_time())
                 threads = [
                     threading.Thread(target=sender_thread, args=(port, batch, errors))
                     for batch in batches
@@ -172,7 +162,7 @@ def main() -> None:
                 for t in threads:
                     t.join()
                 accepted_s = time.perf_counter() - started
-                cpu_accepted = (_cpu(socle + workers), _cpu(pg), time.process_time())
+                cpu_accepted = (cpu_seconds(socle + workers), cpu_seconds(pg), time.process_time())
                 with psycopg.connect(url, autocommit=True) as conn:
                     deadline = time.monotonic() + 600
                     while time.monotonic() < deadline:
@@ -185,7 +175,7 @@ def main() -> None:
                     # PostgreSQL backends born during the run count from their birth
                     known = {p.pid for p in pg}
                     born = [c for p in pg for c in p.children(recursive=True) if c.pid not in known]
-                    cpu_after = (_cpu(socle + workers), _cpu(pg) + _cpu(born))
+                    cpu_after = (cpu_seconds(socle + workers), cpu_seconds(pg) + cpu_seconds(born))
                     row = conn.execute(
                         "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),"
                         " percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s),"

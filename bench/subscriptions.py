@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
+from bench.cpu_per_request import cpu_seconds  # noqa: E402
 from bench.run import creates, machine  # noqa: E402
 from socle.fhir.topics import TOPIC_BASE  # noqa: E402
 from socle.subscriptions.model import CONTENT, FILTER  # noqa: E402
@@ -85,17 +86,6 @@ class Receiver:
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
 
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            times = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
-
-
 class Meter:
     """CPU seconds of the server's processes and of PostgreSQL's (backends started since
     included: they count from their birth)."""
@@ -117,12 +107,12 @@ class Meter:
 
     def start(self) -> None:
         self.procs = self._procs()
-        self.before = {p.pid: _cpu([p]) for p in self.procs}
+        self.before = {p.pid: cpu_seconds([p]) for p in self.procs}
 
     def spent(self) -> float:
         total = 0.0
         for p in self._procs():
-            total += _cpu([p]) - self.before.get(p.pid, 0.0)
+            total += cpu_seconds([p]) - self.before.get(p.pid, 0.0)
         return total
 
 
