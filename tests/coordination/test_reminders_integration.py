@@ -152,7 +152,8 @@ def test_the_owner_of_a_task_due_is_reminded_once_by_an_id_only_mail(world, sink
 
 
 def test_a_new_due_date_is_reminded_again(world, sink):
-    late = world.ids["late"]
+    late = _task(world, "late-again", "role-nurse", _day(-3))
+    until(lambda: _to(sink, late))
     with world.pro("mt") as mt:
         task = mt.get(f"/Task/{late}").json()
         task["restriction"] = {"period": {"end": _day(-1)}}
@@ -179,11 +180,13 @@ def test_a_relay_refusing_for_now_is_tried_again_and_a_crash_sends_nothing(world
     assert _to(sink, claimed) == []
 
 
-def test_the_tasks_read_by_the_job_are_audited_as_the_platforms(world, server):
+def test_the_tasks_read_by_the_job_are_audited_as_the_platforms(world, sink, server):
+    audited = _task(world, "audited", "role-nurse", _day(-2))
+    until(lambda: _to(sink, audited))  # the job has read it
     rows = _sql(
         server,
         "SELECT event FROM audit_log WHERE %s = ANY(patients) AND event LIKE %s",
         (world.ids["P"], "%coordination.reminders%"),
     )
     assert rows
-    assert any(f"Task/{world.ids['late']}" in str(r[0]) for r in rows)
+    assert any(f"Task/{audited}" in str(r[0]) for r in rows)

@@ -163,22 +163,27 @@ def test_the_coordination_journey_works_without_javascript(chromium: Any, site: 
             nurse.close()
 
 
+@pytest.fixture(scope="module")
+def dac_enrolled(site: Site) -> None:
+    """The patient enrolled in the DAC pathway over the API, once for the module's widths
+    (each width's test passes run alone)."""
+    headers = auth_headers(site.server, f"practitioner:{coordinator_login(SEED)['rpps']}")
+    r = httpx.post(
+        f"{site.server.fhir}/PlanDefinition/dac/$enrol",
+        json={
+            "resourceType": "Parameters",
+            "parameter": [{"name": "subject", "valueString": f"Patient/{SITUATION}"}],
+        },
+        headers=headers,
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+
+
 @pytest.mark.parametrize("width", list(WIDTHS))
 def test_the_pathways_a_patient_follows_are_accessible(
-    coordinator: Any, site: Site, width: str
+    coordinator: Any, site: Site, dac_enrolled: None, width: str
 ) -> None:
-    headers = auth_headers(site.server, f"practitioner:{coordinator_login(SEED)['rpps']}")
-    if width == "desktop":  # once: the DAC pathway, enrolled over the API
-        r = httpx.post(
-            f"{site.server.fhir}/PlanDefinition/dac/$enrol",
-            json={
-                "resourceType": "Parameters",
-                "parameter": [{"name": "subject", "valueString": f"Patient/{SITUATION}"}],
-            },
-            headers=headers,
-            timeout=60,
-        )
-        assert r.status_code == 201, r.text
     page = coordinator
     page.set_viewport_size(WIDTHS[width])
     page.goto(site.base + f"/pro/coordination/{SITUATION}#parcours-regionaux")
