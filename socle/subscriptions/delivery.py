@@ -186,9 +186,9 @@ class Locks:
         if row is None or not row[0]:
             self.held.discard(sid)
             return None
-        width = len(_STATE_S.split(", "))
-        pending = [store.Numbered(*r[1 + width :]) for r in rows if r[1 + width] is not None]
-        return store.State(*row[1 : 1 + width]), pending
+        end = 1 + _STATE_WIDTH  # the state's columns, then the event's
+        pending = [store.Numbered(*r[end:]) for r in rows if r[end] is not None]
+        return store.State(*row[1:end]), pending
 
     async def give(self, sid: str) -> bool:
         """Let it go; whether the subscription is active with events still to deliver
@@ -208,7 +208,9 @@ class Locks:
         return bool(row and row[1])
 
 
-_STATE_S = ", ".join("s." + c for c in store.STATE.split(", "))
+_STATE_COLUMNS = store.STATE.split(", ")
+_STATE_S = ", ".join("s." + c for c in _STATE_COLUMNS)
+_STATE_WIDTH = len(_STATE_COLUMNS)
 _locks: dict[tuple[int, str], Locks] = {}
 _gates: dict[int, asyncio.Semaphore] = {}
 
