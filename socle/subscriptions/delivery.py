@@ -287,8 +287,7 @@ async def _deliver(
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
-        async with db() as conn:
-            after = await store.delivered(conn, sid, pending[-1].number)
+        after = await _recorded(engine, sid, pending[-1].number)
         if after is None:
             return
         st, sent_any = after, True
@@ -302,6 +301,24 @@ async def _deliver(
             raise
         async with db() as conn:
             await store.sent(conn, sid)
+
+
+async def _recorded(engine: Engine, sid: str, upto: int) -> store.State | None:
+    """Move `delivered` on once the endpoint took the notification, even if the job is
+    cancelled meanwhile (its lease lost on a busy host): the lock is let go only after, so
+    the next delivery does not send these events again."""
+
+    async def record() -> store.State | None:
+        async with engine.pool.connection() as conn:
+            return await store.delivered(conn, sid, upto)
+
+    task = asyncio.ensure_future(record())
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
 
 
 def _heartbeat_due(spec: Spec, st: store.State) -> bool:

@@ -201,6 +201,7 @@ class Worker:
                 log.info("job %s (%s) cancelled", job.id, job.kind)
                 return
             if beat.done():  # the lease was lost: another worker has it now
+                log.warning("job %s (%s): its lease ran out; left to another run", job.id, job.kind)
                 return
             raise  # the worker itself is stopping (`_run` gives the job back)
         except Exception as exc:  # noqa: BLE001 - the job's failure is recorded, not ours

@@ -103,6 +103,20 @@ def inbox() -> Iterator[Inbox]:
         controller.stop()
 
 
+def resent(workers: list[Worker]) -> bool:
+    """Whether a worker's log tells of what makes a delivery be sent again."""
+    marks = ("took back jobs", "lease ran out", "delivery of subscription")
+    return any(m in w.log.read_text() for w in workers for m in marks)
+
+
+def first_of_each(numbers: list[int], foci: list[str]) -> tuple[list[int], list[str]]:
+    """The events as the subscriber keeps them: each number once, at its first arrival (a
+    number arriving again out of order is a resending, not a new event)."""
+    seen: set[int] = set()
+    kept = [(n, f) for n, f in zip(numbers, foci, strict=True) if not (n in seen or seen.add(n))]
+    return [n for n, _ in kept], [f for _, f in kept]
+
+
 def subscription(
     criteria: str,
     endpoint: str,
@@ -181,8 +195,13 @@ def test_a_professional_gets_full_resource_notifications_in_order(
             )
         )
         numbers = [n for b in bundles for n in event_numbers(b)]
-        assert numbers == [1, 2, 3]
         sent = [e["resource"]["id"] for b in bundles for e in b["entry"][1:]]
+        # at least once: a notification is sent again only when its first sending may have
+        # been lost (the worker's job taken back from it on a busy host, or a failed POST);
+        # the subscriber, by the event numbers, still sees each once and in order
+        if resent(worker):
+            numbers, sent = first_of_each(numbers, sent)
+        assert numbers == [1, 2, 3]
         assert sent == written  # full-resource: each focus, in the order written
         status = bundles[-1]["entry"][0]["resource"]
         names = [p["name"] for p in status["parameter"]]
@@ -619,3 +638,69 @@ def test_every_service_declared_topic_is_published(server: ServerProcess) -> Non
     }
     for name in ("observation-write", "document-shared", "liaison-note", "ppcs-change"):
         assert TOPIC_BASE + name in published, published
+
+
+def test_two_deliverers_never_take_the_same_events(server: ServerProcess) -> None:
+    """Two processes' deliveries of one subscription (two sessions' locks, each on a thread
+    of its own) while its events are numbered: each event is handed to exactly one of them,
+    once. The state must be read after the lock is held: read by the locking statement, its
+    snapshot could predate the other's `delivered` (found by CI as a notification sent twice;
+    the window is narrow, so this test finds it only now and then)."""
+    import threading
+
+    from socle.subscriptions.delivery import Locks
+
+    url = server.database.url
+    assert url is not None
+    sid = "race-" + datetime.now(UTC).strftime("%H%M%S%f")
+    total = 1500
+    taken: list[int] = []
+    produced = threading.Event()
+
+    async def setup() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await store.created(conn, sid, None)
+            await store.set_status(conn, sid, "active")
+
+    async def produce() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            for _ in range(total):
+                await store.number(conn, {sid: [("Observation", "o", 1, datetime.now(UTC))]})
+        produced.set()
+
+    async def deliver() -> None:
+        locks = Locks(url)
+        deadline = asyncio.get_running_loop().time() + 120
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            while not (produced.is_set() and len(taken) >= total):
+                assert asyncio.get_running_loop().time() < deadline, "events left undelivered"
+                got = await locks.take(sid, 2)
+                if got is None:
+                    continue
+                _, pending = got
+                taken.extend(e.number for e in pending)
+                if pending:
+                    await store.delivered(conn, sid, pending[-1].number)
+                await locks.give(sid)
+        assert locks.conn is not None
+        await locks.conn.close()
+
+    asyncio.run(setup())
+    errors: list[BaseException] = []
+
+    def thread(work: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                asyncio.run(work())
+            except BaseException as exc:  # noqa: BLE001 - shown by the assertion below
+                errors.append(exc)
+
+        t = threading.Thread(target=run)
+        t.start()
+        return t
+
+    threads = [thread(produce), thread(deliver), thread(deliver)]
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(taken) == list(range(1, total + 1)), "an event taken twice or never"
