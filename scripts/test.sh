@@ -21,6 +21,14 @@ echo "== lint and types =="
 .venv/bin/mypy socle
 
 pytest_args=(--durations=15 "$@")
+# SOCLE_TEST_PROCESSES=2 runs each pass in two processes (pytest-xdist; a module's tests stay in
+# one process, the browser tests all in one: tests/conftest.py). One by default: on the server
+# pass two processes' servers and workers come near PostgreSQL's 100 connections, and a
+# machine running anything else beside them reaches it ("too many clients already").
+processes=${SOCLE_TEST_PROCESSES:-1}
+if [ "$processes" -gt 1 ]; then
+  pytest_args=(-n "$processes" "${pytest_args[@]}")
+fi
 server_up=false
 if .venv/bin/python -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" "$server_url" 2>/dev/null; then
   server_up=true

@@ -53,6 +53,21 @@ def needs_a_database(item: pytest.Item) -> bool:
     return any(value is starter for value in names for starter in INTEGRATION_STARTERS)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """In several processes (`-n 2`, `SOCLE_TEST_PROCESSES`): a module's tests stay together in
+    one process and in order (its servers and worlds are module fixtures), and the browser
+    modules all go to one process (one Chromium at a time on two cores)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "browser" if module.endswith("_browser.py") else module
+
+    return ByModule(config, log)  # type: ignore[arg-type]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if needs_a_database(item):
