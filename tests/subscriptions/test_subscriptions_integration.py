@@ -326,7 +326,10 @@ def test_admission_and_discharge_topics_follow_the_status(
             assert r.status_code == 200, r.text
     until(lambda: receiver.bundles("/discharge", "event-notification"))
     admissions = until(lambda: receiver.bundles("/admission", "event-notification"))
-    assert [n for b in admissions for n in event_numbers(b)] == [1]  # once, not at "planned"
+    numbers = [n for b in admissions for n in event_numbers(b)]
+    if resent(worker):  # at least once: see the first test
+        numbers = first_of_each(numbers, [""] * len(numbers))[0]
+    assert numbers == [1]  # once, not at "planned"
 
 
 def test_an_endpoint_that_refuses_the_handshake_puts_the_subscription_in_error(
