@@ -135,8 +135,7 @@ class Locks:
     one connection of its own (outside the pool), so a delivery holds no connection while it
     waits for an endpoint. A session may take its own lock twice, so the subscriptions held
     are kept in memory too. The process dies, its connection closes: its locks go with it.
-    Taking a lock reads the subscription's state, and letting it go says whether events are
-    left, in the same statement."""
+    Letting a lock go says whether events are left, in the same statement."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -152,43 +151,47 @@ class Locks:
             return self.conn
 
     async def take(self, sid: str, limit: int) -> tuple[store.State, list[store.Numbered]] | None:
-        """The lock, the subscription's state and its first `limit` pending events (when it is
-        active), in one statement; None when another delivery holds it (or the subscription
+        """The lock, then the subscription's state and its first `limit` pending events (when
+        it is active); None when another delivery holds it (or the subscription
         is gone)."""
         if sid in self.held:
             return None
         self.held.add(sid)  # before any await: a second delivery here sees it taken
+        key = _lock_key(sid)
+        got = False
         try:
             conn = await self._connection()
-            # the lock taken once (a CTE of one row, materialized: its function is volatile),
-            # whatever the plan of the reads joined to it
-            cur = await conn.execute(
-                "WITH l AS (SELECT pg_try_advisory_lock(%s) AS got) "
-                f"SELECT l.got, {_STATE_S}, e.number, e.rtype, e.id, e.version, e.at "  # noqa: S608
-                "FROM l LEFT JOIN subscription_state s ON s.id = %s "
-                "LEFT JOIN LATERAL (SELECT number, rtype, id, version, at "
-                "FROM subscription_event WHERE l.got AND s.status = 'active' "
-                "AND subscription = s.id AND number > s.delivered ORDER BY number LIMIT %s) e "
-                "ON true ORDER BY e.number",
-                (_lock_key(sid), sid, limit),
-            )
-            rows = await cur.fetchall()
-            row = rows[0] if rows else None
-            if row is not None and row[0] and row[1] is None:  # the subscription is gone
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
-                row = None
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            got = bool((await cur.fetchone() or (False,))[0])
+            # the state is read by a statement of its own, begun once the lock is held: read
+            # in the locking statement, its snapshot would predate the lock and could miss
+            # the `delivered` of the holder that let it go meanwhile (events sent twice)
+            rows: list[Any] = []
+            if got:
+                cur = await conn.execute(
+                    f"SELECT {_STATE_S}, e.number, e.rtype, e.id, e.version, e.at "  # noqa: S608
+                    "FROM subscription_state s LEFT JOIN LATERAL (SELECT number, rtype, id, "
+                    "version, at FROM subscription_event WHERE s.status = 'active' "
+                    "AND subscription = s.id AND number > s.delivered ORDER BY number "
+                    "LIMIT %s) e ON true WHERE s.id = %s ORDER BY e.number",
+                    (limit, sid),
+                )
+                rows = await cur.fetchall()
+                if not rows:  # the subscription is gone
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                    got = False
         except BaseException:
             self.held.discard(sid)
-            if self.conn is not None and not self.conn.broken:  # cut short: not kept by us
+            if self.conn is not None and not self.conn.broken:  # cut short: not kept
                 with contextlib.suppress(Exception):
-                    await self.conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(sid),))
+                    await self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             raise
-        if row is None or not row[0]:
+        if not got:
             self.held.discard(sid)
             return None
-        end = 1 + _STATE_WIDTH  # the state's columns, then the event's
+        end = _STATE_WIDTH  # the state's columns, then the event's
         pending = [store.Numbered(*r[end:]) for r in rows if r[end] is not None]
-        return store.State(*row[1:end]), pending
+        return store.State(*rows[0][:end]), pending
 
     async def give(self, sid: str) -> bool:
         """Let it go; whether the subscription is active with events still to deliver
