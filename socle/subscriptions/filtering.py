@@ -169,3 +169,44 @@ def _string(flt: Filter, code: str) -> Check | None:
     return lambda r: any(
         row[0] == code and any(c(row) for c in kept) for row in r.rows(code).string
     )
+
+
+def route_key(
+    resource_type: str, filters: tuple[tuple[str, str], ...]
+) -> tuple[str, str, frozenset[str]] | None:
+    """A necessary condition of simple filters as exact keys, for the matcher to visit only
+    the subscriptions a write could match: (parameter, "reference" or "token", values) when
+    the filters can only hold on a resource with an index row of that parameter whose target
+    id (reference) or code (token) is one of the values. None: no such condition."""
+    if compile_filters(resource_type, filters) is None:
+        return None
+    for flt in parse_query(resource_type, list(filters), 100).filters:
+        param = flt.param
+        if flt.modifier or param is None or param.type not in ("reference", "token"):
+            continue
+        values: set[str] = set()
+        for value in flt.values:
+            if param.type == "token":
+                _, bar, code = value.partition("|")  # as `token_value_cond` reads it
+                if bar and not code:
+                    break  # `system|`: any code
+                values.add(code if bar else value)
+            elif "://" in value or value.startswith("urn:"):
+                break  # matched by its URL too
+            elif "/" in value:
+                tid = parse_reference(value)[1]
+                if tid is None:
+                    break
+                values.add(tid)
+            else:
+                values.add(value)
+        else:
+            return param.code, param.type, frozenset(values)
+    return None
+
+
+def row_keys(resource: Indexed, code: str, kind: str) -> set[str]:
+    """The target ids (reference) or codes (token) of a resource's index rows of `code`."""
+    rows = resource.rows(code)
+    found = rows.reference if kind == "reference" else rows.token
+    return {row[2] for row in found if row[0] == code and row[2] is not None}

@@ -37,7 +37,7 @@ from ..fhir.topics import Topic
 from ..workers import JobContext, enqueue
 from ..workers.events import Event, advance, next_for
 from . import store
-from .filtering import Check, Indexed, compile_filters
+from .filtering import Check, Indexed, compile_filters, route_key, row_keys
 from .model import Spec, read_spec
 
 log = logging.getLogger("socle.subscriptions")
@@ -71,6 +71,8 @@ class Active:
     needles: tuple[tuple[str, ...], ...] = ()
     # its filters checked on the written resource itself; None: the search decides
     check: Check | None = None
+    # (parameter, kind, values): the index values a write needs to be worth checking
+    key: tuple[str, str, frozenset[str]] | None = None
 
     @property
     def owner_key(self) -> str:
@@ -124,12 +126,50 @@ def _may_match(active: Active, text: str | None) -> bool:
 
 
 @dataclass
+class Routes:
+    """The active subscriptions of one type as a write reaches them: those whose filters need
+    one of a few exact index values (`route_key`) by those values, the others visited for
+    every write of the type."""
+
+    everyone: list[Active]
+    interactions: frozenset[str] = frozenset()
+    unkeyed: list[Active] = field(default_factory=list)
+    # (parameter, kind) -> target id or code -> the subscriptions needing it
+    keyed: dict[tuple[str, str], dict[str, list[Active]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, actives: list[Active]) -> Routes:
+        routes = cls(actives, frozenset(i for a in actives for i in a.spec.interactions))
+        for active in actives:
+            if active.key is None:
+                routes.unkeyed.append(active)
+                continue
+            code, kind, values = active.key
+            index = routes.keyed.setdefault((code, kind), {})
+            for value in values:
+                index.setdefault(value, []).append(active)
+        return routes
+
+    def reached(self, written: Indexed | None) -> list[Active]:
+        """The subscriptions a write may match (its current version, `written`, indexed; None:
+        every one)."""
+        if written is None or not self.keyed:
+            return self.everyone
+        found = {id(a): a for a in self.unkeyed}
+        for (code, kind), index in self.keyed.items():
+            for value in row_keys(written, code, kind):
+                found.update((id(a), a) for a in index.get(value, ()))
+        return list(found.values())
+
+
+@dataclass
 class Cache:
     """The active subscriptions by resource type and by id, reloaded when their set changes."""
 
     key: Any = None
     by_type: dict[str, list[Active]] = field(default_factory=dict)
     by_id: dict[str, Active] = field(default_factory=dict)
+    routes: dict[str, Routes] = field(default_factory=dict)
     checked: float = 0.0  # when the key was last read (monotonic)
 
     async def refresh(self, conn: AsyncConnection) -> None:
@@ -146,9 +186,11 @@ class Cache:
                 log.warning("subscription %s no longer reads: not matched", content.get("id"))
                 continue
             check = compile_filters(spec.resource, spec.filters)
-            active = Active(spec, owner, needles(spec), check)
+            route = route_key(spec.resource, spec.filters)
+            active = Active(spec, owner, needles(spec), check, route)
             by_type[spec.resource].append(active)
             by_id[spec.id] = active
+        self.routes = {rtype: Routes.of(actives) for rtype, actives in by_type.items()}
         self.by_type, self.by_id, self.key = dict(by_type), by_id, key
 
     async def spec(self, conn: AsyncConnection, sid: str, fresh_s: float = 1.0) -> Spec | None:
@@ -242,19 +284,25 @@ class _Filtered:
 
     def __init__(self, versions: Versions) -> None:
         self.versions = versions
-        self.indexed: dict[tuple[str, str, int], Indexed] = {}
+        self._indexed: dict[tuple[str, str, int], Indexed] = {}
+
+    def indexed(self, event: Event) -> Indexed | None:
+        """The event's version, if it is the resource's current one (else None: the search
+        looks at the current version, so it decides)."""
+        key = (event.rtype, event.id, event.version)
+        indexed = self._indexed.get(key)
+        if indexed is None:
+            written = self.versions.get(key)
+            if written is None or not written[2]:
+                return None
+            indexed = self._indexed[key] = Indexed(written[0])
+        return indexed
 
     def holds(self, check: Check | None, event: Event) -> bool | None:
         """Whether the filters hold on the event's version; None when the search decides (not
-        simple, or the resource changed since: the search looks at its current version)."""
-        key = (event.rtype, event.id, event.version)
-        written = self.versions.get(key)
-        if check is None or written is None or not written[2]:
-            return None
-        indexed = self.indexed.get(key)
-        if indexed is None:
-            indexed = self.indexed[key] = Indexed(written[0])
-        return check(indexed)
+        simple, or the resource changed since)."""
+        indexed = None if check is None else self.indexed(event)
+        return None if check is None or indexed is None else check(indexed)
 
 
 async def match(
@@ -268,16 +316,16 @@ async def match(
     other filters keeps a search of its own (filters, `_id` and the owner's access)."""
     accesses: dict[str, Access] = {}
     by_sub: dict[str, tuple[Active, list[Event]]] = {}
+    routes = CACHE.routes
     relevant = [
-        e
-        for e in events
-        if any(_interaction(e) in a.spec.interactions for a in CACHE.by_type.get(e.rtype, ()))
+        e for e in events if e.rtype in routes and _interaction(e) in routes[e.rtype].interactions
     ]
     versions = await _versions(conn, relevant)  # one read for the whole batch
+    filtered = _Filtered(versions)
     for event in relevant:
         current = versions.get((event.rtype, event.id, event.version))
         text = None if current is None else current[1]
-        for active in CACHE.by_type.get(event.rtype, ()):
+        for active in routes[event.rtype].reached(filtered.indexed(event)):
             spec = active.spec
             if _interaction(event) not in spec.interactions:
                 continue
@@ -288,7 +336,6 @@ async def match(
             if spec.topic and spec.topic.fhirpath and not _fhirpath_holds(spec, event, versions):
                 continue
             by_sub.setdefault(spec.id, (active, []))[1].append(event)
-    filtered = _Filtered(versions)
     # per subscription, its candidates and their verdicts: kept, dropped, or None while the
     # owner's access to them is to be checked
     verdicts: dict[str, tuple[str, list[Event], list[bool | None]]] = {}

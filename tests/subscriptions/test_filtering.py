@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from socle.subscriptions.filtering import Indexed, compile_filters
+from socle.subscriptions.filtering import Indexed, compile_filters, route_key, row_keys
 from socle.testing import ServerProcess, auth_headers
 
 PATIENTS = ("subs-filter-p1", "subs-filter-p2")
@@ -215,6 +215,13 @@ def _compare(
         assert check is not None, one
         in_memory = {r["id"] for r in stored if check(Indexed(r))}
         assert in_memory == _searched(client, rtype, one, ids), one
+        # the matcher visits a subscription only for writes with one of its route's values
+        route = route_key(rtype, tuple(one))
+        if route is not None:
+            code, kind, values = route
+            for r in stored:
+                if r["id"] in in_memory:
+                    assert row_keys(Indexed(r), code, kind) & values, (one, r)
 
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -286,3 +293,24 @@ def test_simple_filters_compile() -> None:
     }
     assert check(Indexed(obs))
     assert not check(Indexed({**obs, "subject": {"reference": "Patient/2"}}))
+
+
+@pytest.mark.parametrize(
+    ("filters", "route"),
+    [
+        ((("patient", "Patient/p1,p2"),), ("patient", "reference", {"p1", "p2"})),
+        ((("subject", "Patient/p1/_history/2"),), ("subject", "reference", {"p1"})),
+        (
+            (("code", "http://loinc.org|8867-4,|X1,a|b|c"),),
+            ("code", "token", {"8867-4", "X1", "b|c"}),
+        ),
+        ((("status:not", "final"), ("code", "X1")), ("code", "token", {"X1"})),
+        ((("code", "http://loinc.org|"),), None),  # any code of a system
+        ((("patient", "https://other.example.org/fhir/Patient/p1"),), None),  # its URL too
+        ((("subject:Patient", "p1"),), None),
+        ((("date", "ge2024"), ("code", "X1")), None),  # not simple: the search decides
+    ],
+)
+def test_the_route_of_simple_filters(filters: tuple, route: tuple | None) -> None:
+    found = route_key("Observation", filters)
+    assert (found if found is None else (found[0], found[1], set(found[2]))) == route
