@@ -310,7 +310,8 @@ async def match(
 ) -> dict[str, list[Event]]:
     """The events of each subscription they match, in the outbox's order.
 
-    A subscription's simple filters are checked in memory on the written resource; the owner's
+    A write visits the subscriptions its own index values route it to (`Routes`), then their
+    simple filters are checked in memory on the written resource; the owner's
     access to the resources that pass is then one `_id` search per owner, type and batch (the
     policy, inside the engine's queries, stays the only access decision). A subscription with
     other filters keeps a search of its own (filters, `_id` and the owner's access)."""
