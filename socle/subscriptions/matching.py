@@ -4,10 +4,14 @@ queues that subscription's delivery — in the transaction that moves its cursor
 loses no event and numbers none twice.
 
 A write matches a subscription when its type and interaction are the trigger's, the topic's
-FHIRPath holds on the current and previous versions (fhirpathpy, `%current`/`%previous`), and
-the engine's own search, with the subscription's filters (or classic criteria) plus `_id` and
-run with the owner's access, finds it: one search per subscription and batch of writes, so the
-owner's rights at match time already narrow what is numbered (the delivery checks them again)."""
+FHIRPath holds on the current and previous versions (fhirpathpy, `%current`/`%previous`), its
+filters (or classic criteria) hold, and its owner may read it — the owner's rights at match time
+already narrow what is numbered (the delivery checks them again). Simple filters (token,
+reference, string, `_id`: `filtering.py`) are checked in memory on the resource's own index
+values, then the owner's access by one `_id` search per owner, type and batch of writes (the
+policy, inside the engine's queries, stays the only access decision); other filters, or a
+resource changed again since, by the engine's search with the filters, `_id` and the owner's
+access, one per subscription and batch."""
 
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from ..fhir.topics import Topic
 from ..workers import JobContext, enqueue
 from ..workers.events import Event, advance, next_for
 from . import store
+from .filtering import Check, Indexed, compile_filters, route_key, row_keys
 from .model import Spec, read_spec
 
 log = logging.getLogger("socle.subscriptions")
@@ -64,6 +69,15 @@ class Active:
     # what the written resource's JSON must contain for the filters to possibly find it: one
     # group per filter (any of its strings), all groups (`needles`)
     needles: tuple[tuple[str, ...], ...] = ()
+    # its filters checked on the written resource itself; None: the search decides
+    check: Check | None = None
+    # (parameter, kind, values): the index values a write needs to be worth checking
+    key: tuple[str, str, frozenset[str]] | None = None
+
+    @property
+    def owner_key(self) -> str:
+        """The owner as a key: one access per owner and batch ("" for the platform)."""
+        return "" if self.owner is None else json.dumps(self.owner, sort_keys=True)
 
 
 _AFTER_RESOLVE = re.compile(r"resolve\(\)\s*\.")
@@ -112,12 +126,50 @@ def _may_match(active: Active, text: str | None) -> bool:
 
 
 @dataclass
+class Routes:
+    """The active subscriptions of one type as a write reaches them: those whose filters need
+    one of a few exact index values (`route_key`) by those values, the others visited for
+    every write of the type."""
+
+    everyone: list[Active]
+    interactions: frozenset[str] = frozenset()
+    unkeyed: list[Active] = field(default_factory=list)
+    # (parameter, kind) -> target id or code -> the subscriptions needing it
+    keyed: dict[tuple[str, str], dict[str, list[Active]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, actives: list[Active]) -> Routes:
+        routes = cls(actives, frozenset(i for a in actives for i in a.spec.interactions))
+        for active in actives:
+            if active.key is None:
+                routes.unkeyed.append(active)
+                continue
+            code, kind, values = active.key
+            index = routes.keyed.setdefault((code, kind), {})
+            for value in values:
+                index.setdefault(value, []).append(active)
+        return routes
+
+    def reached(self, written: Indexed | None) -> list[Active]:
+        """The subscriptions a write may match (its current version, `written`, indexed; None:
+        every one)."""
+        if written is None or not self.keyed:
+            return self.everyone
+        found = {id(a): a for a in self.unkeyed}
+        for (code, kind), index in self.keyed.items():
+            for value in row_keys(written, code, kind):
+                found.update((id(a), a) for a in index.get(value, ()))
+        return list(found.values())
+
+
+@dataclass
 class Cache:
     """The active subscriptions by resource type and by id, reloaded when their set changes."""
 
     key: Any = None
     by_type: dict[str, list[Active]] = field(default_factory=dict)
     by_id: dict[str, Active] = field(default_factory=dict)
+    routes: dict[str, Routes] = field(default_factory=dict)
     checked: float = 0.0  # when the key was last read (monotonic)
 
     async def refresh(self, conn: AsyncConnection) -> None:
@@ -133,9 +185,12 @@ class Cache:
             except FhirError:
                 log.warning("subscription %s no longer reads: not matched", content.get("id"))
                 continue
-            active = Active(spec, owner, needles(spec))
+            check = compile_filters(spec.resource, spec.filters)
+            route = route_key(spec.resource, spec.filters)
+            active = Active(spec, owner, needles(spec), check, route)
             by_type[spec.resource].append(active)
             by_id[spec.id] = active
+        self.routes = {rtype: Routes.of(actives) for rtype, actives in by_type.items()}
         self.by_type, self.by_id, self.key = dict(by_type), by_id, key
 
     async def spec(self, conn: AsyncConnection, sid: str, fresh_s: float = 1.0) -> Spec | None:
@@ -157,27 +212,27 @@ class Cache:
 CACHE = Cache()
 _R4 = models["r4"]
 
-Versions = dict[tuple[str, str, int], tuple[dict[str, Any], str]]
+# (type, id, version) -> its content, its JSON text lowercased, whether it is the current one
+Versions = dict[tuple[str, str, int], tuple[dict[str, Any], str, bool]]
 
 
 async def _versions(conn: AsyncConnection, events: list[Event]) -> Versions:
-    """The versions written and the ones before, for a batch of events at once: (type, id,
-    version) -> (content, its JSON text lowercased)."""
+    """The versions written and the ones before, for a batch of events at once."""
     if not events:
         return {}
     cur = await conn.execute(
         "WITH k AS (SELECT DISTINCT * FROM unnest(%s::text[], %s::text[], %s::int[]) "
         "AS k(rtype, id, version)) "
-        "SELECT r.rtype, r.id, r.version, r.content, lower(r.content::text) FROM k "
+        "SELECT r.rtype, r.id, r.version, r.content, lower(r.content::text), true FROM k "
         "JOIN resource r ON r.rtype = k.rtype AND r.id = k.id "
         "AND r.version IN (k.version, k.version - 1) WHERE r.content IS NOT NULL UNION ALL "
-        "SELECT h.rtype, h.id, h.version, h.content, lower(h.content::text) FROM k "
+        "SELECT h.rtype, h.id, h.version, h.content, lower(h.content::text), false FROM k "
         "JOIN resource r ON r.rtype = k.rtype AND r.id = k.id "
         "JOIN resource_history h ON h.rid = r.rid AND h.version IN (k.version, k.version - 1) "
         "WHERE h.content IS NOT NULL",
         ([e.rtype for e in events], [e.id for e in events], [e.version for e in events]),
     )
-    return {(t, i, int(v)): (c, text) for t, i, v, c, text in await cur.fetchall()}
+    return {(t, i, int(v)): (c, text, now) for t, i, v, c, text, now in await cur.fetchall()}
 
 
 def _fhirpath_holds(spec: Spec, event: Event, versions: Versions) -> bool:
@@ -198,12 +253,23 @@ def trigger_holds(topic: Topic, current: Any, previous: Any | None) -> bool:
 
 async def _found(job: JobContext, spec: Spec, access: Access, ids: list[str]) -> set[str]:
     """Which of these resources the subscription's search finds, with the owner's rights."""
+    return await _search_ids(job, spec.resource, spec.filters, access, ids)
+
+
+async def _search_ids(
+    job: JobContext,
+    rtype: str,
+    filters: tuple[tuple[str, str], ...],
+    access: Access,
+    ids: list[str],
+) -> set[str]:
+    """Which of these resources a search with these filters finds, with these rights."""
     found: set[str] = set()
     engine = job.runtime.engine
     for start in range(0, len(ids), 100):
         chunk = ids[start : start + 100]
-        pairs = [*spec.filters, ("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
-        result = await engine.search(parse_query(spec.resource, pairs, 100), access)
+        pairs = [*filters, ("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
+        result = await engine.search(parse_query(rtype, pairs, 100), access)
         found.update(r.id for r in result.rows)
     return found
 
@@ -212,23 +278,55 @@ def _interaction(event: Event) -> str:
     return "update" if event.interaction == "patch" else event.interaction
 
 
+class _Filtered:
+    """The written resources' filters checked in memory: each current version indexed once
+    for the batch, a parameter at a time."""
+
+    def __init__(self, versions: Versions) -> None:
+        self.versions = versions
+        self._indexed: dict[tuple[str, str, int], Indexed] = {}
+
+    def indexed(self, event: Event) -> Indexed | None:
+        """The event's version, if it is the resource's current one (else None: the search
+        looks at the current version, so it decides)."""
+        key = (event.rtype, event.id, event.version)
+        indexed = self._indexed.get(key)
+        if indexed is None:
+            written = self.versions.get(key)
+            if written is None or not written[2]:
+                return None
+            indexed = self._indexed[key] = Indexed(written[0])
+        return indexed
+
+    def holds(self, check: Check | None, event: Event) -> bool | None:
+        """Whether the filters hold on the event's version; None when the search decides (not
+        simple, or the resource changed since)."""
+        indexed = None if check is None else self.indexed(event)
+        return None if check is None or indexed is None else check(indexed)
+
+
 async def match(
     job: JobContext, conn: AsyncConnection, events: list[Event]
 ) -> dict[str, list[Event]]:
-    """The events of each subscription they match, in the outbox's order."""
-    matched: dict[str, list[Event]] = defaultdict(list)
+    """The events of each subscription they match, in the outbox's order.
+
+    A write visits the subscriptions its own index values route it to (`Routes`), then their
+    simple filters are checked in memory on the written resource; the owner's
+    access to the resources that pass is then one `_id` search per owner, type and batch (the
+    policy, inside the engine's queries, stays the only access decision). A subscription with
+    other filters keeps a search of its own (filters, `_id` and the owner's access)."""
     accesses: dict[str, Access] = {}
     by_sub: dict[str, tuple[Active, list[Event]]] = {}
+    routes = CACHE.routes
     relevant = [
-        e
-        for e in events
-        if any(_interaction(e) in a.spec.interactions for a in CACHE.by_type.get(e.rtype, ()))
+        e for e in events if e.rtype in routes and _interaction(e) in routes[e.rtype].interactions
     ]
     versions = await _versions(conn, relevant)  # one read for the whole batch
+    filtered = _Filtered(versions)
     for event in relevant:
         current = versions.get((event.rtype, event.id, event.version))
         text = None if current is None else current[1]
-        for active in CACHE.by_type.get(event.rtype, ()):
+        for active in routes[event.rtype].reached(filtered.indexed(event)):
             spec = active.spec
             if _interaction(event) not in spec.interactions:
                 continue
@@ -239,23 +337,54 @@ async def match(
             if spec.topic and spec.topic.fhirpath and not _fhirpath_holds(spec, event, versions):
                 continue
             by_sub.setdefault(spec.id, (active, []))[1].append(event)
+    # per subscription, its candidates and their verdicts: kept, dropped, or None while the
+    # owner's access to them is to be checked
+    verdicts: dict[str, tuple[str, list[Event], list[bool | None]]] = {}
+    # (owner, type) -> the owner's access and the ids whose access is to be checked
+    to_check: dict[tuple[str, str], tuple[Access, set[str]]] = {}
     for sid, (active, candidates) in by_sub.items():
-        if active.owner is None:
-            access = job.runtime.engine.platform()
-        else:
+        owner = active.owner_key
+        access = accesses.get(owner)
+        if access is None:
             # one access per owner and batch: what the policy loads of an owner (a
             # professional's relationships) is loaded once for all its subscriptions
-            key = json.dumps(active.owner, sort_keys=True)
-            access = accesses.get(key) or cast(
-                Access, Unaudited(delegation().restore(active.owner, job.runtime.state))
+            access = accesses[owner] = (
+                job.runtime.engine.platform()
+                if active.owner is None
+                else cast(Access, Unaudited(delegation().restore(active.owner, job.runtime.state)))
             )
-            accesses[key] = access
-        if access.platform and not active.spec.filters:
-            found = {e.id for e in candidates}
-        else:
-            found = await _found(job, active.spec, access, sorted({e.id for e in candidates}))
-        matched[sid] = [e for e in candidates if e.id in found]
-    return {sid: evs for sid, evs in matched.items() if evs}
+        spec = active.spec
+        held = [filtered.holds(active.check, e) for e in candidates]
+        undecided = sorted({e.id for e, h in zip(candidates, held, strict=True) if h is None})
+        found: set[str] = set()
+        if undecided and access.platform and not spec.filters:
+            found = set(undecided)
+        elif undecided:
+            found = await _found(job, spec, access, undecided)
+        verdict: list[bool | None] = []
+        for e, h in zip(candidates, held, strict=True):
+            if h is None:  # the search decided, access included
+                verdict.append(e.id in found)
+            elif h and not access.platform:  # the filters hold: may the owner read it?
+                verdict.append(None)
+                to_check.setdefault((owner, spec.resource), (access, set()))[1].add(e.id)
+            else:
+                verdict.append(h)
+        verdicts[sid] = (owner, candidates, verdict)
+    readable: set[tuple[str, str, str]] = set()  # (owner, type, id)
+    for (owner, rtype), (access, ids) in to_check.items():
+        found = await _search_ids(job, rtype, (), access, sorted(ids))
+        readable.update((owner, rtype, i) for i in found)
+    matched: dict[str, list[Event]] = {}
+    for sid, (owner, candidates, verdict) in verdicts.items():
+        kept = [
+            e
+            for e, v in zip(candidates, verdict, strict=True)
+            if v or (v is None and (owner, e.rtype, e.id) in readable)
+        ]
+        if kept:
+            matched[sid] = kept
+    return matched
 
 
 async def wake(conn: AsyncConnection, sids: list[str], **args: Any) -> None:

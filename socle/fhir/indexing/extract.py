@@ -202,6 +202,28 @@ def index_resource(resource: dict[str, Any]) -> IndexRows:
     return rows
 
 
+@cache
+def _simple_params(resource_type: str) -> dict[str, IndexedParam]:
+    return {ip.param.code: ip for ip in indexed_params(resource_type) if not ip.components}
+
+
+on_search_params_change(_simple_params.cache_clear)
+
+
+def index_param(resource: dict[str, Any], code: str) -> IndexRows:
+    """The rows `index_resource` makes of one (non-composite) parameter of a resource: what a
+    search on that parameter would compare, for a service that checks a few criteria on a
+    resource it holds without searching for it."""
+    rows = IndexRows()
+    ip = _simple_params(resource["resourceType"]).get(code)
+    if ip is None or (ip.roots is not None and ip.roots.isdisjoint(resource)):
+        return rows
+    add = _ADDERS[ip.param.type]
+    for value, fhir_type in ip.path.values(resource):
+        add(rows, code, value, fhir_type)
+    return rows
+
+
 def parse_reference(ref: str) -> tuple[str | None, str | None]:
     """`Patient/1`, `Patient/1/_history/2` or `https://x/fhir/Patient/1` -> (type, id)."""
     parts = ref.split("/")
