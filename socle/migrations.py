@@ -1003,3 +1003,36 @@ CREATE INDEX identity_trait_reference ON identity_trait (family_key, birth_date)
 CREATE INDEX identity_trait_reference_nir ON identity_trait (ref_nir) WHERE ref_nir IS NOT NULL;
 """
 MIGRATIONS += [(420, "identity traits of the stored Patients", IDENTITY_TRAITS_V420)]
+
+# --- Identity, the incremental duplicate report: migrations 450-459 ------------------------------
+IDENTITY_PAIRS_V450 = """
+-- The duplicate report kept up to date (socle/identity/pair_rows.py): every pair of records the
+-- report compares (sharing a block, within its first max_block + 1 records), scored once. A
+-- Patient write queues its id and the blocking keys it had and has (identity_pair_change, in its
+-- transaction); the next reader of the report re-scores the pairs of the queued records only.
+CREATE TABLE identity_pair (
+    a             text NOT NULL,             -- the earlier record in id order
+    b             text NOT NULL,
+    score_traits  double precision NOT NULL, -- the traits' score (use_identifiers off)
+    score_ids     double precision NOT NULL, -- with the INS / NSS evidence
+    evidence      text[],                    -- the traits' evidence, when either score >= 7
+    id_evidence   text[],                    -- the identifiers' evidence, idem
+    PRIMARY KEY (a, b)
+);
+CREATE INDEX identity_pair_b ON identity_pair (b);
+-- the report reads the candidates (scores at or above the default "possible" threshold) only
+CREATE INDEX identity_pair_ids ON identity_pair (score_ids DESC, a, b) WHERE score_ids >= 7;
+CREATE INDEX identity_pair_traits ON identity_pair (score_traits DESC, a, b)
+    WHERE score_traits >= 7;
+-- records whose pairs are to be re-scored, with every blocking key they had or have
+CREATE TABLE identity_pair_change (
+    seq   bigserial PRIMARY KEY,
+    id    text NOT NULL,
+    keys  text[] NOT NULL
+);
+-- the blocks holding more than max_block + 1 records (the report's oversized count)
+CREATE TABLE identity_oversized (key text COLLATE "C" PRIMARY KEY);
+-- the Patients stored before: all their pairs to score at the first read of the report
+INSERT INTO identity_pair_change (id, keys) SELECT id, blocking FROM identity_trait ORDER BY id;
+"""
+MIGRATIONS += [(450, "identity: the duplicate report kept incrementally", IDENTITY_PAIRS_V450)]

@@ -1,0 +1,231 @@
+"""The duplicate report kept up to date: ``identity_pair`` holds every pair the report compares,
+scored, so reading the report is a query, not a recomputation of every pair.
+
+The pairs are those of the full computation (`stored_report.stored_report`): records sharing a
+block (``identity_block``), the later one in id order at most ``max_block + 1`` into it. A
+Patient write that changes what a score depends on queues the record with the blocking keys it
+had and has (``identity_pair_change``, `trait_rows`, in the Patient's transaction). The next
+`refresh_pairs` (made by the reader of the report) re-scores the pairs of the queued records
+only, plus, in a block crossing ``max_block + 1`` records, the pairs of the records whose place
+in it may have moved past that limit (at most one place per queued record).
+
+Refreshes are serial (a session advisory lock) and each runs in a REPEATABLE READ transaction
+begun once the lock is held: its snapshot holds what the previous refresh applied, and the
+changes it did not see are exactly the queued rows this one reads.
+
+Both scores are kept (traits only; with the INS / NSS evidence) and the evidence of the pairs
+scoring `STORED_FLOOR` or above, so the report at any level from "possible" up, with either
+setting of `use_identifiers` and any thresholds not below it, is read from the table; other
+weights, or a lower floor, are computed in full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from .duplicates import (
+    POSSIBLE,
+    Candidate,
+    DuplicateIndex,
+    DuplicateReport,
+    Thresholds,
+    Weights,
+    candidate_of,
+    find_collisions,
+    pair_scores,
+)
+from .stored_report import COLLIDING, PAIRS, stored_report
+from .trait_rows import RECORD_COLUMNS, record_of
+from .traits import normalise
+
+# the default "possible" threshold: the partial indexes of migration 450 use the same constant
+STORED_FLOOR = Thresholds().possible
+_LOCK = 0x1D7A50  # an arbitrary constant: one refresh at a time
+_BATCH = 2000
+# a refresh touching more records than this recomputes every pair (one join, no id filter)
+_WHOLE = 20_000
+_WIDTH = len(RECORD_COLUMNS.split(", "))
+_A = ", ".join(f"a.{c}" for c in RECORD_COLUMNS.split(", "))
+_B = ", ".join(f"b.{c}" for c in RECORD_COLUMNS.split(", "))
+_LIVE = "active AND readable"
+
+# the records whose place in a block that is or was over the limit may have crossed it
+_MOVED = """
+SELECT DISTINCT id FROM (
+    SELECT id, row_number() OVER (PARTITION BY key ORDER BY id) AS pos,
+           count(*) OVER (PARTITION BY key) AS size
+    FROM identity_block WHERE key = ANY(%(keys)s)
+) k WHERE size + %(n)s > %(limit)s AND pos <= %(limit)s + %(n)s
+"""
+# the pairs of the given records (%(ids)s), as `stored_report.PAIRS` finds them
+_PAIRS_OF = f"""
+WITH d AS (SELECT DISTINCT unnest(%(ids)s::text[]) AS id),
+k AS (
+    SELECT id, key, row_number() OVER (PARTITION BY key ORDER BY id) AS pos FROM identity_block
+    WHERE key IN (SELECT key FROM identity_block WHERE id IN (SELECT id FROM d))
+), p AS (
+    SELECT DISTINCT x.id AS a, y.id AS b
+    FROM k x JOIN k y ON x.key = y.key AND x.pos < y.pos
+    WHERE y.pos <= %(limit)s AND (x.id IN (SELECT id FROM d) OR y.id IN (SELECT id FROM d))
+)
+SELECT {_A}, {_B}
+FROM p JOIN identity_trait a ON a.id = p.a JOIN identity_trait b ON b.id = p.b
+"""
+_COPY = "COPY identity_pair (a, b, score_traits, score_ids, evidence, id_evidence) FROM STDIN"
+
+
+def _scored(rows: Sequence[Sequence[Any]], weights: Weights) -> list[tuple[Any, ...]]:
+    """The ``identity_pair`` rows of these pairs (evidence kept for the candidates only)."""
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        a, b = record_of(row[:_WIDTH]), record_of(row[_WIDTH:])
+        score, evidence, with_ids, id_evidence = pair_scores(
+            a, normalise(a.traits), b, normalise(b.traits), weights
+        )
+        kept = max(score, with_ids) >= STORED_FLOOR
+        out.append(
+            (
+                a.id,
+                b.id,
+                score,
+                with_ids,
+                evidence if kept else None,
+                id_evidence if kept else None,
+            )
+        )
+    return out
+
+
+async def _apply(conn: AsyncConnection, max_block: int) -> int:
+    """Within the refresh's transaction: the queued changes applied; returns how many."""
+    cur = await conn.execute("SELECT seq, id, keys FROM identity_pair_change")
+    queued = await cur.fetchall()
+    if not queued:
+        return 0
+    limit = max_block + 1
+    changed = sorted({row[1] for row in queued})
+    keys = sorted({k for row in queued for k in row[2]})
+    every = len(changed) > _WHOLE
+    if every:
+        await conn.execute("DELETE FROM identity_pair")
+        await conn.execute("DELETE FROM identity_oversized")
+        await conn.execute(
+            "INSERT INTO identity_oversized SELECT key FROM identity_block "
+            "GROUP BY key HAVING count(*) > %s",
+            (limit,),
+        )
+        dirty: list[str] = []
+    else:
+        cur = await conn.execute(_MOVED, {"keys": keys, "n": len(changed), "limit": limit})
+        dirty = sorted(set(changed) | {row[0] for row in await cur.fetchall()})
+        await conn.execute(
+            "DELETE FROM identity_pair WHERE a = ANY(%(ids)s) OR b = ANY(%(ids)s)",
+            {"ids": dirty},
+        )
+        await conn.execute("DELETE FROM identity_oversized WHERE key = ANY(%s)", (keys,))
+        await conn.execute(
+            "INSERT INTO identity_oversized SELECT key FROM identity_block "
+            "WHERE key = ANY(%s) GROUP BY key HAVING count(*) > %s",
+            (keys, limit),
+        )
+    weights = Weights()
+    async with conn.cursor(name="identity_pairs_changed") as pairs:
+        await pairs.execute(PAIRS if every else _PAIRS_OF, {"ids": dirty, "limit": limit})
+        while batch := await pairs.fetchmany(_BATCH):
+            if len(batch) > 50:  # a rebuild: the scoring off the event loop
+                rows = await asyncio.to_thread(_scored, batch, weights)
+            else:
+                rows = _scored(batch, weights)
+            async with conn.cursor() as out, out.copy(_COPY) as copy:
+                for row in rows:
+                    await copy.write_row(row)
+    await conn.execute(
+        "DELETE FROM identity_pair_change WHERE seq = ANY(%s)", ([row[0] for row in queued],)
+    )
+    return len(queued)
+
+
+async def _locked(conn: AsyncConnection) -> None:
+    await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
+
+
+async def _unlock(conn: AsyncConnection) -> None:
+    await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+
+
+async def refresh_pairs(conn: AsyncConnection, *, max_block: int = DuplicateIndex.max_block) -> int:
+    """Re-score the pairs of the records queued since the last refresh (an autocommit
+    connection, not in a transaction); returns the queued changes applied."""
+    await _locked(conn)
+    try:
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return await _apply(conn, max_block)
+    finally:
+        await _unlock(conn)
+
+
+async def maintained_report(
+    conn: AsyncConnection,
+    *,
+    level: str = POSSIBLE,
+    thresholds: Thresholds | None = None,
+    weights: Weights | None = None,
+    use_identifiers: bool = True,
+    max_block: int = DuplicateIndex.max_block,
+) -> DuplicateReport:
+    """`stored_report`'s report, read from the pairs kept up to date (the queued changes applied
+    first, in the same snapshot). `conn`: autocommit, not in a transaction."""
+    thresholds = thresholds or Thresholds()
+    weights = weights or Weights()
+    floor = thresholds.minimum(level)
+    if weights != Weights() or floor < STORED_FLOOR:
+        return await stored_report(
+            conn,
+            level=level,
+            thresholds=thresholds,
+            weights=weights,
+            use_identifiers=use_identifiers,
+            max_block=max_block,
+        )
+    column = "score_ids" if use_identifiers else "score_traits"
+    await _locked(conn)
+    try:
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            await _apply(conn, max_block)
+            # the constant lets the planner use the partial index of the candidates
+            cur = await conn.execute(
+                f"SELECT a, b, {column}, evidence, "
+                f"{'id_evidence' if use_identifiers else 'NULL::text[]'} FROM identity_pair "
+                f"WHERE {column} >= {STORED_FLOOR!r} AND {column} >= %s "
+                f"ORDER BY {column} DESC, a, b",
+                (floor,),
+            )
+            found: list[Candidate] = []
+            for a, b, score, evidence, id_evidence in await cur.fetchall():
+                candidate = candidate_of(
+                    a, b, score, [*evidence, *(id_evidence or ())], floor, thresholds
+                )
+                if candidate is not None:
+                    found.append(candidate)
+            cur = await conn.execute(
+                f"SELECT (SELECT count(*) FROM identity_trait WHERE {_LIVE}), "
+                "(SELECT count(*) FROM identity_pair), (SELECT count(*) FROM identity_oversized)"
+            )
+            records, compared, oversized = await cur.fetchone() or (0, 0, 0)
+            cur = await conn.execute(COLLIDING)
+            colliding = [record_of(r) for r in await cur.fetchall()]
+    finally:
+        await _unlock(conn)
+    return DuplicateReport(
+        candidates=found,
+        collisions=find_collisions(colliding, thresholds=thresholds, weights=weights),
+        records=int(records),
+        compared=int(compared),
+        oversized_blocks=int(oversized),
+    )
