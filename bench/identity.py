@@ -285,6 +285,11 @@ def retyped(resource: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return {**resource, "birthDate": born.replace(day=rng.randint(1, 28)).isoformat()}
 
 
+async def _write_one(conn: Any, write: PendingWrite) -> None:
+    async with conn.transaction():
+        await write_traits(conn, [write])
+
+
 async def _report_bench(url: str, n: int, seed: int, updates: int) -> dict[str, Any]:
     import psycopg
 
@@ -304,7 +309,7 @@ async def _report_bench(url: str, n: int, seed: int, updates: int) -> dict[str, 
         backend = int((await (await conn.execute("SELECT pg_backend_pid()")).fetchone() or (0,))[0])
         first = Meter(backend)
         await first.measure(refresh_pairs(conn))  # every pair scored: the first read's rebuild
-        full, kept, read = Meter(backend), Meter(backend), Meter(backend)
+        full, kept, read, step = Meter(backend), Meter(backend), Meter(backend), Meter(backend)
         rng = random.Random(seed + 3)  # noqa: S311
         report = None
         for _ in range(updates):
@@ -312,11 +317,10 @@ async def _report_bench(url: str, n: int, seed: int, updates: int) -> dict[str, 
             pid = str(p["id"])
             p = retyped(p, rng)
             versions[pid] += 1
-            async with conn.transaction():
-                write = PendingWrite(
-                    "update", "Patient", pid, p, version=versions[pid], last_updated=now
-                )
-                await write_traits(conn, [write])
+            write = PendingWrite(
+                "update", "Patient", pid, p, version=versions[pid], last_updated=now
+            )
+            await step.measure(_write_one(conn, write))  # the write step (row, keys, queue)
             await full.measure(stored_report(conn))  # what the change cost before
             await kept.measure(refresh_pairs(conn))  # what it costs now
             report = await read.measure(maintained_report(conn))
@@ -330,6 +334,7 @@ async def _report_bench(url: str, n: int, seed: int, updates: int) -> dict[str, 
         "per_update_full_report_before": full.summary(),
         "per_update_refresh_after": kept.summary(),
         "read_kept_report": read.summary(),
+        "write_step_per_update": step.summary(),
     }
 
 

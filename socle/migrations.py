@@ -1024,15 +1024,28 @@ CREATE INDEX identity_pair_b ON identity_pair (b);
 CREATE INDEX identity_pair_ids ON identity_pair (score_ids DESC, a, b) WHERE score_ids >= 7;
 CREATE INDEX identity_pair_traits ON identity_pair (score_traits DESC, a, b)
     WHERE score_traits >= 7;
--- records whose pairs are to be re-scored, with every blocking key they had or have
+-- records whose pairs are to be re-scored, with every blocking key and INS they had or have
 CREATE TABLE identity_pair_change (
-    seq   bigserial PRIMARY KEY,
-    id    text NOT NULL,
-    keys  text[] NOT NULL
+    seq         bigserial PRIMARY KEY,
+    id          text NOT NULL,
+    keys        text[] NOT NULL,
+    ins         text[] NOT NULL,
+    live_delta  smallint NOT NULL            -- +1 made active and readable, -1 no longer
 );
 -- the blocks holding more than max_block + 1 records (the report's oversized count)
 CREATE TABLE identity_oversized (key text COLLATE "C" PRIMARY KEY);
+-- the records of the INS collisions: several INS, or an INS another record holds too
+CREATE TABLE identity_colliding (id text PRIMARY KEY);
+-- the report's counts as of the last refresh: active readable records, pairs compared
+CREATE TABLE identity_report_total (
+    one       boolean PRIMARY KEY DEFAULT true CHECK (one),
+    records   bigint NOT NULL,
+    compared  bigint NOT NULL
+);
+INSERT INTO identity_report_total (records, compared)
+    SELECT count(*) FILTER (WHERE active AND readable), 0 FROM identity_trait;
 -- the Patients stored before: all their pairs to score at the first read of the report
-INSERT INTO identity_pair_change (id, keys) SELECT id, blocking FROM identity_trait ORDER BY id;
+INSERT INTO identity_pair_change (id, keys, ins, live_delta)
+    SELECT id, blocking, ins_value, 0 FROM identity_trait ORDER BY id;
 """
 MIGRATIONS += [(450, "identity: the duplicate report kept incrementally", IDENTITY_PAIRS_V450)]

@@ -9,6 +9,13 @@ had and has (``identity_pair_change``, `trait_rows`, in the Patient's transactio
 only, plus, in a block crossing ``max_block + 1`` records, the pairs of the records whose place
 in it may have moved past that limit (at most one place per queued record).
 
+The rest of the report is kept the same way, so a read touches no more than what it returns:
+the records and pairs counted (``identity_report_total``, the queued records' ``live_delta``
+added up), the blocks over the limit (``identity_oversized``, re-counted for the queued keys)
+and the records of the INS collisions (``identity_colliding``, re-checked for the queued records
+and the holders of the INS they had or have). Every write of ``identity_trait`` goes through
+`trait_rows`, which queues it.
+
 Refreshes are serial (a session advisory lock) and each runs in a REPEATABLE READ transaction
 begun once the lock is held: its snapshot holds what the previous refresh applied, and the
 changes it did not see are exactly the queued rows this one reads.
@@ -75,6 +82,19 @@ k AS (
 SELECT {_A}, {_B}
 FROM p JOIN identity_trait a ON a.id = p.a JOIN identity_trait b ON b.id = p.b
 """
+# the records of the collisions among the changed ones and the holders of the INS they had or
+# have (the GIN index of identity_trait finds these), as `stored_report.COLLIDING` finds them
+_COLLIDING_OF = """
+INSERT INTO identity_colliding
+SELECT t.id FROM identity_trait t WHERE t.id = ANY(%(touched)s)
+    AND t.active AND t.readable AND cardinality(t.ins_value) > 0 AND (
+        (SELECT count(DISTINCT v) FROM unnest(t.ins_value) v) > 1
+        OR EXISTS (
+            SELECT 1 FROM identity_trait o
+            WHERE o.active AND o.readable AND o.ins_value && t.ins_value AND o.id <> t.id
+        )
+    )
+"""
 _COPY = "COPY identity_pair (a, b, score_traits, score_ids, evidence, id_evidence) FROM STDIN"
 
 
@@ -102,7 +122,7 @@ def _scored(rows: Sequence[Sequence[Any]], weights: Weights) -> list[tuple[Any, 
 
 async def _apply(conn: AsyncConnection, max_block: int) -> int:
     """Within the refresh's transaction: the queued changes applied; returns how many."""
-    cur = await conn.execute("SELECT seq, id, keys FROM identity_pair_change")
+    cur = await conn.execute("SELECT seq, id, keys, ins, live_delta FROM identity_pair_change")
     queued = await cur.fetchall()
     if not queued:
         return 0
@@ -112,26 +132,39 @@ async def _apply(conn: AsyncConnection, max_block: int) -> int:
     every = len(changed) > _WHOLE
     if every:
         await conn.execute("DELETE FROM identity_pair")
+        removed = None
         await conn.execute("DELETE FROM identity_oversized")
         await conn.execute(
             "INSERT INTO identity_oversized SELECT key FROM identity_block "
             "GROUP BY key HAVING count(*) > %s",
             (limit,),
         )
+        await conn.execute("DELETE FROM identity_colliding")
+        await conn.execute(f"INSERT INTO identity_colliding SELECT id FROM ({COLLIDING}) c")
         dirty: list[str] = []
     else:
         cur = await conn.execute(_MOVED, {"keys": keys, "n": len(changed), "limit": limit})
         dirty = sorted(set(changed) | {row[0] for row in await cur.fetchall()})
-        await conn.execute(
+        cur = await conn.execute(
             "DELETE FROM identity_pair WHERE a = ANY(%(ids)s) OR b = ANY(%(ids)s)",
             {"ids": dirty},
         )
+        removed = cur.rowcount
         await conn.execute("DELETE FROM identity_oversized WHERE key = ANY(%s)", (keys,))
         await conn.execute(
             "INSERT INTO identity_oversized SELECT key FROM identity_block "
             "WHERE key = ANY(%s) GROUP BY key HAVING count(*) > %s",
             (keys, limit),
         )
+        ins = sorted({v for row in queued for v in row[3]})
+        cur = await conn.execute(
+            "SELECT id FROM identity_trait WHERE active AND readable AND ins_value && %s",
+            (ins,),
+        )
+        touched = sorted(set(changed) | {row[0] for row in await cur.fetchall()})
+        await conn.execute("DELETE FROM identity_colliding WHERE id = ANY(%s)", (touched,))
+        await conn.execute(_COLLIDING_OF, {"touched": touched})
+    added = 0
     weights = Weights()
     async with conn.cursor(name="identity_pairs_changed") as pairs:
         await pairs.execute(PAIRS if every else _PAIRS_OF, {"ids": dirty, "limit": limit})
@@ -143,6 +176,17 @@ async def _apply(conn: AsyncConnection, max_block: int) -> int:
             async with conn.cursor() as out, out.copy(_COPY) as copy:
                 for row in rows:
                     await copy.write_row(row)
+            added += len(rows)
+    await conn.execute(
+        "UPDATE identity_report_total SET records = records + %(live)s, "
+        "compared = CASE WHEN %(every)s THEN %(added)s ELSE compared + %(added)s - %(removed)s END",
+        {
+            "live": sum(row[4] for row in queued),
+            "every": every,
+            "added": added,
+            "removed": removed or 0,
+        },
+    )
     await conn.execute(
         "DELETE FROM identity_pair_change WHERE seq = ANY(%s)", ([row[0] for row in queued],)
     )
@@ -214,11 +258,14 @@ async def maintained_report(
                 if candidate is not None:
                     found.append(candidate)
             cur = await conn.execute(
-                f"SELECT (SELECT count(*) FROM identity_trait WHERE {_LIVE}), "
-                "(SELECT count(*) FROM identity_pair), (SELECT count(*) FROM identity_oversized)"
+                "SELECT records, compared, (SELECT count(*) FROM identity_oversized) "
+                "FROM identity_report_total"
             )
             records, compared, oversized = await cur.fetchone() or (0, 0, 0)
-            cur = await conn.execute(COLLIDING)
+            cur = await conn.execute(
+                f"SELECT {RECORD_COLUMNS} FROM identity_trait "
+                "WHERE id IN (SELECT id FROM identity_colliding) ORDER BY id"
+            )
             colliding = [record_of(r) for r in await cur.fetchall()]
     finally:
         await _unlock(conn)

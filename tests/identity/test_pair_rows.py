@@ -138,14 +138,15 @@ def _content(report: DuplicateReport) -> tuple[Any, ...]:
 
 async def _run(url: str, seed: int, steps: int) -> dict[str, int]:
     region = Region(seed)
-    seen: dict[str, int] = {"checks": 0, "candidates": 0, "oversized": 0}
+    seen: dict[str, int] = {"checks": 0, "candidates": 0, "oversized": 0, "collisions": 0}
     async with (
         await psycopg.AsyncConnection.connect(url, autocommit=True) as writer,
         await psycopg.AsyncConnection.connect(url, autocommit=True) as reader,
     ):
         await writer.execute(
             "TRUNCATE identity_trait, identity_block, identity_pair, identity_pair_change, "
-            "identity_oversized"
+            "identity_oversized, identity_colliding; UPDATE identity_report_total "
+            "SET records = 0, compared = 0"
         )
         for n in range(steps):
             _, writes = region.step()
@@ -166,6 +167,7 @@ async def _run(url: str, seed: int, steps: int) -> dict[str, int]:
             seen["checks"] += 1
             seen["candidates"] += len(full.candidates)
             seen["oversized"] += full.oversized_blocks
+            seen["collisions"] += len(full.collisions)
         cur = await reader.execute("SELECT count(*) FROM identity_pair_change")
         assert (await cur.fetchone() or (None,))[0] == 0
     return seen
@@ -176,8 +178,9 @@ def test_the_kept_report_equals_the_full_one_after_every_step(
     server: ServerProcess, seed: int
 ) -> None:
     seen = asyncio.run(_run(_url(server), seed, 120))
-    # the sequences did reach what is tested: candidates and blocks over the limit
-    assert seen["checks"] > 50 and seen["candidates"] > 0 and seen["oversized"] > 0
+    # the sequences did reach what is tested: candidates, blocks over the limit, collisions
+    assert seen["checks"] > 50 and seen["candidates"] > 0
+    assert seen["oversized"] > 0 and seen["collisions"] > 0
 
 
 def test_an_update_leaving_the_traits_queues_nothing(server: ServerProcess) -> None:
@@ -246,7 +249,8 @@ def test_duplicates_served_over_http_follow_creates_updates_deletes_merges(
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE identity_trait, identity_block, identity_pair, identity_pair_change, "
-            "identity_oversized"
+            "identity_oversized, identity_colliding; UPDATE identity_report_total "
+            "SET records = 0, compared = 0"
         )
     rng = random.Random(11)  # noqa: S311 (test data)
     headers = {
