@@ -54,7 +54,7 @@ STORED_FLOOR = Thresholds().possible
 _LOCK = 0x1D7A50  # an arbitrary constant: one refresh at a time
 _BATCH = 2000
 # a refresh touching more records than this recomputes every pair (one join, no id filter)
-_WHOLE = 20_000
+_WHOLE = 2_000
 _WIDTH = len(RECORD_COLUMNS.split(", "))
 _A = ", ".join(f"a.{c}" for c in RECORD_COLUMNS.split(", "))
 _B = ", ".join(f"b.{c}" for c in RECORD_COLUMNS.split(", "))
@@ -68,34 +68,47 @@ SELECT DISTINCT id FROM (
     FROM identity_block WHERE key = ANY(%(keys)s)
 ) k WHERE size + %(n)s > %(limit)s AND pos <= %(limit)s + %(n)s
 """
-# the pairs of the given records (%(ids)s), as `stored_report.PAIRS` finds them
-_PAIRS_OF = f"""
-WITH d AS (SELECT DISTINCT unnest(%(ids)s::text[]) AS id),
-k AS (
-    SELECT id, key, row_number() OVER (PARTITION BY key ORDER BY id) AS pos FROM identity_block
-    WHERE key IN (SELECT key FROM identity_block WHERE id IN (SELECT id FROM d))
-), p AS (
-    SELECT DISTINCT x.id AS a, y.id AS b
-    FROM k x JOIN k y ON x.key = y.key AND x.pos < y.pos
-    WHERE y.pos <= %(limit)s AND (x.id IN (SELECT id FROM d) OR y.id IN (SELECT id FROM d))
-)
-SELECT {_A}, {_B}
-FROM p JOIN identity_trait a ON a.id = p.a JOIN identity_trait b ON b.id = p.b
+# the first records in id order of the blocks of the given records (%(ids)s): their pairs are
+# found from these places (`_pairs_of`), as `stored_report.PAIRS` finds them
+_PLACES = """
+SELECT key, id, pos FROM (
+    SELECT key, id, row_number() OVER (PARTITION BY key ORDER BY id) AS pos FROM identity_block
+    WHERE key = ANY(ARRAY(SELECT DISTINCT key FROM identity_block WHERE id = ANY(%(ids)s)))
+) k WHERE pos <= %(limit)s ORDER BY key, pos
 """
+_RECORDS = f"SELECT {RECORD_COLUMNS} FROM identity_trait WHERE id = ANY(%s)"
 # the records of the collisions among the changed ones and the holders of the INS they had or
 # have (the GIN index of identity_trait finds these), as `stored_report.COLLIDING` finds them
 _COLLIDING_OF = """
-INSERT INTO identity_colliding
-SELECT t.id FROM identity_trait t WHERE t.id = ANY(%(touched)s)
-    AND t.active AND t.readable AND cardinality(t.ins_value) > 0 AND (
-        (SELECT count(DISTINCT v) FROM unnest(t.ins_value) v) > 1
-        OR EXISTS (
-            SELECT 1 FROM identity_trait o
-            WHERE o.active AND o.readable AND o.ins_value && t.ins_value AND o.id <> t.id
-        )
-    )
+WITH t AS (
+    SELECT id, ins_value FROM identity_trait
+    WHERE id = ANY(%(touched)s) AND active AND readable AND cardinality(ins_value) > 0
+), shared AS (
+    SELECT v FROM identity_trait o, unnest(o.ins_value) v
+    WHERE o.active AND o.readable
+      AND o.ins_value && (SELECT array_agg(x) FROM t, unnest(t.ins_value) x)
+    GROUP BY v HAVING count(DISTINCT o.id) > 1
+)
+SELECT id FROM t WHERE (SELECT count(DISTINCT v) FROM unnest(ins_value) v) > 1
+    OR ins_value && ARRAY(SELECT v FROM shared)
 """
 _COPY = "COPY identity_pair (a, b, score_traits, score_ids, evidence, id_evidence) FROM STDIN"
+
+
+def _pairs_of(places: Sequence[Sequence[Any]], dirty: set[str]) -> set[tuple[str, str]]:
+    """The (earlier, later) pairs sharing a block, one of them in `dirty`, from the places
+    (key, id, position) of each block's first records, ordered by key and position."""
+    pairs: set[tuple[str, str]] = set()
+    block: list[str] = []
+    key = None
+    for k, pid, _ in places:
+        if k != key:
+            key, block = k, []
+        for earlier in block:
+            if earlier in dirty or pid in dirty:
+                pairs.add((earlier, pid))
+        block.append(pid)
+    return pairs
 
 
 def _scored(rows: Sequence[Sequence[Any]], weights: Weights) -> list[tuple[Any, ...]]:
@@ -122,13 +135,13 @@ def _scored(rows: Sequence[Sequence[Any]], weights: Weights) -> list[tuple[Any, 
 
 async def _apply(conn: AsyncConnection, max_block: int) -> int:
     """Within the refresh's transaction: the queued changes applied; returns how many."""
-    cur = await conn.execute("SELECT seq, id, keys, ins, live_delta FROM identity_pair_change")
+    cur = await conn.execute("SELECT id, keys, ins, live_delta FROM identity_pair_change")
     queued = await cur.fetchall()
     if not queued:
         return 0
     limit = max_block + 1
-    changed = sorted({row[1] for row in queued})
-    keys = sorted({k for row in queued for k in row[2]})
+    changed = sorted({row[0] for row in queued})
+    keys = sorted({k for row in queued for k in row[1]})
     every = len(changed) > _WHOLE
     if every:
         await conn.execute("DELETE FROM identity_pair")
@@ -156,41 +169,68 @@ async def _apply(conn: AsyncConnection, max_block: int) -> int:
             "WHERE key = ANY(%s) GROUP BY key HAVING count(*) > %s",
             (keys, limit),
         )
-        ins = sorted({v for row in queued for v in row[3]})
+        ins = sorted({v for row in queued for v in row[2]})
         cur = await conn.execute(
             "SELECT id FROM identity_trait WHERE active AND readable AND ins_value && %s",
             (ins,),
         )
         touched = sorted(set(changed) | {row[0] for row in await cur.fetchall()})
         await conn.execute("DELETE FROM identity_colliding WHERE id = ANY(%s)", (touched,))
-        await conn.execute(_COLLIDING_OF, {"touched": touched})
-    added = 0
-    weights = Weights()
-    async with conn.cursor(name="identity_pairs_changed") as pairs:
-        await pairs.execute(PAIRS if every else _PAIRS_OF, {"ids": dirty, "limit": limit})
-        while batch := await pairs.fetchmany(_BATCH):
-            if len(batch) > 50:  # a rebuild: the scoring off the event loop
-                rows = await asyncio.to_thread(_scored, batch, weights)
-            else:
-                rows = _scored(batch, weights)
-            async with conn.cursor() as out, out.copy(_COPY) as copy:
-                for row in rows:
-                    await copy.write_row(row)
-            added += len(rows)
+        await conn.execute(f"INSERT INTO identity_colliding {_COLLIDING_OF}", {"touched": touched})
+    if every:
+        added = await _score_every(conn, limit)
+    else:
+        added = await _score_pairs_of(conn, dirty, limit)
     await conn.execute(
         "UPDATE identity_report_total SET records = records + %(live)s, "
         "compared = CASE WHEN %(every)s THEN %(added)s ELSE compared + %(added)s - %(removed)s END",
         {
-            "live": sum(row[4] for row in queued),
+            "live": sum(row[3] for row in queued),
             "every": every,
             "added": added,
             "removed": removed or 0,
         },
     )
-    await conn.execute(
-        "DELETE FROM identity_pair_change WHERE seq = ANY(%s)", ([row[0] for row in queued],)
-    )
+    # the rows read, exactly: those queued since are not in this transaction's snapshot
+    await conn.execute("DELETE FROM identity_pair_change")
     return len(queued)
+
+
+async def _store(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+    async with conn.cursor() as out, out.copy(_COPY) as copy:
+        for row in rows:
+            await copy.write_row(row)
+
+
+async def _score_every(conn: AsyncConnection, limit: int) -> int:
+    """Every pair scored and stored (a rebuild), streamed from a server-side cursor."""
+    added = 0
+    weights = Weights()
+    async with conn.cursor(name="identity_pairs_all") as pairs:
+        await pairs.execute(PAIRS, {"limit": limit})
+        while batch := await pairs.fetchmany(_BATCH):
+            rows = await asyncio.to_thread(_scored, batch, weights)
+            await _store(conn, rows)
+            added += len(rows)
+    return added
+
+
+async def _score_pairs_of(conn: AsyncConnection, dirty: list[str], limit: int) -> int:
+    """The pairs of the `dirty` records scored and stored. The pairs are made here from the
+    blocks' places (a few rows read by index), not by a join the planner may take for a scan."""
+    cur = await conn.execute(_PLACES, {"ids": dirty, "limit": limit})
+    pairs = _pairs_of(await cur.fetchall(), set(dirty))
+    if not pairs:
+        return 0
+    cur = await conn.execute(_RECORDS, (sorted({pid for pair in pairs for pid in pair}),))
+    record = {row[0]: row for row in await cur.fetchall()}
+    joined = [(*record[a], *record[b]) for a, b in sorted(pairs)]
+    if len(joined) > 50:  # many records changed at once: the scoring off the event loop
+        rows = await asyncio.to_thread(_scored, joined, Weights())
+    else:
+        rows = _scored(joined, Weights())
+    await _store(conn, rows)
+    return len(rows)
 
 
 async def _locked(conn: AsyncConnection) -> None:

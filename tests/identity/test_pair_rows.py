@@ -17,6 +17,7 @@ import pytest
 from socle.config import Settings
 from socle.database import resolve_url
 from socle.fhir.storage.writer import PendingWrite
+from socle.identity import pair_rows
 from socle.identity.duplicates import PROBABLE, DuplicateReport
 from socle.identity.pair_rows import maintained_report
 from socle.identity.stored_report import stored_report
@@ -173,10 +174,12 @@ async def _run(url: str, seed: int, steps: int) -> dict[str, int]:
     return seen
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed,rebuild_over", [(1, None), (2, None), (3, 4)])
 def test_the_kept_report_equals_the_full_one_after_every_step(
-    server: ServerProcess, seed: int
+    server: ServerProcess, monkeypatch: pytest.MonkeyPatch, seed: int, rebuild_over: int | None
 ) -> None:
+    if rebuild_over is not None:  # the refreshes of more records than this rebuild every pair
+        monkeypatch.setattr(pair_rows, "_WHOLE", rebuild_over)
     seen = asyncio.run(_run(_url(server), seed, 120))
     # the sequences did reach what is tested: candidates, blocks over the limit, collisions
     assert seen["checks"] > 50 and seen["candidates"] > 0
