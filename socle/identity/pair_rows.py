@@ -134,66 +134,70 @@ def _scored(rows: Sequence[Sequence[Any]], weights: Weights) -> list[tuple[Any, 
 
 
 async def _apply(conn: AsyncConnection, max_block: int) -> int:
-    """Within the refresh's transaction: the queued changes applied; returns how many."""
+    """Within the refresh's transaction: the queued changes applied; returns the records
+    changed."""
+    cur = await conn.execute("SELECT count(DISTINCT id) FROM identity_pair_change")
+    changed = int((await cur.fetchone() or (0,))[0])
+    if not changed:
+        return 0
+    if changed > _WHOLE:  # the queue is not read: at a migration it holds the whole region
+        await _rebuild(conn, max_block + 1)
+    else:
+        await _update(conn, max_block + 1)
+    # the rows seen, exactly: those queued since are not in this transaction's snapshot
+    await conn.execute("DELETE FROM identity_pair_change")
+    return changed
+
+
+async def _rebuild(conn: AsyncConnection, limit: int) -> None:
+    """Every pair, block over the limit, collision and count made again."""
+    await conn.execute("DELETE FROM identity_pair")
+    await conn.execute("DELETE FROM identity_oversized")
+    await conn.execute(
+        "INSERT INTO identity_oversized SELECT key FROM identity_block "
+        "GROUP BY key HAVING count(*) > %s",
+        (limit,),
+    )
+    await conn.execute("DELETE FROM identity_colliding")
+    await conn.execute(f"INSERT INTO identity_colliding SELECT id FROM ({COLLIDING}) c")
+    added = await _score_every(conn, limit)
+    await conn.execute(
+        "UPDATE identity_report_total SET compared = %s, "
+        f"records = (SELECT count(*) FROM identity_trait WHERE {_LIVE})",
+        (added,),
+    )
+
+
+async def _update(conn: AsyncConnection, limit: int) -> None:
+    """The pairs, blocks, collisions and counts the queued records change, made again."""
     cur = await conn.execute("SELECT id, keys, ins, live_delta FROM identity_pair_change")
     queued = await cur.fetchall()
-    if not queued:
-        return 0
-    limit = max_block + 1
     changed = sorted({row[0] for row in queued})
     keys = sorted({k for row in queued for k in row[1]})
-    every = len(changed) > _WHOLE
-    if every:
-        await conn.execute("DELETE FROM identity_pair")
-        removed = None
-        await conn.execute("DELETE FROM identity_oversized")
-        await conn.execute(
-            "INSERT INTO identity_oversized SELECT key FROM identity_block "
-            "GROUP BY key HAVING count(*) > %s",
-            (limit,),
-        )
-        await conn.execute("DELETE FROM identity_colliding")
-        await conn.execute(f"INSERT INTO identity_colliding SELECT id FROM ({COLLIDING}) c")
-        dirty: list[str] = []
-    else:
-        cur = await conn.execute(_MOVED, {"keys": keys, "n": len(changed), "limit": limit})
-        dirty = sorted(set(changed) | {row[0] for row in await cur.fetchall()})
-        cur = await conn.execute(
-            "DELETE FROM identity_pair WHERE a = ANY(%(ids)s) OR b = ANY(%(ids)s)",
-            {"ids": dirty},
-        )
-        removed = cur.rowcount
-        await conn.execute("DELETE FROM identity_oversized WHERE key = ANY(%s)", (keys,))
-        await conn.execute(
-            "INSERT INTO identity_oversized SELECT key FROM identity_block "
-            "WHERE key = ANY(%s) GROUP BY key HAVING count(*) > %s",
-            (keys, limit),
-        )
-        ins = sorted({v for row in queued for v in row[2]})
-        cur = await conn.execute(
-            "SELECT id FROM identity_trait WHERE active AND readable AND ins_value && %s",
-            (ins,),
-        )
-        touched = sorted(set(changed) | {row[0] for row in await cur.fetchall()})
-        await conn.execute("DELETE FROM identity_colliding WHERE id = ANY(%s)", (touched,))
-        await conn.execute(f"INSERT INTO identity_colliding {_COLLIDING_OF}", {"touched": touched})
-    if every:
-        added = await _score_every(conn, limit)
-    else:
-        added = await _score_pairs_of(conn, dirty, limit)
-    await conn.execute(
-        "UPDATE identity_report_total SET records = records + %(live)s, "
-        "compared = CASE WHEN %(every)s THEN %(added)s ELSE compared + %(added)s - %(removed)s END",
-        {
-            "live": sum(row[3] for row in queued),
-            "every": every,
-            "added": added,
-            "removed": removed or 0,
-        },
+    cur = await conn.execute(_MOVED, {"keys": keys, "n": len(changed), "limit": limit})
+    dirty = sorted(set(changed) | {row[0] for row in await cur.fetchall()})
+    cur = await conn.execute(
+        "DELETE FROM identity_pair WHERE a = ANY(%(ids)s) OR b = ANY(%(ids)s)", {"ids": dirty}
     )
-    # the rows read, exactly: those queued since are not in this transaction's snapshot
-    await conn.execute("DELETE FROM identity_pair_change")
-    return len(queued)
+    removed = cur.rowcount
+    await conn.execute("DELETE FROM identity_oversized WHERE key = ANY(%s)", (keys,))
+    await conn.execute(
+        "INSERT INTO identity_oversized SELECT key FROM identity_block "
+        "WHERE key = ANY(%s) GROUP BY key HAVING count(*) > %s",
+        (keys, limit),
+    )
+    ins = sorted({v for row in queued for v in row[2]})
+    cur = await conn.execute(
+        "SELECT id FROM identity_trait WHERE active AND readable AND ins_value && %s", (ins,)
+    )
+    touched = sorted(set(changed) | {row[0] for row in await cur.fetchall()})
+    await conn.execute("DELETE FROM identity_colliding WHERE id = ANY(%s)", (touched,))
+    await conn.execute(f"INSERT INTO identity_colliding {_COLLIDING_OF}", {"touched": touched})
+    added = await _score_pairs_of(conn, dirty, limit)
+    await conn.execute(
+        "UPDATE identity_report_total SET records = records + %s, compared = compared + %s - %s",
+        (sum(row[3] for row in queued), added, removed),
+    )
 
 
 async def _store(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
@@ -243,7 +247,7 @@ async def _unlock(conn: AsyncConnection) -> None:
 
 async def refresh_pairs(conn: AsyncConnection, *, max_block: int = DuplicateIndex.max_block) -> int:
     """Re-score the pairs of the records queued since the last refresh (an autocommit
-    connection, not in a transaction); returns the queued changes applied."""
+    connection, not in a transaction); returns the records changed."""
     await _locked(conn)
     try:
         async with conn.transaction():
