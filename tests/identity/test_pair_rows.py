@@ -116,7 +116,8 @@ class Region:
 
 @pytest.fixture(scope="module")
 def server(database) -> Iterator[ServerProcess]:
-    with server_beside(database, "socle_pairs") as srv:
+    # no duplicates job: its refreshes would apply the queue this module counts
+    with server_beside(database, "socle_pairs", {"SOCLE_IDENTITY_WATCH_SECONDS": "0"}) as srv:
         yield srv
 
 
