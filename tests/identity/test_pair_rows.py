@@ -298,3 +298,35 @@ def test_duplicates_served_over_http_follow_creates_updates_deletes_merges(
             assert _served(client) == _computed(url), (n, kind)
     assert kinds == {"create", "update", "delete", "merge"}
     assert _computed(url)[3]  # the sequence did make candidates
+
+
+def test_a_write_committing_after_a_refresh_is_applied_by_the_next(server: ServerProcess) -> None:
+    """A refresh while a Patient's transaction is open neither sees its queued change nor
+    deletes it: the next refresh applies it."""
+
+    async def run() -> tuple[tuple[Any, ...], tuple[Any, ...], int]:
+        region = Region(5)
+        url = _url(server)
+        async with (
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as writer,
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as reader,
+        ):
+            await writer.execute(
+                "TRUNCATE identity_trait, identity_block, identity_pair, identity_pair_change, "
+                "identity_oversized, identity_colliding; UPDATE identity_report_total "
+                "SET records = 0, compared = 0"
+            )
+            first = {**_patient(region.rng, "late-a"), "active": True}
+            async with writer.transaction():
+                await write_traits(writer, [region._write("late-a", first)])
+            await maintained_report(reader)
+            async with writer.transaction():  # the same person again, committed after a refresh
+                await write_traits(writer, [region._write("late-b", {**first, "id": "late-b"})])
+                during = await maintained_report(reader)
+            kept = await maintained_report(reader)
+            full = await stored_report(reader)
+            return _content(kept), _content(full), len(during.candidates)
+
+    kept, full, during = asyncio.run(run())
+    assert during == 0  # the open transaction's record was not seen
+    assert kept == full and len(kept[3]) == 1  # and was applied by the next refresh
