@@ -1003,3 +1003,52 @@ CREATE INDEX identity_trait_reference ON identity_trait (family_key, birth_date)
 CREATE INDEX identity_trait_reference_nir ON identity_trait (ref_nir) WHERE ref_nir IS NOT NULL;
 """
 MIGRATIONS += [(420, "identity traits of the stored Patients", IDENTITY_TRAITS_V420)]
+
+# --- Identity, the incremental duplicate report: migrations 450-459 ------------------------------
+IDENTITY_PAIRS_V450 = """
+-- The duplicate report kept up to date (socle/identity/pair_rows.py): every pair of records the
+-- report compares (sharing a block, within its first max_block + 1 records), scored once. A
+-- Patient write queues its id and the blocking keys it had and has (identity_pair_change, in its
+-- transaction); the next reader of the report re-scores the pairs of the queued records only.
+CREATE TABLE identity_pair (
+    a             text NOT NULL,             -- the earlier record in id order
+    b             text NOT NULL,
+    score_traits  double precision NOT NULL, -- the traits' score (use_identifiers off)
+    score_ids     double precision NOT NULL, -- with the INS / NSS evidence
+    evidence      text[],                    -- the traits' evidence, when either score >= 7
+    id_evidence   text[],                    -- the identifiers' evidence, idem
+    PRIMARY KEY (a, b)
+);
+CREATE INDEX identity_pair_b ON identity_pair (b);
+-- the report reads the candidates (scores at or above the default "possible" threshold) only
+CREATE INDEX identity_pair_ids ON identity_pair (score_ids DESC, a, b) WHERE score_ids >= 7;
+CREATE INDEX identity_pair_traits ON identity_pair (score_traits DESC, a, b)
+    WHERE score_traits >= 7;
+-- records whose pairs are to be re-scored, with every blocking key and INS they had or have
+CREATE TABLE identity_pair_change (
+    seq         bigserial PRIMARY KEY,
+    id          text NOT NULL,
+    keys        text[] NOT NULL,
+    ins         text[] NOT NULL,
+    live_delta  smallint NOT NULL            -- +1 made active and readable, -1 no longer
+);
+-- the blocks holding more than max_block + 1 records (the report's oversized count)
+CREATE TABLE identity_oversized (key text COLLATE "C" PRIMARY KEY);
+-- the records of the INS collisions: several INS, or an INS another record holds too
+CREATE TABLE identity_colliding (id text PRIMARY KEY);
+-- the report's counts as of the last refresh: active readable records, pairs compared
+CREATE TABLE identity_report_total (
+    one       boolean PRIMARY KEY DEFAULT true CHECK (one),
+    records   bigint NOT NULL,
+    compared  bigint NOT NULL
+);
+INSERT INTO identity_report_total (records, compared)
+    SELECT count(*) FILTER (WHERE active AND readable), 0 FROM identity_trait;
+-- a refresh looks up the holders of the changed records' INS at every read: without a pending
+-- list (up to 4 MB scanned at each look-up until a vacuum) an insert costs an entry or two
+ALTER INDEX identity_trait_ins SET (fastupdate = off);
+-- the Patients stored before: all their pairs to score at the first read of the report
+INSERT INTO identity_pair_change (id, keys, ins, live_delta)
+    SELECT id, blocking, ins_value, 0 FROM identity_trait ORDER BY id;
+"""
+MIGRATIONS += [(450, "identity: the duplicate report kept incrementally", IDENTITY_PAIRS_V450)]

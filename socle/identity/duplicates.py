@@ -303,16 +303,44 @@ def score_candidate(
 ) -> Candidate | None:
     """The candidate pair (`earlier`, `record`) when it scores `floor` or above: what the
     in-memory index and the report on the stored traits (`stored_report.py`) both find."""
-    score, evidence = score_pair(norm, earlier_norm, weights)
+    score, evidence, with_ids, id_evidence = pair_scores(
+        earlier, earlier_norm, record, norm, weights
+    )
     if use_identifiers:
-        extra = _identifier_evidence(record, earlier, weights)
-        if extra:
-            score += sum(v for _, v in extra)
-            evidence += [f"{name} {v:+.1f}" for name, v in extra]
+        score, evidence = with_ids, evidence + id_evidence
+    return candidate_of(earlier.id, record.id, score, evidence, floor, thresholds)
+
+
+def pair_scores(
+    earlier: IdentityRecord,
+    earlier_norm: NormalisedTraits,
+    record: IdentityRecord,
+    norm: NormalisedTraits,
+    weights: Weights,
+) -> tuple[float, list[str], float, list[str]]:
+    """(traits' score, their evidence, score with the identifiers, the identifiers' evidence) of
+    the pair (`earlier`, `record`): both ways of scoring, the stored report keeps both."""
+    score, evidence = score_pair(norm, earlier_norm, weights)
+    with_ids = score
+    extra = _identifier_evidence(record, earlier, weights)
+    if extra:
+        with_ids += sum(v for _, v in extra)
+    return score, evidence, with_ids, [f"{name} {v:+.1f}" for name, v in extra]
+
+
+def candidate_of(
+    earlier: str,
+    record: str,
+    score: float,
+    evidence: Iterable[str],
+    floor: float,
+    thresholds: Thresholds,
+) -> Candidate | None:
+    """The candidate of a scored pair, None under `floor`."""
     if score < floor:
         return None
     lvl = thresholds.level(score) or POSSIBLE
-    return Candidate(round(score, 2), earlier.id, record.id, lvl, tuple(evidence))
+    return Candidate(round(score, 2), earlier, record, lvl, tuple(evidence))
 
 
 # ---------------------------------------------------------------------------------- blocking

@@ -1,8 +1,9 @@
 """Per-worker identity state: the simulated INSi and the duplicate report, read from the
 ``identity_trait`` rows (`trait_rows.py`) rather than from every Patient kept in memory.
 
-No worker keeps the stored Patients: the duplicate report is computed on the trait rows by SQL
-blocking and the Python scorer (`stored_report.py`) and cached until the rows change (one
+No worker keeps the stored Patients: the duplicate report is read from the scored pairs kept up
+to date with the trait rows (`pair_rows.py`: the pairs of the Patients written since the last
+read re-scored first) and cached until the rows change (one
 indexed query, ``max(updated)`` and ``count(*)`` of the rows, made at most every
 ``SOCLE_IDENTITY_STAMP_SECONDS``, default 0: at every use); the simulated INSi answers each
 look-up from the reference rows it can reach (same compact birth name and birth date, or the
@@ -34,7 +35,7 @@ from typing import Any
 
 from .duplicates import POSSIBLE, DuplicateReport
 from .insi import InsiClient, VitaleCard, insi_client
-from .stored_report import stored_report
+from .pair_rows import maintained_report
 from .trait_rows import REFERENCE_STATUSES, identity_of, is_reference, reference_rows
 from .traits import Traits
 
@@ -111,7 +112,7 @@ class IdentityCache:
                 if found is None:
                     # the write pool: no search timeout on a region-wide report
                     async with engine.pool.connection() as conn:
-                        found = await stored_report(
+                        found = await maintained_report(
                             conn, level=level, use_identifiers=use_identifiers
                         )
                     self.reports[key] = found

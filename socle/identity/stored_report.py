@@ -39,7 +39,7 @@ _B = ", ".join(f"b.{c}" for c in RECORD_COLUMNS.split(", "))
 _LIVE = "active AND readable"
 
 # pairs sharing a block, the later record at most max_block + 1 into it (in id order)
-_PAIRS = f"""
+PAIRS = f"""
 WITH k AS (
     SELECT id, key, row_number() OVER (PARTITION BY key ORDER BY id) AS pos FROM identity_block
 ), p AS (
@@ -56,7 +56,7 @@ SELECT count(*) FROM (
 ) big
 """
 # the records holding several INS, or an INS another record holds too
-_COLLIDING = f"""
+COLLIDING = f"""
 SELECT {RECORD_COLUMNS} FROM identity_trait WHERE {_LIVE} AND cardinality(ins_value) > 0 AND (
     (SELECT count(DISTINCT v) FROM unnest(ins_value) v) > 1
     OR ins_value && ARRAY(
@@ -99,12 +99,14 @@ async def stored_report(
     thresholds: Thresholds | None = None,
     weights: Weights | None = None,
     use_identifiers: bool = True,
+    max_block: int = DuplicateIndex.max_block,
 ) -> DuplicateReport:
     """`duplicate_report` of the active stored Patients, from their trait rows (one
-    transaction: one snapshot of the table)."""
+    transaction: one snapshot of the table), computed in full: every pair scored (the report
+    kept up to date between writes is `pair_rows.maintained_report`)."""
     thresholds = thresholds or Thresholds()
     weights = weights or Weights()
-    limit = DuplicateIndex.max_block + 1
+    limit = max_block + 1
     floor = thresholds.minimum(level)
     found: list[Candidate] = []
     compared = 0
@@ -112,7 +114,7 @@ async def stored_report(
         cur = await conn.execute(f"SELECT count(*) FROM identity_trait WHERE {_LIVE}")
         records = int((await cur.fetchone() or (0,))[0])
         async with conn.cursor(name="identity_pairs") as pairs:
-            await pairs.execute(_PAIRS, {"limit": limit})
+            await pairs.execute(PAIRS, {"limit": limit})
             while batch := await pairs.fetchmany(_BATCH):
                 compared += len(batch)
                 found.extend(
@@ -122,7 +124,7 @@ async def stored_report(
                 )
         cur = await conn.execute(_OVERSIZED, {"limit": limit})
         oversized = int((await cur.fetchone() or (0,))[0])
-        cur = await conn.execute(_COLLIDING)
+        cur = await conn.execute(COLLIDING)
         colliding = [record_of(r) for r in await cur.fetchall()]
     found.sort(key=lambda c: -c.score)
     return DuplicateReport(

@@ -46,20 +46,55 @@ COLUMNS = (
     "generated_duplicate, family_key, blocking, ref_nir, ref_oid"
 )
 _NAMES = COLUMNS.split(", ")
-# One statement per row: the trait row upserted (unless a later version is there already) and
-# its blocking keys made the row's (those gone deleted, new ones added; none when inactive).
+# what a pair's score depends on: a write changing none of them leaves the report as it is
+_SCORED = [
+    "birth_family",
+    "birth_given",
+    "birth_date",
+    "sex",
+    "birthplace",
+    "used_family",
+    "used_given",
+    "ins_value",
+    "ins_oid",
+    "nss",
+    "active",
+    "readable",
+]
+# a deleted row queued for the report (`pair_rows`): its keys, its INS, one record fewer
+_GONE = "id, blocking, ins_value, (active AND readable)::int AS live"
+_QUEUE_GONE = (
+    "INSERT INTO identity_pair_change (id, keys, ins, live_delta) "
+    "SELECT id, blocking, ins_value, -live FROM t"
+)
+# One statement per row: the trait row upserted (unless a later version is there already), its
+# blocking keys made the row's (those gone deleted, new ones added; none when inactive) and, when
+# a scored column changed, the record queued for the report (`pair_rows`) with the keys it had
+# and has (every CTE sees the rows as they were before the statement).
 _WRITE = (
-    f"WITH t AS (INSERT INTO identity_trait ({COLUMNS}) "
+    "WITH same AS (SELECT 1 FROM identity_trait WHERE id = %(id)s AND "
+    + " AND ".join(f"{c} IS NOT DISTINCT FROM %({c})s" for c in _SCORED)
+    + "), old AS (SELECT coalesce(array_agg(key::text), '{}') AS k FROM identity_block "
+    "WHERE id = %(id)s), "
+    "was AS (SELECT ins_value, (active AND readable)::int AS live FROM identity_trait "
+    "WHERE id = %(id)s), "
+    f"t AS (INSERT INTO identity_trait ({COLUMNS}) "
     f"VALUES ({', '.join(f'%({c})s' for c in _NAMES)}) ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _NAMES[1:])
     + " WHERE identity_trait.version <= EXCLUDED.version RETURNING id), "
     "gone AS (DELETE FROM identity_block WHERE id = %(id)s AND NOT (key = ANY(%(keys)s)) "
-    "AND EXISTS (SELECT 1 FROM t)) "
+    "AND EXISTS (SELECT 1 FROM t)), "
+    "queued AS (INSERT INTO identity_pair_change (id, keys, ins, live_delta) SELECT %(id)s, "
+    "(SELECT k FROM old) || %(keys)s::text[], "
+    "coalesce((SELECT ins_value FROM was), '{}') || %(ins_value)s::text[], "
+    "%(live)s - coalesce((SELECT live FROM was), 0) "
+    "WHERE EXISTS (SELECT 1 FROM t) AND NOT EXISTS (SELECT 1 FROM same)) "
     "INSERT INTO identity_block (key, id) SELECT DISTINCT k, %(id)s FROM unnest(%(keys)s::text[]) "
     "AS k WHERE EXISTS (SELECT 1 FROM t) ON CONFLICT DO NOTHING"
 )
 _DELETE = (
-    "WITH t AS (DELETE FROM identity_trait WHERE id = ANY(%(ids)s)) "
+    f"WITH t AS (DELETE FROM identity_trait WHERE id = ANY(%(ids)s) RETURNING {_GONE}), "
+    f"queued AS ({_QUEUE_GONE}) "
     "DELETE FROM identity_block WHERE id = ANY(%(ids)s)"
 )
 # what the scorer needs of a row (`record_of`)
@@ -160,6 +195,7 @@ def _params(row: tuple[Any, ...]) -> dict[str, Any]:
     params = dict(zip(_NAMES, row, strict=True))
     live = params["active"] and params["readable"]
     params["keys"] = params["blocking"] if live else []
+    params["live"] = int(bool(live))
     return params
 
 
@@ -174,12 +210,15 @@ async def backfill(pool: AsyncConnectionPool) -> int:
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_BACKFILL_LOCK,))
         await conn.execute(
-            "DELETE FROM identity_trait t WHERE NOT EXISTS (SELECT 1 FROM resource r "
-            "WHERE r.rtype = 'Patient' AND r.id = t.id AND NOT r.deleted)"
+            "WITH t AS (DELETE FROM identity_trait t WHERE NOT EXISTS (SELECT 1 FROM resource r "
+            f"WHERE r.rtype = 'Patient' AND r.id = t.id AND NOT r.deleted) RETURNING {_GONE}) "
+            + _QUEUE_GONE
         )
         await conn.execute(
-            "DELETE FROM identity_block b WHERE NOT EXISTS "
-            "(SELECT 1 FROM identity_trait t WHERE t.id = b.id)"
+            "WITH b AS (DELETE FROM identity_block b WHERE NOT EXISTS "
+            "(SELECT 1 FROM identity_trait t WHERE t.id = b.id) RETURNING id, key) "
+            "INSERT INTO identity_pair_change (id, keys, ins, live_delta) "
+            "SELECT id, array_agg(key::text), '{}', 0 FROM b GROUP BY id"
         )
         async with conn.cursor(name="identity_backfill") as cur:
             await cur.execute(

@@ -43,6 +43,7 @@ from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, require_identitovigilance
 from .duplicates import LEVELS, PROBABLE, Candidate, Collision, IdentityRecord
 from .merge import WORKLIST_TAG, pair_key
+from .pair_rows import refresh_pairs
 from .reference import OVERLAP, cache_of
 from .resources import optional_reason, patient_reference, reference_id, text_value
 from .status import STATUSES, identity_status
@@ -422,9 +423,16 @@ async def watch_pass(engine: Any) -> int:
     """One pass of the periodic `identity.watch` job (a singleton: one pass at a time in the
     deployment): flag the suspects among the Patients written since this process's last pass.
     The first pass of a process indexes the current records (what is stored at start-up is the
-    batch report's business, `$duplicates`, not the check on write)."""
+    batch report's business, `$duplicates`, not the check on write). Each pass then applies the
+    queued changes to the kept report (`pair_rows.refresh_pairs`)."""
     state = _WATCH_STATES.get(id(engine))
     if state is None:
         _WATCH_STATES[id(engine)] = await start_watch(engine)
-        return 0
-    return await flag_new_suspects(engine, state)
+        written = 0
+    else:
+        written = await flag_new_suspects(engine, state)
+    # the kept report brought up to date between reads (after migration 450: its rebuild), so
+    # a reader of $duplicates finds little or nothing queued
+    async with engine.pool.connection() as conn:
+        await refresh_pairs(conn)
+    return written

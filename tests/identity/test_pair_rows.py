@@ -1,0 +1,332 @@
+"""The duplicate report kept up to date (`pair_rows`) equals the report computed in full
+(`stored_report`) after every step of random sequences of Patient creates, updates, deletes and
+merges, written through the identity service's write step on real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from socle.config import Settings
+from socle.database import resolve_url
+from socle.fhir.storage.writer import PendingWrite
+from socle.identity import pair_rows
+from socle.identity.duplicates import PROBABLE, DuplicateReport
+from socle.identity.pair_rows import maintained_report
+from socle.identity.stored_report import stored_report
+from socle.identity.trait_rows import write_traits
+from socle.identity.traits import BIRTH_LIST_GIVEN_URL, BIRTH_PLACE_URL, INSEE_CODE_URL, OID_NIR
+from socle.testing import ServerProcess, server_beside, token_for
+
+# small blocks: the records pushed past a block's limit (and back) happen at every few steps
+MAX_BLOCK = 3
+FAMILIES = ["Martin", "MARTIN", "Martín-Lacroix", "Marten", "Bernard", "Dubois"]
+GIVEN = ["Anne", "Anne Sophie", "Léa", "Lea Marie", "Paul"]
+DATES = ["1980-02-03", "1980-03-02", "1980-02-08", "1975-06-01"]
+PLACES = [None, "75056", "69123"]
+INS = [None, None, "180027505612345", "280027505612345", "180026912312345"]
+
+
+def _patient(rng: random.Random, pid: str) -> dict[str, Any]:
+    given = rng.choice(GIVEN)
+    p: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": pid,
+        "name": [
+            {
+                "use": "official",
+                "family": rng.choice(FAMILIES),
+                "given": given.split()[:1],
+                "extension": [{"url": BIRTH_LIST_GIVEN_URL, "valueString": given}],
+            }
+        ],
+        "birthDate": rng.choice(DATES),
+        "gender": rng.choice(["female", "female", "male"]),
+    }
+    if rng.random() < 0.3:
+        p["name"].append({"use": "usual", "family": rng.choice(FAMILIES)})
+    place = rng.choice(PLACES)
+    if place:
+        code = {"url": INSEE_CODE_URL, "valueCoding": {"code": place}}
+        p["extension"] = [{"url": BIRTH_PLACE_URL, "valueAddress": {"extension": [code]}}]
+    ins = rng.choice(INS)
+    if ins:
+        kind = {"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"}
+        p["identifier"] = [
+            {
+                "type": {"coding": [{**kind, "code": "INS-NIR"}]},
+                "system": f"urn:oid:{OID_NIR}",
+                "value": ins,
+            }
+        ]
+    if rng.random() < 0.1:
+        p["active"] = False
+    return p
+
+
+class Region:
+    """The Patients written so far (id -> (version, resource))."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)  # noqa: S311 (test data)
+        self.stored: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.next_id = 0
+
+    def _write(self, pid: str, resource: dict[str, Any] | None) -> PendingWrite:
+        version = self.stored[pid][0] + 1 if pid in self.stored else 1
+        now = dt.datetime.now(dt.UTC)
+        if resource is None:
+            self.stored.pop(pid, None)
+            return PendingWrite("delete", "Patient", pid, deleted=True, version=version)
+        self.stored[pid] = (version, resource)
+        return PendingWrite("update", "Patient", pid, resource, version=version, last_updated=now)
+
+    def step(self) -> tuple[str, list[PendingWrite]]:
+        """One unit of work: a create, an update, a delete or a merge."""
+        rng = self.rng
+        ids = sorted(self.stored)
+        kind = rng.choices(["create", "update", "delete", "merge"], [5, 4, 1, 1])[0]
+        if kind != "create" and len(ids) < 2:
+            kind = "create"
+        if kind == "create":
+            # ids drawn so a new record often lands before others in a block (id order)
+            pid = f"p{rng.randrange(1000):03d}-{self.next_id}"
+            self.next_id += 1
+            return kind, [self._write(pid, _patient(rng, pid))]
+        pid = rng.choice(ids)
+        if kind == "update":
+            resource = _patient(rng, pid) if rng.random() < 0.8 else self.stored[pid][1]
+            return kind, [self._write(pid, resource)]
+        if kind == "delete":
+            return kind, [self._write(pid, None)]
+        # a merge: the source made inactive, the target takes its identifiers
+        target = rng.choice([i for i in ids if i != pid])
+        source = {**self.stored[pid][1], "active": False}
+        kept = {**self.stored[target][1], "active": True}
+        kept["identifier"] = kept.get("identifier", []) + source.get("identifier", [])
+        return kind, [self._write(pid, source), self._write(target, kept)]
+
+
+@pytest.fixture(scope="module")
+def server(database) -> Iterator[ServerProcess]:
+    # no duplicates job: its refreshes would apply the queue this module counts
+    with server_beside(database, "socle_pairs", {"SOCLE_IDENTITY_WATCH_SECONDS": "0"}) as srv:
+        yield srv
+
+
+def _url(server: ServerProcess) -> str:
+    settings = Settings.from_env(server.database.data_dir)
+    return server.database.url or resolve_url(settings)
+
+
+def _content(report: DuplicateReport) -> tuple[Any, ...]:
+    """What a reader sees, the order of equal scores aside (the full computation's order of
+    ties is the order pairs came out of the join)."""
+    return (
+        report.records,
+        report.compared,
+        report.oversized_blocks,
+        sorted(report.candidates, key=lambda c: (-c.score, c.a, c.b)),
+        sorted(report.collisions, key=repr),
+    )
+
+
+async def _run(url: str, seed: int, steps: int) -> dict[str, int]:
+    region = Region(seed)
+    seen: dict[str, int] = {"checks": 0, "candidates": 0, "oversized": 0, "collisions": 0}
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as writer,
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as reader,
+    ):
+        await writer.execute(
+            "TRUNCATE identity_trait, identity_block, identity_pair, identity_pair_change, "
+            "identity_oversized, identity_colliding; UPDATE identity_report_total "
+            "SET records = 0, compared = 0"
+        )
+        for n in range(steps):
+            _, writes = region.step()
+            async with writer.transaction():
+                await write_traits(writer, writes)
+            if region.rng.random() < 0.3 and n < steps - 1:
+                continue  # several units of work queued before the next read
+            for level, ids in (("possible", True), (PROBABLE, False)):
+                kept = await maintained_report(
+                    reader, level=level, use_identifiers=ids, max_block=MAX_BLOCK
+                )
+                full = await stored_report(
+                    reader, level=level, use_identifiers=ids, max_block=MAX_BLOCK
+                )
+                assert _content(kept) == _content(full), (seed, n, level, ids)
+                scores = [c.score for c in kept.candidates]
+                assert scores == sorted(scores, reverse=True)
+            seen["checks"] += 1
+            seen["candidates"] += len(full.candidates)
+            seen["oversized"] += full.oversized_blocks
+            seen["collisions"] += len(full.collisions)
+        cur = await reader.execute("SELECT count(*) FROM identity_pair_change")
+        assert (await cur.fetchone() or (None,))[0] == 0
+    return seen
+
+
+@pytest.mark.parametrize("seed,rebuild_over", [(1, None), (2, None), (3, 4)])
+def test_the_kept_report_equals_the_full_one_after_every_step(
+    server: ServerProcess, monkeypatch: pytest.MonkeyPatch, seed: int, rebuild_over: int | None
+) -> None:
+    if rebuild_over is not None:  # the refreshes of more records than this rebuild every pair
+        monkeypatch.setattr(pair_rows, "_WHOLE", rebuild_over)
+    seen = asyncio.run(_run(_url(server), seed, 120))
+    # the sequences did reach what is tested: candidates, blocks over the limit, collisions
+    assert seen["checks"] > 50 and seen["candidates"] > 0
+    assert seen["oversized"] > 0 and seen["collisions"] > 0
+
+
+def test_an_update_leaving_the_traits_queues_nothing(server: ServerProcess) -> None:
+    async def run() -> list[int]:
+        region = Region(7)
+        counts = []
+        async with await psycopg.AsyncConnection.connect(_url(server), autocommit=True) as conn:
+            await conn.execute("TRUNCATE identity_pair_change")
+            pid = "same-traits"
+            resource = _patient(region.rng, pid)
+            for changed in (resource, {**resource, "telecom": [{"value": "0102"}]}):
+                async with conn.transaction():
+                    await write_traits(conn, [region._write(pid, changed)])
+                cur = await conn.execute(
+                    "SELECT count(*) FROM identity_pair_change WHERE id = %s", (pid,)
+                )
+                counts.append((await cur.fetchone() or (0,))[0])
+        return counts
+
+    assert asyncio.run(run()) == [1, 1]  # queued when created, not for a new telephone
+
+
+# ------------------------------------------------ over HTTP: what $duplicates serves, kept
+
+
+def _served(client: httpx.Client) -> tuple[Any, ...]:
+    r = client.get("/Patient/$duplicates", params={"level": "possible", "_count": "1000"})
+    assert r.status_code == 200, r.text
+    out = {p["name"]: p for p in r.json()["parameter"]}
+    candidates = []
+    for p in r.json()["parameter"]:
+        if p["name"] != "candidate":
+            continue
+        part = {q["name"]: q for q in p["part"]}
+        ids = [
+            part[n]["valueReference"]["reference"].removeprefix("Patient/")
+            for n in ("patient-a", "patient-b")
+        ]
+        candidates.append((*ids, part["score"]["valueDecimal"], part["level"]["valueCode"]))
+    return (
+        out["records"]["valueInteger"],
+        out["compared"]["valueInteger"],
+        out["total"]["valueInteger"],
+        sorted(candidates),
+    )
+
+
+def _computed(url: str) -> tuple[Any, ...]:
+    async def run() -> DuplicateReport:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await stored_report(conn, level="possible")
+
+    full = asyncio.run(run())
+    return (
+        full.records,
+        full.compared,
+        len(full.candidates),
+        sorted((c.a, c.b, c.score, c.level) for c in full.candidates),
+    )
+
+
+def test_duplicates_served_over_http_follow_creates_updates_deletes_merges(
+    server: ServerProcess,
+) -> None:
+    url = _url(server)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE identity_trait, identity_block, identity_pair, identity_pair_change, "
+            "identity_oversized, identity_colliding; UPDATE identity_report_total "
+            "SET records = 0, compared = 0"
+        )
+    rng = random.Random(11)  # noqa: S311 (test data)
+    headers = {
+        "Content-Type": "application/fhir+json",
+        "Authorization": f"Bearer {token_for(server, 'operator')}",
+    }
+    live: list[str] = []
+    kinds: set[str] = set()
+    with httpx.Client(base_url=server.fhir, timeout=60, headers=headers) as client:
+        for n in range(40):
+            kind = rng.choices(["create", "update", "delete", "merge"], [4, 3, 1, 2])[0]
+            if len(live) < 3:
+                kind = "create"
+            if kind in ("create", "update"):
+                pid = f"http-{n}" if kind == "create" else rng.choice(live)
+                body = {k: v for k, v in _patient(rng, pid).items() if k != "identifier"}
+                body["active"] = True
+                r = client.put(f"/Patient/{pid}", json=body)
+                assert r.status_code in (200, 201), r.text
+                live += [pid] if kind == "create" else []
+            elif kind == "delete":
+                pid = live.pop(rng.randrange(len(live)))
+                assert client.delete(f"/Patient/{pid}").status_code in (200, 204)
+            else:
+                source, target = rng.sample(live, 2)
+                ref = {"reference": f"Patient/{source}"}
+                body = {
+                    "resourceType": "Parameters",
+                    "parameter": [
+                        {"name": "source-patient", "valueReference": ref},
+                        {
+                            "name": "target-patient",
+                            "valueReference": {"reference": f"Patient/{target}"},
+                        },
+                    ],
+                }
+                r = client.post("/Patient/$merge", json=body)
+                assert r.status_code == 200, r.text
+                live.remove(source)  # inactive now: in no pair
+            kinds.add(kind)
+            assert _served(client) == _computed(url), (n, kind)
+    assert kinds == {"create", "update", "delete", "merge"}
+    assert _computed(url)[3]  # the sequence did make candidates
+
+
+def test_a_write_committing_after_a_refresh_is_applied_by_the_next(server: ServerProcess) -> None:
+    """A refresh while a Patient's transaction is open neither sees its queued change nor
+    deletes it: the next refresh applies it."""
+
+    async def run() -> tuple[tuple[Any, ...], tuple[Any, ...], int]:
+        region = Region(5)
+        url = _url(server)
+        async with (
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as writer,
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as reader,
+        ):
+            await writer.execute(
+                "TRUNCATE identity_trait, identity_block, identity_pair, identity_pair_change, "
+                "identity_oversized, identity_colliding; UPDATE identity_report_total "
+                "SET records = 0, compared = 0"
+            )
+            first = {**_patient(region.rng, "late-a"), "active": True}
+            async with writer.transaction():
+                await write_traits(writer, [region._write("late-a", first)])
+            await maintained_report(reader)
+            async with writer.transaction():  # the same person again, committed after a refresh
+                await write_traits(writer, [region._write("late-b", {**first, "id": "late-b"})])
+                during = await maintained_report(reader)
+            kept = await maintained_report(reader)
+            full = await stored_report(reader)
+            return _content(kept), _content(full), len(during.candidates)
+
+    kept, full, during = asyncio.run(run())
+    assert during == 0  # the open transaction's record was not seen
+    assert kept == full and len(kept[3]) == 1  # and was applied by the next refresh
