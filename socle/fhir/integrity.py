@@ -18,12 +18,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from psycopg import AsyncConnection
-
 from .access import CRITERION, Access
 from .outcome import FhirError, Issue
 from .search.sql import Sql
-from .storage.writer import PendingWrite
+from .storage.writer import Guard, PendingWrite
 
 _LITERAL = re.compile(r"^([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 _UNCHECKED_TYPES = frozenset({"Bundle", "Binary"})
@@ -47,14 +45,11 @@ def literal_references(node: Any, path: str) -> Iterator[tuple[str, str, str]]:
             stack.extend((value, f"{where}[{i}]") for i, value in enumerate(item))
 
 
-async def check_references(
-    conn: AsyncConnection,
-    writes: list[PendingWrite],
-    access: Access | None,
-    require_existing: bool = True,
-) -> None:
-    """Raise FhirError (422, naming the element) for the first reference a write may not make.
-    Called once the new compartments are known, before anything is written."""
+def reference_guard(
+    writes: list[PendingWrite], access: Access | None, require_existing: bool = True
+) -> Guard | None:
+    """The guard refusing the first reference a write may not make (422, naming the element),
+    or None when there is nothing to check. Built once the new compartments are known."""
     written = {(w.rtype, w.id) for w in writes}
     wanted: list[tuple[PendingWrite, str, str, str]] = []
     for w in writes:
@@ -65,36 +60,32 @@ async def check_references(
             if (rtype, rid) not in written:
                 wanted.append((w, rtype, rid, where))
     if not wanted:
-        return
-    keys = sorted({(t, i) for _, t, i, _ in wanted})
-    readable: Sql = Sql().add("TRUE")
+        return None
+    readable: Sql | None = None
     if access is not None:
-        cond = access.condition(sorted({t for t, _ in keys}), "read", CRITERION)
-        if cond is not None:
-            readable = cond
-    sql = (
-        Sql()
-        .add("SELECT r.rtype, r.id, r.compartment, (")
-        .extend(readable)
-        .add(
-            ") FROM resource r JOIN unnest(%s::text[], %s::text[]) AS t(rtype, id) "
-            "ON r.rtype = t.rtype AND r.id = t.id WHERE NOT r.deleted",
-            [t for t, _ in keys],
-            [i for _, i in keys],
-        )
+        readable = access.condition(sorted({t for _, t, _, _ in wanted}), "read", CRITERION)
+    if readable is None and not require_existing:
+        return None  # every existing target may be referenced, and a missing one too
+    # One row per reference (n: its rank). A target found is refused when it belongs to another
+    # patient's record than the writer's and the writer may not read it.
+    refused = Sql().add(
+        "SELECT t.n FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
+        "AS t(rtype, id, writer, n) "
+        "LEFT JOIN resource r ON r.rtype = t.rtype AND r.id = t.id AND NOT r.deleted "
+        f"WHERE CASE WHEN r.rid IS NULL THEN {'TRUE' if require_existing else 'FALSE'} ELSE ",
+        [t for _, t, _, _ in wanted],
+        [i for _, _, i, _ in wanted],
+        [w.compartment for w, _, _, _ in wanted],
     )
-    cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
-    found = {(t, i): (comp, bool(ok)) for t, i, comp, ok in await cur.fetchall()}
-    for w, rtype, rid, where in wanted:
-        target = found.get((rtype, rid))
-        if target is None:
-            if not require_existing:
-                continue
-        else:
-            compartment, may_read = target
-            if may_read or compartment is None or compartment == w.compartment:
-                continue
-        raise FhirError(
+    if readable is None:
+        refused.add("FALSE END")
+    else:
+        same_record = "r.compartment IS NULL OR coalesce(r.compartment = t.writer, FALSE)"
+        refused.add(f"NOT ({same_record} OR coalesce((").extend(readable).add("), FALSE)) END")
+
+    def refusal(n: int) -> FhirError:
+        _, rtype, rid, where = wanted[n - 1]
+        return FhirError(
             422,
             [
                 Issue(
@@ -106,3 +97,5 @@ async def check_references(
                 )
             ],
         )
+
+    return Guard(refused, refusal)
