@@ -66,22 +66,32 @@ def reference_guard(
         readable = access.condition(sorted({t for _, t, _, _ in wanted}), "read", CRITERION)
     if readable is None and not require_existing:
         return None  # every existing target may be referenced, and a missing one too
-    # One row per reference (n: its rank). A target found is refused when it belongs to another
-    # patient's record than the writer's and the writer may not read it.
-    refused = Sql().add(
-        "SELECT t.n FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
-        "AS t(rtype, id, writer, n) "
-        "LEFT JOIN resource r ON r.rtype = t.rtype AND r.id = t.id AND NOT r.deleted "
-        f"WHERE CASE WHEN r.rid IS NULL THEN {'TRUE' if require_existing else 'FALSE'} ELSE ",
-        [t for _, t, _, _ in wanted],
-        [i for _, _, i, _ in wanted],
-        [w.compartment for w, _, _, _ in wanted],
+    # One row per reference (n: its rank); its target looked up by a LATERAL ... LIMIT 1, which
+    # stays an index lookup in a generic plan (a join of the array with `resource` became a
+    # scan of the whole table once the prepared write statement went generic). A target found
+    # is refused when it belongs to another patient's record than the writer's and the writer
+    # may not read it.
+    may_read = Sql().add("TRUE")
+    if readable is not None:
+        may_read = Sql().add("coalesce((").extend(readable).add("), FALSE)")
+    missing = "TRUE" if require_existing else "FALSE"
+    refused = (
+        Sql()
+        .add(
+            "SELECT t.n FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
+            "AS t(rtype, id, writer, n) LEFT JOIN LATERAL (SELECT r.compartment, ",
+            [t for _, t, _, _ in wanted],
+            [i for _, _, i, _ in wanted],
+            [w.compartment for w, _, _, _ in wanted],
+        )
+        .extend(may_read)
+        .add(
+            " AS may_read FROM resource r WHERE r.rtype = t.rtype AND r.id = t.id "
+            "AND NOT r.deleted LIMIT 1) f ON TRUE "
+            f"WHERE CASE WHEN f.may_read IS NULL THEN {missing} ELSE NOT (f.may_read "
+            "OR f.compartment IS NULL OR coalesce(f.compartment = t.writer, FALSE)) END"
+        )
     )
-    if readable is None:
-        refused.add("FALSE END")
-    else:
-        same_record = "r.compartment IS NULL OR coalesce(r.compartment = t.writer, FALSE)"
-        refused.add(f"NOT ({same_record} OR coalesce((").extend(readable).add("), FALSE)) END")
 
     def refusal(n: int) -> FhirError:
         _, rtype, rid, where = wanted[n - 1]
