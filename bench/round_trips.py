@@ -35,8 +35,9 @@ _JOBS = re.compile(
     r"\bjob\b|search_reindex|event_cursor|subscription_state|advisory| FROM event |"
     r"SearchParameter|audit_head|audit_seal_batch|FROM audit_log WHERE seq|mail_|identity_"
 )
-_WRITE = re.compile(r"INSERT INTO resource |FROM resource r JOIN unnest|LEFT JOIN resource r ON")
-_PART = re.compile(r"INSERT INTO resource |INSERT INTO audit_log")
+# the write statement (its first line) and the reference check of earlier versions
+_WRITE = re.compile(r"WITH (refused|moved|upserted) AS|FROM resource r JOIN unnest")
+_PART = re.compile(r"WITH (refused|moved|upserted) AS|INSERT INTO audit_log")
 _ENDS = ("statement: COMMIT", "statement: ROLLBACK")
 
 
