@@ -1004,6 +1004,19 @@ CREATE INDEX identity_trait_reference_nir ON identity_trait (ref_nir) WHERE ref_
 """
 MIGRATIONS += [(420, "identity traits of the stored Patients", IDENTITY_TRAITS_V420)]
 
+# --- The write statement's own refusal (createperf): migration 430 -------------------------------
+WRITE_REFUSAL_V430 = """
+-- Called by the engine's write statement when a check it carries finds a refusal (a reference
+-- the writer may not make): the statement fails whole, nothing of it is written, and the
+-- client's answer names what `what` numbers (SQLSTATE SO422, the number in DETAIL).
+CREATE FUNCTION socle_refuse(what bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'write refused' USING ERRCODE = 'SO422', DETAIL = what::text;
+END
+$$;
+"""
+MIGRATIONS += [(430, "the write statement's own refusal", WRITE_REFUSAL_V430)]
+
 # --- Identity, the incremental duplicate report: migrations 450-459 ------------------------------
 IDENTITY_PAIRS_V450 = """
 -- The duplicate report kept up to date (socle/identity/pair_rows.py): every pair of records the

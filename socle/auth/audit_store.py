@@ -44,6 +44,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..config import audit_anchor_copy
 from ..fhir.json import decode, jsonb_rows
 from ..fhir.outcome import FhirError
+from ..fhir.search.sql import Sql
 from .audit_chain import (
     GENESIS,
     HASH_DOMAIN,
@@ -84,30 +85,35 @@ _INSERT = (
 _SEP = "\x1f"  # joins a row's patients/agents (never in an id or token)
 
 
+def insert_statement(rows: list[AuditRow]) -> Sql:
+    """The INSERT appending ``rows``, unsealed: run alone, or inside another statement (the
+    engine's write statement carries a lone create's record)."""
+    return Sql().add(
+        _INSERT,
+        jsonb_rows(
+            [
+                [
+                    r.id,
+                    r.recorded,
+                    r.action,
+                    r.outcome,
+                    r.subtype,
+                    _SEP.join(r.patients),
+                    _SEP.join(r.agents),
+                    r.event,
+                ]
+                for r in rows
+            ]
+        ),
+    )
+
+
 async def write_events(conn: AsyncConnection, rows: list[AuditRow]) -> None:
     """Append records, unsealed, in one statement (the caller's transaction, or on its own)."""
     if not rows:
         return
-    await conn.execute(
-        _INSERT,
-        (
-            jsonb_rows(
-                [
-                    [
-                        r.id,
-                        r.recorded,
-                        r.action,
-                        r.outcome,
-                        r.subtype,
-                        _SEP.join(r.patients),
-                        _SEP.join(r.agents),
-                        r.event,
-                    ]
-                    for r in rows
-                ]
-            ),
-        ),
-    )
+    statement = insert_statement(rows)
+    await conn.execute(statement.sql(), statement.params)  # type: ignore[arg-type]
 
 
 class AuditSink:

@@ -33,7 +33,7 @@ from ..fhir.search.sql import Sql, realias, text_array
 from ..fhir.storage.reader import Version
 from ..fhir.storage.writer import PendingWrite
 from .audit_chain import CLIENT_ID_SYSTEM, IDNAT_PS, AccessRecord, build_audit_event, event_text
-from .audit_store import AuditRow, AuditSink, write_events
+from .audit_store import AuditRow, AuditSink, insert_statement, write_events
 from .audit_trail import EVERYTHING, AuditScope
 from .circle_matrix import circle_matrix
 from .document_matrix import document_matrix, document_types
@@ -733,6 +733,10 @@ class PolicyAccess:
             return self.links.label
         p = self.principal
         return p.subject if not p.fhir_user and p.role != Role.PROFESSIONAL else None
+
+    def record_statement(self, touched: Touched) -> Sql | None:
+        rows = self._events(touched)
+        return insert_statement(rows) if rows else None
 
     async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
         rows = self._events(touched)

@@ -185,6 +185,8 @@ async def _check(
 class ConversationRules:
     """The engine write rule for conversation messages (see the module doc)."""
 
+    types = frozenset({"Communication"})
+
     async def __call__(
         self, conn: AsyncConnection, writes: list[PendingWrite], access: Access
     ) -> None:

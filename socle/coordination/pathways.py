@@ -221,6 +221,8 @@ class PathwayRules:
     """Refuses a PlanDefinition written with a cycle of definitionCanonical (through the unit of
     work's own definitions and the stored ones), or a threshold condition that is no FHIRPath."""
 
+    types = frozenset({"PlanDefinition"})
+
     async def __call__(
         self, conn: AsyncConnection, writes: list[PendingWrite], access: Access
     ) -> None:

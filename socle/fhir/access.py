@@ -149,6 +149,11 @@ class Access(Protocol):
         its new ``compartment`` and ``owner`` and, when it replaces a row, that row's
         ``old_compartment``, ``old_owner`` and ``old_security`` (``meta.security`` as JSON)."""
 
+    def record_statement(self, touched: Touched) -> Sql | None:
+        """The audit record as one INSERT the engine runs inside its write statement, so it
+        commits with the writes at no round trip of its own (None: nothing to record). The
+        engine calls this or :meth:`record` for a unit of work, never both."""
+
     async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
         """Append the audit record (``conn``: the writing transaction; None: a read)."""
 
@@ -177,6 +182,9 @@ class Platform:
         return None
 
     def check_writes(self, writes: list[PendingWrite]) -> None:
+        return None
+
+    def record_statement(self, touched: Touched) -> Sql | None:
         return None
 
     async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
@@ -231,6 +239,9 @@ class PlannedWrites:
 
     def check_writes(self, writes: list[PendingWrite]) -> None:
         raise NotImplementedError
+
+    def record_statement(self, touched: Touched) -> Sql | None:
+        return self.inner.record_statement(touched)
 
     async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
         await self.inner.record(conn, touched)

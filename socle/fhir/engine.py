@@ -3,7 +3,9 @@
 A single REST create is a transaction of one entry, so conditional create, If-Match, reference
 rewriting and validation behave the same in a Bundle and outside it. Entries are planned in the
 spec's order (DELETE, POST, PUT/PATCH, then GET), all resulting writes are applied in one
-statement, and the reads run last, inside the same database transaction.
+statement, and the reads run last, inside the same database transaction. That statement also
+checks the writes' references and carries the audit record; a lone create of a type no
+service's rule or step acts on is that statement alone, without a transaction.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from .datetimes import now_ms
 from .definitions import definitions
 from .entries import EntryRequest, EntryResponse
 from .hooks import Hooks
-from .integrity import check_references
+from .integrity import reference_guard
 from .outcome import FhirError, Issue, bad_request, forbidden, not_found
 from .planning import Planned, Planner, parse_entry
 from .search.executor import SearchResult, run_search
 from .search.inherited import read_inherited
 from .search.paging import PageTokens
 from .search.query import SearchQuery
+from .search.sql import Sql
 from .storage.coalesce import CoalescedReads
 from .storage.content import ContentStore
 from .storage.reader import Version, read_version, readable
@@ -47,10 +50,21 @@ from .storage.writer import PendingWrite, apply_writes
 slow_log = logging.getLogger("socle.slow")
 
 Validator = Callable[[dict[str, Any], str], list[Issue]]
-# A service's rule on a unit of work (e.g. the shared record's document rules): called with every
-# write once references are rewritten, resources validated and Binary content stored, before the
-# rows are locked and written, inside the writing transaction; raising FhirError aborts it all.
-WriteRule = Callable[[AsyncConnection, list[PendingWrite], Access], Awaitable[None]]
+
+
+class WriteRule(Protocol):
+    """A service's rule on a unit of work (e.g. the shared record's document rules): called with
+    every write once references are rewritten, resources validated and Binary content stored,
+    before the rows are locked and written, inside the writing transaction; raising FhirError
+    aborts it all."""
+
+    # The types whose writes the rule acts on (checks, locks, adds writes or rows of its own):
+    # a lone create of any other type is one statement, without a transaction.
+    types: frozenset[str]
+
+    async def __call__(
+        self, conn: AsyncConnection, writes: list[PendingWrite], access: Access
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -322,11 +336,9 @@ class Engine:
         Unless the platform itself writes, every entry is checked against ``access`` and the
         audit record commits with the writes."""
         interaction = interaction or _interaction_of(entries)
-        if access.platform and _single_plain_create(entries) and not self._stepped(entries):
-            # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips.
-            async with self.pool.connection() as conn:
-                return await self._process(conn, entries, access, interaction)
         try:
+            if _single_plain_create(entries) and self._alone(entries):
+                return await self._statement(entries, access, interaction)
             return await self._transaction(entries, access, interaction)
         except FhirError as err:
             if not access.platform:
@@ -361,6 +373,20 @@ class Engine:
                         409, "conflict", "Concurrent update conflict: retry"
                     ) from None
         raise AssertionError("unreachable")
+
+    async def _statement(
+        self, entries: list[EntryRequest], access: Access, interaction: str
+    ) -> list[EntryResponse]:
+        """A lone create as one statement, atomic on its own: the write, the check of its
+        references and its audit record commit together, without BEGIN/COMMIT round trips."""
+        spending = budget.current()
+        async with (
+            spending.until_deadline() if spending else contextlib.nullcontext(),
+            self.pool.connection() as conn,
+        ):
+            responses = await self._process(conn, entries, access, interaction)
+        await type_writes.committed(self.pool, {r.rtype for r in responses if r.rtype})
+        return responses
 
     async def batch(self, entries: list[EntryRequest], access: Access) -> list[EntryResponse]:
         """Process entries independently: each succeeds or fails on its own."""
@@ -398,13 +424,24 @@ class Engine:
         writes = await self._settle(planner, planned)
         for rule in self.write_rules:
             await rule(conn, writes, access)
-        await apply_writes(
+        # The audit record rides in the write statement, unless GET entries are still to run
+        # (what they read is recorded too).
+        reads = any(p.req.method in ("GET", "HEAD") for p in planned)
+        carried = (
+            None
+            if access.platform or reads
+            else lambda ws: _statements(
+                access.record_statement(Touched(interaction, None, _touched(ws, planned)))
+            )
+        )
+        recorded = await apply_writes(
             conn,
             writes,
             self.rids,
             now,
             access.check_writes if not access.platform else None,
-            lambda c, ws: check_references(c, ws, access, self.settings.referential_integrity),
+            lambda ws: reference_guard(ws, access, self.settings.referential_integrity),
+            carried,
         )
         await type_writes.applied(conn, writes)
         for step in self.write_steps:
@@ -417,7 +454,7 @@ class Engine:
         for p in planned:  # 4. GET
             if p.req.method in ("GET", "HEAD"):
                 p.response = await planner.get(p)
-        if not access.platform:
+        if not access.platform and not recorded:
             await access.record(conn, Touched(interaction, None, _touched(writes, planned)))
         return [p.response or EntryResponse(200) for p in planned]
 
@@ -448,11 +485,13 @@ class Engine:
         await type_writes.prepare(planner.conn, writes, self.content)
         return writes
 
-    def _stepped(self, entries: list[EntryRequest]) -> bool:
-        """Whether a service's write step derives rows from this lone create (then it is no
-        longer one statement: it needs a transaction)."""
+    def _alone(self, entries: list[EntryRequest]) -> bool:
+        """Whether this lone create is one statement: no service's write step derives rows from
+        it and no write rule acts on its type (either needs a transaction)."""
         rtype = (entries[0].resource or {}).get("resourceType")
-        return any(rtype in step.types for step in self.write_steps)
+        return not any(rtype in step.types for step in self.write_steps) and not any(
+            rtype in rule.types for rule in self.write_rules
+        )
 
     def validate(self, resource: dict[str, Any], where: str) -> list[Issue]:
         """The write validators on one resource (`where`: its Bundle entry, or ""); raises
@@ -506,6 +545,10 @@ def _single_plain_create(entries: list[EntryRequest]) -> bool:
         and isinstance(e.resource.get("resourceType"), str)
         and type_writes.atomic_alone(e.resource["resourceType"])
     )
+
+
+def _statements(statement: Sql | None) -> list[Sql]:
+    return [] if statement is None else [statement]
 
 
 def _touched(

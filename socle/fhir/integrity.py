@@ -18,12 +18,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from psycopg import AsyncConnection
-
 from .access import CRITERION, Access
 from .outcome import FhirError, Issue
 from .search.sql import Sql
-from .storage.writer import PendingWrite
+from .storage.writer import Guard, PendingWrite
 
 _LITERAL = re.compile(r"^([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 _UNCHECKED_TYPES = frozenset({"Bundle", "Binary"})
@@ -47,14 +45,11 @@ def literal_references(node: Any, path: str) -> Iterator[tuple[str, str, str]]:
             stack.extend((value, f"{where}[{i}]") for i, value in enumerate(item))
 
 
-async def check_references(
-    conn: AsyncConnection,
-    writes: list[PendingWrite],
-    access: Access | None,
-    require_existing: bool = True,
-) -> None:
-    """Raise FhirError (422, naming the element) for the first reference a write may not make.
-    Called once the new compartments are known, before anything is written."""
+def reference_guard(
+    writes: list[PendingWrite], access: Access | None, require_existing: bool = True
+) -> Guard | None:
+    """The guard refusing the first reference a write may not make (422, naming the element),
+    or None when there is nothing to check. Built once the new compartments are known."""
     written = {(w.rtype, w.id) for w in writes}
     wanted: list[tuple[PendingWrite, str, str, str]] = []
     for w in writes:
@@ -65,36 +60,42 @@ async def check_references(
             if (rtype, rid) not in written:
                 wanted.append((w, rtype, rid, where))
     if not wanted:
-        return
-    keys = sorted({(t, i) for _, t, i, _ in wanted})
-    readable: Sql = Sql().add("TRUE")
+        return None
+    readable: Sql | None = None
     if access is not None:
-        cond = access.condition(sorted({t for t, _ in keys}), "read", CRITERION)
-        if cond is not None:
-            readable = cond
-    sql = (
+        readable = access.condition(sorted({t for _, t, _, _ in wanted}), "read", CRITERION)
+    if readable is None and not require_existing:
+        return None  # every existing target may be referenced, and a missing one too
+    # One row per reference (n: its rank); its target looked up by a LATERAL ... LIMIT 1, which
+    # stays an index lookup in a generic plan (a join of the array with `resource` became a
+    # scan of the whole table once the prepared write statement went generic). A target found
+    # is refused when it belongs to another patient's record than the writer's and the writer
+    # may not read it.
+    may_read = Sql().add("TRUE")
+    if readable is not None:
+        may_read = Sql().add("coalesce((").extend(readable).add("), FALSE)")
+    missing = "TRUE" if require_existing else "FALSE"
+    refused = (
         Sql()
-        .add("SELECT r.rtype, r.id, r.compartment, (")
-        .extend(readable)
         .add(
-            ") FROM resource r JOIN unnest(%s::text[], %s::text[]) AS t(rtype, id) "
-            "ON r.rtype = t.rtype AND r.id = t.id WHERE NOT r.deleted",
-            [t for t, _ in keys],
-            [i for _, i in keys],
+            "SELECT t.n FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
+            "AS t(rtype, id, writer, n) LEFT JOIN LATERAL (SELECT r.compartment, ",
+            [t for _, t, _, _ in wanted],
+            [i for _, _, i, _ in wanted],
+            [w.compartment for w, _, _, _ in wanted],
+        )
+        .extend(may_read)
+        .add(
+            " AS may_read FROM resource r WHERE r.rtype = t.rtype AND r.id = t.id "
+            "AND NOT r.deleted LIMIT 1) f ON TRUE "
+            f"WHERE CASE WHEN f.may_read IS NULL THEN {missing} ELSE NOT (f.may_read "
+            "OR f.compartment IS NULL OR coalesce(f.compartment = t.writer, FALSE)) END"
         )
     )
-    cur = await conn.execute(sql.sql(), sql.params)  # type: ignore[arg-type]
-    found = {(t, i): (comp, bool(ok)) for t, i, comp, ok in await cur.fetchall()}
-    for w, rtype, rid, where in wanted:
-        target = found.get((rtype, rid))
-        if target is None:
-            if not require_existing:
-                continue
-        else:
-            compartment, may_read = target
-            if may_read or compartment is None or compartment == w.compartment:
-                continue
-        raise FhirError(
+
+    def refusal(n: int) -> FhirError:
+        _, rtype, rid, where = wanted[n - 1]
+        return FhirError(
             422,
             [
                 Issue(
@@ -106,3 +107,5 @@ async def check_references(
                 )
             ],
         )
+
+    return Guard(refused, refusal)

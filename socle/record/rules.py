@@ -371,6 +371,8 @@ class _Unit:
 class DocumentRules:
     """The engine write rule (see the module doc); ``store`` reads CDA content to check it."""
 
+    types = frozenset({"DocumentReference", "Binary"})
+
     def __init__(self, store: ContentStore | None) -> None:
         self.store = store
 

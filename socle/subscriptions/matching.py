@@ -58,6 +58,9 @@ class Unaudited:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._access, name)
 
+    def record_statement(self, touched: Touched) -> None:
+        return None
+
     async def record(self, conn: AsyncConnection | None, touched: Touched) -> None:
         return None
 

@@ -50,8 +50,18 @@ async def check_owner_may_read(engine: Engine, spec: Spec, access: Access, where
                 ) from None
 
 
-def subscription_rule(engine: Engine) -> WriteRule:
-    async def rule(conn: AsyncConnection, writes: list[PendingWrite], access: Access) -> None:
+class SubscriptionRule:
+    """The engine write rule on Subscription (see the module doc)."""
+
+    types = frozenset({"Subscription"})
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def __call__(
+        self, conn: AsyncConnection, writes: list[PendingWrite], access: Access
+    ) -> None:
+        engine = self.engine
         if access.platform:
             return  # the service's own status changes
         for w in writes:
@@ -100,4 +110,6 @@ def subscription_rule(engine: Engine) -> WriteRule:
             await store.created(conn, w.id, delegation().capture(access))
             await enqueue(conn, HANDSHAKE_JOB, {"subscription": w.id})
 
-    return rule
+
+def subscription_rule(engine: Engine) -> WriteRule:
+    return SubscriptionRule(engine)

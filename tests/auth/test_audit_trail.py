@@ -231,6 +231,48 @@ def test_acknowledged_requests_keep_their_audit_record_after_kill_9(own):
         stop_server(restarted)
 
 
+def _written(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """Observations stored, their outbox events, and the audit records of creates."""
+    return (
+        conn.execute("SELECT count(*) FROM resource WHERE rtype = 'Observation'").fetchone()[0],
+        conn.execute("SELECT count(*) FROM event WHERE rtype = 'Observation'").fetchone()[0],
+        conn.execute("SELECT count(*) FROM audit_log WHERE subtype = 'create'").fetchone()[0],
+    )
+
+
+def test_a_create_commits_with_its_audit_record_and_a_refused_one_leaves_nothing(intact):
+    """A lone create is one statement carrying the check of its references and its audit
+    record: the accepted one is stored with exactly one record naming its patient; one with a
+    reference to a missing resource is a 422 naming that element, and nothing of it is written
+    (resource, outbox event, audit record)."""
+    with httpx.Client(base_url=intact.fhir, headers=auth_headers(intact), timeout=30) as c:
+        pid = c.post("/Patient", json=patient()).json()["id"]
+        with _conn(intact) as conn:
+            before = _written(conn)
+        created = c.post("/Observation", json=observation(f"Patient/{pid}"))
+        assert created.status_code == 201, created.text
+        oid = created.json()["id"]
+        with _conn(intact) as conn:
+            assert _written(conn) == (before[0] + 1, before[1] + 1, before[2] + 1)
+            records = conn.execute(
+                "SELECT subtype, outcome, patients FROM audit_log WHERE event LIKE %s",
+                (f'%"Observation/{oid}"%',),
+            ).fetchall()
+            after_ok = _written(conn)
+        assert records == [("create", "0", [pid])]
+        refused = {
+            **observation(f"Patient/{pid}"),
+            "focus": [{"reference": f"Patient/{pid}"}, {"reference": "Patient/missing-one"}],
+        }
+        r = c.post("/Observation", json=refused)
+        assert r.status_code == 422, r.text
+        issue = r.json()["issue"][0]
+        assert issue["code"] == "not-found" and issue["expression"] == ["Observation.focus[1]"]
+        assert "Patient/missing-one" in issue["diagnostics"]
+        with _conn(intact) as conn:
+            assert _written(conn) == after_ok
+
+
 def test_a_search_is_one_record_naming_every_patient_and_each_sees_only_himself(intact):
     with httpx.Client(base_url=intact.fhir, headers=auth_headers(intact), timeout=30) as c:
         a = c.post("/Patient", json=patient()).json()["id"]

@@ -8,18 +8,20 @@ batch size, and atomic by construction.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import msgspec
+import psycopg
 from psycopg import AsyncConnection
 
 from ..datetimes import instant
 from ..indexing.extract import IndexRows, index_resource, patient_compartment
 from ..json import encode_str, jsonb_rows
-from ..outcome import Issue, bad_request, precondition_failed
+from ..outcome import FhirError, Issue, bad_request, precondition_failed
+from ..search.sql import Sql
 from .rids import RidAllocator
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -82,8 +84,25 @@ class PendingWrite:
 # Called with every write (no-ops included) once the replaced rows are locked and the new
 # compartments known, before anything is written: raising aborts the whole unit of work.
 WriteCheck = Callable[[list["PendingWrite"]], None]
-# The same moment, for checks that query the database (the references of the writes).
-AsyncWriteCheck = Callable[[AsyncConnection, list["PendingWrite"]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A check the write statement makes itself, so it costs no round trip of its own (the
+    references of the writes): ``refused`` selects the numbers (``n``) of what refuses the
+    unit of work; when it finds one, the statement fails whole, nothing is written, and
+    ``refusal(n)`` is raised."""
+
+    refused: Sql
+    refusal: Callable[[int], FhirError]
+
+
+# Called at the same moment: the guard of the writes (None: nothing to check), then the
+# statements to commit with them (the audit record), both sent in the writes' statement.
+GuardOf = Callable[[list["PendingWrite"]], "Guard | None"]
+CarriedOf = Callable[[list["PendingWrite"]], list[Sql]]
+# SQLSTATE of the statement's own refusal (`socle_refuse`, migration 430)
+REFUSED = "SO422"
 
 
 _TABLE_COLUMNS = {
@@ -200,11 +219,14 @@ async def apply_writes(
     rids: RidAllocator,
     now: datetime,
     check: WriteCheck | None = None,
-    verify: AsyncWriteCheck | None = None,
-) -> None:
-    """Write the batch; raises FhirError (412) on an If-Match conflict, before writing anything."""
+    guard: GuardOf | None = None,
+    carried: CarriedOf | None = None,
+) -> bool:
+    """Write the batch; raises FhirError (412) on an If-Match conflict, before writing anything,
+    or the guard's refusal, with nothing written. Returns whether the ``carried`` statements
+    ran (not when there was nothing to write, nor to carry)."""
     if not writes:
-        return
+        return False
     # Updates: encode the candidate content to compare it with the stored one under the lock.
     for w in writes:
         if w.resource is not None and w.kind != "create":
@@ -256,16 +278,22 @@ async def apply_writes(
         w._compartment = patient_compartment(w.resource, w._rows)
     if check is not None:
         check(writes)
-    if verify is not None:
-        await verify(conn, writes)
-    if not todo:
-        return
+    checked = guard(writes) if guard is not None else None
+    extra = carried(writes) if carried is not None else []
+    if not todo and not extra:
+        return False
     new = [w for w in fresh if w.rid == 0]
     if new:
         for w, rid in zip(new, await rids.take(conn, len(new)), strict=True):
             w.rid = rid
-    sql, params = _statement(todo)
-    await conn.execute(sql, params)  # type: ignore[arg-type]
+    sql, params = _statement(todo, checked, extra)
+    try:
+        await conn.execute(sql, params)  # type: ignore[arg-type]
+    except psycopg.DatabaseError as exc:
+        if checked is None or exc.sqlstate != REFUSED or not exc.diag.message_detail:
+            raise
+        raise checked.refusal(int(exc.diag.message_detail)) from None
+    return bool(extra)
 
 
 # Rows travel as one JSON array of rows per table (`jsonb_rows`): adapting one array per column
@@ -287,9 +315,30 @@ _INDEX_INSERTS = {
 }
 
 
-def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
+def _statement(
+    todo: list[PendingWrite], guard: Guard | None = None, carried: list[Sql] | None = None
+) -> tuple[str, list[Any]]:
     params: list[Any] = []
     ctes: list[str] = []
+    if guard is not None:
+        # read by the final SELECT; its snapshot is the statement's, the writes' rows unseen
+        ctes.append(f"refused AS ({guard.refused.sql()})")
+        params.extend(guard.refused.params)
+    if todo:
+        _write_ctes(todo, ctes, params)
+    for i, statement in enumerate(carried or []):
+        ctes.append(f"carried_{i} AS ({statement.sql()})")
+        params.extend(statement.params)
+    # A refusal fails the whole statement: every data-modifying CTE with it.
+    last = (
+        "SELECT socle_refuse(n) FROM (SELECT min(n) AS n FROM refused) f WHERE n IS NOT NULL"
+        if guard is not None
+        else "SELECT 1"
+    )
+    return "WITH " + ",\n".join(ctes) + "\n" + last, params
+
+
+def _write_ctes(todo: list[PendingWrite], ctes: list[str], params: list[Any]) -> None:
     replaced = [w.rid for w in todo if w._replaces]
     if replaced:
         ctes.append(
@@ -346,4 +395,3 @@ def _statement(todo: list[PendingWrite]) -> tuple[str, list[Any]]:
             continue
         ctes.append(f"ins_{kind} AS ({_INDEX_INSERTS[kind]})")
         params.append(jsonb_rows(rows))
-    return "WITH " + ",\n".join(ctes) + "\nSELECT 1", params
