@@ -138,6 +138,15 @@ def _content(report: DuplicateReport) -> tuple[Any, ...]:
     )
 
 
+async def _emptied(conn: psycopg.AsyncConnection) -> None:
+    """No identity rows at all: the steps start from an empty region."""
+    await conn.execute(
+        "TRUNCATE identity_trait, identity_block, identity_pair, identity_pair_change, "
+        "identity_oversized, identity_colliding; UPDATE identity_report_total "
+        "SET records = 0, compared = 0"
+    )
+
+
 async def _run(url: str, seed: int, steps: int) -> dict[str, int]:
     region = Region(seed)
     seen: dict[str, int] = {"checks": 0, "candidates": 0, "oversized": 0, "collisions": 0}
@@ -145,11 +154,7 @@ async def _run(url: str, seed: int, steps: int) -> dict[str, int]:
         await psycopg.AsyncConnection.connect(url, autocommit=True) as writer,
         await psycopg.AsyncConnection.connect(url, autocommit=True) as reader,
     ):
-        await writer.execute(
-            "TRUNCATE identity_trait, identity_block, identity_pair, identity_pair_change, "
-            "identity_oversized, identity_colliding; UPDATE identity_report_total "
-            "SET records = 0, compared = 0"
-        )
+        await _emptied(writer)
         for n in range(steps):
             _, writes = region.step()
             async with writer.transaction():
@@ -311,11 +316,7 @@ def test_a_write_committing_after_a_refresh_is_applied_by_the_next(server: Serve
             await psycopg.AsyncConnection.connect(url, autocommit=True) as writer,
             await psycopg.AsyncConnection.connect(url, autocommit=True) as reader,
         ):
-            await writer.execute(
-                "TRUNCATE identity_trait, identity_block, identity_pair, identity_pair_change, "
-                "identity_oversized, identity_colliding; UPDATE identity_report_total "
-                "SET records = 0, compared = 0"
-            )
+            await _emptied(writer)
             first = {**_patient(region.rng, "late-a"), "active": True}
             async with writer.transaction():
                 await write_traits(writer, [region._write("late-a", first)])
