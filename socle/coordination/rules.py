@@ -278,7 +278,8 @@ async def _keep_status_history(conn: AsyncConnection, w: PendingWrite, now: str)
 class CoordinationRules:
     """The engine write rule (see the module doc)."""
 
-    types = CODED
+    # the types whose checks read or write rows; the others' codes are checked in memory
+    types = frozenset({"CareTeam", "Task", "EpisodeOfCare"})
 
     async def __call__(
         self, conn: AsyncConnection, writes: list[PendingWrite], access: Access

@@ -58,8 +58,9 @@ class WriteRule(Protocol):
     before the rows are locked and written, inside the writing transaction; raising FhirError
     aborts it all."""
 
-    # The types whose writes the rule acts on (checks, locks, adds writes or rows of its own):
-    # a lone create of any other type is one statement, without a transaction.
+    # The types whose writes the rule needs the writing transaction for (it reads or locks
+    # rows, adds writes or rows of its own): a lone create of any other type is one statement,
+    # without a transaction (the rule still sees it; its checks in memory need none).
     types: frozenset[str]
 
     async def __call__(
