@@ -39,7 +39,6 @@ from .search.executor import SearchResult, run_search
 from .search.inherited import read_inherited
 from .search.paging import PageTokens
 from .search.query import SearchQuery
-from .search.sql import Sql
 from .storage.coalesce import CoalescedReads
 from .storage.content import ContentStore
 from .storage.reader import Version, read_version, readable
@@ -431,8 +430,8 @@ class Engine:
         carried = (
             None
             if access.platform or reads
-            else lambda ws: _statements(
-                access.record_statement(Touched(interaction, None, _touched(ws, planned)))
+            else lambda ws: access.record_statement(
+                Touched(interaction, None, _touched(ws, planned))
             )
         )
         recorded = await apply_writes(
@@ -546,10 +545,6 @@ def _single_plain_create(entries: list[EntryRequest]) -> bool:
         and isinstance(e.resource.get("resourceType"), str)
         and type_writes.atomic_alone(e.resource["resourceType"])
     )
-
-
-def _statements(statement: Sql | None) -> list[Sql]:
-    return [] if statement is None else [statement]
 
 
 def _touched(

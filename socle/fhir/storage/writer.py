@@ -98,9 +98,10 @@ class Guard:
 
 
 # Called at the same moment: the guard of the writes (None: nothing to check), then the
-# statements to commit with them (the audit record), both sent in the writes' statement.
+# statement to commit with them (the audit record; None: none), both sent in the writes'
+# statement. The guard runs even when every write is a no-op, as a separate check did.
 GuardOf = Callable[[list["PendingWrite"]], "Guard | None"]
-CarriedOf = Callable[[list["PendingWrite"]], list[Sql]]
+CarriedOf = Callable[[list["PendingWrite"]], "Sql | None"]
 # SQLSTATE of the statement's own refusal (`socle_refuse`, migration 430)
 REFUSED = "SO422"
 
@@ -223,8 +224,8 @@ async def apply_writes(
     carried: CarriedOf | None = None,
 ) -> bool:
     """Write the batch; raises FhirError (412) on an If-Match conflict, before writing anything,
-    or the guard's refusal, with nothing written. Returns whether the ``carried`` statements
-    ran (not when there was nothing to write, nor to carry)."""
+    or the guard's refusal, with nothing written. Returns whether the ``carried`` statement
+    ran (not when there was nothing to carry)."""
     if not writes:
         return False
     # Updates: encode the candidate content to compare it with the stored one under the lock.
@@ -279,8 +280,8 @@ async def apply_writes(
     if check is not None:
         check(writes)
     checked = guard(writes) if guard is not None else None
-    extra = carried(writes) if carried is not None else []
-    if not todo and not extra:
+    extra = carried(writes) if carried is not None else None
+    if not todo and extra is None and checked is None:
         return False
     new = [w for w in fresh if w.rid == 0]
     if new:
@@ -293,7 +294,7 @@ async def apply_writes(
         if checked is None or exc.sqlstate != REFUSED or not exc.diag.message_detail:
             raise
         raise checked.refusal(int(exc.diag.message_detail)) from None
-    return bool(extra)
+    return extra is not None
 
 
 # Rows travel as one JSON array of rows per table (`jsonb_rows`): adapting one array per column
@@ -316,7 +317,7 @@ _INDEX_INSERTS = {
 
 
 def _statement(
-    todo: list[PendingWrite], guard: Guard | None = None, carried: list[Sql] | None = None
+    todo: list[PendingWrite], guard: Guard | None = None, carried: Sql | None = None
 ) -> tuple[str, list[Any]]:
     params: list[Any] = []
     ctes: list[str] = []
@@ -326,9 +327,9 @@ def _statement(
         params.extend(guard.refused.params)
     if todo:
         _write_ctes(todo, ctes, params)
-    for i, statement in enumerate(carried or []):
-        ctes.append(f"carried_{i} AS ({statement.sql()})")
-        params.extend(statement.params)
+    if carried is not None:
+        ctes.append(f"carried AS ({carried.sql()})")
+        params.extend(carried.params)
     # A refusal fails the whole statement: every data-modifying CTE with it.
     last = (
         "SELECT socle_refuse(n) FROM (SELECT min(n) AS n FROM refused) f WHERE n IS NOT NULL"
