@@ -254,11 +254,6 @@ def trigger_holds(topic: Topic, current: Any, previous: Any | None) -> bool:
     return fhirpathpy.evaluate(current, topic.fhirpath, context, _R4) == [True]
 
 
-async def _found(job: JobContext, spec: Spec, access: Access, ids: list[str]) -> set[str]:
-    """Which of these resources the subscription's search finds, with the owner's rights."""
-    return await _search_ids(job, spec.resource, spec.filters, access, ids)
-
-
 async def _search_ids(
     job: JobContext,
     rtype: str,
@@ -304,8 +299,10 @@ class _Filtered:
     def holds(self, check: Check | None, event: Event) -> bool | None:
         """Whether the filters hold on the event's version; None when the search decides (not
         simple, or the resource changed since)."""
-        indexed = None if check is None else self.indexed(event)
-        return None if check is None or indexed is None else check(indexed)
+        if check is None:
+            return None
+        indexed = self.indexed(event)
+        return None if indexed is None else check(indexed)
 
 
 async def match(
@@ -363,7 +360,7 @@ async def match(
         if undecided and access.platform and not spec.filters:
             found = set(undecided)
         elif undecided:
-            found = await _found(job, spec, access, undecided)
+            found = await _search_ids(job, spec.resource, spec.filters, access, undecided)
         verdict: list[bool | None] = []
         for e, h in zip(candidates, held, strict=True):
             if h is None:  # the search decided, access included

@@ -12,7 +12,7 @@ from psycopg import AsyncConnection
 from ..config import subscription_plain_http
 from ..fhir.access import DIRECT, Access
 from ..fhir.delegation import delegation
-from ..fhir.engine import Engine, WriteRule
+from ..fhir.engine import Engine
 from ..fhir.outcome import FhirError, forbidden
 from ..fhir.storage.writer import PendingWrite
 from ..workers import enqueue
@@ -109,7 +109,3 @@ class SubscriptionRule:
                 w.owner = delegation().owner(access)
             await store.created(conn, w.id, delegation().capture(access))
             await enqueue(conn, HANDSHAKE_JOB, {"subscription": w.id})
-
-
-def subscription_rule(engine: Engine) -> WriteRule:
-    return SubscriptionRule(engine)

@@ -17,7 +17,7 @@ from .delivery import deliver_job, handshake_job, prune_job, sweep_job
 from .matching import DELIVER_JOB, match_job
 from .model import BACKPORT_EXTENSIONS, PROFILE
 from .operations import OPERATIONS, routes
-from .rules import HANDSHAKE_JOB, subscription_rule
+from .rules import HANDSHAKE_JOB, SubscriptionRule
 from .topics import TOPIC_EXTENSIONS, TOPICS, publish_topics
 from .websocket import listen
 from .websocket import routes as websocket_routes
@@ -27,7 +27,7 @@ BACKPORT_CAPABILITY = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityS
 
 
 def install(engine: Engine) -> None:
-    engine.write_rules.append(subscription_rule(engine))
+    engine.write_rules.append(SubscriptionRule(engine))
 
 
 @contextlib.asynccontextmanager
