@@ -29,7 +29,8 @@ weights, or a lower floor, are computed in full.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -45,7 +46,7 @@ from .duplicates import (
     find_collisions,
     pair_scores,
 )
-from .stored_report import COLLIDING, PAIRS, stored_report
+from .stored_report import COLLIDING, LIVE, PAIRS, WIDTH, stored_report
 from .trait_rows import RECORD_COLUMNS, record_of
 from .traits import normalise
 
@@ -55,10 +56,6 @@ _LOCK = 0x1D7A50  # an arbitrary constant: one refresh at a time
 _BATCH = 2000
 # a refresh touching more records than this recomputes every pair (one join, no id filter)
 _WHOLE = 2_000
-_WIDTH = len(RECORD_COLUMNS.split(", "))
-_A = ", ".join(f"a.{c}" for c in RECORD_COLUMNS.split(", "))
-_B = ", ".join(f"b.{c}" for c in RECORD_COLUMNS.split(", "))
-_LIVE = "active AND readable"
 
 # the records whose place in a block that is or was over the limit may have crossed it
 _MOVED = """
@@ -115,7 +112,7 @@ def _scored(rows: Sequence[Sequence[Any]], weights: Weights) -> list[tuple[Any, 
     """The ``identity_pair`` rows of these pairs (evidence kept for the candidates only)."""
     out: list[tuple[Any, ...]] = []
     for row in rows:
-        a, b = record_of(row[:_WIDTH]), record_of(row[_WIDTH:])
+        a, b = record_of(row[:WIDTH]), record_of(row[WIDTH:])
         score, evidence, with_ids, id_evidence = pair_scores(
             a, normalise(a.traits), b, normalise(b.traits), weights
         )
@@ -163,7 +160,7 @@ async def _rebuild(conn: AsyncConnection, limit: int) -> None:
     added = await _score_every(conn, limit)
     await conn.execute(
         "UPDATE identity_report_total SET compared = %s, "
-        f"records = (SELECT count(*) FROM identity_trait WHERE {_LIVE})",
+        f"records = (SELECT count(*) FROM identity_trait WHERE {LIVE})",
         (added,),
     )
 
@@ -237,24 +234,24 @@ async def _score_pairs_of(conn: AsyncConnection, dirty: list[str], limit: int) -
     return len(rows)
 
 
-async def _locked(conn: AsyncConnection) -> None:
+@contextlib.asynccontextmanager
+async def _refreshed(conn: AsyncConnection, max_block: int) -> AsyncIterator[int]:
+    """The refresh lock held and the queued changes applied, in a REPEATABLE READ transaction
+    left open for the caller's reads (the same snapshot); yields the records changed."""
     await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
-
-
-async def _unlock(conn: AsyncConnection) -> None:
-    await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+    try:
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield await _apply(conn, max_block)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
 
 
 async def refresh_pairs(conn: AsyncConnection, *, max_block: int = DuplicateIndex.max_block) -> int:
     """Re-score the pairs of the records queued since the last refresh (an autocommit
     connection, not in a transaction); returns the records changed."""
-    await _locked(conn)
-    try:
-        async with conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            return await _apply(conn, max_block)
-    finally:
-        await _unlock(conn)
+    async with _refreshed(conn, max_block) as changed:
+        return changed
 
 
 async def maintained_report(
@@ -281,38 +278,32 @@ async def maintained_report(
             max_block=max_block,
         )
     column = "score_ids" if use_identifiers else "score_traits"
-    await _locked(conn)
-    try:
-        async with conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            await _apply(conn, max_block)
-            # the constant lets the planner use the partial index of the candidates
-            cur = await conn.execute(
-                f"SELECT a, b, {column}, evidence, "
-                f"{'id_evidence' if use_identifiers else 'NULL::text[]'} FROM identity_pair "
-                f"WHERE {column} >= {STORED_FLOOR!r} AND {column} >= %s "
-                f"ORDER BY {column} DESC, a, b",
-                (floor,),
+    async with _refreshed(conn, max_block):
+        # the constant lets the planner use the partial index of the candidates
+        cur = await conn.execute(
+            f"SELECT a, b, {column}, evidence, "
+            f"{'id_evidence' if use_identifiers else 'NULL::text[]'} FROM identity_pair "
+            f"WHERE {column} >= {STORED_FLOOR!r} AND {column} >= %s "
+            f"ORDER BY {column} DESC, a, b",
+            (floor,),
+        )
+        found: list[Candidate] = []
+        for a, b, score, evidence, id_evidence in await cur.fetchall():
+            candidate = candidate_of(
+                a, b, score, [*evidence, *(id_evidence or ())], floor, thresholds
             )
-            found: list[Candidate] = []
-            for a, b, score, evidence, id_evidence in await cur.fetchall():
-                candidate = candidate_of(
-                    a, b, score, [*evidence, *(id_evidence or ())], floor, thresholds
-                )
-                if candidate is not None:
-                    found.append(candidate)
-            cur = await conn.execute(
-                "SELECT records, compared, (SELECT count(*) FROM identity_oversized) "
-                "FROM identity_report_total"
-            )
-            records, compared, oversized = await cur.fetchone() or (0, 0, 0)
-            cur = await conn.execute(
-                f"SELECT {RECORD_COLUMNS} FROM identity_trait "
-                "WHERE id IN (SELECT id FROM identity_colliding) ORDER BY id"
-            )
-            colliding = [record_of(r) for r in await cur.fetchall()]
-    finally:
-        await _unlock(conn)
+            if candidate is not None:
+                found.append(candidate)
+        cur = await conn.execute(
+            "SELECT records, compared, (SELECT count(*) FROM identity_oversized) "
+            "FROM identity_report_total"
+        )
+        records, compared, oversized = await cur.fetchone() or (0, 0, 0)
+        cur = await conn.execute(
+            f"SELECT {RECORD_COLUMNS} FROM identity_trait "
+            "WHERE id IN (SELECT id FROM identity_colliding) ORDER BY id"
+        )
+        colliding = [record_of(r) for r in await cur.fetchall()]
     return DuplicateReport(
         candidates=found,
         collisions=find_collisions(colliding, thresholds=thresholds, weights=weights),

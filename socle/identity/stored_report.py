@@ -33,10 +33,10 @@ from .trait_rows import RECORD_COLUMNS, record_of
 from .traits import normalise
 
 _BATCH = 2000
-_WIDTH = len(RECORD_COLUMNS.split(", "))
+WIDTH = len(RECORD_COLUMNS.split(", "))
 _A = ", ".join(f"a.{c}" for c in RECORD_COLUMNS.split(", "))
 _B = ", ".join(f"b.{c}" for c in RECORD_COLUMNS.split(", "))
-_LIVE = "active AND readable"
+LIVE = "active AND readable"
 
 # pairs sharing a block, the later record at most max_block + 1 into it (in id order)
 PAIRS = f"""
@@ -57,10 +57,10 @@ SELECT count(*) FROM (
 """
 # the records holding several INS, or an INS another record holds too
 COLLIDING = f"""
-SELECT {RECORD_COLUMNS} FROM identity_trait WHERE {_LIVE} AND cardinality(ins_value) > 0 AND (
+SELECT {RECORD_COLUMNS} FROM identity_trait WHERE {LIVE} AND cardinality(ins_value) > 0 AND (
     (SELECT count(DISTINCT v) FROM unnest(ins_value) v) > 1
     OR ins_value && ARRAY(
-        SELECT v FROM identity_trait, unnest(ins_value) v WHERE {_LIVE}
+        SELECT v FROM identity_trait, unnest(ins_value) v WHERE {LIVE}
         GROUP BY v HAVING count(DISTINCT id) > 1
     )
 ) ORDER BY id
@@ -76,7 +76,7 @@ def _score(
 ) -> list[Candidate]:
     out: list[Candidate] = []
     for row in rows:
-        a, b = record_of(row[:_WIDTH]), record_of(row[_WIDTH:])
+        a, b = record_of(row[:WIDTH]), record_of(row[WIDTH:])
         found = score_candidate(
             a,
             normalise(a.traits),
@@ -111,7 +111,7 @@ async def stored_report(
     found: list[Candidate] = []
     compared = 0
     async with conn.transaction():
-        cur = await conn.execute(f"SELECT count(*) FROM identity_trait WHERE {_LIVE}")
+        cur = await conn.execute(f"SELECT count(*) FROM identity_trait WHERE {LIVE}")
         records = int((await cur.fetchone() or (0,))[0])
         async with conn.cursor(name="identity_pairs") as pairs:
             await pairs.execute(PAIRS, {"limit": limit})
