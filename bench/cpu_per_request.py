@@ -43,6 +43,16 @@ def cpu_seconds(procs: list[psutil.Process], kind: str | None = None) -> float:
     return total
 
 
+def patients(c: httpx.Client, n: int) -> list[str]:
+    """Create `n` plain Patients; their ids."""
+    return [
+        c.post("/Patient", json={"resourceType": "Patient", "name": [{"family": f"N{i}"}]}).json()[
+            "id"
+        ]
+        for i in range(n)
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--scenario", choices=("read", "create", "patient", "document"), default="read")
@@ -55,12 +65,7 @@ def main() -> None:
         try:
             headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
             with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as c:
-                ids = [
-                    c.post(
-                        "/Patient", json={"resourceType": "Patient", "name": [{"family": f"N{i}"}]}
-                    ).json()["id"]
-                    for i in range(200)
-                ]
+                ids = patients(c, 200)
             documents: list[tuple[str, str]] = []
             if args.scenario == "document":
                 region = list(iter_bundles(30, 1))

@@ -32,6 +32,7 @@ import psycopg  # noqa: E402
 from starlette.datastructures import State  # noqa: E402
 
 from bench.cpu_per_request import cpu_seconds  # noqa: E402
+from bench.cpu_per_request import patients as created_patients  # noqa: E402
 from bench.run import creates, machine  # noqa: E402
 from socle.config import Settings  # noqa: E402
 from socle.fhir.topics import TOPIC_BASE  # noqa: E402
@@ -123,12 +124,7 @@ def main() -> None:
         try:
             headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
             with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as c:
-                patients = [
-                    c.post(
-                        "/Patient", json={"resourceType": "Patient", "name": [{"family": f"N{i}"}]}
-                    ).json()["id"]
-                    for i in range(100)
-                ]
+                patients = created_patients(c, 100)
                 for i in range(args.subscriptions):
                     sub = _subscription(patients[i % 100], i)
                     r = c.post("/Subscription", json=sub)
