@@ -193,6 +193,8 @@ class Settings:
     max_body_bytes: int
     pool_min: int
     pool_max: int
+    # seconds an idle connection above pool_min is kept before the pool closes it
+    pool_max_idle_s: float
     search_timeout_ms: int
     slow_search_ms: int
     default_page_size: int
@@ -271,6 +273,7 @@ class Settings:
             max_body_bytes=_int("SOCLE_MAX_BODY_BYTES", 32 * 1024 * 1024),
             pool_min=_int("SOCLE_DB_POOL_MIN", 2),
             pool_max=_int("SOCLE_DB_POOL_MAX", 12),
+            pool_max_idle_s=float(os.environ.get("SOCLE_DB_POOL_MAX_IDLE_S") or 600),
             search_timeout_ms=_int("SOCLE_SEARCH_TIMEOUT_MS", 10_000),
             slow_search_ms=_int("SOCLE_SLOW_SEARCH_MS", 500),
             default_page_size=_int("SOCLE_PAGE_SIZE", 20),

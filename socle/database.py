@@ -147,6 +147,7 @@ async def open_pool(
         url,
         min_size=settings.pool_min,
         max_size=settings.pool_max,
+        max_idle=settings.pool_max_idle_s,
         kwargs=kwargs,
         open=False,
         name=name,
