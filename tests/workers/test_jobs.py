@@ -21,7 +21,14 @@ import httpx
 import psycopg
 import pytest
 
-from socle.testing import ROOT, ServerProcess, auth_headers, run_socle, server_beside
+from socle.testing import (
+    ROOT,
+    SMALL_POOLS,
+    ServerProcess,
+    auth_headers,
+    run_socle,
+    server_beside,
+)
 from socle.workers import queue
 from socle.workers.events import advance, next_for, read_after
 from socle.workers.kinds import JobKind
@@ -95,7 +102,7 @@ class WorkerProcess:
     def __init__(
         self, server: ServerProcess, name: str, settings: dict[str, str] | None = None
     ) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env = {**SMALL_POOLS, **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}}
         env.update(settings or ENV)
         env.update(DATABASE_URL=_url(server), SOCLE_DATA_DIR=str(server.database.data_dir))
         self.log = Path(server.database.data_dir) / f"worker-{name}.log"
