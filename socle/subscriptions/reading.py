@@ -52,9 +52,18 @@ async def focus(
         return [Focus(e, None) for e in events]
     found: dict[tuple[str, str], Version] = {}
     for rtype, ids in _ids_by_type(events).items():
-        versions = await engine.read_several(rtype, ids, access, detail)
+        versions = await _readable(engine, rtype, ids, access, detail)
         found.update(((rtype, i), v) for i, v in versions.items())
     return [_focus(engine, spec, e, found.get((e.rtype, e.id))) for e in events]
+
+
+async def _readable(
+    engine: Engine, rtype: str, ids: list[str], access: Access, detail: str | None
+) -> dict[str, Version]:
+    try:
+        return await engine.read_several(rtype, ids, access, detail)
+    except FhirError:  # the owner may read nothing of the type now (its access refused)
+        return {}
 
 
 def _ids_by_type(events: list[store.Numbered]) -> dict[str, list[str]]:
@@ -125,7 +134,7 @@ class FocusReads:
                 ids = [i for wanted, _ in asked for i in wanted]
                 try:
                     access = self._access(owner)
-                    versions = await self.engine.read_several(rtype, ids, access, DISCLOSED)
+                    versions = await _readable(self.engine, rtype, ids, access, DISCLOSED)
                 except Exception as exc:  # noqa: BLE001 - every waiter of the batch learns it
                     for _, future in asked:
                         if not future.done():
