@@ -15,7 +15,6 @@ its number, so the sequence has no gap a client would chase), whatever the conte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -153,7 +152,7 @@ async def _deliver_one(job: JobContext, sid: str, reads: FocusReads) -> None:
                 return  # another delivery of this subscription runs: it sends these too
             left = False
             try:
-                await _deliver(job, reads, spec, *taken)
+                await _deliver(job, locks, reads, spec, *taken)
             finally:
                 left = await locks.give(sid)
         if not left:
@@ -174,6 +173,7 @@ async def stopped(engine: Engine, spec: Spec, st: store.State) -> bool:
 
 async def _deliver(
     job: JobContext,
+    locks: Locks,
     reads: FocusReads,
     spec: Spec,
     st: store.State,
@@ -202,7 +202,8 @@ async def _deliver(
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
-        after = await _recorded(engine, sid, pending[-1].number)
+        # `delivered` moved on even if the job is cancelled meanwhile (`Locks.record`)
+        after = await locks.record(sid, pending[-1].number)
         if after is None:
             return
         st, sent_any = after, True
@@ -216,24 +217,6 @@ async def _deliver(
             raise
         async with db() as conn:
             await store.sent(conn, sid)
-
-
-async def _recorded(engine: Engine, sid: str, upto: int) -> store.State | None:
-    """Move `delivered` on once the endpoint took the notification, even if the job is
-    cancelled meanwhile (its lease lost on a busy host): the lock is let go only after, so
-    the next delivery does not send these events again."""
-
-    async def record() -> store.State | None:
-        async with engine.pool.connection() as conn:
-            return await store.delivered(conn, sid, upto)
-
-    task = asyncio.ensure_future(record())
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
 
 
 def _heartbeat_due(spec: Spec, st: store.State) -> bool:

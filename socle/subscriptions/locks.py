@@ -7,7 +7,9 @@ together in the next ones (as the engine's coalesced reads: nothing waits to gat
 of a batch taken by one statement, their subscriptions' states and first pages read by a second
 one begun once they are held (read in the locking statement, its snapshot would predate the
 lock and could miss the `delivered` of the holder that let it go meanwhile: events sent twice),
-and the locks given back by a third, which says for each whether events are left."""
+and the locks given back by a third, which says for each whether events are left. The
+`delivered` of the notifications the endpoints took goes the same way, before the gives (one
+statement for a batch, on this connection: no pool connection taken for it)."""
 
 from __future__ import annotations
 
@@ -51,8 +53,9 @@ def lock_key(sid: str) -> int:
 
 
 class _Asked:
-    def __init__(self, give: bool, sid: str, limit: int) -> None:
-        self.give, self.sid, self.limit = give, sid, limit
+    def __init__(self, kind: str, sid: str, number: int) -> None:
+        # take (`number`: how many events at most), record (`delivered` up to `number`), give
+        self.kind, self.sid, self.number = kind, sid, number
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
@@ -86,7 +89,7 @@ class Locks:
             return None
         self.held.add(sid)  # before any await: a second delivery here sees it taken
         try:
-            taken: Taken | None = await self._ask(_Asked(False, sid, limit))
+            taken: Taken | None = await self._ask(_Asked("take", sid, limit))
         except BaseException:
             self.held.discard(sid)  # a lock taken for a take cut short is let go by the batch
             raise
@@ -102,9 +105,23 @@ class Locks:
         self.held.discard(sid)
         try:
             # shielded: a give cut short is still made (the batch runs in a task of its own)
-            return bool(await asyncio.shield(self._ask(_Asked(True, sid, 0))))
+            return bool(await asyncio.shield(self._ask(_Asked("give", sid, 0))))
         except psycopg.Error:  # a lost session freed it already
             return True  # let the caller look again
+
+    async def record(self, sid: str, upto: int) -> store.State | None:
+        """Move the held subscription's `delivered` on once the endpoint took the notification
+        (its state after; None: gone), even if the caller is cancelled meanwhile (its job's
+        lease lost on a busy host): it then waits for it, so the lock is let go only after and
+        the next delivery does not send these events again. Those of a batch go in one
+        statement (`store.delivered_many`)."""
+        recorded = self._ask(_Asked("record", sid, upto))
+        try:
+            return await asyncio.shield(recorded)  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(recorded)
+            raise
 
     def _ask(self, asked: _Asked) -> asyncio.Future[Any]:
         self._asked.append(asked)
@@ -117,10 +134,15 @@ class Locks:
         try:
             while self._asked:
                 batch, self._asked = self._asked, []
-                gives = [a for a in batch if a.give]
-                takes = [a for a in batch if not a.give and not a.future.done()]
+                # records before gives (a subscription's record is asked before its give),
+                # gives before takes (a give of one asked before a take of it here)
+                records = [a for a in batch if a.kind == "record"]
+                gives = [a for a in batch if a.kind == "give"]
+                takes = [a for a in batch if a.kind == "take" and not a.future.done()]
                 try:
                     conn = await self._connection()
+                    if records:
+                        await self._record(conn, records)
                     if gives:
                         await self._give(conn, gives)
                     if takes:
@@ -131,6 +153,12 @@ class Locks:
                             a.future.set_exception(exc)
         finally:
             self._running = None
+
+    async def _record(self, conn: psycopg.AsyncConnection[Any], records: list[_Asked]) -> None:
+        states = await store.delivered_many(conn, {a.sid: a.number for a in records})
+        for a in records:
+            if not a.future.done():
+                a.future.set_result(states.get(a.sid))
 
     async def _give(self, conn: psycopg.AsyncConnection[Any], gives: list[_Asked]) -> None:
         sids = [a.sid for a in gives]
@@ -146,7 +174,7 @@ class Locks:
         found: dict[int, list[Any]] = {}
         try:
             if got:
-                cur = await conn.execute(_READ, ([a.sid for a in got], [a.limit for a in got]))
+                cur = await conn.execute(_READ, ([a.sid for a in got], [a.number for a in got]))
                 for row in await cur.fetchall():
                     found.setdefault(row[0] - 1, []).append(row[1:])
         except BaseException:
