@@ -3,14 +3,17 @@ events in order, heartbeats, and the sweep that wakes deliveries left behind.
 
 Order per subscription: a delivery job holds the subscription's advisory lock (a session lock
 on its own connection: a killed worker's connection closes and frees it) and sends the pending
-events in number order, `delivered` moved on after each notification the endpoint took. A job
+events in number order, `delivered` moved on after each notification the endpoint took (the
+process's takes, records and gives go together on that connection: `locks.py`). A job
 that finds the lock taken leaves the events to the holder (or to the sweep, within a second).
 At least once: a worker killed mid-send leaves `delivered` where it was, the job's lease runs
 out, and the notification is sent again.
 
 Access at delivery: each focus is read with the owner's access as it is now (audited as the
-owner's read). A focus the owner may no longer read is left out of its event (the event keeps
-its number, so the sequence has no gap a client would chase), whatever the content asked."""
+owner's read: one record per owner and type for the reads of a job's subscriptions made
+together, `FocusReads`). A focus the owner may no longer read is left out of its event (the
+event keeps its number, so the sequence has no gap a client would chase), whatever the content
+asked."""
 
 from __future__ import annotations
 
