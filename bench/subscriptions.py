@@ -2,6 +2,7 @@
 rest-hook receiver, and what the subscriptions cost the writes.
 
     .venv/bin/python bench/subscriptions.py [--subscriptions 100] [--clients 8] [--duration 20]
+        [--rate WRITES_PER_S]
 
 Starts Socle (one worker, jobs in the serving process) on a fresh embedded database, writes 100
 Patients, then creates Observations of them as fast as `--clients` closed-loop clients go for
@@ -134,6 +135,14 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="writes per second at most (all clients together; default: as fast as they go). "
+        "At a rate every version delivers in time, each notification carries about one event: "
+        "the CPU per notified event then compares versions (a lagging one batches events)",
+    )
+    ap.add_argument(
         "--job-workers",
         type=int,
         default=0,
@@ -164,7 +173,9 @@ def main() -> None:
                     ]
                     meter = Meter(server, db, workers)
                     meter.start()
-                    without = asyncio.run(creates(server, patients, args.clients, args.duration))
+                    without = asyncio.run(
+                        creates(server, patients, args.clients, args.duration, args.rate)
+                    )
                     cpu_without = meter.spent()
                     for i in range(args.subscriptions):
                         sub = {
@@ -198,7 +209,9 @@ def main() -> None:
                         time.sleep(0.5)
                     time.sleep(2)  # the handshakes' and activations' work done
                     meter.start()
-                    with_subs = asyncio.run(creates(server, patients, args.clients, args.duration))
+                    with_subs = asyncio.run(
+                        creates(server, patients, args.clients, args.duration, args.rate)
+                    )
                     written = with_subs["requests"]
                     # the notifications still on their way: until none came for 3 s (at most 120 s)
                     deadline, seen, quiet = time.monotonic() + 120, -1, 0.0
@@ -221,6 +234,7 @@ def main() -> None:
                 "subscriptions": args.subscriptions,
                 "clients": args.clients,
                 "duration_s": args.duration,
+                "rate_limit_per_s": args.rate,
                 "job_workers": args.job_workers or "in socle serve",
                 "writes_per_s_without": without["requests_per_s"],
                 "writes_per_s_with": with_subs["requests_per_s"],
