@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -44,6 +45,7 @@ _GIVE = (
 _UNLOCK = "SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k"
 
 Taken = tuple[store.State, list[store.Numbered]]
+_Run = Callable[[psycopg.AsyncConnection[Any], list["_Asked"]], Awaitable[None]]
 
 
 def lock_key(sid: str) -> int:
@@ -139,20 +141,22 @@ class Locks:
                 records = [a for a in batch if a.kind == "record"]
                 gives = [a for a in batch if a.kind == "give"]
                 takes = [a for a in batch if a.kind == "take" and not a.future.done()]
-                try:
-                    conn = await self._connection()
-                    if records:
-                        await self._record(conn, records)
-                    if gives:
-                        await self._give(conn, gives)
-                    if takes:
-                        await self._take(conn, takes)
-                except Exception as exc:  # noqa: BLE001 - every waiter of the batch learns it
-                    for a in batch:
-                        if not a.future.done():
-                            a.future.set_exception(exc)
+                # each kind on its own: a failed record does not keep the gives from unlocking
+                await self._each(self._record, records)
+                await self._each(self._give, gives)
+                await self._each(self._take, takes)
         finally:
             self._running = None
+
+    async def _each(self, run: _Run, asked: list[_Asked]) -> None:
+        if not asked:
+            return
+        try:
+            await run(await self._connection(), asked)
+        except Exception as exc:  # noqa: BLE001 - every waiter of the batch learns it
+            for a in asked:
+                if not a.future.done():
+                    a.future.set_exception(exc)
 
     async def _record(self, conn: psycopg.AsyncConnection[Any], records: list[_Asked]) -> None:
         states = await store.delivered_many(conn, {a.sid: a.number for a in records})
@@ -169,16 +173,19 @@ class Locks:
 
     async def _take(self, conn: psycopg.AsyncConnection[Any], takes: list[_Asked]) -> None:
         keys = [lock_key(a.sid) for a in takes]
-        cur = await conn.execute(_TAKE, (keys,))
-        got = [a for a, row in zip(takes, await cur.fetchall(), strict=True) if row[0]]
+        got: list[_Asked] = takes  # until the locking statement says which it got
         found: dict[int, list[Any]] = {}
         try:
+            cur = await conn.execute(_TAKE, (keys,))
+            got = [a for a, row in zip(takes, await cur.fetchall(), strict=True) if row[0]]
             if got:
                 cur = await conn.execute(_READ, ([a.sid for a in got], [a.number for a in got]))
                 for row in await cur.fetchall():
                     found.setdefault(row[0] - 1, []).append(row[1:])
         except BaseException:
-            with contextlib.suppress(Exception):  # not kept: the batch failed
+            # not kept: the batch failed (a session lock outlives its failed statement; those
+            # of takes not got are not this session's, and unlocking them is a no-op)
+            with contextlib.suppress(Exception):
                 await conn.execute(_UNLOCK, ([lock_key(a.sid) for a in got],))
             raise
         # gone (no state row), or the take cut short meanwhile: the lock is let go at once
