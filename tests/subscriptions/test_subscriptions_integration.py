@@ -34,7 +34,7 @@ from tests.auth.server.helpers import (
     professional_code,
     redeem,
 )
-from tests.auth.world import World, make_world
+from tests.auth.world import VISIBILITY, World, make_world
 from tests.workers.test_jobs import WorkerProcess as Worker
 from tests.workers.test_jobs import _until as until
 
@@ -548,6 +548,53 @@ def test_websocket_binding_then_notifications(world: World, worker) -> None:
         ws.send(f"bind-with-token: {params['token']}")  # used once: refused now
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=30)
+
+
+def test_a_focus_masked_after_its_match_is_left_out_when_sent(world: World, worker) -> None:
+    """The owner's access is checked again when the notification is sent: an Observation
+    readable when it was matched, masked (MASQUE_PS) before its notification left, goes out
+    without its focus (the event keeps its number); the others keep theirs."""
+    x = world.ids["X"]
+    held = Receiver()  # its own: the first notification it is sent waits for `release`
+    try:
+        with world.pro("care") as pro:
+            sub = subscription(
+                TOPIC_BASE + "observation-write",
+                held.url("/hold-mask"),
+                filters=(f"patient=Patient/{x}",),
+            )
+            r = create(pro, sub)
+            assert r.status_code == 201, r.text
+            assert active(pro, r.json()["id"])["status"] == "active"
+        first = write_obs(world, "X", "1111-1")
+        until(held.holding.is_set)  # event 1 in flight: event 2 waits for its delivery
+        second = write_obs(world, "X", "2222-2")
+        with httpx.Client(base_url=world.server.fhir, timeout=30) as op:
+            op.headers.update(auth_headers(world.server))
+            obs = op.get(f"/Observation/{second}").json()
+            obs["meta"] = {"security": [{"system": VISIBILITY, "code": "MASQUE_PS"}]}
+            assert op.put(f"/Observation/{second}", json=obs).status_code == 200
+        held.release.set()
+
+        def foci() -> dict[int, list[str]] | None:
+            found: dict[int, list[str]] = {}
+            for b in held.bundles("/hold-mask", "event-notification"):
+                for p in b["entry"][0]["resource"]["parameter"]:
+                    if p["name"] != "notification-event":
+                        continue
+                    parts = {part["name"]: part for part in p["part"]}
+                    number = int(parts["event-number"]["valueString"])
+                    focus = parts.get("focus", {}).get("valueReference", {}).get("reference")
+                    found[number] = [focus or "", json.dumps(b)]
+            return found if 2 in found else None
+
+        found = until(foci, 90)
+        assert found[2][0] == "", "a focus the owner may no longer read was sent"
+        assert second not in found[2][1]
+        if 1 in found:  # the held one, sent again once its job's lease ran out
+            assert found[1][0].endswith(f"/Observation/{first}")
+    finally:
+        held.close()
 
 
 def test_a_worker_killed_during_a_delivery_loses_nothing(
