@@ -108,7 +108,8 @@ async def deliver_job(job: JobContext) -> None:
     subscription (a retry) fails as a whole and is retried with back-off; in a job for several,
     a subscription whose endpoint fails gets a job of its own for that."""
     sids = [str(s) for s in job.args.get("subscriptions") or [job.args["subscription"]]]
-    reads = FocusReads(job.runtime.engine, job.runtime.state)  # one owner's read together
+    # the job's focus reads: those of one owner's subscriptions made together
+    reads = FocusReads(job.runtime.engine, job.runtime.state)
     if len(sids) == 1 and "subscription" in job.args:
         await _deliver_one(job, sids[0], reads)
         return
