@@ -7,6 +7,7 @@ pre-encoded requests and parses only the status line, headers and Content-Length
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -97,13 +98,16 @@ async def run_load(
     total: int | None = None,
     expect: tuple[int, ...] = (200, 201),
     headers: dict[str, str] | None = None,
+    rate: float | None = None,
 ) -> dict:
     """Run `clients` concurrent loops; each asks `make_request(i)` for (method, path, body,
-    headers, items) until `duration` seconds pass or `total` requests were sent."""
+    headers, items) until `duration` seconds pass or `total` requests were sent. With `rate`,
+    the requests of all loops together start at most `rate` per second (open loop paced)."""
     stats = Stats()
     counter = iter(range(total)) if total is not None else None
     start = time.perf_counter()
     deadline = start + duration if duration else None
+    ticks = itertools.count()
 
     async def loop(n: int) -> None:
         conn = Connection(host, port).with_headers(headers)
@@ -115,6 +119,9 @@ async def run_load(
                     break
             elif deadline and time.perf_counter() >= deadline:
                 break
+            if rate:
+                due = start + next(ticks) / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
             method, path, body, extra, items = make_request(i)
             t0 = time.perf_counter()
             try:

@@ -96,7 +96,9 @@ async def ingest(server, bundles: list[bytes], counts: list[int], clients: int, 
     return result
 
 
-async def creates(server, patient_ids: list[str], clients: int, duration: float) -> dict:
+async def creates(
+    server, patient_ids: list[str], clients: int, duration: float, rate: float | None = None
+) -> dict:
     bodies = []
     for i in range(2000):
         pid = patient_ids[i % len(patient_ids)]
@@ -146,7 +148,13 @@ async def creates(server, patient_ids: list[str], clients: int, duration: float)
         )
 
     return await run_load(
-        "127.0.0.1", server.port, clients, make, duration=duration, headers=auth_headers(server)
+        "127.0.0.1",
+        server.port,
+        clients,
+        make,
+        duration=duration,
+        headers=auth_headers(server),
+        rate=rate,
     )
 
 

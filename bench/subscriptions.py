@@ -2,6 +2,7 @@
 rest-hook receiver, and what the subscriptions cost the writes.
 
     .venv/bin/python bench/subscriptions.py [--subscriptions 100] [--clients 8] [--duration 20]
+        [--rate WRITES_PER_S]
 
 Starts Socle (one worker, jobs in the serving process) on a fresh embedded database, writes 100
 Patients, then creates Observations of them as fast as `--clients` closed-loop clients go for
@@ -54,6 +55,7 @@ class Receiver:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.events = 0
+        self.notifications = 0  # POSTs of event notifications (several events each, or one)
         lock = threading.Lock()
         receiver = self
 
@@ -69,6 +71,10 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 status = body["entry"][0]["resource"]
+                kinds = [p.get("valueCode") for p in status["parameter"] if p["name"] == "type"]
+                if kinds == ["event-notification"]:
+                    with lock:
+                        receiver.notifications += 1
                 for p in status["parameter"]:
                     if p["name"] != "notification-event":
                         continue
@@ -129,6 +135,14 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="writes per second at most (all clients together; default: as fast as they go). "
+        "At a rate every version delivers in time, each notification carries about one event: "
+        "the CPU per notified event then compares versions (a lagging one batches events)",
+    )
+    ap.add_argument(
         "--job-workers",
         type=int,
         default=0,
@@ -159,7 +173,9 @@ def main() -> None:
                     ]
                     meter = Meter(server, db, workers)
                     meter.start()
-                    without = asyncio.run(creates(server, patients, args.clients, args.duration))
+                    without = asyncio.run(
+                        creates(server, patients, args.clients, args.duration, args.rate)
+                    )
                     cpu_without = meter.spent()
                     for i in range(args.subscriptions):
                         sub = {
@@ -193,7 +209,9 @@ def main() -> None:
                         time.sleep(0.5)
                     time.sleep(2)  # the handshakes' and activations' work done
                     meter.start()
-                    with_subs = asyncio.run(creates(server, patients, args.clients, args.duration))
+                    with_subs = asyncio.run(
+                        creates(server, patients, args.clients, args.duration, args.rate)
+                    )
                     written = with_subs["requests"]
                     # the notifications still on their way: until none came for 3 s (at most 120 s)
                     deadline, seen, quiet = time.monotonic() + 120, -1, 0.0
@@ -216,6 +234,7 @@ def main() -> None:
                 "subscriptions": args.subscriptions,
                 "clients": args.clients,
                 "duration_s": args.duration,
+                "rate_limit_per_s": args.rate,
                 "job_workers": args.job_workers or "in socle serve",
                 "writes_per_s_without": without["requests_per_s"],
                 "writes_per_s_with": with_subs["requests_per_s"],
@@ -228,6 +247,10 @@ def main() -> None:
                 "cpu_us_per_write_without": round(per_write * 1e6),
                 "cpu_us_per_write_with": round(cpu_with / max(written, 1) * 1e6),
                 "cpu_us_per_notified_event": round(extra / max(receiver.events, 1) * 1e6),
+                # the events per POST vary with how far deliveries lag (a late one carries
+                # several): compare versions by CPU per notification too
+                "notifications": receiver.notifications,
+                "cpu_us_per_notification": round(extra / max(receiver.notifications, 1) * 1e6),
             },
             indent=2,
         )

@@ -3,26 +3,25 @@ events in order, heartbeats, and the sweep that wakes deliveries left behind.
 
 Order per subscription: a delivery job holds the subscription's advisory lock (a session lock
 on its own connection: a killed worker's connection closes and frees it) and sends the pending
-events in number order, `delivered` moved on after each notification the endpoint took. A job
+events in number order, `delivered` moved on after each notification the endpoint took (the
+process's takes, records and gives go together on that connection: `locks.py`). A job
 that finds the lock taken leaves the events to the holder (or to the sweep, within a second).
 At least once: a worker killed mid-send leaves `delivered` where it was, the job's lease runs
 out, and the notification is sent again.
 
 Access at delivery: each focus is read with the owner's access as it is now (audited as the
-owner's read). A focus the owner may no longer read is left out of its event (the event keeps
-its number, so the sequence has no gap a client would chase), whatever the content asked."""
+owner's read: one record per owner and type for the reads of a job's subscriptions made
+together, `FocusReads`). A focus the owner may no longer read is left out of its event (the
+event keeps its number, so the sequence has no gap a client would chase), whatever the content
+asked."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection
 
 from ..config import subscription_attempts, subscription_events_keep_s
@@ -34,22 +33,17 @@ from ..fhir.outcome import FhirError
 from ..workers import JobContext, enqueue
 from . import store
 from .channels import DeliveryError, email, rest_hook
+from .locks import Locks
 from .matching import CACHE, DELIVER_JOB, wake
 from .model import Spec
 from .notify import Focus, notification
-from .reading import focus, owner_access, spec_of
+from .reading import FocusReads, spec_of
 from .websocket import announce
 
 log = logging.getLogger("socle.subscriptions")
 DELIVERING = 32  # subscriptions delivered at once by one process, whatever its jobs
 REVOKED = "the owner's authorisation (its grant) was revoked: request the subscription again"
 RETRY = timedelta(seconds=1)  # a failed subscription of a shared job: on its own after this
-
-
-def _lock_key(sid: str) -> int:
-    return int.from_bytes(
-        hashlib.sha256(b"subscription:" + sid.encode()).digest()[:8], "big", signed=True
-    )
 
 
 async def send(
@@ -114,13 +108,15 @@ async def deliver_job(job: JobContext) -> None:
     subscription (a retry) fails as a whole and is retried with back-off; in a job for several,
     a subscription whose endpoint fails gets a job of its own for that."""
     sids = [str(s) for s in job.args.get("subscriptions") or [job.args["subscription"]]]
+    # the job's focus reads: those of one owner's subscriptions made together
+    reads = FocusReads(job.runtime.engine, job.runtime.state)
     if len(sids) == 1 and "subscription" in job.args:
-        await _deliver_one(job, sids[0])
+        await _deliver_one(job, sids[0], reads)
         return
 
     async def one(sid: str) -> None:
         try:
-            await _deliver_one(job, sid)  # in the process's slots (`DELIVERING`)
+            await _deliver_one(job, sid, reads)  # in the process's slots (`DELIVERING`)
         except DeliveryError:
             async with job.runtime.engine.pool.connection() as conn:
                 args = {"subscription": sid}
@@ -130,90 +126,6 @@ async def deliver_job(job: JobContext) -> None:
     await asyncio.gather(*(one(sid) for sid in sids))
 
 
-class Locks:
-    """This process's holds on subscriptions: PostgreSQL session advisory locks, all taken on
-    one connection of its own (outside the pool), so a delivery holds no connection while it
-    waits for an endpoint. A session may take its own lock twice, so the subscriptions held
-    are kept in memory too. The process dies, its connection closes: its locks go with it.
-    Letting a lock go says whether events are left, in the same statement."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.conn: psycopg.AsyncConnection[Any] | None = None
-        self.held: set[str] = set()
-        self.connecting = asyncio.Lock()
-
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        async with self.connecting:
-            if self.conn is None or self.conn.closed or self.conn.broken:
-                self.held.clear()  # the locks of a lost session are gone with it
-                self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            return self.conn
-
-    async def take(self, sid: str, limit: int) -> tuple[store.State, list[store.Numbered]] | None:
-        """The lock, then the subscription's state and its first `limit` pending events (when
-        it is active); None when another delivery holds it (or the subscription
-        is gone)."""
-        if sid in self.held:
-            return None
-        self.held.add(sid)  # before any await: a second delivery here sees it taken
-        key = _lock_key(sid)
-        got = False
-        try:
-            conn = await self._connection()
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-            got = bool((await cur.fetchone() or (False,))[0])
-            # the state is read by a statement of its own, begun once the lock is held: read
-            # in the locking statement, its snapshot would predate the lock and could miss
-            # the `delivered` of the holder that let it go meanwhile (events sent twice)
-            rows: list[Any] = []
-            if got:
-                cur = await conn.execute(
-                    f"SELECT {_STATE_S}, e.number, e.rtype, e.id, e.version, e.at "  # noqa: S608
-                    "FROM subscription_state s LEFT JOIN LATERAL (SELECT number, rtype, id, "
-                    "version, at FROM subscription_event WHERE s.status = 'active' "
-                    "AND subscription = s.id AND number > s.delivered ORDER BY number "
-                    "LIMIT %s) e ON true WHERE s.id = %s ORDER BY e.number",
-                    (limit, sid),
-                )
-                rows = await cur.fetchall()
-                if not rows:  # the subscription is gone
-                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                    got = False
-        except BaseException:
-            self.held.discard(sid)
-            if self.conn is not None and not self.conn.broken:  # cut short: not kept
-                with contextlib.suppress(Exception):
-                    await self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-            raise
-        if not got:
-            self.held.discard(sid)
-            return None
-        end = _STATE_WIDTH  # the state's columns, then the event's
-        pending = [store.Numbered(*r[end:]) for r in rows if r[end] is not None]
-        return store.State(*rows[0][:end]), pending
-
-    async def give(self, sid: str) -> bool:
-        """Let it go; whether the subscription is active with events still to deliver
-        (numbered while its holder was finishing)."""
-        if sid not in self.held or self.conn is None:
-            return False
-        self.held.discard(sid)
-        try:
-            cur = await self.conn.execute(
-                "SELECT pg_advisory_unlock(%s), (SELECT status = 'active' AND delivered < "
-                "events FROM subscription_state WHERE id = %s)",
-                (_lock_key(sid), sid),
-            )
-            row = await cur.fetchone()
-        except psycopg.Error:  # a lost session freed it already
-            return True  # let the caller look again
-        return bool(row and row[1])
-
-
-_STATE_COLUMNS = store.STATE.split(", ")
-_STATE_S = ", ".join("s." + c for c in _STATE_COLUMNS)
-_STATE_WIDTH = len(_STATE_COLUMNS)
 _locks: dict[tuple[int, str], Locks] = {}
 _gates: dict[int, asyncio.Semaphore] = {}
 
@@ -225,7 +137,7 @@ def _process(url: str) -> tuple[Locks, asyncio.Semaphore]:
     return locks, gate
 
 
-async def _deliver_one(job: JobContext, sid: str) -> None:
+async def _deliver_one(job: JobContext, sid: str, reads: FocusReads) -> None:
     """Deliver under the subscription's lock; a delivery that finds the lock taken leaves its
     events to the holder, which looks again once it has let the lock go (so events numbered
     while it was finishing are not left for the sweep)."""
@@ -244,7 +156,7 @@ async def _deliver_one(job: JobContext, sid: str) -> None:
                 return  # another delivery of this subscription runs: it sends these too
             left = False
             try:
-                await _deliver(job, spec, *taken)
+                await _deliver(job, locks, reads, spec, *taken)
             finally:
                 left = await locks.give(sid)
         if not left:
@@ -264,7 +176,12 @@ async def stopped(engine: Engine, spec: Spec, st: store.State) -> bool:
 
 
 async def _deliver(
-    job: JobContext, spec: Spec, st: store.State, pending: list[store.Numbered]
+    job: JobContext,
+    locks: Locks,
+    reads: FocusReads,
+    spec: Spec,
+    st: store.State,
+    pending: list[store.Numbered],
 ) -> None:
     """Send the subscription's pending events in order (its lock held, `st` and the first
     page of events, `pending`, read with it); each step takes a pool connection for its
@@ -274,7 +191,6 @@ async def _deliver(
     sid = spec.id
     if st.status != "active" or await stopped(engine, spec, st):
         return
-    access = owner_access(job.runtime.state, st)
     sent_any, first = False, True
     while True:
         if not first:
@@ -285,12 +201,13 @@ async def _deliver(
             break
         st = replace(st, events=max(st.events, pending[-1].number))
         try:
-            carried = await focus(engine, spec, access, pending)
+            carried = await reads.focus(spec, st, pending)
             await send(None, engine, spec, st, "event-notification", carried)
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
-        after = await _recorded(engine, sid, pending[-1].number)
+        # `delivered` moved on even if the job is cancelled meanwhile (`Locks.record`)
+        after = await locks.record(sid, pending[-1].number)
         if after is None:
             return
         st, sent_any = after, True
@@ -304,24 +221,6 @@ async def _deliver(
             raise
         async with db() as conn:
             await store.sent(conn, sid)
-
-
-async def _recorded(engine: Engine, sid: str, upto: int) -> store.State | None:
-    """Move `delivered` on once the endpoint took the notification, even if the job is
-    cancelled meanwhile (its lease lost on a busy host): the lock is let go only after, so
-    the next delivery does not send these events again."""
-
-    async def record() -> store.State | None:
-        async with engine.pool.connection() as conn:
-            return await store.delivered(conn, sid, upto)
-
-    task = asyncio.ensure_future(record())
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
 
 
 def _heartbeat_due(spec: Spec, st: store.State) -> bool:

@@ -31,6 +31,12 @@ class Numbered:
 
 
 STATE = "id, owner, status, events, delivered, error, last_sent"
+_STATE_S = ", ".join("s." + c for c in STATE.split(", "))
+# the rows of the subscriptions a statement changes, locked in id order first: every statement
+# changing several rows takes them in the same order, so two of them never deadlock
+_LOCKED = (
+    "SELECT s.id FROM subscription_state s JOIN {0} ON {0}.id = s.id ORDER BY s.id FOR UPDATE OF s"
+)
 
 
 async def created(conn: AsyncConnection, sid: str, owner: dict[str, Any] | None) -> None:
@@ -71,8 +77,9 @@ async def number(
         return
     await conn.execute(
         "WITH c AS (SELECT * FROM unnest(%s::text[], %s::int[]) AS c(id, n)), "
-        "s AS (UPDATE subscription_state s SET events = s.events + c.n FROM c "
-        "WHERE s.id = c.id RETURNING s.id, s.events - c.n AS before) "
+        f"l AS MATERIALIZED ({_LOCKED.format('c')}), "
+        "s AS (UPDATE subscription_state s SET events = s.events + c.n FROM c, l "
+        "WHERE s.id = c.id AND l.id = c.id RETURNING s.id, s.events - c.n AS before) "
         "INSERT INTO subscription_event (subscription, number, rtype, id, version, at) "
         "SELECT e.sid, s.before + e.ord, e.rtype, e.id, e.version, e.at FROM unnest("
         "%s::text[], %s::int[], %s::text[], %s::text[], %s::int[], %s::timestamptz[]) "
@@ -91,6 +98,20 @@ async def events(
         (sid, after, until, until, limit),
     )
     return [Numbered(*row) for row in await cur.fetchall()]
+
+
+async def delivered_many(conn: AsyncConnection, upto: dict[str, int]) -> dict[str, State]:
+    """`delivered` of several subscriptions moved on in one statement (their rows locked in
+    id order, as every statement changing several does: two of them never deadlock); their
+    states after (a subscription gone is left out)."""
+    cur = await conn.execute(
+        "WITH k AS (SELECT * FROM unnest(%s::text[], %s::bigint[]) AS k(id, upto)), "
+        f"l AS MATERIALIZED ({_LOCKED.format('k')}) "
+        "UPDATE subscription_state s SET delivered = greatest(s.delivered, k.upto), "
+        f"last_sent = now() FROM k, l WHERE s.id = k.id AND l.id = k.id RETURNING {_STATE_S}",
+        (list(upto), list(upto.values())),
+    )
+    return {row[0]: State(*row) for row in await cur.fetchall()}
 
 
 async def delivered(conn: AsyncConnection, sid: str, upto: int) -> State | None:
@@ -120,7 +141,10 @@ async def needing_a_job(conn: AsyncConnection, sids: list[str]) -> list[str]:
 
 async def woken(conn: AsyncConnection, sids: list[str], job_id: int | None) -> None:
     await conn.execute(
-        "UPDATE subscription_state SET wake_job = %s WHERE id = ANY(%s)", (job_id, sids)
+        "WITH k AS (SELECT unnest(%s::text[]) AS id), "
+        f"l AS MATERIALIZED ({_LOCKED.format('k')}) "
+        "UPDATE subscription_state s SET wake_job = %s FROM l WHERE s.id = l.id",
+        (sids, job_id),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -33,7 +34,7 @@ from tests.auth.server.helpers import (
     professional_code,
     redeem,
 )
-from tests.auth.world import World, make_world
+from tests.auth.world import VISIBILITY, World, make_world
 from tests.workers.test_jobs import WorkerProcess as Worker
 from tests.workers.test_jobs import _until as until
 
@@ -240,6 +241,125 @@ def test_a_professional_gets_full_resource_notifications_in_order(
             assert other.get(f"/Subscription/{sid}/$status").status_code in (403, 404)
 
 
+def audit_records(world: World, patient: str, *names: str) -> list[dict[str, Any]]:
+    """The audit records of a subscription notification's reads (operator's view) naming the
+    patient and all of `names` (resource ids, agents)."""
+    with httpx.Client(base_url=world.server.fhir, timeout=30) as c:
+        found = c.get(
+            f"/AuditEvent?patient=Patient/{world.ids[patient]}&_count=500",
+            headers=auth_headers(world.server),
+        ).json()
+    records = [e["resource"] for e in found.get("entry", [])]
+    return [
+        r
+        for r in records
+        if r.get("action") == "R"
+        and "subscription notification" in json.dumps(r)
+        and all(n in json.dumps(r) for n in names)
+    ]
+
+
+def test_one_notification_of_two_patients_is_one_audit_record_naming_both(
+    world: World, worker, receiver: Receiver
+) -> None:
+    """A page of events read together (`Engine.read_several`): one audit record of the
+    delivery's read, naming each patient disclosed, as a search's record does."""
+    code = "5555-" + datetime.now(UTC).strftime("%H%M%S%f")
+    sub = subscription("Observation?code=" + code, receiver.url("/both"), "id-only")
+    with httpx.Client(base_url=world.server.fhir, timeout=30) as op:
+        op.headers.update(auth_headers(world.server))
+        r = create(op, sub)
+        assert r.status_code == 201, r.text
+        assert active(op, r.json()["id"])["status"] == "active"
+        entries = []
+        for p in "XY":
+            obs = world.observation(p)
+            obs["code"]["coding"][0]["code"] = code
+            entries.append({"resource": obs, "request": {"method": "POST", "url": "Observation"}})
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        r = op.post("/", json=bundle)  # one transaction: one page of two events
+        assert r.status_code == 200, r.text
+        ids = [e["response"]["location"].split("/")[1] for e in r.json()["entry"]]
+    notified = until(lambda: receiver.bundles("/both", "event-notification"))
+    assert [n for b in notified for n in event_numbers(b)][:2] == [1, 2]
+    x, y = world.ids["X"], world.ids["Y"]
+    assert until(lambda: audit_records(world, "X", ids[0], ids[1], f"Patient/{y}"))
+    assert audit_records(world, "Y", ids[0], ids[1], f"Patient/{x}")
+
+
+def test_two_owners_notified_of_one_write_each_have_their_read_audited(
+    world: World, worker, receiver: Receiver
+) -> None:
+    """One write, two owners' subscriptions (delivered by one job when the matcher wakes them
+    together): each owner's read is checked with its own rights and audited as its own."""
+    x = world.ids["X"]
+    for key in ("care", "mt"):
+        with world.pro(key) as pro:
+            sub = subscription(
+                TOPIC_BASE + "observation-write",
+                receiver.url(f"/owner-{key}"),
+                "id-only",
+                filters=(f"patient=Patient/{x}",),
+            )
+            r = create(pro, sub)
+            assert r.status_code == 201, r.text
+            assert active(pro, r.json()["id"])["status"] == "active"
+    oid = write_obs(world, "X", "7777-7")
+    for key in ("care", "mt"):
+        until(lambda k=key: oid in json.dumps(receiver.bundles(f"/owner-{k}")))
+        # each owner's record names it (the practitioner as the agent)
+        assert until(lambda k=key: audit_records(world, "X", oid, world.ids[f"pr-{k}"]))
+
+
+def test_coalesced_deliveries_send_every_event_once_and_in_order(
+    world: World, worker, receiver: Receiver
+) -> None:
+    """Writes faster than the deliveries: the matcher wakes a subscription only when it has no
+    job waiting, a job delivers several subscriptions whose locks, states and reads go
+    together; each subscriber still gets every event once, in order (nothing crashed)."""
+    code = "6666-" + datetime.now(UTC).strftime("%H%M%S%f")
+    paths = [f"/flood-{p}" for p in "XYZ"]
+    with httpx.Client(base_url=world.server.fhir, timeout=30) as op:
+        op.headers.update(auth_headers(world.server))
+        for p, path in zip("XYZ", paths, strict=True):
+            sub = subscription(
+                f"Observation?code={code}&patient=Patient/{world.ids[p]}",
+                receiver.url(path),
+                "id-only",
+            )
+            r = create(op, sub)
+            assert r.status_code == 201, r.text
+            assert active(op, r.json()["id"])["status"] == "active"
+
+    def write(p: str) -> None:
+        for _ in range(15):
+            write_obs(world, p, code)
+
+    writers = [threading.Thread(target=write, args=(p,)) for p in "XYZ" * 2]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    for path in paths:
+        numbers = until(
+            lambda path=path: (
+                (
+                    n := [
+                        x
+                        for b in receiver.bundles(path, "event-notification")
+                        for x in event_numbers(b)
+                    ]
+                )
+                and len(set(n)) >= 30
+                and n
+            ),
+            90,
+        )
+        if resent(worker):
+            numbers, _ = first_of_each(numbers, [""] * len(numbers))
+        assert numbers == list(range(1, 31)), (path, numbers)
+
+
 def test_a_subscription_its_owner_could_never_read_is_refused(world: World) -> None:
     x, y = world.ids["X"], world.ids["Y"]
     topic = TOPIC_BASE + "observation-write"
@@ -428,6 +548,53 @@ def test_websocket_binding_then_notifications(world: World, worker) -> None:
         ws.send(f"bind-with-token: {params['token']}")  # used once: refused now
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=30)
+
+
+def test_a_focus_masked_after_its_match_is_left_out_when_sent(world: World, worker) -> None:
+    """The owner's access is checked again when the notification is sent: an Observation
+    readable when it was matched, masked (MASQUE_PS) before its notification left, goes out
+    without its focus (the event keeps its number); the others keep theirs."""
+    x = world.ids["X"]
+    held = Receiver()  # its own: the first notification it is sent waits for `release`
+    try:
+        with world.pro("care") as pro:
+            sub = subscription(
+                TOPIC_BASE + "observation-write",
+                held.url("/hold-mask"),
+                filters=(f"patient=Patient/{x}",),
+            )
+            r = create(pro, sub)
+            assert r.status_code == 201, r.text
+            assert active(pro, r.json()["id"])["status"] == "active"
+        first = write_obs(world, "X", "1111-1")
+        until(held.holding.is_set)  # event 1 in flight: event 2 waits for its delivery
+        second = write_obs(world, "X", "2222-2")
+        with httpx.Client(base_url=world.server.fhir, timeout=30) as op:
+            op.headers.update(auth_headers(world.server))
+            obs = op.get(f"/Observation/{second}").json()
+            obs["meta"] = {"security": [{"system": VISIBILITY, "code": "MASQUE_PS"}]}
+            assert op.put(f"/Observation/{second}", json=obs).status_code == 200
+        held.release.set()
+
+        def foci() -> dict[int, list[str]] | None:
+            found: dict[int, list[str]] = {}
+            for b in held.bundles("/hold-mask", "event-notification"):
+                for p in b["entry"][0]["resource"]["parameter"]:
+                    if p["name"] != "notification-event":
+                        continue
+                    parts = {part["name"]: part for part in p["part"]}
+                    number = int(parts["event-number"]["valueString"])
+                    focus = parts.get("focus", {}).get("valueReference", {}).get("reference")
+                    found[number] = [focus or "", json.dumps(b)]
+            return found if 2 in found else None
+
+        found = until(foci, 90)
+        assert found[2][0] == "", "a focus the owner may no longer read was sent"
+        assert second not in found[2][1]
+        if 1 in found:  # the held one, sent again once its job's lease ran out
+            assert found[1][0].endswith(f"/Observation/{first}")
+    finally:
+        held.close()
 
 
 def test_a_worker_killed_during_a_delivery_loses_nothing(
@@ -649,7 +816,6 @@ def test_two_deliverers_never_take_the_same_events(server: ServerProcess) -> Non
     once. The state must be read after the lock is held: read by the locking statement, its
     snapshot could predate the other's `delivered` (found by CI as a notification sent twice;
     the window is narrow, so this test finds it only now and then)."""
-    import threading
 
     from socle.subscriptions.delivery import Locks
 
@@ -707,3 +873,62 @@ def test_two_deliverers_never_take_the_same_events(server: ServerProcess) -> Non
         t.join()
     assert not errors, errors
     assert sorted(taken) == list(range(1, total + 1)), "an event taken twice or never"
+
+
+def test_one_process_takes_and_gives_many_locks_together(server: ServerProcess) -> None:
+    """A process's deliveries of several subscriptions at once: their takes and gives go
+    together (one statement per kind and batch), each gets its own state and events, every
+    event is taken once, and no lock is left held — not even one taken for a subscription that
+    is gone, nor for a take cut short."""
+    from socle.subscriptions.locks import Locks
+
+    url = server.database.url
+    assert url is not None
+    stamp = datetime.now(UTC).strftime("%H%M%S%f")
+    sids = [f"batch-{stamp}-{i}" for i in range(12)]
+    per = 40
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            cut = f"cut-{stamp}"
+            for sid in [*sids, cut]:
+                await store.created(conn, sid, None)
+                await store.set_status(conn, sid, "active")
+                rows = [(sid, ("Observation", sid, 1, datetime.now(UTC))) for _ in range(per)]
+                await store.number(conn, {sid: [r[1] for r in rows]})
+            locks = Locks(url)
+            taken: dict[str, list[int]] = {sid: [] for sid in sids}
+
+            async def deliver(sid: str) -> None:
+                while len(taken[sid]) < per:
+                    got = await locks.take(sid, 3)
+                    if got is None:
+                        await asyncio.sleep(0)
+                        continue
+                    st, pending = got
+                    assert st.id == sid and all(e.id == sid for e in pending)
+                    taken[sid].extend(e.number for e in pending)
+                    if pending:
+                        await store.delivered(conn, sid, pending[-1].number)
+                    await locks.give(sid)
+
+            async def gone_and_cut_short() -> None:
+                assert await locks.take(f"gone-{stamp}", 3) is None
+                for _ in range(5):  # cut short before its batch, or while its batch runs
+                    cutting = asyncio.create_task(locks.take(cut, 3))
+                    await asyncio.sleep(0)
+                    cutting.cancel()
+                    await asyncio.sleep(0.01)
+
+            await asyncio.gather(*(deliver(s) for s in sids), gone_and_cut_short())
+            assert taken == {sid: list(range(1, per + 1)) for sid in sids}
+            assert locks.conn is not None
+            await asyncio.sleep(0.2)  # a batch still running lets its cut-short take go
+            pid = locks.conn.info.backend_pid
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s", (pid,)
+            )
+            assert (await cur.fetchone()) == (0,), "a lock left held"
+            await locks.conn.close()
+
+    asyncio.run(run())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from .reader import Version, current_row, readable
@@ -64,9 +65,15 @@ class CoalescedReads:
 
     async def _fetch(self, batch: list[_Waiter]) -> dict[int, Version]:
         async with self.pool.connection() as conn:
-            if len(batch) == 1:  # the plain keyed statement: the cheapest plan for one
-                version = await current_row(conn, batch[0][0], batch[0][1])
-                return {} if version is None else {0: version}
-            cur = await conn.execute(_MANY, ([w[0] for w in batch], [w[1] for w in batch]))
-            rows = await cur.fetchall()
-        return {n - 1: Version(batch[n - 1][0], batch[n - 1][1], *rest) for n, *rest in rows}
+            return await current_rows(conn, [(w[0], w[1]) for w in batch])
+
+
+async def current_rows(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[int, Version]:
+    """The current rows (deleted ones too) of these ``(rtype, id)``, by their place in ``keys``;
+    one statement."""
+    if len(keys) == 1:  # the plain keyed statement: the cheapest plan for one
+        version = await current_row(conn, *keys[0])
+        return {} if version is None else {0: version}
+    cur = await conn.execute(_MANY, ([k[0] for k in keys], [k[1] for k in keys]))
+    rows = await cur.fetchall()
+    return {n - 1: Version(keys[n - 1][0], keys[n - 1][1], *rest) for n, *rest in rows}
