@@ -49,12 +49,16 @@ class ChunkRows:
     # (line, rtype, id, compartment) of each line checked and made into rows
     written: list[tuple[int, str, str, str | None]] = field(default_factory=list)
     resource_rows: list[bytes] = field(default_factory=list)
+    # the outbox's row of each resource created (`event`: rtype, id, version, create, at)
+    event_rows: list[bytes] = field(default_factory=list)
     # per index kind, the rows of each resource of ``written`` (b"" when none)
     index_rows: dict[str, list[bytes]] = field(default_factory=dict)
     # (line, rtype, id) of lines for the engine's unit of work
     engine: list[tuple[int, str, str]] = field(default_factory=list)
     # (line, OperationOutcome) of each bad line
     bad: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # the time the rows were stamped with (version 1's lastUpdated)
+    stamped_at: datetime | None = None
 
 
 _validators: list[Validator] | None = None
@@ -189,7 +193,9 @@ def make_rows(
 ) -> ChunkRows:
     """Rows of one chunk (``lines`` starting at line ``first_line``, one reserved rid each);
     the lines of ``engine_types`` are handed back for the engine's unit of work."""
-    out = ChunkRows(first_line, len(lines), index_rows={kind: [] for kind in INDEX_KINDS})
+    out = ChunkRows(
+        first_line, len(lines), index_rows={kind: [] for kind in INDEX_KINDS}, stamped_at=now
+    )
     stamped = _field(now)
     for offset, line in enumerate(lines):
         number = first_line + offset
@@ -210,12 +216,14 @@ def make_rows(
         compartment = patient_compartment(resource, rows)
         key = str(rids[offset])
         out.written.append((number, rtype, rid, compartment))
+        copied_id = _field(rid)
         out.resource_rows.append(
             "\t".join(
-                (key, rtype, _field(rid), "1", stamped, "f", _field(compartment), _field(content))
+                (key, rtype, copied_id, "1", stamped, "f", _field(compartment), _field(content))
             ).encode()
             + b"\n"
         )
+        out.event_rows.append(f"{rtype}\t{copied_id}\t1\tcreate\t{stamped}\n".encode())
         for kind, data in _index_lines(key, rtype, rows).items():
             out.index_rows[kind].append(data)
     return out
