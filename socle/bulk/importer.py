@@ -5,11 +5,12 @@
   processes). A resource is stored **at its id** (a PUT, update-as-create): references between
   the resources of an import stay what they are, so they resolve whatever the order of the files,
   and re-importing the same data makes no new version.
-* **Fast path.** A resource not stored yet goes in by `COPY` of its `resource` row and index
-  rows, prepared by the workers. Anything else — a resource that exists (a new version, or
-  nothing when unchanged), a second line for the same resource, the types with write steps of
-  their own (`rows.ENGINE_TYPES`) and those a service derives rows from (`Engine.write_steps`:
-  a Patient's identity traits) — goes through the engine's unit of work
+* **Fast path.** A resource not stored yet goes in by `COPY` of its `resource` row, index rows
+  and outbox event, prepared by the workers; the rows a service derives from it
+  (`Engine.write_steps`: a Patient's identity traits) are written by that step right after.
+  Anything else — a resource that exists (a new version, or nothing when unchanged), a second
+  line for the same resource, the types with write steps of their own (`rows.ENGINE_TYPES`) —
+  goes through the engine's unit of work
   (`Engine.write_within`) in the same transaction, with the platform's context.
 * **Atomic chunks, resumable.** A chunk's resources, its bad lines, its `bulk_import_chunk` row,
   the run's counters and its audit record commit together. An input is known by the SHA-256 of
