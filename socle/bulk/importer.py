@@ -258,6 +258,8 @@ class Importer:
         """The engine's write steps (`Engine.write_steps`: a Patient's identity traits) on the
         resources just copied, in their transaction, each handed over as the unit of work hands
         a created resource: stamped version 1, at its rid."""
+        now = rows.stamped_at
+        assert now is not None  # make_rows sets it
         for step in self.engine.write_steps:
             mine = [i for i in fast if rows.written[i][1] in step.types]
             if not mine:
@@ -266,7 +268,7 @@ class Importer:
             for i in mine:
                 number, rtype, rid, _ = rows.written[i]
                 resource = decode(lines[number - rows.first_line], "line")
-                stamp(resource, 1, rows.stamped_at)  # type: ignore[arg-type]
+                stamp(resource, 1, now)
                 writes.append(
                     PendingWrite(
                         "create",
@@ -276,7 +278,7 @@ class Importer:
                         rid=int(rows.resource_rows[i].split(b"\t", 1)[0]),
                         version=1,
                         created=True,
-                        last_updated=rows.stamped_at,
+                        last_updated=now,
                     )
                 )
             await step.run(conn, writes)
