@@ -40,7 +40,10 @@ STORED = {
     "event_not_at_write": "SELECT e.rtype, e.id FROM event e JOIN resource r "
     "ON r.rtype = e.rtype AND r.id = e.id AND r.version = e.version "
     "WHERE e.at IS DISTINCT FROM r.last_updated",
-    "identity_trait": "SELECT (to_jsonb(t) - 'updated')::text FROM identity_trait t",
+    # the blocking keys compared sorted: their order follows a set's, which differs from one
+    # process to the next
+    "identity_trait": "SELECT (to_jsonb(t) - 'updated' - 'blocking')::text, "
+    "ARRAY(SELECT k FROM unnest(t.blocking) AS k ORDER BY k) FROM identity_trait t",
     "identity_block": "SELECT key, id FROM identity_block",
 }
 
