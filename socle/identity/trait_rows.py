@@ -187,8 +187,10 @@ async def write_traits(conn: AsyncConnection, writes: list[PendingWrite]) -> Non
     async with conn.cursor() as cur:
         if gone:
             await cur.execute(_DELETE, {"ids": gone})
-        for row in rows:  # one at a time mostly (a Patient per unit of work)
-            await cur.execute(_WRITE, _params(row))
+        if len(rows) == 1:  # mostly (a Patient per unit of work)
+            await cur.execute(_WRITE, _params(rows[0]))
+        elif rows:  # a bulk import's chunk: pipelined, in order
+            await cur.executemany(_WRITE, [_params(row) for row in rows])
 
 
 def _params(row: tuple[Any, ...]) -> dict[str, Any]:

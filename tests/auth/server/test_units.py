@@ -305,6 +305,17 @@ def test_password_hash_round_trip() -> None:
     assert passwords.check_strength("correct horse battery staple") is None
 
 
+def test_an_unknown_login_costs_a_full_scrypt_and_never_matches() -> None:
+    """The dummy hash is made without scrypt, but verifying against it runs scrypt with the
+    parameters of a real hash (same time as a known account's wrong password)."""
+    scheme, n, r, p, salt, digest = passwords._DUMMY.split("$")
+    real = passwords.hash_password("x" * 16).split("$")
+    assert (scheme, n, r, p) == tuple(real[:4])
+    assert len(salt) == len(real[4]) and len(digest) == len(real[5])
+    assert not passwords.verify_password("", passwords._DUMMY)
+    passwords.burn_time("x")
+
+
 @given(st.text(max_size=30), st.text(max_size=30))
 def test_form_tokens_are_bound_to_purpose_and_request(purpose: str, binding: str) -> None:
     key = b"k" * 32
