@@ -9,8 +9,9 @@
   and outbox event, prepared by the workers; the rows a service derives from it
   (`Engine.write_steps`: a Patient's identity traits) are written by that step right after.
   Anything else — a resource that exists (a new version, or nothing when unchanged), a second
-  line for the same resource, the types with write steps of their own (`rows.ENGINE_TYPES`) —
-  goes through the engine's unit of work
+  line for the same resource, the types with write steps of their own (`rows.ENGINE_TYPES`)
+  or that a service's write rule looks at (`WriteRule.checks`) — goes through the engine's
+  unit of work
   (`Engine.write_within`) in the same transaction, with the platform's context.
 * **Atomic chunks, resumable.** A chunk's resources, its bad lines, its `bulk_import_chunk` row,
   the run's counters and its audit record commit together. An input is known by the SHA-256 of
@@ -479,11 +480,14 @@ async def _make_rows(
 
 
 def engine_types(engine: Engine) -> frozenset[str]:
-    """The types that go through the unit of work (`rows.ENGINE_TYPES`). Those a service
-    derives rows from (`Engine.write_steps`: the identity traits of a Patient) are copied like
-    the others, then the steps run on them (`Importer._write_steps`): the unit of work cost a
-    Patient about 1 ms of this process's CPU."""
-    return ENGINE_TYPES
+    """The types that go through the unit of work: those with the engine's own steps beyond
+    their rows (`rows.ENGINE_TYPES`) and those a service's write rule looks at
+    (`WriteRule.checks`: codes, care-team members, task transitions, documents), which a copy
+    would let in unchecked. Those a service only derives rows from (`Engine.write_steps`: the
+    identity traits of a Patient) are copied like the others, then the steps run on them
+    (`Importer._write_steps`): the unit of work cost a Patient about 1 ms of this process's
+    CPU."""
+    return ENGINE_TYPES.union(*(rule.checks for rule in engine.write_rules))
 
 
 def _engine(settings: Settings, pool: Any) -> Engine:

@@ -186,6 +186,7 @@ class ConversationRules:
     """The engine write rule for conversation messages (see the module doc)."""
 
     types = frozenset({"Communication"})
+    checks = types
 
     async def __call__(
         self, conn: AsyncConnection, writes: list[PendingWrite], access: Access

@@ -222,6 +222,7 @@ class PathwayRules:
     work's own definitions and the stored ones), or a threshold condition that is no FHIRPath."""
 
     types = frozenset({"PlanDefinition"})
+    checks = types
 
     async def __call__(
         self, conn: AsyncConnection, writes: list[PendingWrite], access: Access

@@ -154,7 +154,7 @@ async def _existing(
 
 
 async def _check_circle(
-    conn: AsyncConnection, w: PendingWrite, unit: Mapping[tuple[str, str], Any]
+    conn: AsyncConnection, w: PendingWrite, unit: Mapping[tuple[str, str], Any], integrity: bool
 ) -> list[Issue]:
     team, base = w.resource or {}, _base(w)
     issues = []
@@ -184,6 +184,8 @@ async def _check_circle(
     found = await _existing(conn, set(members), unit)
     for (rtype, rid), places in members.items():
         held = found.get((rtype, rid))
+        if held is None and not integrity:
+            continue
         if held is None:
             what = "a related person" if rtype == "RelatedPerson" else "the directory"
             for place in places:
@@ -280,6 +282,12 @@ class CoordinationRules:
 
     # the types whose checks read or write rows; the others' codes are checked in memory
     types = frozenset({"CareTeam", "Task", "EpisodeOfCare"})
+    checks = CODED
+
+    def __init__(self, referential_integrity: bool = True) -> None:
+        # off (a deployment or an import loading out of order): a care team's member not
+        # stored yet is not refused, as any other reference is not
+        self.referential_integrity = referential_integrity
 
     async def __call__(
         self, conn: AsyncConnection, writes: list[PendingWrite], access: Access
@@ -292,7 +300,7 @@ class CoordinationRules:
                 continue
             issues.extend(_unknown_codes(w.resource, _base(w)))
             if w.rtype == "CareTeam":
-                issues.extend(await _check_circle(conn, w, unit))
+                issues.extend(await _check_circle(conn, w, unit, self.referential_integrity))
             elif w.rtype == "DocumentReference":
                 issues.extend(_check_note(w))
             elif w.rtype == "Task":

@@ -137,7 +137,7 @@ async def _lifespan(runtime: Runtime) -> AsyncIterator[None]:
 
 
 def install(engine: Engine) -> None:
-    engine.write_rules.append(CoordinationRules())
+    engine.write_rules.append(CoordinationRules(engine.settings.referential_integrity))
     engine.write_rules.append(pathways.PathwayRules())
     engine.write_rules.append(ConversationRules())
 

@@ -61,6 +61,10 @@ class WriteRule(Protocol):
     # rows, adds writes or rows of its own): a lone create of any other type is one statement,
     # without a transaction (the rule still sees it; its checks in memory need none).
     types: frozenset[str]
+    # The types whose writes the rule looks at at all (`types` and those it checks in memory):
+    # a bulk import sends them through the unit of work, so they meet the rule as a REST
+    # write does.
+    checks: frozenset[str]
 
     async def __call__(
         self, conn: AsyncConnection, writes: list[PendingWrite], access: Access

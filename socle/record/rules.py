@@ -372,6 +372,7 @@ class DocumentRules:
     """The engine write rule (see the module doc); ``store`` reads CDA content to check it."""
 
     types = frozenset({"DocumentReference", "Binary"})
+    checks = types
 
     def __init__(self, store: ContentStore | None) -> None:
         self.store = store

@@ -54,6 +54,7 @@ class SubscriptionRule:
     """The engine write rule on Subscription (see the module doc)."""
 
     types = frozenset({"Subscription"})
+    checks = types
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

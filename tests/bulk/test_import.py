@@ -23,6 +23,7 @@ import httpx
 import psycopg
 import pytest
 
+from socle.coordination.codes import PPCS
 from socle.database import prepare
 from socle.fhir.indexing.extract import index_resource
 from socle.fhir.json import decode
@@ -418,3 +419,41 @@ def test_imported_patients_have_their_identity_traits_written_with_them(
     assert len(rows) == 1
     family, born, sex = rows[0]
     assert "LEFEVRE" in family.upper().replace("È", "E") and born == "1970-02-03" and sex
+
+
+def test_the_types_a_service_rule_checks_meet_it_as_a_rest_write_does(
+    db: Database, tmp_path: Path
+) -> None:
+    """A copy would let a Goal with a code its system does not hold in unchecked: the types a
+    write rule looks at go through the unit of work. A care team's member imported after the
+    team is not refused (referential integrity is left to the end of an import)."""
+    goal = {
+        "resourceType": "Goal",
+        "lifecycleStatus": "active",
+        "description": {"text": "marcher"},
+        "subject": {"reference": "Patient/imp-1"},
+    }
+    good = {**goal, "id": "imp-goal-1"}
+    bad = {
+        **goal,
+        "id": "imp-goal-2",
+        "category": [{"coding": [{"system": PPCS, "code": "no-such-code"}]}],
+    }
+    team = {
+        "resourceType": "CareTeam",
+        "id": "imp-team-1",
+        "subject": {"reference": "Patient/imp-1"},
+        "participant": [{"member": {"reference": "Practitioner/imp-pract-1"}}],
+    }
+    practitioner = {"resourceType": "Practitioner", "id": "imp-pract-1"}
+    first = ndjson(tmp_path / "a.ndjson", PATIENT, good, bad, team)
+    later = ndjson(tmp_path / "b.ndjson", practitioner)
+    report = tmp_path / "report.ndjson"
+    done = socle_import(db, str(first), str(later), "--report", str(report))
+    assert done.returncode == 1, done.stderr
+    stored = sorted(r[0] for r in query(db, "SELECT id FROM resource"))
+    assert stored == ["imp-1", "imp-goal-1", "imp-pract-1", "imp-team-1"]
+    outcomes = [b["outcome"] for b in map(json.loads, report.read_text().splitlines())]
+    assert len(outcomes) == 1
+    assert outcomes[0]["issue"][0]["code"] == "code-invalid"
+    assert outcomes[0]["issue"][0]["expression"] == ["Goal.category[0].coding[0].code"]
