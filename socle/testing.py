@@ -96,20 +96,10 @@ class ServerProcess:
         return self.base + "/fhir"
 
 
-# A test run keeps several servers up at once (a session's, a module's, two processes per pass)
-# on one PostgreSQL server of 100 connections: each test server's pools stay small and give idle
-# connections back soon. The caller's environment or the test's own settings win.
-SMALL_POOLS = {
-    "SOCLE_DB_POOL_MIN": "1",
-    "SOCLE_DB_POOL_MAX": "4",
-    "SOCLE_DB_POOL_MAX_IDLE_S": "20",
-}
-
-
 def _socle_env(db: Database, extra_env: dict[str, str] | None) -> dict[str, str]:
     """The environment of a `socle` subprocess on a test database: its server's URL when it has
     one, never the caller's DATABASE_URL."""
-    env = {**SMALL_POOLS, **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}}
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     if db.url:
         env["DATABASE_URL"] = db.url
     env.update(extra_env or {})

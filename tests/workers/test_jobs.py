@@ -23,7 +23,6 @@ import pytest
 
 from socle.testing import (
     ROOT,
-    SMALL_POOLS,
     ServerProcess,
     auth_headers,
     run_socle,
@@ -102,7 +101,7 @@ class WorkerProcess:
     def __init__(
         self, server: ServerProcess, name: str, settings: dict[str, str] | None = None
     ) -> None:
-        env = {**SMALL_POOLS, **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}}
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         env.update(settings or ENV)
         env.update(DATABASE_URL=_url(server), SOCLE_DATA_DIR=str(server.database.data_dir))
         self.log = Path(server.database.data_dir) / f"worker-{name}.log"
