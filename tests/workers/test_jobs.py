@@ -21,13 +21,7 @@ import httpx
 import psycopg
 import pytest
 
-from socle.testing import (
-    ROOT,
-    ServerProcess,
-    auth_headers,
-    run_socle,
-    server_beside,
-)
+from socle.testing import ROOT, ServerProcess, auth_headers, run_socle, server_beside
 from socle.workers import queue
 from socle.workers.events import advance, next_for, read_after
 from socle.workers.kinds import JobKind
