@@ -22,6 +22,7 @@ from .fhir.operations.kit import Operation
 from .fhir.rest.capability import register_conformance
 from .fhir.topics import Topic
 from .fhir.validation.declared import declare
+from .listening import Notifications
 from .workers.kinds import JobKind
 
 
@@ -56,6 +57,8 @@ class Runtime:
     settings: Settings
     database_url: str
     state: State  # the application's state: what the middleware reads (e.g. the audit sink)
+    # the process's one LISTEN connection, which its tasks follow channels on
+    notifications: Notifications
 
 
 Task = Callable[[Runtime], Coroutine[Any, Any, None]]

@@ -40,6 +40,7 @@ from .fhir.terminology import operations as terminology
 from .fhir.terminology.startup import Source, core_sources, load_sources, resources_source
 from .fhir.topics import declare_topics
 from .identity.reference import cache_of
+from .listening import Notifications
 from .region.population import insi_population
 from .services import SERVICES
 from .web import static_routes as web_static_routes
@@ -253,7 +254,7 @@ async def service_runtime(
     state.engine = engine
     loaded = await load_sources(pool, _terminology_sources(services))
     log.info("terminology at start-up: %s", loaded)
-    runtime = Runtime(engine, settings, url, state)
+    runtime = Runtime(engine, settings, url, state, Notifications(url))
     try:
         async with contextlib.AsyncExitStack() as running:
             for service in services:

@@ -4,8 +4,9 @@ The authorisation server records a revoked token's ``jti`` in ``auth_revoked_jti
 same statement, sends ``NOTIFY socle_revoked``. Each worker keeps the revoked ``jti``s in
 memory (:data:`REVOKED`, checked by the authentication layer on every ``/fhir`` request, after
 the verified-token cache): the revoking worker adds it before answering, the others when their
-``LISTEN`` connection delivers the notification (milliseconds), and a periodic reload from the
-table (every ``SOCLE_REVOCATION_REFRESH_MS``) covers notifications lost with a connection.
+process's ``LISTEN`` connection (:mod:`socle.listening`) delivers the notification
+(milliseconds), and a periodic reload from the table (every ``SOCLE_REVOCATION_REFRESH_MS``)
+covers notifications lost with a connection.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from typing import Any
 
 import psycopg
+
+from ..listening import Notifications
 
 log = logging.getLogger("socle.auth")
 CHANNEL = "socle_revoked"
@@ -98,26 +101,30 @@ async def _reload(pool: Any) -> None:
         REVOKED.merge([(r[0], float(r[1])) for r in await cur.fetchall()])
 
 
-async def watch_revocations(url: str, pool: Any, every: float = 2.0) -> None:
-    """LISTEN for revocations on a connection of its own; reload the whole list when
-    (re)connected and every ``every`` seconds (the bound after a lost notification)."""
+def _notified(payload: str) -> None:
+    try:
+        jti, exp = json.loads(payload)
+        REVOKED.notified(str(jti), float(exp))
+    except (ValueError, TypeError):
+        log.warning("malformed revocation notification ignored")
+
+
+def _unheard() -> None:
+    REVOKED.listening = False  # a revocation no longer waits for its echo
+
+
+async def watch_revocations(notifications: Notifications, pool: Any, every: float = 2.0) -> None:
+    """Follow revocations on the process's LISTEN connection; reload the whole list when it
+    starts listening (again) and every ``every`` seconds (the bound after a lost notification)."""
+
+    async def listening() -> None:
+        await _reload(pool)  # after LISTEN: nothing revoked in between is missed
+        REVOKED.listening = True
+
+    notifications.follow(CHANNEL, _notified, on_listening=listening, on_lost=_unheard)
     while True:
+        await asyncio.sleep(every)
         try:
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await conn.execute(f"LISTEN {CHANNEL}")
-                await _reload(pool)  # after LISTEN: nothing revoked in between is missed
-                REVOKED.listening = True
-                while True:
-                    async for note in conn.notifies(timeout=every):
-                        try:
-                            jti, exp = json.loads(note.payload)
-                            REVOKED.notified(str(jti), float(exp))
-                        except (ValueError, TypeError):
-                            log.warning("malformed revocation notification ignored")
-                    await _reload(pool)
+            await _reload(pool)
         except psycopg.Error:
-            REVOKED.listening = False
-            log.exception("revocation listener lost; reloading every %.1f s until back", every)
-            with contextlib.suppress(psycopg.Error):
-                await _reload(pool)
-            await asyncio.sleep(every)
+            log.warning("revoked tokens not reloaded; trying again in %.1f s", every)

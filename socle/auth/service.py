@@ -49,7 +49,7 @@ async def _seal(job: JobContext) -> None:
 
 async def _watch_revocations(runtime: Runtime) -> None:
     every = runtime.settings.revocation_refresh_ms / 1000
-    await watch_revocations(runtime.database_url, runtime.engine.pool, every)
+    await watch_revocations(runtime.notifications, runtime.engine.pool, every)
 
 
 service = Service(

@@ -37,6 +37,7 @@ from ..auth.server.passwords import burn_time, verify_password
 from ..auth.tokens import InvalidToken, Principal, TokenVerifier
 from ..config import Settings, SmtpServerSettings, smtp_server
 from ..database import resolve_url
+from ..listening import Notifications
 from . import mailboxes
 from .headers import is_patient_address
 from .intake import message_id_of, parse_headers, thread_of
@@ -406,11 +407,10 @@ class SmtpServer:
         )
         # this process's revoked tokens, as the HTTP workers keep theirs: sessions
         # authenticated by a token end when it is revoked
-        watcher = asyncio.create_task(
-            watch_revocations(
-                resolve_url(self.settings), pool, self.settings.revocation_refresh_ms / 1000
-            )
-        )
+        # (this thread has its own event loop, so its own LISTEN connection)
+        notifications = Notifications(resolve_url(self.settings))
+        every = self.settings.revocation_refresh_ms / 1000
+        watcher = asyncio.gather(notifications.run(), watch_revocations(notifications, pool, every))
         self._ready.set()
         try:
             await self._stop.wait()

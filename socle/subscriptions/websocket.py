@@ -20,7 +20,6 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -54,20 +53,13 @@ async def announce(conn: AsyncConnection, sid: str, kind: str) -> None:
 
 async def listen(runtime: Runtime) -> None:
     """Every process: the announcements, handed to this process's sockets."""
-    while True:
-        try:
-            conn = await psycopg.AsyncConnection.connect(runtime.database_url, autocommit=True)
-            async with conn:
-                await conn.execute(f"LISTEN {CHANNEL}")
-                async for note in conn.notifies():
-                    kind, _, sid = note.payload.partition(" ")
-                    for queue in list(_bound.get(sid, ())):
-                        queue.put_nowait(kind)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the database may be restarting: listen again
-            log.warning("subscriptions: websocket LISTEN lost; reconnecting")
-            await asyncio.sleep(1)
+    runtime.notifications.follow(CHANNEL, _hand_to_sockets)
+
+
+def _hand_to_sockets(payload: str) -> None:
+    kind, _, sid = payload.partition(" ")
+    for queue in list(_bound.get(sid, ())):
+        queue.put_nowait(kind)
 
 
 def _digest(token: str) -> bytes:

@@ -76,7 +76,9 @@ class Worker:
 
     async def run(self) -> None:
         """Forever (until cancelled): the periodic jobs declared, then claim and run."""
-        listener = asyncio.create_task(self._listen())
+        self.runtime.notifications.follow(
+            queue.CHANNEL, lambda _: self._wake.set(), on_listening=self._look_again
+        )
         try:
             while True:
                 wait = self.poll_s
@@ -90,11 +92,10 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
         finally:
-            listener.cancel()
             for task in list(self._running):
                 task.cancel()
             # a job cut short is given back (or, if that fails, its lease runs out)
-            await asyncio.gather(listener, *self._running, return_exceptions=True)
+            await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _tick(self) -> float:
         """Claim what is due, up to the concurrency; how long to wait before looking again
@@ -131,21 +132,9 @@ class Worker:
             running.discard(task)
         self._wake.set()  # a slot is free
 
-    async def _listen(self) -> None:
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.runtime.database_url, autocommit=True
-                )
-                async with conn:
-                    await conn.execute(f"LISTEN {queue.CHANNEL}")
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - polling goes on meanwhile
-                log.warning("job worker: LISTEN connection lost; reconnecting")
-                await asyncio.sleep(self.poll_s)
+    async def _look_again(self) -> None:
+        """Listening (again): what was enqueued while nobody listened is claimed now."""
+        self._wake.set()
 
     async def _run(self, job: queue.Claimed) -> None:
         kind = self.kinds[job.kind]

@@ -51,6 +51,7 @@ async def running(
         else None
     )
     tasks = [
+        asyncio.create_task(runtime.notifications.run()),
         asyncio.create_task(custom_params.keep_synced(runtime.engine.pool)),
         *(asyncio.create_task(task(runtime)) for s in services for task in s.background),
     ]
