@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pytest
 
 from socle.testing import ROOT, ServerProcess, auth_headers, run_socle, server_beside
 from socle.workers import queue
-from socle.workers.events import advance, next_for, read_after
+from socle.workers.events import Event, advance, next_for, read_after
 from socle.workers.kinds import JobKind
 from socle.workers.platform import probe
 
@@ -421,6 +421,14 @@ def test_a_job_queued_by_a_write_exists_only_if_the_write_commits(server: Server
     assert _reindex_jobs_of(server, url) == 1
 
 
+async def _settled(read: Callable[[], Awaitable[list[Event]]], count: int) -> list[Event]:
+    """What `read` returns once it holds `count` events (or after 30 s, whatever it holds)."""
+    deadline = time.monotonic() + 30
+    while len(events := await read()) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return events
+
+
 def test_readers_see_events_only_once_every_earlier_transaction_is_settled(
     server: ServerProcess,
 ) -> None:
@@ -441,12 +449,14 @@ def test_readers_see_events_only_once_every_earlier_transaction_is_settled(
             await late.execute(insert, ("late",))  # committed, but after `early` began
             assert [e.id for e in await read_after(reader, start)] == []
             await early.commit()
-            seen = [e.id for e in await read_after(reader, start)]
+            # settled once no transaction older than them is running anywhere on the
+            # PostgreSQL (other databases' too): a moment, on a shared server
+            seen = [e.id for e in await _settled(lambda: read_after(reader, start), 2)]
             assert seen == ["early", "late"]
             # a reader's position moves on with what it did
             consumer = f"test-{start}"
             await advance(reader, consumer, start)
-            assert [e.id for e in await next_for(reader, consumer)] == seen
+            assert [e.id for e in await _settled(lambda: next_for(reader, consumer), 2)] == seen
             await advance(reader, consumer, (await read_after(reader, start))[-1].seq)
             assert await next_for(reader, consumer) == []
 
