@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -310,6 +311,34 @@ def test_duplicates_served_over_http_follow_creates_updates_deletes_merges(
             assert _served(client) == _computed(url), (n, kind)
     assert kinds == {"create", "update", "delete", "merge"}
     assert _computed(url)[3]  # the sequence did make candidates
+
+
+def test_the_refresh_job_applies_the_queue_with_no_reader_and_no_watcher(database: Any) -> None:
+    """The duplicates watcher off, nobody reading $duplicates: the report's own job
+    (``identity.report``) applies a written Patient's queued change."""
+    env = {"SOCLE_IDENTITY_WATCH_SECONDS": "0", "SOCLE_IDENTITY_REPORT_SECONDS": "0.5"}
+    with server_beside(database, "socle_pairs_job", env) as srv:
+        headers = {
+            "Content-Type": "application/fhir+json",
+            "Authorization": f"Bearer {token_for(srv, 'operator')}",
+        }
+        body = {**_patient(random.Random(3), "queued-alone"), "active": True}  # noqa: S311
+        body.pop("identifier", None)
+        with httpx.Client(base_url=srv.fhir, timeout=60, headers=headers) as client:
+            r = client.put("/Patient/queued-alone", json=body)
+            assert r.status_code == 201, r.text
+        queued = None
+        with psycopg.connect(_url(srv), autocommit=True) as conn:
+            for _ in range(600):  # the job's next pass, within a minute (not a timed assertion)
+                row = conn.execute(
+                    "SELECT count(*), (SELECT records FROM identity_report_total) "
+                    "FROM identity_pair_change"
+                ).fetchone()
+                queued, records = row or (None, None)
+                if queued == 0:
+                    break
+                time.sleep(0.1)
+        assert queued == 0 and records == 1
 
 
 def test_a_write_committing_after_a_refresh_is_applied_by_the_next(server: ServerProcess) -> None:
