@@ -234,11 +234,13 @@ class Settings:
     revocation_refresh_ms: int = 2_000
     # Identity (docs/identity.md): the INSi backend ("simulated" or a registered one), the
     # simulated INSi's reference population ("store" or "region:<patients>:<seed>"), how long
-    # the stored Patients' change stamp is trusted, the duplicate watcher's period (0: off).
+    # the stored Patients' change stamp is trusted, the duplicate watcher's period (0: off), the
+    # duplicate report's refresh job's period (0: off, readers then apply the queued changes).
     insi_mode: str = "simulated"
     insi_reference: str = "store"
     identity_stamp_seconds: float = 0.0
     identity_watch_seconds: float = 10.0
+    identity_report_seconds: float = 10.0
     # the coordination service's reminders of tasks due (socle/coordination/reminders.py); 0: off
     task_reminder_seconds: float = 3600.0
     # The authorisation server (docs/security.md): Pro Santé Connect (no issuer: the built-in
@@ -312,6 +314,9 @@ class Settings:
             identity_stamp_seconds=float(os.environ.get("SOCLE_IDENTITY_STAMP_SECONDS") or 0),
             # set but empty turns the watcher off, as 0 does
             identity_watch_seconds=float(os.environ.get("SOCLE_IDENTITY_WATCH_SECONDS", "10") or 0),
+            identity_report_seconds=float(
+                os.environ.get("SOCLE_IDENTITY_REPORT_SECONDS", "10") or 0
+            ),
             task_reminder_seconds=float(os.environ.get("SOCLE_TASK_REMINDER_SECONDS", "3600") or 0),
             psc_issuer=os.environ.get("SOCLE_PSC_ISSUER") or None,
             psc_client_id=os.environ.get("SOCLE_PSC_CLIENT_ID") or "socle",

@@ -454,6 +454,8 @@ class DuplicateReport:
     records: int
     compared: int
     oversized_blocks: int
+    # the last kept report, served while the kept pairs are rebuilt (`pair_rows`)
+    refreshing: bool = False
 
     def counts(self) -> dict[str, int]:
         out = {lvl: 0 for lvl in LEVELS}

@@ -20,6 +20,15 @@ Refreshes are serial (a session advisory lock) and each runs in a REPEATABLE REA
 begun once the lock is held: its snapshot holds what the previous refresh applied, and the
 changes it did not see are exactly the queued rows this one reads.
 
+A queue of more than ``_WHOLE`` records (the whole region after migration 450, a large import)
+is applied by rebuilding every pair: seconds of CPU per 100,000 Patients. Only the refresh job
+(`refresh_pairs`, the periodic ``identity.report``) rebuilds, holding a second lock (the
+rebuild lock, exclusive) besides the refresh lock; a reader holds the rebuild lock shared and
+never waits on a rebuild: while one runs, or while the queue waits for one, it reads the last
+kept report (the rows the rebuild has not yet replaced: MVCC) flagged ``refreshing``. A reader
+told no job runs (``rebuild=True``) rebuilds itself. Every refresher takes the rebuild lock
+before the refresh lock: no two wait on each other.
+
 Both scores are kept (traits only; with the INS / NSS evidence) and the evidence of the pairs
 scoring `STORED_FLOOR` or above, so the report at any level from "possible" up, with either
 setting of `use_identifiers` and any thresholds not below it, is read from the table; other
@@ -53,6 +62,7 @@ from .traits import normalise
 # the default "possible" threshold: the partial indexes of migration 450 use the same constant
 STORED_FLOOR = Thresholds().possible
 _LOCK = 0x1D7A50  # an arbitrary constant: one refresh at a time
+_REBUILD = 0x1D7A51  # held exclusive by a rebuild, shared by the other refreshes
 _BATCH = 2000
 # a refresh touching more records than this recomputes every pair (one join, no id filter)
 _WHOLE = 2_000
@@ -130,14 +140,20 @@ def _scored(rows: Sequence[Sequence[Any]], weights: Weights) -> list[tuple[Any, 
     return out
 
 
-async def _apply(conn: AsyncConnection, max_block: int) -> int:
-    """Within the refresh's transaction: the queued changes applied; returns the records
-    changed."""
+async def _queued(conn: AsyncConnection) -> int:
     cur = await conn.execute("SELECT count(DISTINCT id) FROM identity_pair_change")
-    changed = int((await cur.fetchone() or (0,))[0])
+    return int((await cur.fetchone() or (0,))[0])
+
+
+async def _apply(conn: AsyncConnection, max_block: int, *, rebuild: bool) -> int | None:
+    """Within the refresh's transaction: the queued changes applied; returns the records
+    changed, None when they call for a rebuild and `rebuild` is false (nothing applied)."""
+    changed = await _queued(conn)
     if not changed:
         return 0
     if changed > _WHOLE:  # the queue is not read: at a migration it holds the whole region
+        if not rebuild:
+            return None
         await _rebuild(conn, max_block + 1)
     else:
         await _update(conn, max_block + 1)
@@ -235,23 +251,61 @@ async def _score_pairs_of(conn: AsyncConnection, dirty: list[str], limit: int) -
 
 
 @contextlib.asynccontextmanager
-async def _refreshed(conn: AsyncConnection, max_block: int) -> AsyncIterator[int]:
-    """The refresh lock held and the queued changes applied, in a REPEATABLE READ transaction
-    left open for the caller's reads (the same snapshot); yields the records changed."""
-    await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
+async def _locked(conn: AsyncConnection, *, rebuild: bool) -> AsyncIterator[None]:
+    """The rebuild lock (exclusive for a rebuild, shared otherwise) then the refresh lock."""
+    mode = "" if rebuild else "_shared"
+    await conn.execute(f"SELECT pg_advisory_lock{mode}(%s)", (_REBUILD,))
     try:
-        async with conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield await _apply(conn, max_block)
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
     finally:
-        await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+        await conn.execute(f"SELECT pg_advisory_unlock{mode}(%s)", (_REBUILD,))
 
 
 async def refresh_pairs(conn: AsyncConnection, *, max_block: int = DuplicateIndex.max_block) -> int:
-    """Re-score the pairs of the records queued since the last refresh (an autocommit
-    connection, not in a transaction); returns the records changed."""
-    async with _refreshed(conn, max_block) as changed:
-        return changed
+    """Re-score the pairs of the records queued since the last refresh, or all of them (a
+    rebuild: readers meanwhile read the last kept report); `conn` autocommit, not in a
+    transaction. Returns the records changed."""
+    while True:
+        rebuild = await _queued(conn) > _WHOLE  # decided again under the locks
+        async with _locked(conn, rebuild=rebuild), conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            changed = await _apply(conn, max_block, rebuild=rebuild)
+        if changed is not None:
+            return changed
+
+
+@contextlib.asynccontextmanager
+async def _read(conn: AsyncConnection, max_block: int, rebuild: bool) -> AsyncIterator[bool]:
+    """A REPEATABLE READ transaction for the reader's reads; yields whether the report read is
+    the last kept one while a rebuild runs or waits (true), or holds every committed change
+    (the queue applied first, in the same snapshot)."""
+    cur = await conn.execute("SELECT pg_try_advisory_lock_shared(%s)", (_REBUILD,))
+    if not (await cur.fetchone() or (False,))[0]:  # a rebuild runs
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield True
+        return
+    try:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
+        try:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                applied = await _apply(conn, max_block, rebuild=False)
+                if applied is not None or not rebuild:
+                    yield applied is None  # None: the rebuild is the job's
+                    return
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock_shared(%s)", (_REBUILD,))
+    # no job runs: this reader rebuilds (the locks taken again, the rebuild lock exclusive)
+    await refresh_pairs(conn, max_block=max_block)
+    async with _read(conn, max_block, rebuild) as stale:
+        yield stale
 
 
 async def maintained_report(
@@ -262,9 +316,12 @@ async def maintained_report(
     weights: Weights | None = None,
     use_identifiers: bool = True,
     max_block: int = DuplicateIndex.max_block,
+    rebuild: bool = False,
 ) -> DuplicateReport:
     """`stored_report`'s report, read from the pairs kept up to date (the queued changes applied
-    first, in the same snapshot). `conn`: autocommit, not in a transaction."""
+    first, in the same snapshot). `conn`: autocommit, not in a transaction. While a rebuild runs
+    or waits for the refresh job, the last kept report, flagged ``refreshing``; `rebuild`: no
+    job runs, a queue calling for a rebuild is rebuilt by this reader."""
     thresholds = thresholds or Thresholds()
     weights = weights or Weights()
     floor = thresholds.minimum(level)
@@ -278,7 +335,7 @@ async def maintained_report(
             max_block=max_block,
         )
     column = "score_ids" if use_identifiers else "score_traits"
-    async with _refreshed(conn, max_block):
+    async with _read(conn, max_block, rebuild) as refreshing:
         # the constant lets the planner use the partial index of the candidates
         cur = await conn.execute(
             f"SELECT a, b, {column}, evidence, "
@@ -310,4 +367,5 @@ async def maintained_report(
         records=int(records),
         compared=int(compared),
         oversized_blocks=int(oversized),
+        refreshing=refreshing,
     )

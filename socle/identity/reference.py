@@ -113,9 +113,14 @@ class IdentityCache:
                     # the write pool: no search timeout on a region-wide report
                     async with engine.pool.connection() as conn:
                         found = await maintained_report(
-                            conn, level=level, use_identifiers=use_identifiers
+                            conn,
+                            level=level,
+                            use_identifiers=use_identifiers,
+                            # no refresh job: a queue calling for a rebuild is this reader's
+                            rebuild=engine.settings.identity_report_seconds <= 0,
                         )
-                    self.reports[key] = found
+                    if not found.refreshing:  # the next read may find the rebuild done
+                        self.reports[key] = found
         return found
 
 

@@ -14,6 +14,7 @@ from ..fhir.engine import Engine
 from ..workers import JobContext, JobKind
 from .coherence import identity_coherence_rule
 from .operations import OPERATIONS
+from .pair_rows import refresh_pairs
 from .routes import routes
 from .sharing import SHARING_ENV, WRITE_RULE_ENV, ins_write_rule
 from .trait_rows import TRAIT_STEP, backfill
@@ -27,6 +28,18 @@ async def _watch_duplicates(job: JobContext) -> None:
 
 def _watch_every(settings: Settings) -> float:
     return settings.identity_watch_seconds  # 0: off
+
+
+async def _refresh_report(job: JobContext) -> None:
+    # the queued Patient changes applied to the kept duplicate report (after migration 450 or a
+    # large import: its rebuild, which readers do not wait on), whether or not anyone reads it
+    async with job.runtime.engine.pool.connection() as conn:
+        changed = await refresh_pairs(conn)
+    await job.progress(changed, note="records re-scored")
+
+
+def _report_every(settings: Settings) -> float:
+    return settings.identity_report_seconds  # 0: off (the readers apply the queue)
 
 
 def _install(engine: Engine) -> None:
@@ -48,7 +61,10 @@ service = Service(
     validators=[ins_write_rule, identity_coherence_rule],
     install=_install,
     lifespan=_lifespan,
-    jobs=[JobKind("identity.watch", _watch_duplicates, singleton=True, every=_watch_every)],
+    jobs=[
+        JobKind("identity.watch", _watch_duplicates, singleton=True, every=_watch_every),
+        JobKind("identity.report", _refresh_report, singleton=True, every=_report_every),
+    ],
     settings=(
         "SOCLE_INSI_MODE",
         "SOCLE_INSI_REFERENCE",
@@ -56,5 +72,6 @@ service = Service(
         SHARING_ENV,
         WRITE_RULE_ENV,
         "SOCLE_IDENTITY_WATCH_SECONDS",
+        "SOCLE_IDENTITY_REPORT_SECONDS",
     ),
 )

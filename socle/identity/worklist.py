@@ -43,7 +43,6 @@ from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, require_identitovigilance
 from .duplicates import LEVELS, PROBABLE, Candidate, Collision, IdentityRecord
 from .merge import WORKLIST_TAG, pair_key
-from .pair_rows import refresh_pairs
 from .reference import OVERLAP, cache_of
 from .resources import optional_reason, patient_reference, reference_id, text_value
 from .status import STATUSES, identity_status
@@ -66,6 +65,12 @@ DUPLICATES = Operation(
     ),
     outputs=(
         *(Param(n, "integer", min=1) for n in ("records", "compared", "total", "dismissed")),
+        Param(
+            "refreshing",
+            "boolean",
+            documentation="Present and true while the report is being rebuilt (after an "
+            "upgrade or a large import): the report served is the last one kept.",
+        ),
         group(
             "candidate",
             *(Param(n, "Reference", min=1) for n in ("patient-a", "patient-b")),
@@ -224,6 +229,8 @@ async def duplicates_operation(request: Request) -> Response:
         {"name": "total", "valueInteger": len(shown)},
         {"name": "dismissed", "valueInteger": len(report.candidates) - len(shown)},
     ]
+    if report.refreshing:
+        parts.append({"name": "refreshing", "valueBoolean": True})
     parts.extend(_candidate_part(c, by_id) for c in shown[:count])
     parts.extend(_collision_part(c) for c in report.collisions)
     touched: list[tuple[str, str, str | None]] = sorted(
@@ -423,16 +430,10 @@ async def watch_pass(engine: Any) -> int:
     """One pass of the periodic `identity.watch` job (a singleton: one pass at a time in the
     deployment): flag the suspects among the Patients written since this process's last pass.
     The first pass of a process indexes the current records (what is stored at start-up is the
-    batch report's business, `$duplicates`, not the check on write). Each pass then applies the
-    queued changes to the kept report (`pair_rows.refresh_pairs`)."""
+    batch report's business, `$duplicates`, not the check on write). The kept report is
+    refreshed by a job of its own (``identity.report``), whether or not this one runs."""
     state = _WATCH_STATES.get(id(engine))
     if state is None:
         _WATCH_STATES[id(engine)] = await start_watch(engine)
-        written = 0
-    else:
-        written = await flag_new_suspects(engine, state)
-    # the kept report brought up to date between reads (after migration 450: its rebuild), so
-    # a reader of $duplicates finds little or nothing queued
-    async with engine.pool.connection() as conn:
-        await refresh_pairs(conn)
-    return written
+        return 0
+    return await flag_new_suspects(engine, state)

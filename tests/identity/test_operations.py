@@ -12,11 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from socle.config import Settings
-from socle.database import resolve_url
 from socle.identity.nir import nir_key
 from socle.identity.traits import (
     BIRTH_LIST_GIVEN_URL,
@@ -710,26 +707,3 @@ def test_collisions_are_flagged(client: httpx.Client) -> None:
         time.sleep(0.5)
     assert flags and flags[0]["code"]["coding"][0]["code"] == "COLP"
     assert flags[0]["subject"]["reference"] in (f"Patient/{a['id']}", f"Patient/{b['id']}")
-
-
-def test_the_watcher_keeps_the_report_up_to_date(
-    server: ServerProcess, client: httpx.Client
-) -> None:
-    """The duplicates job applies the queued changes to the kept report (pair_rows) between
-    reads: a Patient written, no $duplicates asked, its queued change is applied."""
-    created = create(
-        client, patient(f"Queue-{word()}", ["Anne"], "1962-04-05", "female", "67482", "PROV")
-    )
-    url = server.database.url or resolve_url(Settings.from_env(server.database.data_dir))
-    deadline = time.monotonic() + 30
-    queued = None
-    with psycopg.connect(url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            cur = conn.execute(
-                "SELECT count(*) FROM identity_pair_change WHERE id = %s", (created["id"],)
-            )
-            queued = (cur.fetchone() or (None,))[0]
-            if queued == 0:
-                break
-            time.sleep(0.5)
-    assert queued == 0

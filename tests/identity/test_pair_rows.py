@@ -1,12 +1,16 @@
 """The duplicate report kept up to date (`pair_rows`) equals the report computed in full
 (`stored_report`) after every step of random sequences of Patient creates, updates, deletes and
-merges, written through the identity service's write step on real PostgreSQL."""
+merges, written through the identity service's write step on real PostgreSQL; with refreshes
+racing each other and writes committing during a refresh (two connections, one paused by a
+table lock another holds); readers served the last kept report while a rebuild runs; and
+migration 450 run on a database already holding Patients."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,16 +18,17 @@ import httpx
 import psycopg
 import pytest
 
+from socle import migrations
 from socle.config import Settings
 from socle.database import resolve_url
 from socle.fhir.storage.writer import PendingWrite
 from socle.identity import pair_rows
 from socle.identity.duplicates import PROBABLE, DuplicateReport
-from socle.identity.pair_rows import maintained_report
+from socle.identity.pair_rows import maintained_report, refresh_pairs
 from socle.identity.stored_report import stored_report
-from socle.identity.trait_rows import write_traits
+from socle.identity.trait_rows import COLUMNS, _params, row_of, write_traits
 from socle.identity.traits import BIRTH_LIST_GIVEN_URL, BIRTH_PLACE_URL, INSEE_CODE_URL, OID_NIR
-from socle.testing import ServerProcess, server_beside, token_for
+from socle.testing import ServerProcess, database_beside, server_beside, token_for
 
 # small blocks: the records pushed past a block's limit (and back) happen at every few steps
 MAX_BLOCK = 3
@@ -116,8 +121,9 @@ class Region:
 
 @pytest.fixture(scope="module")
 def server(database) -> Iterator[ServerProcess]:
-    # no duplicates job: its refreshes would apply the queue this module counts
-    with server_beside(database, "socle_pairs", {"SOCLE_IDENTITY_WATCH_SECONDS": "0"}) as srv:
+    # no refresh job: its refreshes would apply the queue this module counts
+    env = {"SOCLE_IDENTITY_WATCH_SECONDS": "0", "SOCLE_IDENTITY_REPORT_SECONDS": "0"}
+    with server_beside(database, "socle_pairs", env) as srv:
         yield srv
 
 
@@ -162,9 +168,11 @@ async def _run(url: str, seed: int, steps: int) -> dict[str, int]:
             if region.rng.random() < 0.3 and n < steps - 1:
                 continue  # several units of work queued before the next read
             for level, ids in (("possible", True), (PROBABLE, False)):
+                # no refresh job: the reader rebuilds a queue over `_WHOLE`
                 kept = await maintained_report(
-                    reader, level=level, use_identifiers=ids, max_block=MAX_BLOCK
+                    reader, level=level, use_identifiers=ids, max_block=MAX_BLOCK, rebuild=True
                 )
+                assert not kept.refreshing
                 full = await stored_report(
                     reader, level=level, use_identifiers=ids, max_block=MAX_BLOCK
                 )
@@ -305,6 +313,34 @@ def test_duplicates_served_over_http_follow_creates_updates_deletes_merges(
     assert _computed(url)[3]  # the sequence did make candidates
 
 
+def test_the_refresh_job_applies_the_queue_with_no_reader_and_no_watcher(database: Any) -> None:
+    """The duplicates watcher off, nobody reading $duplicates: the report's own job
+    (``identity.report``) applies a written Patient's queued change."""
+    env = {"SOCLE_IDENTITY_WATCH_SECONDS": "0", "SOCLE_IDENTITY_REPORT_SECONDS": "0.5"}
+    with server_beside(database, "socle_pairs_job", env) as srv:
+        headers = {
+            "Content-Type": "application/fhir+json",
+            "Authorization": f"Bearer {token_for(srv, 'operator')}",
+        }
+        body = {**_patient(random.Random(3), "queued-alone"), "active": True}  # noqa: S311
+        body.pop("identifier", None)
+        with httpx.Client(base_url=srv.fhir, timeout=60, headers=headers) as client:
+            r = client.put("/Patient/queued-alone", json=body)
+            assert r.status_code == 201, r.text
+        queued = None
+        with psycopg.connect(_url(srv), autocommit=True) as conn:
+            for _ in range(600):  # the job's next pass, within a minute (not a timed assertion)
+                row = conn.execute(
+                    "SELECT count(*), (SELECT records FROM identity_report_total) "
+                    "FROM identity_pair_change"
+                ).fetchone()
+                queued, records = row or (None, None)
+                if queued == 0:
+                    break
+                time.sleep(0.1)
+        assert queued == 0 and records == 1
+
+
 def test_a_write_committing_after_a_refresh_is_applied_by_the_next(server: ServerProcess) -> None:
     """A refresh while a Patient's transaction is open neither sees its queued change nor
     deletes it: the next refresh applies it."""
@@ -331,3 +367,213 @@ def test_a_write_committing_after_a_refresh_is_applied_by_the_next(server: Serve
     kept, full, during = asyncio.run(run())
     assert during == 0  # the open transaction's record was not seen
     assert kept == full and len(kept[3]) == 1  # and was applied by the next refresh
+
+
+# ------------------------------------------- concurrency: two connections, real PostgreSQL
+
+
+async def _connect(url: str) -> psycopg.AsyncConnection:
+    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+
+async def _blocked(
+    admin: psycopg.AsyncConnection, conn: psycopg.AsyncConnection, task: Any
+) -> bool:
+    """Whether `conn`'s statement waits on a lock (False: `task` ended first)."""
+    pid = conn.info.backend_pid
+    while not task.done():
+        cur = await admin.execute(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
+        )
+        if (await cur.fetchone() or (False,))[0]:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def _paused(url: str) -> psycopg.AsyncConnection:
+    """A connection holding identity_oversized in EXCLUSIVE mode (until it commits): a refresh
+    stops at its first write of that table, with the queue read, the refresh lock held and its
+    snapshot taken; readers and writers of Patients go on."""
+    conn = await _connect(url)
+    await conn.execute("BEGIN")
+    await conn.execute("LOCK TABLE identity_oversized IN EXCLUSIVE MODE")
+    return conn
+
+
+async def _writes(conn: psycopg.AsyncConnection, region: Region, steps: int) -> None:
+    for _ in range(steps):
+        async with conn.transaction():
+            await write_traits(conn, region.step()[1])
+
+
+async def _same_person_again(conn: psycopg.AsyncConnection, region: Region, pid: str) -> None:
+    """A copy of a stored live Patient under a new id: a candidate the report must show."""
+    live = [p for p in sorted(region.stored) if region.stored[p][1].get("active") is not False]
+    source = region.stored[live[0]][1]
+    async with conn.transaction():
+        await write_traits(conn, [region._write(pid, {**source, "id": pid})])
+
+
+async def _agrees(conn: psycopg.AsyncConnection) -> None:
+    kept = await maintained_report(conn, max_block=MAX_BLOCK)
+    full = await stored_report(conn, max_block=MAX_BLOCK)
+    assert not kept.refreshing
+    assert _content(kept) == _content(full)
+    cur = await conn.execute("SELECT count(*) FROM identity_pair_change")
+    assert (await cur.fetchone() or (None,))[0] == 0
+
+
+def test_a_write_committing_during_a_refresh_is_kept_for_the_next(server: ServerProcess) -> None:
+    """The refresh's snapshot was taken before the write committed: it neither applies the
+    write's queued change nor deletes it (REPEATABLE READ), the next refresh applies it."""
+
+    async def run() -> tuple[int, int]:
+        url = _url(server)
+        region = Region(21)
+        async with await _connect(url) as writer, await _connect(url) as refresher:
+            await _emptied(writer)
+            await _writes(writer, region, 30)
+            await refresh_pairs(refresher, max_block=MAX_BLOCK)
+            await _writes(writer, region, 5)  # queued: the refresh below applies them
+            async with await _paused(url) as admin:
+                task = asyncio.create_task(refresh_pairs(refresher, max_block=MAX_BLOCK))
+                assert await _blocked(admin, refresher, task)
+                await _same_person_again(writer, region, "late-copy")
+                await _writes(writer, region, 5)
+                await admin.execute("COMMIT")
+                applied = await task
+            cur = await writer.execute("SELECT count(*) FROM identity_pair_change")
+            left = int((await cur.fetchone() or (0,))[0])
+            await _agrees(refresher)
+            return applied, left
+
+    applied, left = asyncio.run(run())
+    assert applied > 0 and left > 0  # the late writes were left queued, then applied
+
+
+def test_two_refreshes_racing_end_on_the_full_report(server: ServerProcess) -> None:
+    """A second refresh waits for the first (the refresh lock), then applies what the first did
+    not see: the writes committed meanwhile."""
+
+    async def run() -> None:
+        url = _url(server)
+        region = Region(22)
+        async with (
+            await _connect(url) as writer,
+            await _connect(url) as first,
+            await _connect(url) as second,
+        ):
+            await _emptied(writer)
+            await _writes(writer, region, 30)
+            await refresh_pairs(first, max_block=MAX_BLOCK)
+            await _writes(writer, region, 8)
+            async with await _paused(url) as admin:
+                one = asyncio.create_task(refresh_pairs(first, max_block=MAX_BLOCK))
+                assert await _blocked(admin, first, one)
+                two = asyncio.create_task(refresh_pairs(second, max_block=MAX_BLOCK))
+                assert await _blocked(admin, second, two)
+                await _same_person_again(writer, region, "racing-copy")
+                await _writes(writer, region, 5)
+                await admin.execute("COMMIT")
+                await asyncio.gather(one, two)
+            await _agrees(second)
+
+    asyncio.run(run())
+
+
+def test_readers_do_not_wait_on_a_rebuild(
+    server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the refresh job rebuilds every pair (a queue over `_WHOLE`), or until it does,
+    a reader is served the last kept report flagged ``refreshing``; once rebuilt, the report
+    holds every change. A reader told no job runs rebuilds itself."""
+    monkeypatch.setattr(pair_rows, "_WHOLE", 4)
+
+    async def run() -> None:
+        url = _url(server)
+        region = Region(23)
+        async with (
+            await _connect(url) as writer,
+            await _connect(url) as job,
+            await _connect(url) as reader,
+        ):
+            await _emptied(writer)
+            await _writes(writer, region, 30)
+            await refresh_pairs(job, max_block=MAX_BLOCK)  # a rebuild
+            before = await maintained_report(reader, max_block=MAX_BLOCK)
+            assert not before.refreshing and before.candidates
+            await _writes(writer, region, 10)
+            await _same_person_again(writer, region, "rebuilt-copy")
+            # the queue calls for a rebuild, the job has not begun it
+            waiting = await maintained_report(reader, max_block=MAX_BLOCK)
+            assert waiting.refreshing and _content(waiting) == _content(before)
+            async with await _paused(url) as admin:
+                task = asyncio.create_task(refresh_pairs(job, max_block=MAX_BLOCK))
+                assert await _blocked(admin, job, task)  # the rebuild runs, paused
+                for rebuild in (False, True):
+                    read = asyncio.create_task(
+                        maintained_report(reader, max_block=MAX_BLOCK, rebuild=rebuild)
+                    )
+                    assert not await _blocked(admin, reader, read)  # served, not waiting
+                    during = await read
+                    assert during.refreshing and _content(during) == _content(before)
+                await admin.execute("COMMIT")
+                assert await task > 4
+            await _agrees(reader)
+            # no job: the reader finding a queue over the limit rebuilds it
+            await _writes(writer, region, 10)
+            await _same_person_again(writer, region, "reader-copy")
+            kept = await maintained_report(reader, max_block=MAX_BLOCK, rebuild=True)
+            assert not kept.refreshing
+            assert _content(kept) == _content(await stored_report(reader, max_block=MAX_BLOCK))
+
+    asyncio.run(run())
+
+
+# ------------------------------------------- migration 450 on a database holding Patients
+
+_TRAIT_ROW = f"INSERT INTO identity_trait ({COLUMNS}) VALUES ({', '.join(['%s'] * 21)})"
+
+
+@pytest.mark.parametrize("rebuild_over", [None, 10])
+def test_migration_450_on_stored_patients_makes_the_full_report(
+    database: Any, monkeypatch: pytest.MonkeyPatch, rebuild_over: int | None
+) -> None:
+    """Patients stored on the schema before migration 450 (their trait and block rows as the
+    write step made them then: no queue): the migration queues them all, and the first refresh
+    (an update of every record, or a rebuild when over `_WHOLE`) makes the full report."""
+    if rebuild_over is not None:
+        monkeypatch.setattr(pair_rows, "_WHOLE", rebuild_over)
+    every = list(migrations.MIGRATIONS)
+    region = Region(31)
+    for _ in range(80):
+        region.step()
+    now = dt.datetime.now(dt.UTC)
+    rows = [_params(row_of(pid, v, now, p)) for pid, (v, p) in sorted(region.stored.items())]
+    with database_beside(database, "socle_pairs_upgrade") as db:
+        assert db.url is not None
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in every if m[0] < 450])
+            migrations.migrate(conn)
+            for row in rows:
+                conn.execute(_TRAIT_ROW, [row[c] for c in COLUMNS.split(", ")])
+                conn.execute(
+                    "INSERT INTO identity_block (key, id) "
+                    "SELECT DISTINCT k, %s FROM unnest(%s::text[]) k",
+                    (row["id"], row["keys"]),
+                )
+            monkeypatch.setattr(migrations, "MIGRATIONS", every)
+            assert 450 in migrations.migrate(conn)
+
+        async def run() -> None:
+            async with await _connect(db.url or "") as conn:
+                if rebuild_over is not None:  # the rebuild is the job's: the last kept, empty
+                    waiting = await maintained_report(conn, max_block=MAX_BLOCK)
+                    assert waiting.refreshing and not waiting.candidates
+                    await refresh_pairs(conn, max_block=MAX_BLOCK)
+                full = await stored_report(conn, max_block=MAX_BLOCK)
+                assert full.candidates and full.collisions and full.oversized_blocks
+                await _agrees(conn)
+
+        asyncio.run(run())
