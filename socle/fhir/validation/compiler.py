@@ -169,11 +169,24 @@ class Compiled:
         self.extensions: dict[str, ExtensionDef] = {}
         self.type_ancestors: dict[str, tuple[str, ...]] = {}  # Age -> (Quantity, Element)
         self.constraint_text: dict[str, tuple[str, str]] = {}  # key -> (human, severity)
-        #: constraints fhirpathpy cannot evaluate, (definition path, key) -> reason
-        self.unsupported: dict[tuple[str, str], str] = {}
+        # every constraint left to fhirpathpy, (definition path, key, expression); each is
+        # parsed when first evaluated (see `unsupported`)
+        self.fhirpath: list[tuple[str, str, FhirPathInvariant]] = []
         self.with_fhirpath = with_fhirpath
         self._ambiguous_keys: frozenset[str] = frozenset()
         self._compile()
+
+    @property
+    def unsupported(self) -> dict[tuple[str, str], str]:
+        """The constraints fhirpathpy cannot evaluate, (definition path, key) -> reason; parses
+        every one not parsed yet (a check, not for the validation path)."""
+        out = {}
+        for path, key, expr in self.fhirpath:
+            try:
+                expr.prepare()
+            except Unsupported as exc:
+                out[(path, key)] = str(exc)
+        return out
 
     # --- compile ------------------------------------------------------------------------------
 
@@ -292,7 +305,8 @@ class Compiled:
     ) -> tuple[Invariant, ...]:
         """The element's constraints: a hand translation where one exists, else its FHIRPath
         expression compiled for fhirpathpy (evaluated against `base`, a type or element
-        path); those fhirpathpy cannot run are recorded in `unsupported`."""
+        path), parsed when first evaluated; one fhirpathpy cannot run holds (see
+        `unsupported`)."""
         out = []
         for c in el.get("constraint", []):
             key = c.get("key", "")
@@ -309,11 +323,8 @@ class Compiled:
             expression = CONSTRAINT_ERRATA.get(key) or c.get("expression")
             if not self.with_fhirpath or not expression:
                 continue
-            try:
-                expr = FhirPathInvariant(expression, base, resource_type)
-            except Unsupported as exc:
-                self.unsupported[(str(el.get("path")), key)] = str(exc)
-                continue
+            expr = FhirPathInvariant(expression, base, resource_type)
+            self.fhirpath.append((str(el.get("path")), key, expr))
             out.append(Invariant(key, human, severity, None, expr, child))
         return tuple(out)
 

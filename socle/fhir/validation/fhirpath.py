@@ -1,10 +1,13 @@
 """The R4 constraints no hand translation covers, evaluated by fhirpathpy with the R4 model.
 
-Each expression is parsed once at start-up. Evaluating FHIRPath costs tens of microseconds, so
-an expression that only reads the element it sits on through named children (`code.empty() or
-system.exists()`) is given *trigger keys*: the JSON properties it can read. When an object has
-none of them, the expression sees nothing but empty collections, so its result is the one
-computed once on an empty object; fhirpathpy runs only when a trigger key is present.
+Each expression is parsed once, the first time it is evaluated (or `prepare`d): parsing all
+~200 with fhirpathpy's ANTLR parser took ~0.75 s of every process start (server, workers, each
+import run), while a process usually meets the constraints of a few types only. Evaluating
+FHIRPath costs tens of microseconds, so an expression that only reads the element it sits on
+through named children (`code.empty() or system.exists()`) is given *trigger keys*: the JSON
+properties it can read. When an object has none of them, the expression sees nothing but empty
+collections, so its result is the one computed once on an empty object; fhirpathpy runs only
+when a trigger key is present.
 Expressions that read their context any other way (`$this`, `children()`, `%resource`, a
 function called on the context itself) are evaluated every time the element is present.
 
@@ -74,16 +77,20 @@ class Unsupported(Exception):
 
 
 class FhirPathInvariant:
-    """One constraint expression, parsed once; `holds(obj, resource, root)`."""
+    """One constraint expression, parsed once, when first needed; `holds(obj, resource, root)`."""
 
     __slots__ = (
         "expression",
         "base",
         "typed",
-        "tree",
-        "names",
-        "triggers",
-        "absent",
+        "resource_type",
+        "variables",
+        "element_keys",
+        "failure",
+        "_tree",
+        "_names",
+        "_triggers",
+        "_absent",
     )
 
     def __init__(
@@ -100,41 +107,101 @@ class FhirPathInvariant:
         # a resource is typed by its resourceType (which `Appointment.status` steps match);
         # anything else by its path in the model
         self.typed = resource_type is None
+        self.resource_type = resource_type
+        self.variables = variables
+        self.element_keys: dict[str, tuple[str, ...]] | None = None
+        self.failure: str | None = None  # why fhirpathpy cannot run it, once known
+        self._tree: dict[str, Any] | None = None
+        self._names: frozenset[str] | None = None
+        self._triggers: frozenset[str] | None = None
+        self._absent = True
+
+    def prepare(self) -> None:
+        """Parse the expression, find the names it reads and its result on an empty object;
+        raises Unsupported when fhirpathpy cannot parse or evaluate it."""
+        if self._tree is not None:
+            return
+        if self.failure is not None:
+            raise Unsupported(self.failure)
         try:
-            self.tree = parse(expression)["children"][0]
-        except Exception as exc:  # fhirpathpy raises its parser's own errors
-            raise Unsupported(f"fhirpathpy cannot parse it ({exc})") from exc
-        scan = _Scan()
-        scan.expression(self.tree)
-        self.names: frozenset[str] | None = frozenset(scan.names) if scan.safe else None
-        self.triggers: frozenset[str] | None = None
-        sample: dict[str, Any] = {"resourceType": resource_type} if resource_type else {}
-        try:
-            self.absent = self._run(sample, sample, sample, dict.fromkeys(variables, {}))
-        except Exception as exc:
-            raise Unsupported(f"fhirpathpy cannot evaluate it ({exc})") from exc
+            try:
+                tree = parse(self.expression)["children"][0]
+            except Exception as exc:  # fhirpathpy raises its parser's own errors
+                raise Unsupported(f"fhirpathpy cannot parse it ({exc})") from exc
+            scan = _Scan()
+            scan.expression(tree)
+            names = frozenset(scan.names) if scan.safe else None
+            rtype = self.resource_type
+            sample: dict[str, Any] = {"resourceType": rtype} if rtype else {}
+            try:
+                absent = self._evaluate(
+                    tree, sample, sample, sample, dict.fromkeys(self.variables, {})
+                )
+            except Exception as exc:
+                raise Unsupported(f"fhirpathpy cannot evaluate it ({exc})") from exc
+        except Unsupported as exc:
+            self.failure = str(exc)
+            raise
+        self._names, self._absent = names, absent
+        if names is not None and self.element_keys is not None:
+            keys = self.element_keys
+            self._triggers = frozenset(k for n in names for k in keys.get(n, ()))
+        self._tree = tree  # last: a thread reading it sees the rest set
+
+    @property
+    def names(self) -> frozenset[str] | None:
+        """The child names the expression reads (None: it reads its context another way)."""
+        self.prepare()
+        return self._names
+
+    @property
+    def triggers(self) -> frozenset[str] | None:
+        """The JSON keys whose presence makes the expression worth evaluating (see `bind`)."""
+        self.prepare()
+        return self._triggers
 
     def bind(self, element_keys: dict[str, tuple[str, ...]]) -> None:
-        """Set the trigger keys from the JSON keys of the object's elements, by name (`value`
-        -> `valueQuantity`, `_valueString`...)."""
-        if self.names is not None:
-            self.triggers = frozenset(k for n in self.names for k in element_keys.get(n, ()))
+        """Give the JSON keys of the object's elements, by name (`value` -> `valueQuantity`,
+        `_valueString`...): the trigger keys are those of the names the expression reads."""
+        self.element_keys = element_keys
+        if self._tree is not None and self._names is not None:  # already prepared
+            self._triggers = frozenset(k for n in self._names for k in element_keys.get(n, ()))
 
     def holds(
         self, obj: Any, resource: Any, root: Any, variables: dict[str, Any] | None = None
     ) -> bool:
         """True unless the expression is false for `obj`. An expression fhirpathpy fails on for
-        this input (e.g. comparing Quantities it cannot convert) counts as holding."""
-        triggers = self.triggers
+        this input (e.g. comparing Quantities it cannot convert) counts as holding, and so does
+        one it cannot run at all (the compiler reports those, see `Compiled.unsupported`)."""
+        tree = self._tree
+        if tree is None:
+            try:
+                self.prepare()
+            except Unsupported:
+                return True
+            tree = self._tree
+        triggers = self._triggers
         if triggers is not None and (type(obj) is not dict or triggers.isdisjoint(obj)):
-            return self.absent
+            return self._absent
         try:
-            return self._run(obj, resource, root, variables)
+            return self._evaluate(tree, obj, resource, root, variables)
         except Exception:
             return True
 
     def _run(
         self, obj: Any, resource: Any, root: Any, variables: dict[str, Any] | None = None
+    ) -> bool:
+        """The expression on `obj`, without the shortcut (fhirpathpy's errors raised)."""
+        self.prepare()
+        return self._evaluate(self._tree, obj, resource, root, variables)
+
+    def _evaluate(
+        self,
+        tree: Any,
+        obj: Any,
+        resource: Any,
+        root: Any,
+        variables: dict[str, Any] | None = None,
     ) -> bool:
         constants.reset()  # fhirpathpy's per-evaluation state (now(), today())
         node = ResourceNode.create_node(obj, self.base) if self.typed else obj
@@ -150,7 +217,7 @@ class FhirPathInvariant:
             "model": _MODEL,
             "userInvocationTable": _FUNCTIONS,
         }
-        result = do_eval(ctx, [node], self.tree)
+        result = do_eval(ctx, [node], tree)
         return not (len(result) == 1 and result[0] is False)
 
 

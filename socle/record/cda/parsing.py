@@ -49,15 +49,25 @@ _COMPONENT = f"{{{V3}}}component"
 _NON_XML = f"{{{V3}}}nonXMLBody"
 
 
-def _body_reached(event: str, el: Any) -> bool:
-    """True once the header is complete and the body's kind (and mediaType) is known."""
+_STRUCTURED = f"{{{V3}}}structuredBody"
+_TEXT = f"{{{V3}}}text"
+
+
+def _parent_tag(el: Any) -> Any:
     parent = el.getparent()
-    parent_tag = parent.tag if parent is not None else None
+    return parent.tag if parent is not None else None
+
+
+def _body_reached(event: str, el: Any) -> bool:
+    """True once the header is complete and the body's kind (and mediaType) is known. Called
+    on every event of the header (~130 a document): the parent is looked up only for the two
+    tags whose meaning depends on it."""
+    tag = el.tag
     if event == "start":
-        if el.tag == f"{{{V3}}}structuredBody":
+        if tag == _STRUCTURED:
             return True
-        return bool(el.tag == f"{{{V3}}}text" and parent_tag == _NON_XML)
-    return bool(el.tag == _NON_XML or (el.tag == _COMPONENT and parent_tag == ROOT_TAG))
+        return tag == _TEXT and _parent_tag(el) == _NON_XML
+    return tag == _NON_XML or (tag == _COMPONENT and _parent_tag(el) == ROOT_TAG)
 
 
 def _checked_bytes(data: Any) -> bytes:
