@@ -12,6 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
+# the suite starts hundreds of Python processes (servers, workers, CLI runs): with
+# PYTHONDONTWRITEBYTECODE set (some images set it) each compiled Socle's modules again, about
+# 0.25 s of CPU per start; the compiled files go to __pycache__ (ignored by git)
+unset PYTHONDONTWRITEBYTECODE
+
 server_url=${SOCLE_TEST_SERVER_URL:-postgresql://postgres@127.0.0.1:5432/test}
 mode=${SOCLE_TEST_PASSES:-sequential}
 

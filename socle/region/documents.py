@@ -9,7 +9,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from fpdf import FPDF
 from lxml import etree
 
 from . import codes
@@ -198,6 +197,10 @@ def _latin1(text: str) -> str:
 
 def build_pdf(spec: DocumentSpec) -> bytes:
     """A small one-page PDF rendering of the document (fpdf2, uncompressed, reproducible)."""
+    # imported here: the server imports the region's population (the simulated INSi), and
+    # fpdf2 took ~0.2 s of every process start for PDFs only the generator makes
+    from fpdf import FPDF
+
     pdf = FPDF(format="A4")
     pdf.set_creation_date(_PDF_EPOCH)
     pdf.set_compression(False)

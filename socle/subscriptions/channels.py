@@ -14,10 +14,11 @@ import functools
 import ssl
 import urllib.request
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 from ..fhir.json import encode
 from ..mail.relay import RelayError, send_async
@@ -47,6 +48,10 @@ def _session() -> aiohttp.ClientSession:
     kept = _sessions.get(id(loop))
     if kept is not None and kept[0] is loop and not kept[1].closed:
         return kept[1]
+    # imported on the first rest-hook: ~0.1 s of every process start (its connector module
+    # builds TLS contexts) that most processes never need
+    import aiohttp
+
     tls = ssl.create_default_context()  # the system's trust store, not a bundled one
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(ssl=tls, limit=0),
@@ -87,6 +92,8 @@ async def rest_hook(spec: Spec, bundle: dict[str, Any]) -> None:
     if refused:
         raise DeliveryError(refused, permanent=True)
     headers = {"Content-Type": FHIR_JSON, **dict(spec.headers)}
+    import aiohttp  # loaded by `_session` on the first rest-hook
+
     try:
         # the answer's body is not read: a connection whose answer was all there (an empty
         # 200) is kept, another is closed on the way out
