@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ..config import fhir_definitions_dir
 from ..npm import installed_package
 
@@ -35,10 +37,28 @@ def definitions_dir() -> Path:
     )
 
 
+class _Entry(msgspec.Struct):
+    resource: dict[str, Any]
+
+
+class _Bundle(msgspec.Struct):
+    entry: list[_Entry]
+
+
+_BUNDLE = msgspec.json.Decoder(_Bundle)
+
+
+def read_bundle(name: str) -> list[dict[str, Any]]:
+    """The resources of a definitions Bundle, read afresh. msgspec, not json: every process
+    reads 60 MB of these at start, and it decodes them in about half the time (the entries'
+    other members are skipped, not built)."""
+    return [e.resource for e in _BUNDLE.decode((definitions_dir() / name).read_bytes()).entry]
+
+
 @cache
 def load_bundle(name: str) -> list[dict[str, Any]]:
-    with open(definitions_dir() / name, encoding="utf-8") as fh:
-        return [e["resource"] for e in json.load(fh)["entry"]]
+    """`read_bundle`, kept for the process's life."""
+    return read_bundle(name)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,9 @@ import here: the validator reads it too.)"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..definitions import definitions_dir
+from ..definitions import read_bundle
 
 CORE_FILES = ("valuesets.json", "v3-codesystems.json")
 
@@ -15,8 +14,4 @@ CORE_FILES = ("valuesets.json", "v3-codesystems.json")
 def core_resources() -> list[dict[str, Any]]:
     """The R4 core CodeSystems and ValueSets shipped with the definitions, read afresh: kept
     alive, their 14,000 concepts would make every garbage collection of a worker slower."""
-    out: list[dict[str, Any]] = []
-    for name in CORE_FILES:
-        with open(definitions_dir() / name, encoding="utf-8") as fh:
-            out.extend(e["resource"] for e in json.load(fh)["entry"])
-    return out
+    return [r for name in CORE_FILES for r in read_bundle(name)]

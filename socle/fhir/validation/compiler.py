@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..definitions import load_bundle
+from ..definitions import load_bundle, read_bundle
 from .bindings import severity as binding_severity
 from .bindings import widened
 from .extensions import ExtensionDef, compile_definitions, type_ancestors
 from .fhirpath import FhirPathInvariant, Unsupported
 from .invariants import BUILT_IN, INVARIANTS
 from .primitives import FHIR_TYPE_EXT, Checker, build_checkers
-from .valuesets import ValueSets, read_bundle
+from .valuesets import ValueSets
 
 SD_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 _FHIRPATH_PREFIX = "http://hl7.org/fhirpath/System."

@@ -9,19 +9,11 @@ mime types, UCUM, ISO 4217, BCP-47...) expands to None and its bindings are not 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..definitions import definitions_dir
 from ..terminology.core import core_resources
 
 Codes = frozenset[tuple[str, str]]  # (system, code)
-
-
-def read_bundle(name: str) -> list[dict[str, Any]]:
-    """The resources of a definitions Bundle, read without caching (compile-time only)."""
-    with open(definitions_dir() / name, encoding="utf-8") as fh:
-        return [e["resource"] for e in json.load(fh)["entry"]]
 
 
 class ValueSets:
