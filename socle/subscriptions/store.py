@@ -39,6 +39,15 @@ _LOCKED = (
 )
 
 
+async def lock_states(conn: AsyncConnection, sids: list[str]) -> None:
+    """Lock these subscriptions' state rows (those that exist) in id order, before a
+    transaction changes them one at a time in its own order (a Bundle's entries): as every
+    statement changing several does, so it never deadlocks with one of them."""
+    await conn.execute(
+        "SELECT id FROM subscription_state WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sids,)
+    )
+
+
 async def created(conn: AsyncConnection, sid: str, owner: dict[str, Any] | None) -> None:
     await conn.execute(
         "INSERT INTO subscription_state (id, owner, status) VALUES (%s, %s, 'requested') "

@@ -942,3 +942,64 @@ def test_one_process_takes_and_gives_many_locks_together(server: ServerProcess) 
             await locks.conn.close()
 
     asyncio.run(run())
+
+
+def test_a_bundle_re_requesting_subscriptions_locks_their_states_in_id_order(
+    world: World, worker, receiver: Receiver
+) -> None:
+    """A transaction Bundle re-requesting two subscriptions, entries in the reverse of their
+    ids' order, while another transaction holds the first id's state row and then changes the
+    second's (as a batched `delivered` update does, in id order): the Bundle must wait for the
+    first without holding the second. Taken in the Bundle's order, the two deadlock (the
+    engine then retries the Bundle: the second one found held is what shows it)."""
+    url = world.server.database.url
+    assert url is not None
+    with httpx.Client(base_url=world.server.fhir, timeout=60) as op:
+        op.headers.update(auth_headers(world.server))
+        subs = []
+        for i in range(2):
+            r = create(op, subscription(TOPIC_BASE + "observation-write", receiver.url(f"/o{i}")))
+            assert r.status_code == 201, r.text
+            subs.append(r.json())
+        for sub in subs:
+            active(op, sub["id"])
+        first, second = sorted(subs, key=lambda s: s["id"])
+        entries = [
+            {
+                "resource": {**op.get(f"/Subscription/{s['id']}").json(), "status": "requested"},
+                "request": {"method": "PUT", "url": f"Subscription/{s['id']}"},
+            }
+            for s in (second, first)
+        ]
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        with psycopg.connect(url) as holder:
+            holder.execute(
+                "SELECT id FROM subscription_state WHERE id = %s FOR UPDATE", (first["id"],)
+            )
+            answer: list[httpx.Response] = []
+            posting = threading.Thread(target=lambda: answer.append(op.post("/", json=bundle)))
+            posting.start()
+            with psycopg.connect(url, autocommit=True) as watch:
+
+                def bundle_waits() -> bool:
+                    cur = watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query ILIKE '%%subscription_state%%' AND pid <> %s",
+                        (holder.info.backend_pid,),
+                    )
+                    row = cur.fetchone()
+                    return bool(row and row[0])
+
+                until(bundle_waits)
+            # the holder now takes the second one (NOWAIT: the Bundle must not hold it; held,
+            # the two would deadlock, and the engine would retry the Bundle, hiding it)
+            holder.execute(
+                "SELECT id FROM subscription_state WHERE id = %s FOR UPDATE NOWAIT",
+                (second["id"],),
+            )
+            holder.execute(
+                "UPDATE subscription_state SET updated = now() WHERE id = %s", (second["id"],)
+            )
+            holder.commit()
+            posting.join()
+        assert answer[0].status_code == 200, answer[0].text
