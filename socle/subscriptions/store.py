@@ -139,10 +139,12 @@ async def sent(conn: AsyncConnection, sid: str) -> None:
 
 
 async def needing_a_job(conn: AsyncConnection, sids: list[str]) -> list[str]:
-    """Of these subscriptions, those with no delivery job waiting."""
+    """Of these subscriptions, those with no delivery job waiting nor delivering them: a
+    running job's delivery clears `wake_job` as it lets a subscription go with nothing left
+    (`locks.py`), and looks again when events are left."""
     cur = await conn.execute(
         "SELECT s.id FROM subscription_state s LEFT JOIN job j ON j.id = s.wake_job "
-        "AND j.state = 'queued' WHERE s.id = ANY(%s) AND j.id IS NULL",
+        "AND j.state IN ('queued', 'running') WHERE s.id = ANY(%s) AND j.id IS NULL",
         (sids,),
     )
     return [row[0] for row in await cur.fetchall()]

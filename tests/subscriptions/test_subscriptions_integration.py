@@ -1003,3 +1003,58 @@ def test_a_bundle_re_requesting_subscriptions_locks_their_states_in_id_order(
             holder.commit()
             posting.join()
         assert answer[0].status_code == 200, answer[0].text
+
+
+def test_a_running_delivery_job_takes_the_events_numbered_meanwhile(
+    server: ServerProcess,
+) -> None:
+    """No second job for a subscription whose delivery job is running: its delivery, as it
+    lets the subscription go, waits for a matcher numbering events meanwhile and says events
+    are left (it sends them too); with none left it clears `wake_job`, and the next events
+    get a job."""
+    from socle.subscriptions.locks import Locks
+    from socle.subscriptions.matching import DELIVER_JOB
+    from socle.workers.queue import enqueue
+
+    url = server.database.url
+    assert url is not None
+    sid = "coalesce-" + datetime.now(UTC).strftime("%H%M%S%f")
+
+    def event() -> list[tuple[str, str, int, datetime]]:
+        return [("Observation", "o", 1, datetime.now(UTC))]
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await store.created(conn, sid, None)
+            await store.set_status(conn, sid, "active")
+            job = await enqueue(conn, DELIVER_JOB, {"subscriptions": [sid]})
+            await store.woken(conn, [sid], job)
+            await conn.execute("UPDATE job SET state = 'running' WHERE id = %s", (job,))
+            assert await store.needing_a_job(conn, [sid]) == []  # its job delivers them
+
+            locks = Locks(url)
+            assert await locks.take(sid, 10) is not None
+            # a matcher numbers an event while the holder finishes: the give waits for it
+            async with await psycopg.AsyncConnection.connect(url) as matcher:
+                await store.number(matcher, {sid: event()})
+                giving = asyncio.create_task(locks.give(sid))
+                while True:
+                    cur = await conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query ILIKE '%%pg_advisory_unlock%%'"
+                    )
+                    if (await cur.fetchone()) != (0,):
+                        break
+                    await asyncio.sleep(0.05)
+                await matcher.commit()
+            assert await giving is True  # events left: the holder looks again
+            got = await locks.take(sid, 10)
+            assert got is not None and [e.number for e in got[1]] == [1]
+            await store.delivered(conn, sid, 1)
+            assert await locks.give(sid) is False
+            # nothing left: its job no longer delivers it
+            assert await store.needing_a_job(conn, [sid]) == [sid]
+            assert locks.conn is not None
+            await locks.conn.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
