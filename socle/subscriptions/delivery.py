@@ -7,7 +7,10 @@ events in number order, `delivered` moved on after each notification the endpoin
 process's takes, records and gives go together on that connection: `locks.py`). A job
 that finds the lock taken leaves the events to the holder (or to the sweep, within a second).
 At least once: a worker killed mid-send leaves `delivered` where it was, the job's lease runs
-out, and the notification is sent again.
+out, and the notification is sent again. No job is queued for a subscription whose job is
+waiting or running (`store.needing_a_job`): the running one sends the events numbered until it
+lets the subscription go, then clears `wake_job` (`locks.py`) — so a killed worker's
+subscriptions wait for its lease to run out.
 
 Access at delivery: each focus is read with the owner's access as it is now (audited as the
 owner's read: one record per owner and type for the reads of a job's subscriptions made

@@ -7,7 +7,9 @@ together in the next ones (as the engine's coalesced reads: nothing waits to gat
 of a batch taken by one statement, their subscriptions' states and first pages read by a second
 one begun once they are held (read in the locking statement, its snapshot would predate the
 lock and could miss the `delivered` of the holder that let it go meanwhile: events sent twice),
-and the locks given back by a third, which says for each whether events are left. The
+and the locks given back by a third, which says for each whether events are left (the states
+locked for that: a matcher numbering events meanwhile is waited for) and clears `wake_job` of
+those with none, so the matcher queues a job for their next events. The
 `delivered` of the notifications the endpoints took goes the same way, before the gives (one
 statement for a batch, on this connection: no pool connection taken for it)."""
 
@@ -37,10 +39,18 @@ _READ = (
     "version, at FROM subscription_event WHERE s.status = 'active' AND subscription = s.id "
     "AND number > s.delivered ORDER BY number LIMIT k.lim) e ON true ORDER BY k.n, e.number"
 )
+# the states locked (in id order, as every statement changing several does) and read as they
+# are once locked: a matcher numbering events of one of them meanwhile is waited for, so its
+# events are seen here (events left: the holder looks again) or its wake sees `wake_job`
+# cleared (nothing left: it queues a job). Read by the statement's snapshot instead, events
+# numbered while a job finishes could be left to the sweep (`matching.wake`).
 _GIVE = (
-    "SELECT pg_advisory_unlock(k.key), (SELECT status = 'active' AND delivered < events "
-    "FROM subscription_state WHERE id = k.id) "
-    "FROM unnest(%s::text[], %s::bigint[]) WITH ORDINALITY AS k(id, key, n) ORDER BY k.n"
+    "WITH k AS (SELECT * FROM unnest(%s::text[], %s::bigint[]) WITH ORDINALITY AS k(id, key, n)), "
+    "l AS MATERIALIZED (SELECT s.id, s.status = 'active' AND s.delivered < s.events AS left "
+    "FROM subscription_state s JOIN k ON k.id = s.id ORDER BY s.id FOR UPDATE OF s), "
+    "u AS (UPDATE subscription_state s SET wake_job = NULL FROM l "
+    "WHERE s.id = l.id AND NOT l.left AND s.wake_job IS NOT NULL) "
+    "SELECT pg_advisory_unlock(k.key), l.left FROM k LEFT JOIN l ON l.id = k.id ORDER BY k.n"
 )
 _UNLOCK = "SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k"
 

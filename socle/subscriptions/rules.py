@@ -65,6 +65,9 @@ class SubscriptionRule:
         engine = self.engine
         if access.platform:
             return  # the service's own status changes
+        sids = sorted({w.id for w in writes if w.rtype == "Subscription"})
+        if len(sids) > 1:  # a Bundle's: their state rows locked in id order first
+            await store.lock_states(conn, sids)
         for w in writes:
             if w.rtype != "Subscription":
                 continue

@@ -39,6 +39,15 @@ _LOCKED = (
 )
 
 
+async def lock_states(conn: AsyncConnection, sids: list[str]) -> None:
+    """Lock these subscriptions' state rows (those that exist) in id order, before a
+    transaction changes them one at a time in its own order (a Bundle's entries): as every
+    statement changing several does, so it never deadlocks with one of them."""
+    await conn.execute(
+        "SELECT id FROM subscription_state WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sids,)
+    )
+
+
 async def created(conn: AsyncConnection, sid: str, owner: dict[str, Any] | None) -> None:
     await conn.execute(
         "INSERT INTO subscription_state (id, owner, status) VALUES (%s, %s, 'requested') "
@@ -130,10 +139,12 @@ async def sent(conn: AsyncConnection, sid: str) -> None:
 
 
 async def needing_a_job(conn: AsyncConnection, sids: list[str]) -> list[str]:
-    """Of these subscriptions, those with no delivery job waiting."""
+    """Of these subscriptions, those with no delivery job waiting nor delivering them: a
+    running job's delivery clears `wake_job` as it lets a subscription go with nothing left
+    (`locks.py`), and looks again when events are left."""
     cur = await conn.execute(
         "SELECT s.id FROM subscription_state s LEFT JOIN job j ON j.id = s.wake_job "
-        "AND j.state = 'queued' WHERE s.id = ANY(%s) AND j.id IS NULL",
+        "AND j.state IN ('queued', 'running') WHERE s.id = ANY(%s) AND j.id IS NULL",
         (sids,),
     )
     return [row[0] for row in await cur.fetchall()]

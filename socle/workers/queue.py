@@ -76,23 +76,24 @@ async def ensure_periodic(
 
 
 async def claim(
-    conn: AsyncConnection, kinds: dict[str, int], worker: str, lease_s: float
-) -> Claimed | None:
-    """Take the next due job of these kinds (kind -> its max attempts), skipping those other
-    workers hold."""
+    conn: AsyncConnection, kinds: dict[str, int], worker: str, lease_s: float, limit: int = 1
+) -> list[Claimed]:
+    """Take the next due jobs of these kinds (kind -> its max attempts), up to `limit`,
+    skipping those other workers hold: one statement for a pool's free slots (fewer than
+    `limit` back: none else is due)."""
     cur = await conn.execute(
         "UPDATE job SET state = 'running', attempts = attempts + 1, worker = %s, "
         "max_attempts = coalesce(max_attempts, (SELECT k.m FROM unnest(%s::text[], %s::int[]) "
         "AS k(kind, m) WHERE k.kind = job.kind)), "
         "started = now(), lease_until = now() + %s * interval '1 second', "
         "cancel_requested = false, progress = NULL "
-        "WHERE id = (SELECT id FROM job WHERE state = 'queued' AND run_at <= now() "
-        "AND kind = ANY(%s) ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
-        "RETURNING id, kind, args, attempts, max_attempts, every_s",
-        (worker, list(kinds), list(kinds.values()), lease_s, list(kinds)),
+        "WHERE id IN (SELECT id FROM job WHERE state = 'queued' AND run_at <= now() "
+        "AND kind = ANY(%s) ORDER BY run_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+        "RETURNING id, kind, args, attempts, max_attempts, every_s, run_at",
+        (worker, list(kinds), list(kinds.values()), lease_s, list(kinds), limit),
     )
-    row = await cur.fetchone()
-    return None if row is None else Claimed(*row)
+    rows = sorted(await cur.fetchall(), key=lambda r: (r[6], r[0]))  # in their turn's order
+    return [Claimed(*row[:6]) for row in rows]
 
 
 async def next_due(conn: AsyncConnection, kinds: list[str]) -> float | None:

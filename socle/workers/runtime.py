@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
@@ -69,6 +70,7 @@ class Worker:
                 self._pools[k.name] = (own, {k.name: k.max_attempts})
         self._in_pool: dict[str, set[asyncio.Task[None]]] = {p: set() for p in self._pools}
         self._periodic_declared = False
+        self._stalled_checked = float("-inf")  # when stalled leases were last looked for
 
     @property
     def pool(self):  # type: ignore[no-untyped-def]
@@ -106,19 +108,25 @@ class Worker:
                     every = kind.interval(self.runtime.settings)
                     await queue.ensure_periodic(conn, kind.name, every, kind.max_attempts)
                 self._periodic_declared = True
-            if await queue.requeue_stalled(conn):
-                log.warning("job worker: took back jobs whose worker was lost")
+            # leases run out in seconds: looking once per polling period is enough (a tick
+            # comes at every enqueue's commit, and a busy queue's jobs would pay it each)
+            if time.monotonic() - self._stalled_checked >= self.poll_s:
+                self._stalled_checked = time.monotonic()
+                if await queue.requeue_stalled(conn):
+                    log.warning("job worker: took back jobs whose worker was lost")
             waiting: list[str] = []  # the kinds of the pools with a free slot
             for pool, (slots, kinds) in self._pools.items():
                 running = self._in_pool[pool]
                 while kinds and len(running) < slots:
-                    job = await queue.claim(conn, kinds, self.name, self.lease_s)
-                    if job is None:
-                        break
-                    task = asyncio.create_task(self._run(job))
-                    self._running.add(task)
-                    running.add(task)
-                    task.add_done_callback(self._done)
+                    free = slots - len(running)
+                    jobs = await queue.claim(conn, kinds, self.name, self.lease_s, free)
+                    for job in jobs:
+                        task = asyncio.create_task(self._run(job))
+                        self._running.add(task)
+                        running.add(task)
+                        task.add_done_callback(self._done)
+                    if len(jobs) < free:
+                        break  # none else is due
                 if len(running) < slots:
                     waiting.extend(kinds)
             if not waiting:

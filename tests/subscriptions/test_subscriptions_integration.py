@@ -942,3 +942,119 @@ def test_one_process_takes_and_gives_many_locks_together(server: ServerProcess) 
             await locks.conn.close()
 
     asyncio.run(run())
+
+
+def test_a_bundle_re_requesting_subscriptions_locks_their_states_in_id_order(
+    world: World, worker, receiver: Receiver
+) -> None:
+    """A transaction Bundle re-requesting two subscriptions, entries in the reverse of their
+    ids' order, while another transaction holds the first id's state row and then changes the
+    second's (as a batched `delivered` update does, in id order): the Bundle must wait for the
+    first without holding the second. Taken in the Bundle's order, the two deadlock (the
+    engine then retries the Bundle: the second one found held is what shows it)."""
+    url = world.server.database.url
+    assert url is not None
+    with httpx.Client(base_url=world.server.fhir, timeout=60) as op:
+        op.headers.update(auth_headers(world.server))
+        subs = []
+        for i in range(2):
+            r = create(op, subscription(TOPIC_BASE + "observation-write", receiver.url(f"/o{i}")))
+            assert r.status_code == 201, r.text
+            subs.append(r.json())
+        for sub in subs:
+            active(op, sub["id"])
+        first, second = sorted(subs, key=lambda s: s["id"])
+        entries = [
+            {
+                "resource": {**op.get(f"/Subscription/{s['id']}").json(), "status": "requested"},
+                "request": {"method": "PUT", "url": f"Subscription/{s['id']}"},
+            }
+            for s in (second, first)
+        ]
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        with psycopg.connect(url) as holder:
+            holder.execute(
+                "SELECT id FROM subscription_state WHERE id = %s FOR UPDATE", (first["id"],)
+            )
+            answer: list[httpx.Response] = []
+            posting = threading.Thread(target=lambda: answer.append(op.post("/", json=bundle)))
+            posting.start()
+            with psycopg.connect(url, autocommit=True) as watch:
+
+                def bundle_waits() -> bool:
+                    cur = watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query ILIKE '%%subscription_state%%' AND pid <> %s",
+                        (holder.info.backend_pid,),
+                    )
+                    row = cur.fetchone()
+                    return bool(row and row[0])
+
+                until(bundle_waits)
+            # the holder now takes the second one (NOWAIT: the Bundle must not hold it; held,
+            # the two would deadlock, and the engine would retry the Bundle, hiding it)
+            holder.execute(
+                "SELECT id FROM subscription_state WHERE id = %s FOR UPDATE NOWAIT",
+                (second["id"],),
+            )
+            holder.execute(
+                "UPDATE subscription_state SET updated = now() WHERE id = %s", (second["id"],)
+            )
+            holder.commit()
+            posting.join()
+        assert answer[0].status_code == 200, answer[0].text
+
+
+def test_a_running_delivery_job_takes_the_events_numbered_meanwhile(
+    server: ServerProcess,
+) -> None:
+    """No second job for a subscription whose delivery job is running: its delivery, as it
+    lets the subscription go, waits for a matcher numbering events meanwhile and says events
+    are left (it sends them too); with none left it clears `wake_job`, and the next events
+    get a job."""
+    from socle.subscriptions.locks import Locks
+    from socle.subscriptions.matching import DELIVER_JOB
+    from socle.workers.queue import enqueue
+
+    url = server.database.url
+    assert url is not None
+    sid = "coalesce-" + datetime.now(UTC).strftime("%H%M%S%f")
+
+    def event() -> list[tuple[str, str, int, datetime]]:
+        return [("Observation", "o", 1, datetime.now(UTC))]
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await store.created(conn, sid, None)
+            await store.set_status(conn, sid, "active")
+            job = await enqueue(conn, DELIVER_JOB, {"subscriptions": [sid]})
+            await store.woken(conn, [sid], job)
+            await conn.execute("UPDATE job SET state = 'running' WHERE id = %s", (job,))
+            assert await store.needing_a_job(conn, [sid]) == []  # its job delivers them
+
+            locks = Locks(url)
+            assert await locks.take(sid, 10) is not None
+            # a matcher numbers an event while the holder finishes: the give waits for it
+            async with await psycopg.AsyncConnection.connect(url) as matcher:
+                await store.number(matcher, {sid: event()})
+                giving = asyncio.create_task(locks.give(sid))
+                while True:
+                    cur = await conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query ILIKE '%%pg_advisory_unlock%%'"
+                    )
+                    if (await cur.fetchone()) != (0,):
+                        break
+                    await asyncio.sleep(0.05)
+                await matcher.commit()
+            assert await giving is True  # events left: the holder looks again
+            got = await locks.take(sid, 10)
+            assert got is not None and [e.number for e in got[1]] == [1]
+            await store.delivered(conn, sid, 1)
+            assert await locks.give(sid) is False
+            # nothing left: its job no longer delivers it
+            assert await store.needing_a_job(conn, [sid]) == [sid]
+            assert locks.conn is not None
+            await locks.conn.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
