@@ -1,11 +1,13 @@
 """What an audit record costs PostgreSQL, appended then sealed: the schema before migration 490
 (the chain on audit_log, set by an UPDATE) against the current one (audit_pending, audit_seal).
 
-    DATABASE_URL=postgresql://… .venv/bin/python bench/audit_seal_cost.py [--records 20000]
+    DATABASE_URL=postgresql://… .venv/bin/python bench/audit_seal_cost.py
+                                                 [--records 20000] [--group 8]
 
 On a database of its own per schema, appends the records as the reads' group commit does
-(8 per INSERT, a real read's event), seals them as the ``audit.seal`` job does (5,000 per
-round), then vacuums ``audit_log`` (the dead tuples of the sealing UPDATE). For each step:
+(``--group`` per INSERT, 8 by default; a real read's event), seals them as the ``audit.seal``
+job does (5,000 per round), then vacuums ``audit_log`` (the dead tuples of the sealing UPDATE).
+For each step:
 the CPU time of the database backend (psutil; the server must run on this host) and the WAL
 it wrote, per record. Less noisy than a server run on a shared host: no HTTP, no client.
 Prints one JSON document.
@@ -31,7 +33,6 @@ from socle.auth.audit_store import AuditRow, insert_statement  # noqa: E402
 from socle.migrations import MIGRATIONS  # noqa: E402
 from socle.testing import fresh_database  # noqa: E402
 
-GROUP = 8  # records per INSERT, as the reads' group commit under 8 clients
 BATCH = 5000  # the sealer's
 
 
@@ -63,7 +64,7 @@ def _usage(conn: psycopg.Connection, backend: psutil.Process) -> tuple[float, in
     return times.user + times.system, int(lsn[0]) if lsn else 0
 
 
-def _measure(url: str, before_490: bool, records: int) -> dict[str, float]:
+def _measure(url: str, before_490: bool, records: int, group: int) -> dict[str, float]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE socle_schema (version integer PRIMARY KEY, description text NOT NULL,"
@@ -76,8 +77,8 @@ def _measure(url: str, before_490: bool, records: int) -> dict[str, float]:
         backend = psutil.Process(conn.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
         spent: dict[str, float] = {}
         start = _usage(conn, backend)
-        for i in range(0, records, GROUP):
-            statement = insert_statement(rows[i : i + GROUP])
+        for i in range(0, records, group):
+            statement = insert_statement(rows[i : i + group])
             conn.execute(statement.sql(), statement.params)  # type: ignore[arg-type]
         appended = _usage(conn, backend)
         head = (-1, "0" * 64)
@@ -108,13 +109,14 @@ def _measure(url: str, before_490: bool, records: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--records", type=int, default=20000)
+    ap.add_argument("--group", type=int, default=8, help="records per INSERT (group commit)")
     args = ap.parse_args()
     out = {}
     for label, before in (("before_490", True), ("490", False)):
         with fresh_database(os.environ.get("DATABASE_URL"), prefix="socle_sealcost") as db:
             assert db.url, "needs DATABASE_URL (a PostgreSQL server on this host)"
-            out[label] = _measure(db.url, before, args.records)
-    print(json.dumps({"records": args.records, **out}, indent=2))
+            out[label] = _measure(db.url, before, args.records, args.group)
+    print(json.dumps({"records": args.records, "group": args.group, **out}, indent=2))
 
 
 if __name__ == "__main__":
