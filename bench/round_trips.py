@@ -33,7 +33,7 @@ _ENTRY = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ \w+ \[(\d+)\] (?:LOG|ERROR):\s+(.
 # what the background jobs run (the job queue, reindexing, the outbox's consumers, sealing)
 _JOBS = re.compile(
     r"\bjob\b|search_reindex|event_cursor|subscription_state|advisory| FROM event |"
-    r"SearchParameter|audit_head|audit_seal_batch|FROM audit_log WHERE seq|mail_|identity_"
+    r"SearchParameter|audit_head|audit_seal|audit_pending|FROM audit_log WHERE seq|mail_|identity_"
 )
 # the write statement (its first line) and the reference check of earlier versions
 _WRITE = re.compile(r"WITH (refused|moved|upserted) AS|FROM resource r JOIN unnest")

@@ -272,7 +272,9 @@ def raw_copy(url: str, rows: dict[str, list[tuple]]) -> dict:
 def audit_counts(url: str) -> tuple[int, int]:
     """(audit records, of which not sealed yet)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*), count(*) FILTER (WHERE seq IS NULL) FROM audit_log")
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM audit_log), (SELECT count(*) FROM audit_pending)"
+        )
         total, unsealed = row.fetchone()  # type: ignore[misc]
     return int(total), int(unsealed)
 

@@ -1065,3 +1065,88 @@ INSERT INTO identity_pair_change (id, keys, ins, live_delta)
     SELECT id, blocking, ins_value, 0 FROM identity_trait ORDER BY id;
 """
 MIGRATIONS += [(450, "identity: the duplicate report kept incrementally", IDENTITY_PAIRS_V450)]
+
+
+# --- The audit chain beside the records (auditseal): migrations 490-499 -----------------------
+AUDIT_SEAL_TABLE_V490 = """
+-- The chain leaves audit_log: sealing set seq, prev_hash and hash on every record, and as seq
+-- was in the predicate of the unsealed rows' partial index the update was never HOT: each record
+-- was written twice, with each of its indexes (the GIN of its patients too), and left a dead
+-- tuple to vacuum. audit_log is now written once and never updated; the sealer appends each
+-- record's place in the chain to audit_seal, and takes the records waiting for it from
+-- audit_pending (filled by a trigger in the INSERT's own statement: a record that commits after
+-- later ones were sealed still waits there, whatever its ord).
+CREATE TABLE audit_seal (
+    ord        bigint PRIMARY KEY,       -- the audit_log record
+    seq        bigint NOT NULL UNIQUE,
+    prev_hash  text NOT NULL,
+    hash       text NOT NULL
+);
+INSERT INTO audit_seal (ord, seq, prev_hash, hash)
+    SELECT ord, seq, prev_hash, hash FROM audit_log WHERE seq IS NOT NULL;
+CREATE TABLE audit_pending (ord bigint PRIMARY KEY);
+INSERT INTO audit_pending (ord) SELECT ord FROM audit_log WHERE seq IS NULL;
+DROP INDEX audit_log_unsealed;
+ALTER TABLE audit_log DROP COLUMN seq, DROP COLUMN prev_hash, DROP COLUMN hash;
+CREATE UNIQUE INDEX audit_log_ord ON audit_log (ord);  -- the sealer's and verifier's join
+
+CREATE FUNCTION audit_log_pending() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit_pending (ord) SELECT ord FROM appended;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER audit_log_pending AFTER INSERT ON audit_log
+    REFERENCING NEW TABLE AS appended FOR EACH STATEMENT EXECUTE FUNCTION audit_log_pending();
+
+-- As migration 147's, reading the waiting records and appending their chain places. Each event
+-- is looked up by its ord (a nested loop whatever the statistics of audit_pending say: never a
+-- scan of audit_log). A waiting record whose row is gone (deleted before it was sealed) gets a
+-- hash no content has.
+CREATE OR REPLACE FUNCTION audit_seal_batch(start_seq bigint, start_hash text, max_rows integer)
+RETURNS TABLE (sealed integer, head_seq bigint, head_hash text, older_form boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    s bigint := start_seq;
+    h text := start_hash;
+    prev text;
+    ords bigint[] := '{}';
+    seqs bigint[] := '{}';
+    prevs text[] := '{}';
+    hashes text[] := '{}';
+BEGIN
+    older_form := false;
+    FOR r IN
+        SELECT p.ord, (SELECT l.event FROM audit_log l WHERE l.ord = p.ord) AS event
+        FROM audit_pending p ORDER BY p.ord LIMIT max_rows
+    LOOP
+        IF r.event IS NOT NULL AND left(r.event, 10) <> '{"action":' THEN
+            older_form := true;
+            EXIT;
+        END IF;
+        prev := h;
+        s := s + 1;
+        IF r.event IS NULL THEN
+            h := repeat('-', 64);
+        ELSE
+            h := encode(sha256(convert_to(
+                'socle-audit-v1' || chr(10) || prev || chr(10) || s::text || chr(10) || r.event,
+                'UTF8')), 'hex');
+        END IF;
+        ords := ords || r.ord;
+        seqs := seqs || s;
+        prevs := prevs || prev;
+        hashes := hashes || h;
+    END LOOP;
+    INSERT INTO audit_seal (ord, seq, prev_hash, hash)
+        SELECT * FROM unnest(ords, seqs, prevs, hashes);
+    DELETE FROM audit_pending WHERE ord = ANY (ords);
+    sealed := cardinality(ords);
+    head_seq := s;
+    head_hash := h;
+    RETURN NEXT;
+END
+$$;
+"""
+MIGRATIONS += [(490, "audit chain in audit_seal, records written once", AUDIT_SEAL_TABLE_V490)]

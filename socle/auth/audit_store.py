@@ -8,9 +8,12 @@ chained by a sealer, anchored outside the database.
   batched into one multi-row INSERT per group commit (one round trip, autocommit), committed
   before the responses leave. The rows are served as AuditEvent resources by
   :mod:`socle.auth.audit_trail`.
-* **Seal.** :func:`seal` takes the unsealed rows (a partial index on ``ord WHERE seq IS NULL``:
-  O(new rows)) under the ``audit_head`` row lock and gives each its place in the hash chain
-  (``seq``, ``prev_hash``, ``hash`` over the canonical event, :mod:`socle.auth.audit_chain`).
+* **Seal.** :func:`seal` takes the records waiting in ``audit_pending`` (a trigger adds each
+  record's ``ord`` there in the INSERT's own statement: O(new rows), and a record committing
+  after later ones were sealed still waits there) under the ``audit_head`` row lock, gives each
+  its place in the hash chain — a row of ``audit_seal``: ``ord``, ``seq``, ``prev_hash``,
+  ``hash`` over the canonical event, :mod:`socle.auth.audit_chain` — and takes it off the
+  pending list. ``audit_log`` rows are never updated: each is written once, with its indexes.
   Sealing runs every second in the server and before ``socle audit verify``; no request waits
   on the chain's single lock.
 * **Anchor.** Each new head (seq, hash) is appended to ``<data_dir>/audit-anchors.jsonl`` (and
@@ -19,8 +22,8 @@ chained by a sealer, anchored outside the database.
   end, or rewritten) it refuses, logs ``AUDIT ALARM`` every round, and ``socle audit verify``
   keeps reporting the cut however much traffic follows.
 * **Verify.** :func:`verify` walks the chain, recomputes every hash from the stored event and
-  reports each altered, removed, inserted or reordered record with its position, and every
-  anchor the chain no longer matches.
+  reports each altered, removed, inserted or reordered record with its position, every record
+  neither chained nor waiting, and every anchor the chain no longer matches.
 """
 
 from __future__ import annotations
@@ -289,7 +292,7 @@ async def _check_extends(conn: AsyncConnection, head: tuple[int, str], anchor: A
             "records were cut from the end of the chain"
         )
     cur = await conn.execute(
-        "SELECT seq, hash FROM audit_log WHERE seq = ANY(%s)", ([anchor.seq, h_seq],)
+        "SELECT seq, hash FROM audit_seal WHERE seq = ANY(%s)", ([anchor.seq, h_seq],)
     )
     stored = {int(s): str(h) for s, h in await cur.fetchall()}
     if anchor.seq >= 0 and stored.get(anchor.seq) != anchor.hash:
@@ -339,8 +342,8 @@ async def seal(conn: AsyncConnection, data_dir: Path | None = None) -> int:
                     log.warning("audit: no anchor in %s; anchoring seq %d", data_dir, start[0])
                     append_anchor(data_dir, *start)
                     anchor = Anchor(*start)
-                # hashed in the database (migration 147), off the workers' event loops; the
-                # partial index holds the unsealed rows only: this reads what is new
+                # hashed in the database (migrations 147, 490), off the workers' event loops;
+                # audit_pending holds the waiting records only: this reads what is new
                 cur = await conn.execute(
                     "SELECT sealed, head_seq, head_hash, older_form "
                     "FROM audit_seal_batch(%s, %s, %s)",
@@ -375,7 +378,9 @@ async def _seal_older_forms(conn: AsyncConnection, start: tuple[int, str]) -> tu
     """Chain a batch that opens on events of an older form (moved in from the resource table),
     re-canonicalising them in Python; returns (count, head seq, head hash)."""
     cur = await conn.execute(
-        "SELECT ord, event FROM audit_log WHERE seq IS NULL ORDER BY ord LIMIT %s", (SEAL_BATCH,)
+        "SELECT p.ord, (SELECT l.event FROM audit_log l WHERE l.ord = p.ord) AS event "
+        "FROM audit_pending p ORDER BY p.ord LIMIT %s",
+        (SEAL_BATCH,),
     )
     rows = await cur.fetchall()
     seq, digest = start
@@ -390,11 +395,11 @@ async def _seal_older_forms(conn: AsyncConnection, start: tuple[int, str]) -> tu
         prevs.append(prev)
         hashes.append(digest)
     await conn.execute(
-        "UPDATE audit_log l SET seq = u.seq, prev_hash = u.prev, hash = u.hash "
-        "FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[]) "
-        "AS u(ord, seq, prev, hash) WHERE l.ord = u.ord AND l.seq IS NULL",
+        "INSERT INTO audit_seal (ord, seq, prev_hash, hash) "
+        "SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[])",
         (ords, seqs, prevs, hashes),
     )
+    await conn.execute("DELETE FROM audit_pending WHERE ord = ANY(%b::bigint[])", (ords,))
     return len(rows), seq, digest
 
 
@@ -472,11 +477,20 @@ def _anchor_problems(
 async def verify(conn: AsyncConnection, data_dir: Path | None = None) -> Verification:
     """Check the whole chain against the stored events and every anchor."""
     cur = await conn.execute(
-        "SELECT seq, prev_hash, hash, event FROM audit_log WHERE seq IS NOT NULL ORDER BY seq"
+        "SELECT s.seq, s.prev_hash, s.hash, l.event "
+        "FROM audit_seal s LEFT JOIN audit_log l ON l.ord = s.ord ORDER BY s.seq"
     )
     records = list(_records(await cur.fetchall()))
-    cur = await conn.execute("SELECT count(*) FROM audit_log WHERE seq IS NULL")
+    cur = await conn.execute("SELECT count(*) FROM audit_pending")
     unsealed_row = await cur.fetchone()
+    # one statement, one snapshot: a record and its pending row commit together, and a seal
+    # moves it from one table to the other in one transaction
+    cur = await conn.execute(
+        "SELECT l.ord, l.audit_id FROM audit_log l WHERE NOT EXISTS "
+        "(SELECT FROM audit_seal s WHERE s.ord = l.ord) AND NOT EXISTS "
+        "(SELECT FROM audit_pending p WHERE p.ord = l.ord) ORDER BY l.ord"
+    )
+    outside = await cur.fetchall()
     cur = await conn.execute("SELECT seq, hash FROM audit_head")
     head_row = await cur.fetchone()
     assert head_row is not None
@@ -494,6 +508,16 @@ async def verify(conn: AsyncConnection, data_dir: Path | None = None) -> Verific
     for p in _anchor_problems(records, anchors, bad):
         if (p.position, p.kind, p.seq) not in seen:
             problems.append(p)
+    problems.extend(
+        Problem(
+            len(records),
+            ProblemKind.INSERTED,
+            None,
+            f"record ord {ord_} (AuditEvent/{audit_id}) has no place in the chain and is not "
+            "waiting for one",
+        )
+        for ord_, audit_id in outside
+    )
     return Verification(
         len(records),
         int(unsealed_row[0]) if unsealed_row else 0,

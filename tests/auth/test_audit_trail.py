@@ -81,13 +81,38 @@ def test_every_access_is_recorded_and_the_chain_verifies(intact):
     assert all(e["resource"]["agent"][0]["purposeOfUse"] for e in events)
 
 
-@pytest.mark.parametrize("tamper", ["alter", "delete-event", "delete-link", "reorder", "truncate"])
+def _cut_after(conn: psycopg.Connection, seq: int) -> None:
+    """Delete the records chained after `seq` with their chain places; rewind the head."""
+    conn.execute(
+        "DELETE FROM audit_log l USING audit_seal s WHERE s.ord = l.ord AND s.seq > %s", (seq,)
+    )
+    conn.execute("DELETE FROM audit_seal WHERE seq > %s", (seq,))
+    conn.execute(
+        "UPDATE audit_head SET seq = h.seq, hash = h.hash FROM "
+        "(SELECT seq, hash FROM audit_seal WHERE seq = %s) h",
+        (seq,),
+    )
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "alter",
+        "delete-event",
+        "delete-record",
+        "delete-link",
+        "unlink",
+        "rehash",
+        "reorder",
+        "truncate",
+    ],
+)
 def test_tampering_is_detected_and_located(own, tamper):
     _activity(own)
     assert _verify(own).returncode == 0
     with _conn(own) as conn:
         rows = conn.execute(
-            "SELECT seq, audit_id FROM audit_log WHERE seq IS NOT NULL ORDER BY seq"
+            "SELECT s.seq, l.audit_id FROM audit_seal s JOIN audit_log l USING (ord) ORDER BY s.seq"
         ).fetchall()
         assert len(rows) >= 4
         seq, audit_id = rows[2]
@@ -100,27 +125,30 @@ def test_tampering_is_detected_and_located(own, tamper):
             assert changed.rowcount == 1
         elif tamper == "delete-event":  # the event emptied, its chain row left in place
             conn.execute("UPDATE audit_log SET event = NULL WHERE audit_id = %s", (audit_id,))
-        elif tamper == "delete-link":
-            conn.execute("DELETE FROM audit_log WHERE seq = %s", (seq,))
+        elif tamper == "delete-record":  # the record deleted, its chain place left
+            conn.execute("DELETE FROM audit_log WHERE audit_id = %s", (audit_id,))
+        elif tamper == "delete-link":  # the record and its chain place deleted
+            conn.execute("DELETE FROM audit_log WHERE audit_id = %s", (audit_id,))
+            conn.execute("DELETE FROM audit_seal WHERE seq = %s", (seq,))
+        elif tamper == "unlink":  # its chain place deleted, the record left
+            conn.execute("DELETE FROM audit_seal WHERE seq = %s", (seq,))
+        elif tamper == "rehash":  # the chain place re-hashed over an altered event
+            conn.execute("UPDATE audit_seal SET hash = repeat('a', 64) WHERE seq = %s", (seq,))
         elif tamper == "reorder":  # two events swapped between their chain places
             conn.execute(
                 "UPDATE audit_log l SET event = o.event FROM audit_log o "
-                "WHERE (l.seq, o.seq) IN ((%s, %s), (%s, %s))",
-                (rows[1][0], rows[2][0], rows[2][0], rows[1][0]),
+                "WHERE (l.audit_id, o.audit_id) IN ((%s, %s), (%s, %s))",
+                (rows[1][1], rows[2][1], rows[2][1], rows[1][1]),
             )
         else:  # cut the end of the chain and rewind the head: the anchor file still knows
-            last = rows[-1][0]
-            conn.execute("DELETE FROM audit_log WHERE seq > %s", (last - 2,))
-            conn.execute(
-                "UPDATE audit_head SET seq = h.seq, hash = h.hash FROM "
-                "(SELECT seq, hash FROM audit_log WHERE seq = %s) h",
-                (last - 2,),
-            )
+            _cut_after(conn, rows[-1][0] - 2)
     r = _verify(own)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "PROBLEM" in r.stdout and "tampered" in r.stdout
-    if tamper in ("alter", "delete-event", "delete-link"):
-        assert str(seq) in r.stdout  # says where
+    if tamper != "reorder" and tamper != "truncate":
+        assert f"(seq {seq})" in r.stdout  # says where
+    if tamper == "unlink":  # the record left outside the chain is named too
+        assert f"AuditEvent/{audit_id}) has no place in the chain" in r.stdout
 
 
 def _anchors(server) -> list[dict]:
@@ -150,18 +178,13 @@ def test_a_cut_stays_reported_after_more_traffic(own):
     assert _verify(own).returncode == 0
     anchored = _anchors(own)
     with _conn(own) as conn:
-        last = conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
-        conn.execute("DELETE FROM audit_log WHERE seq > %s", (last - 3,))
-        conn.execute(
-            "UPDATE audit_head SET seq = h.seq, hash = h.hash FROM "
-            "(SELECT seq, hash FROM audit_log WHERE seq = %s) h",
-            (last - 3,),
-        )
+        last = conn.execute("SELECT max(seq) FROM audit_seal").fetchone()[0]
+        _cut_after(conn, last - 3)
     _activity(own)  # more traffic; the server's sealers run every second
     time.sleep(3)
     with _conn(own) as conn:
         head = conn.execute("SELECT seq FROM audit_head").fetchone()[0]
-        unsealed = conn.execute("SELECT count(*) FROM audit_log WHERE seq IS NULL").fetchone()[0]
+        unsealed = conn.execute("SELECT count(*) FROM audit_pending").fetchone()[0]
     assert head == last - 3  # refused: nothing sealed onto the rewound head
     assert unsealed > 0  # the new events are kept, waiting
     assert _anchors(own) == anchored  # the anchor did not move back or sideways
@@ -367,9 +390,17 @@ def test_audit_event_searches(intact):
         assert c.get("/AuditEvent", params={"entity-name": "x"}).status_code == 400
 
 
+def _scans(plan: dict) -> list[tuple[str, str]]:
+    """Every (node type, relation) of a JSON plan."""
+    found = [(plan["Node Type"], plan.get("Relation Name", ""))]
+    for child in plan.get("Plans", []):
+        found += _scans(child)
+    return found
+
+
 def test_sealing_reads_only_the_new_rows(intact):
-    """The sealer's query goes through the partial index of unsealed rows, even with statistics
-    taken while every row was unsealed (the old join then walked every resource)."""
+    """The sealer reads the waiting records from audit_pending and looks each event up by its
+    ord, even with statistics taken while 20,000 records waited: never a scan of audit_log."""
     with _conn(intact) as conn:
         conn.execute(
             "INSERT INTO audit_log (audit_id, recorded, action, outcome, subtype, patients, "
@@ -377,16 +408,53 @@ def test_sealing_reads_only_the_new_rows(intact):
             '\'{}\', \'{"action":"R","id":"bulk-\' || g || \'"}\' '
             "FROM generate_series(1, 20000) g"
         )
-        conn.execute("ANALYZE audit_log")  # every row unsealed in the statistics
+        conn.execute("ANALYZE audit_log")
+        conn.execute("ANALYZE audit_pending")  # 20,000 waiting in the statistics
     r = _verify(intact)  # seals the 20,000 rows
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 not yet chained" in r.stdout, r.stdout
     with _conn(intact) as conn:
         plan = conn.execute(
-            "EXPLAIN (FORMAT JSON) SELECT ord, event FROM audit_log WHERE seq IS NULL "
-            "ORDER BY ord LIMIT 5000"
+            "EXPLAIN (FORMAT JSON) SELECT p.ord, "
+            "(SELECT l.event FROM audit_log l WHERE l.ord = p.ord) AS event "
+            "FROM audit_pending p ORDER BY p.ord LIMIT 5000"
         ).fetchone()[0]
-    text = json.dumps(plan)
-    assert "audit_log_unsealed" in text and "Seq Scan" not in text, text
+    scans = _scans(plan[0]["Plan"])
+    assert ("Index Scan", "audit_log") in scans, scans
+    assert ("Seq Scan", "audit_log") not in scans, scans
+
+
+def test_a_record_committed_after_later_ones_were_sealed_is_sealed(own):
+    """A record's ord is taken at its INSERT, its commit may come later: records with greater
+    ords can be sealed meanwhile. The late one must still be sealed (after them), not left
+    waiting forever."""
+    _activity(own)
+    late = psycopg.connect(
+        own.database.url or resolve_url(Settings.from_env(own.database.data_dir))
+    )
+    try:
+        late.execute(
+            "INSERT INTO audit_log (audit_id, recorded, action, outcome, subtype, event) "
+            "VALUES ('late-one', now(), 'R', '0', 'read', '{\"action\":\"R\",\"id\":\"late\"}')"
+        )
+        _activity(own)
+        assert _verify(own).returncode == 0  # seals the records appended after it
+        late.commit()
+    finally:
+        late.close()
+    r = _verify(own)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 not yet chained" in r.stdout, r.stdout
+    with _conn(own) as conn:
+        ord_, seq = conn.execute(
+            "SELECT l.ord, s.seq FROM audit_log l LEFT JOIN audit_seal s USING (ord) "
+            "WHERE l.audit_id = 'late-one'"
+        ).fetchone()
+        later = conn.execute(
+            "SELECT min(s.seq) FROM audit_seal s WHERE s.ord > %s", (ord_,)
+        ).fetchone()[0]
+    # sealed, after records appended later than it
+    assert seq is not None and later is not None and seq > later
 
 
 def test_sealing_chains_events_of_every_form(own):
@@ -413,7 +481,8 @@ def test_sealing_chains_events_of_every_form(own):
     r = _verify(own)  # seals them, then verifies every hash in Python
     with _conn(own) as conn:
         rows = conn.execute(
-            "SELECT audit_id, seq, hash FROM audit_log WHERE audit_id LIKE 'form-%' ORDER BY ord"
+            "SELECT l.audit_id, s.seq, s.hash FROM audit_log l LEFT JOIN audit_seal s USING (ord) "
+            "WHERE l.audit_id LIKE 'form-%' ORDER BY l.ord"
         ).fetchall()
     assert [row[1] is not None for row in rows] == [True] * 5
     assert rows[4][2] == "-" * 64  # no text: a hash no content has

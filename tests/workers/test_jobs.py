@@ -279,7 +279,7 @@ def test_periodic_jobs_are_one_row_each_run_again_and_again(
 def test_the_audit_trail_is_sealed_by_the_job(server: ServerProcess, worker: WorkerProcess) -> None:
     with httpx.Client(headers=auth_headers(server)) as client:
         assert client.get(f"{server.fhir}/Patient").status_code == 200
-    _until(lambda: _sql(server, "SELECT count(*) FROM audit_log WHERE hash IS NULL") == [(0,)])
+    _until(lambda: _sql(server, "SELECT count(*) FROM audit_pending") == [(0,)])
 
 
 # -- the outbox ---------------------------------------------------------------------------------
