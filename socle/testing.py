@@ -141,7 +141,8 @@ def start_server(
                 return ServerProcess(base, process, db, port, log)
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        # a short period: the suite starts some forty servers per pass, each waited for here
+        time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"server did not become ready: {log.read_text()[-3000:]}")
 

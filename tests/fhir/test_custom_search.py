@@ -64,7 +64,7 @@ def test_custom_parameter_indexes_old_and_new_resources(client, server):
         if found == expected and not warnings:
             break
         assert time.monotonic() < deadline, (found, expected, warnings)
-        time.sleep(0.5)
+        time.sleep(0.1)
     url = _search_parameter(code)["url"]
     db_url = server.database.url or resolve_url(Settings.from_env(server.database.data_dir))
     with psycopg.connect(db_url) as conn:

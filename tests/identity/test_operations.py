@@ -656,7 +656,7 @@ def test_duplicates_on_a_generated_region(client: httpx.Client) -> None:
             flagged.add(frozenset({a, b}))
         if duplicates <= flagged:
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert duplicates <= flagged
     # dismissal: remembered, not proposed again, the Flag closed; a second one changes nothing
     pair = next(iter(duplicates))
@@ -704,6 +704,6 @@ def test_collisions_are_flagged(client: httpx.Client) -> None:
         ]
         if flags:
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert flags and flags[0]["code"]["coding"][0]["code"] == "COLP"
     assert flags[0]["subject"]["reference"] in (f"Patient/{a['id']}", f"Patient/{b['id']}")

@@ -40,7 +40,7 @@ def _eventually(server: ServerProcess, origin: str, status: int) -> httpx.Respon
         r = _preflight(server, origin)
         if r.status_code == status or time.monotonic() > deadline:
             return r
-        time.sleep(0.5)
+        time.sleep(0.1)
 
 
 def test_origin_of_redirect_uris() -> None:
