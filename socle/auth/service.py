@@ -62,8 +62,12 @@ service = Service(
     lifespan=_audit_sink,
     # every process's cache of revoked tokens must hear of a revocation at once: a LISTEN task
     background=[_watch_revocations],
-    # sealing the audit trail every second, one sealer at a time
-    jobs=[JobKind("audit.seal", _seal, singleton=True, every=1.0)],
+    # sealing the audit trail every second, one sealer at a time; a refused round (a cut
+    # chain) is retried every second, not after the default doubling back-off: the alarm
+    # repeats each period, as documented, until an operator acts
+    jobs=[
+        JobKind("audit.seal", _seal, singleton=True, every=1.0, backoff_s=1.0, backoff_max_s=1.0)
+    ],
     settings=(
         "SOCLE_SIGNING_KEY_FILE",
         "SOCLE_TRUSTED_ISSUERS_FILE",
