@@ -47,7 +47,7 @@ SLOW_BATCH = {
 
 @pytest.fixture(scope="module")
 def db(database) -> Iterator[Database]:
-    with database_beside(database) as own:
+    with database_beside(database, migrated=True) as own:
         yield own
 
 

@@ -73,7 +73,7 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(database) -> Iterator[Demo]:
-    with database_beside(database) as db:
+    with database_beside(database, migrated=True) as db:
         server = start_server(db)
         try:
             load_region(server.fhir, PATIENTS, SEED, Console(quiet=True), token_for(server))

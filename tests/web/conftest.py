@@ -14,5 +14,5 @@ from .site import Site, running_site
 
 @pytest.fixture(scope="session")
 def site(database) -> Iterator[Site]:
-    with database_beside(database, "socle_web") as db, running_site(db) as s:
+    with database_beside(database, "socle_web", migrated=True) as db, running_site(db) as s:
         yield s

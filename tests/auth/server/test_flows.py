@@ -70,7 +70,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(database) -> Iterator[Env]:
-    with database_beside(database) as db:
+    with database_beside(database, migrated=True) as db:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = start_server(db, port=port, extra_env={"SOCLE_PUBLIC_URL": base})

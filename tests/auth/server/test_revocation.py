@@ -39,7 +39,7 @@ KEY.ensure_kid()
 
 @pytest.fixture(scope="module")
 def server(database) -> Iterator[ServerProcess]:
-    with database_beside(database) as db:
+    with database_beside(database, migrated=True) as db:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         srv = start_server(db, port=port, workers=2, extra_env={"SOCLE_PUBLIC_URL": base})
