@@ -1036,7 +1036,8 @@ def test_a_running_delivery_job_takes_the_events_numbered_meanwhile(
             assert await locks.take(sid, 10) is not None
             # a matcher numbers an event while the holder finishes: the give waits for it
             async with await psycopg.AsyncConnection.connect(url) as matcher:
-                await store.number(matcher, {sid: event()})
+                # numbering says which subscriptions need a job: none, its job is running
+                assert await store.number(matcher, {sid: event()}) == []
                 giving = asyncio.create_task(locks.give(sid))
                 while True:
                     cur = await conn.execute(
@@ -1054,6 +1055,7 @@ def test_a_running_delivery_job_takes_the_events_numbered_meanwhile(
             assert await locks.give(sid) is False
             # nothing left: its job no longer delivers it
             assert await store.needing_a_job(conn, [sid]) == [sid]
+            assert await store.number(conn, {sid: event()}) == [sid]
             assert locks.conn is not None
             await locks.conn.close()
 
