@@ -1027,9 +1027,11 @@ def test_a_running_delivery_job_takes_the_events_numbered_meanwhile(
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await store.created(conn, sid, None)
             await store.set_status(conn, sid, "active")
-            job = await enqueue(conn, DELIVER_JOB, {"subscriptions": [sid]})
-            await store.woken(conn, [sid], job)
-            await conn.execute("UPDATE job SET state = 'running' WHERE id = %s", (job,))
+            # a job "running" from its commit on: the server's workers never take it
+            async with conn.transaction():
+                job = await enqueue(conn, DELIVER_JOB, {"subscriptions": [sid]})
+                await store.woken(conn, [sid], job)
+                await conn.execute("UPDATE job SET state = 'running' WHERE id = %s", (job,))
             assert await store.needing_a_job(conn, [sid]) == []  # its job delivers them
 
             locks = Locks(url)
