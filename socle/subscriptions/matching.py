@@ -389,7 +389,11 @@ async def match(
 
 async def wake(conn: AsyncConnection, sids: list[str], **args: Any) -> None:
     """Queue one delivery job for those of these subscriptions that have none waiting."""
-    idle = await store.needing_a_job(conn, sids)
+    await wake_idle(conn, await store.needing_a_job(conn, sids), **args)
+
+
+async def wake_idle(conn: AsyncConnection, idle: list[str], **args: Any) -> None:
+    """Queue one delivery job for these subscriptions (known to have none waiting)."""
     if idle:
         args = {"subscriptions": idle, **args}
         job_id = await enqueue(conn, DELIVER_JOB, args, max_attempts=subscription_attempts())
@@ -409,14 +413,14 @@ async def match_job(job: JobContext) -> None:
             if events:
                 await CACHE.refresh(conn)
                 matched = await match(job, conn, events)
-                await store.number(
+                idle = await store.number(
                     conn,
                     {
                         sid: [(e.rtype, e.id, e.version, e.at) for e in evs]
                         for sid, evs in matched.items()
                     },
                 )
-                await wake(conn, list(matched))
+                await wake_idle(conn, idle)
                 await advance(conn, CONSUMER, events[-1].seq)
         total += len(events)
         if len(events) < BATCH:

@@ -37,6 +37,8 @@ _STATE_S = ", ".join("s." + c for c in STATE.split(", "))
 _LOCKED = (
     "SELECT s.id FROM subscription_state s JOIN {0} ON {0}.id = s.id ORDER BY s.id FOR UPDATE OF s"
 )
+# the delivery job a subscription's row names, waiting or delivering (`needing_a_job`)
+_JOB_OF = "SELECT 1 FROM job j WHERE j.id = {0}.wake_job AND j.state IN ('queued', 'running')"
 
 
 async def lock_states(conn: AsyncConnection, sids: list[str]) -> None:
@@ -76,25 +78,31 @@ async def state(conn: AsyncConnection, sid: str) -> State | None:
 
 async def number(
     conn: AsyncConnection, matched: dict[str, list[tuple[str, str, int, datetime]]]
-) -> None:
+) -> list[str]:
     """Give each subscription's events its next numbers, in order: one statement for a whole
     batch of the matcher (the counters moved and the events inserted together), not two per
-    subscription. A subscription whose state is gone numbers nothing."""
+    subscription. A subscription whose state is gone numbers nothing. Returns those of the
+    numbered subscriptions that need a delivery job (`needing_a_job`, read in the same
+    statement: their rows are locked, so a job's give, which locks them too, comes before or
+    after, never between)."""
     sids, counts = list(matched), [len(evs) for evs in matched.values()]
     rows = [(sid, i, *e) for sid, evs in matched.items() for i, e in enumerate(evs, 1)]
     if not rows:
-        return
-    await conn.execute(
+        return []
+    cur = await conn.execute(
         "WITH c AS (SELECT * FROM unnest(%s::text[], %s::int[]) AS c(id, n)), "
         f"l AS MATERIALIZED ({_LOCKED.format('c')}), "
         "s AS (UPDATE subscription_state s SET events = s.events + c.n FROM c, l "
-        "WHERE s.id = c.id AND l.id = c.id RETURNING s.id, s.events - c.n AS before) "
-        "INSERT INTO subscription_event (subscription, number, rtype, id, version, at) "
+        "WHERE s.id = c.id AND l.id = c.id RETURNING s.id, s.events - c.n AS before, "
+        f"NOT EXISTS ({_JOB_OF.format('s')}) AS idle), "
+        "i AS (INSERT INTO subscription_event (subscription, number, rtype, id, version, at) "
         "SELECT e.sid, s.before + e.ord, e.rtype, e.id, e.version, e.at FROM unnest("
         "%s::text[], %s::int[], %s::text[], %s::text[], %s::int[], %s::timestamptz[]) "
-        "AS e(sid, ord, rtype, id, version, at) JOIN s ON s.id = e.sid",
+        "AS e(sid, ord, rtype, id, version, at) JOIN s ON s.id = e.sid) "
+        "SELECT id FROM s WHERE idle ORDER BY id",
         (sids, counts, *(list(col) for col in zip(*rows, strict=True))),
     )
+    return [row[0] for row in await cur.fetchall()]
 
 
 async def events(
@@ -143,8 +151,8 @@ async def needing_a_job(conn: AsyncConnection, sids: list[str]) -> list[str]:
     running job's delivery clears `wake_job` as it lets a subscription go with nothing left
     (`locks.py`), and looks again when events are left."""
     cur = await conn.execute(
-        "SELECT s.id FROM subscription_state s LEFT JOIN job j ON j.id = s.wake_job "
-        "AND j.state IN ('queued', 'running') WHERE s.id = ANY(%s) AND j.id IS NULL",
+        f"SELECT s.id FROM subscription_state s WHERE s.id = ANY(%s) "  # noqa: S608 - constants
+        f"AND NOT EXISTS ({_JOB_OF.format('s')}) ORDER BY s.id",
         (sids,),
     )
     return [row[0] for row in await cur.fetchall()]

@@ -1027,16 +1027,19 @@ def test_a_running_delivery_job_takes_the_events_numbered_meanwhile(
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await store.created(conn, sid, None)
             await store.set_status(conn, sid, "active")
-            job = await enqueue(conn, DELIVER_JOB, {"subscriptions": [sid]})
-            await store.woken(conn, [sid], job)
-            await conn.execute("UPDATE job SET state = 'running' WHERE id = %s", (job,))
+            # a job "running" from its commit on: the server's workers never take it
+            async with conn.transaction():
+                job = await enqueue(conn, DELIVER_JOB, {"subscriptions": [sid]})
+                await store.woken(conn, [sid], job)
+                await conn.execute("UPDATE job SET state = 'running' WHERE id = %s", (job,))
             assert await store.needing_a_job(conn, [sid]) == []  # its job delivers them
 
             locks = Locks(url)
             assert await locks.take(sid, 10) is not None
             # a matcher numbers an event while the holder finishes: the give waits for it
             async with await psycopg.AsyncConnection.connect(url) as matcher:
-                await store.number(matcher, {sid: event()})
+                # numbering says which subscriptions need a job: none, its job is running
+                assert await store.number(matcher, {sid: event()}) == []
                 giving = asyncio.create_task(locks.give(sid))
                 while True:
                     cur = await conn.execute(
@@ -1054,6 +1057,7 @@ def test_a_running_delivery_job_takes_the_events_numbered_meanwhile(
             assert await locks.give(sid) is False
             # nothing left: its job no longer delivers it
             assert await store.needing_a_job(conn, [sid]) == [sid]
+            assert await store.number(conn, {sid: event()}) == [sid]
             assert locks.conn is not None
             await locks.conn.close()
 
