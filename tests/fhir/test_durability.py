@@ -15,7 +15,7 @@ import pytest
 
 from socle.config import Settings
 from socle.database import prepare, resolve_url
-from socle.testing import Database, auth_headers, start_server, stop_server
+from socle.testing import Database, auth_headers, database_beside, start_server, stop_server
 
 from .helpers import patient
 
@@ -59,12 +59,15 @@ def _prepare_in_process(url: str) -> None:
 def test_two_processes_migrating_at_once(database):
     if database.url is None:
         url = resolve_url(Settings.from_env(database.data_dir / "concurrent"))
+        _migrate_concurrently(url)
     else:
-        base = database.url
-        name = "socle_mig_" + str(int(time.time() * 1000))
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url = psycopg.conninfo.make_conninfo(base, dbname=name)
+        # an empty database of its own, dropped afterwards (it was left on the server)
+        with database_beside(database, "socle_mig") as db:
+            assert db.url is not None
+            _migrate_concurrently(db.url)
+
+
+def _migrate_concurrently(url: str) -> None:
     ctx = get_context("spawn")
     procs = [ctx.Process(target=_prepare_in_process, args=(url,)) for _ in range(3)]
     for p in procs:
