@@ -76,6 +76,11 @@ class Unsupported(Exception):
     """fhirpathpy cannot evaluate this expression."""
 
 
+def _trigger_keys(names: frozenset[str], keys: dict[str, tuple[str, ...]]) -> frozenset[str]:
+    """The JSON keys of the elements named (`value` -> `valueQuantity`, `_valueString`...)."""
+    return frozenset(k for n in names for k in keys.get(n, ()))
+
+
 class FhirPathInvariant:
     """One constraint expression, parsed once, when first needed; `holds(obj, resource, root)`."""
 
@@ -144,8 +149,7 @@ class FhirPathInvariant:
             raise
         self._names, self._absent = names, absent
         if names is not None and self.element_keys is not None:
-            keys = self.element_keys
-            self._triggers = frozenset(k for n in names for k in keys.get(n, ()))
+            self._triggers = _trigger_keys(names, self.element_keys)
         self._tree = tree  # last: a thread reading it sees the rest set
 
     @property
@@ -165,7 +169,7 @@ class FhirPathInvariant:
         `_valueString`...): the trigger keys are those of the names the expression reads."""
         self.element_keys = element_keys
         if self._tree is not None and self._names is not None:  # already prepared
-            self._triggers = frozenset(k for n in self._names for k in element_keys.get(n, ()))
+            self._triggers = _trigger_keys(self._names, element_keys)
 
     def holds(
         self, obj: Any, resource: Any, root: Any, variables: dict[str, Any] | None = None
