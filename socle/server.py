@@ -252,7 +252,7 @@ async def service_runtime(
     # the simulated INSi's reference population (the region generator's, when configured)
     cache_of(engine).population = insi_population(settings.insi_reference)
     state.engine = engine
-    loaded = await load_sources(pool, _terminology_sources(services))
+    loaded = await load_sources(pool, terminology_sources(services))
     log.info("terminology at start-up: %s", loaded)
     runtime = Runtime(engine, settings, url, state, Notifications(url))
     try:
@@ -283,7 +283,7 @@ def warm_up() -> None:
     capability_statement("")
 
 
-def _terminology_sources(services: list[Service]) -> list[Source]:
+def terminology_sources(services: list[Service]) -> list[Source]:
     """The engine's terminology, then each service's (loaded at start-up when changed)."""
     return [
         *core_sources(),

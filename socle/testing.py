@@ -58,7 +58,7 @@ def _migrated_template(server_url: str) -> str:
     from .config import Settings
     from .database import open_pool, prepare
     from .fhir.terminology.startup import load_sources
-    from .server import _terminology_sources
+    from .server import terminology_sources
     from .services import SERVICES
 
     name = f"socle_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -71,7 +71,7 @@ def _migrated_template(server_url: str) -> str:
     async def load() -> None:
         pool = await open_pool(url, Settings.from_env())
         try:
-            await load_sources(pool, _terminology_sources(SERVICES))
+            await load_sources(pool, terminology_sources(SERVICES))
         finally:
             await pool.close()  # a template must have no connection when it is copied
 
