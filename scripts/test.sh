@@ -26,11 +26,13 @@ echo "== lint and types =="
 .venv/bin/mypy socle
 
 pytest_args=(--durations=15 "$@")
-# SOCLE_TEST_PROCESSES=2 runs each pass in two processes (pytest-xdist; a module's tests stay in
-# one process, the browser tests all in one: tests/conftest.py). One by default: on the server
-# pass two processes' servers and workers come near PostgreSQL's 100 connections, and a
-# machine running anything else beside them reaches it ("too many clients already").
-processes=${SOCLE_TEST_PROCESSES:-1}
+# Each pass runs in two processes (pytest-xdist; a module's tests stay in one process, the
+# browser tests all in one: tests/conftest.py): about 8 minutes a pass here against 11-12 in one.
+# On the server pass the two processes' servers and workers peak at 82-86 of PostgreSQL's 100
+# connections: on a server shared with other work, SOCLE_TEST_PROCESSES=1 ("too many clients
+# already" otherwise). One process on a one-core machine.
+cores=$(nproc 2>/dev/null || echo 1)
+processes=${SOCLE_TEST_PROCESSES:-$(( cores >= 2 ? 2 : 1 ))}
 if [ "$processes" -gt 1 ]; then
   pytest_args=(-n "$processes" "${pytest_args[@]}")
 fi
