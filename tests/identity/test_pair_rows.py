@@ -749,7 +749,7 @@ def test_duplicates_before_the_first_rebuild_after_migration_450_say_it_is_being
                 assert "Rapport en cours de mise à jour" in page.text
                 assert "Paire 1 — score" in page.text
                 admin.commit()
-                _until(lambda: _served(client) != built, "the import's rebuild was not served")
+                _until(lambda: not _rebuild_running(url), "the import's rebuild did not end")
                 # the counts (every copy is a candidate with its original: over `_count`)
                 assert _served(client)[:3] == _computed(url)[:3] != built[:3]
         finally:
