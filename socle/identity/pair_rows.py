@@ -29,6 +29,12 @@ kept report (the rows the rebuild has not yet replaced: MVCC) flagged ``refreshi
 told no job runs (``rebuild=True``) rebuilds itself. Every refresher takes the rebuild lock
 before the refresh lock: no two wait on each other.
 
+A kept report that compared no pair (``identity_report_total.compared`` 0) is not a "last kept
+report": it is what migration 450 leaves on a database already holding Patients (every record
+queued, no pair scored yet), or the report of a database still empty before a large import.
+While a rebuild runs or waits, the reader of such a report gets `ReportNotBuilt` (the service
+answers 503 with ``Retry-After``) rather than an empty report that would read "no duplicates".
+
 Both scores are kept (traits only; with the INS / NSS evidence) and the evidence of the pairs
 scoring `STORED_FLOOR` or above, so the report at any level from "possible" up, with either
 setting of `use_identifiers` and any thresholds not below it, is read from the table; other
@@ -100,6 +106,11 @@ SELECT id FROM t WHERE (SELECT count(DISTINCT v) FROM unnest(ins_value) v) > 1
     OR ins_value && ARRAY(SELECT v FROM shared)
 """
 _COPY = "COPY identity_pair (a, b, score_traits, score_ids, evidence, id_evidence) FROM STDIN"
+
+
+class ReportNotBuilt(Exception):
+    """The kept report was never built (or compared no pair) and its rebuild runs or waits for
+    the refresh job: there is no report to serve yet, not even a last kept one."""
 
 
 def _pairs_of(places: Sequence[Sequence[Any]], dirty: set[str]) -> set[tuple[str, str]]:
@@ -320,8 +331,9 @@ async def maintained_report(
 ) -> DuplicateReport:
     """`stored_report`'s report, read from the pairs kept up to date (the queued changes applied
     first, in the same snapshot). `conn`: autocommit, not in a transaction. While a rebuild runs
-    or waits for the refresh job, the last kept report, flagged ``refreshing``; `rebuild`: no
-    job runs, a queue calling for a rebuild is rebuilt by this reader."""
+    or waits for the refresh job, the last kept report, flagged ``refreshing``, or
+    `ReportNotBuilt` when the kept one compared no pair (never built); `rebuild`: no job runs, a
+    queue calling for a rebuild is rebuilt by this reader."""
     thresholds = thresholds or Thresholds()
     weights = weights or Weights()
     floor = thresholds.minimum(level)
@@ -336,6 +348,13 @@ async def maintained_report(
         )
     column = "score_ids" if use_identifiers else "score_traits"
     async with _read(conn, max_block, rebuild) as refreshing:
+        cur = await conn.execute(
+            "SELECT records, compared, (SELECT count(*) FROM identity_oversized) "
+            "FROM identity_report_total"
+        )
+        records, compared, oversized = await cur.fetchone() or (0, 0, 0)
+        if refreshing and not compared:  # never built: an empty list would read "no duplicates"
+            raise ReportNotBuilt("the duplicate report is being computed")
         # the constant lets the planner use the partial index of the candidates
         cur = await conn.execute(
             f"SELECT a, b, {column}, evidence, "
@@ -351,11 +370,6 @@ async def maintained_report(
             )
             if candidate is not None:
                 found.append(candidate)
-        cur = await conn.execute(
-            "SELECT records, compared, (SELECT count(*) FROM identity_oversized) "
-            "FROM identity_report_total"
-        )
-        records, compared, oversized = await cur.fetchone() or (0, 0, 0)
         cur = await conn.execute(
             f"SELECT {RECORD_COLUMNS} FROM identity_trait "
             "WHERE id IN (SELECT id FROM identity_colliding) ORDER BY id"

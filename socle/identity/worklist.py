@@ -4,7 +4,10 @@
   the active stored Patients (library `duplicate_report`: normalised traits, blocking, scores,
   thresholds) at ``level`` (``certain`` | ``probable`` (default) | ``possible``), minus the
   pairs dismissed, with the INS collisions; each candidate with its evidence, the traits
-  compared, and a suggested survivor for ``$merge``.
+  compared, and a suggested survivor for ``$merge``. While the kept report is rebuilt, the
+  last one kept, flagged ``refreshing``; when there is none yet (right after migration 450 on a
+  database already holding Patients, until the refresh job's first rebuild commits), 503 with
+  ``Retry-After`` and an OperationOutcome saying so, never an empty report.
 * ``Patient/$duplicate-dismiss`` (``patient-a``, ``patient-b``, ``reason``): records that two
   records are *not* the same person (a `Basic` resource tagged
   ``urn:socle:identitovigilance|not-duplicate``, one per pair, created conditionally), so the
@@ -36,13 +39,14 @@ from ..fhir.engine import EntryRequest
 from ..fhir.json import decode, encode_str
 from ..fhir.operations.arguments import read_arguments
 from ..fhir.operations.kit import Operation, Param, group, send_parameters
-from ..fhir.outcome import FhirError
+from ..fhir.outcome import FhirError, Issue
 from ..fhir.provenance import agent_of
 from ..fhir.rest.requests import access_of, engine_of
 from ..fhir.validation.profiles_fr import CS_STATUS_COMMENT
 from .capability import PlannedAccess, require_identitovigilance
 from .duplicates import LEVELS, PROBABLE, Candidate, Collision, IdentityRecord
 from .merge import WORKLIST_TAG, pair_key
+from .pair_rows import ReportNotBuilt
 from .reference import OVERLAP, cache_of
 from .resources import optional_reason, patient_reference, reference_id, text_value
 from .status import STATUSES, identity_status
@@ -57,7 +61,9 @@ DUPLICATES = Operation(
     "Suspected duplicate records",
     "The identitovigilance work-list: suspected duplicates of the active Patients at a level "
     "(minus the pairs dismissed) with their evidence and a suggested survivor, and the INS "
-    "collisions. GET (query string) or POST. Identitovigilance capability.",
+    "collisions. GET (query string) or POST. Identitovigilance capability. 503 with "
+    "Retry-After while the report is computed for the first time (after an upgrade or a "
+    "large import).",
     type=True,
     inputs=(
         Param("level", "code", also=("string",), documentation="certain, probable or possible."),
@@ -68,8 +74,8 @@ DUPLICATES = Operation(
         Param(
             "refreshing",
             "boolean",
-            documentation="Present and true while the report is being rebuilt (after an "
-            "upgrade or a large import): the report served is the last one kept.",
+            documentation="Present and true while the report is being rebuilt (a large "
+            "import): the report served is the last one kept (none yet: 503).",
         ),
         group(
             "candidate",
@@ -113,6 +119,9 @@ PAIR_SYSTEM = WORKLIST_TAG + ":pair"
 OTHER_URL = "https://socle.example.org/fhir/StructureDefinition/identitovigilance-other-patient"
 REASON_URL = "https://socle.example.org/fhir/StructureDefinition/identitovigilance-reason"
 FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
+# seconds a client is told to wait for the report's first computation (the refresh job's period
+# by default: its next pass, or a rebuild under way, is to be looked at again then)
+RETRY_AFTER_S = 10
 
 
 async def _tagged(engine: Any, rtype: str, code: str) -> list[dict[str, Any]]:
@@ -204,6 +213,22 @@ def _collision_part(c: Collision) -> dict[str, Any]:
     return {"name": "collision", "part": parts}
 
 
+def not_built() -> FhirError:
+    """The answer while the report has never been computed: not available yet, retry later."""
+    return FhirError(
+        503,
+        [
+            Issue(
+                "error",
+                "transient",
+                "The duplicate report is being computed for the first time (after an upgrade "
+                "or a large import): it is not available yet, try again later",
+            )
+        ],
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 async def duplicates_operation(request: Request) -> Response:
     access = access_of(request)
     await require_identitovigilance(access, "$duplicates")
@@ -219,7 +244,10 @@ async def duplicates_operation(request: Request) -> Response:
         raise FhirError.of(400, "value", "_count must be a whole number", "_count")
     count = max(1, min(int(raw_count), 1000))
     engine = engine_of(request)
-    report = await cache_of(engine).report(engine, level)
+    try:
+        report = await cache_of(engine).report(engine, level)
+    except ReportNotBuilt:
+        raise not_built() from None
     dismissed = await dismissed_pairs(engine)
     shown = [c for c in report.candidates if pair_key("duplicate", c.a, c.b) not in dismissed]
     by_id = await _patients(engine, {pid for c in shown[:count] for pid in (c.a, c.b)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -19,16 +20,28 @@ import psycopg
 import pytest
 
 from socle import migrations
+from socle.auth.server.directory import IDNAT_PS
 from socle.config import Settings
 from socle.database import resolve_url
 from socle.fhir.storage.writer import PendingWrite
 from socle.identity import pair_rows
 from socle.identity.duplicates import PROBABLE, DuplicateReport
-from socle.identity.pair_rows import maintained_report, refresh_pairs
+from socle.identity.pair_rows import ReportNotBuilt, maintained_report, refresh_pairs
 from socle.identity.stored_report import stored_report
 from socle.identity.trait_rows import COLUMNS, _params, row_of, write_traits
 from socle.identity.traits import BIRTH_LIST_GIVEN_URL, BIRTH_PLACE_URL, INSEE_CODE_URL, OID_NIR
-from socle.testing import ServerProcess, database_beside, server_beside, token_for
+from socle.region.generate import iter_resources
+from socle.region.logins import referent_role
+from socle.testing import (
+    ServerProcess,
+    database_beside,
+    fhir_client,
+    server_beside,
+    start_server,
+    stop_server,
+    token_for,
+)
+from tests.web.pro import pro_sign_in
 
 # small blocks: the records pushed past a block's limit (and back) happen at every few steps
 MAX_BLOCK = 3
@@ -568,12 +581,193 @@ def test_migration_450_on_stored_patients_makes_the_full_report(
 
         async def run() -> None:
             async with await _connect(db.url or "") as conn:
-                if rebuild_over is not None:  # the rebuild is the job's: the last kept, empty
-                    waiting = await maintained_report(conn, max_block=MAX_BLOCK)
-                    assert waiting.refreshing and not waiting.candidates
-                    await refresh_pairs(conn, max_block=MAX_BLOCK)
+                if rebuild_over is not None:  # the rebuild is the job's: no report kept yet
+                    with pytest.raises(ReportNotBuilt):
+                        await maintained_report(conn, max_block=MAX_BLOCK)
+                    async with (
+                        await _connect(db.url or "") as job,
+                        await _paused(db.url or "") as admin,
+                    ):
+                        task = asyncio.create_task(refresh_pairs(job, max_block=MAX_BLOCK))
+                        assert await _blocked(admin, job, task)  # the first rebuild runs, paused
+                        for rebuild in (False, True):  # a reader told no job runs: the same
+                            with pytest.raises(ReportNotBuilt):
+                                await maintained_report(conn, max_block=MAX_BLOCK, rebuild=rebuild)
+                        await admin.execute("COMMIT")
+                        assert await task > rebuild_over
                 full = await stored_report(conn, max_block=MAX_BLOCK)
                 assert full.candidates and full.collisions and full.oversized_blocks
                 await _agrees(conn)
 
         asyncio.run(run())
+
+
+# ------------------- over HTTP: a region upgraded from 449 before the job's first rebuild commits
+
+_RESOURCE_ROW = (
+    "INSERT INTO resource (rid, rtype, id, version, last_updated, compartment, content) "
+    "VALUES (nextval('resource_rid_seq'), 'Patient', %s, 1, %s, %s, %s)"
+)
+REFERENT_RPPS = "10000000458"
+
+
+def _generated_patients(patients: int, seed: int) -> list[dict[str, Any]]:
+    """The Patients of a synthetic region (its generated duplicates among them)."""
+    return [r for r in iter_resources(patients, seed) if r["resourceType"] == "Patient"]
+
+
+def _stored_at_449(url: str, patients: list[dict[str, Any]]) -> None:
+    """The Patients as the schema before migration 450 held them: the resource, its trait row
+    and its blocking keys as the write step made them then (no queue)."""
+    now = dt.datetime.now(dt.UTC)
+    stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    rows = [_params(row_of(p["id"], 1, now, p)) for p in patients]
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction(), conn.cursor() as cur:
+        meta = {"versionId": "1", "lastUpdated": stamp}
+        contents = [json.dumps({**p, "meta": {**p.get("meta", {}), **meta}}) for p in patients]
+        cur.executemany(
+            _RESOURCE_ROW,
+            [(p["id"], now, p["id"], c) for p, c in zip(patients, contents, strict=True)],
+        )
+        cur.executemany(_TRAIT_ROW, [[row[c] for c in COLUMNS.split(", ")] for row in rows])
+        cur.executemany(
+            "INSERT INTO identity_block (key, id) SELECT DISTINCT k, %s FROM unnest(%s::text[]) k",
+            [(row["id"], row["keys"]) for row in rows],
+        )
+
+
+def _rebuild_running(url: str) -> bool:
+    """Whether a rebuild holds the rebuild lock (exclusive) on this database."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND mode = 'ExclusiveLock' AND objid = %s AND classid = 0 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (pair_rows._REBUILD,),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def _until(what: Any, message: str) -> None:
+    """Look for an observable change every 0.1 s, within two minutes (not a timed assertion)."""
+    for _ in range(1200):
+        if what():
+            return
+        time.sleep(0.1)
+    raise AssertionError(message)
+
+
+def _referent(srv: ServerProcess) -> None:
+    """An identity referent in the directory (his PractitionerRole says so)."""
+    org, pr = "dupempty-org", "dupempty-referent"
+    entries = [
+        {"resourceType": "Organization", "id": org, "name": "Cellule d'identitovigilance"},
+        {
+            "resourceType": "Practitioner",
+            "id": pr,
+            "identifier": [{"system": IDNAT_PS, "value": "8" + REFERENT_RPPS}],
+            "name": [{"family": "Référente", "given": ["Alix"]}],
+        },
+        referent_role({"practitioner": pr, "organization": org}),
+    ]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in entries
+        ],
+    }
+    with fhir_client(srv) as client:
+        r = client.post("", json=bundle)
+        assert r.status_code == 200, r.text
+
+
+def test_duplicates_before_the_first_rebuild_after_migration_450_say_it_is_being_computed(
+    database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at 449 holding more Patients than a refresh applies (`_WHOLE`), migrated to
+    the current schema: until the refresh job's first rebuild commits, `$duplicates` answers 503
+    with Retry-After and an OperationOutcome, and the referent's page says « en cours de calcul »
+    — never an empty report reading "no duplicates". Once rebuilt, both give the full report.
+    Then a large import on the built report: the last kept report is served, flagged
+    ``refreshing``, and the page says the list is being brought up to date."""
+    every = list(migrations.MIGRATIONS)
+    patients = _generated_patients(2000, 18)
+    assert len(patients) > pair_rows._WHOLE  # the rebuild is the job's
+    with database_beside(database, "socle_pairs_first") as db:
+        url = db.url or ""
+        with psycopg.connect(url, autocommit=True) as conn:
+            monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in every if m[0] < 450])
+            migrations.migrate(conn)
+        _stored_at_449(url, patients)
+        with psycopg.connect(url, autocommit=True) as conn:
+            monkeypatch.setattr(migrations, "MIGRATIONS", every)
+            assert 450 in migrations.migrate(conn)
+        # the job's first rebuild is paused at its first write of identity_oversized
+        admin = psycopg.connect(url)
+        admin.execute("LOCK TABLE identity_oversized IN EXCLUSIVE MODE")
+        env = {"SOCLE_IDENTITY_WATCH_SECONDS": "0", "SOCLE_IDENTITY_REPORT_SECONDS": "0.5"}
+        srv = start_server(db, extra_env=env)
+        try:
+            _referent(srv)
+            _until(lambda: _rebuild_running(url), "the refresh job's rebuild did not begin")
+            with fhir_client(srv) as client, httpx.Client(base_url=srv.base, timeout=60) as web:
+                pro_sign_in(web, REFERENT_RPPS)
+                for level in ("possible", "probable"):
+                    r = client.get("/Patient/$duplicates", params={"level": level})
+                    assert r.status_code == 503, r.text
+                    assert r.headers["Retry-After"] == "10"
+                    outcome = r.json()
+                    assert outcome["resourceType"] == "OperationOutcome"
+                    assert outcome["issue"][0]["code"] == "transient"
+                    assert "being computed" in outcome["issue"][0]["diagnostics"]
+                page = web.get("/pro/identitovigilance")
+                assert page.status_code == 200, page.text
+                assert "Rapport en cours de calcul" in page.text
+                assert "Aucun doublon suspecté" not in page.text and "0 paire" not in page.text
+                admin.commit()  # the rebuild goes on and commits
+                _until(
+                    lambda: client.get("/Patient/$duplicates").status_code == 200,
+                    "the report was not served after the rebuild",
+                )
+                _until(lambda: not _rebuild_running(url), "the rebuild lock was not released")
+                built = _served(client)
+                assert built == _computed(url) and built[3]  # the full report, candidates
+                page = web.get("/pro/identitovigilance")
+                assert "Paire 1 — score" in page.text and "Rapport en cours" not in page.text
+
+                # a large import on the built report: the last kept one, said to be refreshing
+                admin.execute("LOCK TABLE identity_oversized IN EXCLUSIVE MODE")
+                _imported(url, [{**p, "id": f"import-{p['id']}"} for p in patients])
+                _until(lambda: _rebuild_running(url), "the import's rebuild did not begin")
+                r = client.get("/Patient/$duplicates", params={"level": "possible"})
+                assert r.status_code == 200, r.text
+                assert {"name": "refreshing", "valueBoolean": True} in r.json()["parameter"]
+                assert _served(client) == built
+                page = web.get("/pro/identitovigilance")
+                assert "Rapport en cours de mise à jour" in page.text
+                assert "Paire 1 — score" in page.text
+                admin.commit()
+                _until(lambda: not _rebuild_running(url), "the import's rebuild did not end")
+                # the counts (every copy is a candidate with its original: over `_count`)
+                assert _served(client)[:3] == _computed(url)[:3] != built[:3]
+        finally:
+            admin.close()
+            stop_server(srv)
+
+
+def _imported(url: str, patients: list[dict[str, Any]]) -> None:
+    """Trait rows written as an import's write step writes them (in one transaction): more
+    records queued than a refresh applies."""
+
+    async def run() -> None:
+        now = dt.datetime.now(dt.UTC)
+        writes = [
+            PendingWrite("update", "Patient", str(p["id"]), p, version=1, last_updated=now)
+            for p in patients
+        ]
+        async with await _connect(url) as conn, conn.transaction():
+            await write_traits(conn, writes)
+
+    asyncio.run(run())

@@ -2,7 +2,9 @@
 side by side with their traits and statuses; merge, unmerge and dismiss through the identity
 service's own operations (``$duplicates``, ``$merge``, ``$unmerge``, ``$duplicate-dismiss``)
 called as the referent: they check the identitovigilance capability and audit. Every action
-is a POST with its CSRF token, confirmed on a page saying what it will do."""
+is a POST with its CSRF token, confirmed on a page saying what it will do. While the report is
+computed for the first time (``$duplicates`` answers 503) the page says so, « en cours de
+calcul », instead of a list; while it is rebuilt, the list is the last one kept, said so too."""
 
 from __future__ import annotations
 
@@ -81,6 +83,15 @@ async def worklist(request: Request) -> Response:
     if isinstance(who, Response):
         return who
     answer = await call(request, "GET", "/fhir/Patient/$duplicates", query=[("_count", str(LIMIT))])
+    if answer.status == 503:  # the report's first computation is under way: no list to show yet
+        return page(
+            request,
+            "pro/worklist.html",
+            "Identitovigilance : doublons suspectés",
+            computing=True,
+            pairs=[],
+            people={},
+        )
     if not answer.ok:
         return _refused(request, answer)
     candidates = []
@@ -121,6 +132,7 @@ async def worklist(request: Request) -> Response:
         pairs=pairs,
         people=people,
         total=_value(answer.body.get("parameter") or [], "total"),
+        refreshing=bool(_value(answer.body.get("parameter") or [], "refreshing")),
         done=request.query_params.get("fait", ""),
         undo=request.query_params.get("annuler", ""),
     )
