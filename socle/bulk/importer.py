@@ -55,6 +55,7 @@ from ..fhir.storage import writer
 from ..fhir.storage.content import content_store, grouped_syncs
 from ..fhir.storage.writer import PendingWrite, stamp
 from ..fhir.type_writes import committed as type_steps_committed
+from ..record.read_ahead import reading_ahead, remember
 from .rows import ENGINE_TYPES, INDEX_KINDS, ChunkRows, make_rows, validators, warm_up
 from .sources import Source, SourceError, numbered_lines, resolve
 
@@ -410,8 +411,11 @@ async def _with_compartments(
 
 
 def _entry(line: bytes) -> EntryRequest:
+    """A line's PUT, checked already by a worker (`rows.make_rows` validates every line)."""
     resource = decode(line, "line")
-    return EntryRequest("PUT", f"{resource['resourceType']}/{resource['id']}", resource=resource)
+    return EntryRequest(
+        "PUT", f"{resource['resourceType']}/{resource['id']}", resource=resource, validated=True
+    )
 
 
 async def _copy(conn: AsyncConnection, target: str, data: bytes) -> None:
@@ -571,8 +575,11 @@ async def _run(
         since = (await (await conn.execute("SELECT now()")).fetchone())[0]  # type: ignore[index]
     status = "failed"
     try:
-        async with pool.connection() as conn, pool.connection() as rid_conn:
-            await _pipeline(conn, rid_conn, engine, importer, sources, result, options, executor)
+        with reading_ahead():  # the CDA headers the workers read, for the record's rule
+            async with pool.connection() as conn, pool.connection() as rid_conn:
+                await _pipeline(
+                    conn, rid_conn, engine, importer, sources, result, options, executor
+                )
             status = "done"
     except StrictStop as stop:
         result.keep_bad(stop.bad)
@@ -614,6 +621,7 @@ async def _pipeline(
     async def settle() -> None:
         source, lines, future = pending.popleft()
         rows = await future
+        remember(rows.read_ahead)  # for the record's rule, on the documents of later chunks
         done = await importer.apply(conn, source, rows, lines)
         await type_steps_committed(engine.pool, {t for t, _, _ in done.written})
         result.chunks += 1
