@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from socle.bulk.importer import _ranges_chunks
+from socle.bulk.importer import _filling, _ranges_chunks
 from socle.bulk.rows import _text, make_rows
 from socle.bulk.sources import Source
 from socle.fhir.json import encode
@@ -141,3 +141,13 @@ def test_headers_read_ahead_are_offered_inside_the_import_and_taken_once() -> No
         refused = taken(key)
         assert isinstance(refused, CdaError) and refused.issues[0].diagnostics == "CDA: no"
     assert taken(key) is None
+
+
+def test_a_run_s_first_chunks_are_smaller_while_the_workers_fill_the_pipeline() -> None:
+    lines = [b"{}\n"] * 2000
+    sizes = [(first, len(chunk)) for first, chunk in _filling(1, lines, 0)]
+    assert sizes == [(1, 250), (251, 500), (751, 1000), (1751, 250)]
+    assert [(f, len(c)) for f, c in _filling(2001, lines, 3)] == [(2001, 2000)]
+    assert [(f, len(c)) for f, c in _filling(1, lines, 2)] == [(1, 1000), (1001, 1000)]
+    # a small --chunk is kept as it is
+    assert [(f, len(c)) for f, c in _filling(5, lines[:2], 0)] == [(5, 2)]
