@@ -5,7 +5,9 @@ validators and every service's), stamped version 1 and indexed by the engine's o
 (`index_resource`, `patient_compartment`), then encoded as rows of PostgreSQL's COPY text format
 for `resource` and the `idx_*` tables, with the `rid` the main process reserved for the line. The
 main process only streams those bytes. Lines of types whose writes take more than a row (see
-`ENGINE_TYPES`) are handed back to go through the engine's unit of work instead.
+`ENGINE_TYPES`) are checked too, then handed back to go through the engine's unit of work
+instead, which does not check them again (`EntryRequest.validated`); a Binary's CDA header is
+read here from its data, for the shared record's rule (`socle/record/read_ahead.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue, bad_request
 from ..fhir.storage.writer import _TABLE_COLUMNS, check_id, stamp
 from ..fhir.type_writes import TYPE_WRITES
+from ..record.read_ahead import ContentKey, Read, read_ahead
 
 # Types whose write has the engine's own steps beyond its rows (type_writes: Binary bytes to the
 # content store, a SearchParameter's reindex job, the terminology rows of a CodeSystem, ValueSet
@@ -53,8 +56,10 @@ class ChunkRows:
     event_rows: list[bytes] = field(default_factory=list)
     # per index kind, the rows of each resource of ``written`` (b"" when none)
     index_rows: dict[str, list[bytes]] = field(default_factory=dict)
-    # (line, rtype, id) of lines for the engine's unit of work
+    # (line, rtype, id) of lines for the engine's unit of work, validated already
     engine: list[tuple[int, str, str]] = field(default_factory=list)
+    # the CDA headers of the Binaries among them, read from their data (`record.read_ahead`)
+    read_ahead: list[tuple[ContentKey, Read]] = field(default_factory=list)
     # (line, OperationOutcome) of each bad line
     bad: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     # the time the rows were stamped with (version 1's lastUpdated)
@@ -205,12 +210,15 @@ def make_rows(
         try:
             resource = check_line(line, f"line {number}")
             rtype, rid = resource["resourceType"], resource["id"]
-            if rtype in engine_types:
-                out.engine.append((number, rtype, rid))
-                continue
             validate(resource)
         except FhirError as err:
             out.bad.append((number, err.outcome()))
+            continue
+        if rtype in engine_types:
+            # validated here: the unit of work takes it as it is (`EntryRequest.validated`)
+            out.engine.append((number, rtype, rid))
+            if rtype == "Binary" and (found := read_ahead(resource)) is not None:
+                out.read_ahead.append(found)
             continue
         content = stamp(resource, 1, now)
         rows = index_resource(resource)

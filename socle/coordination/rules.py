@@ -105,7 +105,28 @@ def codings(node: Any, path: str) -> Iterator[tuple[dict[str, Any], str]]:
                 yield from codings(value, f"{path}.{key}")
 
 
+def _any_unknown_code(resource: dict[str, Any]) -> bool:
+    """Whether a Coding-like object under ``resource`` (as `codings` finds them) has a code its
+    system does not hold: the walk of every write, without the locations `codings` builds."""
+    stack: list[Any] = [resource]
+    while stack:
+        node = stack.pop()
+        system = node.get("system")
+        if isinstance(system, str) and "code" in node:
+            known = KNOWN.get(system)
+            if known is not None and node.get("code") not in known:
+                return True
+        for value in node.values():
+            if isinstance(value, dict):
+                stack.append(value)
+            elif isinstance(value, list):
+                stack.extend(item for item in value if isinstance(item, dict))
+    return False
+
+
 def _unknown_codes(resource: dict[str, Any], base: str) -> list[Issue]:
+    if not _any_unknown_code(resource):
+        return []
     issues = []
     for coding, where in codings(resource, base):
         known = KNOWN.get(coding["system"])

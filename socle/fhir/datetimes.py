@@ -21,6 +21,7 @@ _FULL = re.compile(
 )
 
 
+@lru_cache(maxsize=1 << 13)  # the same instants recur (an encounter's observations)
 def date_range(value: str) -> tuple[datetime, datetime] | None:
     """The [low, high) range a date/dateTime/instant denotes, or None if it is not one."""
     m = _PARTIAL.match(value)

@@ -519,8 +519,9 @@ class Engine:
             if not planner.access.platform:
                 w.owner = planner.access.owner
             if w.resource is not None:
-                await planner.rewrite_references(w.resource, p.req.where)
-                w.warnings = self.validate(w.resource, p.req.where)
+                rewritten = await planner.rewrite_references(w.resource, p.req.where)
+                if not (_validated_already(p, planner.access) and not rewritten):
+                    w.warnings = self.validate(w.resource, p.req.where)
             writes.append(w)
         # Once every entry is valid (a Binary's bytes go to the content store).
         await type_writes.prepare(planner.conn, writes, self.content)
@@ -547,6 +548,19 @@ class Engine:
             business = all(i.code == "business-rule" for i in errors)
             raise FhirError(422 if business else 400, errors)
         return issues
+
+
+def _validated_already(p: Planned, access: Access) -> bool:
+    """Whether the entry's resource is written as the platform's own work checked it before
+    (`EntryRequest.validated`): a POST or PUT of the platform's context, its resource the one
+    sent (not a patch's result)."""
+    return (
+        p.req.validated
+        and access.platform
+        and p.req.method in ("POST", "PUT")
+        and p.write is not None
+        and p.write.resource is p.req.resource
+    )
 
 
 def _interaction_of(entries: list[EntryRequest]) -> str:

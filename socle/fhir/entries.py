@@ -23,6 +23,11 @@ class EntryRequest:
     if_match: str | None = None
     patch_type: str | None = None  # PATCH body: "json" (RFC 6902), "merge" (RFC 7386), "fhirpath"
     where: str = ""  # FHIRPath location of the entry, for error messages
+    # The resource was checked already by the engine's validators (`Engine.validators`), in
+    # another process of the platform's own work (a bulk import's workers): the unit of work
+    # does not validate it again. Honoured only for the platform's context, for a POST or PUT
+    # whose references the unit of work leaves as they are; any other write is validated.
+    validated: bool = False
 
 
 @dataclass

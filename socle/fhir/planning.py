@@ -241,8 +241,10 @@ class Planner:
             return
         p.write = PendingWrite("update", p.rtype, p.id, p.req.resource, if_match=if_match)
 
-    async def rewrite_references(self, node: Any, where: str) -> None:
-        """Replace urn:uuid fullUrls and conditional references (`Patient?identifier=…`)."""
+    async def rewrite_references(self, node: Any, where: str) -> bool:
+        """Replace urn:uuid fullUrls and conditional references (`Patient?identifier=…`);
+        whether any was replaced."""
+        changed = False
         stack = [node]
         while stack:
             item = stack.pop()
@@ -251,8 +253,10 @@ class Planner:
                     if isinstance(value, str):
                         if value in self.refs:
                             item[key] = self.refs[value]
+                            changed = True
                         elif key == "reference" and "?" in value and not value.startswith("#"):
                             item[key] = await self._resolve_conditional_reference(value, where)
+                            changed = True
                         elif key == "reference" and value.startswith("urn:uuid:"):
                             raise bad_request(
                                 f"Reference '{value}' matches no entry fullUrl of the transaction",
@@ -264,8 +268,10 @@ class Planner:
                 for i, value in enumerate(item):
                     if isinstance(value, str) and value in self.refs:
                         item[i] = self.refs[value]
+                        changed = True
                     elif isinstance(value, (dict, list)):
                         stack.append(value)
+        return changed
 
     async def _resolve_conditional_reference(self, ref: str, where: str) -> str:
         rtype, _, query = ref.partition("?")

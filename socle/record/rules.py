@@ -31,15 +31,16 @@ from ..fhir.access import Access
 from ..fhir.attachments import content_mismatches
 from ..fhir.json import decode
 from ..fhir.outcome import FhirError, Issue, forbidden
-from ..fhir.storage.binary import content_ref, decode_data, sha1
+from ..fhir.storage.binary import ContentRef, content_ref, decode_data, sha1
 from ..fhir.storage.content import ContentStore
 from ..fhir.storage.reader import Version, find_current, find_currents
 from ..fhir.storage.writer import PendingWrite
 from ..identity.sharing import may_reference_by_ins
 from ..identity.traits import ins_from_patient
 from . import directory
-from .cda import CdaError, compare_with_metadata, read_header
+from .cda import CdaError, CdaHeader, compare_with_metadata, read_header
 from .pdsm import CDA_CONTENT_TYPES, IS_ARCHIVED, VISIBILITY, is_record_document, is_simplified
+from .read_ahead import ContentKey, taken
 from .terminology import ans_system, check_codeable, value_set
 
 MUTABLE = ("status", "securityLabel")
@@ -880,16 +881,30 @@ async def _check_content(
                     )
                 )
         if ctype in CDA_CONTENT_TYPES and patient_ins is not None:
-            if data is None and ref is not None and unit.store is not None:
-                data = await unit.store.read(ref.key)
-            if data is None:
-                continue
             try:
-                header = read_header(data)
+                header = await _cda_header(unit, data, ref, (digest, size))
             except CdaError as exc:
                 unit.issues.extend(i.at(at) for i in exc.issues)
                 continue
-            unit.issues.extend(compare_with_metadata(header, doc, patient_ins, loc))
+            if header is not None:
+                unit.issues.extend(compare_with_metadata(header, doc, patient_ins, loc))
+
+
+async def _cda_header(
+    unit: _Unit, data: bytes | None, ref: ContentRef | None, content: ContentKey
+) -> CdaHeader | None:
+    """The CDA header of a document's content (raises CdaError): the bytes at hand parsed (the
+    unit's own Binary); else read ahead where they were (`read_ahead`: a bulk import's
+    workers); else read back from the content store and parsed. None without bytes."""
+    if data is None:
+        known = taken(content)
+        if isinstance(known, CdaError):
+            raise known
+        if known is not None:
+            return known
+        if ref is not None and unit.store is not None:
+            data = await unit.store.read(ref.key)
+    return read_header(data) if data is not None else None
 
 
 async def _check_replacement(unit: _Unit, w: PendingWrite, subject: str | None) -> None:

@@ -6,6 +6,7 @@ subprocess, then looks at the rows and, for searches, asks a real server over HT
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -457,3 +458,62 @@ def test_the_types_a_service_rule_checks_meet_it_as_a_rest_write_does(
     assert len(outcomes) == 1
     assert outcomes[0]["issue"][0]["code"] == "code-invalid"
     assert outcomes[0]["issue"][0]["expression"] == ["Goal.category[0].coding[0].code"]
+
+
+def test_documents_are_checked_alike_with_their_cda_headers_read_ahead_or_not(
+    database: Database, tmp_path: Path
+) -> None:
+    """The workers read each CDA's header from its Binary's line (`record.read_ahead`) and the
+    record's rule compares that with the DocumentReference; a run that meets the documents
+    without their Binaries (a later run, a resumed one) reads the header back from the content
+    store. Both refuse and store the same: one entry whose masterIdentifier contradicts its CDA,
+    one whose CDA is not a French CDA (and whose hash no longer matches)."""
+    folder = region(tmp_path, 4, seed=5)
+    binaries = {
+        r["id"]: r for r in map(json.loads, (folder / "Binary.ndjson").read_text().splitlines())
+    }
+    docs = [json.loads(line) for line in (folder / "DocumentReference.ndjson").open()]
+    cda = [
+        d
+        for d in docs
+        if binaries[d["content"][0]["attachment"]["url"].removeprefix("Binary/")]["contentType"]
+        == "text/xml"
+    ]
+    assert len(cda) >= 2
+    cda[0]["masterIdentifier"]["value"] += "9"
+    broken = cda[1]["content"][0]["attachment"]["url"].removeprefix("Binary/")
+    binaries[broken]["data"] = base64.b64encode(b"<ClinicalDocument/>").decode()
+    ndjson(folder / "Binary.ndjson", *binaries.values())
+    ndjson(folder / "DocumentReference.ndjson", *docs)
+    others = [str(f) for f in sorted(folder.glob("*.ndjson")) if f.stem != "DocumentReference"]
+    reports: list[dict[tuple[str, int], object]] = []
+    stored: list[list[tuple]] = []
+    for together in (True, False):
+        with database_beside(database, "socle_import_ahead") as db:
+            report = tmp_path / f"report-{together}.ndjson"
+            docs_file = str(folder / "DocumentReference.ndjson")
+            if together:
+                done = socle_import(db, str(folder), "--report", str(report))
+            else:
+                assert socle_import(db, *others).returncode == 0
+                done = socle_import(db, docs_file, "--report", str(report))
+            assert done.returncode == 1, done.stderr
+            reports.append(
+                {
+                    (Path(b["source"]).name, b["line"]): b["outcome"]
+                    for b in map(json.loads, report.read_text().splitlines())
+                }
+            )
+            stored.append(
+                query(
+                    db,
+                    "SELECT id, (content #- '{meta,lastUpdated}')::text FROM resource "
+                    "WHERE rtype = 'DocumentReference' ORDER BY id",
+                )
+            )
+    assert reports[0] == reports[1]
+    refused = {line for _, line in reports[0]}
+    assert refused == {docs.index(cda[0]) + 1, docs.index(cda[1]) + 1}
+    said = json.dumps(list(reports[0].values()))
+    assert "masterIdentifier" in said and "CDA" in said
+    assert stored[0] == stored[1] and len(stored[0]) == len(docs) - 2
