@@ -1,21 +1,24 @@
 """Subscriptions under write load: notification latency from commit to delivery at a local
 rest-hook receiver, and what the subscriptions cost the writes.
 
-    .venv/bin/python bench/subscriptions.py [--subscriptions 100] [--clients 8] [--duration 20]
-        [--rate WRITES_PER_S]
+    .venv/bin/python bench/subscriptions.py [--subscriptions 100] [--patients 100] [--clients 8]
+        [--duration 20] [--rate WRITES_PER_S] [--receiver process|thread]
+        [--database-url URL [--statements N]]
 
-Starts Socle (one worker, jobs in the serving process) on a fresh embedded database, writes 100
-Patients, then creates Observations of them as fast as `--clients` closed-loop clients go for
-`--duration` seconds: first with no subscription, then with `--subscriptions` active topic
-subscriptions (observation-write, each filtered on one patient, id-only, rest-hook to a receiver
-in this script). Latency is the receiver's clock at arrival minus each event's `timestamp`
-(the writing transaction's time) — same machine, same clock.
+Starts Socle (one worker, jobs in the serving process) on a fresh embedded database, writes
+`--patients` Patients, then creates Observations of them in turn as fast as `--clients`
+closed-loop clients go for `--duration` seconds: first with no subscription, then with
+`--subscriptions` active topic subscriptions (observation-write, each filtered on one patient,
+id-only, rest-hook to a receiver started by this script). Latency is the receiver's clock at
+arrival minus each event's `timestamp` (the writing transaction's time) — same machine, same
+clock.
 
 CPU: the server's processes (the `socle worker`s too) and PostgreSQL's, over each run of
 writes (the second until the last notification arrived), divided by the writes; what the
 run with subscriptions spent beyond the writes' own cost, divided by the events notified, is
-the CPU per notification (matching and delivery): the figure to compare two versions of the
-code with on a shared host (throughput varies with its load). Prints one JSON document.
+the CPU per notification (matching and delivery; also given for Socle's processes and
+PostgreSQL's apart): the figure to compare two versions of the code with on a shared host
+(throughput varies with its load). Prints one JSON document.
 
 The receiver runs in a process of its own (an aiohttp server, `--receiver process`, the
 default since 2026-12-05): a real endpoint is another machine. Its CPU is not Socle's: the JSON
@@ -224,7 +227,8 @@ class Meter:
         self.tops = [psutil.Process(p.pid) for p in [server.process, *workers]]
         self.data_dir = data_dir  # PostgreSQL's processes are those naming it
 
-    def _procs(self) -> list[psutil.Process]:
+    def _procs(self) -> tuple[set[psutil.Process], set[psutil.Process]]:
+        """Socle's processes, PostgreSQL's."""
         postgres = [
             p
             for p in psutil.process_iter(["cmdline"])
@@ -233,17 +237,21 @@ class Meter:
         ]
         pg = {*postgres, *(c for p in postgres for c in p.children(recursive=True))}
         socle = {*self.tops, *(c for t in self.tops for c in t.children(recursive=True))} - pg
-        return [*socle, *pg]
+        return socle, pg
 
     def start(self) -> None:
-        self.procs = self._procs()
-        self.before = {p.pid: cpu_seconds([p]) for p in self.procs}
+        socle, pg = self._procs()
+        self.before = {p.pid: cpu_seconds([p]) for p in (*socle, *pg)}
 
     def spent(self) -> float:
-        total = 0.0
-        for p in self._procs():
-            total += cpu_seconds([p]) - self.before.get(p.pid, 0.0)
-        return total
+        return sum(self.spent_apart())
+
+    def spent_apart(self) -> tuple[float, float]:
+        """CPU seconds since `start`: Socle's processes, PostgreSQL's."""
+        return tuple(  # type: ignore[return-value]
+            sum(cpu_seconds([p]) - self.before.get(p.pid, 0.0) for p in procs)
+            for procs in self._procs()
+        )
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -304,6 +312,15 @@ def main() -> None:
     ap.add_argument("--subscriptions", type=int, default=100)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--duration", type=float, default=20)
+    ap.add_argument(
+        "--patients",
+        type=int,
+        default=100,
+        help="the Patients written about, round robin (subscription i follows patient i modulo "
+        "this): with as many subscriptions as patients, each follows writes/s / patients events "
+        "per second (`--subscriptions 20 --patients 20 --rate 100`: 5 a second each, as 100 at "
+        "500 writes/s, for a fifth of the load)",
+    )
     ap.add_argument(
         "--rate",
         type=float,
@@ -390,7 +407,7 @@ def run(
                         "/Patient",
                         json={"resourceType": "Patient", "name": [{"family": f"N{i}"}]},
                     ).json()["id"]
-                    for i in range(100)
+                    for i in range(args.patients)
                 ]
                 meter = Meter(server, data_dir, workers)
                 meter.start()
@@ -398,7 +415,8 @@ def run(
                 without = asyncio.run(
                     creates(server, patients, args.clients, args.duration, args.rate)
                 )
-                cpu_without = meter.spent()
+                socle_without, pg_without = meter.spent_apart()
+                cpu_without = socle_without + pg_without
                 client_without = cpu_seconds([me]) - client_before
                 for i in range(args.subscriptions):
                     sub = {
@@ -410,7 +428,7 @@ def run(
                             "extension": [
                                 {
                                     "url": FILTER,
-                                    "valueString": f"patient=Patient/{patients[i % 100]}",
+                                    "valueString": f"patient=Patient/{patients[i % len(patients)]}",
                                 }
                             ]
                         },
@@ -447,7 +465,8 @@ def run(
                     quiet = quiet + 0.2 if counted == seen else 0.0
                     seen = counted
                     time.sleep(0.2)
-                cpu_with = meter.spent()
+                socle_with, pg_with = meter.spent_apart()
+                cpu_with = socle_with + pg_with
                 receiver_cpu = receiver.cpu_seconds() - receiver_before
                 receiver.report()
                 pg = {} if statements is None else statements.report(seen - counted_before)
@@ -460,6 +479,7 @@ def run(
     notifications = max(receiver.notifications, 1)
     return {
         "subscriptions": args.subscriptions,
+        "patients": args.patients,
         "clients": args.clients,
         "duration_s": args.duration,
         "rate_limit_per_s": args.rate,
@@ -477,6 +497,13 @@ def run(
         "cpu_us_per_write_without": round(per_write * 1e6),
         "cpu_us_per_write_with": round(cpu_with / max(written, 1) * 1e6),
         "cpu_us_per_notified_event": round(extra / events * 1e6),
+        # the same apart: Socle's processes, PostgreSQL's
+        "socle_cpu_us_per_notified_event": round(
+            (socle_with - socle_without / max(without["requests"], 1) * written) / events * 1e6
+        ),
+        "postgresql_cpu_us_per_notified_event": round(
+            (pg_with - pg_without / max(without["requests"], 1) * written) / events * 1e6
+        ),
         # the events per POST vary with how far deliveries lag (a late one carries
         # several): compare versions by CPU per notification too
         "notifications": receiver.notifications,
