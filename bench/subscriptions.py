@@ -401,6 +401,15 @@ def run(
         else:
             data_dir = str(db.data_dir)
         with job_workers(server, args.job_workers, env) as workers:
+            # their start (imports, the periodic jobs declared) is not the writes' CPU: it
+            # made the CPU per write without subscriptions too high, and the events' negative
+            for i in range(args.job_workers):
+                log = Path(db.data_dir) / f"worker-{server.port}-{i}.log"
+                deadline = time.monotonic() + 90
+                while "running jobs" not in (log.read_text() if log.exists() else ""):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"socle worker {i} did not start")
+                    time.sleep(0.2)
             headers = {"Content-Type": "application/fhir+json", **auth_headers(server)}
             with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as c:
                 patients = [
