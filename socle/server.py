@@ -33,6 +33,7 @@ from .fhir.engine import Engine
 from .fhir.operations import catalogue, everything, validate
 from .fhir.outcome import FhirError
 from .fhir.rest.app import routes as fhir_routes
+from .fhir.rest.app import type_routes as fhir_type_routes
 from .fhir.rest.http import error_response, fhir_response
 from .fhir.search import custom as custom_params
 from .fhir.search.paging import PageTokens
@@ -197,6 +198,7 @@ def create_app(
 
     app = Starlette(
         routes=[
+            *fhir_type_routes,  # first: matched by nothing else (socle/fhir/rest/app.py)
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *(route for service in services for route in _routes_of(service, settings)),
