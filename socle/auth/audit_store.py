@@ -37,7 +37,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,7 @@ class AuditSink:
     def __init__(self, pool: AsyncConnectionPool, reads: CoalescedReads | None = None) -> None:
         self.pool = pool
         self.reads = reads
-        self._pending: list[tuple[list[AuditRow], Callable[[BaseException | None], None]]] = []
+        self._pending: list[tuple[list[AuditRow], asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         if reads is not None:
@@ -153,39 +153,30 @@ class AuditSink:
         if not rows:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def done(exc: BaseException | None) -> None:
-            if future.done():
-                return
-            if exc is None:
-                future.set_result(None)
-            else:
-                future.set_exception(exc)
-
-        self.carry(rows, done)
+        self._pending.append((rows, future))
         if self.reads is not None:
             self.reads.kick()
         else:
             self._wakeup.set()
         await future
 
-    def carry(self, rows: list[AuditRow], done: Callable[[BaseException | None], None]) -> None:
-        """Owe ``rows``: ``done`` is told once they are committed (None) or failed. The reads'
-        loop calls this for a read it checked itself (it writes them with its next statement);
-        :meth:`submit` for any other request."""
-        self._pending.append((rows, done))
-
     def take(self) -> Ride | None:
         """The records waiting now as one INSERT, for the reads' next statement."""
         if not self._pending:
             return None
         batch, self._pending = self._pending, []
+        futures = [future for _, future in batch]
 
         def settle(exc: BaseException | None) -> None:
             if exc is not None:
                 log.error("audit append failed", exc_info=exc)
-            for _, done in batch:
-                done(exc)
+            for future in futures:
+                if future.done():
+                    continue
+                if exc is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(exc)
 
         return Ride(insert_statement([r for rows, _ in batch for r in rows]), settle)
 
@@ -201,11 +192,13 @@ class AuditSink:
                     await write_events(conn, [r for rows, _ in batch for r in rows])
             except Exception as exc:  # noqa: BLE001 - every waiting request must learn it
                 log.exception("audit append failed")
-                for _, done in batch:
-                    done(exc)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
                 continue
-            for _, done in batch:
-                done(None)
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
 
 class AnchorMismatch(Exception):

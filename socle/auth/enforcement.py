@@ -734,11 +734,6 @@ class PolicyAccess:
         p = self.principal
         return p.subject if not p.fhir_user and p.role != Role.PROFESSIONAL else None
 
-    def read_record_rows(self, touched: Touched) -> list[AuditRow]:
-        """The record of a read by id as rows, for the reads' loop to carry to the audit sink
-        (the engine's fast path for reads: socle/fhir/storage/coalesce.py)."""
-        return self._events(touched)
-
     def record_statement(self, touched: Touched) -> Sql | None:
         rows = self._events(touched)
         return insert_statement(rows) if rows else None

@@ -202,18 +202,7 @@ class Engine:
         self.check_type(rtype)
         if rtype in self.external:
             return await self.external[rtype].read(self.reader, rid, vid, access)
-        rows_of = getattr(access, "read_record_rows", None)
-        if vid is None and access.prepared and rows_of is not None and not access.platform:
-            # checked and its record built in the reads' loop, the record riding with the next
-            # reads' statement: the request waits once, for its row and its committed record
-            # (storage/coalesce.py; without a rider, `then` is not used and the code below runs)
-            def then(v: Version) -> tuple[list[Any], FhirError | None]:
-                return _checked_read(access, rows_of, interaction, rtype, v)
-
-            v = await self.current_reads.read(rtype, rid, then)
-            if self.current_reads.rider is not None:
-                return v
-        elif vid is None and access.prepared:
+        if vid is None and access.prepared:
             v = await self.current_reads.read(rtype, rid)
         elif vid is None:
             # what the decision needs (a professional's relationships) loads beside the read,
@@ -585,36 +574,11 @@ def _interaction_of(entries: list[EntryRequest]) -> str:
     return "read"
 
 
-def _refusal(interaction: str, rtype: str | None, err: FhirError) -> Touched | None:
-    """What a refused access (403, or 404 for a hidden resource) records; None: nothing."""
-    if err.status in (403, 404) and err.denied:
-        detail = err.issues[0].diagnostics if err.issues else None
-        return Touched(interaction, rtype, outcome="4", detail=detail)
-    return None
-
-
 async def _denied(access: Access, interaction: str, rtype: str | None, err: FhirError) -> None:
     """Audit a refused access (403, or 404 for a hidden resource)."""
-    touched = _refusal(interaction, rtype, err)
-    if touched is not None:
-        await access.record(None, touched)
-
-
-def _checked_read(
-    access: Access,
-    rows_of: Callable[[Touched], list[Any]],
-    interaction: str,
-    rtype: str,
-    v: Version,
-) -> tuple[list[Any], FhirError | None]:
-    """A current row read for ``access``: the audit rows to commit before answering (the
-    read's record, or its refusal's), and the error to answer with (None: the row)."""
-    try:
-        access.check_read(v, DIRECT)
-    except FhirError as err:
-        refusal = _refusal(interaction, rtype, err)
-        return (rows_of(refusal) if refusal is not None else []), err
-    return rows_of(Touched(interaction, rtype, [(rtype, v.id, v.compartment)])), None
+    if err.status in (403, 404) and err.denied:
+        detail = err.issues[0].diagnostics if err.issues else None
+        await access.record(None, Touched(interaction, rtype, outcome="4", detail=detail))
 
 
 def _single_plain_create(entries: list[EntryRequest]) -> bool:

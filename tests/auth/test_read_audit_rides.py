@@ -19,7 +19,6 @@ from psycopg_pool import AsyncConnectionPool
 from socle.auth.audit_store import AuditRow, AuditSink
 from socle.config import Settings
 from socle.database import resolve_url
-from socle.fhir.outcome import FhirError
 from socle.fhir.storage.coalesce import CoalescedReads
 from socle.testing import auth_headers, run_socle, server_beside
 
@@ -166,47 +165,6 @@ def test_a_read_answered_then_its_record_rides_with_the_next_reads(own, pids):
     appending_alone = kinds.get((False, True), 0)
     both = kinds.get((True, True), 0)
     assert both >= 6 and reading_alone <= 1 and appending_alone <= 2, kinds
-
-
-def test_a_read_checked_in_the_loop_is_answered_once_its_record_is_committed(own, pids):
-    """``then`` (the engine's check of a read by id): run on the row in the reads' loop, its
-    record owed at once; the read returns once it is committed, a refusal raises after its
-    own record is; a 404 owes nothing."""
-    url = _url(own)
-    refused = PermissionError("refused")
-
-    async def run() -> tuple[list[Any], dict[str, str], dict[tuple[bool, bool], int]]:
-        async with _pool(url) as pool:
-            counting = _Counting(pool)
-            reads = CoalescedReads(counting)  # type: ignore[arg-type]
-            AuditSink(pool, reads)
-            ids: dict[str, str] = {}
-
-            def then(version: Any) -> tuple[list[Any], BaseException | None]:
-                row = _row("then", version.id)
-                ids[version.id] = row.id
-                return [row], refused if version.id == pids[0] else None
-
-            async def one(pid: str) -> Any:
-                try:
-                    version = await reads.read("Patient", pid, then)
-                except (PermissionError, FhirError) as err:
-                    answer: Any = err
-                else:
-                    answer = version.id
-                if pid in ids:  # its record is committed by now
-                    assert await asyncio.to_thread(_committed, url, [ids[pid]]) == 1
-                return answer
-
-            answers = await asyncio.gather(*(one(pid) for pid in [*pids, "never-written"]))
-            return answers, ids, counting.kinds
-
-    answers, ids, kinds = asyncio.run(run())
-    assert answers[0] is refused and answers[1:-1] == pids[1:]
-    assert isinstance(answers[-1], FhirError) and answers[-1].status == 404
-    assert set(ids) == set(pids)
-    # the reads, then their records: two statements, no yield needed in between
-    assert kinds == {(True, False): 1, (False, True): 1}, kinds
 
 
 def test_a_failing_record_fails_its_request_but_not_the_reads_it_rode_with(own, pids):

@@ -26,12 +26,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from ..outcome import FhirError
 from ..search.sql import Sql
 from .reader import Version, current_row, readable
 from .text import content_text
@@ -44,6 +43,7 @@ _MANY = (
     "JOIN resource r ON r.rtype = k.rtype AND r.id = k.id"
 )
 _ONE = f"SELECT 1::bigint, {_COLUMNS} FROM resource r WHERE r.rtype = %s AND r.id = %s"
+_Waiter = tuple[str, str, asyncio.Future[Version | None]]
 
 
 @dataclass
@@ -61,15 +61,6 @@ class Rider(Protocol):
         """Everything owed now as one statement (None: nothing); taken, it is the reads'
         loop's to run and settle."""
 
-    def carry(self, rows: list[Any], done: Callable[[BaseException | None], None]) -> None:
-        """Owe ``rows`` (what ``take`` writes); ``done`` is told once they are committed."""
-
-
-# What a read asked with ``then`` does once its row is read, in the reads' loop: the rows to owe
-# the rider (its audit record) and the error to answer once they are committed (None: the row).
-Then = Callable[[Version], tuple[list[Any], BaseException | None]]
-_Waiter = tuple[str, str, asyncio.Future[Version | None], Then | None]
-
 
 class CoalescedReads:
     def __init__(self, pool: AsyncConnectionPool, rider: Rider | None = None) -> None:
@@ -80,13 +71,10 @@ class CoalescedReads:
         self._pending: list[_Waiter] = []
         self._running: asyncio.Task[None] | None = None
 
-    async def read(self, rtype: str, rid: str, then: Then | None = None) -> Version:
-        """The current version of ``rtype/rid``: 404 if it was never written, 410 if deleted.
-        ``then`` (with a rider only): run on the row in the reads' loop (the policy's check),
-        its rows owed to the rider; the read is answered once they are committed, so the
-        request waits once, for both."""
+    async def read(self, rtype: str, rid: str) -> Version:
+        """The current version of ``rtype/rid``: 404 if it was never written, 410 if deleted."""
         future: asyncio.Future[Version | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((rtype, rid, future, then if self.rider is not None else None))
+        self._pending.append((rtype, rid, future))
         self.kick()
         return readable(await future, rtype, rid)
 
@@ -111,14 +99,12 @@ class CoalescedReads:
                             found = await self._fetch(conn, batch, ride)
                             if ride is not None and not conn.autocommit:
                                 await conn.commit()  # (a server's pools are in autocommit)
-                            _settle(batch, ride, found, None, self.rider)
+                            _settle(batch, ride, found, None)
                             answered, batch, ride = bool(batch), [], None
                             if self.rider is not None and answered:
-                                # one turn of the loop (a yield, never a wait): the reads
-                                # asked without ``then`` check their rows and submit their
-                                # records, and requests already received ask their reads, so
-                                # that both go with the next statement (without it, the records
-                                # owed went alone half the time: pg_stat_statements)
+                                # the reads just answered check their rows and submit their
+                                # records in this turn of the loop: they ride with the next
+                                # statement (one yield, never a wait)
                                 await asyncio.sleep(0)
                             batch, ride = self._take()
                 except Exception as exc:  # noqa: BLE001 - every waiter of the statement learns it
@@ -140,7 +126,7 @@ class CoalescedReads:
         except Exception as again:  # noqa: BLE001 - every waiter of the statement learns it
             _settle(batch, None, {}, again)
         else:
-            _settle(batch, None, found, None, self.rider)
+            _settle(batch, None, found, None)
 
     async def _fetch(
         self, conn: AsyncConnection, batch: list[_Waiter], ride: Ride | None
@@ -155,54 +141,16 @@ def _settle(
     ride: Ride | None,
     found: dict[int, Version],
     exc: BaseException | None,
-    rider: Rider | None = None,
 ) -> None:
     if ride is not None:
         ride.settle(exc)
-    for i, (rtype, rid, future, then) in enumerate(batch):
+    for i, (_, _, future) in enumerate(batch):
         if future.done():
             continue
         if exc is not None:
             future.set_exception(exc)
-        elif then is None or rider is None:
+        else:
             future.set_result(found.get(i))
-        else:
-            _then(rtype, rid, found.get(i), future, then, rider)
-
-
-def _then(
-    rtype: str,
-    rid: str,
-    version: Version | None,
-    future: asyncio.Future[Version | None],
-    then: Then,
-    rider: Rider,
-) -> None:
-    """A read asked with ``then``: its rows owed, its answer once they are committed."""
-    try:
-        row = readable(version, rtype, rid)
-        rows, error = then(row)
-    except FhirError as err:  # 404, 410: answered at once, nothing owed
-        future.set_exception(err)
-        return
-    except Exception as err:  # noqa: BLE001 - the request learns it, the loop goes on
-        future.set_exception(err)
-        return
-
-    def done(exc: BaseException | None) -> None:
-        if future.done():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        elif error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(row)
-
-    if rows:
-        rider.carry(rows, done)
-    else:
-        done(None)
 
 
 async def current_rows(
