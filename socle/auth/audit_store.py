@@ -5,9 +5,10 @@ chained by a sealer, anchored outside the database.
   what the hash covers) and the columns its searches need (``recorded``, ``patients`` — every
   patient the request disclosed —, ``agents``, ``action``, ``outcome``, ``subtype``). No resource
   row, no index rows. A write's record goes into its own transaction; reads' records are
-  batched into one multi-row INSERT per group commit (one round trip, autocommit), committed
-  before the responses leave. The rows are served as AuditEvent resources by
-  :mod:`socle.auth.audit_trail`.
+  batched into one multi-row INSERT per group commit (autocommit), committed before the
+  responses leave; in a server that INSERT rides with the statement fetching the next reads by
+  id (:mod:`socle.fhir.storage.coalesce`: one round trip and one commit for both). The rows are
+  served as AuditEvent resources by :mod:`socle.auth.audit_trail`.
 * **Seal.** :func:`seal` takes the records waiting in ``audit_pending`` (a trigger adds each
   record's ``ord`` there in the INSERT's own statement: O(new rows), and a record committing
   after later ones were sealed still waits there) under the ``audit_head`` row lock, gives each
@@ -48,6 +49,7 @@ from ..config import audit_anchor_copy
 from ..fhir.json import decode, jsonb_rows
 from ..fhir.outcome import FhirError
 from ..fhir.search.sql import Sql
+from ..fhir.storage.coalesce import CoalescedReads, Ride
 from .audit_chain import (
     GENESIS,
     HASH_DOMAIN,
@@ -121,16 +123,25 @@ async def write_events(conn: AsyncConnection, rows: list[AuditRow]) -> None:
 
 class AuditSink:
     """Group commit of the audit records of reads: one INSERT (autocommit: one round trip) for
-    all the requests waiting at that moment; each response waits for its record's commit."""
+    all the requests waiting at that moment; each response waits for its record's commit.
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    With ``reads`` (the worker's coalesced reads by id, on the write pool), the INSERT rides
+    with the next statement that fetches reads (:mod:`socle.fhir.storage.coalesce`): under
+    load a batch of reads and the records of the batch before it are one statement, one
+    commit. Without, the sink's own task writes each group."""
+
+    def __init__(self, pool: AsyncConnectionPool, reads: CoalescedReads | None = None) -> None:
         self.pool = pool
+        self.reads = reads
         self._pending: list[tuple[list[AuditRow], asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        if reads is not None:
+            reads.rider = self
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        if self.reads is None:
+            self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -143,8 +154,31 @@ class AuditSink:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((rows, future))
-        self._wakeup.set()
+        if self.reads is not None:
+            self.reads.kick()
+        else:
+            self._wakeup.set()
         await future
+
+    def take(self) -> Ride | None:
+        """The records waiting now as one INSERT, for the reads' next statement."""
+        if not self._pending:
+            return None
+        batch, self._pending = self._pending, []
+        futures = [future for _, future in batch]
+
+        def settle(exc: BaseException | None) -> None:
+            if exc is not None:
+                log.error("audit append failed", exc_info=exc)
+            for future in futures:
+                if future.done():
+                    continue
+                if exc is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(exc)
+
+        return Ride(insert_statement([r for rows, _ in batch for r in rows]), settle)
 
     async def _run(self) -> None:
         while True:

@@ -34,7 +34,8 @@ async def _audit_sink(runtime: Runtime) -> AsyncIterator[None]:
     """The worker's audit sink: every audited request appends through it; flushed at shut-down.
     And the pages' own client, registered for this public URL."""
     await asyncio.to_thread(register_web_client, runtime.settings, runtime.database_url)
-    sink = AuditSink(runtime.engine.pool)
+    # the reads' records ride with the next reads' statement (socle/fhir/storage/coalesce.py)
+    sink = AuditSink(runtime.engine.pool, runtime.engine.reads_carrying_writes())
     sink.start()
     setattr(runtime.state, AUDIT_KEY, AuditServices(sink))
     try:

@@ -120,7 +120,9 @@ class Engine:
     rids: RidAllocator = field(default_factory=RidAllocator)
     # Reads and searches: read-only sessions with the search timeout and custom plans as
     # connection defaults (no BEGIN/SET/COMMIT round trips; READ COMMITTED gives each
-    # statement its own snapshot in a transaction anyway). Defaults to the write pool.
+    # statement its own snapshot in a transaction anyway). Defaults to the write pool. (Reads
+    # by id leave it for the write pool when the audit's records ride with them:
+    # `reads_carrying_writes`.)
     read_pool: AsyncConnectionPool | None = None
     # Signs paging tokens; the server passes one keyed for the installation (every worker).
     page_tokens: PageTokens = field(default_factory=PageTokens.ephemeral)
@@ -136,6 +138,13 @@ class Engine:
     def current_reads(self) -> CoalescedReads:
         """Reads by id of current versions, coalesced under load (storage/coalesce.py)."""
         return CoalescedReads(self.reader)
+
+    def reads_carrying_writes(self) -> CoalescedReads:
+        """From now on, reads by id run on the write pool, so that rows owed to the database
+        can ride with them (the audit sink's records: storage/coalesce.py); returns them."""
+        reads = CoalescedReads(self.pool)
+        self.__dict__["current_reads"] = reads  # replaces the cached property's value
+        return reads
 
     def platform(self) -> Access:
         """The context of the platform's own work (start-up tasks, background jobs such as the
