@@ -167,6 +167,49 @@ def test_a_read_answered_then_its_record_rides_with_the_next_reads(own, pids):
     assert both >= 6 and reading_alone <= 1 and appending_alone <= 2, kinds
 
 
+class _ReturnYields:
+    """The real pool, its connection's return yielding to the event loop (psycopg_pool's may),
+    and calling `on_return` once then: a record submitted at that moment."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self.on_return: Any = None
+
+    @contextlib.asynccontextmanager
+    async def connection(self):
+        async with self.pool.connection() as conn:
+            yield conn
+        if self.on_return is not None:
+            on_return, self.on_return = self.on_return, None
+            on_return()
+        await asyncio.sleep(0)
+
+
+def test_a_record_submitted_while_the_connection_goes_back_is_written(own, pids):
+    """A record submitted while the reads' task returns its connection (nothing else to read
+    or write then): the task takes it before it ends. It was left waiting for the next read
+    by id: a subscription's delivery, whose audited read is no read by id of the serving
+    worker, waited forever and its subscriptions' deliveries stalled (bench/subscriptions.py)."""
+    url = _url(own)
+
+    async def run() -> str:
+        async with _pool(url) as pool:
+            yielding = _ReturnYields(pool)
+            reads = CoalescedReads(yielding)  # type: ignore[arg-type]
+            sink = AuditSink(pool, reads)
+            late = _row("late", pids[1])
+            submitted: list[asyncio.Task[None]] = []
+            yielding.on_return = lambda: submitted.append(
+                asyncio.ensure_future(sink.submit([late]))
+            )
+            await reads.read("Patient", pids[0])
+            await asyncio.sleep(0)  # the submit's task starts: it appends the record and kicks
+            await asyncio.wait_for(submitted[0], timeout=10)
+            return late.id
+
+    assert _committed(url, [asyncio.run(run())]) == 1
+
+
 def test_a_failing_record_fails_its_request_but_not_the_reads_it_rode_with(own, pids):
     url = _url(own)
     taken = _row("taken", pids[0])

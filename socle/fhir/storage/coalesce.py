@@ -109,7 +109,9 @@ class CoalescedReads:
                             batch, ride = self._take()
                 except Exception as exc:  # noqa: BLE001 - every waiter of the statement learns it
                     await self._failed(batch, ride, exc)
-                    batch, ride = self._take()
+                # what was asked while the connection went back to the pool (that may yield to
+                # the loop: a kick then saw this task running and started none)
+                batch, ride = self._take()
         finally:
             self._running = None
 
