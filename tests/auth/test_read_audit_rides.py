@@ -235,23 +235,29 @@ def test_a_failing_record_fails_its_request_but_not_the_reads_it_rode_with(own, 
     assert [getattr(v, "id", v) for v in versions] == pids
 
 
+def _read_records(url: str, reader: str) -> tuple[dict[str, int], int]:
+    """The committed records of answered reads, by patient; the refusals `reader` was given."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        answered = dict(
+            conn.execute(
+                "SELECT p, count(*) FROM audit_log, unnest(patients) p "
+                "WHERE subtype = 'read' AND outcome = '0' GROUP BY p"
+            ).fetchall()
+        )
+        row = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE outcome <> '0' AND agents && %s",
+            ([f"Patient/{reader}"],),
+        ).fetchone()
+    return answered, int(row[0]) if row else 0
+
+
 def test_concurrent_reads_over_http_have_one_committed_record_each(own, pids):
     """Concurrent reads through the server: each answered read has its record naming its
     patient, each refused one its refusal, a 404 none; the chain verifies."""
     reader = pids[0]
     operator = auth_headers(own)
     as_patient = auth_headers(own, f"patient:{reader}")
-    with psycopg.connect(_url(own), autocommit=True) as conn:
-        before = dict(
-            conn.execute(
-                "SELECT p, count(*) FROM audit_log, unnest(patients) p "
-                "WHERE subtype = 'read' AND outcome = '0' GROUP BY p"
-            ).fetchall()
-        )
-        refusals_before = conn.execute(
-            "SELECT count(*) FROM audit_log WHERE outcome <> '0' AND agents && %s",
-            ([f"Patient/{reader}"],),
-        ).fetchone()[0]
+    before, refusals_before = _read_records(_url(own), reader)
 
     async def run() -> tuple[dict[str, int], int]:
         answered: dict[str, int] = {}
@@ -282,17 +288,7 @@ def test_concurrent_reads_over_http_have_one_committed_record_each(own, pids):
         return answered, refused
 
     answered, refused = asyncio.run(run())
-    with psycopg.connect(_url(own), autocommit=True) as conn:
-        after = dict(
-            conn.execute(
-                "SELECT p, count(*) FROM audit_log, unnest(patients) p "
-                "WHERE subtype = 'read' AND outcome = '0' GROUP BY p"
-            ).fetchall()
-        )
-        refusals = conn.execute(
-            "SELECT count(*) FROM audit_log WHERE outcome <> '0' AND agents && %s",
-            ([f"Patient/{reader}"],),
-        ).fetchone()[0]
+    after, refusals = _read_records(_url(own), reader)
     assert {pid: after.get(pid, 0) - before.get(pid, 0) for pid in answered} == answered
     assert refusals - refusals_before == refused
     data_dir = {"SOCLE_DATA_DIR": str(own.database.data_dir)}

@@ -39,6 +39,18 @@ def observation(subject: str, value: str = "72.50", code: str = "29463-7") -> di
     }
 
 
+def put_transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A transaction Bundle writing each resource at its own id (PUT)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources
+        ],
+    }
+
+
 def create(client: httpx.Client, resource: dict[str, Any]) -> dict[str, Any]:
     r = client.post(f"/{resource['resourceType']}", json=resource)
     assert r.status_code == 201, r.text

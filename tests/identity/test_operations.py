@@ -24,6 +24,8 @@ from socle.identity.traits import (
 )
 from socle.testing import ServerProcess, server_beside, token_for
 
+from ..fhir.helpers import put_transaction
+
 CS_STATUS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status"
 CS_METHOD = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-method-collection"
 CELL_SCOPE = "openid fhirUser user/*.cruds socle/identitovigilance"
@@ -628,14 +630,7 @@ def test_duplicates_on_a_generated_region(client: httpx.Client) -> None:
     for p in patients:
         p.pop("managingOrganization", None)
         p.pop("generalPractitioner", None)
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": p, "request": {"method": "PUT", "url": f"Patient/{p['id']}"}}
-            for p in patients
-        ],
-    }
+    bundle = put_transaction(patients)
     r = client.post("", json=bundle)
     assert r.status_code == 200, r.text[:2000]
     duplicates, _ = synthetic_answer_key(patients)

@@ -43,6 +43,8 @@ from socle.testing import (
 )
 from tests.web.pro import pro_sign_in
 
+from ..fhir.helpers import put_transaction
+
 # small blocks: the records pushed past a block's limit (and back) happen at every few steps
 MAX_BLOCK = 3
 FAMILIES = ["Martin", "MARTIN", "Martín-Lacroix", "Marten", "Bernard", "Dubois"]
@@ -670,14 +672,7 @@ def _referent(srv: ServerProcess) -> None:
         },
         referent_role({"practitioner": pr, "organization": org}),
     ]
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-            for r in entries
-        ],
-    }
+    bundle = put_transaction(entries)
     with fhir_client(srv) as client:
         r = client.post("", json=bundle)
         assert r.status_code == 200, r.text
