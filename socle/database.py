@@ -110,6 +110,11 @@ def stop_embedded(data_dir: Path, timeout: float = 30) -> None:
 _servers: dict[Path, object] = {}
 
 
+def holds_embedded(data_dir: Path) -> bool:
+    """Whether this process holds an embedded server under `data_dir` already."""
+    return any(p.is_relative_to(data_dir) for p in _servers)
+
+
 def release_embedded(data_dir: Path) -> None:
     """Drop this process's hold on the embedded servers under `data_dir` (each stops when no
     process holds it any more)."""

@@ -28,7 +28,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .auth.server.secrets_store import paging_token_key
 from .config import PUBLIC_URL_FILE, Settings
 from .contract import Runtime, Service
-from .database import open_pool, prepare, read_options, release_embedded, resolve_url
+from .database import (
+    holds_embedded,
+    open_pool,
+    prepare,
+    read_options,
+    release_embedded,
+    resolve_url,
+)
 from .fhir.engine import Engine
 from .fhir.operations import catalogue, everything, validate
 from .fhir.outcome import FhirError
@@ -235,6 +242,9 @@ async def service_runtime(
 ) -> AsyncIterator[Runtime]:
     """The engine of these services on the database, with their install and lifespans: what
     a `socle serve` process and a `socle worker` process both run on."""
+    # a process holding the embedded PostgreSQL already (a test's, beside its servers) keeps
+    # its hold: only the hold this runtime took is let go at its end
+    held_before = holds_embedded(settings.data_dir)
     url = resolve_url(settings)
     prepare(url)
     warm_up()
@@ -271,7 +281,8 @@ async def service_runtime(
         await pool.close()
         # Before uvicorn re-raises SIGTERM (default action: no atexit): a worker that kept
         # its hold would leave the embedded PostgreSQL running for ever.
-        release_embedded(settings.data_dir)
+        if not held_before:
+            release_embedded(settings.data_dir)
 
 
 YOUNG_COLLECTION = 10_000
