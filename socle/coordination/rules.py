@@ -92,53 +92,59 @@ def _base(w: PendingWrite) -> str:
     return f"{w.where}.resource" if w.where else w.rtype
 
 
-def codings(node: Any, path: str) -> Iterator[tuple[dict[str, Any], str]]:
-    """Every Coding-like object under ``node`` with its FHIRPath location."""
+Step = tuple[str, int | None]  # a key, and the index in its list (None: not a list)
+
+
+def _located(trail: list[Step]) -> str:
+    return "".join(f".{key}" if i is None else f".{key}[{i}]" for key, i in trail)
+
+
+def _coded(node: Any, trail: list[Step]) -> Iterator[tuple[dict[str, Any], list[Step]]]:
+    """Every Coding-like object under ``node``, with the steps to it in ``trail`` (one list,
+    grown and shrunk as the walk goes: a location is only built for what a caller keeps)."""
     if isinstance(node, dict):
         if isinstance(node.get("system"), str) and "code" in node:
-            yield node, path
+            yield node, trail
         for key, value in node.items():
             if isinstance(value, list):
                 for i, item in enumerate(value):
-                    yield from codings(item, f"{path}.{key}[{i}]")
+                    trail.append((key, i))
+                    yield from _coded(item, trail)
+                    trail.pop()
             elif isinstance(value, dict):
-                yield from codings(value, f"{path}.{key}")
+                trail.append((key, None))
+                yield from _coded(value, trail)
+                trail.pop()
+
+
+def codings(node: Any, path: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every Coding-like object under ``node`` with its FHIRPath location."""
+    for coding, trail in _coded(node, []):
+        yield coding, path + _located(trail)
+
+
+def _unknown(coding: dict[str, Any]) -> bool:
+    known = KNOWN.get(coding["system"])
+    return known is not None and coding.get("code") not in known
 
 
 def _any_unknown_code(resource: dict[str, Any]) -> bool:
-    """Whether a Coding-like object under ``resource`` (as `codings` finds them) has a code its
-    system does not hold: the walk of every write, without the locations `codings` builds."""
-    stack: list[Any] = [resource]
-    while stack:
-        node = stack.pop()
-        system = node.get("system")
-        if isinstance(system, str) and "code" in node:
-            known = KNOWN.get(system)
-            if known is not None and node.get("code") not in known:
-                return True
-        for value in node.values():
-            if isinstance(value, dict):
-                stack.append(value)
-            elif isinstance(value, list):
-                stack.extend(item for item in value if isinstance(item, dict))
-    return False
+    """Whether a Coding-like object under ``resource`` has a code its system does not hold."""
+    return any(_unknown(coding) for coding, _ in _coded(resource, []))
 
 
 def _unknown_codes(resource: dict[str, Any], base: str) -> list[Issue]:
-    if not _any_unknown_code(resource):
-        return []
-    issues = []
-    for coding, where in codings(resource, base):
-        known = KNOWN.get(coding["system"])
-        if known is not None and coding.get("code") not in known:
-            issues.append(
-                _issue(
-                    "code-invalid",
-                    f"Unknown code {coding.get('code')!r} in {coding['system']}",
-                    f"{where}.code",
-                )
-            )
-    return issues
+    """The codes their systems do not hold, located (the walk of every coded write: a location
+    is built only for those)."""
+    return [
+        _issue(
+            "code-invalid",
+            f"Unknown code {coding.get('code')!r} in {coding['system']}",
+            base + _located(trail) + ".code",
+        )
+        for coding, trail in _coded(resource, [])
+        if _unknown(coding)
+    ]
 
 
 def _ref(node: Any) -> tuple[str, str] | None:
