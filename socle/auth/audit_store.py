@@ -122,46 +122,28 @@ async def write_events(conn: AsyncConnection, rows: list[AuditRow]) -> None:
 
 
 class AuditSink:
-    """Group commit of the audit records of reads: one INSERT (autocommit: one round trip) for
-    all the requests waiting at that moment; each response waits for its record's commit.
+    """Group commit of the audit records of reads: one INSERT (autocommit) for all the requests
+    waiting at that moment, riding with the next statement that fetches reads by id (the
+    worker's :class:`~socle.fhir.storage.coalesce.CoalescedReads`, on the write pool; a
+    statement of its own when no read waits): under load a batch of reads and the records of the
+    batch before it are one statement, one commit. Each response waits for its record's
+    commit."""
 
-    With ``reads`` (the worker's coalesced reads by id, on the write pool), the INSERT rides
-    with the next statement that fetches reads (:mod:`socle.fhir.storage.coalesce`): under
-    load a batch of reads and the records of the batch before it are one statement, one
-    commit. Without, the sink's own task writes each group."""
-
-    def __init__(self, pool: AsyncConnectionPool, reads: CoalescedReads | None = None) -> None:
-        self.pool = pool
+    def __init__(self, reads: CoalescedReads) -> None:
         self.reads = reads
         self._pending: list[tuple[list[AuditRow], asyncio.Future[None]]] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        if reads is not None:
-            reads.rider = self
-
-    def start(self) -> None:
-        if self.reads is None:
-            self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        reads.rider = self
 
     async def submit(self, rows: list[AuditRow]) -> None:
         if not rows:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((rows, future))
-        if self.reads is not None:
-            self.reads.kick()
-        else:
-            self._wakeup.set()
+        self.reads.kick()
         await future
 
     def take(self) -> Ride | None:
-        """The records waiting now as one INSERT, for the reads' next statement."""
+        """The records waiting now as one INSERT, settled once it is committed (or failed)."""
         if not self._pending:
             return None
         batch, self._pending = self._pending, []
@@ -179,26 +161,6 @@ class AuditSink:
                     future.set_exception(exc)
 
         return Ride(insert_statement([r for rows, _ in batch for r in rows]), settle)
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            batch, self._pending = self._pending, []
-            if not batch:
-                continue
-            try:
-                async with self.pool.connection() as conn:
-                    await write_events(conn, [r for rows, _ in batch for r in rows])
-            except Exception as exc:  # noqa: BLE001 - every waiting request must learn it
-                log.exception("audit append failed")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
 
 
 class AnchorMismatch(Exception):

@@ -31,17 +31,13 @@ def install(engine: Engine) -> None:
 
 @contextlib.asynccontextmanager
 async def _audit_sink(runtime: Runtime) -> AsyncIterator[None]:
-    """The worker's audit sink: every audited request appends through it; flushed at shut-down.
-    And the pages' own client, registered for this public URL."""
+    """The worker's audit sink: every audited request appends through it (its records ride
+    with the next reads' statement: socle/fhir/storage/coalesce.py). And the pages' own client,
+    registered for this public URL."""
     await asyncio.to_thread(register_web_client, runtime.settings, runtime.database_url)
-    # the reads' records ride with the next reads' statement (socle/fhir/storage/coalesce.py)
-    sink = AuditSink(runtime.engine.pool, runtime.engine.reads_carrying_writes())
-    sink.start()
+    sink = AuditSink(runtime.engine.reads_carrying_writes())
     setattr(runtime.state, AUDIT_KEY, AuditServices(sink))
-    try:
-        yield
-    finally:
-        await sink.stop()
+    yield
 
 
 async def _seal(job: JobContext) -> None:

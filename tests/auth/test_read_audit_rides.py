@@ -107,8 +107,7 @@ def test_records_waiting_ride_with_the_reads_asked_meanwhile(own, pids):
         async with _pool(url) as pool:
             counting = _Counting(pool)
             reads = CoalescedReads(counting)  # type: ignore[arg-type]
-            sink = AuditSink(pool, reads)
-            sink.start()
+            sink = AuditSink(reads)
             rows = [_row("ride", pid) for pid in pids[:3]]
 
             async def submit(row: AuditRow) -> None:
@@ -119,7 +118,6 @@ def test_records_waiting_ride_with_the_reads_asked_meanwhile(own, pids):
             got = await asyncio.gather(
                 *(submit(r) for r in rows), *(reads.read("Patient", pid) for pid in pids)
             )
-            await sink.stop()
             versions = got[len(rows) :]
             assert [v.id for v in versions] == pids  # type: ignore[union-attr]
             return counting.taken, counting.statements, [r.id for r in rows]
@@ -139,7 +137,7 @@ def test_a_read_answered_then_its_record_rides_with_the_next_reads(own, pids):
         async with _pool(url) as pool:
             counting = _Counting(pool)
             reads = CoalescedReads(counting)  # type: ignore[arg-type]
-            sink = AuditSink(pool, reads)
+            sink = AuditSink(reads)
             done: list[str] = []
 
             async def reader(n: int) -> None:
@@ -196,7 +194,7 @@ def test_a_record_submitted_while_the_connection_goes_back_is_written(own, pids)
         async with _pool(url) as pool:
             yielding = _ReturnYields(pool)
             reads = CoalescedReads(yielding)  # type: ignore[arg-type]
-            sink = AuditSink(pool, reads)
+            sink = AuditSink(reads)
             late = _row("late", pids[1])
             submitted: list[asyncio.Task[None]] = []
             yielding.on_return = lambda: submitted.append(
@@ -223,7 +221,7 @@ def test_a_failing_record_fails_its_request_but_not_the_reads_it_rode_with(own, 
     async def run() -> list[Any]:
         async with AsyncConnectionPool(url, min_size=1, max_size=2, open=False) as pool:
             reads = CoalescedReads(pool)
-            sink = AuditSink(pool, reads)
+            sink = AuditSink(reads)
             return await asyncio.gather(
                 sink.submit([taken]),
                 *(reads.read("Patient", pid) for pid in pids),
