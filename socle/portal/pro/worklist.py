@@ -125,14 +125,15 @@ async def worklist(request: Request) -> Response:
     found = await asyncio.gather(*(read(pid) for pid in ids))
     people = {pid: view for pid, view in found if view is not None}
     pairs = [c for c in candidates if c["a"] in people and c["b"] in people]
+    outputs = answer.body.get("parameter") or []
     return page(
         request,
         "pro/worklist.html",
         "Identitovigilance : doublons suspectés",
         pairs=pairs,
         people=people,
-        total=_value(answer.body.get("parameter") or [], "total"),
-        refreshing=bool(_value(answer.body.get("parameter") or [], "refreshing")),
+        total=_value(outputs, "total"),
+        refreshing=bool(_value(outputs, "refreshing")),
         done=request.query_params.get("fait", ""),
         undo=request.query_params.get("annuler", ""),
     )
