@@ -933,12 +933,17 @@ def test_one_process_takes_and_gives_many_locks_together(server: ServerProcess) 
             await asyncio.gather(*(deliver(s) for s in sids), gone_and_cut_short())
             assert taken == {sid: list(range(1, per + 1)) for sid in sids}
             assert locks.conn is not None
-            await asyncio.sleep(0.2)  # a batch still running lets its cut-short take go
             pid = locks.conn.info.backend_pid
-            cur = await conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s", (pid,)
-            )
-            assert (await cur.fetchone()) == (0,), "a lock left held"
+            for _ in range(100):  # a batch still running lets its cut-short take go
+                cur = await conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s",
+                    (pid,),
+                )
+                held = await cur.fetchone()
+                if held == (0,):
+                    break
+                await asyncio.sleep(0.1)
+            assert held == (0,), "a lock left held"
             await locks.conn.close()
 
     asyncio.run(run())
