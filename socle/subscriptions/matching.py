@@ -421,7 +421,7 @@ async def match_job(job: JobContext) -> None:
                     },
                 )
                 await wake_idle(conn, idle)
-                await advance(conn, CONSUMER, events[-1].seq)
+                await advance(conn, CONSUMER, events[-1].position)
         total += len(events)
         if len(events) < BATCH:
             await asyncio.sleep(IDLE_S)
