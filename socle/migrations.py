@@ -1156,9 +1156,10 @@ MIGRATIONS += [(490, "audit chain in audit_seal, records written once", AUDIT_SE
 # younger one's, whose row, committed later, fell behind a reader's seq position and was never
 # read. Each reader's position gains the transaction id; an existing one is placed before the
 # oldest transaction with rows it had not read (those re-read are the rare inverted ones: an
-# event read twice, none skipped).
+# event read twice, none skipped). The key becomes (xid, seq), the readers' order: still one
+# index written per event (nothing reads by seq alone).
 EVENT_ORDER_V560 = """
-CREATE INDEX event_xid_seq ON event (xid, seq);
+ALTER TABLE event DROP CONSTRAINT event_pkey, ADD CONSTRAINT event_pkey PRIMARY KEY (xid, seq);
 ALTER TABLE event_cursor ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
 UPDATE event_cursor c SET xid = coalesce(
     (SELECT e.xid FROM event e WHERE e.seq > c.seq ORDER BY e.xid LIMIT 1),

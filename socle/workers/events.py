@@ -44,6 +44,12 @@ class Event:
         return (self.xid, self.seq)
 
 
+# a reader moved on (consumer, xid as text, seq): a statement, or a part of a reader's own
+CURSOR_ADVANCE = (
+    "INSERT INTO event_cursor (consumer, xid, seq) VALUES (%s, %s::text::xid8, %s) "
+    "ON CONFLICT (consumer) DO UPDATE SET xid = EXCLUDED.xid, seq = EXCLUDED.seq, "
+    "updated = now() WHERE (EXCLUDED.xid, EXCLUDED.seq) > (event_cursor.xid, event_cursor.seq)"
+)
 _COLUMNS = "e.seq, e.rtype, e.id, e.version, e.interaction, e.at, e.xid::text"
 _SETTLED = "e.xid < pg_snapshot_xmin(pg_current_snapshot())"
 
@@ -82,22 +88,26 @@ async def last(conn: AsyncConnection) -> Position:
 async def advance(conn: AsyncConnection, consumer: str, at: Position) -> None:
     """Move a reader on to `at` (in the transaction that did the work for the events up to it,
     so work and position commit together); never back."""
-    await conn.execute(
-        "INSERT INTO event_cursor (consumer, xid, seq) VALUES (%s, %s::text::xid8, %s) "
-        "ON CONFLICT (consumer) DO UPDATE SET xid = EXCLUDED.xid, seq = EXCLUDED.seq, "
-        "updated = now() WHERE (EXCLUDED.xid, EXCLUDED.seq) > (event_cursor.xid, event_cursor.seq)",
-        (consumer, str(at[0]), at[1]),
-    )
+    await conn.execute(CURSOR_ADVANCE, (consumer, str(at[0]), at[1]))
 
 
 async def next_for(conn: AsyncConnection, consumer: str, limit: int = 1000) -> list[Event]:
     """The settled events a reader has not yet taken: its position and the events after it in
     one statement."""
+    return (await next_with(conn, consumer, limit))[0]
+
+
+async def next_with(
+    conn: AsyncConnection, consumer: str, limit: int = 1000, also: str = "NULL"
+) -> tuple[list[Event], tuple[Any, ...] | None]:
+    """`next_for`, and the values of the SQL expressions `also` (a select list, constant: the
+    reader's own state read in the same statement; None when there is no event)."""
     cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM (SELECT coalesce(max(c.xid::text), '0')::xid8 AS xid, "  # noqa: S608
+        f"SELECT {_COLUMNS}, {also} FROM (SELECT coalesce(max(c.xid::text), '0')::xid8 AS xid, "  # noqa: S608
         "coalesce(max(c.seq), 0) AS seq FROM event_cursor c WHERE c.consumer = %s) c "
         f"CROSS JOIN LATERAL (SELECT * FROM event e WHERE (e.xid, e.seq) > (c.xid, c.seq) "
         f"AND {_SETTLED} ORDER BY e.xid, e.seq LIMIT %s) e ORDER BY e.xid, e.seq",
         (consumer, limit),
     )
-    return [_event(row) for row in await cur.fetchall()]
+    rows = await cur.fetchall()
+    return [_event(row[:7]) for row in rows], (tuple(rows[0][7:]) if rows else None)
