@@ -35,6 +35,13 @@ figures, does not: the bench's process was never counted).
 processes' CPU counted: give it a cluster of its own); with `--statements N` (the server loading
 `pg_stat_statements`), the JSON also gives the N statements that took the most time while the
 writes with subscriptions ran, and the commits and WAL bytes per notified event.
+
+Where the events went (since 2026-12-05 afternoon): `writes_not_numbered` (the writes minus the
+subscriptions' `$status` events-since-subscription-start: lost before the matcher numbered
+them; meaningful with as many subscriptions as patients, each write matching one),
+`numbered_not_received` (per subscription, numbered but not received: lost or late in
+delivery) and `outbox_rows_numbered_after_a_younger_transaction` (xid/seq inversions in the
+outbox: what made a reader in seq order lose an event before then).
 """
 
 from __future__ import annotations
