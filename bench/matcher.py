@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -77,6 +78,62 @@ def _postgres(data_dir: str) -> list[psutil.Process]:
     return list({*procs, *(c for p in procs for c in p.children(recursive=True))})
 
 
+class _Drained(Exception):
+    """The matcher's job found the outbox drained (it would wait for more)."""
+
+
+async def _drained(_: float) -> None:
+    raise _Drained
+
+
+async def _whole_batches(batch: int, data_dir: str) -> dict[str, Any]:
+    """The matcher's job itself (`match_job`) over the outbox in batches of `batch`: each
+    batch's reads, matching, numbering, delivery job and cursor, as under load (no worker
+    takes the jobs). Between the passes, the numbered events, the jobs and the cursor undone."""
+    from socle.subscriptions import matching
+
+    matching.BATCH, matching.RUN_S = batch, 3600.0
+    matching.asyncio = type("A", (), {"sleep": staticmethod(_drained)})  # type: ignore[assignment]
+    async with service_runtime(Settings.from_env(), SERVICES, State()) as runtime:
+        job = JobContext(0, "bench", {}, 1, runtime)
+        async with runtime.engine.pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM event")
+            row = await cur.fetchone()
+            assert row is not None
+            events = int(row[0])
+        result: dict[str, Any] = {}
+        for run in ("warm", "measured"):
+            async with runtime.engine.pool.connection() as conn:
+                await conn.execute(
+                    "DELETE FROM event_cursor WHERE consumer = %s", (matching.CONSUMER,)
+                )
+                await conn.execute("DELETE FROM subscription_event")
+                await conn.execute("UPDATE subscription_state SET events = 0, wake_job = NULL")
+                await conn.execute("DELETE FROM job WHERE kind = %s", (matching.DELIVER_JOB,))
+                await conn.execute("CHECKPOINT")
+            pg = _postgres(data_dir)
+            before = {p.pid: cpu_seconds([p]) for p in pg}
+            started, wall = time.process_time(), time.perf_counter()
+            with contextlib.suppress(_Drained):
+                await matching.match_job(job)
+            own = time.process_time() - started
+            pg_spent = sum(cpu_seconds([p]) - before.get(p.pid, 0.0) for p in _postgres(data_dir))
+            async with runtime.engine.pool.connection() as conn:
+                cur = await conn.execute("SELECT count(*) FROM subscription_event")
+                row = await cur.fetchone()
+                assert row is not None
+                matched = int(row[0])
+            result[run] = {
+                "events": events,
+                "matched": matched,
+                "wall_s": round(time.perf_counter() - wall, 2),
+                "cpu_us_per_write_matcher": round(own / events * 1e6),
+                "cpu_us_per_write_postgres": round(pg_spent / events * 1e6),
+                "cpu_us_per_write": round((own + pg_spent) / events * 1e6),
+            }
+        return result
+
+
 async def _match_all(batch: int, data_dir: str) -> dict[str, Any]:
 
     async with service_runtime(Settings.from_env(), SERVICES, State()) as runtime:
@@ -112,6 +169,12 @@ def main() -> None:
     ap.add_argument("--subscriptions", type=int, default=100)
     ap.add_argument("--writes", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument(
+        "--whole",
+        action="store_true",
+        help="run the matcher's job itself (reads, matching, numbering, delivery job, cursor: "
+        "all of a batch's statements), not `match` alone",
+    )
     args = ap.parse_args()
     load = os.getloadavg()
     with fresh_database(None, prefix="socle_matcher_bench") as db:
@@ -136,7 +199,8 @@ def main() -> None:
             written = 0
             while written < args.writes:  # closed-loop clients for a second at a time
                 written += asyncio.run(creates(server, patients, 8, 1.0))["requests"]
-            result = asyncio.run(_match_all(args.batch, str(db.data_dir)))
+            measure = _whole_batches if args.whole else _match_all
+            result = asyncio.run(measure(args.batch, str(db.data_dir)))
         finally:
             stop_server(server)
     print(
@@ -147,6 +211,7 @@ def main() -> None:
                 "load_average_before": [round(x, 1) for x in load],
                 "subscriptions": args.subscriptions,
                 "batch": args.batch,
+                "whole": args.whole,
                 **result["measured"],
             },
             indent=2,

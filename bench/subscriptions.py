@@ -35,6 +35,13 @@ figures, does not: the bench's process was never counted).
 processes' CPU counted: give it a cluster of its own); with `--statements N` (the server loading
 `pg_stat_statements`), the JSON also gives the N statements that took the most time while the
 writes with subscriptions ran, and the commits and WAL bytes per notified event.
+
+Where the events went (since 2026-12-05 afternoon): `writes_not_numbered` (the writes minus the
+subscriptions' `$status` events-since-subscription-start: lost before the matcher numbered
+them; meaningful with as many subscriptions as patients, each write matching one),
+`numbered_not_received` (per subscription, numbered but not received: lost or late in
+delivery) and `outbox_rows_numbered_after_a_younger_transaction` (xid/seq inversions in the
+outbox: what made a reader in seq order lose an event before then).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from bench.run import creates, machine  # noqa: E402
 from socle.fhir.topics import TOPIC_BASE  # noqa: E402
 from socle.subscriptions.model import CONTENT, FILTER  # noqa: E402
 from socle.testing import (  # noqa: E402
+    _server_url_of,
     auth_headers,
     free_port,
     fresh_database,
@@ -150,12 +158,15 @@ def serve_receiver(port: int) -> None:
 
     latencies: list[float] = []
     counts = {"events": 0, "notifications": 0}
+    by_hook: dict[str, int] = {}  # events received per subscription (its hook's number)
 
     async def hook(request: web.Request) -> web.Response:
         arrived = time.time()
         notified, found = tally(json.loads(await request.read()), arrived)
         counts["notifications"] += notified
         counts["events"] += len(found)
+        n = request.match_info["n"]
+        by_hook[n] = by_hook.get(n, 0) + len(found)
         latencies.extend(found)
         return web.Response()
 
@@ -163,7 +174,7 @@ def serve_receiver(port: int) -> None:
         return web.json_response(counts)
 
     async def report(request: web.Request) -> web.Response:
-        return web.json_response({**counts, "latencies": latencies})
+        return web.json_response({**counts, "latencies": latencies, "by_hook": by_hook})
 
     app = web.Application()
     app.router.add_post("/hook/{n}", hook)
@@ -190,6 +201,7 @@ class ProcessReceiver:
         self.ps = psutil.Process(self.process.pid)
         self.base = f"http://127.0.0.1:{self.port}"
         self.latencies: list[float] = []
+        self.by_hook: dict[str, int] = {}
         self.events = self.notifications = 0
         deadline = time.monotonic() + 60
         while True:
@@ -210,6 +222,7 @@ class ProcessReceiver:
     def report(self) -> None:
         found = httpx.get(self.base + "/report", timeout=30).json()
         self.latencies = found["latencies"]
+        self.by_hook = found["by_hook"]
         self.events, self.notifications = found["events"], found["notifications"]
 
     def close(self) -> None:
@@ -428,6 +441,7 @@ def run(
                 socle_without, pg_without = meter.spent_apart()
                 cpu_without = socle_without + pg_without
                 client_without = cpu_seconds([me]) - client_before
+                sids: list[str] = []
                 for i in range(args.subscriptions):
                     sub = {
                         "resourceType": "Subscription",
@@ -449,7 +463,9 @@ def run(
                             "_payload": {"extension": [{"url": CONTENT, "valueCode": "id-only"}]},
                         },
                     }
-                    assert c.post("/Subscription", json=sub).status_code == 201
+                    created = c.post("/Subscription", json=sub)
+                    assert created.status_code == 201
+                    sids.append(created.json()["id"])
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline:
                     found = c.get("/Subscription?status=active&_summary=count").json()
@@ -487,6 +503,7 @@ def run(
                 cpu_with = socle_with + pg_with
                 receiver.report()
                 pg = {} if statements is None else statements.report(seen - counted_before)
+                accounts = _accounts(c, sids, receiver, written, _server_url_of(db))
     finally:
         stop_server(server)
     cost = 1 - with_subs["requests_per_s"] / without["requests_per_s"]
@@ -532,7 +549,42 @@ def run(
             client_without / max(without["requests"], 1) * 1e6
         ),
         "client_cpu_us_per_write_with": round(client_with / max(written, 1) * 1e6),
+        **accounts,
         **pg,
+    }
+
+
+def _accounts(
+    c: httpx.Client, sids: list[str], receiver: Receiver, written: int, url: str
+) -> dict[str, Any]:
+    """Where each write's event went: the server's count of each subscription's numbered
+    events (`$status` events-since-subscription-start) against the writes (each matches the
+    subscriptions following its patient: with as many subscriptions as patients, one) and
+    against the receiver's count for that subscription (process receiver only). A write
+    never numbered was lost before the matcher; a numbered event not received, by delivery."""
+    numbered: dict[str, int] = {}
+    for i, sid in enumerate(sids):
+        status = c.get(f"/Subscription/{sid}/$status").json()
+        entry = status.get("entry", [{}])[0].get("resource", status)
+        for p in entry.get("parameter", []):
+            if p["name"] == "events-since-subscription-start":
+                numbered[str(i)] = int(p["valueString"])
+    by_hook = getattr(receiver, "by_hook", None)
+    with psycopg.connect(url, autocommit=True) as conn:
+        # the outbox's rows numbered (seq) after a row of a younger transaction (a greater
+        # xid): before 2026-12-05 15:00, a reader in seq order could pass over the younger's
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE xid < before) FROM (SELECT xid, max(xid) OVER "
+            "(ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before "
+            "FROM event) e"
+        ).fetchone()
+    return {
+        "outbox_rows_numbered_after_a_younger_transaction": None if row is None else row[0],
+        "numbered_events": sum(numbered.values()),
+        "writes_not_numbered": written - sum(numbered.values()),
+        "numbered_not_received": None
+        if by_hook is None
+        else {n: k - by_hook.get(n, 0) for n, k in numbered.items() if k != by_hook.get(n, 0)},
     }
 
 

@@ -1150,3 +1150,20 @@ END
 $$;
 """
 MIGRATIONS += [(490, "audit chain in audit_seal, records written once", AUDIT_SEAL_TABLE_V490)]
+
+# The outbox read in the order of its transactions, (xid, seq), not of seq alone
+# (socle/workers/events.py): a transaction given its id first may number its events after a
+# younger one's, whose row, committed later, fell behind a reader's seq position and was never
+# read. Each reader's position gains the transaction id; an existing one is placed before the
+# oldest transaction with rows it had not read (those re-read are the rare inverted ones: an
+# event read twice, none skipped). The key becomes (xid, seq), the readers' order: still one
+# index written per event (nothing reads by seq alone).
+EVENT_ORDER_V560 = """
+ALTER TABLE event DROP CONSTRAINT event_pkey, ADD CONSTRAINT event_pkey PRIMARY KEY (xid, seq);
+ALTER TABLE event_cursor ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
+UPDATE event_cursor c SET xid = coalesce(
+    (SELECT e.xid FROM event e WHERE e.seq > c.seq ORDER BY e.xid LIMIT 1),
+    (SELECT e.xid FROM event e ORDER BY e.xid DESC LIMIT 1),
+    '0');
+"""
+MIGRATIONS += [(560, "outbox readers in transaction order (xid, seq)", EVENT_ORDER_V560)]

@@ -27,7 +27,7 @@ from ..fhir.outcome import FhirError
 from ..fhir.search.query import parse_query
 from ..fhir.storage.reader import find_currents
 from ..workers import JobContext, JobKind
-from ..workers.events import advance, next_for
+from ..workers.events import advance, last, next_for
 from .codes import BASE
 from .pathways import holds, split_canonical
 
@@ -197,9 +197,7 @@ async def thresholds_job(job: JobContext) -> None:
     async with engine.pool.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT 1 FROM event_cursor WHERE consumer = %s", (CONSUMER,))
         if await cur.fetchone() is None:  # first run: from now on
-            cur = await conn.execute("SELECT COALESCE(MAX(seq), 0) FROM event")
-            row = await cur.fetchone()
-            await advance(conn, CONSUMER, int(row[0]) if row else 0)
+            await advance(conn, CONSUMER, await last(conn))
             return
         events = await next_for(conn, CONSUMER, BATCH)
         # in the order written (a measure is judged after those written before it), once each
@@ -220,7 +218,7 @@ async def thresholds_job(job: JobContext) -> None:
                     if current is not None and current.content:
                         raised += await judge(engine, decode(current.content), rules)
         if events:
-            await advance(conn, CONSUMER, events[-1].seq)
+            await advance(conn, CONSUMER, events[-1].position)
     if raised:
         await job.progress(raised, note="pathway alerts raised")
 

@@ -1,7 +1,7 @@
 """The matcher: a reader of the outbox (`socle/workers/events.py`) that matches each committed
 write against the active subscriptions and numbers the events of each one it matches, then
-queues that subscription's delivery — in the transaction that moves its cursor, so a crash
-loses no event and numbers none twice.
+queues that subscription's delivery — in the statement that moves its cursor
+(`store.number`), so a crash loses no event and numbers none twice.
 
 A write matches a subscription when its type and interaction are the trigger's, the topic's
 FHIRPath holds on the current and previous versions (fhirpathpy, `%current`/`%previous`), its
@@ -35,7 +35,8 @@ from ..fhir.outcome import FhirError
 from ..fhir.search.query import parse_query
 from ..fhir.topics import Topic
 from ..workers import JobContext, enqueue
-from ..workers.events import Event, advance, next_for
+from ..workers.events import Event, next_with
+from ..workers.queue import CHANNEL
 from . import store
 from .filtering import Check, Indexed, compile_filters, route_key, row_keys
 from .model import Spec, read_spec
@@ -175,9 +176,13 @@ class Cache:
     routes: dict[str, Routes] = field(default_factory=dict)
     checked: float = 0.0  # when the key was last read (monotonic)
 
-    async def refresh(self, conn: AsyncConnection) -> None:
+    async def refresh(self, conn: AsyncConnection, key: Any = None) -> None:
+        """Reloaded if the set changed (`key`: its `store.ACTIVE_VERSION` just read, if so)."""
         self.checked = time.monotonic()
-        key = await store.active_version(conn)
+        if key is None:
+            key = await store.active_version(conn)
+        else:
+            key = (int(key[0]), key[1])
         if key == self.key:
             return
         by_type: dict[str, list[Active]] = defaultdict(list)
@@ -403,25 +408,30 @@ async def wake_idle(conn: AsyncConnection, idle: list[str], **args: Any) -> None
 async def match_job(job: JobContext) -> None:
     """Read on from the cursor, a batch at a time, for `RUN_S` seconds: when the outbox has
     nothing new, look again after `IDLE_S` (the job stays running, in a slot of its own, so a
-    commit waits at most that long to be matched)."""
+    commit waits at most that long to be matched).
+
+    A batch is three statements, no transaction: the events with the active set's key, the
+    versions written, and one write numbering the events, queueing their delivery and moving
+    the cursor together (`store.number`): a crash before it loses nothing and numbers none."""
     pool = job.runtime.engine.pool
     total = 0
     ends = time.monotonic() + RUN_S
+    deliver = (DELIVER_JOB, subscription_attempts(), CHANNEL)
     while time.monotonic() < ends:
-        async with pool.connection() as conn, conn.transaction():
-            events = await next_for(conn, CONSUMER, BATCH)
+        async with pool.connection() as conn:
+            events, key = await next_with(conn, CONSUMER, BATCH, store.ACTIVE_VERSION)
             if events:
-                await CACHE.refresh(conn)
+                await CACHE.refresh(conn, key)
                 matched = await match(job, conn, events)
-                idle = await store.number(
+                await store.number(
                     conn,
                     {
                         sid: [(e.rtype, e.id, e.version, e.at) for e in evs]
                         for sid, evs in matched.items()
                     },
+                    deliver,
+                    (CONSUMER, events[-1].position),
                 )
-                await wake_idle(conn, idle)
-                await advance(conn, CONSUMER, events[-1].seq)
         total += len(events)
         if len(events) < BATCH:
             await asyncio.sleep(IDLE_S)

@@ -9,6 +9,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from ..workers.events import CURSOR_ADVANCE
+
 
 @dataclass(frozen=True)
 class State:
@@ -77,30 +79,59 @@ async def state(conn: AsyncConnection, sid: str) -> State | None:
 
 
 async def number(
-    conn: AsyncConnection, matched: dict[str, list[tuple[str, str, int, datetime]]]
+    conn: AsyncConnection,
+    matched: dict[str, list[tuple[str, str, int, datetime]]],
+    job: tuple[str, int | None, str] | None = None,
+    cursor: tuple[str, tuple[int, int]] | None = None,
 ) -> list[str]:
-    """Give each subscription's events its next numbers, in order: one statement for a whole
-    batch of the matcher (the counters moved and the events inserted together), not two per
-    subscription. A subscription whose state is gone numbers nothing. Returns those of the
-    numbered subscriptions that need a delivery job (`needing_a_job`, read in the same
-    statement: their rows are locked, so a job's give, which locks them too, comes before or
-    after, never between)."""
+    """The matcher's whole write for a batch, in one statement: each subscription's events
+    given its next numbers, in order (the counters moved and the events inserted together);
+    with `job` (its kind, its attempts, the queue's NOTIFY channel), one delivery job queued
+    for those with none waiting nor delivering (`needing_a_job`, read on their locked rows: a
+    job's give, which locks them too, comes before or after, never between), named by their
+    `wake_job`; with `cursor` (consumer, position), the reader's position moved on. One
+    statement, so no transaction: numbers, job and position commit together. A subscription
+    whose state is gone numbers nothing. Returns those of the numbered subscriptions that
+    needed a job (the job's, with `job`)."""
     sids, counts = list(matched), [len(evs) for evs in matched.values()]
     rows = [(sid, i, *e) for sid, evs in matched.items() for i, e in enumerate(evs, 1)]
-    if not rows:
+    if not rows and cursor is None:
         return []
+    params: list[Any] = [sids, counts]
+    params += [list(col) for col in zip(*rows, strict=True)] or [[]] * 6
+    if job is None:
+        wake, idle, queue = "", f"NOT EXISTS ({_JOB_OF.format('s')})", ""
+    else:
+        # the job's id drawn first, so the states name it in the same update
+        wake = f", wake_job = CASE WHEN EXISTS ({_JOB_OF.format('s')}) THEN s.wake_job ELSE ("
+        wake += "SELECT id FROM jid) END"
+        idle = "s.wake_job = (SELECT id FROM jid)"
+        queue = (
+            ", j AS (INSERT INTO job (id, kind, args, max_attempts) OVERRIDING SYSTEM VALUE "
+            "SELECT jid.id, %s, jsonb_build_object('subscriptions', "
+            "(SELECT jsonb_agg(s.id ORDER BY s.id) FROM s WHERE s.idle)), %s FROM jid "
+            "WHERE EXISTS (SELECT 1 FROM s WHERE s.idle) RETURNING pg_notify(%s, kind))"
+        )
+        params += list(job)
+    advance = ""
+    if cursor is not None:
+        advance = f", a AS ({CURSOR_ADVANCE})"
+        consumer, (xid, seq) = cursor
+        params += [consumer, str(xid), seq]
     cur = await conn.execute(
-        "WITH c AS (SELECT * FROM unnest(%s::text[], %s::int[]) AS c(id, n)), "
+        "WITH c AS (SELECT * FROM unnest(%s::text[], %s::int[]) AS c(id, n)), "  # noqa: S608
         f"l AS MATERIALIZED ({_LOCKED.format('c')}), "
-        "s AS (UPDATE subscription_state s SET events = s.events + c.n FROM c, l "
+        "jid AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('job', 'id')) AS id "
+        f"WHERE {'false' if job is None else 'true'}), "
+        f"s AS (UPDATE subscription_state s SET events = s.events + c.n{wake} FROM c, l "
         "WHERE s.id = c.id AND l.id = c.id RETURNING s.id, s.events - c.n AS before, "
-        f"NOT EXISTS ({_JOB_OF.format('s')}) AS idle), "
+        f"{idle} AS idle), "
         "i AS (INSERT INTO subscription_event (subscription, number, rtype, id, version, at) "
         "SELECT e.sid, s.before + e.ord, e.rtype, e.id, e.version, e.at FROM unnest("
         "%s::text[], %s::int[], %s::text[], %s::text[], %s::int[], %s::timestamptz[]) "
-        "AS e(sid, ord, rtype, id, version, at) JOIN s ON s.id = e.sid) "
+        f"AS e(sid, ord, rtype, id, version, at) JOIN s ON s.id = e.sid){queue}{advance} "
         "SELECT id FROM s WHERE idle ORDER BY id",
-        (sids, counts, *(list(col) for col in zip(*rows, strict=True))),
+        params,
     )
     return [row[0] for row in await cur.fetchall()]
 
@@ -181,11 +212,17 @@ async def due(conn: AsyncConnection, heartbeats: dict[str, int]) -> list[str]:
     return [row[0] for row in await cur.fetchall()]
 
 
+# what changes when the set of active subscriptions does (the matcher's cache key): a select
+# list, also read with the outbox's events (`events.next_with`)
+ACTIVE_VERSION = (
+    "(SELECT count(*) FROM subscription_state WHERE status = 'active'), "
+    "(SELECT max(updated) FROM subscription_state WHERE status = 'active')"
+)
+
+
 async def active_version(conn: AsyncConnection) -> tuple[int, Any]:
     """What changes when the set of active subscriptions does (the matcher's cache key)."""
-    cur = await conn.execute(
-        "SELECT count(*), max(updated) FROM subscription_state WHERE status = 'active'"
-    )
+    cur = await conn.execute(f"SELECT {ACTIVE_VERSION}")  # noqa: S608 - a constant
     row = await cur.fetchone()
     assert row is not None
     return int(row[0]), row[1]

@@ -23,7 +23,7 @@ import pytest
 
 from socle.testing import ROOT, ServerProcess, auth_headers, run_socle, server_beside
 from socle.workers import queue
-from socle.workers.events import Event, advance, next_for, read_after
+from socle.workers.events import Event, Position, advance, last, next_for, read_after
 from socle.workers.kinds import JobKind
 from socle.workers.platform import probe
 
@@ -433,13 +433,14 @@ def test_readers_see_events_only_once_every_earlier_transaction_is_settled(
     server: ServerProcess,
 ) -> None:
     url = _url(server)
-    start = _last_seq(server)
     insert = (
         "INSERT INTO event (rtype, id, version, interaction, at) "
         "VALUES ('Patient', %s, 1, 'create', now()) RETURNING seq"
     )
 
     async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            start = await last(conn)
         async with (
             await psycopg.AsyncConnection.connect(url) as early,
             await psycopg.AsyncConnection.connect(url, autocommit=True) as late,
@@ -454,13 +455,55 @@ def test_readers_see_events_only_once_every_earlier_transaction_is_settled(
             seen = [e.id for e in await _settled(lambda: read_after(reader, start), 2)]
             assert seen == ["early", "late"]
             # a reader's position moves on with what it did
-            consumer = f"test-{start}"
+            consumer = f"test-{start[1]}"
             await advance(reader, consumer, start)
             assert [e.id for e in await _settled(lambda: next_for(reader, consumer), 2)] == seen
-            await advance(reader, consumer, (await read_after(reader, start))[-1].seq)
+            await advance(reader, consumer, (await read_after(reader, start))[-1].position)
             assert await next_for(reader, consumer) == []
 
     asyncio.run(run())
+
+
+def test_a_reader_misses_no_event_of_a_transaction_numbering_its_events_before_an_older_one(
+    server: ServerProcess,
+) -> None:
+    """A transaction is given its id at its first write, its events their seq when inserted: a
+    transaction begun later (a younger id) can insert its event first (a smaller seq) and commit
+    last. The older one's event, committed first, is settled; a reader that takes it must still
+    read the younger one's, with its smaller seq, once that commits."""
+    url = _url(server)
+    insert = (
+        "INSERT INTO event (rtype, id, version, interaction, at) "
+        "VALUES ('Patient', %s, 1, 'create', now()) RETURNING seq"
+    )
+
+    async def run() -> list[str]:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            start: Position = await last(conn)
+        consumer = f"test-inverted-{start[1]}"
+        read: list[str] = []
+        async with (
+            await psycopg.AsyncConnection.connect(url) as older,
+            await psycopg.AsyncConnection.connect(url) as younger,
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as reader,
+        ):
+            await advance(reader, consumer, start)
+            await older.execute("SELECT pg_current_xact_id()")  # its id, before the other's
+            await younger.execute(insert, ("younger",))  # the smaller seq
+            await older.execute(insert, ("older",))
+            await older.commit()
+            # the reader takes what is settled (the older's event, once no transaction begun
+            # before it runs), and moves on past it, as the matcher does
+            events = await _settled(lambda: next_for(reader, consumer), 1)
+            read += [e.id for e in events]
+            if events:
+                await advance(reader, consumer, events[-1].position)
+            await younger.commit()
+            events = await _settled(lambda: next_for(reader, consumer), 2 - len(read))
+            read += [e.id for e in events]
+        return read
+
+    assert sorted(asyncio.run(run())) == ["older", "younger"]
 
 
 def test_a_job_enqueued_in_a_rolled_back_transaction_does_not_exist(
