@@ -1151,6 +1151,14 @@ $$;
 """
 MIGRATIONS += [(490, "audit chain in audit_seal, records written once", AUDIT_SEAL_TABLE_V490)]
 
+# --- Audited reads by id (readperf6): migrations 540-549 ---------------------------------------
+AUDIT_AGENTS_V540 = """
+-- A professional's access history (« mes accès récents ») and AuditEvent ?agent= searches
+-- select the records by `agents && …`: without an index they scanned the whole trail.
+CREATE INDEX audit_log_agents ON audit_log USING gin (agents);
+"""
+MIGRATIONS += [(540, "audit trail: records by agent", AUDIT_AGENTS_V540)]
+
 # The outbox read in the order of its transactions, (xid, seq), not of seq alone
 # (socle/workers/events.py): a transaction given its id first may number its events after a
 # younger one's, whose row, committed later, fell behind a reader's seq position and was never

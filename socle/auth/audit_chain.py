@@ -34,7 +34,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,6 +41,7 @@ from typing import Any
 
 import msgspec
 
+from ..ids import unique_uuid
 from .wording import PURPOSE_TEXT
 
 GENESIS = "0" * 64
@@ -204,7 +204,7 @@ def build_audit_event(record: AccessRecord, event_id: str | None = None) -> dict
         entities[0]["detail"] = details
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "id": event_id or str(uuid.uuid4()),
+        "id": event_id or unique_uuid(),
         "type": _coding(AUDIT_EVENT_TYPE, "rest", "RESTful Operation"),
         "subtype": [_coding(RESTFUL_INTERACTION, record.interaction)],
         "action": action,
@@ -223,6 +223,86 @@ def build_audit_event(record: AccessRecord, event_id: str | None = None) -> dict
     if entities:
         event["entity"] = entities
     return event
+
+
+# -- the lean stored form ------------------------------------------------------------------------
+
+LEAN_FORM = 2  # the ``v`` of a lean record
+_LEAN_END = ',"v":2}'
+_LEAN_TUPLES = ("purpose_of_use", "entities", "others")
+
+
+def lean_event(record: AccessRecord, event_id: str | None = None) -> tuple[str, str, str]:
+    """The record as stored by the request path: ``(id, action, text)``, ``text`` the canonical
+    JSON of the record's facts only (its non-default :class:`AccessRecord` fields, the event's
+    id and ``recorded`` as the AuditEvent shows them, ``"v": 2``) — about a quarter of the
+    AuditEvent's text, which :func:`expand_event` rebuilds from it when the trail is read. The
+    chain hashes this text as it hashes any stored event (its keys sort after ``action``: it
+    opens on ``{"action":`` like the AuditEvents the database seals), so the facts are what the
+    chain protects; the AuditEvent's fixed codings and wording are the code's."""
+    action = record.action or ACTION_OF_INTERACTION.get(record.interaction, "E")
+    if action not in ("C", "R", "U", "D", "E"):
+        raise ValueError(f"invalid AuditEvent action {action!r}")
+    if record.outcome not in ("0", "4", "8", "12"):
+        raise ValueError(f"invalid AuditEvent outcome {record.outcome!r}")
+    eid = event_id or unique_uuid()
+    facts: dict[str, Any] = {
+        "action": action,
+        "id": eid,
+        "interaction": record.interaction,
+        "outcome": record.outcome,
+        "recorded": _utc(record.recorded),
+        "v": LEAN_FORM,
+    }
+    for name in _LEAN_OPTIONAL:
+        value = getattr(record, name)
+        if value:
+            facts[name] = value
+    if record.query is not None:
+        facts["query"] = record.query
+    if record.observer != "Socle":
+        facts["observer"] = record.observer
+    return eid, action, _canonical_bytes(facts).decode()
+
+
+_LEAN_OPTIONAL = (
+    "outcome_desc",
+    "agent_who",
+    "agent_national_id",
+    "agent_display",
+    "client_id",
+    "network_address",
+    "purpose_of_use",
+    "patient",
+    "entities",
+    "more_patients",
+    "others",
+    "resource_type",
+    "operation",
+    "break_glass_reason",
+    "decision_reason",
+    "request_id",
+)
+
+
+def is_lean(text: str) -> bool:
+    """Whether a stored text is a lean record (:func:`lean_event`), from its last key."""
+    return text.endswith(_LEAN_END)
+
+
+def expand_event(stored: dict[str, Any]) -> dict[str, Any]:
+    """The AuditEvent of a stored event: a lean record rebuilt (the AuditEvent
+    :func:`build_audit_event` makes of its facts), any other as it is."""
+    if stored.get("v") != LEAN_FORM or "resourceType" in stored:
+        return stored
+    fields = {k: v for k, v in stored.items() if k not in ("v", "id", "recorded")}
+    for name in _LEAN_TUPLES:
+        if name in fields:
+            fields[name] = tuple(fields[name])
+    if "more_patients" in fields:
+        fields["more_patients"] = tuple((p, tuple(refs)) for p, refs in fields["more_patients"])
+    recorded = dt.datetime.fromisoformat(stored["recorded"])
+    return build_audit_event(AccessRecord(recorded=recorded, **fields), stored["id"])
 
 
 # -- canonical form and hashing ---------------------------------------------------------------

@@ -1,14 +1,15 @@
 """The audit trail in the database: one append-only ``audit_log`` row per audited request,
 chained by a sealer, anchored outside the database.
 
-* **Append.** A request's audit record is one row: the AuditEvent as canonical JSON (``event``,
-  what the hash covers) and the columns its searches need (``recorded``, ``patients`` — every
-  patient the request disclosed —, ``agents``, ``action``, ``outcome``, ``subtype``). No resource
-  row, no index rows. A write's record goes into its own transaction; reads' records are
-  batched into one multi-row INSERT per group commit (autocommit), committed before the
-  responses leave; in a server that INSERT rides with the statement fetching the next reads by
-  id (:mod:`socle.fhir.storage.coalesce`: one round trip and one commit for both). The rows are
-  served as AuditEvent resources by :mod:`socle.auth.audit_trail`.
+* **Append.** A request's audit record is one row: the event as canonical JSON (``event``, what
+  the hash covers: the request path's records hold the facts the AuditEvent is rebuilt from when
+  read, :func:`~socle.auth.audit_chain.lean_event`) and the columns its searches need
+  (``recorded``, ``patients`` — every patient the request disclosed —, ``agents``, ``action``,
+  ``outcome``, ``subtype``). No resource row, no index rows. A write's record goes into its own
+  transaction; reads' records are batched into one multi-row INSERT per group commit (autocommit),
+  committed before the responses leave; in a server that INSERT rides with the statement fetching
+  the next reads by id (:mod:`socle.fhir.storage.coalesce`: one round trip and one commit for
+  both). The rows are served as AuditEvent resources by :mod:`socle.auth.audit_trail`.
 * **Seal.** :func:`seal` takes the records waiting in ``audit_pending`` (a trigger adds each
   record's ``ord`` there in the INSERT's own statement: O(new rows), and a record committing
   after later ones were sealed still waits there) under the ``audit_head`` row lock, gives each
@@ -78,7 +79,7 @@ class AuditRow:
     subtype: str
     patients: tuple[str, ...]  # Patient ids
     agents: tuple[str, ...]  # "Practitioner/1", "urn:oid:…|810001234567", …
-    event: str  # canonical JSON (audit_chain.event_text)
+    event: str  # canonical JSON (audit_chain.lean_event or event_text)
 
 
 _INSERT = (

@@ -36,6 +36,7 @@ from ..fhir.search.paging import PageTokens
 from ..fhir.search.query import Filter, SearchQuery
 from ..fhir.search.sql import Sql, _date_cond, _date_values
 from ..fhir.storage.reader import Version
+from .audit_chain import expand_event, is_lean
 
 PARAMS = [
     ("_id", "token"),
@@ -131,9 +132,17 @@ def project(event: dict[str, Any], readers: frozenset[str], named: list[str]) ->
 def _content(text: str, recorded: dt.datetime, scope: AuditScope, patients: list[str]) -> str:
     """The resource as served: the stored event (projected for a limited reader) with meta."""
     meta = '{"meta":{"versionId":"1","lastUpdated":"%s"},' % instant(recorded)
+    event: dict[str, Any] | None = None
+    if is_lean(text):  # the request path's records: the AuditEvent is rebuilt from the facts
+        try:
+            event = expand_event(decode(text))
+        except (FhirError, TypeError, ValueError, KeyError, AttributeError):
+            event = None  # altered beyond rebuilding: served as stored (verify reports it)
     if scope.patients is None or not text.startswith("{"):
-        return meta + text[1:]
-    return meta + encode_str(project(decode(text), scope.patients, patients))[1:]
+        return meta + (encode_str(event) if event is not None else text)[1:]
+    if event is None:
+        event = decode(text)
+    return meta + encode_str(project(event, scope.patients, patients))[1:]
 
 
 def _touched(interaction: str, ids_patients: list[tuple[str, list[str]]]) -> Touched:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,7 +31,8 @@ from ..fhir.rest.capability import register_read_only
 from ..fhir.search.sql import Sql, realias, text_array
 from ..fhir.storage.reader import Version
 from ..fhir.storage.writer import PendingWrite
-from .audit_chain import CLIENT_ID_SYSTEM, IDNAT_PS, AccessRecord, build_audit_event, event_text
+from ..ids import unique_hex
+from .audit_chain import CLIENT_ID_SYSTEM, IDNAT_PS, AccessRecord, lean_event
 from .audit_store import AuditRow, AuditSink, insert_statement, write_events
 from .audit_trail import EVERYTHING, AuditScope
 from .circle_matrix import circle_matrix
@@ -137,7 +137,7 @@ class PolicyAccess:
     principal: Principal
     services: AuditServices
     client_address: str | None = None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=unique_hex)
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     links: Links | None = None
     _prepared: bool = False
@@ -707,7 +707,7 @@ class PolicyAccess:
             decision_reason=detail if touched.outcome == "0" else None,
             request_id=self.request_id,
         )
-        event = build_audit_event(record)
+        event_id, action, text = lean_event(record)
         agents = [agent_who] if agent_who else []
         if p.national_id:
             agents.append(f"{IDNAT_PS}|{p.national_id}")
@@ -715,14 +715,14 @@ class PolicyAccess:
             agents.append(f"{CLIENT_ID_SYSTEM}|{p.client_id}")
         return [
             AuditRow(
-                event["id"],
+                event_id,
                 record.recorded,
-                event["action"],
+                action,
                 record.outcome,
                 record.interaction,
                 tuple(patients),
                 tuple(agents),
-                event_text(event),
+                text,
             )
         ]
 
