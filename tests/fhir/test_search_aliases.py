@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+
 from socle.fhir.indexing.extract import (
     _ADDERS,
     IndexRows,
@@ -16,7 +18,9 @@ from socle.fhir.indexing.extract import (
     indexed_params,
     stored_codes,
 )
-from socle.migrations import ALIAS_ROWS_V550
+from socle.fhir.storage.writer import _TABLE_COLUMNS
+from socle.migrations import ALIAS_ROWS_V550, MIGRATIONS, migrate
+from socle.testing import database_beside
 
 from .helpers import create, patient, unique
 from .test_index_roots import OBSERVATIONS
@@ -204,3 +208,66 @@ def test_searches_on_aliases_over_http(client) -> None:
     # _has on the patient, through an alias of the observations
     r = client.get("/Patient", params={"_id": pid, "_has:Observation:patient:combo-code": "9279-1"})
     assert [e["resource"]["id"] for e in r.json().get("entry", [])] == [pid]
+
+
+def _as_before_550(conn: Any, resources: list[dict[str, Any]]) -> None:
+    """The schema of the versions before 550 and the rows they stored: every parameter's, the
+    aliases' too."""
+    conn.execute(
+        "CREATE TABLE socle_schema (version integer PRIMARY KEY, description text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    for version, description, sql in sorted(MIGRATIONS):
+        if version < 550:
+            with conn.transaction():
+                conn.execute(sql)
+                conn.execute(
+                    "INSERT INTO socle_schema (version, description) VALUES (%s, %s)",
+                    (version, description),
+                )
+    for rid, resource in enumerate(resources, 1):
+        rows = IndexRows()
+        for ip in indexed_params(resource["resourceType"]):
+            walked = _walked(resource, ip.param.code)
+            for kind in IndexRows.__slots__:
+                getattr(rows, kind).extend(getattr(walked, kind))
+        for kind, (table, columns, _types) in _TABLE_COLUMNS.items():
+            for row in getattr(rows, kind):
+                conn.execute(
+                    f"INSERT INTO {table} (rid, rtype, {', '.join(columns)}) "
+                    f"VALUES (%s, %s{', %s' * len(columns)})",
+                    (rid, resource["resourceType"], *row),
+                )
+
+
+def _stored(conn: Any) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    for kind, (table, columns, _types) in _TABLE_COLUMNS.items():
+        found = conn.execute(f"SELECT rid, {', '.join(columns)} FROM {table}").fetchall()
+        out[kind] = sorted((tuple(r) for r in found), key=repr)
+    return out
+
+
+def test_migration_550_deletes_the_aliases_rows_only(database) -> None:
+    resources = [*_observations("Patient/p"), *OBSERVATIONS]
+    with database_beside(database, "socle_aliasmig") as db:
+        assert db.url is not None
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            _as_before_550(conn, resources)
+            before = conn.execute(
+                "SELECT count(*) FROM idx_composite WHERE param LIKE 'combo-%'"
+            ).fetchone()
+            assert before is not None and before[0] > 0
+            assert 550 in migrate(conn)
+            # what is left is what the new version stores for these resources
+            expected: dict[str, list[tuple[Any, ...]]] = {}
+            for kind in _TABLE_COLUMNS:
+                expected[kind] = sorted(
+                    (
+                        (rid, *row)
+                        for rid, resource in enumerate(resources, 1)
+                        for row in getattr(index_resource(resource), kind)
+                    ),
+                    key=repr,
+                )
+            assert _stored(conn) == expected
