@@ -1159,6 +1159,19 @@ CREATE INDEX audit_log_agents ON audit_log USING gin (agents);
 """
 MIGRATIONS += [(540, "audit trail: records by agent", AUDIT_AGENTS_V540)]
 
+# The rows of Observation's combo-* parameters: each is the union of two others' rows (combo-code
+# = code | component-code, ...), no longer stored since a search on one reads its bases' rows
+# (socle/fhir/indexing/extract.py, `aliases`, whose list for the built-in parameters this is; a
+# test keeps them equal). One DELETE per table.
+ALIAS_ROWS_V550 = """
+DELETE FROM idx_token WHERE rtype = 'Observation'
+    AND param IN ('combo-code', 'combo-data-absent-reason', 'combo-value-concept');
+DELETE FROM idx_quantity WHERE rtype = 'Observation' AND param = 'combo-value-quantity';
+DELETE FROM idx_composite WHERE rtype = 'Observation'
+    AND param IN ('combo-code-value-concept', 'combo-code-value-quantity');
+"""
+MIGRATIONS += [(550, "alias parameters' index rows no longer stored", ALIAS_ROWS_V550)]
+
 # The outbox read in the order of its transactions, (xid, seq), not of seq alone
 # (socle/workers/events.py): a transaction given its id first may number its events after a
 # younger one's, whose row, committed later, fell behind a reader's seq position and was never

@@ -9,6 +9,7 @@ from socle.fhir.indexing.extract import (
     _ADDERS,
     IndexRows,
     _composite_rows,
+    aliases,
     index_resource,
     indexed_params,
 )
@@ -45,9 +46,12 @@ OBSERVATIONS: list[dict[str, Any]] = [
 
 
 def every_parameter(resource: dict[str, Any]) -> IndexRows:
-    """index_resource without the skip: every parameter of the type walked."""
+    """index_resource without the skip: every stored parameter of the type walked (the aliases,
+    whose rows are their bases', are not stored)."""
     rows = IndexRows()
     for ip in indexed_params(resource["resourceType"]):
+        if ip.param.code in aliases(resource["resourceType"]):
+            continue
         if ip.components:
             _composite_rows(rows, ip, resource)
             continue

@@ -97,6 +97,71 @@ def indexed_params(resource_type: str) -> tuple[IndexedParam, ...]:
 on_search_params_change(indexed_params.cache_clear)
 
 
+@cache
+def aliases(resource_type: str) -> dict[str, tuple[str, ...]]:
+    """The parameters of a type whose index rows are exactly those of other parameters of the
+    same type put together, and the codes of those others: a parameter whose expression is the
+    union of theirs (same parameter type, same components), e.g. Observation's ``combo-code`` =
+    ``code`` | ``component-code``. Their rows are not stored (they were a third of an
+    Observation's); a search on one reads its bases' rows (`stored_codes`). Built-in
+    parameters only: a run-time one can neither be an alias nor a base (its code is new)."""
+    params = {
+        c: p
+        for c, p in definitions().params_for(resource_type).items()
+        if p.expression and not p.custom and c not in NOT_INDEXED and p.type != "special"
+    }
+    parts = {c: tuple(split_union(p.expression or "")) for c, p in params.items()}
+
+    def shape(p: SearchParam) -> tuple[Any, ...] | None:
+        out = []
+        for url, expression in p.components:
+            comp = definitions().params_by_url.get(url)
+            if comp is None:
+                return None
+            out.append((comp.type, expression))
+        return (p.type, tuple(out))
+
+    out: dict[str, tuple[str, ...]] = {}
+    for code, p in params.items():
+        mine = parts[code]
+        if len(mine) < 2 or len(set(mine)) != len(mine) or shape(p) is None:
+            continue
+        bases = tuple(
+            c
+            for c, q in params.items()
+            if c != code and shape(q) == shape(p) and set(parts[c]) <= set(mine)
+        )
+        covered = [x for c in bases for x in parts[c]]
+        # the bases' expressions split the alias's exactly (none shared, none left out)
+        if sorted(covered) == sorted(mine) and all(c not in out for c in bases):
+            out[code] = bases
+    return {c: b for c, b in out.items() if not any(x in out for x in b)}
+
+
+on_search_params_change(aliases.cache_clear)
+
+
+def stored_codes(resource_type: str, code: str) -> tuple[str, ...]:
+    """The parameter codes whose rows a search on ``code`` of ``resource_type`` reads: its own,
+    or, for an alias (`aliases`), its bases'. A suffix (``:identifier``, ``:of-type``) carries
+    over. Every reader of index rows by parameter code goes through here."""
+    base, colon, suffix = code.partition(":")
+    found = aliases(resource_type).get(base)
+    if found is None:
+        return (code,)
+    return tuple(b + colon + suffix for b in found)
+
+
+@cache
+def _stored_params(resource_type: str) -> tuple[IndexedParam, ...]:
+    """`indexed_params` whose rows are stored: the aliases left out."""
+    skip = aliases(resource_type)
+    return tuple(ip for ip in indexed_params(resource_type) if ip.param.code not in skip)
+
+
+on_search_params_change(_stored_params.cache_clear)
+
+
 def _compile_composite(param: SearchParam) -> IndexedParam | None:
     """Compile each component relative to the base element, so that the values of one match
     come from the same element. None when a part is outside the compiled FHIRPath subset."""
@@ -189,7 +254,7 @@ def _slots(code: str, grp: int, comp: int, ptype: str, found: IndexRows) -> list
 
 def index_resource(resource: dict[str, Any]) -> IndexRows:
     rows = IndexRows()
-    for ip in indexed_params(resource["resourceType"]):
+    for ip in _stored_params(resource["resourceType"]):
         if ip.roots is not None and ip.roots.isdisjoint(resource):
             continue
         if ip.components:

@@ -15,7 +15,7 @@ from ..outcome import bad_request
 from ..storage.text import content_text
 from .paging import PageTokens
 from .query import SearchQuery
-from .sql import Sql, criterion
+from .sql import Sql, criterion, param_cond
 
 MAX_INCLUDES = 1000  # per level: a page never drags the world in
 MAX_INCLUDE_DEPTH = 3
@@ -111,8 +111,11 @@ def sort_keys(q: SearchQuery) -> list[SortKey]:
                 )
             table, asc_col, desc_col = _SORT_AGG[param.type]
             agg = f"max(x.{desc_col})" if desc else f"min(x.{asc_col})"
-            expr = Sql().add(
-                f"(SELECT {agg} FROM {table} x WHERE x.rid = r.rid AND x.param = %s)", param.code
+            expr = (
+                Sql()
+                .add(f"(SELECT {agg} FROM {table} x WHERE x.rid = r.rid AND ")
+                .extend(param_cond("x", q.resource_type or "", param.code))
+                .add(")")
             )
             keys.append(SortKey(expr, desc, _SORT_CAST[param.type]))
     return keys
@@ -274,7 +277,8 @@ async def _narrow_and_fetch(
     """Narrow an include query to its parameter, target type and what the caller may read
     (denied rows are left out, never an error); bounded."""
     if inc.param != "*":
-        sql.add(" AND x.rtype = %s AND x.param = %s", inc.source_type, inc.param)
+        sql.add(" AND x.rtype = %s AND ", inc.source_type)
+        sql.extend(param_cond("x", inc.source_type, inc.param))
     if inc.target_type:
         sql.add(" AND x.target_type = %s", inc.target_type)
     if access is not None:

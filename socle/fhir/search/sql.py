@@ -18,7 +18,7 @@ from typing import Any
 
 from ..datetimes import date_range
 from ..definitions import definitions
-from ..indexing.extract import parse_reference
+from ..indexing.extract import parse_reference, stored_codes
 from ..indexing.text import fold
 from ..outcome import bad_request
 from .query import PREFIXES, Filter
@@ -78,14 +78,20 @@ def _or(parts: list[Sql]) -> Sql:
 def _exists(table: str, alias: str, rtype: str, param: str, cond: Sql, negate: bool = False) -> Sql:
     out = Sql()
     out.add("NOT EXISTS" if negate else "EXISTS")
-    out.add(
-        f" (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND x.rtype = %s AND x.param = %s",
-        rtype,
-        param,
-    )
+    out.add(f" (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND x.rtype = %s AND ", rtype)
+    out.extend(param_cond("x", rtype, param))
     if cond.text:
         out.add(" AND ").extend(cond)
     return out.add(")")
+
+
+def param_cond(alias: str, rtype: str, code: str) -> Sql:
+    """``alias.param`` is one of the codes whose rows a search on ``code`` reads (`stored_codes`:
+    an alias parameter's rows are its bases')."""
+    codes = stored_codes(rtype, code)
+    if len(codes) == 1:
+        return Sql().add(f"{alias}.param = %s", codes[0])
+    return Sql().add(f"{alias}.param = ANY(%s)", list(codes))
 
 
 def _joined(alias: str, rtype: str, access: Any) -> Sql:
@@ -398,11 +404,11 @@ def _chain(flt: Filter, alias: str, rtype: str, access: Any) -> Sql:
             f"EXISTS (SELECT 1 FROM idx_reference ref_{target} JOIN resource {target} "
             f"ON {target}.rtype = ref_{target}.target_type "
             f"AND {target}.id = ref_{target}.target_id "
-            f"WHERE ref_{target}.rid = {alias}.rid AND ref_{target}.rtype = %s "
-            f"AND ref_{target}.param = %s AND ",
+            f"WHERE ref_{target}.rid = {alias}.rid AND ref_{target}.rtype = %s AND ",
             rtype,
-            flt.param.code,
         )
+        .extend(param_cond(f"ref_{target}", rtype, flt.param.code))
+        .add(" AND ")
         .extend(_joined(target, target_type, access))
         .add(" AND ")
         .extend(inner)
@@ -420,10 +426,12 @@ def _has(flt: Filter, alias: str, rtype: str, access: Any) -> Sql:
         .add(
             f"EXISTS (SELECT 1 FROM idx_reference ref_{source} JOIN resource {source} "
             f"ON {source}.rid = ref_{source}.rid "
-            f"WHERE ref_{source}.rtype = %s AND ref_{source}.param = %s "
-            f"AND ref_{source}.target_type = %s AND ref_{source}.target_id = {alias}.id AND ",
+            f"WHERE ref_{source}.rtype = %s AND ",
             source_type,
-            ref_param,
+        )
+        .extend(param_cond(f"ref_{source}", source_type, ref_param))
+        .add(
+            f" AND ref_{source}.target_type = %s AND ref_{source}.target_id = {alias}.id AND ",
             rtype,
         )
         .extend(_joined(source, source_type, access))
@@ -493,11 +501,8 @@ def _composite(flt: Filter, alias: str, rtype: str) -> Sql:
                 f" JOIN idx_composite c{i} ON c{i}.rid = c0.rid AND c{i}.param = c0.param "
                 f"AND c{i}.grp = c0.grp AND c{i}.comp = {i}"
             )
-        sql.add(
-            f" WHERE c0.rid = {alias}.rid AND c0.rtype = %s AND c0.param = %s AND c0.comp = 0",
-            rtype,
-            param.code,
-        )
+        sql.add(f" WHERE c0.rid = {alias}.rid AND c0.rtype = %s AND ", rtype)
+        sql.extend(param_cond("c0", rtype, param.code)).add(" AND c0.comp = 0")
         for i, (ptype, piece) in enumerate(zip(types, pieces, strict=True)):
             sql.add(" AND ").extend(_component_cond(ptype, piece, flt.name, f"c{i}"))
         parts.append(sql.add(")"))
