@@ -80,7 +80,10 @@ async def position(conn: AsyncConnection, consumer: str) -> Position:
 
 async def last(conn: AsyncConnection) -> Position:
     """The position of the last event written so far (a reader starting from now on)."""
-    cur = await conn.execute("SELECT xid::text, seq FROM event ORDER BY xid DESC, seq DESC LIMIT 1")
+    # `e.xid`, the column: a bare `xid` would sort by the select list's text (`'778' > '1072'`)
+    cur = await conn.execute(
+        "SELECT e.xid::text, e.seq FROM event e ORDER BY e.xid DESC, e.seq DESC LIMIT 1"
+    )
     row = await cur.fetchone()
     return START if row is None else (int(row[0]), int(row[1]))
 

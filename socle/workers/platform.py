@@ -37,13 +37,18 @@ async def prune(job: JobContext) -> None:
 async def probe(job: JobContext) -> None:
     """Sleeps `seconds` (reporting progress each second), failing its first `fail` attempts:
     `socle jobs probe` checks that workers run, retry and survive a lost worker (and, as
-    `probe.singleton`, that jobs of a singleton kind run one at a time)."""
+    `probe.singleton`, that jobs of a singleton kind run one at a time). Cut short, it takes
+    `stubborn` seconds more to stop (a job whose clean-up outlasts its worker's stop)."""
     seconds = int(job.args.get("seconds", 1))
     if job.attempt <= int(job.args.get("fail", 0)):
         raise RuntimeError(f"probe failing on purpose (attempt {job.attempt})")
-    for second in range(seconds):
-        await job.progress(second, seconds, "probe sleeping")
-        await asyncio.sleep(1)
+    try:
+        for second in range(seconds):
+            await job.progress(second, seconds, "probe sleeping")
+            await asyncio.sleep(1)
+    except asyncio.CancelledError:
+        await asyncio.sleep(float(job.args.get("stubborn", 0)))
+        raise
     await job.progress(seconds, seconds, "probe done")
 
 

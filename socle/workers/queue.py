@@ -186,6 +186,17 @@ async def release(conn: AsyncConnection, job: Claimed, worker: str, delay_s: flo
     )
 
 
+async def release_held(conn: AsyncConnection, worker: str) -> int:
+    """Every job a stopping worker still holds, given back unrun (no attempt counted): what its
+    tasks could not give back themselves in time. Returns how many."""
+    cur = await conn.execute(
+        "UPDATE job SET state = 'queued', attempts = greatest(attempts - 1, 0), "
+        "lease_until = NULL, run_at = now() WHERE worker = %s AND state = 'running'",
+        (worker,),
+    )
+    return cur.rowcount
+
+
 async def requeue_stalled(conn: AsyncConnection) -> int:
     """Jobs whose worker stopped renewing its lease (killed, lost): queued again, or dead when
     they were at their last attempt. Returns how many were taken back."""

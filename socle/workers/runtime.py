@@ -109,6 +109,16 @@ class Worker:
             # a job cut short is given back (or, if that fails, its lease runs out)
             await asyncio.gather(*self._running, return_exceptions=True)
 
+    async def give_back(self) -> int:
+        """Give back, in one statement, the jobs this worker still holds as it stops: a job
+        whose clean-up outlasts the stop (its task abandoned, its own give-back never run) is
+        run again elsewhere at once rather than when its lease runs out. On a connection of its
+        own: the pool's may all be held by those tasks."""
+        async with await psycopg.AsyncConnection.connect(
+            self.pool.conninfo, autocommit=True
+        ) as conn:
+            return await queue.release_held(conn, self.name)
+
     async def _tick(self) -> None:
         """Claim what is due, up to the concurrency, from the pools wanted (all of them once
         `_all_at` is reached); set when to look at every pool again (the next scheduled job,

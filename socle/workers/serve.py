@@ -68,3 +68,11 @@ async def running(
         _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
         if stuck:
             log.warning("stopping: %d background tasks did not end in time", len(stuck))
+        if worker is not None:
+            try:
+                held = await asyncio.wait_for(worker.give_back(), STOP_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - the database may be gone: leases run out
+                log.warning("stopping: jobs not given back (%s); their leases will run out", exc)
+            else:
+                if held:
+                    log.warning("stopping: %d jobs given back that had not ended in time", held)

@@ -167,10 +167,30 @@ def test_a_worker_stopped_mid_job_gives_it_back_at_once(server: ServerProcess) -
         _until(lambda: _job(server, job_id)["state"] == "running")
     finally:
         stopping.stop(signal.SIGTERM)
-    assert stopping.process.returncode == 0
-    back = _job(server, job_id)
-    assert (back["state"], back["attempts"]) == ("queued", 0)
-    _sql(server, "UPDATE job SET state = 'cancelled' WHERE id = %s", (job_id,))
+    try:
+        assert stopping.process.returncode == 0
+        back = _job(server, job_id)
+        assert (back["state"], back["attempts"]) == ("queued", 0), stopping.log.read_text()[-3000:]
+    finally:  # a probe of 60 s left to the module's worker would take its slots
+        _sql(server, "UPDATE job SET state = 'cancelled' WHERE id = %s", (job_id,))
+
+
+def test_a_job_slow_to_stop_is_given_back_all_the_same(server: ServerProcess) -> None:
+    """A job whose clean-up outlasts the worker's stop (its task abandoned, its own give-back
+    never run): the stopping worker gives it back in one statement of its own."""
+    stopping = WorkerProcess(server, "stubborn")
+    try:
+        job_id = _enqueue(server, "probe", {"seconds": 60, "stubborn": 60})
+        _until(lambda: _job(server, job_id)["state"] == "running")
+    finally:
+        stopping.stop(signal.SIGTERM)
+    try:
+        assert stopping.process.returncode == 0
+        back = _job(server, job_id)
+        assert (back["state"], back["attempts"]) == ("queued", 0), stopping.log.read_text()[-3000:]
+        assert "1 jobs given back that had not ended in time" in stopping.log.read_text()
+    finally:
+        _sql(server, "UPDATE job SET state = 'cancelled' WHERE id = %s", (job_id,))
 
 
 def test_a_failing_job_is_retried_then_dead_and_an_operator_retries_it(
@@ -504,6 +524,27 @@ def test_a_reader_misses_no_event_of_a_transaction_numbering_its_events_before_a
         return read
 
     assert sorted(asyncio.run(run())) == ["older", "younger"]
+
+
+def test_the_last_position_is_the_greatest_transaction_id_not_the_greatest_text(
+    server: ServerProcess,
+) -> None:
+    """`last` (where a new reader starts) compared transaction ids as text once: '778' came
+    after '1072', and a reader started behind events long read."""
+
+    async def run() -> Position:
+        async with await psycopg.AsyncConnection.connect(_url(server)) as conn:
+            for xid in ("999999999999999", "1000000000000000"):  # rolled back: nobody sees them
+                await conn.execute(
+                    "INSERT INTO event (xid, rtype, id, version, interaction, at) "
+                    "VALUES (%s::xid8, 'Patient', 'x', 1, 'create', now())",
+                    (xid,),
+                )
+            found = await last(conn)
+            await conn.rollback()
+        return found
+
+    assert asyncio.run(run())[0] == 1_000_000_000_000_000
 
 
 def test_a_job_enqueued_in_a_rolled_back_transaction_does_not_exist(
