@@ -723,8 +723,9 @@ CREATE INDEX subscription_event_at ON subscription_event (at);
 MIGRATIONS += [(280, "subscriptions: events by time, for pruning", SUBSCRIPTION_EVENTS_V280)]
 
 
-def migrate(conn: psycopg.Connection) -> list[int]:
-    """Apply pending migrations; returns the versions applied by this call."""
+def migrate(conn: psycopg.Connection, before: int | None = None) -> list[int]:
+    """Apply pending migrations (those numbered below `before`, when given: a database as an
+    earlier version left it, for the tests of a migration); returns the versions applied."""
     applied: list[int] = []
     conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
     try:
@@ -735,7 +736,7 @@ def migrate(conn: psycopg.Connection) -> list[int]:
         )
         done = {row[0] for row in conn.execute("SELECT version FROM socle_schema")}
         for version, description, sql in sorted(MIGRATIONS):
-            if version in done:
+            if version in done or (before is not None and version >= before):
                 continue
             with conn.transaction():
                 conn.execute(sql)  # type: ignore[arg-type]

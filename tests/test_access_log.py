@@ -36,6 +36,14 @@ async def _ok(request: object) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def _get(log: AccessLog, paths: list[str]) -> None:
+    """GET the paths through the log, together; each answered 200."""
+    transport = httpx.ASGITransport(app=log)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        answers = await asyncio.gather(*(c.get(path) for path in paths))
+    assert all(a.status_code == 200 for a in answers)
+
+
 class _HeldLog(AccessLog):
     """A flush delay never due during a test: what is held stays held however slow the host."""
 
@@ -47,14 +55,11 @@ def test_the_lines_of_many_requests_leave_in_few_writes() -> None:
     log = _HeldLog(Starlette(routes=[Route("/r/{n}", _ok)]), stream)
 
     async def run() -> None:
-        transport = httpx.ASGITransport(app=log)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            for _ in range(4):
-                answers = await asyncio.gather(*(c.get(f"/r/{i}?secret=1") for i in range(10)))
-                assert all(a.status_code == 200 for a in answers)
-            assert stream.writes == 0  # held: nothing written yet
-            assert log._flushing is not None  # the flush is due, once, for all of them
-            log.flush()
+        for _ in range(4):
+            await _get(log, [f"/r/{i}?secret=1" for i in range(10)])
+        assert stream.writes == 0  # held: nothing written yet
+        assert log._flushing is not None  # the flush is due, once, for all of them
+        log.flush()
 
     asyncio.run(run())
     lines = _lines(stream)
@@ -68,16 +73,13 @@ def test_held_lines_go_out_by_themselves_after_the_delay() -> None:
     log = AccessLog(Starlette(routes=[Route("/r/{n}", _ok)]), stream)
 
     async def run() -> None:
-        transport = httpx.ASGITransport(app=log)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            answers = await asyncio.gather(*(c.get(f"/r/{i}") for i in range(10)))
-            assert all(a.status_code == 200 for a in answers)
-            # no shutdown, no further request: the timer alone writes them (a generous bound,
-            # the delay is 0.1 s)
-            for _ in range(200):
-                if len(_lines(stream)) == 10:
-                    return
-                await asyncio.sleep(AccessLog.FLUSH_S)
+        await _get(log, [f"/r/{i}" for i in range(10)])
+        # no shutdown, no further request: the timer alone writes them (a generous bound, the
+        # delay is 0.1 s)
+        for _ in range(200):
+            if len(_lines(stream)) == 10:
+                return
+            await asyncio.sleep(AccessLog.FLUSH_S)
 
     asyncio.run(run())
     assert sorted(line["path"] for line in _lines(stream)) == sorted(f"/r/{i}" for i in range(10))
@@ -89,9 +91,7 @@ def test_the_end_of_the_lifespan_writes_what_is_held() -> None:
     log = AccessLog(Starlette(routes=[Route("/r", _ok)]), stream)
 
     async def run() -> None:
-        transport = httpx.ASGITransport(app=log)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            assert (await c.get("/r")).status_code == 200
+        await _get(log, ["/r"])
         # the server shuts down at once: its lifespan ends
         messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
 

@@ -8,7 +8,7 @@ import asyncio
 import psycopg
 
 from socle.auth.audit_store import seal, verify
-from socle.migrations import MIGRATIONS, migrate
+from socle.migrations import migrate
 from socle.testing import database_beside
 
 _RECORD = (
@@ -20,18 +20,7 @@ _RECORD = (
 
 def _as_before_490(conn: psycopg.Connection) -> None:
     """The schema of the versions before 490, five records sealed by them, three waiting."""
-    conn.execute(
-        "CREATE TABLE socle_schema (version integer PRIMARY KEY, description text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    for version, description, sql in sorted(MIGRATIONS):
-        if version < 490:
-            with conn.transaction():
-                conn.execute(sql)  # type: ignore[arg-type]
-                conn.execute(
-                    "INSERT INTO socle_schema (version, description) VALUES (%s, %s)",
-                    (version, description),
-                )
+    migrate(conn, before=490)
     conn.execute(_RECORD, (1, 5))
     # migration 147's sealer, as the earlier versions called it
     seq, digest = conn.execute(

@@ -19,7 +19,7 @@ from socle.fhir.indexing.extract import (
     stored_codes,
 )
 from socle.fhir.storage.writer import _TABLE_COLUMNS
-from socle.migrations import ALIAS_ROWS_V550, MIGRATIONS, migrate
+from socle.migrations import ALIAS_ROWS_V550, migrate
 from socle.testing import database_beside
 
 from .helpers import create, patient, unique
@@ -213,18 +213,7 @@ def test_searches_on_aliases_over_http(client) -> None:
 def _as_before_550(conn: Any, resources: list[dict[str, Any]]) -> None:
     """The schema of the versions before 550 and the rows they stored: every parameter's, the
     aliases' too."""
-    conn.execute(
-        "CREATE TABLE socle_schema (version integer PRIMARY KEY, description text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    for version, description, sql in sorted(MIGRATIONS):
-        if version < 550:
-            with conn.transaction():
-                conn.execute(sql)
-                conn.execute(
-                    "INSERT INTO socle_schema (version, description) VALUES (%s, %s)",
-                    (version, description),
-                )
+    migrate(conn, before=550)
     for rid, resource in enumerate(resources, 1):
         rows = IndexRows()
         for ip in indexed_params(resource["resourceType"]):

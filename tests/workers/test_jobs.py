@@ -160,37 +160,34 @@ def test_a_worker_killed_mid_job_leaves_it_to_another_which_runs_it_again(
     assert done["progress"] == {"done": 4, "total": 4, "note": "probe done"}
 
 
-def test_a_worker_stopped_mid_job_gives_it_back_at_once(server: ServerProcess) -> None:
-    stopping = WorkerProcess(server, "stopped")
+def _stopped_mid_job(server: ServerProcess, name: str, args: dict[str, Any]) -> str:
+    """A worker stopped (SIGTERM) while it runs a probe of these `args`: the probe is given
+    back (queued, no attempt counted) by the time it has exited. Its log."""
+    stopping = WorkerProcess(server, name)
     try:
-        job_id = _enqueue(server, "probe", {"seconds": 60})
+        job_id = _enqueue(server, "probe", args)
         _until(lambda: _job(server, job_id)["state"] == "running")
     finally:
         stopping.stop(signal.SIGTERM)
+    log = stopping.log.read_text()
     try:
         assert stopping.process.returncode == 0
         back = _job(server, job_id)
-        assert (back["state"], back["attempts"]) == ("queued", 0), stopping.log.read_text()[-3000:]
+        assert (back["state"], back["attempts"]) == ("queued", 0), log[-3000:]
     finally:  # a probe of 60 s left to the module's worker would take its slots
         _sql(server, "UPDATE job SET state = 'cancelled' WHERE id = %s", (job_id,))
+    return log
+
+
+def test_a_worker_stopped_mid_job_gives_it_back_at_once(server: ServerProcess) -> None:
+    _stopped_mid_job(server, "stopped", {"seconds": 60})
 
 
 def test_a_job_slow_to_stop_is_given_back_all_the_same(server: ServerProcess) -> None:
     """A job whose clean-up outlasts the worker's stop (its task abandoned, its own give-back
     never run): the stopping worker gives it back in one statement of its own."""
-    stopping = WorkerProcess(server, "stubborn")
-    try:
-        job_id = _enqueue(server, "probe", {"seconds": 60, "stubborn": 60})
-        _until(lambda: _job(server, job_id)["state"] == "running")
-    finally:
-        stopping.stop(signal.SIGTERM)
-    try:
-        assert stopping.process.returncode == 0
-        back = _job(server, job_id)
-        assert (back["state"], back["attempts"]) == ("queued", 0), stopping.log.read_text()[-3000:]
-        assert "1 jobs given back that had not ended in time" in stopping.log.read_text()
-    finally:
-        _sql(server, "UPDATE job SET state = 'cancelled' WHERE id = %s", (job_id,))
+    log = _stopped_mid_job(server, "stubborn", {"seconds": 60, "stubborn": 60})
+    assert "1 jobs given back that had not ended in time" in log
 
 
 def test_a_failing_job_is_retried_then_dead_and_an_operator_retries_it(
