@@ -4,7 +4,8 @@ events in order, heartbeats, and the sweep that wakes deliveries left behind.
 Order per subscription: a delivery job holds the subscription's advisory lock (a session lock
 on its own connection: a killed worker's connection closes and frees it) and sends the pending
 events in number order, `delivered` moved on after each notification the endpoint took (the
-process's takes, records and gives go together on that connection: `locks.py`). A job
+last one's in the statement that lets the lock go; the process's takes, records and gives go
+together on that connection: `locks.py`). A job
 that finds the lock taken leaves the events to the holder (or to the sweep, within a second).
 At least once: a worker killed mid-send leaves `delivered` where it was, the job's lease runs
 out, and the notification is sent again. No job is queued for a subscription whose job is
@@ -157,13 +158,20 @@ async def _deliver_one(job: JobContext, sid: str, reads: FocusReads) -> None:
             taken = await locks.take(sid, spec.max_count)
             if taken is None:
                 return  # another delivery of this subscription runs: it sends these too
-            left = False
+            left, sent = False, _Sent()
             try:
-                await _deliver(job, locks, reads, spec, *taken)
+                await _deliver(job, locks, reads, spec, sent, *taken)
             finally:
-                left = await locks.give(sid)
+                # what the endpoint took last recorded as the lock is let go, one statement
+                left = await locks.give(sid, sent.upto)
         if not left:
             return
+
+
+class _Sent:
+    """What a delivery sent and has not recorded yet: `delivered` up to `upto` (0: none)."""
+
+    upto = 0
 
 
 async def stopped(engine: Engine, spec: Spec, st: store.State) -> bool:
@@ -183,12 +191,13 @@ async def _deliver(
     locks: Locks,
     reads: FocusReads,
     spec: Spec,
+    sent: _Sent,
     st: store.State,
     pending: list[store.Numbered],
 ) -> None:
     """Send the subscription's pending events in order (its lock held, `st` and the first
     page of events, `pending`, read with it); each step takes a pool connection for its
-    statement only."""
+    statement only. The last page's `delivered` is left in `sent`, for the give."""
     engine = job.runtime.engine
     db = engine.pool.connection
     sid = spec.id
@@ -209,13 +218,17 @@ async def _deliver(
         except DeliveryError as exc:
             await _failed(job, engine, sid, exc)
             raise
-        # `delivered` moved on even if the job is cancelled meanwhile (`Locks.record`)
+        if len(pending) < spec.max_count:
+            # all there was (events numbered since are seen once the lock is let go): its
+            # `delivered` goes with the give, even if the job is cancelled meanwhile
+            sent.upto, sent_any = pending[-1].number, True
+            break
+        # a full page, more to send: `delivered` moved on now, even if the job is cancelled
+        # meanwhile (`Locks.record`)
         after = await locks.record(sid, pending[-1].number)
         if after is None:
             return
         st, sent_any = after, True
-        if len(pending) < spec.max_count:
-            break  # all there was; events numbered since are seen once the lock is let go
     if not sent_any and job.args.get("heartbeat") and _heartbeat_due(spec, st):
         try:
             await send(None, engine, spec, st, "heartbeat", [])

@@ -9,8 +9,10 @@ one begun once they are held (read in the locking statement, its snapshot would 
 lock and could miss the `delivered` of the holder that let it go meanwhile: events sent twice),
 and the locks given back by a third, which says for each whether events are left (the states
 locked for that: a matcher numbering events meanwhile is waited for) and clears `wake_job` of
-those with none, so the matcher queues a job for their next events. The
-`delivered` of the notifications the endpoints took goes the same way, before the gives (one
+those with none, so the matcher queues a job for their next events. A delivery's last
+`delivered` (that of the notification the endpoint took last) goes in its give: one statement
+and one commit record what was delivered and let the subscription go. The `delivered` of a
+full page, with more to send under the same hold, goes the same way, before the gives (one
 statement for a batch, on this connection: no pool connection taken for it)."""
 
 from __future__ import annotations
@@ -43,14 +45,24 @@ _READ = (
 # are once locked: a matcher numbering events of one of them meanwhile is waited for, so its
 # events are seen here (events left: the holder looks again) or its wake sees `wake_job`
 # cleared (nothing left: it queues a job). Read by the statement's snapshot instead, events
-# numbered while a job finishes could be left to the sweep (`matching.wake`).
+# numbered while a job finishes could be left to the sweep (`matching.wake`). The `delivered`
+# of the delivery's last notification goes in the same statement (`upto`, 0: none): its
+# record and its give, one statement and one commit. Its session lock is let go in the
+# statement, so a transaction lock on the same key is taken first (granted at once: the
+# session holds it) and kept until the commit: another process's take fails until then
+# instead of reading, in the snapshot of a statement begun meanwhile, the `delivered` before.
 _GIVE = (
-    "WITH k AS (SELECT * FROM unnest(%s::text[], %s::bigint[]) WITH ORDINALITY AS k(id, key, n)), "
-    "l AS MATERIALIZED (SELECT s.id, s.status = 'active' AND s.delivered < s.events AS left "
+    "WITH k AS (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) "
+    "WITH ORDINALITY AS k(id, key, upto, n)), "
+    "l AS MATERIALIZED (SELECT s.id, k.upto, s.wake_job IS NOT NULL AS woken, "
+    "s.status = 'active' AND greatest(s.delivered, k.upto) < s.events AS left "
     "FROM subscription_state s JOIN k ON k.id = s.id ORDER BY s.id FOR UPDATE OF s), "
-    "u AS (UPDATE subscription_state s SET wake_job = NULL FROM l "
-    "WHERE s.id = l.id AND NOT l.left AND s.wake_job IS NOT NULL) "
-    "SELECT pg_advisory_unlock(k.key), l.left FROM k LEFT JOIN l ON l.id = k.id ORDER BY k.n"
+    "u AS (UPDATE subscription_state s SET delivered = greatest(s.delivered, l.upto), "
+    "last_sent = CASE WHEN l.upto > 0 THEN now() ELSE s.last_sent END, "
+    "wake_job = CASE WHEN l.left THEN s.wake_job END FROM l "
+    "WHERE s.id = l.id AND (l.upto > 0 OR (NOT l.left AND l.woken))) "
+    "SELECT CASE WHEN pg_try_advisory_xact_lock(k.key) THEN pg_advisory_unlock(k.key) "
+    "ELSE pg_advisory_unlock(k.key) END, l.left FROM k LEFT JOIN l ON l.id = k.id ORDER BY k.n"
 )
 _UNLOCK = "SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k"
 
@@ -67,6 +79,7 @@ def lock_key(sid: str) -> int:
 class _Asked:
     def __init__(self, kind: str, sid: str, number: int) -> None:
         # take (`number`: how many events at most), record (`delivered` up to `number`), give
+        # (with `delivered` up to `number` too, 0: none)
         self.kind, self.sid, self.number = kind, sid, number
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -109,15 +122,16 @@ class Locks:
             self.held.discard(sid)
         return taken
 
-    async def give(self, sid: str) -> bool:
-        """Let it go; whether the subscription is active with events still to deliver
-        (numbered while its holder was finishing)."""
+    async def give(self, sid: str, upto: int = 0) -> bool:
+        """Let it go, `delivered` moved on to `upto` (the last notification the endpoint
+        took, not recorded yet; 0: none) in the same statement; whether the subscription is
+        active with events still to deliver (numbered while its holder was finishing)."""
         if sid not in self.held or self.conn is None:
             return False
         self.held.discard(sid)
         try:
             # shielded: a give cut short is still made (the batch runs in a task of its own)
-            return bool(await asyncio.shield(self._ask(_Asked("give", sid, 0))))
+            return bool(await asyncio.shield(self._ask(_Asked("give", sid, upto))))
         except psycopg.Error:  # a lost session freed it already
             return True  # let the caller look again
 
@@ -176,7 +190,8 @@ class Locks:
 
     async def _give(self, conn: psycopg.AsyncConnection[Any], gives: list[_Asked]) -> None:
         sids = [a.sid for a in gives]
-        cur = await conn.execute(_GIVE, (sids, [lock_key(s) for s in sids]))
+        uptos = [a.number for a in gives]
+        cur = await conn.execute(_GIVE, (sids, [lock_key(s) for s in sids], uptos))
         for a, row in zip(gives, await cur.fetchall(), strict=True):
             if not a.future.done():
                 a.future.set_result(bool(row[1]))

@@ -820,12 +820,15 @@ def test_every_service_declared_topic_is_published(server: ServerProcess) -> Non
         assert TOPIC_BASE + name in published, published
 
 
-def test_two_deliverers_never_take_the_same_events(server: ServerProcess) -> None:
+@pytest.mark.parametrize("with_give", [False, True], ids=["recorded", "with-give"])
+def test_two_deliverers_never_take_the_same_events(server: ServerProcess, with_give: bool) -> None:
     """Two processes' deliveries of one subscription (two sessions' locks, each on a thread
     of its own) while its events are numbered: each event is handed to exactly one of them,
     once. The state must be read after the lock is held: read by the locking statement, its
     snapshot could predate the other's `delivered` (found by CI as a notification sent twice;
-    the window is narrow, so this test finds it only now and then)."""
+    the window is narrow, so this test finds it only now and then). `with_give`: `delivered`
+    moved on by the statement that lets the lock go (a delivery's last page), whose session
+    lock goes before its commit: the other's take must not read the `delivered` before."""
 
     from socle.subscriptions.delivery import Locks
 
@@ -858,6 +861,9 @@ def test_two_deliverers_never_take_the_same_events(server: ServerProcess) -> Non
                     continue
                 _, pending = got
                 taken.extend(e.number for e in pending)
+                if with_give:
+                    await locks.give(sid, pending[-1].number if pending else 0)
+                    continue
                 if pending:
                     await store.delivered(conn, sid, pending[-1].number)
                 await locks.give(sid)
@@ -883,6 +889,52 @@ def test_two_deliverers_never_take_the_same_events(server: ServerProcess) -> Non
         t.join()
     assert not errors, errors
     assert sorted(taken) == list(range(1, total + 1)), "an event taken twice or never"
+
+
+def test_a_give_records_the_last_notification_and_lets_go_in_one_statement(
+    server: ServerProcess,
+) -> None:
+    """A delivery's last `delivered` goes with its give: the state moved on (and `last_sent`)
+    by the statement that lets the lock go, which says whether events are left and clears
+    `wake_job` when none are; another session then takes it and reads the events after."""
+    from socle.subscriptions.locks import Locks
+    from socle.subscriptions.matching import DELIVER_JOB
+    from socle.workers.queue import enqueue
+
+    url = server.database.url
+    assert url is not None
+    sid = "give-" + datetime.now(UTC).strftime("%H%M%S%f")
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await store.created(conn, sid, None)
+            await store.set_status(conn, sid, "active")
+            events = [("Observation", "o", 1, datetime.now(UTC)) for _ in range(3)]
+            await store.number(conn, {sid: events})
+            # a job "running" from its commit on: the server's workers never take it
+            async with conn.transaction():
+                job = await enqueue(conn, DELIVER_JOB, {"subscriptions": [sid]})
+                await store.woken(conn, [sid], job)
+                await conn.execute("UPDATE job SET state = 'running' WHERE id = %s", (job,))
+            first, second = Locks(url), Locks(url)
+            got = await first.take(sid, 2)
+            assert got is not None and [e.number for e in got[1]] == [1, 2]
+            assert await second.take(sid, 10) is None  # held
+            assert await first.give(sid, 2) is True  # event 3 left
+            st = await store.state(conn, sid)
+            assert st is not None and st.delivered == 2 and st.last_sent is not None
+            assert await store.needing_a_job(conn, [sid]) == []  # left: its job goes on
+            got = await second.take(sid, 10)
+            assert got is not None and [e.number for e in got[1]] == [3]
+            assert await second.give(sid, 3) is False
+            st = await store.state(conn, sid)
+            assert st is not None and st.delivered == 3
+            assert await store.needing_a_job(conn, [sid]) == [sid]  # `wake_job` cleared
+            for locks in (first, second):
+                assert locks.conn is not None
+                await locks.conn.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
 
 
 def test_one_process_takes_and_gives_many_locks_together(server: ServerProcess) -> None:
