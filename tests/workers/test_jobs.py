@@ -152,6 +152,10 @@ def test_a_worker_killed_mid_job_leaves_it_to_another_which_runs_it_again(
     second = WorkerProcess(server, "after-kill")
     try:
         done = _until(lambda: (j := _job(server, job_id))["state"] == "succeeded" and j)
+    except AssertionError as exc:  # what each worker did, for a run that stalls here
+        raise AssertionError(
+            (_job(server, job_id), first.log.read_text()[-2000:], second.log.read_text()[-3000:])
+        ) from exc
     finally:
         second.stop()
     assert done["attempts"] == 2
